@@ -1,0 +1,90 @@
+// General strided, batched matrix product, f32 accumulate:
+//   C[b] = alpha * op(A[b]) * op(B[b]) + beta * C[b]
+// op(A) is M x K, op(B) is K x N. TRANS_A / TRANS_B pick the storage layout, so one kernel serves
+// the three products training needs: y = x W^T (NT), dX = dY W (NN), dW = dY^T X (TN).
+// Tiles: 64 x 64 outputs per workgroup, K in steps of 16, each of 256 threads owns 4 x 4 outputs.
+// B_TYPE is f32 or f16 (f16 weights, f32 math), substituted by src/kernels/matmul.ts.
+{{ENABLE}}
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+
+struct Params {
+  M: u32, N: u32, K: u32,
+  lda: u32, ldb: u32, ldc: u32,
+  offA: u32, offB: u32, offC: u32,
+  strideA: u32, strideB: u32, strideC: u32,
+  alpha: f32, beta: f32,
+}
+
+@group(0) @binding(0) var<storage, read> A: array<f32>;
+@group(0) @binding(1) var<storage, read> B: array<{{B_TYPE}}>;
+@group(0) @binding(2) var<storage, read_write> C: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+const BM = 64u;
+const BN = 64u;
+const BK = 16u;
+var<workgroup> As: array<f32, 1024>; // [BK][BM]
+var<workgroup> Bs: array<f32, 1024>; // [BK][BN]
+
+fn loadA(batch: u32, m: u32, k: u32) -> f32 {
+  if (m >= p.M || k >= p.K) { return 0.0; }
+  let base = p.offA + batch * p.strideA;
+  if (TRANS_A) { return A[base + k * p.lda + m]; }
+  return A[base + m * p.lda + k];
+}
+
+fn loadB(batch: u32, k: u32, n: u32) -> f32 {
+  if (k >= p.K || n >= p.N) { return 0.0; }
+  let base = p.offB + batch * p.strideB;
+  if (TRANS_B) { return f32(B[base + n * p.ldb + k]); }
+  return f32(B[base + k * p.ldb + n]);
+}
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let batch = wg.z;
+  let m0 = wg.y * BM;
+  let n0 = wg.x * BN;
+  let tid = lid.y * 16u + lid.x;
+  var acc: array<f32, 16>;
+  for (var k0 = 0u; k0 < p.K; k0 += BK) {
+    for (var i = 0u; i < 4u; i++) {
+      let e = tid + i * 256u;
+      // read along the contiguous dimension of each operand
+      var mm: u32; var ka: u32;
+      if (TRANS_A) { mm = e % BM; ka = e / BM; } else { mm = e / BK; ka = e % BK; }
+      As[ka * BM + mm] = loadA(batch, m0 + mm, k0 + ka);
+      var nn: u32; var kb: u32;
+      if (TRANS_B) { nn = e / BK; kb = e % BK; } else { nn = e % BN; kb = e / BN; }
+      Bs[kb * BN + nn] = loadB(batch, k0 + kb, n0 + nn);
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < BK; kk++) {
+      var a: array<f32, 4>;
+      var b: array<f32, 4>;
+      for (var i = 0u; i < 4u; i++) {
+        a[i] = As[kk * BM + lid.y + i * 16u];
+        b[i] = Bs[kk * BN + lid.x + i * 16u];
+      }
+      for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+          acc[i * 4u + j] = fma(a[i], b[j], acc[i * 4u + j]);
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < 4u; i++) {
+    let m = m0 + lid.y + i * 16u;
+    if (m >= p.M) { continue; }
+    for (var j = 0u; j < 4u; j++) {
+      let n = n0 + lid.x + j * 16u;
+      if (n >= p.N) { continue; }
+      let idx = p.offC + batch * p.strideC + m * p.ldc + n;
+      var v = p.alpha * acc[i * 4u + j];
+      if (p.beta != 0.0) { v += p.beta * C[idx]; }
+      C[idx] = v;
+    }
+  }
+}

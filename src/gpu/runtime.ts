@@ -1,0 +1,331 @@
+// The GPU runtime shared by every host: tensor allocation and transfer, cached pipelines and bind
+// groups, and recording of dispatches into one command encoder (one compute pass) until flush().
+
+import { byteSize, numel, shapeStr, type DType, type Tensor } from './tensor';
+import type { Capabilities } from './capabilities';
+
+export class GpuError extends Error {
+  override name = 'GpuError';
+}
+
+/** A binding is a whole tensor or an explicit byte range of a buffer. */
+export type Binding = Tensor | { buffer: GPUBuffer; offset?: number; size?: number };
+
+/** Uniform parameters: plain numbers are u32 (i32 when negative), f32() marks a float. */
+export type Param = number | { f32: number };
+export const f32 = (x: number): Param => ({ f32: x });
+
+const STORAGE = 0x80; // GPUBufferUsage.STORAGE (globals are not set in every host)
+const COPY_SRC = 0x04;
+const COPY_DST = 0x08;
+const MAP_READ = 0x01;
+const UNIFORM = 0x40;
+
+const UNIFORM_CACHE_LIMIT = 4096;
+
+export class Gpu {
+  readonly device: GPUDevice;
+  readonly caps: Capabilities;
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly pipelineIds = new WeakMap<GPUComputePipeline, number>();
+  private readonly bufferIds = new WeakMap<GPUBuffer, number>();
+  private nextId = 1;
+  private readonly bindGroups = new Map<string, GPUBindGroup>();
+  private readonly uniforms = new Map<string, GPUBuffer>();
+  private lost: string | null = null;
+  private error: string | null = null;
+  /** Bytes currently allocated through tensor(); peak is the high-water mark. */
+  allocated = 0;
+  peakAllocated = 0;
+  dispatchCount = 0;
+
+  constructor(device: GPUDevice, caps: Capabilities) {
+    this.device = device;
+    this.caps = caps;
+    device.lost.then((info) => {
+      this.lost = `GPU device lost (${info.reason}): ${info.message || 'no details'}`;
+    });
+    const onError = (ev: Event) => {
+      const err = (ev as GPUUncapturedErrorEvent).error;
+      this.error ??= err?.message ?? String(err);
+    };
+    if (typeof device.addEventListener === 'function') device.addEventListener('uncapturederror', onError);
+    else (device as unknown as { onuncapturederror: unknown }).onuncapturederror = onError;
+  }
+
+  // ---- tensors -------------------------------------------------------------------------------
+
+  tensor(shape: readonly number[], dtype: DType = 'f32', label?: string): Tensor {
+    this.check();
+    const size = byteSize(shape, dtype);
+    const max = this.caps.limits.maxBufferSize;
+    if (size > max) {
+      throw new GpuError(`tensor ${label ?? ''}${shapeStr(shape)} ${dtype} needs ${size} bytes; this GPU allows ${max} per buffer`);
+    }
+    const buffer = this.device.createBuffer({
+      label,
+      size: Math.max(16, Math.ceil(size / 16) * 16),
+      usage: STORAGE | COPY_SRC | COPY_DST,
+    });
+    this.allocated += buffer.size;
+    this.peakAllocated = Math.max(this.peakAllocated, this.allocated);
+    return { buffer, shape: [...shape], dtype, offset: 0 };
+  }
+
+  upload(data: ArrayBufferView, shape: readonly number[], dtype: DType = 'f32', label?: string): Tensor {
+    const t = this.tensor(shape, dtype, label);
+    this.write(t, data);
+    return t;
+  }
+
+  write(t: Tensor, data: ArrayBufferView, byteOffset = 0): void {
+    this.check();
+    const bytes = new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+    // writeBuffer needs a multiple of 4 bytes
+    const padded = bytes.byteLength % 4 === 0 ? bytes : padTo4(bytes);
+    this.device.queue.writeBuffer(t.buffer, t.offset + byteOffset, padded);
+  }
+
+  /** Fill with zeros on the GPU timeline (ordered with recorded dispatches). */
+  zero(t: Tensor): void {
+    this.endPass();
+    this.enc().clearBuffer(t.buffer, t.offset, Math.ceil(byteSize(t.shape, t.dtype) / 4) * 4);
+  }
+
+  copy(src: Tensor, dst: Tensor, bytes = byteSize(src.shape, src.dtype), srcOffset = 0, dstOffset = 0): void {
+    this.endPass();
+    this.enc().copyBufferToBuffer(src.buffer, src.offset + srcOffset, dst.buffer, dst.offset + dstOffset, bytes);
+  }
+
+  async readBytes(t: Tensor, bytes = byteSize(t.shape, t.dtype), byteOffset = 0): Promise<ArrayBuffer> {
+    const size = Math.ceil(bytes / 4) * 4;
+    const staging = this.device.createBuffer({ size, usage: MAP_READ | COPY_DST });
+    this.endPass();
+    this.enc().copyBufferToBuffer(t.buffer, t.offset + byteOffset, staging, 0, size);
+    this.flush();
+    try {
+      await staging.mapAsync(1 /* GPUMapMode.READ */);
+    } catch (e) {
+      this.check();
+      throw new GpuError(`reading ${t.buffer.label || 'tensor'} back failed: ${(e as Error).message}`);
+    }
+    const out = staging.getMappedRange().slice(0, bytes);
+    staging.destroy();
+    this.check();
+    return out;
+  }
+
+  /** f32 and f16 tensors come back as Float32Array, i32 as Int32Array, u32 and packed as Uint32Array. */
+  async read(t: Tensor): Promise<Float32Array | Int32Array | Uint32Array> {
+    const buf = await this.readBytes(t);
+    if (t.dtype === 'f32') return new Float32Array(buf);
+    if (t.dtype === 'i32') return new Int32Array(buf);
+    if (t.dtype === 'f16') return f16ToF32(new Uint16Array(buf, 0, numel(t.shape)));
+    return new Uint32Array(buf);
+  }
+
+  async readF32(t: Tensor): Promise<Float32Array> {
+    if (t.dtype !== 'f32' && t.dtype !== 'f16') throw new GpuError(`readF32 on a ${t.dtype} tensor`);
+    return (await this.read(t)) as Float32Array;
+  }
+
+  release(...ts: (Tensor | undefined | null)[]): void {
+    for (const t of ts) {
+      if (!t || t.offset !== 0) continue;
+      this.allocated -= t.buffer.size;
+      t.buffer.destroy();
+    }
+    this.bindGroups.clear();
+  }
+
+  // ---- compute -------------------------------------------------------------------------------
+
+  /** A compute pipeline, compiled once per (source, entry point, override constants). */
+  pipeline(code: string, entryPoint = 'main', constants: Record<string, number> = {}): GPUComputePipeline {
+    const key = `${entryPoint}|${JSON.stringify(constants)}|${code}`;
+    let p = this.pipelines.get(key);
+    if (!p) {
+      this.check();
+      const module = this.device.createShaderModule({ code, label: entryPoint });
+      p = this.device.createComputePipeline({
+        label: entryPoint,
+        layout: 'auto',
+        compute: { module, entryPoint, constants },
+      });
+      this.pipelines.set(key, p);
+      this.pipelineIds.set(p, this.nextId++);
+    }
+    return p;
+  }
+
+  /**
+   * Record one dispatch. Bindings go to @group(0) in order @binding(0..n-1); `params`, when given,
+   * is a uniform buffer at the next binding. Workgroup counts above the per-dimension limit must
+   * be folded by the caller with grid().
+   */
+  dispatch(
+    pipeline: GPUComputePipeline,
+    bindings: readonly Binding[],
+    workgroups: readonly [number, number?, number?],
+    params?: readonly Param[],
+  ): void {
+    this.check();
+    const [x, y = 1, z = 1] = workgroups;
+    if (x === 0 || y === 0 || z === 0) return;
+    const all: Binding[] = [...bindings];
+    if (params) all.push({ buffer: this.uniform(params) });
+    const group = this.bindGroup(pipeline, all);
+    const pass = this.beginPass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, group);
+    pass.dispatchWorkgroups(x, y, z);
+    this.dispatchCount++;
+  }
+
+  /** Split a 1-D workgroup count into x/y under the per-dimension limit (shaders fold it back). */
+  grid(count: number): [number, number] {
+    const max = this.caps.limits.maxComputeWorkgroupsPerDimension;
+    if (count <= max) return [count, 1];
+    const y = Math.ceil(count / max);
+    return [Math.ceil(count / y), y];
+  }
+
+  /** Submit everything recorded so far. */
+  flush(): void {
+    this.endPass();
+    if (this.encoder) {
+      this.device.queue.submit([this.encoder.finish()]);
+      this.encoder = null;
+    }
+    if (this.uniforms.size > UNIFORM_CACHE_LIMIT) {
+      for (const b of this.uniforms.values()) b.destroy();
+      this.uniforms.clear();
+      this.bindGroups.clear();
+    }
+  }
+
+  /** Wait until the GPU has finished all submitted work. */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+    this.check();
+  }
+
+  /** Throws if the device was lost or a validation error occurred since the last check. */
+  check(): void {
+    if (this.lost) throw new GpuError(`${this.lost}. Work since the last checkpoint is lost; restart the run (it resumes from the last checkpoint).`);
+    if (this.error) {
+      const e = this.error;
+      this.error = null;
+      throw new GpuError(`WebGPU error: ${e}`);
+    }
+  }
+
+  destroy(): void {
+    this.flush();
+    for (const b of this.uniforms.values()) b.destroy();
+    this.device.destroy();
+  }
+
+  // ---- internals -----------------------------------------------------------------------------
+
+  private enc(): GPUCommandEncoder {
+    this.encoder ??= this.device.createCommandEncoder();
+    return this.encoder;
+  }
+
+  private beginPass(): GPUComputePassEncoder {
+    this.pass ??= this.enc().beginComputePass();
+    return this.pass;
+  }
+
+  private endPass(): void {
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+  }
+
+  private id(buffer: GPUBuffer): number {
+    let id = this.bufferIds.get(buffer);
+    if (id === undefined) {
+      id = this.nextId++;
+      this.bufferIds.set(buffer, id);
+    }
+    return id;
+  }
+
+  private bindGroup(pipeline: GPUComputePipeline, bindings: readonly Binding[]): GPUBindGroup {
+    const entries: GPUBindGroupEntry[] = [];
+    let key = `${this.pipelineIds.get(pipeline)}`;
+    bindings.forEach((b, i) => {
+      let buffer: GPUBuffer, offset: number, size: number | undefined;
+      if ('shape' in b) {
+        buffer = b.buffer;
+        offset = b.offset;
+        size = Math.ceil(byteSize(b.shape, b.dtype) / 4) * 4;
+      } else {
+        buffer = b.buffer;
+        offset = b.offset ?? 0;
+        size = b.size;
+      }
+      if (size !== undefined && size > this.caps.limits.maxStorageBufferBindingSize) {
+        throw new GpuError(
+          `binding ${i} of ${pipeline.label} is ${size} bytes, over this GPU's ${this.caps.limits.maxStorageBufferBindingSize}-byte binding limit; split the tensor`,
+        );
+      }
+      key += `|${this.id(buffer)}:${offset}:${size ?? '*'}`;
+      entries.push({ binding: i, resource: { buffer, offset, size } });
+    });
+    let g = this.bindGroups.get(key);
+    if (!g) {
+      g = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+      this.bindGroups.set(key, g);
+    }
+    return g;
+  }
+
+  private uniform(params: readonly Param[]): GPUBuffer {
+    const words = new Uint32Array(Math.max(4, Math.ceil(params.length / 4) * 4));
+    const view = new DataView(words.buffer);
+    params.forEach((p, i) => {
+      if (typeof p === 'number') {
+        if (!Number.isInteger(p)) throw new GpuError(`uniform param ${i} = ${p} is not an integer; wrap floats in f32()`);
+        if (p < 0) view.setInt32(i * 4, p, true);
+        else view.setUint32(i * 4, p, true);
+      } else view.setFloat32(i * 4, p.f32, true);
+    });
+    let key = '';
+    for (const w of words) key += w.toString(36) + ',';
+    let b = this.uniforms.get(key);
+    if (!b) {
+      b = this.device.createBuffer({ size: words.byteLength, usage: UNIFORM | COPY_DST });
+      this.device.queue.writeBuffer(b, 0, words);
+      this.uniforms.set(key, b);
+    }
+    return b;
+  }
+}
+
+function padTo4(bytes: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4);
+  out.set(bytes);
+  return out;
+}
+
+export function f16ToF32(h: Uint16Array): Float32Array {
+  const out = new Float32Array(h.length);
+  for (let i = 0; i < h.length; i++) out[i] = halfToFloat(h[i]!);
+  return out;
+}
+
+export function halfToFloat(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return s * m * 2 ** -24;
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * (1 + m / 1024) * 2 ** (e - 15);
+}

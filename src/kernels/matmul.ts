@@ -1,0 +1,97 @@
+// Matrix products. gemm() is the general strided, batched form; linear*() are the three layouts a
+// linear layer needs in training (the frozen base never needs its weight gradient, but full
+// fine-tuning does). Weights may be f32 or f16 (the latter only where the device has shader-f16).
+
+import source from '../../shaders/matmul.wgsl';
+import { f32, type Gpu } from '../gpu/runtime';
+import type { Tensor } from '../gpu/tensor';
+
+export interface GemmArgs {
+  a: Tensor;
+  b: Tensor;
+  c: Tensor;
+  M: number;
+  N: number;
+  K: number;
+  transA?: boolean;
+  transB?: boolean;
+  /** Leading dimensions (elements); default to the dense layout implied by M, N, K. */
+  lda?: number;
+  ldb?: number;
+  ldc?: number;
+  /** Element offsets into a, b, c. */
+  offA?: number;
+  offB?: number;
+  offC?: number;
+  batch?: number;
+  strideA?: number;
+  strideB?: number;
+  strideC?: number;
+  alpha?: number;
+  /** 0 overwrites C (never reading it), 1 accumulates into it. */
+  beta?: number;
+}
+
+export function gemm(gpu: Gpu, g: GemmArgs): void {
+  const { M, N, K, transA = false, transB = false } = g;
+  if (g.a.dtype !== 'f32' || g.c.dtype !== 'f32') throw new Error('gemm: A and C must be f32');
+  if (g.b.dtype !== 'f32' && g.b.dtype !== 'f16') throw new Error(`gemm: B must be f32 or f16, not ${g.b.dtype}`);
+  const lda = g.lda ?? (transA ? M : K);
+  const ldb = g.ldb ?? (transB ? K : N);
+  const ldc = g.ldc ?? N;
+  const batch = g.batch ?? 1;
+  const code = source
+    .replace('{{ENABLE}}', g.b.dtype === 'f16' ? 'enable f16;' : '')
+    .replace('{{B_TYPE}}', g.b.dtype);
+  const pipeline = gpu.pipeline(code, 'main', { TRANS_A: transA ? 1 : 0, TRANS_B: transB ? 1 : 0 });
+  gpu.dispatch(
+    pipeline,
+    [g.a, g.b, g.c],
+    [Math.ceil(N / 64), Math.ceil(M / 64), batch],
+    [M, N, K, lda, ldb, ldc, g.offA ?? 0, g.offB ?? 0, g.offC ?? 0,
+      g.strideA ?? 0, g.strideB ?? 0, g.strideC ?? 0, f32(g.alpha ?? 1), f32(g.beta ?? 0)],
+  );
+}
+
+/**
+ * A weight [N, K] in row parts, each small enough for one storage binding (browsers often cap a
+ * binding at 128 MiB to 2 GiB; an embedding table can be larger).
+ */
+export type Weight = Tensor | readonly Tensor[];
+export const weightParts = (w: Weight): readonly Tensor[] => (Array.isArray(w) ? w : [w as Tensor]);
+
+function rows(x: Tensor): number {
+  return x.shape.slice(0, -1).reduce((a, b) => a * b, 1);
+}
+const cols = (x: Tensor): number => x.shape[x.shape.length - 1]!;
+
+/** y[T, N] (=|+=) x[T, K] · Wᵀ, W [N, K]. */
+export function linear(gpu: Gpu, x: Tensor, w: Weight, y: Tensor, accumulate = false, scale = 1): void {
+  const T = rows(x), K = cols(x), N = cols(y);
+  let n0 = 0;
+  for (const part of weightParts(w)) {
+    const n = part.shape[0]!;
+    if (part.shape[1] !== K) throw new Error(`linear: weight has ${part.shape[1]} columns, input has ${K}`);
+    gemm(gpu, { a: x, b: part, c: y, M: T, N: n, K, transB: true, ldc: N, offC: n0, alpha: scale, beta: accumulate ? 1 : 0 });
+    n0 += n;
+  }
+  if (n0 !== N) throw new Error(`linear: weight has ${n0} rows, output has ${N} columns`);
+}
+
+/** dx[T, K] (=|+=) dy[T, N] · W, W [N, K]. */
+export function linearBackwardInput(gpu: Gpu, dy: Tensor, w: Weight, dx: Tensor, accumulate = false, scale = 1): void {
+  const T = rows(dy), N = cols(dy), K = cols(dx);
+  let n0 = 0;
+  weightParts(w).forEach((part, i) => {
+    const n = part.shape[0]!;
+    gemm(gpu, { a: dy, b: part, c: dx, M: T, N: K, K: n, lda: N, offA: n0, alpha: scale, beta: accumulate || i > 0 ? 1 : 0 });
+    n0 += n;
+  });
+  if (n0 !== N) throw new Error(`linearBackwardInput: weight has ${n0} rows, gradient has ${N} columns`);
+}
+
+/** dw[N, K] (=|+=) dyᵀ · x, with dy [T, N] and x [T, K]. */
+export function linearBackwardWeight(gpu: Gpu, dy: Tensor, x: Tensor, dw: Tensor, accumulate = false, scale = 1): void {
+  const T = rows(dy), N = cols(dy), K = cols(x);
+  gemm(gpu, { a: dy, b: x, c: dw, M: N, N: K, K: T, transA: true, alpha: scale, beta: accumulate ? 1 : 0 });
+}

@@ -1,0 +1,19 @@
+// One GPU per test file (vitest runs files in separate processes).
+import { nodeGpu } from '../../src/gpu/node';
+import type { Gpu } from '../../src/gpu/runtime';
+import { numel, type Tensor } from '../../src/gpu/tensor';
+
+let shared: Promise<Gpu> | null = null;
+
+export function testGpu(): Promise<Gpu> {
+  shared ??= nodeGpu({ warn: () => {} });
+  return shared;
+}
+
+/** An f32 tensor filled with NaN, so any element a kernel fails to write shows up. */
+export function poisoned(gpu: Gpu, shape: readonly number[], dtype: 'f32' = dtype32): Tensor {
+  const t = gpu.tensor(shape, dtype);
+  gpu.write(t, new Float32Array(numel(shape)).fill(NaN));
+  return t;
+}
+const dtype32 = 'f32' as const;

@@ -1,0 +1,92 @@
+// Kernel family: matmul (shaders/matmul.wgsl, src/kernels/matmul.ts)
+import { describe, expect, it } from 'vitest';
+import { gemm, linear, linearBackwardInput, linearBackwardWeight } from '../src/kernels/matmul';
+import { testGpu, poisoned } from './helpers/gpu';
+import { expectClose, makeRng } from './helpers/check';
+
+/** CPU reference: C = alpha op(A) op(B) + beta C, dense layouts. */
+function refGemm(a: Float32Array, b: Float32Array, M: number, N: number, K: number, tA: boolean, tB: boolean, alpha = 1, beta = 0, c?: Float32Array) {
+  const out = new Float64Array(M * N);
+  for (let m = 0; m < M; m++)
+    for (let n = 0; n < N; n++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += (tA ? a[k * M + m]! : a[m * K + k]!) * (tB ? b[n * K + k]! : b[k * N + n]!);
+      out[m * N + n] = alpha * s + (beta ? beta * c![m * N + n]! : 0);
+    }
+  return out;
+}
+
+describe('matmul', () => {
+  const shapes: [number, number, number][] = [
+    [1, 1, 1],
+    [1, 37, 19],
+    [70, 65, 33],
+    [128, 64, 96],
+    [5, 130, 17],
+  ];
+  for (const tA of [false, true])
+    for (const tB of [false, true])
+      it(`gemm ${tA ? 'T' : 'N'}${tB ? 'T' : 'N'} matches the CPU reference on odd shapes`, async () => {
+        const gpu = await testGpu();
+        const rng = makeRng();
+        for (const [M, N, K] of shapes) {
+          const a = rng.randn(M * K), b = rng.randn(K * N);
+          const ta = gpu.upload(a, tA ? [K, M] : [M, K]);
+          const tb = gpu.upload(b, tB ? [N, K] : [K, N]);
+          const tc = poisoned(gpu, [M, N]);
+          gemm(gpu, { a: ta, b: tb, c: tc, M, N, K, transA: tA, transB: tB, alpha: 0.5 });
+          expectClose(await gpu.readF32(tc), refGemm(a, b, M, N, K, tA, tB, 0.5), 1e-5, `gemm ${M}x${N}x${K}`, rng.seed);
+          gpu.release(ta, tb, tc);
+        }
+      });
+
+  it('gemm accumulates with beta and honours offsets, leading dims and batches', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const [B, M, N, K] = [3, 9, 20, 13];
+    const a = rng.randn(B * M * K), b = rng.randn(B * K * N), c = rng.randn(B * M * N);
+    const tc = gpu.upload(c, [B, M, N]);
+    gemm(gpu, {
+      a: gpu.upload(a, [B, M, K]), b: gpu.upload(b, [B, K, N]), c: tc, M, N, K,
+      batch: B, strideA: M * K, strideB: K * N, strideC: M * N, beta: 1,
+    });
+    const out = await gpu.readF32(tc);
+    for (let i = 0; i < B; i++) {
+      const ref = refGemm(a.subarray(i * M * K), b.subarray(i * K * N), M, N, K, false, false, 1, 1, c.subarray(i * M * N));
+      expectClose(out.subarray(i * M * N, (i + 1) * M * N), ref, 1e-5, `batch ${i}`, rng.seed);
+    }
+  });
+
+  it('linear, its input gradient and weight gradient; a weight split in row parts gives the same result', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const [T, K, N] = [23, 48, 70];
+    const x = rng.randn(T * K), w = rng.randn(N * K), dy = rng.randn(T * N);
+    const tx = gpu.upload(x, [T, K]), tw = gpu.upload(w, [N, K]), tdy = gpu.upload(dy, [T, N]);
+    const parts = [gpu.upload(w.subarray(0, 30 * K), [30, K]), gpu.upload(w.subarray(30 * K), [N - 30, K])];
+
+    const y = poisoned(gpu, [T, N]), ySplit = poisoned(gpu, [T, N]);
+    linear(gpu, tx, tw, y);
+    linear(gpu, tx, parts, ySplit);
+    const yRef = refGemm(x, w, T, N, K, false, true);
+    expectClose(await gpu.readF32(y), yRef, 1e-5, 'y = x W^T', rng.seed);
+    expectClose(await gpu.readF32(ySplit), yRef, 1e-5, 'y with split weight', rng.seed);
+
+    const dx = poisoned(gpu, [T, K]), dxSplit = poisoned(gpu, [T, K]);
+    linearBackwardInput(gpu, tdy, tw, dx);
+    linearBackwardInput(gpu, tdy, parts, dxSplit);
+    const dxRef = refGemm(dy, w, T, K, N, false, false);
+    expectClose(await gpu.readF32(dx), dxRef, 1e-5, 'dX = dY W', rng.seed);
+    expectClose(await gpu.readF32(dxSplit), dxRef, 1e-5, 'dX with split weight', rng.seed);
+
+    const dw = poisoned(gpu, [N, K]);
+    linearBackwardWeight(gpu, tdy, tx, dw);
+    expectClose(await gpu.readF32(dw), refGemm(dy, x, N, K, T, true, false), 1e-5, 'dW = dY^T X', rng.seed);
+  });
+
+  it('reports a shape mismatch instead of computing garbage', async () => {
+    const gpu = await testGpu();
+    const x = gpu.tensor([4, 8]), w = gpu.tensor([6, 7]), y = gpu.tensor([4, 6]);
+    expect(() => linear(gpu, x, w, y)).toThrow(/7 columns, input has 8/);
+  });
+});
