@@ -1,0 +1,377 @@
+// LoRA and DoRA linear layers, forward and backward, as PEFT (0.20 / 0.21, src/peft/tuners/lora/
+// layer.py, variants.py DoraLinearVariant, dora.py DoraLinearLayer) defines them. The big products
+// go through matmul.ts (so they follow whatever weight formats linear() accepts); shaders/lora.wgsl
+// holds the DoRA pieces gemm cannot express.
+//
+// Notation: x [T, K], W [N, K] (frozen base), A [r, K], B [N, r], s = scaling (alpha/r, or
+// alpha/sqrt(r) with rsLoRA), b = bias [N], xl = the LoRA branch's input: dropout(x) when the caller
+// passes xDropped, else x. xa = xl Aᵀ [T, r].
+//
+// LoRA:  y = x Wᵀ + b + s xa Bᵀ
+//   dx  = dY W + s (dY B) A                 (without dropout)
+//   dx  = dY W,  dxl = s (dY B) A           (with dropout: the caller runs dxl through the
+//                                            dropout backward and adds it to dx)
+//   dA  = s (dY B)ᵀ xl,  dB = s dYᵀ xa
+//
+// DoRA (DoraLinearLayer.forward with the norm detached, DoRA paper §4.3):
+//   c = ||W + s B A||_row  [N], a constant for autograd; g = m / c (m = lora_magnitude_vector)
+//   PEFT computes result = base(x) + (g - 1)·base_result + g·s·lora(xl), where base(x) = x Wᵀ + b
+//   and base_result = x Wᵀ (bias subtracted) without dropout, or xl Wᵀ (no bias) with dropout. So
+//   without dropout:  y = g ⊙ (x Wᵀ + s xa Bᵀ) + b           (the bias is not scaled)
+//   with dropout:     y = x Wᵀ + b + (g - 1) ⊙ (xl Wᵀ) + g ⊙ s xa Bᵀ
+//   (⊙ scales column n by g[n].) With u = xl Wᵀ + s xa Bᵀ (saved.baseOut holds xl Wᵀ) and
+//   D = dY ⊙ g, since c is constant:
+//   dm[n] = Σ_t dY[t, n] u[t, n] / c[n]
+//   dA = s (D B)ᵀ xl,  dB = s Dᵀ xa                (the LoRA gradients with dY replaced by D)
+//   without dropout:  dx = D W + s (D B) A
+//   with dropout:     dx = dY W,  dxl = (dY ⊙ (g - 1)) W + s (D B) A
+//   No gradient flows through c (PEFT detaches weight_norm), so dA/dB are not the gradients of the
+//   "true" DoRA function; they are what PEFT trains with.
+//
+// c is recomputed on every forward from W, A and B without materialising B·A (row_norm: N·K·r
+// multiply-adds, one workgroup per row). Quantized (q4/q8) base weights: linear() handles them for
+// plain LoRA; DoRA's norm needs the dequantized rows and throws until src/kernels/quant.ts
+// provides dequantize().
+
+import source from '../../shaders/lora.wgsl';
+import { f32, type Gpu } from '../gpu/runtime';
+import { numel, shapeStr, type Tensor } from '../gpu/tensor';
+import { linear, linearBackwardInput, linearBackwardWeight, type Weight } from './matmul';
+
+export interface LoraWeights {
+  /** [r, K] (PEFT lora_A.weight) */
+  A: Tensor;
+  /** [N, r] (PEFT lora_B.weight) */
+  B: Tensor;
+  /** alpha / r, or alpha / sqrt(r) with rsLoRA */
+  scaling: number;
+  /** DoRA: [N] (PEFT lora_magnitude_vector) */
+  magnitude?: Tensor;
+}
+
+export interface LoraGrads {
+  dA: Tensor;
+  dB: Tensor;
+  dMagnitude?: Tensor;
+}
+
+export interface LoraSaved {
+  /** [T, r] = xl Aᵀ */
+  xa: Tensor;
+  /** DoRA: [T, N] = xl Wᵀ (no bias) */
+  baseOut?: Tensor;
+  /** DoRA: [N] = 1 / ||W + s B A||_row, detached */
+  normInv?: Tensor;
+}
+
+export interface LoraForwardOptions {
+  /**
+   * lora_dropout(x), same shape as x: the LoRA branch (and DoRA's base_result) reads it, the base
+   * product reads x, as PEFT does in training. Pass the same tensor to loraBackward.
+   */
+  xDropped?: Tensor;
+}
+
+export interface LoraBackwardOptions {
+  /** dx += instead of dx = (the base product's part; see dxDropped for dropout). */
+  accumulateDx?: boolean;
+  /** dA, dB, dMagnitude += instead of = (gradient accumulation). */
+  accumulateGrads?: boolean;
+  /**
+   * DoRA only: f32 scratch of at least T·N elements (loraWorkspaceShape) for dY ⊙ g, so layers
+   * can share one buffer. Must not alias any other argument. Without it a per-device scratch
+   * buffer is used.
+   */
+  workspace?: Tensor;
+  /** The xDropped given to loraForward. */
+  xDropped?: Tensor;
+  /**
+   * With xDropped and dx: receives (always overwritten) the gradient with respect to xDropped,
+   * [T, K]. The caller applies the dropout backward (mask / (1 - p)) and adds it to dx.
+   */
+  dxDropped?: Tensor;
+}
+
+/** Shapes of the tensors loraForward saves for loraBackward (allocate them as f32). */
+export function loraSavedShapes(T: number, N: number, r: number, dora: boolean): Record<string, number[]> {
+  return dora ? { xa: [T, r], baseOut: [T, N], normInv: [N] } : { xa: [T, r] };
+}
+
+/** Shape of the optional backward workspace (null: none needed). */
+export function loraWorkspaceShape(T: number, N: number, dora: boolean): number[] | null {
+  return dora ? [T * N] : null;
+}
+
+// ---- shapes ----------------------------------------------------------------------------------------
+
+const rowsOf = (t: Tensor): number => t.shape.slice(0, -1).reduce((a, b) => a * b, 1);
+const colsOf = (t: Tensor): number => t.shape[t.shape.length - 1] ?? 1;
+const partsOf = (w: Weight): readonly Tensor[] => (Array.isArray(w) ? w : [w as Tensor]);
+
+function expectF32(fn: string, name: string, t: Tensor): void {
+  if (t.dtype !== 'f32') throw new Error(`${fn}: ${name} must be f32, not ${t.dtype}`);
+}
+
+function expect2d(fn: string, name: string, t: Tensor, rows: number, cols: number): void {
+  expectF32(fn, name, t);
+  if (rowsOf(t) !== rows || colsOf(t) !== cols) {
+    throw new Error(`${fn}: ${name} is ${shapeStr(t.shape)}, expected [${rows}, ${cols}]`);
+  }
+}
+
+function expect1d(fn: string, name: string, t: Tensor, n: number): void {
+  expectF32(fn, name, t);
+  if (numel(t.shape) !== n) throw new Error(`${fn}: ${name} is ${shapeStr(t.shape)}, expected [${n}]`);
+}
+
+interface Dims {
+  T: number;
+  K: number;
+  N: number;
+  r: number;
+}
+
+/** Checks the layer's own tensors and returns its sizes; T from x. */
+function layerDims(gpu: Gpu, fn: string, x: Tensor, base: Weight, lora: LoraWeights): Dims {
+  expectF32(fn, 'x', x);
+  const T = rowsOf(x), K = colsOf(x);
+  const r = lora.A.shape[0]!;
+  if (lora.A.shape.length !== 2 || r < 1) throw new Error(`${fn}: lora A is ${shapeStr(lora.A.shape)}, expected [r, ${K}]`);
+  expect2d(fn, 'lora A', lora.A, r, K);
+  const parts = partsOf(base);
+  let N = 0;
+  for (const p of parts) {
+    if (p.shape.length !== 2 || p.shape[1] !== K) {
+      throw new Error(`${fn}: base weight part is ${shapeStr(p.shape)}, expected [rows, ${K}] for input ${shapeStr(x.shape)}`);
+    }
+    N += p.shape[0]!;
+  }
+  expect2d(fn, 'lora B', lora.B, N, r);
+  if (lora.magnitude) {
+    expect1d(fn, 'DoRA magnitude', lora.magnitude, N);
+    for (const p of parts) checkNormable(gpu, fn, p);
+  }
+  if (!Number.isFinite(lora.scaling)) throw new Error(`${fn}: scaling ${lora.scaling} is not finite`);
+  return { T, K, N, r };
+}
+
+/** DoRA's row norm reads W directly: f32, or f16 where the device has shader-f16. */
+function checkNormable(gpu: Gpu, fn: string, p: Tensor): void {
+  if (p.dtype === 'q4' || p.dtype === 'q8') {
+    throw new Error(`${fn}: DoRA on a ${p.dtype} base weight is not supported yet (its row norm needs dequantize() from src/kernels/quant.ts)`);
+  }
+  if (p.dtype !== 'f32' && p.dtype !== 'f16') throw new Error(`${fn}: DoRA base weight must be f32 or f16, not ${p.dtype}`);
+  if (p.dtype === 'f16' && !gpu.caps.f16) throw new Error(`${fn}: f16 base weight on a device without shader-f16`);
+}
+
+function checkSaved(fn: string, d: Dims, saved: LoraSaved, dora: boolean): void {
+  expect2d(fn, 'saved.xa', saved.xa, d.T, d.r);
+  if (dora) {
+    if (!saved.baseOut || !saved.normInv) throw new Error(`${fn}: DoRA needs saved.baseOut [${d.T}, ${d.N}] and saved.normInv [${d.N}] (see loraSavedShapes)`);
+    expect2d(fn, 'saved.baseOut', saved.baseOut, d.T, d.N);
+    expect1d(fn, 'saved.normInv', saved.normInv, d.N);
+  }
+}
+
+function checkDropped(fn: string, x: Tensor, xDropped: Tensor | undefined): void {
+  if (!xDropped) return;
+  expectF32(fn, 'xDropped', xDropped);
+  if (rowsOf(xDropped) !== rowsOf(x) || colsOf(xDropped) !== colsOf(x)) {
+    throw new Error(`${fn}: xDropped is ${shapeStr(xDropped.shape)}, x is ${shapeStr(x.shape)}`);
+  }
+}
+
+// ---- scratch ---------------------------------------------------------------------------------------
+
+// Per-device scratch buffers that only grow. A buffer that is outgrown is dropped without
+// destroy(): recorded but unsubmitted work may still use it, and Dawn frees it once unreferenced.
+const scratchByGpu = new WeakMap<Gpu, Map<string, Tensor>>();
+
+function scratch(gpu: Gpu, name: string, shape: readonly number[]): Tensor {
+  const n = numel(shape);
+  let m = scratchByGpu.get(gpu);
+  if (!m) scratchByGpu.set(gpu, (m = new Map()));
+  let t = m.get(name);
+  if (!t || numel(t.shape) < n) {
+    if (t) gpu.allocated -= t.buffer.size;
+    t = gpu.tensor([Math.max(n, t ? 2 * numel(t.shape) : 0)], 'f32', `lora.${name}`);
+    m.set(name, t);
+  }
+  return { ...t, shape: [...shape] };
+}
+
+/** Frees lora's scratch buffers; call only once the work using them has been submitted. */
+export function releaseLoraScratch(gpu: Gpu): void {
+  const m = scratchByGpu.get(gpu);
+  if (!m) return;
+  gpu.release(...m.values());
+  m.clear();
+}
+
+// ---- helper kernels --------------------------------------------------------------------------------
+
+function code(wType: 'f32' | 'f16' = 'f32'): string {
+  return source.replace('{{ENABLE}}', wType === 'f16' ? 'enable f16;' : '').replaceAll('{{W_TYPE}}', wType);
+}
+
+function elementwiseGrid(gpu: Gpu, count: number): [number, number] {
+  return gpu.grid(Math.ceil(count / 256));
+}
+
+/** y[t, n] = bias[n] */
+function fillBias(gpu: Gpu, bias: Tensor, y: Tensor, T: number, N: number): void {
+  gpu.dispatch(gpu.pipeline(code(), 'fill_bias'), [bias, y], elementwiseGrid(gpu, T * N), [T, N, f32(0), 0]);
+}
+
+/** out[t, n] = dy[t, n] (mag[n] normInv[n] - sub) */
+function colScale(gpu: Gpu, dy: Tensor, mag: Tensor, normInv: Tensor, out: Tensor, T: number, N: number, sub: number): void {
+  gpu.dispatch(gpu.pipeline(code(), 'col_scale'), [dy, mag, normInv, out], elementwiseGrid(gpu, T * N), [T, N, f32(sub), 0]);
+}
+
+/**
+ * out[n] = ||W[n, :] + s (B A)[n, :]|| (1 / that with inverse), for f32 or f16 W, without storing
+ * B A. DoRA initialises lora_magnitude_vector with this norm (PEFT DoraLinearLayer.update_layer).
+ */
+export function loraWeightNorm(gpu: Gpu, base: Weight, lora: Pick<LoraWeights, 'A' | 'B' | 'scaling'>, out: Tensor, inverse = false): void {
+  const fn = 'loraWeightNorm';
+  const r = lora.A.shape[0]!, K = colsOf(lora.A);
+  expect2d(fn, 'lora A', lora.A, r, K);
+  const parts = partsOf(base);
+  const N = parts.reduce((a, p) => a + p.shape[0]!, 0);
+  expect2d(fn, 'lora B', lora.B, N, r);
+  expect1d(fn, 'out', out, N);
+  let n0 = 0;
+  for (const p of parts) {
+    if (p.shape[1] !== K) throw new Error(`${fn}: base weight part is ${shapeStr(p.shape)}, lora A has ${K} columns`);
+    checkNormable(gpu, fn, p);
+    const rows = p.shape[0]!;
+    gpu.dispatch(gpu.pipeline(code(p.dtype as 'f32' | 'f16'), 'row_norm'), [p, lora.A, lora.B, out], gpu.grid(rows),
+      [rows, K, r, n0, f32(lora.scaling), inverse ? 1 : 0]);
+    n0 += rows;
+  }
+}
+
+// ---- forward ---------------------------------------------------------------------------------------
+
+/**
+ * y = x Wᵀ + b + s (xl Aᵀ) Bᵀ, or DoRA's form when lora.magnitude is set (see the top of this
+ * file). Fills `saved` (allocated by the caller from loraSavedShapes) for loraBackward.
+ */
+export function loraForward(
+  gpu: Gpu,
+  x: Tensor,
+  base: Weight,
+  bias: Tensor | null,
+  lora: LoraWeights,
+  y: Tensor,
+  saved: LoraSaved,
+  opts: LoraForwardOptions = {},
+): void {
+  const fn = 'loraForward';
+  const d = layerDims(gpu, fn, x, base, lora);
+  const { T, N, r } = d;
+  const dora = !!lora.magnitude;
+  expect2d(fn, 'y', y, T, N);
+  if (bias) expect1d(fn, 'bias', bias, N);
+  checkSaved(fn, d, saved, dora);
+  checkDropped(fn, x, opts.xDropped);
+  const xl = opts.xDropped ?? x;
+
+  linear(gpu, xl, lora.A, saved.xa);
+  if (!dora) {
+    if (bias) {
+      fillBias(gpu, bias, y, T, N);
+      linear(gpu, x, base, y, true);
+    } else linear(gpu, x, base, y);
+    linear(gpu, saved.xa, lora.B, y, true, lora.scaling);
+    return;
+  }
+
+  const baseOut = saved.baseOut!, normInv = saved.normInv!;
+  linear(gpu, xl, base, baseOut);
+  loraWeightNorm(gpu, base, lora, normInv, true);
+  if (opts.xDropped) linear(gpu, x, base, y);
+  gpu.dispatch(
+    gpu.pipeline(code(), 'dora_forward'),
+    [baseOut, saved.xa, lora.B, lora.magnitude!, normInv, bias ?? lora.magnitude!, y],
+    [Math.ceil(N / 16), Math.ceil(T / 16)],
+    [T, N, r, f32(lora.scaling), opts.xDropped ? 1 : 0, bias ? 1 : 0],
+  );
+}
+
+// ---- backward --------------------------------------------------------------------------------------
+
+/**
+ * Gradients of loraForward (same base, lora, saved and xDropped): dx (=|+=) the input gradient,
+ * grads.dA, grads.dB and, for DoRA, grads.dMagnitude (=|+=). dx may be null (first layer).
+ */
+export function loraBackward(
+  gpu: Gpu,
+  dy: Tensor,
+  x: Tensor,
+  base: Weight,
+  lora: LoraWeights,
+  saved: LoraSaved,
+  dx: Tensor | null,
+  grads: LoraGrads,
+  opts: LoraBackwardOptions = {},
+): void {
+  const fn = 'loraBackward';
+  const d = layerDims(gpu, fn, x, base, lora);
+  const { T, K, N, r } = d;
+  const dora = !!lora.magnitude;
+  const s = lora.scaling;
+  const accG = !!opts.accumulateGrads, accDx = !!opts.accumulateDx;
+  expect2d(fn, 'dy', dy, T, N);
+  checkSaved(fn, d, saved, dora);
+  checkDropped(fn, x, opts.xDropped);
+  if (dx) expect2d(fn, 'dx', dx, T, K);
+  expect2d(fn, 'grads.dA', grads.dA, r, K);
+  expect2d(fn, 'grads.dB', grads.dB, N, r);
+  if (dora) {
+    if (!grads.dMagnitude) throw new Error(`${fn}: DoRA needs grads.dMagnitude [${N}]`);
+    expect1d(fn, 'grads.dMagnitude', grads.dMagnitude, N);
+  }
+  const dropout = !!opts.xDropped;
+  const xl = opts.xDropped ?? x;
+  const dxl = dropout && dx ? opts.dxDropped : undefined;
+  if (dropout && dx) {
+    if (!dxl) throw new Error(`${fn}: with xDropped and dx, pass dxDropped [${T}, ${K}] (the LoRA branch's input gradient, for the dropout backward)`);
+    expect2d(fn, 'dxDropped', dxl, T, K);
+  }
+
+  // D: the gradient at the output of the LoRA product (dY, or dY ⊙ g for DoRA)
+  let D = dy;
+  if (dora) {
+    const mag = lora.magnitude!, normInv = saved.normInv!;
+    gpu.dispatch(
+      gpu.pipeline(code(), 'dora_dmag'),
+      [dy, saved.baseOut!, saved.xa, lora.B, normInv, grads.dMagnitude!],
+      [Math.ceil(N / 16)],
+      [T, N, r, f32(s), accG ? 1 : 0, 0],
+    );
+    let ws: Tensor;
+    if (opts.workspace) {
+      expectF32(fn, 'workspace', opts.workspace);
+      if (numel(opts.workspace.shape) < T * N) throw new Error(`${fn}: workspace ${shapeStr(opts.workspace.shape)} holds fewer than T·N = ${T * N} elements`);
+      ws = { ...opts.workspace, shape: [T, N] };
+    } else ws = scratch(gpu, 'dyg', [T, N]);
+    if (dx && dropout) {
+      linearBackwardInput(gpu, dy, base, dx, accDx);
+      colScale(gpu, dy, mag, normInv, ws, T, N, 1);
+      linearBackwardInput(gpu, ws, base, dxl!);
+    }
+    colScale(gpu, dy, mag, normInv, ws, T, N, 0);
+    D = ws;
+    if (dx && !dropout) linearBackwardInput(gpu, D, base, dx, accDx);
+  } else if (dx) linearBackwardInput(gpu, dy, base, dx, accDx);
+
+  const dyB = scratch(gpu, 'dyB', [T, r]);
+  linearBackwardInput(gpu, D, lora.B, dyB); // D B  [T, r]
+  if (dx) {
+    if (dropout) linearBackwardInput(gpu, dyB, lora.A, dxl!, dora, s);
+    else linearBackwardInput(gpu, dyB, lora.A, dx, true, s);
+  }
+  linearBackwardWeight(gpu, dyB, xl, grads.dA, accG, s);
+  linearBackwardWeight(gpu, D, saved.xa, grads.dB, accG, s);
+}

@@ -1,0 +1,263 @@
+// Kernel family: lora (shaders/lora.wgsl, src/kernels/lora.ts)
+import { describe, expect, it } from 'vitest';
+import {
+  loraBackward,
+  loraForward,
+  loraSavedShapes,
+  loraWeightNorm,
+  loraWorkspaceShape,
+  type LoraGrads,
+  type LoraSaved,
+  type LoraWeights,
+} from '../src/kernels/lora';
+import type { Gpu } from '../src/gpu/runtime';
+import { halfToFloat } from '../src/gpu/runtime';
+import type { Tensor } from '../src/gpu/tensor';
+import { testGpu, poisoned } from './helpers/gpu';
+import { expectClose, makeRng, type Rng } from './helpers/check';
+import { refLoraBackward, refLoraForward, refLoss, refWeightNorm, type LoraRefProblem } from './reference/lora';
+
+interface Case {
+  name: string;
+  T: number;
+  K: number;
+  N: number;
+  r: number;
+  alpha: number;
+  rsLora?: boolean;
+  bias: boolean;
+  dora: boolean;
+  dropout: boolean;
+  accDx?: boolean;
+  accG?: boolean;
+  /** row split of the base weight into binding parts */
+  parts?: number[];
+  workspace?: boolean;
+  noDx?: boolean;
+  f16?: boolean;
+}
+
+type Problem = LoraRefProblem & { dy: Float32Array; xd?: Float32Array; mag?: Float32Array };
+
+/** f32 -> f16 bits, round to nearest even (normal range only; test values are O(1)). */
+function toHalf(v: number): number {
+  const u = new Uint32Array(new Float32Array([v]).buffer)[0]!;
+  const sign = (u >>> 16) & 0x8000;
+  const exp = ((u >>> 23) & 0xff) - 127 + 15;
+  const mant = u & 0x7fffff;
+  if (exp <= 0) return sign;
+  let h = sign | (exp << 10) | (mant >>> 13);
+  const rest = mant & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && h & 1)) h++;
+  return h;
+}
+
+function makeProblem(rng: Rng, c: Case): Problem {
+  const { T, K, N, r } = c;
+  const s = c.rsLora ? c.alpha / Math.sqrt(r) : c.alpha / r;
+  const x = rng.randn(T * K);
+  let W = rng.randn(N * K, 0.3);
+  if (c.f16) W = Float32Array.from(W, (v) => halfToFloat(toHalf(v)));
+  const A = rng.randn(r * K, 0.3), B = rng.randn(N * r, 0.3);
+  const bias = c.bias ? rng.randn(N) : null;
+  let xd: Float32Array | undefined;
+  if (c.dropout) {
+    const p = 0.25;
+    xd = Float32Array.from(x, (v) => (rng.next() < p ? 0 : v / (1 - p)));
+  }
+  let mag: Float32Array | undefined;
+  if (c.dora) {
+    const norm = refWeightNorm(W, A, B, s, N, K, r);
+    mag = Float32Array.from(norm, (v) => v * (1 + 0.3 * rng.normal()));
+  }
+  return { T, K, N, r, s, x, xd, W, bias, A, B, mag, dy: rng.randn(T * N) };
+}
+
+function splitWeight(gpu: Gpu, W: Float32Array, K: number, parts: number[] | undefined, f16: boolean): Tensor | Tensor[] {
+  const up = (w: Float32Array, rows: number) =>
+    f16 ? gpu.upload(Uint16Array.from(w, toHalf), [rows, K], 'f16') : gpu.upload(w, [rows, K]);
+  if (!parts) return up(W, W.length / K);
+  let n0 = 0;
+  return parts.map((rows) => {
+    const t = up(W.subarray(n0 * K, (n0 + rows) * K), rows);
+    n0 += rows;
+    return t;
+  });
+}
+
+const plus = (a: ArrayLike<number>, b: ArrayLike<number>) => Float64Array.from(b, (v, i) => v + a[i]!);
+
+async function runCase(gpu: Gpu, rng: Rng, c: Case): Promise<void> {
+  const p = makeProblem(rng, c);
+  const { T, K, N, r } = c;
+  const tol = 1e-5;
+  const what = (s: string) => `${c.name}: ${s}`;
+  const x = gpu.upload(p.x as Float32Array, [T, K]);
+  const xd = p.xd ? gpu.upload(p.xd, [T, K]) : undefined;
+  const base = splitWeight(gpu, p.W as Float32Array, K, c.parts, !!c.f16);
+  const bias = p.bias ? gpu.upload(p.bias as Float32Array, [N]) : null;
+  const lora: LoraWeights = {
+    A: gpu.upload(p.A as Float32Array, [r, K]),
+    B: gpu.upload(p.B as Float32Array, [N, r]),
+    scaling: p.s,
+    magnitude: p.mag ? gpu.upload(p.mag, [N]) : undefined,
+  };
+  const saved = Object.fromEntries(
+    Object.entries(loraSavedShapes(T, N, r, c.dora)).map(([k, shape]) => [k, poisoned(gpu, shape)]),
+  ) as unknown as LoraSaved;
+  const y = poisoned(gpu, [T, N]);
+  loraForward(gpu, x, base, bias, lora, y, saved, { xDropped: xd });
+
+  const ref = refLoraForward(p);
+  expectClose(await gpu.readF32(y), ref.y, tol, what('y'), rng.seed);
+  expectClose(await gpu.readF32(saved.xa), ref.xa, tol, what('saved xa'), rng.seed);
+  if (c.dora) {
+    expectClose(await gpu.readF32(saved.baseOut!), ref.baseOut!, tol, what('saved baseOut'), rng.seed);
+    expectClose(await gpu.readF32(saved.normInv!), ref.norm!.map((v) => 1 / v), tol, what('saved normInv'), rng.seed);
+  }
+
+  // backward, optionally accumulating onto random contents
+  const init = (n: number, acc: boolean | undefined, shape: number[]) => {
+    const v = acc ? rng.randn(n) : null;
+    return { v, t: v ? gpu.upload(v, shape) : poisoned(gpu, shape) };
+  };
+  const dx = c.noDx ? null : init(T * K, c.accDx, [T, K]);
+  const dA = init(r * K, c.accG, [r, K]), dB = init(N * r, c.accG, [N, r]);
+  const dM = c.dora ? init(N, c.accG, [N]) : null;
+  const dxd = c.dropout ? poisoned(gpu, [T, K]) : undefined;
+  const grads: LoraGrads = { dA: dA.t, dB: dB.t, dMagnitude: dM?.t };
+  const ws = c.workspace ? poisoned(gpu, loraWorkspaceShape(T, N, c.dora)!) : undefined;
+  loraBackward(gpu, gpu.upload(p.dy, [T, N]), x, base, lora, saved, dx?.t ?? null, grads, {
+    accumulateDx: c.accDx,
+    accumulateGrads: c.accG,
+    xDropped: xd,
+    dxDropped: dxd,
+    workspace: ws,
+  });
+  const g = refLoraBackward(p, p.dy);
+  const withInit = (o: { v: Float32Array | null }, v: Float64Array) => (o.v ? plus(o.v, v) : v);
+  if (dx) expectClose(await gpu.readF32(dx.t), withInit(dx, g.dx), tol, what('dx'), rng.seed);
+  if (dxd && dx) expectClose(await gpu.readF32(dxd), g.dxd!, tol, what('dxDropped'), rng.seed);
+  expectClose(await gpu.readF32(dA.t), withInit(dA, g.dA), tol, what('dA'), rng.seed);
+  expectClose(await gpu.readF32(dB.t), withInit(dB, g.dB), tol, what('dB'), rng.seed);
+  if (dM) expectClose(await gpu.readF32(dM.t), withInit(dM, g.dMag!), tol, what('dMagnitude'), rng.seed);
+}
+
+const ODD = { T: 7, K: 24, N: 40 };
+
+describe('lora', () => {
+  it('LoRA forward and backward match the f64 reference (r = 3 and 16, bias, rsLoRA, split weight, accumulation)', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const cases: Case[] = [
+      { name: 'r3 bias', ...ODD, r: 3, alpha: 8, bias: true, dora: false, dropout: false },
+      { name: 'r16 rsLoRA split', ...ODD, r: 16, alpha: 16, rsLora: true, bias: false, dora: false, dropout: false, parts: [17, 23] },
+      { name: 'r3 accumulate', ...ODD, r: 3, alpha: 6, bias: true, dora: false, dropout: false, accDx: true, accG: true },
+      { name: 'r16 dropout', ...ODD, r: 16, alpha: 32, bias: true, dora: false, dropout: true, accG: true },
+      { name: 'one row, no dx', T: 1, K: 24, N: 40, r: 3, alpha: 3, bias: false, dora: false, dropout: false, noDx: true },
+    ];
+    for (const c of cases) await runCase(gpu, rng, c);
+  });
+
+  it('DoRA forward and backward (incl. dMagnitude) match the f64 reference', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const cases: Case[] = [
+      { name: 'DoRA r3 bias', ...ODD, r: 3, alpha: 8, bias: true, dora: true, dropout: false },
+      { name: 'DoRA r16 accumulate workspace', ...ODD, r: 16, alpha: 16, rsLora: true, bias: false, dora: true, dropout: false, accDx: true, accG: true, workspace: true },
+      { name: 'DoRA r3 dropout bias', ...ODD, r: 3, alpha: 8, bias: true, dora: true, dropout: true, accG: true },
+      { name: 'DoRA r16 dropout split', ...ODD, r: 16, alpha: 32, bias: false, dora: true, dropout: true, accDx: true, parts: [16, 24] },
+      { name: 'DoRA one row', T: 1, K: 40, N: 33, r: 17, alpha: 17, bias: true, dora: true, dropout: false },
+      { name: 'DoRA several tiles', T: 37, K: 24, N: 40, r: 17, alpha: 8, bias: true, dora: true, dropout: true, accDx: true, accG: true },
+    ];
+    for (const c of cases) await runCase(gpu, rng, c);
+  });
+
+  it('DoRA with an f16 base weight (shader-f16 only)', async (ctx) => {
+    const gpu = await testGpu();
+    if (!gpu.caps.f16) ctx.skip();
+    const rng = makeRng();
+    await runCase(gpu, rng, { name: 'DoRA f16 W', ...ODD, r: 16, alpha: 16, bias: true, dora: true, dropout: false, f16: true });
+    await runCase(gpu, rng, { name: 'LoRA f16 W dropout', ...ODD, r: 3, alpha: 16, bias: false, dora: false, dropout: true, f16: true });
+  });
+
+  it('the weight norm ||W + s B A|| per row, K above one workgroup, split weight', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const [N, K, r, s] = [5, 300, 4, 0.7];
+    const W = rng.randn(N * K), A = rng.randn(r * K), B = rng.randn(N * r);
+    const lora = { A: gpu.upload(A, [r, K]), B: gpu.upload(B, [N, r]), scaling: s };
+    const out = poisoned(gpu, [N]), outInv = poisoned(gpu, [N]);
+    loraWeightNorm(gpu, gpu.upload(W, [N, K]), lora, out);
+    loraWeightNorm(gpu, [gpu.upload(W.subarray(0, 2 * K), [2, K]), gpu.upload(W.subarray(2 * K), [3, K])], lora, outInv, true);
+    const ref = refWeightNorm(W, A, B, s, N, K, r);
+    expectClose(await gpu.readF32(out), ref, 1e-5, 'norm', rng.seed);
+    expectClose(await gpu.readF32(outInv), ref.map((v) => 1 / v), 1e-5, 'inverse norm (split)', rng.seed);
+  });
+
+  it('the reference gradients match central finite differences (DoRA norm held fixed)', () => {
+    const rng = makeRng();
+    const base = { T: 3, K: 6, N: 5, r: 2, alpha: 4 };
+    for (const [dora, dropout] of [[false, false], [false, true], [true, false], [true, true]] as const) {
+      const c: Case = { name: '', ...base, bias: true, dora, dropout };
+      const p = makeProblem(rng, c);
+      const norm = dora ? refWeightNorm(p.W, p.A, p.B, p.s, c.N, c.K, c.r) : undefined;
+      const fixed: LoraRefProblem = { ...p, norm };
+      const g = refLoraBackward(fixed, p.dy);
+      const h = 1e-4;
+      const check = (key: 'x' | 'xd' | 'A' | 'B' | 'mag', grad: ArrayLike<number>) => {
+        const v = Float64Array.from(p[key] as ArrayLike<number>);
+        for (let s = 0; s < 6; s++) {
+          const i = Math.floor(rng.next() * v.length);
+          const at = (d: number) => {
+            const w = Float64Array.from(v);
+            w[i]! += d;
+            return refLoss({ ...fixed, [key]: w }, p.dy);
+          };
+          const fd = (at(h) - at(-h)) / (2 * h);
+          expect(Math.abs(fd - grad[i]!), `${key}[${i}] dora=${dora} dropout=${dropout}: fd ${fd} vs ${grad[i]} (SEED=${rng.seed})`).toBeLessThan(1e-7 * (1 + Math.abs(fd)));
+        }
+      };
+      check('x', g.dx);
+      if (dropout) check('xd', g.dxd!);
+      check('A', g.dA);
+      check('B', g.dB);
+      if (dora) check('mag', g.dMag!);
+    }
+  });
+
+  it('the detached norm matters: PEFT gradients differ from those of the norm-dependent function', () => {
+    const rng = makeRng();
+    const c: Case = { name: '', T: 3, K: 6, N: 5, r: 2, alpha: 4, bias: false, dora: true, dropout: false };
+    const p = makeProblem(rng, c);
+    const g = refLoraBackward(p, p.dy);
+    const h = 1e-5;
+    let maxDiff = 0;
+    for (let i = 0; i < p.B.length; i++) {
+      const at = (d: number) => {
+        const w = Float64Array.from(p.B);
+        w[i]! += d;
+        return refLoss({ ...p, B: w }, p.dy); // norm recomputed from the perturbed B
+      };
+      maxDiff = Math.max(maxDiff, Math.abs((at(h) - at(-h)) / (2 * h) - g.dB[i]!));
+    }
+    expect(maxDiff, `SEED=${rng.seed}`).toBeGreaterThan(1e-3);
+  });
+
+  it('reports bad shapes and unsupported inputs instead of computing garbage', async () => {
+    const gpu = await testGpu();
+    const [T, K, N, r] = [4, 32, 8, 2];
+    const x = gpu.tensor([T, K]), W = gpu.tensor([N, K]), y = gpu.tensor([T, N]);
+    const lora: LoraWeights = { A: gpu.tensor([r, K]), B: gpu.tensor([N, r]), scaling: 1 };
+    const saved: LoraSaved = { xa: gpu.tensor([T, r]) };
+    expect(() => loraForward(gpu, x, W, null, { ...lora, B: gpu.tensor([N, r + 1]) }, y, saved)).toThrow(/lora B is \[8, 3\], expected \[8, 2\]/);
+    expect(() => loraForward(gpu, x, W, null, lora, gpu.tensor([T, N + 1]), saved)).toThrow(/y is \[4, 9\], expected \[4, 8\]/);
+    expect(() => loraForward(gpu, x, W, null, { ...lora, magnitude: gpu.tensor([N]) }, y, saved)).toThrow(/DoRA needs saved.baseOut/);
+    const grads: LoraGrads = { dA: gpu.tensor([r, K]), dB: gpu.tensor([N, r]) };
+    expect(() => loraBackward(gpu, gpu.tensor([T, N]), x, W, lora, saved, gpu.tensor([T, K]), grads, { xDropped: gpu.tensor([T, K]) })).toThrow(/pass dxDropped/);
+    const q4 = gpu.tensor([N, K], 'q4');
+    const doraSaved = Object.fromEntries(Object.entries(loraSavedShapes(T, N, r, true)).map(([k, s]) => [k, gpu.tensor(s)])) as unknown as LoraSaved;
+    expect(() => loraForward(gpu, x, q4, null, { ...lora, magnitude: gpu.tensor([N]) }, y, doraSaved)).toThrow(/DoRA on a q4 base weight/);
+    await gpu.sync();
+  });
+});
