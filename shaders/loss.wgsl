@@ -1,0 +1,135 @@
+// Fused lm_head + cross-entropy helpers (src/kernels/loss.ts). The vocabulary is processed in
+// chunks of columns: a gemm writes logits[T, n] of one chunk into the workspace (leading
+// dimension ld), then
+//   stats: per row, fold the chunk into a running (max, sum exp) (online logsumexp), pick the
+//          label's logit; after the last chunk write lse and loss = lse - logit[label].
+//   grad:  turn the chunk's logits into dlogits = scale * (softmax - onehot) * softcap'(x) in
+//          place (zero for ignored rows), ready for the dH and dW gemms.
+// Per-row state lives after the logits in the workspace, 4 floats a row:
+//   [running max, running sum exp, label logit, lse].
+// softcap > 0 applies Gemma-2's final logit soft-capping z = c * tanh(x / c).
+
+struct Params {
+  T: u32,        // rows
+  n: u32,        // columns in this chunk
+  ld: u32,       // leading dimension of the logits chunk in the workspace
+  col0: u32,     // vocabulary index of the chunk's first column
+  V: u32,        // vocabulary size (labels outside [0, V) are ignored)
+  first: u32,    // 1 on the first chunk: initialise the running state
+  last: u32,     // 1 on the last chunk: write lse and loss
+  state: u32,    // element offset of the per-row state in the workspace
+  softcap: f32,  // 0 = off
+  scale: f32,    // gradient scale
+}
+
+@group(0) @binding(0) var<storage, read_write> ws: array<f32>;
+@group(0) @binding(1) var<storage, read> labels: array<i32>;
+@group(0) @binding(2) var<storage, read_write> loss: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+// grad binds (ws, labels, params); softcap binds (ws, params)
+@group(0) @binding(2) var<uniform> gp: Params;
+@group(0) @binding(1) var<uniform> cp: Params;
+
+const NEG_BIG = -3.0e38; // stands in for -inf (the arithmetic below never overflows with it)
+
+fn capped(x: f32, c: f32) -> f32 {
+  if (c > 0.0) { return c * tanh(x / c); }
+  return x;
+}
+
+fn isValid(label: i32, V: u32) -> bool {
+  return label >= 0 && u32(label) < V;
+}
+
+var<workgroup> redM: array<f32, 256>;
+var<workgroup> redS: array<f32, 256>;
+
+// One workgroup per row (rows folded over x/y for large T).
+@compute @workgroup_size(256)
+fn stats(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+         @builtin(local_invocation_index) lid: u32) {
+  let row = wg.y * nwg.x + wg.x;
+  if (row >= p.T) { return; }
+  let label = labels[row];
+  let st = p.state + row * 4u;
+  let base = row * p.ld;
+  var m = NEG_BIG;
+  var s = 0.0;
+  for (var j = lid; j < p.n; j += 256u) {
+    let x = capped(ws[base + j], p.softcap);
+    if (x > m) {
+      s = s * exp(m - x) + 1.0;
+      m = x;
+    } else {
+      s += exp(x - m);
+    }
+    if (label >= 0 && u32(label) == p.col0 + j) { ws[st + 2u] = x; }
+  }
+  redM[lid] = m;
+  redS[lid] = s;
+  storageBarrier();
+  workgroupBarrier();
+  for (var stride = 128u; stride > 0u; stride >>= 1u) {
+    if (lid < stride) {
+      let ma = redM[lid];
+      let mb = redM[lid + stride];
+      let mm = max(ma, mb);
+      redS[lid] = redS[lid] * exp(ma - mm) + redS[lid + stride] * exp(mb - mm);
+      redM[lid] = mm;
+    }
+    workgroupBarrier();
+  }
+  if (lid == 0u) {
+    var mm = redM[0];
+    var ss = redS[0];
+    if (p.first == 0u) {
+      let m0 = ws[st];
+      let s0 = ws[st + 1u];
+      let mx = max(m0, mm);
+      ss = s0 * exp(m0 - mx) + ss * exp(mm - mx);
+      mm = mx;
+    }
+    ws[st] = mm;
+    ws[st + 1u] = ss;
+    if (p.last != 0u) {
+      let lse = mm + log(ss);
+      ws[st + 3u] = lse;
+      loss[row] = select(0.0, lse - ws[st + 2u], isValid(label, p.V));
+    }
+  }
+}
+
+// One thread per element of the [T, n] chunk.
+@compute @workgroup_size(256)
+fn grad(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let idx = (wg.y * nwg.x + wg.x) * 256u + lid;
+  if (idx >= gp.T * gp.n) { return; }
+  let row = idx / gp.n;
+  let j = idx % gp.n;
+  let a = row * gp.ld + j;
+  let label = labels[row];
+  if (!isValid(label, gp.V)) {
+    ws[a] = 0.0;
+    return;
+  }
+  let z = capped(ws[a], gp.softcap);
+  var d = exp(z - ws[gp.state + row * 4u + 3u]);
+  if (u32(label) == gp.col0 + j) { d -= 1.0; }
+  d *= gp.scale;
+  if (gp.softcap > 0.0) {
+    let t = z / gp.softcap;
+    d *= 1.0 - t * t;
+  }
+  ws[a] = d;
+}
+
+// In-place soft-capping of n values starting at element `state` (logitsForRows).
+@compute @workgroup_size(256)
+fn softcap(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+           @builtin(local_invocation_index) lid: u32) {
+  let idx = (wg.y * nwg.x + wg.x) * 256u + lid;
+  if (idx >= cp.n) { return; }
+  let a = cp.state + idx;
+  ws[a] = capped(ws[a], cp.softcap);
+}

@@ -1,0 +1,202 @@
+// Fused lm_head + cross-entropy that never materializes the [T, V] logits.
+//
+// The vocabulary is walked in chunks of C columns (C * T * 4 bytes of workspace, 64 MiB by
+// default and never above the storage binding limit). Each chunk's logits h W_cᵀ are computed by
+// gemm() into the workspace and folded into a per-row online logsumexp (shaders/loss.wgsl
+// `stats`); after the last chunk, loss_t = lse_t - logit_t[label_t]. Gradients need the final
+// lse, so they take a second walk: recompute the chunk's logits (skipped when the whole
+// vocabulary fits in one chunk), turn them in place into dlogits = gradScale (softmax - onehot)
+// (times the soft-cap derivative), then dH += dlogits W_c and dW_c += dlogitsᵀ h.
+//
+// Generation does not go through here: the engine computes the logits of the rows it samples
+// from with logitsForRows() below (gemm on the selected rows, optional soft-cap), then
+// sampleToken() from src/kernels/sample.ts.
+
+import source from '../../shaders/loss.wgsl';
+import { f32, GpuError, type Gpu } from '../gpu/runtime';
+import { numel, shapeStr, type Tensor } from '../gpu/tensor';
+import { gemm, linear, weightParts, type Weight } from './matmul';
+import { scratch } from './scratch';
+
+export const IGNORE_INDEX = -100;
+
+export interface LossOutputs {
+  /** f32 [T]: -log p(label_t) per token (= -logprob, usable for DPO), 0 where ignored. */
+  loss: Tensor;
+  /** [T, D]: d(sum_t gradScale * loss_t)/dh; overwritten unless opts.accumulateDH. */
+  dH?: Tensor;
+  /** [V, D] f32, one part: the lm_head weight gradient, accumulated (+=). */
+  dW?: Tensor;
+}
+
+export interface LossOptions {
+  /** Multiplies every gradient, e.g. 1 / number of non-ignored tokens. */
+  gradScale: number;
+  /** Gemma-2 final_logit_softcapping c: logits = c * tanh(logits / c). 0 or absent = off. */
+  softcap?: number;
+  /** Vocabulary columns per chunk; default from lossChunk(). */
+  chunk?: number;
+  /** f32 with at least lossWorkspaceElements(T, chunk) elements; default: a cached per-Gpu buffer. */
+  workspace?: Tensor;
+  /** Add into dH instead of overwriting it. */
+  accumulateDH?: boolean;
+}
+
+/** Default workspace budget for one chunk of logits. */
+export const LOSS_WORKSPACE_BYTES = 64 * 1024 * 1024;
+
+/** Columns per chunk for T rows: T * C * 4 bytes <= min(64 MiB, binding limit), a multiple of 64. */
+export function lossChunk(gpu: Gpu, T: number, V: number, budgetBytes = LOSS_WORKSPACE_BYTES): number {
+  const bytes = Math.min(budgetBytes, gpu.caps.limits.maxStorageBufferBindingSize);
+  let c = Math.floor((bytes / 4 - 4 * T) / T);
+  if (c >= 64) c -= c % 64;
+  return Math.max(1, Math.min(c, V));
+}
+
+/** Elements of workspace the loss needs: T * chunk logits + 4 floats of state per row. */
+export const lossWorkspaceElements = (T: number, chunk: number): number => T * chunk + 4 * T;
+
+interface Chunk {
+  part: Tensor;
+  /** first row inside the part */
+  r0: number;
+  /** first vocabulary index */
+  v0: number;
+  n: number;
+}
+
+function chunks(parts: readonly Tensor[], C: number): Chunk[] {
+  const out: Chunk[] = [];
+  let v0 = 0;
+  for (const part of parts) {
+    const rows = part.shape[0]!;
+    for (let r0 = 0; r0 < rows; r0 += C) out.push({ part, r0, v0: v0 + r0, n: Math.min(C, rows - r0) });
+    v0 += rows;
+  }
+  return out;
+}
+
+/** logits[:, chunk] = h · W[chunk]ᵀ into the workspace (leading dimension C). */
+function chunkLogits(gpu: Gpu, h: Tensor, c: Chunk, T: number, D: number, ws: Tensor, C: number): void {
+  // The single place that reads W: a quantized lm_head would plug in its own product here.
+  gemm(gpu, { a: h, b: c.part, c: ws, M: T, N: c.n, K: D, transB: true, offB: c.r0 * D, ldc: C });
+}
+
+/** A view of `count` f32 elements of t starting at element `start`, bound from a 256-byte aligned offset. */
+function window(t: Tensor, start: number, count: number): { view: Tensor; off: number } {
+  const byte = t.offset + start * 4;
+  const aligned = byte - (byte % 256);
+  const off = (byte - aligned) / 4;
+  return { view: { buffer: t.buffer, shape: [off + count], dtype: t.dtype, offset: aligned }, off };
+}
+
+const isQuantized = (t: Tensor): boolean => t.dtype === 'q4' || t.dtype === 'q8';
+const rowsOf = (x: Tensor): number => numel(x.shape.slice(0, -1));
+const colsOf = (x: Tensor): number => x.shape[x.shape.length - 1]!;
+
+export function lmHeadCrossEntropy(gpu: Gpu, h: Tensor, w: Weight, labels: Tensor, out: LossOutputs, opts: LossOptions): void {
+  const T = rowsOf(h), D = colsOf(h);
+  const parts = weightParts(w);
+  if (h.dtype !== 'f32') throw new GpuError(`lmHeadCrossEntropy: h must be f32, not ${h.dtype}`);
+  let V = 0;
+  for (const part of parts) {
+    if (part.shape.length !== 2 || part.shape[1] !== D)
+      throw new GpuError(`lmHeadCrossEntropy: weight part ${shapeStr(part.shape)} does not have ${D} columns like h ${shapeStr(h.shape)}`);
+    if (isQuantized(part))
+      throw new GpuError(`lmHeadCrossEntropy: a ${part.dtype} lm_head is not supported (no row-range quantized product yet); keep it f32/f16`);
+    V += part.shape[0]!;
+  }
+  if (labels.dtype !== 'i32' || numel(labels.shape) !== T)
+    throw new GpuError(`lmHeadCrossEntropy: labels must be i32 with ${T} elements, got ${labels.dtype} ${shapeStr(labels.shape)}`);
+  if (out.loss.dtype !== 'f32' || numel(out.loss.shape) !== T)
+    throw new GpuError(`lmHeadCrossEntropy: loss must be f32 [${T}], got ${out.loss.dtype} ${shapeStr(out.loss.shape)}`);
+  if (out.dH && (out.dH.dtype !== 'f32' || numel(out.dH.shape) !== T * D))
+    throw new GpuError(`lmHeadCrossEntropy: dH must be f32 [${T}, ${D}], got ${out.dH.dtype} ${shapeStr(out.dH.shape)}`);
+  if (out.dW && (out.dW.dtype !== 'f32' || numel(out.dW.shape) !== V * D))
+    throw new GpuError(`lmHeadCrossEntropy: dW must be one f32 [${V}, ${D}] tensor, got ${out.dW.dtype} ${shapeStr(out.dW.shape)}`);
+  if (T === 0) return;
+
+  const maxRows = Math.max(...parts.map((p) => p.shape[0]!));
+  let C: number;
+  let ws: Tensor;
+  if (opts.workspace) {
+    ws = opts.workspace;
+    const have = numel(ws.shape);
+    C = opts.chunk ?? Math.min(maxRows, Math.floor((have - 4 * T) / T));
+    if (ws.dtype !== 'f32' || C < 1 || have < lossWorkspaceElements(T, C))
+      throw new GpuError(`lmHeadCrossEntropy: workspace ${ws.dtype} ${shapeStr(ws.shape)} is too small for ${T} rows x ${Math.max(C, 1)} columns (+${4 * T} state)`);
+  } else {
+    C = Math.min(opts.chunk ?? lossChunk(gpu, T, maxRows), maxRows);
+    ws = scratch(gpu, 'loss', lossWorkspaceElements(T, C));
+  }
+  if (!Number.isInteger(C) || C < 1) throw new GpuError(`lmHeadCrossEntropy: bad chunk ${C}`);
+
+  const list = chunks(parts, C);
+  const state = T * C;
+  const softcap = opts.softcap ?? 0;
+  const rowGrid = gpu.grid(T);
+  const stats = gpu.pipeline(source, 'stats');
+  list.forEach((c, i) => {
+    chunkLogits(gpu, h, c, T, D, ws, C);
+    gpu.dispatch(stats, [ws, labels, out.loss], rowGrid,
+      [T, c.n, C, c.v0, V, i === 0 ? 1 : 0, i === list.length - 1 ? 1 : 0, state, f32(softcap), f32(opts.gradScale)]);
+  });
+  if (!out.dH && !out.dW) return;
+
+  const grad = gpu.pipeline(source, 'grad');
+  list.forEach((c, i) => {
+    if (list.length > 1) chunkLogits(gpu, h, c, T, D, ws, C);
+    gpu.dispatch(grad, [ws, labels], gpu.grid(Math.ceil((T * c.n) / 256)),
+      [T, c.n, C, c.v0, V, 0, 0, state, f32(softcap), f32(opts.gradScale)]);
+    if (out.dH) {
+      gemm(gpu, { a: ws, b: c.part, c: out.dH, M: T, N: D, K: c.n, lda: C, offB: c.r0 * D, beta: i === 0 && !opts.accumulateDH ? 0 : 1 });
+    }
+    if (out.dW) {
+      const { view, off } = window(out.dW, c.v0 * D, c.n * D);
+      gemm(gpu, { a: ws, b: h, c: view, M: c.n, N: D, K: T, transA: true, lda: C, offC: off, beta: 1 });
+    }
+  });
+}
+
+export interface LogitsOptions {
+  /** First row of h to use (default 0). */
+  row?: number;
+  /** Number of rows (default: all rows from `row`). */
+  rows?: number;
+  /** Gemma-2 final logit soft-capping. */
+  softcap?: number;
+}
+
+/**
+ * out[rows, V] = h[row .. row+rows) · Wᵀ (soft-capped when asked): the logits generation samples
+ * from, e.g. the last position of a prompt. W may be split in row parts.
+ */
+export function logitsForRows(gpu: Gpu, h: Tensor, w: Weight, out: Tensor, opts: LogitsOptions = {}): void {
+  const D = colsOf(h);
+  const row = opts.row ?? 0;
+  const rows = opts.rows ?? rowsOf(h) - row;
+  const parts = weightParts(w);
+  const V = parts.reduce((s, p) => s + p.shape[0]!, 0);
+  if (row < 0 || rows < 1 || row + rows > rowsOf(h))
+    throw new GpuError(`logitsForRows: rows ${row}..${row + rows} outside h ${shapeStr(h.shape)}`);
+  if (out.dtype !== 'f32' || numel(out.shape) !== rows * V)
+    throw new GpuError(`logitsForRows: out must be f32 [${rows}, ${V}], got ${out.dtype} ${shapeStr(out.shape)}`);
+  for (const part of parts)
+    if (part.shape[1] !== D) throw new GpuError(`logitsForRows: weight part ${shapeStr(part.shape)} does not have ${D} columns like h`);
+  if (parts.some(isQuantized)) {
+    // quantized products take whole inputs: copy the rows out, let linear() route each part
+    const x: Tensor = { ...scratch(gpu, 'logitsRows', rows * D), shape: [rows, D] };
+    gpu.copy(h, x, rows * D * 4, row * D * 4, 0);
+    linear(gpu, x, w, { ...out, shape: [rows, V] });
+  } else {
+    let n0 = 0;
+    for (const part of parts) {
+      gemm(gpu, { a: h, b: part, c: out, M: rows, N: part.shape[0]!, K: D, transB: true, offA: row * D, ldc: V, offC: n0 });
+      n0 += part.shape[0]!;
+    }
+  }
+  if (opts.softcap) {
+    gpu.dispatch(gpu.pipeline(source, 'softcap'), [out], gpu.grid(Math.ceil((rows * V) / 256)),
+      [0, rows * V, 0, 0, 0, 0, 0, 0, f32(opts.softcap), f32(1)]);
+  }
+}
