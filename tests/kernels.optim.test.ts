@@ -1,0 +1,101 @@
+// Kernel family: optim (shaders/optim.wgsl, src/kernels/optim.ts)
+import { describe, expect, it } from 'vitest';
+import { adamw, clipScale, gradNormSquared } from '../src/kernels/optim';
+import { testGpu } from './helpers/gpu';
+import { expectClose, makeRng } from './helpers/check';
+import { refAdamW, refClipScale, refSumSq } from './reference/optim';
+
+describe('optim', () => {
+  for (const [beta1, wd] of [[0.9, 0.1], [0.3, 0]] as const)
+    it(`AdamW follows torch's formula over several steps (beta1 ${beta1}, weight decay ${wd})`, async () => {
+      const gpu = await testGpu();
+      const rng = makeRng();
+      for (const n of [1, 1000, 4099]) {
+        const opts = { lr: 1e-2, beta1, beta2: 0.999, eps: 1e-8, weightDecay: wd };
+        const p0 = rng.randn(n);
+        const p = gpu.upload(p0, [n]), m = gpu.tensor([n]), v = gpu.tensor([n]);
+        gpu.zero(m);
+        gpu.zero(v);
+        const rp = Float64Array.from(p0), rm = new Float64Array(n), rv = new Float64Array(n);
+        for (let step = 1; step <= 5; step++) {
+          const g = rng.randn(n, step === 3 ? 1e-3 : 1); // one step with tiny gradients
+          adamw(gpu, p, gpu.upload(g, [n]), m, v, { ...opts, step });
+          refAdamW(rp, g, rm, rv, { ...opts, step });
+        }
+        const pOut = await gpu.readF32(p);
+        expectClose(pOut, rp, 1e-6, `p (n ${n})`, rng.seed);
+        expectClose(pOut.map((x, i) => x - p0[i]!), rp.map((x, i) => x - p0[i]!), 1e-4, `p - p0 (n ${n})`, rng.seed);
+        expectClose(await gpu.readF32(m), rm, 1e-5, `m (n ${n})`, rng.seed);
+        expectClose(await gpu.readF32(v), rv, 1e-5, `v (n ${n})`, rng.seed);
+      }
+    });
+
+  it('gradient clipping: norm over several tensors, clip factor and the scaled AdamW step, with no readback in between', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const sizes = [7, 300, 2049];
+    for (const clipRatio of [0.3, 2]) {
+      const gs = sizes.map((n) => rng.randn(n));
+      const ps = sizes.map((n) => rng.randn(n));
+      const maxNorm = Math.sqrt(refSumSq(gs)) * clipRatio;
+      const opts = { lr: 3e-3, beta1: 0.9, beta2: 0.95, eps: 1e-6, weightDecay: 0.01, step: 1 };
+      const tp = ps.map((p) => gpu.upload(p, [p.length]));
+      const tg = gs.map((g) => gpu.upload(g, [g.length]));
+      const tm = sizes.map((n) => gpu.tensor([n])), tv = sizes.map((n) => gpu.tensor([n]));
+      for (const t of [...tm, ...tv]) gpu.zero(t);
+      const sumSq = gpu.tensor([1]), scale = gpu.tensor([1]);
+      gradNormSquared(gpu, tg, sumSq);
+      clipScale(gpu, sumSq, maxNorm, scale);
+      tp.forEach((p, i) => adamw(gpu, p, tg[i]!, tm[i]!, tv[i]!, { ...opts, gradScale: scale }));
+      const refScale = refClipScale(refSumSq(gs), maxNorm);
+      const s = (await gpu.readF32(scale))[0]!;
+      if (clipRatio > 1) expect(s).toBe(1);
+      else expect(Math.abs(s - refScale) / refScale).toBeLessThan(1e-6);
+      for (let i = 0; i < sizes.length; i++) {
+        const rp = Float64Array.from(ps[i]!), rm = new Float64Array(sizes[i]!), rv = new Float64Array(sizes[i]!);
+        refAdamW(rp, gs[i]!, rm, rv, { ...opts, gradScale: refScale });
+        const out = await gpu.readF32(tp[i]!);
+        expectClose(out.map((x, j) => x - ps[i]![j]!), rp.map((x, j) => x - ps[i]![j]!), 1e-4, `update ${i} clip ${clipRatio}`, rng.seed);
+        expectClose(await gpu.readF32(tm[i]!), rm, 1e-5, `m ${i} clip ${clipRatio}`, rng.seed);
+      }
+    }
+  });
+
+  it('gradNormSquared over tensors of odd lengths is accurate and bitwise reproducible', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const sizes = [1, 255, 257, 4097, 12345, 4_200_001]; // the last one hits the workgroup cap
+    const gs = sizes.map((n) => rng.randn(n));
+    const tg = gs.map((g) => gpu.upload(g, [g.length]));
+    const a = gpu.tensor([1]), b = gpu.tensor([1]);
+    gradNormSquared(gpu, tg, a);
+    gradNormSquared(gpu, [...tg], b);
+    const [ra, rb] = [(await gpu.readF32(a))[0]!, (await gpu.readF32(b))[0]!];
+    expect(ra).toBe(rb);
+    const ref = refSumSq(gs);
+    expect(Math.abs(ra - ref) / ref, `sum of squares ${ra} vs ${ref} (SEED=${rng.seed})`).toBeLessThan(1e-5);
+
+    const empty = gpu.upload(Float32Array.of(NaN), [1]);
+    gradNormSquared(gpu, [], empty);
+    expect((await gpu.readF32(empty))[0]).toBe(0);
+  });
+
+  it('clipScale edge values', async () => {
+    const gpu = await testGpu();
+    const out = gpu.tensor([1]);
+    for (const [sumSq, maxNorm] of [[0, 1], [16, 1], [16, 4], [1e-20, 1e-12]] as const) {
+      clipScale(gpu, gpu.upload(Float32Array.of(sumSq), [1]), maxNorm, out);
+      const got = (await gpu.readF32(out))[0]!;
+      expect(Math.abs(got - refClipScale(sumSq, maxNorm)), `${sumSq} ${maxNorm}`).toBeLessThan(1e-6);
+    }
+    clipScale(gpu, gpu.upload(Float32Array.of(NaN), [1]), 1, out);
+    expect((await gpu.readF32(out))[0]).toBeNaN();
+  });
+
+  it('reports mismatched shapes', async () => {
+    const gpu = await testGpu();
+    const t = (n: number) => gpu.tensor([n]);
+    expect(() => adamw(gpu, t(4), t(5), t(4), t(4), { lr: 1, beta1: 0.9, beta2: 0.9, eps: 1e-8, weightDecay: 0, step: 1 })).toThrow(/g \[5\] does not match p \[4\]/);
+    expect(() => adamw(gpu, t(4), t(4), t(4), t(4), { lr: 1, beta1: 0.9, beta2: 0.9, eps: 1e-8, weightDecay: 0, step: 0 })).toThrow(/step/);
+  });
+});
