@@ -1,0 +1,89 @@
+/**
+ * Crucible data layer: tokenizers, chat templates, LLaMA-Factory datasets, labels, batching.
+ * Browser-safe; Node helpers (loadTokenizerFromDir, nodeFileAccess) live in ./node.ts.
+ *
+ * Tokenizer
+ *   loadTokenizer({ tokenizerJson, tokenizerConfig?, chatTemplate?, generationConfig? }) → Tokenizer
+ *   loadTokenizerFromDir(dir)                              (./node.ts; reads tokenizer.json,
+ *                                                           tokenizer_config.json, chat_template.jinja)
+ *   tok.encode(text, { addSpecialTokens })  default false: special-token text ("<|im_end|>") is
+ *                                           parsed as the special token, nothing is added
+ *   tok.decode(ids, { skipSpecialTokens })
+ *   tok.bosId / eosId / eosIds / padId (pad falls back to eos) / tokenToId / idToToken /
+ *   isSpecial / specialTokens / chatTemplate / vocabSize
+ *   tok.createStreamDecoder() → { push(id) → text, flush() }: only ever emits complete characters
+ *
+ * Chat templates
+ *   getTemplate(name | undefined, tok, { enableThinking, preserveThinking, defaultSystem, toolFormat })
+ *     name: one of TEMPLATE_NAMES (LLaMA-Factory names: default, empty, alpaca, chatml, qwen, qwen3,
+ *     qwen3_nothink, llama2, llama3, mistral, gemma, gemma2, gemma3, phi, phi4, vicuna, zephyr);
+ *     undefined → the model's own Jinja chat_template (or `empty` if it has none).
+ *     Unknown names throw UnknownTemplateError listing the valid ones.
+ *   template.encodeConversation({ system?, tools?, messages }, { maskHistory }) → { turns: [{ prompt, response }] }
+ *     roles: user | assistant | function_call | observation (a leading system message is allowed)
+ *   template.encodeOneTurn(conv) → { prompt, response }        (preference / KTO)
+ *   template.renderForGeneration(messages, { system, tools }) → prompt ids for chat
+ *   template.eosId (LLaMA-Factory's replaced eos, e.g. <|im_end|>), template.stopIds
+ *
+ * Datasets
+ *   buildDataset(config, deps) → { kind, train, eval, stats, template }
+ *     config: LLaMA-Factory keys — stage (pt | sft | rm | dpo | orpo | simpo | kto | ppo), dataset,
+ *       eval_dataset, dataset_dir, template, cutoff_len, train_on_prompt, mask_history, packing,
+ *       neat_packing, val_size, max_samples, seed, tool_format, default_system, enable_thinking,
+ *       preserve_thinking, preprocessing_batch_size; plus `shuffle` (default true: train examples
+ *       shuffled with seed; use shuffled(train, seed + epoch) for later epochs).
+ *     deps: { tokenizer, readFile(path) → Uint8Array, listFiles?(dir), fetchFile?(repo, path),
+ *       listRepoFiles?(repo), template?, log? } — nodeFileAccess() (./node.ts) or
+ *       memoryFileAccess({ path: bytes | Blob | string }) give readFile/listFiles.
+ *     kind 'lm' (pt, sft, ppo):  { input_ids, labels, segment_ids?, position_ids? }
+ *       segment_ids: neat_packing only (1..n per packed sample, 0 = padding; no attention across);
+ *       position_ids: packed rows (restart per sample).
+ *     kind 'pairwise' (rm, dpo, orpo, simpo): { chosen: { input_ids, labels }, rejected: {...} }
+ *     kind 'kto': { input_ids, labels, kl_input_ids, kl_labels, kto_tag } (KL row: this prompt
+ *       with the previous record's completion, as LLaMA-Factory builds it)
+ *     Labels are unshifted (HF convention: the model shifts); -100 = no loss.
+ *     Files: json, jsonl, csv, parquet, txt; formats alpaca / sharegpt / openai, tools,
+ *     preference and KTO columns; rows with input_ids (labels, attention_mask optional) are used
+ *     as already tokenized. Data errors are DataError with file, line/record and field.
+ *
+ * Batching and preview
+ *   collate(examples, batchSize, padId, { padToMultipleOf, seqLen }) → Batch[] (Int32Array
+ *     input_ids / labels (-100 padding) / lengths, segment_ids?, position_ids?); collatePairwise
+ *     (chosen rows then rejected rows), collateKto (with kl rows and tags).
+ *   previewExamples(config, deps, n) → [{ text, segments: [{ text, learned }], input_ids, labels }]
+ *     ({ chosen, rejected } for preference stages; kto_tag and kl for KTO).
+ */
+export { Tokenizer, loadTokenizer, type TokenizerFiles, type StreamDecoder, type SpecialToken } from './tokenizer.ts';
+export {
+  getTemplate,
+  NamedTemplate,
+  JinjaChatTemplate,
+  UnknownTemplateError,
+  TEMPLATE_NAMES,
+  type ChatTemplate,
+  type Conversation,
+  type Message,
+  type Role,
+  type Turn,
+  type TemplateOptions,
+} from './templates.ts';
+export {
+  buildDataset,
+  shuffled,
+  permutation,
+  exampleKind,
+  padIdFor,
+  type DataConfig,
+  type DataDeps,
+  type DatasetStats,
+  type BuiltDataset,
+  type ExampleKind,
+  type Stage,
+} from './dataset.ts';
+export { IGNORE_INDEX, inferSeqlen, greedyKnapsack, type Example, type LmExample, type PairwiseExample, type KtoExample } from './processor.ts';
+export { collate, collatePairwise, collateKto, padRows, isPairwise, isKto, type Batch, type PairwiseBatch, type KtoBatch, type CollateOptions } from './collate.ts';
+export { previewExamples, describeTokens, type PreviewExample, type PreviewItem, type PreviewSegment } from './preview.ts';
+export { memoryFileAccess } from './memory.ts';
+export { DataError } from './errors.ts';
+export { parseDataFile } from './formats.ts';
+export { setLlama3ToolDate } from './tools.ts';
