@@ -1,10 +1,13 @@
 // Matrix products. gemm() is the general strided, batched form; linear*() are the three layouts a
 // linear layer needs in training (the frozen base never needs its weight gradient, but full
-// fine-tuning does). Weights may be f32 or f16 (the latter only where the device has shader-f16).
+// fine-tuning does). Weights may be f32 or f16 (the latter only where the device has shader-f16),
+// or block-quantized q4 / q8 (QLoRA base weights): linear() and linearBackwardInput() route those
+// to the fused dequantize-matmuls of src/kernels/quant.ts, part by part.
 
 import source from '../../shaders/matmul.wgsl';
 import { f32, type Gpu } from '../gpu/runtime';
 import type { Tensor } from '../gpu/tensor';
+import { isQuantized, qlinear, qlinearBackwardInput } from './quant';
 
 export interface GemmArgs {
   a: Tensor;
@@ -72,7 +75,9 @@ export function linear(gpu: Gpu, x: Tensor, w: Weight, y: Tensor, accumulate = f
   for (const part of weightParts(w)) {
     const n = part.shape[0]!;
     if (part.shape[1] !== K) throw new Error(`linear: weight has ${part.shape[1]} columns, input has ${K}`);
-    gemm(gpu, { a: x, b: part, c: y, M: T, N: n, K, transB: true, ldc: N, offC: n0, alpha: scale, beta: accumulate ? 1 : 0 });
+    if (n0 + n > N) throw new Error(`linear: weight has at least ${n0 + n} rows, output has ${N} columns`);
+    if (isQuantized(part)) qlinear(gpu, x, part, y, accumulate, scale, { ldc: N, offC: n0 });
+    else gemm(gpu, { a: x, b: part, c: y, M: T, N: n, K, transB: true, ldc: N, offC: n0, alpha: scale, beta: accumulate ? 1 : 0 });
     n0 += n;
   }
   if (n0 !== N) throw new Error(`linear: weight has ${n0} rows, output has ${N} columns`);
@@ -84,7 +89,11 @@ export function linearBackwardInput(gpu: Gpu, dy: Tensor, w: Weight, dx: Tensor,
   let n0 = 0;
   weightParts(w).forEach((part, i) => {
     const n = part.shape[0]!;
-    gemm(gpu, { a: dy, b: part, c: dx, M: T, N: K, K: n, lda: N, offA: n0, alpha: scale, beta: accumulate || i > 0 ? 1 : 0 });
+    if (part.shape[1] !== K) throw new Error(`linearBackwardInput: weight has ${part.shape[1]} columns, input gradient has ${K}`);
+    if (n0 + n > N) throw new Error(`linearBackwardInput: weight has at least ${n0 + n} rows, gradient has ${N} columns`);
+    const acc = accumulate || i > 0;
+    if (isQuantized(part)) qlinearBackwardInput(gpu, dy, part, dx, acc, scale, { lda: N, offA: n0 });
+    else gemm(gpu, { a: dy, b: part, c: dx, M: T, N: K, K: n, lda: N, offA: n0, alpha: scale, beta: acc ? 1 : 0 });
     n0 += n;
   });
   if (n0 !== N) throw new Error(`linearBackwardInput: weight has ${n0} rows, gradient has ${N} columns`);
