@@ -13,6 +13,7 @@ import {
 import type { Gpu } from '../src/gpu/runtime';
 import { halfToFloat } from '../src/gpu/runtime';
 import type { Tensor } from '../src/gpu/tensor';
+import { dequantizeHost, quantizeHost, type QuantDType } from '../src/kernels/quant';
 import { testGpu, poisoned } from './helpers/gpu';
 import { expectClose, makeRng, type Rng } from './helpers/check';
 import { refLoraBackward, refLoraForward, refLoss, refWeightNorm, type LoraRefProblem } from './reference/lora';
@@ -35,9 +36,11 @@ interface Case {
   workspace?: boolean;
   noDx?: boolean;
   f16?: boolean;
+  /** quantized base weight (K % 32 == 0) */
+  quant?: QuantDType;
 }
 
-type Problem = LoraRefProblem & { dy: Float32Array; xd?: Float32Array; mag?: Float32Array };
+type Problem = LoraRefProblem & { dy: Float32Array; xd?: Float32Array; mag?: Float32Array; Wq?: Uint8Array[] };
 
 /** f32 -> f16 bits, round to nearest even (normal range only; test values are O(1)). */
 function toHalf(v: number): number {
@@ -58,6 +61,18 @@ function makeProblem(rng: Rng, c: Case): Problem {
   const x = rng.randn(T * K);
   let W = rng.randn(N * K, 0.3);
   if (c.f16) W = Float32Array.from(W, (v) => halfToFloat(toHalf(v)));
+  let Wq: Uint8Array[] | undefined;
+  if (c.quant) {
+    // quantize each part (blocks lie within rows); the reference sees the dequantized values
+    Wq = [];
+    let n0 = 0;
+    for (const rows of c.parts ?? [N]) {
+      const bytes = quantizeHost(W.subarray(n0 * K, (n0 + rows) * K), rows, K, c.quant);
+      Wq.push(bytes);
+      W.set(dequantizeHost(bytes, rows, K, c.quant), n0 * K);
+      n0 += rows;
+    }
+  }
   const A = rng.randn(r * K, 0.3), B = rng.randn(N * r, 0.3);
   const bias = c.bias ? rng.randn(N) : null;
   let xd: Float32Array | undefined;
@@ -70,7 +85,15 @@ function makeProblem(rng: Rng, c: Case): Problem {
     const norm = refWeightNorm(W, A, B, s, N, K, r);
     mag = Float32Array.from(norm, (v) => v * (1 + 0.3 * rng.normal()));
   }
-  return { T, K, N, r, s, x, xd, W, bias, A, B, mag, dy: rng.randn(T * N) };
+  return { T, K, N, r, s, x, xd, W, Wq, bias, A, B, mag, dy: rng.randn(T * N) };
+}
+
+function baseWeight(gpu: Gpu, p: Problem, c: Case): Tensor | Tensor[] {
+  if (c.quant) {
+    const parts = (c.parts ?? [c.N]).map((rows, i) => gpu.upload(p.Wq![i]!, [rows, c.K], c.quant));
+    return c.parts ? parts : parts[0]!;
+  }
+  return splitWeight(gpu, p.W as Float32Array, c.K, c.parts, !!c.f16);
 }
 
 function splitWeight(gpu: Gpu, W: Float32Array, K: number, parts: number[] | undefined, f16: boolean): Tensor | Tensor[] {
@@ -94,7 +117,7 @@ async function runCase(gpu: Gpu, rng: Rng, c: Case): Promise<void> {
   const what = (s: string) => `${c.name}: ${s}`;
   const x = gpu.upload(p.x as Float32Array, [T, K]);
   const xd = p.xd ? gpu.upload(p.xd, [T, K]) : undefined;
-  const base = splitWeight(gpu, p.W as Float32Array, K, c.parts, !!c.f16);
+  const base = baseWeight(gpu, p, c);
   const bias = p.bias ? gpu.upload(p.bias as Float32Array, [N]) : null;
   const lora: LoraWeights = {
     A: gpu.upload(p.A as Float32Array, [r, K]),
@@ -171,6 +194,15 @@ describe('lora', () => {
       { name: 'DoRA several tiles', T: 37, K: 24, N: 40, r: 17, alpha: 8, bias: true, dora: true, dropout: true, accDx: true, accG: true },
     ];
     for (const c of cases) await runCase(gpu, rng, c);
+  });
+
+  it('DoRA and LoRA on q8 / q4 base weights (QLoRA)', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const Q = { T: 7, K: 64, N: 40 };
+    await runCase(gpu, rng, { name: 'DoRA q8', ...Q, r: 3, alpha: 8, bias: true, dora: true, dropout: false, quant: 'q8' });
+    await runCase(gpu, rng, { name: 'DoRA q4 split dropout', ...Q, r: 16, alpha: 16, bias: false, dora: true, dropout: true, quant: 'q4', parts: [24, 16], accG: true });
+    await runCase(gpu, rng, { name: 'LoRA q4', ...Q, r: 16, alpha: 16, bias: true, dora: false, dropout: false, quant: 'q4', accDx: true });
   });
 
   it('DoRA with an f16 base weight (shader-f16 only)', async (ctx) => {
@@ -255,9 +287,9 @@ describe('lora', () => {
     expect(() => loraForward(gpu, x, W, null, { ...lora, magnitude: gpu.tensor([N]) }, y, saved)).toThrow(/DoRA needs saved.baseOut/);
     const grads: LoraGrads = { dA: gpu.tensor([r, K]), dB: gpu.tensor([N, r]) };
     expect(() => loraBackward(gpu, gpu.tensor([T, N]), x, W, lora, saved, gpu.tensor([T, K]), grads, { xDropped: gpu.tensor([T, K]) })).toThrow(/pass dxDropped/);
-    const q4 = gpu.tensor([N, K], 'q4');
+    const wi32 = gpu.tensor([N, K], 'i32');
     const doraSaved = Object.fromEntries(Object.entries(loraSavedShapes(T, N, r, true)).map(([k, s]) => [k, gpu.tensor(s)])) as unknown as LoraSaved;
-    expect(() => loraForward(gpu, x, q4, null, { ...lora, magnitude: gpu.tensor([N]) }, y, doraSaved)).toThrow(/DoRA on a q4 base weight/);
+    expect(() => loraForward(gpu, x, wi32, null, { ...lora, magnitude: gpu.tensor([N]) }, y, doraSaved)).toThrow(/DoRA base weight must be f32, f16, q4 or q8, not i32/);
     await gpu.sync();
   });
 });

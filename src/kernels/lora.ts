@@ -29,14 +29,17 @@
 //   "true" DoRA function; they are what PEFT trains with.
 //
 // c is recomputed on every forward from W, A and B without materialising B·A (row_norm: N·K·r
-// multiply-adds, one workgroup per row). Quantized (q4/q8) base weights: linear() handles them for
-// plain LoRA; DoRA's norm needs the dequantized rows and throws until src/kernels/quant.ts
-// provides dequantize().
+// multiply-adds, one workgroup per row). Quantized (q4/q8) base weights: linear() handles the
+// products; for DoRA's norm each weight part is dequantized (quant.ts dequantize) into an f32
+// scratch buffer of rows·K floats first (for a 4096 x 14336 part: 224 MiB; split the weight into
+// parts to bound it).
 
 import source from '../../shaders/lora.wgsl';
 import { f32, type Gpu } from '../gpu/runtime';
 import { numel, shapeStr, type Tensor } from '../gpu/tensor';
 import { linear, linearBackwardInput, linearBackwardWeight, type Weight } from './matmul';
+import { dequantize, isQuantized } from './quant';
+import { scratch as scratchBuffer } from './scratch';
 
 export interface LoraWeights {
   /** [r, K] (PEFT lora_A.weight) */
@@ -155,12 +158,10 @@ function layerDims(gpu: Gpu, fn: string, x: Tensor, base: Weight, lora: LoraWeig
   return { T, K, N, r };
 }
 
-/** DoRA's row norm reads W directly: f32, or f16 where the device has shader-f16. */
+/** DoRA's row norm reads W: f32, f16 where the device has shader-f16, or q4/q8 (dequantized). */
 function checkNormable(gpu: Gpu, fn: string, p: Tensor): void {
-  if (p.dtype === 'q4' || p.dtype === 'q8') {
-    throw new Error(`${fn}: DoRA on a ${p.dtype} base weight is not supported yet (its row norm needs dequantize() from src/kernels/quant.ts)`);
-  }
-  if (p.dtype !== 'f32' && p.dtype !== 'f16') throw new Error(`${fn}: DoRA base weight must be f32 or f16, not ${p.dtype}`);
+  if (isQuantized(p)) return;
+  if (p.dtype !== 'f32' && p.dtype !== 'f16') throw new Error(`${fn}: DoRA base weight must be f32, f16, q4 or q8, not ${p.dtype}`);
   if (p.dtype === 'f16' && !gpu.caps.f16) throw new Error(`${fn}: f16 base weight on a device without shader-f16`);
 }
 
@@ -183,30 +184,9 @@ function checkDropped(fn: string, x: Tensor, xDropped: Tensor | undefined): void
 
 // ---- scratch ---------------------------------------------------------------------------------------
 
-// Per-device scratch buffers that only grow. A buffer that is outgrown is dropped without
-// destroy(): recorded but unsubmitted work may still use it, and Dawn frees it once unreferenced.
-const scratchByGpu = new WeakMap<Gpu, Map<string, Tensor>>();
-
-function scratch(gpu: Gpu, name: string, shape: readonly number[]): Tensor {
-  const n = numel(shape);
-  let m = scratchByGpu.get(gpu);
-  if (!m) scratchByGpu.set(gpu, (m = new Map()));
-  let t = m.get(name);
-  if (!t || numel(t.shape) < n) {
-    if (t) gpu.allocated -= t.buffer.size;
-    t = gpu.tensor([Math.max(n, t ? 2 * numel(t.shape) : 0)], 'f32', `lora.${name}`);
-    m.set(name, t);
-  }
-  return { ...t, shape: [...shape] };
-}
-
-/** Frees lora's scratch buffers; call only once the work using them has been submitted. */
-export function releaseLoraScratch(gpu: Gpu): void {
-  const m = scratchByGpu.get(gpu);
-  if (!m) return;
-  gpu.release(...m.values());
-  m.clear();
-}
+// Temporaries come from the shared per-device scratch (src/kernels/scratch.ts) under 'lora.*' keys:
+// dY·B [T, r], DoRA's dY ⊙ g [T, N] when no workspace is given, a dequantized weight part.
+const scratch = (gpu: Gpu, key: string, elements: number): Tensor => scratchBuffer(gpu, `lora.${key}`, elements);
 
 // ---- helper kernels --------------------------------------------------------------------------------
 
@@ -229,8 +209,9 @@ function colScale(gpu: Gpu, dy: Tensor, mag: Tensor, normInv: Tensor, out: Tenso
 }
 
 /**
- * out[n] = ||W[n, :] + s (B A)[n, :]|| (1 / that with inverse), for f32 or f16 W, without storing
- * B A. DoRA initialises lora_magnitude_vector with this norm (PEFT DoraLinearLayer.update_layer).
+ * out[n] = ||W[n, :] + s (B A)[n, :]|| (1 / that with inverse), without storing B A. W is f32, f16
+ * (shader-f16), or q4/q8 (each part dequantized into scratch first). DoRA initialises
+ * lora_magnitude_vector with this norm (PEFT DoraLinearLayer.update_layer), B = 0 at init.
  */
 export function loraWeightNorm(gpu: Gpu, base: Weight, lora: Pick<LoraWeights, 'A' | 'B' | 'scaling'>, out: Tensor, inverse = false): void {
   const fn = 'loraWeightNorm';
@@ -245,7 +226,12 @@ export function loraWeightNorm(gpu: Gpu, base: Weight, lora: Pick<LoraWeights, '
     if (p.shape[1] !== K) throw new Error(`${fn}: base weight part is ${shapeStr(p.shape)}, lora A has ${K} columns`);
     checkNormable(gpu, fn, p);
     const rows = p.shape[0]!;
-    gpu.dispatch(gpu.pipeline(code(p.dtype as 'f32' | 'f16'), 'row_norm'), [p, lora.A, lora.B, out], gpu.grid(rows),
+    let w = p;
+    if (isQuantized(p)) {
+      w = { ...scratch(gpu, 'deq', rows * K), shape: [rows, K] };
+      dequantize(gpu, p, w);
+    }
+    gpu.dispatch(gpu.pipeline(code(w.dtype as 'f32' | 'f16'), 'row_norm'), [w, lora.A, lora.B, out], gpu.grid(rows),
       [rows, K, r, n0, f32(lora.scaling), inverse ? 1 : 0]);
     n0 += rows;
   }
@@ -355,7 +341,7 @@ export function loraBackward(
       expectF32(fn, 'workspace', opts.workspace);
       if (numel(opts.workspace.shape) < T * N) throw new Error(`${fn}: workspace ${shapeStr(opts.workspace.shape)} holds fewer than T·N = ${T * N} elements`);
       ws = { ...opts.workspace, shape: [T, N] };
-    } else ws = scratch(gpu, 'dyg', [T, N]);
+    } else ws = { ...scratch(gpu, 'dyg', T * N), shape: [T, N] };
     if (dx && dropout) {
       linearBackwardInput(gpu, dy, base, dx, accDx);
       colScale(gpu, dy, mag, normInv, ws, T, N, 1);
@@ -366,7 +352,7 @@ export function loraBackward(
     if (dx && !dropout) linearBackwardInput(gpu, D, base, dx, accDx);
   } else if (dx) linearBackwardInput(gpu, dy, base, dx, accDx);
 
-  const dyB = scratch(gpu, 'dyB', [T, r]);
+  const dyB: Tensor = { ...scratch(gpu, 'dyB', T * r), shape: [T, r] };
   linearBackwardInput(gpu, D, lora.B, dyB); // D B  [T, r]
   if (dx) {
     if (dropout) linearBackwardInput(gpu, dyB, lora.A, dxl!, dora, s);
