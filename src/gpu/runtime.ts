@@ -34,6 +34,7 @@ export class Gpu {
   private nextId = 1;
   private readonly bindGroups = new Map<string, GPUBindGroup>();
   private readonly uniforms = new Map<string, GPUBuffer>();
+  private readonly transients: Tensor[] = [];
   private lost: string | null = null;
   private error: string | null = null;
   /** Bytes currently allocated through tensor(); peak is the high-water mark. */
@@ -92,6 +93,16 @@ export class Gpu {
   zero(t: Tensor): void {
     this.endPass();
     this.enc().clearBuffer(t.buffer, t.offset, Math.ceil(byteSize(t.shape, t.dtype) / 4) * 4);
+  }
+
+  /**
+   * A tensor for data that only the work recorded before the next flush() reads (per-call index
+   * lists a kernel uploads): flush() releases it once it has submitted that work.
+   */
+  transient(shape: readonly number[], dtype: DType = 'f32', label?: string): Tensor {
+    const t = this.tensor(shape, dtype, label);
+    this.transients.push(t);
+    return t;
   }
 
   copy(src: Tensor, dst: Tensor, bytes = byteSize(src.shape, src.dtype), srcOffset = 0, dstOffset = 0): void {
@@ -199,6 +210,7 @@ export class Gpu {
       this.device.queue.submit([this.encoder.finish()]);
       this.encoder = null;
     }
+    if (this.transients.length) this.release(...this.transients.splice(0));
     if (this.uniforms.size > UNIFORM_CACHE_LIMIT) {
       for (const b of this.uniforms.values()) b.destroy();
       this.uniforms.clear();

@@ -1,0 +1,149 @@
+// RMSNorm over the last dimension: y = x * rstd * (OFFSET + w), rstd = 1 / sqrt(mean(x^2) + eps),
+// with OFFSET 1 for Gemma's (1 + w). One workgroup per row (rows folded into x/y by Gpu.grid()),
+// WG threads striding over the D columns and a tree reduction in workgroup memory.
+//
+// Backward (g = OFFSET + w, r = rstd):
+//   dx_j = r * g_j * dy_j - x_j * r^3 / D * sum_k dy_k g_k x_k     (written, or added into dx)
+//   dw_j = sum_rows dy_j * x_j * r                                  (deterministic, two passes:
+//          per-chunk partial sums over rows, then a sum over chunks in a fixed order)
+// Entry points alias binding numbers; each uses one consistent set.
+
+override WG: u32 = 256u;
+override OFFSET: f32 = 0.0;
+
+struct Params {
+  R: u32, D: u32,
+  eps: f32,
+  accumulate: u32,
+  // dw passes: rows per chunk, number of chunks
+  chunkRows: u32, chunks: u32,
+}
+
+var<workgroup> red: array<f32, 256>;
+
+fn rowIndex(wg: vec3u, nwg: vec3u) -> u32 {
+  return wg.y * nwg.x + wg.x;
+}
+
+// Sum of v over the workgroup, returned to every invocation.
+fn workgroupSum(v: f32, lane: u32) -> f32 {
+  red[lane] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (lane < s) { red[lane] += red[lane + s]; }
+    workgroupBarrier();
+  }
+  let total = red[0];
+  workgroupBarrier();
+  return total;
+}
+
+// ---- forward -----------------------------------------------------------------------------------
+
+@group(0) @binding(0) var<storage, read> fX: array<f32>;
+@group(0) @binding(1) var<storage, read> fW: array<f32>;
+@group(0) @binding(2) var<storage, read_write> fY: array<f32>;
+@group(0) @binding(3) var<storage, read_write> fRstd: array<f32>;
+@group(0) @binding(4) var<uniform> fp: Params;
+
+@compute @workgroup_size(WG)
+fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
+  let row = rowIndex(wg, nwg);
+  if (row >= fp.R) { return; }
+  let base = row * fp.D;
+  var ss = 0.0;
+  for (var j = lane; j < fp.D; j += WG) {
+    let v = fX[base + j];
+    ss += v * v;
+  }
+  let total = workgroupSum(ss, lane);
+  let r = inverseSqrt(total / f32(fp.D) + fp.eps);
+  for (var j = lane; j < fp.D; j += WG) {
+    fY[base + j] = (fX[base + j] * r) * (OFFSET + fW[j]);
+  }
+  if (lane == 0u) { fRstd[row] = r; }
+}
+
+// ---- backward: input gradient ------------------------------------------------------------------
+
+@group(0) @binding(0) var<storage, read> bDY: array<f32>;
+@group(0) @binding(1) var<storage, read> bX: array<f32>;
+@group(0) @binding(2) var<storage, read> bW: array<f32>;
+@group(0) @binding(3) var<storage, read> bRstd: array<f32>;
+@group(0) @binding(4) var<storage, read_write> bDX: array<f32>;
+@group(0) @binding(5) var<uniform> bp: Params;
+
+@compute @workgroup_size(WG)
+fn backward_dx(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
+  let row = rowIndex(wg, nwg);
+  if (row >= bp.R) { return; }
+  let base = row * bp.D;
+  var dot = 0.0;
+  for (var j = lane; j < bp.D; j += WG) {
+    dot += bDY[base + j] * (OFFSET + bW[j]) * bX[base + j];
+  }
+  let total = workgroupSum(dot, lane);
+  let r = bRstd[row];
+  let c = r * r * r * total / f32(bp.D);
+  for (var j = lane; j < bp.D; j += WG) {
+    var v = r * (OFFSET + bW[j]) * bDY[base + j] - bX[base + j] * c;
+    if (bp.accumulate != 0u) { v += bDX[base + j]; }
+    bDX[base + j] = v;
+  }
+}
+
+// ---- backward: weight gradient -----------------------------------------------------------------
+// Pass 1: workgroup (64, 4) = 64 columns x 4 row lanes over one chunk of rows; the lanes' sums are
+// added in a fixed order. With one chunk it writes dw directly, else partial[chunk, D].
+
+const DW_COLS = 64u;
+const DW_LANES = 4u;
+var<workgroup> lanes: array<f32, 256>; // [DW_LANES][DW_COLS]
+
+@group(0) @binding(0) var<storage, read> wDY: array<f32>;
+@group(0) @binding(1) var<storage, read> wX: array<f32>;
+@group(0) @binding(2) var<storage, read> wRstd: array<f32>;
+@group(0) @binding(3) var<storage, read_write> wOut: array<f32>;
+@group(0) @binding(4) var<uniform> wp: Params;
+
+@compute @workgroup_size(64, 4)
+fn backward_dw_partial(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let col = wg.x * DW_COLS + lid.x;
+  let chunk = wg.y;
+  let r0 = chunk * wp.chunkRows;
+  let r1 = min(wp.R, r0 + wp.chunkRows);
+  var acc = 0.0;
+  if (col < wp.D) {
+    for (var r = r0 + lid.y; r < r1; r += DW_LANES) {
+      let i = r * wp.D + col;
+      acc += wDY[i] * wX[i] * wRstd[r];
+    }
+  }
+  lanes[lid.y * DW_COLS + lid.x] = acc;
+  workgroupBarrier();
+  if (lid.y == 0u && col < wp.D) {
+    var s = lanes[lid.x];
+    for (var l = 1u; l < DW_LANES; l++) { s += lanes[l * DW_COLS + lid.x]; }
+    if (wp.chunks == 1u) {
+      if (wp.accumulate != 0u) { s += wOut[col]; }
+      wOut[col] = s;
+    } else {
+      wOut[chunk * wp.D + col] = s;
+    }
+  }
+}
+
+// Pass 2: dw_j (=|+=) sum over chunks of partial[chunk, j], in chunk order.
+@group(0) @binding(0) var<storage, read> sPart: array<f32>;
+@group(0) @binding(1) var<storage, read_write> sDW: array<f32>;
+@group(0) @binding(2) var<uniform> sp: Params;
+
+@compute @workgroup_size(WG)
+fn backward_dw_sum(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lane: u32) {
+  let col = wg.x * WG + lane;
+  if (col >= sp.D) { return; }
+  var s = 0.0;
+  for (var c = 0u; c < sp.chunks; c++) { s += sPart[c * sp.D + col]; }
+  if (sp.accumulate != 0u) { s += sDW[col]; }
+  sDW[col] = s;
+}

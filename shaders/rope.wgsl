@@ -1,0 +1,100 @@
+// Rotary position embedding, HF's rotate_half convention (not interleaved): in each head, dims
+// (i, i + half) for i < half = rotaryDim / 2 rotate by angle = f32(position) * invFreq[i]; dims
+// >= rotaryDim pass through (partial rotary). With c = scaling * cos, s = SIGN * scaling * sin:
+//   y[i] = x[i] * c - x[i + half] * s,   y[i + half] = x[i + half] * c + x[i] * s
+// SIGN -1 applies the transpose, which is the backward (dx = R^T dy).
+//
+// cos/sin: HF evaluates cos/sin of the f32 angle with the accurate CUDA/CPU functions. GPU
+// built-ins are only specified to 2^-11 absolute error inside [-pi, pi] and are worse outside it,
+// and angles reach ~1e5 rad at long positions, so the angle is reduced here by k * pi/2 with
+// pi/2 split into 7-bit pieces (each product k * piece is exact for |k| < 2^17, i.e. angles up to
+// ~2e5 rad; no reliance on fma) and evaluated with Cephes' single-precision minimax polynomials:
+// about 2^-23 absolute error over that range, the same on every GPU.
+//
+// One invocation per (token, head, j): j < half rotates a pair; half <= j < P copies one
+// pass-through element (out-of-place only). Element count folded into x/y by Gpu.grid().
+
+override WG: u32 = 256u;
+override SIGN: f32 = 1.0;
+
+struct Params {
+  n: u32,        // T * H * P
+  H: u32, Dh: u32,
+  half: u32,     // rotaryDim / 2
+  P: u32,        // invocations per head
+  scaling: f32,  // attention scaling applied to cos and sin
+}
+
+fn element(wg: vec3u, nwg: vec3u, lane: u32) -> u32 {
+  return (wg.y * nwg.x + wg.x) * WG + lane;
+}
+
+// (cos a, sin a)
+fn sincos(a: f32) -> vec2f {
+  let kf = round(a * 0.6366197723675814);
+  var r = a - kf * 0x1.90p0f;
+  r = r - kf * 0x1.0cp-7f;
+  r = r - kf * 0x1.ecp-14f;
+  r = r - kf * 0x1.50p-22f;
+  r = r - kf * 0x1.10p-30f;
+  r = r - kf * 0x1.68p-39f;
+  let z = r * r;
+  let s = r + r * z * (-1.6666654611e-1 + z * (8.3321608736e-3 + z * -1.9515295891e-4));
+  let c = 1.0 - 0.5 * z + z * z * (4.166664568298827e-2 + z * (-1.388731625493765e-3 + z * 2.443315711809948e-5));
+  let q = i32(kf) & 3;
+  if (q == 0) { return vec2f(c, s); }
+  if (q == 1) { return vec2f(-s, c); }
+  if (q == 2) { return vec2f(-c, -s); }
+  return vec2f(s, -c);
+}
+
+fn rotatePair(x1: f32, x2: f32, position: i32, invFreq: f32, scaling: f32) -> vec2f {
+  let cs = sincos(f32(position) * invFreq) * scaling;
+  let sn = SIGN * cs.y;
+  return vec2f(x1 * cs.x - x2 * sn, x2 * cs.x + x1 * sn);
+}
+
+// ---- out of place ------------------------------------------------------------------------------
+
+@group(0) @binding(0) var<storage, read> X: array<f32>;
+@group(0) @binding(1) var<storage, read> POS: array<i32>;
+@group(0) @binding(2) var<storage, read> INV: array<f32>;
+@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+
+@compute @workgroup_size(WG)
+fn rope(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
+  let i = element(wg, nwg, lane);
+  if (i >= p.n) { return; }
+  let th = i / p.P; // token * H + head
+  let j = i - th * p.P;
+  let i1 = th * p.Dh + j;
+  if (j >= p.half) {
+    Y[i1 + p.half] = X[i1 + p.half]; // pass-through dim j + half (>= rotaryDim)
+    return;
+  }
+  let i2 = i1 + p.half;
+  let y = rotatePair(X[i1], X[i2], POS[th / p.H], INV[j], p.scaling);
+  Y[i1] = y.x;
+  Y[i2] = y.y;
+}
+
+// ---- in place ----------------------------------------------------------------------------------
+
+@group(0) @binding(0) var<storage, read_write> XY: array<f32>;
+@group(0) @binding(1) var<storage, read> iPOS: array<i32>;
+@group(0) @binding(2) var<storage, read> iINV: array<f32>;
+@group(0) @binding(3) var<uniform> ip: Params;
+
+@compute @workgroup_size(WG)
+fn rope_inplace(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
+  let i = element(wg, nwg, lane);
+  if (i >= ip.n) { return; }
+  let th = i / ip.P; // P = half: no pass-through invocations
+  let j = i - th * ip.P;
+  let i1 = th * ip.Dh + j;
+  let i2 = i1 + ip.half;
+  let y = rotatePair(XY[i1], XY[i2], iPOS[th / ip.H], iINV[j], ip.scaling);
+  XY[i1] = y.x;
+  XY[i2] = y.y;
+}

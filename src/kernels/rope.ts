@@ -1,0 +1,130 @@
+// Rotary position embedding in HF's rotate_half layout (pairs (i, i + rotaryDim/2) in each head),
+// with partial rotary (dims >= rotaryDim pass through). cos/sin are computed on the GPU from the
+// f32 angle position * invFreq[i] (HF's order), see shaders/rope.wgsl. The backward is the
+// rotation by the negated angle (dx = R^T dy). ropeInvFreq() reproduces transformers' inverse
+// frequencies (default, linear, llama3) bit for bit in f32.
+
+import source from '../../shaders/rope.wgsl';
+import { f32, type Gpu } from '../gpu/runtime';
+import { numel, shapeStr, type Tensor } from '../gpu/tensor';
+
+export interface RopeOptions {
+  /** Rotate by -angle (the transpose; the backward of the forward rotation). */
+  inverse?: boolean;
+  /** Multiplies cos and sin (transformers' attention_scaling; 1 for default/linear/llama3). */
+  attentionScaling?: number;
+}
+
+const WG = 256;
+
+/**
+ * y = rope(x) for x [T, H, Dh] (or [B, S, H, Dh]); y may be x itself (in place). positions: i32
+ * [T]; invFreq: f32 [rotaryDim / 2] with rotaryDim <= Dh.
+ */
+export function rope(gpu: Gpu, x: Tensor, y: Tensor, positions: Tensor, invFreq: Tensor, opts: RopeOptions = {}): void {
+  const fn = opts.inverse ? 'rope (inverse)' : 'rope';
+  if (x.dtype !== 'f32' || y.dtype !== 'f32') throw new Error(`${fn}: x and y must be f32 (got ${x.dtype}, ${y.dtype})`);
+  if (positions.dtype !== 'i32') throw new Error(`${fn}: positions must be i32, not ${positions.dtype}`);
+  if (invFreq.dtype !== 'f32') throw new Error(`${fn}: invFreq must be f32, not ${invFreq.dtype}`);
+  if (x.shape.length < 3) throw new Error(`${fn}: x ${shapeStr(x.shape)} must be [T, H, Dh]`);
+  const Dh = x.shape[x.shape.length - 1]!, H = x.shape[x.shape.length - 2]!;
+  const T = numel(x.shape) / Math.max(1, H * Dh);
+  if (numel(y.shape) !== numel(x.shape)) throw new Error(`${fn}: y ${shapeStr(y.shape)} and x ${shapeStr(x.shape)} differ in size`);
+  if (numel(positions.shape) !== T) throw new Error(`${fn}: positions ${shapeStr(positions.shape)} must have one entry per token (${T}) of x ${shapeStr(x.shape)}`);
+  const half = numel(invFreq.shape);
+  if (half === 0) throw new Error(`${fn}: invFreq is empty (rotary dim 0)`);
+  if (2 * half > Dh) throw new Error(`${fn}: invFreq ${shapeStr(invFreq.shape)} gives rotary dim ${2 * half} > head dim ${Dh}`);
+  const inPlace = x.buffer === y.buffer && x.offset === y.offset;
+  for (const [name, t] of [['positions', positions], ['invFreq', invFreq], ...(inPlace ? [] : [['x', x]])] as [string, Tensor][]) {
+    if (t.buffer === y.buffer) throw new Error(`${fn}: y must not share a buffer with ${name}${name === 'x' ? ' unless it is x itself' : ''}`);
+  }
+  const scaling = opts.attentionScaling ?? 1;
+  // pass-through dims are untouched in place, copied otherwise
+  const P = inPlace ? half : half + (Dh - 2 * half);
+  const n = T * H * P;
+  if (n === 0) return;
+  const constants = { WG, SIGN: opts.inverse ? -1 : 1 };
+  const params = [n, H, Dh, half, P, f32(scaling)];
+  const groups = gpu.grid(Math.ceil(n / WG));
+  if (inPlace) gpu.dispatch(gpu.pipeline(source, 'rope_inplace', constants), [y, positions, invFreq], groups, params);
+  else gpu.dispatch(gpu.pipeline(source, 'rope', constants), [x, positions, invFreq, y], groups, params);
+}
+
+/** dx = R^T dy: the rotation by the negated angle (dx may be dy itself). */
+export function ropeBackward(gpu: Gpu, dy: Tensor, dx: Tensor, positions: Tensor, invFreq: Tensor, opts: RopeOptions = {}): void {
+  rope(gpu, dy, dx, positions, invFreq, { ...opts, inverse: !opts.inverse });
+}
+
+export interface RopeScaling {
+  rope_type: 'default' | 'linear' | 'llama3';
+  factor?: number;
+  low_freq_factor?: number;
+  high_freq_factor?: number;
+  original_max_position_embeddings?: number;
+}
+
+export interface RopeInvFreqOptions {
+  headDim: number;
+  theta: number;
+  partialRotaryFactor?: number;
+  scaling?: RopeScaling;
+}
+
+const fr = Math.fround;
+
+/**
+ * transformers' inverse frequencies, [rotaryDim / 2] with rotaryDim = int(headDim * partial):
+ * `_compute_default_rope_parameters` (1 / base ** (arange(0, dim, 2).float() / dim)), linear
+ * scaling (inv_freq / factor) and `_compute_llama3_parameters`, each torch f32 operation emulated
+ * by an f64 operation rounded to f32 (python scalars are cast to f32; `scalar / tensor` is torch's
+ * `tensor.reciprocal() * scalar`).
+ */
+export function ropeInvFreq(opts: RopeInvFreqOptions): Float32Array {
+  const fn = 'ropeInvFreq';
+  const partial = opts.partialRotaryFactor ?? 1;
+  const dim = Math.trunc(opts.headDim * partial);
+  if (!(dim > 0) || dim % 2 !== 0 || dim > opts.headDim) {
+    throw new Error(`${fn}: rotary dim int(${opts.headDim} * ${partial}) = ${dim} must be even, positive and at most the head dim`);
+  }
+  if (!(opts.theta > 0)) throw new Error(`${fn}: theta = ${opts.theta} must be positive`);
+  const base = fr(opts.theta);
+  const inv = new Float32Array(dim / 2);
+  for (let k = 0; k < dim / 2; k++) inv[k] = fr(1 / fr(base ** fr((2 * k) / dim)));
+
+  const s = opts.scaling ?? { rope_type: 'default' };
+  switch (s.rope_type) {
+    case 'default':
+      return inv;
+    case 'linear': {
+      const factor = need(s.factor, 'factor');
+      for (let k = 0; k < inv.length; k++) inv[k] = fr(inv[k]! / fr(factor));
+      return inv;
+    }
+    case 'llama3': {
+      const factor = fr(need(s.factor, 'factor'));
+      const lowF = need(s.low_freq_factor, 'low_freq_factor');
+      const highF = need(s.high_freq_factor, 'high_freq_factor');
+      const oldCtx = need(s.original_max_position_embeddings, 'original_max_position_embeddings');
+      const lowWavelen = fr(oldCtx / lowF), highWavelen = fr(oldCtx / highF); // python floats, compared as f32
+      const twoPi = fr(2 * Math.PI);
+      const out = new Float32Array(inv.length);
+      for (let k = 0; k < inv.length; k++) {
+        const f = inv[k]!;
+        const wavelen = fr(fr(1 / f) * twoPi);
+        let llama = wavelen > lowWavelen ? fr(f / factor) : f;
+        const smooth = fr(fr(fr(fr(1 / wavelen) * fr(oldCtx)) - fr(lowF)) / fr(highF - lowF));
+        const smoothed = fr(fr(fr(fr(1 - smooth) * llama) / factor) + fr(smooth * llama));
+        if (!(wavelen < highWavelen) && !(wavelen > lowWavelen)) llama = smoothed;
+        out[k] = llama;
+      }
+      return out;
+    }
+    default:
+      throw new Error(`${fn}: rope scaling "${String((s as { rope_type: unknown }).rope_type)}" is not supported (default, linear, llama3)`);
+  }
+
+  function need(v: number | undefined, name: string): number {
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`${fn}: ${s.rope_type} scaling needs a numeric ${name}`);
+    return v;
+  }
+}

@@ -1,0 +1,122 @@
+// Kernel family: norm (shaders/norm.wgsl, src/kernels/norm.ts)
+import { describe, expect, it } from 'vitest';
+import { rmsNorm, rmsNormBackward } from '../src/kernels/norm';
+import { Gpu } from '../src/gpu/runtime';
+import { testGpu, poisoned } from './helpers/gpu';
+import { expectClose, makeRng } from './helpers/check';
+import { rmsNormBackwardRef, rmsNormRef } from './reference/norm';
+
+describe('norm', () => {
+  it('the reference gradient matches finite differences of the reference forward', () => {
+    const rng = makeRng();
+    const [R, D, eps] = [3, 7, 1e-6];
+    for (const offset of [0, 1]) {
+      const x = Float64Array.from(rng.randn(R * D)), w = Float64Array.from(rng.randn(D)), dy = rng.randn(R * D);
+      const { dx, dw } = rmsNormBackwardRef(dy, x, w, R, D, eps, offset);
+      const loss = () => rmsNormRef(x, w, R, D, eps, offset).y.reduce((s, v, i) => s + v * dy[i]!, 0);
+      const h = 1e-6;
+      const fd = (arr: Float64Array, i: number) => {
+        const v = arr[i]!;
+        arr[i] = v + h;
+        const lp = loss();
+        arr[i] = v - h;
+        const lm = loss();
+        arr[i] = v;
+        return (lp - lm) / (2 * h);
+      };
+      for (const i of [0, 5, 11, 20]) expect(Math.abs(fd(x, i) - dx[i]!), `dx[${i}] offset ${offset} (SEED=${rng.seed})`).toBeLessThan(1e-7);
+      for (const j of [0, 3, 6]) expect(Math.abs(fd(w, j) - dw[j]!), `dw[${j}] offset ${offset} (SEED=${rng.seed})`).toBeLessThan(1e-7);
+    }
+  });
+
+  // [shape of x, offset]: one element, one row, D not a multiple of the workgroup, q/k norm [T, H, Dh]
+  const cases: [number[], 0 | 1][] = [
+    [[1, 1], 0],
+    [[1, 300], 1],
+    [[37, 130], 0],
+    [[5, 2051], 1],
+    [[7, 3, 128], 1],
+    [[9, 2, 80], 0],
+  ];
+  for (const [shape, offset] of cases)
+    it(`rmsNorm forward and backward on ${JSON.stringify(shape)}, offset ${offset}`, async () => {
+      const gpu = await testGpu();
+      const rng = makeRng();
+      const D = shape[shape.length - 1]!;
+      const R = shape.reduce((a, b) => a * b, 1) / D;
+      // one element: dx = r g dy eps / (x^2 + eps) cancels catastrophically unless eps is large
+      const eps = D === 1 ? 0.5 : 1e-6;
+      const x = rng.randn(R * D, 2), w = rng.randn(D, 0.5), dy = rng.randn(R * D);
+      const tx = gpu.upload(x, shape), tw = gpu.upload(w, [D]), tdy = gpu.upload(dy, shape);
+      const y = poisoned(gpu, shape), rstd = poisoned(gpu, [R]);
+      rmsNorm(gpu, tx, tw, y, rstd, { eps, offset });
+      const ref = rmsNormRef(x, w, R, D, eps, offset);
+      expectClose(await gpu.readF32(y), ref.y, 1e-5, 'y', rng.seed);
+      expectClose(await gpu.readF32(rstd), ref.rstd, 1e-6, 'rstd', rng.seed);
+
+      const g = rmsNormBackwardRef(dy, x, w, R, D, eps, offset);
+      const dx = poisoned(gpu, shape), dw = poisoned(gpu, [D]);
+      rmsNormBackward(gpu, tdy, tx, tw, rstd, dx, dw, { offset });
+      expectClose(await gpu.readF32(dx), g.dx, 1e-5, 'dx', rng.seed);
+      const dw1 = await gpu.readF32(dw);
+      expectClose(dw1, g.dw, 1e-5, 'dw', rng.seed);
+
+      // accumulation into both, and bitwise-deterministic dw
+      const dx0 = rng.randn(R * D), dw0 = rng.randn(D);
+      const tdx = gpu.upload(dx0, shape), tdw = gpu.upload(dw0, [D]);
+      rmsNormBackward(gpu, tdy, tx, tw, rstd, tdx, tdw, { offset, accumulateDx: true, accumulateDw: true });
+      expectClose(await gpu.readF32(tdx), g.dx.map((v, i) => v + dx0[i]!), 1e-5, 'dx accumulated', rng.seed);
+      expectClose(await gpu.readF32(tdw), g.dw.map((v, i) => v + dw0[i]!), 1e-5, 'dw accumulated', rng.seed);
+      rmsNormBackward(gpu, tdy, tx, tw, rstd, tdx, dw, { offset });
+      expect(Array.from(await gpu.readF32(dw)), 'dw is deterministic').toEqual(Array.from(dw1));
+
+      // a frozen norm (no dw) leaves nothing else written
+      const dxOnly = poisoned(gpu, shape);
+      rmsNormBackward(gpu, tdy, tx, tw, rstd, dxOnly, null, { offset });
+      expectClose(await gpu.readF32(dxOnly), g.dx, 1e-5, 'dx without dw', rng.seed);
+      gpu.release(tx, tw, tdy, y, rstd, dx, dw, tdx, tdw, dxOnly);
+    });
+
+  it('rows beyond one grid dimension fold into y', async () => {
+    const gpu = foldingGpu(await testGpu());
+    const rng = makeRng();
+    const R = 2501, D = 5, eps = 1e-5;
+    const x = rng.randn(R * D), w = rng.randn(D), dy = rng.randn(R * D);
+    const tx = gpu.upload(x, [R, D]), tw = gpu.upload(w, [D]), tdy = gpu.upload(dy, [R, D]);
+    const y = poisoned(gpu, [R, D]), rstd = poisoned(gpu, [R]), dx = poisoned(gpu, [R, D]);
+    rmsNorm(gpu, tx, tw, y, rstd, { eps });
+    rmsNormBackward(gpu, tdy, tx, tw, rstd, dx, null);
+    expect(gpu.grid(R)[1]).toBeGreaterThan(1);
+    expectClose(await gpu.readF32(y), rmsNormRef(x, w, R, D, eps).y, 1e-5, 'y', rng.seed);
+    expectClose(await gpu.readF32(dx), rmsNormBackwardRef(dy, x, w, R, D, eps).dx, 1e-5, 'dx', rng.seed);
+    gpu.release(tx, tw, tdy, y, rstd, dx);
+  });
+
+  it('dw over many rows: multi-chunk partial sums', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const [R, D] = [3000, 70];
+    const x = rng.randn(R * D), w = rng.randn(D), dy = rng.randn(R * D);
+    const tx = gpu.upload(x, [R, D]), tw = gpu.upload(w, [D]), tdy = gpu.upload(dy, [R, D]);
+    const y = poisoned(gpu, [R, D]), rstd = poisoned(gpu, [R]), dx = poisoned(gpu, [R, D]), dw = poisoned(gpu, [D]);
+    rmsNorm(gpu, tx, tw, y, rstd, { eps: 1e-6, offset: 1 });
+    rmsNormBackward(gpu, tdy, tx, tw, rstd, dx, dw, { offset: 1 });
+    expectClose(await gpu.readF32(dw), rmsNormBackwardRef(dy, x, w, R, D, 1e-6, 1).dw, 1e-5, 'dw', rng.seed);
+    gpu.release(tx, tw, tdy, y, rstd, dx, dw);
+  });
+
+  it('reports mismatched shapes and aliasing', async () => {
+    const gpu = await testGpu();
+    const x = gpu.tensor([4, 8]), w = gpu.tensor([7]), y = gpu.tensor([4, 8]), rstd = gpu.tensor([4]);
+    expect(() => rmsNorm(gpu, x, w, y, rstd, { eps: 1e-6 })).toThrow(/weight \[7\] does not match the last dimension 8/);
+    const w8 = gpu.tensor([8]);
+    expect(() => rmsNorm(gpu, x, w8, y, gpu.tensor([3]), { eps: 1e-6 })).toThrow(/rstd \[3\] must have 4 elements/);
+    expect(() => rmsNorm(gpu, x, w8, x, rstd, { eps: 1e-6 })).toThrow(/y must not share a buffer with x/);
+    expect(() => rmsNormBackward(gpu, y, x, w8, rstd, y, null)).toThrow(/dx must not share a buffer with dy/);
+  });
+});
+
+/** The same device with a small per-dimension workgroup limit, so that grid() folds cheaply. */
+function foldingGpu(gpu: Gpu, maxPerDim = 1000): Gpu {
+  return new Gpu(gpu.device, { ...gpu.caps, limits: { ...gpu.caps.limits, maxComputeWorkgroupsPerDimension: maxPerDim } });
+}

@@ -1,0 +1,162 @@
+// Kernel family: rope (shaders/rope.wgsl, src/kernels/rope.ts)
+import { describe, expect, it } from 'vitest';
+import { rope, ropeBackward, ropeInvFreq } from '../src/kernels/rope';
+import { Gpu } from '../src/gpu/runtime';
+import { testGpu, poisoned } from './helpers/gpu';
+import { expectClose, makeRng } from './helpers/check';
+import { llama3InvFreqF64, ropeRef } from './reference/rope';
+
+describe('rope', () => {
+  it('ropeInvFreq: default frequencies are torch f32 values, partial rotary shortens them', () => {
+    const inv = ropeInvFreq({ headDim: 128, theta: 10000 });
+    expect(inv.length).toBe(64);
+    expect(inv[0]).toBe(1);
+    expect(inv[1]).toBe(0.8659643530845642); // 1 / 10000 ** (2 / 128) in float32 steps (numpy/glibc powf)
+    for (let k = 0; k < 64; k++) {
+      expect(Math.abs(inv[k]! - 10000 ** (-(2 * k) / 128)) / inv[k]!, `inv[${k}]`).toBeLessThan(3e-7);
+    }
+    expect(ropeInvFreq({ headDim: 80, theta: 10000, partialRotaryFactor: 0.4 }).length).toBe(16); // int(80 * 0.4) = 32
+    const p = ropeInvFreq({ headDim: 128, theta: 10000, partialRotaryFactor: 0.75 }); // rotary dim 96
+    expect(p.length).toBe(48);
+    expect(p[1]).toBe(Math.fround(1 / Math.fround(10000 ** Math.fround(2 / 96))));
+    const lin = ropeInvFreq({ headDim: 64, theta: 10000, scaling: { rope_type: 'linear', factor: 4 } });
+    const def = ropeInvFreq({ headDim: 64, theta: 10000 });
+    for (let k = 0; k < 32; k++) expect(lin[k]).toBe(def[k]! / 4);
+    expect(() => ropeInvFreq({ headDim: 64, theta: 10000, scaling: { rope_type: 'llama3', factor: 8 } })).toThrow(/needs a numeric low_freq_factor/);
+    expect(() => ropeInvFreq({ headDim: 10, theta: 10000, partialRotaryFactor: 0.5 })).toThrow(/must be even/);
+  });
+
+  it('ropeInvFreq: llama3 scaling matches hand-computed values of the transformers formula', () => {
+    const scaling = { rope_type: 'llama3' as const, factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 };
+    const inv = ropeInvFreq({ headDim: 128, theta: 500000, scaling });
+    // Llama 3.1: inv_k = 500000^(-k/64); wavelen = 2 pi / inv_k; < 2048 kept, > 8192 divided by 8,
+    // between: smooth = (8192 / wavelen - 1) / 3, inv = (1 - smooth) inv / 8 + smooth inv.
+    const hand: [number, number][] = [
+      [0, 1], // wavelen 6.28: kept
+      [20, 0.016560440080994446], // wavelen 379: kept
+      [29, 0.00216657076350336], // wavelen 2402: smooth 0.8036
+      [30, 0.0013718935677611381], // wavelen 2948: smooth 0.5928
+      [33, 0.00031269375038406517], // wavelen 5454: smooth 0.1673
+      [34, 0.00017850781276799638], // wavelen 6695: smooth 0.0745
+      [35, 0.00009556212353964683], // wavelen 8219 > 8192: divided by 8
+      [63, 3.068925988914511e-7], // divided by 8
+    ];
+    for (const [k, v] of hand) expect(Math.abs(inv[k]! - v) / v, `llama3 inv_freq[${k}] = ${inv[k]}, expected ${v}`).toBeLessThan(1e-6);
+    const f64 = llama3InvFreqF64(128, 500000, 8, 1, 4, 8192);
+    for (let k = 0; k < 64; k++) expect(Math.abs(inv[k]! - f64[k]!) / f64[k]!, `inv_freq[${k}]`).toBeLessThan(1e-6);
+    // Llama 3.2 style factor 32
+    const inv32 = ropeInvFreq({ headDim: 64, theta: 500000, scaling: { ...scaling, factor: 32 } });
+    const ref32 = llama3InvFreqF64(64, 500000, 32, 1, 4, 8192);
+    for (let k = 0; k < 32; k++) expect(Math.abs(inv32[k]! - ref32[k]!) / ref32[k]!, `factor 32 inv_freq[${k}]`).toBeLessThan(1e-6);
+  });
+
+  it('the reference backward (inverse rotation) matches finite differences of the reference forward', () => {
+    const rng = makeRng();
+    const [T, H, Dh] = [2, 2, 10];
+    const inv = ropeInvFreq({ headDim: Dh, theta: 100, partialRotaryFactor: 0.8 });
+    const pos = [3, 17];
+    const x = Float64Array.from(rng.randn(T * H * Dh)), dy = rng.randn(T * H * Dh);
+    const dx = ropeRef(dy, T, H, Dh, pos, inv, 1.3, true);
+    const loss = () => ropeRef(x, T, H, Dh, pos, inv, 1.3).reduce((s, v, i) => s + v * dy[i]!, 0);
+    const h = 1e-6;
+    for (const i of [0, 3, 7, 9, 14, 31, 39]) {
+      const v = x[i]!;
+      x[i] = v + h;
+      const lp = loss();
+      x[i] = v - h;
+      const lm = loss();
+      x[i] = v;
+      expect(Math.abs((lp - lm) / (2 * h) - dx[i]!), `dx[${i}] (SEED=${rng.seed})`).toBeLessThan(1e-7);
+    }
+  });
+
+  // [T, H, Dh, theta, partial factor, attention scaling]
+  const cases: [number, number, number, number, number, number][] = [
+    [1, 1, 2, 10000, 1, 1],
+    [5, 3, 64, 10000, 1, 1],
+    [7, 2, 80, 10000, 0.4, 1], // Phi-2 style: 32 of 80 dims rotate
+    [3, 4, 128, 500000, 0.75, 1], // rotary 96 of 128
+    [11, 1, 96, 1000000, 1, 1.25],
+  ];
+  for (const [T, H, Dh, theta, partial, scaling] of cases)
+    it(`rope forward, in place and backward on [${T}, ${H}, ${Dh}], partial ${partial}, scaling ${scaling}`, async () => {
+      const gpu = await testGpu();
+      const rng = makeRng();
+      const inv = ropeInvFreq({ headDim: Dh, theta, partialRotaryFactor: partial });
+      const pos = Int32Array.from({ length: T }, (_, t) => (t === 0 ? 0 : Math.floor(rng.next() * 40000)));
+      const x = rng.randn(T * H * Dh), dy = rng.randn(T * H * Dh);
+      const tInv = gpu.upload(inv, [inv.length]), tPos = gpu.upload(pos, [T], 'i32');
+      const tx = gpu.upload(x, [T, H, Dh]), y = poisoned(gpu, [T, H, Dh]);
+      const opts = { attentionScaling: scaling };
+      rope(gpu, tx, y, tPos, tInv, opts);
+      const yRef = ropeRef(x, T, H, Dh, pos, inv, scaling);
+      expectClose(await gpu.readF32(y), yRef, 1e-5, 'y', rng.seed);
+
+      rope(gpu, tx, tx, tPos, tInv, opts); // in place
+      expectClose(await gpu.readF32(tx), yRef, 1e-5, 'y in place', rng.seed);
+
+      const tdy = gpu.upload(dy, [T, H, Dh]), dx = poisoned(gpu, [T, H, Dh]);
+      ropeBackward(gpu, tdy, dx, tPos, tInv, opts);
+      const dxRef = ropeRef(dy, T, H, Dh, pos, inv, scaling, true);
+      expectClose(await gpu.readF32(dx), dxRef, 1e-5, 'dx', rng.seed);
+      ropeBackward(gpu, tdy, tdy, tPos, tInv, opts);
+      expectClose(await gpu.readF32(tdy), dxRef, 1e-5, 'dx in place', rng.seed);
+      // pass-through dims are copied exactly
+      const out = await gpu.readF32(dx);
+      for (let e = 0; e < T * H; e++)
+        for (let d = 2 * inv.length; d < Dh; d++) expect(out[e * Dh + d]).toBe(dy[e * Dh + d]);
+      gpu.release(tInv, tPos, tx, y, tdy, dx);
+    });
+
+  it('cos/sin of large angles (positions up to 2e5) stay accurate element by element', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const inv = ropeInvFreq({ headDim: 128, theta: 10000 });
+    const T = 64, Dh = 128;
+    const pos = Int32Array.from({ length: T }, (_, t) => (t < 4 ? [0, 1, 131071, 200000][t]! : Math.floor(rng.next() * 200000)));
+    const x = new Float32Array(T * Dh);
+    for (let t = 0; t < T; t++) for (let i = 0; i < 64; i++) x[t * Dh + i] = 1; // y = (cos, sin)
+    const tx = gpu.upload(x, [T, 1, Dh]), y = poisoned(gpu, [T, 1, Dh]);
+    rope(gpu, tx, y, gpu.upload(pos, [T], 'i32'), gpu.upload(inv, [64]));
+    const out = await gpu.readF32(y);
+    let worst = 0, at = '';
+    for (let t = 0; t < T; t++)
+      for (let i = 0; i < 64; i++) {
+        const a = Math.fround(pos[t]! * inv[i]!);
+        const e = Math.max(Math.abs(out[t * Dh + i]! - Math.cos(a)), Math.abs(out[t * Dh + 64 + i]! - Math.sin(a)));
+        if (e > worst) [worst, at] = [e, `position ${pos[t]}, angle ${a}`];
+      }
+    expect(worst, `worst cos/sin error ${worst.toExponential(2)} at ${at} (SEED=${rng.seed})`).toBeLessThan(4e-7);
+  });
+
+  it('invocation counts beyond one grid dimension fold into y', async () => {
+    const gpu = foldingGpu(await testGpu());
+    const rng = makeRng();
+    const [T, H, Dh] = [301, 8, 224]; // rotary 192 of 224 dims
+    const inv = ropeInvFreq({ headDim: Dh, theta: 10000, partialRotaryFactor: 192 / 224 });
+    const pos = Int32Array.from({ length: T }, (_, t) => 3 * t);
+    const x = rng.randn(T * H * Dh);
+    const tx = gpu.upload(x, [T, H, Dh]), tPos = gpu.upload(pos, [T], 'i32'), tInv = gpu.upload(inv, [inv.length]);
+    const y = poisoned(gpu, [T, H, Dh]);
+    expect(gpu.grid(Math.ceil((T * H * (Dh - 96)) / 256))[1]).toBeGreaterThan(1);
+    rope(gpu, tx, y, tPos, tInv);
+    const ref = ropeRef(x, T, H, Dh, pos, inv);
+    expectClose(await gpu.readF32(y), ref, 1e-5, 'y', rng.seed);
+    ropeBackward(gpu, y, y, tPos, tInv);
+    expectClose(await gpu.readF32(y), x, 1e-5, 'rope then ropeBackward in place', rng.seed);
+    gpu.release(tx, tPos, tInv, y);
+  });
+
+  it('reports bad shapes', async () => {
+    const gpu = await testGpu();
+    const x = gpu.tensor([4, 2, 8]), pos = gpu.tensor([4], 'i32');
+    expect(() => rope(gpu, x, x, gpu.tensor([3], 'i32'), gpu.tensor([4]))).toThrow(/one entry per token \(4\)/);
+    expect(() => rope(gpu, x, x, pos, gpu.tensor([5]))).toThrow(/rotary dim 10 > head dim 8/);
+    expect(() => rope(gpu, x, gpu.tensor([4, 2, 8]), gpu.tensor([4]), gpu.tensor([4]))).toThrow(/positions must be i32/);
+  });
+});
+
+/** The same device with a small per-dimension workgroup limit, so that grid() folds cheaply. */
+function foldingGpu(gpu: Gpu, maxPerDim = 1000): Gpu {
+  return new Gpu(gpu.device, { ...gpu.caps, limits: { ...gpu.caps.limits, maxComputeWorkgroupsPerDimension: maxPerDim } });
+}
