@@ -668,7 +668,14 @@ export async function buildDataset(config: DataConfig, deps: DataDeps): Promise<
     trainItems = trainItems.filter((_, i) => !testIdx.has(i));
   }
 
-  const eosToken = stage === 'pt' && config.template === 'llama3' ? '<|end_of_text|>' : (tok.idToToken(template.eosId) ?? tok.eosToken ?? '');
+  // Pretraining appends eos to every document: LLaMA-Factory uses the tokenizer's eos after the
+  // template replaced it (<|end_of_text|> for llama3); without a template, the tokenizer's own eos.
+  const eosToken =
+    stage === 'pt' && config.template === 'llama3'
+      ? '<|end_of_text|>'
+      : config.template || deps.template
+        ? (tok.idToToken(template.eosId) ?? '')
+        : (tok.eosToken ?? tok.idToToken(template.eosId) ?? '');
   const ctx: ProcessContext = {
     stage,
     kind: exampleKind(stage),

@@ -502,7 +502,7 @@ type HFMessage = Record<string, unknown> & { role: string; content: string };
 
 export class JinjaChatTemplate implements ChatTemplate {
   readonly name = 'jinja';
-  readonly eosId: number;
+  eosId: number;
   readonly stopIds: number[];
   readonly efficientEos = false;
   private readonly tok: Tokenizer;
@@ -566,7 +566,16 @@ export class JinjaChatTemplate implements ChatTemplate {
     this.turnEnd = turnEnd;
     this.trailing = trailing;
     const stops = new Set<number>([eos, ...tok.eosIds]);
-    for (const mk of this.eotMarkers) if (turnEnd.includes(mk)) stops.add(tok.tokenToId(mk)!);
+    let turnEos: number | undefined;
+    for (const mk of this.eotMarkers) {
+      if (turnEnd.includes(mk)) {
+        const id = tok.tokenToId(mk)!;
+        stops.add(id);
+        turnEos ??= id;
+      }
+    }
+    // The token that ends an assistant turn is the eos this template trains with.
+    if (turnEos !== undefined) this.eosId = turnEos;
     this.stopIds = [...stops];
   }
 

@@ -72,6 +72,7 @@ export class Tokenizer {
   private readonly specialIds: Set<number>;
   private readonly addedById: Map<number, string>;
   private vocabSizeCache: number | undefined;
+  private readonly encodeCache = new Map<string, number[]>();
 
   constructor(files: TokenizerFiles) {
     const tj = typeof files.tokenizerJson === 'string' ? JSON.parse(files.tokenizerJson) : files.tokenizerJson;
@@ -118,10 +119,20 @@ export class Tokenizer {
 
   encode(text: string, opts: EncodeOptions = {}): number[] {
     if (text.length === 0) return opts.addSpecialTokens ? this.hf.encode('', { add_special_tokens: true }).ids : [];
-    return this.hf.encode(text, { add_special_tokens: opts.addSpecialTokens ?? false }).ids;
+    if (opts.addSpecialTokens) return this.hf.encode(text, { add_special_tokens: true }).ids;
+    // Preference and KTO examples encode the same prompt texts twice: keep recent results.
+    const hit = this.encodeCache.get(text);
+    if (hit) return hit.slice();
+    const ids = this.hf.encode(text, { add_special_tokens: false }).ids;
+    if (text.length >= 32) {
+      if (this.encodeCache.size >= 512) this.encodeCache.delete(this.encodeCache.keys().next().value!);
+      this.encodeCache.set(text, ids.slice());
+    }
+    return ids;
   }
 
   decode(ids: ArrayLike<number>, opts: DecodeOptions = {}): string {
+    if (ids.length === 0) return '';
     return this.hf.decode(Array.from(ids), { skip_special_tokens: opts.skipSpecialTokens ?? false });
   }
 
