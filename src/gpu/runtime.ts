@@ -142,7 +142,9 @@ export class Gpu {
     return (await this.read(t)) as Float32Array;
   }
 
+  /** Free tensors. Recorded work is submitted first: it may still use them. */
   release(...ts: (Tensor | undefined | null)[]): void {
+    this.flush();
     for (const t of ts) {
       if (!t || t.offset !== 0) continue;
       this.allocated -= t.buffer.size;

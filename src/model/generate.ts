@@ -1,0 +1,137 @@
+// Text generation with a KV cache: prefill the prompt (reusing the cached prefix of the previous
+// call, so multi-turn chat only runs the new tokens), then decode one token at a time on the GPU,
+// sampling there and reading back one token id per step.
+
+import { gemm, weightParts } from '../kernels/matmul';
+import { sampleToken } from '../kernels/sample';
+import type { Tensor } from '../gpu/tensor';
+import { allocKVCache, forwardCached, Workspace, type KVCache } from './forward';
+import type { Model } from './model';
+
+export interface SamplingOptions {
+  maxNewTokens: number;
+  /** 0 = greedy. */
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  repetitionPenalty?: number;
+  seed?: number;
+  /** Token ids that end generation (the model's eos ids by default). */
+  stopIds?: number[];
+  signal?: AbortSignal;
+}
+
+const PREFILL_CHUNK = 64;
+
+export class Generator {
+  private cache: KVCache;
+  /** Tokens whose keys/values are in the cache, in order. */
+  private cached: number[] = [];
+  private readonly workspaces = new Map<number, Workspace>();
+  private readonly logits: Tensor;
+  private readonly token: Tensor;
+  private readonly history: Tensor;
+
+  constructor(readonly model: Model, capacity = Math.min(model.spec.maxPositions, 4096)) {
+    const gpu = model.gpu;
+    this.cache = allocKVCache(model, capacity);
+    this.logits = gpu.tensor([model.spec.vocab], 'f32', 'logits');
+    this.token = gpu.tensor([1], 'u32', 'token');
+    this.history = gpu.tensor([capacity], 'u32', 'history');
+  }
+
+  /** Forget the cache (after the adapter changed, the cached keys/values are stale). */
+  reset(): void {
+    this.cached = [];
+    this.cache.length = 0;
+  }
+
+  async *generate(prompt: readonly number[], opts: SamplingOptions): AsyncGenerator<number> {
+    if (prompt.length === 0) throw new Error('generate: the prompt is empty');
+    const gpu = this.model.gpu;
+    const stop = new Set(opts.stopIds ?? this.model.spec.eosIds);
+    if (prompt.length + opts.maxNewTokens > this.cache.capacity) {
+      throw new Error(`prompt (${prompt.length} tokens) + max_new_tokens (${opts.maxNewTokens}) exceeds the context of ${this.cache.capacity}`);
+    }
+    // reuse the common prefix; at least the last prompt token is run to get fresh logits
+    let keep = 0;
+    while (keep < this.cached.length && keep < prompt.length - 1 && this.cached[keep] === prompt[keep]) keep++;
+    this.cached = this.cached.slice(0, keep);
+    this.cache.length = keep;
+    const tokens = [...prompt];
+    gpu.write(this.history, Uint32Array.from(tokens));
+    await this.run(tokens.slice(keep));
+    let rng = (opts.seed ?? 0) >>> 0 || 0x9e3779b9;
+    const uniform = () => {
+      rng ^= rng << 13; rng >>>= 0; rng ^= rng >>> 17; rng ^= rng << 5; rng >>>= 0;
+      return rng / 4294967296;
+    };
+    for (let i = 0; i < opts.maxNewTokens; i++) {
+      if (opts.signal?.aborted) return;
+      sampleToken(gpu, this.logits, this.token, {
+        temperature: opts.temperature ?? 0,
+        topK: opts.topK ?? 0,
+        topP: opts.topP ?? 1,
+        repetitionPenalty: opts.repetitionPenalty ?? 1,
+        history: this.history,
+        historyLen: tokens.length,
+        random: uniform(),
+      });
+      const id = (await gpu.read(this.token))[0]!;
+      if (stop.has(id)) return;
+      yield id;
+      tokens.push(id);
+      gpu.write(this.history, Uint32Array.of(id), (tokens.length - 1) * 4);
+      if (i + 1 < opts.maxNewTokens) await this.run([id]);
+    }
+  }
+
+  /** Run tokens through the model at the end of the cache; logits of the last one land in this.logits. */
+  private async run(tokens: number[]): Promise<void> {
+    for (let i = 0; i < tokens.length; i += PREFILL_CHUNK) {
+      const chunk = tokens.slice(i, i + PREFILL_CHUNK);
+      const ws = this.workspace(chunk.length);
+      const pos = this.cache.length;
+      ws.load({
+        B: 1, S: chunk.length,
+        ids: Int32Array.from(chunk),
+        labels: new Int32Array(chunk.length).fill(-100),
+        positions: Int32Array.from(chunk, (_, j) => pos + j),
+      });
+      forwardCached(ws, this.cache);
+      this.cached.push(...chunk);
+      if (i + PREFILL_CHUNK >= tokens.length) this.lastRowLogits(ws);
+    }
+  }
+
+  private lastRowLogits(ws: Workspace): void {
+    const { hidden: D, vocab: V } = this.model.spec;
+    let n0 = 0;
+    for (const part of weightParts(this.model.lmHead.weight)) {
+      const n = part.shape[0]!;
+      gemm(this.model.gpu, { a: ws.final, b: part, c: this.logits, M: 1, N: n, K: D, transB: true, offA: (ws.T - 1) * D, ldc: V, offC: n0 });
+      n0 += n;
+    }
+  }
+
+  private workspace(T: number): Workspace {
+    let ws = this.workspaces.get(T);
+    if (!ws) {
+      if (this.workspaces.size >= 4) {
+        const [k, old] = this.workspaces.entries().next().value as [number, Workspace];
+        if (k !== 1) {
+          old.release();
+          this.workspaces.delete(k);
+        }
+      }
+      ws = new Workspace(this.model, 1, T, true);
+      this.workspaces.set(T, ws);
+    }
+    return ws;
+  }
+
+  release(): void {
+    for (const ws of this.workspaces.values()) ws.release();
+    this.model.gpu.release(...this.cache.k, ...this.cache.v, this.logits, this.token, this.history);
+  }
+}

@@ -1,0 +1,134 @@
+// A decoder-only transformer on the GPU: the weights of one loaded checkpoint, arranged by layer,
+// with every linear layer as a LinearSite (so LoRA, DoRA, quantized and trainable weights plug in
+// the same way). Computation lives in forward.ts; this module owns structure and loading.
+
+import type { Gpu } from '../gpu/runtime';
+import type { Tensor } from '../gpu/tensor';
+import type { Weight } from '../kernels/matmul';
+import { ropeInvFreq } from '../kernels/rope';
+import type { LinearSite } from './linear';
+import { specFromConfig, type ModelSpec } from './spec';
+import { Checkpoint, layerNames, uploadMatrix, uploadTensor, type ModelFiles, type WeightFormat } from './weights';
+
+/** A weight that is not a linear layer (norm, embedding), with its gradient when trainable. */
+export interface Param {
+  name: string;
+  value: Tensor;
+  grad: Tensor | null;
+}
+
+export type SiteKind = 'q_proj' | 'k_proj' | 'v_proj' | 'o_proj' | 'gate_proj' | 'up_proj' | 'down_proj';
+export const SITE_KINDS: readonly SiteKind[] = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+
+export interface Layer {
+  index: number;
+  attnNorm: Param;
+  attnPostNorm: Param | null;
+  mlpNorm: Param;
+  mlpPostNorm: Param | null;
+  qNorm: Param | null;
+  kNorm: Param | null;
+  sites: Record<SiteKind, LinearSite>;
+  window: number | null;
+  invFreq: Tensor;
+}
+
+export interface LoadOptions {
+  /** Storage of the base linear weights: f32, f16 (needs shader-f16), or quantized on upload. */
+  format?: WeightFormat;
+  onProgress?: (loadedTensors: number, totalTensors: number, name: string) => void;
+}
+
+export class Model {
+  private constructor(
+    readonly gpu: Gpu,
+    readonly spec: ModelSpec,
+    readonly config: Record<string, unknown>,
+    readonly embed: Param,
+    readonly layers: Layer[],
+    readonly finalNorm: Param,
+    /** The output projection; the same tensor as embed.value when embeddings are tied. */
+    readonly lmHead: { weight: Weight; grad: Tensor | null; tied: boolean },
+    readonly format: WeightFormat,
+  ) {}
+
+  static async load(gpu: Gpu, files: ModelFiles, opts: LoadOptions = {}): Promise<Model> {
+    const config = JSON.parse(await files.readText('config.json')) as Record<string, unknown>;
+    const spec = specFromConfig(config, `${files.name}/config.json`);
+    const ckpt = await Checkpoint.open(files);
+    const format = opts.format ?? 'f32';
+    const { hidden: D, heads: Hq, kvHeads: Hkv, headDim: Dh, intermediate: I, vocab: V } = spec;
+    if (spec.fusedProjections) throw new Error(`${files.name}: ${spec.arch} (fused qkv_proj / gate_up_proj) is not supported yet`);
+    const total = 3 + spec.layers.length * 9;
+    let done = 0;
+    const tick = (name: string) => opts.onProgress?.(++done, total, name);
+
+    const param = async (name: string, shape: number[]): Promise<Param> => {
+      const value = await uploadTensor(gpu, ckpt, name, shape);
+      tick(name);
+      return { name, value, grad: null };
+    };
+    const site = async (name: string, N: number, K: number, bias: boolean): Promise<LinearSite> => {
+      const weight = await uploadMatrix(gpu, ckpt, `${name}.weight`, [N, K], format);
+      const b = bias ? await uploadTensor(gpu, ckpt, `${name}.bias`, [N]) : null;
+      tick(name);
+      return { name, inFeatures: K, outFeatures: N, weight, bias: b, lora: null, loraGrads: null, weightGrad: null, biasGrad: null };
+    };
+
+    const embedName = 'model.embed_tokens.weight';
+    const embed: Param = { name: embedName, value: (await uploadMatrix(gpu, ckpt, embedName, [V, D], 'f32')) as Tensor, grad: null };
+    tick(embedName);
+    const layers: Layer[] = [];
+    for (let i = 0; i < spec.layers.length; i++) {
+      const n = layerNames(spec, i);
+      const a = `${n.prefix}.self_attn`;
+      const m = `${n.prefix}.mlp`;
+      const ls = spec.layers[i]!;
+      const bias = (kind: string) => spec.qkvBias && ckpt.has(`${a}.${kind}.bias`);
+      layers.push({
+        index: i,
+        attnNorm: await param(n.attnNorm, [D]),
+        attnPostNorm: n.attnPostNorm ? await param(n.attnPostNorm, [D]) : null,
+        mlpNorm: await param(n.mlpNorm, [D]),
+        mlpPostNorm: n.mlpPostNorm ? await param(n.mlpPostNorm, [D]) : null,
+        qNorm: n.qNorm ? await param(n.qNorm, [Dh]) : null,
+        kNorm: n.kNorm ? await param(n.kNorm, [Dh]) : null,
+        sites: {
+          q_proj: await site(`${a}.q_proj`, Hq * Dh, D, bias('q_proj')),
+          k_proj: await site(`${a}.k_proj`, Hkv * Dh, D, bias('k_proj')),
+          v_proj: await site(`${a}.v_proj`, Hkv * Dh, D, bias('v_proj')),
+          o_proj: await site(`${a}.o_proj`, D, Hq * Dh, ckpt.has(`${a}.o_proj.bias`)),
+          gate_proj: await site(`${m}.gate_proj`, I, D, ckpt.has(`${m}.gate_proj.bias`)),
+          up_proj: await site(`${m}.up_proj`, I, D, ckpt.has(`${m}.up_proj.bias`)),
+          down_proj: await site(`${m}.down_proj`, D, I, ckpt.has(`${m}.down_proj.bias`)),
+        },
+        window: ls.window,
+        invFreq: gpu.upload(
+          ropeInvFreq({ headDim: Dh, theta: ls.rope.theta, partialRotaryFactor: ls.rope.partialRotaryFactor, scaling: ls.rope.scaling }),
+          [Math.floor((Dh * ls.rope.partialRotaryFactor) / 2)],
+        ),
+      });
+    }
+    const finalNorm = await param('model.norm.weight', [D]);
+    const tied = spec.tiedEmbeddings || !ckpt.has('lm_head.weight');
+    const lmHead = tied
+      ? { weight: embed.value as Weight, grad: null, tied: true }
+      : { weight: await uploadMatrix(gpu, ckpt, 'lm_head.weight', [V, D], 'f32'), grad: null, tied: false };
+    tick('lm_head');
+    return new Model(gpu, spec, config, embed, layers, finalNorm, lmHead, format);
+  }
+
+  sites(): LinearSite[] {
+    return this.layers.flatMap((l) => SITE_KINDS.map((k) => l.sites[k]));
+  }
+
+  /** Non-linear parameters (embedding, norms), in checkpoint order. */
+  params(): Param[] {
+    const out: Param[] = [this.embed];
+    for (const l of this.layers) {
+      for (const p of [l.attnNorm, l.qNorm, l.kNorm, l.attnPostNorm, l.mlpNorm, l.mlpPostNorm]) if (p) out.push(p);
+    }
+    out.push(this.finalNorm);
+    return out;
+  }
+}

@@ -1,0 +1,172 @@
+// Hugging Face config.json -> ModelSpec: every architectural choice the engine branches on, made
+// explicit once, so the transformer code reads as one model with a few switches.
+
+export type Arch = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'gemma' | 'gemma2' | 'gemma3' | 'phi3';
+export type Activation = 'silu' | 'gelu_tanh' | 'gelu';
+
+export interface RopeSpec {
+  theta: number;
+  partialRotaryFactor: number;
+  scaling: {
+    rope_type: 'default' | 'linear' | 'llama3';
+    factor?: number;
+    low_freq_factor?: number;
+    high_freq_factor?: number;
+    original_max_position_embeddings?: number;
+  };
+}
+
+export interface LayerSpec {
+  /** Sliding-window size for this layer, or null for full attention. */
+  window: number | null;
+  rope: RopeSpec;
+}
+
+export interface ModelSpec {
+  arch: Arch;
+  vocab: number;
+  hidden: number;
+  intermediate: number;
+  layers: LayerSpec[];
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  rmsEps: number;
+  /** Gemma's RMSNorm multiplies by (1 + w). */
+  normOffset: 0 | 1;
+  act: Activation;
+  /** Gemma scales embeddings by sqrt(hidden) (rounded to the weights' dtype). */
+  embedScale: number;
+  attnScale: number;
+  attnSoftcap: number | null;
+  finalSoftcap: number | null;
+  qkvBias: boolean;
+  qkNorm: boolean;
+  /** Gemma 2/3: norms after attention and after the MLP as well as before. */
+  sandwichNorms: boolean;
+  /** Phi-3 stores q,k,v as one qkv_proj and gate,up as one gate_up_proj. */
+  fusedProjections: boolean;
+  tiedEmbeddings: boolean;
+  maxPositions: number;
+  bosId: number | null;
+  eosIds: number[];
+  padId: number | null;
+}
+
+const ARCHS: Record<string, Arch> = {
+  LlamaForCausalLM: 'llama',
+  MistralForCausalLM: 'mistral',
+  Qwen2ForCausalLM: 'qwen2',
+  Qwen3ForCausalLM: 'qwen3',
+  GemmaForCausalLM: 'gemma',
+  Gemma2ForCausalLM: 'gemma2',
+  Gemma3ForCausalLM: 'gemma3',
+  Gemma3ForConditionalGeneration: 'gemma3',
+  Phi3ForCausalLM: 'phi3',
+};
+export const SUPPORTED_ARCHITECTURES = Object.keys(ARCHS);
+
+type Json = Record<string, unknown>;
+
+export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
+  const archName = ((raw.architectures as string[] | undefined) ?? [])[0] ?? '';
+  const arch = ARCHS[archName];
+  if (!arch) {
+    throw new Error(`${where}: unsupported architecture "${archName || '(none)'}". Supported: ${SUPPORTED_ARCHITECTURES.join(', ')}`);
+  }
+  // Gemma 3 multimodal checkpoints nest the text model's config.
+  const c: Json = arch === 'gemma3' && raw.text_config ? { ...(raw.text_config as Json), architectures: raw.architectures } : raw;
+  const num = (key: string, fallback?: number): number => {
+    const v = c[key];
+    if (typeof v === 'number') return v;
+    if (fallback !== undefined) return fallback;
+    throw new Error(`${where}: "${key}" is missing or not a number`);
+  };
+  const hidden = num('hidden_size');
+  const heads = num('num_attention_heads');
+  const headDim = typeof c.head_dim === 'number' ? c.head_dim : hidden / heads;
+  const nLayers = num('num_hidden_layers');
+  const gemma = arch.startsWith('gemma');
+  const act = activation(String(c.hidden_activation ?? c.hidden_act ?? 'silu'), where);
+
+  const layerTypes = layerTypesOf(c, arch, nLayers);
+  const slidingWindow = typeof c.sliding_window === 'number' && c.use_sliding_window !== false ? c.sliding_window : null;
+  const layers: LayerSpec[] = layerTypes.map((type) => ({
+    window: type === 'sliding_attention' ? slidingWindow : arch === 'mistral' || arch === 'phi3' ? slidingWindow : null,
+    rope: ropeOf(c, type, where),
+  }));
+
+  const eos = c.eos_token_id;
+  const pre = typeof c.query_pre_attn_scalar === 'number' ? c.query_pre_attn_scalar : null;
+  return {
+    arch,
+    vocab: num('vocab_size'),
+    hidden,
+    intermediate: num('intermediate_size'),
+    layers,
+    heads,
+    kvHeads: num('num_key_value_heads', heads),
+    headDim,
+    rmsEps: num('rms_norm_eps', 1e-6),
+    normOffset: gemma ? 1 : 0,
+    act,
+    embedScale: gemma ? Math.sqrt(hidden) : 1,
+    attnScale: 1 / Math.sqrt(pre ?? headDim),
+    attnSoftcap: typeof c.attn_logit_softcapping === 'number' ? c.attn_logit_softcapping : null,
+    finalSoftcap: typeof c.final_logit_softcapping === 'number' ? c.final_logit_softcapping : null,
+    qkvBias: arch === 'qwen2' || c.attention_bias === true,
+    qkNorm: arch === 'qwen3' || arch === 'gemma3',
+    sandwichNorms: arch === 'gemma2' || arch === 'gemma3',
+    fusedProjections: arch === 'phi3',
+    tiedEmbeddings: c.tie_word_embeddings === undefined ? gemma : c.tie_word_embeddings === true,
+    maxPositions: num('max_position_embeddings', 4096),
+    bosId: typeof c.bos_token_id === 'number' ? c.bos_token_id : null,
+    eosIds: Array.isArray(eos) ? (eos as number[]) : typeof eos === 'number' ? [eos] : [],
+    padId: typeof c.pad_token_id === 'number' ? c.pad_token_id : null,
+  };
+}
+
+function activation(name: string, where: string): Activation {
+  if (name === 'silu' || name === 'swish') return 'silu';
+  if (name === 'gelu_pytorch_tanh' || name === 'gelu_new' || name === 'gelu_fast') return 'gelu_tanh';
+  if (name === 'gelu') return 'gelu';
+  throw new Error(`${where}: unsupported activation "${name}"`);
+}
+
+function layerTypesOf(c: Json, arch: Arch, n: number): string[] {
+  if (Array.isArray(c.layer_types) && c.layer_types.length === n) return c.layer_types as string[];
+  if (arch === 'gemma2') return Array.from({ length: n }, (_, i) => (i % 2 === 0 ? 'sliding_attention' : 'full_attention'));
+  if (arch === 'gemma3') {
+    const every = typeof c.sliding_window_pattern === 'number' ? c.sliding_window_pattern : 6;
+    return Array.from({ length: n }, (_, i) => ((i + 1) % every === 0 ? 'full_attention' : 'sliding_attention'));
+  }
+  return Array.from({ length: n }, () => 'full_attention');
+}
+
+/** Rope parameters: transformers 5 `rope_parameters` (possibly per layer type) or 4.x `rope_theta`/`rope_scaling`. */
+function ropeOf(c: Json, layerType: string, where: string): RopeSpec {
+  let p = c.rope_parameters as Json | undefined;
+  if (p && typeof p[layerType] === 'object') p = p[layerType] as Json;
+  const scaling = (p ?? (c.rope_scaling as Json | null) ?? {}) as Json;
+  let theta = Number(p?.rope_theta ?? c.rope_theta ?? 10000);
+  // transformers 4.x Gemma 3: local (sliding) layers use rope_local_base_freq without scaling
+  if (!p && layerType === 'sliding_attention' && typeof c.rope_local_base_freq === 'number') {
+    return { theta: c.rope_local_base_freq, partialRotaryFactor: 1, scaling: { rope_type: 'default' } };
+  }
+  const type = String(scaling.rope_type ?? scaling.type ?? 'default');
+  if (type !== 'default' && type !== 'linear' && type !== 'llama3') {
+    throw new Error(`${where}: rope scaling "${type}" is not supported (supported: default, linear, llama3)`);
+  }
+  if (!Number.isFinite(theta)) theta = 10000;
+  return {
+    theta,
+    partialRotaryFactor: Number(c.partial_rotary_factor ?? p?.partial_rotary_factor ?? 1),
+    scaling: {
+      rope_type: type,
+      factor: scaling.factor as number | undefined,
+      low_freq_factor: scaling.low_freq_factor as number | undefined,
+      high_freq_factor: scaling.high_freq_factor as number | undefined,
+      original_max_position_embeddings: scaling.original_max_position_embeddings as number | undefined,
+    },
+  };
+}

@@ -1,0 +1,125 @@
+// Loading a Hugging Face checkpoint onto the GPU, tensor by tensor: the host holds one tensor at a
+// time (converted to f32 or f16, or quantized on the way), never the whole model.
+
+import type { Gpu } from '../gpu/runtime';
+import type { DType, Tensor } from '../gpu/tensor';
+import { byteSize } from '../gpu/tensor';
+import { floatToHalf, openSafetensors, readF32, type ByteSource, type SafetensorsFile, type TensorInfo } from './safetensors';
+import type { ModelSpec } from './spec';
+import type { Weight } from '../kernels/matmul';
+import { quantize } from '../kernels/quant';
+
+/** Where the checkpoint's files come from: a folder on disk, a browser store, a test fixture. */
+export interface ModelFiles {
+  /** Human-readable origin for messages. */
+  name: string;
+  readText(path: string): Promise<string>;
+  open(path: string): Promise<ByteSource>;
+  exists(path: string): Promise<boolean>;
+}
+
+/** All tensors of a checkpoint, single-file or sharded (model.safetensors.index.json). */
+export class Checkpoint {
+  private constructor(private readonly index: Map<string, SafetensorsFile>, readonly origin: string) {}
+
+  static async open(files: ModelFiles): Promise<Checkpoint> {
+    const index = new Map<string, SafetensorsFile>();
+    if (await files.exists('model.safetensors.index.json')) {
+      const json = JSON.parse(await files.readText('model.safetensors.index.json')) as { weight_map: Record<string, string> };
+      const shards = new Map<string, SafetensorsFile>();
+      for (const [name, shard] of Object.entries(json.weight_map)) {
+        let f = shards.get(shard);
+        if (!f) {
+          f = await openSafetensors(await files.open(shard));
+          shards.set(shard, f);
+        }
+        if (!f.tensors.has(name)) throw new Error(`${files.name}/${shard}: tensor ${name} listed in model.safetensors.index.json is missing`);
+        index.set(name, f);
+      }
+    } else if (await files.exists('model.safetensors')) {
+      const f = await openSafetensors(await files.open('model.safetensors'));
+      for (const name of f.tensors.keys()) index.set(name, f);
+    } else {
+      throw new Error(`${files.name}: no model.safetensors or model.safetensors.index.json (only safetensors checkpoints are supported)`);
+    }
+    return new Checkpoint(index, files.name);
+  }
+
+  has(name: string): boolean {
+    return this.index.has(name);
+  }
+
+  names(): string[] {
+    return [...this.index.keys()];
+  }
+
+  info(name: string): TensorInfo {
+    const f = this.index.get(name);
+    if (!f) throw new Error(`${this.origin}: tensor ${name} is missing from the checkpoint`);
+    return f.tensors.get(name)!;
+  }
+
+  async read(name: string, expectShape?: readonly number[], rows?: [number, number]): Promise<Float32Array> {
+    const info = this.info(name);
+    if (expectShape && (info.shape.length !== expectShape.length || info.shape.some((d, i) => d !== expectShape[i]))) {
+      throw new Error(`${this.origin}: tensor ${name} has shape [${info.shape}], expected [${expectShape}]`);
+    }
+    return readF32(this.index.get(name)!, name, rows);
+  }
+}
+
+export type WeightFormat = 'f32' | 'f16' | 'q4' | 'q8';
+
+/** Upload one tensor, as f32 (norms, biases), or in the base-weight format for matrices. */
+export async function uploadTensor(gpu: Gpu, ckpt: Checkpoint, name: string, shape: readonly number[]): Promise<Tensor> {
+  return gpu.upload(await ckpt.read(name, shape), shape, 'f32', name);
+}
+
+/**
+ * Upload a matrix [N, K] in the chosen format, split in row parts when one binding cannot hold it.
+ * Rows are read part by part, so the host holds at most one part.
+ */
+export async function uploadMatrix(gpu: Gpu, ckpt: Checkpoint, name: string, shape: readonly [number, number], format: WeightFormat): Promise<Weight> {
+  ckpt.info(name); // existence check with a clear message
+  const [N, K] = shape;
+  let dtype: DType = format;
+  if (format === 'f16' && !gpu.caps.f16) dtype = 'f32';
+  const limit = gpu.caps.limits.maxStorageBufferBindingSize;
+  const rowBytes = byteSize([1, K], dtype === 'q4' || dtype === 'q8' ? 'f32' : dtype);
+  const rowsPerPart = Math.max(1, Math.min(N, Math.floor(limit / rowBytes)));
+  const parts: Tensor[] = [];
+  for (let r0 = 0; r0 < N; r0 += rowsPerPart) {
+    const r1 = Math.min(N, r0 + rowsPerPart);
+    const data = await ckpt.read(name, shape, [r0, r1]);
+    const partShape = [r1 - r0, K];
+    if (dtype === 'f32') parts.push(gpu.upload(data, partShape, 'f32', name));
+    else if (dtype === 'f16') parts.push(gpu.upload(toHalfBits(data), partShape, 'f16', name));
+    else {
+      const f = gpu.upload(data, partShape, 'f32', name);
+      parts.push(quantize(gpu, f, dtype, name));
+      await gpu.sync();
+      gpu.release(f);
+    }
+  }
+  return parts.length === 1 ? parts[0]! : parts;
+}
+
+function toHalfBits(x: Float32Array): Uint16Array {
+  const out = new Uint16Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = floatToHalf(x[i]!);
+  return out;
+}
+
+/** The HF names of a layer's tensors, by architecture. */
+export function layerNames(spec: ModelSpec, i: number) {
+  const p = `model.layers.${i}`;
+  return {
+    attnNorm: `${p}.input_layernorm.weight`,
+    attnPostNorm: spec.sandwichNorms ? `${p}.post_attention_layernorm.weight` : null,
+    mlpNorm: spec.sandwichNorms ? `${p}.pre_feedforward_layernorm.weight` : `${p}.post_attention_layernorm.weight`,
+    mlpPostNorm: spec.sandwichNorms ? `${p}.post_feedforward_layernorm.weight` : null,
+    qNorm: spec.qkNorm ? `${p}.self_attn.q_norm.weight` : null,
+    kNorm: spec.qkNorm ? `${p}.self_attn.k_norm.weight` : null,
+    prefix: p,
+  };
+}

@@ -1,0 +1,75 @@
+// Examples -> padded micro-batches. Rows are padded on the right to a bucketed length so a run
+// reuses a handful of GPU workspaces instead of one per distinct length; padding is never
+// attended to by real tokens (causal) and never learned (label -100).
+
+import { shiftLabels, type Batch } from '../model/forward';
+
+export interface TokenExample {
+  input_ids: number[];
+  labels: number[];
+  /** Packed rows (neat_packing): segment id per token, 1-based; positions restart per segment. */
+  segment_ids?: number[];
+}
+
+export interface TrainBatch extends Batch {
+  /** Tokens whose label is learned (after the shift). */
+  validTokens: number;
+  /** Non-padding tokens (for tokens/s). */
+  realTokens: number;
+}
+
+export function bucketLength(n: number, max: number): number {
+  const b = n <= 64 ? Math.max(8, 2 ** Math.ceil(Math.log2(n))) : Math.ceil(n / 64) * 64;
+  return Math.min(Math.max(b, n), Math.max(max, n));
+}
+
+export function makeBatch(examples: readonly TokenExample[], padId: number, maxLen: number): TrainBatch {
+  const B = examples.length;
+  const longest = Math.max(...examples.map((e) => e.input_ids.length));
+  const S = bucketLength(longest, maxLen);
+  const ids = new Int32Array(B * S).fill(padId);
+  const labels = new Int32Array(B * S).fill(-100);
+  const positions = new Int32Array(B * S);
+  const packed = examples.some((e) => e.segment_ids);
+  const segments = packed ? new Int32Array(B * S) : undefined;
+  let realTokens = 0;
+  examples.forEach((e, b) => {
+    if (e.labels.length !== e.input_ids.length) throw new Error(`example ${b}: ${e.input_ids.length} input_ids but ${e.labels.length} labels`);
+    ids.set(e.input_ids, b * S);
+    labels.set(e.labels, b * S);
+    realTokens += e.input_ids.length;
+    let pos = 0, seg = -1;
+    for (let t = 0; t < S; t++) {
+      const s = e.segment_ids ? (e.segment_ids[t] ?? 0) : 1;
+      if (s !== seg) { pos = 0; seg = s; }
+      positions[b * S + t] = pos++;
+      if (segments) segments[b * S + t] = t < e.input_ids.length ? s : 0;
+    }
+  });
+  const shifted = shiftLabels(labels, B, S);
+  if (segments) {
+    // never predict across a packed boundary
+    for (let i = 0; i + 1 < B * S; i++) if ((i + 1) % S !== 0 && segments[i] !== segments[i + 1]) shifted[i] = -100;
+  }
+  return {
+    B, S, ids, labels: shifted, positions,
+    ...(segments ? { segments } : {}),
+    validTokens: shifted.reduce((a, l) => a + (l !== -100 ? 1 : 0), 0),
+    realTokens,
+  };
+}
+
+/** Seeded shuffle (xorshift), reproducible across runs and resumable from the seed and epoch. */
+export function epochOrder(n: number, seed: number, epoch: number): number[] {
+  const order = Array.from({ length: n }, (_, i) => i);
+  let s = (seed * 2654435761 + epoch * 40503 + 1) >>> 0 || 1;
+  const next = () => {
+    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+    return s / 4294967296;
+  };
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(next() * (i + 1));
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  return order;
+}

@@ -1,0 +1,330 @@
+// The training loop: micro-batches with gradient accumulation (loss normalised by the learned
+// tokens of the whole optimizer step, as HF transformers does), AdamW with a schedule, logging
+// without per-step readbacks, evaluation, checkpoints that resume on the same loss curve.
+
+import type { Gpu } from '../gpu/runtime';
+import type { Tensor } from '../gpu/tensor';
+import { gemm } from '../kernels/matmul';
+import { Adapter, type LoraSettings, type TrainableTensor } from '../model/adapter';
+import { forwardBackward, Workspace } from '../model/forward';
+import type { Model } from '../model/model';
+import { encodeSafetensors, openSafetensors, readF32, type ByteSource } from '../model/safetensors';
+import { makeTrainable } from '../model/trainable';
+import { epochOrder, makeBatch, type TokenExample, type TrainBatch } from './batches';
+import { AdamW } from './optimizer';
+import { lrMultiplier, warmupSteps, type SchedulerType } from './schedule';
+
+export interface TrainOptions {
+  finetuningType: 'lora' | 'freeze' | 'full';
+  lora?: LoraSettings & { plusRatio?: number };
+  /** An adapter to continue from (adapter_name_or_path), instead of a fresh one. */
+  initialAdapter?: { configJson: string; weights: ByteSource };
+  /** freeze: train the last n layers (negative: the first n), as LLaMA-Factory's freeze_trainable_layers. */
+  freezeTrainableLayers?: number;
+  learningRate: number;
+  scheduler: SchedulerType;
+  warmupSteps: number;
+  warmupRatio: number;
+  epochs: number;
+  maxSteps: number;
+  batchSize: number;
+  gradAccum: number;
+  maxGradNorm: number;
+  weightDecay: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  neftuneAlpha: number;
+  seed: number;
+  loggingSteps: number;
+  saveSteps: number;
+  evalSteps: number;
+  cutoffLen: number;
+  /** Keep only layer inputs and recompute activations in backward. */
+  recompute: boolean;
+}
+
+export interface LogRecord {
+  current_steps: number;
+  total_steps: number;
+  loss?: number;
+  eval_loss?: number;
+  lr: number;
+  epoch: number;
+  percentage: number;
+  grad_norm?: number;
+  tokens_per_second: number;
+  elapsed_time: number;
+  remaining_time: number;
+}
+
+/** Where checkpoints go: a folder in Node, IndexedDB in the browser. */
+export interface RunStore {
+  write(path: string, data: Uint8Array | string): Promise<void>;
+  read(path: string): Promise<Uint8Array>;
+  exists(path: string): Promise<boolean>;
+}
+
+export interface TrainHooks {
+  onLog?: (rec: LogRecord) => void;
+  onCheckpoint?: (dir: string, step: number) => void;
+  /** Aborting stops after the current optimizer step, with a checkpoint. */
+  signal?: AbortSignal;
+}
+
+interface TrainerState {
+  global_step: number;
+  epoch: number;
+  /** Micro-batches of the current epoch already consumed. */
+  batch_in_epoch: number;
+  total_steps: number;
+  log_history: LogRecord[];
+}
+
+export class Trainer {
+  readonly params: TrainableTensor[];
+  readonly optimizer: AdamW;
+  readonly totalSteps: number;
+  readonly microPerEpoch: number;
+  state: TrainerState;
+  private readonly workspaces = new Map<string, Workspace>();
+  private readonly lossSum: Tensor;
+  private stepsSinceLog = 0;
+  private tokensSinceLog = 0;
+  private timeSinceLog = 0;
+  private readonly started = performance.now();
+
+  private constructor(
+    readonly model: Model,
+    readonly adapter: Adapter | null,
+    readonly train: readonly TokenExample[],
+    readonly evalSet: readonly TokenExample[],
+    readonly opts: TrainOptions,
+    readonly padId: number,
+  ) {
+    const gpu = model.gpu;
+    this.params = adapter ? adapter.params(opts.lora?.plusRatio ?? 1) : trainableBase(model, opts);
+    if (this.params.length === 0) throw new Error('nothing to train: the chosen method selects no parameters');
+    this.optimizer = new AdamW(gpu, this.params, {
+      lr: opts.learningRate, beta1: opts.beta1, beta2: opts.beta2, eps: opts.eps, weightDecay: opts.weightDecay, maxGradNorm: opts.maxGradNorm,
+    });
+    this.microPerEpoch = Math.ceil(train.length / opts.batchSize);
+    const stepsPerEpoch = Math.max(1, Math.ceil(this.microPerEpoch / opts.gradAccum));
+    this.totalSteps = opts.maxSteps > 0 ? opts.maxSteps : Math.ceil(opts.epochs * stepsPerEpoch);
+    this.state = { global_step: 0, epoch: 0, batch_in_epoch: 0, total_steps: this.totalSteps, log_history: [] };
+    this.lossSum = gpu.tensor([1, 1], 'f32', 'loss_sum');
+    gpu.zero(this.lossSum);
+  }
+
+  static async create(model: Model, train: readonly TokenExample[], evalSet: readonly TokenExample[], opts: TrainOptions, padId: number): Promise<Trainer> {
+    if (train.length === 0) throw new Error('the training set is empty');
+    let adapter: Adapter | null = null;
+    if (opts.finetuningType === 'lora') {
+      if (opts.initialAdapter) adapter = await Adapter.load(model, opts.initialAdapter.configJson, opts.initialAdapter.weights);
+      else {
+        if (!opts.lora) throw new Error('finetuning_type lora needs LoRA settings');
+        if ((opts.lora.dropout ?? 0) > 0) throw new Error(`lora_dropout ${opts.lora.dropout}: LoRA dropout is not supported yet; set lora_dropout: 0 (LLaMA-Factory's default)`);
+        adapter = await Adapter.create(model, opts.lora, seeded(opts.seed));
+      }
+    }
+    return new Trainer(model, adapter, train, evalSet, opts, padId);
+  }
+
+  /** Runs until total steps (or abort). Returns the final state. */
+  async run(store: RunStore | null, hooks: TrainHooks = {}): Promise<TrainerState> {
+    const gpu = this.model.gpu;
+    const o = this.opts;
+    const schedule = { type: o.scheduler, warmupSteps: warmupSteps(this.totalSteps, o.warmupSteps, o.warmupRatio), totalSteps: this.totalSteps };
+    let stepStart = performance.now();
+    while (this.state.global_step < this.totalSteps) {
+      const micro = this.nextMicroBatches();
+      const valid = micro.reduce((a, b) => a + b.validTokens, 0);
+      this.optimizer.zeroGrad();
+      for (const batch of micro) {
+        const ws = this.workspace(batch);
+        ws.load(batch);
+        const noise = o.neftuneAlpha > 0 ? this.neftuneNoise(batch) : undefined;
+        forwardBackward(ws, { backward: true, gradScale: 1 / Math.max(1, valid), ...(noise ? { embedNoise: noise } : {}) });
+        if (noise) gpu.release(noise);
+        // running sum of the step's mean token loss, kept on the GPU until the next log
+        gemm(gpu, { a: ws.ones, b: ws.loss, c: this.lossSum, M: 1, N: 1, K: ws.T, alpha: 1 / Math.max(1, valid), beta: 1, transA: true, lda: 1 });
+        this.tokensSinceLog += batch.realTokens;
+      }
+      const lr = o.learningRate * lrMultiplier(schedule, this.state.global_step);
+      const sumSq = this.optimizer.update(lr);
+      this.state.global_step++;
+      this.stepsSinceLog++;
+      const now = performance.now();
+      this.timeSinceLog += now - stepStart;
+      stepStart = now;
+      const step = this.state.global_step;
+      const last = step === this.totalSteps || hooks.signal?.aborted;
+      if (step % Math.max(1, o.loggingSteps) === 0 || last) await this.log(lr, sumSq, hooks);
+      if (o.evalSteps > 0 && this.evalSet.length > 0 && (step % o.evalSteps === 0 || last)) await this.evaluate(lr, hooks);
+      if (store && ((o.saveSteps > 0 && step % o.saveSteps === 0) || last)) {
+        const dir = `checkpoint-${step}`;
+        await this.saveCheckpoint(store, dir);
+        hooks.onCheckpoint?.(dir, step);
+      }
+      if (hooks.signal?.aborted) break;
+    }
+    await gpu.sync();
+    return this.state;
+  }
+
+  /** Mean loss over the evaluation set. */
+  async evaluate(lr: number, hooks: TrainHooks): Promise<number> {
+    const gpu = this.model.gpu;
+    let sum = 0, tokens = 0;
+    for (let i = 0; i < this.evalSet.length; i += this.opts.batchSize) {
+      const batch = makeBatch(this.evalSet.slice(i, i + this.opts.batchSize), this.padId, this.opts.cutoffLen);
+      const ws = this.workspace(batch);
+      ws.load(batch);
+      forwardBackward(ws, { backward: false, gradScale: 1 });
+      sum += (await gpu.readF32(ws.loss)).reduce((a, b) => a + b, 0);
+      tokens += batch.validTokens;
+    }
+    const evalLoss = sum / Math.max(1, tokens);
+    const rec = this.record(lr, { eval_loss: round(evalLoss) });
+    this.state.log_history.push(rec);
+    hooks.onLog?.(rec);
+    return evalLoss;
+  }
+
+  async saveCheckpoint(store: RunStore, dir: string): Promise<void> {
+    const gpu = this.model.gpu;
+    if (this.adapter) {
+      await store.write(`${dir}/adapter_model.safetensors`, await this.adapter.safetensors());
+      await store.write(`${dir}/adapter_config.json`, this.adapter.configJson(null));
+    } else {
+      const tensors: Record<string, { dtype: 'F32'; shape: readonly number[]; data: Float32Array }> = {};
+      for (const p of this.params) tensors[p.name] = { dtype: 'F32', shape: p.value.shape, data: await gpu.readF32(p.value) };
+      await store.write(`${dir}/trained_weights.safetensors`, encodeSafetensors(tensors, { format: 'pt' }));
+    }
+    const opt: Record<string, { dtype: 'F32'; shape: readonly number[]; data: Float32Array }> = {};
+    for (let i = 0; i < this.params.length; i++) {
+      const p = this.params[i]!;
+      opt[`${p.name}.exp_avg`] = { dtype: 'F32', shape: p.value.shape, data: await gpu.readF32(this.optimizer.m[i]!) };
+      opt[`${p.name}.exp_avg_sq`] = { dtype: 'F32', shape: p.value.shape, data: await gpu.readF32(this.optimizer.v[i]!) };
+    }
+    await store.write(`${dir}/optimizer.safetensors`, encodeSafetensors(opt, { step: String(this.optimizer.step) }));
+    // written last: a checkpoint without trainer_state.json is incomplete and is not resumed from
+    await store.write(`${dir}/trainer_state.json`, JSON.stringify({ ...this.state, seed: this.opts.seed }, null, 1));
+  }
+
+  /** Restore weights, optimizer moments, step and data position from a checkpoint folder. */
+  async resume(store: RunStore, dir: string): Promise<void> {
+    const gpu = this.model.gpu;
+    if (!(await store.exists(`${dir}/trainer_state.json`))) throw new Error(`${dir}: no trainer_state.json (not a checkpoint, or an incomplete one)`);
+    const state = JSON.parse(new TextDecoder().decode(await store.read(`${dir}/trainer_state.json`))) as TrainerState & { seed: number };
+    if (state.seed !== this.opts.seed) throw new Error(`${dir}: checkpoint was trained with seed ${state.seed}, this run uses ${this.opts.seed}; the data order would differ`);
+    const source = async (path: string): Promise<ByteSource> => {
+      const bytes = await store.read(path);
+      return { name: `${dir}/${path}`, size: bytes.length, read: async (o, n) => bytes.subarray(o, o + n) };
+    };
+    const weights = await openSafetensors(await source(`${dir}/${this.adapter ? 'adapter_model' : 'trained_weights'}.safetensors`));
+    const opt = await openSafetensors(await source(`${dir}/optimizer.safetensors`));
+    for (let i = 0; i < this.params.length; i++) {
+      const p = this.params[i]!;
+      gpu.write(p.value, await readF32(weights, p.name));
+      gpu.write(this.optimizer.m[i]!, await readF32(opt, `${p.name}.exp_avg`));
+      gpu.write(this.optimizer.v[i]!, await readF32(opt, `${p.name}.exp_avg_sq`));
+    }
+    this.optimizer.step = Number(opt.metadata.step ?? state.global_step);
+    this.state = { ...state, total_steps: this.totalSteps };
+  }
+
+  release(): void {
+    for (const ws of this.workspaces.values()) ws.release();
+    this.optimizer.release();
+    this.model.gpu.release(this.lossSum);
+  }
+
+  private nextMicroBatches(): TrainBatch[] {
+    const out: TrainBatch[] = [];
+    const o = this.opts;
+    for (let i = 0; i < o.gradAccum; i++) {
+      if (this.state.batch_in_epoch >= this.microPerEpoch) {
+        if (out.length > 0) break; // an epoch's last, shorter accumulation (as HF)
+        this.state.epoch++;
+        this.state.batch_in_epoch = 0;
+      }
+      const order = epochOrder(this.train.length, o.seed, Math.floor(this.state.epoch));
+      const start = this.state.batch_in_epoch * o.batchSize;
+      const rows = order.slice(start, start + o.batchSize).map((j) => this.train[j]!);
+      out.push(makeBatch(rows, this.padId, o.cutoffLen));
+      this.state.batch_in_epoch++;
+    }
+    return out;
+  }
+
+  private workspace(batch: TrainBatch): Workspace {
+    const key = `${batch.B}x${batch.S}${batch.segments ? 'p' : ''}`;
+    let ws = this.workspaces.get(key);
+    if (!ws) {
+      ws = new Workspace(this.model, batch.B, batch.S, this.opts.recompute, !!batch.segments);
+      this.workspaces.set(key, ws);
+    }
+    return ws;
+  }
+
+  /** NEFTune (Jain et al.): uniform noise scaled by alpha / sqrt(seq_len * hidden), drawn per step. */
+  private neftuneNoise(batch: TrainBatch): Tensor {
+    const D = this.model.spec.hidden;
+    const mag = this.opts.neftuneAlpha / Math.sqrt(batch.S * D);
+    const rand = seeded(this.opts.seed * 7919 + this.state.global_step * 31 + this.state.batch_in_epoch);
+    const noise = Float32Array.from({ length: batch.B * batch.S * D }, () => (2 * rand() - 1) * mag);
+    return this.model.gpu.upload(noise, [batch.B * batch.S, D]);
+  }
+
+  private async log(lr: number, sumSq: Tensor, hooks: TrainHooks): Promise<void> {
+    const gpu = this.model.gpu;
+    const loss = (await gpu.readF32(this.lossSum))[0]! / Math.max(1, this.stepsSinceLog);
+    const gradNorm = Math.sqrt((await gpu.readF32(sumSq))[0]!);
+    gpu.zero(this.lossSum);
+    const rec = this.record(lr, { loss: round(loss), grad_norm: round(gradNorm) });
+    this.stepsSinceLog = 0;
+    this.tokensSinceLog = 0;
+    this.timeSinceLog = 0;
+    this.state.log_history.push(rec);
+    hooks.onLog?.(rec);
+  }
+
+  private record(lr: number, extra: Partial<LogRecord>): LogRecord {
+    const elapsed = (performance.now() - this.started) / 1000;
+    const step = this.state.global_step;
+    const tps = this.timeSinceLog > 0 ? this.tokensSinceLog / (this.timeSinceLog / 1000) : 0;
+    return {
+      current_steps: step,
+      total_steps: this.totalSteps,
+      ...extra,
+      lr,
+      epoch: round(this.state.epoch + this.state.batch_in_epoch / this.microPerEpoch),
+      percentage: round((100 * step) / this.totalSteps),
+      tokens_per_second: Math.round(tps),
+      elapsed_time: round(elapsed),
+      remaining_time: round(step > 0 ? (elapsed / step) * (this.totalSteps - step) : 0),
+    };
+  }
+}
+
+function trainableBase(model: Model, o: TrainOptions): TrainableTensor[] {
+  const L = model.layers.length;
+  if (o.finetuningType === 'full') return makeTrainable(model, model.layers.map((l) => l.index), true);
+  const n = o.freezeTrainableLayers ?? 2;
+  const layers = n > 0 ? Array.from({ length: Math.min(n, L) }, (_, i) => L - 1 - i) : Array.from({ length: Math.min(-n, L) }, (_, i) => i);
+  return makeTrainable(model, layers, false);
+}
+
+const round = (x: number) => Math.round(x * 1e4) / 1e4;
+
+export function seeded(seed: number): () => number {
+  let s = (seed >>> 0) || 0x2545f491;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
