@@ -1,0 +1,142 @@
+// `crucible chat <config.yaml>`: talk to a model (+ adapter) in the terminal, as
+// `llamafactory-cli chat`. `-p TEXT` answers one prompt and exits (for scripts).
+
+import { createInterface } from 'node:readline';
+import type { CrucibleConfig } from '../config';
+import type { RequestDefaults } from '../server/protocol';
+import type { ChatBackend, ChatMessage, ChatRequest } from '../server/types';
+import { commandConfig, flagString, type CommandDef } from './args';
+import { loadEngine } from './engines';
+import { CliError, type CliIO } from './io';
+import { keysHelp } from './keys';
+
+/** Sampling settings of a config (do_sample: false means greedy). */
+export function generationDefaults(c: CrucibleConfig): RequestDefaults {
+  return {
+    maxTokens: c.max_new_tokens,
+    temperature: c.do_sample ? c.temperature : 0,
+    topP: c.top_p,
+    topK: c.top_k,
+    repetitionPenalty: c.repetition_penalty,
+  };
+}
+
+function request(model: string, messages: ChatMessage[], d: RequestDefaults, seed: number | null): ChatRequest {
+  return {
+    model,
+    messages,
+    maxTokens: d.maxTokens,
+    temperature: d.temperature,
+    topP: d.topP,
+    topK: d.topK,
+    repetitionPenalty: d.repetitionPenalty,
+    presencePenalty: 0,
+    frequencyPenalty: 0,
+    seed,
+    stop: [],
+  };
+}
+
+async function reply(backend: ChatBackend, req: ChatRequest, io: CliIO, signal: AbortSignal): Promise<string> {
+  let text = '';
+  try {
+    const r = await backend.chat(
+      req,
+      (piece) => {
+        text += piece;
+        io.stdout(piece);
+      },
+      signal,
+    );
+    if (text === '' && r.text) {
+      text = r.text;
+      io.stdout(text);
+    }
+  } catch (e) {
+    if (!signal.aborted) throw e;
+  }
+  io.stdout('\n');
+  return text;
+}
+
+async function repl(backend: ChatBackend, model: string, d: RequestDefaults, system: string | null, seed: number | null, io: CliIO): Promise<void> {
+  const rl = createInterface({ input: io.stdin, terminal: io.interactive, output: io.interactive ? process.stdout : undefined });
+  let generation: AbortController | null = null;
+  let history: ChatMessage[] = [];
+  const closed = new Promise<void>((r) => rl.once('close', r));
+  rl.on('SIGINT', () => {
+    if (generation) generation.abort(new Error('interrupted'));
+    else rl.close();
+  });
+  io.signal?.addEventListener('abort', () => {
+    generation?.abort(io.signal!.reason);
+    rl.close();
+  });
+  io.stdout('Welcome to Crucible chat. Type "clear" to forget the history, "exit" to quit.\n');
+  const lines = rl[Symbol.asyncIterator]();
+  while (true) {
+    io.stdout('\nUser: ');
+    const next = await Promise.race([lines.next(), closed.then(() => ({ done: true, value: undefined }) as const)]);
+    if (next.done) break;
+    const line = String(next.value).trim();
+    if (line === '') continue;
+    if (line === 'exit') break;
+    if (line === 'clear') {
+      history = [];
+      io.stdout('History cleared.\n');
+      continue;
+    }
+    history.push({ role: 'user', content: line });
+    io.stdout('Assistant: ');
+    generation = new AbortController();
+    const messages = system ? [{ role: 'system' as const, content: system }, ...history] : [...history];
+    const text = await reply(backend, request(model, messages, d, seed), io, generation.signal);
+    generation = null;
+    history.push({ role: 'assistant', content: text });
+  }
+  rl.close();
+  io.stdout('\n');
+}
+
+export const chatCommand: CommandDef = {
+  name: 'chat',
+  summary: 'Chat with a model (+ LoRA adapter) in the terminal',
+  usage: '<config.yaml> [key=value ...] [-p TEXT] [--system TEXT]',
+  details: [
+    'Reads LLaMA-Factory inference YAMLs (model_name_or_path, adapter_name_or_path, template, sampling keys).',
+    'Ctrl-C stops the current answer; "exit" or Ctrl-D quits.',
+  ],
+  flags: [
+    { name: 'prompt', short: 'p', value: 'string', placeholder: 'TEXT', help: 'answer this one prompt and exit' },
+    { name: 'system', value: 'string', placeholder: 'TEXT', help: 'system message for the conversation' },
+    { name: 'keys', help: 'list the config keys chat reads, with defaults' },
+  ],
+  config: true,
+  async run(args, io) {
+    if (args.flags.keys) {
+      io.stdout(keysHelp('chat'));
+      return 0;
+    }
+    const config = await commandConfig(args, io, 'chat');
+    const createChatBackend = await loadEngine('createChatBackend', 'chat', io);
+    const backend = await createChatBackend(config, { onStatus: (m) => io.stderr(`${m}\n`), signal: io.signal });
+    try {
+      const model = backend.models()[0];
+      if (!model) throw new CliError('the inference engine serves no model');
+      const d = generationDefaults(config);
+      const system = flagString(args, 'system') ?? null;
+      const prompt = flagString(args, 'prompt');
+      if (prompt !== undefined) {
+        const messages: ChatMessage[] = [...(system ? [{ role: 'system' as const, content: system }] : []), { role: 'user', content: prompt }];
+        const ac = new AbortController();
+        io.signal?.addEventListener('abort', () => ac.abort(io.signal!.reason), { once: true });
+        await reply(backend, request(model, messages, d, config.seed), io, ac.signal);
+        return 0;
+      }
+      await repl(backend, model, d, system, null, io);
+      return 0;
+    } finally {
+      await backend.close?.();
+    }
+  },
+};

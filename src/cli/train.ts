@@ -1,0 +1,73 @@
+// `crucible train <config.yaml> [key=value ...]`, as `llamafactory-cli train`.
+
+import type { CrucibleConfig } from '../config';
+import { commandConfig, type CommandDef } from './args';
+import { loadEngine, type TrainLog } from './engines';
+import { formatDuration } from './format';
+import { interruptSignal } from './io';
+import { keysHelp } from './keys';
+
+/** One line like LLaMA-Factory's progress logs. */
+export function formatTrainLog(r: TrainLog): string {
+  const parts = [`step ${r.current_steps}/${r.total_steps}`];
+  if (r.loss !== undefined) parts.push(`loss ${r.loss.toFixed(4)}`);
+  if (r.eval_loss !== undefined) parts.push(`eval_loss ${r.eval_loss.toFixed(4)}`);
+  if (r.grad_norm !== undefined) parts.push(`grad_norm ${r.grad_norm.toFixed(3)}`);
+  parts.push(`lr ${r.lr.toExponential(2)}`, `epoch ${r.epoch.toFixed(2)}`);
+  if (r.tokens_per_second > 0) parts.push(`${Math.round(r.tokens_per_second)} tok/s`);
+  parts.push(`${formatDuration(r.elapsed_time)} elapsed, ${formatDuration(r.remaining_time)} left`);
+  return parts.join('  ');
+}
+
+export function describeRun(c: CrucibleConfig): string {
+  const method =
+    c.finetuning_type === 'lora'
+      ? `LoRA r=${c.lora_rank} alpha=${c.lora_alpha}${c.use_dora ? ' DoRA' : ''}${c.use_rslora ? ' rsLoRA' : ''}${c.quantization_bit ? ` on a ${c.quantization_bit}-bit base` : ''}`
+      : c.finetuning_type === 'freeze'
+        ? `freeze (${c.freeze_trainable_layers} trainable layers)`
+        : 'full fine-tuning';
+  const data = c.dataset ? c.dataset.join(', ') : '(no training data)';
+  return `${c.stage} · ${method} · ${c.model_name_or_path} · ${data} -> ${c.output_dir}`;
+}
+
+export const trainCommand: CommandDef = {
+  name: 'train',
+  summary: 'Fine-tune a model from a LLaMA-Factory style config',
+  usage: '<config.yaml> [key=value ...]',
+  details: [
+    'Reads LLaMA-Factory training YAMLs unchanged (crucible train examples/train_lora/qwen3_lora_sft.yaml).',
+    'Overrides: key=value or --key value (learning_rate=1.0e-4 --num_train_epochs 1).',
+    'Ctrl-C stops after the current step and saves a checkpoint; training resumes from it when rerun',
+    '(unless overwrite_output_dir: true).',
+  ],
+  flags: [{ name: 'keys', help: 'list the config keys training reads, with defaults' }],
+  config: true,
+  async run(args, io) {
+    if (args.flags.keys) {
+      io.stdout(keysHelp('train'));
+      return 0;
+    }
+    const config = await commandConfig(args, io, 'train');
+    const runTraining = await loadEngine('runTraining', 'train', io);
+    io.stderr(`train: ${describeRun(config)}\n`);
+    const stop = interruptSignal(io, () => io.stderr('\nstopping after this step and saving a checkpoint (Ctrl-C again to quit now)\n'));
+    try {
+      const result = await runTraining(config, {
+        signal: stop.signal,
+        onStatus: (m) => io.stderr(`${m}\n`),
+        onLog: (r) => io.stdout(`${formatTrainLog(r)}\n`),
+        onCheckpoint: (dir, step) => io.stderr(`saved checkpoint ${dir} (step ${step})\n`),
+      });
+      const loss = result.trainLoss !== undefined ? `, train loss ${result.trainLoss.toFixed(4)}` : '';
+      const evalLoss = result.evalLoss !== undefined ? `, eval loss ${result.evalLoss.toFixed(4)}` : '';
+      io.stderr(
+        result.interrupted
+          ? `interrupted at step ${result.globalStep}/${result.totalSteps}; checkpoint in ${result.outputDir}\n`
+          : `done: ${result.globalStep} steps${loss}${evalLoss}; saved to ${result.outputDir}\n`,
+      );
+      return result.interrupted ? 130 : 0;
+    } finally {
+      stop.dispose();
+    }
+  },
+};

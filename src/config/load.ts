@@ -1,0 +1,491 @@
+// Reading a LLaMA-Factory style config: YAML text or file, plus `key=value` overrides (as
+// `llamafactory-cli train x.yaml key=value`), into a typed CrucibleConfig with notices.
+// Works in the browser (parseConfig, configFromObject); loadConfig reads files in Node.
+
+import { LineCounter, parseDocument, parse as parseYaml, isMap, isScalar, type Node as YamlNode } from 'yaml';
+import {
+  CONFIG_KEYS,
+  IGNORED_KEYS,
+  RENAMED_KEYS,
+  SCHEMA,
+  UNSUPPORTED_KEYS,
+  argSpec,
+  knownKeys,
+  type ArgSpec,
+  type Command,
+  type ConfigKey,
+  type CrucibleConfig,
+} from './schema';
+import { nearest } from './suggest';
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(problems.join('; '));
+    this.problems = problems;
+  }
+}
+
+export interface LoadOptions {
+  /** Names the source in messages (default: the path for files, "config" for text). */
+  fileName?: string;
+}
+
+export interface LoadResult {
+  config: CrucibleConfig;
+  /** One line each: ignored PyTorch settings, renamed keys, keys that do not apply here. */
+  notices: string[];
+  /** Keys given by the source or the overrides (after renames), in order. */
+  given: string[];
+}
+
+/** One key as given: where it came from (for messages) and its raw value. */
+interface Entry {
+  key: string;
+  value: unknown;
+  where: string;
+}
+
+// ---- entry points ----------------------------------------------------------------------------
+
+/**
+ * `source` is a path when it is one line ending in .yaml, .yml or .json (read with node:fs),
+ * otherwise YAML text. `overrides` are `key=value` strings; values are read as YAML scalars.
+ */
+export async function loadConfig(
+  source: string,
+  overrides: readonly string[] = [],
+  options: LoadOptions = {},
+): Promise<LoadResult> {
+  if (isConfigPath(source)) {
+    const { readFile } = await import('node:fs/promises');
+    let text: string;
+    try {
+      text = await readFile(source, 'utf8');
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : (e as Error).message;
+      throw new ConfigError([`cannot read config ${options.fileName ?? source}: ${why}`]);
+    }
+    return parseConfig(text, overrides, { fileName: options.fileName ?? source });
+  }
+  return parseConfig(source, overrides, options);
+}
+
+export function isConfigPath(source: string): boolean {
+  return !source.includes('\n') && /\.(ya?ml|json)$/i.test(source.trim());
+}
+
+/** YAML text (LLaMA-Factory reads YAML 1.1: yes/no are booleans) and overrides into a config. */
+export function parseConfig(text: string, overrides: readonly string[] = [], options: LoadOptions = {}): LoadResult {
+  const file = options.fileName ?? 'config';
+  return resolve([...yamlEntries(text, file), ...overrideEntries(overrides)]);
+}
+
+/**
+ * A plain object (the app's form state, JSON, or a CrucibleConfig) into a config, with the same
+ * checks as a YAML file. A `passthrough` object is unpacked, so configFromObject(config) round-trips.
+ */
+export function configFromObject(
+  object: Record<string, unknown>,
+  options: { source?: string; overrides?: readonly string[] } = {},
+): LoadResult {
+  const where = options.source ?? 'config';
+  const entries: Entry[] = [];
+  for (const [key, value] of Object.entries(object)) {
+    if (key === 'passthrough' && value && typeof value === 'object' && !Array.isArray(value)) {
+      for (const [k, v] of Object.entries(value)) entries.push({ key: k, value: v, where });
+    } else entries.push({ key, value, where });
+  }
+  return resolve([...entries, ...overrideEntries(options.overrides ?? [])]);
+}
+
+/** The config every key at its default (lora_alpha resolved). */
+export function defaultConfig(): CrucibleConfig {
+  return resolve([]).config;
+}
+
+// ---- sources -----------------------------------------------------------------------------------
+
+function yamlEntries(text: string, file: string): Entry[] {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { version: '1.1', lineCounter, prettyErrors: false, uniqueKeys: true, merge: true });
+  const at = (offset: number) => {
+    const p = lineCounter.linePos(offset);
+    return `${file}:${p.line}:${p.col}`;
+  };
+  if (doc.errors.length > 0) {
+    const err = doc.errors[0]!;
+    const message = err.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+    throw new ConfigError([`${at(err.pos[0])}: invalid YAML: ${message}`]);
+  }
+  const root = doc.contents;
+  if (root === null || (isScalar(root) && (root.value === null || root.value === ''))) return [];
+  if (!isMap(root)) {
+    throw new ConfigError([`${at((root as YamlNode).range?.[0] ?? 0)}: expected "key: value" lines at the top level`]);
+  }
+  const entries: Entry[] = [];
+  for (const pair of root.items) {
+    const keyNode = pair.key as YamlNode | null;
+    const key = isScalar(keyNode) ? String(keyNode.value) : String(keyNode);
+    const line = keyNode?.range ? lineCounter.linePos(keyNode.range[0]).line : undefined;
+    const value = pair.value === null ? null : (pair.value as YamlNode).toJS(doc);
+    entries.push({ key, value, where: line !== undefined ? `${file}:${line}` : file });
+  }
+  return entries;
+}
+
+function overrideEntries(overrides: readonly string[]): Entry[] {
+  return overrides.map((o) => {
+    const eq = o.indexOf('=');
+    if (eq <= 0) throw new ConfigError([`override "${o}" is not key=value`]);
+    const key = o.slice(0, eq).trim().replace(/^--/, '');
+    const raw = o.slice(eq + 1);
+    return { key, value: parseOverrideValue(raw), where: `override ${key}=${raw}` };
+  });
+}
+
+/** `key=value` values are YAML scalars (as OmegaConf's from_cli): numbers, true/false, null ... */
+export function parseOverrideValue(raw: string): unknown {
+  if (raw.trim() === '') return null;
+  try {
+    return parseYaml(raw, { version: '1.1' });
+  } catch {
+    return raw;
+  }
+}
+
+// ---- resolution ------------------------------------------------------------------------------
+
+function resolve(entries: readonly Entry[]): LoadResult {
+  const problems: string[] = [];
+  const notices: string[] = [];
+  const values = new Map<ConfigKey, unknown>();
+  const where = new Map<string, string>();
+  const passthrough: Record<string, unknown> = {};
+  const given: string[] = [];
+  const noticed = new Set<string>();
+  const notice = (line: string) => {
+    if (!noticed.has(line)) {
+      noticed.add(line);
+      notices.push(line);
+    }
+  };
+
+  for (const entry of entries) {
+    let key = entry.key;
+    if (Object.hasOwn(RENAMED_KEYS, key)) {
+      const to = RENAMED_KEYS[key]!;
+      notice(`note: ${key} is the old name of ${to}; reading it as ${to}`);
+      key = to;
+    }
+    const spec = argSpec(key);
+    if (spec) {
+      const r = coerce(spec, entry.value);
+      if ('error' in r) {
+        problems.push(`${entry.where}: ${key}: expected ${r.error}, got ${show(entry.value)}${enumHint(key, entry.value)}`);
+        continue;
+      }
+      const range = checkRange(spec, r.value);
+      if (range) {
+        problems.push(`${entry.where}: ${key}: ${range}, got ${show(entry.value)}`);
+        continue;
+      }
+      values.set(key as ConfigKey, r.value);
+      where.set(key, entry.where);
+      if (!given.includes(key)) given.push(key);
+    } else if (Object.hasOwn(IGNORED_KEYS, key)) {
+      notice(ignoredNotice(key));
+      passthrough[key] = entry.value;
+      if (!given.includes(key)) given.push(key);
+    } else if (Object.hasOwn(UNSUPPORTED_KEYS, key)) {
+      const u = UNSUPPORTED_KEYS[key]!;
+      if (!sameValue(entry.value, u.default)) {
+        problems.push(
+          `${entry.where}: ${key}: ${show(entry.value)} asks for ${u.feature}, which Crucible does not implement ` +
+            `(remove the key, or run in LLaMA-Factory: crucible export-config --to llamafactory)`,
+        );
+      }
+    } else {
+      problems.push(`${entry.where}: unknown key "${key}" (did you mean "${nearest(key, knownKeys())}"?)`);
+    }
+  }
+
+  const config = {} as Record<string, unknown>;
+  for (const key of CONFIG_KEYS) {
+    const v = values.has(key) ? values.get(key) : SCHEMA[key].default;
+    config[key] = Array.isArray(v) ? [...v] : v;
+  }
+  config.passthrough = passthrough;
+  const c = config as CrucibleConfig;
+  c.lora_alpha = (values.get('lora_alpha') as number | null | undefined) ?? c.lora_rank * 2;
+
+  if (problems.length === 0) crossCheck(c, given, where, problems, notice);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return { config: c, notices, given };
+}
+
+function ignoredNotice(key: string): string {
+  const what = IGNORED_KEYS[key]!;
+  if (key === 'gradient_checkpointing') {
+    return `note: ${key} is a ${what} setting; Crucible ignores it (activation recomputation is on unless disable_gradient_checkpointing: true)`;
+  }
+  return `note: ${key} is ${/^[aeiou]/i.test(what) ? 'an' : 'a'} ${what} setting; Crucible ignores it`;
+}
+
+/** LLaMA-Factory's own consistency checks (hparams/*.py __post_init__ and parser.py), and notices. */
+function crossCheck(
+  c: CrucibleConfig,
+  given: readonly string[],
+  where: Map<string, string>,
+  problems: string[],
+  notice: (line: string) => void,
+): void {
+  const at = (key: string) => where.get(key) ?? 'config';
+  const isGiven = (key: string) => given.includes(key);
+
+  if (c.finetuning_type !== 'lora') {
+    for (const key of ['loraplus_lr_ratio', 'use_rslora', 'use_dora', 'pissa_init'] as const) {
+      if (c[key] !== null && c[key] !== false) problems.push(`${at(key)}: ${key} is only valid for LoRA training (finetuning_type: lora)`);
+    }
+    if (c.adapter_name_or_path !== null) {
+      problems.push(`${at('adapter_name_or_path')}: adapter_name_or_path is only valid for finetuning_type: lora`);
+    }
+  }
+  if (c.quantization_bit !== null) {
+    if (c.quantization_bit !== 4 && c.quantization_bit !== 8) {
+      problems.push(`${at('quantization_bit')}: quantization_bit: Crucible quantizes to 4 or 8 bits, got ${c.quantization_bit}`);
+    }
+    if (c.finetuning_type !== 'lora') {
+      problems.push(`${at('quantization_bit')}: quantization_bit needs finetuning_type: lora (a quantized base stays frozen)`);
+    }
+    if (c.pissa_init) problems.push(`${at('pissa_init')}: pissa_init cannot initialize from a quantized model (quantization_bit)`);
+  }
+  if (c.mask_history && c.train_on_prompt) problems.push(`${at('mask_history')}: mask_history is incompatible with train_on_prompt`);
+  if (c.stage !== 'sft') {
+    for (const key of ['neat_packing', 'train_on_prompt', 'mask_history'] as const) {
+      if (c[key]) problems.push(`${at(key)}: ${key} is only valid for stage: sft`);
+    }
+  }
+  if (c.val_size > 1e-6 && c.dataset === null) problems.push(`${at('val_size')}: val_size needs a dataset to split`);
+  if (c.val_size > 1e-6 && c.eval_dataset !== null) {
+    problems.push(`${at('val_size')}: val_size cannot be combined with eval_dataset (use one or the other)`);
+  }
+  const usesRef = c.stage === 'dpo' && c.pref_loss !== 'orpo' && c.pref_loss !== 'simpo';
+  if (c.pissa_init && (c.stage === 'kto' || usesRef)) {
+    problems.push(`${at('pissa_init')}: pissa_init cannot be used with stage ${c.stage} (it needs the untouched base as reference)`);
+  }
+  if (c.stage === 'dpo' && c.pref_loss !== 'sigmoid' && c.dpo_label_smoothing > 1e-6) {
+    problems.push(`${at('dpo_label_smoothing')}: dpo_label_smoothing is only valid with pref_loss: sigmoid`);
+  }
+  for (const key of ['warmup_steps', 'logging_steps', 'save_steps', 'eval_steps', 'val_size'] as const) {
+    const v = c[key];
+    if (v !== null && v >= 1 && !Number.isInteger(v)) {
+      problems.push(`${at(key)}: ${key}: expected a whole number or a fraction below 1, got ${v}`);
+    }
+  }
+
+  if (problems.length > 0) return;
+
+  // Keys given for a stage or method they do not apply to.
+  for (const key of given) {
+    const spec = argSpec(key);
+    if (!spec) continue;
+    if (spec.stages && isGiven('stage') && !spec.stages.includes(c.stage)) {
+      notice(`note: ${key} only applies to stage ${spec.stages.join(', ')}; it has no effect with stage: ${c.stage}`);
+    }
+    if (spec.methods && !spec.methods.includes(c.finetuning_type)) {
+      notice(`note: ${key} only applies to finetuning_type ${spec.methods.join(', ')}; it has no effect with ${c.finetuning_type}`);
+    }
+  }
+  if (isGiven('infer_backend') && c.infer_backend !== 'huggingface') {
+    notice(`note: infer_backend ${c.infer_backend} is a LLaMA-Factory engine; Crucible generates with its WebGPU engine`);
+  }
+  if (c.export_legacy_format) notice('note: export_legacy_format: Crucible writes .safetensors only');
+}
+
+/** Checks a command makes beyond the generic ones (what LLaMA-Factory's get_*_args require). */
+export function checkConfigFor(c: CrucibleConfig, command: Command): void {
+  const problems: string[] = [];
+  if (c.model_name_or_path === null) problems.push('model_name_or_path is required (a Hub id or a local model directory)');
+  if (command === 'train') {
+    if (!c.do_train && !c.do_eval) problems.push('nothing to do: set do_train: true (LLaMA-Factory defaults it to false)');
+    if (c.do_train && c.dataset === null) problems.push('do_train needs a dataset');
+    if ((c.do_eval || c.eval_strategy !== 'no') && c.eval_dataset === null && c.val_size < 1e-6) {
+      problems.push('evaluation needs eval_dataset or val_size > 0');
+    }
+  }
+  if (command === 'preview' && c.dataset === null && c.eval_dataset === null) problems.push('preview needs a dataset');
+  if (command === 'export') {
+    if (c.export_dir === null) problems.push('export needs export_dir');
+    if (c.quantization_bit !== null) {
+      problems.push('cannot merge into a quantized model: remove quantization_bit (merge the adapter into the full-precision model)');
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+}
+
+// ---- coercion ----------------------------------------------------------------------------------
+
+type Coerced = { value: unknown } | { error: string };
+
+const INT_RE = /^[-+]?\d+$/;
+const FLOAT_RE = /^[-+]?(?:\d[\d_]*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$/;
+
+function toNumber(v: unknown): number | null {
+  if (typeof v === 'number' && Number.isFinite(v)) return v;
+  if (typeof v === 'string' && FLOAT_RE.test(v.trim())) {
+    const n = Number(v.trim().replace(/_/g, ''));
+    return Number.isFinite(n) ? n : null;
+  }
+  return null;
+}
+
+function coerce(spec: ArgSpec, v: unknown): Coerced {
+  if (v === null || v === undefined) {
+    return spec.nullable ? { value: null } : { error: expected(spec) };
+  }
+  switch (spec.type) {
+    case 'string':
+      if (typeof v === 'string') return { value: v };
+      if (typeof v === 'number' && Number.isFinite(v)) return { value: String(v) };
+      return { error: expected(spec) };
+    case 'int': {
+      if (typeof v === 'string' && !INT_RE.test(v.trim()) && !FLOAT_RE.test(v.trim())) return { error: expected(spec) };
+      const n = toNumber(v);
+      return n !== null && Number.isInteger(n) ? { value: n } : { error: expected(spec) };
+    }
+    case 'float':
+    case 'number': {
+      const n = toNumber(v);
+      return n !== null ? { value: n } : { error: expected(spec) };
+    }
+    case 'bool': {
+      const b = toBool(v);
+      return b !== null ? { value: b } : { error: expected(spec) };
+    }
+    case 'enum':
+      return typeof v === 'string' && spec.choices!.includes(v) ? { value: v } : { error: expected(spec) };
+    case 'list': {
+      if (typeof v === 'string') {
+        const items = v.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+        if (items.length === 0) return spec.nullable ? { value: null } : { error: expected(spec) };
+        return { value: items };
+      }
+      if (Array.isArray(v) && v.length > 0 && v.every((s) => typeof s === 'string' || typeof s === 'number')) {
+        return { value: v.map((s) => String(s).trim()) };
+      }
+      return { error: expected(spec) };
+    }
+    case 'dict': {
+      if (typeof v === 'string' && v.trim().startsWith('{')) {
+        try {
+          const parsed: unknown = JSON.parse(v);
+          if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) return { value: parsed };
+        } catch {
+          /* falls through to the error */
+        }
+        return { error: expected(spec) };
+      }
+      if (typeof v === 'object' && !Array.isArray(v)) return { value: { ...(v as object) } };
+      return { error: expected(spec) };
+    }
+    case 'checkpoint': {
+      if (typeof v === 'string' && v.length > 0) {
+        const b = toBool(v);
+        return { value: b === null ? v : b || null };
+      }
+      if (typeof v === 'boolean') return { value: v || null };
+      return { error: expected(spec) };
+    }
+  }
+}
+
+function toBool(v: unknown): boolean | null {
+  if (typeof v === 'boolean') return v;
+  if (v === 0 || v === 1) return v === 1;
+  if (typeof v === 'string') {
+    const s = v.trim().toLowerCase();
+    if (['true', 'yes', 'on'].includes(s)) return true;
+    if (['false', 'no', 'off'].includes(s)) return false;
+  }
+  return null;
+}
+
+function expected(spec: ArgSpec): string {
+  const base = (() => {
+    switch (spec.type) {
+      case 'string':
+        return 'a string';
+      case 'int':
+        return 'an integer';
+      case 'float':
+        return 'a float (e.g. 1.0e-4)';
+      case 'number':
+        return 'a number';
+      case 'bool':
+        return 'true or false';
+      case 'enum':
+        return `one of ${spec.choices!.join(', ')}`;
+      case 'list':
+        return 'a comma-separated list (or a YAML list) of names';
+      case 'dict':
+        return 'a mapping (or a JSON object string)';
+      case 'checkpoint':
+        return 'a checkpoint directory or true';
+    }
+  })();
+  return spec.nullable && spec.type !== 'enum' ? `${base} or null` : base;
+}
+
+const ENUM_HINTS: Record<string, Record<string, string>> = {
+  stage: { ppo: 'PPO training is not implemented in Crucible' },
+  finetuning_type: { oft: 'OFT is not implemented in Crucible' },
+  lr_scheduler_type: Object.fromEntries(
+    ['cosine_with_restarts', 'polynomial', 'inverse_sqrt', 'reduce_lr_on_plateau', 'cosine_warmup_with_min_lr', 'warmup_stable_decay'].map(
+      (s) => [s, `${s} is an HF schedule Crucible does not implement`],
+    ),
+  ),
+};
+
+function enumHint(key: string, value: unknown): string {
+  const spec = argSpec(key);
+  if (spec?.type !== 'enum' || typeof value !== 'string') return '';
+  const hint = ENUM_HINTS[key]?.[value];
+  if (hint) return ` (${hint})`;
+  if (key === 'optim') return ' (Crucible implements AdamW only)';
+  return ` (did you mean "${nearest(value, spec.choices!)}"?)`;
+}
+
+function checkRange(spec: ArgSpec, v: unknown): string | null {
+  if (typeof v !== 'number') return null;
+  if (spec.min !== undefined && v < spec.min) return `must be >= ${spec.min}`;
+  if (spec.max !== undefined && v > spec.max) return `must be <= ${spec.max}`;
+  if (spec.gt !== undefined && v <= spec.gt) return `must be > ${spec.gt}`;
+  if (spec.lt !== undefined && v >= spec.lt) return `must be < ${spec.lt}`;
+  return null;
+}
+
+function show(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (v === undefined) return 'nothing';
+  const s = JSON.stringify(v) ?? String(v);
+  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
+}
+
+function normalizeLoose(v: unknown): unknown {
+  if (typeof v === 'string') {
+    const b = toBool(v);
+    if (b !== null) return b;
+    const n = toNumber(v);
+    if (n !== null) return n;
+    if (/^(null|none|~)$/i.test(v.trim())) return null;
+  }
+  if (Array.isArray(v) && v.length === 1) return normalizeLoose(v[0]);
+  return v ?? null;
+}
+
+function sameValue(a: unknown, b: unknown): boolean {
+  return JSON.stringify(normalizeLoose(a)) === JSON.stringify(normalizeLoose(b));
+}

@@ -1,0 +1,424 @@
+// The crucible command line, run in-process with captured output. Engine functions are injected
+// test doubles (io.engines) where a command needs one: these tests cover the CLI layer only.
+
+import { describe, expect, it } from 'vitest';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { parseConfig, type CrucibleConfig } from '../src/config';
+import { main, COMMANDS } from '../src/cli/main';
+import { ENGINE_MODULES, loadEngine, type EngineImpls } from '../src/cli/engines';
+import { parseArgs } from '../src/cli/args';
+import type { CliIO } from '../src/cli/io';
+import type { ChatBackend, ChatRequest } from '../src/server/types';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const EXAMPLES = join(ROOT, 'tests/fixtures/llamafactory-examples');
+const SFT = join(EXAMPLES, 'train_lora/qwen3_lora_sft.yaml');
+const INFER = join(EXAMPLES, 'inference/qwen3_lora_sft.yaml');
+
+interface Run {
+  code: number;
+  out: string;
+  err: string;
+}
+
+function makeIO(opts: Partial<CliIO> = {}): { io: CliIO; out: string[]; err: string[] } {
+  const out: string[] = [];
+  const err: string[] = [];
+  const io: CliIO = {
+    stdout: (t) => void out.push(t),
+    stderr: (t) => void err.push(t),
+    env: { HOME: '/home/test' },
+    cwd: ROOT,
+    stdin: Readable.from([]),
+    interactive: false,
+    ...opts,
+  };
+  return { io, out, err };
+}
+
+async function run(argv: string[], opts: Partial<CliIO> = {}): Promise<Run> {
+  const { io, out, err } = makeIO(opts);
+  const code = await main(argv, io);
+  return { code, out: out.join(''), err: err.join('') };
+}
+
+/** Test double of an inference engine: replies "you said: <last user message>". */
+class EchoBackend implements ChatBackend {
+  requests: ChatRequest[] = [];
+  closed = false;
+  models() {
+    return ['echo-model'];
+  }
+  async chat(req: ChatRequest, onToken: (t: string) => boolean | void) {
+    this.requests.push(req);
+    const words = `you said: ${req.messages.at(-1)!.content}`.split(/(?= )/);
+    for (const w of words) onToken(w);
+    return { text: words.join(''), finishReason: 'stop' as const, promptTokens: 3, completionTokens: words.length };
+  }
+  close() {
+    this.closed = true;
+  }
+}
+
+describe('help', () => {
+  it('lists every command', async () => {
+    const r = await run(['--help']);
+    expect(r.code).toBe(0);
+    for (const name of ['train', 'chat', 'export', 'api', 'preview', 'bench', 'env', 'export-config']) expect(r.out).toMatch(new RegExp(`^  ${name} `, 'm'));
+    expect((await run([])).out).toBe(r.out);
+    expect((await run(['help'])).out).toBe(r.out);
+  });
+
+  it('has help for each command', async () => {
+    for (const cmd of COMMANDS) {
+      const r = await run([cmd.name, '--help']);
+      expect(r.code).toBe(0);
+      expect(r.out.startsWith(`Usage: crucible ${cmd.name} `)).toBe(true);
+      expect(r.out).toContain('-h, --help');
+      expect((await run(['help', cmd.name])).out).toBe(r.out);
+    }
+  });
+
+  it('lists the config keys a command reads', async () => {
+    const train = await run(['train', '--keys']);
+    expect(train.out).toMatch(/^  learning_rate \(float, default 5\.0e-5\)\n      Peak learning rate/m);
+    expect(train.out).toContain('lora_alpha (int?, default 2*lora_rank)');
+    expect(train.out).not.toContain('  temperature ');
+    const chat = await run(['chat', '--keys']);
+    expect(chat.out).toContain('  temperature (float, default 0.95)');
+    expect(chat.out).toContain('  max_new_tokens (int, default 1024)');
+    expect(chat.out).not.toContain('  learning_rate ');
+  });
+
+  it('prints the version', async () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    expect((await run(['--version'])).out).toBe(`${pkg.version}\n`);
+  });
+});
+
+describe('errors', () => {
+  it('exit 1 with one line, no stack trace', async () => {
+    const cases: Array<[string[], RegExp]> = [
+      [['trian'], /^error: unknown command "trian" \(did you mean "train"\?\); see crucible --help\n$/],
+      [['train', 'nope.yaml'], /^error: cannot read config nope\.yaml: no such file\n$/],
+      [['train', 'run.txt'], /^error: expected a config file \(\.yaml, \.yml or \.json\), got "run\.txt"\n$/],
+      [['train', SFT, '--lerning_rate', '1'], /^error: unknown option --lerning_rate for crucible train \(did you mean --learning_rate\?\)/],
+      [['env', '--port', '1'], /^error: unknown option --port for crucible env/],
+      [['chat', '-p'], /^error: option --prompt needs a value\n$/],
+      [['train', 'learning_rate=abc'], /^error: override learning_rate=abc: learning_rate: expected a float \(e\.g\. 1\.0e-4\), got "abc"\n$/],
+      [['train', 'model_name_or_path=m'], /^error: nothing to do: set do_train: true/],
+    ];
+    for (const [argv, re] of cases) {
+      const r = await run(argv);
+      expect(r.code, argv.join(' ')).toBe(1);
+      expect(r.err, argv.join(' ')).toMatch(re);
+      expect(r.err.trim().split('\n'), argv.join(' ')).toHaveLength(1);
+    }
+  });
+
+  it('names unexpected errors and shows the stack only with CRUCIBLE_DEBUG=1', async () => {
+    const engines: Partial<EngineImpls> = {
+      runTraining: async () => {
+        throw new TypeError('cannot read properties of undefined');
+      },
+    };
+    const quiet = await run(['train', SFT], { engines });
+    expect(quiet.code).toBe(1);
+    expect(quiet.err.split('\n').filter((l) => l.startsWith('error:'))).toEqual([
+      'error: TypeError: cannot read properties of undefined (CRUCIBLE_DEBUG=1 shows where)',
+    ]);
+    expect(quiet.err).not.toMatch(/^\s+at /m);
+    const loud = await run(['train', SFT], { engines, env: { CRUCIBLE_DEBUG: '1' } });
+    expect(loud.err).toMatch(/^\s+at /m);
+  });
+});
+
+describe('engine lookup', () => {
+  it('says "not available yet" when the engine module or its export is missing', async () => {
+    const { io } = makeIO();
+    const missing = { ...ENGINE_MODULES, runTraining: { module: '../train/does-not-exist.ts', what: 'the training engine' } };
+    await expect(loadEngine('runTraining', 'train', io, missing)).rejects.toThrow(
+      'crucible train is not available yet: it needs the training engine (runTraining in src/train/does-not-exist.ts), which is not part of this build yet',
+    );
+    const noExport = { ...ENGINE_MODULES, runTraining: { module: '../config/suggest.ts', what: 'the training engine' } };
+    await expect(loadEngine('runTraining', 'train', io, noExport)).rejects.toThrow(/but src\/config\/suggest\.ts does not export it yet/);
+  });
+
+  for (const [name, command, file] of [
+    ['runTraining', 'train', SFT],
+    ['createChatBackend', 'chat', INFER],
+    ['createChatBackend', 'api', INFER],
+    ['exportModel', 'export', join(EXAMPLES, 'merge_lora/qwen3_lora_sft.yaml')],
+  ] as const) {
+    const module = fileURLToPath(new URL(ENGINE_MODULES[name].module, new URL('../src/cli/engines.ts', import.meta.url)));
+    it.skipIf(existsSync(module))(`crucible ${command} fails clearly while ${name} has not landed`, async () => {
+      const r = await run([command, file]);
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(new RegExp(`^error: crucible ${command} is not available yet: .*${name}`, 'm'));
+    });
+  }
+});
+
+describe('argument parsing', () => {
+  it('takes overrides as key=value and as --key value, and flags', () => {
+    const a = parseArgs(['run.yaml', 'lora_rank=16', '--learning_rate', '1e-4', '--do_train', '--bf16=true', '-p', 'hi', '--', '--x'], {
+      name: 'chat',
+      config: true,
+      flags: [{ name: 'prompt', short: 'p', value: 'string', help: '' }],
+    });
+    expect(a.positional).toEqual(['run.yaml', '--x']);
+    expect(a.overrides).toEqual(['lora_rank=16', 'learning_rate=1e-4', 'do_train=true', 'bf16=true']);
+    expect(a.flags.prompt).toBe('hi');
+  });
+});
+
+describe('train', () => {
+  it('hands the config to the training engine and prints its logs', async () => {
+    let seen: CrucibleConfig | null = null;
+    const runTraining: EngineImpls['runTraining'] = async (config, hooks) => {
+      seen = config;
+      hooks.onStatus?.('tokenizing identity');
+      hooks.onLog?.({ current_steps: 10, total_steps: 30, loss: 1.23456, lr: 9.5e-5, epoch: 0.33, percentage: 33.3, grad_norm: 0.5, tokens_per_second: 1234.4, elapsed_time: 12, remaining_time: 24 });
+      hooks.onCheckpoint?.('out/checkpoint-10', 10);
+      return { outputDir: config.output_dir, globalStep: 30, totalSteps: 30, interrupted: false, trainLoss: 1.1 };
+    };
+    const r = await run(['train', SFT, 'learning_rate=2.0e-4', '--num_train_epochs', '1', 'output_dir=out'], { engines: { runTraining }, signal: new AbortController().signal });
+    expect(r.code).toBe(0);
+    expect(seen).toMatchObject({ learning_rate: 2e-4, num_train_epochs: 1, output_dir: 'out', dataset: ['identity', 'alpaca_en_demo'] });
+    expect(r.out).toBe('step 10/30  loss 1.2346  grad_norm 0.500  lr 9.50e-5  epoch 0.33  1234 tok/s  0:12 elapsed, 0:24 left\n');
+    expect(r.err).toContain('note: bf16 is a PyTorch setting; Crucible ignores it\n');
+    expect(r.err).toContain('train: sft · LoRA r=8 alpha=16 · Qwen/Qwen3-4B-Instruct-2507 · identity, alpaca_en_demo -> out\n');
+    expect(r.err).toContain('tokenizing identity\n');
+    expect(r.err).toContain('saved checkpoint out/checkpoint-10 (step 10)\n');
+    expect(r.err).toContain('done: 30 steps, train loss 1.1000; saved to out\n');
+  });
+
+  it('passes the interrupt signal and exits 130 when stopped', async () => {
+    const ac = new AbortController();
+    const runTraining: EngineImpls['runTraining'] = async (config, hooks) => {
+      ac.abort();
+      expect(hooks.signal?.aborted).toBe(true);
+      return { outputDir: config.output_dir, globalStep: 3, totalSteps: 30, interrupted: true };
+    };
+    const r = await run(['train', SFT], { engines: { runTraining }, signal: ac.signal });
+    expect(r.code).toBe(130);
+    expect(r.err).toContain('interrupted at step 3/30');
+  });
+});
+
+describe('chat', () => {
+  it('answers one prompt with -p, using the config sampling settings', async () => {
+    const backend = new EchoBackend();
+    const r = await run(['chat', INFER, 'temperature=0.2', 'do_sample=true', 'max_new_tokens=64', '-p', 'hello there', '--system', 'be nice'], {
+      engines: { createChatBackend: async () => backend },
+    });
+    expect(r.code).toBe(0);
+    expect(r.out).toBe('you said: hello there\n');
+    expect(backend.requests[0]).toMatchObject({
+      model: 'echo-model',
+      maxTokens: 64,
+      temperature: 0.2,
+      topP: 0.7,
+      topK: 50,
+      messages: [
+        { role: 'system', content: 'be nice' },
+        { role: 'user', content: 'hello there' },
+      ],
+    });
+    expect(backend.closed).toBe(true);
+  });
+
+  it('keeps a conversation, forgets it on "clear", quits on "exit"', async () => {
+    const backend = new EchoBackend();
+    const r = await run(['chat', INFER, 'do_sample=false'], {
+      engines: { createChatBackend: async () => backend },
+      stdin: Readable.from(['first\n', 'second\n', 'clear\n', 'third\n', 'exit\n', 'never\n']),
+    });
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('Assistant: you said: first\n');
+    expect(r.out).toContain('Assistant: you said: second\n');
+    expect(r.out).toContain('History cleared.');
+    expect(backend.requests.map((q) => q.messages.map((m) => m.content))).toEqual([
+      ['first'],
+      ['first', 'you said: first', 'second'],
+      ['third'],
+    ]);
+    expect(backend.requests[0]!.temperature).toBe(0);
+  });
+});
+
+describe('api', () => {
+  it('serves the engine over HTTP on API_HOST/API_PORT until stopped', async () => {
+    const backend = new EchoBackend();
+    const ac = new AbortController();
+    const { io, err } = makeIO({
+      engines: { createChatBackend: async () => backend },
+      env: { API_HOST: '127.0.0.1', API_PORT: '0', API_KEY: 'k' },
+      signal: ac.signal,
+    });
+    const done = main(['api', INFER, 'max_new_tokens=99'], io);
+    let url = '';
+    for (let i = 0; i < 200 && !url; i++) {
+      url = /Crucible API on (\S+)/.exec(err.join(''))?.[1] ?? '';
+      if (!url) await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/v1$/);
+    expect(err.join('')).toContain('API key required');
+    const res = await fetch(`${url}/chat/completions`, {
+      method: 'POST',
+      headers: { Authorization: 'Bearer k', 'Content-Type': 'application/json' },
+      body: JSON.stringify({ model: 'echo-model', messages: [{ role: 'user', content: 'ping' }] }),
+    });
+    const body = (await res.json()) as { choices: Array<{ message: { content: string } }> };
+    expect(body.choices[0]!.message.content).toBe('you said: ping');
+    expect(backend.requests[0]!.maxTokens).toBe(99);
+    ac.abort();
+    expect(await done).toBe(0);
+    expect(backend.closed).toBe(true);
+    expect(err.join('')).toMatch(/POST \/v1\/chat\/completions 200/);
+  });
+
+  it('rejects a bad API_PORT', async () => {
+    const r = await run(['api', INFER], { env: { API_PORT: 'eighty' }, engines: { createChatBackend: async () => new EchoBackend() } });
+    expect(r.code).toBe(1);
+    expect(r.err.split('\n').filter((l) => l.startsWith('error'))).toEqual(['error: API_PORT must be a port number, got "eighty"']);
+  });
+});
+
+describe('export, preview, bench', () => {
+  it('pass their options to the engine and print the result', async () => {
+    const exp = await run(['export', join(EXAMPLES, 'merge_lora/qwen3_lora_sft.yaml')], {
+      engines: { exportModel: async (c) => ({ exportDir: c.export_dir!, files: ['model-00001-of-00001.safetensors', 'config.json'] }) },
+    });
+    expect(exp.code).toBe(0);
+    expect(exp.out).toBe('model-00001-of-00001.safetensors\nconfig.json\n');
+
+    let previewOpts: unknown;
+    const prev = await run(['preview', SFT, '-n', '2', '--offset', '5', '--eval', 'val_size=0.1'], {
+      engines: {
+        previewDataset: async (_c, o) => {
+          previewOpts = { count: o.count, offset: o.offset, split: o.split };
+          return {
+            examples: 9,
+            samples: [{ dataset: 'identity', index: 5, tokens: 12, trainedTokens: 4, truncated: false, segments: [{ text: 'Q: hi\n', trained: false }, { text: 'A: hello', trained: true }] }],
+          };
+        },
+      },
+    });
+    expect(prev.code).toBe(0);
+    expect(previewOpts).toEqual({ count: 2, offset: 5, split: 'eval' });
+    expect(prev.out).toBe('--- identity #5: 12 tokens, 4 trained\nQ: hi\n⟦A: hello⟧\n');
+
+    let steps = 0;
+    const bench = await run(['bench', SFT, '--steps', '3', '--json'], {
+      signal: new AbortController().signal,
+      engines: {
+        benchmarkTraining: async (_c, o) => {
+          steps = o.steps;
+          return { device: 'gpu', model: 'm', steps: o.steps, tokensPerSecond: 1000, stepSeconds: 0.5, peakBytes: 1 << 30 };
+        },
+      },
+    });
+    expect(bench.code).toBe(0);
+    expect(steps).toBe(3);
+    expect(JSON.parse(bench.out)).toMatchObject({ tokensPerSecond: 1000, steps: 3 });
+  });
+});
+
+describe('export-config', () => {
+  it('prints a LLaMA-Factory YAML that loads back to the same config', async () => {
+    const r = await run(['export-config', SFT, '--to', 'llamafactory', 'learning_rate=3.0e-5']);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^# LLaMA-Factory run exported by Crucible from /);
+    expect(r.out).toContain('learning_rate: 3.0e-5\n');
+    const original = parseConfig(readFileSync(SFT, 'utf8'), ['learning_rate=3.0e-5']).config;
+    expect(parseConfig(r.out).config).toEqual(original);
+  });
+
+  it('writes a self-contained run for datasets given as files', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'crucible-export-'));
+    mkdirSync(join(dir, 'lfdata'));
+    writeFileSync(join(dir, 'lfdata/dataset_info.json'), JSON.stringify({ identity: { file_name: 'identity.json' }, other: { file_name: 'x.json' } }));
+    writeFileSync(join(dir, 'lfdata/identity.json'), JSON.stringify([{ instruction: 'hi', input: '', output: 'hello' }]));
+    writeFileSync(
+      join(dir, 'chats.jsonl'),
+      `${JSON.stringify({ messages: [{ role: 'user', content: 'q' }, { role: 'assistant', content: 'a' }] })}\n`,
+    );
+    writeFileSync(join(dir, 'run.yaml'), 'model_name_or_path: m\ndo_train: true\ndataset: chats.jsonl,identity\ndataset_dir: lfdata\nbf16: true\n');
+
+    const r = await run(['export-config', 'run.yaml', '--to', 'llamafactory', '--out', 'bundle'], { cwd: dir });
+    expect(r.err).toContain('wrote bundle/run.yaml, bundle/dataset_info.json, bundle/chats.jsonl, bundle/identity.json\n');
+    expect(r.code).toBe(0);
+    const info = JSON.parse(readFileSync(join(dir, 'bundle/dataset_info.json'), 'utf8'));
+    expect(info).toEqual({
+      chats: {
+        file_name: 'chats.jsonl',
+        formatting: 'sharegpt',
+        columns: { messages: 'messages' },
+        tags: { role_tag: 'role', content_tag: 'content', user_tag: 'user', assistant_tag: 'assistant' },
+      },
+      identity: { file_name: 'identity.json' },
+    });
+    expect(readFileSync(join(dir, 'bundle/chats.jsonl'), 'utf8')).toBe(readFileSync(join(dir, 'chats.jsonl'), 'utf8'));
+    expect(existsSync(join(dir, 'bundle/identity.json'))).toBe(true);
+    const back = parseConfig(readFileSync(join(dir, 'bundle/run.yaml'), 'utf8')).config;
+    expect(back).toMatchObject({ dataset: ['chats', 'identity'], dataset_dir: 'bundle', passthrough: { bf16: true } });
+
+    const again = await run(['export-config', 'run.yaml', '--to', 'llamafactory', '--out', 'bundle'], { cwd: dir });
+    expect(again.code).toBe(1);
+    expect(again.err).toMatch(/^error: bundle\/run\.yaml already exists \(use --force to overwrite\)\n$/m);
+    expect((await run(['export-config', 'run.yaml', '--to', 'llamafactory', '--out', 'bundle', '--force'], { cwd: dir })).code).toBe(0);
+
+    const noOut = await run(['export-config', 'run.yaml', '--to', 'llamafactory'], { cwd: dir });
+    expect(noOut.code).toBe(1);
+    expect(noOut.err).toMatch(/^error: datasets given as files \(chats\.jsonl\) need --out DIR/m);
+  });
+
+  it('needs --to llamafactory', async () => {
+    expect((await run(['export-config', SFT])).err).toBe('error: export-config needs --to llamafactory\n');
+    expect((await run(['export-config', SFT, '--to', 'axolotl'])).err).toBe('error: unknown target "axolotl" for --to (supported: llamafactory)\n');
+  });
+});
+
+describe('env', () => {
+  it('reports versions, the GPU (or why there is none) and Hugging Face settings as JSON', async () => {
+    const r = await run(['env', '--json', '--software'], {
+      env: { HOME: '/home/u', HF_ENDPOINT: 'https://mirror.example/', HF_TOKEN: 'hf_secret', HF_HUB_OFFLINE: '1' },
+    });
+    expect(r.code).toBe(0);
+    const report = JSON.parse(r.out);
+    expect(report.crucible.version).toMatch(/^\d+\.\d+\.\d+/);
+    expect(report.node.version).toBe(process.versions.node);
+    expect(report.dawn.version).toMatch(/^\d+\.\d+\.\d+/);
+    expect(report.hub).toEqual({
+      HF_HOME: '/home/u/.cache/huggingface',
+      HF_HOME_source: 'default',
+      HF_ENDPOINT: 'https://mirror.example',
+      HF_ENDPOINT_source: 'env',
+      HF_HUB_OFFLINE: true,
+      HF_TOKEN: 'set',
+      cacheDir: '/home/u/.cache/huggingface/hub',
+    });
+    expect(r.out).not.toContain('hf_secret');
+    if (report.gpu) {
+      expect(typeof report.gpu.adapter).toBe('string');
+      expect(typeof report.gpu.f16).toBe('boolean');
+      expect(report.gpu.limits.maxBufferSize).toBeGreaterThan(0);
+    } else expect(report.gpuError).toMatch(/adapter/);
+  });
+
+  it('prints the same as text', async () => {
+    const r = await run(['env', '--software'], { env: { HOME: '/home/u', HF_HOME: '/data/hf' } });
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^Crucible\s+\d/m);
+    expect(r.out).toMatch(/^Dawn\s+npm webgpu \d/m);
+    expect(r.out).toMatch(/^GPU\s+\S/m);
+    expect(r.out).toMatch(/^HF_HOME\s+\/data\/hf$/m);
+    expect(r.out).toMatch(/^HF_ENDPOINT\s+https:\/\/huggingface\.co \(default\)$/m);
+    expect(r.out).toMatch(/^HF_TOKEN\s+not set$/m);
+  });
+});
