@@ -345,7 +345,7 @@ describe('export-config', () => {
     writeFileSync(join(dir, 'lfdata/dataset_info.json'), JSON.stringify({ identity: { file_name: 'identity.json' }, other: { file_name: 'x.json' } }));
     writeFileSync(join(dir, 'lfdata/identity.json'), JSON.stringify([{ instruction: 'hi', input: '', output: 'hello' }]));
     writeFileSync(
-      join(dir, 'chats.jsonl'),
+      join(dir, 'lfdata/chats.jsonl'),
       `${JSON.stringify({ messages: [{ role: 'user', content: 'q' }, { role: 'assistant', content: 'a' }] })}\n`,
     );
     writeFileSync(join(dir, 'run.yaml'), 'model_name_or_path: m\ndo_train: true\ndataset: chats.jsonl,identity\ndataset_dir: lfdata\nbf16: true\n');
@@ -363,7 +363,7 @@ describe('export-config', () => {
       },
       identity: { file_name: 'identity.json' },
     });
-    expect(readFileSync(join(dir, 'bundle/chats.jsonl'), 'utf8')).toBe(readFileSync(join(dir, 'chats.jsonl'), 'utf8'));
+    expect(readFileSync(join(dir, 'bundle/chats.jsonl'), 'utf8')).toBe(readFileSync(join(dir, 'lfdata/chats.jsonl'), 'utf8'));
     expect(existsSync(join(dir, 'bundle/identity.json'))).toBe(true);
     const back = parseConfig(readFileSync(join(dir, 'bundle/run.yaml'), 'utf8')).config;
     expect(back).toMatchObject({ dataset: ['chats', 'identity'], dataset_dir: 'bundle', passthrough: { bf16: true } });
@@ -401,6 +401,7 @@ describe('env', () => {
       HF_ENDPOINT_source: 'env',
       HF_HUB_OFFLINE: true,
       HF_TOKEN: 'set',
+      tokenFile: null,
       cacheDir: '/home/u/.cache/huggingface/hub',
     });
     expect(r.out).not.toContain('hf_secret');

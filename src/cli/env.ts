@@ -1,7 +1,7 @@
 // `crucible env`: what Crucible runs on here. The GPU adapter and its capabilities (through Dawn),
 // versions, and the Hugging Face settings the hub code reads, as text or JSON.
 
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +24,8 @@ export interface EnvReport {
     HF_ENDPOINT_source: 'env' | 'default';
     HF_HUB_OFFLINE: boolean;
     HF_TOKEN: 'set' | 'not set';
+    /** The token file huggingface-cli login writes ($HF_TOKEN_PATH or $HF_HOME/token), when present. */
+    tokenFile: string | null;
     cacheDir: string;
   };
   vulkan: { VK_ICD_FILENAMES: string | null };
@@ -64,6 +66,7 @@ export function hubSettings(env: Record<string, string | undefined>): EnvReport[
     HF_ENDPOINT_source: set(env.HF_ENDPOINT) ? 'env' : 'default',
     HF_HUB_OFFLINE: /^(1|true|yes|on)$/i.test(env.HF_HUB_OFFLINE?.trim() ?? ''),
     HF_TOKEN: set(env.HF_TOKEN) || set(env.HUGGING_FACE_HUB_TOKEN) ? 'set' : 'not set',
+    tokenFile: ((p) => (existsSync(p) ? p : null))(set(env.HF_TOKEN_PATH) ? env.HF_TOKEN_PATH! : join(home, 'token')),
     cacheDir: set(env.HF_HUB_CACHE) ? env.HF_HUB_CACHE! : join(home, 'hub'),
   };
 }
@@ -121,7 +124,7 @@ export function formatEnv(r: EnvReport): string {
     ['  model cache', h.cacheDir],
     ['HF_ENDPOINT', `${h.HF_ENDPOINT}${h.HF_ENDPOINT_source === 'default' ? ' (default)' : ''}`],
     ['HF_HUB_OFFLINE', h.HF_HUB_OFFLINE ? '1 (no downloads)' : '0'],
-    ['HF_TOKEN', h.HF_TOKEN],
+    ['HF_TOKEN', `${h.HF_TOKEN}${h.tokenFile ? ` (token file ${h.tokenFile})` : ''}`],
   );
   if (r.vulkan.VK_ICD_FILENAMES) rows.push(['VK_ICD_FILENAMES', r.vulkan.VK_ICD_FILENAMES]);
   return `${columns(rows)}\n`;

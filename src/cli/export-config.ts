@@ -80,9 +80,11 @@ async function planDatasets(config: CrucibleConfig, io: CliIO): Promise<Plan> {
   const files = entries.filter(isDatasetFile);
   if (files.length === 0) return plan;
 
+  const dataDir = resolve(io.cwd, config.dataset_dir);
   for (const f of files) {
-    const src = resolve(io.cwd, f);
-    if (!(await exists(src))) throw new CliError(`dataset file ${f} does not exist`);
+    // as the data pipeline (and LLaMA-Factory's file_name) reads them: relative to dataset_dir
+    const src = resolve(dataDir, f);
+    if (!(await exists(src))) throw new CliError(`dataset file ${relative(io.cwd, src)} does not exist`);
     plan.describe.set(f, datasetInfoFromRecords(place(src), await sampleRecords(src), config.stage));
   }
   // Named datasets used next to files move into the new dataset_info.json too.
@@ -91,7 +93,7 @@ async function planDatasets(config: CrucibleConfig, io: CliIO): Promise<Plan> {
     if (config.dataset_dir === 'ONLINE') {
       for (const n of names) plan.named[n] = { hf_hub_url: n };
     } else {
-      const dir = resolve(io.cwd, config.dataset_dir);
+      const dir = dataDir;
       const infoPath = join(dir, 'dataset_info.json');
       let info: Record<string, DatasetInfoEntry>;
       try {

@@ -36,9 +36,12 @@ export interface LlamaFactoryRun {
   datasetNames: Record<string, string>;
 }
 
-const DATA_FILE = /\.(json|jsonl|parquet|csv|arrow|txt)$/i;
+const DATA_FILE = /\.(json|jsonl|parquet|csv|txt)$/i;
 
-/** Crucible extension: a `dataset` entry naming a data file rather than a dataset_info.json name. */
+/**
+ * Crucible extension: a `dataset` entry naming a data file (json, jsonl, csv, parquet, txt; relative
+ * to dataset_dir unless absolute) rather than a dataset_info.json name.
+ */
 export function isDatasetFile(entry: string): boolean {
   return DATA_FILE.test(entry.trim());
 }

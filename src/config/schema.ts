@@ -276,7 +276,7 @@ export const SCHEMA = {
   dataset: listOrNull({
     group: 'dataset',
     commands: DATA,
-    help: 'Training datasets: names from dataset_dir/dataset_info.json, comma-separated (Crucible also takes data file paths).',
+    help: 'Training datasets: names from dataset_dir/dataset_info.json, comma-separated (Crucible also takes data files in dataset_dir).',
   }),
   eval_dataset: listOrNull({
     group: 'dataset',
