@@ -94,6 +94,18 @@ describe('Llama 3 trailing-header rule', () => {
     expect(t.stopIds).toContain(tok.eosId);
   });
 
+  it('a template that ignores tool calls is an error, not an empty training turn', () => {
+    const c: Conversation = {
+      messages: [
+        { role: 'user', content: 'Paris?' },
+        { role: 'function_call', content: '{"name": "get_weather", "arguments": {"city": "Paris"}}' },
+        { role: 'observation', content: '{"temp": 21}' },
+        { role: 'assistant', content: '21 degrees.' },
+      ],
+    };
+    expect(() => t.encodeConversation(c)).toThrow(/does not render tool calls.*get_weather.*named template/);
+  });
+
   it('the generation prompt ends with the assistant header', () => {
     const ids = t.renderForGeneration([{ role: 'user', content: 'Hi' }]);
     expect(tok.decode(ids)).toBe('<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n');

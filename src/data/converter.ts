@@ -178,6 +178,11 @@ function tagMap(attr: DatasetAttr): Record<string, Message['role']> {
   };
 }
 
+function tagOf(attr: DatasetAttr, role: Message['role']): string {
+  const t = attr.tags;
+  return { user: t.user_tag, assistant: t.assistant_tag, observation: t.observation_tag, function_call: t.function_tag, system: t.system_tag }[role];
+}
+
 function finishChat(
   aligned: Message[],
   row: Row,
@@ -194,7 +199,7 @@ function finishChat(
     const ok = (i % 2 === 0 ? odd : even).includes(aligned[i].role);
     if (!ok) {
       return {
-        drop: `roles out of order: message ${i} of "${messagesCol}" is ${aligned[i].role}, expected ${i % 2 === 0 ? `${t.user_tag}/${t.observation_tag}` : `${t.assistant_tag}/${t.function_tag}`} (turns must alternate, starting with the user)`,
+        drop: `roles out of order: message ${i} of "${messagesCol}" is "${tagOf(attr, aligned[i].role)}", expected ${i % 2 === 0 ? `${t.user_tag}/${t.observation_tag}` : `${t.assistant_tag}/${t.function_tag}`} (turns must alternate, starting with the user)`,
       };
     }
   }

@@ -15,7 +15,6 @@ import {
   encodePairwise,
   encodePretrainBatch,
   encodeSupervised,
-  encodeUnsupervised,
   IGNORE_INDEX,
   packBatch,
   tokenizedToLm,
@@ -27,7 +26,7 @@ import {
 import { getTemplate, type ChatTemplate } from './templates.ts';
 import type { Tokenizer } from './tokenizer.ts';
 
-export type Stage = 'pt' | 'sft' | 'rm' | 'dpo' | 'orpo' | 'simpo' | 'kto' | 'ppo';
+export type Stage = 'pt' | 'sft' | 'rm' | 'dpo' | 'orpo' | 'simpo' | 'kto';
 
 /** LLaMA-Factory data keys (other keys of a training YAML are accepted and ignored). */
 export interface DataConfig {
@@ -123,7 +122,7 @@ export interface BuiltDataset<E extends Example = Example> {
   template: ChatTemplate;
 }
 
-const STAGES: Stage[] = ['pt', 'sft', 'rm', 'dpo', 'orpo', 'simpo', 'kto', 'ppo'];
+const STAGES: Stage[] = ['pt', 'sft', 'rm', 'dpo', 'orpo', 'simpo', 'kto'];
 
 export function exampleKind(stage: Stage): ExampleKind {
   if (stage === 'rm' || stage === 'dpo' || stage === 'orpo' || stage === 'simpo') return 'pairwise';
@@ -464,13 +463,7 @@ function processItems(items: Item[], ctx: ProcessContext, drops: Map<string, Map
       for (const it of batch) {
         let e: { input_ids: number[]; labels: number[]; truncated: boolean };
         if (it.kind === 'tok') e = tokenizedToLm(it.t, ctx.cutoffLen);
-        else if (ctx.stage === 'ppo') {
-          if (it.a.prompt.length % 2 !== 1) {
-            drop(it, 'the prompt must end with a user turn');
-            continue;
-          }
-          e = wrap(it, () => encodeUnsupervised(ctx.template, it.a, ctx.cutoffLen));
-        } else {
+        else {
           if (it.a.prompt.length % 2 !== 1 || it.a.response.length !== 1) {
             drop(it, it.a.response.length === 0 ? 'no response to learn (stage sft needs a response/output column or complete turns; for raw text use stage pt)' : `expected one response for sft, found ${it.a.response.length}`);
             continue;
@@ -622,6 +615,9 @@ export async function buildDataset(config: DataConfig, deps: DataDeps): Promise<
     warnings.push(m);
     deps.log?.(m);
   };
+  for (const k of ['tokenized_path', 'eval_on_each_dataset', 'interleave_probs', 'media_dir']) {
+    if (config[k] !== undefined && config[k] !== null && config[k] !== false) log(`\`${k}\` is not supported and is ignored`);
+  }
   const access: Access = {
     readLocal: deps.readFile,
     listLocal: async (p) => (deps.listFiles ? deps.listFiles(p) : null),

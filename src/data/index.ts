@@ -27,7 +27,7 @@
  *
  * Datasets
  *   buildDataset(config, deps) → { kind, train, eval, stats, template }
- *     config: LLaMA-Factory keys — stage (pt | sft | rm | dpo | orpo | simpo | kto | ppo), dataset,
+ *     config: LLaMA-Factory keys — stage (pt | sft | rm | dpo | orpo | simpo | kto), dataset,
  *       eval_dataset, dataset_dir, template, cutoff_len, train_on_prompt, mask_history, packing,
  *       neat_packing, val_size, max_samples, seed, tool_format, default_system, enable_thinking,
  *       preserve_thinking, preprocessing_batch_size; plus `shuffle` (default true: train examples
@@ -35,7 +35,7 @@
  *     deps: { tokenizer, readFile(path) → Uint8Array, listFiles?(dir), fetchFile?(repo, path),
  *       listRepoFiles?(repo), template?, log? } — nodeFileAccess() (./node.ts) or
  *       memoryFileAccess({ path: bytes | Blob | string }) give readFile/listFiles.
- *     kind 'lm' (pt, sft, ppo):  { input_ids, labels, segment_ids?, position_ids? }
+ *     kind 'lm' (pt, sft):  { input_ids, labels, segment_ids?, position_ids? }
  *       segment_ids: neat_packing only (1..n per packed sample, 0 = padding; no attention across);
  *       position_ids: packed rows (restart per sample).
  *     kind 'pairwise' (rm, dpo, orpo, simpo): { chosen: { input_ids, labels }, rejected: {...} }

@@ -279,7 +279,8 @@ function removeThought(content: string, words: [string, string]): string {
 
 function toolsText(tools: Conversation['tools']): string {
   if (tools === undefined || tools === null) return '';
-  return typeof tools === 'string' ? tools : JSON.stringify(tools);
+  if (typeof tools === 'string') return tools; // LLaMA-Factory: any non-empty text (even "[]") opens a system turn
+  return tools.length ? JSON.stringify(tools) : '';
 }
 
 /** Pull a leading system message out of messages, LLaMA-Factory style. */
@@ -615,6 +616,23 @@ export class JinjaChatTemplate implements ChatTemplate {
     }
   }
 
+  /** Refuse silently dropped tool data: a template that ignores tools or tool_calls would train on empty turns. */
+  private checkTools(text: string, msgs: HFMessage[], tools: Array<Record<string, unknown>>): void {
+    for (const t of tools) {
+      const name = (t.function as Record<string, unknown> | undefined)?.name;
+      if (typeof name === 'string' && !text.includes(name)) {
+        throw new Error(`the model's chat template does not render the tools (no "${name}" in its output); set \`template\` to a named template`);
+      }
+    }
+    for (const m of msgs) {
+      for (const c of (m.tool_calls as Array<{ function: { name: string } }> | undefined) ?? []) {
+        if (!text.includes(c.function.name)) {
+          throw new Error(`the model's chat template does not render tool calls (no "${c.function.name}" in its output); set \`template\` to a named template`);
+        }
+      }
+    }
+  }
+
   private toHF(conv: Conversation): { msgs: HFMessage[]; tools: Array<Record<string, unknown>>; responseIdx: number[] } {
     const { system, messages } = normalize(conv);
     const msgs: HFMessage[] = [];
@@ -655,6 +673,7 @@ export class JinjaChatTemplate implements ChatTemplate {
     if (!responseIdx.length) throw new Error('the conversation has no assistant message');
     const G = responseIdx.map((r) => this.renderHF(msgs.slice(0, r), true, tools));
     const F = responseIdx.map((r) => this.stripTrailing(this.renderHF(msgs.slice(0, r + 1), false, tools)));
+    this.checkTools(F[F.length - 1], msgs, tools);
     const out: Array<[string, string]> = [];
     if (opts.maskHistory) {
       const full = F[F.length - 1];
@@ -696,6 +715,7 @@ export class JinjaChatTemplate implements ChatTemplate {
     if (!responseIdx.includes(last)) throw new Error('the last message must be an assistant message');
     const g = this.renderHF(msgs.slice(0, last), true, tools);
     const f = this.stripTrailing(this.renderHF(msgs, false, tools));
+    this.checkTools(f, msgs, tools);
     const start = Math.min(lcp(g, f), g.length);
     return { prompt: this.tok.encode(f.slice(0, start)), response: this.tok.encode(f.slice(start)) };
   }
