@@ -110,6 +110,10 @@ describe('configuration errors', () => {
     await expect(buildDataset({ ...base, dataset: 'no_output', template: 'qwen9' }, deps(tok))).rejects.toThrow(/unknown template "qwen9"\. Valid templates: .*chatml.*llama3.*qwen3_nothink/);
   });
 
+  it('val_size together with eval_dataset is rejected, as in LLaMA-Factory', async () => {
+    await expect(buildDataset({ ...base, dataset: 'no_output', eval_dataset: 'no_output', val_size: 0.1 }, deps(tok))).rejects.toThrow(/val_size.*eval_dataset/);
+  });
+
   it('streaming and unknown stages are rejected', async () => {
     await expect(buildDataset({ ...base, dataset: 'x', streaming: true }, deps(tok))).rejects.toThrow(/streaming is not supported/);
     await expect(buildDataset({ ...base, dataset: 'x', stage: 'ppp' as never }, deps(tok))).rejects.toThrow(/unknown stage "ppp"; valid: pt, sft/);

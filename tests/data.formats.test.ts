@@ -101,6 +101,16 @@ describe('file formats', () => {
     expect(m.train.length).toBe(4);
   });
 
+  it('browser-style access: dropped-in files as Blobs and bytes', async () => {
+    const files = {
+      'data/dataset_info.json': new Blob([readFileSync(join(FORMATS, 'dataset_info.json'))]),
+      'data/alpaca.parquet': new Uint8Array(readFileSync(join(FORMATS, 'alpaca.parquet'))),
+    };
+    const r = await buildDataset({ ...base, dataset: 'alpaca_parquet', dataset_dir: 'data' }, { tokenizer: tok, ...memoryFileAccess(files) });
+    const local = await build({ dataset: 'alpaca_parquet' });
+    expect(r.train).toEqual(local.train);
+  });
+
   it('a data file named directly (no dataset_info entry) is detected', async () => {
     const r = await build({ dataset: 'openai.jsonl' });
     expect(r.train.length).toBe(2);
