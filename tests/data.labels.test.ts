@@ -176,6 +176,22 @@ describe('splits and order', () => {
     expect(c.eval).toEqual(b.eval);
   });
 
+  it('mix_strategy: concat, interleave_under / _over / _once (round robin or by interleave_probs)', async () => {
+    const cfg = { dataset: 'alpaca_json,history_alpaca' };
+    const names = (r: { train: unknown[] }) =>
+      (r.train as LmExample[]).map((e) => {
+        const t = learnedText(tok, e.labels);
+        return t.includes('10<|im_end|>') ? 'H' : t.replace('<|im_end|>\n', '').slice(0, 5);
+      });
+    expect(names(await build(cfg))).toEqual(['Hi!', '5', 'First', 'chat', 'H']);
+    expect(names(await build({ ...cfg, mix_strategy: 'interleave_under' }))).toEqual(['Hi!', 'H']);
+    expect(names(await build({ ...cfg, mix_strategy: 'interleave_over' }))).toEqual(['Hi!', 'H', '5', 'H', 'First', 'H', 'chat']);
+    expect(names(await build({ ...cfg, mix_strategy: 'interleave_once' }))).toEqual(['Hi!', 'H', '5', 'First', 'chat']);
+    const p = names(await build({ ...cfg, mix_strategy: 'interleave_once', interleave_probs: '0.9,0.1' }));
+    expect(p.sort()).toEqual(['5', 'First', 'H', 'Hi!', 'chat']);
+    await expect(build({ ...cfg, mix_strategy: 'interleave_under', interleave_probs: '1' })).rejects.toThrow(/1 values for 2 datasets/);
+  });
+
   it('train examples are shuffled from the seed', async () => {
     const cfg = { dataset: 'alpaca_en_demo', dataset_dir: LF_DATA, max_samples: 30 };
     const plain = await build(cfg);

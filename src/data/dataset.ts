@@ -45,7 +45,8 @@ export interface DataConfig {
   max_samples?: number | null;
   seed?: number;
   streaming?: boolean;
-  mix_strategy?: string;
+  mix_strategy?: 'concat' | 'interleave_under' | 'interleave_over' | 'interleave_once' | string;
+  interleave_probs?: string | number | null;
   tool_format?: string | null;
   default_system?: string | null;
   enable_thinking?: boolean | null;
@@ -383,6 +384,55 @@ async function resolveAttrs(names: string[], config: DataConfig, deps: DataDeps,
   });
 }
 
+/**
+ * HF datasets' interleave_datasets, as LLaMA-Factory's mix strategies use it: interleave_under stops
+ * when one dataset is exhausted, interleave_over when all are (restarting the exhausted ones),
+ * interleave_once when all are (without repeats). Without probabilities: round robin.
+ * (Seeded, but not numpy's generator: the order differs from HF's.)
+ */
+export function interleave<T>(lists: T[][], mix: string, probs: number[] | undefined, seed: number): T[] {
+  const n = lists.length;
+  const pos = new Array<number>(n).fill(0);
+  const done = new Array<boolean>(n).fill(false);
+  const r = rng(seed);
+  const out: T[] = [];
+  const total = lists.reduce((s, l) => s + l.length, 0);
+  if (lists.some((l) => l.length === 0)) {
+    if (mix === 'interleave_under') return [];
+  }
+  let turn = 0;
+  for (let guard = 0; guard < total * n * 4 + 16; guard++) {
+    let i: number;
+    if (probs) {
+      const live = probs.map((p, k) => (mix === 'interleave_once' && done[k] ? 0 : p));
+      const sum = live.reduce((a, b) => a + b, 0);
+      if (sum <= 0) break;
+      let x = r() * sum;
+      i = 0;
+      while (i < n - 1 && x >= live[i]) x -= live[i++];
+    } else {
+      i = turn++ % n;
+      if (mix === 'interleave_once' && done[i]) {
+        if (done.every(Boolean)) break;
+        continue;
+      }
+    }
+    const l = lists[i];
+    if (!l.length) {
+      done[i] = true;
+      if (done.every(Boolean)) break;
+      continue;
+    }
+    out.push(l[pos[i] % l.length]);
+    pos[i]++;
+    if (pos[i] >= l.length) {
+      done[i] = true;
+      if (mix === 'interleave_under' || done.every(Boolean)) break;
+    }
+  }
+  return out;
+}
+
 function emptySplit(): SplitStats {
   return { examples: 0, sequences: 0, tokens: 0, learnedTokens: 0, truncated: 0, maxLength: 0 };
 }
@@ -581,7 +631,16 @@ export async function buildDataset(config: DataConfig, deps: DataDeps): Promise<
   const stage = (config.stage ?? 'sft') as Stage;
   if (!STAGES.includes(stage)) throw new DataError(`unknown stage "${stage}"; valid: ${STAGES.join(', ')}`);
   if (config.streaming) throw new DataError('streaming is not supported; remove `streaming: true`');
-  if (config.mix_strategy && config.mix_strategy !== 'concat') throw new DataError(`mix_strategy "${config.mix_strategy}" is not supported; only concat`);
+  const mix = config.mix_strategy ?? 'concat';
+  if (!['concat', 'interleave_under', 'interleave_over', 'interleave_once'].includes(mix)) {
+    throw new DataError(`unknown mix_strategy "${mix}"; valid: concat, interleave_under, interleave_over, interleave_once`);
+  }
+  let probs: number[] | undefined;
+  if (config.interleave_probs !== undefined && config.interleave_probs !== null) {
+    if (mix === 'concat') throw new DataError('`interleave_probs` is only valid for interleaved mixing');
+    probs = String(config.interleave_probs).split(',').map((x) => Number(x.trim()));
+    if (probs.some((p) => !(p >= 0)) || !(probs.reduce((a, b) => a + b, 0) > 0)) throw new DataError(`\`interleave_probs\` must be non-negative numbers, got ${JSON.stringify(config.interleave_probs)}`);
+  }
   const trainOnPrompt = config.train_on_prompt === true;
   const maskHistory = config.mask_history === true;
   if (trainOnPrompt && maskHistory) throw new DataError('`mask_history` is incompatible with `train_on_prompt`');
@@ -615,7 +674,7 @@ export async function buildDataset(config: DataConfig, deps: DataDeps): Promise<
     warnings.push(m);
     deps.log?.(m);
   };
-  for (const k of ['tokenized_path', 'eval_on_each_dataset', 'interleave_probs', 'media_dir']) {
+  for (const k of ['tokenized_path', 'eval_on_each_dataset', 'media_dir']) {
     if (config[k] !== undefined && config[k] !== null && config[k] !== false) log(`\`${k}\` is not supported and is ignored`);
   }
   const access: Access = {
@@ -645,12 +704,10 @@ export async function buildDataset(config: DataConfig, deps: DataDeps): Promise<
   const loadedEval = evalNames.length ? await loadAll(evalNames) : [];
 
   const toItems = (ds: LoadedDataset[]): Item[] => {
-    const items: Item[] = [];
-    for (const d of ds) {
-      for (const a of d.aligned) items.push({ kind: 'aligned', a });
-      for (const t of d.tokenized) items.push({ kind: 'tok', t });
-    }
-    return items;
+    const lists = ds.map((d) => [...d.aligned.map((a): Item => ({ kind: 'aligned', a })), ...d.tokenized.map((t): Item => ({ kind: 'tok', t }))]);
+    if (mix === 'concat' || lists.length < 2) return lists.flat();
+    if (probs && probs.length !== lists.length) throw new DataError(`\`interleave_probs\` has ${probs.length} values for ${lists.length} datasets`);
+    return interleave(lists, mix, probs, seed);
   };
   let trainItems = toItems(loaded);
   let evalItems = toItems(loadedEval);

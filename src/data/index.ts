@@ -30,7 +30,8 @@
  *     config: LLaMA-Factory keys — stage (pt | sft | rm | dpo | orpo | simpo | kto), dataset,
  *       eval_dataset, dataset_dir, template, cutoff_len, train_on_prompt, mask_history, packing,
  *       neat_packing, val_size, max_samples, seed, tool_format, default_system, enable_thinking,
- *       preserve_thinking, preprocessing_batch_size; plus `shuffle` (default true: train examples
+ *       preserve_thinking, mix_strategy (concat | interleave_under | interleave_over | interleave_once),
+ *       interleave_probs, preprocessing_batch_size; plus `shuffle` (default true: train examples
  *       shuffled with seed; use shuffled(train, seed + epoch) for later epochs).
  *     deps: { tokenizer, readFile(path) → Uint8Array, listFiles?(dir), fetchFile?(repo, path),
  *       listRepoFiles?(repo), template?, log? } — nodeFileAccess() (./node.ts) or
