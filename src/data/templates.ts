@@ -309,6 +309,7 @@ export class NamedTemplate implements ChatTemplate {
   private readonly toolFmt: ToolFormat;
   private readonly functionFmt: ToolFormat;
   private readonly defaultSystem: string;
+  private readonly functionSlots: Slot[];
 
   constructor(name: string, tok: Tokenizer, opts: TemplateOptions = {}) {
     const def = TEMPLATES[name];
@@ -322,6 +323,8 @@ export class NamedTemplate implements ChatTemplate {
     this.defaultSystem = opts.defaultSystem ?? def.defaultSystem;
     this.toolFmt = getToolFormat(opts.toolFormat ?? def.toolFormat);
     this.functionFmt = getToolFormat(opts.toolFormat ?? def.functionToolFormat);
+    // LLaMA-Factory: an explicit tool_format also resets the function slots to content (+ eos).
+    this.functionSlots = opts.toolFormat ? (def.efficientEos ? ['{{content}}'] : ['{{content}}', EOS]) : def.function;
     let stop = def.stopWords;
     let eos = tok.eosId;
     if (def.replaceEos) {
@@ -407,7 +410,7 @@ export class NamedTemplate implements ChatTemplate {
           el.push(...this.apply(d.observation, m.content));
           break;
         case 'function_call':
-          el.push(...this.formatFunction(m.content, d.function));
+          el.push(...this.formatFunction(m.content, this.functionSlots));
           break;
         default:
           throw new Error(`unexpected role "${m.role}"`);
