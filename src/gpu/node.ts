@@ -6,7 +6,9 @@ import { existsSync } from 'node:fs';
 import { gpuFromAdapter } from './device';
 import { GpuError, type Gpu } from './runtime';
 
-const DAWN_FLAGS = ['backend=vulkan', 'enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia'];
+// disable_workgroup_init: Dawn zero-fills workgroup memory in every shader; our kernels write it
+// before reading, and on SwiftShader the fill costs seconds of compile time per pipeline.
+const DAWN_FLAGS = ['backend=vulkan', 'enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia,disable_workgroup_init'];
 export const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 
 // Dawn's GPU objects must outlive their devices: keep every instance created.
