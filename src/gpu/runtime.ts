@@ -3,6 +3,7 @@
 
 import { byteSize, numel, shapeStr, type DType, type Tensor } from './tensor';
 import type { Capabilities } from './capabilities';
+import type { Profiler } from './profiler';
 
 export class GpuError extends Error {
   override name = 'GpuError';
@@ -41,6 +42,9 @@ export class Gpu {
   allocated = 0;
   peakAllocated = 0;
   dispatchCount = 0;
+  /** When set, each dispatch is timed (see profiler.ts). */
+  profiler: Profiler | null = null;
+  private readonly pipelineLabels = new WeakMap<GPUComputePipeline, string>();
 
   constructor(device: GPUDevice, caps: Capabilities) {
     this.device = device;
@@ -169,6 +173,7 @@ export class Gpu {
       });
       this.pipelines.set(key, p);
       this.pipelineIds.set(p, this.nextId++);
+      this.pipelineLabels.set(p, `${entryPoint} · ${(/\/\/\s*(.{0,48})/.exec(code)?.[1] ?? '').trim()}`);
     }
     return p;
   }
@@ -190,11 +195,21 @@ export class Gpu {
     const all: Binding[] = [...bindings];
     if (params) all.push({ buffer: this.uniform(params) });
     const group = this.bindGroup(pipeline, all);
+    if (this.profiler) {
+      this.endPass();
+      let desc = this.profiler.passFor(this.pipelineLabels.get(pipeline) ?? pipeline.label);
+      if (!desc) {
+        this.flush();
+        desc = this.profiler.passFor(this.pipelineLabels.get(pipeline) ?? pipeline.label)!;
+      }
+      this.pass = this.enc().beginComputePass(desc);
+    }
     const pass = this.beginPass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, group);
     pass.dispatchWorkgroups(x, y, z);
     this.dispatchCount++;
+    if (this.profiler) this.endPass();
   }
 
   /** Split a 1-D workgroup count into x/y under the per-dimension limit (shaders fold it back). */
@@ -209,6 +224,7 @@ export class Gpu {
   flush(): void {
     this.endPass();
     if (this.encoder) {
+      this.profiler?.resolveInto(this.encoder);
       this.device.queue.submit([this.encoder.finish()]);
       this.encoder = null;
     }

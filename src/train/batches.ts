@@ -7,8 +7,10 @@ import { shiftLabels, type Batch } from '../model/forward';
 export interface TokenExample {
   input_ids: number[];
   labels: number[];
-  /** Packed rows (neat_packing): segment id per token, 1-based; positions restart per segment. */
+  /** Packed rows (neat_packing): segment id per token, 1-based; attention stays within a segment. */
   segment_ids?: number[];
+  /** Packed rows: position ids restarting per packed sample. */
+  position_ids?: number[];
 }
 
 export interface TrainBatch extends Batch {
@@ -38,12 +40,9 @@ export function makeBatch(examples: readonly TokenExample[], padId: number, maxL
     ids.set(e.input_ids, b * S);
     labels.set(e.labels, b * S);
     realTokens += e.input_ids.length;
-    let pos = 0, seg = -1;
     for (let t = 0; t < S; t++) {
-      const s = e.segment_ids ? (e.segment_ids[t] ?? 0) : 1;
-      if (s !== seg) { pos = 0; seg = s; }
-      positions[b * S + t] = pos++;
-      if (segments) segments[b * S + t] = t < e.input_ids.length ? s : 0;
+      positions[b * S + t] = e.position_ids?.[t] ?? t;
+      if (segments) segments[b * S + t] = t < e.input_ids.length ? (e.segment_ids?.[t] ?? 1) : 0;
     }
   });
   const shifted = shiftLabels(labels, B, S);

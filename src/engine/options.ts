@@ -1,0 +1,56 @@
+// LLaMA-Factory config keys -> the engine's training options. Shared by the CLI and the app, so a
+// YAML means the same run in both.
+
+import type { CrucibleConfig } from '../config';
+import type { TrainOptions } from '../train/trainer';
+
+/** Fields of the config this mapping reads (the app builds them from its form). */
+export type TrainConfig = Pick<CrucibleConfig,
+  | 'finetuning_type' | 'lora_rank' | 'lora_alpha' | 'lora_dropout' | 'lora_target' | 'use_rslora' | 'use_dora' | 'pissa_init'
+  | 'loraplus_lr_ratio' | 'freeze_trainable_layers' | 'freeze_trainable_modules' | 'learning_rate' | 'lr_scheduler_type'
+  | 'warmup_ratio' | 'warmup_steps' | 'num_train_epochs' | 'max_steps' | 'per_device_train_batch_size'
+  | 'gradient_accumulation_steps' | 'max_grad_norm' | 'weight_decay' | 'adam_beta1' | 'adam_beta2' | 'adam_epsilon'
+  | 'neftune_noise_alpha' | 'seed' | 'logging_steps' | 'save_steps' | 'save_strategy' | 'eval_strategy' | 'eval_steps'
+  | 'cutoff_len' | 'disable_gradient_checkpointing'>;
+
+export function trainOptionsFromConfig(c: TrainConfig): TrainOptions {
+  if (c.pissa_init) throw new Error('pissa_init: PiSSA initialisation is not supported yet; remove it to start from PEFT\'s default initialisation');
+  const modules = c.freeze_trainable_modules ?? ['all'];
+  if (c.finetuning_type === 'freeze' && !(modules.length === 1 && modules[0] === 'all')) {
+    throw new Error(`freeze_trainable_modules: only "all" is supported (got ${modules.join(',')})`);
+  }
+  const evalSteps = c.eval_strategy === 'steps' ? Number(c.eval_steps ?? c.logging_steps) : 0;
+  return {
+    finetuningType: c.finetuning_type,
+    lora: {
+      rank: c.lora_rank,
+      alpha: c.lora_alpha,
+      targets: c.lora_target,
+      dropout: c.lora_dropout,
+      rslora: c.use_rslora,
+      dora: c.use_dora,
+      plusRatio: c.loraplus_lr_ratio ?? 1,
+    },
+    freezeTrainableLayers: c.freeze_trainable_layers,
+    learningRate: c.learning_rate,
+    scheduler: c.lr_scheduler_type,
+    warmupSteps: c.warmup_steps,
+    warmupRatio: c.warmup_ratio,
+    epochs: c.num_train_epochs,
+    maxSteps: c.max_steps,
+    batchSize: c.per_device_train_batch_size,
+    gradAccum: c.gradient_accumulation_steps,
+    maxGradNorm: c.max_grad_norm,
+    weightDecay: c.weight_decay,
+    beta1: c.adam_beta1,
+    beta2: c.adam_beta2,
+    eps: c.adam_epsilon,
+    neftuneAlpha: c.neftune_noise_alpha ?? 0,
+    seed: c.seed,
+    loggingSteps: c.logging_steps,
+    saveSteps: c.save_strategy === 'no' ? 0 : Number(c.save_steps),
+    evalSteps,
+    cutoffLen: c.cutoff_len,
+    recompute: !c.disable_gradient_checkpointing,
+  };
+}

@@ -1,0 +1,158 @@
+// The engine as the hosts use it: one loaded model with its tokenizer, an optional adapter,
+// training and chat. The CLI (Node) and the app's Web Worker both drive a Session; nothing here
+// knows which host it runs in.
+
+import type { Gpu } from '../gpu/runtime';
+import { getTemplate, loadTokenizer, type ChatTemplate, type Message, type TemplateOptions, type Tokenizer } from '../data';
+import { Adapter } from '../model/adapter';
+import { Generator, type SamplingOptions } from '../model/generate';
+import { Model } from '../model/model';
+import type { ByteSource } from '../model/safetensors';
+import type { ModelFiles, WeightFormat } from '../model/weights';
+import type { TokenExample } from '../train/batches';
+import { Trainer, type RunStore, type TrainHooks, type TrainOptions } from '../train/trainer';
+
+export interface OpenOptions {
+  /** quantization_bit: 4 or 8 quantizes the base on upload (QLoRA); otherwise f32 (f16 where asked and available). */
+  quantizationBit?: 4 | 8 | null;
+  f16?: boolean;
+  onProgress?: (loaded: number, total: number, name: string) => void;
+}
+
+export interface ChatOptions extends Omit<SamplingOptions, 'stopIds' | 'signal'> {
+  template?: string | null;
+  templateOptions?: TemplateOptions;
+  system?: string;
+  /** false: the base model alone, for comparing with the tuned one. */
+  useAdapter?: boolean;
+  /** Text that ends the answer (not included). */
+  stop?: string[];
+  signal?: AbortSignal;
+}
+
+export interface ChatTurnResult {
+  text: string;
+  promptTokens: number;
+  completionTokens: number;
+  finishReason: 'stop' | 'length';
+}
+
+export class Session {
+  adapter: Adapter | null = null;
+  private generator: Generator | null = null;
+
+  private constructor(readonly gpu: Gpu, readonly model: Model, readonly tokenizer: Tokenizer, readonly name: string) {}
+
+  static async open(gpu: Gpu, files: ModelFiles, opts: OpenOptions = {}): Promise<Session> {
+    const format: WeightFormat = opts.quantizationBit === 4 ? 'q4' : opts.quantizationBit === 8 ? 'q8' : opts.f16 ? 'f16' : 'f32';
+    const tokenizer = await loadModelTokenizer(files);
+    const model = await Model.load(gpu, files, { format, ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) });
+    return new Session(gpu, model, tokenizer, files.name);
+  }
+
+  template(name?: string | null, opts: TemplateOptions = {}): ChatTemplate {
+    return getTemplate(name ?? undefined, this.tokenizer, opts);
+  }
+
+  async loadAdapter(configJson: string, weights: ByteSource): Promise<void> {
+    this.adapter?.release();
+    this.adapter = await Adapter.load(this.model, configJson, weights);
+    this.generator?.reset();
+  }
+
+  /** Train (LoRA: a fresh or continued adapter becomes this session's adapter). */
+  async train(opts: TrainOptions, train: readonly TokenExample[], evalSet: readonly TokenExample[], store: RunStore | null,
+    hooks: TrainHooks & { resumeFrom?: string } = {}): Promise<Trainer> {
+    if (this.adapter && opts.finetuningType === 'lora' && !opts.initialAdapter) {
+      this.adapter.release();
+      this.adapter = null;
+    }
+    const trainer = await Trainer.create(this.model, train, evalSet, opts, this.tokenizer.padId ?? this.tokenizer.eosId ?? 0);
+    this.adapter = trainer.adapter;
+    this.generator?.reset();
+    try {
+      if (hooks.resumeFrom && store) await trainer.resume(store, hooks.resumeFrom);
+      await trainer.run(store, hooks);
+    } finally {
+      trainer.release();
+      this.generator?.reset();
+    }
+    return trainer;
+  }
+
+  /** One assistant answer to a conversation, streamed through onText. */
+  async chat(messages: Message[], opts: ChatOptions, onText: (piece: string) => boolean | void): Promise<ChatTurnResult> {
+    const template = this.template(opts.template, opts.templateOptions);
+    const prompt = template.renderForGeneration(messages, opts.system !== undefined ? { system: opts.system } : {});
+    this.generator ??= new Generator(this.model);
+    const decoder = this.tokenizer.createStreamDecoder();
+    let text = '';
+    let completion = 0;
+    let finish: 'stop' | 'length' = 'length';
+    const run = async () => {
+      for await (const id of this.generator!.generate(prompt, { ...opts, stopIds: template.stopIds, ...(opts.signal ? { signal: opts.signal } : {}) })) {
+        completion++;
+        const piece = decoder.push(id);
+        if (!piece) continue;
+        const stopAt = firstStop(text + piece, opts.stop ?? [], text.length);
+        if (stopAt >= 0) {
+          const tail = (text + piece).slice(text.length, stopAt);
+          if (tail) onText(tail);
+          text = (text + piece).slice(0, stopAt);
+          finish = 'stop';
+          return;
+        }
+        text += piece;
+        if (onText(piece) === false) return;
+      }
+      if (completion < opts.maxNewTokens) finish = 'stop';
+      const rest = decoder.flush();
+      if (rest) {
+        text += rest;
+        onText(rest);
+      }
+    };
+    // the generator's cache holds keys/values of whichever weights ran last
+    if (opts.useAdapter === false && this.adapter) {
+      this.generator.reset();
+      await this.adapter.withDisabled(run);
+      this.generator.reset();
+    } else await run();
+    return { text, promptTokens: prompt.length, completionTokens: completion, finishReason: finish };
+  }
+
+  async exportAdapter(baseModel: string | null): Promise<{ 'adapter_config.json': string; 'adapter_model.safetensors': Uint8Array }> {
+    if (!this.adapter) throw new Error('there is no adapter to export: train one or load one first');
+    return { 'adapter_config.json': this.adapter.configJson(baseModel), 'adapter_model.safetensors': await this.adapter.safetensors() };
+  }
+
+  release(): void {
+    this.generator?.release();
+    this.adapter?.release();
+  }
+}
+
+/** Index of the earliest stop string that ends after `from`, or -1. */
+function firstStop(text: string, stops: readonly string[], from: number): number {
+  let best = -1;
+  for (const s of stops) {
+    if (!s) continue;
+    const i = text.indexOf(s, Math.max(0, from - s.length + 1));
+    if (i >= 0 && (best < 0 || i < best)) best = i;
+  }
+  return best;
+}
+
+export async function loadModelTokenizer(files: ModelFiles): Promise<Tokenizer> {
+  if (!(await files.exists('tokenizer.json'))) throw new Error(`${files.name}: tokenizer.json is missing (only fast-tokenizer checkpoints are supported)`);
+  const json = async (p: string) => ((await files.exists(p)) ? (JSON.parse(await files.readText(p)) as object) : undefined);
+  const tokenizerConfig = await json('tokenizer_config.json');
+  const generationConfig = await json('generation_config.json');
+  const chatTemplate = (await files.exists('chat_template.jinja')) ? await files.readText('chat_template.jinja') : undefined;
+  return loadTokenizer({
+    tokenizerJson: await files.readText('tokenizer.json'),
+    ...(tokenizerConfig ? { tokenizerConfig } : {}),
+    ...(generationConfig ? { generationConfig } : {}),
+    ...(chatTemplate ? { chatTemplate } : {}),
+  });
+}

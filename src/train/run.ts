@@ -1,0 +1,149 @@
+// `crucible train`: a LLaMA-Factory config run end to end in Node. Output folder as LLaMA-Factory
+// leaves it: the adapter (or full model), trainer_log.jsonl, checkpoint-N/ folders,
+// training_loss.png with plot_loss, train_results.json. A rerun resumes from the last checkpoint
+// unless overwrite_output_dir is set; an abort (Ctrl-C) saves a checkpoint first.
+
+import { appendFile, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { CrucibleConfig } from '../config';
+import type { TrainRunHooks, TrainRunResult } from '../cli/engines';
+import { buildDataset, type DataConfig } from '../data';
+import { nodeFileAccess } from '../data/node';
+import { resolveModelFiles } from '../engine/node-model';
+import { trainOptionsFromConfig } from '../engine/options';
+import { Session } from '../engine/session';
+import { modelTensors } from '../export/model-tensors';
+import { writeSharded } from '../export/shards';
+import { nodeGpu } from '../gpu/node';
+import type { ModelFiles } from '../model/weights';
+import type { TokenExample } from './batches';
+import { lossPlotPng } from './plot';
+import { folderStore } from './store-node';
+import type { LogRecord } from './trainer';
+
+/** Tokenizer and config files copied next to a saved model, so the folder loads on its own. */
+export const MODEL_SIDE_FILES = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja'];
+
+export async function runTraining(config: CrucibleConfig, hooks: TrainRunHooks): Promise<TrainRunResult> {
+  const status = hooks.onStatus ?? (() => {});
+  if (!config.model_name_or_path) throw new Error('model_name_or_path is required');
+  if (config.stage !== 'pt' && config.stage !== 'sft') {
+    throw new Error(`stage ${config.stage}: preference and reward training run through the preference trainer, which this build does not include yet`);
+  }
+  const out = config.output_dir;
+  const store = folderStore(out);
+  const resumeFrom = await checkpointToResume(config, out);
+  if (!resumeFrom && config.overwrite_output_dir) await clearRunFiles(out);
+
+  const gpu = await nodeGpu({ warn: (m) => status(`warning: ${m}`) });
+  status(`GPU: ${gpu.caps.adapter}`);
+  const files = await resolveModelFiles(config.model_name_or_path, { onStatus: status, ...(hooks.signal ? { signal: hooks.signal } : {}), revision: config.model_revision, cacheDir: config.cache_dir });
+  status(`loading ${config.model_name_or_path}${config.quantization_bit ? ` (${config.quantization_bit}-bit)` : ''}`);
+  const session = await Session.open(gpu, files, { quantizationBit: (config.quantization_bit as 4 | 8 | null) ?? null });
+
+  const data = await buildDataset(config as unknown as DataConfig, {
+    tokenizer: session.tokenizer,
+    ...nodeFileAccess(),
+    log: (m: string) => status(m),
+  });
+  if (data.kind !== 'lm') throw new Error(`stage ${config.stage} produced ${data.kind} examples`);
+  status(`data: ${data.train.length} training examples${data.eval.length ? `, ${data.eval.length} for evaluation` : ''}`);
+
+  const opts = trainOptionsFromConfig(config);
+  const adapters = config.adapter_name_or_path ?? [];
+  if (adapters.length > 1) throw new Error(`adapter_name_or_path: continuing from ${adapters.length} adapters at once is not supported; give one`);
+  if (adapters.length === 1 && config.finetuning_type === 'lora') {
+    const dir = await resolveModelFiles(adapters[0]!, { onStatus: status });
+    opts.initialAdapter = { configJson: await dir.readText('adapter_config.json'), weights: await dir.open('adapter_model.safetensors') };
+  }
+  const logPath = join(out, 'trainer_log.jsonl');
+  await mkdir(out, { recursive: true });
+  if (!resumeFrom) await writeFile(logPath, '');
+  else status(`resuming from ${resumeFrom}`);
+  const history: LogRecord[] = [];
+  const trainer = await session.train(opts, data.train as TokenExample[], data.eval as TokenExample[], store, {
+    ...(hooks.signal ? { signal: hooks.signal } : {}),
+    ...(resumeFrom ? { resumeFrom } : {}),
+    onLog: (rec) => {
+      history.push(rec);
+      void appendFile(logPath, `${JSON.stringify(rec)}\n`);
+      hooks.onLog?.(rec);
+    },
+    onCheckpoint: (dir, step) => {
+      hooks.onCheckpoint?.(join(out, dir), step);
+      void pruneCheckpoints(out, config.save_total_limit);
+    },
+  });
+  const state = trainer.state;
+  const interrupted = state.global_step < trainer.totalSteps;
+  if (!interrupted) await saveFinal(session, files, config, out);
+  const all = [...state.log_history];
+  if (config.plot_loss) await writeFile(join(out, 'training_loss.png'), lossPlotPng(all.map((r) => ({ step: r.current_steps, ...(r.loss !== undefined ? { loss: r.loss } : {}), ...(r.eval_loss !== undefined ? { eval_loss: r.eval_loss } : {}) }))));
+  const trainLoss = [...all].reverse().find((r) => r.loss !== undefined)?.loss;
+  const evalLoss = [...all].reverse().find((r) => r.eval_loss !== undefined)?.eval_loss;
+  await writeFile(join(out, 'train_results.json'), JSON.stringify({ epoch: state.epoch, global_step: state.global_step, train_loss: trainLoss, eval_loss: evalLoss }, null, 2));
+  session.release();
+  return {
+    outputDir: out,
+    globalStep: state.global_step,
+    totalSteps: trainer.totalSteps,
+    interrupted,
+    ...(trainLoss !== undefined ? { trainLoss } : {}),
+    ...(evalLoss !== undefined ? { evalLoss } : {}),
+  };
+}
+
+async function saveFinal(session: Session, files: ModelFiles, config: CrucibleConfig, out: string): Promise<void> {
+  if (config.finetuning_type === 'lora') {
+    const ad = await session.exportAdapter(config.model_name_or_path);
+    await writeFile(join(out, 'adapter_config.json'), ad['adapter_config.json']);
+    await writeFile(join(out, 'adapter_model.safetensors'), ad['adapter_model.safetensors']);
+  } else {
+    await writeSharded(modelTensors(session.model), (p, d) => writeFile(join(out, p), d), { maxBytes: 5e9, dtype: 'F32' });
+  }
+  for (const f of MODEL_SIDE_FILES) {
+    if (config.finetuning_type === 'lora' && f === 'config.json') continue;
+    if (await files.exists(f)) await writeFile(join(out, f), await files.readText(f));
+  }
+}
+
+const CHECKPOINT = /^checkpoint-(\d+)$/;
+
+async function checkpoints(out: string): Promise<{ dir: string; step: number }[]> {
+  let names: string[];
+  try {
+    names = await readdir(out);
+  } catch {
+    return [];
+  }
+  const found: { dir: string; step: number }[] = [];
+  for (const n of names) {
+    const m = CHECKPOINT.exec(n);
+    if (m && (await stat(join(out, n, 'trainer_state.json')).then(() => true, () => false))) found.push({ dir: n, step: Number(m[1]) });
+  }
+  return found.sort((a, b) => a.step - b.step);
+}
+
+async function checkpointToResume(config: CrucibleConfig, out: string): Promise<string | null> {
+  const r = config.resume_from_checkpoint;
+  if (typeof r === 'string' && r.length > 0) {
+    const inOut = join(out, r);
+    if (CHECKPOINT.test(r) && (await checkpoints(out)).some((c) => c.dir === r)) return r;
+    throw new Error(`resume_from_checkpoint: ${r} is not a complete checkpoint folder in ${out} (looked for ${inOut}/trainer_state.json)`);
+  }
+  if (r === false || config.overwrite_output_dir) return null;
+  const last = (await checkpoints(out)).pop();
+  if (!last && r === true) throw new Error(`resume_from_checkpoint: true, but ${out} has no complete checkpoint`);
+  return last?.dir ?? null;
+}
+
+async function pruneCheckpoints(out: string, limit: number | null | undefined): Promise<void> {
+  if (!limit || limit <= 0) return;
+  const all = await checkpoints(out);
+  for (const c of all.slice(0, Math.max(0, all.length - limit))) await rm(join(out, c.dir), { recursive: true, force: true });
+}
+
+async function clearRunFiles(out: string): Promise<void> {
+  for (const c of await checkpoints(out)) await rm(join(out, c.dir), { recursive: true, force: true });
+  for (const f of ['trainer_log.jsonl', 'training_loss.png', 'train_results.json']) await rm(join(out, f), { force: true });
+}
