@@ -298,20 +298,18 @@ describe('export, preview, bench', () => {
     expect(exp.out).toBe('model-00001-of-00001.safetensors\nconfig.json\n');
 
     let previewOpts: unknown;
-    const prev = await run(['preview', SFT, '-n', '2', '--offset', '5', '--eval', 'val_size=0.1'], {
+    const item = { text: 'Q: hi\nA: hello', segments: [{ text: 'Q: hi\n', learned: false }, { text: 'A: hello', learned: true }], input_ids: [1, 2, 3], labels: [-100, 2, 3] };
+    const prev = await run(['preview', SFT, '-n', '2', '--offset', '5'], {
       engines: {
         previewDataset: async (_c, o) => {
-          previewOpts = { count: o.count, offset: o.offset, split: o.split };
-          return {
-            examples: 9,
-            samples: [{ dataset: 'identity', index: 5, tokens: 12, trainedTokens: 4, truncated: false, segments: [{ text: 'Q: hi\n', trained: false }, { text: 'A: hello', trained: true }] }],
-          };
+          previewOpts = { count: o.count, offset: o.offset };
+          return { examples: [item] };
         },
       },
     });
     expect(prev.code).toBe(0);
-    expect(previewOpts).toEqual({ count: 2, offset: 5, split: 'eval' });
-    expect(prev.out).toBe('--- identity #5: 12 tokens, 4 trained\nQ: hi\n⟦A: hello⟧\n');
+    expect(previewOpts).toEqual({ count: 2, offset: 5 });
+    expect(prev.out).toBe('--- #5\nQ: hi\n⟦A: hello⟧\n[3 tokens, 2 learned]\ninput_ids: [1,2,3]\nlabels:    [-100,2,3]\n');
 
     let steps = 0;
     const bench = await run(['bench', SFT, '--steps', '3', '--json'], {

@@ -9,6 +9,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { CrucibleConfig } from '../config/schema';
 import type { ChatBackend } from '../server/types';
+import type { PreviewExample } from '../data/preview';
 import { CliError, type CliIO } from './io';
 
 /** Progress callbacks every engine function accepts. */
@@ -60,24 +61,11 @@ export interface PreviewOptions extends RunHooks {
   count: number;
   /** From which example on. */
   offset: number;
-  split: 'train' | 'eval';
-}
-
-export interface PreviewSample {
-  dataset: string;
-  index: number;
-  /** The rendered example in order; `trained` marks the tokens with a loss (labels != -100). */
-  segments: Array<{ text: string; trained: boolean }>;
-  tokens: number;
-  trainedTokens: number;
-  /** Cut at cutoff_len. */
-  truncated: boolean;
 }
 
 export interface PreviewResult {
-  samples: PreviewSample[];
-  /** Examples in the split after max_samples / val_size. */
-  examples: number;
+  /** Rendered examples with the learned spans marked, token ids and labels (pairs: both sides). */
+  examples: PreviewExample[];
 }
 
 export interface BenchOptions extends RunHooks {
@@ -101,7 +89,7 @@ export interface EngineImpls {
   /** `crucible chat` and `crucible api`: a model (+ adapter) loaded for generation. */
   createChatBackend: (config: CrucibleConfig, hooks: RunHooks) => Promise<ChatBackend>;
   /** `crucible export`: merge the adapter into the model and write it to export_dir. */
-  exportModel: (config: CrucibleConfig, hooks: RunHooks) => Promise<ExportRunResult>;
+  exportModel: (config: CrucibleConfig, hooks: RunHooks & { adapterOnly?: boolean }) => Promise<ExportRunResult>;
   /** `crucible preview`: examples as the trainer will see them (template, masking, truncation). */
   previewDataset: (config: CrucibleConfig, options: PreviewOptions) => Promise<PreviewResult>;
   /** `crucible bench`: training throughput of a config on this GPU. */
@@ -113,7 +101,7 @@ export const ENGINE_MODULES: { readonly [K in keyof EngineImpls]: { module: stri
   runTraining: { module: '../train/run.ts', what: 'the training engine' },
   createChatBackend: { module: '../model/chat.ts', what: 'the inference engine' },
   exportModel: { module: '../export/merge.ts', what: 'the model exporter' },
-  previewDataset: { module: '../data/preview.ts', what: 'the dataset pipeline' },
+  previewDataset: { module: '../engine/preview-node.ts', what: 'the dataset pipeline' },
   benchmarkTraining: { module: '../train/bench.ts', what: 'the training benchmark' },
 };
 

@@ -14,7 +14,10 @@ export const exportCommand: CommandDef = {
     'Reads LLaMA-Factory merge YAMLs: model_name_or_path, adapter_name_or_path, template, export_dir, export_size.',
     'Writes safetensors shards of export_size GB, config.json, the tokenizer files and generation_config.json.',
   ],
-  flags: [{ name: 'keys', help: 'list the config keys export reads, with defaults' }],
+  flags: [
+    { name: 'adapter-only', help: 'copy the adapter (checked against the model) instead of merging it' },
+    { name: 'keys', help: 'list the config keys export reads, with defaults' },
+  ],
   config: true,
   async run(args, io) {
     if (args.flags.keys) {
@@ -27,7 +30,7 @@ export const exportCommand: CommandDef = {
     io.stderr(`export: ${config.model_name_or_path}${adapters} -> ${config.export_dir}\n`);
     const stop = interruptSignal(io);
     try {
-      const result = await exportModel(config, { signal: stop.signal, onStatus: (m) => io.stderr(`${m}\n`) });
+      const result = await exportModel(config, { signal: stop.signal, onStatus: (m) => io.stderr(`${m}\n`), adapterOnly: !!args.flags['adapter-only'] });
       for (const f of result.files) io.stdout(`${f}\n`);
       io.stderr(`wrote ${result.files.length} files to ${result.exportDir}\n`);
       return 0;

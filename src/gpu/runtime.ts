@@ -85,8 +85,13 @@ export class Gpu {
     return t;
   }
 
+  /**
+   * Write host data into a tensor, in program order: queue writes run before any command buffer
+   * submitted after them, so whatever was recorded so far is submitted first.
+   */
   write(t: Tensor, data: ArrayBufferView, byteOffset = 0): void {
     this.check();
+    if (this.encoder) this.flush();
     const bytes = new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
     // writeBuffer needs a multiple of 4 bytes
     const padded = bytes.byteLength % 4 === 0 ? bytes : padTo4(bytes);

@@ -1,0 +1,22 @@
+// `crucible preview`: a config's examples as training will see them. Needs only the tokenizer
+// (no GPU): the model folder is resolved for its tokenizer files.
+
+import type { CrucibleConfig } from '../config';
+import type { PreviewOptions, PreviewResult } from '../cli/engines';
+import type { DataConfig } from '../data';
+import { nodeFileAccess } from '../data/node';
+import { previewExamples } from '../data/preview';
+import { resolveModelFiles } from './node-model';
+import { loadModelTokenizer } from './session';
+
+export async function previewDataset(config: CrucibleConfig, opts: PreviewOptions): Promise<PreviewResult> {
+  if (!config.model_name_or_path) throw new Error('model_name_or_path is required (its tokenizer renders the examples)');
+  const files = await resolveModelFiles(config.model_name_or_path, {
+    ...(opts.onStatus ? { onStatus: opts.onStatus } : {}),
+    revision: config.model_revision,
+    cacheDir: config.cache_dir,
+  });
+  const tokenizer = await loadModelTokenizer(files);
+  const all = await previewExamples(config as unknown as DataConfig, { tokenizer, ...nodeFileAccess() }, opts.offset + opts.count);
+  return { examples: all.slice(opts.offset) };
+}

@@ -1,0 +1,143 @@
+// `crucible export`: merge a PEFT LoRA/DoRA adapter into its base model on the host, tensor by
+// tensor, and write a Hugging Face model folder (safetensors shards of export_size GB, config,
+// tokenizer files), as `llamafactory-cli export`. Adapters trained elsewhere (PEFT,
+// LLaMA-Factory) merge the same way.
+
+import { copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { CrucibleConfig } from '../config';
+import type { ExportRunResult, RunHooks } from '../cli/engines';
+import { resolveModelFiles } from '../engine/node-model';
+import { openSafetensors, readF32, type SafetensorsFile } from '../model/safetensors';
+import { Checkpoint, type ModelFiles } from '../model/weights';
+import { MODEL_SIDE_FILES } from '../train/run';
+import { writeSharded, type TensorSource } from './shards';
+
+export interface LoraDelta {
+  A: Float32Array; // [r, K]
+  B: Float32Array; // [N, r]
+  r: number;
+  scaling: number;
+  magnitude?: Float32Array; // [N] (DoRA)
+}
+
+/** W + s·B·A, or DoRA's m / ||W + s·B·A||_row · (W + s·B·A), as PEFT's merge computes it. */
+export function mergeLora(W: Float32Array, N: number, K: number, d: LoraDelta): Float32Array {
+  const out = Float32Array.from(W);
+  const { A, B, r, scaling: s } = d;
+  const row = new Float64Array(K);
+  for (let n = 0; n < N; n++) {
+    row.fill(0);
+    for (let j = 0; j < r; j++) {
+      const b = B[n * r + j]! * s;
+      if (b === 0) continue;
+      for (let k = 0; k < K; k++) row[k]! += b * A[j * K + k]!;
+    }
+    let sq = 0;
+    for (let k = 0; k < K; k++) {
+      const v = W[n * K + k]! + row[k]!;
+      out[n * K + k] = v;
+      sq += v * v;
+    }
+    if (d.magnitude) {
+      const g = d.magnitude[n]! / Math.sqrt(sq);
+      for (let k = 0; k < K; k++) out[n * K + k]! *= g;
+    }
+  }
+  return out;
+}
+
+interface AdapterOnHost {
+  config: Record<string, unknown>;
+  file: SafetensorsFile;
+}
+
+async function readAdapter(files: ModelFiles): Promise<AdapterOnHost> {
+  const config = JSON.parse(await files.readText('adapter_config.json')) as Record<string, unknown>;
+  if (config.peft_type !== 'LORA') throw new Error(`${files.name}: adapter type ${String(config.peft_type)} is not LORA`);
+  return { config, file: await openSafetensors(await files.open('adapter_model.safetensors')) };
+}
+
+/** The delta for a base weight name ("model.layers.0.self_attn.q_proj.weight"), if the adapter has one. */
+async function deltaFor(ad: AdapterOnHost, weightName: string): Promise<LoraDelta | null> {
+  const module = `base_model.model.${weightName.replace(/\.weight$/, '')}`;
+  const aKey = `${module}.lora_A.weight`;
+  if (!ad.file.tensors.has(aKey)) return null;
+  const r = Number(ad.config.r);
+  const alpha = Number(ad.config.lora_alpha);
+  const scaling = ad.config.use_rslora ? alpha / Math.sqrt(r) : alpha / r;
+  const magKey = `${module}.lora_magnitude_vector`;
+  return {
+    A: await readF32(ad.file, aKey),
+    B: await readF32(ad.file, `${module}.lora_B.weight`),
+    r,
+    scaling,
+    ...(ad.config.use_dora ? { magnitude: await readF32(ad.file, ad.file.tensors.has(magKey) ? magKey : `${magKey}.weight`) } : {}),
+  };
+}
+
+export async function exportModel(config: CrucibleConfig, hooks: RunHooks & { adapterOnly?: boolean }): Promise<ExportRunResult> {
+  const status = hooks.onStatus ?? (() => {});
+  if (!config.model_name_or_path) throw new Error('model_name_or_path is required');
+  if (!config.export_dir) throw new Error('export_dir is required');
+  if (config.quantization_bit) throw new Error('quantization_bit: merging into a quantized base would bake in its rounding; export from the unquantized model');
+  const adapters = config.adapter_name_or_path ?? [];
+  const out = config.export_dir;
+  await mkdir(out, { recursive: true });
+  const base = await resolveModelFiles(config.model_name_or_path, { onStatus: status, revision: config.model_revision, cacheDir: config.cache_dir });
+  const ckpt = await Checkpoint.open(base);
+  const loaded = await Promise.all(adapters.map(async (a) => readAdapter(await resolveModelFiles(a, { onStatus: status }))));
+
+  if (hooks.adapterOnly) {
+    if (adapters.length !== 1) throw new Error('an adapter-only export needs exactly one adapter_name_or_path');
+    const dir = adapters[0]!;
+    const ad = loaded[0]!;
+    for (const key of ad.file.tensors.keys()) {
+      const weight = key.replace(/^base_model\.model\./, '').replace(/\.(lora_A|lora_B)\.weight$|\.lora_magnitude_vector(\.weight)?$/, '.weight');
+      if (!ckpt.has(weight)) throw new Error(`${dir}: ${key} adapts ${weight}, which ${config.model_name_or_path} does not have`);
+    }
+    const written: string[] = [];
+    for (const f of await readdir(dir)) {
+      if (f === 'adapter_config.json' || f === 'adapter_model.safetensors' || MODEL_SIDE_FILES.includes(f)) {
+        await copyFile(join(dir, f), join(out, f));
+        written.push(join(out, f));
+      }
+    }
+    return { exportDir: out, files: written };
+  }
+
+  const names = ckpt.names().sort();
+  const unused = new Set(loaded.flatMap((a) => [...a.file.tensors.keys()]));
+  const sources: TensorSource[] = names.map((name) => {
+    const info = ckpt.info(name);
+    return {
+      name,
+      shape: info.shape,
+      read: async () => {
+        hooks.signal?.throwIfAborted();
+        let w = await ckpt.read(name);
+        for (const ad of loaded) {
+          const d = await deltaFor(ad, name);
+          if (!d) continue;
+          const [N, K] = info.shape as [number, number];
+          if (d.A.length !== d.r * K || d.B.length !== N * d.r) throw new Error(`adapter tensors for ${name} do not fit its shape [${N}, ${K}]`);
+          w = mergeLora(w, N, K, d);
+          for (const k of [...unused]) if (k.startsWith(`base_model.model.${name.replace(/\.weight$/, '')}.`)) unused.delete(k);
+        }
+        return w;
+      },
+    };
+  });
+  const dtypes = new Set(names.map((n) => ckpt.info(n).dtype));
+  const dtype = dtypes.has('BF16') ? 'BF16' : dtypes.has('F16') ? 'F16' : 'F32';
+  status(`merging ${loaded.length} adapter(s) into ${names.length} tensors (${dtype})`);
+  const written = await writeSharded(sources, (p, d) => writeFile(join(out, p), d), { maxBytes: (config.export_size ?? 5) * 1e9, dtype });
+  if (unused.size) throw new Error(`adapter tensors match no weight of ${config.model_name_or_path}: ${[...unused].slice(0, 3).join(', ')}`);
+  for (const f of MODEL_SIDE_FILES) {
+    if (await base.exists(f)) {
+      await writeFile(join(out, f), await base.readText(f));
+      written.push(f);
+    }
+  }
+  return { exportDir: out, files: written.map((f) => join(out, f)) };
+}

@@ -1,0 +1,31 @@
+// GPU runtime: program order of host writes and recorded commands, capabilities, clear errors.
+import { describe, expect, it } from 'vitest';
+import { gemm } from '../src/kernels/matmul';
+import { testGpu } from './helpers/gpu';
+
+describe('gpu runtime', () => {
+  it('a host write after recorded commands lands after them (program order)', async () => {
+    const gpu = await testGpu();
+    const t = gpu.upload(new Float32Array([1, 2, 3, 4]), [4]);
+    gpu.zero(t); // recorded, not yet submitted
+    gpu.write(t, new Float32Array([5, 6, 7, 8]));
+    expect([...(await gpu.readF32(t))]).toEqual([5, 6, 7, 8]);
+  });
+
+  it('reports capabilities as a plain object', async () => {
+    const gpu = await testGpu();
+    const caps = JSON.parse(JSON.stringify(gpu.caps));
+    expect(caps.adapter).toBeTypeOf('string');
+    expect(caps.limits.maxStorageBufferBindingSize).toBeGreaterThanOrEqual(128 * 2 ** 20);
+    expect(typeof caps.f16).toBe('boolean');
+  });
+
+  it('refuses a binding larger than the device allows, naming the limit', async () => {
+    const gpu = await testGpu();
+    const limit = gpu.caps.limits.maxStorageBufferBindingSize;
+    const rows = Math.floor(limit / 4 / 8) + 1;
+    if ((rows * 8 * 4) > gpu.caps.limits.maxBufferSize) return;
+    const big = { buffer: gpu.tensor([1]).buffer, shape: [rows, 8], dtype: 'f32' as const, offset: 0 };
+    expect(() => gemm(gpu, { a: big, b: gpu.tensor([8, 1]), c: gpu.tensor([rows, 1]), M: rows, N: 1, K: 8 })).toThrow(/binding limit; split the tensor/);
+  });
+});
