@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { parseConfig, type CrucibleConfig } from '../src/config';
 import { main, COMMANDS } from '../src/cli/main';
-import { ENGINE_MODULES, loadEngine, type EngineImpls } from '../src/cli/engines';
+import type { EngineImpls } from '../src/cli/engines';
 import { parseArgs } from '../src/cli/args';
 import type { CliIO } from '../src/cli/io';
 import type { ChatBackend, ChatRequest } from '../src/server/types';
@@ -135,32 +135,6 @@ describe('errors', () => {
     const loud = await run(['train', SFT], { engines, env: { CRUCIBLE_DEBUG: '1' } });
     expect(loud.err).toMatch(/^\s+at /m);
   });
-});
-
-describe('engine lookup', () => {
-  it('says "not available yet" when the engine module or its export is missing', async () => {
-    const { io } = makeIO();
-    const missing = { ...ENGINE_MODULES, runTraining: { module: '../train/does-not-exist.ts', what: 'the training engine' } };
-    await expect(loadEngine('runTraining', 'train', io, missing)).rejects.toThrow(
-      'crucible train is not available yet: it needs the training engine (runTraining in src/train/does-not-exist.ts), which is not part of this build yet',
-    );
-    const noExport = { ...ENGINE_MODULES, runTraining: { module: '../config/suggest.ts', what: 'the training engine' } };
-    await expect(loadEngine('runTraining', 'train', io, noExport)).rejects.toThrow(/but src\/config\/suggest\.ts does not export it yet/);
-  });
-
-  for (const [name, command, file] of [
-    ['runTraining', 'train', SFT],
-    ['createChatBackend', 'chat', INFER],
-    ['createChatBackend', 'api', INFER],
-    ['exportModel', 'export', join(EXAMPLES, 'merge_lora/qwen3_lora_sft.yaml')],
-  ] as const) {
-    const module = fileURLToPath(new URL(ENGINE_MODULES[name].module, new URL('../src/cli/engines.ts', import.meta.url)));
-    it.skipIf(existsSync(module))(`crucible ${command} fails clearly while ${name} has not landed`, async () => {
-      const r = await run([command, file]);
-      expect(r.code).toBe(1);
-      expect(r.err).toMatch(new RegExp(`^error: crucible ${command} is not available yet: .*${name}`, 'm'));
-    });
-  }
 });
 
 describe('argument parsing', () => {

@@ -1,16 +1,10 @@
-// The engine functions the CLI calls, and where each is expected to live.
-//
-// The commands here do their own argument and config handling, then call one engine function.
-// Until the module that provides it lands, the command fails with "not available yet". When it
-// lands with the export and signature below, the command works with no change here; the engine
-// engineer may then replace the lookup with a static import.
+// The engine functions the CLI calls. Commands do their own argument and config handling, then
+// call one engine function.
 
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import type { CrucibleConfig } from '../config/schema';
 import type { ChatBackend } from '../server/types';
 import type { PreviewExample } from '../data/preview';
-import { CliError, type CliIO } from './io';
+import type { CliIO } from './io';
 
 /** Progress callbacks every engine function accepts. */
 export interface RunHooks {
@@ -96,31 +90,16 @@ export interface EngineImpls {
   benchmarkTraining: (config: CrucibleConfig, options: BenchOptions) => Promise<BenchResult>;
 }
 
-/** Where each engine function is expected (relative to this file), and what provides it. */
-export const ENGINE_MODULES: { readonly [K in keyof EngineImpls]: { module: string; what: string } } = {
-  runTraining: { module: '../train/run.ts', what: 'the training engine' },
-  createChatBackend: { module: '../model/chat.ts', what: 'the inference engine' },
-  exportModel: { module: '../export/merge.ts', what: 'the model exporter' },
-  previewDataset: { module: '../engine/preview-node.ts', what: 'the dataset pipeline' },
-  benchmarkTraining: { module: '../train/bench.ts', what: 'the training benchmark' },
+/** Each command's engine, imported on first use so `--help` and `env` start fast. */
+const ENGINES: { readonly [K in keyof EngineImpls]: () => Promise<EngineImpls[K]> } = {
+  runTraining: async () => (await import('../train/run.ts')).runTraining,
+  createChatBackend: async () => (await import('../model/chat.ts')).createChatBackend,
+  exportModel: async () => (await import('../export/merge.ts')).exportModel,
+  previewDataset: async () => (await import('../engine/preview-node.ts')).previewDataset,
+  benchmarkTraining: async () => (await import('../train/bench.ts')).benchmarkTraining,
 };
 
-export async function loadEngine<K extends keyof EngineImpls>(
-  name: K,
-  command: string,
-  io: CliIO,
-  modules: { readonly [N in keyof EngineImpls]: { module: string; what: string } } = ENGINE_MODULES,
-): Promise<EngineImpls[K]> {
-  const injected = io.engines?.[name];
-  if (injected) return injected as EngineImpls[K];
-  const { module, what } = modules[name];
-  const url = new URL(module, import.meta.url);
-  const shown = `src/${module.replace(/^\.\.\//, '')}`;
-  const notYet = (why: string) =>
-    new CliError(`crucible ${command} is not available yet: it needs ${what} (${name} in ${shown}), ${why}`);
-  if (!existsSync(fileURLToPath(url))) throw notYet('which is not part of this build yet');
-  const mod = (await import(/* @vite-ignore */ url.href)) as Record<string, unknown>;
-  const fn = mod[name];
-  if (typeof fn !== 'function') throw notYet(`but ${shown} does not export it yet`);
-  return fn as EngineImpls[K];
+/** The engine function behind a command (tests inject their own through io.engines). */
+export async function loadEngine<K extends keyof EngineImpls>(name: K, _command: string, io: CliIO): Promise<EngineImpls[K]> {
+  return (io.engines?.[name] as EngineImpls[K] | undefined) ?? ENGINES[name]();
 }

@@ -1,0 +1,84 @@
+// A random-initialised checkpoint of any config, served as ModelFiles without ever existing as a
+// file: the safetensors header is built from the config, and tensor bytes are generated on
+// demand for each range read (normal * 0.02 for matrices, 1 for norms, as HF initialises).
+
+import type { ByteSource } from '../model/safetensors';
+import { specFromConfig } from '../model/spec';
+import type { ModelFiles } from '../model/weights';
+
+export function syntheticModelFiles(config: Record<string, unknown>, name = 'synthetic', seed = 1): ModelFiles {
+  const spec = specFromConfig(config, name);
+  const { hidden: D, heads: Hq, kvHeads: Hkv, headDim: Dh, intermediate: I, vocab: V } = spec;
+  const tensors: [string, number[]][] = [['model.embed_tokens.weight', [V, D]], ['model.norm.weight', [D]]];
+  if (!spec.tiedEmbeddings) tensors.push(['lm_head.weight', [V, D]]);
+  spec.layers.forEach((_, i) => {
+    const p = `model.layers.${i}`;
+    tensors.push([`${p}.input_layernorm.weight`, [D]], [`${p}.post_attention_layernorm.weight`, [D]],
+      [`${p}.self_attn.q_proj.weight`, [Hq * Dh, D]], [`${p}.self_attn.k_proj.weight`, [Hkv * Dh, D]],
+      [`${p}.self_attn.v_proj.weight`, [Hkv * Dh, D]], [`${p}.self_attn.o_proj.weight`, [D, Hq * Dh]],
+      [`${p}.mlp.gate_proj.weight`, [I, D]], [`${p}.mlp.up_proj.weight`, [I, D]], [`${p}.mlp.down_proj.weight`, [D, I]]);
+    if (spec.qkvBias) for (const k of ['q', 'k', 'v']) tensors.push([`${p}.self_attn.${k}_proj.bias`, [(k === 'q' ? Hq : Hkv) * Dh]]);
+    if (spec.qkNorm) tensors.push([`${p}.self_attn.q_norm.weight`, [Dh]], [`${p}.self_attn.k_norm.weight`, [Dh]]);
+    if (spec.sandwichNorms) tensors.push([`${p}.pre_feedforward_layernorm.weight`, [D]], [`${p}.post_feedforward_layernorm.weight`, [D]]);
+  });
+  const header: Record<string, unknown> = {};
+  const ranges: { begin: number; end: number; norm: boolean }[] = [];
+  let offset = 0;
+  for (const [n, shape] of tensors) {
+    const bytes = shape.reduce((a, b) => a * b, 1) * 4;
+    header[n] = { dtype: 'F32', shape, data_offsets: [offset, offset + bytes] };
+    ranges.push({ begin: offset, end: offset + bytes, norm: /norm/.test(n) });
+    offset += bytes;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (json.length % 8)) % 8);
+  const head = new TextEncoder().encode(json);
+  const dataStart = 8 + head.length;
+  const size = dataStart + offset;
+  const source: ByteSource = {
+    name: `${name}/model.safetensors`,
+    size,
+    async read(off, len) {
+      const out = new Uint8Array(len);
+      const prefix = new Uint8Array(dataStart);
+      new DataView(prefix.buffer).setBigUint64(0, BigInt(head.length), true);
+      prefix.set(head, 8);
+      if (off < dataStart) out.set(prefix.subarray(off, Math.min(dataStart, off + len)));
+      const f = new Float32Array(out.buffer, 0, Math.floor(len / 4));
+      // data reads are tensor-aligned (4-byte), so value index i of the file is (off - dataStart)/4 + i
+      if (off + len > dataStart && (off - dataStart) % 4 === 0) {
+        const first = Math.max(0, (dataStart - off) / 4);
+        // reads stay within one tensor (the checkpoint reader asks per tensor or row range)
+        const norm = ranges.find((x) => off - dataStart + first * 4 < x.end)!.norm;
+        for (let i = first; i < f.length; i++) f[i] = norm ? 1 : gaussian(seed, (off - dataStart) / 4 + i) * 0.02;
+      }
+      return out;
+    },
+  };
+  return {
+    name,
+    readText: async (p) => {
+      if (p === 'config.json') return JSON.stringify(config);
+      throw new Error(`${name}: synthetic model has no ${p}`);
+    },
+    open: async (p) => {
+      if (p !== 'model.safetensors') throw new Error(`${name}: synthetic model has no ${p}`);
+      return source;
+    },
+    exists: async (p) => p === 'config.json' || p === 'model.safetensors',
+  };
+}
+
+/** A deterministic standard normal for (seed, index), cheap enough for hundreds of millions of values. */
+function gaussian(seed: number, i: number): number {
+  const u1 = (hash(seed, 2 * i) + 0.5) / 4294967296;
+  const u2 = hash(seed, 2 * i + 1) / 4294967296;
+  return Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * u2);
+}
+
+function hash(seed: number, i: number): number {
+  let h = (Math.imul(i, 0x9e3779b1) ^ Math.imul(seed, 0x85ebca6b)) >>> 0;
+  h = Math.imul(h ^ (h >>> 16), 0x7feb352d);
+  h = Math.imul(h ^ (h >>> 15), 0x846ca68b);
+  return (h ^ (h >>> 16)) >>> 0;
+}

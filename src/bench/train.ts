@@ -1,0 +1,80 @@
+// Throughput benchmarks of the engine itself (host-agnostic: the CLI bench and the app's GPU panel
+// both run them): LoRA training steps, prefill and decode.
+
+import { Generator } from '../model/generate';
+import type { Model } from '../model/model';
+import { Trainer, type TrainOptions } from '../train/trainer';
+
+export interface TrainBenchOptions {
+  batch: number;
+  seq: number;
+  rank: number;
+  steps: number;
+  warmup: number;
+  recompute?: boolean;
+}
+
+export interface TrainBenchResult {
+  tokensPerSecond: number;
+  stepSeconds: number;
+  /** Bytes the engine had allocated at its peak (weights, adapter, optimizer, activations). */
+  peakBytes: number;
+}
+
+/** LoRA (rank `rank`, all linear layers, AdamW) on random token rows of the given shape. */
+export async function benchTraining(model: Model, o: TrainBenchOptions): Promise<TrainBenchResult> {
+  const gpu = model.gpu;
+  const V = model.spec.vocab;
+  let s = 12345;
+  const rand = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) % V);
+  const rows = Array.from({ length: o.batch * (o.steps + o.warmup) }, () => {
+    const ids = Array.from({ length: o.seq }, rand);
+    return { input_ids: ids, labels: ids };
+  });
+  const opts: TrainOptions = {
+    finetuningType: 'lora', lora: { rank: o.rank, alpha: 2 * o.rank, targets: 'all' }, learningRate: 1e-4, scheduler: 'constant',
+    warmupSteps: 0, warmupRatio: 0, epochs: 1, maxSteps: o.warmup + o.steps, batchSize: o.batch, gradAccum: 1, maxGradNorm: 1, weightDecay: 0,
+    beta1: 0.9, beta2: 0.999, eps: 1e-8, neftuneAlpha: 0, seed: 1, loggingSteps: 1, saveSteps: 0, evalSteps: 0,
+    cutoffLen: o.seq, recompute: o.recompute ?? true,
+  };
+  const trainer = await Trainer.create(model, rows, [], opts, 0);
+  // the loss read back at each logged step marks its end; timing starts after the warm-up steps
+  let t0 = performance.now();
+  try {
+    await trainer.run(null, { onLog: (r) => { if (r.current_steps === o.warmup) t0 = performance.now(); } });
+    const seconds = (performance.now() - t0) / 1000;
+    return { tokensPerSecond: (o.batch * o.seq * o.steps) / seconds, stepSeconds: seconds / o.steps, peakBytes: gpu.peakAllocated };
+  } finally {
+    trainer.adapter?.release();
+    trainer.release();
+  }
+}
+
+export interface DecodeBenchResult {
+  prefillTokensPerSecond: number;
+  decodeTokensPerSecond: number;
+}
+
+/** Batch-1 generation: prefill of `prompt` tokens, then `tokens` greedy decode steps. */
+export async function benchDecode(model: Model, prompt: number, tokens: number): Promise<DecodeBenchResult> {
+  const gen = new Generator(model, prompt + tokens + 8);
+  const ids = Array.from({ length: prompt }, (_, i) => (i * 7919) % model.spec.vocab);
+  try {
+    // warm-up compiles every pipeline
+    for await (const _ of gen.generate(ids.slice(0, 8), { maxNewTokens: 2, stopIds: [] })) void _;
+    gen.reset();
+    const t0 = performance.now();
+    let first = 0, n = 0;
+    for await (const _ of gen.generate(ids, { maxNewTokens: tokens, stopIds: [] })) {
+      void _;
+      if (n++ === 0) first = performance.now();
+    }
+    const t1 = performance.now();
+    return {
+      prefillTokensPerSecond: prompt / ((first - t0) / 1000),
+      decodeTokensPerSecond: n > 1 ? (n - 1) / ((t1 - first) / 1000) : 0,
+    };
+  } finally {
+    gen.release();
+  }
+}
