@@ -2,7 +2,7 @@
 // call, so multi-turn chat only runs the new tokens), then decode one token at a time on the GPU,
 // sampling there and reading back one token id per step.
 
-import { gemm, weightParts } from '../kernels/matmul';
+import { logitsForRows } from '../kernels/loss';
 import { sampleToken } from '../kernels/sample';
 import type { Tensor } from '../gpu/tensor';
 import { allocKVCache, forwardCached, Workspace, type KVCache } from './forward';
@@ -105,23 +105,20 @@ export class Generator {
   }
 
   private lastRowLogits(ws: Workspace): void {
-    const { hidden: D, vocab: V } = this.model.spec;
-    let n0 = 0;
-    for (const part of weightParts(this.model.lmHead.weight)) {
-      const n = part.shape[0]!;
-      gemm(this.model.gpu, { a: ws.final, b: part, c: this.logits, M: 1, N: n, K: D, transB: true, offA: (ws.T - 1) * D, ldc: V, offC: n0 });
-      n0 += n;
-    }
+    const softcap = this.model.spec.finalSoftcap;
+    logitsForRows(this.model.gpu, ws.final, this.model.lmHead.weight, this.logits, { row: ws.T - 1, rows: 1, ...(softcap ? { softcap } : {}) });
   }
 
+  /** One workspace per prefill chunk length; decode (T = 1) and full chunks are the common ones. */
   private workspace(T: number): Workspace {
     let ws = this.workspaces.get(T);
     if (!ws) {
       if (this.workspaces.size >= 4) {
-        const [k, old] = this.workspaces.entries().next().value as [number, Workspace];
-        if (k !== 1) {
+        for (const [k, old] of this.workspaces) {
+          if (k === 1 || k === PREFILL_CHUNK) continue;
           old.release();
           this.workspaces.delete(k);
+          break;
         }
       }
       ws = new Workspace(this.model, 1, T, true);
