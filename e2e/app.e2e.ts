@@ -1,0 +1,304 @@
+// The app end to end in headless Chromium with WebGPU on SwiftShader: the built static site
+// (vite build, served by a plain static server), the embedded demo model and dataset.
+//
+//   load -> a broken upload shows its error -> train a few steps (chart and text update) -> chat
+//   -> export a valid PEFT adapter (and import it back) -> download a model from a (mock) Hub into
+//   IndexedDB -> reload: the stored model and the run are kept -> offline reload: still works.
+//
+// Screenshots go to test-results/e2e/. CRUCIBLE_E2E_TINY=1 develops against a generated tiny model
+// instead of public/demo (for when the demo model is not there).
+
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { Browser, BrowserContext, Download, Page } from 'playwright-core';
+import { openSafetensors } from '../src/model/safetensors';
+import { startHubFront, type HubFront } from './hub-front';
+import { serveStatic, type StaticServer } from './static-server';
+import { writeTinyModel } from './tiny-model';
+
+const CHROMIUM = '/usr/bin/chromium';
+const ROOT = resolve(import.meta.dirname, '..');
+const SHOTS = join(ROOT, 'test-results/e2e');
+const STEPS = 3;
+const HUB_ID = 'crucible-test/demo-copy';
+
+const FLAGS = [
+  '--enable-unsafe-webgpu',
+  '--use-webgpu-adapter=swiftshader',
+  '--use-angle=swiftshader',
+  '--enable-features=Vulkan',
+  '--no-sandbox',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--disable-quic',
+];
+
+const log = (...a: unknown[]) => console.log(`[e2e ${((performance.now() - t0) / 1000).toFixed(1)}s]`, ...a);
+const t0 = performance.now();
+
+describe.skipIf(!existsSync(CHROMIUM))('app in Chromium (WebGPU on SwiftShader)', () => {
+  let dir: string;
+  let site: StaticServer;
+  let hub: { url: string; close(): Promise<void> } | null = null;
+  let front: HubFront | null = null;
+  let browser: Browser;
+  let context: BrowserContext;
+  let page: Page;
+  let demoDir: string;
+  const errors: string[] = [];
+
+  const shot = async (name: string) => {
+    await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+  };
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'crucible-e2e-'));
+    await mkdir(SHOTS, { recursive: true });
+    // the production build, as `npm run build` makes it (vitest runs with NODE_ENV=test)
+    const { build } = await import('vite');
+    const nodeEnv = process.env.NODE_ENV;
+    process.env.NODE_ENV = 'production';
+    try {
+      await build({ root: ROOT, configFile: join(ROOT, 'vite.config.ts'), mode: 'production', logLevel: 'warn', build: { outDir: join(dir, 'dist'), emptyOutDir: true } });
+    } finally {
+      process.env.NODE_ENV = nodeEnv;
+    }
+    const roots = [join(dir, 'dist')];
+    if (process.env.CRUCIBLE_E2E_TINY === '1') {
+      // an overlay served before the build: demo/model and demo/data
+      writeTinyModel(join(dir, 'overlay/demo/model'));
+      await mkdir(join(dir, 'overlay/demo/data'), { recursive: true });
+      await writeFile(join(dir, 'overlay/demo/data/identity.json'), await readFile(join(ROOT, 'tests/fixtures/data/llamafactory/identity.json')));
+      await writeFile(join(dir, 'overlay/demo/data/dataset_info.json'), JSON.stringify({ identity: { file_name: 'identity.json' } }));
+      roots.unshift(join(dir, 'overlay'));
+      demoDir = join(dir, 'overlay/demo/model');
+    } else {
+      demoDir = join(ROOT, 'public/demo/model');
+      for (const f of ['config.json', 'model.safetensors', 'tokenizer.json']) {
+        if (!existsSync(join(demoDir, f))) throw new Error(`public/demo/model/${f} is missing: the app's demo model is not built (or run with CRUCIBLE_E2E_TINY=1)`);
+      }
+    }
+    site = await serveStatic(roots);
+    // a Hub with a copy of the demo model, to download into IndexedDB
+    try {
+      const mock = await import('../tests/mockhub/server');
+      const files: Record<string, Uint8Array> = {};
+      for (const f of ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'model.safetensors']) {
+        if (existsSync(join(demoDir, f))) files[f] = readFileSync(join(demoDir, f));
+      }
+      hub = await mock.startMockHub({ repos: { [HUB_ID]: { files } } });
+      front = await startHubFront(hub.url, [{ id: HUB_ID, params: 1000 }]);
+    } catch (e) {
+      log('no mock Hub (tests/mockhub):', (e as Error).message);
+    }
+    const { chromium } = await import('playwright-core');
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+    context = await browser.newContext({ viewport: { width: 1500, height: 1000 }, acceptDownloads: true });
+    page = await context.newPage();
+    page.on('pageerror', (e) => errors.push(e.message));
+    page.on('console', (m) => {
+      if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) errors.push(m.text());
+    });
+    log('built and serving', site.url);
+  });
+
+  afterEach(async (ctx) => {
+    if (ctx.task.result?.state === 'fail' && page) {
+      await shot(`failed-${ctx.task.name.replace(/\W+/g, '-').slice(0, 40)}`).catch(() => undefined);
+      log('page errors:', errors);
+    }
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await site?.close();
+    await front?.close();
+    await hub?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('opens ready to run: the GPU panel, the demo model and dataset preselected', async () => {
+    await page.goto(site.url);
+    await expect.poll(() => page.getByTestId('gpu-adapter').textContent(), { timeout: 30_000 }).toMatch(/swiftshader/i);
+    await expect.poll(() => page.getByRole('radio', { name: /^Demo model/ }).isChecked()).toBe(true);
+    await expect.poll(() => page.getByRole('radio', { name: /^Demo dataset/ }).isChecked()).toBe(true);
+    await page.getByTestId('memory-estimate').waitFor({ timeout: 30_000 });
+    await page.locator('.examples mark.learned').first().waitFor({ timeout: 60_000 });
+    expect(await page.getByRole('button', { name: 'Start training' }).isEnabled()).toBe(true);
+    await shot('01-ready');
+    log('ready');
+  });
+
+  it('a broken dataset upload shows an error that names the record', async () => {
+    const bad = '{"instruction": "hi", "output": "hello"}\n{"instruction": "ok", "output": "fine"}\n{"instruction": "broken", "output": \n';
+    await page.locator('#data-file').setInputFiles({ name: 'broken.jsonl', mimeType: 'application/jsonl', buffer: Buffer.from(bad) });
+    const err = page.getByTestId('data-error');
+    await err.waitFor({ timeout: 30_000 });
+    const text = (await err.textContent()) ?? '';
+    expect(text).toMatch(/broken\.jsonl/);
+    expect(text).toMatch(/line 3/);
+    expect(await page.getByRole('button', { name: 'Start training' }).isDisabled()).toBe(true);
+    await shot('02-broken-dataset');
+    await page.getByRole('radio', { name: /^Demo dataset/ }).check();
+    await page.locator('.examples mark.learned').first().waitFor({ timeout: 60_000 });
+    await expect.poll(() => page.getByTestId('data-error').count()).toBe(0);
+    log('broken upload ok');
+  });
+
+  it(`trains ${STEPS} steps on the demo: the loss chart and the step/loss text update`, async () => {
+    const set = async (name: string, v: string) => {
+      const f = page.getByRole('spinbutton', { name, exact: true });
+      await f.fill(v);
+      await f.press('Tab');
+    };
+    await set('Max steps', String(STEPS));
+    await set('Batch size', '1');
+    await set('Cutoff length', '64');
+    await set('Checkpoint every', '2');
+    await set('Learning rate', '0.002');
+    await page.getByRole('button', { name: 'Start training' }).click();
+    await page.getByRole('button', { name: 'Stop' }).waitFor({ timeout: 10_000 });
+    await expect.poll(() => page.getByTestId('run-step').textContent(), { timeout: 180_000 }).toMatch(new RegExp(`step [1-9]\\d*/${STEPS}`));
+    expect(await page.getByTestId('run-loss').textContent()).toMatch(/loss \d+\.\d+/);
+    expect(Number(await page.getByTestId('loss-chart').getAttribute('data-points'))).toBeGreaterThanOrEqual(1);
+    await shot('03-training');
+    await expect.poll(() => page.getByTestId('run-status').textContent(), { timeout: 240_000 }).toMatch(/done|failed/);
+    expect(await page.getByTestId('run-status').textContent()).toBe('done');
+    expect(await page.getByTestId('run-step').textContent()).toBe(`step ${STEPS}/${STEPS}`);
+    expect(Number(await page.getByTestId('loss-chart').getAttribute('data-points'))).toBe(STEPS);
+    expect(await page.getByTestId('run-tps').textContent()).toMatch(/\d tokens\/s/);
+    expect(await page.getByTestId('run-memory').textContent()).toMatch(/GPU memory [\d.]+ [KMG]?i?B/);
+    await expect.poll(() => page.getByTestId('run-history').locator('tbody tr').count()).toBe(1);
+    await shot('04-trained');
+    log('trained');
+  });
+
+  it('benchmarks training on this GPU from the GPU panel', async () => {
+    await page.getByRole('button', { name: 'Run benchmark' }).click();
+    const res = page.getByTestId('bench-result');
+    await res.waitFor({ timeout: 120_000 });
+    expect(await res.textContent()).toMatch(/[\d,]+ tokens\/s/);
+    log('bench:', (await res.textContent())?.trim());
+  });
+
+  it('chats with the adapter, streaming, and side by side with the base model', async () => {
+    await expect.poll(() => page.getByTestId('adapter-state').textContent()).toMatch(/Adapter: run/);
+    await page.getByText('Generation settings').click();
+    await page.getByRole('spinbutton', { name: 'Max new tokens' }).fill('12');
+    await page.getByRole('spinbutton', { name: 'Max new tokens' }).press('Tab');
+    await page.getByRole('textbox', { name: 'Message' }).fill('Who are you?');
+    await page.getByRole('button', { name: 'Send' }).click();
+    const answer = page.getByTestId('answer').first();
+    await expect.poll(async () => ((await answer.textContent()) ?? '').replace(/^Tuned/, '').length, { timeout: 180_000 }).toBeGreaterThan(0);
+    await page.getByRole('button', { name: 'Send' }).waitFor({ timeout: 180_000 });
+    await page.getByLabel('Compare with base model').check();
+    await page.getByRole('textbox', { name: 'Message' }).fill('hi');
+    await page.getByRole('textbox', { name: 'Message' }).press('Enter');
+    await page.getByTestId('answer-base').first().waitFor({ timeout: 180_000 });
+    await page.getByRole('button', { name: 'Send' }).waitFor({ timeout: 180_000 });
+    await page.getByLabel('Compare with base model').uncheck();
+    await shot('05-chat');
+    log('chat ok');
+  });
+
+  it('exports the adapter as valid PEFT files, and imports them back', async () => {
+    const downloads: Download[] = [];
+    const got = new Promise<void>((res) => {
+      page.on('download', (d) => {
+        downloads.push(d);
+        if (downloads.length === 2) res();
+      });
+    });
+    await page.getByRole('button', { name: 'Export adapter' }).click();
+    await got;
+    const files: Record<string, string> = {};
+    for (const d of downloads) {
+      const p = join(dir, d.suggestedFilename());
+      await d.saveAs(p);
+      files[d.suggestedFilename()] = p;
+    }
+    expect(Object.keys(files).sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors']);
+    const cfg = JSON.parse(await readFile(files['adapter_config.json']!, 'utf8'));
+    expect(cfg).toMatchObject({ peft_type: 'LORA', task_type: 'CAUSAL_LM', r: 8, lora_alpha: 16, bias: 'none', use_dora: false, use_rslora: false });
+    expect(cfg.target_modules.sort()).toEqual(['down_proj', 'gate_proj', 'k_proj', 'o_proj', 'q_proj', 'up_proj', 'v_proj']);
+    const bytes = new Uint8Array(await readFile(files['adapter_model.safetensors']!));
+    const st = await openSafetensors({ name: 'adapter_model.safetensors', size: bytes.length, read: async (o, n) => bytes.subarray(o, o + n) });
+    const modelCfg = JSON.parse(await readFile(join(demoDir, 'config.json'), 'utf8'));
+    const L = modelCfg.num_hidden_layers as number;
+    expect(st.tensors.size).toBe(L * 7 * 2);
+    let nonZeroB = 0;
+    for (const [name, t] of st.tensors) {
+      const m = /^base_model\.model\.model\.layers\.(\d+)\.(self_attn|mlp)\.(q|k|v|o|gate|up|down)_proj\.lora_(A|B)\.weight$/.exec(name);
+      expect(m, name).not.toBeNull();
+      expect(t.dtype).toBe('F32');
+      expect(t.shape.length).toBe(2);
+      if (m![4] === 'A') expect(t.shape[0]).toBe(8);
+      else expect(t.shape[1]).toBe(8);
+      const data = new Float32Array(bytes.slice(t.begin, t.end).buffer);
+      expect(data.every(Number.isFinite)).toBe(true);
+      if (m![4] === 'B' && data.some((x) => x !== 0)) nonZeroB++;
+    }
+    expect(nonZeroB).toBeGreaterThan(0);
+    await page.locator('input[type=file][accept=".json,.safetensors"]').setInputFiles([files['adapter_config.json']!, files['adapter_model.safetensors']!]);
+    await expect.poll(() => page.getByTestId('export-message').textContent(), { timeout: 60_000 }).toMatch(/Loaded adapter_model\.safetensors/);
+    await shot('06-exported');
+    log('export ok');
+  });
+
+  it('searches the Hub, downloads a model into IndexedDB with progress', async () => {
+    if (!front) return;
+    await page.getByText('Get a model from the Hugging Face Hub').click();
+    await page.getByText('Token and endpoint').click();
+    const ep = page.getByLabel('Hub endpoint');
+    await ep.fill(front.url);
+    await ep.press('Tab');
+    await page.getByRole('searchbox', { name: 'Search Hub models' }).fill('demo');
+    await page.getByRole('button', { name: 'Search', exact: true }).click();
+    await page.getByRole('button', { name: HUB_ID, exact: true }).click();
+    await page.getByRole('button', { name: `Download ${HUB_ID}` }).click();
+    await page.getByRole('button', { name: `Delete ${HUB_ID}` }).waitFor({ timeout: 60_000 });
+    await expect.poll(() => page.getByRole('radio', { name: HUB_ID }).isChecked()).toBe(true);
+    await shot('07-hub-download');
+    // back to the demo model for what follows
+    await page.getByRole('radio', { name: /^Demo model/ }).check();
+    log('hub download ok');
+  });
+
+  it('a reload keeps the stored model, the run and the settings', async () => {
+    await page.reload();
+    await page.getByTestId('gpu-adapter').waitFor({ timeout: 30_000 });
+    await expect.poll(() => page.getByTestId('run-history').locator('tbody tr').count(), { timeout: 10_000 }).toBe(1);
+    expect(await page.getByTestId('run-history').textContent()).toMatch(new RegExp(`done\\s*${STEPS}/${STEPS}`));
+    expect(await page.getByTestId('run-step').textContent()).toBe(`step ${STEPS}/${STEPS}`);
+    expect(Number(await page.getByTestId('loss-chart').getAttribute('data-points'))).toBe(STEPS);
+    expect(await page.getByRole('spinbutton', { name: 'Max steps', exact: true }).inputValue()).toBe(String(STEPS));
+    if (front) await page.getByRole('button', { name: `Delete ${HUB_ID}` }).waitFor({ timeout: 10_000 });
+    await shot('08-reloaded');
+    log('reload ok');
+  });
+
+  it('works offline after the first visit: the app, the demo data and chat with the stored run', async () => {
+    expect(await page.evaluate(() => !!navigator.serviceWorker.controller)).toBe(true);
+    await context.setOffline(true);
+    await page.reload();
+    await page.getByTestId('gpu-adapter').waitFor({ timeout: 30_000 });
+    await expect.poll(() => page.locator('.net').textContent()).toBe('offline');
+    await page.locator('.examples mark.learned').first().waitFor({ timeout: 60_000 });
+    await page.getByRole('button', { name: /^Chat with the adapter of/ }).first().click();
+    await expect.poll(() => page.getByTestId('adapter-state').textContent(), { timeout: 120_000 }).toMatch(/Adapter: run .*checkpoint-/);
+    await page.getByRole('textbox', { name: 'Message' }).fill('Who are you?');
+    await page.getByRole('button', { name: 'Send' }).click();
+    const answer = page.getByTestId('answer').first();
+    await expect.poll(async () => ((await answer.textContent()) ?? '').replace(/^Tuned/, '').length, { timeout: 180_000 }).toBeGreaterThan(0);
+    await page.getByRole('button', { name: 'Send' }).waitFor({ timeout: 180_000 });
+    await shot('09-offline');
+    await context.setOffline(false);
+    expect(errors).toEqual([]);
+    log('offline ok');
+  });
+});

@@ -1,0 +1,57 @@
+// A front for the mock Hub (tests/mockhub) that adds what the app's model search needs:
+// GET /api/models?search=… (the Hub's model list, with safetensors parameter counts) and
+// GET /api/datasets?search=…. Everything else is passed through to the mock.
+
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface HubFront {
+  url: string;
+  close(): Promise<void>;
+}
+
+export async function startHubFront(upstream: string, models: { id: string; params: number }[], datasets: string[] = []): Promise<HubFront> {
+  const up = new URL(upstream);
+  const cors = { 'access-control-allow-origin': '*', 'access-control-allow-headers': '*', 'access-control-expose-headers': '*' };
+  const server: Server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    if (req.method === 'OPTIONS' && (url.pathname === '/api/models' || url.pathname === '/api/datasets')) {
+      res.writeHead(204, { ...cors, 'access-control-allow-methods': 'GET, OPTIONS' });
+      res.end();
+      return;
+    }
+    if (url.pathname === '/api/models' || url.pathname === '/api/datasets') {
+      const q = (url.searchParams.get('search') ?? '').toLowerCase();
+      const body =
+        url.pathname === '/api/models'
+          ? models
+              .filter((m) => m.id.toLowerCase().includes(q))
+              .map((m) => ({ _id: m.id, id: m.id, modelId: m.id, private: false, gated: false, downloads: 42, likes: 1, pipeline_tag: 'text-generation', lastModified: '2026-01-01T00:00:00.000Z', safetensors: { parameters: { F32: m.params }, total: m.params } }))
+          : datasets.filter((d) => d.toLowerCase().includes(q)).map((d) => ({ _id: d, id: d, private: false, gated: false, downloads: 7, likes: 0, lastModified: '2026-01-01T00:00:00.000Z' }));
+      res.writeHead(200, { ...cors, 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+      return;
+    }
+    const fwd = request(
+      { host: up.hostname, port: up.port, method: req.method, path: req.url, headers: { ...req.headers, host: up.host } },
+      (r) => {
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        r.pipe(res);
+      },
+    );
+    fwd.on('error', () => {
+      res.writeHead(502);
+      res.end();
+    });
+    req.pipe(fwd);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () =>
+      new Promise((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}

@@ -1,0 +1,368 @@
+// The app's state (Svelte 5 runes) and the actions that change it. Components read `app` and call
+// these actions; every GPU, storage and Hub operation goes through the engine worker.
+
+import type { RunRecord } from '../../train/store-browser';
+import type { LogRecord } from '../../train/trainer';
+import type {
+  BenchResult,
+  DataSource,
+  GpuInfo,
+  GpuMissing,
+  ModelInfo,
+  ModelSource,
+  PreviewResult,
+  StoredModelSummary,
+  TrainEvent,
+} from '../../../workers/api';
+import { cb, getEngine } from './engine';
+import { errorText } from './format';
+import { loadPersisted, savePersisted, type Persisted, type Settings } from './settings';
+
+export type ModelChoice = { kind: 'demo' } | { kind: 'hub'; id: string };
+export type DataChoice =
+  | { kind: 'demo'; dataset: string }
+  | { kind: 'upload'; dataset: string; files: Record<string, Uint8Array> }
+  | { kind: 'hub'; repo: string };
+
+export interface RunView {
+  id: string;
+  status: RunRecord['status'] | 'starting' | 'idle';
+  step: number;
+  total: number;
+  loss?: number;
+  evalLoss?: number;
+  tokensPerSecond?: number;
+  remaining?: number;
+  elapsed?: number;
+  log: LogRecord[];
+  message: string;
+  memory: { allocated: number; peak: number };
+  error?: string;
+}
+
+export interface GenSettings {
+  maxNewTokens: number;
+  temperature: number;
+  topP: number;
+  topK: number;
+  repetitionPenalty: number;
+  system: string;
+  useAdapter: boolean;
+  compare: boolean;
+}
+
+const DEMO_MODEL_ID = 'crucible-demo';
+
+export const demoModelBase = () => new URL('./demo/model/', document.baseURI).href;
+export const demoDataBase = () => new URL('./demo/data/', document.baseURI).href;
+
+const persisted: Persisted = loadPersisted();
+
+export const app = $state({
+  gpu: null as GpuInfo | GpuMissing | null,
+  model: (persisted.model ?? { kind: 'demo' }) as ModelChoice,
+  modelInfo: null as ModelInfo | null,
+  modelConfig: null as Record<string, unknown> | null,
+  modelError: '',
+  demoDatasets: [] as string[],
+  data: (persisted.data?.kind === 'upload' ? { kind: 'demo', dataset: 'identity' } : (persisted.data ?? { kind: 'demo', dataset: 'identity' })) as DataChoice,
+  preview: null as PreviewResult | null,
+  previewError: '',
+  previewBusy: false,
+  settings: persisted.settings as Settings,
+  stored: [] as StoredModelSummary[],
+  runs: [] as RunRecord[],
+  run: null as RunView | null,
+  hasAdapter: false,
+  adapterOrigin: null as string | null,
+  generation: {
+    maxNewTokens: 64,
+    temperature: 0,
+    topP: 0.9,
+    topK: 50,
+    repetitionPenalty: 1.1,
+    system: '',
+    useAdapter: true,
+    compare: false,
+    ...(persisted.generation ?? {}),
+  } as GenSettings,
+  hubEndpoint: persisted.hubEndpoint ?? '',
+  bench: null as BenchResult | null,
+  benchStatus: '',
+  online: typeof navigator !== 'undefined' ? navigator.onLine : true,
+});
+
+/** Keep settings, choices and generation settings across reloads. */
+export function persist(): void {
+  const data = app.data.kind === 'upload' ? { kind: 'upload' as const, dataset: app.data.dataset } : $state.snapshot(app.data);
+  savePersisted({
+    settings: $state.snapshot(app.settings),
+    model: $state.snapshot(app.model),
+    data: data as Persisted['data'],
+    generation: $state.snapshot(app.generation) as unknown as Record<string, unknown>,
+    hubEndpoint: app.hubEndpoint,
+  });
+}
+
+export function modelSource(choice: ModelChoice = app.model): ModelSource {
+  return choice.kind === 'demo' ? { kind: 'url', id: DEMO_MODEL_ID, base: demoModelBase() } : { kind: 'hub', id: choice.id };
+}
+
+export function dataSource(choice: DataChoice = app.data): DataSource {
+  if (choice.kind === 'demo') return { kind: 'url', base: demoDataBase(), dataset: choice.dataset };
+  if (choice.kind === 'upload') return { kind: 'upload', files: $state.snapshot(choice.files) as Record<string, Uint8Array>, dataset: choice.dataset };
+  return { kind: 'hub', repo: choice.repo };
+}
+
+export const modelLabel = (m: ModelChoice = app.model) => (m.kind === 'demo' ? 'Demo model (embedded)' : m.id);
+
+// ---- GPU -------------------------------------------------------------------------------------
+
+export async function detectGpu(): Promise<void> {
+  if (!('gpu' in navigator)) {
+    app.gpu = {
+      ok: false,
+      message:
+        'This browser has no WebGPU. Use a current Chrome or Edge (113+), Safari 26+, or Firefox with dom.webgpu.enabled; the page must be served over https or from localhost.',
+    };
+    return;
+  }
+  app.gpu = await getEngine().gpuInfo();
+}
+
+export async function runBenchmark(): Promise<void> {
+  app.bench = null;
+  app.benchStatus = 'starting';
+  try {
+    app.bench = await getEngine().benchmark(modelSource(), $state.snapshot(app.settings), 3, cb((s: string) => {
+        app.benchStatus = s;
+      }));
+    app.benchStatus = '';
+    await refreshEngineState();
+  } catch (e) {
+    app.benchStatus = `Benchmark failed: ${errorText(e)}`;
+  }
+}
+
+// ---- model -----------------------------------------------------------------------------------
+
+export async function loadModelConfig(): Promise<void> {
+  app.modelError = '';
+  app.modelConfig = null;
+  try {
+    app.modelConfig = await getEngine().modelConfig(modelSource());
+  } catch (e) {
+    app.modelError = errorText(e);
+  }
+}
+
+export function chooseModel(m: ModelChoice): void {
+  app.model = m;
+  persist();
+  void loadModelConfig();
+  void refreshPreview();
+}
+
+export async function refreshStored(): Promise<void> {
+  try {
+    app.stored = await getEngine().listStored();
+  } catch {
+    app.stored = [];
+  }
+}
+
+export async function refreshEngineState(): Promise<void> {
+  const s = await getEngine().state();
+  app.modelInfo = s.model;
+  app.hasAdapter = s.hasAdapter;
+  app.adapterOrigin = s.adapterOrigin;
+  if (app.run && !s.training) app.run.memory = s.memory;
+}
+
+// ---- data ------------------------------------------------------------------------------------
+
+export async function loadDemoDatasets(): Promise<void> {
+  try {
+    const res = await fetch(new URL('dataset_info.json', demoDataBase()));
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    const info = (await res.json()) as Record<string, unknown>;
+    app.demoDatasets = Object.keys(info);
+    if (app.data.kind === 'demo' && !app.demoDatasets.includes(app.data.dataset) && app.demoDatasets.length) {
+      app.data = { kind: 'demo', dataset: app.demoDatasets.includes('identity') ? 'identity' : app.demoDatasets[0]! };
+    }
+  } catch {
+    app.demoDatasets = [];
+  }
+}
+
+export function chooseData(d: DataChoice): void {
+  app.data = d;
+  persist();
+  void refreshPreview();
+}
+
+let previewSeq = 0;
+export async function refreshPreview(): Promise<void> {
+  const seq = ++previewSeq;
+  app.previewBusy = true;
+  app.previewError = '';
+  try {
+    const p = await getEngine().preview(modelSource(), dataSource(), $state.snapshot(app.settings), 3);
+    if (seq === previewSeq) app.preview = p;
+  } catch (e) {
+    if (seq === previewSeq) {
+      app.preview = null;
+      app.previewError = errorText(e);
+    }
+  } finally {
+    if (seq === previewSeq) app.previewBusy = false;
+  }
+}
+
+// ---- training --------------------------------------------------------------------------------
+
+export const isTraining = () => !!app.run && (app.run.status === 'running' || app.run.status === 'starting');
+
+function newRunId(): string {
+  const d = new Date();
+  const stamp = `${d.getFullYear()}${String(d.getMonth() + 1).padStart(2, '0')}${String(d.getDate()).padStart(2, '0')}-${String(d.getHours()).padStart(2, '0')}${String(d.getMinutes()).padStart(2, '0')}${String(d.getSeconds()).padStart(2, '0')}`;
+  return `run-${stamp}-${Math.random().toString(36).slice(2, 6)}`;
+}
+
+function onTrainEvent(e: TrainEvent): void {
+  const r = app.run;
+  if (!r) return;
+  if (e.kind === 'start' && e.start) {
+    r.total = e.start.totalSteps;
+    r.step = e.start.step;
+    r.status = 'running';
+  } else if (e.kind === 'log' && e.log) {
+    const l = e.log;
+    r.log.push(l);
+    r.step = l.current_steps;
+    r.total = l.total_steps;
+    if (l.loss !== undefined) r.loss = l.loss;
+    if (l.eval_loss !== undefined) r.evalLoss = l.eval_loss;
+    if (l.tokens_per_second > 0) r.tokensPerSecond = l.tokens_per_second;
+    r.remaining = l.remaining_time;
+    r.elapsed = l.elapsed_time;
+    r.status = 'running';
+  } else if (e.kind === 'status' && e.status) {
+    r.message = e.status;
+  } else if (e.kind === 'memory' && e.memory) {
+    r.memory = e.memory;
+  } else if (e.kind === 'checkpoint' && e.checkpoint) {
+    r.message = `saved ${e.checkpoint.dir}`;
+  }
+}
+
+async function train(runId: string, data: DataSource, settings: Settings, resume: boolean, name: string, prior: LogRecord[] = []): Promise<void> {
+  app.run = {
+    id: runId,
+    status: 'starting',
+    step: prior.at(-1)?.current_steps ?? 0,
+    total: prior.at(-1)?.total_steps ?? 0,
+    log: [...prior],
+    message: resume ? 'resuming' : 'starting',
+    memory: { allocated: 0, peak: 0 },
+  };
+  const lastLoss = [...prior].reverse().find((l) => l.loss !== undefined);
+  if (lastLoss) app.run.loss = lastLoss.loss;
+  try {
+    const res = await getEngine().train({ runId, model: modelSource(), data, settings, resume, name }, cb(onTrainEvent));
+    if (app.run?.id === runId) {
+      app.run.status = res.status;
+      app.run.step = res.step;
+      app.run.total = res.totalSteps;
+    }
+  } catch (e) {
+    if (app.run?.id === runId) {
+      app.run.status = 'failed';
+      app.run.error = errorText(e);
+      app.run.message = '';
+    }
+  }
+  await Promise.all([refreshRuns(), refreshEngineState()]);
+}
+
+export async function startTraining(): Promise<void> {
+  if (isTraining()) return;
+  const name = `${app.data.kind === 'hub' ? app.data.repo : app.data.dataset} · ${modelLabel()}`;
+  await train(newRunId(), dataSource(), $state.snapshot(app.settings), false, name);
+}
+
+export async function resumeRun(run: RunRecord): Promise<void> {
+  if (isTraining()) return;
+  let data: DataSource;
+  if (run.dataset.kind === 'upload') {
+    const files = await getEngine().runData(run.id);
+    if (!files) {
+      app.run = { id: run.id, status: 'failed', step: run.step, total: run.totalSteps, log: run.log, message: '', memory: { allocated: 0, peak: 0 }, error: 'the uploaded dataset of this run is gone' };
+      return;
+    }
+    data = { kind: 'upload', files, dataset: run.dataset.name };
+  } else if (run.dataset.kind === 'url') data = { kind: 'url', base: demoDataBase(), dataset: run.dataset.name };
+  else data = { kind: 'hub', repo: run.dataset.name };
+  if (run.model.kind === 'hub') app.model = { kind: 'hub', id: run.model.id };
+  else app.model = { kind: 'demo' };
+  await train(run.id, data, run.settings, true, run.name, run.log);
+}
+
+export async function pauseTraining(): Promise<void> {
+  if (app.run) app.run.message = 'pausing after this step (saving a checkpoint)';
+  await getEngine().pause();
+}
+
+export async function stopTraining(): Promise<void> {
+  if (app.run) app.run.message = 'stopping after this step (saving a checkpoint)';
+  await getEngine().stop();
+}
+
+export async function refreshRuns(): Promise<void> {
+  try {
+    app.runs = await getEngine().listRuns();
+  } catch {
+    app.runs = [];
+  }
+}
+
+/** A run left 'running' by a closed tab is interrupted: it can resume from its last checkpoint. */
+export function runStatus(r: RunRecord): RunRecord['status'] {
+  if (r.status === 'running' && !(isTraining() && app.run?.id === r.id)) return 'interrupted';
+  return r.status;
+}
+
+export async function deleteRun(id: string): Promise<void> {
+  await getEngine().deleteRun(id);
+  if (app.run?.id === id) app.run = null;
+  await refreshRuns();
+}
+
+export async function useRunAdapter(run: RunRecord): Promise<void> {
+  if (run.model.kind === 'hub') app.model = { kind: 'hub', id: run.model.id };
+  else app.model = { kind: 'demo' };
+  const q = run.settings.quantization_bit === 4 || run.settings.quantization_bit === 8 ? (run.settings.quantization_bit as 4 | 8) : null;
+  await getEngine().openModel(modelSource(), { quantizationBit: q });
+  await getEngine().loadRunAdapter(run.id);
+  await refreshEngineState();
+}
+
+/** Restore the view of the newest run after a reload (chart and numbers). */
+export function showRun(r: RunRecord): void {
+  const last = r.log.filter((l) => l.loss !== undefined).at(-1);
+  const lastEval = r.log.filter((l) => l.eval_loss !== undefined).at(-1);
+  const tail = r.log.at(-1);
+  app.run = {
+    id: r.id,
+    status: runStatus(r),
+    step: r.step,
+    total: r.totalSteps,
+    log: r.log,
+    message: '',
+    memory: { allocated: 0, peak: 0 },
+    ...(last?.loss !== undefined ? { loss: last.loss } : {}),
+    ...(lastEval?.eval_loss !== undefined ? { evalLoss: lastEval.eval_loss } : {}),
+    ...(tail ? { tokensPerSecond: tail.tokens_per_second, elapsed: tail.elapsed_time, remaining: tail.remaining_time } : {}),
+    ...(r.error ? { error: r.error } : {}),
+  };
+}

@@ -1,0 +1,92 @@
+// GPU memory a training run needs, estimated from config.json and the method, before anything is
+// downloaded. It follows what the engine allocates: base linear weights in their stored format
+// (f32, or 4/8-bit blocks of 32 with an f16 scale), embedding and head in f32, trainable tensors
+// with their gradient and two AdamW moments, and activations (layer inputs only with
+// recomputation, plus one layer's working set), and the lm_head + loss chunks.
+
+import { specFromConfig, type ModelSpec } from '../../model/spec';
+
+export interface MemoryEstimate {
+  /** Base model parameters. */
+  params: number;
+  weights: number;
+  trainable: number;
+  /** Bytes of trainable tensors, gradients and AdamW state. */
+  optimizer: number;
+  activations: number;
+  total: number;
+  spec: ModelSpec;
+}
+
+export interface EstimateSettings {
+  finetuning_type?: unknown;
+  quantization_bit?: unknown;
+  lora_rank?: unknown;
+  lora_target?: unknown;
+  use_dora?: unknown;
+  freeze_trainable_layers?: unknown;
+  per_device_train_batch_size?: unknown;
+  cutoff_len?: unknown;
+  disable_gradient_checkpointing?: unknown;
+}
+
+const SITES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
+
+function sites(s: ModelSpec): Record<(typeof SITES)[number], [number, number]> {
+  const { hidden: D, heads: H, kvHeads: KV, headDim: Dh, intermediate: I } = s;
+  return {
+    q_proj: [H * Dh, D],
+    k_proj: [KV * Dh, D],
+    v_proj: [KV * Dh, D],
+    o_proj: [D, H * Dh],
+    gate_proj: [I, D],
+    up_proj: [I, D],
+    down_proj: [D, I],
+  };
+}
+
+export function countParams(spec: ModelSpec): { linear: number; embed: number; head: number; norms: number } {
+  const perLayer = Object.values(sites(spec)).reduce((a, [n, k]) => a + n * k, 0);
+  const embed = spec.vocab * spec.hidden;
+  return { linear: perLayer * spec.layers.length, embed, head: spec.tiedEmbeddings ? 0 : embed, norms: (2 * spec.layers.length + 1) * spec.hidden };
+}
+
+const num = (v: unknown, d: number) => (typeof v === 'number' && Number.isFinite(v) ? v : d);
+
+export function estimateMemory(config: Record<string, unknown>, s: EstimateSettings): MemoryEstimate {
+  const spec = specFromConfig(config);
+  const p = countParams(spec);
+  const L = spec.layers.length;
+  const q = s.quantization_bit === 4 ? 4 : s.quantization_bit === 8 ? 8 : null;
+  const bytesPerLinear = q === 4 ? 0.5 + 2 / 32 : q === 8 ? 1 + 2 / 32 : 4;
+  const weights = p.linear * bytesPerLinear + (p.embed + p.head + p.norms) * 4;
+  const method = String(s.finetuning_type ?? 'lora');
+  let trainable = 0;
+  if (method === 'lora') {
+    const r = num(s.lora_rank, 8);
+    const t = s.lora_target;
+    const list = Array.isArray(t) ? t.map(String) : typeof t === 'string' ? t.split(',').map((x) => x.trim()) : ['all'];
+    const chosen = list.includes('all') ? SITES : SITES.filter((x) => list.includes(x));
+    for (const k of chosen) {
+      const [n, kk] = sites(spec)[k];
+      trainable += L * (r * (n + kk) + (s.use_dora ? n : 0));
+    }
+  } else if (method === 'full') {
+    trainable = p.linear + p.embed + p.head + p.norms;
+  } else {
+    const n = Math.min(L, Math.abs(num(s.freeze_trainable_layers, 2)));
+    trainable = (p.linear / L + 2 * spec.hidden) * n;
+  }
+  // value (already in the weights for full/freeze) + gradient + two moments
+  const optimizer = trainable * (method === 'lora' ? 16 : 12);
+  const T = num(s.per_device_train_batch_size, 8) * num(s.cutoff_len, 2048);
+  const D = spec.hidden, I = spec.intermediate;
+  const qkv = (spec.heads + 2 * spec.kvHeads) * spec.headDim;
+  const layerWork = T * (6 * D + 2 * qkv + 3 * I) * 4;
+  const recompute = s.disable_gradient_checkpointing !== true;
+  const kept = recompute ? T * D * 4 * (L + 1) : layerWork * L;
+  const lossChunk = Math.min(spec.vocab, 8192) * Math.min(T, 4096) * 4 * 2;
+  const activations = kept + layerWork + lossChunk;
+  const total = weights + optimizer + activations;
+  return { params: p.linear + p.embed + p.head + p.norms, weights, trainable, optimizer, activations, total, spec };
+}

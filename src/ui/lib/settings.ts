@@ -1,0 +1,154 @@
+// Training settings as LLaMA-Factory keys (what a YAML would hold), the methods the app offers,
+// presets, and their persistence across reloads (localStorage).
+
+export type Settings = Record<string, unknown>;
+
+export type Method = 'lora' | 'qlora' | 'dora' | 'full' | 'freeze';
+
+export const METHODS: { value: Method; label: string; help: string }[] = [
+  { value: 'lora', label: 'LoRA', help: 'Low-rank adapters on a frozen base (f32).' },
+  { value: 'qlora', label: 'QLoRA', help: 'LoRA on a 4-bit quantized base: about a quarter of the weight memory.' },
+  { value: 'dora', label: 'DoRA', help: 'Weight-decomposed LoRA: a magnitude vector per output as well.' },
+  { value: 'full', label: 'Full', help: 'Every weight is trained: small models only.' },
+  { value: 'freeze', label: 'Freeze', help: 'Train the last layers only.' },
+];
+
+export function methodOf(s: Settings): Method {
+  if (s.finetuning_type === 'full') return 'full';
+  if (s.finetuning_type === 'freeze') return 'freeze';
+  if (s.use_dora) return 'dora';
+  if (s.quantization_bit === 4 || s.quantization_bit === 8) return 'qlora';
+  return 'lora';
+}
+
+export function withMethod(s: Settings, m: Method): Settings {
+  const base = { ...s, use_dora: false, quantization_bit: null };
+  switch (m) {
+    case 'lora':
+      return { ...base, finetuning_type: 'lora' };
+    case 'qlora':
+      return { ...base, finetuning_type: 'lora', quantization_bit: 4 };
+    case 'dora':
+      return { ...base, finetuning_type: 'lora', use_dora: true };
+    case 'full':
+      return { ...base, finetuning_type: 'full' };
+    case 'freeze':
+      return { ...base, finetuning_type: 'freeze' };
+  }
+}
+
+/** The app's starting point: a short LoRA run that shows a falling loss on the demo in minutes. */
+export const DEFAULT_SETTINGS: Settings = {
+  stage: 'sft',
+  finetuning_type: 'lora',
+  quantization_bit: null,
+  use_dora: false,
+  lora_rank: 8,
+  lora_alpha: 16,
+  lora_target: 'all',
+  learning_rate: 1e-3,
+  lr_scheduler_type: 'cosine',
+  warmup_ratio: 0,
+  num_train_epochs: 1,
+  max_steps: 40,
+  per_device_train_batch_size: 4,
+  gradient_accumulation_steps: 1,
+  cutoff_len: 256,
+  packing: false,
+  val_size: 0,
+  eval_strategy: 'no',
+  logging_steps: 1,
+  save_steps: 10,
+  seed: 42,
+  template: null,
+};
+
+export interface Preset {
+  name: string;
+  help: string;
+  settings: Settings;
+}
+
+export const PRESETS: Preset[] = [
+  { name: 'Quick demo', help: '40 LoRA steps at a high rate: watch the loss fall.', settings: DEFAULT_SETTINGS },
+  {
+    name: 'LoRA (LLaMA-Factory example)',
+    help: 'examples/train_lora/*_lora_sft.yaml: r 8, lr 1e-4, cosine, 3 epochs, batch 1 x 8.',
+    settings: {
+      ...DEFAULT_SETTINGS,
+      lora_rank: 8,
+      lora_alpha: 16,
+      learning_rate: 1e-4,
+      lr_scheduler_type: 'cosine',
+      warmup_ratio: 0.1,
+      num_train_epochs: 3,
+      max_steps: -1,
+      per_device_train_batch_size: 1,
+      gradient_accumulation_steps: 8,
+      cutoff_len: 2048,
+      save_steps: 50,
+      logging_steps: 5,
+    },
+  },
+  {
+    name: 'QLoRA 4-bit',
+    help: 'LoRA r 16 on a 4-bit base: the most model per GiB.',
+    settings: { ...DEFAULT_SETTINGS, finetuning_type: 'lora', quantization_bit: 4, lora_rank: 16, lora_alpha: 32, learning_rate: 2e-4, max_steps: -1, num_train_epochs: 2, per_device_train_batch_size: 2, gradient_accumulation_steps: 4, cutoff_len: 1024, save_steps: 50, logging_steps: 5 },
+  },
+  {
+    name: 'DoRA',
+    help: 'Weight-decomposed LoRA, r 8.',
+    settings: { ...DEFAULT_SETTINGS, use_dora: true, learning_rate: 5e-4 },
+  },
+  {
+    name: 'Full fine-tune (small models)',
+    help: 'All weights, lr 1e-5: needs about 16 bytes per parameter.',
+    settings: { ...DEFAULT_SETTINGS, finetuning_type: 'full', learning_rate: 1e-5, max_steps: 40 },
+  },
+  {
+    name: 'Freeze (last 2 layers)',
+    help: 'Train the last two layers in full.',
+    settings: { ...DEFAULT_SETTINGS, finetuning_type: 'freeze', freeze_trainable_layers: 2, learning_rate: 1e-4 },
+  },
+];
+
+const KEY = 'crucible.settings.v1';
+
+export interface Persisted {
+  settings: Settings;
+  model?: { kind: 'demo' } | { kind: 'hub'; id: string };
+  data?: { kind: 'demo'; dataset: string } | { kind: 'upload'; dataset: string } | { kind: 'hub'; repo: string };
+  generation?: Record<string, unknown>;
+  hubEndpoint?: string;
+}
+
+export function loadPersisted(): Persisted {
+  try {
+    const raw = localStorage.getItem(KEY);
+    if (raw) {
+      const p = JSON.parse(raw) as Persisted;
+      return { ...p, settings: { ...DEFAULT_SETTINGS, ...p.settings } };
+    }
+  } catch {
+    /* private mode or corrupt: start afresh */
+  }
+  return { settings: { ...DEFAULT_SETTINGS } };
+}
+
+export function savePersisted(p: Persisted): void {
+  try {
+    localStorage.setItem(KEY, JSON.stringify(p));
+  } catch {
+    /* storage full or disabled */
+  }
+}
+
+/** The settings as a LLaMA-Factory YAML (for copying a run to the CLI or a cluster). */
+export function toYaml(s: Settings, extra: Settings = {}): string {
+  const lines: string[] = [];
+  for (const [k, v] of Object.entries({ ...extra, ...s })) {
+    if (v === undefined) continue;
+    lines.push(`${k}: ${v === null ? 'null' : typeof v === 'string' ? (/^[\w./-]+$/.test(v) ? v : JSON.stringify(v)) : Array.isArray(v) ? v.join(',') : String(v)}`);
+  }
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,232 @@
+// The one API between the app and its engine worker (workers/engine.worker.ts, exposed with
+// comlink). Types only: the UI imports this file without pulling engine code into the page.
+
+import type { Capabilities } from '../src/gpu/capabilities';
+import type { LogRecord } from '../src/train/trainer';
+import type { RunRecord } from '../src/train/store-browser';
+
+/** Where a model's files come from. */
+export type ModelSource =
+  /** A model folder served next to the app (the embedded demo model): absolute URL ending in '/'. */
+  | { kind: 'url'; id: string; base: string }
+  /** A Hub model downloaded into IndexedDB (src/hub browserStore). */
+  | { kind: 'hub'; id: string; revision?: string };
+
+/** Where a dataset comes from. */
+export type DataSource =
+  /** A LLaMA-Factory data folder served next to the app (dataset_info.json + files). */
+  | { kind: 'url'; base: string; dataset: string }
+  /** Files the user dropped in; `dataset` names one of them (format detected from its records). */
+  | { kind: 'upload'; files: Record<string, Uint8Array>; dataset: string }
+  /** A Hub dataset repo (org/name), fetched on demand. */
+  | { kind: 'hub'; repo: string };
+
+/** LLaMA-Factory keys (stage, finetuning_type, lora_rank, learning_rate, ...), as in a YAML. */
+export type Settings = Record<string, unknown>;
+
+export interface GpuInfo {
+  ok: true;
+  caps: Capabilities;
+}
+export interface GpuMissing {
+  ok: false;
+  /** What is wrong and what to do. */
+  message: string;
+}
+
+export interface ModelInfo {
+  id: string;
+  arch: string;
+  layers: number;
+  hidden: number;
+  vocab: number;
+  /** Parameters of the base model. */
+  params: number;
+  /** Bytes the weights take on the GPU in the loaded format. */
+  gpuBytes: number;
+  format: string;
+  chatTemplate: boolean;
+  /** Default generation settings from generation_config.json. */
+  generation: { temperature?: number; top_p?: number; top_k?: number; repetition_penalty?: number };
+}
+
+export interface PreviewSegment {
+  text: string;
+  learned: boolean;
+}
+
+export interface PreviewResult {
+  examples: { segments: PreviewSegment[]; tokens: number; learned: number }[];
+  /** Examples in the train split (after max_samples / val_size). */
+  count: number;
+  evalCount: number;
+  template: string;
+  warnings: string[];
+}
+
+export interface TrainStart {
+  runId: string;
+  model: ModelSource;
+  data: DataSource;
+  settings: Settings;
+  /** Continue from the run's newest complete checkpoint. */
+  resume: boolean;
+  /** Display name of the run. */
+  name?: string;
+}
+
+export interface TrainEvent {
+  kind: 'start' | 'log' | 'status' | 'checkpoint' | 'memory';
+  /** start: the run's size. */
+  start?: { totalSteps: number; examples: number; evalExamples: number; step: number };
+  log?: LogRecord;
+  status?: string;
+  checkpoint?: { dir: string; step: number };
+  memory?: { allocated: number; peak: number };
+}
+
+export interface TrainResult {
+  runId: string;
+  status: RunRecord['status'];
+  step: number;
+  totalSteps: number;
+  loss?: number;
+  evalLoss?: number;
+}
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
+}
+
+export interface GenerationSettings {
+  maxNewTokens: number;
+  temperature: number;
+  topP: number;
+  topK: number;
+  repetitionPenalty: number;
+  system?: string;
+  /** false: the base model alone (the adapter switched off). */
+  useAdapter: boolean;
+  seed?: number;
+}
+
+export interface ChatResult {
+  text: string;
+  promptTokens: number;
+  completionTokens: number;
+  finishReason: 'stop' | 'length' | 'aborted';
+  tokensPerSecond: number;
+}
+
+export interface AdapterFiles {
+  'adapter_config.json': string;
+  'adapter_model.safetensors': Uint8Array;
+}
+
+export interface BenchResult {
+  tokensPerSecond: number;
+  stepSeconds: number;
+  steps: number;
+  tokensPerStep: number;
+  peakBytes: number;
+  method: string;
+  model: string;
+  adapter: string;
+}
+
+export interface MergedModel {
+  /** File name -> bytes: model.safetensors, config.json, tokenizer files. */
+  files: Record<string, Uint8Array>;
+  bytes: number;
+}
+
+export interface EngineState {
+  model: ModelInfo | null;
+  modelSource: ModelSource | null;
+  hasAdapter: boolean;
+  adapterOrigin: string | null;
+  training: boolean;
+  memory: { allocated: number; peak: number };
+}
+
+export interface HubModel {
+  id: string;
+  /** Parameters (from the Hub's safetensors metadata), when known. */
+  params?: number;
+  downloads: number;
+  likes: number;
+  gated: boolean;
+}
+
+export interface HubDataset {
+  id: string;
+  downloads: number;
+  likes: number;
+}
+
+/** A Hub model before download: its files and config (for the memory estimate). */
+export interface HubModelDetails {
+  id: string;
+  revision: string;
+  /** Bytes of the files the app downloads. */
+  size: number;
+  files: string[];
+  config: Record<string, unknown> | null;
+}
+
+export interface StoredModelSummary {
+  id: string;
+  size: number;
+  partialBytes: number;
+  complete: boolean;
+}
+
+export interface DownloadEvent {
+  file: string;
+  loaded: number;
+  total: number;
+  bytesPerSecond: number;
+  etaSeconds: number;
+}
+
+/** What engine.worker.ts exposes. Callbacks are comlink proxies. */
+export interface EngineApi {
+  /** Hub endpoint (default https://huggingface.co) and a session token (kept in memory only). */
+  setHub(endpoint: string | null, token: string | null): Promise<void>;
+  searchModels(query: string, limit?: number): Promise<HubModel[]>;
+  searchDatasets(query: string, limit?: number): Promise<HubDataset[]>;
+  hubModel(id: string): Promise<HubModelDetails>;
+  download(id: string, onProgress: (p: DownloadEvent) => void): Promise<StoredModelSummary>;
+  cancelDownload(): Promise<void>;
+  listStored(): Promise<StoredModelSummary[]>;
+  deleteStored(id: string): Promise<boolean>;
+  listRuns(): Promise<RunRecord[]>;
+  deleteRun(id: string): Promise<void>;
+  /** The dataset files kept with a run (uploads), to resume it. */
+  runData(id: string): Promise<Record<string, Uint8Array> | null>;
+
+  gpuInfo(): Promise<GpuInfo | GpuMissing>;
+  state(): Promise<EngineState>;
+  /** Load (or keep, when already loaded with the same source and format) a model on the GPU. */
+  openModel(source: ModelSource, format: { quantizationBit: 4 | 8 | null }, onProgress?: (done: number, total: number, what: string) => void): Promise<ModelInfo>;
+  /** Read a model's config.json without loading it (memory estimates). */
+  modelConfig(source: ModelSource): Promise<Record<string, unknown>>;
+  preview(model: ModelSource, data: DataSource, settings: Settings, n: number): Promise<PreviewResult>;
+  train(start: TrainStart, onEvent: (e: TrainEvent) => void): Promise<TrainResult>;
+  /** Stop after the current step with a checkpoint; the run can be resumed later. */
+  pause(): Promise<void>;
+  /** Stop after the current step with a checkpoint; the run is over. */
+  stop(): Promise<void>;
+  chat(messages: ChatMessage[], gen: GenerationSettings, onText: (piece: string) => void): Promise<ChatResult>;
+  stopChat(): Promise<void>;
+  exportAdapter(): Promise<AdapterFiles>;
+  importAdapter(files: AdapterFiles, origin: string): Promise<void>;
+  /** The adapter of a run's newest checkpoint becomes the session's adapter. */
+  loadRunAdapter(runId: string): Promise<void>;
+  /** The base model with the adapter merged in (PEFT's merge_and_unload), when it fits in memory. */
+  mergedModel(): Promise<MergedModel>;
+  benchmark(model: ModelSource, settings: Settings, steps: number, onStatus?: (s: string) => void): Promise<BenchResult>;
+  /** URLs of the scripts this worker loaded (for the offline cache). */
+  loadedUrls(): Promise<string[]>;
+}

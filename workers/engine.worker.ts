@@ -1,0 +1,687 @@
+// The app's engine: one Web Worker holding the GPU device, the loaded model (a Session), training,
+// chat and export, exposed to the page as one comlink API (workers/api.ts). The page never touches
+// the GPU; long GPU work here never blocks the UI.
+
+import * as Comlink from 'comlink';
+import { listDatasets, listFiles, listModels } from '@huggingface/hub';
+import { browserGpu } from '../src/gpu/browser';
+import type { Gpu } from '../src/gpu/runtime';
+import { loadModelTokenizer, Session } from '../src/engine/session';
+import { configFromObject, type CrucibleConfig } from '../src/config';
+import { buildDataset, DataError, memoryFileAccess, previewExamples, type DataDeps, type PreviewExample } from '../src/data';
+import { browserStore, deleteStoredModel, downloadModel, listStoredModels, openStoredModel, resolveModel, type HubFile, type ModelStore } from '../src/hub';
+import { specFromConfig } from '../src/model/spec';
+import type { ModelFiles } from '../src/model/weights';
+import type { TokenExample } from '../src/train/batches';
+import type { LogRecord } from '../src/train/trainer';
+import {
+  browserRunStore,
+  deleteRun,
+  getRun,
+  getRunData,
+  latestCheckpoint,
+  listRuns,
+  pruneCheckpoints,
+  saveRun,
+  saveRunData,
+  updateRun,
+  type RunRecord,
+} from '../src/train/store-browser';
+import type {
+  AdapterFiles,
+  BenchResult,
+  ChatMessage,
+  ChatResult,
+  DataSource,
+  EngineApi,
+  EngineState,
+  GenerationSettings,
+  GpuInfo,
+  GpuMissing,
+  HubModelDetails,
+  StoredModelSummary,
+  MergedModel,
+  ModelInfo,
+  ModelSource,
+  PreviewResult,
+  Settings,
+  TrainEvent,
+  TrainResult,
+  TrainStart,
+} from './api';
+import { baseBytes, mergeModel } from './merge';
+import { fetchBytes, urlModelFiles } from './model-files';
+import { totalSteps, trainOptionsFromConfig } from './train-options';
+
+const HUB = 'https://huggingface.co';
+
+let gpuPromise: Promise<Gpu> | null = null;
+let session: Session | null = null;
+let sessionKey = '';
+let sessionSource: ModelSource | null = null;
+let sessionFiles: ModelFiles | null = null;
+let modelInfo: ModelInfo | null = null;
+let adapterOrigin: string | null = null;
+let lastTrained: { runId: string; finetuningType: string } | null = null;
+/** Freeze / full fine-tuning changed the loaded base weights: reload before the next run. */
+let baseModified = false;
+let training = false;
+let currentRun: string | null = null;
+let trainAbort: AbortController | null = null;
+let stopKind: 'pause' | 'stop' | null = null;
+let chatAbort: AbortController | null = null;
+/** One GPU job at a time: training, chat, benchmark and loading share the device. */
+let queue: Promise<unknown> = Promise.resolve();
+let hubStore: ModelStore | null = null;
+
+/** Call a page callback (a comlink proxy: its result is a promise) without waiting, ignoring a page that went away. */
+function notify<A extends unknown[]>(fn: ((...a: A) => unknown) | undefined, ...args: A): void {
+  if (!fn) return;
+  try {
+    void Promise.resolve(fn(...args)).catch(() => undefined);
+  } catch {
+    /* the page went away */
+  }
+}
+
+function exclusive<T>(fn: () => Promise<T>): Promise<T> {
+  const next = queue.then(fn, fn);
+  queue = next.catch(() => undefined);
+  return next;
+}
+
+function gpu(): Promise<Gpu> {
+  gpuPromise ??= browserGpu().catch((e) => {
+    gpuPromise = null;
+    throw e;
+  });
+  return gpuPromise;
+}
+
+function store(): ModelStore {
+  hubStore ??= browserStore();
+  return hubStore;
+}
+
+async function modelFiles(source: ModelSource): Promise<ModelFiles> {
+  if (source.kind === 'url') return urlModelFiles(source.base, source.id);
+  const m = await openStoredModel(store(), source.id, source.revision ? { revision: source.revision } : {});
+  if (!m) throw new Error(`${source.id} is not stored in this browser: download it first`);
+  return m;
+}
+
+const keyOf = (s: ModelSource, q: number | null) => `${s.kind}:${s.id}:${s.kind === 'url' ? s.base : (s.revision ?? 'main')}:${q ?? 'f32'}`;
+
+function countParams(config: Record<string, unknown>, where: string): { params: number; spec: ReturnType<typeof specFromConfig> } {
+  const spec = specFromConfig(config, where);
+  const { hidden: D, heads: Hq, kvHeads: Hkv, headDim: Dh, intermediate: I, vocab: V } = spec;
+  const perLayer = D * Hq * Dh + 2 * D * Hkv * Dh + Hq * Dh * D + 3 * D * I + 2 * D;
+  const tied = spec.tiedEmbeddings;
+  return { params: V * D * (tied ? 1 : 2) + spec.layers.length * perLayer + D, spec };
+}
+
+async function ensureSession(source: ModelSource, quantizationBit: 4 | 8 | null, onProgress?: (d: number, t: number, w: string) => void, pristine = false): Promise<Session> {
+  const key = keyOf(source, quantizationBit);
+  if (session && key === sessionKey && !(pristine && baseModified)) return session;
+  const g0 = await gpu();
+  if (session) {
+    // a fresh device frees every buffer of the old model at once
+    session.release();
+    session = null;
+    modelInfo = null;
+    adapterOrigin = null;
+    g0.destroy();
+    gpuPromise = null;
+  }
+  const g = await gpu();
+  const files = await modelFiles(source);
+  const s = await Session.open(g, files, { quantizationBit, ...(onProgress ? { onProgress } : {}) });
+  session = s;
+  baseModified = false;
+  sessionKey = key;
+  sessionSource = source;
+  sessionFiles = files;
+  const config = s.model.config;
+  const { params, spec } = countParams(config, `${source.id}/config.json`);
+  let generation: ModelInfo['generation'] = {};
+  if (await files.exists('generation_config.json')) {
+    try {
+      const gc = JSON.parse(await files.readText('generation_config.json')) as Record<string, number>;
+      generation = { temperature: gc.temperature, top_p: gc.top_p, top_k: gc.top_k, repetition_penalty: gc.repetition_penalty };
+    } catch {
+      /* optional */
+    }
+  }
+  modelInfo = {
+    id: source.id,
+    arch: spec.arch,
+    layers: spec.layers.length,
+    hidden: spec.hidden,
+    vocab: spec.vocab,
+    params,
+    gpuBytes: g.allocated,
+    format: s.model.format,
+    chatTemplate: !!s.tokenizer.chatTemplate,
+    generation,
+  };
+  return s;
+}
+
+function parseSettings(settings: Settings): CrucibleConfig {
+  const { config } = configFromObject(settings, { source: 'settings' });
+  return config;
+}
+
+/** File access and dataset names for buildDataset. */
+async function dataDeps(source: DataSource, tokenizer: DataDeps['tokenizer']): Promise<{ deps: DataDeps; dataset: string; dir: string }> {
+  if (source.kind === 'upload') {
+    const files: Record<string, Uint8Array> = {};
+    for (const [k, v] of Object.entries(source.files)) files[`upload/${k}`] = v;
+    return { deps: { tokenizer, ...memoryFileAccess(files) }, dataset: source.dataset, dir: 'upload' };
+  }
+  if (source.kind === 'url') {
+    const base = source.base.endsWith('/') ? source.base : `${source.base}/`;
+    const cache = new Map<string, Promise<Uint8Array>>();
+    const readFile = (path: string) => {
+      const rel = path.replace(/^data\//, '');
+      let p = cache.get(rel);
+      if (!p) {
+        p = fetchBytes(new URL(rel, base).href);
+        cache.set(rel, p);
+      }
+      return p;
+    };
+    return { deps: { tokenizer, readFile, listFiles: async () => null }, dataset: source.dataset, dir: 'data' };
+  }
+  const repo = source.repo;
+  const fetchFile = async (r: string, path: string) => fetchBytes(`${hubEndpoint}/datasets/${r}/resolve/main/${path.split('/').map(encodeURIComponent).join('/')}`);
+  const listRepoFiles = async (r: string) => {
+    const out: string[] = [];
+    for await (const f of listFiles({ repo: { type: 'dataset', name: r }, recursive: true, hubUrl: hubEndpoint, ...(hubToken ? { accessToken: hubToken } : {}) })) {
+      if (f.type === 'file') out.push(f.path);
+    }
+    return out;
+  };
+  return { deps: { tokenizer, readFile: async (p) => { throw new Error(`no local file ${p}`); }, fetchFile, listRepoFiles }, dataset: repo, dir: 'ONLINE' };
+}
+
+let hubEndpoint = HUB;
+let hubToken: string | undefined;
+
+function dataConfig(c: CrucibleConfig, dataset: string, dir: string): Record<string, unknown> {
+  return { ...c, dataset: [dataset], dataset_dir: dir, eval_dataset: null, shuffle: !c.disable_shuffling };
+}
+
+function errorText(e: unknown): string {
+  const m = e instanceof DataError || e instanceof Error ? e.message : String(e);
+  // uploads live in a virtual "upload/" folder: name the file as the user knows it
+  return m.replace(/\bupload\//g, '');
+}
+
+/** The files of a Hub repo the engine reads: top-level configs, tokenizer, safetensors. */
+const WANTED = /^(config\.json|generation_config\.json|tokenizer\.json|tokenizer_config\.json|special_tokens_map\.json|chat_template\.jinja|model\.safetensors\.index\.json|[^/]*\.safetensors)$/;
+const wantedFile = (f: { path: string }) => WANTED.test(f.path);
+
+let downloadAbort: AbortController | null = null;
+
+const hubOpts = () => ({ endpoint: hubEndpoint, ...(hubToken ? { token: hubToken } : {}) });
+
+const api: EngineApi = {
+  async setHub(endpoint, token) {
+    hubEndpoint = (endpoint || HUB).replace(/\/+$/, '');
+    hubToken = token || undefined;
+  },
+
+  async searchModels(query, limit = 20) {
+    const out = [];
+    for await (const m of listModels({
+      search: { query, tags: ['safetensors'] },
+      additionalFields: ['safetensors'],
+      limit,
+      sort: 'downloads',
+      hubUrl: hubEndpoint,
+      ...(hubToken ? { accessToken: hubToken } : {}),
+    })) {
+      const st = (m as { safetensors?: { total?: number } }).safetensors;
+      out.push({ id: m.name, downloads: m.downloads, likes: m.likes, gated: !!m.gated, ...(st?.total ? { params: st.total } : {}) });
+    }
+    return out;
+  },
+
+  async searchDatasets(query, limit = 20) {
+    const out = [];
+    for await (const d of listDatasets({ search: { query }, limit, hubUrl: hubEndpoint, ...(hubToken ? { accessToken: hubToken } : {}) })) {
+      out.push({ id: d.name, downloads: d.downloads, likes: d.likes });
+    }
+    return out;
+  },
+
+  async hubModel(id): Promise<HubModelDetails> {
+    const r = await resolveModel(id, { ...hubOpts(), store: store() });
+    const files = r.files.filter(wantedFile);
+    let config: Record<string, unknown> | null = null;
+    if (files.some((f) => f.path === 'config.json')) {
+      try {
+        config = JSON.parse(new TextDecoder().decode(await fetchBytes(`${hubEndpoint}/${id}/resolve/${r.revision}/config.json`)));
+      } catch {
+        config = null;
+      }
+    }
+    return { id, revision: r.revision, size: files.reduce((a, f: HubFile) => a + f.size, 0), files: files.map((f) => f.path), config };
+  },
+
+  async download(id, onProgress) {
+    downloadAbort?.abort();
+    const abort = new AbortController();
+    downloadAbort = abort;
+    await downloadModel(id, {
+      ...hubOpts(),
+      store: store(),
+      files: wantedFile,
+      signal: abort.signal,
+      onProgress: (p) => notify(onProgress, { file: p.file, loaded: p.loaded, total: p.total, bytesPerSecond: p.bytesPerSecond, etaSeconds: p.etaSeconds }),
+    });
+    const info = (await api.listStored()).find((m) => m.id === id);
+    if (!info) throw new Error(`${id}: downloaded, but not found in the store`);
+    return info;
+  },
+
+  async cancelDownload() {
+    downloadAbort?.abort();
+  },
+
+  async listStored(): Promise<StoredModelSummary[]> {
+    return (await listStoredModels(store())).map((m) => ({ id: m.id, size: m.size, partialBytes: m.partialBytes, complete: m.revisions.some((r) => r.complete) }));
+  },
+
+  async deleteStored(id) {
+    if (sessionSource?.kind === 'hub' && sessionSource.id === id) {
+      if (training) throw new Error(`${id} is training: stop the run first`);
+      session?.release();
+      session = null;
+      sessionKey = '';
+      sessionSource = null;
+      modelInfo = null;
+    }
+    return deleteStoredModel(store(), id);
+  },
+
+  listRuns: () => listRuns(),
+
+  async deleteRun(id) {
+    if (training && currentRun === id) throw new Error('this run is training: stop it first');
+    await deleteRun(id);
+  },
+
+  async runData(id) {
+    const d = await getRunData(id);
+    if (!d) return null;
+    const out: Record<string, Uint8Array> = {};
+    for (const [k, v] of Object.entries(d)) out[k] = typeof v === 'string' ? new TextEncoder().encode(v) : v;
+    return out;
+  },
+
+  async gpuInfo(): Promise<GpuInfo | GpuMissing> {
+    try {
+      const g = await gpu();
+      return { ok: true, caps: g.caps };
+    } catch (e) {
+      return { ok: false, message: errorText(e) };
+    }
+  },
+
+  async state(): Promise<EngineState> {
+    const g = gpuPromise ? await gpuPromise.catch(() => null) : null;
+    return {
+      model: modelInfo,
+      modelSource: sessionSource,
+      hasAdapter: !!session?.adapter,
+      adapterOrigin: session?.adapter ? adapterOrigin : null,
+      training,
+      memory: { allocated: g?.allocated ?? 0, peak: g?.peakAllocated ?? 0 },
+    };
+  },
+
+  openModel(source, format, onProgress) {
+    return exclusive(async () => {
+      await ensureSession(source, format.quantizationBit, onProgress ? (d, t, w) => notify(onProgress, d, t, w) : undefined);
+      return modelInfo!;
+    });
+  },
+
+  async modelConfig(source) {
+    const files = await modelFiles(source);
+    return JSON.parse(await files.readText('config.json')) as Record<string, unknown>;
+  },
+
+  preview(model, data, settings, n) {
+    return exclusive(async (): Promise<PreviewResult> => {
+      const c = parseSettings(settings);
+      const files = await modelFiles(model);
+      const tokenizer = session && sessionSource && keyOf(sessionSource, null) === keyOf(model, null) ? session.tokenizer : await loadModelTokenizer(files);
+      const { deps, dataset, dir } = await dataDeps(data, tokenizer);
+      const cfg = dataConfig(c, dataset, dir);
+      const built = await buildDataset({ ...cfg, max_samples: c.max_samples ?? undefined, shuffle: false }, deps);
+      const examples = (await previewExamples(cfg, deps, n)) as PreviewExample[];
+      return {
+        examples: examples.map((e) => {
+          const item = 'chosen' in e ? e.chosen : e;
+          return { segments: item.segments, tokens: item.input_ids.length, learned: item.labels.filter((l) => l !== -100).length };
+        }),
+        count: built.train.length,
+        evalCount: built.eval.length,
+        template: built.stats.template,
+        warnings: built.stats.warnings,
+      };
+    });
+  },
+
+  train(start, onEvent) {
+    if (training) return Promise.reject(new Error('a run is already training'));
+    training = true;
+    currentRun = start.runId;
+    return exclusive(() => runTraining(start, onEvent)).finally(() => {
+      training = false;
+      currentRun = null;
+      trainAbort = null;
+      stopKind = null;
+    });
+  },
+
+  async pause() {
+    if (!training) return;
+    stopKind = 'pause';
+    trainAbort?.abort();
+  },
+
+  async stop() {
+    if (!training) return;
+    stopKind ??= 'stop';
+    trainAbort?.abort();
+  },
+
+  chat(messages, gen, onText) {
+    const abort = new AbortController();
+    chatAbort?.abort();
+    chatAbort = abort;
+    return exclusive(async (): Promise<ChatResult> => {
+      if (!session) throw new Error('load a model first');
+      const t0 = performance.now();
+      let aborted = false;
+      abort.signal.addEventListener('abort', () => (aborted = true));
+      const system = gen.system?.trim() ? gen.system : undefined;
+      const msgs = messages.filter((m) => m.role !== 'system');
+      try {
+        const r = await session.chat(
+          msgs,
+          {
+            maxNewTokens: gen.maxNewTokens,
+            temperature: gen.temperature,
+            topP: gen.topP,
+            topK: gen.topK,
+            repetitionPenalty: gen.repetitionPenalty,
+            ...(gen.seed !== undefined ? { seed: gen.seed } : {}),
+            ...(system !== undefined ? { system } : {}),
+            useAdapter: gen.useAdapter,
+            signal: abort.signal,
+          },
+          (piece) => {
+            notify(onText, piece);
+            return !aborted;
+          },
+        );
+        const secs = (performance.now() - t0) / 1000;
+        return { ...r, finishReason: aborted ? 'aborted' : r.finishReason, tokensPerSecond: r.completionTokens / Math.max(1e-3, secs) };
+      } catch (e) {
+        if (aborted) return { text: '', promptTokens: 0, completionTokens: 0, finishReason: 'aborted', tokensPerSecond: 0 };
+        throw e;
+      }
+    });
+  },
+
+  async stopChat() {
+    chatAbort?.abort();
+  },
+
+  exportAdapter() {
+    return exclusive(async (): Promise<AdapterFiles> => {
+      if (!session) throw new Error('load a model first');
+      const base = sessionSource?.kind === 'hub' ? sessionSource.id : (sessionSource?.id ?? null);
+      const files = await session.exportAdapter(base);
+      return Comlink.transfer(files, [files['adapter_model.safetensors'].buffer as ArrayBuffer]);
+    });
+  },
+
+  importAdapter(files, origin) {
+    return exclusive(async () => {
+      if (!session) throw new Error('load a model first');
+      const w = files['adapter_model.safetensors'];
+      const cfg = JSON.parse(files['adapter_config.json']) as { peft_type?: string };
+      if (cfg.peft_type && cfg.peft_type !== 'LORA') throw new Error(`adapter_config.json: peft_type ${cfg.peft_type} is not supported (LORA only)`);
+      await session.loadAdapter(files['adapter_config.json'], { name: origin, size: w.length, read: async (o, n) => w.subarray(o, o + n) });
+      adapterOrigin = origin;
+    });
+  },
+
+  loadRunAdapter(runId) {
+    return exclusive(async () => {
+      if (!session) throw new Error('load a model first');
+      const ck = await latestCheckpoint(runId);
+      if (!ck) throw new Error(`run ${runId} has no checkpoint`);
+      const st = browserRunStore(runId);
+      if (!(await st.exists(`${ck.dir}/adapter_model.safetensors`))) throw new Error(`run ${runId} trained no adapter (freeze / full fine-tuning)`);
+      const w = await st.read(`${ck.dir}/adapter_model.safetensors`);
+      const cfg = new TextDecoder().decode(await st.read(`${ck.dir}/adapter_config.json`));
+      await session.loadAdapter(cfg, { name: `${runId}/${ck.dir}`, size: w.length, read: async (o, n) => w.subarray(o, o + n) });
+      adapterOrigin = `run ${runId} (${ck.dir})`;
+    });
+  },
+
+  mergedModel() {
+    return exclusive(async (): Promise<MergedModel> => {
+      if (!session || !sessionFiles) throw new Error('load a model first');
+      const size = await baseBytes(sessionFiles);
+      const mem = ((navigator as Navigator & { deviceMemory?: number }).deviceMemory ?? 4) * 2 ** 30;
+      const limit = Math.min(1.9 * 2 ** 30, mem / 3);
+      if (size * 2 > limit) {
+        throw new Error(`the merged model needs about ${(size * 2 / 2 ** 30).toFixed(1)} GiB of memory in this tab (limit ${(limit / 2 ** 30).toFixed(1)} GiB): export the adapter and merge it with the CLI (crucible export)`);
+      }
+      let input: Parameters<typeof mergeModel>[0] = { base: sessionFiles };
+      if (session.adapter) {
+        const a = await session.exportAdapter(null);
+        input = { ...input, adapterConfig: a['adapter_config.json'], adapterWeights: a['adapter_model.safetensors'] };
+      } else if (lastTrained && lastTrained.finetuningType !== 'lora') {
+        const ck = await latestCheckpoint(lastTrained.runId);
+        if (!ck) throw new Error('the last run has no checkpoint');
+        input = { ...input, trainedWeights: await browserRunStore(lastTrained.runId).read(`${ck.dir}/trained_weights.safetensors`) };
+      } else throw new Error('there is nothing to merge: train or import an adapter first');
+      const model = await mergeModel(input);
+      const out: Record<string, Uint8Array> = { 'model.safetensors': model };
+      for (const f of ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja', 'special_tokens_map.json']) {
+        if (await sessionFiles.exists(f)) out[f] = new TextEncoder().encode(await sessionFiles.readText(f));
+      }
+      const bytes = Object.values(out).reduce((a, b) => a + b.length, 0);
+      return Comlink.transfer({ files: out, bytes }, Object.values(out).map((b) => b.buffer as ArrayBuffer));
+    });
+  },
+
+  benchmark(model, settings, steps, onStatus) {
+    if (training) return Promise.reject(new Error('training is running: benchmark after it'));
+    return exclusive(() => runBenchmark(model, settings, steps, onStatus));
+  },
+
+  async loadedUrls() {
+    return performance.getEntriesByType('resource').map((e) => e.name).concat([self.location.href]);
+  },
+};
+
+async function runTraining(start: TrainStart, onEvent: (e: TrainEvent) => void): Promise<TrainResult> {
+  const c = parseSettings(start.settings);
+  const emit = (e: TrainEvent) => notify(onEvent, e);
+  const status = (s: string) => emit({ kind: 'status', status: s });
+  let record: RunRecord | undefined = start.resume ? await getRun(start.runId) : undefined;
+  const fail = async (e: unknown) => {
+    const msg = errorText(e);
+    if (record) await updateRun(record.id, (r) => ({ ...r, status: 'failed', error: msg }));
+    throw new Error(msg);
+  };
+  try {
+    status(`loading ${start.model.id}`);
+    const s = await ensureSession(start.model, c.quantization_bit === 4 || c.quantization_bit === 8 ? c.quantization_bit : null, (d, t) =>
+      status(`loading ${start.model.id}: ${d}/${t} tensors`),
+    true);
+    if (c.finetuning_type !== 'lora' && s.adapter) {
+      s.adapter.release();
+      s.adapter = null;
+    }
+    status('tokenizing the dataset');
+    const { deps, dataset, dir } = await dataDeps(start.data, s.tokenizer);
+    const built = await buildDataset(dataConfig(c, dataset, dir), deps);
+    if (built.kind !== 'lm') throw new Error(`stage ${c.stage}: the app trains pt and sft so far`);
+    const train = built.train as TokenExample[];
+    const evalSet = built.eval as TokenExample[];
+    const opts = trainOptionsFromConfig(c, train.length);
+    const total = totalSteps(c, train.length);
+    const runStore = browserRunStore(start.runId);
+    let resumeFrom: string | undefined;
+    if (start.resume) {
+      const ck = await latestCheckpoint(start.runId);
+      if (ck) resumeFrom = ck.dir;
+      if (record && ck) record = { ...record, log: record.log.filter((l) => l.current_steps <= ck.step) };
+    }
+    if (!record) {
+      record = {
+        id: start.runId,
+        name: start.name ?? `${dataset} on ${start.model.id}`,
+        createdAt: Date.now(),
+        updatedAt: Date.now(),
+        status: 'running',
+        model: { kind: start.model.kind, id: start.model.id },
+        dataset: { kind: start.data.kind, name: dataset },
+        settings: start.settings,
+        log: [],
+        checkpoints: [],
+        totalSteps: total,
+        step: 0,
+      };
+      if (start.data.kind === 'upload') await saveRunData(start.runId, start.data.files);
+    }
+    record = { ...record, status: 'running', totalSteps: total, error: undefined };
+    await saveRun(record);
+    trainAbort = new AbortController();
+    if (stopKind) trainAbort.abort();
+    const g = s.gpu;
+    let lastLoss: number | undefined;
+    let lastEval: number | undefined;
+    let pending: Promise<void> = Promise.resolve();
+    const persist = () => {
+      const snap = record!;
+      pending = pending.then(() => saveRun(snap)).catch(() => undefined);
+    };
+    status(resumeFrom ? `resuming from ${resumeFrom}` : `training ${train.length} examples, ${total} steps`);
+    emit({ kind: 'start', start: { totalSteps: total, examples: train.length, evalExamples: evalSet.length, step: record.step } });
+    // tokens/s by the wall clock between logs (the GPU work included); real tokens per step estimated
+    // from the mean example length
+    const meanTokens = train.reduce((a, e) => a + Math.min(e.input_ids.length, opts.cutoffLen), 0) / Math.max(1, train.length);
+    const tokensPerStep = meanTokens * opts.batchSize * opts.gradAccum;
+    let lastLogAt = performance.now();
+    let lastLogStep = record.step;
+    adapterOrigin = `run ${start.runId}`;
+    if (c.finetuning_type !== 'lora') baseModified = true;
+    await s.train(opts, train, evalSet, runStore, {
+      ...(resumeFrom ? { resumeFrom } : {}),
+      signal: trainAbort.signal,
+      onLog: (raw: LogRecord) => {
+        const now = performance.now();
+        let rec = raw;
+        if (raw.loss !== undefined && raw.current_steps > lastLogStep) {
+          rec = { ...raw, tokens_per_second: Math.round((tokensPerStep * (raw.current_steps - lastLogStep)) / Math.max(1e-3, (now - lastLogAt) / 1000)) };
+          lastLogAt = now;
+          lastLogStep = raw.current_steps;
+        }
+        if (rec.loss !== undefined) lastLoss = rec.loss;
+        if (rec.eval_loss !== undefined) lastEval = rec.eval_loss;
+        record = { ...record!, log: [...record!.log, rec], step: rec.current_steps };
+        persist();
+        emit({ kind: 'log', log: rec });
+        emit({ kind: 'memory', memory: { allocated: g.allocated, peak: g.peakAllocated } });
+      },
+      onCheckpoint: (ckDir: string, step: number) => {
+        record = { ...record!, checkpoints: [...record!.checkpoints.filter((x) => x.step < step), { dir: ckDir, step }].slice(-(c.save_total_limit ?? 2)), step };
+        persist();
+        pending = pending.then(() => pruneCheckpoints(start.runId, c.save_total_limit ?? 2)).catch(() => undefined);
+        emit({ kind: 'checkpoint', checkpoint: { dir: ckDir, step } });
+      },
+    });
+    await pending;
+    lastTrained = { runId: start.runId, finetuningType: c.finetuning_type };
+    const step = record.step;
+    const finalStatus = stopKind === 'pause' && step < total ? 'paused' : stopKind === 'stop' && step < total ? 'stopped' : 'done';
+    record = { ...record, status: finalStatus };
+    await saveRun(record);
+    status(finalStatus === 'done' ? `done: ${step} steps` : `${finalStatus} at step ${step}/${total}`);
+    return { runId: start.runId, status: finalStatus, step, totalSteps: total, ...(lastLoss !== undefined ? { loss: lastLoss } : {}), ...(lastEval !== undefined ? { evalLoss: lastEval } : {}) };
+  } catch (e) {
+    return fail(e);
+  }
+}
+
+async function runBenchmark(model: ModelSource, settings: Settings, steps: number, onStatus?: (s: string) => void): Promise<BenchResult> {
+  const c = parseSettings(settings);
+  const q = c.quantization_bit === 4 || c.quantization_bit === 8 ? c.quantization_bit : null;
+  notify(onStatus, `loading ${model.id}`);
+  const s = await ensureSession(model, q);
+  // keep the session's adapter: the benchmark trains a throwaway one at learning rate 0
+  const saved = s.adapter ? await s.exportAdapter(null) : null;
+  const savedOrigin = adapterOrigin;
+  if (s.adapter && c.finetuning_type !== 'lora') {
+    s.adapter.release();
+    s.adapter = null;
+  }
+  const B = c.per_device_train_batch_size;
+  const S = Math.max(8, Math.min(c.cutoff_len, 256));
+  let seed = 1;
+  const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  const vocab = s.model.spec.vocab;
+  const rows: TokenExample[] = Array.from({ length: B }, () => {
+    const ids = Array.from({ length: S }, () => Math.floor(rand() * vocab));
+    return { input_ids: ids, labels: ids.slice() };
+  });
+  const opts = { ...trainOptionsFromConfig({ ...c, max_steps: steps + 1, gradient_accumulation_steps: 1, logging_steps: 1, eval_strategy: 'no', save_strategy: 'no' }, B), learningRate: 0 };
+  const g = s.gpu;
+  g.peakAllocated = g.allocated;
+  const times: number[] = [];
+  notify(onStatus, `benchmark: ${steps + 1} steps of ${B} x ${S} tokens`);
+  try {
+    await s.train(opts, rows, [], null, {
+      onLog: (r) => {
+        times.push(performance.now());
+        notify(onStatus, `benchmark: step ${r.current_steps}/${r.total_steps}`);
+      },
+    });
+  } finally {
+    if (saved) await s.loadAdapter(saved['adapter_config.json'], { name: 'saved', size: saved['adapter_model.safetensors'].length, read: async (o, n) => saved['adapter_model.safetensors'].subarray(o, o + n) });
+    else if (s.adapter) {
+      s.adapter.release();
+      s.adapter = null;
+    }
+    adapterOrigin = savedOrigin;
+  }
+  // the first step compiles pipelines: time the rest
+  const measured = times.length - 1;
+  const secs = measured > 0 ? (times[times.length - 1]! - times[0]!) / 1000 : NaN;
+  const tokensPerStep = B * S;
+  const method = c.finetuning_type === 'lora' ? `${c.use_dora ? 'DoRA' : q ? 'QLoRA' : 'LoRA'} r${c.lora_rank}${q ? ` (${q}-bit)` : ''}` : c.finetuning_type;
+  return {
+    tokensPerSecond: measured > 0 ? (tokensPerStep * measured) / secs : 0,
+    stepSeconds: measured > 0 ? secs / measured : NaN,
+    steps: measured,
+    tokensPerStep,
+    peakBytes: g.peakAllocated,
+    method,
+    model: model.id,
+    adapter: g.caps.adapter,
+  };
+}
+
+Comlink.expose(api);
