@@ -3,7 +3,6 @@
 
 import type { CrucibleConfig } from '../config';
 import type { PreviewOptions, PreviewResult } from '../cli/engines';
-import type { DataConfig } from '../data';
 import { nodeFileAccess } from '../data/node';
 import { previewExamples } from '../data/preview';
 import { resolveModelFiles } from './node-model';
@@ -17,6 +16,6 @@ export async function previewDataset(config: CrucibleConfig, opts: PreviewOption
     cacheDir: config.cache_dir,
   });
   const tokenizer = await loadModelTokenizer(files);
-  const all = await previewExamples(config as unknown as DataConfig, { tokenizer, ...nodeFileAccess() }, opts.offset + opts.count);
+  const all = await previewExamples(config, { tokenizer, ...nodeFileAccess() }, opts.offset + opts.count);
   return { examples: all.slice(opts.offset) };
 }

@@ -7,7 +7,7 @@ import { appendFile, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promise
 import { join } from 'node:path';
 import type { CrucibleConfig } from '../config';
 import type { TrainRunHooks, TrainRunResult } from '../cli/engines';
-import { buildDataset, type DataConfig } from '../data';
+import { buildDataset } from '../data';
 import { nodeFileAccess } from '../data/node';
 import { resolveModelFiles } from '../engine/node-model';
 import { trainOptionsFromConfig } from '../engine/options';
@@ -41,7 +41,7 @@ export async function runTraining(config: CrucibleConfig, hooks: TrainRunHooks):
   status(`loading ${config.model_name_or_path}${config.quantization_bit ? ` (${config.quantization_bit}-bit)` : ''}`);
   const session = await Session.open(gpu, files, { quantizationBit: (config.quantization_bit as 4 | 8 | null) ?? null });
 
-  const data = await buildDataset(config as unknown as DataConfig, {
+  const data = await buildDataset(config, {
     tokenizer: session.tokenizer,
     ...nodeFileAccess(),
     log: (m: string) => status(m),
