@@ -5,6 +5,8 @@
 //          label's logit; after the last chunk write lse and loss = lse - logit[label].
 //   grad:  turn the chunk's logits into dlogits = scale * (softmax - onehot) * softcap'(x) in
 //          place (zero for ignored rows), ready for the dH and dW gemms.
+//   gradWeighted: the same, times a per-row weight tokw[row] (preference losses: the gradient of
+//          the loss with respect to each sequence's log-probability, on its labelled tokens).
 // Per-row state lives after the logits in the workspace, 4 floats a row:
 //   [running max, running sum exp, label logit, lse].
 // softcap > 0 applies Gemma-2's final logit soft-capping z = c * tanh(x / c).
@@ -26,9 +28,10 @@ struct Params {
 @group(0) @binding(1) var<storage, read> labels: array<i32>;
 @group(0) @binding(2) var<storage, read_write> loss: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
-// grad binds (ws, labels, params); softcap binds (ws, params)
+// grad binds (ws, labels, params); softcap binds (ws, params); gradWeighted binds (ws, labels, tokw, params)
 @group(0) @binding(2) var<uniform> gp: Params;
 @group(0) @binding(1) var<uniform> cp: Params;
+@group(0) @binding(2) var<storage, read> tokw: array<f32>;
 
 const NEG_BIG = -3.0e38; // stands in for -inf (the arithmetic below never overflows with it)
 
@@ -99,6 +102,19 @@ fn stats(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
   }
 }
 
+// dlogits of one element (ws index a) of a valid row: scale * (softmax - onehot) * softcap'.
+fn dlogit(a: u32, row: u32, j: u32, label: i32, q: Params) -> f32 {
+  let z = capped(ws[a], q.softcap);
+  var d = exp(z - ws[q.state + row * 4u + 3u]);
+  if (u32(label) == q.col0 + j) { d -= 1.0; }
+  d *= q.scale;
+  if (q.softcap > 0.0) {
+    let t = z / q.softcap;
+    d *= 1.0 - t * t;
+  }
+  return d;
+}
+
 // One thread per element of the [T, n] chunk.
 @compute @workgroup_size(256)
 fn grad(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
@@ -113,15 +129,24 @@ fn grad(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
     ws[a] = 0.0;
     return;
   }
-  let z = capped(ws[a], gp.softcap);
-  var d = exp(z - ws[gp.state + row * 4u + 3u]);
-  if (u32(label) == gp.col0 + j) { d -= 1.0; }
-  d *= gp.scale;
-  if (gp.softcap > 0.0) {
-    let t = z / gp.softcap;
-    d *= 1.0 - t * t;
+  ws[a] = dlogit(a, row, j, label, gp);
+}
+
+// grad times a per-row weight.
+@compute @workgroup_size(256)
+fn gradWeighted(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                @builtin(local_invocation_index) lid: u32) {
+  let idx = (wg.y * nwg.x + wg.x) * 256u + lid;
+  if (idx >= p.T * p.n) { return; }
+  let row = idx / p.n;
+  let j = idx % p.n;
+  let a = row * p.ld + j;
+  let label = labels[row];
+  if (!isValid(label, p.V)) {
+    ws[a] = 0.0;
+    return;
   }
-  ws[a] = d;
+  ws[a] = dlogit(a, row, j, label, p) * tokw[row];
 }
 
 // In-place soft-capping of n values starting at element `state` (logitsForRows).

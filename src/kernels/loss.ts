@@ -6,7 +6,8 @@
 // `stats`); after the last chunk, loss_t = lse_t - logit_t[label_t]. Gradients need the final
 // lse, so they take a second walk: recompute the chunk's logits (skipped when the whole
 // vocabulary fits in one chunk), turn them in place into dlogits = gradScale (softmax - onehot)
-// (times the soft-cap derivative), then dH += dlogits W_c and dW_c += dlogitsᵀ h.
+// (times the soft-cap derivative, and an optional per-row weight), then dH += dlogits W_c and
+// dW_c += dlogitsᵀ h.
 //
 // Generation does not go through here: the engine computes the logits of the rows it samples
 // from with logitsForRows() below (gemm on the selected rows, optional soft-cap), then
@@ -40,6 +41,12 @@ export interface LossOptions {
   workspace?: Tensor;
   /** Add into dH instead of overwriting it. */
   accumulateDH?: boolean;
+  /**
+   * f32 [T]: multiplies row t's gradient (dlogits = gradScale * tokenWeights[t] * (softmax - onehot)).
+   * Preference losses put d loss / d log p(sequence) on the sequence's labelled tokens. The loss
+   * output is unaffected.
+   */
+  tokenWeights?: Tensor;
 }
 
 /** Default workspace budget for one chunk of logits. */
@@ -114,6 +121,9 @@ export function lmHeadCrossEntropy(gpu: Gpu, h: Tensor, w: Weight, labels: Tenso
     throw new GpuError(`lmHeadCrossEntropy: dH must be f32 [${T}, ${D}], got ${out.dH.dtype} ${shapeStr(out.dH.shape)}`);
   if (out.dW && (out.dW.dtype !== 'f32' || numel(out.dW.shape) !== V * D))
     throw new GpuError(`lmHeadCrossEntropy: dW must be one f32 [${V}, ${D}] tensor, got ${out.dW.dtype} ${shapeStr(out.dW.shape)}`);
+  const tw = opts.tokenWeights;
+  if (tw && (tw.dtype !== 'f32' || numel(tw.shape) !== T))
+    throw new GpuError(`lmHeadCrossEntropy: tokenWeights must be f32 [${T}], got ${tw.dtype} ${shapeStr(tw.shape)}`);
   if (T === 0) return;
 
   const maxRows = Math.max(...parts.map((p) => p.shape[0]!));
@@ -143,10 +153,10 @@ export function lmHeadCrossEntropy(gpu: Gpu, h: Tensor, w: Weight, labels: Tenso
   });
   if (!out.dH && !out.dW) return;
 
-  const grad = gpu.pipeline(source, 'grad');
+  const grad = gpu.pipeline(source, tw ? 'gradWeighted' : 'grad');
   list.forEach((c, i) => {
     if (list.length > 1) chunkLogits(gpu, h, c, T, D, ws, C);
-    gpu.dispatch(grad, [ws, labels], gpu.grid(Math.ceil((T * c.n) / 256)),
+    gpu.dispatch(grad, tw ? [ws, labels, tw] : [ws, labels], gpu.grid(Math.ceil((T * c.n) / 256)),
       [T, c.n, C, c.v0, V, 0, 0, state, f32(softcap), f32(opts.gradScale)]);
     if (out.dH) {
       gemm(gpu, { a: ws, b: c.part, c: out.dH, M: T, N: D, K: c.n, lda: C, offB: c.r0 * D, beta: i === 0 && !opts.accumulateDH ? 0 : 1 });

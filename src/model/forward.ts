@@ -292,6 +292,22 @@ export interface StepOptions {
   gradScale: number;
   /** NEFTune: a [T, D] noise tensor added to the embeddings (training only). */
   embedNoise?: Tensor;
+  /**
+   * f32 [T]: multiplies each token's loss gradient (on top of gradScale). Preference losses put
+   * d loss / d log p(sequence) on each sequence's labelled tokens.
+   */
+  tokenWeights?: Tensor;
+  /**
+   * The activations in ws come from a forward of the loaded batch with the current weights (a
+   * forward-only call just before): skip the forward, run only the head and the backward.
+   */
+  reuseForward?: boolean;
+  /**
+   * Replaces the lm_head cross-entropy (ws.loss is left alone): the forward ends at ws.final,
+   * and with backward, head(dFinal) must write d loss / d ws.final [T, D] (a reward model's value
+   * head on each sequence's last token).
+   */
+  head?: (dFinal: Tensor) => void;
 }
 
 /**
@@ -303,16 +319,26 @@ export function forwardBackward(ws: Workspace, opts: StepOptions): void {
   const { model } = ws;
   const gpu = model.gpu;
   const s = model.spec;
-  embedding(gpu, ws.ids, model.embed.value, ws.resid[0]!, s.embedScale);
-  if (opts.embedNoise) add(gpu, ws.resid[0]!, opts.embedNoise, ws.resid[0]!);
-  for (let l = 0; l < model.layers.length; l++) layerForward(ws, l);
-  norm(gpu, model, ws.resid[model.layers.length]!, model.finalNorm, ws.final, ws.rstdFinal);
+  if (!opts.reuseForward) {
+    embedding(gpu, ws.ids, model.embed.value, ws.resid[0]!, s.embedScale);
+    if (opts.embedNoise) add(gpu, ws.resid[0]!, opts.embedNoise, ws.resid[0]!);
+    for (let l = 0; l < model.layers.length; l++) layerForward(ws, l);
+    norm(gpu, model, ws.resid[model.layers.length]!, model.finalNorm, ws.final, ws.rstdFinal);
+  }
   const g = opts.backward ? ws.gradBuffers() : null;
-  lmHeadCrossEntropy(gpu, ws.final, model.lmHead.weight, ws.labels, {
-    loss: ws.loss,
-    ...(g ? { dH: g.dFinal } : {}),
-    ...(g && model.lmHead.grad ? { dW: model.lmHead.grad } : {}),
-  }, { gradScale: opts.gradScale, ...(s.finalSoftcap ? { softcap: s.finalSoftcap } : {}) });
+  if (opts.head) {
+    if (g) opts.head(g.dFinal);
+  } else {
+    lmHeadCrossEntropy(gpu, ws.final, model.lmHead.weight, ws.labels, {
+      loss: ws.loss,
+      ...(g ? { dH: g.dFinal } : {}),
+      ...(g && model.lmHead.grad ? { dW: model.lmHead.grad } : {}),
+    }, {
+      gradScale: opts.gradScale,
+      ...(s.finalSoftcap ? { softcap: s.finalSoftcap } : {}),
+      ...(opts.tokenWeights ? { tokenWeights: opts.tokenWeights } : {}),
+    });
+  }
   if (!g) return;
   normBack(gpu, model, g.dFinal, ws.resid[model.layers.length]!, model.finalNorm, ws.rstdFinal, g.dResid, false);
   for (let l = model.layers.length - 1; l >= 0; l--) {

@@ -1,6 +1,8 @@
 // The training loop: micro-batches with gradient accumulation (loss normalised by the learned
 // tokens of the whole optimizer step, as HF transformers does), AdamW with a schedule, logging
 // without per-step readbacks, evaluation, checkpoints that resume on the same loss curve.
+// Stages rm, dpo and kto run in the same loop: a PreferenceObjective (preference.ts) does the
+// forward and backward of each step and supplies the log's metrics.
 
 import type { Gpu } from '../gpu/runtime';
 import type { Tensor } from '../gpu/tensor';
@@ -12,7 +14,11 @@ import { encodeSafetensors, openSafetensors, readF32, type ByteSource } from '..
 import { makeTrainable } from '../model/trainable';
 import { epochOrder, makeBatch, type TokenExample, type TrainBatch } from './batches';
 import { AdamW } from './optimizer';
+import { checkExamples, PreferenceObjective, type PreferenceExample, type PreferenceLogFields, type PreferenceOptions } from './preference';
 import { lrMultiplier, warmupSteps, type SchedulerType } from './schedule';
+
+/** sft / pt rows, preference pairs (rm, dpo) or KTO examples. */
+export type TrainExample = TokenExample | PreferenceExample;
 
 export interface TrainOptions {
   finetuningType: 'lora' | 'freeze' | 'full';
@@ -42,9 +48,12 @@ export interface TrainOptions {
   cutoffLen: number;
   /** Keep only layer inputs and recompute activations in backward. */
   recompute: boolean;
+  /** Stages rm, dpo, kto (preferenceOptions(config)); absent or null: pt / sft. */
+  preference?: PreferenceOptions | null;
 }
 
-export interface LogRecord {
+/** One trainer_log.jsonl record; preference stages add TRL's metric names (rewards/chosen, ...). */
+export interface LogRecord extends PreferenceLogFields {
   current_steps: number;
   total_steps: number;
   loss?: number;
@@ -86,6 +95,8 @@ export class Trainer {
   readonly optimizer: AdamW;
   readonly totalSteps: number;
   readonly microPerEpoch: number;
+  /** Stages rm / dpo / kto; null for pt / sft. */
+  readonly objective: PreferenceObjective | null;
   state: TrainerState;
   private readonly workspaces = new Map<string, Workspace>();
   private readonly lossSum: Tensor;
@@ -97,13 +108,20 @@ export class Trainer {
   private constructor(
     readonly model: Model,
     readonly adapter: Adapter | null,
-    readonly train: readonly TokenExample[],
-    readonly evalSet: readonly TokenExample[],
+    readonly train: readonly TrainExample[],
+    readonly evalSet: readonly TrainExample[],
     readonly opts: TrainOptions,
     readonly padId: number,
   ) {
     const gpu = model.gpu;
+    this.objective = opts.preference
+      ? new PreferenceObjective({
+        model, adapter, padId, cutoffLen: opts.cutoffLen, random: seeded(opts.seed + 1),
+        workspace: (B, S) => this.workspace({ B, S }),
+      }, opts.preference)
+      : null;
     this.params = adapter ? adapter.params(opts.lora?.plusRatio ?? 1) : trainableBase(model, opts);
+    this.params = [...this.params, ...(this.objective?.params ?? [])];
     if (this.params.length === 0) throw new Error('nothing to train: the chosen method selects no parameters');
     this.optimizer = new AdamW(gpu, this.params, {
       lr: opts.learningRate, beta1: opts.beta1, beta2: opts.beta2, eps: opts.eps, weightDecay: opts.weightDecay, maxGradNorm: opts.maxGradNorm,
@@ -116,8 +134,13 @@ export class Trainer {
     gpu.zero(this.lossSum);
   }
 
-  static async create(model: Model, train: readonly TokenExample[], evalSet: readonly TokenExample[], opts: TrainOptions, padId: number): Promise<Trainer> {
+  static async create(model: Model, train: readonly TrainExample[], evalSet: readonly TrainExample[], opts: TrainOptions, padId: number): Promise<Trainer> {
     if (train.length === 0) throw new Error('the training set is empty');
+    if (opts.preference && opts.neftuneAlpha > 0) throw new Error(`neftune_noise_alpha is not supported with stage ${opts.preference.stage} yet`);
+    if (opts.preference) {
+      checkExamples(opts.preference.stage, train, 'training data');
+      checkExamples(opts.preference.stage, evalSet, 'evaluation data');
+    }
     let adapter: Adapter | null = null;
     if (opts.finetuningType === 'lora') {
       if (opts.initialAdapter) adapter = await Adapter.load(model, opts.initialAdapter.configJson, opts.initialAdapter.weights);
@@ -137,19 +160,10 @@ export class Trainer {
     const schedule = { type: o.scheduler, warmupSteps: warmupSteps(this.totalSteps, o.warmupSteps, o.warmupRatio), totalSteps: this.totalSteps };
     let stepStart = performance.now();
     while (this.state.global_step < this.totalSteps) {
-      const micro = this.nextMicroBatches();
-      const valid = micro.reduce((a, b) => a + b.validTokens, 0);
+      const rows = this.nextMicroRows();
       this.optimizer.zeroGrad();
-      for (const batch of micro) {
-        const ws = this.workspace(batch);
-        ws.load(batch);
-        const noise = o.neftuneAlpha > 0 ? this.neftuneNoise(batch) : undefined;
-        forwardBackward(ws, { backward: true, gradScale: 1 / Math.max(1, valid), ...(noise ? { embedNoise: noise } : {}) });
-        if (noise) gpu.release(noise);
-        // running sum of the step's mean token loss, kept on the GPU until the next log
-        gemm(gpu, { a: ws.ones, b: ws.loss, c: this.lossSum, M: 1, N: 1, K: ws.T, alpha: 1 / Math.max(1, valid), beta: 1, transA: true, lda: 1 });
-        this.tokensSinceLog += batch.realTokens;
-      }
+      if (this.objective) this.tokensSinceLog += await this.objective.step(rows as PreferenceExample[][]);
+      else this.sftStep(rows as TokenExample[][]);
       const lr = o.learningRate * lrMultiplier(schedule, this.state.global_step);
       const sumSq = this.optimizer.update(lr);
       this.state.global_step++;
@@ -172,12 +186,37 @@ export class Trainer {
     return this.state;
   }
 
+  /** One optimizer step's forward and backward for pt / sft. */
+  private sftStep(rows: readonly TokenExample[][]): void {
+    const gpu = this.model.gpu;
+    const o = this.opts;
+    const micro = rows.map((r) => makeBatch(r, this.padId, o.cutoffLen));
+    const valid = micro.reduce((a, b) => a + b.validTokens, 0);
+    for (const batch of micro) {
+      const ws = this.workspace(batch);
+      ws.load(batch);
+      const noise = o.neftuneAlpha > 0 ? this.neftuneNoise(batch) : undefined;
+      forwardBackward(ws, { backward: true, gradScale: 1 / Math.max(1, valid), ...(noise ? { embedNoise: noise } : {}) });
+      if (noise) gpu.release(noise);
+      // running sum of the step's mean token loss, kept on the GPU until the next log
+      gemm(gpu, { a: ws.ones, b: ws.loss, c: this.lossSum, M: 1, N: 1, K: ws.T, alpha: 1 / Math.max(1, valid), beta: 1, transA: true, lda: 1 });
+      this.tokensSinceLog += batch.realTokens;
+    }
+  }
+
   /** Mean loss over the evaluation set. */
   async evaluate(lr: number, hooks: TrainHooks): Promise<number> {
     const gpu = this.model.gpu;
+    if (this.objective) {
+      const metrics = await this.objective.evaluate(this.evalSet as PreferenceExample[], this.opts.batchSize);
+      const rec = this.record(lr, roundAll(metrics));
+      this.state.log_history.push(rec);
+      hooks.onLog?.(rec);
+      return metrics.eval_loss!;
+    }
     let sum = 0, tokens = 0;
     for (let i = 0; i < this.evalSet.length; i += this.opts.batchSize) {
-      const batch = makeBatch(this.evalSet.slice(i, i + this.opts.batchSize), this.padId, this.opts.cutoffLen);
+      const batch = makeBatch(this.evalSet.slice(i, i + this.opts.batchSize) as TokenExample[], this.padId, this.opts.cutoffLen);
       const ws = this.workspace(batch);
       ws.load(batch);
       forwardBackward(ws, { backward: false, gradScale: 1 });
@@ -193,14 +232,7 @@ export class Trainer {
 
   async saveCheckpoint(store: RunStore, dir: string): Promise<void> {
     const gpu = this.model.gpu;
-    if (this.adapter) {
-      await store.write(`${dir}/adapter_model.safetensors`, await this.adapter.safetensors());
-      await store.write(`${dir}/adapter_config.json`, this.adapter.configJson(null));
-    } else {
-      const tensors: Record<string, { dtype: 'F32'; shape: readonly number[]; data: Float32Array }> = {};
-      for (const p of this.params) tensors[p.name] = { dtype: 'F32', shape: p.value.shape, data: await gpu.readF32(p.value) };
-      await store.write(`${dir}/trained_weights.safetensors`, encodeSafetensors(tensors, { format: 'pt' }));
-    }
+    await this.saveModel(store, dir);
     const opt: Record<string, { dtype: 'F32'; shape: readonly number[]; data: Float32Array }> = {};
     for (let i = 0; i < this.params.length; i++) {
       const p = this.params[i]!;
@@ -210,6 +242,26 @@ export class Trainer {
     await store.write(`${dir}/optimizer.safetensors`, encodeSafetensors(opt, { step: String(this.optimizer.step) }));
     // written last: a checkpoint without trainer_state.json is incomplete and is not resumed from
     await store.write(`${dir}/trainer_state.json`, JSON.stringify({ ...this.state, seed: this.opts.seed }, null, 1));
+  }
+
+  /**
+   * The trained model into `dir` (a checkpoint, or the output folder at the end): the adapter
+   * (adapter_config.json + adapter_model.safetensors) or trained_weights.safetensors, and for
+   * stage rm the value head beside it (value_head.safetensors, LLaMA-Factory's keys).
+   */
+  async saveModel(store: RunStore, dir: string): Promise<void> {
+    const gpu = this.model.gpu;
+    const at = (f: string) => (dir ? `${dir}/${f}` : f);
+    if (this.adapter) {
+      await store.write(at('adapter_model.safetensors'), await this.adapter.safetensors());
+      await store.write(at('adapter_config.json'), this.adapter.configJson(null));
+    } else {
+      const own = new Set(this.objective?.params ?? []);
+      const tensors: Record<string, { dtype: 'F32'; shape: readonly number[]; data: Float32Array }> = {};
+      for (const p of this.params) if (!own.has(p)) tensors[p.name] = { dtype: 'F32', shape: p.value.shape, data: await gpu.readF32(p.value) };
+      await store.write(at('trained_weights.safetensors'), encodeSafetensors(tensors, { format: 'pt' }));
+    }
+    await this.objective?.save(store, dir);
   }
 
   /** Restore weights, optimizer moments, step and data position from a checkpoint folder. */
@@ -224,9 +276,11 @@ export class Trainer {
     };
     const weights = await openSafetensors(await source(`${dir}/${this.adapter ? 'adapter_model' : 'trained_weights'}.safetensors`));
     const opt = await openSafetensors(await source(`${dir}/optimizer.safetensors`));
+    const own = new Set(this.objective?.params ?? []);
+    await this.objective?.load(store, dir);
     for (let i = 0; i < this.params.length; i++) {
       const p = this.params[i]!;
-      gpu.write(p.value, await readF32(weights, p.name));
+      if (!own.has(p)) gpu.write(p.value, await readF32(weights, p.name));
       gpu.write(this.optimizer.m[i]!, await readF32(opt, `${p.name}.exp_avg`));
       gpu.write(this.optimizer.v[i]!, await readF32(opt, `${p.name}.exp_avg_sq`));
     }
@@ -236,12 +290,14 @@ export class Trainer {
 
   release(): void {
     for (const ws of this.workspaces.values()) ws.release();
+    this.objective?.release();
     this.optimizer.release();
     this.model.gpu.release(this.lossSum);
   }
 
-  private nextMicroBatches(): TrainBatch[] {
-    const out: TrainBatch[] = [];
+  /** The examples of the next optimizer step's micro-batches. */
+  private nextMicroRows(): TrainExample[][] {
+    const out: TrainExample[][] = [];
     const o = this.opts;
     for (let i = 0; i < o.gradAccum; i++) {
       if (this.state.batch_in_epoch >= this.microPerEpoch) {
@@ -251,14 +307,13 @@ export class Trainer {
       }
       const order = epochOrder(this.train.length, o.seed, Math.floor(this.state.epoch));
       const start = this.state.batch_in_epoch * o.batchSize;
-      const rows = order.slice(start, start + o.batchSize).map((j) => this.train[j]!);
-      out.push(makeBatch(rows, this.padId, o.cutoffLen));
+      out.push(order.slice(start, start + o.batchSize).map((j) => this.train[j]!));
       this.state.batch_in_epoch++;
     }
     return out;
   }
 
-  private workspace(batch: TrainBatch): Workspace {
+  private workspace(batch: Pick<TrainBatch, 'B' | 'S' | 'segments'>): Workspace {
     const key = `${batch.B}x${batch.S}${batch.segments ? 'p' : ''}`;
     let ws = this.workspaces.get(key);
     if (!ws) {
@@ -279,10 +334,12 @@ export class Trainer {
 
   private async log(lr: number, sumSq: Tensor, hooks: TrainHooks): Promise<void> {
     const gpu = this.model.gpu;
-    const loss = (await gpu.readF32(this.lossSum))[0]! / Math.max(1, this.stepsSinceLog);
+    const metrics = this.objective
+      ? this.objective.takeMetrics(this.stepsSinceLog)
+      : { loss: (await gpu.readF32(this.lossSum))[0]! / Math.max(1, this.stepsSinceLog) };
     const gradNorm = Math.sqrt((await gpu.readF32(sumSq))[0]!);
     gpu.zero(this.lossSum);
-    const rec = this.record(lr, { loss: round(loss), grad_norm: round(gradNorm) });
+    const rec = this.record(lr, { ...roundAll(metrics), grad_norm: round(gradNorm) });
     this.stepsSinceLog = 0;
     this.tokensSinceLog = 0;
     this.timeSinceLog = 0;
@@ -317,6 +374,7 @@ function trainableBase(model: Model, o: TrainOptions): TrainableTensor[] {
 }
 
 const round = (x: number) => Math.round(x * 1e4) / 1e4;
+const roundAll = (m: Record<string, number>): Record<string, number> => Object.fromEntries(Object.entries(m).map(([k, v]) => [k, round(v)]));
 
 export function seeded(seed: number): () => number {
   let s = (seed >>> 0) || 0x2545f491;
