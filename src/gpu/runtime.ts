@@ -91,7 +91,7 @@ export class Gpu {
    */
   write(t: Tensor, data: ArrayBufferView, byteOffset = 0): void {
     this.check();
-    if (this.encoder) this.flush();
+    this.submitRecorded();
     const bytes = new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
     // writeBuffer needs a multiple of 4 bytes
     const padded = bytes.byteLength % 4 === 0 ? bytes : padTo4(bytes);
@@ -225,14 +225,9 @@ export class Gpu {
     return [Math.ceil(count / y), y];
   }
 
-  /** Submit everything recorded so far. */
+  /** Submit everything recorded so far, then free transient tensors (their users are submitted). */
   flush(): void {
-    this.endPass();
-    if (this.encoder) {
-      this.profiler?.resolveInto(this.encoder);
-      this.device.queue.submit([this.encoder.finish()]);
-      this.encoder = null;
-    }
+    this.submitRecorded();
     if (this.transients.length) this.release(...this.transients.splice(0));
     if (this.uniforms.size > UNIFORM_CACHE_LIMIT) {
       for (const b of this.uniforms.values()) b.destroy();
@@ -265,6 +260,16 @@ export class Gpu {
   }
 
   // ---- internals -----------------------------------------------------------------------------
+
+  /** Submit the recorded commands (transients stay alive: a caller may be about to write one). */
+  private submitRecorded(): void {
+    this.endPass();
+    if (this.encoder) {
+      this.profiler?.resolveInto(this.encoder);
+      this.device.queue.submit([this.encoder.finish()]);
+      this.encoder = null;
+    }
+  }
 
   private enc(): GPUCommandEncoder {
     this.encoder ??= this.device.createCommandEncoder();

@@ -8,8 +8,7 @@ import type { Tensor } from '../gpu/tensor';
 import { add, gatedAct, gatedActBackward } from '../kernels/act';
 import { attention, attentionBackward, type AttentionShape } from '../kernels/attention';
 import { embedding, embeddingBackward } from '../kernels/embedding';
-import { lmHeadCrossEntropy } from '../kernels/loss';
-import { linear } from '../kernels/matmul';
+import { lmHeadCrossEntropy, logitsForRows } from '../kernels/loss';
 import { rmsNorm, rmsNormBackward } from '../kernels/norm';
 import { rope, ropeBackward } from '../kernels/rope';
 import { allocSiteSaved, onesFor, siteBackward, siteForward, type SiteSaved } from './linear';
@@ -355,7 +354,8 @@ export function fullLogits(ws: Workspace, out: Tensor): void {
   embedding(gpu, ws.ids, model.embed.value, ws.resid[0]!, model.spec.embedScale);
   for (let l = 0; l < model.layers.length; l++) layerForward(ws, l);
   norm(gpu, model, ws.resid[model.layers.length]!, model.finalNorm, ws.final, ws.rstdFinal);
-  linear(gpu, ws.final, model.lmHead.weight, out);
+  const softcap = model.spec.finalSoftcap;
+  logitsForRows(gpu, ws.final, model.lmHead.weight, out, softcap ? { softcap } : {});
 }
 
 /** Keys and values of every layer for one sequence, [capacity, Hkv * Dh] each. */
