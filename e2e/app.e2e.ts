@@ -14,7 +14,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Browser, BrowserContext, Download, Page } from 'playwright-core';
-import { openSafetensors } from '../src/model/safetensors';
+import { openSafetensors, readF32 } from '../src/model/safetensors';
 import { startHubFront, type HubFront } from './hub-front';
 import { serveStatic, type StaticServer } from './static-server';
 import { writeTinyModel } from './tiny-model';
@@ -22,7 +22,7 @@ import { writeTinyModel } from './tiny-model';
 const CHROMIUM = '/usr/bin/chromium';
 const ROOT = resolve(import.meta.dirname, '..');
 const SHOTS = join(ROOT, 'test-results/e2e');
-const STEPS = 3;
+const STEPS = 6;
 const HUB_ID = 'crucible-test/demo-copy';
 
 const FLAGS = [
@@ -58,6 +58,7 @@ describe.skipIf(!existsSync(CHROMIUM))('app in Chromium (WebGPU on SwiftShader)'
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'crucible-e2e-'));
+    await rm(SHOTS, { recursive: true, force: true });
     await mkdir(SHOTS, { recursive: true });
     // the production build, as `npm run build` makes it (vitest runs with NODE_ENV=test)
     const { build } = await import('vite');
@@ -150,12 +151,13 @@ describe.skipIf(!existsSync(CHROMIUM))('app in Chromium (WebGPU on SwiftShader)'
     log('broken upload ok');
   });
 
-  it(`trains ${STEPS} steps on the demo: the loss chart and the step/loss text update`, async () => {
+  it(`trains ${STEPS} steps on the demo: live chart and text, pause and resume, a closed tab resumes from its checkpoint`, async () => {
     const set = async (name: string, v: string) => {
       const f = page.getByRole('spinbutton', { name, exact: true });
       await f.fill(v);
       await f.press('Tab');
     };
+    const step = async () => Number(/step (\d+)\//.exec((await page.getByTestId('run-step').textContent()) ?? '')?.[1] ?? -1);
     await set('Max steps', String(STEPS));
     await set('Batch size', '1');
     await set('Cutoff length', '64');
@@ -165,16 +167,40 @@ describe.skipIf(!existsSync(CHROMIUM))('app in Chromium (WebGPU on SwiftShader)'
     await page.getByRole('button', { name: 'Stop' }).waitFor({ timeout: 10_000 });
     await expect.poll(() => page.getByTestId('run-step').textContent(), { timeout: 180_000 }).toMatch(new RegExp(`step [1-9]\\d*/${STEPS}`));
     expect(await page.getByTestId('run-loss').textContent()).toMatch(/loss \d+\.\d+/);
+    expect(await page.getByTestId('run-tps').textContent()).toMatch(/\d tokens\/s/);
+    expect(await page.getByTestId('run-memory').textContent()).toMatch(/GPU memory [\d.]+ [KMG]?i?B/);
     expect(Number(await page.getByTestId('loss-chart').getAttribute('data-points'))).toBeGreaterThanOrEqual(1);
     await shot('03-training');
+
+    // pause: a checkpoint at the current step, then resume in place
+    await page.getByRole('button', { name: 'Pause' }).click();
+    await expect.poll(() => page.getByTestId('run-status').textContent(), { timeout: 120_000 }).toBe('paused');
+    const paused = await step();
+    expect(paused).toBeGreaterThanOrEqual(1);
+    expect(paused).toBeLessThan(STEPS);
+    expect(Number(await page.getByTestId('loss-chart').getAttribute('data-points'))).toBe(paused);
+    await page.getByRole('button', { name: 'Resume', exact: true }).click();
+    await expect.poll(step, { timeout: 120_000 }).toBeGreaterThan(paused);
+
+    // close the tab mid-run (a reload kills the worker): the run resumes from its newest checkpoint
+    const next = paused + 2 - (paused % 2);
+    await expect.poll(() => page.getByTestId('run-message').textContent(), { timeout: 120_000 }).toMatch(/saved checkpoint-\d+/);
+    const saved = Number(/checkpoint-(\d+)/.exec((await page.getByTestId('run-message').textContent())!)![1]);
+    expect(saved).toBeGreaterThanOrEqual(next);
+    await page.reload();
+    await expect.poll(() => page.getByTestId('run-status').textContent(), { timeout: 30_000 }).toBe('interrupted');
+    const at = await step();
+    expect(at).toBeGreaterThanOrEqual(saved);
+    expect(at).toBeLessThan(STEPS);
+    await shot('04-interrupted');
+    await page.getByRole('button', { name: 'Resume', exact: true }).click();
     await expect.poll(() => page.getByTestId('run-status').textContent(), { timeout: 240_000 }).toMatch(/done|failed/);
     expect(await page.getByTestId('run-status').textContent()).toBe('done');
     expect(await page.getByTestId('run-step').textContent()).toBe(`step ${STEPS}/${STEPS}`);
+    // one loss per step: the steps after the checkpoint were trained again, not logged twice
     expect(Number(await page.getByTestId('loss-chart').getAttribute('data-points'))).toBe(STEPS);
-    expect(await page.getByTestId('run-tps').textContent()).toMatch(/\d tokens\/s/);
-    expect(await page.getByTestId('run-memory').textContent()).toMatch(/GPU memory [\d.]+ [KMG]?i?B/);
     await expect.poll(() => page.getByTestId('run-history').locator('tbody tr').count()).toBe(1);
-    await shot('04-trained');
+    await shot('05-trained');
     log('trained');
   });
 
@@ -202,7 +228,7 @@ describe.skipIf(!existsSync(CHROMIUM))('app in Chromium (WebGPU on SwiftShader)'
     await page.getByTestId('answer-base').first().waitFor({ timeout: 180_000 });
     await page.getByRole('button', { name: 'Send' }).waitFor({ timeout: 180_000 });
     await page.getByLabel('Compare with base model').uncheck();
-    await shot('05-chat');
+    await shot('06-chat');
     log('chat ok');
   });
 
@@ -244,9 +270,46 @@ describe.skipIf(!existsSync(CHROMIUM))('app in Chromium (WebGPU on SwiftShader)'
       if (m![4] === 'B' && data.some((x) => x !== 0)) nonZeroB++;
     }
     expect(nonZeroB).toBeGreaterThan(0);
+    // the merged model: W + (alpha / r) B A for every adapted weight
+    const merged = new Promise<Download>((res) => {
+      const on = (d: Download) => {
+        if (d.suggestedFilename() === 'model.safetensors') {
+          page.off('download', on);
+          res(d);
+        }
+      };
+      page.on('download', on);
+    });
+    await page.getByRole('button', { name: 'Download merged model' }).click();
+    const mergedPath = join(dir, 'merged.safetensors');
+    await (await merged).saveAs(mergedPath);
+    const mBytes = new Uint8Array(await readFile(mergedPath));
+    const mst = await openSafetensors({ name: 'merged', size: mBytes.length, read: async (o, n) => mBytes.subarray(o, o + n) });
+    const bBytes = new Uint8Array(await readFile(join(demoDir, 'model.safetensors')));
+    const bst = await openSafetensors({ name: 'base', size: bBytes.length, read: async (o, n) => bBytes.subarray(o, o + n) });
+    expect([...mst.tensors.keys()].sort()).toEqual([...bst.tensors.keys()].sort());
+    const name = 'model.layers.0.self_attn.q_proj.weight';
+    const W = await readF32(bst, name);
+    const M = await readF32(mst, name);
+    const A = await readF32(st, `base_model.model.${name.replace(/\.weight$/, '')}.lora_A.weight`);
+    const Bm = await readF32(st, `base_model.model.${name.replace(/\.weight$/, '')}.lora_B.weight`);
+    const [N, K] = bst.tensors.get(name)!.shape as [number, number];
+    let err = 0, ref = 0;
+    for (let n = 0; n < N; n++) {
+      for (let k = 0; k < K; k++) {
+        let d = 0;
+        for (let j = 0; j < 8; j++) d += Bm[n * 8 + j]! * A[j * K + k]!;
+        const want = W[n * K + k]! + (16 / 8) * d;
+        err += (M[n * K + k]! - want) ** 2;
+        ref += want ** 2;
+      }
+    }
+    expect(Math.sqrt(err / ref)).toBeLessThan(bst.tensors.get(name)!.dtype === 'F32' ? 1e-5 : 5e-3);
+    expect(M.some((v, i) => v !== W[i])).toBe(true);
+
     await page.locator('input[type=file][accept=".json,.safetensors"]').setInputFiles([files['adapter_config.json']!, files['adapter_model.safetensors']!]);
     await expect.poll(() => page.getByTestId('export-message').textContent(), { timeout: 60_000 }).toMatch(/Loaded adapter_model\.safetensors/);
-    await shot('06-exported');
+    await shot('07-exported');
     log('export ok');
   });
 
@@ -263,7 +326,7 @@ describe.skipIf(!existsSync(CHROMIUM))('app in Chromium (WebGPU on SwiftShader)'
     await page.getByRole('button', { name: `Download ${HUB_ID}` }).click();
     await page.getByRole('button', { name: `Delete ${HUB_ID}` }).waitFor({ timeout: 60_000 });
     await expect.poll(() => page.getByRole('radio', { name: HUB_ID }).isChecked()).toBe(true);
-    await shot('07-hub-download');
+    await shot('08-hub-download');
     // back to the demo model for what follows
     await page.getByRole('radio', { name: /^Demo model/ }).check();
     log('hub download ok');
@@ -278,7 +341,7 @@ describe.skipIf(!existsSync(CHROMIUM))('app in Chromium (WebGPU on SwiftShader)'
     expect(Number(await page.getByTestId('loss-chart').getAttribute('data-points'))).toBe(STEPS);
     expect(await page.getByRole('spinbutton', { name: 'Max steps', exact: true }).inputValue()).toBe(String(STEPS));
     if (front) await page.getByRole('button', { name: `Delete ${HUB_ID}` }).waitFor({ timeout: 10_000 });
-    await shot('08-reloaded');
+    await shot('09-reloaded');
     log('reload ok');
   });
 
@@ -296,7 +359,7 @@ describe.skipIf(!existsSync(CHROMIUM))('app in Chromium (WebGPU on SwiftShader)'
     const answer = page.getByTestId('answer').first();
     await expect.poll(async () => ((await answer.textContent()) ?? '').replace(/^Tuned/, '').length, { timeout: 180_000 }).toBeGreaterThan(0);
     await page.getByRole('button', { name: 'Send' }).waitFor({ timeout: 180_000 });
-    await shot('09-offline');
+    await shot('10-offline');
     await context.setOffline(false);
     expect(errors).toEqual([]);
     log('offline ok');

@@ -78,7 +78,7 @@ export interface TrainStart {
 export interface TrainEvent {
   kind: 'start' | 'log' | 'status' | 'checkpoint' | 'memory';
   /** start: the run's size. */
-  start?: { totalSteps: number; examples: number; evalExamples: number; step: number };
+  start?: { totalSteps: number; examples: number; evalExamples: number; step: number; log: LogRecord[] };
   log?: LogRecord;
   status?: string;
   checkpoint?: { dir: string; step: number };

@@ -547,7 +547,8 @@ async function runTraining(start: TrainStart, onEvent: (e: TrainEvent) => void):
     if (start.resume) {
       const ck = await latestCheckpoint(start.runId);
       if (ck) resumeFrom = ck.dir;
-      if (record && ck) record = { ...record, log: record.log.filter((l) => l.current_steps <= ck.step) };
+      // steps after the checkpoint are trained again: drop their logs
+      if (record) record = { ...record, log: record.log.filter((l) => l.current_steps <= (ck?.step ?? 0)), step: ck?.step ?? 0 };
     }
     if (!record) {
       record = {
@@ -579,7 +580,7 @@ async function runTraining(start: TrainStart, onEvent: (e: TrainEvent) => void):
       pending = pending.then(() => saveRun(snap)).catch(() => undefined);
     };
     status(resumeFrom ? `resuming from ${resumeFrom}` : `training ${train.length} examples, ${total} steps`);
-    emit({ kind: 'start', start: { totalSteps: total, examples: train.length, evalExamples: evalSet.length, step: record.step } });
+    emit({ kind: 'start', start: { totalSteps: total, examples: train.length, evalExamples: evalSet.length, step: record.step, log: record.log } });
     // tokens/s by the wall clock between logs (the GPU work included); real tokens per step estimated
     // from the mean example length
     const meanTokens = train.reduce((a, e) => a + Math.min(e.input_ids.length, opts.cutoffLen), 0) / Math.max(1, train.length);

@@ -49,24 +49,29 @@ export async function mergeModel(input: MergeInput): Promise<Uint8Array> {
         const B = await readF32(adapter, `${key}.lora_B.weight`);
         const [N, K] = info.shape as [number, number];
         const r = A.length / K;
-        w = Float32Array.from(w);
+        const magKey = `${key}.lora_magnitude_vector`;
+        const m = cfg.use_dora ? await readF32(adapter, adapter.tensors.has(magKey) ? magKey : `${magKey}.weight`) : null;
+        const mergedW = new Float32Array(w.length);
+        const row = new Float64Array(K);
         for (let n = 0; n < N; n++) {
+          row.fill(0);
           for (let j = 0; j < r; j++) {
             const b = scale * B[n * r + j]!;
             if (b === 0) continue;
-            const row = n * K, arow = j * K;
-            for (let k = 0; k < K; k++) w[row + k]! += b * A[arow + k]!;
+            for (let k = 0; k < K; k++) row[k]! += b * A[j * K + k]!;
+          }
+          let ss = 0;
+          for (let k = 0; k < K; k++) {
+            const v = w[n * K + k]! + row[k]!;
+            mergedW[n * K + k] = v;
+            ss += v * v;
+          }
+          if (m) {
+            const f = m[n]! / Math.sqrt(ss);
+            for (let k = 0; k < K; k++) mergedW[n * K + k]! *= f;
           }
         }
-        if (cfg.use_dora) {
-          const m = await readF32(adapter, `${key}.lora_magnitude_vector`);
-          for (let n = 0; n < N; n++) {
-            let ss = 0;
-            for (let k = 0; k < K; k++) ss += w[n * K + k]! ** 2;
-            const f = m[n]! / Math.max(Math.sqrt(ss), 1e-12);
-            for (let k = 0; k < K; k++) w[n * K + k]! *= f;
-          }
-        }
+        w = mergedW;
         merged++;
       }
       out[name] = { dtype: info.dtype, shape: info.shape, data: w };

@@ -235,6 +235,7 @@ function onTrainEvent(e: TrainEvent): void {
   if (e.kind === 'start' && e.start) {
     r.total = e.start.totalSteps;
     r.step = e.start.step;
+    r.log = e.start.log;
     r.status = 'running';
   } else if (e.kind === 'log' && e.log) {
     const l = e.log;
@@ -291,8 +292,9 @@ export async function startTraining(): Promise<void> {
   await train(newRunId(), dataSource(), $state.snapshot(app.settings), false, name);
 }
 
-export async function resumeRun(run: RunRecord): Promise<void> {
+export async function resumeRun(proxied: RunRecord): Promise<void> {
   if (isTraining()) return;
+  const run = $state.snapshot(proxied) as RunRecord;
   let data: DataSource;
   if (run.dataset.kind === 'upload') {
     const files = await getEngine().runData(run.id);
@@ -338,7 +340,8 @@ export async function deleteRun(id: string): Promise<void> {
   await refreshRuns();
 }
 
-export async function useRunAdapter(run: RunRecord): Promise<void> {
+export async function useRunAdapter(proxied: RunRecord): Promise<void> {
+  const run = $state.snapshot(proxied) as RunRecord;
   if (run.model.kind === 'hub') app.model = { kind: 'hub', id: run.model.id };
   else app.model = { kind: 'demo' };
   const q = run.settings.quantization_bit === 4 || run.settings.quantization_bit === 8 ? (run.settings.quantization_bit as 4 | 8) : null;
