@@ -68,6 +68,18 @@ describe('crucible train / chat / export / preview on a tiny model', () => {
     expect(r.files.map((f) => f.slice(exp.length + 1)).sort()).toEqual(expect.arrayContaining(['adapter_config.json', 'adapter_model.safetensors']));
   });
 
+  it('stage dpo (sigmoid) runs with the base as the reference and logs TRL metric names; rm saves its value head', async () => {
+    const dpo = mkdtempSync(join(tmpdir(), 'run-dpo-'));
+    const logs: LogRecord[] = [];
+    await runTraining(trainConfig(dpo, { stage: 'dpo', dataset: 'dpo_en_demo', pref_beta: 0.1, max_steps: 2, save_strategy: 'no' }), { onLog: (l) => logs.push(l as LogRecord) });
+    expect(Object.keys(logs[0]!)).toEqual(expect.arrayContaining(['rewards/chosen', 'rewards/rejected', 'rewards/accuracies', 'rewards/margins']));
+    expect(existsSync(join(dpo, 'adapter_model.safetensors'))).toBe(true);
+    const rm = mkdtempSync(join(tmpdir(), 'run-rm-'));
+    await runTraining(trainConfig(rm, { stage: 'rm', dataset: 'dpo_en_demo', max_steps: 1, save_strategy: 'no' }), {});
+    const head = await openSafetensors(await fileSource(join(rm, 'value_head.safetensors')));
+    expect(head.tensors.get('v_head.summary.weight')?.shape).toEqual([1, 64]);
+  });
+
   it('preview marks the learned response and gives ids and labels', async () => {
     const { examples } = await previewDataset(trainConfig('/tmp/unused'), { count: 2, offset: 1 });
     expect(examples).toHaveLength(2);

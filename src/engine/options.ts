@@ -2,6 +2,7 @@
 // YAML means the same run in both.
 
 import type { CrucibleConfig } from '../config';
+import { preferenceOptions } from '../train/preference';
 import type { TrainOptions } from '../train/trainer';
 
 /** Fields of the config this mapping reads (the app builds them from its form). */
@@ -11,7 +12,8 @@ export type TrainConfig = Pick<CrucibleConfig,
   | 'warmup_ratio' | 'warmup_steps' | 'num_train_epochs' | 'max_steps' | 'per_device_train_batch_size'
   | 'gradient_accumulation_steps' | 'max_grad_norm' | 'weight_decay' | 'adam_beta1' | 'adam_beta2' | 'adam_epsilon'
   | 'neftune_noise_alpha' | 'seed' | 'logging_steps' | 'save_steps' | 'save_strategy' | 'eval_strategy' | 'eval_steps'
-  | 'cutoff_len' | 'disable_gradient_checkpointing'>;
+  | 'cutoff_len' | 'disable_gradient_checkpointing'
+  | 'stage' | 'pref_beta' | 'pref_ftx' | 'pref_loss' | 'dpo_label_smoothing' | 'simpo_gamma' | 'kto_chosen_weight' | 'kto_rejected_weight'>;
 
 export function trainOptionsFromConfig(c: TrainConfig): TrainOptions {
   if (c.pissa_init) throw new Error('pissa_init: PiSSA initialisation is not supported yet; remove it to start from PEFT\'s default initialisation');
@@ -52,5 +54,6 @@ export function trainOptionsFromConfig(c: TrainConfig): TrainOptions {
     evalSteps,
     cutoffLen: c.cutoff_len,
     recompute: !c.disable_gradient_checkpointing,
+    preference: preferenceOptions(c),
   };
 }

@@ -9,8 +9,7 @@ import { Generator, type SamplingOptions } from '../model/generate';
 import { Model } from '../model/model';
 import type { ByteSource } from '../model/safetensors';
 import type { ModelFiles, WeightFormat } from '../model/weights';
-import type { TokenExample } from '../train/batches';
-import { Trainer, type RunStore, type TrainHooks, type TrainOptions } from '../train/trainer';
+import { Trainer, type RunStore, type TrainExample, type TrainHooks, type TrainOptions } from '../train/trainer';
 
 export interface OpenOptions {
   /** quantization_bit: 4 or 8 quantizes the base on upload (QLoRA); otherwise f32 (f16 where asked and available). */
@@ -61,8 +60,12 @@ export class Session {
   }
 
   /** Train (LoRA: a fresh or continued adapter becomes this session's adapter). */
-  async train(opts: TrainOptions, train: readonly TokenExample[], evalSet: readonly TokenExample[], store: RunStore | null,
-    hooks: TrainHooks & { resumeFrom?: string } = {}): Promise<Trainer> {
+  /**
+   * Train on token rows (pt, sft), preference pairs (rm, dpo) or KTO examples. `onDone` runs
+   * after the last step, before the trainer's buffers are freed (save what it produced there).
+   */
+  async train(opts: TrainOptions, train: readonly TrainExample[], evalSet: readonly TrainExample[], store: RunStore | null,
+    hooks: TrainHooks & { resumeFrom?: string; onDone?: (trainer: Trainer) => Promise<void> } = {}): Promise<Trainer> {
     if (this.adapter && opts.finetuningType === 'lora' && !opts.initialAdapter) {
       this.adapter.release();
       this.adapter = null;
@@ -73,6 +76,7 @@ export class Session {
     try {
       if (hooks.resumeFrom && store) await trainer.resume(store, hooks.resumeFrom);
       await trainer.run(store, hooks);
+      await hooks.onDone?.(trainer);
     } finally {
       trainer.release();
       this.generator?.reset();

@@ -16,10 +16,9 @@ import { modelTensors } from '../export/model-tensors';
 import { writeSharded } from '../export/shards';
 import { nodeGpu } from '../gpu/node';
 import type { ModelFiles } from '../model/weights';
-import type { TokenExample } from './batches';
 import { lossPlotPng } from './plot';
 import { folderStore } from './store-node';
-import type { LogRecord } from './trainer';
+import type { LogRecord, Trainer } from './trainer';
 
 /** Tokenizer and config files copied next to a saved model, so the folder loads on its own. */
 export const MODEL_SIDE_FILES = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja'];
@@ -27,9 +26,6 @@ export const MODEL_SIDE_FILES = ['config.json', 'generation_config.json', 'token
 export async function runTraining(config: CrucibleConfig, hooks: TrainRunHooks): Promise<TrainRunResult> {
   const status = hooks.onStatus ?? (() => {});
   if (!config.model_name_or_path) throw new Error('model_name_or_path is required');
-  if (config.stage !== 'pt' && config.stage !== 'sft') {
-    throw new Error(`stage ${config.stage}: preference and reward training run through the preference trainer, which this build does not include yet`);
-  }
   const out = config.output_dir;
   const store = folderStore(out);
   const resumeFrom = await checkpointToResume(config, out);
@@ -46,7 +42,6 @@ export async function runTraining(config: CrucibleConfig, hooks: TrainRunHooks):
     ...nodeFileAccess(),
     log: (m: string) => status(m),
   });
-  if (data.kind !== 'lm') throw new Error(`stage ${config.stage} produced ${data.kind} examples`);
   status(`data: ${data.train.length} training examples${data.eval.length ? `, ${data.eval.length} for evaluation` : ''}`);
 
   const opts = trainOptionsFromConfig(config);
@@ -61,7 +56,7 @@ export async function runTraining(config: CrucibleConfig, hooks: TrainRunHooks):
   if (!resumeFrom) await writeFile(logPath, '');
   else status(`resuming from ${resumeFrom}`);
   const history: LogRecord[] = [];
-  const trainer = await session.train(opts, data.train as TokenExample[], data.eval as TokenExample[], store, {
+  const trainer = await session.train(opts, data.train, data.eval, store, {
     ...(hooks.signal ? { signal: hooks.signal } : {}),
     ...(resumeFrom ? { resumeFrom } : {}),
     onLog: (rec) => {
@@ -73,10 +68,13 @@ export async function runTraining(config: CrucibleConfig, hooks: TrainRunHooks):
       hooks.onCheckpoint?.(join(out, dir), step);
       void pruneCheckpoints(out, config.save_total_limit);
     },
+    onDone: async (t) => {
+      if (t.state.global_step >= t.totalSteps) await saveFinal(session, t, files, config, out);
+    },
   });
+  trainer.objective?.valueHead?.release();
   const state = trainer.state;
   const interrupted = state.global_step < trainer.totalSteps;
-  if (!interrupted) await saveFinal(session, files, config, out);
   const all = [...state.log_history];
   if (config.plot_loss) await writeFile(join(out, 'training_loss.png'), lossPlotPng(all.map((r) => ({ step: r.current_steps, ...(r.loss !== undefined ? { loss: r.loss } : {}), ...(r.eval_loss !== undefined ? { eval_loss: r.eval_loss } : {}) }))));
   const trainLoss = [...all].reverse().find((r) => r.loss !== undefined)?.loss;
@@ -93,7 +91,8 @@ export async function runTraining(config: CrucibleConfig, hooks: TrainRunHooks):
   };
 }
 
-async function saveFinal(session: Session, files: ModelFiles, config: CrucibleConfig, out: string): Promise<void> {
+/** The adapter (with base_model_name_or_path) or the whole trained model, plus rm's value head. */
+async function saveFinal(session: Session, trainer: Trainer, files: ModelFiles, config: CrucibleConfig, out: string): Promise<void> {
   if (config.finetuning_type === 'lora') {
     const ad = await session.exportAdapter(config.model_name_or_path);
     await writeFile(join(out, 'adapter_config.json'), ad['adapter_config.json']);
@@ -101,6 +100,7 @@ async function saveFinal(session: Session, files: ModelFiles, config: CrucibleCo
   } else {
     await writeSharded(modelTensors(session.model), (p, d) => writeFile(join(out, p), d), { maxBytes: 5e9, dtype: 'F32' });
   }
+  await trainer.objective?.save(folderStore(out), '');
   for (const f of MODEL_SIDE_FILES) {
     if (config.finetuning_type === 'lora' && f === 'config.json') continue;
     if (await files.exists(f)) await writeFile(join(out, f), await files.readText(f));
