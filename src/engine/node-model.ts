@@ -15,7 +15,7 @@ export interface ResolveHooks {
 }
 
 /** Files a model (or adapter) needs: configs, tokenizer, chat template, safetensors weights. */
-const MODEL_FILES = ['*.json', '*.safetensors', '*.jinja', 'tokenizer.model'];
+const MODEL_FILES = (f: { path: string }) => /\.(json|safetensors|jinja)$/.test(f.path);
 
 export async function resolveModelFiles(nameOrPath: string, hooks: ResolveHooks = {}): Promise<ModelFiles> {
   if (existsSync(nameOrPath)) {
