@@ -4,7 +4,7 @@
 import type { Gpu } from '../gpu/runtime';
 import type { Tensor } from '../gpu/tensor';
 import type { LinearSite } from './linear';
-import { SITE_KINDS, type Model } from './model';
+import type { Model, ModuleRef } from './model';
 import { dequantizeWeight } from './dequant';
 import { encodeSafetensors, openSafetensors, readF32, type ByteSource } from './safetensors';
 
@@ -34,10 +34,10 @@ export interface TrainableTensor {
 export const loraScaling = (s: LoraSettings): number => (s.rslora ? s.alpha / Math.sqrt(s.rank) : s.alpha / s.rank);
 
 /** PEFT's key prefix for a module of a causal LM. */
-export const peftKey = (site: LinearSite): string => `base_model.model.${site.name}`;
+export const peftKey = (site: { name: string }): string => `base_model.model.${site.name}`;
 
 export function resolveTargets(model: Model, targets: readonly string[] | 'all', where = 'lora_target'): Set<string> {
-  const valid = new Set<string>(SITE_KINDS);
+  const valid = new Set<string>(model.moduleKinds());
   const list = targets === 'all' || (targets.length === 1 && targets[0] === 'all') ? [...valid] : targets;
   for (const t of list) {
     if (!valid.has(t)) throw new Error(`${where}: "${t}" is not a linear layer of ${model.spec.arch}; valid: all, ${[...valid].join(', ')}`);
@@ -45,8 +45,35 @@ export function resolveTargets(model: Model, targets: readonly string[] | 'all',
   return new Set(list);
 }
 
+/** Storage offsets of a tensor view must be multiples of this (WebGPU's minStorageBufferOffsetAlignment default). */
+const VIEW_ALIGN = 256;
+
+/**
+ * The LoRA tensors of one checkpoint module. A fused module (Phi-3's qkv_proj, gate_up_proj) has
+ * one A shared by its part sites, as PEFT has one lora_A for the fused nn.Linear: their dA
+ * gradients add up in the one dA tensor (backward accumulates), which is the gradient of the shared
+ * A. B and the DoRA magnitude are row-stacked tensors in PEFT's layout, and each part site reads
+ * its rows through a view (offset) of them — so the optimizer, checkpoints and the saved adapter
+ * see PEFT's tensors. Where a part's first row does not start at a 256-byte boundary the parts get
+ * tensors of their own instead (inference and merging only).
+ */
+interface ModuleTensors {
+  ref: ModuleRef;
+  key: string;
+  A: Tensor;
+  dA: Tensor;
+  /** Row-stacked [N, r] / [N] tensors; null when the parts hold their own (unaligned rows). */
+  B: Tensor | null;
+  dB: Tensor | null;
+  magnitude: Tensor | null;
+  dMagnitude: Tensor | null;
+  /** Tensors allocated for this module (released with it). */
+  owned: Tensor[];
+}
+
 export class Adapter {
   readonly sites: LinearSite[] = [];
+  private readonly modules: ModuleTensors[] = [];
   private disabled = new Map<LinearSite, NonNullable<LinearSite['lora']>>();
 
   private constructor(readonly model: Model, readonly settings: LoraSettings) {}
@@ -54,12 +81,16 @@ export class Adapter {
   /** Fresh adapter as PEFT initialises it: A ~ kaiming-uniform(a=sqrt(5)), B = 0, DoRA magnitude = ||W|| per row. */
   static async create(model: Model, settings: LoraSettings, random: () => number): Promise<Adapter> {
     const ad = new Adapter(model, settings);
-    for (const site of ad.targetSites()) {
-      const r = settings.rank, K = site.inFeatures, N = site.outFeatures;
+    for (const mod of ad.targetModules()) {
+      const r = settings.rank, K = mod.inFeatures, N = mod.outFeatures;
       const bound = 1 / Math.sqrt(K);
       const A = Float32Array.from({ length: r * K }, () => (2 * random() - 1) * bound);
-      const magnitude = settings.dora ? await rowNorms(model.gpu, site) : undefined;
-      ad.attach(site, A, new Float32Array(N * r), magnitude);
+      let magnitude: Float32Array | undefined;
+      if (settings.dora) {
+        magnitude = new Float32Array(N);
+        for (const p of mod.parts) magnitude.set(await rowNorms(model.gpu, p.site), p.row);
+      }
+      ad.attach(mod, A, new Float32Array(N * r), magnitude);
     }
     return ad;
   }
@@ -80,8 +111,9 @@ export class Adapter {
     const file = await openSafetensors(weights);
     const ad = new Adapter(model, settings);
     const used = new Set<string>();
-    for (const site of model.sites()) {
-      const key = peftKey(site);
+    const modules = model.modules();
+    for (const mod of modules) {
+      const key = peftKey(mod);
       const aKey = `${key}.lora_A.weight`;
       if (!file.tensors.has(aKey)) continue;
       const r = settings.rank;
@@ -89,8 +121,8 @@ export class Adapter {
       const bKey = `${key}.lora_B.weight`;
       if (!file.tensors.has(bKey)) throw new Error(`${weights.name}: ${aKey} has no matching ${bKey}`);
       const B = await readF32(file, bKey);
-      if (A.length !== r * site.inFeatures) throw new Error(`${weights.name}: ${aKey} has ${A.length} values, expected [${r}, ${site.inFeatures}]`);
-      if (B.length !== site.outFeatures * r) throw new Error(`${weights.name}: ${bKey} has ${B.length} values, expected [${site.outFeatures}, ${r}]`);
+      if (A.length !== r * mod.inFeatures) throw new Error(`${weights.name}: ${aKey} has ${A.length} values, expected [${r}, ${mod.inFeatures}]`);
+      if (B.length !== mod.outFeatures * r) throw new Error(`${weights.name}: ${bKey} has ${B.length} values, expected [${mod.outFeatures}, ${r}]`);
       let magnitude: Float32Array | undefined;
       if (settings.dora) {
         const mKey = `${key}.lora_magnitude_vector`;
@@ -98,51 +130,76 @@ export class Adapter {
         magnitude = await readF32(file, mKey);
         used.add(mKey);
       }
-      ad.attach(site, A, B, magnitude);
+      ad.attach(mod, A, B, magnitude);
       used.add(aKey).add(bKey);
     }
-    if (ad.sites.length === 0) throw new Error(`${weights.name}: no LoRA weights match this model's layers (keys like ${peftKey(model.sites()[0]!)}.lora_A.weight)`);
+    if (ad.sites.length === 0) throw new Error(`${weights.name}: no LoRA weights match this model's layers (keys like ${peftKey(modules[0]!)}.lora_A.weight)`);
     const unused = [...file.tensors.keys()].filter((k) => !used.has(k));
     if (unused.length) throw new Error(`${weights.name}: tensors that match no layer of this model: ${unused.slice(0, 3).join(', ')}${unused.length > 3 ? ' ...' : ''}`);
     return ad;
   }
 
-  private targetSites(): LinearSite[] {
+  private targetModules(): ModuleRef[] {
     const kinds = resolveTargets(this.model, this.settings.targets);
     const layers = this.settings.layers ? new Set(this.settings.layers) : null;
-    return this.model.layers
-      .filter((l) => !layers || layers.has(l.index))
-      .flatMap((l) => SITE_KINDS.filter((k) => kinds.has(k)).map((k) => l.sites[k]));
+    return this.model.modules().filter((m) => kinds.has(m.kind) && (!layers || layers.has(m.layer)));
   }
 
-  private attach(site: LinearSite, A: Float32Array, B: Float32Array, magnitude?: Float32Array): void {
+  private attach(mod: ModuleRef, A: Float32Array, B: Float32Array, magnitude?: Float32Array): void {
     const gpu = this.model.gpu;
-    const r = this.settings.rank, K = site.inFeatures, N = site.outFeatures;
-    const key = peftKey(site);
-    site.lora = {
-      A: gpu.upload(A, [r, K], 'f32', `${key}.lora_A.weight`),
-      B: gpu.upload(B, [N, r], 'f32', `${key}.lora_B.weight`),
-      scaling: loraScaling(this.settings),
-      ...(magnitude ? { magnitude: gpu.upload(magnitude, [N], 'f32', `${key}.lora_magnitude_vector`) } : {}),
-    };
-    site.loraGrads = {
-      dA: gpu.tensor([r, K], 'f32'),
-      dB: gpu.tensor([N, r], 'f32'),
-      ...(magnitude ? { dMagnitude: gpu.tensor([N], 'f32') } : {}),
-    };
-    this.sites.push(site);
+    const r = this.settings.rank, K = mod.inFeatures, N = mod.outFeatures;
+    const key = peftKey(mod);
+    const owned: Tensor[] = [];
+    const own = (t: Tensor) => (owned.push(t), t);
+    const a = own(gpu.upload(A, [r, K], 'f32', `${key}.lora_A.weight`));
+    const dA = own(gpu.tensor([r, K], 'f32'));
+    const t: ModuleTensors = { ref: mod, key, A: a, dA, B: null, dB: null, magnitude: null, dMagnitude: null, owned };
+    // Rows [row, row + n) of a row-stacked tensor with `cols` columns: a view where aligned.
+    const aligned = mod.parts.every((p) => (p.row * r * 4) % VIEW_ALIGN === 0 && (!magnitude || (p.row * 4) % VIEW_ALIGN === 0));
+    const rowsOf = (whole: Tensor, row: number, n: number, cols: number, shape: number[]): Tensor =>
+      n === N ? whole : { buffer: whole.buffer, dtype: whole.dtype, offset: whole.offset + row * cols * 4, shape };
+    if (aligned) {
+      t.B = own(gpu.upload(B, [N, r], 'f32', `${key}.lora_B.weight`));
+      t.dB = own(gpu.tensor([N, r], 'f32'));
+      if (magnitude) {
+        t.magnitude = own(gpu.upload(magnitude, [N], 'f32', `${key}.lora_magnitude_vector`));
+        t.dMagnitude = own(gpu.tensor([N], 'f32'));
+      }
+    }
+    for (const { site, row } of mod.parts) {
+      const n = site.outFeatures;
+      const part = (whole: Tensor | null, host: Float32Array, cols: number, shape: number[], label: string): Tensor =>
+        whole ? rowsOf(whole, row, n, cols, shape) : own(gpu.upload(host.subarray(row * cols, (row + n) * cols), shape, 'f32', label));
+      const grad = (whole: Tensor | null, cols: number, shape: number[]): Tensor =>
+        whole ? rowsOf(whole, row, n, cols, shape) : own(gpu.tensor(shape, 'f32'));
+      site.lora = {
+        A: a,
+        B: part(t.B, B, r, [n, r], `${key}.lora_B.weight`),
+        scaling: loraScaling(this.settings),
+        ...(magnitude ? { magnitude: part(t.magnitude, magnitude, 1, [n], `${key}.lora_magnitude_vector`) } : {}),
+      };
+      site.loraGrads = {
+        dA,
+        dB: grad(t.dB, r, [n, r]),
+        ...(magnitude ? { dMagnitude: grad(t.dMagnitude, 1, [n]) } : {}),
+      };
+      this.sites.push(site);
+    }
+    this.modules.push(t);
   }
 
   /** Trainable tensors in PEFT key order; LoRA+ multiplies B's learning rate by `loraPlusRatio`. */
   params(loraPlusRatio = 1): TrainableTensor[] {
-    return this.sites.flatMap((site) => {
-      const key = peftKey(site);
-      const l = site.lora!, g = site.loraGrads!;
+    return this.modules.flatMap((m) => {
+      if (!m.B || !m.dB) {
+        throw new Error(`${m.ref.name}: training LoRA on a fused ${m.ref.kind} needs each projection's rows of lora_B to start at a ${VIEW_ALIGN}-byte boundary `
+          + `(rows ${m.ref.parts.map((p) => p.row).join(', ')} at rank ${this.settings.rank} do not); a rank that is a multiple of 64 always works`);
+      }
       const out: TrainableTensor[] = [
-        { name: `${key}.lora_A.weight`, value: l.A, grad: g.dA, decay: true, lrScale: 1 },
-        { name: `${key}.lora_B.weight`, value: l.B, grad: g.dB, decay: true, lrScale: loraPlusRatio },
+        { name: `${m.key}.lora_A.weight`, value: m.A, grad: m.dA, decay: true, lrScale: 1 },
+        { name: `${m.key}.lora_B.weight`, value: m.B, grad: m.dB, decay: true, lrScale: loraPlusRatio },
       ];
-      if (l.magnitude) out.push({ name: `${key}.lora_magnitude_vector`, value: l.magnitude, grad: g.dMagnitude!, decay: true, lrScale: 1 });
+      if (m.magnitude) out.push({ name: `${m.key}.lora_magnitude_vector`, value: m.magnitude, grad: m.dMagnitude!, decay: true, lrScale: 1 });
       return out;
     });
   }
@@ -163,7 +220,7 @@ export class Adapter {
 
   /** PEFT adapter_config.json. */
   configJson(baseModel: string | null): string {
-    const kinds = [...new Set(this.sites.map((s) => s.name.split('.').pop()!))];
+    const kinds = [...new Set(this.modules.map((m) => m.ref.kind))];
     return JSON.stringify({
       peft_type: 'LORA',
       task_type: 'CAUSAL_LM',
@@ -184,21 +241,35 @@ export class Adapter {
     }, null, 2);
   }
 
-  /** adapter_model.safetensors bytes. */
+  /** adapter_model.safetensors bytes (PEFT keys; a fused module's B rows stacked as PEFT stores them). */
   async safetensors(): Promise<Uint8Array> {
     const gpu = this.model.gpu;
     const tensors: Record<string, { dtype: 'F32'; shape: readonly number[]; data: Float32Array }> = {};
-    for (const p of this.params()) tensors[p.name] = { dtype: 'F32', shape: p.value.shape, data: await gpu.readF32(p.value) };
+    const r = this.settings.rank;
+    for (const m of this.modules) {
+      const stacked = async (whole: Tensor | null, pick: (s: LinearSite) => Tensor, cols: number): Promise<Float32Array> => {
+        if (whole) return gpu.readF32(whole);
+        const out = new Float32Array(m.ref.outFeatures * cols);
+        for (const p of m.ref.parts) out.set(await gpu.readF32(pick(p.site)), p.row * cols);
+        return out;
+      };
+      tensors[`${m.key}.lora_A.weight`] = { dtype: 'F32', shape: m.A.shape, data: await gpu.readF32(m.A) };
+      tensors[`${m.key}.lora_B.weight`] = { dtype: 'F32', shape: [m.ref.outFeatures, r], data: await stacked(m.B, (s) => s.lora!.B, r) };
+      if (this.settings.dora) {
+        tensors[`${m.key}.lora_magnitude_vector`] = { dtype: 'F32', shape: [m.ref.outFeatures], data: await stacked(m.magnitude, (s) => s.lora!.magnitude!, 1) };
+      }
+    }
     return encodeSafetensors(tensors, { format: 'pt' });
   }
 
   release(): void {
     for (const s of this.sites) {
-      const l = s.lora!, g = s.loraGrads!;
-      this.model.gpu.release(l.A, l.B, l.magnitude, g.dA, g.dB, g.dMagnitude);
       s.lora = null;
       s.loraGrads = null;
     }
+    for (const m of this.modules) this.model.gpu.release(...m.owned);
+    this.sites.length = 0;
+    this.modules.length = 0;
   }
 }
 

@@ -20,6 +20,27 @@ export interface Param {
 export type SiteKind = 'q_proj' | 'k_proj' | 'v_proj' | 'o_proj' | 'gate_proj' | 'up_proj' | 'down_proj';
 export const SITE_KINDS: readonly SiteKind[] = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
 
+/** Linear modules as the checkpoint (and PEFT) names them, in module order. */
+export const MODULE_KINDS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
+/** Phi-3 stores q/k/v as one qkv_proj (rows q, k, v) and gate/up as one gate_up_proj (gate rows first). */
+export const FUSED_MODULE_KINDS = ['qkv_proj', 'o_proj', 'gate_up_proj', 'down_proj'] as const;
+
+/**
+ * One linear module of the checkpoint: a single site, or a fused module (Phi-3's qkv_proj,
+ * gate_up_proj) whose output rows are computed by several sites, split at load.
+ */
+export interface ModuleRef {
+  /** HF module path, as in the checkpoint and in PEFT keys ("model.layers.0.self_attn.qkv_proj"). */
+  name: string;
+  /** Its last path component (q_proj ... down_proj, qkv_proj, gate_up_proj). */
+  kind: string;
+  layer: number;
+  inFeatures: number;
+  outFeatures: number;
+  /** The sites computing its output rows, in row order, with the first row each one computes. */
+  parts: { site: LinearSite; row: number }[];
+}
+
 export interface Layer {
   index: number;
   attnNorm: Param;
@@ -58,7 +79,6 @@ export class Model {
     const ckpt = await Checkpoint.open(files);
     const format = opts.format ?? 'f32';
     const { hidden: D, heads: Hq, kvHeads: Hkv, headDim: Dh, intermediate: I, vocab: V } = spec;
-    if (spec.fusedProjections) throw new Error(`${files.name}: ${spec.arch} (fused qkv_proj / gate_up_proj) is not supported yet`);
     const total = 3 + spec.layers.length * 9;
     let done = 0;
     const tick = (name: string) => opts.onProgress?.(++done, total, name);
@@ -71,6 +91,15 @@ export class Model {
     const site = async (name: string, N: number, K: number, bias: boolean): Promise<LinearSite> => {
       const weight = await uploadMatrix(gpu, ckpt, `${name}.weight`, [N, K], format);
       const b = bias ? await uploadTensor(gpu, ckpt, `${name}.bias`, [N]) : null;
+      tick(name);
+      return { name, inFeatures: K, outFeatures: N, weight, bias: b, lora: null, loraGrads: null, weightGrad: null, biasGrad: null };
+    };
+    // Rows [row, row + N) of a fused module's [total, K] weight (and bias) as a site of its own.
+    const part = async (fused: string, name: string, row: number, N: number, fusedRows: number, K: number): Promise<LinearSite> => {
+      const weight = await uploadMatrix(gpu, ckpt, `${fused}.weight`, [fusedRows, K], format, [row, row + N]);
+      const b = ckpt.has(`${fused}.bias`)
+        ? gpu.upload((await ckpt.read(`${fused}.bias`, [fusedRows])).subarray(row, row + N), [N], 'f32', `${fused}.bias`)
+        : null;
       tick(name);
       return { name, inFeatures: K, outFeatures: N, weight, bias: b, lora: null, loraGrads: null, weightGrad: null, biasGrad: null };
     };
@@ -93,15 +122,26 @@ export class Model {
         mlpPostNorm: n.mlpPostNorm ? await param(n.mlpPostNorm, [D]) : null,
         qNorm: n.qNorm ? await param(n.qNorm, [Dh]) : null,
         kNorm: n.kNorm ? await param(n.kNorm, [Dh]) : null,
-        sites: {
-          q_proj: await site(`${a}.q_proj`, Hq * Dh, D, bias('q_proj')),
-          k_proj: await site(`${a}.k_proj`, Hkv * Dh, D, bias('k_proj')),
-          v_proj: await site(`${a}.v_proj`, Hkv * Dh, D, bias('v_proj')),
-          o_proj: await site(`${a}.o_proj`, D, Hq * Dh, ckpt.has(`${a}.o_proj.bias`)),
-          gate_proj: await site(`${m}.gate_proj`, I, D, ckpt.has(`${m}.gate_proj.bias`)),
-          up_proj: await site(`${m}.up_proj`, I, D, ckpt.has(`${m}.up_proj.bias`)),
-          down_proj: await site(`${m}.down_proj`, D, I, ckpt.has(`${m}.down_proj.bias`)),
-        },
+        sites: spec.fusedProjections
+          ? {
+            // Phi3Attention: q = qkv[..., :Hq·Dh], k and v the next Hkv·Dh each; Phi3MLP: gate, up = gate_up.chunk(2)
+            q_proj: await part(`${a}.qkv_proj`, `${a}.q_proj`, 0, Hq * Dh, (Hq + 2 * Hkv) * Dh, D),
+            k_proj: await part(`${a}.qkv_proj`, `${a}.k_proj`, Hq * Dh, Hkv * Dh, (Hq + 2 * Hkv) * Dh, D),
+            v_proj: await part(`${a}.qkv_proj`, `${a}.v_proj`, (Hq + Hkv) * Dh, Hkv * Dh, (Hq + 2 * Hkv) * Dh, D),
+            o_proj: await site(`${a}.o_proj`, D, Hq * Dh, ckpt.has(`${a}.o_proj.bias`)),
+            gate_proj: await part(`${m}.gate_up_proj`, `${m}.gate_proj`, 0, I, 2 * I, D),
+            up_proj: await part(`${m}.gate_up_proj`, `${m}.up_proj`, I, I, 2 * I, D),
+            down_proj: await site(`${m}.down_proj`, D, I, ckpt.has(`${m}.down_proj.bias`)),
+          }
+          : {
+            q_proj: await site(`${a}.q_proj`, Hq * Dh, D, bias('q_proj')),
+            k_proj: await site(`${a}.k_proj`, Hkv * Dh, D, bias('k_proj')),
+            v_proj: await site(`${a}.v_proj`, Hkv * Dh, D, bias('v_proj')),
+            o_proj: await site(`${a}.o_proj`, D, Hq * Dh, ckpt.has(`${a}.o_proj.bias`)),
+            gate_proj: await site(`${m}.gate_proj`, I, D, ckpt.has(`${m}.gate_proj.bias`)),
+            up_proj: await site(`${m}.up_proj`, I, D, ckpt.has(`${m}.up_proj.bias`)),
+            down_proj: await site(`${m}.down_proj`, D, I, ckpt.has(`${m}.down_proj.bias`)),
+          },
         window: ls.window,
         invFreq: gpu.upload(
           ropeInvFreq({ headDim: Dh, theta: ls.rope.theta, partialRotaryFactor: ls.rope.partialRotaryFactor, scaling: ls.rope.scaling }),
@@ -120,6 +160,35 @@ export class Model {
 
   sites(): LinearSite[] {
     return this.layers.flatMap((l) => SITE_KINDS.map((k) => l.sites[k]));
+  }
+
+  /** The checkpoint's linear modules (what PEFT adapts), in module order; fused ones list their parts. */
+  modules(): ModuleRef[] {
+    return this.layers.flatMap((l) => {
+      const s = l.sites;
+      const one = (site: LinearSite): ModuleRef => ({
+        name: site.name, kind: site.name.slice(site.name.lastIndexOf('.') + 1), layer: l.index,
+        inFeatures: site.inFeatures, outFeatures: site.outFeatures, parts: [{ site, row: 0 }],
+      });
+      if (!this.spec.fusedProjections) return SITE_KINDS.map((k) => one(s[k]));
+      const fused = (name: string, sites: LinearSite[]): ModuleRef => {
+        let row = 0;
+        const parts = sites.map((site) => ({ site, row: (row += site.outFeatures) - site.outFeatures }));
+        return { name, kind: name.slice(name.lastIndexOf('.') + 1), layer: l.index, inFeatures: sites[0]!.inFeatures, outFeatures: row, parts };
+      };
+      const prefix = `model.layers.${l.index}`;
+      return [
+        fused(`${prefix}.self_attn.qkv_proj`, [s.q_proj, s.k_proj, s.v_proj]),
+        one(s.o_proj),
+        fused(`${prefix}.mlp.gate_up_proj`, [s.gate_proj, s.up_proj]),
+        one(s.down_proj),
+      ];
+    });
+  }
+
+  /** The module kinds a LoRA target list may name for this architecture. */
+  moduleKinds(): readonly string[] {
+    return this.spec.fusedProjections ? FUSED_MODULE_KINDS : MODULE_KINDS;
   }
 
   /** Non-linear parameters (embedding, norms), in checkpoint order. */

@@ -77,11 +77,16 @@ export async function uploadTensor(gpu: Gpu, ckpt: Checkpoint, name: string, sha
 
 /**
  * Upload a matrix [N, K] in the chosen format, split in row parts when one binding cannot hold it.
- * Rows are read part by part, so the host holds at most one part.
+ * Rows are read part by part, so the host holds at most one part. `rows` uploads only that row
+ * range of the stored matrix (one projection of a fused qkv_proj / gate_up_proj).
  */
-export async function uploadMatrix(gpu: Gpu, ckpt: Checkpoint, name: string, shape: readonly [number, number], format: WeightFormat): Promise<Weight> {
+export async function uploadMatrix(
+  gpu: Gpu, ckpt: Checkpoint, name: string, shape: readonly [number, number], format: WeightFormat, rows?: readonly [number, number],
+): Promise<Weight> {
   ckpt.info(name); // existence check with a clear message
-  const [N, K] = shape;
+  const [first, end] = rows ?? [0, shape[0]];
+  if (!(first >= 0 && first < end && end <= shape[0])) throw new Error(`${ckpt.origin}: rows [${first}, ${end}) of ${name} are outside its ${shape[0]} rows`);
+  const N = end - first, K = shape[1];
   let dtype: DType = format;
   if (format === 'f16' && !gpu.caps.f16) dtype = 'f32';
   const limit = gpu.caps.limits.maxStorageBufferBindingSize;
@@ -90,7 +95,7 @@ export async function uploadMatrix(gpu: Gpu, ckpt: Checkpoint, name: string, sha
   const parts: Tensor[] = [];
   for (let r0 = 0; r0 < N; r0 += rowsPerPart) {
     const r1 = Math.min(N, r0 + rowsPerPart);
-    const data = await ckpt.read(name, shape, [r0, r1]);
+    const data = await ckpt.read(name, shape, [first + r0, first + r1]);
     const partShape = [r1 - r0, K];
     if (dtype === 'f32') parts.push(gpu.upload(data, partShape, 'f32', name));
     else if (dtype === 'f16') parts.push(gpu.upload(toHalfBits(data), partShape, 'f16', name));

@@ -1,0 +1,417 @@
+// An independent f64 CPU reference of the whole decoder (logits and Hugging Face's causal-LM loss),
+// with PEFT LoRA on any linear module. Written from transformers' modeling code (models/llama,
+// mistral, qwen2, qwen3, gemma, gemma2, gemma3, phi3 modeling_*.py, modeling_rope_utils.py,
+// masking_utils.py, loss/loss_utils.py ForCausalLMLoss) and PEFT's LoraLayer.forward, reading the
+// HF config.json itself: nothing here comes from src/ (in particular not src/model/spec.ts or the
+// GPU kernels), so the engine is checked against a second reading of the same sources.
+//
+// What it models, by architecture (transformers 5 names):
+//   llama / mistral / qwen2 / qwen3: RMSNorm w * x / rms(x); SwiGLU MLP; rope (default, linear,
+//     llama3); mistral's sliding_window on every layer; qwen2 q/k/v biases; qwen3 q_norm/k_norm.
+//   gemma: RMSNorm (1 + w) * x / rms(x); embeddings times sqrt(hidden) cast to the weights' dtype
+//     (f32 here); MLP act = config.hidden_act (GemmaMLP is LlamaMLP); tied lm_head by default.
+//   gemma2: + post_attention / pre_feedforward / post_feedforward norms (sandwich), scaling
+//     query_pre_attn_scalar^-0.5, tanh soft-cap of attention scores (before the mask) and of the
+//     final logits, layer_types (sliding_attention / full_attention, default alternating starting
+//     with sliding), act = hidden_activation.
+//   gemma3: gemma2's layout + q_norm/k_norm (Gemma norm, per head, before rope), rope parameters per
+//     layer type (rope_parameters.sliding_attention / .full_attention; transformers 4.x:
+//     rope_local_base_freq for sliding layers, rope_theta (+ rope_scaling) for full ones).
+//   phi3: fused qkv_proj (rows q, k, v) and gate_up_proj (gate = first half, up = second half:
+//     up * act(gate)); partial_rotary_factor (rotate_half over the first int(Dh * f) dims, the rest
+//     passes through); sliding_window on every layer when set.
+// Sliding window (masking_utils.sliding_window_overlay): key j is visible to query i iff
+// i - window < j <= i. Positions are 0..S-1 in every row (no padding mask).
+// LoRA (PEFT Linear.forward, dropout 0): y = x Wᵀ + b + scaling · (x Aᵀ) Bᵀ, A [r, K], B [N, r],
+// keyed by the module path ("model.layers.0.self_attn.qkv_proj"); DoRA is not modelled.
+
+type Json = Record<string, unknown>;
+type Arr = ArrayLike<number>;
+
+export type RefWeights = Map<string, Arr>;
+
+export interface RefLoraModule {
+  A: Arr;
+  B: Arr;
+  r: number;
+  scaling: number;
+}
+/** Module path (no "base_model.model." prefix, no ".weight") -> its LoRA pair. */
+export type RefLora = Map<string, RefLoraModule>;
+
+interface RefLayer {
+  window: number | null;
+  invFreq: Float64Array;
+  /** Rotated dims per head (int(Dh * partial_rotary_factor)). */
+  rotaryDim: number;
+}
+
+export interface RefArch {
+  name: string;
+  vocab: number;
+  hidden: number;
+  intermediate: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  eps: number;
+  gemmaNorm: boolean;
+  embedScale: number;
+  act: 'silu' | 'gelu_tanh';
+  scaling: number;
+  attnSoftcap: number | null;
+  finalSoftcap: number | null;
+  sandwich: boolean;
+  qkNorm: boolean;
+  fused: boolean;
+  tied: boolean;
+  layers: RefLayer[];
+}
+
+const num = (c: Json, key: string, fallback?: number): number => {
+  const v = c[key];
+  if (typeof v === 'number') return v;
+  if (fallback !== undefined) return fallback;
+  throw new Error(`reference: config.${key} missing`);
+};
+
+/** modeling_rope_utils: default / linear / llama3 inverse frequencies, in f64. */
+function invFreqOf(rp: Json, headDim: number, partial: number): { inv: Float64Array; dim: number } {
+  const dim = Math.floor(headDim * partial);
+  const theta = Number(rp.rope_theta);
+  const inv = new Float64Array(dim / 2);
+  for (let i = 0; i < dim / 2; i++) inv[i] = 1 / Math.pow(theta, (2 * i) / dim);
+  const type = String(rp.rope_type ?? rp.type ?? 'default');
+  if (type === 'default') return { inv, dim };
+  if (type === 'linear') return { inv: inv.map((f) => f / Number(rp.factor)), dim };
+  if (type === 'llama3') {
+    const factor = Number(rp.factor), low = Number(rp.low_freq_factor), high = Number(rp.high_freq_factor);
+    const oldCtx = Number(rp.original_max_position_embeddings);
+    const lowWavelen = oldCtx / low, highWavelen = oldCtx / high;
+    const out = inv.map((f) => {
+      const wavelen = (2 * Math.PI) / f;
+      if (wavelen < highWavelen) return f; // high frequencies: unchanged
+      if (wavelen > lowWavelen) return f / factor; // low frequencies: divided by factor
+      const smooth = (oldCtx / wavelen - low) / (high - low); // in between: interpolated
+      return ((1 - smooth) * f) / factor + smooth * f;
+    });
+    return { inv: out, dim };
+  }
+  throw new Error(`reference: rope_type ${type} is not modelled`);
+}
+
+/** The architecture as transformers builds it from config.json. */
+export function refArch(config: Json): RefArch {
+  const archName = ((config.architectures as string[] | undefined) ?? [])[0];
+  const name = (
+    {
+      LlamaForCausalLM: 'llama', MistralForCausalLM: 'mistral', Qwen2ForCausalLM: 'qwen2', Qwen3ForCausalLM: 'qwen3',
+      GemmaForCausalLM: 'gemma', Gemma2ForCausalLM: 'gemma2', Gemma3ForCausalLM: 'gemma3', Phi3ForCausalLM: 'phi3',
+    } as Record<string, string>
+  )[archName ?? ''];
+  if (!name) throw new Error(`reference: architecture ${archName} is not modelled`);
+  const c = config;
+  const hidden = num(c, 'hidden_size');
+  const heads = num(c, 'num_attention_heads');
+  const headDim = typeof c.head_dim === 'number' ? c.head_dim : hidden / heads;
+  const L = num(c, 'num_hidden_layers');
+  const gemmaFamily = name === 'gemma' || name === 'gemma2' || name === 'gemma3';
+  const late = name === 'gemma2' || name === 'gemma3';
+
+  // layer types
+  let types: string[];
+  if (Array.isArray(c.layer_types)) types = c.layer_types as string[];
+  else if (name === 'gemma2') types = Array.from({ length: L }, (_, i) => ((i + 1) % 2 ? 'sliding_attention' : 'full_attention'));
+  else if (name === 'gemma3') {
+    const every = num(c, 'sliding_window_pattern', 6);
+    types = Array.from({ length: L }, (_, i) => ((i + 1) % every ? 'sliding_attention' : 'full_attention'));
+  } else types = Array.from({ length: L }, () => 'full_attention');
+  const window = typeof c.sliding_window === 'number' ? c.sliding_window : null;
+
+  const layers: RefLayer[] = types.map((type) => {
+    // rope parameters: transformers 5 rope_parameters (per layer type for gemma3), else 4.x keys
+    let rp: Json;
+    const p = c.rope_parameters as Json | undefined;
+    if (p && name === 'gemma3') rp = p[type] as Json;
+    else if (p) rp = p;
+    else if (name === 'gemma3' && type === 'sliding_attention') rp = { rope_type: 'default', rope_theta: num(c, 'rope_local_base_freq', 10000) };
+    else rp = { ...((c.rope_scaling as Json | null) ?? {}), rope_theta: num(c, 'rope_theta', 10000) };
+    const partial = Number(rp.partial_rotary_factor ?? c.partial_rotary_factor ?? 1);
+    const { inv, dim } = invFreqOf(rp, headDim, partial);
+    let w: number | null = null;
+    if (late) w = type === 'sliding_attention' ? window : null;
+    else if (name === 'mistral' || name === 'phi3') w = window;
+    else if (name === 'qwen2' || name === 'qwen3') w = c.use_sliding_window && type === 'sliding_attention' ? window : null;
+    return { window: w, invFreq: inv, rotaryDim: dim };
+  });
+
+  const actName = String(late ? c.hidden_activation : c.hidden_act);
+  const act = actName === 'silu' ? 'silu' : actName === 'gelu_pytorch_tanh' || actName === 'gelu_new' ? 'gelu_tanh' : null;
+  if (!act) throw new Error(`reference: activation ${actName} is not modelled`);
+  return {
+    name,
+    vocab: num(c, 'vocab_size'),
+    hidden,
+    intermediate: num(c, 'intermediate_size'),
+    heads,
+    kvHeads: num(c, 'num_key_value_heads', heads),
+    headDim,
+    eps: num(c, 'rms_norm_eps'),
+    gemmaNorm: gemmaFamily,
+    // GemmaTextScaledWordEmbedding: embed_scale (an f32 tensor of hidden**0.5) cast to the weights' dtype
+    embedScale: gemmaFamily ? Math.fround(Math.sqrt(hidden)) : 1,
+    act,
+    scaling: late ? Math.pow(num(c, 'query_pre_attn_scalar'), -0.5) : Math.pow(headDim, -0.5),
+    attnSoftcap: late && typeof c.attn_logit_softcapping === 'number' ? c.attn_logit_softcapping : null,
+    finalSoftcap: late && typeof c.final_logit_softcapping === 'number' ? c.final_logit_softcapping : null,
+    sandwich: late,
+    qkNorm: name === 'qwen3' || name === 'gemma3',
+    fused: name === 'phi3',
+    tied: c.tie_word_embeddings === undefined ? gemmaFamily : c.tie_word_embeddings === true,
+    layers,
+  };
+}
+
+/** Every parameter transformers creates for this config, [name, shape], in module order. */
+export function refParameters(config: Json): [string, number[]][] {
+  const a = refArch(config);
+  const { hidden: D, heads: Hq, kvHeads: Hkv, headDim: Dh, intermediate: I, vocab: V } = a;
+  const out: [string, number[]][] = [['model.embed_tokens.weight', [V, D]]];
+  for (let i = 0; i < a.layers.length; i++) {
+    const p = `model.layers.${i}`;
+    if (a.fused) out.push([`${p}.self_attn.qkv_proj.weight`, [(Hq + 2 * Hkv) * Dh, D]]);
+    else {
+      out.push([`${p}.self_attn.q_proj.weight`, [Hq * Dh, D]], [`${p}.self_attn.k_proj.weight`, [Hkv * Dh, D]], [`${p}.self_attn.v_proj.weight`, [Hkv * Dh, D]]);
+      if (a.name === 'qwen2') out.push([`${p}.self_attn.q_proj.bias`, [Hq * Dh]], [`${p}.self_attn.k_proj.bias`, [Hkv * Dh]], [`${p}.self_attn.v_proj.bias`, [Hkv * Dh]]);
+    }
+    out.push([`${p}.self_attn.o_proj.weight`, [D, Hq * Dh]]);
+    if (a.qkNorm) out.push([`${p}.self_attn.q_norm.weight`, [Dh]], [`${p}.self_attn.k_norm.weight`, [Dh]]);
+    if (a.fused) out.push([`${p}.mlp.gate_up_proj.weight`, [2 * I, D]]);
+    else out.push([`${p}.mlp.gate_proj.weight`, [I, D]], [`${p}.mlp.up_proj.weight`, [I, D]]);
+    out.push([`${p}.mlp.down_proj.weight`, [D, I]]);
+    out.push([`${p}.input_layernorm.weight`, [D]], [`${p}.post_attention_layernorm.weight`, [D]]);
+    if (a.sandwich) out.push([`${p}.pre_feedforward_layernorm.weight`, [D]], [`${p}.post_feedforward_layernorm.weight`, [D]]);
+  }
+  out.push(['model.norm.weight', [D]]);
+  if (!a.tied) out.push(['lm_head.weight', [V, D]]);
+  return out;
+}
+
+/** PEFT's default LoRA target names for this architecture (every nn.Linear but lm_head). */
+export function refLinearModules(config: Json): string[] {
+  const a = refArch(config);
+  return a.fused ? ['qkv_proj', 'o_proj', 'gate_up_proj', 'down_proj'] : ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+}
+
+// ---- pieces ------------------------------------------------------------------------------------
+
+function get(w: RefWeights, name: string): Arr {
+  const t = w.get(name);
+  if (!t) throw new Error(`reference: weight ${name} missing`);
+  return t;
+}
+
+/** nn.Linear (+ PEFT LoRA): x [T, K] -> [T, N]. */
+function linear(w: RefWeights, lora: RefLora | undefined, module: string, x: Float64Array, T: number, K: number, N: number): Float64Array {
+  const W = get(w, `${module}.weight`);
+  if (W.length !== N * K) throw new Error(`reference: ${module}.weight has ${W.length} values, expected ${N}x${K}`);
+  const b = w.get(`${module}.bias`);
+  const y = new Float64Array(T * N);
+  for (let t = 0; t < T; t++)
+    for (let n = 0; n < N; n++) {
+      let s = b ? b[n]! : 0;
+      for (let k = 0; k < K; k++) s += x[t * K + k]! * W[n * K + k]!;
+      y[t * N + n] = s;
+    }
+  const l = lora?.get(module);
+  if (l) {
+    const { A, B, r, scaling } = l;
+    if (A.length !== r * K || B.length !== N * r) throw new Error(`reference: LoRA of ${module} does not fit [${N}, ${K}] with r=${r}`);
+    const xa = new Float64Array(r);
+    for (let t = 0; t < T; t++) {
+      for (let j = 0; j < r; j++) {
+        let s = 0;
+        for (let k = 0; k < K; k++) s += x[t * K + k]! * A[j * K + k]!;
+        xa[j] = s;
+      }
+      for (let n = 0; n < N; n++) {
+        let s = 0;
+        for (let j = 0; j < r; j++) s += xa[j]! * B[n * r + j]!;
+        y[t * N + n]! += scaling * s;
+      }
+    }
+  }
+  return y;
+}
+
+/** RMSNorm over rows of length D: Llama-style w * x̂, Gemma-style (1 + w) * x̂. */
+function rmsNorm(a: RefArch, x: Float64Array, rows: number, D: number, w: Arr): Float64Array {
+  const y = new Float64Array(rows * D);
+  for (let t = 0; t < rows; t++) {
+    let ss = 0;
+    for (let d = 0; d < D; d++) ss += x[t * D + d]! ** 2;
+    const inv = 1 / Math.sqrt(ss / D + a.eps);
+    for (let d = 0; d < D; d++) y[t * D + d] = x[t * D + d]! * inv * (a.gemmaNorm ? 1 + w[d]! : w[d]!);
+  }
+  return y;
+}
+
+/** apply_rotary_pos_emb (Phi-3's partial form): rotate_half within the first rotaryDim dims of each head. */
+function rope(x: Float64Array, T: number, S: number, H: number, Dh: number, layer: RefLayer): void {
+  const half = layer.rotaryDim / 2;
+  for (let t = 0; t < T; t++) {
+    const pos = t % S;
+    for (let h = 0; h < H; h++) {
+      const o = (t * H + h) * Dh;
+      for (let i = 0; i < half; i++) {
+        const ang = pos * layer.invFreq[i]!;
+        const c = Math.cos(ang), s = Math.sin(ang);
+        const x1 = x[o + i]!, x2 = x[o + i + half]!;
+        x[o + i] = x1 * c - x2 * s;
+        x[o + i + half] = x2 * c + x1 * s;
+      }
+    }
+  }
+}
+
+/** Eager attention: [B*S, Hq*Dh] from q [B*S, Hq*Dh], k, v [B*S, Hkv*Dh]. */
+function attention(a: RefArch, layer: RefLayer, q: Float64Array, k: Float64Array, v: Float64Array, B: number, S: number): Float64Array {
+  const { heads: Hq, kvHeads: Hkv, headDim: Dh } = a;
+  const group = Hq / Hkv;
+  const out = new Float64Array(B * S * Hq * Dh);
+  const p = new Float64Array(S);
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < Hq; h++) {
+      const kh = Math.floor(h / group); // repeat_kv
+      for (let i = 0; i < S; i++) {
+        const qo = ((b * S + i) * Hq + h) * Dh;
+        let max = -Infinity;
+        for (let j = 0; j < S; j++) {
+          const visible = j <= i && (layer.window === null || j > i - layer.window);
+          if (!visible) {
+            p[j] = -Infinity;
+            continue;
+          }
+          const ko = ((b * S + j) * Hkv + kh) * Dh;
+          let s = 0;
+          for (let d = 0; d < Dh; d++) s += q[qo + d]! * k[ko + d]!;
+          s *= a.scaling;
+          if (a.attnSoftcap) s = a.attnSoftcap * Math.tanh(s / a.attnSoftcap);
+          p[j] = s;
+          max = Math.max(max, s);
+        }
+        let sum = 0;
+        for (let j = 0; j < S; j++) {
+          p[j] = p[j] === -Infinity ? 0 : Math.exp(p[j]! - max);
+          sum += p[j]!;
+        }
+        for (let j = 0; j < S; j++) {
+          if (p[j] === 0) continue;
+          const vo = ((b * S + j) * Hkv + kh) * Dh;
+          const pj = p[j]! / sum;
+          for (let d = 0; d < Dh; d++) out[qo + d]! += pj * v[vo + d]!;
+        }
+      }
+    }
+  return out;
+}
+
+const GELU_C = Math.sqrt(2 / Math.PI);
+function act(a: RefArch, x: number): number {
+  if (a.act === 'silu') return x / (1 + Math.exp(-x));
+  return 0.5 * x * (1 + Math.tanh(GELU_C * (x + 0.044715 * x * x * x)));
+}
+
+// ---- the model ---------------------------------------------------------------------------------
+
+/** Logits [B*S, V] (soft-capped where the architecture caps them) for B rows of S token ids. */
+export function refLogits(config: Json, w: RefWeights, ids: readonly (readonly number[])[], lora?: RefLora): Float64Array {
+  const a = refArch(config);
+  const { hidden: D, heads: Hq, kvHeads: Hkv, headDim: Dh, intermediate: I, vocab: V } = a;
+  const B = ids.length, S = ids[0]!.length, T = B * S;
+  const E = get(w, 'model.embed_tokens.weight');
+  let h = new Float64Array(T * D);
+  ids.flat().forEach((id, t) => {
+    if (id < 0 || id >= V) throw new Error(`reference: token id ${id} outside the vocabulary`);
+    for (let d = 0; d < D; d++) h[t * D + d] = E[id * D + d]! * a.embedScale;
+  });
+  const add = (x: Float64Array, y: Float64Array) => x.map((v, i) => v + y[i]!);
+
+  a.layers.forEach((layer, l) => {
+    const p = `model.layers.${l}`;
+    const x = rmsNorm(a, h, T, D, get(w, `${p}.input_layernorm.weight`));
+    let q: Float64Array, k: Float64Array, v: Float64Array;
+    const Nq = Hq * Dh, Nkv = Hkv * Dh;
+    if (a.fused) {
+      const qkv = linear(w, lora, `${p}.self_attn.qkv_proj`, x, T, D, Nq + 2 * Nkv);
+      const cols = (from: number, n: number) => {
+        const o = new Float64Array(T * n);
+        for (let t = 0; t < T; t++) for (let j = 0; j < n; j++) o[t * n + j] = qkv[t * (Nq + 2 * Nkv) + from + j]!;
+        return o;
+      };
+      q = cols(0, Nq);
+      k = cols(Nq, Nkv);
+      v = cols(Nq + Nkv, Nkv);
+    } else {
+      q = linear(w, lora, `${p}.self_attn.q_proj`, x, T, D, Nq);
+      k = linear(w, lora, `${p}.self_attn.k_proj`, x, T, D, Nkv);
+      v = linear(w, lora, `${p}.self_attn.v_proj`, x, T, D, Nkv);
+    }
+    if (a.qkNorm) {
+      q = rmsNorm(a, q, T * Hq, Dh, get(w, `${p}.self_attn.q_norm.weight`));
+      k = rmsNorm(a, k, T * Hkv, Dh, get(w, `${p}.self_attn.k_norm.weight`));
+    }
+    rope(q, T, S, Hq, Dh, layer);
+    rope(k, T, S, Hkv, Dh, layer);
+    let o = linear(w, lora, `${p}.self_attn.o_proj`, attention(a, layer, q, k, v, B, S), T, Nq, D);
+    if (a.sandwich) o = rmsNorm(a, o, T, D, get(w, `${p}.post_attention_layernorm.weight`));
+    h = add(h, o);
+
+    const x2 = rmsNorm(a, h, T, D, get(w, `${p}.${a.sandwich ? 'pre_feedforward_layernorm' : 'post_attention_layernorm'}.weight`));
+    const m = new Float64Array(T * I);
+    if (a.fused) {
+      const gu = linear(w, lora, `${p}.mlp.gate_up_proj`, x2, T, D, 2 * I);
+      for (let t = 0; t < T; t++) for (let j = 0; j < I; j++) m[t * I + j] = gu[t * 2 * I + I + j]! * act(a, gu[t * 2 * I + j]!);
+    } else {
+      const g = linear(w, lora, `${p}.mlp.gate_proj`, x2, T, D, I);
+      const u = linear(w, lora, `${p}.mlp.up_proj`, x2, T, D, I);
+      for (let i = 0; i < T * I; i++) m[i] = act(a, g[i]!) * u[i]!;
+    }
+    let d = linear(w, lora, `${p}.mlp.down_proj`, m, T, I, D);
+    if (a.sandwich) d = rmsNorm(a, d, T, D, get(w, `${p}.post_feedforward_layernorm.weight`));
+    h = add(h, d);
+  });
+
+  const hf = rmsNorm(a, h, T, D, get(w, 'model.norm.weight'));
+  const head = a.tied ? E : w.get('lm_head.weight') ?? E;
+  const logits = new Float64Array(T * V);
+  for (let t = 0; t < T; t++)
+    for (let n = 0; n < V; n++) {
+      let s = 0;
+      for (let d = 0; d < D; d++) s += hf[t * D + d]! * head[n * D + d]!;
+      logits[t * V + n] = a.finalSoftcap ? a.finalSoftcap * Math.tanh(s / a.finalSoftcap) : s;
+    }
+  return logits;
+}
+
+/**
+ * ForCausalLMLoss: labels shifted left by one within each row (the last position predicts
+ * nothing), -100 ignored, mean over the remaining tokens.
+ */
+export function refCausalLoss(logits: Arr, labels: readonly (readonly number[])[], V: number): number {
+  const B = labels.length, S = labels[0]!.length;
+  let sum = 0, n = 0;
+  for (let b = 0; b < B; b++)
+    for (let t = 0; t + 1 < S; t++) {
+      const y = labels[b]![t + 1]!;
+      if (y === -100) continue;
+      const o = (b * S + t) * V;
+      let max = -Infinity;
+      for (let j = 0; j < V; j++) max = Math.max(max, logits[o + j]!);
+      let s = 0;
+      for (let j = 0; j < V; j++) s += Math.exp(logits[o + j]! - max);
+      sum += max + Math.log(s) - logits[o + y]!;
+      n++;
+    }
+  return sum / n;
+}
