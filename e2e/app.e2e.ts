@@ -24,6 +24,7 @@ const ROOT = resolve(import.meta.dirname, '..');
 const SHOTS = join(ROOT, 'test-results/e2e');
 const STEPS = 6;
 const HUB_ID = 'crucible-test/demo-copy';
+const HUB_DATASET = 'crucible-test/hello-sft';
 
 const FLAGS = [
   '--enable-unsafe-webgpu',
@@ -93,7 +94,11 @@ describe.skipIf(!existsSync(CHROMIUM))('app in Chromium (WebGPU on SwiftShader)'
         if (existsSync(join(demoDir, f))) files[f] = readFileSync(join(demoDir, f));
       }
       hub = await mock.startMockHub({ repos: { [HUB_ID]: { files } } });
-      front = await startHubFront(hub.url, [{ id: HUB_ID, params: 1000 }]);
+      const rows = [
+        { instruction: 'Say hello', input: '', output: 'Hello from the Hub!' },
+        { instruction: 'Name a color', input: '', output: 'Blue.' },
+      ];
+      front = await startHubFront(hub.url, [{ id: HUB_ID, params: 1000 }], { [HUB_DATASET]: { 'train.jsonl': rows.map((r) => JSON.stringify(r)).join('\n') + '\n' } });
     } catch (e) {
       log('no mock Hub (tests/mockhub):', (e as Error).message);
     }
@@ -163,6 +168,7 @@ describe.skipIf(!existsSync(CHROMIUM))('app in Chromium (WebGPU on SwiftShader)'
     await set('Cutoff length', '64');
     await set('Checkpoint every', '2');
     await set('Learning rate', '0.002');
+    await set('Eval split', '3');
     await page.getByRole('button', { name: 'Start training' }).click();
     await page.getByRole('button', { name: 'Stop' }).waitFor({ timeout: 10_000 });
     await expect.poll(() => page.getByTestId('run-step').textContent(), { timeout: 180_000 }).toMatch(new RegExp(`step [1-9]\\d*/${STEPS}`));
@@ -199,8 +205,11 @@ describe.skipIf(!existsSync(CHROMIUM))('app in Chromium (WebGPU on SwiftShader)'
     expect(await page.getByTestId('run-step').textContent()).toBe(`step ${STEPS}/${STEPS}`);
     // one loss per step: the steps after the checkpoint were trained again, not logged twice
     expect(Number(await page.getByTestId('loss-chart').getAttribute('data-points'))).toBe(STEPS);
+    expect(await page.getByTestId('run-eval-loss').textContent()).toMatch(/eval loss \d+\.\d+/);
+    expect(Number(await page.getByTestId('loss-chart').getAttribute('data-eval-points'))).toBeGreaterThanOrEqual(STEPS / 2);
     await expect.poll(() => page.getByTestId('run-history').locator('tbody tr').count()).toBe(1);
     await shot('05-trained');
+    await set('Eval split', '0');
     log('trained');
   });
 
@@ -313,7 +322,7 @@ describe.skipIf(!existsSync(CHROMIUM))('app in Chromium (WebGPU on SwiftShader)'
     log('export ok');
   });
 
-  it('searches the Hub, downloads a model into IndexedDB with progress', async () => {
+  it('searches the Hub, downloads a model into IndexedDB, uses a Hub dataset', async () => {
     if (!front) return;
     await page.getByText('Get a model from the Hugging Face Hub').click();
     await page.getByText('Token and endpoint').click();
@@ -326,9 +335,16 @@ describe.skipIf(!existsSync(CHROMIUM))('app in Chromium (WebGPU on SwiftShader)'
     await page.getByRole('button', { name: `Download ${HUB_ID}` }).click();
     await page.getByRole('button', { name: `Delete ${HUB_ID}` }).waitFor({ timeout: 60_000 });
     await expect.poll(() => page.getByRole('radio', { name: HUB_ID }).isChecked()).toBe(true);
+    // a Hub dataset: searched, picked, previewed
+    await page.getByRole('searchbox', { name: 'Search Hub datasets' }).fill('hello');
+    await page.getByRole('button', { name: 'Search datasets' }).click();
+    await page.getByRole('button', { name: HUB_DATASET, exact: true }).click();
+    await expect.poll(() => page.locator('.examples').textContent(), { timeout: 60_000 }).toMatch(/Hello from the Hub!/);
+    expect(await page.locator('.examples mark.learned').first().textContent()).toMatch(/Hello from the Hub!/);
     await shot('08-hub-download');
-    // back to the demo model for what follows
+    // back to the demo model and data for what follows
     await page.getByRole('radio', { name: /^Demo model/ }).check();
+    await page.getByRole('radio', { name: /^Demo dataset/ }).check();
     log('hub download ok');
   });
 

@@ -168,7 +168,8 @@ async function ensureSession(source: ModelSource, quantizationBit: 4 | 8 | null,
 }
 
 function parseSettings(settings: Settings): CrucibleConfig {
-  const { config } = configFromObject(settings, { source: 'settings' });
+  // the dataset is chosen apart from the settings (and set per run); name one for the checks
+  const { config } = configFromObject({ dataset: 'app_dataset', ...settings }, { source: 'settings' });
   return config;
 }
 
