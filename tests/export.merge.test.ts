@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { configFromObject } from '../src/config';
 import { exportModel, mergeLora } from '../src/export/merge';
 import { writeSharded } from '../src/export/shards';
+import { modelTensors } from '../src/export/model-tensors';
 import { Checkpoint } from '../src/model/weights';
 import { dirFiles, fileSource } from '../src/model/files-node';
 import { fullLogits, shiftLabels, Workspace } from '../src/model/forward';
@@ -52,6 +53,17 @@ describe('export: merge adapter into base', () => {
     expect(files).toEqual(['model-00001-of-00003.safetensors', 'model-00002-of-00003.safetensors', 'model-00003-of-00003.safetensors', 'model.safetensors.index.json']);
     const ckpt = await Checkpoint.open(dirFiles(out));
     for (const [name, shape] of tensors) expect(await ckpt.read(name, shape)).toEqual(data.get(name));
+  });
+
+  it('modelTensors writes back exactly the checkpoint it loaded (names, shapes, values)', async () => {
+    const gpu = await testGpu();
+    const dir = join(FIX, 'qwen2');
+    const model = await Model.load(gpu, dirFiles(dir));
+    const out = mkdtempSync(join(tmpdir(), 'save-'));
+    await writeSharded(modelTensors(model), (p, d) => writeFile(join(out, p), d), { maxBytes: 5e9, dtype: 'F32' });
+    const [a, b] = [await Checkpoint.open(dirFiles(dir)), await Checkpoint.open(dirFiles(out))];
+    expect(b.names().sort()).toEqual(a.names().filter((n) => n !== 'lm_head.weight').sort());
+    for (const n of b.names()) expect(await b.read(n)).toEqual(await a.read(n));
   });
 
   it('mergeLora: W + s·B·A against a direct f64 product; DoRA rescales rows to the magnitude', () => {

@@ -2,25 +2,37 @@
 // full or freeze fine-tuning, the weights there are the trained ones).
 
 import { dequantizeWeight } from '../model/dequant';
-import { SITE_KINDS, type Model } from '../model/model';
+import type { LinearSite } from '../model/linear';
+import type { Model, Param } from '../model/model';
 import type { TensorSource } from './shards';
 
 export function modelTensors(model: Model): TensorSource[] {
   const gpu = model.gpu;
   const out: TensorSource[] = [];
-  const plain = (p: { name: string; value: { shape: readonly number[] } & object }) =>
-    out.push({ name: p.name, shape: p.value.shape, read: () => gpu.readF32(p.value as never) });
+  const plain = (p: Param) => out.push({ name: p.name, shape: p.value.shape, read: () => gpu.readF32(p.value) });
   const { vocab: V, hidden: D } = model.spec;
   out.push({ name: model.embed.name, shape: [V, D], read: () => dequantizeWeight(gpu, model.embed.value, V, D) });
   for (const l of model.layers) {
     for (const p of [l.attnNorm, l.qNorm, l.kNorm, l.attnPostNorm, l.mlpNorm, l.mlpPostNorm]) if (p) plain(p);
-    for (const kind of SITE_KINDS) {
-      const s = l.sites[kind];
-      out.push({ name: `${s.name}.weight`, shape: [s.outFeatures, s.inFeatures], read: () => dequantizeWeight(gpu, s.weight, s.outFeatures, s.inFeatures) });
-      if (s.bias) out.push({ name: `${s.name}.bias`, shape: s.bias.shape, read: () => gpu.readF32(s.bias!) });
-    }
+  }
+  // modules, not sites: Phi-3's qkv_proj / gate_up_proj are stacked back from their parts
+  for (const m of model.modules()) {
+    const stacked = (get: (site: LinearSite) => Promise<Float32Array>) => async () => concat(await Promise.all(m.parts.map((p) => get(p.site))));
+    out.push({ name: `${m.name}.weight`, shape: [m.outFeatures, m.inFeatures], read: stacked((s) => dequantizeWeight(gpu, s.weight, s.outFeatures, s.inFeatures)) });
+    if (m.parts[0]!.site.bias) out.push({ name: `${m.name}.bias`, shape: [m.outFeatures], read: stacked((s) => gpu.readF32(s.bias!)) });
   }
   plain(model.finalNorm);
   if (!model.lmHead.tied) out.push({ name: 'lm_head.weight', shape: [V, D], read: () => dequantizeWeight(gpu, model.lmHead.weight, V, D) });
   return out.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+function concat(parts: Float32Array[]): Float32Array {
+  if (parts.length === 1) return parts[0]!;
+  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
