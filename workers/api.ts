@@ -146,6 +146,8 @@ export interface EngineState {
   modelSource: ModelSource | null;
   hasAdapter: boolean;
   adapterOrigin: string | null;
+  /** Freeze / full fine-tuning changed the loaded weights themselves (no adapter to switch off). */
+  weightsTrained: boolean;
   training: boolean;
   memory: { allocated: number; peak: number };
 }

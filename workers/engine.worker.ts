@@ -338,6 +338,7 @@ const api: EngineApi = {
       modelSource: sessionSource,
       hasAdapter: !!session?.adapter,
       adapterOrigin: session?.adapter ? adapterOrigin : null,
+      weightsTrained: !!session && baseModified,
       training,
       memory: { allocated: g?.allocated ?? 0, peak: g?.peakAllocated ?? 0 },
     };

@@ -75,6 +75,7 @@ export const app = $state({
   run: null as RunView | null,
   hasAdapter: false,
   adapterOrigin: null as string | null,
+  weightsTrained: false,
   generation: {
     maxNewTokens: 64,
     temperature: 0,
@@ -176,6 +177,7 @@ export async function refreshEngineState(): Promise<void> {
   app.modelInfo = s.model;
   app.hasAdapter = s.hasAdapter;
   app.adapterOrigin = s.adapterOrigin;
+  app.weightsTrained = s.weightsTrained;
   if (app.run && !s.training) app.run.memory = s.memory;
 }
 
