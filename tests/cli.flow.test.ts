@@ -28,7 +28,7 @@ describe('crucible train / chat / export / preview on a tiny model', () => {
   it('trains, logs, checkpoints; an interrupted run resumes on the same loss curve', async () => {
     const full = mkdtempSync(join(tmpdir(), 'run-full-'));
     const logs: LogRecord[] = [];
-    const r = await runTraining(trainConfig(full), { onLog: (l) => logs.push(l as LogRecord) });
+    const r = await runTraining(trainConfig(full), { onLog: (l) => logs.push(l) });
     expect(r).toMatchObject({ globalStep: 4, totalSteps: 4, interrupted: false });
     for (const f of ['adapter_model.safetensors', 'adapter_config.json', 'trainer_log.jsonl', 'training_loss.png', 'checkpoint-2/optimizer.safetensors', 'checkpoint-4/trainer_state.json', 'tokenizer.json']) {
       expect(existsSync(join(full, f)), f).toBe(true);
@@ -47,7 +47,7 @@ describe('crucible train / chat / export / preview on a tiny model', () => {
     const first = await runTraining(trainConfig(split), { signal: stop.signal, onLog: (l) => { if (l.current_steps === 2) stop.abort(); } });
     expect(first).toMatchObject({ interrupted: true, globalStep: 2 });
     const resumed: LogRecord[] = [];
-    const second = await runTraining(trainConfig(split), { onLog: (l) => resumed.push(l as LogRecord) });
+    const second = await runTraining(trainConfig(split), { onLog: (l) => resumed.push(l) });
     expect(second).toMatchObject({ interrupted: false, globalStep: 4 });
     expect(resumed.map((l) => l.current_steps)).toEqual([3, 4]);
     resumed.forEach((l, i) => expect(l.loss).toBeCloseTo(logs[i + 2]!.loss!, 5));
@@ -71,7 +71,7 @@ describe('crucible train / chat / export / preview on a tiny model', () => {
   it('stage dpo (sigmoid) runs with the base as the reference and logs TRL metric names; rm saves its value head', async () => {
     const dpo = mkdtempSync(join(tmpdir(), 'run-dpo-'));
     const logs: LogRecord[] = [];
-    await runTraining(trainConfig(dpo, { stage: 'dpo', dataset: 'dpo_en_demo', pref_beta: 0.1, max_steps: 2, save_strategy: 'no' }), { onLog: (l) => logs.push(l as LogRecord) });
+    await runTraining(trainConfig(dpo, { stage: 'dpo', dataset: 'dpo_en_demo', pref_beta: 0.1, max_steps: 2, save_strategy: 'no' }), { onLog: (l) => logs.push(l) });
     expect(Object.keys(logs[0]!)).toEqual(expect.arrayContaining(['rewards/chosen', 'rewards/rejected', 'rewards/accuracies', 'rewards/margins']));
     expect(existsSync(join(dpo, 'adapter_model.safetensors'))).toBe(true);
     const rm = mkdtempSync(join(tmpdir(), 'run-rm-'));

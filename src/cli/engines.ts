@@ -4,6 +4,7 @@
 import type { CrucibleConfig } from '../config/schema';
 import type { ChatBackend } from '../server/types';
 import type { PreviewExample } from '../data/preview';
+import type { LogRecord } from '../train/trainer';
 import type { CliIO } from './io';
 
 /** Progress callbacks every engine function accepts. */
@@ -14,20 +15,8 @@ export interface RunHooks {
   signal?: AbortSignal;
 }
 
-/** One training log record, LLaMA-Factory's trainer_log.jsonl fields. */
-export interface TrainLog {
-  current_steps: number;
-  total_steps: number;
-  loss?: number;
-  eval_loss?: number;
-  lr: number;
-  epoch: number;
-  percentage: number;
-  grad_norm?: number;
-  tokens_per_second: number;
-  elapsed_time: number;
-  remaining_time: number;
-}
+/** One training log record: LLaMA-Factory's trainer_log.jsonl fields (and TRL's preference metrics). */
+export type TrainLog = LogRecord;
 
 export interface TrainRunHooks extends RunHooks {
   onLog?: (record: TrainLog) => void;

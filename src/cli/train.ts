@@ -13,6 +13,9 @@ export function formatTrainLog(r: TrainLog): string {
   if (r.loss !== undefined) parts.push(`loss ${r.loss.toFixed(4)}`);
   if (r.eval_loss !== undefined) parts.push(`eval_loss ${r.eval_loss.toFixed(4)}`);
   if (r.grad_norm !== undefined) parts.push(`grad_norm ${r.grad_norm.toFixed(3)}`);
+  if (r['rewards/accuracies'] !== undefined) parts.push(`reward_acc ${r['rewards/accuracies'].toFixed(2)}`);
+  if (r['rewards/margins'] !== undefined) parts.push(`margin ${r['rewards/margins'].toFixed(3)}`);
+  if (r.accuracy !== undefined) parts.push(`accuracy ${r.accuracy.toFixed(2)}`);
   parts.push(`lr ${r.lr.toExponential(2)}`, `epoch ${r.epoch.toFixed(2)}`);
   if (r.tokens_per_second > 0) parts.push(`${Math.round(r.tokens_per_second)} tok/s`);
   parts.push(`${formatDuration(r.elapsed_time)} elapsed, ${formatDuration(r.remaining_time)} left`);
