@@ -2,7 +2,9 @@
 // unlock shader-f16 and subgroup matrices on NVIDIA; without a hardware adapter, SwiftShader's
 // Vulkan driver from Debian's chromium package (slow, but correct).
 
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { gpuFromAdapter } from './device';
 import { GpuError, type Gpu } from './runtime';
 
@@ -29,6 +31,9 @@ export async function nodeGpu(options: NodeGpuOptions = {}): Promise<Gpu> {
     throw new GpuError(`could not load Dawn (npm package "webgpu"): ${(e as Error).message}. Run npm install.`);
   }
   Object.assign(globalThis, dawn.globals);
+  // Vulkan drivers print "XDG_RUNTIME_DIR is invalid" on headless machines without one; a private
+  // temporary directory keeps that noise out of every command's output.
+  if (!process.env.XDG_RUNTIME_DIR) process.env.XDG_RUNTIME_DIR = mkdtempSync(join(tmpdir(), 'crucible-xdg-'));
   const tried: string[] = [];
 
   const attempt = async (): Promise<GPUAdapter | null> => {
