@@ -37,6 +37,25 @@ describe("LLaMA-Factory's example configs", () => {
     });
   }
 
+  const STAGE: Record<string, string> = { c4_demo: 'pt', dpo_en_demo: 'dpo', kto_en_demo: 'kto' };
+  for (const dataset of ['alpaca_en_demo', 'identity', 'glaive_toolcall_en_demo', 'c4_demo', 'dpo_en_demo', 'kto_en_demo']) {
+    it(`crucible preview --json shows ${dataset} as training sees it`, async () => {
+      const stage = STAGE[dataset] ?? 'sft';
+      const r = await crucible(['preview', MODEL, `dataset=${dataset}`, `stage=${stage}`, 'template=qwen3_nothink', 'cutoff_len=256', '-n', '2', '--json']);
+      expect(r.code, r.err).toBe(0);
+      const lines = r.out.trim().split('\n').map((l) => JSON.parse(l));
+      expect(lines).toHaveLength(2);
+      for (const e of lines) {
+        const sides = stage === 'dpo' ? [e.chosen, e.rejected] : [e];
+        for (const side of sides) {
+          expect(side.labels).toHaveLength(side.input_ids.length);
+          expect(side.labels.some((l: number) => l !== -100), 'something is learned').toBe(true);
+          if (stage !== 'pt') expect(side.labels[0], 'the prompt is masked').toBe(-100);
+        }
+      }
+    });
+  }
+
   it('inference/qwen3_lora_sft.yaml chats with the adapter the sft example trained', async () => {
     const r = await crucible(['chat', join(EXAMPLES, 'inference/qwen3_lora_sft.yaml'), MODEL, 'max_new_tokens=4', '-p', 'Who are you?']);
     expect(r.code, r.err).toBe(0);
