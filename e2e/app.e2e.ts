@@ -73,7 +73,9 @@ describe.skipIf(!existsSync(CHROMIUM))('app in Chromium (WebGPU on SwiftShader)'
     const roots = [join(dir, 'dist')];
     if (process.env.CRUCIBLE_E2E_TINY === '1') {
       // an overlay served before the build: demo/model and demo/data
-      writeTinyModel(join(dir, 'overlay/demo/model'));
+      // CRUCIBLE_E2E_TINY_SHAPE=hidden,layers,intermediate,vocab (timing a larger demo model)
+      const [hidden, layers, intermediate, vocab] = (process.env.CRUCIBLE_E2E_TINY_SHAPE ?? '').split(',').map(Number);
+      writeTinyModel(join(dir, 'overlay/demo/model'), { ...(hidden ? { hidden } : {}), ...(layers ? { layers } : {}), ...(intermediate ? { intermediate } : {}), ...(vocab ? { vocab } : {}) });
       await mkdir(join(dir, 'overlay/demo/data'), { recursive: true });
       await writeFile(join(dir, 'overlay/demo/data/identity.json'), await readFile(join(ROOT, 'tests/fixtures/data/llamafactory/identity.json')));
       await writeFile(join(dir, 'overlay/demo/data/dataset_info.json'), JSON.stringify({ identity: { file_name: 'identity.json' } }));
@@ -95,8 +97,8 @@ describe.skipIf(!existsSync(CHROMIUM))('app in Chromium (WebGPU on SwiftShader)'
       }
       hub = await mock.startMockHub({ repos: { [HUB_ID]: { files } } });
       const rows = [
-        { instruction: 'Say hello', input: '', output: 'Hello from the Hub!' },
-        { instruction: 'Name a color', input: '', output: 'Blue.' },
+        { instruction: 'Hi', input: '', output: 'Hub!' },
+        { instruction: 'Color?', input: '', output: 'Blue.' },
       ];
       front = await startHubFront(hub.url, [{ id: HUB_ID, params: 1000 }], { [HUB_DATASET]: { 'train.jsonl': rows.map((r) => JSON.stringify(r)).join('\n') + '\n' } });
     } catch (e) {
@@ -165,7 +167,7 @@ describe.skipIf(!existsSync(CHROMIUM))('app in Chromium (WebGPU on SwiftShader)'
     const step = async () => Number(/step (\d+)\//.exec((await page.getByTestId('run-step').textContent()) ?? '')?.[1] ?? -1);
     await set('Max steps', String(STEPS));
     await set('Batch size', '1');
-    await set('Cutoff length', '64');
+    await set('Cutoff length', '32');
     await set('Checkpoint every', '2');
     await set('Learning rate', '0.002');
     await set('Eval split', '3');
@@ -224,7 +226,7 @@ describe.skipIf(!existsSync(CHROMIUM))('app in Chromium (WebGPU on SwiftShader)'
   it('chats with the adapter, streaming, and side by side with the base model', async () => {
     await expect.poll(() => page.getByTestId('adapter-state').textContent()).toMatch(/Adapter: run/);
     await page.getByText('Generation settings').click();
-    await page.getByRole('spinbutton', { name: 'Max new tokens' }).fill('12');
+    await page.getByRole('spinbutton', { name: 'Max new tokens' }).fill('8');
     await page.getByRole('spinbutton', { name: 'Max new tokens' }).press('Tab');
     await page.getByRole('textbox', { name: 'Message' }).fill('Who are you?');
     await page.getByRole('button', { name: 'Send' }).click();
@@ -339,8 +341,8 @@ describe.skipIf(!existsSync(CHROMIUM))('app in Chromium (WebGPU on SwiftShader)'
     await page.getByRole('searchbox', { name: 'Search Hub datasets' }).fill('hello');
     await page.getByRole('button', { name: 'Search datasets' }).click();
     await page.getByRole('button', { name: HUB_DATASET, exact: true }).click();
-    await expect.poll(() => page.locator('.examples').textContent(), { timeout: 60_000 }).toMatch(/Hello from the Hub!/);
-    expect(await page.locator('.examples mark.learned').first().textContent()).toMatch(/Hello from the Hub!/);
+    await expect.poll(() => page.locator('.examples').textContent(), { timeout: 60_000 }).toMatch(/Hub!/);
+    expect(await page.locator('.examples mark.learned').first().textContent()).toMatch(/Hub!/);
     await shot('08-hub-download');
     // back to the demo model and data for what follows
     await page.getByRole('radio', { name: /^Demo model/ }).check();

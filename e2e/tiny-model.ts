@@ -31,13 +31,13 @@ function byteChars(): string[] {
 const CHATML =
   "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
-export function writeTinyModel(dir: string, opts: { hidden?: number; layers?: number; seed?: number } = {}): void {
+export function writeTinyModel(dir: string, opts: { hidden?: number; layers?: number; intermediate?: number; vocab?: number; seed?: number } = {}): void {
   mkdirSync(dir, { recursive: true });
   const chars = byteChars();
   const vocab: Record<string, number> = {};
   chars.forEach((c, i) => (vocab[c] = i));
   SPECIALS.forEach((s, i) => (vocab[s] = 256 + i));
-  const V = 256 + SPECIALS.length;
+  const V = Math.max(opts.vocab ?? 0, 256 + SPECIALS.length);
   const tokenizer = {
     version: '1.0',
     truncation: null,
@@ -54,7 +54,7 @@ export function writeTinyModel(dir: string, opts: { hidden?: number; layers?: nu
     join(dir, 'tokenizer_config.json'),
     JSON.stringify({ bos_token: null, eos_token: '<|im_end|>', pad_token: '<|endoftext|>', chat_template: CHATML, model_max_length: 512, add_bos_token: false }, null, 2),
   );
-  const D = opts.hidden ?? 32, L = opts.layers ?? 2, H = 4, KV = 2, Dh = D / H, I = 2 * D;
+  const D = opts.hidden ?? 32, L = opts.layers ?? 2, H = 4, KV = 2, Dh = D / H, I = opts.intermediate ?? 2 * D;
   const config = {
     architectures: ['LlamaForCausalLM'],
     model_type: 'llama',
