@@ -379,7 +379,21 @@ describe.skipIf(!existsSync(CHROMIUM))('app in Chromium (WebGPU on SwiftShader)'
     await page.getByRole('button', { name: 'Send' }).waitFor({ timeout: 180_000 });
     await shot('10-offline');
     await context.setOffline(false);
-    expect(errors).toEqual([]);
     log('offline ok');
+  });
+
+  it('deletes a stored model and a run', async () => {
+    page.on('dialog', (d) => void d.accept());
+    if (front) {
+      await page.getByRole('button', { name: `Delete ${HUB_ID}` }).click();
+      await expect.poll(() => page.getByRole('radio', { name: HUB_ID }).count()).toBe(0);
+    }
+    await page.getByRole('button', { name: /^Delete .*Demo model/ }).click();
+    await expect.poll(() => page.getByTestId('run-history').count()).toBe(0);
+    await page.reload();
+    await page.getByTestId('gpu-adapter').waitFor({ timeout: 30_000 });
+    expect(await page.getByText('No runs yet.').count()).toBe(1);
+    expect(await page.getByRole('radio', { name: HUB_ID }).count()).toBe(0);
+    expect(errors).toEqual([]);
   });
 });
