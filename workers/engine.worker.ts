@@ -11,6 +11,7 @@ import { configFromObject, type CrucibleConfig } from '../src/config';
 import { buildDataset, DataError, memoryFileAccess, previewExamples, type DataDeps, type PreviewExample } from '../src/data';
 import { browserStore, deleteStoredModel, downloadModel, listStoredModels, openStoredModel, resolveModel, type HubFile, type ModelStore } from '../src/hub';
 import { specFromConfig } from '../src/model/spec';
+import { countParams } from '../src/ui/lib/estimate';
 import type { ModelFiles } from '../src/model/weights';
 import type { TokenExample } from '../src/train/batches';
 import type { LogRecord } from '../src/train/trainer';
@@ -112,27 +113,26 @@ async function modelFiles(source: ModelSource): Promise<ModelFiles> {
 
 const keyOf = (s: ModelSource, q: number | null) => `${s.kind}:${s.id}:${s.kind === 'url' ? s.base : (s.revision ?? 'main')}:${q ?? 'f32'}`;
 
-function countParams(config: Record<string, unknown>, where: string): { params: number; spec: ReturnType<typeof specFromConfig> } {
-  const spec = specFromConfig(config, where);
-  const { hidden: D, heads: Hq, kvHeads: Hkv, headDim: Dh, intermediate: I, vocab: V } = spec;
-  const perLayer = D * Hq * Dh + 2 * D * Hkv * Dh + Hq * Dh * D + 3 * D * I + 2 * D;
-  const tied = spec.tiedEmbeddings;
-  return { params: V * D * (tied ? 1 : 2) + spec.layers.length * perLayer + D, spec };
+/** Unload the model: a fresh device frees every buffer of the old one at once. */
+async function dropSession(): Promise<void> {
+  if (!session) return;
+  const g = session.gpu;
+  session.release();
+  session = null;
+  sessionKey = '';
+  sessionSource = null;
+  sessionFiles = null;
+  modelInfo = null;
+  adapterOrigin = null;
+  baseModified = false;
+  g.destroy();
+  gpuPromise = null;
 }
 
 async function ensureSession(source: ModelSource, quantizationBit: 4 | 8 | null, onProgress?: (d: number, t: number, w: string) => void, pristine = false): Promise<Session> {
   const key = keyOf(source, quantizationBit);
   if (session && key === sessionKey && !(pristine && baseModified)) return session;
-  const g0 = await gpu();
-  if (session) {
-    // a fresh device frees every buffer of the old model at once
-    session.release();
-    session = null;
-    modelInfo = null;
-    adapterOrigin = null;
-    g0.destroy();
-    gpuPromise = null;
-  }
+  await dropSession();
   const g = await gpu();
   const files = await modelFiles(source);
   const s = await Session.open(g, files, { quantizationBit, ...(onProgress ? { onProgress } : {}) });
@@ -142,7 +142,9 @@ async function ensureSession(source: ModelSource, quantizationBit: 4 | 8 | null,
   sessionSource = source;
   sessionFiles = files;
   const config = s.model.config;
-  const { params, spec } = countParams(config, `${source.id}/config.json`);
+  const spec = specFromConfig(config, `${source.id}/config.json`);
+  const p = countParams(spec);
+  const params = p.linear + p.embed + p.head + p.norms;
   let generation: ModelInfo['generation'] = {};
   if (await files.exists('generation_config.json')) {
     try {
@@ -195,7 +197,16 @@ async function dataDeps(source: DataSource, tokenizer: DataDeps['tokenizer']): P
     return { deps: { tokenizer, readFile, listFiles: async () => null }, dataset: source.dataset, dir: 'data' };
   }
   const repo = source.repo;
-  const fetchFile = async (r: string, path: string) => fetchBytes(`${hubEndpoint}/datasets/${r}/resolve/main/${path.split('/').map(encodeURIComponent).join('/')}`);
+  const fetchFile = (r: string, path: string) => {
+    const url = `${hubEndpoint}/datasets/${r}/resolve/main/${path.split('/').map(encodeURIComponent).join('/')}`;
+    let p = hubDataCache.get(url);
+    if (!p) {
+      p = fetchBytes(url, hubToken ? { authorization: `Bearer ${hubToken}` } : undefined);
+      p.catch(() => hubDataCache.delete(url));
+      hubDataCache.set(url, p);
+    }
+    return p;
+  };
   const listRepoFiles = async (r: string) => {
     const out: string[] = [];
     for await (const f of listFiles({ repo: { type: 'dataset', name: r }, recursive: true, hubUrl: hubEndpoint, ...(hubToken ? { accessToken: hubToken } : {}) })) {
@@ -208,6 +219,8 @@ async function dataDeps(source: DataSource, tokenizer: DataDeps['tokenizer']): P
 
 let hubEndpoint = HUB;
 let hubToken: string | undefined;
+/** Hub dataset files fetched in this session (preview, then training, read them once). */
+const hubDataCache = new Map<string, Promise<Uint8Array>>();
 
 function dataConfig(c: CrucibleConfig, dataset: string, dir: string): Record<string, unknown> {
   return { ...c, dataset: [dataset], dataset_dir: dir, eval_dataset: null, shuffle: !c.disable_shuffling };
@@ -298,11 +311,7 @@ const api: EngineApi = {
   async deleteStored(id) {
     if (sessionSource?.kind === 'hub' && sessionSource.id === id) {
       if (training) throw new Error(`${id} is training: stop the run first`);
-      session?.release();
-      session = null;
-      sessionKey = '';
-      sessionSource = null;
-      modelInfo = null;
+      await exclusive(dropSession);
     }
     return deleteStoredModel(store(), id);
   },

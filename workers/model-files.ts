@@ -58,10 +58,10 @@ export function urlModelFiles(base: string, name: string): ModelFiles & { bytes(
 }
 
 /** A data folder served next to the app: dataset_info.json and the files it names. */
-export async function fetchBytes(url: string): Promise<Uint8Array> {
+export async function fetchBytes(url: string, headers?: Record<string, string>): Promise<Uint8Array> {
   let res: Response;
   try {
-    res = await fetch(url);
+    res = await fetch(url, headers ? { headers } : {});
   } catch (e) {
     throw new Error(`cannot fetch ${url}: ${(e as Error).message}`);
   }
