@@ -233,6 +233,7 @@ describe.skipIf(!existsSync(CHROMIUM))('app in Chromium (WebGPU on SwiftShader)'
     const answer = page.getByTestId('answer').first();
     await expect.poll(async () => ((await answer.textContent()) ?? '').replace(/^Tuned/, '').length, { timeout: 180_000 }).toBeGreaterThan(0);
     await page.getByRole('button', { name: 'Send' }).waitFor({ timeout: 180_000 });
+    expect(await page.getByTestId('answer-info').first().textContent()).toMatch(/^[1-9]\d* tokens, [\d.]+ tokens\/s/);
     await page.getByLabel('Compare with base model').check();
     await page.getByRole('textbox', { name: 'Message' }).fill('hi');
     await page.getByRole('textbox', { name: 'Message' }).press('Enter');

@@ -367,7 +367,8 @@ export function showRun(r: RunRecord): void {
     memory: { allocated: 0, peak: 0 },
     ...(last?.loss !== undefined ? { loss: last.loss } : {}),
     ...(lastEval?.eval_loss !== undefined ? { evalLoss: lastEval.eval_loss } : {}),
-    ...(tail ? { tokensPerSecond: tail.tokens_per_second, elapsed: tail.elapsed_time, remaining: tail.remaining_time } : {}),
+    ...(last?.tokens_per_second ? { tokensPerSecond: last.tokens_per_second } : {}),
+    ...(tail ? { elapsed: tail.elapsed_time, remaining: tail.remaining_time } : {}),
     ...(r.error ? { error: r.error } : {}),
   };
 }
