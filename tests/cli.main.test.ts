@@ -263,6 +263,15 @@ describe('api', () => {
   });
 });
 
+describe('train progress', () => {
+  it('draws a bar of the steps done', async () => {
+    const { progressBar } = await import('../src/cli/train');
+    expect(progressBar(0, 8)).toBe('[....................]   0%');
+    expect(progressBar(4, 8)).toBe('[##########..........]  50%');
+    expect(progressBar(8, 8)).toBe('[####################] 100%');
+  });
+});
+
 describe('export, preview, bench', () => {
   it('pass their options to the engine and print the result', async () => {
     const exp = await run(['export', join(EXAMPLES, 'merge_lora/qwen3_lora_sft.yaml')], {

@@ -7,6 +7,12 @@ import { formatDuration } from './format';
 import { interruptSignal } from './io';
 import { keysHelp } from './keys';
 
+/** A 20-cell bar of the run's progress. */
+export function progressBar(done: number, total: number): string {
+  const cells = Math.round((20 * Math.min(done, total)) / Math.max(1, total));
+  return `[${'#'.repeat(cells)}${'.'.repeat(20 - cells)}] ${String(Math.floor((100 * done) / Math.max(1, total))).padStart(3)}%`;
+}
+
 /** One line like LLaMA-Factory's progress logs. */
 export function formatTrainLog(r: TrainLog): string {
   const parts = [`step ${r.current_steps}/${r.total_steps}`];
@@ -58,7 +64,7 @@ export const trainCommand: CommandDef = {
       const result = await runTraining(config, {
         signal: stop.signal,
         onStatus: (m) => io.stderr(`${m}\n`),
-        onLog: (r) => io.stdout(`${formatTrainLog(r)}\n`),
+        onLog: (r) => io.stdout(`${io.interactive ? `${progressBar(r.current_steps, r.total_steps)} ` : ''}${formatTrainLog(r)}\n`),
         onCheckpoint: (dir, step) => io.stderr(`saved checkpoint ${dir} (step ${step})\n`),
       });
       const loss = result.trainLoss !== undefined ? `, train loss ${result.trainLoss.toFixed(4)}` : '';
