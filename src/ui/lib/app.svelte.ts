@@ -239,6 +239,7 @@ function onTrainEvent(e: TrainEvent): void {
     r.step = e.start.step;
     r.log = e.start.log;
     r.status = 'running';
+    void refreshRuns();
   } else if (e.kind === 'log' && e.log) {
     const l = e.log;
     r.log.push(l);
