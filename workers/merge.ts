@@ -7,6 +7,7 @@
 
 import { encodeSafetensors, openSafetensors, readF32, type SafetensorsFile, type TensorToWrite } from '../src/model/safetensors';
 import type { ModelFiles } from '../src/model/weights';
+import { deltaFor, mergeLora } from '../src/export/lora-merge';
 
 export interface MergeInput {
   base: ModelFiles;
@@ -34,44 +35,18 @@ export async function baseBytes(files: ModelFiles): Promise<number> {
 
 export async function mergeModel(input: MergeInput): Promise<Uint8Array> {
   const out: Record<string, TensorToWrite> = {};
-  const cfg = input.adapterConfig ? (JSON.parse(input.adapterConfig) as { r: number; lora_alpha: number; use_rslora?: boolean; use_dora?: boolean }) : null;
+  const cfg = input.adapterConfig ? (JSON.parse(input.adapterConfig) as Record<string, unknown>) : null;
   const adapter = input.adapterWeights ? await memOf(input.adapterWeights, 'adapter_model.safetensors') : null;
   const trained = input.trainedWeights ? await memOf(input.trainedWeights, 'trained_weights.safetensors') : null;
-  const scale = cfg ? (cfg.use_rslora ? cfg.lora_alpha / Math.sqrt(cfg.r) : cfg.lora_alpha / cfg.r) : 0;
   let merged = 0;
   for (const shard of await shards(input.base)) {
     for (const [name, info] of shard.tensors) {
       if (info.dtype !== 'F32' && info.dtype !== 'F16' && info.dtype !== 'BF16') throw new Error(`${name}: cannot merge a ${info.dtype} tensor`);
       let w = trained?.tensors.has(name) ? await readF32(trained, name) : await readF32(shard, name);
-      const key = `base_model.model.${name.replace(/\.weight$/, '')}`;
-      if (adapter && cfg && name.endsWith('.weight') && adapter.tensors.has(`${key}.lora_A.weight`)) {
-        const A = await readF32(adapter, `${key}.lora_A.weight`);
-        const B = await readF32(adapter, `${key}.lora_B.weight`);
+      const delta = adapter && cfg && name.endsWith('.weight') ? await deltaFor({ config: cfg, file: adapter }, name) : null;
+      if (delta) {
         const [N, K] = info.shape as [number, number];
-        const r = A.length / K;
-        const magKey = `${key}.lora_magnitude_vector`;
-        const m = cfg.use_dora ? await readF32(adapter, adapter.tensors.has(magKey) ? magKey : `${magKey}.weight`) : null;
-        const mergedW = new Float32Array(w.length);
-        const row = new Float64Array(K);
-        for (let n = 0; n < N; n++) {
-          row.fill(0);
-          for (let j = 0; j < r; j++) {
-            const b = scale * B[n * r + j]!;
-            if (b === 0) continue;
-            for (let k = 0; k < K; k++) row[k]! += b * A[j * K + k]!;
-          }
-          let ss = 0;
-          for (let k = 0; k < K; k++) {
-            const v = w[n * K + k]! + row[k]!;
-            mergedW[n * K + k] = v;
-            ss += v * v;
-          }
-          if (m) {
-            const f = m[n]! / Math.sqrt(ss);
-            for (let k = 0; k < K; k++) mergedW[n * K + k]! *= f;
-          }
-        }
-        w = mergedW;
+        w = mergeLora(w, N, K, delta);
         merged++;
       }
       out[name] = { dtype: info.dtype, shape: info.shape, data: w };

@@ -8,72 +8,16 @@ import { join } from 'node:path';
 import type { CrucibleConfig } from '../config';
 import type { ExportRunResult, RunHooks } from '../cli/engines';
 import { resolveModelFiles } from '../engine/node-model';
-import { openSafetensors, readF32, type SafetensorsFile } from '../model/safetensors';
+import { openSafetensors } from '../model/safetensors';
+import { deltaFor, mergeLora, type AdapterOnHost } from './lora-merge';
 import { Checkpoint, type ModelFiles } from '../model/weights';
 import { MODEL_SIDE_FILES } from '../train/run';
 import { writeSharded, type TensorSource } from './shards';
-
-export interface LoraDelta {
-  A: Float32Array; // [r, K]
-  B: Float32Array; // [N, r]
-  r: number;
-  scaling: number;
-  magnitude?: Float32Array; // [N] (DoRA)
-}
-
-/** W + s·B·A, or DoRA's m / ||W + s·B·A||_row · (W + s·B·A), as PEFT's merge computes it. */
-export function mergeLora(W: Float32Array, N: number, K: number, d: LoraDelta): Float32Array {
-  const out = Float32Array.from(W);
-  const { A, B, r, scaling: s } = d;
-  const row = new Float64Array(K);
-  for (let n = 0; n < N; n++) {
-    row.fill(0);
-    for (let j = 0; j < r; j++) {
-      const b = B[n * r + j]! * s;
-      if (b === 0) continue;
-      for (let k = 0; k < K; k++) row[k]! += b * A[j * K + k]!;
-    }
-    let sq = 0;
-    for (let k = 0; k < K; k++) {
-      const v = W[n * K + k]! + row[k]!;
-      out[n * K + k] = v;
-      sq += v * v;
-    }
-    if (d.magnitude) {
-      const g = d.magnitude[n]! / Math.sqrt(sq);
-      for (let k = 0; k < K; k++) out[n * K + k]! *= g;
-    }
-  }
-  return out;
-}
-
-interface AdapterOnHost {
-  config: Record<string, unknown>;
-  file: SafetensorsFile;
-}
 
 async function readAdapter(files: ModelFiles): Promise<AdapterOnHost> {
   const config = JSON.parse(await files.readText('adapter_config.json')) as Record<string, unknown>;
   if (config.peft_type !== 'LORA') throw new Error(`${files.name}: adapter type ${String(config.peft_type)} is not LORA`);
   return { config, file: await openSafetensors(await files.open('adapter_model.safetensors')) };
-}
-
-/** The delta for a base weight name ("model.layers.0.self_attn.q_proj.weight"), if the adapter has one. */
-async function deltaFor(ad: AdapterOnHost, weightName: string): Promise<LoraDelta | null> {
-  const module = `base_model.model.${weightName.replace(/\.weight$/, '')}`;
-  const aKey = `${module}.lora_A.weight`;
-  if (!ad.file.tensors.has(aKey)) return null;
-  const r = Number(ad.config.r);
-  const alpha = Number(ad.config.lora_alpha);
-  const scaling = ad.config.use_rslora ? alpha / Math.sqrt(r) : alpha / r;
-  const magKey = `${module}.lora_magnitude_vector`;
-  return {
-    A: await readF32(ad.file, aKey),
-    B: await readF32(ad.file, `${module}.lora_B.weight`),
-    r,
-    scaling,
-    ...(ad.config.use_dora ? { magnitude: await readF32(ad.file, ad.file.tensors.has(magKey) ? magKey : `${magKey}.weight`) } : {}),
-  };
 }
 
 export async function exportModel(config: CrucibleConfig, hooks: RunHooks & { adapterOnly?: boolean }): Promise<ExportRunResult> {

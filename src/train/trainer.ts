@@ -103,6 +103,8 @@ export class Trainer {
   private stepsSinceLog = 0;
   private tokensSinceLog = 0;
   private timeSinceLog = 0;
+  /** Start of the current logging interval (evaluation and checkpoints are not counted). */
+  private intervalStart = 0;
   private readonly started = performance.now();
 
   private constructor(
@@ -158,7 +160,7 @@ export class Trainer {
     const gpu = this.model.gpu;
     const o = this.opts;
     const schedule = { type: o.scheduler, warmupSteps: warmupSteps(this.totalSteps, o.warmupSteps, o.warmupRatio), totalSteps: this.totalSteps };
-    let stepStart = performance.now();
+    this.intervalStart = performance.now();
     while (this.state.global_step < this.totalSteps) {
       const rows = this.nextMicroRows();
       this.optimizer.zeroGrad();
@@ -168,18 +170,17 @@ export class Trainer {
       const sumSq = this.optimizer.update(lr);
       this.state.global_step++;
       this.stepsSinceLog++;
-      const now = performance.now();
-      this.timeSinceLog += now - stepStart;
-      stepStart = now;
       const step = this.state.global_step;
       const last = step === this.totalSteps || hooks.signal?.aborted;
       if (step % Math.max(1, o.loggingSteps) === 0 || last) await this.log(lr, sumSq, hooks);
+      const pausedAt = performance.now();
       if (o.evalSteps > 0 && this.evalSet.length > 0 && (step % o.evalSteps === 0 || last)) await this.evaluate(lr, hooks);
       if (store && ((o.saveSteps > 0 && step % o.saveSteps === 0) || last)) {
         const dir = `checkpoint-${step}`;
         await this.saveCheckpoint(store, dir);
         hooks.onCheckpoint?.(dir, step);
       }
+      this.intervalStart += performance.now() - pausedAt; // evaluation and saving are not training time
       if (hooks.signal?.aborted) break;
     }
     await gpu.sync();
@@ -338,11 +339,14 @@ export class Trainer {
       ? this.objective.takeMetrics(this.stepsSinceLog)
       : { loss: (await gpu.readF32(this.lossSum))[0]! / Math.max(1, this.stepsSinceLog) };
     const gradNorm = Math.sqrt((await gpu.readF32(sumSq))[0]!);
+    // the readbacks above waited for the GPU: the interval's wall time includes all its work
+    this.timeSinceLog = performance.now() - this.intervalStart;
     gpu.zero(this.lossSum);
     const rec = this.record(lr, { ...roundAll(metrics), grad_norm: round(gradNorm) });
     this.stepsSinceLog = 0;
     this.tokensSinceLog = 0;
     this.timeSinceLog = 0;
+    this.intervalStart = performance.now();
     this.state.log_history.push(rec);
     hooks.onLog?.(rec);
   }
