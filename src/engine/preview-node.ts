@@ -4,6 +4,7 @@
 import type { CrucibleConfig } from '../config';
 import type { PreviewOptions, PreviewResult } from '../cli/engines';
 import { nodeFileAccess } from '../data/node';
+import { hubDatasetAccess } from '../hub/datasets';
 import { previewExamples } from '../data/preview';
 import { resolveModelFiles } from './node-model';
 import { loadModelTokenizer } from './session';
@@ -16,6 +17,6 @@ export async function previewDataset(config: CrucibleConfig, opts: PreviewOption
     cacheDir: config.cache_dir,
   });
   const tokenizer = await loadModelTokenizer(files);
-  const all = await previewExamples(config, { tokenizer, ...nodeFileAccess() }, opts.offset + opts.count);
+  const all = await previewExamples(config, { tokenizer, ...nodeFileAccess(), ...hubDatasetAccess() }, opts.offset + opts.count);
   return { examples: all.slice(opts.offset) };
 }

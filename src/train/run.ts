@@ -9,6 +9,7 @@ import type { CrucibleConfig } from '../config';
 import type { TrainRunHooks, TrainRunResult } from '../cli/engines';
 import { buildDataset } from '../data';
 import { nodeFileAccess } from '../data/node';
+import { hubDatasetAccess } from '../hub/datasets';
 import { resolveModelFiles } from '../engine/node-model';
 import { trainOptionsFromConfig } from '../engine/options';
 import { Session } from '../engine/session';
@@ -40,6 +41,7 @@ export async function runTraining(config: CrucibleConfig, hooks: TrainRunHooks):
   const data = await buildDataset(config, {
     tokenizer: session.tokenizer,
     ...nodeFileAccess(),
+    ...hubDatasetAccess(),
     log: (m: string) => status(m),
   });
   status(`data: ${data.train.length} training examples${data.eval.length ? `, ${data.eval.length} for evaluation` : ''}`);

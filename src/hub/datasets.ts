@@ -1,0 +1,35 @@
+// Dataset repos on the Hub for the data layer (LLaMA-Factory's `hf_hub_url` entries): list a
+// repo's files and fetch one, with the same endpoint and token rules as models (HF_ENDPOINT,
+// HF_TOKEN). Files are fetched whole: dataset files are small next to weights.
+
+import { listFiles } from '@huggingface/hub';
+import { resolveEndpoint, resolveToken } from './env';
+
+export interface HubDatasetOptions {
+  endpoint?: string;
+  token?: string | false;
+  revision?: string;
+}
+
+export function hubDatasetAccess(opts: HubDatasetOptions = {}) {
+  const endpoint = resolveEndpoint(opts.endpoint);
+  const revision = opts.revision ?? 'main';
+  return {
+    async fetchFile(repo: string, path: string): Promise<Uint8Array> {
+      const token = await resolveToken(opts.token);
+      const url = `${endpoint}/datasets/${repo}/resolve/${revision}/${path.split('/').map(encodeURIComponent).join('/')}`;
+      const res = await fetch(url, token ? { headers: { authorization: `Bearer ${token}` } } : {});
+      if (res.status === 401 || res.status === 403) throw new Error(`dataset ${repo} file ${path}: needs a token (HF_TOKEN) with access (HTTP ${res.status})`);
+      if (!res.ok) throw new Error(`dataset ${repo} file ${path}: HTTP ${res.status} from ${endpoint}`);
+      return new Uint8Array(await res.arrayBuffer());
+    },
+    async listRepoFiles(repo: string): Promise<string[]> {
+      const token = await resolveToken(opts.token);
+      const out: string[] = [];
+      for await (const f of listFiles({ repo: { type: 'dataset', name: repo }, recursive: true, revision, hubUrl: endpoint, ...(token ? { accessToken: token } : {}) })) {
+        if (f.type === 'file') out.push(f.path);
+      }
+      return out;
+    },
+  };
+}
