@@ -3,7 +3,8 @@
 // the GPU; long GPU work here never blocks the UI.
 
 import * as Comlink from 'comlink';
-import { listDatasets, listFiles, listModels } from '@huggingface/hub';
+import { hubDatasetAccess } from '../src/hub/datasets';
+import { listDatasets, listModels } from '@huggingface/hub';
 import { browserGpu } from '../src/gpu/browser';
 import type { Gpu } from '../src/gpu/runtime';
 import { loadModelTokenizer, Session } from '../src/engine/session';
@@ -197,23 +198,19 @@ async function dataDeps(source: DataSource, tokenizer: DataDeps['tokenizer']): P
     return { deps: { tokenizer, readFile, listFiles: async () => null }, dataset: source.dataset, dir: 'data' };
   }
   const repo = source.repo;
+  const hub = hubDatasetAccess({ endpoint: hubEndpoint, ...(hubToken ? { token: hubToken } : {}) });
+  // cached for the session: the preview and the run read the same files
   const fetchFile = (r: string, path: string) => {
-    const url = `${hubEndpoint}/datasets/${r}/resolve/main/${path.split('/').map(encodeURIComponent).join('/')}`;
-    let p = hubDataCache.get(url);
+    const key = `${hubEndpoint}|${r}|${path}`;
+    let p = hubDataCache.get(key);
     if (!p) {
-      p = fetchBytes(url, hubToken ? { authorization: `Bearer ${hubToken}` } : undefined);
-      p.catch(() => hubDataCache.delete(url));
-      hubDataCache.set(url, p);
+      p = hub.fetchFile(r, path);
+      p.catch(() => hubDataCache.delete(key));
+      hubDataCache.set(key, p);
     }
     return p;
   };
-  const listRepoFiles = async (r: string) => {
-    const out: string[] = [];
-    for await (const f of listFiles({ repo: { type: 'dataset', name: r }, recursive: true, hubUrl: hubEndpoint, ...(hubToken ? { accessToken: hubToken } : {}) })) {
-      if (f.type === 'file') out.push(f.path);
-    }
-    return out;
-  };
+  const listRepoFiles = hub.listRepoFiles;
   return { deps: { tokenizer, readFile: async (p) => { throw new Error(`no local file ${p}`); }, fetchFile, listRepoFiles }, dataset: repo, dir: 'ONLINE' };
 }
 
