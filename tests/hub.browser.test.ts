@@ -14,6 +14,7 @@ import {
   setOfflineMode,
   setSessionToken,
   type BrowserStoreOptions,
+  type DownloadRetry,
 } from '../src/hub/index';
 import { startMockHub, type MockHub } from './mockhub/server';
 import { gitOidHex, pseudoRandomBytes, sameBytes, sha256Hex } from './mockhub/fixtures';
@@ -160,7 +161,8 @@ describe('hub: browser store (IndexedDB)', () => {
 
   it('resumes a reset connection within the session with Range from the last byte received', async () => {
     hub.setFaults({ cut: { file: 'model.safetensors', afterBytes: 100_000, mode: 'reset' } });
-    const m = await get({ files: ['model.safetensors'] });
+    const retries: DownloadRetry[] = [];
+    const m = await get({ files: ['model.safetensors'], onRetry: (r) => retries.push(r) });
     expectBytes(await m.readBytes('model.safetensors'), WEIGHTS);
     const reqs = fileRequests('model.safetensors');
     expect(reqs.map((r) => r.fault ?? r.status)).toEqual(['cut', 206]);
@@ -169,6 +171,10 @@ describe('hub: browser store (IndexedDB)', () => {
     expect(from).toBeGreaterThan(0);
     expect(from).toBeLessThanOrEqual(100_000);
     expect(reqs[1]!.bytes).toBe(WEIGHTS.length - from);
+    // told before the retry, with the point it resumes from
+    expect(retries).toEqual([
+      { file: 'model.safetensors', problem: expect.any(String), attempt: 1, retries: fast.retries, delayMs: expect.any(Number), resumeFrom: from, fileTotal: WEIGHTS.length },
+    ]);
   });
 
   it('after a reload (a new store instance), continues from the last complete chunk', async () => {

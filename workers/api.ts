@@ -4,6 +4,7 @@
 import type { Capabilities } from '../src/gpu/capabilities';
 import type { LogRecord } from '../src/train/trainer';
 import type { RunRecord } from '../src/train/store-browser';
+import type { DownloadRetry } from '../src/hub/download';
 
 /** Where a model's files come from. */
 export type ModelSource =
@@ -190,6 +191,8 @@ export interface DownloadEvent {
   total: number;
   bytesPerSecond: number;
   etaSeconds: number;
+  /** Set while a file waits to be tried again (a cut connection, a stall, 429/5xx). */
+  retry?: DownloadRetry;
 }
 
 /** What engine.worker.ts exposes. Callbacks are comlink proxies. */

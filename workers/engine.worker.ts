@@ -35,6 +35,7 @@ import type {
   ChatMessage,
   ChatResult,
   DataSource,
+  DownloadEvent,
   EngineApi,
   EngineState,
   GenerationSettings,
@@ -285,12 +286,14 @@ const api: EngineApi = {
     downloadAbort?.abort();
     const abort = new AbortController();
     downloadAbort = abort;
+    let last: DownloadEvent = { file: '', loaded: 0, total: 0, bytesPerSecond: 0, etaSeconds: Infinity };
     await downloadModel(id, {
       ...hubOpts(),
       store: store(),
       files: wantedFile,
       signal: abort.signal,
-      onProgress: (p) => notify(onProgress, { file: p.file, loaded: p.loaded, total: p.total, bytesPerSecond: p.bytesPerSecond, etaSeconds: p.etaSeconds }),
+      onProgress: (p) => notify(onProgress, (last = { file: p.file, loaded: p.loaded, total: p.total, bytesPerSecond: p.bytesPerSecond, etaSeconds: p.etaSeconds })),
+      onRetry: (retry) => notify(onProgress, { ...last, retry }),
     });
     const info = (await api.listStored()).find((m) => m.id === id);
     if (!info) throw new Error(`${id}: downloaded, but not found in the store`);

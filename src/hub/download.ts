@@ -25,6 +25,21 @@ export interface DownloadProgress {
   done?: boolean;
 }
 
+/** A file's transfer failed and is about to be tried again. */
+export interface DownloadRetry {
+  file: string;
+  /** What went wrong ("terminated", "503 Service Unavailable", "no data for 60 s", ...). */
+  problem: string;
+  /** Failures in a row so far (1 for the first), of `retries` allowed. */
+  attempt: number;
+  retries: number;
+  /** Milliseconds until the next attempt. */
+  delayMs: number;
+  /** The byte the next attempt asks for (Range): what the store holds of the file. */
+  resumeFrom: number;
+  fileTotal: number;
+}
+
 export interface DownloadOptions extends HubOptions {
   store: ModelStore;
   /** Which files (default: all of the repo). */
@@ -34,6 +49,8 @@ export interface DownloadOptions extends HubOptions {
   concurrency?: number;
   /** Told when the Hub could not be reached and the stored copy is returned instead. */
   onWarning?(message: string): void;
+  /** Told before each automatic retry of a file (a cut connection, a stall, 429/5xx). */
+  onRetry?(r: DownloadRetry): void;
 }
 
 class Progress {
@@ -108,6 +125,7 @@ class WriteFailure extends Error {
 
 interface FileJob {
   ctx: Context;
+  onRetry?: DownloadOptions['onRetry'];
   store: ModelStore;
   hashes: HashFactory;
   commit: string;
@@ -231,7 +249,9 @@ async function transfer(job: FileJob, w: BlobWriter, hash: { h?: IncrementalHash
           `${where(ctx.id, file.path)}: download failed after ${attempts} attempts (${failures} in a row): ${lastProblem}; got ${formatBytes(w.offset)} of ${formatBytes(size)} from ${safeUrl(url)} (the partial download is kept and resumes next time)`,
           { id: ctx.id, file: file.path, revision: job.commit, url: safeUrl(url), cause: e },
         );
-      await sleep(backoffDelay(ctx.policy, failures, retryAfter), ctx.signal);
+      const delayMs = backoffDelay(ctx.policy, failures, retryAfter);
+      job.onRetry?.({ file: file.path, problem: lastProblem, attempt: failures, retries: ctx.policy.retries, delayMs, resumeFrom: w.offset, fileTotal: size });
+      await sleep(delayMs, ctx.signal);
     } finally {
       clearTimeout(timer);
       dispose();
@@ -394,7 +414,7 @@ export async function downloadModel(id: string, opts: DownloadOptions): Promise<
         progress.emit(file.path, file.size, file.size, true);
         return;
       }
-      await fetchBlob({ ctx, store, hashes, commit, file, key, progress });
+      await fetchBlob({ ctx, onRetry: opts.onRetry, store, hashes, commit, file, key, progress });
     });
     await store.link(id, commit, file, key);
   });

@@ -24,7 +24,7 @@
  *
  *   downloadModel(id, { revision?, token?, endpoint?, offline?, store, files?, onProgress?, signal?,
  *                       retry?: { retries = 5, baseDelayMs = 1000, maxDelayMs = 30000, stallTimeoutMs = 60000 },
- *                       concurrency = 2, onWarning? }) => StoredModel
+ *                       concurrency = 2, onWarning?, onRetry? }) => StoredModel
  *
  * - `store`: nodeStore({ hfHome?, cacheDir? }) or browserStore({ dbName?, chunkSize?, hash? }). Layouts
  *   and key schemes are documented in node-store.ts and browser-store.ts.
@@ -42,6 +42,8 @@
  * - onProgress({ file, loaded, total, fileLoaded, fileTotal, bytesPerSecond, etaSeconds, done? }):
  *   loaded/total are for the whole download (bytes already stored count as loaded), at most every
  *   100 ms, and once per finished file (done: true).
+ * - onRetry({ file, problem, attempt, retries, delayMs, resumeFrom, fileTotal }): before each
+ *   automatic retry of a file; resumeFrom is the byte the next Range asks for (what is stored).
  * - `signal` aborts at once with the signal's reason (an AbortError); partial data is kept.
  * - If the Hub cannot be reached (retries exhausted) and the store holds the revision (and the
  *   selected files), that copy is returned and onWarning(message) says so, as huggingface_hub does.
@@ -79,7 +81,7 @@ export { HubError, type HubErrorCode } from './errors';
 export { setOfflineMode, setSessionToken, hasSessionToken, DEFAULT_ENDPOINT } from './env';
 export type { RetryOptions } from './http';
 export { resolveModel, defaultStore, globToRegExp, type HubOptions, type FileFilter } from './resolve';
-export { downloadModel, openStoredFile, openStoredModel, blobKey, type DownloadOptions, type DownloadProgress } from './download';
+export { downloadModel, openStoredFile, openStoredModel, blobKey, type DownloadOptions, type DownloadProgress, type DownloadRetry } from './download';
 export {
   StoredModel,
   type HubFile,
