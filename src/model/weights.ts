@@ -75,10 +75,14 @@ export async function uploadTensor(gpu: Gpu, ckpt: Checkpoint, name: string, sha
   return gpu.upload(await ckpt.read(name, shape), shape, 'f32', name);
 }
 
+/** Bytes of a matrix read from the checkpoint at once: a part can be a whole 1 GiB binding. */
+const HOST_SLICE_BYTES = 64 << 20;
+
 /**
  * Upload a matrix [N, K] in the chosen format, split in row parts when one binding cannot hold it.
- * Rows are read part by part, so the host holds at most one part. `rows` uploads only that row
- * range of the stored matrix (one projection of a fused qkv_proj / gate_up_proj).
+ * Each part is read and written in slices of rows, so the host holds at most HOST_SLICE_BYTES of
+ * it. `rows` uploads only that row range of the stored matrix (one projection of a fused
+ * qkv_proj / gate_up_proj).
  */
 export async function uploadMatrix(
   gpu: Gpu, ckpt: Checkpoint, name: string, shape: readonly [number, number], format: WeightFormat, rows?: readonly [number, number],
@@ -92,18 +96,24 @@ export async function uploadMatrix(
   const limit = gpu.caps.limits.maxStorageBufferBindingSize;
   const rowBytes = byteSize([1, K], dtype === 'q4' || dtype === 'q8' ? 'f32' : dtype);
   const rowsPerPart = Math.max(1, Math.min(N, Math.floor(limit / rowBytes)));
+  let rowsPerSlice = Math.max(1, Math.floor(HOST_SLICE_BYTES / rowBytes));
+  // queue writes start at multiples of 4 bytes: an even number of f16 rows when K is odd
+  if (dtype === 'f16' && K % 2) rowsPerSlice = Math.max(2, rowsPerSlice - (rowsPerSlice % 2));
   const parts: Tensor[] = [];
   for (let r0 = 0; r0 < N; r0 += rowsPerPart) {
     const r1 = Math.min(N, r0 + rowsPerPart);
-    const data = await ckpt.read(name, shape, [first + r0, first + r1]);
-    const partShape = [r1 - r0, K];
-    if (dtype === 'f32') parts.push(gpu.upload(data, partShape, 'f32', name));
-    else if (dtype === 'f16') parts.push(gpu.upload(toHalfBits(data), partShape, 'f16', name));
+    const host = dtype === 'f16' ? 'f16' : 'f32';
+    const t = gpu.tensor([r1 - r0, K], host, name);
+    for (let s0 = r0; s0 < r1; s0 += rowsPerSlice) {
+      const s1 = Math.min(r1, s0 + rowsPerSlice);
+      const data = await ckpt.read(name, shape, [first + s0, first + s1]);
+      gpu.write(t, host === 'f16' ? toHalfBits(data) : data, (s0 - r0) * rowBytes);
+    }
+    if (dtype === 'f32' || dtype === 'f16') parts.push(t);
     else {
-      const f = gpu.upload(data, partShape, 'f32', name);
-      parts.push(quantize(gpu, f, dtype, name));
+      parts.push(quantize(gpu, t, dtype, name));
       await gpu.sync();
-      gpu.release(f);
+      gpu.release(t);
     }
   }
   return parts.length === 1 ? parts[0]! : parts;
