@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { KtoExample, PairwiseExample } from '../src/data/processor';
+import type { KtoExample } from '../src/data/processor';
 import { lmHeadCrossEntropy } from '../src/kernels/loss';
 import { Adapter } from '../src/model/adapter';
 import { fileSource, dirFiles } from '../src/model/files-node';
@@ -15,21 +15,20 @@ import { forwardBackward, Workspace } from '../src/model/forward';
 import { Model } from '../src/model/model';
 import { openSafetensors, readF32 } from '../src/model/safetensors';
 import {
-  chartKeys, ktoLoss, pairwiseLoss, PreferenceObjective, preferenceOptions, rewardLoss, rowsBatch,
+  chartKeys, ktoLoss, pairwiseLoss, PreferenceObjective, preferenceOptions, rewardLoss,
   type PreferenceExample, type PreferenceOptions, type PrefLoss,
 } from '../src/train/preference';
-import { Trainer, type LogRecord, type RunStore, type TrainOptions } from '../src/train/trainer';
+import { Trainer, type LogRecord } from '../src/train/trainer';
+import { rowsBatch } from '../src/train/sequences';
 import { V_HEAD_BIAS, V_HEAD_WEIGHT } from '../src/train/value-head';
 import { expectClose, makeRng, relErr, type Rng } from './helpers/check';
 import { poisoned, testGpu } from './helpers/gpu';
+import { memoryStore, prefOptions, prefTrainOptions, randomPairs } from './helpers/preference';
 import { refLossGrad, refLoss } from './reference/loss';
 import { numericGrad, refDpoLoss, refDpoRewards, refKl, refKtoLoss, refRmLoss, type RefPrefOptions } from './reference/preference';
 
 const FIXTURE = join(import.meta.dirname, 'fixtures/models/llama_dpo');
 
-function options(over: Partial<PreferenceOptions> = {}): PreferenceOptions {
-  return { stage: 'dpo', beta: 0.1, ftx: 0, loss: 'sigmoid', labelSmoothing: 0, simpoGamma: 0.5, ktoChosenWeight: 1, ktoRejectedWeight: 1, ...over };
-}
 
 /** Random sequence log-probabilities that are valid (negative averages of a few nats). */
 function pairs(rng: Rng, P: number) {
@@ -47,7 +46,7 @@ describe('preference losses vs the published formulas (f64)', () => {
   for (const [loss, over] of cases) {
     it(`${loss} ${JSON.stringify(over)}: loss, rewards and d loss / d logp`, () => {
       const rng = makeRng();
-      const o = options({ loss, ...over });
+      const o = prefOptions({ loss, ...over });
       const P = 5;
       const { lens, logps, ref } = pairs(rng, P);
       const usesRef = loss === 'sigmoid' || loss === 'hinge' || loss === 'ipo';
@@ -77,7 +76,7 @@ describe('preference losses vs the published formulas (f64)', () => {
       [[true, true, true], { ftx: 0.2 }],
       [[false, false], { ktoRejectedWeight: 2 }],
     ] as Array<[boolean[], Partial<PreferenceOptions>]>) {
-      const o = options({ stage: 'kto', ...over });
+      const o = prefOptions({ stage: 'kto', ...over });
       const B = tags.length;
       const lens = Array.from({ length: B }, () => 1 + Math.floor(rng.next() * 12));
       const logps = lens.map((n) => -n * (0.5 + rng.next()));
@@ -112,19 +111,6 @@ describe('preference losses vs the published formulas (f64)', () => {
   });
 });
 
-const store = (): RunStore & { files: Map<string, Uint8Array | string> } => {
-  const files = new Map<string, Uint8Array | string>();
-  return {
-    files,
-    write: async (p, d) => void files.set(p, d),
-    read: async (p) => {
-      const d = files.get(p);
-      if (d === undefined) throw new Error(`no ${p}`);
-      return typeof d === 'string' ? new TextEncoder().encode(d) : d;
-    },
-    exists: async (p) => files.has(p),
-  };
-};
 
 interface DpoCase { beta: number; chosen: number[]; rejected: number[]; prompt_len: number; ref_chosen_logp: number; ref_rejected_logp: number; policy_chosen_logp: number; policy_rejected_logp: number; loss: number }
 
@@ -151,17 +137,6 @@ async function fixture() {
   return { gpu, model, adapter, workspace, release };
 }
 
-/** Random pairs sharing a prompt, for a tiny model with `vocab` tokens. */
-function randomPairs(rng: Rng, n: number, vocab: number): PairwiseExample[] {
-  return Array.from({ length: n }, () => {
-    const prompt = Array.from(rng.int(3 + Math.floor(rng.next() * 3), vocab - 3), (x) => x + 3);
-    const seq = () => {
-      const resp = Array.from(rng.int(3 + Math.floor(rng.next() * 5), vocab - 3), (x) => x + 3);
-      return { input_ids: [...prompt, ...resp], labels: [...prompt.map(() => -100), ...resp] };
-    };
-    return { chosen: seq(), rejected: seq() };
-  });
-}
 
 describe('preference training on the GPU', () => {
   it('the fused loss with per-token gradient weights matches the reference, and the loss itself is unchanged', async () => {
@@ -194,11 +169,11 @@ describe('preference training on the GPU', () => {
     const workspace = (B: number, S: number) => own.get(`${B}x${S}`) ?? own.set(`${B}x${S}`, new Workspace(model, B, S, recompute)).get(`${B}x${S}`)!;
     const d = (JSON.parse(readFileSync(join(FIXTURE, 'case.json'), 'utf8')) as { dpo: DpoCase }).dpo;
     const labels = (ids: number[]) => ids.map((x, i) => (i < d.prompt_len ? -100 : x));
-    const batch = rowsBatch([{ input_ids: d.chosen, labels: labels(d.chosen) }, { input_ids: d.rejected, labels: labels(d.rejected) }], 0, d.chosen.length);
-    const obj = new PreferenceObjective({ model, adapter, padId: 0, cutoffLen: 64, workspace, random: Math.random }, options({ beta: d.beta }));
+    const pair = { chosen: { input_ids: d.chosen, labels: labels(d.chosen) }, rejected: { input_ids: d.rejected, labels: labels(d.rejected) } };
+    const obj = new PreferenceObjective({ model, adapter, padId: 0, cutoffLen: 64, workspace, random: Math.random }, prefOptions({ beta: d.beta }));
     const params = adapter.params();
     for (const p of params) gpu.zero(p.grad);
-    const r = await obj.pairwise(batch, 1, 1, true);
+    const r = await obj.pairwise([pair], 1, true);
     const near = (got: number, want: number, what: string) => expect(Math.abs(got - want) / Math.abs(want), `${what}: ${got} vs ${want}`).toBeLessThan(1e-4);
     near(r.refLogps![0]!, d.ref_chosen_logp, 'reference chosen logp');
     near(r.refLogps![1]!, d.ref_rejected_logp, 'reference rejected logp');
@@ -223,7 +198,7 @@ describe('preference training on the GPU', () => {
       const { gpu, model, adapter, workspace, release } = await fixture();
       const rng = makeRng();
       const obj = new PreferenceObjective({ model, adapter, padId: 0, cutoffLen: 64, workspace, random: rng.next },
-        options(stage === 'rm' ? { stage: 'rm' } : { loss: 'orpo', beta: 0.5, ftx: 0.3 }));
+        prefOptions(stage === 'rm' ? { stage: 'rm' } : { loss: 'orpo', beta: 0.5, ftx: 0.3 }));
       const rows = randomPairs(rng, 2, model.spec.vocab);
       const params = [...adapter.params(), ...obj.params];
       for (const p of params) gpu.zero(p.grad);
@@ -245,21 +220,13 @@ describe('preference training on the GPU', () => {
   }
 });
 
-function trainOptions(over: Partial<TrainOptions>): TrainOptions {
-  return {
-    finetuningType: 'lora', lora: { rank: 4, alpha: 8, targets: ['q_proj', 'v_proj'] },
-    learningRate: 5e-2, scheduler: 'constant', warmupSteps: 0, warmupRatio: 0, epochs: 1, maxSteps: 3,
-    batchSize: 2, gradAccum: 1, maxGradNorm: 1, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8,
-    neftuneAlpha: 0, seed: 7, loggingSteps: 1, saveSteps: 0, evalSteps: 0, cutoffLen: 32, recompute: false, ...over,
-  };
-}
 
 describe('preference stages in the Trainer', () => {
   it('dpo: a few steps raise rewards/accuracies; records carry TRL metric names; gradient accumulation', async () => {
     const model = await fixtureModel();
     const rng = makeRng();
     const train = randomPairs(rng, 4, model.spec.vocab);
-    const t = await Trainer.create(model, train, train, trainOptions({ gradAccum: 2, evalSteps: 3, preference: options({ beta: 0.5 }) }), 0);
+    const t = await Trainer.create(model, train, train, prefTrainOptions({ gradAccum: 2, evalSteps: 3, preference: prefOptions({ beta: 0.5 }) }), 0);
     const logs: LogRecord[] = [];
     await t.run(null, { onLog: (r) => logs.push(r) });
     const trainLogs = logs.filter((r) => r.loss !== undefined);
@@ -291,15 +258,15 @@ describe('preference stages in the Trainer', () => {
     const kto: KtoExample[] = pairsSet.map((p, i) => ({
       ...p.chosen, kl_input_ids: pairsSet[(i + 3) % 4]!.rejected.input_ids, kl_labels: pairsSet[(i + 3) % 4]!.rejected.labels, kto_tag: i % 2 === 0,
     }));
-    const tk = await Trainer.create(model, kto, [], trainOptions({ maxSteps: 1, batchSize: 4, preference: options({ stage: 'kto', ftx: 0.1 }) }), 0);
+    const tk = await Trainer.create(model, kto, [], prefTrainOptions({ maxSteps: 1, batchSize: 4, preference: prefOptions({ stage: 'kto', ftx: 0.1 }) }), 0);
     const kLogs: LogRecord[] = [];
     await tk.run(null, { onLog: (r) => kLogs.push(r) });
     for (const k of ['loss', 'kl', 'rewards/chosen', 'rewards/rejected', 'rewards/margins', 'logps/chosen'] as const) expect(kLogs[0]![k], k).toBeTypeOf('number');
     tk.release();
     tk.adapter?.release();
 
-    const s = store();
-    const opts = trainOptions({ maxSteps: 1, batchSize: 4, evalSteps: 1, saveSteps: 1, preference: options({ stage: 'rm' }) });
+    const s = memoryStore();
+    const opts = prefTrainOptions({ maxSteps: 1, batchSize: 4, evalSteps: 1, saveSteps: 1, preference: prefOptions({ stage: 'rm' }) });
     const tr = await Trainer.create(model, pairsSet, pairsSet.slice(0, 2), opts, 0);
     const rLogs: LogRecord[] = [];
     await tr.run(s, { onLog: (r) => rLogs.push(r) });
@@ -325,11 +292,10 @@ describe('preference stages in the Trainer', () => {
     again.adapter?.release();
   });
 
-  it('refuses what it cannot do: a reference model without LoRA, pairs for kto', async () => {
+  it('refuses what it cannot do: pairs for kto', async () => {
     const model = await fixtureModel();
     const pairsSet: PreferenceExample[] = randomPairs(makeRng(), 2, model.spec.vocab);
-    await expect(Trainer.create(model, pairsSet, [], trainOptions({ finetuningType: 'freeze', preference: options() }), 0)).rejects.toThrow(/finetuning_type: lora/);
-    await expect(Trainer.create(model, pairsSet, [], trainOptions({ maxSteps: 1, preference: options({ stage: 'kto' }) }), 0)).rejects.toThrow(/stage kto needs KTO examples/);
+    await expect(Trainer.create(model, pairsSet, [], prefTrainOptions({ maxSteps: 1, preference: prefOptions({ stage: 'kto' }) }), 0)).rejects.toThrow(/stage kto needs KTO examples/);
   });
 });
 
@@ -352,7 +318,7 @@ describe('the shared training loop', () => {
     }
     ws.release();
     // a fresh adapter (B = 0) leaves the base model's loss at step 1
-    const t = await Trainer.create(model, train, [], trainOptions({ gradAccum: 2, maxSteps: 2, cutoffLen: 8 }), 0);
+    const t = await Trainer.create(model, train, [], prefTrainOptions({ gradAccum: 2, maxSteps: 2, cutoffLen: 8 }), 0);
     const logs: LogRecord[] = [];
     await t.run(null, { onLog: (r) => logs.push(r) });
     expect(logs[0]!.loss!).toBeCloseTo(sum / tokens, 3);

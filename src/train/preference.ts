@@ -10,9 +10,14 @@
 // as a per-token weight on the sequence's labelled tokens (tokenWeights): by the chain rule
 // d L / d θ = Σ_rows (d L / d logp_row) · d logp_row / d θ, and logp_row = -Σ_t loss_t.
 //
-// The reference model (dpo sigmoid/hinge/ipo, kto) is the base with the adapter switched off
-// (Adapter.withDisabled): no second copy of the weights, and therefore LoRA only. orpo and simpo
-// use no reference; rm uses none either.
+// The reference model (dpo sigmoid/hinge/ipo, kto) is, with LoRA, the base with the adapter
+// switched off (Adapter.withDisabled): no second copy of the weights. With full or freeze
+// fine-tuning, or a separate `ref_model`, the reference log-probabilities were computed before
+// training (reference.ts) and are looked up. orpo and simpo use no reference; rm uses none either.
+//
+// NEFTune, as HF's forward hook on the input embeddings, adds noise to every forward in training
+// mode: the policy's and the adapter-off reference's (fresh noise each), never in evaluation; a
+// precomputed reference was scored without noise, as LLaMA-Factory's separate reference model.
 //
 // The reward model (rm) reads a value head (value-head.ts) on each sequence's last token; its
 // gradient enters the backward at ws.final through forwardBackward's `head` option.
@@ -41,9 +46,11 @@ import type { CrucibleConfig } from '../config/schema';
 import type { KtoExample, PairwiseExample } from '../data/processor';
 import type { Tensor } from '../gpu/tensor';
 import type { Adapter, TrainableTensor } from '../model/adapter';
-import { forwardBackward, shiftLabels, type Workspace } from '../model/forward';
+import { forwardBackward, type Workspace } from '../model/forward';
 import type { Model } from '../model/model';
 import { bucketLength, type TrainBatch } from './batches';
+import type { ReferenceTable } from './reference';
+import { rowsBatch, sequenceLogps, type SeqRow } from './sequences';
 import type { RunStore } from './trainer';
 import { VALUE_HEAD_FILE, ValueHead } from './value-head';
 
@@ -340,50 +347,6 @@ export function rewardLoss(chosen: ArrayLike<number>, rejected: ArrayLike<number
   return out;
 }
 
-// ---- batches ----------------------------------------------------------------------------------
-
-export interface SeqRow {
-  input_ids: readonly number[];
-  labels: readonly number[];
-}
-
-/** Right-padded rows of S tokens with shifted labels (as makeBatch), plus each row's length. */
-export function rowsBatch(rows: readonly SeqRow[], padId: number, S: number): TrainBatch & { lengths: Int32Array } {
-  const B = rows.length;
-  const ids = new Int32Array(B * S).fill(padId);
-  const labels = new Int32Array(B * S).fill(-100);
-  const positions = new Int32Array(B * S);
-  const lengths = new Int32Array(B);
-  let realTokens = 0;
-  rows.forEach((r, b) => {
-    const n = r.input_ids.length;
-    if (r.labels.length !== n) throw new Error(`row ${b}: ${n} input_ids but ${r.labels.length} labels`);
-    if (n > S) throw new Error(`row ${b}: ${n} tokens do not fit ${S}`);
-    if (n === 0) throw new Error(`row ${b} is empty`);
-    ids.set(r.input_ids, b * S);
-    labels.set(r.labels, b * S);
-    for (let t = 0; t < S; t++) positions[b * S + t] = t;
-    lengths[b] = n;
-    realTokens += n;
-  });
-  const shifted = shiftLabels(labels, B, S);
-  return { B, S, ids, labels: shifted, positions, lengths, realTokens, validTokens: shifted.reduce((a, l) => a + (l !== -100 ? 1 : 0), 0) };
-}
-
-/** Summed log-probability and labelled tokens per row, from the per-token -log p of a forward. */
-export function rowLogps(tokenLoss: Float32Array, labels: Int32Array, B: number, S: number, vocab: number): { logps: Float64Array; lens: Int32Array } {
-  const logps = new Float64Array(B), lens = new Int32Array(B);
-  for (let b = 0; b < B; b++) {
-    for (let t = 0; t < S; t++) {
-      const l = labels[b * S + t]!;
-      if (l < 0 || l >= vocab) continue;
-      logps[b] -= tokenLoss[b * S + t]!;
-      lens[b]++;
-    }
-  }
-  return { logps, lens };
-}
-
 export function checkExamples(stage: PreferenceStage, examples: readonly unknown[], where: string): void {
   const e = examples[0] as Record<string, unknown> | undefined;
   if (!e) return;
@@ -399,8 +362,12 @@ export function checkExamples(stage: PreferenceStage, examples: readonly unknown
 
 export interface PreferenceContext {
   model: Model;
-  /** The trained adapter; the reference model is the base with it switched off. */
+  /** The trained adapter; without `reference`, the reference model is the base with it switched off. */
   adapter: Adapter | null;
+  /** Precomputed reference log-probabilities (full / freeze fine-tuning, ref_model). */
+  reference?: ReferenceTable | null;
+  /** NEFTune noise for a training forward of `batch` (the n-th of the step), or none. */
+  embedNoise?: (batch: TrainBatch, n: number) => Tensor | null;
   padId: number;
   cutoffLen: number;
   /** A workspace for B rows of S tokens (the trainer keeps them). */
@@ -427,22 +394,28 @@ export interface PairwiseOutcome extends MicroResult {
   refLogps: Float64Array | null;
 }
 
+/** A batch with the rows it was made from (the keys of precomputed reference log-probabilities). */
+interface RowsBatch {
+  rows: readonly SeqRow[];
+  batch: TrainBatch;
+}
+
 export class PreferenceObjective {
   readonly valueHead: ValueHead | null;
   /** Trainable tensors the objective adds (the value head). */
   readonly params: TrainableTensor[];
   private readonly weights = new Map<number, Tensor>();
   private stored: Array<{ r: MicroResult; scale: number }> = [];
+  /** Forwards with NEFTune noise in the current step (each draws its own). */
+  private noisyForwards = 0;
 
   constructor(readonly ctx: PreferenceContext, readonly opts: PreferenceOptions) {
     if (!(opts.beta > 0)) throw new Error(`pref_beta must be > 0, got ${opts.beta}`);
     if (opts.stage === 'dpo' && !['sigmoid', 'hinge', 'ipo', 'orpo', 'simpo'].includes(opts.loss)) {
       throw new Error(`pref_loss ${opts.loss} is not supported; use sigmoid, hinge, ipo, orpo or simpo`);
     }
-    if (usesReference(opts) && !ctx.adapter) {
-      const what = opts.stage === 'kto' ? 'stage kto' : `pref_loss ${opts.loss}`;
-      throw new Error(`${what} needs a reference model, which Crucible takes as the base model with the LoRA adapter switched off: ` +
-        'use finetuning_type: lora (or, for dpo, pref_loss orpo or simpo, which need no reference)');
+    if (usesReference(opts) && !ctx.adapter && !ctx.reference) {
+      throw new Error(`${opts.stage === 'kto' ? 'stage kto' : `pref_loss ${opts.loss}`} needs a reference: a LoRA adapter to switch off, or precomputed reference log-probabilities`);
     }
     this.valueHead = opts.stage === 'rm' ? ValueHead.create(ctx.model.gpu, ctx.model.spec.hidden, ctx.random) : null;
     this.params = this.valueHead?.params() ?? [];
@@ -452,6 +425,7 @@ export class PreferenceObjective {
   async step(micro: readonly (readonly PreferenceExample[])[]): Promise<number> {
     for (const rows of micro) checkExamples(this.opts.stage, rows, 'training data');
     const scale = 1 / Math.max(1, micro.length);
+    this.noisyForwards = 0;
     let tokens = 0;
     for (const rows of micro) {
       const r = await this.microBatch(rows, scale, true);
@@ -487,41 +461,46 @@ export class PreferenceObjective {
       const target = kto.map((e) => ({ input_ids: e.input_ids, labels: e.labels }));
       const kl = kto.map((e) => ({ input_ids: e.kl_input_ids, labels: e.kl_labels }));
       const S = bucketLength(Math.max(...[...target, ...kl].map((r) => r.input_ids.length)), cutoffLen);
-      return this.kto(rowsBatch(target, padId, S), rowsBatch(kl, padId, S), kto.map((e) => e.kto_tag), scale, backward);
+      return this.kto({ rows: target, batch: rowsBatch(target, padId, S) }, { rows: kl, batch: rowsBatch(kl, padId, S) }, kto.map((e) => e.kto_tag), scale, backward);
     }
     const pairs = rows as readonly PairwiseExample[];
-    const seqs = [...pairs.map((p) => p.chosen), ...pairs.map((p) => p.rejected)];
-    const batch = rowsBatch(seqs, padId, bucketLength(Math.max(...seqs.map((r) => r.input_ids.length)), cutoffLen));
-    return this.opts.stage === 'rm' ? this.reward(batch, pairs.length, scale, backward) : this.pairwise(batch, pairs.length, scale, backward);
+    if (this.opts.stage === 'rm') {
+      const seqs = [...pairs.map((p) => p.chosen), ...pairs.map((p) => p.rejected)];
+      return this.reward(rowsBatch(seqs, padId, bucketLength(Math.max(...seqs.map((r) => r.input_ids.length)), cutoffLen)), pairs.length, scale, backward);
+    }
+    return this.pairwise(pairs, scale, backward);
   }
 
-  /** dpo on a batch of rows [chosen (P rows)..., rejected (P rows)...]. */
-  async pairwise(batch: TrainBatch, P: number, scale: number, backward: boolean): Promise<PairwiseOutcome> {
-    if (batch.B !== 2 * P) throw new Error(`a pairwise batch has 2 x ${P} rows, got ${batch.B}`);
+  /** dpo on pairs, as one batch of rows [chosen (P rows)..., rejected (P rows)...]. */
+  async pairwise(pairs: readonly PairwiseExample[], scale: number, backward: boolean): Promise<PairwiseOutcome> {
+    const P = pairs.length;
+    const seqs = [...pairs.map((p) => p.chosen), ...pairs.map((p) => p.rejected)];
+    const batch = rowsBatch(seqs, this.ctx.padId, bucketLength(Math.max(...seqs.map((r) => r.input_ids.length)), this.ctx.cutoffLen));
     const ws = this.ctx.workspace(batch.B, batch.S);
-    const ref = usesReference(this.opts) ? (await this.reference(ws, [batch]))[0]! : null;
-    const pol = await this.logps(ws, batch);
+    const ref = usesReference(this.opts) ? (await this.reference(ws, [{ rows: seqs, batch }], backward))[0]! : null;
+    const pol = await this.logps(ws, batch, backward);
     const half = <T extends Float64Array | Int32Array>(a: T, k: number) => a.subarray(k * P, (k + 1) * P) as T;
     const pair = pairwiseLoss(this.opts, {
       chosen: half(pol.logps, 0), rejected: half(pol.logps, 1), chosenLen: half(pol.lens, 0), rejectedLen: half(pol.lens, 1),
-      ...(ref ? { refChosen: half(ref.logps, 0), refRejected: half(ref.logps, 1) } : {}),
+      ...(ref ? { refChosen: half(ref, 0), refRejected: half(ref, 1) } : {}),
     });
     if (backward) this.backward(ws, batch, [...pair.dChosen, ...pair.dRejected].map((d) => d * scale));
-    return { loss: pair.loss, n: P, tokens: batch.realTokens, metrics: pair.metrics, pair, policyLogps: pol.logps, refLogps: ref?.logps ?? null };
+    return { loss: pair.loss, n: P, tokens: batch.realTokens, metrics: pair.metrics, pair, policyLogps: pol.logps, refLogps: ref };
   }
 
   /** kto on target rows with their KL rows (same shape) and tags. */
-  async kto(target: TrainBatch, kl: TrainBatch, tags: readonly boolean[], scale: number, backward: boolean): Promise<MicroResult & { kto: KtoResult }> {
-    if (kl.B !== target.B || kl.S !== target.S) throw new Error(`KL rows ${kl.B}x${kl.S} must have the shape of the target rows ${target.B}x${target.S}`);
-    const ws = this.ctx.workspace(target.B, target.S);
-    const [refTarget, refKl] = await this.reference(ws, [target, kl]);
-    const polKl = await this.logps(ws, kl); // no gradient through the KL estimate
-    const pol = await this.logps(ws, target); // last: the backward reuses this forward
+  async kto(target: RowsBatch, kl: RowsBatch, tags: readonly boolean[], scale: number, backward: boolean): Promise<MicroResult & { kto: KtoResult }> {
+    const [t, k] = [target.batch, kl.batch];
+    if (k.B !== t.B || k.S !== t.S) throw new Error(`KL rows ${k.B}x${k.S} must have the shape of the target rows ${t.B}x${t.S}`);
+    const ws = this.ctx.workspace(t.B, t.S);
+    const [refTarget, refKl] = await this.reference(ws, [target, kl], backward);
+    const polKl = await this.logps(ws, k, backward); // no gradient through the KL estimate
+    const pol = await this.logps(ws, t, backward); // last: the backward reuses this forward
     const res = ktoLoss(this.opts, {
-      logps: pol.logps, lens: pol.lens, tags, refLogps: refTarget!.logps, klLogps: polKl.logps, refKlLogps: refKl!.logps,
+      logps: pol.logps, lens: pol.lens, tags, refLogps: refTarget!, klLogps: polKl.logps, refKlLogps: refKl!,
     });
-    if (backward) this.backward(ws, target, res.d.map((d) => d * scale));
-    return { loss: res.loss, n: target.B, tokens: target.realTokens + kl.realTokens, metrics: {}, kto: res };
+    if (backward) this.backward(ws, t, res.d.map((d) => d * scale));
+    return { loss: res.loss, n: t.B, tokens: t.realTokens + k.realTokens, metrics: {}, kto: res };
   }
 
   /** rm on a batch of rows [chosen..., rejected...]: value head on each row's last token. */
@@ -530,7 +509,9 @@ export class PreferenceObjective {
     const ws = this.ctx.workspace(batch.B, batch.S);
     ws.load(batch);
     const last = Array.from(batch.lengths, (n, b) => b * batch.S + n - 1);
-    forwardBackward(ws, { backward: false, gradScale: 1, head: () => {} });
+    const noise = backward ? this.ctx.embedNoise?.(batch, this.noisyForwards++) ?? null : null;
+    forwardBackward(ws, { backward: false, gradScale: 1, head: () => {}, ...(noise ? { embedNoise: noise } : {}) });
+    if (noise) this.ctx.model.gpu.release(noise);
     const scores = await head.scores(ws, last);
     const res = rewardLoss(scores.subarray(0, P), scores.subarray(P, 2 * P));
     if (backward) {
@@ -560,19 +541,23 @@ export class PreferenceObjective {
 
   // ---- internals ----
 
-  /** Summed log-probabilities of a batch under the current weights (leaves its forward in ws). */
-  private async logps(ws: Workspace, batch: TrainBatch): Promise<{ logps: Float64Array; lens: Int32Array }> {
-    ws.load(batch);
-    forwardBackward(ws, { backward: false, gradScale: 1 });
-    const loss = await this.ctx.model.gpu.readF32(ws.loss);
-    return rowLogps(loss, batch.labels, batch.B, batch.S, this.ctx.model.spec.vocab);
+  /** Summed log-probabilities of a batch under the current weights (leaves its forward in ws); `training` adds NEFTune noise. */
+  private async logps(ws: Workspace, batch: TrainBatch, training: boolean): Promise<{ logps: Float64Array; lens: Int32Array }> {
+    const noise = training ? this.ctx.embedNoise?.(batch, this.noisyForwards++) ?? null : null;
+    try {
+      return await sequenceLogps(ws, batch, noise ?? undefined);
+    } finally {
+      if (noise) this.ctx.model.gpu.release(noise);
+    }
   }
 
-  /** The same under the reference model: the base, adapter switched off. */
-  private reference(ws: Workspace, batches: readonly TrainBatch[]): Promise<Array<{ logps: Float64Array; lens: Int32Array }>> {
+  /** The same under the reference model: looked up when precomputed, else the base with the adapter switched off. */
+  private async reference(ws: Workspace, batches: readonly RowsBatch[], training: boolean): Promise<Float64Array[]> {
+    const table = this.ctx.reference;
+    if (table) return batches.map((b) => Float64Array.from(b.rows, (r) => table.get(r)));
     return this.ctx.adapter!.withDisabled(async () => {
       const out = [];
-      for (const b of batches) out.push(await this.logps(ws, b));
+      for (const b of batches) out.push((await this.logps(ws, b.batch, training)).logps);
       return out;
     });
   }

@@ -14,7 +14,8 @@ import { encodeSafetensors, openSafetensors, readF32, type ByteSource } from '..
 import { makeTrainable } from '../model/trainable';
 import { epochOrder, makeBatch, type TokenExample, type TrainBatch } from './batches';
 import { AdamW } from './optimizer';
-import { checkExamples, PreferenceObjective, type PreferenceExample, type PreferenceLogFields, type PreferenceOptions } from './preference';
+import { checkExamples, PreferenceObjective, usesReference, type PreferenceExample, type PreferenceLogFields, type PreferenceOptions } from './preference';
+import { REFERENCE_FILE, ReferenceTable, referenceRows, scoreReference } from './reference';
 import { lrMultiplier, warmupSteps, type SchedulerType } from './schedule';
 
 /** sft / pt rows, preference pairs (rm, dpo) or KTO examples. */
@@ -50,6 +51,8 @@ export interface TrainOptions {
   recompute: boolean;
   /** Stages rm, dpo, kto (preferenceOptions(config)); absent or null: pt / sft. */
   preference?: PreferenceOptions | null;
+  /** Reference log-probabilities scored beforehand on a separate model (ref_model); otherwise LoRA switches its adapter off, and full / freeze score the initial weights before the first step. */
+  referenceTable?: ReferenceTable;
 }
 
 /** One trainer_log.jsonl record; preference stages add TRL's metric names (rewards/chosen, ...). */
@@ -77,6 +80,8 @@ export interface RunStore {
 export interface TrainHooks {
   onLog?: (rec: LogRecord) => void;
   onCheckpoint?: (dir: string, step: number) => void;
+  /** Progress of work outside the steps (scoring the reference model). */
+  onStatus?: (message: string) => void;
   /** Aborting stops after the current optimizer step, with a checkpoint. */
   signal?: AbortSignal;
 }
@@ -97,6 +102,8 @@ export class Trainer {
   readonly microPerEpoch: number;
   /** Stages rm / dpo / kto; null for pt / sft. */
   readonly objective: PreferenceObjective | null;
+  /** Precomputed reference log-probabilities (see reference.ts), when the preference loss uses them. */
+  readonly reference: ReferenceTable | null;
   state: TrainerState;
   private readonly workspaces = new Map<string, Workspace>();
   private readonly lossSum: Tensor;
@@ -116,11 +123,14 @@ export class Trainer {
     readonly padId: number,
   ) {
     const gpu = model.gpu;
-    this.objective = opts.preference
+    const pref = opts.preference;
+    this.reference = pref && usesReference(pref) ? opts.referenceTable ?? (adapter ? null : new ReferenceTable()) : null;
+    this.objective = pref
       ? new PreferenceObjective({
-        model, adapter, padId, cutoffLen: opts.cutoffLen, random: seeded(opts.seed + 1),
+        model, adapter, padId, cutoffLen: opts.cutoffLen, random: seeded(opts.seed + 1), reference: this.reference,
         workspace: (B, S) => this.workspace({ B, S }),
-      }, opts.preference)
+        ...(opts.neftuneAlpha > 0 ? { embedNoise: (batch: TrainBatch, n: number) => this.neftuneNoise(batch, n) } : {}),
+      }, pref)
       : null;
     this.params = adapter ? adapter.params(opts.lora?.plusRatio ?? 1) : trainableBase(model, opts);
     this.params = [...this.params, ...(this.objective?.params ?? [])];
@@ -138,7 +148,6 @@ export class Trainer {
 
   static async create(model: Model, train: readonly TrainExample[], evalSet: readonly TrainExample[], opts: TrainOptions, padId: number): Promise<Trainer> {
     if (train.length === 0) throw new Error('the training set is empty');
-    if (opts.preference && opts.neftuneAlpha > 0) throw new Error(`neftune_noise_alpha is not supported with stage ${opts.preference.stage} yet`);
     if (opts.preference) {
       checkExamples(opts.preference.stage, train, 'training data');
       checkExamples(opts.preference.stage, evalSet, 'evaluation data');
@@ -160,6 +169,7 @@ export class Trainer {
     const gpu = this.model.gpu;
     const o = this.opts;
     const schedule = { type: o.scheduler, warmupSteps: warmupSteps(this.totalSteps, o.warmupSteps, o.warmupRatio), totalSteps: this.totalSteps };
+    if (this.reference && this.reference.size === 0) await this.scoreReference(hooks);
     this.intervalStart = performance.now();
     while (this.state.global_step < this.totalSteps) {
       const rows = this.nextMicroRows();
@@ -193,10 +203,10 @@ export class Trainer {
     const o = this.opts;
     const micro = rows.map((r) => makeBatch(r, this.padId, o.cutoffLen));
     const valid = micro.reduce((a, b) => a + b.validTokens, 0);
-    for (const batch of micro) {
+    for (const [i, batch] of micro.entries()) {
       const ws = this.workspace(batch);
       ws.load(batch);
-      const noise = o.neftuneAlpha > 0 ? this.neftuneNoise(batch) : undefined;
+      const noise = o.neftuneAlpha > 0 ? this.neftuneNoise(batch, i) : undefined;
       forwardBackward(ws, { backward: true, gradScale: 1 / Math.max(1, valid), ...(noise ? { embedNoise: noise } : {}) });
       if (noise) gpu.release(noise);
       // running sum of the step's mean token loss, kept on the GPU until the next log
@@ -241,6 +251,7 @@ export class Trainer {
       opt[`${p.name}.exp_avg_sq`] = { dtype: 'F32', shape: p.value.shape, data: await gpu.readF32(this.optimizer.v[i]!) };
     }
     await store.write(`${dir}/optimizer.safetensors`, encodeSafetensors(opt, { step: String(this.optimizer.step) }));
+    if (this.reference) await store.write(`${dir}/${REFERENCE_FILE}`, this.reference.toJson());
     // written last: a checkpoint without trainer_state.json is incomplete and is not resumed from
     await store.write(`${dir}/trainer_state.json`, JSON.stringify({ ...this.state, seed: this.opts.seed }, null, 1));
   }
@@ -279,6 +290,11 @@ export class Trainer {
     const opt = await openSafetensors(await source(`${dir}/optimizer.safetensors`));
     const own = new Set(this.objective?.params ?? []);
     await this.objective?.load(store, dir);
+    if (this.reference) {
+      const path = `${dir}/${REFERENCE_FILE}`;
+      if (!(await store.exists(path))) throw new Error(`${dir}: no ${REFERENCE_FILE}; the reference log-probabilities of the run's initial weights are lost, so it cannot resume (start it over)`);
+      this.reference.assign(ReferenceTable.fromJson(new TextDecoder().decode(await store.read(path)), path));
+    }
     for (let i = 0; i < this.params.length; i++) {
       const p = this.params[i]!;
       if (!own.has(p)) gpu.write(p.value, await readF32(weights, p.name));
@@ -314,6 +330,13 @@ export class Trainer {
     return out;
   }
 
+  /** Scores every training and evaluation sequence under the initial weights: the reference of full / freeze preference runs. */
+  private async scoreReference(hooks: TrainHooks): Promise<void> {
+    const rows = referenceRows([...this.train, ...this.evalSet] as PreferenceExample[]);
+    hooks.onStatus?.(`reference model: scoring ${rows.length} sequences with the initial weights`);
+    await scoreReference(this.model, rows, this.reference!, { padId: this.padId, cutoffLen: this.opts.cutoffLen, batchSize: this.opts.batchSize });
+  }
+
   private workspace(batch: Pick<TrainBatch, 'B' | 'S' | 'segments'>): Workspace {
     const key = `${batch.B}x${batch.S}${batch.segments ? 'p' : ''}`;
     let ws = this.workspaces.get(key);
@@ -324,11 +347,11 @@ export class Trainer {
     return ws;
   }
 
-  /** NEFTune (Jain et al.): uniform noise scaled by alpha / sqrt(seq_len * hidden), drawn per step. */
-  private neftuneNoise(batch: TrainBatch): Tensor {
+  /** NEFTune (Jain et al.): uniform noise scaled by alpha / sqrt(seq_len * hidden), drawn per forward (`n`: the step's n-th noisy forward). */
+  private neftuneNoise(batch: TrainBatch, n = 0): Tensor {
     const D = this.model.spec.hidden;
     const mag = this.opts.neftuneAlpha / Math.sqrt(batch.S * D);
-    const rand = seeded(this.opts.seed * 7919 + this.state.global_step * 31 + this.state.batch_in_epoch);
+    const rand = seeded(this.opts.seed * 7919 + this.state.global_step * 31 + this.state.batch_in_epoch + n * 104729);
     const noise = Float32Array.from({ length: batch.B * batch.S * D }, () => (2 * rand() - 1) * mag);
     return this.model.gpu.upload(noise, [batch.B * batch.S, D]);
   }
