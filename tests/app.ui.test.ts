@@ -1,14 +1,23 @@
 // The app's host-independent pieces: the GPU memory estimate (checked against real checkpoints),
-// settings <-> methods, the config -> TrainOptions mapping with fractional steps, and the
-// IndexedDB run store (fake-indexeddb).
+// settings <-> methods and stages, the config -> TrainOptions mapping with fractional steps and
+// preference options, dataset formats (detection as the data layer reads them, format choices as
+// dataset_info.json entries), preview views, chart panels, and the IndexedDB run store
+// (fake-indexeddb).
 import 'fake-indexeddb/auto';
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { configFromObject } from '../src/config';
+import { buildDataset, memoryFileAccess, previewExamples, type PreviewExample } from '../src/data';
+import { detectAttr } from '../src/data/dataset';
+import { loadTokenizerFromDir } from '../src/data/node';
+import { chartKeys } from '../src/train/preference';
+import { chartPanels, points, stagePanels } from '../src/ui/lib/charts';
+import { demoDatasetFor, infoEntry, kindOf, stageFits, stageFor, uploadDataset, withInfoEntry, type DataFormat } from '../src/ui/lib/data-format';
+import { exampleView, splitPrompt } from '../src/ui/lib/preview-view';
 import { openSafetensors } from '../src/model/safetensors';
 import { countParams, estimateMemory } from '../src/ui/lib/estimate';
-import { DEFAULT_SETTINGS, METHODS, PRESETS, methodOf, toYaml, withMethod } from '../src/ui/lib/settings';
+import { DEFAULT_SETTINGS, METHODS, PRESETS, methodOf, toYaml, withMethod, withStageKeys } from '../src/ui/lib/settings';
 import {
   browserRunStore,
   deleteRun,
@@ -27,6 +36,8 @@ import { specFromConfig } from '../src/model/spec';
 import { totalSteps, trainOptionsFromConfig } from '../workers/train-options';
 
 const FIX = join(import.meta.dirname, 'fixtures/models');
+const DEMO_DATA = join(import.meta.dirname, '../public/demo/data');
+const TOKENIZER = join(import.meta.dirname, 'fixtures/tiny-chat');
 const fileSource = (path: string) => {
   const b = new Uint8Array(readFileSync(path));
   return { name: path, size: b.length, read: async (o: number, n: number) => b.subarray(o, o + n) };
@@ -76,12 +87,174 @@ describe('settings', () => {
 
   it('every preset is a valid LLaMA-Factory config, and its YAML reads back the same', async () => {
     const { parseConfig } = await import('../src/config');
+    const demo = JSON.parse(readFileSync(join(DEMO_DATA, 'dataset_info.json'), 'utf8'));
     for (const p of PRESETS) {
-      const { config } = configFromObject(p.settings);
-      expect(config.stage).toBe('sft');
+      const { config, notices } = configFromObject(p.settings);
+      expect(notices.filter((n) => /only applies to stage/.test(n)), p.name).toEqual([]);
       const back = parseConfig(toYaml(p.settings)).config;
       expect(back).toEqual(config);
+      // a preset's demo dataset is bundled and fits its stage
+      const data = p.demoDataset ?? 'identity';
+      expect(demo[data], p.name).toBeDefined();
+      expect(stageFits(config.stage, kindOf(demo[data])), p.name).toBe(true);
     }
+  });
+
+  it('the DPO preset is LLaMA-Factory\'s lora_dpo example scaled for the demo', () => {
+    const dpo = PRESETS.find((p) => p.name === 'DPO')!;
+    expect(dpo.demoDataset).toBe('dpo_en_demo');
+    expect(dpo.settings).toMatchObject({ stage: 'dpo', pref_loss: 'sigmoid', pref_beta: 0.1, finetuning_type: 'lora', lora_rank: 8, lora_target: 'all', lr_scheduler_type: 'cosine', warmup_ratio: 0.1 });
+  });
+
+  it('a stage keeps exactly the preference keys it uses', () => {
+    const dpo = withStageKeys({ ...DEFAULT_SETTINGS, stage: 'dpo' });
+    expect(dpo).toMatchObject({ pref_beta: 0.1, pref_loss: 'sigmoid', pref_ftx: 0, dpo_label_smoothing: 0 });
+    expect(dpo).not.toHaveProperty('simpo_gamma');
+    const simpo = withStageKeys({ ...dpo, pref_loss: 'simpo', pref_beta: 2, dpo_label_smoothing: 0.1 });
+    expect(simpo).toMatchObject({ pref_beta: 2, pref_loss: 'simpo', simpo_gamma: 0.5 });
+    expect(simpo).not.toHaveProperty('dpo_label_smoothing');
+    const kto = withStageKeys({ ...simpo, stage: 'kto' });
+    expect(kto).toMatchObject({ pref_beta: 2, pref_ftx: 0, kto_chosen_weight: 1, kto_rejected_weight: 1 });
+    expect(Object.keys(kto).filter((k) => /^(pref_loss|simpo|dpo_)/.test(k))).toEqual([]);
+    expect(Object.keys(withStageKeys({ ...kto, stage: 'sft' })).filter((k) => /^(pref|kto|simpo|dpo)_/.test(k))).toEqual([]);
+    expect(withStageKeys({ ...DEFAULT_SETTINGS, stage: 'rm' })).toEqual({ ...DEFAULT_SETTINGS, stage: 'rm' });
+    // every stage's settings are a valid config without notices
+    for (const stage of ['sft', 'pt', 'dpo', 'kto', 'rm']) expect(configFromObject(withStageKeys({ ...kto, stage })).notices.filter((n) => /only applies to stage/.test(n))).toEqual([]);
+  });
+});
+
+describe('dataset formats', () => {
+  const detected = (rows: Record<string, unknown>[], name = 'mine.json'): DataFormat => {
+    const a = detectAttr(name, 'file', name, rows[0]);
+    const columns = Object.fromEntries(Object.entries(a.columns).filter((e): e is [string, string] => typeof e[1] === 'string'));
+    return { formatting: a.formatting, kind: kindOf(a), columns, tags: { ...a.tags }, from: 'detected' };
+  };
+  const pairs = [
+    { conversations: [{ from: 'human', value: 'Say hi' }], chosen: { from: 'gpt', value: 'Hi!' }, rejected: { from: 'gpt', value: 'No.' } },
+    { conversations: [{ from: 'human', value: 'Two plus two?' }], chosen: { from: 'gpt', value: 'Four.' }, rejected: { from: 'gpt', value: 'Five.' } },
+  ];
+  const kto = [
+    { messages: [{ role: 'user', content: 'Say hi' }, { role: 'assistant', content: 'Hi!' }], label: true },
+    { messages: [{ role: 'user', content: 'Two plus two?' }, { role: 'assistant', content: 'Five.' }], label: false },
+  ];
+  const alpacaPairs = [{ instruction: 'Say hi', input: '', chosen: 'Hi!', rejected: 'No.' }];
+  const json = (rows: unknown) => new TextEncoder().encode(JSON.stringify(rows));
+
+  it('detects the kind of data as the data layer does, and which stages train it', () => {
+    expect(detected(pairs)).toMatchObject({ formatting: 'sharegpt', kind: 'pairwise', columns: { messages: 'conversations', chosen: 'chosen', rejected: 'rejected' } });
+    expect(detected(kto)).toMatchObject({ formatting: 'openai', kind: 'kto', columns: { messages: 'messages', kto_tag: 'label' } });
+    expect(detected(alpacaPairs)).toMatchObject({ formatting: 'alpaca', kind: 'pairwise' });
+    expect(detected([{ instruction: 'a', output: 'b' }]).kind).toBe('lm');
+    expect(kindOf({ ranking: true, columns: { messages: 'c' } })).toBe('pairwise');
+    expect(kindOf({ columns: { kto_tag: 'label' } })).toBe('kto');
+    expect(kindOf({})).toBe('lm');
+    expect([stageFor('lm'), stageFor('pairwise'), stageFor('kto')]).toEqual(['sft', 'dpo', 'kto']);
+    expect(['sft', 'pt', 'dpo', 'kto', 'rm'].filter((s) => stageFits(s, 'pairwise'))).toEqual(['dpo', 'rm']);
+    expect(['sft', 'pt', 'dpo', 'kto', 'rm'].filter((s) => stageFits(s, 'lm'))).toEqual(['sft', 'pt']);
+  });
+
+  it('a format choice becomes a dataset_info.json entry that the data layer reads', async () => {
+    const tokenizer = await loadTokenizerFromDir(TOKENIZER);
+    const build = (files: Record<string, Uint8Array>, stage: string) =>
+      buildDataset({ stage: stage as 'dpo', dataset: 'mine.json', dataset_dir: 'upload', cutoff_len: 64, shuffle: false }, { tokenizer, ...memoryFileAccess(Object.fromEntries(Object.entries(files).map(([k, v]) => [`upload/${k}`, v]))) });
+    // detected: the same entry as no entry at all
+    const d = detected(pairs);
+    const entry = infoEntry('mine.json', d, { formatting: 'sharegpt', kind: 'pairwise' });
+    expect(entry).toEqual({ file_name: 'mine.json', formatting: 'sharegpt', ranking: true, columns: { messages: 'conversations', chosen: 'chosen', rejected: 'rejected' }, tags: d.tags });
+    const built = await build(withInfoEntry({ 'mine.json': json(pairs) }, 'mine.json', entry), 'dpo');
+    expect(built.kind).toBe('pairwise');
+    expect(built.train).toHaveLength(2);
+    // KTO data read as plain sft conversations: the tag column is dropped
+    const k = detected(kto);
+    const asSft = infoEntry('mine.json', k, { formatting: 'openai', kind: 'lm' });
+    expect(asSft).toEqual({ file_name: 'mine.json', formatting: 'openai', columns: { messages: 'messages' }, tags: k.tags });
+    expect((await build(withInfoEntry({ 'mine.json': json(kto) }, 'mine.json', asSft), 'sft')).kind).toBe('lm');
+    // a formatting of another shape takes LLaMA-Factory's default columns for it
+    expect(infoEntry('mine.json', d, { formatting: 'alpaca', kind: 'pairwise' })).toEqual({
+      file_name: 'mine.json', formatting: 'alpaca', ranking: true, columns: { prompt: 'instruction', query: 'input', response: 'output', chosen: 'chosen', rejected: 'rejected' },
+    });
+    // a wrong choice fails in the data layer, naming the record
+    const wrong = infoEntry('mine.json', detected(alpacaPairs), { formatting: 'sharegpt', kind: 'pairwise' });
+    await expect(build(withInfoEntry({ 'mine.json': json(alpacaPairs) }, 'mine.json', wrong), 'dpo')).rejects.toThrow(/mine\.json.*record 0.*missing messages list/);
+  });
+
+  it('an uploaded dataset_info.json names the dataset and keeps its other entries', () => {
+    const info = { other: { file_name: 'x.json' }, prefs: { file_name: 'p.jsonl', ranking: true } };
+    expect(uploadDataset(['dataset_info.json', 'p.jsonl'], info)).toBe('prefs');
+    expect(uploadDataset(['a.json', 'b.json'], null)).toBe('a.json');
+    expect(uploadDataset(['dataset_info.json', 'c.json'], info)).toBe('c.json');
+    const files = withInfoEntry({ 'dataset_info.json': new TextEncoder().encode(JSON.stringify(info)), 'c.json': json([]) }, 'c.json', { file_name: 'c.json' });
+    expect(JSON.parse(new TextDecoder().decode(files['dataset_info.json']))).toEqual({ ...info, 'c.json': { file_name: 'c.json' } });
+  });
+
+  it('the bundled demo datasets: a stage picks one it can train', async () => {
+    const info = JSON.parse(readFileSync(join(DEMO_DATA, 'dataset_info.json'), 'utf8'));
+    expect(Object.fromEntries(Object.entries(info).map(([k, v]) => [k, kindOf(v as object)]))).toEqual({ identity: 'lm', dpo_en_demo: 'pairwise', kto_en_demo: 'kto' });
+    expect(demoDatasetFor('dpo', info, 'identity')).toBe('dpo_en_demo');
+    expect(demoDatasetFor('rm', info, 'dpo_en_demo')).toBe('dpo_en_demo');
+    expect(demoDatasetFor('kto', info, 'dpo_en_demo')).toBe('kto_en_demo');
+    expect(demoDatasetFor('sft', info, 'kto_en_demo')).toBe('identity');
+    const tokenizer = await loadTokenizerFromDir(TOKENIZER);
+    const readFile = async (p: string) => new Uint8Array(readFileSync(join(DEMO_DATA, p.replace(/^data\//, ''))));
+    for (const [stage, dataset, kind] of [['dpo', 'dpo_en_demo', 'pairwise'], ['rm', 'dpo_en_demo', 'pairwise'], ['kto', 'kto_en_demo', 'kto']] as const) {
+      const built = await buildDataset({ stage, dataset, dataset_dir: 'data', cutoff_len: 64 }, { tokenizer, readFile });
+      expect(built.kind).toBe(kind);
+      expect(built.train).toHaveLength(24);
+    }
+  });
+});
+
+describe('preview views', () => {
+  it('splits the prompt from the answers of preference and KTO examples', async () => {
+    expect(splitPrompt([{ text: 'Q: hi\nA: ', learned: false }, { text: 'hello', learned: true }, { text: '\n', learned: false }])).toEqual({
+      prompt: 'Q: hi\nA: ', answer: [{ text: 'hello', learned: true }, { text: '\n', learned: false }],
+    });
+    expect(splitPrompt([{ text: 'all learned', learned: true }]).prompt).toBe('');
+    const tokenizer = await loadTokenizerFromDir(TOKENIZER);
+    const readFile = async (p: string) => new Uint8Array(readFileSync(join(DEMO_DATA, p.replace(/^data\//, ''))));
+    const view = async (stage: string, dataset: string) =>
+      ((await previewExamples({ stage: stage as 'dpo', dataset, dataset_dir: 'data', cutoff_len: 4096, template: 'chatml' }, { tokenizer, readFile }, 2)) as PreviewExample[]).map(exampleView);
+    const [pair] = await view('dpo', 'dpo_en_demo');
+    const first = JSON.parse(readFileSync(join(DEMO_DATA, 'dpo_en_demo.json'), 'utf8'))[0];
+    expect(pair).toMatchObject({ kind: 'pairwise' });
+    if (pair?.kind !== 'pairwise') return;
+    expect(pair.prompt).toContain(first.conversations[0].value);
+    expect(pair.prompt).not.toContain(first.chosen.value);
+    expect(pair.chosen.filter((s) => s.learned).map((s) => s.text).join('')).toContain(first.chosen.value);
+    expect(pair.rejected.filter((s) => s.learned).map((s) => s.text).join('')).toContain(first.rejected.value);
+    const ktoViews = await view('kto', 'kto_en_demo');
+    const rows = JSON.parse(readFileSync(join(DEMO_DATA, 'kto_en_demo.json'), 'utf8'));
+    ktoViews.forEach((v, i) => {
+      expect(v.kind).toBe('kto');
+      if (v.kind !== 'kto') return;
+      expect(v.desirable).toBe(rows[i].label);
+      expect(v.prompt).toContain(rows[i].messages[0].content);
+      expect(v.response.map((s) => s.text).join('')).toContain(rows[i].messages[1].content);
+    });
+    const [lm] = await view('sft', 'identity');
+    expect(lm).toMatchObject({ kind: 'lm' });
+  });
+});
+
+describe('chart panels', () => {
+  it('groups a stage\'s metrics: a key with its eval twin, chosen with rejected rewards', () => {
+    expect(chartPanels(chartKeys('dpo'))).toEqual([
+      { title: 'loss', series: ['loss', 'eval_loss'] },
+      { title: 'rewards/accuracies', series: ['rewards/accuracies', 'eval_rewards/accuracies'] },
+      { title: 'rewards/margins', series: ['rewards/margins'] },
+      { title: 'rewards', series: ['rewards/chosen', 'rewards/rejected'] },
+    ]);
+    expect(stagePanels({ stage: 'rm' }).map((p) => p.title)).toEqual(['loss', 'accuracy']);
+    expect(stagePanels({ stage: 'kto' }).map((p) => p.title)).toEqual(['loss', 'rewards', 'rewards/margins', 'kl']);
+    expect(stagePanels({ stage: 'dpo', pref_loss: 'orpo' }).map((p) => p.title)).toContain('odds_ratio_loss');
+    expect(stagePanels({ stage: 'sft' })).toEqual([{ title: 'loss', series: ['loss', 'eval_loss'] }]);
+    const log = [
+      { current_steps: 1, loss: 0.7, 'rewards/chosen': 0.01 },
+      { current_steps: 2, eval_loss: 0.69 },
+      { current_steps: 2, loss: 0.6, 'rewards/chosen': 0.03 },
+    ] as unknown as Parameters<typeof points>[0];
+    expect(points(log, 'rewards/chosen')).toEqual([[1, 0.01], [2, 0.03]]);
+    expect(points(log, 'eval_loss')).toEqual([[2, 0.69]]);
   });
 });
 
@@ -94,9 +267,14 @@ describe('config -> TrainOptions (app)', () => {
     expect(o.lora).toMatchObject({ rank: 8, alpha: 16 });
   });
 
-  it('refuses stages the app does not train', () => {
-    const { config } = configFromObject({ ...DEFAULT_SETTINGS, stage: 'dpo' });
-    expect(() => trainOptionsFromConfig(config, 10)).toThrow(/stage "dpo"/);
+  it('preference stages: their options, steps counted in pairs', () => {
+    const dpo = configFromObject({ ...withStageKeys({ ...DEFAULT_SETTINGS, stage: 'dpo', pref_loss: 'simpo', pref_beta: 2 }), dataset: 'd', max_steps: -1, num_train_epochs: 1, per_device_train_batch_size: 2 }).config;
+    expect(totalSteps(dpo, 24)).toBe(12);
+    expect(trainOptionsFromConfig(dpo, 24).preference).toEqual({ stage: 'dpo', beta: 2, ftx: 0, loss: 'simpo', labelSmoothing: 0, simpoGamma: 0.5, ktoChosenWeight: 1, ktoRejectedWeight: 1 });
+    const kto = configFromObject({ ...withStageKeys({ ...DEFAULT_SETTINGS, stage: 'kto', kto_rejected_weight: 1.5 }), dataset: 'd' }).config;
+    expect(trainOptionsFromConfig(kto, 24).preference).toMatchObject({ stage: 'kto', beta: 0.1, ktoRejectedWeight: 1.5 });
+    expect(trainOptionsFromConfig(configFromObject({ ...DEFAULT_SETTINGS, stage: 'rm', dataset: 'd' }).config, 24).preference).toMatchObject({ stage: 'rm' });
+    expect(trainOptionsFromConfig(configFromObject({ ...DEFAULT_SETTINGS, dataset: 'd' }).config, 24).preference).toBeNull();
   });
 });
 

@@ -4,6 +4,8 @@
 import type { Capabilities } from '../src/gpu/capabilities';
 import type { LogRecord } from '../src/train/trainer';
 import type { RunRecord } from '../src/train/store-browser';
+import type { DataFormat } from '../src/ui/lib/data-format';
+import type { ExampleView } from '../src/ui/lib/preview-view';
 import type { DownloadRetry } from '../src/hub/download';
 
 /** Where a model's files come from. */
@@ -51,13 +53,9 @@ export interface ModelInfo {
   generation: { temperature?: number; top_p?: number; top_k?: number; repetition_penalty?: number };
 }
 
-export interface PreviewSegment {
-  text: string;
-  learned: boolean;
-}
-
 export interface PreviewResult {
-  examples: { segments: PreviewSegment[]; tokens: number; learned: number }[];
+  /** sft / pt text with learned tokens marked, preference pairs, or KTO examples. */
+  examples: ExampleView[];
   /** Examples in the train split (after max_samples / val_size). */
   count: number;
   evalCount: number;
@@ -123,6 +121,8 @@ export interface ChatResult {
 export interface AdapterFiles {
   'adapter_config.json': string;
   'adapter_model.safetensors': Uint8Array;
+  /** Stage rm: the reward model's value head (LLaMA-Factory's v_head.summary keys). */
+  'value_head.safetensors'?: Uint8Array;
 }
 
 export interface BenchResult {
@@ -217,6 +217,8 @@ export interface EngineApi {
   openModel(source: ModelSource, format: { quantizationBit: 4 | 8 | null }, onProgress?: (done: number, total: number, what: string) => void): Promise<ModelInfo>;
   /** Read a model's config.json without loading it (memory estimates). */
   modelConfig(source: ModelSource): Promise<Record<string, unknown>>;
+  /** A dataset's format: its dataset_info.json entry, or detected from its first record (null: a Hub dataset). */
+  describeData(data: DataSource): Promise<DataFormat | null>;
   preview(model: ModelSource, data: DataSource, settings: Settings, n: number): Promise<PreviewResult>;
   train(start: TrainStart, onEvent: (e: TrainEvent) => void): Promise<TrainResult>;
   /** Stop after the current step with a checkpoint; the run can be resumed later. */

@@ -9,13 +9,19 @@ import { browserGpu } from '../src/gpu/browser';
 import type { Gpu } from '../src/gpu/runtime';
 import { loadModelTokenizer, Session } from '../src/engine/session';
 import { configFromObject, type CrucibleConfig } from '../src/config';
-import { buildDataset, DataError, memoryFileAccess, previewExamples, type DataDeps, type PreviewExample } from '../src/data';
+import { buildDataset, DataError, memoryFileAccess, parseDataFile, previewExamples, type DataDeps, type PreviewExample } from '../src/data';
+import { detectAttr } from '../src/data/dataset';
+import { attrFromInfo, parseDatasetInfo, type DatasetAttr } from '../src/data/dataset-info';
+import { fileType } from '../src/data/formats';
 import { browserStore, deleteStoredModel, downloadModel, listStoredModels, openStoredModel, resolveModel, type HubFile, type ModelStore } from '../src/hub';
 import { specFromConfig } from '../src/model/spec';
 import { countParams } from '../src/ui/lib/estimate';
+import { kindOf, type DataFormat } from '../src/ui/lib/data-format';
+import { exampleView } from '../src/ui/lib/preview-view';
 import type { ModelFiles } from '../src/model/weights';
 import type { TokenExample } from '../src/train/batches';
-import type { LogRecord } from '../src/train/trainer';
+import type { LogRecord, TrainExample } from '../src/train/trainer';
+import { VALUE_HEAD_FILE } from '../src/train/value-head';
 import {
   browserRunStore,
   deleteRun,
@@ -65,6 +71,8 @@ let sessionSource: ModelSource | null = null;
 let sessionFiles: ModelFiles | null = null;
 let modelInfo: ModelInfo | null = null;
 let adapterOrigin: string | null = null;
+/** The value head of the session's adapter when it is a reward model's (stage rm). */
+let valueHead: Uint8Array | null = null;
 let lastTrained: { runId: string; finetuningType: string } | null = null;
 /** Freeze / full fine-tuning changed the loaded base weights: reload before the next run. */
 let baseModified = false;
@@ -126,6 +134,7 @@ async function dropSession(): Promise<void> {
   sessionFiles = null;
   modelInfo = null;
   adapterOrigin = null;
+  valueHead = null;
   baseModified = false;
   g.destroy();
   gpuPromise = null;
@@ -177,12 +186,19 @@ function parseSettings(settings: Settings): CrucibleConfig {
   return config;
 }
 
+type DataFiles = Omit<DataDeps, 'tokenizer'>;
+
 /** File access and dataset names for buildDataset. */
 async function dataDeps(source: DataSource, tokenizer: DataDeps['tokenizer']): Promise<{ deps: DataDeps; dataset: string; dir: string }> {
+  const { files, dataset, dir } = dataFiles(source);
+  return { deps: { tokenizer, ...files }, dataset, dir };
+}
+
+function dataFiles(source: DataSource): { files: DataFiles; dataset: string; dir: string } {
   if (source.kind === 'upload') {
     const files: Record<string, Uint8Array> = {};
     for (const [k, v] of Object.entries(source.files)) files[`upload/${k}`] = v;
-    return { deps: { tokenizer, ...memoryFileAccess(files) }, dataset: source.dataset, dir: 'upload' };
+    return { files: memoryFileAccess(files), dataset: source.dataset, dir: 'upload' };
   }
   if (source.kind === 'url') {
     const base = source.base.endsWith('/') ? source.base : `${source.base}/`;
@@ -196,7 +212,7 @@ async function dataDeps(source: DataSource, tokenizer: DataDeps['tokenizer']): P
       }
       return p;
     };
-    return { deps: { tokenizer, readFile, listFiles: async () => null }, dataset: source.dataset, dir: 'data' };
+    return { files: { readFile, listFiles: async () => null }, dataset: source.dataset, dir: 'data' };
   }
   const repo = source.repo;
   const hub = hubDatasetAccess({ endpoint: hubEndpoint, ...(hubToken ? { token: hubToken } : {}) });
@@ -212,7 +228,27 @@ async function dataDeps(source: DataSource, tokenizer: DataDeps['tokenizer']): P
     return p;
   };
   const listRepoFiles = hub.listRepoFiles;
-  return { deps: { tokenizer, readFile: async (p) => { throw new Error(`no local file ${p}`); }, fetchFile, listRepoFiles }, dataset: repo, dir: 'ONLINE' };
+  return { files: { readFile: async (p) => { throw new Error(`no local file ${p}`); }, fetchFile, listRepoFiles }, dataset: repo, dir: 'ONLINE' };
+}
+
+/** A dataset's format, as buildDataset will read it: its dataset_info.json entry, else detected from the first record. */
+async function describeData(source: DataSource): Promise<DataFormat | null> {
+  if (source.kind === 'hub') return null;
+  const { files, dataset, dir } = dataFiles(source);
+  const infoPath = `${dir}/dataset_info.json`;
+  const info = await files.readFile(infoPath).then((b) => parseDatasetInfo(new TextDecoder().decode(b), infoPath), () => null);
+  const format = (attr: DatasetAttr, from: DataFormat['from']): DataFormat => ({
+    formatting: attr.formatting,
+    kind: kindOf(attr),
+    columns: Object.fromEntries(Object.entries(attr.columns).filter((e): e is [string, string] => typeof e[1] === 'string')),
+    tags: { ...attr.tags },
+    from,
+  });
+  if (info && dataset in info) return format(attrFromInfo(dataset, info[dataset]!, infoPath), 'dataset_info.json');
+  if (fileType(dataset) === undefined) return null;
+  const path = `${dir}/${dataset}`;
+  const { rows } = await parseDataFile(await files.readFile(path), path);
+  return format(detectAttr(dataset, 'file', dataset, rows[0]), 'detected');
 }
 
 let hubEndpoint = HUB;
@@ -360,6 +396,14 @@ const api: EngineApi = {
     });
   },
 
+  async describeData(source) {
+    try {
+      return await describeData(source);
+    } catch (e) {
+      throw new Error(errorText(e));
+    }
+  },
+
   async modelConfig(source) {
     const files = await modelFiles(source);
     return JSON.parse(await files.readText('config.json')) as Record<string, unknown>;
@@ -375,10 +419,7 @@ const api: EngineApi = {
       const built = await buildDataset({ ...cfg, max_samples: c.max_samples ?? undefined, shuffle: false }, deps);
       const examples = (await previewExamples(cfg, deps, n)) as PreviewExample[];
       return {
-        examples: examples.map((e) => {
-          const item = 'chosen' in e ? e.chosen : e;
-          return { segments: item.segments, tokens: item.input_ids.length, learned: item.labels.filter((l) => l !== -100).length };
-        }),
+        examples: examples.map(exampleView),
         count: built.train.length,
         evalCount: built.eval.length,
         template: built.stats.template,
@@ -458,8 +499,9 @@ const api: EngineApi = {
     return exclusive(async (): Promise<AdapterFiles> => {
       if (!session) throw new Error('load a model first');
       const base = sessionSource?.kind === 'hub' ? sessionSource.id : (sessionSource?.id ?? null);
-      const files = await session.exportAdapter(base);
-      return Comlink.transfer(files, [files['adapter_model.safetensors'].buffer as ArrayBuffer]);
+      const files: AdapterFiles = await session.exportAdapter(base);
+      if (valueHead) files['value_head.safetensors'] = valueHead.slice();
+      return Comlink.transfer(files, [files['adapter_model.safetensors'], files['value_head.safetensors']].filter((b) => !!b).map((b) => b.buffer as ArrayBuffer));
     });
   },
 
@@ -471,6 +513,7 @@ const api: EngineApi = {
       if (cfg.peft_type && cfg.peft_type !== 'LORA') throw new Error(`adapter_config.json: peft_type ${cfg.peft_type} is not supported (LORA only)`);
       await session.loadAdapter(files['adapter_config.json'], { name: origin, size: w.length, read: async (o, n) => w.subarray(o, o + n) });
       adapterOrigin = origin;
+      valueHead = files['value_head.safetensors'] ?? null;
     });
   },
 
@@ -485,6 +528,7 @@ const api: EngineApi = {
       const cfg = new TextDecoder().decode(await st.read(`${ck.dir}/adapter_config.json`));
       await session.loadAdapter(cfg, { name: `${runId}/${ck.dir}`, size: w.length, read: async (o, n) => w.subarray(o, o + n) });
       adapterOrigin = `run ${runId} (${ck.dir})`;
+      valueHead = await runValueHead(runId, ck.dir);
     });
   },
 
@@ -507,7 +551,7 @@ const api: EngineApi = {
         input = { ...input, trainedWeights: await browserRunStore(lastTrained.runId).read(`${ck.dir}/trained_weights.safetensors`) };
       } else throw new Error('there is nothing to merge: train or import an adapter first');
       const model = await mergeModel(input);
-      const out: Record<string, Uint8Array> = { 'model.safetensors': model };
+      const out: Record<string, Uint8Array> = { 'model.safetensors': model, ...(valueHead ? { [VALUE_HEAD_FILE]: valueHead.slice() } : {}) };
       for (const f of ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja', 'special_tokens_map.json']) {
         if (await sessionFiles.exists(f)) out[f] = new TextEncoder().encode(await sessionFiles.readText(f));
       }
@@ -525,6 +569,19 @@ const api: EngineApi = {
     return performance.getEntriesByType('resource').map((e) => e.name).concat([self.location.href]);
   },
 };
+
+/** Tokens an example puts through the model in a step: both sequences of a pair, a KTO example's KL row too. */
+function exampleTokens(e: TrainExample, cutoff: number): number {
+  const len = (ids: readonly number[]) => Math.min(ids.length, cutoff);
+  if ('chosen' in e) return len(e.chosen.input_ids) + len(e.rejected.input_ids);
+  return len(e.input_ids) + ('kl_input_ids' in e ? len(e.kl_input_ids) : 0);
+}
+
+async function runValueHead(runId: string, dir: string): Promise<Uint8Array | null> {
+  const st = browserRunStore(runId);
+  const path = `${dir}/${VALUE_HEAD_FILE}`;
+  return (await st.exists(path)) ? st.read(path) : null;
+}
 
 async function runTraining(start: TrainStart, onEvent: (e: TrainEvent) => void): Promise<TrainResult> {
   const c = parseSettings(start.settings);
@@ -548,9 +605,8 @@ async function runTraining(start: TrainStart, onEvent: (e: TrainEvent) => void):
     status('tokenizing the dataset');
     const { deps, dataset, dir } = await dataDeps(start.data, s.tokenizer);
     const built = await buildDataset(dataConfig(c, dataset, dir), deps);
-    if (built.kind !== 'lm') throw new Error(`stage ${c.stage}: the app trains pt and sft so far`);
-    const train = built.train as TokenExample[];
-    const evalSet = built.eval as TokenExample[];
+    const train = built.train as TrainExample[];
+    const evalSet = built.eval as TrainExample[];
     const opts = trainOptionsFromConfig(c, train.length);
     const total = totalSteps(c, train.length);
     const runStore = browserRunStore(start.runId);
@@ -594,11 +650,12 @@ async function runTraining(start: TrainStart, onEvent: (e: TrainEvent) => void):
     emit({ kind: 'start', start: { totalSteps: total, examples: train.length, evalExamples: evalSet.length, step: record.step, log: record.log } });
     // tokens/s by the wall clock between logs (the GPU work included); real tokens per step estimated
     // from the mean example length
-    const meanTokens = train.reduce((a, e) => a + Math.min(e.input_ids.length, opts.cutoffLen), 0) / Math.max(1, train.length);
+    const meanTokens = train.reduce((a, e) => a + exampleTokens(e, opts.cutoffLen), 0) / Math.max(1, train.length);
     const tokensPerStep = meanTokens * opts.batchSize * opts.gradAccum;
     let lastLogAt = performance.now();
     let lastLogStep = record.step;
     adapterOrigin = `run ${start.runId}`;
+    valueHead = null;
     if (c.finetuning_type !== 'lora') baseModified = true;
     await s.train(opts, train, evalSet, runStore, {
       ...(resumeFrom ? { resumeFrom } : {}),
@@ -627,6 +684,9 @@ async function runTraining(start: TrainStart, onEvent: (e: TrainEvent) => void):
     });
     await pending;
     lastTrained = { runId: start.runId, finetuningType: c.finetuning_type };
+    // the reward model's value head is in the newest checkpoint, beside the adapter
+    const last = c.stage === 'rm' ? await latestCheckpoint(start.runId) : undefined;
+    if (last) valueHead = await runValueHead(start.runId, last.dir);
     const step = record.step;
     const finalStatus = stopKind === 'pause' && step < total ? 'paused' : stopKind === 'stop' && step < total ? 'stopped' : 'done';
     record = { ...record, status: finalStatus };
@@ -659,7 +719,8 @@ async function runBenchmark(model: ModelSource, settings: Settings, steps: numbe
     const ids = Array.from({ length: S }, () => Math.floor(rand() * vocab));
     return { input_ids: ids, labels: ids.slice() };
   });
-  const opts = { ...trainOptionsFromConfig({ ...c, max_steps: steps + 1, gradient_accumulation_steps: 1, logging_steps: 1, eval_strategy: 'no', save_strategy: 'no' }, B), learningRate: 0 };
+  // sft steps on random tokens, whatever the stage
+  const opts = { ...trainOptionsFromConfig({ ...c, max_steps: steps + 1, gradient_accumulation_steps: 1, logging_steps: 1, eval_strategy: 'no', save_strategy: 'no' }, B), learningRate: 0, preference: null };
   const g = s.gpu;
   g.peakAllocated = g.allocated;
   const times: number[] = [];

@@ -15,10 +15,8 @@ export function totalSteps(c: Pick<CrucibleConfig, 'per_device_train_batch_size'
 
 const steps = (v: number, total: number) => (v > 0 && v < 1 ? Math.max(1, Math.ceil(v * total)) : Math.round(v));
 
+/** trainExamples: sequences (pt, sft), pairs (dpo, rm) or KTO examples. */
 export function trainOptionsFromConfig(c: CrucibleConfig, trainExamples: number): TrainOptions {
-  if (c.stage !== 'sft' && c.stage !== 'pt') {
-    throw new Error(`stage "${c.stage}": the app trains pt and sft so far (preference stages run in the CLI)`);
-  }
   const o = sharedOptions(c);
   const total = totalSteps(c, trainExamples);
   const perEpoch = Math.max(1, Math.ceil(total / Math.max(1, c.num_train_epochs)));

@@ -14,18 +14,22 @@ import type {
   StoredModelSummary,
   TrainEvent,
 } from '../../../workers/api';
+import { kindOf, demoDatasetFor, infoEntry, stageFits, stageFor, withInfoEntry, type DataFormat, type DataKind, type FormatChoice } from './data-format';
 import { cb, getEngine } from './engine';
 import { errorText } from './format';
-import { loadPersisted, savePersisted, type Persisted, type Settings } from './settings';
+import { loadPersisted, savePersisted, withStageKeys, type Persisted, type Settings } from './settings';
 
 export type ModelChoice = { kind: 'demo' } | { kind: 'hub'; id: string };
 export type DataChoice =
   | { kind: 'demo'; dataset: string }
-  | { kind: 'upload'; dataset: string; files: Record<string, Uint8Array> }
+  /** `format`: the user's format instead of the detected one (written as a dataset_info.json entry). */
+  | { kind: 'upload'; dataset: string; files: Record<string, Uint8Array>; format?: FormatChoice }
   | { kind: 'hub'; repo: string };
 
 export interface RunView {
   id: string;
+  /** The run's settings (its stage decides the charts). */
+  settings: Settings;
   status: RunRecord['status'] | 'starting' | 'idle';
   step: number;
   total: number;
@@ -65,7 +69,13 @@ export const app = $state({
   modelConfig: null as Record<string, unknown> | null,
   modelError: '',
   demoDatasets: [] as string[],
+  /** The demo data folder's dataset_info.json entries. */
+  demoInfo: {} as Record<string, Record<string, unknown>>,
   data: (persisted.data?.kind === 'upload' ? { kind: 'demo', dataset: 'identity' } : (persisted.data ?? { kind: 'demo', dataset: 'identity' })) as DataChoice,
+  /** The chosen dataset's declared or detected format (null: unknown, e.g. a Hub dataset). */
+  dataFormat: null as DataFormat | null,
+  /** Why the stage or the demo dataset changed by itself. */
+  dataNote: '',
   preview: null as PreviewResult | null,
   previewError: '',
   previewBusy: false,
@@ -111,7 +121,13 @@ export function modelSource(choice: ModelChoice = app.model): ModelSource {
 
 export function dataSource(choice: DataChoice = app.data): DataSource {
   if (choice.kind === 'demo') return { kind: 'url', base: demoDataBase(), dataset: choice.dataset };
-  if (choice.kind === 'upload') return { kind: 'upload', files: $state.snapshot(choice.files) as Record<string, Uint8Array>, dataset: choice.dataset };
+  if (choice.kind === 'upload') {
+    const files = $state.snapshot(choice.files) as Record<string, Uint8Array>;
+    const detected = app.dataFormat;
+    if (!choice.format || !detected) return { kind: 'upload', files, dataset: choice.dataset };
+    const entry = infoEntry(choice.dataset, $state.snapshot(detected) as DataFormat, choice.format);
+    return { kind: 'upload', files: withInfoEntry(files, choice.dataset, entry), dataset: choice.dataset };
+  }
   return { kind: 'hub', repo: choice.repo };
 }
 
@@ -187,7 +203,8 @@ export async function loadDemoDatasets(): Promise<void> {
   try {
     const res = await fetch(new URL('dataset_info.json', demoDataBase()));
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
-    const info = (await res.json()) as Record<string, unknown>;
+    const info = (await res.json()) as Record<string, Record<string, unknown>>;
+    app.demoInfo = info;
     app.demoDatasets = Object.keys(info);
     if (app.data.kind === 'demo' && !app.demoDatasets.includes(app.data.dataset) && app.demoDatasets.length) {
       app.data = { kind: 'demo', dataset: app.demoDatasets.includes('identity') ? 'identity' : app.demoDatasets[0]! };
@@ -197,11 +214,76 @@ export async function loadDemoDatasets(): Promise<void> {
   }
 }
 
+/** The kind of data the current choice trains (its format choice, else what was declared or detected). */
+export function dataKind(): DataKind | null {
+  if (app.data.kind === 'upload' && app.data.format) return app.data.format.kind;
+  return app.dataFormat?.kind ?? null;
+}
+
+/** A stage that cannot train the chosen data is switched to one that can (dpo, kto or sft). */
+function fitStageToData(): void {
+  const kind = dataKind();
+  if (!kind || stageFits(app.settings.stage, kind)) return;
+  const stage = stageFor(kind);
+  app.dataNote = `Stage set to ${stage}: ${app.settings.stage} cannot train this dataset.`;
+  app.settings = withStageKeys({ ...app.settings, stage });
+  persist();
+}
+
+/** Read the chosen dataset's format, fit the stage to it, and preview it. */
+export async function refreshData(): Promise<void> {
+  const d = app.data;
+  const raw: DataChoice = d.kind === 'upload' ? { kind: 'upload', dataset: d.dataset, files: d.files } : d;
+  try {
+    const f = await getEngine().describeData(dataSource(raw));
+    if (app.data !== d) return;
+    app.dataFormat = f;
+  } catch {
+    // unreadable: the preview says why
+    if (app.data !== d) return;
+    app.dataFormat = null;
+  }
+  fitStageToData();
+  await refreshPreview();
+}
+
 export function chooseData(d: DataChoice): void {
   app.data = d;
+  app.dataNote = '';
   persist();
+  void refreshData();
+}
+
+/** Override an upload's detected format (null: back to the detected one). */
+export function chooseFormat(format: FormatChoice | null): void {
+  if (app.data.kind !== 'upload') return;
+  const { format: _old, ...upload } = app.data;
+  app.data = format ? { ...upload, format } : upload;
+  app.dataNote = '';
+  fitStageToData();
   void refreshPreview();
 }
+
+/** A new stage: its preference keys, and a demo dataset it can train. */
+export function chooseStage(stage: string): void {
+  app.settings = withStageKeys({ ...app.settings, stage });
+  app.dataNote = '';
+  persist();
+  if (app.data.kind === 'demo') {
+    const fit = demoDatasetFor(stage, app.demoInfo, app.data.dataset);
+    if (fit !== app.data.dataset) {
+      app.dataNote = `Demo dataset ${fit}: ${app.data.dataset} cannot train stage ${stage}.`;
+      app.data = { kind: 'demo', dataset: fit };
+      persist();
+      void refreshData();
+      return;
+    }
+  }
+  void refreshPreview();
+}
+
+/** The kind of a demo dataset, from its dataset_info.json entry. */
+export const demoKind = (name: string): DataKind | null => (app.demoInfo[name] ? kindOf(app.demoInfo[name]!) : null);
 
 let previewSeq = 0;
 export async function refreshPreview(): Promise<void> {
@@ -263,6 +345,7 @@ function onTrainEvent(e: TrainEvent): void {
 async function train(runId: string, data: DataSource, settings: Settings, resume: boolean, name: string, prior: LogRecord[] = []): Promise<void> {
   app.run = {
     id: runId,
+    settings,
     status: 'starting',
     step: prior.at(-1)?.current_steps ?? 0,
     total: prior.at(-1)?.total_steps ?? 0,
@@ -291,7 +374,8 @@ async function train(runId: string, data: DataSource, settings: Settings, resume
 
 export async function startTraining(): Promise<void> {
   if (isTraining()) return;
-  const name = `${app.data.kind === 'hub' ? app.data.repo : app.data.dataset} · ${modelLabel()}`;
+  const stage = app.settings.stage === 'sft' ? '' : ` · ${app.settings.stage}${app.settings.stage === 'dpo' && app.settings.pref_loss !== 'sigmoid' ? ` (${app.settings.pref_loss})` : ''}`;
+  const name = `${app.data.kind === 'hub' ? app.data.repo : app.data.dataset} · ${modelLabel()}${stage}`;
   await train(newRunId(), dataSource(), $state.snapshot(app.settings), false, name);
 }
 
@@ -302,7 +386,7 @@ export async function resumeRun(proxied: RunRecord): Promise<void> {
   if (run.dataset.kind === 'upload') {
     const files = await getEngine().runData(run.id);
     if (!files) {
-      app.run = { id: run.id, status: 'failed', step: run.step, total: run.totalSteps, log: run.log, message: '', memory: { allocated: 0, peak: 0 }, error: 'the uploaded dataset of this run is gone' };
+      app.run = { id: run.id, settings: run.settings, status: 'failed', step: run.step, total: run.totalSteps, log: run.log, message: '', memory: { allocated: 0, peak: 0 }, error: 'the uploaded dataset of this run is gone' };
       return;
     }
     data = { kind: 'upload', files, dataset: run.dataset.name };
@@ -360,6 +444,7 @@ export function showRun(r: RunRecord): void {
   const tail = r.log.at(-1);
   app.run = {
     id: r.id,
+    settings: r.settings,
     status: runStatus(r),
     step: r.step,
     total: r.totalSteps,

@@ -63,11 +63,72 @@ export const DEFAULT_SETTINGS: Settings = {
   template: null,
 };
 
+// ---- stages ------------------------------------------------------------------------------------
+
+export const STAGES: { value: string; label: string }[] = [
+  { value: 'sft', label: 'sft: supervised fine-tuning' },
+  { value: 'pt', label: 'pt: continued pre-training' },
+  { value: 'dpo', label: 'dpo: preference pairs (DPO, ORPO, SimPO…)' },
+  { value: 'kto', label: 'kto: desirable / undesirable answers' },
+  { value: 'rm', label: 'rm: reward model' },
+];
+
+export const PREF_LOSSES: { value: string; label: string }[] = [
+  { value: 'sigmoid', label: 'sigmoid (DPO)' },
+  { value: 'hinge', label: 'hinge (SLiC)' },
+  { value: 'ipo', label: 'ipo' },
+  { value: 'orpo', label: 'orpo (no reference model)' },
+  { value: 'simpo', label: 'simpo (no reference model)' },
+];
+
+const PREF_KEYS = ['pref_beta', 'pref_loss', 'pref_ftx', 'dpo_label_smoothing', 'simpo_gamma', 'kto_chosen_weight', 'kto_rejected_weight'];
+
+/** LLaMA-Factory's defaults of the preference keys that apply to these settings' stage and pref_loss. */
+function preferenceDefaults(s: Settings): Settings {
+  if (s.stage === 'kto') return { pref_beta: 0.1, pref_ftx: 0, kto_chosen_weight: 1, kto_rejected_weight: 1 };
+  if (s.stage !== 'dpo') return {};
+  const loss = typeof s.pref_loss === 'string' && s.pref_loss !== 'kto_pair' ? s.pref_loss : 'sigmoid';
+  return {
+    pref_beta: 0.1,
+    pref_loss: loss,
+    pref_ftx: 0,
+    ...(loss === 'sigmoid' ? { dpo_label_smoothing: 0 } : {}),
+    ...(loss === 'simpo' ? { simpo_gamma: 0.5 } : {}),
+  };
+}
+
+/**
+ * The settings with exactly the preference keys their stage (and pref_loss) uses: missing ones at
+ * LLaMA-Factory's defaults, values already set kept, the others removed (so the YAML holds no key
+ * without effect).
+ */
+export function withStageKeys(s: Settings): Settings {
+  const defaults = preferenceDefaults(s);
+  const out: Settings = {};
+  for (const [k, v] of Object.entries(s)) if (!PREF_KEYS.includes(k) || k in defaults) out[k] = v;
+  return { ...out, ...Object.fromEntries(Object.entries(defaults).filter(([k]) => out[k] === undefined)) };
+}
+
 export interface Preset {
   name: string;
   help: string;
   settings: Settings;
+  /** The demo dataset the preset trains on (preference presets). */
+  demoDataset?: string;
 }
+
+/** A short preference run on the demo: LoRA r 8 on all layers, cosine with 10% warmup, as LLaMA-Factory's examples. */
+const PREFERENCE_DEMO: Settings = {
+  ...DEFAULT_SETTINGS,
+  learning_rate: 5e-4,
+  lr_scheduler_type: 'cosine',
+  warmup_ratio: 0.1,
+  num_train_epochs: 3,
+  max_steps: 30,
+  per_device_train_batch_size: 2,
+  gradient_accumulation_steps: 1,
+  cutoff_len: 128,
+};
 
 export const PRESETS: Preset[] = [
   { name: 'Quick demo', help: '40 LoRA steps at a high rate: watch the loss fall.', settings: DEFAULT_SETTINGS },
@@ -109,6 +170,24 @@ export const PRESETS: Preset[] = [
     name: 'Freeze (last 2 layers)',
     help: 'Train the last two layers in full.',
     settings: { ...DEFAULT_SETTINGS, finetuning_type: 'freeze', freeze_trainable_layers: 2, learning_rate: 1e-4 },
+  },
+  {
+    name: 'DPO',
+    help: 'examples/train_lora/*_lora_dpo.yaml (sigmoid, beta 0.1, LoRA r 8, cosine, warmup 0.1) on dpo_en_demo, scaled for the demo model: lr 5e-4 instead of 5e-6, batch 2, cutoff 128, 30 steps.',
+    settings: withStageKeys({ ...PREFERENCE_DEMO, stage: 'dpo', pref_loss: 'sigmoid', pref_beta: 0.1 }),
+    demoDataset: 'dpo_en_demo',
+  },
+  {
+    name: 'KTO',
+    help: 'examples/train_lora/*_lora_kto.yaml (beta 0.1, LoRA r 8) on kto_en_demo, scaled for the demo model as the DPO preset.',
+    settings: withStageKeys({ ...PREFERENCE_DEMO, stage: 'kto', pref_beta: 0.1 }),
+    demoDataset: 'kto_en_demo',
+  },
+  {
+    name: 'Reward model',
+    help: 'examples/train_lora/*_lora_reward.yaml (stage rm, LoRA r 8 and a value head) on dpo_en_demo, scaled for the demo model.',
+    settings: withStageKeys({ ...PREFERENCE_DEMO, stage: 'rm' }),
+    demoDataset: 'dpo_en_demo',
   },
 ];
 
