@@ -81,5 +81,5 @@ describe('demo model on the engine', () => {
     } finally {
       session.release();
     }
-  });
+  }, 240_000);
 });
