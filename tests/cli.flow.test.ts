@@ -80,6 +80,30 @@ describe('crucible train / chat / export / preview on a tiny model', () => {
     expect(head.tensors.get('v_head.summary.weight')?.shape).toEqual([1, 64]);
   });
 
+  it('ref_model: the base itself reproduces the adapter-off run, an adapter on it moves the reference, full fine-tuning scores the initial weights', async () => {
+    const dpo = (out: string, extra: Record<string, unknown> = {}) =>
+      trainConfig(out, { stage: 'dpo', dataset: 'dpo_en_demo', pref_beta: 0.1, max_steps: 2, save_strategy: 'no', ...extra });
+    const adapterOff = mkdtempSync(join(tmpdir(), 'run-dpo-off-'));
+    const base: LogRecord[] = [];
+    await runTraining(dpo(adapterOff), { onLog: (l) => base.push(l) });
+    const withRef: LogRecord[] = [];
+    const status: string[] = [];
+    await runTraining(dpo(mkdtempSync(join(tmpdir(), 'run-dpo-ref-')), { ref_model: MODEL }), { onLog: (l) => withRef.push(l), onStatus: (m) => status.push(m) });
+    expect(status).toEqual(expect.arrayContaining([`loading the reference model ${MODEL}`, expect.stringMatching(/^reference model: scoring \d+ sequences$/)]));
+    withRef.forEach((l, i) => {
+      expect(l.loss).toBeCloseTo(base[i]!.loss!, 3);
+      expect(l['rewards/margins']).toBeCloseTo(base[i]!['rewards/margins']!, 3);
+    });
+    // the trained DPO adapter on the reference: the fresh policy no longer equals its reference at step 1
+    const moved: LogRecord[] = [];
+    await runTraining(dpo(mkdtempSync(join(tmpdir(), 'run-dpo-refad-')), { ref_model: MODEL, ref_model_adapters: adapterOff, max_steps: 1 }), { onLog: (l) => moved.push(l) });
+    expect(Math.abs(moved[0]!['rewards/chosen']!)).toBeGreaterThan(1e-3);
+    const full: LogRecord[] = [];
+    await runTraining(dpo(mkdtempSync(join(tmpdir(), 'run-dpo-full-')), { finetuning_type: 'full', learning_rate: 1e-4, max_steps: 1 }), { onLog: (l) => full.push(l) });
+    expect(full[0]!.loss).toBeCloseTo(Math.LN2, 3);
+    expect(() => dpo('/tmp/unused', { ref_model_adapters: adapterOff })).toThrow(/ref_model_adapters needs ref_model/);
+  });
+
   it('preview marks the learned response and gives ids and labels', async () => {
     const { examples } = await previewDataset(trainConfig('/tmp/unused'), { count: 2, offset: 1 });
     expect(examples).toHaveLength(2);

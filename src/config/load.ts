@@ -260,7 +260,17 @@ function crossCheck(
     if (c.finetuning_type !== 'lora') {
       problems.push(`${at('quantization_bit')}: quantization_bit needs finetuning_type: lora (a quantized base stays frozen)`);
     }
-    if (c.pissa_init) problems.push(`${at('pissa_init')}: pissa_init cannot initialize from a quantized model (quantization_bit)`);
+    if (c.pissa_init) {
+      // LLaMA-Factory hparams/parser.py: "Please use scripts/pissa_init.py to initialize PiSSA for a quantized model."
+      problems.push(`${at('pissa_init')}: pissa_init cannot initialize from a quantized model (quantization_bit): PiSSA needs the unquantized weights; train without quantization_bit`);
+    }
+  }
+  if (c.ref_model_quantization_bit !== null && c.ref_model_quantization_bit !== 4 && c.ref_model_quantization_bit !== 8) {
+    problems.push(`${at('ref_model_quantization_bit')}: ref_model_quantization_bit: Crucible quantizes to 4 or 8 bits, got ${c.ref_model_quantization_bit}`);
+  }
+  if ((c.ref_model_adapters !== null || c.ref_model_quantization_bit !== null) && c.ref_model === null) {
+    const key = c.ref_model_adapters !== null ? 'ref_model_adapters' : 'ref_model_quantization_bit';
+    problems.push(`${at(key)}: ${key} needs ref_model`);
   }
   if (c.mask_history && c.train_on_prompt) problems.push(`${at('mask_history')}: mask_history is incompatible with train_on_prompt`);
   if (c.stage !== 'sft') {

@@ -479,6 +479,24 @@ export const SCHEMA = {
     min: 0,
     help: 'KTO weight of undesirable examples.',
   }),
+  ref_model: strOrNull({
+    group: 'preference',
+    commands: TRAIN,
+    stages: ['dpo', 'kto'],
+    help: 'A separate reference model (Hub id or folder); null: the base without the LoRA adapter, or the initial weights (full, freeze). Scored once before training, then unloaded.',
+  }),
+  ref_model_adapters: listOrNull({
+    group: 'preference',
+    commands: TRAIN,
+    stages: ['dpo', 'kto'],
+    help: 'A PEFT adapter applied to ref_model.',
+  }),
+  ref_model_quantization_bit: intOrNull({
+    group: 'preference',
+    commands: TRAIN,
+    stages: ['dpo', 'kto'],
+    help: 'Quantize ref_model on load: 4 or 8 bits.',
+  }),
 
   // ---- export --------------------------------------------------------------------------------
   export_dir: strOrNull({ group: 'export', commands: ['export'], help: 'Where `crucible export` writes the merged model.' }),
@@ -625,11 +643,6 @@ export const UNSUPPORTED_KEYS: Readonly<Record<string, UnsupportedKey>> = {
     reward_model_adapters: null,
     reward_model_quantization_bit: null,
     reward_model_type: 'lora',
-  }),
-  ...unsupported('a separate reference model (Crucible uses the base model without the adapter)', {
-    ref_model: null,
-    ref_model_adapters: null,
-    ref_model_quantization_bit: null,
   }),
   ...unsupported('BCO / LD-DPO preference losses', { pref_bco_weight: 0.0, ld_alpha: null }),
   ...unsupported('OFT fine-tuning', { oft_rank: 0, oft_block_size: 32, oft_target: 'all', module_dropout: 0.0 }),

@@ -130,9 +130,11 @@ export class Session {
     return { 'adapter_config.json': this.adapter.configJson(baseModel), 'adapter_model.safetensors': await this.adapter.safetensors() };
   }
 
+  /** Frees the generator, the adapter and the model's weights. */
   release(): void {
     this.generator?.release();
     this.adapter?.release();
+    this.model.release();
   }
 }
 

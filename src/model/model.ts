@@ -4,7 +4,7 @@
 
 import type { Gpu } from '../gpu/runtime';
 import type { Tensor } from '../gpu/tensor';
-import type { Weight } from '../kernels/matmul';
+import { weightParts, type Weight } from '../kernels/matmul';
 import { ropeInvFreq } from '../kernels/rope';
 import type { LinearSite } from './linear';
 import { specFromConfig, type ModelSpec } from './spec';
@@ -192,6 +192,20 @@ export class Model {
   }
 
   /** Non-linear parameters (embedding, norms), in checkpoint order. */
+  /** Frees every buffer the model owns (weights, biases, gradients, rope tables); adapters are released by their owners. */
+  release(): void {
+    const own: Tensor[] = [];
+    for (const p of this.params()) own.push(p.value, ...(p.grad ? [p.grad] : []));
+    for (const l of this.layers) own.push(l.invFreq);
+    for (const s of this.sites()) {
+      own.push(...weightParts(s.weight));
+      for (const t of [s.bias, s.weightGrad, s.biasGrad]) if (t) own.push(t);
+    }
+    if (!this.lmHead.tied) own.push(...weightParts(this.lmHead.weight));
+    if (this.lmHead.grad) own.push(this.lmHead.grad);
+    this.gpu.release(...new Set(own));
+  }
+
   params(): Param[] {
     const out: Param[] = [this.embed];
     for (const l of this.layers) {

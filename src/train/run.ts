@@ -18,6 +18,8 @@ import { writeSharded } from '../export/shards';
 import { nodeGpu } from '../gpu/node';
 import type { ModelFiles } from '../model/weights';
 import { lossPlotPng } from './plot';
+import { usesReference, type PreferenceExample } from './preference';
+import { ReferenceTable, referenceRows, scoreReference } from './reference';
 import { folderStore } from './store-node';
 import type { LogRecord, Trainer } from './trainer';
 
@@ -53,6 +55,10 @@ export async function runTraining(config: CrucibleConfig, hooks: TrainRunHooks):
     const dir = await resolveModelFiles(adapters[0]!, { onStatus: status });
     opts.initialAdapter = { configJson: await dir.readText('adapter_config.json'), weights: await dir.open('adapter_model.safetensors') };
   }
+  if (config.ref_model && opts.preference && usesReference(opts.preference)) {
+    // resuming: the checkpoint's table fills it (Trainer.resume)
+    opts.referenceTable = resumeFrom ? new ReferenceTable() : await referenceModelTable(config, session, [...data.train, ...data.eval] as PreferenceExample[], status);
+  } else if (config.ref_model) status(`ref_model is not used: stage ${config.stage}${config.stage === 'dpo' ? ` with pref_loss ${config.pref_loss}` : ''} needs no reference model`);
   const logPath = join(out, 'trainer_log.jsonl');
   await mkdir(out, { recursive: true });
   if (!resumeFrom) await writeFile(logPath, '');
@@ -60,6 +66,7 @@ export async function runTraining(config: CrucibleConfig, hooks: TrainRunHooks):
   const history: LogRecord[] = [];
   const trainer = await session.train(opts, data.train, data.eval, store, {
     ...(hooks.signal ? { signal: hooks.signal } : {}),
+    onStatus: status,
     ...(resumeFrom ? { resumeFrom } : {}),
     onLog: (rec) => {
       history.push(rec);
@@ -91,6 +98,37 @@ export async function runTraining(config: CrucibleConfig, hooks: TrainRunHooks):
     ...(trainLoss !== undefined ? { trainLoss } : {}),
     ...(evalLoss !== undefined ? { evalLoss } : {}),
   };
+}
+
+/**
+ * LLaMA-Factory's ref_model (with ref_model_adapters, ref_model_quantization_bit): loaded beside
+ * the policy, used to score every training and evaluation sequence once, and unloaded before the
+ * first step, so training holds one model.
+ */
+async function referenceModelTable(config: CrucibleConfig, policy: Session, examples: readonly PreferenceExample[], status: (m: string) => void): Promise<ReferenceTable> {
+  const name = config.ref_model!;
+  const files = await resolveModelFiles(name, { onStatus: status, cacheDir: config.cache_dir });
+  status(`loading the reference model ${name}${config.ref_model_quantization_bit ? ` (${config.ref_model_quantization_bit}-bit)` : ''}`);
+  const ref = await Session.open(policy.gpu, files, { quantizationBit: (config.ref_model_quantization_bit as 4 | 8 | null) ?? null });
+  try {
+    if (ref.model.spec.vocab !== policy.model.spec.vocab) {
+      throw new Error(`ref_model ${name}: a vocabulary of ${ref.model.spec.vocab} tokens, the trained model has ${policy.model.spec.vocab}; the reference must share its tokenizer`);
+    }
+    const adapters = config.ref_model_adapters ?? [];
+    if (adapters.length > 1) throw new Error(`ref_model_adapters: ${adapters.length} adapters; give one (merge the others into ref_model first)`);
+    if (adapters.length === 1) {
+      const dir = await resolveModelFiles(adapters[0]!, { onStatus: status });
+      await ref.loadAdapter(await dir.readText('adapter_config.json'), await dir.open('adapter_model.safetensors'));
+    }
+    const rows = referenceRows(examples);
+    status(`reference model: scoring ${rows.length} sequences`);
+    const table = new ReferenceTable();
+    const padId = policy.tokenizer.padId ?? policy.tokenizer.eosId ?? 0;
+    await scoreReference(ref.model, rows, table, { padId, cutoffLen: config.cutoff_len, batchSize: config.per_device_train_batch_size });
+    return table;
+  } finally {
+    ref.release();
+  }
 }
 
 /** The adapter (with base_model_name_or_path) or the whole trained model, plus rm's value head. */
