@@ -2,9 +2,13 @@
 // peak memory on random-init models of real shapes, prefill/decode at batch 1. Writes
 // bench/results/<date>-<gpu>.json; with --anchor PATH it also runs PyTorch+PEFT's script
 // (../shared/device/torch_lora_baseline.py) in the same command and records its lines.
+// --memory-target measures only the engine's peak memory of the issue's target (LoRA on
+// Qwen2.5-0.5B, 4-bit base, sequence 1024, micro-batch 4, activation recomputation): on a software
+// adapter the step's kernels are not run (Gpu.allocationOnly), its allocations are the same.
 //
 //   node --import ./bin/register.js bench/run.ts [--models a,b] [--batch 8] [--seq 512] [--rank 16]
 //        [--steps 5] [--no-kernels] [--anchor path/to/torch_lora_baseline.py] [--out file.json]
+//        [--memory-target]
 
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -22,6 +26,7 @@ const { values: a } = parseArgs({
     models: { type: 'string' }, batch: { type: 'string', default: '8' }, seq: { type: 'string', default: '512' },
     rank: { type: 'string', default: '16' }, steps: { type: 'string', default: '5' }, 'no-kernels': { type: 'boolean', default: false },
     anchor: { type: 'string' }, out: { type: 'string' }, decode: { type: 'string', default: '64' },
+    'memory-target': { type: 'boolean', default: false },
   },
 });
 const gpu = await nodeGpu();
@@ -38,7 +43,19 @@ const log = (r: Record<string, unknown>) => {
 };
 console.error(`bench on ${device}${software ? ' (software adapter: tiny shapes)' : ''}`);
 
-if (!a['no-kernels']) for (const k of await benchKernels(gpu, { small: software })) log({ system: 'crucible', kind: 'kernel', ...k, device, date });
+if (a['memory-target']) {
+  // LLaMA-Factory's defaults for the rest: lora_rank 8 on all linear layers, gradient checkpointing on
+  const [name, batch, seq, rank] = ['qwen2.5-0.5b', 4, 1024, 8];
+  gpu.allocationOnly = software;
+  const model = await Model.load(gpu, syntheticModelFiles(BENCH_MODELS[name]!, name), { format: 'q4' });
+  const train = await benchTraining(model, { batch, seq, rank, steps: 1, warmup: 0 });
+  log({
+    system: 'crucible', kind: 'memory-target', model: name, base: model.format, batch, seq, rank, peak_gib: train.peakBytes / 2 ** 30, target_gib: 3,
+    measured: software ? 'allocations of one training step, kernels not run (software adapter)' : 'allocations of one training step',
+    ...(software ? {} : { step_s: train.stepSeconds }), device, date,
+  });
+  models.length = 0;
+} else if (!a['no-kernels']) for (const k of await benchKernels(gpu, { small: software })) log({ system: 'crucible', kind: 'kernel', ...k, device, date });
 
 for (const name of models) {
   const config = BENCH_MODELS[name];

@@ -28,4 +28,24 @@ describe('gpu runtime', () => {
     const big = { buffer: gpu.tensor([1]).buffer, shape: [rows, 8], dtype: 'f32' as const, offset: 0 };
     expect(() => gemm(gpu, { a: big, b: gpu.tensor([8, 1]), c: gpu.tensor([rows, 1]), M: rows, N: 1, K: 8 })).toThrow(/binding limit; split the tensor/);
   });
+
+  it('allocationOnly counts allocations and binds buffers but runs no kernel (the memory-target bench)', async () => {
+    const gpu = await testGpu();
+    const a = gpu.upload(new Float32Array([1, 2, 3, 4]), [2, 2]);
+    const c = gpu.upload(new Float32Array([9, 9, 9, 9]), [2, 2]);
+    const before = gpu.allocated;
+    gpu.allocationOnly = true;
+    try {
+      const t = gpu.tensor([256]);
+      expect(gpu.allocated - before).toBe(1024);
+      expect(gpu.peakAllocated).toBeGreaterThanOrEqual(gpu.allocated);
+      gemm(gpu, { a, b: a, c, M: 2, N: 2, K: 2 });
+      expect([...(await gpu.readF32(c))]).toEqual([9, 9, 9, 9]);
+      gpu.release(t);
+    } finally {
+      gpu.allocationOnly = false;
+    }
+    gemm(gpu, { a, b: a, c, M: 2, N: 2, K: 2 });
+    expect([...(await gpu.readF32(c))]).toEqual([7, 10, 15, 22]);
+  });
 });

@@ -38,6 +38,12 @@ export class Gpu {
   private readonly transients: Tensor[] = [];
   private lost: string | null = null;
   private error: string | null = null;
+  /**
+   * Allocate, upload and bind as usual, but run no kernel: sizes the engine's memory for
+   * shapes a software adapter cannot compute in reasonable time (bench --memory-target). Buffers
+   * read back hold whatever was uploaded, or zeros.
+   */
+  allocationOnly = false;
   /** Bytes currently allocated through tensor(); peak is the high-water mark. */
   allocated = 0;
   peakAllocated = 0;
@@ -212,7 +218,7 @@ export class Gpu {
     const pass = this.beginPass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, group);
-    pass.dispatchWorkgroups(x, y, z);
+    if (!this.allocationOnly) pass.dispatchWorkgroups(x, y, z);
     this.dispatchCount++;
     if (this.profiler) this.endPass();
   }
