@@ -7,7 +7,7 @@ import type { TrainOptions } from '../train/trainer';
 
 /** Fields of the config this mapping reads (the app builds them from its form). */
 export type TrainConfig = Pick<CrucibleConfig,
-  | 'finetuning_type' | 'lora_rank' | 'lora_alpha' | 'lora_dropout' | 'lora_target' | 'use_rslora' | 'use_dora' | 'pissa_init'
+  | 'finetuning_type' | 'lora_rank' | 'lora_alpha' | 'lora_dropout' | 'lora_target' | 'use_rslora' | 'use_dora' | 'pissa_init' | 'pissa_iter' | 'pissa_convert'
   | 'loraplus_lr_ratio' | 'freeze_trainable_layers' | 'freeze_trainable_modules' | 'learning_rate' | 'lr_scheduler_type'
   | 'warmup_ratio' | 'warmup_steps' | 'num_train_epochs' | 'max_steps' | 'per_device_train_batch_size'
   | 'gradient_accumulation_steps' | 'max_grad_norm' | 'weight_decay' | 'adam_beta1' | 'adam_beta2' | 'adam_epsilon'
@@ -16,7 +16,12 @@ export type TrainConfig = Pick<CrucibleConfig,
   | 'stage' | 'pref_beta' | 'pref_ftx' | 'pref_loss' | 'dpo_label_smoothing' | 'simpo_gamma' | 'kto_chosen_weight' | 'kto_rejected_weight'>;
 
 export function trainOptionsFromConfig(c: TrainConfig): TrainOptions {
-  if (c.pissa_init) throw new Error('pissa_init: PiSSA initialisation is not supported yet; remove it to start from PEFT\'s default initialisation');
+  const pissa = c.finetuning_type === 'lora' && c.pissa_init ? { iter: c.pissa_iter, convert: c.pissa_convert } : null;
+  // LLaMA-Factory (hparams/finetuning_args.py): "Cannot use PiSSA for current training stage." for kto and reference-using dpo
+  if (pissa && (c.stage === 'kto' || (c.stage === 'dpo' && c.pref_loss !== 'orpo' && c.pref_loss !== 'simpo'))) {
+    throw new Error(`pissa_init cannot be used with stage ${c.stage}${c.stage === 'dpo' ? ` (pref_loss ${c.pref_loss})` : ''}: `
+      + 'LLaMA-Factory refuses PiSSA for stages with a reference model; use pref_loss orpo or simpo, or drop pissa_init');
+  }
   const modules = c.freeze_trainable_modules ?? ['all'];
   if (c.finetuning_type === 'freeze' && !(modules.length === 1 && modules[0] === 'all')) {
     throw new Error(`freeze_trainable_modules: only "all" is supported (got ${modules.join(',')})`);
@@ -32,6 +37,7 @@ export function trainOptionsFromConfig(c: TrainConfig): TrainOptions {
       rslora: c.use_rslora,
       dora: c.use_dora,
       plusRatio: c.loraplus_lr_ratio ?? 1,
+      pissa,
     },
     freezeTrainableLayers: c.freeze_trainable_layers,
     learningRate: c.learning_rate,

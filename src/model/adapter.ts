@@ -6,6 +6,7 @@ import type { Tensor } from '../gpu/tensor';
 import type { LinearSite } from './linear';
 import type { Model, ModuleRef } from './model';
 import { dequantizeWeight } from './dequant';
+import type { Pissa } from './pissa';
 import { encodeSafetensors, openSafetensors, readF32, type ByteSource } from './safetensors';
 
 export interface LoraSettings {
@@ -75,23 +76,34 @@ export class Adapter {
   readonly sites: LinearSite[] = [];
   private readonly modules: ModuleTensors[] = [];
   private disabled = new Map<LinearSite, NonNullable<LinearSite['lora']>>();
+  /** PiSSA's initial adapter when this one started from it (pissa.ts): the base holds W_res meanwhile. */
+  pissa: Pissa | null = null;
 
   private constructor(readonly model: Model, readonly settings: LoraSettings) {}
 
-  /** Fresh adapter as PEFT initialises it: A ~ kaiming-uniform(a=sqrt(5)), B = 0, DoRA magnitude = ||W|| per row. */
-  static async create(model: Model, settings: LoraSettings, random: () => number): Promise<Adapter> {
+  /**
+   * Fresh adapter as PEFT initialises it: A ~ kaiming-uniform(a=sqrt(5)), B = 0, DoRA magnitude =
+   * ||W|| per row; or A and B from `init` for all target modules at once (PiSSA, which also
+   * rewrites the base: the magnitude is taken before, as ||W_res + s·B·A|| = ||W||).
+   */
+  static async create(model: Model, settings: LoraSettings, random: () => number,
+    init?: (mods: ModuleRef[]) => Promise<{ A: Float32Array; B: Float32Array }[]>): Promise<Adapter> {
     const ad = new Adapter(model, settings);
-    for (const mod of ad.targetModules()) {
+    const mods = ad.targetModules();
+    const magnitudes: (Float32Array | undefined)[] = [];
+    for (const mod of mods) {
+      if (!settings.dora) break;
+      const magnitude = new Float32Array(mod.outFeatures);
+      for (const p of mod.parts) magnitude.set(await rowNorms(model.gpu, p.site), p.row);
+      magnitudes.push(magnitude);
+    }
+    const given = init ? await init(mods) : null;
+    mods.forEach((mod, i) => {
       const r = settings.rank, K = mod.inFeatures, N = mod.outFeatures;
       const bound = 1 / Math.sqrt(K);
-      const A = Float32Array.from({ length: r * K }, () => (2 * random() - 1) * bound);
-      let magnitude: Float32Array | undefined;
-      if (settings.dora) {
-        magnitude = new Float32Array(N);
-        for (const p of mod.parts) magnitude.set(await rowNorms(model.gpu, p.site), p.row);
-      }
-      ad.attach(mod, A, new Float32Array(N * r), magnitude);
-    }
+      const { A, B } = given?.[i] ?? { A: Float32Array.from({ length: r * K }, () => (2 * random() - 1) * bound), B: new Float32Array(N * r) };
+      ad.attach(mod, A, B, magnitudes[i]);
+    });
     return ad;
   }
 
@@ -99,6 +111,10 @@ export class Adapter {
   static async load(model: Model, configJson: string, weights: ByteSource): Promise<Adapter> {
     const cfg = JSON.parse(configJson) as Record<string, unknown>;
     if (cfg.peft_type !== 'LORA') throw new Error(`${weights.name}: adapter type ${String(cfg.peft_type)} is not LORA`);
+    if (typeof cfg.init_lora_weights === 'string' && cfg.init_lora_weights.startsWith('pissa')) {
+      throw new Error(`${weights.name}: a PiSSA adapter saved without conversion (init_lora_weights "${cfg.init_lora_weights}") applies to the residual base W - s·B0·A0, not to the base model; `
+        + 'train with pissa_convert: true to save a standard LoRA adapter');
+    }
     const targets = cfg.target_modules;
     const settings: LoraSettings = {
       rank: Number(cfg.r),
@@ -204,11 +220,11 @@ export class Adapter {
     });
   }
 
-  /** Run fn with the base model alone (DPO/KTO reference model, base-vs-tuned chat). */
+  /** Run fn with the base model alone (DPO/KTO reference model, base-vs-tuned chat); with PiSSA, W_res plus the initial adapter. */
   async withDisabled<T>(fn: () => Promise<T> | T): Promise<T> {
     for (const s of this.sites) {
       this.disabled.set(s, s.lora!);
-      s.lora = null;
+      s.lora = this.pissa?.initialLora(s) ?? null;
     }
     try {
       return await fn();
@@ -218,10 +234,16 @@ export class Adapter {
     }
   }
 
-  /** PEFT adapter_config.json. */
+  /** PEFT adapter_config.json (PiSSA: converted, or marked as PiSSA). */
   configJson(baseModel: string | null): string {
+    const cfg = this.peftConfig(baseModel);
+    return JSON.stringify(this.pissa ? this.pissa.publishedConfig(cfg) : cfg, null, 2);
+  }
+
+  /** PEFT's LoraConfig of this adapter as trained. */
+  peftConfig(baseModel: string | null): Record<string, unknown> {
     const kinds = [...new Set(this.modules.map((m) => m.ref.kind))];
-    return JSON.stringify({
+    return {
       peft_type: 'LORA',
       task_type: 'CAUSAL_LM',
       base_model_name_or_path: baseModel,
@@ -238,7 +260,7 @@ export class Adapter {
       modules_to_save: null,
       layers_to_transform: this.settings.layers ? [...this.settings.layers] : null,
       revision: null,
-    }, null, 2);
+    };
   }
 
   /** adapter_model.safetensors bytes (PEFT keys; a fused module's B rows stacked as PEFT stores them). */
@@ -259,10 +281,12 @@ export class Adapter {
         tensors[`${m.key}.lora_magnitude_vector`] = { dtype: 'F32', shape: [m.ref.outFeatures], data: await stacked(m.magnitude, (s) => s.lora!.magnitude!, 1) };
       }
     }
-    return encodeSafetensors(tensors, { format: 'pt' });
+    return encodeSafetensors(this.pissa ? this.pissa.publishedTensors(tensors) : tensors, { format: 'pt' });
   }
 
   release(): void {
+    this.pissa?.release();
+    this.pissa = null;
     for (const s of this.sites) {
       s.lora = null;
       s.loraGrads = null;

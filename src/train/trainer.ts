@@ -12,6 +12,7 @@ import { forwardBackward, Workspace } from '../model/forward';
 import type { Model } from '../model/model';
 import { encodeSafetensors, openSafetensors, readF32, type ByteSource } from '../model/safetensors';
 import { makeTrainable } from '../model/trainable';
+import { Pissa, PISSA_INIT_DIR, type PissaOptions } from '../model/pissa';
 import { epochOrder, makeBatch, type TokenExample, type TrainBatch } from './batches';
 import { AdamW } from './optimizer';
 import { checkExamples, PreferenceObjective, usesReference, type PreferenceExample, type PreferenceLogFields, type PreferenceOptions } from './preference';
@@ -23,7 +24,7 @@ export type TrainExample = TokenExample | PreferenceExample;
 
 export interface TrainOptions {
   finetuningType: 'lora' | 'freeze' | 'full';
-  lora?: LoraSettings & { plusRatio?: number };
+  lora?: LoraSettings & { plusRatio?: number; pissa?: PissaOptions | null };
   /** An adapter to continue from (adapter_name_or_path), instead of a fresh one. */
   initialAdapter?: { configJson: string; weights: ByteSource };
   /** freeze: train the last n layers (negative: the first n), as LLaMA-Factory's freeze_trainable_layers. */
@@ -154,11 +155,12 @@ export class Trainer {
     }
     let adapter: Adapter | null = null;
     if (opts.finetuningType === 'lora') {
+      if (opts.initialAdapter && opts.lora?.pissa) throw new Error('pissa_init starts a new adapter; it cannot continue from adapter_name_or_path');
       if (opts.initialAdapter) adapter = await Adapter.load(model, opts.initialAdapter.configJson, opts.initialAdapter.weights);
       else {
         if (!opts.lora) throw new Error('finetuning_type lora needs LoRA settings');
         if ((opts.lora.dropout ?? 0) > 0) throw new Error(`lora_dropout ${opts.lora.dropout}: LoRA dropout is not supported yet; set lora_dropout: 0 (LLaMA-Factory's default)`);
-        adapter = await Adapter.create(model, opts.lora, seeded(opts.seed));
+        adapter = await createAdapter(model, opts.lora, opts.seed);
       }
     }
     return new Trainer(model, adapter, train, evalSet, opts, padId);
@@ -267,6 +269,9 @@ export class Trainer {
     if (this.adapter) {
       await store.write(at('adapter_model.safetensors'), await this.adapter.safetensors());
       await store.write(at('adapter_config.json'), this.adapter.configJson(null));
+      // resume rebuilds W_res from the initial adapter (kept as LLaMA-Factory keeps it, output_dir/pissa_init)
+      const initial = this.adapter.pissa?.initialFiles(this.adapter.peftConfig(null));
+      for (const [f, data] of Object.entries(initial ?? {})) await store.write(at(`${PISSA_INIT_DIR}/${f}`), data);
     } else {
       const own = new Set(this.objective?.params ?? []);
       const tensors: Record<string, { dtype: 'F32'; shape: readonly number[]; data: Float32Array }> = {};
@@ -290,6 +295,8 @@ export class Trainer {
     const opt = await openSafetensors(await source(`${dir}/optimizer.safetensors`));
     const own = new Set(this.objective?.params ?? []);
     await this.objective?.load(store, dir);
+    const pissa = this.adapter?.pissa;
+    if (pissa) await pissa.restoreInitial(await openSafetensors(await source(`${dir}/${PISSA_INIT_DIR}/adapter_model.safetensors`)));
     if (this.reference) {
       const path = `${dir}/${REFERENCE_FILE}`;
       if (!(await store.exists(path))) throw new Error(`${dir}: no ${REFERENCE_FILE}; the reference log-probabilities of the run's initial weights are lost, so it cannot resume (start it over)`);
@@ -297,7 +304,7 @@ export class Trainer {
     }
     for (let i = 0; i < this.params.length; i++) {
       const p = this.params[i]!;
-      if (!own.has(p)) gpu.write(p.value, await readF32(weights, p.name));
+      if (!own.has(p)) gpu.write(p.value, pissa ? await pissa.readTrained(weights, p.name) : await readF32(weights, p.name));
       gpu.write(this.optimizer.m[i]!, await readF32(opt, `${p.name}.exp_avg`));
       gpu.write(this.optimizer.v[i]!, await readF32(opt, `${p.name}.exp_avg_sq`));
     }
@@ -389,6 +396,20 @@ export class Trainer {
       elapsed_time: round(elapsed),
       remaining_time: round(step > 0 ? (elapsed / step) * (this.totalSteps - step) : 0),
     };
+  }
+}
+
+/** A fresh adapter: PEFT's default initialisation, or PiSSA's (the base then holds W_res). */
+async function createAdapter(model: Model, lora: NonNullable<TrainOptions['lora']>, seed: number): Promise<Adapter> {
+  if (!lora.pissa) return Adapter.create(model, lora, seeded(seed));
+  const pissa = new Pissa(model, lora, lora.pissa, seed);
+  try {
+    const adapter = await Adapter.create(model, lora, seeded(seed), (mods) => pissa.init(mods));
+    adapter.pissa = pissa;
+    return adapter;
+  } catch (e) {
+    pissa.release();
+    throw e;
   }
 }
 
