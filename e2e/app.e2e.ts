@@ -3,7 +3,8 @@
 //
 //   load -> a broken upload shows its error -> train a few steps (chart and text update) -> chat
 //   -> export a valid PEFT adapter (and import it back) -> download a model from a (mock) Hub into
-//   IndexedDB -> reload: the stored model and the run are kept -> offline reload: still works.
+//   IndexedDB -> reload: the stored model and the run are kept -> offline reload: still works
+//   -> preference data (uploads, the DPO preset, kto and rm runs with their metrics).
 //
 // Screenshots go to test-results/e2e/. CRUCIBLE_E2E_TINY=1 develops against a generated tiny model
 // instead of public/demo (for when the demo model is not there).
@@ -396,5 +397,147 @@ describe.skipIf(!existsSync(CHROMIUM))('app in Chromium (WebGPU on SwiftShader)'
     expect(await page.getByText('No runs yet.').count()).toBe(1);
     expect(await page.getByRole('radio', { name: HUB_ID }).count()).toBe(0);
     expect(errors).toEqual([]);
+  });
+
+  // Runs on its own too (-t preference): it opens the app when no earlier test did.
+  it('preference data: uploads detected and previewed, a DPO preset run with reward charts and chat, then kto and rm (value head exported)', async () => {
+    if (!page.url().startsWith(site.url)) await page.goto(site.url);
+    await page.getByTestId('gpu-adapter').waitFor({ timeout: 30_000 });
+    const downloads: Download[] = [];
+    page.on('download', (d) => downloads.push(d));
+    const set = async (name: string, v: string) => {
+      const f = page.getByRole('spinbutton', { name, exact: true });
+      await f.fill(v);
+      await f.press('Tab');
+    };
+    const train = async (what: string) => {
+      const t = performance.now();
+      await page.getByRole('button', { name: 'Start training' }).click();
+      await expect.poll(() => page.getByTestId('run-status').textContent(), { timeout: 120_000 }).toMatch(/^(done|failed)$/);
+      expect(await page.getByRole('alert').allTextContents()).toEqual([]);
+      expect(await page.getByTestId('run-status').textContent()).toBe('done');
+      log(`${what}: ${((performance.now() - t) / 1000).toFixed(1)}s`);
+    };
+    const tiny = async (steps: number) => {
+      await set('Max steps', String(steps));
+      await set('Batch size', '1');
+      await set('Cutoff length', '24');
+      await set('Eval split', '0');
+    };
+    const prompt = (i: number) => `What is ${i} + ${i}?`;
+
+    // an upload of sharegpt preference pairs: detected, the stage follows, prompt / chosen / rejected shown
+    const pairs = [1, 2, 3, 4].map((i) => ({ conversations: [{ from: 'human', value: prompt(i) }], chosen: { from: 'gpt', value: `${2 * i}.` }, rejected: { from: 'gpt', value: 'No idea.' } }));
+    await page.locator('#data-file').setInputFiles({ name: 'prefs.jsonl', mimeType: 'application/jsonl', buffer: Buffer.from(pairs.map((r) => JSON.stringify(r)).join('\n')) });
+    await expect.poll(() => page.getByTestId('data-format').textContent(), { timeout: 30_000 }).toMatch(/sharegpt, preference \(prompt, chosen, rejected\)\s*\(detected from the first record\)/);
+    await expect.poll(() => page.getByLabel('Stage').inputValue()).toBe('dpo');
+    expect(await page.getByTestId('data-note').textContent()).toMatch(/Stage set to dpo/);
+    await page.getByTestId('example-pairwise').first().waitFor({ timeout: 60_000 });
+    expect(await page.getByTestId('example-prompt').first().textContent()).toContain(prompt(1));
+    expect(await page.getByTestId('example-chosen').first().locator('mark.learned').first().textContent()).toContain('2.');
+    expect(await page.getByTestId('example-rejected').first().locator('mark.learned').first().textContent()).toContain('No idea.');
+    await shot('11-preference-upload');
+
+    // a malformed preference record: the error names the file and the record
+    const broken = [pairs[0], { ...pairs[1], chosen: { from: 'gpt', value: 42 } }];
+    await page.locator('#data-file').setInputFiles({ name: 'prefs-broken.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(broken)) });
+    const err = page.getByTestId('data-error');
+    await err.waitFor({ timeout: 30_000 });
+    expect(await err.textContent()).toMatch(/: prefs-broken\.json, line 1, record 1, field "chosen\.value": must be a string, got number/);
+    expect(await page.getByRole('button', { name: 'Start training' }).isDisabled()).toBe(true);
+
+    // KTO data (openai messages with a boolean label): detected, stage kto, the tags shown
+    const kto = [1, 2].map((i) => ({ messages: [{ role: 'user', content: prompt(i) }, { role: 'assistant', content: i === 1 ? '2.' : '5.' }], label: i === 1 }));
+    await page.locator('#data-file').setInputFiles({ name: 'kto.jsonl', mimeType: 'application/jsonl', buffer: Buffer.from(kto.map((r) => JSON.stringify(r)).join('\n')) });
+    await expect.poll(() => page.getByTestId('data-format').textContent(), { timeout: 30_000 }).toMatch(/openai, KTO/);
+    await expect.poll(() => page.getByLabel('Stage').inputValue()).toBe('kto');
+    await expect.poll(() => page.getByTestId('example-kto-tag').allTextContents(), { timeout: 60_000 }).toEqual(['desirable', 'undesirable']);
+    // the user's format: the same file read as supervised conversations (stage back to sft)
+    await page.locator('select:has(option[value="lm"])').selectOption('lm');
+    await expect.poll(() => page.getByLabel('Stage').inputValue()).toBe('sft');
+    await page.getByTestId('example-lm').first().waitFor({ timeout: 60_000 });
+    expect(await page.getByTestId('data-format').textContent()).toMatch(/your choice; detected: openai, KTO/);
+
+    // the DPO preset: the bundled dpo_en_demo, a short run with the reward metrics charted
+    await page.getByLabel('Preset').selectOption('DPO');
+    await expect.poll(() => page.getByRole('radio', { name: /^Demo dataset/ }).isChecked()).toBe(true);
+    await expect.poll(() => page.locator('select:has(option[value="dpo_en_demo"])').inputValue()).toBe('dpo_en_demo');
+    expect(await page.getByLabel('Stage').inputValue()).toBe('dpo');
+    expect(await page.getByLabel('Preference loss').inputValue()).toBe('sigmoid');
+    expect(await page.getByRole('spinbutton', { name: 'Beta', exact: true }).inputValue()).toBe('0.1');
+    await page.getByTestId('example-pairwise').first().waitFor({ timeout: 60_000 });
+    await tiny(2);
+    await set('Warmup ratio', '0'); // the preset's 10% warmup would make the first of two steps lr 0
+    await train('dpo 2 steps');
+    const metrics = (await page.getByTestId('run-metrics').textContent()) ?? '';
+    for (const k of ['rewards/accuracies', 'rewards/margins', 'rewards/chosen', 'rewards/rejected']) expect(metrics).toMatch(new RegExp(`${k} -?\\d+\\.\\d+`));
+    expect(Number(await page.getByTestId('loss-chart').getAttribute('data-points'))).toBe(2);
+    expect(Number(await page.getByTestId('chart-rewards').getAttribute('data-points'))).toBe(2);
+    expect(Number(await page.getByTestId('chart-rewards/accuracies').getAttribute('data-points'))).toBe(2);
+    await shot('12-dpo-trained');
+
+    // chat after DPO: tuned and base side by side
+    await expect.poll(() => page.getByTestId('adapter-state').textContent()).toMatch(/Adapter: run/);
+    const maxTokens = page.getByRole('spinbutton', { name: 'Max new tokens' });
+    if (!(await maxTokens.isVisible())) await page.getByText('Generation settings').click();
+    await maxTokens.fill('4');
+    await maxTokens.press('Tab');
+    await page.getByLabel('Compare with base model').check();
+    await page.getByRole('textbox', { name: 'Message' }).fill(prompt(3));
+    await page.getByRole('button', { name: 'Send' }).click();
+    await page.getByTestId('answer-base').last().waitFor({ timeout: 120_000 });
+    await page.getByRole('button', { name: 'Send' }).waitFor({ timeout: 120_000 });
+    await page.getByLabel('Compare with base model').uncheck();
+
+    // kto: the stage picks the bundled KTO data
+    await page.getByLabel('Stage').selectOption('kto');
+    await expect.poll(() => page.locator('select:has(option[value="kto_en_demo"])').inputValue()).toBe('kto_en_demo');
+    expect(await page.getByTestId('data-note').textContent()).toMatch(/Demo dataset kto_en_demo/);
+    await page.getByTestId('example-kto-tag').first().waitFor({ timeout: 60_000 });
+    await tiny(1);
+    await train('kto 1 step');
+    expect(await page.getByTestId('run-metrics').textContent()).toMatch(/kl -?\d+\.\d+/);
+
+    // rm: a reward model on the pairs; its value head is exported beside the adapter
+    await page.getByLabel('Stage').selectOption('rm');
+    await expect.poll(() => page.locator('select:has(option[value="dpo_en_demo"])').inputValue()).toBe('dpo_en_demo');
+    await tiny(1);
+    await train('rm 1 step');
+    expect(await page.getByTestId('run-metrics').textContent()).toMatch(/accuracy \d+\.\d+/);
+    downloads.length = 0;
+    await page.getByRole('button', { name: 'Export adapter' }).click();
+    await expect.poll(() => downloads.length, { timeout: 30_000 }).toBe(3);
+    const head = downloads.find((d) => d.suggestedFilename() === 'value_head.safetensors');
+    expect(head).toBeDefined();
+    const headPath = join(dir, 'value_head.safetensors');
+    await head!.saveAs(headPath);
+    const hb = new Uint8Array(await readFile(headPath));
+    const hst = await openSafetensors({ name: 'value_head', size: hb.length, read: async (o, n) => hb.subarray(o, o + n) });
+    const hidden = JSON.parse(await readFile(join(demoDir, 'config.json'), 'utf8')).hidden_size as number;
+    expect(hst.tensors.get('v_head.summary.weight')?.shape).toEqual([1, hidden]);
+    expect(hst.tensors.get('v_head.summary.bias')?.shape).toEqual([1]);
+
+    // the run history keeps the DPO run's metrics: its chart comes back, and its trainer_log has them
+    const dpoRun = page.getByTestId('run-history').locator('tr', { hasText: 'dpo_en_demo' }).filter({ hasText: '· dpo' });
+    await dpoRun.getByRole('button', { name: /^dpo_en_demo/ }).click();
+    expect(Number(await page.getByTestId('chart-rewards').getAttribute('data-points'))).toBe(2);
+    downloads.length = 0;
+    await dpoRun.getByRole('button', { name: /^Download the training log/ }).click();
+    await expect.poll(() => downloads.length, { timeout: 30_000 }).toBe(1);
+    const logPath = join(dir, 'trainer_log.jsonl');
+    await downloads[0]!.saveAs(logPath);
+    const records = (await readFile(logPath, 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+    expect(records.map((r) => r.current_steps)).toEqual([1, 2]);
+    for (const r of records) expect(Object.keys(r)).toEqual(expect.arrayContaining(['loss', 'rewards/chosen', 'rewards/rejected', 'rewards/accuracies', 'rewards/margins']));
+    // the policy starts as the reference (LoRA B = 0): rewards about 0, then moved by the first step
+    expect(Math.abs(records[0]['rewards/chosen'])).toBeLessThan(1e-4);
+    expect(records[1]['rewards/chosen']).not.toBe(records[0]['rewards/chosen']);
+    expect(records[1]['rewards/margins']).not.toBe(0);
+    await shot('13-preference-runs');
+    // back to sft on the demo
+    await page.getByLabel('Stage').selectOption('sft');
+    await expect.poll(() => page.locator('select:has(option[value="identity"])').inputValue()).toBe('identity');
+    expect(errors).toEqual([]);
+    log('preference ok');
   });
 });

@@ -145,7 +145,7 @@ describe('dataset formats', () => {
     expect(detected(kto)).toMatchObject({ formatting: 'openai', kind: 'kto', columns: { messages: 'messages', kto_tag: 'label' } });
     expect(detected(alpacaPairs)).toMatchObject({ formatting: 'alpaca', kind: 'pairwise' });
     expect(detected([{ instruction: 'a', output: 'b' }]).kind).toBe('lm');
-    expect(kindOf({ ranking: true, columns: { messages: 'c' } })).toBe('pairwise');
+    expect(kindOf({ ranking: true })).toBe('pairwise');
     expect(kindOf({ columns: { kto_tag: 'label' } })).toBe('kto');
     expect(kindOf({})).toBe('lm');
     expect([stageFor('lm'), stageFor('pairwise'), stageFor('kto')]).toEqual(['sft', 'dpo', 'kto']);

@@ -260,10 +260,11 @@ function dataConfig(c: CrucibleConfig, dataset: string, dir: string): Record<str
   return { ...c, dataset: [dataset], dataset_dir: dir, eval_dataset: null, shuffle: !c.disable_shuffling };
 }
 
+/** Uploads live in a virtual "upload/" folder: name the file as the user knows it. */
+const plainPaths = (m: string) => m.replace(/\bupload\//g, '');
+
 function errorText(e: unknown): string {
-  const m = e instanceof DataError || e instanceof Error ? e.message : String(e);
-  // uploads live in a virtual "upload/" folder: name the file as the user knows it
-  return m.replace(/\bupload\//g, '');
+  return plainPaths(e instanceof DataError || e instanceof Error ? e.message : String(e));
 }
 
 /** The files of a Hub repo the engine reads: top-level configs, tokenizer, safetensors. */
@@ -410,21 +411,8 @@ const api: EngineApi = {
   },
 
   preview(model, data, settings, n) {
-    return exclusive(async (): Promise<PreviewResult> => {
-      const c = parseSettings(settings);
-      const files = await modelFiles(model);
-      const tokenizer = session && sessionSource && keyOf(sessionSource, null) === keyOf(model, null) ? session.tokenizer : await loadModelTokenizer(files);
-      const { deps, dataset, dir } = await dataDeps(data, tokenizer);
-      const cfg = dataConfig(c, dataset, dir);
-      const built = await buildDataset({ ...cfg, max_samples: c.max_samples ?? undefined, shuffle: false }, deps);
-      const examples = (await previewExamples(cfg, deps, n)) as PreviewExample[];
-      return {
-        examples: examples.map(exampleView),
-        count: built.train.length,
-        evalCount: built.eval.length,
-        template: built.stats.template,
-        warnings: built.stats.warnings,
-      };
+    return exclusive(() => previewData(model, data, settings, n)).catch((e: unknown) => {
+      throw new Error(errorText(e));
     });
   },
 
@@ -569,6 +557,23 @@ const api: EngineApi = {
     return performance.getEntriesByType('resource').map((e) => e.name).concat([self.location.href]);
   },
 };
+
+async function previewData(model: ModelSource, data: DataSource, settings: Settings, n: number): Promise<PreviewResult> {
+  const c = parseSettings(settings);
+  const files = await modelFiles(model);
+  const tokenizer = session && sessionSource && keyOf(sessionSource, null) === keyOf(model, null) ? session.tokenizer : await loadModelTokenizer(files);
+  const { deps, dataset, dir } = await dataDeps(data, tokenizer);
+  const cfg = dataConfig(c, dataset, dir);
+  const built = await buildDataset({ ...cfg, max_samples: c.max_samples ?? undefined, shuffle: false }, deps);
+  const examples = (await previewExamples(cfg, deps, n)) as PreviewExample[];
+  return {
+    examples: examples.map(exampleView),
+    count: built.train.length,
+    evalCount: built.eval.length,
+    template: built.stats.template,
+    warnings: built.stats.warnings.map(plainPaths),
+  };
+}
 
 /** Tokens an example puts through the model in a step: both sequences of a pair, a KTO example's KL row too. */
 function exampleTokens(e: TrainExample, cutoff: number): number {

@@ -33,6 +33,11 @@ export function loss(x: number | undefined | null): string {
   return x.toFixed(x >= 10 ? 1 : 2);
 }
 
+/** A training metric (rewards, accuracies, kl): three decimals, or two significant digits below 0.01. */
+export function metric(x: number): string {
+  return x === 0 || Math.abs(x) >= 0.01 ? x.toFixed(3) : x.toPrecision(2);
+}
+
 export function when(ms: number): string {
   const d = new Date(ms);
   return `${d.toLocaleDateString()} ${d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}`;
