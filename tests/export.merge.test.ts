@@ -44,6 +44,16 @@ describe('export: merge adapter into base', () => {
     });
   }
 
+  it('refuses to merge a PiSSA adapter saved without conversion (it belongs to the residual base)', async () => {
+    const ad = join(FIX, 'llama', 'adapter_final');
+    const dir = mkdtempSync(join(tmpdir(), 'pissa-raw-'));
+    const cfg = JSON.parse(readFileSync(join(ad, 'adapter_config.json'), 'utf8'));
+    await writeFile(join(dir, 'adapter_config.json'), JSON.stringify({ ...cfg, init_lora_weights: 'pissa_niter_16' }));
+    await writeFile(join(dir, 'adapter_model.safetensors'), readFileSync(join(ad, 'adapter_model.safetensors')));
+    const { config } = configFromObject({ model_name_or_path: join(FIX, 'llama'), adapter_name_or_path: dir, export_dir: mkdtempSync(join(tmpdir(), 'merge-')) });
+    await expect(exportModel(config, {})).rejects.toThrow(/PiSSA adapter saved without conversion \(init_lora_weights "pissa_niter_16"\).*pissa_convert: true/);
+  });
+
   it('writeSharded splits at export_size and writes an index that loads back', async () => {
     const out = mkdtempSync(join(tmpdir(), 'shards-'));
     const rng = makeRng();

@@ -3,6 +3,7 @@
 //   W' = W + s·B·A   (s = alpha/r, or alpha/sqrt(r) with rsLoRA)
 //   W' = m / ||W + s·B·A||_row · (W + s·B·A)   (DoRA, m = lora_magnitude_vector)
 
+import { checkNotUnconvertedPissa } from '../model/adapter';
 import { readF32, type SafetensorsFile } from '../model/safetensors';
 
 export interface LoraDelta {
@@ -50,6 +51,7 @@ export async function deltaFor(ad: AdapterOnHost, weightName: string): Promise<L
   const module = `base_model.model.${weightName.replace(/\.weight$/, '')}`;
   const aKey = `${module}.lora_A.weight`;
   if (!ad.file.tensors.has(aKey)) return null;
+  checkNotUnconvertedPissa(ad.config, 'adapter_config.json');
   const r = Number(ad.config.r);
   const alpha = Number(ad.config.lora_alpha);
   const scaling = ad.config.use_rslora ? alpha / Math.sqrt(r) : alpha / r;

@@ -72,6 +72,14 @@ interface ModuleTensors {
   owned: Tensor[];
 }
 
+/** Refuses a PiSSA adapter saved without conversion: it applies to the residual W - s·B0·A0, not to the base model. */
+export function checkNotUnconvertedPissa(cfg: Record<string, unknown>, where: string): void {
+  if (typeof cfg.init_lora_weights === 'string' && cfg.init_lora_weights.startsWith('pissa')) {
+    throw new Error(`${where}: a PiSSA adapter saved without conversion (init_lora_weights "${cfg.init_lora_weights}") applies to the residual base W - s·B0·A0, not to the base model; `
+      + 'train with pissa_convert: true to save a standard LoRA adapter');
+  }
+}
+
 export class Adapter {
   readonly sites: LinearSite[] = [];
   private readonly modules: ModuleTensors[] = [];
@@ -111,10 +119,7 @@ export class Adapter {
   static async load(model: Model, configJson: string, weights: ByteSource): Promise<Adapter> {
     const cfg = JSON.parse(configJson) as Record<string, unknown>;
     if (cfg.peft_type !== 'LORA') throw new Error(`${weights.name}: adapter type ${String(cfg.peft_type)} is not LORA`);
-    if (typeof cfg.init_lora_weights === 'string' && cfg.init_lora_weights.startsWith('pissa')) {
-      throw new Error(`${weights.name}: a PiSSA adapter saved without conversion (init_lora_weights "${cfg.init_lora_weights}") applies to the residual base W - s·B0·A0, not to the base model; `
-        + 'train with pissa_convert: true to save a standard LoRA adapter');
-    }
+    checkNotUnconvertedPissa(cfg, weights.name);
     const targets = cfg.target_modules;
     const settings: LoraSettings = {
       rank: Number(cfg.r),
