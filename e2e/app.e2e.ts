@@ -534,6 +534,10 @@ describe.skipIf(!existsSync(CHROMIUM))('app in Chromium (WebGPU on SwiftShader)'
     expect(records[1]['rewards/chosen']).not.toBe(records[0]['rewards/chosen']);
     expect(records[1]['rewards/margins']).not.toBe(0);
     await shot('13-preference-runs');
+    // the offline cache holds the bundled preference data
+    for (const f of ['dpo_en_demo.json', 'kto_en_demo.json']) {
+      await expect.poll(() => page.evaluate(async (name) => !!(await caches.match(new URL(`demo/data/${name}`, document.baseURI).href)), f), { timeout: 30_000 }).toBe(true);
+    }
     // back to sft on the demo
     await page.getByLabel('Stage').selectOption('sft');
     await expect.poll(() => page.locator('select:has(option[value="identity"])').inputValue()).toBe('identity');

@@ -257,8 +257,8 @@ export function chooseData(d: DataChoice): void {
 /** Override an upload's detected format (null: back to the detected one). */
 export function chooseFormat(format: FormatChoice | null): void {
   if (app.data.kind !== 'upload') return;
-  const { format: _old, ...upload } = app.data;
-  app.data = format ? { ...upload, format } : upload;
+  const { kind, dataset, files } = app.data;
+  app.data = format ? { kind, dataset, files, format } : { kind, dataset, files };
   app.dataNote = '';
   fitStageToData();
   void refreshPreview();
