@@ -6,6 +6,7 @@
 //   dora_forward y[t, n] = g[n] (base[t, n] + s (xa Bᵀ)[t, n]) + bias[n]            (ACC_Y = 0)
 //                y[t, n] += bias[n] + (g[n] - 1) base[t, n] + g[n] s (xa Bᵀ)[t, n] (ACC_Y = 1, dropout)
 //   dora_dmag    dm[n] (=|+=) normInv[n] Σ_t dy[t, n] (base[t, n] + s (xa Bᵀ)[t, n])
+//   dropout      out[t, k] (=|+=) in[t, k] keep(t, k) / (1 - p)    (lora_dropout, inverted)
 // row_norm's weight type is templated (f32, or f16 with math in f32); the other entry points are
 // f32 only.
 {{ENABLE}}
@@ -191,4 +192,33 @@ fn dora_dmag(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid
     let v = red16[lid.x] * dm_ninv[n];
     if (dm.flag != 0u) { dm_out[n] = dm_out[n] + v; } else { dm_out[n] = v; }
   }
+}
+
+// ---- lora_dropout: a mask that is a pure function of a counter -----------------------------------
+// keep(t, k) = pcg4d(key0, key1, t, k).x >= threshold (threshold = p·2³²), with (key0, key1) the
+// host's hash of (seed, step, micro-batch, site) (lora.ts dropoutKey). Nothing is stored: the
+// backward regenerates the forward's mask from the same key. pcg4d: Jarzynski & Olano, "Hash
+// Functions for GPU Rendering", JCGT 9(3), 2020. u32 arithmetic wraps.
+
+struct DropParams { count: u32, K: u32, key0: u32, key1: u32, threshold: u32, accumulate: u32, scale: f32, _pad: u32 }
+
+@group(0) @binding(0) var<storage, read> dr_in: array<f32>;        // [T, K]
+@group(0) @binding(1) var<storage, read_write> dr_out: array<f32>; // [T, K]
+@group(0) @binding(2) var<uniform> dr: DropParams;
+
+fn pcg4d(seed: vec4u) -> vec4u {
+  var v = seed * 1664525u + 1013904223u;
+  v.x += v.y * v.w; v.y += v.z * v.x; v.z += v.x * v.y; v.w += v.y * v.z;
+  v ^= v >> vec4u(16u);
+  v.x += v.y * v.w; v.y += v.z * v.x; v.z += v.x * v.y; v.w += v.y * v.z;
+  return v;
+}
+
+@compute @workgroup_size(256)
+fn dropout(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let i = flat(wg, nwg, lid);
+  if (i >= dr.count) { return; }
+  let kept = pcg4d(vec4u(dr.key0, dr.key1, i / dr.K, i % dr.K)).x >= dr.threshold;
+  let v = select(0.0, dr_in[i] * dr.scale, kept);
+  if (dr.accumulate != 0u) { dr_out[i] = dr_out[i] + v; } else { dr_out[i] = v; }
 }

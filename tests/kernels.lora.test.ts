@@ -1,11 +1,14 @@
 // Kernel family: lora (shaders/lora.wgsl, src/kernels/lora.ts)
 import { describe, expect, it } from 'vitest';
 import {
+  dropoutKey,
   loraBackward,
+  loraDropout,
   loraForward,
   loraSavedShapes,
   loraWeightNorm,
   loraWorkspaceShape,
+  type LoraDropout,
   type LoraGrads,
   type LoraSaved,
   type LoraWeights,
@@ -16,7 +19,7 @@ import type { Tensor } from '../src/gpu/tensor';
 import { dequantizeHost, quantizeHost, type QuantDType } from '../src/kernels/quant';
 import { testGpu, poisoned } from './helpers/gpu';
 import { expectClose, makeRng, type Rng } from './helpers/check';
-import { refLoraBackward, refLoraForward, refLoss, refWeightNorm, type LoraRefProblem } from './reference/lora';
+import { refDropoutKeep, refLoraBackward, refLoraForward, refLoss, refWeightNorm, type LoraRefProblem } from './reference/lora';
 
 interface Case {
   name: string;
@@ -40,7 +43,13 @@ interface Case {
   quant?: QuantDType;
 }
 
-type Problem = LoraRefProblem & { dy: Float32Array; xd?: Float32Array; mag?: Float32Array; Wq?: Uint8Array[] };
+type Problem = LoraRefProblem & { dy: Float32Array; drop?: LoraDropout; mag?: Float32Array; Wq?: Uint8Array[] };
+
+/** Random dropout counters; p in [0.1, 0.6). */
+function randomDropout(rng: Rng): LoraDropout {
+  const n = () => Math.floor(rng.next() * 2 ** 32);
+  return { p: 0.1 + 0.5 * rng.next(), seed: n(), step: n(), micro: n(), site: n() };
+}
 
 /** f32 -> f16 bits, round to nearest even (normal range only; test values are O(1)). */
 function toHalf(v: number): number {
@@ -75,17 +84,14 @@ function makeProblem(rng: Rng, c: Case): Problem {
   }
   const A = rng.randn(r * K, 0.3), B = rng.randn(N * r, 0.3);
   const bias = c.bias ? rng.randn(N) : null;
-  let xd: Float32Array | undefined;
-  if (c.dropout) {
-    const p = 0.25;
-    xd = Float32Array.from(x, (v) => (rng.next() < p ? 0 : v / (1 - p)));
-  }
+  const drop = c.dropout ? randomDropout(rng) : undefined;
+  const dropout = drop ? { keep: refDropoutKeep(dropoutKey(drop), T, K, drop.p), p: drop.p } : undefined;
   let mag: Float32Array | undefined;
   if (c.dora) {
     const norm = refWeightNorm(W, A, B, s, N, K, r);
     mag = Float32Array.from(norm, (v) => v * (1 + 0.3 * rng.normal()));
   }
-  return { T, K, N, r, s, x, xd, W, Wq, bias, A, B, mag, dy: rng.randn(T * N) };
+  return { T, K, N, r, s, x, drop, dropout, W, Wq, bias, A, B, mag, dy: rng.randn(T * N) };
 }
 
 function baseWeight(gpu: Gpu, p: Problem, c: Case): Tensor | Tensor[] {
@@ -116,7 +122,6 @@ async function runCase(gpu: Gpu, rng: Rng, c: Case): Promise<void> {
   const tol = 1e-5;
   const what = (s: string) => `${c.name}: ${s}`;
   const x = gpu.upload(p.x as Float32Array, [T, K]);
-  const xd = p.xd ? gpu.upload(p.xd, [T, K]) : undefined;
   const base = baseWeight(gpu, p, c);
   const bias = p.bias ? gpu.upload(p.bias as Float32Array, [N]) : null;
   const lora: LoraWeights = {
@@ -129,7 +134,7 @@ async function runCase(gpu: Gpu, rng: Rng, c: Case): Promise<void> {
     Object.entries(loraSavedShapes(T, N, r, c.dora)).map(([k, shape]) => [k, poisoned(gpu, shape)]),
   ) as unknown as LoraSaved;
   const y = poisoned(gpu, [T, N]);
-  loraForward(gpu, x, base, bias, lora, y, saved, { xDropped: xd });
+  loraForward(gpu, x, base, bias, lora, y, saved, { dropout: p.drop });
 
   const ref = refLoraForward(p);
   expectClose(await gpu.readF32(y), ref.y, tol, what('y'), rng.seed);
@@ -147,20 +152,17 @@ async function runCase(gpu: Gpu, rng: Rng, c: Case): Promise<void> {
   const dx = c.noDx ? null : init(T * K, c.accDx, [T, K]);
   const dA = init(r * K, c.accG, [r, K]), dB = init(N * r, c.accG, [N, r]);
   const dM = c.dora ? init(N, c.accG, [N]) : null;
-  const dxd = c.dropout ? poisoned(gpu, [T, K]) : undefined;
   const grads: LoraGrads = { dA: dA.t, dB: dB.t, dMagnitude: dM?.t };
   const ws = c.workspace ? poisoned(gpu, loraWorkspaceShape(T, N, c.dora)!) : undefined;
   loraBackward(gpu, gpu.upload(p.dy, [T, N]), x, base, lora, saved, dx?.t ?? null, grads, {
     accumulateDx: c.accDx,
     accumulateGrads: c.accG,
-    xDropped: xd,
-    dxDropped: dxd,
+    dropout: p.drop,
     workspace: ws,
   });
   const g = refLoraBackward(p, p.dy);
   const withInit = (o: { v: Float32Array | null }, v: Float64Array) => (o.v ? plus(o.v, v) : v);
   if (dx) expectClose(await gpu.readF32(dx.t), withInit(dx, g.dx), tol, what('dx'), rng.seed);
-  if (dxd && dx) expectClose(await gpu.readF32(dxd), g.dxd!, tol, what('dxDropped'), rng.seed);
   expectClose(await gpu.readF32(dA.t), withInit(dA, g.dA), tol, what('dA'), rng.seed);
   expectClose(await gpu.readF32(dB.t), withInit(dB, g.dB), tol, what('dB'), rng.seed);
   if (dM) expectClose(await gpu.readF32(dM.t), withInit(dM, g.dMag!), tol, what('dMagnitude'), rng.seed);
@@ -227,6 +229,46 @@ describe('lora', () => {
     expectClose(await gpu.readF32(outInv), ref.map((v) => 1 / v), 1e-5, 'inverse norm (split)', rng.seed);
   });
 
+  it('the dropout mask: the TS hash bit for bit, keeps 1 - p, new for every seed / step / micro-batch / site', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const [T, K] = [61, 67]; // 4087 elements, rows and columns not multiples of anything
+    const n = T * K;
+    const ones = gpu.upload(new Float32Array(n).fill(1), [T, K]);
+    const gpuKeep = async (d: LoraDropout): Promise<Uint8Array> => {
+      const out = poisoned(gpu, [T, K]);
+      loraDropout(gpu, ones, out, d);
+      const v = await gpu.readF32(out);
+      const scale = Math.fround(1 / (1 - d.p));
+      return Uint8Array.from(v, (e, i) => {
+        if (e !== 0 && e !== scale) throw new Error(`element ${i} = ${e}, expected 0 or ${scale} (SEED=${rng.seed})`);
+        return e === 0 ? 0 : 1;
+      });
+    };
+    const fraction = (m: Uint8Array) => m.reduce((a, b) => a + b, 0) / m.length;
+    const agreement = (a: Uint8Array, b: Uint8Array, pairs: Array<[number, number]>) => pairs.filter(([i, j]) => a[i] === b[j]).length / pairs.length;
+    for (const p of [0.1, 0.5, 0.9]) {
+      const d = { ...randomDropout(rng), p };
+      const keep = await gpuKeep(d);
+      expect(keep, `p ${p}: GPU mask vs refDropoutKeep (SEED=${rng.seed})`).toEqual(refDropoutKeep(dropoutKey(d), T, K, p));
+      expect(await gpuKeep(d), 'the same counters give the same mask').toEqual(keep);
+      // keep fraction within 5 standard deviations of 1 - p
+      expect(Math.abs(fraction(keep) - (1 - p)), `p ${p} (SEED=${rng.seed})`).toBeLessThan(5 * Math.sqrt((p * (1 - p)) / n));
+      // two independent masks agree on a fraction p² + (1 - p)² of elements
+      const indep = p * p + (1 - p) * (1 - p);
+      const bound = 5 * Math.sqrt((indep * (1 - indep)) / n);
+      const same = Array.from({ length: n }, (_, i): [number, number] => [i, i]);
+      for (const k of ['seed', 'step', 'micro', 'site'] as const) {
+        const other = await gpuKeep({ ...d, [k]: (d[k] + 1) % 2 ** 32 });
+        expect(Math.abs(agreement(keep, other, same) - indep), `${k} + 1, p ${p} (SEED=${rng.seed})`).toBeLessThan(bound);
+      }
+      const right = Array.from({ length: T * (K - 1) }, (_, i): [number, number] => [i + Math.floor(i / (K - 1)), i + Math.floor(i / (K - 1)) + 1]);
+      const below = Array.from({ length: (T - 1) * K }, (_, i): [number, number] => [i, i + K]);
+      expect(Math.abs(agreement(keep, keep, right) - indep), `neighbouring columns, p ${p} (SEED=${rng.seed})`).toBeLessThan(2 * bound);
+      expect(Math.abs(agreement(keep, keep, below) - indep), `neighbouring rows, p ${p} (SEED=${rng.seed})`).toBeLessThan(2 * bound);
+    }
+  });
+
   it('the reference gradients match central finite differences (DoRA norm held fixed)', () => {
     const rng = makeRng();
     const base = { T: 3, K: 6, N: 5, r: 2, alpha: 4 };
@@ -237,7 +279,7 @@ describe('lora', () => {
       const fixed: LoraRefProblem = { ...p, norm };
       const g = refLoraBackward(fixed, p.dy);
       const h = 1e-4;
-      const check = (key: 'x' | 'xd' | 'A' | 'B' | 'mag', grad: ArrayLike<number>) => {
+      const check = (key: 'x' | 'A' | 'B' | 'mag', grad: ArrayLike<number>) => {
         const v = Float64Array.from(p[key] as ArrayLike<number>);
         for (let s = 0; s < 6; s++) {
           const i = Math.floor(rng.next() * v.length);
@@ -250,8 +292,7 @@ describe('lora', () => {
           expect(Math.abs(fd - grad[i]!), `${key}[${i}] dora=${dora} dropout=${dropout}: fd ${fd} vs ${grad[i]} (SEED=${rng.seed})`).toBeLessThan(1e-7 * (1 + Math.abs(fd)));
         }
       };
-      check('x', g.dx);
-      if (dropout) check('xd', g.dxd!);
+      check('x', g.dx); // with dropout: the base path plus the LoRA path through the fixed mask
       check('A', g.dA);
       check('B', g.dB);
       if (dora) check('mag', g.dMag!);
@@ -286,7 +327,10 @@ describe('lora', () => {
     expect(() => loraForward(gpu, x, W, null, lora, gpu.tensor([T, N + 1]), saved)).toThrow(/y is \[4, 9\], expected \[4, 8\]/);
     expect(() => loraForward(gpu, x, W, null, { ...lora, magnitude: gpu.tensor([N]) }, y, saved)).toThrow(/DoRA needs saved.baseOut/);
     const grads: LoraGrads = { dA: gpu.tensor([r, K]), dB: gpu.tensor([N, r]) };
-    expect(() => loraBackward(gpu, gpu.tensor([T, N]), x, W, lora, saved, gpu.tensor([T, K]), grads, { xDropped: gpu.tensor([T, K]) })).toThrow(/pass dxDropped/);
+    const drop: LoraDropout = { p: 0.1, seed: 1, step: 0, micro: 0, site: 0 };
+    expect(() => loraForward(gpu, x, W, null, lora, y, saved, { dropout: { ...drop, p: 1 } })).toThrow(/lora dropout p = 1, expected 0 <= p < 1/);
+    expect(() => loraBackward(gpu, gpu.tensor([T, N]), x, W, lora, saved, gpu.tensor([T, K]), grads, { dropout: { ...drop, step: -1 } })).toThrow(/lora dropout step = -1/);
+    expect(() => loraDropout(gpu, x, gpu.tensor([T, K + 1]), drop)).toThrow(/out is \[4, 33\], expected \[4, 32\]/);
     const wi32 = gpu.tensor([N, K], 'i32');
     const doraSaved = Object.fromEntries(Object.entries(loraSavedShapes(T, N, r, true)).map(([k, s]) => [k, gpu.tensor(s)])) as unknown as LoraSaved;
     expect(() => loraForward(gpu, x, wi32, null, { ...lora, magnitude: gpu.tensor([N]) }, y, doraSaved)).toThrow(/DoRA base weight must be f32, f16, q4 or q8, not i32/);

@@ -4,19 +4,28 @@
 // holds the DoRA pieces gemm cannot express.
 //
 // Notation: x [T, K], W [N, K] (frozen base), A [r, K], B [N, r], s = scaling (alpha/r, or
-// alpha/sqrt(r) with rsLoRA), b = bias [N], xl = the LoRA branch's input: dropout(x) when the caller
-// passes xDropped, else x. xa = xl Aᵀ [T, r].
+// alpha/sqrt(r) with rsLoRA), b = bias [N], xl = the LoRA branch's input, xa = xl Aᵀ [T, r].
+//
+// lora_dropout (training only; opts.dropout): xl = dropout(x) = x ⊙ M / (1 - p), an inverted
+// dropout whose mask M[t, k] ∈ {0, 1} is a hash of (seed, step, micro-batch, site, t, k) (see
+// dropoutKey and shaders/lora.wgsl `dropout`). Nothing is stored: backward regenerates M from the
+// same counters, so a recomputed forward and a resumed run see the same masks. Without dropout
+// (evaluation, generation, p = 0: PEFT's nn.Identity) xl = x. PEFT main (2026-08, 0.20.1.dev0),
+// tuners/lora/layer.py Linear.forward:  result = result + lora_B(lora_A(dropout(x))) * scaling
 //
 // LoRA:  y = x Wᵀ + b + s xa Bᵀ
-//   dx  = dY W + s (dY B) A                 (without dropout)
-//   dx  = dY W,  dxl = s (dY B) A           (with dropout: the caller runs dxl through the
-//                                            dropout backward and adds it to dx)
+//   dxl = s (dY B) A,  dx = dY W + dxl          (without dropout)
+//                      dx = dY W + M/(1-p) ⊙ dxl (with dropout: the base path is not masked)
 //   dA  = s (dY B)ᵀ xl,  dB = s dYᵀ xa
 //
 // DoRA (DoraLinearLayer.forward with the norm detached, DoRA paper §4.3):
 //   c = ||W + s B A||_row  [N], a constant for autograd; g = m / c (m = lora_magnitude_vector)
-//   PEFT computes result = base(x) + (g - 1)·base_result + g·s·lora(xl), where base(x) = x Wᵀ + b
-//   and base_result = x Wᵀ (bias subtracted) without dropout, or xl Wᵀ (no bias) with dropout. So
+//   PEFT computes result = base(x) + (g - 1)·base_result + g·s·lora(xl), where base(x) = x Wᵀ + b.
+//   variants.py DoraLinearVariant.forward: `if isinstance(dropout, nn.Identity) or not
+//   module.training: base_result = result` else `x = dropout(x); base_result = None`, and
+//   dora.py DoraLinearLayer.forward: a given base_result has the bias subtracted, a missing one is
+//   F.linear(x, weight) of the dropped x (no bias); then `result_dora = (mag_norm_scale - 1) *
+//   base_result + mag_norm_scale * lora_result * scaling`. So
 //   without dropout:  y = g ⊙ (x Wᵀ + s xa Bᵀ) + b           (the bias is not scaled)
 //   with dropout:     y = x Wᵀ + b + (g - 1) ⊙ (xl Wᵀ) + g ⊙ s xa Bᵀ
 //   (⊙ scales column n by g[n].) With u = xl Wᵀ + s xa Bᵀ (saved.baseOut holds xl Wᵀ) and
@@ -24,7 +33,7 @@
 //   dm[n] = Σ_t dY[t, n] u[t, n] / c[n]
 //   dA = s (D B)ᵀ xl,  dB = s Dᵀ xa                (the LoRA gradients with dY replaced by D)
 //   without dropout:  dx = D W + s (D B) A
-//   with dropout:     dx = dY W,  dxl = (dY ⊙ (g - 1)) W + s (D B) A
+//   with dropout:     dx = dY W + M/(1-p) ⊙ dxl,  dxl = (dY ⊙ (g - 1)) W + s (D B) A
 //   No gradient flows through c (PEFT detaches weight_norm), so dA/dB are not the gradients of the
 //   "true" DoRA function; they are what PEFT trains with.
 //
@@ -67,16 +76,30 @@ export interface LoraSaved {
   normInv?: Tensor;
 }
 
+/**
+ * lora_dropout in a training pass: the LoRA branch (and DoRA's base_result) reads x ⊙ M / (1 - p),
+ * the base product reads x. M is a function of these counters and the element (t, k), so the
+ * same value given to loraForward and loraBackward gives the same mask.
+ */
+export interface LoraDropout {
+  /** Drop probability, 0 <= p < 1. */
+  p: number;
+  /** Training seed. */
+  seed: number;
+  /** Optimizer step (global_step before the update). */
+  step: number;
+  /** Micro-batch within the step. */
+  micro: number;
+  /** Which dropout module: one per PEFT LoRA module (a fused module's parts share one). */
+  site: number;
+}
+
 export interface LoraForwardOptions {
-  /**
-   * lora_dropout(x), same shape as x: the LoRA branch (and DoRA's base_result) reads it, the base
-   * product reads x, as PEFT does in training. Pass the same tensor to loraBackward.
-   */
-  xDropped?: Tensor;
+  dropout?: LoraDropout;
 }
 
 export interface LoraBackwardOptions {
-  /** dx += instead of dx = (the base product's part; see dxDropped for dropout). */
+  /** dx += instead of dx =. */
   accumulateDx?: boolean;
   /** dA, dB, dMagnitude += instead of = (gradient accumulation). */
   accumulateGrads?: boolean;
@@ -86,13 +109,8 @@ export interface LoraBackwardOptions {
    * buffer is used.
    */
   workspace?: Tensor;
-  /** The xDropped given to loraForward. */
-  xDropped?: Tensor;
-  /**
-   * With xDropped and dx: receives (always overwritten) the gradient with respect to xDropped,
-   * [T, K]. The caller applies the dropout backward (mask / (1 - p)) and adds it to dx.
-   */
-  dxDropped?: Tensor;
+  /** The dropout given to loraForward. */
+  dropout?: LoraDropout;
 }
 
 /** Shapes of the tensors loraForward saves for loraBackward (allocate them as f32). */
@@ -174,18 +192,19 @@ function checkSaved(fn: string, d: Dims, saved: LoraSaved, dora: boolean): void 
   }
 }
 
-function checkDropped(fn: string, x: Tensor, xDropped: Tensor | undefined): void {
-  if (!xDropped) return;
-  expectF32(fn, 'xDropped', xDropped);
-  if (rowsOf(xDropped) !== rowsOf(x) || colsOf(xDropped) !== colsOf(x)) {
-    throw new Error(`${fn}: xDropped is ${shapeStr(xDropped.shape)}, x is ${shapeStr(x.shape)}`);
+function checkDropout(fn: string, d: LoraDropout | undefined): void {
+  if (!d) return;
+  if (!(d.p >= 0 && d.p < 1)) throw new Error(`${fn}: lora dropout p = ${d.p}, expected 0 <= p < 1`);
+  for (const k of ['seed', 'step', 'micro', 'site'] as const) {
+    if (!Number.isInteger(d[k]) || d[k] < 0) throw new Error(`${fn}: lora dropout ${k} = ${d[k]}, expected an integer >= 0`);
   }
 }
 
 // ---- scratch ---------------------------------------------------------------------------------------
 
 // Temporaries come from the shared per-device scratch (src/kernels/scratch.ts) under 'lora.*' keys:
-// dY·B [T, r], DoRA's dY ⊙ g [T, N] when no workspace is given, a dequantized weight part.
+// dY·B [T, r], DoRA's dY ⊙ g [T, N] when no workspace is given, a dequantized weight part, the
+// dropped input xl and its gradient [T, K].
 const scratch = (gpu: Gpu, key: string, elements: number): Tensor => scratchBuffer(gpu, `lora.${key}`, elements);
 
 // ---- helper kernels --------------------------------------------------------------------------------
@@ -196,6 +215,36 @@ function code(wType: 'f32' | 'f16' = 'f32'): string {
 
 function elementwiseGrid(gpu: Gpu, count: number): [number, number] {
   return gpu.grid(Math.ceil(count / 256));
+}
+
+/** PCG hash (O'Neill; the pcg_hash of Jarzynski & Olano 2020): a bijection of u32. */
+function pcg(v: number): number {
+  const state = (Math.imul(v >>> 0, 747796405) + 2891336453) >>> 0;
+  const word = Math.imul(((state >>> ((state >>> 28) + 4)) ^ state) >>> 0, 277803737) >>> 0;
+  return ((word >>> 22) ^ word) >>> 0;
+}
+
+/** The two u32 words keying a dropout mask: (seed, step) and (micro, site), each pair hashed. */
+export function dropoutKey(d: LoraDropout): [number, number] {
+  return [pcg(pcg(d.seed) ^ d.step), pcg(pcg(d.micro) ^ d.site)];
+}
+
+/** keep(t, k) holds where the element's hash is >= this (p of the 2³² hash values are dropped). */
+const dropoutThreshold = (p: number): number => Math.min(2 ** 32 - 1, Math.round(p * 2 ** 32));
+
+/**
+ * out (=|+=) input ⊙ M / (1 - p), both [T, K]: the dropout forward (x -> xl) and, with
+ * accumulate, its backward (dx += M/(1-p) ⊙ dxl) — the same mask from the same counters.
+ */
+export function loraDropout(gpu: Gpu, input: Tensor, out: Tensor, d: LoraDropout, accumulate = false): void {
+  const fn = 'loraDropout';
+  checkDropout(fn, d);
+  const T = rowsOf(input), K = colsOf(input);
+  expect2d(fn, 'input', input, T, K);
+  expect2d(fn, 'out', out, T, K);
+  const [key0, key1] = dropoutKey(d);
+  gpu.dispatch(gpu.pipeline(code(), 'dropout'), [input, out], elementwiseGrid(gpu, T * K),
+    [T * K, K, key0, key1, dropoutThreshold(d.p), accumulate ? 1 : 0, f32(1 / (1 - d.p)), 0]);
 }
 
 /** y[t, n] = bias[n] */
@@ -260,8 +309,7 @@ export function loraForward(
   expect2d(fn, 'y', y, T, N);
   if (bias) expect1d(fn, 'bias', bias, N);
   checkSaved(fn, d, saved, dora);
-  checkDropped(fn, x, opts.xDropped);
-  const xl = opts.xDropped ?? x;
+  const xl = opts.dropout ? droppedInput(gpu, x, opts.dropout) : x;
 
   linear(gpu, xl, lora.A, saved.xa);
   if (!dora) {
@@ -276,13 +324,20 @@ export function loraForward(
   const baseOut = saved.baseOut!, normInv = saved.normInv!;
   linear(gpu, xl, base, baseOut);
   loraWeightNorm(gpu, base, lora, normInv, true);
-  if (opts.xDropped) linear(gpu, x, base, y);
+  if (opts.dropout) linear(gpu, x, base, y);
   gpu.dispatch(
     gpu.pipeline(code(), 'dora_forward'),
     [baseOut, saved.xa, lora.B, lora.magnitude!, normInv, bias ?? lora.magnitude!, y],
     [Math.ceil(N / 16), Math.ceil(T / 16)],
-    [T, N, r, f32(lora.scaling), opts.xDropped ? 1 : 0, bias ? 1 : 0],
+    [T, N, r, f32(lora.scaling), opts.dropout ? 1 : 0, bias ? 1 : 0],
   );
+}
+
+/** xl = x ⊙ M / (1 - p) in scratch (forward, and regenerated in backward). */
+function droppedInput(gpu: Gpu, x: Tensor, d: LoraDropout): Tensor {
+  const xl = { ...scratch(gpu, 'xl', numel(x.shape)), shape: [rowsOf(x), colsOf(x)] };
+  loraDropout(gpu, x, xl, d);
+  return xl;
 }
 
 // ---- backward --------------------------------------------------------------------------------------
@@ -310,7 +365,6 @@ export function loraBackward(
   const accG = !!opts.accumulateGrads, accDx = !!opts.accumulateDx;
   expect2d(fn, 'dy', dy, T, N);
   checkSaved(fn, d, saved, dora);
-  checkDropped(fn, x, opts.xDropped);
   if (dx) expect2d(fn, 'dx', dx, T, K);
   expect2d(fn, 'grads.dA', grads.dA, r, K);
   expect2d(fn, 'grads.dB', grads.dB, N, r);
@@ -318,13 +372,10 @@ export function loraBackward(
     if (!grads.dMagnitude) throw new Error(`${fn}: DoRA needs grads.dMagnitude [${N}]`);
     expect1d(fn, 'grads.dMagnitude', grads.dMagnitude, N);
   }
-  const dropout = !!opts.xDropped;
-  const xl = opts.xDropped ?? x;
-  const dxl = dropout && dx ? opts.dxDropped : undefined;
-  if (dropout && dx) {
-    if (!dxl) throw new Error(`${fn}: with xDropped and dx, pass dxDropped [${T}, ${K}] (the LoRA branch's input gradient, for the dropout backward)`);
-    expect2d(fn, 'dxDropped', dxl, T, K);
-  }
+  const dropout = opts.dropout;
+  const xl = dropout ? droppedInput(gpu, x, dropout) : x;
+  // with dropout, the gradient with respect to xl, masked into dx at the end
+  const dxl = dropout && dx ? { ...scratch(gpu, 'dxl', T * K), shape: [T, K] } : null;
 
   // D: the gradient at the output of the LoRA product (dY, or dY ⊙ g for DoRA)
   let D = dy;
@@ -360,4 +411,5 @@ export function loraBackward(
   }
   linearBackwardWeight(gpu, dyB, xl, grads.dA, accG, s);
   linearBackwardWeight(gpu, D, saved.xa, grads.dB, accG, s);
+  if (dxl) loraDropout(gpu, dxl, dx!, dropout!, true);
 }

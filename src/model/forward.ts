@@ -2,17 +2,20 @@
 // KV cache for generation. Activations live in a Workspace sized for one micro-batch shape; with
 // `recompute`, only each layer's input is kept and the layer is run again during backward
 // (activation checkpointing), so memory no longer grows with the number of layers' activations.
+// lora_dropout masks are regenerated from counters (kernels/lora.ts), so a recomputed layer and its
+// backward see the forward's masks.
 
 import type { Gpu } from '../gpu/runtime';
 import type { Tensor } from '../gpu/tensor';
 import { add, gatedAct, gatedActBackward } from '../kernels/act';
 import { attention, attentionBackward, type AttentionShape } from '../kernels/attention';
 import { embedding, embeddingBackward } from '../kernels/embedding';
+import type { LoraDropout } from '../kernels/lora';
 import { lmHeadCrossEntropy, logitsForRows } from '../kernels/loss';
 import { rmsNorm, rmsNormBackward } from '../kernels/norm';
 import { rope, ropeBackward } from '../kernels/rope';
 import { allocSiteSaved, onesFor, siteBackward, siteForward, type SiteSaved } from './linear';
-import { type Layer, type Model, type Param, type SiteKind } from './model';
+import { SITE_KINDS, type Layer, type Model, type Param, type SiteKind } from './model';
 
 /** One micro-batch: B rows of S tokens. Labels are already shifted (labels[t] is the target after token t). */
 export interface Batch {
@@ -163,6 +166,23 @@ function sv(gpu: Gpu, a: LayerActs, layer: Layer, kind: SiteKind): SiteSaved {
   return (a.saved[kind] ??= allocSiteSaved(gpu, site, a.h1.shape[0]!));
 }
 
+/** lora_dropout of one training forward: the counters of the step; each LoRA site adds its own. */
+export type LoraDropoutStep = Omit<LoraDropout, 'site'>;
+
+/** The site whose mask a site uses: PEFT has one lora_dropout per module, so a fused module's parts share it (as they share lora_A). */
+const FUSED_MODULE_FIRST: Record<SiteKind, SiteKind> = {
+  q_proj: 'q_proj', k_proj: 'q_proj', v_proj: 'q_proj', o_proj: 'o_proj', gate_proj: 'gate_proj', up_proj: 'gate_proj', down_proj: 'down_proj',
+};
+
+/** Each site's dropout in a layer (undefined for all without `step`: evaluation, generation). */
+function siteDropouts(model: Model, layer: Layer, step: LoraDropoutStep | undefined): (kind: SiteKind) => LoraDropout | undefined {
+  return (kind) => {
+    if (!step) return undefined;
+    const module = model.spec.fusedProjections ? FUSED_MODULE_FIRST[kind] : kind;
+    return { ...step, site: layer.index * SITE_KINDS.length + SITE_KINDS.indexOf(module) };
+  };
+}
+
 function attnShape(model: Model, layer: Layer, B: number, S: number, segments: Tensor | null): AttentionShape {
   const s = model.spec;
   return {
@@ -182,12 +202,13 @@ function normBack(gpu: Gpu, model: Model, dy: Tensor, x: Tensor, p: Param, rstd:
 }
 
 /** Attention inputs for one layer: q, k (normed, roped) and v, from the normed hidden state. */
-function qkv(gpu: Gpu, model: Model, layer: Layer, a: LayerActs, ones: Tensor, positions: Tensor): void {
+function qkv(gpu: Gpu, model: Model, layer: Layer, a: LayerActs, ones: Tensor, positions: Tensor, drop?: LoraDropoutStep): void {
   const { heads: Hq, kvHeads: Hkv, headDim: Dh } = model.spec;
   const T = a.h1.shape[0]!;
-  siteForward(gpu, layer.sites.q_proj, a.h1, a.qRaw, sv(gpu, a, layer, 'q_proj'), ones);
-  siteForward(gpu, layer.sites.k_proj, a.h1, a.kRaw, sv(gpu, a, layer, 'k_proj'), ones);
-  siteForward(gpu, layer.sites.v_proj, a.h1, a.v, sv(gpu, a, layer, 'v_proj'), ones);
+  const dropout = siteDropouts(model, layer, drop);
+  siteForward(gpu, layer.sites.q_proj, a.h1, a.qRaw, sv(gpu, a, layer, 'q_proj'), ones, dropout('q_proj'));
+  siteForward(gpu, layer.sites.k_proj, a.h1, a.kRaw, sv(gpu, a, layer, 'k_proj'), ones, dropout('k_proj'));
+  siteForward(gpu, layer.sites.v_proj, a.h1, a.v, sv(gpu, a, layer, 'v_proj'), ones, dropout('v_proj'));
   let qIn = a.qRaw, kIn = a.kRaw;
   if (layer.qNorm && layer.kNorm) {
     norm(gpu, model, view(a.qRaw, [T * Hq, Dh]), layer.qNorm, view(a.qNormed!, [T * Hq, Dh]), a.rstdQ!);
@@ -200,8 +221,9 @@ function qkv(gpu: Gpu, model: Model, layer: Layer, a: LayerActs, ones: Tensor, p
 }
 
 /** Everything after attention: o_proj, residual, MLP, residual. */
-function attnOutAndMlp(gpu: Gpu, model: Model, layer: Layer, a: LayerActs, xIn: Tensor, xOut: Tensor, ones: Tensor): void {
-  siteForward(gpu, layer.sites.o_proj, a.attn, a.oOut, sv(gpu, a, layer, 'o_proj'), ones);
+function attnOutAndMlp(gpu: Gpu, model: Model, layer: Layer, a: LayerActs, xIn: Tensor, xOut: Tensor, ones: Tensor, drop?: LoraDropoutStep): void {
+  const dropout = siteDropouts(model, layer, drop);
+  siteForward(gpu, layer.sites.o_proj, a.attn, a.oOut, sv(gpu, a, layer, 'o_proj'), ones, dropout('o_proj'));
   let r = a.oOut;
   if (layer.attnPostNorm) {
     norm(gpu, model, a.oOut, layer.attnPostNorm, a.oNormed!, a.rstdPostAttn!);
@@ -209,10 +231,10 @@ function attnOutAndMlp(gpu: Gpu, model: Model, layer: Layer, a: LayerActs, xIn: 
   }
   add(gpu, xIn, r, a.xMid);
   norm(gpu, model, a.xMid, layer.mlpNorm, a.h2, a.rstd2);
-  siteForward(gpu, layer.sites.gate_proj, a.h2, a.gate, sv(gpu, a, layer, 'gate_proj'), ones);
-  siteForward(gpu, layer.sites.up_proj, a.h2, a.up, sv(gpu, a, layer, 'up_proj'), ones);
+  siteForward(gpu, layer.sites.gate_proj, a.h2, a.gate, sv(gpu, a, layer, 'gate_proj'), ones, dropout('gate_proj'));
+  siteForward(gpu, layer.sites.up_proj, a.h2, a.up, sv(gpu, a, layer, 'up_proj'), ones, dropout('up_proj'));
   gatedAct(gpu, a.gate, a.up, a.act, model.spec.act);
-  siteForward(gpu, layer.sites.down_proj, a.act, a.down, sv(gpu, a, layer, 'down_proj'), ones);
+  siteForward(gpu, layer.sites.down_proj, a.act, a.down, sv(gpu, a, layer, 'down_proj'), ones, dropout('down_proj'));
   let r2 = a.down;
   if (layer.mlpPostNorm) {
     norm(gpu, model, a.down, layer.mlpPostNorm, a.downNormed!, a.rstdPostMlp!);
@@ -221,23 +243,23 @@ function attnOutAndMlp(gpu: Gpu, model: Model, layer: Layer, a: LayerActs, xIn: 
   add(gpu, a.xMid, r2, xOut);
 }
 
-function layerForward(ws: Workspace, l: number): void {
+function layerForward(ws: Workspace, l: number, drop: LoraDropoutStep | undefined): void {
   const { model } = ws;
   const gpu = model.gpu;
   const layer = model.layers[l]!;
   const a = ws.actsFor(l);
   const xIn = ws.resid[l]!;
   norm(gpu, model, xIn, layer.attnNorm, a.h1, a.rstd1);
-  qkv(gpu, model, layer, a, ws.ones, ws.positions);
+  qkv(gpu, model, layer, a, ws.ones, ws.positions, drop);
   const { heads: Hq, kvHeads: Hkv, headDim: Dh } = model.spec;
   const [B, S] = [ws.B, ws.S];
   attention(gpu, view(a.q, [B, S, Hq, Dh]), view(a.k, [B, S, Hkv, Dh]), view(a.v, [B, S, Hkv, Dh]), view(a.attn, [B, S, Hq, Dh]), a.lse,
     attnShape(model, layer, B, S, ws.segments));
-  attnOutAndMlp(gpu, model, layer, a, xIn, ws.resid[l + 1]!, ws.ones);
+  attnOutAndMlp(gpu, model, layer, a, xIn, ws.resid[l + 1]!, ws.ones, drop);
 }
 
 /** Gradient of the layer's output arrives in g.dResid; on return g.dResid holds the gradient of its input. */
-function layerBackward(ws: Workspace, l: number, g: Grads): void {
+function layerBackward(ws: Workspace, l: number, g: Grads, drop: LoraDropoutStep | undefined): void {
   const { model } = ws;
   const gpu = model.gpu;
   const layer = model.layers[l]!;
@@ -245,8 +267,9 @@ function layerBackward(ws: Workspace, l: number, g: Grads): void {
   const xIn = ws.resid[l]!;
   const { heads: Hq, kvHeads: Hkv, headDim: Dh } = model.spec;
   const [B, S, T] = [ws.B, ws.S, ws.T];
-  const once = { accumulateDx: false, accumulateGrads: true };
-  const more = { accumulateDx: true, accumulateGrads: true };
+  const dropout = siteDropouts(model, layer, drop);
+  const once = (kind: SiteKind) => ({ accumulateDx: false, accumulateGrads: true, dropout: dropout(kind) });
+  const more = (kind: SiteKind) => ({ accumulateDx: true, accumulateGrads: true, dropout: dropout(kind) });
 
   // MLP branch: xOut = xMid + post(down(act(gate(h2)) * up(h2)))
   let dDown = g.dResid;
@@ -254,10 +277,10 @@ function layerBackward(ws: Workspace, l: number, g: Grads): void {
     normBack(gpu, model, g.dResid, a.down, layer.mlpPostNorm, a.rstdPostMlp!, g.dTmp, false);
     dDown = g.dTmp;
   }
-  siteBackward(gpu, layer.sites.down_proj, a.act, dDown, g.dAct, sv(gpu, a, layer, 'down_proj'), ws.ones, once);
+  siteBackward(gpu, layer.sites.down_proj, a.act, dDown, g.dAct, sv(gpu, a, layer, 'down_proj'), ws.ones, once('down_proj'));
   gatedActBackward(gpu, g.dAct, a.gate, a.up, g.dGate, g.dUp, model.spec.act);
-  siteBackward(gpu, layer.sites.gate_proj, a.h2, g.dGate, g.dH, sv(gpu, a, layer, 'gate_proj'), ws.ones, once);
-  siteBackward(gpu, layer.sites.up_proj, a.h2, g.dUp, g.dH, sv(gpu, a, layer, 'up_proj'), ws.ones, more);
+  siteBackward(gpu, layer.sites.gate_proj, a.h2, g.dGate, g.dH, sv(gpu, a, layer, 'gate_proj'), ws.ones, once('gate_proj'));
+  siteBackward(gpu, layer.sites.up_proj, a.h2, g.dUp, g.dH, sv(gpu, a, layer, 'up_proj'), ws.ones, more('up_proj'));
   normBack(gpu, model, g.dH, a.xMid, layer.mlpNorm, a.rstd2, g.dResid, true);
 
   // Attention branch: xMid = xIn + post(o(attention(rope(q), rope(k), v)))
@@ -266,7 +289,7 @@ function layerBackward(ws: Workspace, l: number, g: Grads): void {
     normBack(gpu, model, g.dResid, a.oOut, layer.attnPostNorm, a.rstdPostAttn!, g.dTmp, false);
     dO = g.dTmp;
   }
-  siteBackward(gpu, layer.sites.o_proj, a.attn, dO, g.dAttn, sv(gpu, a, layer, 'o_proj'), ws.ones, once);
+  siteBackward(gpu, layer.sites.o_proj, a.attn, dO, g.dAttn, sv(gpu, a, layer, 'o_proj'), ws.ones, once('o_proj'));
   attentionBackward(gpu, view(g.dAttn, [B, S, Hq, Dh]), view(a.q, [B, S, Hq, Dh]), view(a.k, [B, S, Hkv, Dh]), view(a.v, [B, S, Hkv, Dh]),
     view(a.attn, [B, S, Hq, Dh]), a.lse, view(g.dQ, [B, S, Hq, Dh]), view(g.dK, [B, S, Hkv, Dh]), view(g.dV, [B, S, Hkv, Dh]),
     attnShape(model, layer, B, S, ws.segments));
@@ -279,9 +302,9 @@ function layerBackward(ws: Workspace, l: number, g: Grads): void {
     dQ = g.dQ2!;
     dK = g.dK2!;
   }
-  siteBackward(gpu, layer.sites.q_proj, a.h1, dQ, g.dH, sv(gpu, a, layer, 'q_proj'), ws.ones, once);
-  siteBackward(gpu, layer.sites.k_proj, a.h1, dK, g.dH, sv(gpu, a, layer, 'k_proj'), ws.ones, more);
-  siteBackward(gpu, layer.sites.v_proj, a.h1, g.dV, g.dH, sv(gpu, a, layer, 'v_proj'), ws.ones, more);
+  siteBackward(gpu, layer.sites.q_proj, a.h1, dQ, g.dH, sv(gpu, a, layer, 'q_proj'), ws.ones, once('q_proj'));
+  siteBackward(gpu, layer.sites.k_proj, a.h1, dK, g.dH, sv(gpu, a, layer, 'k_proj'), ws.ones, more('k_proj'));
+  siteBackward(gpu, layer.sites.v_proj, a.h1, g.dV, g.dH, sv(gpu, a, layer, 'v_proj'), ws.ones, more('v_proj'));
   normBack(gpu, model, g.dH, xIn, layer.attnNorm, a.rstd1, g.dResid, true);
 }
 
@@ -296,6 +319,11 @@ export interface StepOptions {
    * d loss / d log p(sequence) on each sequence's labelled tokens.
    */
   tokenWeights?: Tensor;
+  /**
+   * lora_dropout (training forwards of pt / sft): the step's mask counters. Absent: no dropout
+   * (evaluation, reference model). With reuseForward, pass the forward call's value again.
+   */
+  loraDropout?: LoraDropoutStep;
   /**
    * The activations in ws come from a forward of the loaded batch with the current weights (a
    * forward-only call just before): skip the forward, run only the head and the backward.
@@ -321,7 +349,7 @@ export function forwardBackward(ws: Workspace, opts: StepOptions): void {
   if (!opts.reuseForward) {
     embedding(gpu, ws.ids, model.embed.value, ws.resid[0]!, s.embedScale);
     if (opts.embedNoise) add(gpu, ws.resid[0]!, opts.embedNoise, ws.resid[0]!);
-    for (let l = 0; l < model.layers.length; l++) layerForward(ws, l);
+    for (let l = 0; l < model.layers.length; l++) layerForward(ws, l, opts.loraDropout);
     norm(gpu, model, ws.resid[model.layers.length]!, model.finalNorm, ws.final, ws.rstdFinal);
   }
   const g = opts.backward ? ws.gradBuffers() : null;
@@ -341,8 +369,8 @@ export function forwardBackward(ws: Workspace, opts: StepOptions): void {
   if (!g) return;
   normBack(gpu, model, g.dFinal, ws.resid[model.layers.length]!, model.finalNorm, ws.rstdFinal, g.dResid, false);
   for (let l = model.layers.length - 1; l >= 0; l--) {
-    if (ws.recompute) layerForward(ws, l);
-    layerBackward(ws, l, g);
+    if (ws.recompute) layerForward(ws, l, opts.loraDropout);
+    layerBackward(ws, l, g, opts.loraDropout);
   }
   if (model.embed.grad) embeddingBackward(gpu, ws.loadedIds(), g.dResid, model.embed.grad, s.embedScale, true);
 }
@@ -352,7 +380,7 @@ export function fullLogits(ws: Workspace, out: Tensor): void {
   const { model } = ws;
   const gpu = model.gpu;
   embedding(gpu, ws.ids, model.embed.value, ws.resid[0]!, model.spec.embedScale);
-  for (let l = 0; l < model.layers.length; l++) layerForward(ws, l);
+  for (let l = 0; l < model.layers.length; l++) layerForward(ws, l, undefined);
   norm(gpu, model, ws.resid[model.layers.length]!, model.finalNorm, ws.final, ws.rstdFinal);
   const softcap = model.spec.finalSoftcap;
   logitsForRows(gpu, ws.final, model.lmHead.weight, out, softcap ? { softcap } : {});

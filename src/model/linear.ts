@@ -5,7 +5,7 @@
 import type { Gpu } from '../gpu/runtime';
 import type { Tensor } from '../gpu/tensor';
 import { gemm, linear, linearBackwardInput, linearBackwardWeight, weightParts, type Weight } from '../kernels/matmul';
-import { loraBackward, loraForward, loraSavedShapes, type LoraGrads, type LoraSaved, type LoraWeights } from '../kernels/lora';
+import { loraBackward, loraForward, loraSavedShapes, type LoraDropout, type LoraGrads, type LoraSaved, type LoraWeights } from '../kernels/lora';
 
 export interface LinearSite {
   /** HF module path, e.g. "model.layers.0.self_attn.q_proj". */
@@ -37,9 +37,10 @@ export function onesFor(gpu: Gpu, T: number): Tensor {
   return gpu.upload(new Float32Array(T).fill(1), [T, 1]);
 }
 
-export function siteForward(gpu: Gpu, site: LinearSite, x: Tensor, y: Tensor, saved: SiteSaved, ones: Tensor): void {
+/** y = x·Wᵀ + b (+ LoRA); `dropout` (training only) applies to the adapter's input, as PEFT's lora_dropout. */
+export function siteForward(gpu: Gpu, site: LinearSite, x: Tensor, y: Tensor, saved: SiteSaved, ones: Tensor, dropout?: LoraDropout): void {
   if (site.lora) {
-    loraForward(gpu, x, site.weight, site.bias, site.lora, y, saved!);
+    loraForward(gpu, x, site.weight, site.bias, site.lora, y, saved!, { dropout });
     return;
   }
   linear(gpu, x, site.weight, y);
@@ -51,7 +52,7 @@ export function siteForward(gpu: Gpu, site: LinearSite, x: Tensor, y: Tensor, sa
 
 /**
  * dx (=|+=) dY·W (+ LoRA); adapter and base gradients accumulated into their grad tensors when
- * `accumulateGrads` (gradient accumulation), else overwritten.
+ * `accumulateGrads` (gradient accumulation), else overwritten. `dropout`: the forward's.
  */
 export function siteBackward(
   gpu: Gpu,
@@ -61,7 +62,7 @@ export function siteBackward(
   dx: Tensor | null,
   saved: SiteSaved,
   ones: Tensor,
-  opts: { accumulateDx: boolean; accumulateGrads: boolean },
+  opts: { accumulateDx: boolean; accumulateGrads: boolean; dropout?: LoraDropout | undefined },
 ): void {
   if (site.lora) {
     loraBackward(gpu, dy, x, site.weight, site.lora, saved!, dx, site.loraGrads!, opts);

@@ -8,7 +8,7 @@ import type { Gpu } from '../gpu/runtime';
 import type { Tensor } from '../gpu/tensor';
 import { gemm } from '../kernels/matmul';
 import { Adapter, type LoraSettings, type TrainableTensor } from '../model/adapter';
-import { forwardBackward, Workspace } from '../model/forward';
+import { forwardBackward, Workspace, type LoraDropoutStep } from '../model/forward';
 import type { Model } from '../model/model';
 import { encodeSafetensors, openSafetensors, readF32, type ByteSource } from '../model/safetensors';
 import { makeTrainable } from '../model/trainable';
@@ -159,10 +159,14 @@ export class Trainer {
       if (opts.initialAdapter) adapter = await Adapter.load(model, opts.initialAdapter.configJson, opts.initialAdapter.weights);
       else {
         if (!opts.lora) throw new Error('finetuning_type lora needs LoRA settings');
-        if ((opts.lora.dropout ?? 0) > 0) throw new Error(`lora_dropout ${opts.lora.dropout}: LoRA dropout is not supported yet; set lora_dropout: 0 (LLaMA-Factory's default)`);
         adapter = await createAdapter(model, opts.lora, opts.seed);
       }
     }
+    // LLaMA-Factory's CustomDPOTrainer / CustomKTOTrainer (disable_dropout=True) call TRL's
+    // disable_dropout_in_model: stages dpo and kto train without lora_dropout (sftStep alone uses it).
+    // Its reward-model trainer keeps dropout, which the rm objective does not pass on yet.
+    const dropout = adapter?.settings.dropout ?? 0;
+    if (opts.preference?.stage === 'rm' && dropout > 0) throw new Error(`lora_dropout ${dropout}: LoRA dropout is not supported with stage rm yet; set lora_dropout: 0`);
     return new Trainer(model, adapter, train, evalSet, opts, padId);
   }
 
@@ -209,7 +213,7 @@ export class Trainer {
       const ws = this.workspace(batch);
       ws.load(batch);
       const noise = o.neftuneAlpha > 0 ? this.neftuneNoise(batch, i) : undefined;
-      forwardBackward(ws, { backward: true, gradScale: 1 / Math.max(1, valid), ...(noise ? { embedNoise: noise } : {}) });
+      forwardBackward(ws, { backward: true, gradScale: 1 / Math.max(1, valid), loraDropout: this.loraDropout(i), ...(noise ? { embedNoise: noise } : {}) });
       if (noise) gpu.release(noise);
       // running sum of the step's mean token loss, kept on the GPU until the next log
       gemm(gpu, { a: ws.ones, b: ws.loss, c: this.lossSum, M: 1, N: 1, K: ws.T, alpha: 1 / Math.max(1, valid), beta: 1, transA: true, lda: 1 });
@@ -342,6 +346,16 @@ export class Trainer {
     const rows = referenceRows([...this.train, ...this.evalSet] as PreferenceExample[]);
     hooks.onStatus?.(`reference model: scoring ${rows.length} sequences with the initial weights`);
     await scoreReference(this.model, rows, this.reference!, { padId: this.padId, cutoffLen: this.opts.cutoffLen, batchSize: this.opts.batchSize });
+  }
+
+  /**
+   * lora_dropout of the step's `micro`-th micro-batch: the adapter's setting (from adapter_config.json
+   * when continuing an adapter, as PEFT), its masks a function of (seed, step, micro-batch), so a
+   * resumed run draws the same ones.
+   */
+  private loraDropout(micro: number): LoraDropoutStep | undefined {
+    const p = this.adapter?.settings.dropout ?? 0;
+    return p > 0 ? { p, seed: this.opts.seed >>> 0, step: this.state.global_step, micro } : undefined;
   }
 
   private workspace(batch: Pick<TrainBatch, 'B' | 'S' | 'segments'>): Workspace {

@@ -2,6 +2,8 @@
 // literally (layer.py Linear.forward, variants.py DoraLinearVariant.forward, dora.py
 // DoraLinearLayer.forward); the backward is the hand-derived gradient with the DoRA norm detached,
 // checked against finite differences of the forward (with the norm held fixed) in the tests.
+// lora_dropout: the mask is reproduced here from its key (refDropoutKeep), independently of the
+// shader, and then applied as PEFT's nn.Dropout: x ⊙ M / (1 - p).
 
 type Arr = ArrayLike<number>;
 
@@ -11,8 +13,8 @@ export interface LoraRefProblem {
   N: number;
   r: number;
   x: Arr; // [T, K]
-  /** dropout(x) [T, K]: the LoRA branch's input (training with lora_dropout > 0) */
-  xd?: Arr;
+  /** lora_dropout in training: keep mask M [T, K] of 0 / 1; the LoRA branch reads x ⊙ M / (1 - p) */
+  dropout?: { keep: Arr; p: number };
   W: Arr; // [N, K]
   bias?: Arr | null; // [N]
   A: Arr; // [r, K]
@@ -22,6 +24,35 @@ export interface LoraRefProblem {
   mag?: Arr | null;
   /** DoRA: use this row norm instead of computing it (finite differences hold it fixed) */
   norm?: Arr;
+}
+
+/** pcg4d (Jarzynski & Olano 2020) with wrapping u32 arithmetic, as shaders/lora.wgsl. */
+function pcg4d(a: number, b: number, c: number, d: number): number {
+  const lcg = (u: number) => (Math.imul(u, 1664525) + 1013904223) >>> 0;
+  let [x, y, z, w] = [lcg(a), lcg(b), lcg(c), lcg(d)];
+  const mix = () => {
+    x = (x + Math.imul(y, w)) >>> 0;
+    y = (y + Math.imul(z, x)) >>> 0;
+    z = (z + Math.imul(x, y)) >>> 0;
+    w = (w + Math.imul(y, z)) >>> 0;
+  };
+  mix();
+  [x, y, z, w] = [x ^ (x >>> 16), y ^ (y >>> 16), z ^ (z >>> 16), w ^ (w >>> 16)];
+  mix();
+  return x;
+}
+
+/** The dropout keep mask [T, K] for a key (src/kernels/lora.ts dropoutKey): hash >= p·2³² keeps. */
+export function refDropoutKeep(key: readonly [number, number], T: number, K: number, p: number): Uint8Array {
+  const threshold = Math.min(2 ** 32 - 1, Math.round(p * 2 ** 32));
+  const keep = new Uint8Array(T * K);
+  for (let t = 0; t < T; t++) for (let k = 0; k < K; k++) keep[t * K + k] = pcg4d(key[0], key[1], t, k) >= threshold ? 1 : 0;
+  return keep;
+}
+
+/** x ⊙ M / (1 - p) (nn.Dropout in training, inverted) */
+function dropped(x: Arr, d: { keep: Arr; p: number }): Float64Array {
+  return Float64Array.from(x, (v, i) => (v * d.keep[i]!) / (1 - d.p));
 }
 
 /** C[M, N] = P[M, K] · Q[N, K]ᵀ */
@@ -79,7 +110,7 @@ export interface LoraRefForward {
 
 export function refLoraForward(p: LoraRefProblem): LoraRefForward {
   const { T, K, N, r, s } = p;
-  const xl = p.xd ?? p.x;
+  const xl = p.dropout ? dropped(p.x, p.dropout) : p.x;
   // result = self.base_layer(x)
   const y = mulNT(p.x, p.W, T, N, K);
   if (p.bias) for (let t = 0; t < T; t++) for (let n = 0; n < N; n++) y[t * N + n]! += p.bias[n]!;
@@ -92,7 +123,7 @@ export function refLoraForward(p: LoraRefProblem): LoraRefForward {
   }
   // DoRA: base_result = result (identity dropout: minus bias) or F.linear(dropout(x), W)
   let baseOut: Float64Array;
-  if (p.xd) baseOut = mulNT(p.xd, p.W, T, N, K);
+  if (p.dropout) baseOut = mulNT(xl, p.W, T, N, K);
   else {
     baseOut = Float64Array.from(y);
     if (p.bias) for (let t = 0; t < T; t++) for (let n = 0; n < N; n++) baseOut[t * N + n]! -= p.bias[n]!;
@@ -108,8 +139,7 @@ export function refLoraForward(p: LoraRefProblem): LoraRefForward {
 }
 
 export interface LoraRefGrads {
-  dx: Float64Array; // [T, K] ∂L/∂x (with dropout: through the base product only)
-  dxd?: Float64Array; // [T, K] ∂L/∂xd (with dropout)
+  dx: Float64Array; // [T, K] ∂L/∂x
   dA: Float64Array; // [r, K]
   dB: Float64Array; // [N, r]
   dMag?: Float64Array; // [N]
@@ -118,7 +148,7 @@ export interface LoraRefGrads {
 /** Gradients of L = Σ dY ⊙ y, the DoRA norm detached (held constant). */
 export function refLoraBackward(p: LoraRefProblem, dy: Arr): LoraRefGrads {
   const { T, K, N, r, s } = p;
-  const xl = p.xd ?? p.x;
+  const xl = p.dropout ? dropped(p.x, p.dropout) : p.x;
   const fwd = refLoraForward(p);
   // D = ∂L/∂(xa Bᵀ) / s:  dY, or dY ⊙ g for DoRA
   const D = Float64Array.from(dy);
@@ -141,21 +171,24 @@ export function refLoraBackward(p: LoraRefProblem, dy: Arr): LoraRefGrads {
   const dB = mulTN(D, fwd.xa, N, r, T).map((v) => s * v);
   const loraIn = mulNN(DB, p.A, T, K, r).map((v) => s * v); // ∂L/∂xl through the LoRA product
   // the base product's coefficient: g (DoRA without dropout) or 1 (the base_layer call)
-  const Dbase = p.mag && !p.xd ? D : Float64Array.from(dy);
+  const Dbase = p.mag && !p.dropout ? D : Float64Array.from(dy);
   const dx = mulNN(Dbase, p.W, T, K, N);
-  if (!p.xd) {
+  if (!p.dropout) {
     for (let i = 0; i < T * K; i++) dx[i]! += loraIn[i]!;
     return { dx, dA, dB, dMag };
   }
-  const dxd = loraIn;
+  const dxl = loraIn;
   if (p.mag) {
-    // (g - 1) ⊙ (xd Wᵀ)
+    // (g - 1) ⊙ (xl Wᵀ)
     const Dm1 = new Float64Array(T * N);
     for (let t = 0; t < T; t++) for (let n = 0; n < N; n++) Dm1[t * N + n] = dy[t * N + n]! * (g![n]! - 1);
     const viaBase = mulNN(Dm1, p.W, T, K, N);
-    for (let i = 0; i < T * K; i++) dxd[i]! += viaBase[i]!;
+    for (let i = 0; i < T * K; i++) dxl[i]! += viaBase[i]!;
   }
-  return { dx, dxd, dA, dB, dMag };
+  // xl = x ⊙ M / (1 - p): the LoRA path's gradient reaches x through the mask
+  const masked = dropped(dxl, p.dropout);
+  for (let i = 0; i < T * K; i++) dx[i]! += masked[i]!;
+  return { dx, dA, dB, dMag };
 }
 
 /** L = Σ dY ⊙ y of the reference forward. */
