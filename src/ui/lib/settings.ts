@@ -206,7 +206,7 @@ export function loadPersisted(): Persisted {
     const raw = localStorage.getItem(KEY);
     if (raw) {
       const p = JSON.parse(raw) as Persisted;
-      return { ...p, settings: { ...DEFAULT_SETTINGS, ...p.settings } };
+      return { ...p, settings: withStageKeys({ ...DEFAULT_SETTINGS, ...p.settings }) };
     }
   } catch {
     /* private mode or corrupt: start afresh */
