@@ -127,7 +127,7 @@ it('a resumed run reproduces the uninterrupted loss curve', async () => {
   expect(resumed.loss).toEqual(whole.loss.slice(1));
 });
 
-it('lora_dropout reaches the trainer from the config; dpo trains without it (as LLaMA-Factory), rm refuses it', async () => {
+it('lora_dropout reaches the trainer from the config; dpo trains without it, rm with it (as LLaMA-Factory)', async () => {
   expect(trainOptionsFromConfig({ ...defaultConfig(), lora_dropout: 0.1 }).lora?.dropout).toBe(0.1);
   const pairs = [0, 1].map((i) => ({ chosen: rows[2 * i]!, rejected: rows[2 * i + 1]! }));
   const dpo = async (p: number) => train(options({
@@ -135,8 +135,11 @@ it('lora_dropout reaches the trainer from the config; dpo trains without it (as 
   }), 'llama', { data: pairs });
   expect((await dpo(0.3)).loss).toEqual((await dpo(0)).loss);
 
-  const gpu = await testGpu();
-  const model = await Model.load(gpu, dirFiles(fixture('llama')));
-  const rm = options({ lora: { rank: 2, alpha: 4, targets: 'all', dropout: 0.1 }, preference: preferenceOptions({ ...defaultConfig(), stage: 'rm' }) });
-  await expect(Trainer.create(model, pairs, [], rm, 0)).rejects.toThrow(/lora_dropout 0.1: LoRA dropout is not supported with stage rm yet/);
+  const rm = async (p: number) => train(options({
+    preference: preferenceOptions({ ...defaultConfig(), stage: 'rm' }), initialAdapter: await trainedAdapter('llama', p), maxSteps: 2, gradAccum: 1,
+  }), 'llama', { data: pairs });
+  const masked = (await rm(0.3)).loss;
+  expect(masked).toEqual((await rm(0.3)).loss);
+  const plain = (await rm(0)).loss;
+  expect(Math.abs(masked[0]! - plain[0]!)).toBeGreaterThan(1e-4);
 });

@@ -176,7 +176,7 @@ export const SCHEMA = {
     commands: TRAIN,
     min: 0,
     lt: 1,
-    help: 'Dropout on the LoRA input.',
+    help: 'Dropout on the LoRA input, in training (stages pt, sft, rm; off in dpo and kto, as LLaMA-Factory).',
   }),
   lora_target: list(['all'], {
     group: 'lora',

@@ -46,7 +46,7 @@ import type { CrucibleConfig } from '../config/schema';
 import type { KtoExample, PairwiseExample } from '../data/processor';
 import type { Tensor } from '../gpu/tensor';
 import type { Adapter, TrainableTensor } from '../model/adapter';
-import { forwardBackward, type Workspace } from '../model/forward';
+import { forwardBackward, type LoraDropoutStep, type Workspace } from '../model/forward';
 import type { Model } from '../model/model';
 import { bucketLength, type TrainBatch } from './batches';
 import type { ReferenceTable } from './reference';
@@ -368,6 +368,8 @@ export interface PreferenceContext {
   reference?: ReferenceTable | null;
   /** NEFTune noise for a training forward of `batch` (the n-th of the step), or none. */
   embedNoise?: (batch: TrainBatch, n: number) => Tensor | null;
+  /** lora_dropout of the step's `micro`-th micro-batch (rm only: dpo and kto train without it, as LLaMA-Factory). */
+  loraDropout?: (micro: number) => LoraDropoutStep | undefined;
   padId: number;
   cutoffLen: number;
   /** A workspace for B rows of S tokens (the trainer keeps them). */
@@ -408,6 +410,8 @@ export class PreferenceObjective {
   private stored: Array<{ r: MicroResult; scale: number }> = [];
   /** Forwards with NEFTune noise in the current step (each draws its own). */
   private noisyForwards = 0;
+  /** The micro-batch of the current step being run. */
+  private micro = 0;
 
   constructor(readonly ctx: PreferenceContext, readonly opts: PreferenceOptions) {
     if (!(opts.beta > 0)) throw new Error(`pref_beta must be > 0, got ${opts.beta}`);
@@ -427,7 +431,8 @@ export class PreferenceObjective {
     const scale = 1 / Math.max(1, micro.length);
     this.noisyForwards = 0;
     let tokens = 0;
-    for (const rows of micro) {
+    for (const [i, rows] of micro.entries()) {
+      this.micro = i;
       const r = await this.microBatch(rows, scale, true);
       this.stored.push({ r, scale });
       tokens += r.tokens;
@@ -510,13 +515,14 @@ export class PreferenceObjective {
     ws.load(batch);
     const last = Array.from(batch.lengths, (n, b) => b * batch.S + n - 1);
     const noise = backward ? this.ctx.embedNoise?.(batch, this.noisyForwards++) ?? null : null;
-    forwardBackward(ws, { backward: false, gradScale: 1, head: () => {}, ...(noise ? { embedNoise: noise } : {}) });
+    const dropout = backward ? this.ctx.loraDropout?.(this.micro) : undefined;
+    forwardBackward(ws, { backward: false, gradScale: 1, head: () => {}, ...(noise ? { embedNoise: noise } : {}), ...(dropout ? { loraDropout: dropout } : {}) });
     if (noise) this.ctx.model.gpu.release(noise);
     const scores = await head.scores(ws, last);
     const res = rewardLoss(scores.subarray(0, P), scores.subarray(P, 2 * P));
     if (backward) {
       const d = Float32Array.from([...res.dChosen, ...res.dRejected], (g) => g * scale);
-      forwardBackward(ws, { backward: true, gradScale: 1, reuseForward: true, head: (dFinal) => head.backward(ws, last, d, dFinal) });
+      forwardBackward(ws, { backward: true, gradScale: 1, reuseForward: true, head: (dFinal) => head.backward(ws, last, d, dFinal), ...(dropout ? { loraDropout: dropout } : {}) });
     }
     return { loss: res.loss, n: P, tokens: batch.realTokens, metrics: { accuracy: res.accuracy }, scores, reward: res };
   }

@@ -130,6 +130,9 @@ export class Trainer {
       ? new PreferenceObjective({
         model, adapter, padId, cutoffLen: opts.cutoffLen, random: seeded(opts.seed + 1), reference: this.reference,
         workspace: (B, S) => this.workspace({ B, S }),
+        // LLaMA-Factory's CustomDPOTrainer / CustomKTOTrainer (disable_dropout=True) call TRL's
+        // disable_dropout_in_model: stages dpo and kto train without lora_dropout; its reward-model trainer keeps it
+        ...(pref.stage === 'rm' ? { loraDropout: (micro: number) => this.loraDropout(micro) } : {}),
         ...(opts.neftuneAlpha > 0 ? { embedNoise: (batch: TrainBatch, n: number) => this.neftuneNoise(batch, n) } : {}),
       }, pref)
       : null;
@@ -162,11 +165,6 @@ export class Trainer {
         adapter = await createAdapter(model, opts.lora, opts.seed);
       }
     }
-    // LLaMA-Factory's CustomDPOTrainer / CustomKTOTrainer (disable_dropout=True) call TRL's
-    // disable_dropout_in_model: stages dpo and kto train without lora_dropout (sftStep alone uses it).
-    // Its reward-model trainer keeps dropout, which the rm objective does not pass on yet.
-    const dropout = adapter?.settings.dropout ?? 0;
-    if (opts.preference?.stage === 'rm' && dropout > 0) throw new Error(`lora_dropout ${dropout}: LoRA dropout is not supported with stage rm yet; set lora_dropout: 0`);
     return new Trainer(model, adapter, train, evalSet, opts, padId);
   }
 
