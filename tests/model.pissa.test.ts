@@ -16,9 +16,10 @@ import { svdLowRank, type MatrixOps } from '../src/model/lowrank-svd';
 import { Model } from '../src/model/model';
 import type { PissaOptions } from '../src/model/pissa';
 import { floatToHalf } from '../src/model/safetensors';
-import { Trainer, type LogRecord, type RunStore, type TrainOptions } from '../src/train/trainer';
+import { Trainer, type LogRecord, type TrainOptions } from '../src/train/trainer';
 import { makeRng, relErr, type Rng } from './helpers/check';
 import { testGpu } from './helpers/gpu';
+import { memoryStore } from './helpers/run-store';
 
 const LLAMA = join(import.meta.dirname, 'fixtures/models/llama');
 
@@ -189,20 +190,6 @@ async function baseWeights(model: Model): Promise<Map<string, Float32Array>> {
   const out = new Map<string, Float32Array>();
   for (const s of model.sites()) out.set(s.name, await dequantizeWeight(model.gpu, s.weight, s.outFeatures, s.inFeatures));
   return out;
-}
-
-function memoryStore(): RunStore & { files: Map<string, Uint8Array | string> } {
-  const files = new Map<string, Uint8Array | string>();
-  return {
-    files,
-    write: async (p, d) => void files.set(p, d),
-    read: async (p) => {
-      const d = files.get(p);
-      if (d === undefined) throw new Error(`${p}: missing`);
-      return typeof d === 'string' ? new TextEncoder().encode(d) : d;
-    },
-    exists: async (p) => files.has(p),
-  };
 }
 
 const bytesOf = (d: Uint8Array | string | undefined) => (typeof d === 'string' ? new TextEncoder().encode(d) : d!);

@@ -15,6 +15,7 @@ import { preferenceOptions } from '../src/train/preference';
 import { Trainer, type LogRecord, type RunStore, type TrainExample, type TrainOptions } from '../src/train/trainer';
 import { relErr } from './helpers/check';
 import { testGpu } from './helpers/gpu';
+import { memoryStore } from './helpers/run-store';
 
 const fixture = (name: string) => join(import.meta.dirname, 'fixtures/models', name);
 
@@ -35,20 +36,6 @@ function options(over: Partial<TrainOptions> = {}): TrainOptions {
 async function trainedAdapter(dir: string, p: number): Promise<TrainOptions['initialAdapter']> {
   const config = JSON.parse(readFileSync(join(fixture(dir), 'adapter_final/adapter_config.json'), 'utf8'));
   return { configJson: JSON.stringify({ ...config, lora_dropout: p }), weights: await fileSource(join(fixture(dir), 'adapter_final/adapter_model.safetensors')) };
-}
-
-function memoryStore(): RunStore & { files: Map<string, Uint8Array | string> } {
-  const files = new Map<string, Uint8Array | string>();
-  return {
-    files,
-    write: async (path, data) => void files.set(path, data),
-    read: async (path) => {
-      const f = files.get(path);
-      if (f === undefined) throw new Error(`${path}: not written`);
-      return typeof f === 'string' ? new TextEncoder().encode(f) : f;
-    },
-    exists: async (path) => files.has(path),
-  };
 }
 
 interface Curve { loss: number[]; evalLoss: number[] }

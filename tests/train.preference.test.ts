@@ -23,7 +23,8 @@ import { rowsBatch } from '../src/train/sequences';
 import { V_HEAD_BIAS, V_HEAD_WEIGHT } from '../src/train/value-head';
 import { expectClose, makeRng, relErr, type Rng } from './helpers/check';
 import { poisoned, testGpu } from './helpers/gpu';
-import { memoryStore, prefOptions, prefTrainOptions, randomPairs } from './helpers/preference';
+import { prefOptions, prefTrainOptions, randomPairs } from './helpers/preference';
+import { memoryStore } from './helpers/run-store';
 import { refLossGrad, refLoss } from './reference/loss';
 import { numericGrad, refDpoLoss, refDpoRewards, refKl, refKtoLoss, refRmLoss, type RefPrefOptions } from './reference/preference';
 

@@ -12,7 +12,8 @@ import { Trainer, type LogRecord, type TrainOptions } from '../src/train/trainer
 import type { TrainExample } from '../src/train/trainer';
 import { makeRng } from './helpers/check';
 import { testGpu } from './helpers/gpu';
-import { memoryStore, prefOptions, prefTrainOptions, randomPairs } from './helpers/preference';
+import { prefOptions, prefTrainOptions, randomPairs } from './helpers/preference';
+import { memoryStore } from './helpers/run-store';
 
 const FIXTURE = join(import.meta.dirname, 'fixtures/models/llama_dpo');
 

@@ -1,7 +1,7 @@
 // Preference-stage test data and options shared by the preference and reference-model tests.
 import type { PairwiseExample } from '../../src/data/processor';
 import type { PreferenceOptions } from '../../src/train/preference';
-import type { RunStore, TrainOptions } from '../../src/train/trainer';
+import type { TrainOptions } from '../../src/train/trainer';
 import type { Rng } from './check';
 
 /** dpo sigmoid with TRL's defaults, overridable. */
@@ -18,21 +18,6 @@ export function prefTrainOptions(over: Partial<TrainOptions>): TrainOptions {
     neftuneAlpha: 0, seed: 7, loggingSteps: 1, saveSteps: 0, evalSteps: 0, cutoffLen: 32, recompute: false, ...over,
   };
 }
-
-/** A RunStore in memory. */
-export const memoryStore = (): RunStore & { files: Map<string, Uint8Array | string> } => {
-  const files = new Map<string, Uint8Array | string>();
-  return {
-    files,
-    write: async (p, d) => void files.set(p, d),
-    read: async (p) => {
-      const d = files.get(p);
-      if (d === undefined) throw new Error(`no ${p}`);
-      return typeof d === 'string' ? new TextEncoder().encode(d) : d;
-    },
-    exists: async (p) => files.has(p),
-  };
-};
 
 /** Random pairs sharing a prompt, for a tiny model with `vocab` tokens. */
 export function randomPairs(rng: Rng, n: number, vocab: number): PairwiseExample[] {
