@@ -5,6 +5,7 @@
 
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { pipeline } from 'node:stream';
 
 export interface HubFront {
   url: string;
@@ -51,13 +52,16 @@ export async function startHubFront(upstream: string, models: { id: string; para
       { host: up.hostname, port: up.port, method: req.method, path: req.url, headers: { ...req.headers, host: up.host } },
       (r) => {
         res.writeHead(r.statusCode ?? 502, r.headers);
-        r.pipe(res);
+        // a connection the mock cuts mid-body is cut here too (and a client that hangs up, upstream)
+        pipeline(r, res, () => undefined);
       },
     );
     fwd.on('error', () => {
+      if (res.headersSent) return void res.destroy();
       res.writeHead(502);
       res.end();
     });
+    res.on('close', () => fwd.destroy());
     req.pipe(fwd);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));

@@ -20,7 +20,14 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 
-export type FileContent = Uint8Array | string;
+export type FileContent = Uint8Array | string | GeneratedContent;
+
+/** A file made on demand, for sizes a test should not hold in memory (a model over 2 GiB). */
+export interface GeneratedContent {
+  size: number;
+  /** Bytes [start, end) of the file. */
+  read(start: number, end: number): Uint8Array;
+}
 
 export interface MockRepo {
   files: Record<string, FileContent>;
@@ -114,7 +121,8 @@ export interface MockHub {
 
 interface StoredFile {
   path: string;
-  data: Uint8Array;
+  size: number;
+  read(start: number, end: number): Uint8Array;
   lfs: boolean;
   sha256: string;
   gitOid: string;
@@ -138,9 +146,27 @@ interface RepoState {
 }
 
 const enc = new TextEncoder();
-const toBytes = (c: FileContent) => (typeof c === 'string' ? enc.encode(c) : c);
-const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 const gitOid = (b: Uint8Array) => createHash('sha1').update(`blob ${b.length}\0`).update(b).digest('hex');
+
+function generated(c: FileContent): GeneratedContent {
+  if (typeof c === 'string' || c instanceof Uint8Array) {
+    const data = typeof c === 'string' ? enc.encode(c) : c;
+    return { size: data.length, read: (start, end) => data.subarray(start, end) };
+  }
+  return c;
+}
+
+/** sha256 and git oid of a file, read 64 MiB at a time. */
+function hashes(c: GeneratedContent): { sha256: string; gitOid: string } {
+  const sha = createHash('sha256');
+  const git = createHash('sha1').update(`blob ${c.size}\0`);
+  for (let pos = 0; pos < c.size; pos += 1 << 26) {
+    const piece = c.read(pos, Math.min(c.size, pos + (1 << 26)));
+    sha.update(piece);
+    git.update(piece);
+  }
+  return { sha256: sha.digest('hex'), gitOid: git.digest('hex') };
+}
 const defaultLfs = (path: string, size: number) => /\.(safetensors|bin|gguf|pt|pth|onnx|h5|msgpack|npz|model)$/.test(path) || size > 10_000;
 
 function list<T>(x: OneOrMany<T> | undefined): T[] {
@@ -151,10 +177,10 @@ function makeCommit(files: Record<string, FileContent>, lfs: RepoState['lfs'], s
   const map = new Map<string, StoredFile>();
   const h = createHash('sha1').update(salt);
   for (const [path, content] of Object.entries(files).sort(([a], [b]) => (a < b ? -1 : 1))) {
-    const data = toBytes(content);
-    const f: StoredFile = { path, data, lfs: lfs(path, data.length), sha256: sha256(data), gitOid: gitOid(data) };
+    const c = generated(content);
+    const f: StoredFile = { path, size: c.size, read: c.read, lfs: lfs(path, c.size), ...hashes(c) };
     if (f.lfs) {
-      const pointer = enc.encode(`version https://git-lfs.github.com/spec/v1\noid sha256:${f.sha256}\nsize ${data.length}\n`);
+      const pointer = enc.encode(`version https://git-lfs.github.com/spec/v1\noid sha256:${f.sha256}\nsize ${c.size}\n`);
       f.pointerOid = gitOid(pointer);
       f.pointerSize = pointer.length;
     }
@@ -258,8 +284,8 @@ export async function startMockHub(opts: MockHubOptions): Promise<MockHub> {
 
   function treeEntry(f: StoredFile) {
     return f.lfs
-      ? { type: 'file', oid: f.pointerOid, size: f.data.length, path: f.path, lfs: { oid: f.sha256, size: f.data.length, pointerSize: f.pointerSize } }
-      : { type: 'file', oid: f.gitOid, size: f.data.length, path: f.path };
+      ? { type: 'file', oid: f.pointerOid, size: f.size, path: f.path, lfs: { oid: f.sha256, size: f.size, pointerSize: f.pointerSize } }
+      : { type: 'file', oid: f.gitOid, size: f.size, path: f.path };
   }
 
   function dirEntries(c: Commit, prefix: string, recursive: boolean) {
@@ -288,15 +314,11 @@ export async function startMockHub(opts: MockHubOptions): Promise<MockHub> {
         res.end(`injected ${s.code}`);
         return;
       }
-    let data = f.data;
+    const size = f.size;
     const corrupt = list(faults.corrupt).find((c) => c.file === f.path && fire(c));
-    if (corrupt) {
-      data = data.slice();
-      const at = Math.min(data.length - 1, corrupt.at ?? data.length >> 1);
-      if (at >= 0) data[at]! ^= 0xff;
-      log.fault = 'corrupt';
-    }
-    const size = data.length;
+    // the byte flipped on the way out
+    const flipAt = corrupt ? Math.min(size - 1, corrupt.at ?? size >> 1) : -1;
+    if (corrupt) log.fault = 'corrupt';
     const headers: Record<string, string> = {
       ...CORS,
       'content-type': 'application/octet-stream',
@@ -331,20 +353,27 @@ export async function startMockHub(opts: MockHubOptions): Promise<MockHub> {
       status = 206;
       headers['content-range'] = `bytes ${start}-${end}/${size}`;
     }
-    let body = data.subarray(start, end + 1);
+    let bodyLength = end + 1 - start;
     const truncate = list(faults.truncate).find((t) => t.file === f.path && fire(t));
     const cut = truncate ? undefined : list(faults.cut).find((c) => c.file === f.path && fire(c));
     if (truncate) {
       log.fault = 'truncate';
-      body = body.subarray(0, Math.max(0, truncate.bytes));
-    } else headers['content-length'] = String(body.length);
+      bodyLength = Math.min(bodyLength, Math.max(0, truncate.bytes));
+    } else headers['content-length'] = String(bodyLength);
+    const bodyPiece = (from: number, to: number): Uint8Array => {
+      const bytes = f.read(start + from, start + to);
+      if (flipAt < start + from || flipAt >= start + to) return bytes;
+      const copy = bytes.slice();
+      copy[flipAt - start - from]! ^= 0xff;
+      return copy;
+    };
     log.status = status;
     res.writeHead(status, headers);
     if (req.method === 'HEAD') return void res.end();
     if (faults.delayMs) await new Promise((r) => setTimeout(r, faults.delayMs));
-    const limit = cut ? Math.min(cut.afterBytes, body.length) : body.length;
+    const limit = cut ? Math.min(cut.afterBytes, bodyLength) : bodyLength;
     if (cut) log.fault = 'cut';
-    const stall = list(faults.stall).find((t) => t.file === f.path && t.afterBytes < body.length && fire(t));
+    const stall = list(faults.stall).find((t) => t.file === f.path && t.afterBytes < bodyLength && fire(t));
     const piece = 16 * 1024;
     for (let pos = 0; pos < limit; pos += piece) {
       let next = Math.min(limit, pos + piece);
@@ -357,7 +386,7 @@ export async function startMockHub(opts: MockHubOptions): Promise<MockHub> {
         });
         if (res.destroyed) return;
       }
-      const part = body.subarray(pos, next);
+      const part = bodyPiece(pos, next);
       // Wait for each piece to be handed to the socket: exact byte counts, and a cut lands after them.
       await new Promise<void>((r) => res.write(part, () => r()));
       log.bytes += part.length;
@@ -501,7 +530,7 @@ export async function startMockHub(opts: MockHubOptions): Promise<MockHub> {
       const extra: Record<string, string> = { 'x-repo-commit': c.sha };
       if (f.lfs) {
         extra['x-linked-etag'] = `"${f.sha256}"`;
-        extra['x-linked-size'] = String(f.data.length);
+        extra['x-linked-size'] = String(f.size);
         if (opts.lfsRedirect ?? true) {
           log.status = 302;
           res.writeHead(302, { ...CORS, ...extra, etag: `"${f.pointerOid}"`, location: `/lfs-cdn/${f.sha256}` });
