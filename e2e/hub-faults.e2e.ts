@@ -197,6 +197,24 @@ describe.skipIf(!hasChromium())('the app against a faulty Hub (Chromium, WebGPU 
     log('corruption refused');
   });
 
+  it('the offline switch: the stored model trains without one Hub request, search says offline mode is on, the switch survives a reload', async () => {
+    const offline = page.getByRole('checkbox', { name: 'Offline mode' });
+    await offline.check();
+    const before = hub.requests.length;
+    await page.getByRole('radio', { name: RESUMED }).check();
+    await page.locator('.examples mark.learned').first().waitFor({ timeout: 60_000 });
+    await trainOneStep();
+    await page.getByRole('searchbox', { name: 'Search Hub models' }).fill('tiny');
+    await page.getByRole('button', { name: 'Search', exact: true }).click();
+    await page.getByText(/Offline mode is on: the Hub is not searched/).waitFor({ timeout: 30_000 });
+    expect(hub.requests.slice(before)).toEqual([]);
+    await page.reload();
+    await page.getByTestId('gpu-adapter').waitFor({ timeout: 30_000 });
+    expect(await page.getByRole('checkbox', { name: 'Offline mode' }).isChecked()).toBe(true);
+    await page.getByRole('checkbox', { name: 'Offline mode' }).uncheck();
+    log('offline switch ok');
+  });
+
   it('offline, the stored model still trains and chats', async () => {
     await expect.poll(() => page.evaluate(() => !!navigator.serviceWorker.controller), { timeout: 30_000 }).toBe(true);
     await context.setOffline(true);

@@ -16,6 +16,7 @@ import {
   resolveModel,
   type DownloadProgress,
 } from '../src/hub/index';
+import { hubDatasetAccess } from '../src/hub/datasets';
 import { startMockHub, type MockHub } from './mockhub/server';
 import { gitOidHex, pseudoRandomBytes, sameBytes, sha256Hex } from './mockhub/fixtures';
 
@@ -458,5 +459,13 @@ describe('hub: Node store (HF cache layout)', () => {
     const m = await get({ files: ['model.safetensors'] });
     expect(fileRequests('model.safetensors')[0]!.range).toBe(`bytes=${held}-`);
     expectBytes(await m.readBytes('model.safetensors'), WEIGHTS);
+  });
+});
+
+describe('Hub datasets offline', () => {
+  it('are an error naming the dataset and what to do (they are fetched, never stored)', async () => {
+    const access = hubDatasetAccess({ endpoint: 'http://127.0.0.1:9', offline: true });
+    await expect(access.fetchFile('org/data', 'train.json')).rejects.toThrow(/dataset org\/data: offline mode .* file_name/);
+    await expect(access.listRepoFiles('org/data')).rejects.toMatchObject({ code: 'offline' });
   });
 });

@@ -199,6 +199,8 @@ export interface DownloadEvent {
 export interface EngineApi {
   /** Hub endpoint (default https://huggingface.co) and a session token (kept in memory only). */
   setHub(endpoint: string | null, token: string | null): Promise<void>;
+  /** The offline switch (the browser's HF_HUB_OFFLINE): only stored models are used, the Hub is never contacted. */
+  setOffline(offline: boolean): Promise<void>;
   searchModels(query: string, limit?: number): Promise<HubModel[]>;
   searchDatasets(query: string, limit?: number): Promise<HubDataset[]>;
   hubModel(id: string): Promise<HubModelDetails>;

@@ -13,7 +13,8 @@ import { buildDataset, DataError, memoryFileAccess, parseDataFile, previewExampl
 import { detectAttr } from '../src/data/dataset';
 import { attrFromInfo, parseDatasetInfo, type DatasetAttr } from '../src/data/dataset-info';
 import { fileType } from '../src/data/formats';
-import { browserStore, deleteStoredModel, downloadModel, listStoredModels, openStoredModel, resolveModel, type HubFile, type ModelStore } from '../src/hub';
+import { browserStore, deleteStoredModel, downloadModel, HubError, listStoredModels, openStoredModel, resolveModel, setOfflineMode, type HubFile, type ModelStore } from '../src/hub';
+import { resolveOffline } from '../src/hub/env';
 import { specFromConfig } from '../src/model/spec';
 import { countParams } from '../src/ui/lib/estimate';
 import { kindOf, type DataFormat } from '../src/ui/lib/data-format';
@@ -253,6 +254,9 @@ async function describeData(source: DataSource): Promise<DataFormat | null> {
 
 let hubEndpoint = HUB;
 let hubToken: string | undefined;
+function refuseOffline(what: string): void {
+  if (resolveOffline()) throw new HubError('offline', `Offline mode is on: ${what}. Stored models still work; switch offline mode off to use the Hub.`);
+}
 /** Hub dataset files fetched in this session (preview, then training, read them once). */
 const hubDataCache = new Map<string, Promise<Uint8Array>>();
 
@@ -281,7 +285,12 @@ const api: EngineApi = {
     hubToken = token || undefined;
   },
 
+  async setOffline(offline) {
+    setOfflineMode(offline);
+  },
+
   async searchModels(query, limit = 20) {
+    refuseOffline('the Hub is not searched');
     const out = [];
     for await (const m of listModels({
       search: { query, tags: ['safetensors'] },
@@ -298,6 +307,7 @@ const api: EngineApi = {
   },
 
   async searchDatasets(query, limit = 20) {
+    refuseOffline('the Hub is not searched');
     const out = [];
     for await (const d of listDatasets({ search: { query }, limit, hubUrl: hubEndpoint, ...(hubToken ? { accessToken: hubToken } : {}) })) {
       out.push({ id: d.name, downloads: d.downloads, likes: d.likes });

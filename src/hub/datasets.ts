@@ -3,19 +3,28 @@
 // HF_TOKEN). Files are fetched whole: dataset files are small next to weights.
 
 import { listFiles } from '@huggingface/hub';
-import { resolveEndpoint, resolveToken } from './env';
+import { resolveEndpoint, resolveOffline, resolveToken } from './env';
+import { HubError } from './errors';
 
 export interface HubDatasetOptions {
   endpoint?: string;
   token?: string | false;
   revision?: string;
+  /** Default HF_HUB_OFFLINE or the app's switch: Hub datasets are not stored, so offline they are an error. */
+  offline?: boolean;
 }
 
 export function hubDatasetAccess(opts: HubDatasetOptions = {}) {
   const endpoint = resolveEndpoint(opts.endpoint);
   const revision = opts.revision ?? 'main';
+  const online = (repo: string) => {
+    if (resolveOffline(opts.offline)) {
+      throw new HubError('offline', `dataset ${repo}: offline mode (HF_HUB_OFFLINE or the app's switch) and Hub datasets are fetched, not stored; download its files and name them with file_name, or go online`, { id: repo });
+    }
+  };
   return {
     async fetchFile(repo: string, path: string): Promise<Uint8Array> {
+      online(repo);
       const token = await resolveToken(opts.token);
       const url = `${endpoint}/datasets/${repo}/resolve/${revision}/${path.split('/').map(encodeURIComponent).join('/')}`;
       const res = await fetch(url, token ? { headers: { authorization: `Bearer ${token}` } } : {});
@@ -24,6 +33,7 @@ export function hubDatasetAccess(opts: HubDatasetOptions = {}) {
       return new Uint8Array(await res.arrayBuffer());
     },
     async listRepoFiles(repo: string): Promise<string[]> {
+      online(repo);
       const token = await resolveToken(opts.token);
       const out: string[] = [];
       for await (const f of listFiles({ repo: { type: 'dataset', name: repo }, recursive: true, revision, hubUrl: endpoint, ...(token ? { accessToken: token } : {}) })) {

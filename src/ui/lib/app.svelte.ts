@@ -98,6 +98,8 @@ export const app = $state({
     ...(persisted.generation ?? {}),
   } as GenSettings,
   hubEndpoint: persisted.hubEndpoint ?? '',
+  /** Offline mode (the browser's HF_HUB_OFFLINE): stored models only, the Hub is never contacted. */
+  hubOffline: persisted.hubOffline ?? false,
   bench: null as BenchResult | null,
   benchStatus: '',
   online: typeof navigator !== 'undefined' ? navigator.onLine : true,
@@ -112,6 +114,7 @@ export function persist(): void {
     data: data as Persisted['data'],
     generation: $state.snapshot(app.generation) as unknown as Record<string, unknown>,
     hubEndpoint: app.hubEndpoint,
+    hubOffline: app.hubOffline,
   });
 }
 

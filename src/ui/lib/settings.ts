@@ -199,6 +199,7 @@ export interface Persisted {
   data?: { kind: 'demo'; dataset: string } | { kind: 'upload'; dataset: string } | { kind: 'hub'; repo: string };
   generation?: Record<string, unknown>;
   hubEndpoint?: string;
+  hubOffline?: boolean;
 }
 
 export function loadPersisted(): Persisted {
