@@ -13,37 +13,22 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { Browser, BrowserContext, Download, Page } from 'playwright-core';
 import { openSafetensors, readF32 } from '../src/model/safetensors';
+import { buildApp, hasChromium, launchChromium, ROOT, stopwatch } from './harness';
 import { startHubFront, type HubFront } from './hub-front';
 import { serveStatic, type StaticServer } from './static-server';
 import { writeTinyModel } from './tiny-model';
 
-const CHROMIUM = '/usr/bin/chromium';
-const ROOT = resolve(import.meta.dirname, '..');
 const SHOTS = join(ROOT, 'test-results/e2e');
 const STEPS = 6;
 const HUB_ID = 'crucible-test/demo-copy';
 const HUB_DATASET = 'crucible-test/hello-sft';
 
-const FLAGS = [
-  '--enable-unsafe-webgpu',
-  '--use-webgpu-adapter=swiftshader',
-  '--use-angle=swiftshader',
-  '--enable-features=Vulkan',
-  '--no-sandbox',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-];
+const log = stopwatch('e2e');
 
-const log = (...a: unknown[]) => console.log(`[e2e ${((performance.now() - t0) / 1000).toFixed(1)}s]`, ...a);
-const t0 = performance.now();
-
-describe.skipIf(!existsSync(CHROMIUM))('app in Chromium (WebGPU on SwiftShader)', () => {
+describe.skipIf(!hasChromium())('app in Chromium (WebGPU on SwiftShader)', () => {
   let dir: string;
   let site: StaticServer;
   let hub: { url: string; close(): Promise<void> } | null = null;
@@ -62,15 +47,7 @@ describe.skipIf(!existsSync(CHROMIUM))('app in Chromium (WebGPU on SwiftShader)'
     dir = await mkdtemp(join(tmpdir(), 'crucible-e2e-'));
     await rm(SHOTS, { recursive: true, force: true });
     await mkdir(SHOTS, { recursive: true });
-    // the production build, as `npm run build` makes it (vitest runs with NODE_ENV=test)
-    const { build } = await import('vite');
-    const nodeEnv = process.env.NODE_ENV;
-    process.env.NODE_ENV = 'production';
-    try {
-      await build({ root: ROOT, configFile: join(ROOT, 'vite.config.ts'), mode: 'production', logLevel: 'warn', build: { outDir: join(dir, 'dist'), emptyOutDir: true } });
-    } finally {
-      process.env.NODE_ENV = nodeEnv;
-    }
+    await buildApp(join(dir, 'dist'));
     const roots = [join(dir, 'dist')];
     if (process.env.CRUCIBLE_E2E_TINY === '1') {
       // an overlay served before the build: demo/model and demo/data
@@ -105,8 +82,7 @@ describe.skipIf(!existsSync(CHROMIUM))('app in Chromium (WebGPU on SwiftShader)'
     } catch (e) {
       log('no mock Hub (tests/mockhub):', (e as Error).message);
     }
-    const { chromium } = await import('playwright-core');
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+    browser = await launchChromium();
     context = await browser.newContext({ viewport: { width: 1500, height: 1000 }, acceptDownloads: true });
     page = await context.newPage();
     page.on('pageerror', (e) => errors.push(e.message));
