@@ -13,7 +13,6 @@ import { buildDataset } from '../../src/data';
 import { nodeFileAccess } from '../../src/data/node';
 import { Session } from '../../src/engine/session';
 import { nodeGpu } from '../../src/gpu/node';
-import { Gpu } from '../../src/gpu/runtime';
 import { dirFiles } from '../../src/model/files-node';
 import { saveModelSafetensors } from '../../src/model/save';
 import { folderStore } from '../../src/train/store-node';
@@ -28,16 +27,6 @@ export const PRETRAIN_DEFAULTS = {
   cutoff: 128,
   /** Held-out documents of the corpus, for eval_loss. */
   valSize: 10,
-};
-
-// Workaround (engine bug, reported): Gpu.write() flushes recorded work and flush() frees pending
-// transients, so embeddingBackward's transient index list (made after a recorded zero(), then
-// written) is destroyed before use and full training fails. Flushing before making a transient
-// avoids it; harmless once fixed in src/gpu/runtime.ts.
-const makeTransient = Gpu.prototype.transient;
-Gpu.prototype.transient = function (this: Gpu, ...args: Parameters<Gpu['transient']>) {
-  this.flush();
-  return makeTransient.apply(this, args);
 };
 
 function latestCheckpoint(run: string): string | undefined {
