@@ -119,7 +119,7 @@ describe.skipIf(!hasChromium())('the app against a faulty Hub (Chromium, WebGPU 
     await page.getByRole('button', { name: id, exact: true }).click();
   };
 
-  it('a cut download is shown and resumes (Resume button from the last complete chunk, then an automatic retry), and the model trains', async () => {
+  it('a cut download is shown and resumes (the stored list\'s Resume button, from the last complete chunk, then an automatic retry), and the model trains', async () => {
     await page.goto(site.url);
     await expect.poll(() => page.getByTestId('gpu-adapter').textContent(), { timeout: 30_000 }).toMatch(/swiftshader/i);
     await page.getByText('Get a model from the Hugging Face Hub').click();
@@ -146,7 +146,9 @@ describe.skipIf(!hasChromium())('the app against a faulty Hub (Chromium, WebGPU 
     // resumed from the stored chunk; the connection is then cut and the download retries by itself
     hub.clearRequests();
     hub.setFaults({ cut: { file: WEIGHTS, afterBytes: 1_500_000 }, bytesPerSecond: 8e6 });
-    await page.getByRole('button', { name: `Resume download of ${RESUMED} (16.0 MiB stored)` }).click();
+    // both the picked model and the stored list offer to resume; the stored list's button does it
+    expect(await page.getByRole('button', { name: `Resume download of ${RESUMED} (16.0 MiB stored)` }).count()).toBe(1);
+    await page.getByRole('button', { name: `Resume the download of ${RESUMED}` }).click();
     const retry = page.getByTestId('download-retry');
     await retry.waitFor({ timeout: 30_000 });
     expect(await retry.textContent()).toMatch(new RegExp(`Connection lost on ${WEIGHTS} \\(.+\\): resuming from 1[6-8]\\.\\d MiB of 19\\.\\d MiB in \\d+s\\s+\\(attempt 1 of 5\\)`));
