@@ -195,7 +195,8 @@ export class Model {
   /** Frees every buffer the model owns (weights, biases, gradients, rope tables); adapters are released by their owners. */
   release(): void {
     const own: Tensor[] = [];
-    for (const p of this.params()) own.push(p.value, ...(p.grad ? [p.grad] : []));
+    // the embedding may be split across bindings like a linear weight (uploadMatrix)
+    for (const p of this.params()) own.push(...weightParts(p.value as Weight), ...(p.grad ? [p.grad] : []));
     for (const l of this.layers) own.push(l.invFreq);
     for (const s of this.sites()) {
       own.push(...weightParts(s.weight));
