@@ -3,12 +3,12 @@
 // per token (folded into x/y by Gpu.grid()), WG threads over the D columns; tokens whose id lies
 // in the part get out[t] = table[id - v0] * scale. The first part's dispatch also writes NaN for ids
 // outside [0, V), so that a bad id that slipped past the host check poisons the loss visibly.
-// The table element type (f32 or f16, with the f16 enable) is substituted by src/kernels/embedding.ts.
+// The table holds f32, or f16 pairs packed in u32 words: TABLE_WORD and table_at() are substituted
+// by src/kernels/embedding.ts (kernels/f16.ts weightReader).
 //
 // Backward: the host groups token rows by distinct id (CSR, ids ascending, rows ascending); one
 // workgroup per distinct id sums its rows of dOut in that order (no atomics, same result every
 // run) and writes (or adds) scale * sum into dTable[id].
-{{ENABLE}}
 override WG: u32 = 256u;
 
 struct Fwd {
@@ -31,9 +31,11 @@ fn groupIndex(wg: vec3u, nwg: vec3u) -> u32 {
 }
 
 @group(0) @binding(0) var<storage, read> IDS: array<i32>;
-@group(0) @binding(1) var<storage, read> TABLE: array<{{TABLE_TYPE}}>;
+@group(0) @binding(1) var<storage, read> TABLE: array<{{TABLE_WORD}}>;
 @group(0) @binding(2) var<storage, read_write> OUT: array<f32>;
 @group(0) @binding(3) var<uniform> fp: Fwd;
+
+{{TABLE_AT}}
 
 @compute @workgroup_size(WG)
 fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
@@ -44,7 +46,7 @@ fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u
   if (id >= 0 && u32(id) >= fp.v0 && u32(id) - fp.v0 < fp.rows) {
     let src = (u32(id) - fp.v0) * fp.D;
     for (var d = lane; d < fp.D; d += WG) {
-      OUT[base + d] = f32(TABLE[src + d]) * fp.scale;
+      OUT[base + d] = table_at(src + d) * fp.scale;
     }
   } else if (fp.first != 0u && (id < 0 || u32(id) >= fp.V)) {
     let nan = bitcast<f32>(fp.nanBits);

@@ -7,9 +7,8 @@
 //                y[t, n] += bias[n] + (g[n] - 1) base[t, n] + g[n] s (xa Bᵀ)[t, n] (ACC_Y = 1, dropout)
 //   dora_dmag    dm[n] (=|+=) normInv[n] Σ_t dy[t, n] (base[t, n] + s (xa Bᵀ)[t, n])
 //   dropout      out[t, k] (=|+=) in[t, k] keep(t, k) / (1 - p)    (lora_dropout, inverted)
-// row_norm's weight type is templated (f32, or f16 with math in f32); the other entry points are
-// f32 only.
-{{ENABLE}}
+// row_norm's weight is f32, or f16 pairs packed in u32 words (W_WORD and w_at() substituted by
+// src/kernels/lora.ts, math in f32); the other entry points are f32 only.
 
 // ---- elementwise --------------------------------------------------------------------------------
 
@@ -49,11 +48,13 @@ fn col_scale(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec
 
 struct NormParams { rows: u32, K: u32, r: u32, n0: u32, s: f32, inverse: u32 }
 
-@group(0) @binding(0) var<storage, read> rn_w: array<{{W_TYPE}}>; // [rows, K], one weight part
+@group(0) @binding(0) var<storage, read> rn_w: array<{{W_WORD}}>; // [rows, K], one weight part
 @group(0) @binding(1) var<storage, read> rn_a: array<f32>;        // A [r, K]
 @group(0) @binding(2) var<storage, read> rn_b: array<f32>;        // B [N, r]
 @group(0) @binding(3) var<storage, read_write> rn_out: array<f32>; // [N]
 @group(0) @binding(4) var<uniform> rn: NormParams;
+
+{{W_AT}}
 
 var<workgroup> red256: array<f32, 256>;
 
@@ -70,7 +71,7 @@ fn row_norm(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
     for (var j = 0u; j < rn.r; j++) {
       d = fma(rn_b[n * rn.r + j], rn_a[j * rn.K + k], d);
     }
-    let v = f32(rn_w[row * rn.K + k]) + rn.s * d;
+    let v = w_at(row * rn.K + k) + rn.s * d;
     acc = fma(v, v, acc);
   }
   red256[lid.x] = acc;

@@ -3,8 +3,8 @@
 // op(A) is M x K, op(B) is K x N. TRANS_A / TRANS_B pick the storage layout, so one kernel serves
 // the three products training needs: y = x W^T (NT), dX = dY W (NN), dW = dY^T X (TN).
 // Tiles: 64 x 64 outputs per workgroup, K in steps of 16, each of 256 threads owns 4 x 4 outputs.
-// B_TYPE is f32 or f16 (f16 weights, f32 math), substituted by src/kernels/matmul.ts.
-{{ENABLE}}
+// B holds f32, or f16 pairs packed in u32 words (f16 weights, f32 math): B_WORD and b_at() are
+// substituted by src/kernels/matmul.ts (kernels/f16.ts weightReader).
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 
@@ -17,7 +17,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> A: array<f32>;
-@group(0) @binding(1) var<storage, read> B: array<{{B_TYPE}}>;
+@group(0) @binding(1) var<storage, read> B: array<{{B_WORD}}>;
 @group(0) @binding(2) var<storage, read_write> C: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
@@ -34,11 +34,13 @@ fn loadA(batch: u32, m: u32, k: u32) -> f32 {
   return A[base + m * p.lda + k];
 }
 
+{{B_AT}}
+
 fn loadB(batch: u32, k: u32, n: u32) -> f32 {
   if (k >= p.K || n >= p.N) { return 0.0; }
   let base = p.offB + batch * p.strideB;
-  if (TRANS_B) { return f32(B[base + n * p.ldb + k]); }
-  return f32(B[base + k * p.ldb + n]);
+  if (TRANS_B) { return b_at(base + n * p.ldb + k); }
+  return b_at(base + k * p.ldb + n);
 }
 
 @compute @workgroup_size(16, 16)

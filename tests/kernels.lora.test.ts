@@ -207,9 +207,8 @@ describe('lora', () => {
     await runCase(gpu, rng, { name: 'LoRA q4', ...Q, r: 16, alpha: 16, bias: true, dora: false, dropout: false, quant: 'q4', accDx: true });
   });
 
-  it('DoRA with an f16 base weight (shader-f16 only)', async (ctx) => {
+  it('DoRA and LoRA with an f16 base weight (packed pairs: any device)', async () => {
     const gpu = await testGpu();
-    if (!gpu.caps.f16) ctx.skip();
     const rng = makeRng();
     await runCase(gpu, rng, { name: 'DoRA f16 W', ...ODD, r: 16, alpha: 16, bias: true, dora: true, dropout: false, f16: true });
     await runCase(gpu, rng, { name: 'LoRA f16 W dropout', ...ODD, r: 3, alpha: 16, bias: false, dora: false, dropout: true, f16: true });

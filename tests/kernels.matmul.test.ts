@@ -1,6 +1,8 @@
 // Kernel family: matmul (shaders/matmul.wgsl, src/kernels/matmul.ts)
 import { describe, expect, it } from 'vitest';
 import { gemm, linear, linearBackwardInput, linearBackwardWeight } from '../src/kernels/matmul';
+import { halfToFloat } from '../src/gpu/runtime';
+import { floatToHalf } from '../src/model/safetensors';
 import { testGpu, poisoned } from './helpers/gpu';
 import { expectClose, makeRng } from './helpers/check';
 
@@ -39,6 +41,19 @@ describe('matmul', () => {
           gpu.release(ta, tb, tc);
         }
       });
+
+  it('an f16 B (packed pairs, any device) gives the product with the f16-rounded values, at odd sizes and odd offsets', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    for (const [M, N, K, tB, off] of [[3, 7, 5, true, 1], [70, 65, 33, false, 0], [5, 9, 17, true, 3], [1, 1, 1, false, 1]] as const) {
+      const a = rng.randn(M * K), b = rng.randn(off + K * N);
+      const bits = Uint16Array.from(b, floatToHalf);
+      const rounded = Float32Array.from(bits, halfToFloat).subarray(off);
+      const tc = poisoned(gpu, [M, N]);
+      gemm(gpu, { a: gpu.upload(a, [M, K]), b: gpu.upload(bits, [off + K * N], 'f16'), c: tc, M, N, K, transB: tB, offB: off });
+      expectClose(await gpu.readF32(tc), refGemm(a, rounded, M, N, K, false, tB), 1e-5, `f16 gemm ${M}x${N}x${K}${tB ? ' Bᵀ' : ''} offset ${off}`, rng.seed);
+    }
+  });
 
   it('gemm accumulates with beta and honours offsets, leading dims and batches', async () => {
     const gpu = await testGpu();

@@ -1,6 +1,6 @@
-// QLoRA: the base quantized on upload (4 or 8 bit) with an f32 adapter. The fused quantized path
-// must compute exactly the model whose weights are the dequantized ones (an f32 model given those
-// weights), and stay near the unquantized model.
+// QLoRA: the base quantized on upload (4 or 8 bit), or kept in f16, with an f32 adapter. The fused
+// quantized (or packed-f16) path must compute exactly the model whose weights are the dequantized
+// ones (an f32 model given those weights), and stay near the f32 model.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
@@ -43,9 +43,9 @@ async function run(format: WeightFormat, weightsFrom?: Model) {
   };
 }
 
-it('4- and 8-bit bases compute the dequantized model exactly, and stay near the f32 one', async () => {
+it('f16, 8- and 4-bit bases compute the dequantized model exactly, and stay near the f32 one', async () => {
   const f32 = await run('f32');
-  for (const [format, near] of [['q8', 0.02], ['q4', 0.3]] as const) {
+  for (const [format, near] of [['f16', 2e-3], ['q8', 0.02], ['q4', 0.3]] as const) {
     const q = await run(format);
     expect(q.format).toBe(format);
     const same = await run('f32', q.model); // f32 engine, dequantized weights

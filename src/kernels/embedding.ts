@@ -6,6 +6,7 @@ import source from '../../shaders/embedding.wgsl';
 import { f32, type Gpu } from '../gpu/runtime';
 import { numel, shapeStr, type Tensor } from '../gpu/tensor';
 import { weightParts, type Weight } from './matmul';
+import { weightReader } from './f16';
 
 function workgroupSize(D: number): number {
   return D >= 1024 ? 256 : 64;
@@ -17,6 +18,12 @@ export function checkIds(ids: Int32Array, vocab: number): void {
     const id = ids[i]!;
     if (id < 0 || id >= vocab) throw new RangeError(`token id ${id} at index ${i} is outside the vocabulary [0, ${vocab})`);
   }
+}
+
+/** The shader with the table read as f32 or as f16 pairs (kernels/f16.ts). */
+function shader(table: 'f32' | 'f16'): string {
+  const r = weightReader(table, 'TABLE', 'table_at');
+  return source.replace('{{TABLE_WORD}}', r.word).replace('{{TABLE_AT}}', r.fn);
 }
 
 /**
@@ -36,7 +43,6 @@ export function embedding(gpu: Gpu, ids: Tensor, table: Weight, out: Tensor, sca
       throw new Error(`${fn}: table part ${i} ${shapeStr(p.shape)} must be [rows, ${D}] like part 0`);
     }
     if (p.dtype !== 'f32' && p.dtype !== 'f16') throw new Error(`${fn}: table part ${i} is ${p.dtype}; only f32 and f16 tables are supported`);
-    if (p.dtype === 'f16' && !gpu.caps.f16) throw new Error(`${fn}: table part ${i} is f16 but this device has no shader-f16`);
     if (p.buffer === out.buffer) throw new Error(`${fn}: out must not share a buffer with table part ${i}`);
     V += p.shape[0]!;
   }
@@ -50,9 +56,7 @@ export function embedding(gpu: Gpu, ids: Tensor, table: Weight, out: Tensor, sca
   const groups = gpu.grid(T);
   let v0 = 0;
   parts.forEach((p, i) => {
-    const code = source
-      .replace('{{ENABLE}}', p.dtype === 'f16' ? 'enable f16;' : '')
-      .replace('{{TABLE_TYPE}}', p.dtype);
+    const code = shader(p.dtype as 'f32' | 'f16');
     const rows = p.shape[0]!;
     gpu.dispatch(gpu.pipeline(code, 'forward', { WG }), [ids, p, out], groups,
       [T, D, v0, rows, V, i === 0 ? 1 : 0, f32(scale), 0x7fc00000]);
@@ -105,7 +109,7 @@ export function embeddingBackward(gpu: Gpu, ids: Int32Array, dOut: Tensor, dTabl
   if (U === 0 || D === 0) return;
   const csr = gpu.transient([data.length], 'u32', 'embedding gradient rows');
   gpu.write(csr, data);
-  const code = source.replace('{{ENABLE}}', '').replace('{{TABLE_TYPE}}', 'f32');
+  const code = shader('f32');
   gpu.dispatch(gpu.pipeline(code, 'backward', { WG: workgroupSize(D) }), [csr, dOut, dTable], gpu.grid(U),
     [U, D, f32(scale), accumulate ? 1 : 0]);
 }

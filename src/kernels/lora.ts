@@ -47,6 +47,7 @@ import source from '../../shaders/lora.wgsl';
 import { f32, type Gpu } from '../gpu/runtime';
 import { numel, shapeStr, type Tensor } from '../gpu/tensor';
 import { linear, linearBackwardInput, linearBackwardWeight, type Weight } from './matmul';
+import { weightReader } from './f16';
 import { dequantize, isQuantized } from './quant';
 import { scratch as scratchBuffer } from './scratch';
 
@@ -176,11 +177,10 @@ function layerDims(gpu: Gpu, fn: string, x: Tensor, base: Weight, lora: LoraWeig
   return { T, K, N, r };
 }
 
-/** DoRA's row norm reads W: f32, f16 where the device has shader-f16, or q4/q8 (dequantized). */
+/** DoRA's row norm reads W: f32, f16 (packed pairs), or q4/q8 (dequantized). */
 function checkNormable(gpu: Gpu, fn: string, p: Tensor): void {
   if (isQuantized(p)) return;
   if (p.dtype !== 'f32' && p.dtype !== 'f16') throw new Error(`${fn}: DoRA base weight must be f32, f16, q4 or q8, not ${p.dtype}`);
-  if (p.dtype === 'f16' && !gpu.caps.f16) throw new Error(`${fn}: f16 base weight on a device without shader-f16`);
 }
 
 function checkSaved(fn: string, d: Dims, saved: LoraSaved, dora: boolean): void {
@@ -210,7 +210,8 @@ const scratch = (gpu: Gpu, key: string, elements: number): Tensor => scratchBuff
 // ---- helper kernels --------------------------------------------------------------------------------
 
 function code(wType: 'f32' | 'f16' = 'f32'): string {
-  return source.replace('{{ENABLE}}', wType === 'f16' ? 'enable f16;' : '').replaceAll('{{W_TYPE}}', wType);
+  const w = weightReader(wType, 'rn_w', 'w_at');
+  return source.replace('{{W_WORD}}', w.word).replace('{{W_AT}}', w.fn);
 }
 
 function elementwiseGrid(gpu: Gpu, count: number): [number, number] {
@@ -259,7 +260,7 @@ function colScale(gpu: Gpu, dy: Tensor, mag: Tensor, normInv: Tensor, out: Tenso
 
 /**
  * out[n] = ||W[n, :] + s (B A)[n, :]|| (1 / that with inverse), without storing B A. W is f32, f16
- * (shader-f16), or q4/q8 (each part dequantized into scratch first). DoRA initialises
+ * (packed pairs), or q4/q8 (each part dequantized into scratch first). DoRA initialises
  * lora_magnitude_vector with this norm (PEFT DoraLinearLayer.update_layer), B = 0 at init.
  */
 export function loraWeightNorm(gpu: Gpu, base: Weight, lora: Pick<LoraWeights, 'A' | 'B' | 'scaling'>, out: Tensor, inverse = false): void {

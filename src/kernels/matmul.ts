@@ -1,12 +1,13 @@
 // Matrix products. gemm() is the general strided, batched form; linear*() are the three layouts a
 // linear layer needs in training (the frozen base never needs its weight gradient, but full
-// fine-tuning does). Weights may be f32 or f16 (the latter only where the device has shader-f16),
+// fine-tuning does). Weights may be f32 or f16 (stored as packed pairs: any device, see f16.ts),
 // or block-quantized q4 / q8 (QLoRA base weights): linear() and linearBackwardInput() route those
 // to the fused dequantize-matmuls of src/kernels/quant.ts, part by part.
 
 import source from '../../shaders/matmul.wgsl';
 import { f32, type Gpu } from '../gpu/runtime';
 import type { Tensor } from '../gpu/tensor';
+import { weightReader } from './f16';
 import { isQuantized, qlinear, qlinearBackwardInput } from './quant';
 
 export interface GemmArgs {
@@ -43,9 +44,8 @@ export function gemm(gpu: Gpu, g: GemmArgs): void {
   const ldb = g.ldb ?? (transB ? K : N);
   const ldc = g.ldc ?? N;
   const batch = g.batch ?? 1;
-  const code = source
-    .replace('{{ENABLE}}', g.b.dtype === 'f16' ? 'enable f16;' : '')
-    .replace('{{B_TYPE}}', g.b.dtype);
+  const b = weightReader(g.b.dtype, 'B', 'b_at');
+  const code = source.replace('{{B_WORD}}', b.word).replace('{{B_AT}}', b.fn);
   const pipeline = gpu.pipeline(code, 'main', { TRANS_A: transA ? 1 : 0, TRANS_B: transB ? 1 : 0 });
   gpu.dispatch(
     pipeline,

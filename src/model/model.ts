@@ -55,7 +55,7 @@ export interface Layer {
 }
 
 export interface LoadOptions {
-  /** Storage of the base linear weights: f32, f16 (needs shader-f16), or quantized on upload. */
+  /** Storage of the base linear weights: f32, f16 (packed pairs, any device), or quantized on upload. */
   format?: WeightFormat;
   onProgress?: (loadedTensors: number, totalTensors: number, name: string) => void;
 }

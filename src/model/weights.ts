@@ -91,8 +91,7 @@ export async function uploadMatrix(
   const [first, end] = rows ?? [0, shape[0]];
   if (!(first >= 0 && first < end && end <= shape[0])) throw new Error(`${ckpt.origin}: rows [${first}, ${end}) of ${name} are outside its ${shape[0]} rows`);
   const N = end - first, K = shape[1];
-  let dtype: DType = format;
-  if (format === 'f16' && !gpu.caps.f16) dtype = 'f32';
+  const dtype: DType = format;
   const limit = gpu.caps.limits.maxStorageBufferBindingSize;
   const rowBytes = byteSize([1, K], dtype === 'q4' || dtype === 'q8' ? 'f32' : dtype);
   const rowsPerPart = Math.max(1, Math.min(N, Math.floor(limit / rowBytes)));
