@@ -100,6 +100,9 @@ describe('preference runs with a precomputed reference', () => {
     resumed.release();
     expect(again).toEqual([]); // nothing re-scored with the moved weights
     expect(losses(after)).toEqual(losses(logs).slice(2).map((l) => expect.closeTo(l, 4)));
+    // the pace is this process's: one step done here, one to go
+    expect(after[0]!.current_steps).toBe(3);
+    expect(after[0]!.remaining_time).toBeCloseTo(after[0]!.elapsed_time, 2);
 
     store.files.delete('checkpoint-2/reference_logps.json');
     const lost = await Trainer.create(await freshModel(), train, [], opts, 0);

@@ -114,6 +114,8 @@ export class Trainer {
   /** Start of the current logging interval (evaluation and checkpoints are not counted). */
   private intervalStart = 0;
   private readonly started = performance.now();
+  /** The step this process started from (a resumed run's checkpoint): the pace is measured from there. */
+  private firstStep = 0;
 
   private constructor(
     readonly model: Model,
@@ -173,6 +175,7 @@ export class Trainer {
     const gpu = this.model.gpu;
     const o = this.opts;
     const schedule = { type: o.scheduler, warmupSteps: warmupSteps(this.totalSteps, o.warmupSteps, o.warmupRatio), totalSteps: this.totalSteps };
+    this.firstStep = this.state.global_step;
     if (this.reference && this.reference.size === 0) await this.scoreReference(hooks);
     this.intervalStart = performance.now();
     while (this.state.global_step < this.totalSteps) {
@@ -406,7 +409,7 @@ export class Trainer {
       percentage: round((100 * step) / this.totalSteps),
       tokens_per_second: Math.round(tps),
       elapsed_time: round(elapsed),
-      remaining_time: round(step > 0 ? (elapsed / step) * (this.totalSteps - step) : 0),
+      remaining_time: round(step > this.firstStep ? (elapsed / (step - this.firstStep)) * (this.totalSteps - step) : 0),
     };
   }
 }
