@@ -6,30 +6,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { encodeSafetensors, type TensorToWrite } from '../src/model/safetensors';
-
-const SPECIALS = ['<|endoftext|>', '<|im_start|>', '<|im_end|>'];
-
-/** GPT-2's bytes_to_unicode. */
-function byteChars(): string[] {
-  const bs: number[] = [];
-  for (let b = 33; b <= 126; b++) bs.push(b);
-  for (let b = 161; b <= 172; b++) bs.push(b);
-  for (let b = 174; b <= 255; b++) bs.push(b);
-  const cs = [...bs];
-  let n = 0;
-  for (let b = 0; b < 256; b++) {
-    if (!bs.includes(b)) {
-      bs.push(b);
-      cs.push(256 + n++);
-    }
-  }
-  const out: string[] = new Array(256);
-  bs.forEach((b, i) => (out[b] = String.fromCodePoint(cs[i]!)));
-  return out;
-}
-
-const CHATML =
-  "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+import { SPECIALS } from '../scripts/demo/common';
+import { byteChars, CHAT_TEMPLATE } from '../scripts/demo/train-tokenizer';
 
 export function writeTinyModel(dir: string, opts: { hidden?: number; layers?: number; intermediate?: number; vocab?: number; seed?: number } = {}): void {
   mkdirSync(dir, { recursive: true });
@@ -52,7 +30,7 @@ export function writeTinyModel(dir: string, opts: { hidden?: number; layers?: nu
   writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tokenizer));
   writeFileSync(
     join(dir, 'tokenizer_config.json'),
-    JSON.stringify({ bos_token: null, eos_token: '<|im_end|>', pad_token: '<|endoftext|>', chat_template: CHATML, model_max_length: 512, add_bos_token: false }, null, 2),
+    JSON.stringify({ bos_token: null, eos_token: '<|im_end|>', pad_token: '<|endoftext|>', chat_template: CHAT_TEMPLATE, model_max_length: 512, add_bos_token: false }, null, 2),
   );
   const D = opts.hidden ?? 32, L = opts.layers ?? 2, H = 4, KV = 2, Dh = D / H, I = opts.intermediate ?? 2 * D;
   const config = {
