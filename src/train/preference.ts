@@ -514,7 +514,7 @@ export class PreferenceObjective {
     const ws = this.ctx.workspace(batch.B, batch.S);
     ws.load(batch);
     const last = Array.from(batch.lengths, (n, b) => b * batch.S + n - 1);
-    const noise = backward ? this.ctx.embedNoise?.(batch, this.noisyForwards++) ?? null : null;
+    const noise = this.noise(batch, backward);
     const dropout = backward ? this.ctx.loraDropout?.(this.micro) : undefined;
     forwardBackward(ws, { backward: false, gradScale: 1, head: () => {}, ...(noise ? { embedNoise: noise } : {}), ...(dropout ? { loraDropout: dropout } : {}) });
     if (noise) this.ctx.model.gpu.release(noise);
@@ -549,12 +549,17 @@ export class PreferenceObjective {
 
   /** Summed log-probabilities of a batch under the current weights (leaves its forward in ws); `training` adds NEFTune noise. */
   private async logps(ws: Workspace, batch: TrainBatch, training: boolean): Promise<{ logps: Float64Array; lens: Int32Array }> {
-    const noise = training ? this.ctx.embedNoise?.(batch, this.noisyForwards++) ?? null : null;
+    const noise = this.noise(batch, training);
     try {
       return await sequenceLogps(ws, batch, noise ?? undefined);
     } finally {
       if (noise) this.ctx.model.gpu.release(noise);
     }
+  }
+
+  /** NEFTune noise for a forward of `batch` in training (each draws its own), or null. */
+  private noise(batch: TrainBatch, training: boolean): Tensor | null {
+    return training ? this.ctx.embedNoise?.(batch, this.noisyForwards++) ?? null : null;
   }
 
   /** The same under the reference model: looked up when precomputed, else the base with the adapter switched off. */
