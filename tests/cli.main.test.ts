@@ -158,7 +158,7 @@ describe('train', () => {
       hooks.onStatus?.('tokenizing identity');
       hooks.onLog?.({ current_steps: 10, total_steps: 30, loss: 1.23456, lr: 9.5e-5, epoch: 0.33, percentage: 33.3, grad_norm: 0.5, tokens_per_second: 1234.4, elapsed_time: 12, remaining_time: 24 });
       hooks.onCheckpoint?.('out/checkpoint-10', 10);
-      return { outputDir: config.output_dir, globalStep: 30, totalSteps: 30, interrupted: false, trainLoss: 1.1 };
+      return { outputDir: config.output_dir, globalStep: 30, totalSteps: 30, interrupted: false, checkpoint: 'out/checkpoint-30', trainLoss: 1.1 };
     };
     const r = await run(['train', SFT, 'learning_rate=2.0e-4', '--num_train_epochs', '1', 'output_dir=out'], { engines: { runTraining }, signal: new AbortController().signal });
     expect(r.code).toBe(0);
@@ -176,11 +176,11 @@ describe('train', () => {
     const runTraining: EngineImpls['runTraining'] = async (config, hooks) => {
       ac.abort();
       expect(hooks.signal?.aborted).toBe(true);
-      return { outputDir: config.output_dir, globalStep: 3, totalSteps: 30, interrupted: true };
+      return { outputDir: config.output_dir, globalStep: 3, totalSteps: 30, interrupted: true, checkpoint: 'out/checkpoint-3' };
     };
     const r = await run(['train', SFT], { engines: { runTraining }, signal: ac.signal });
     expect(r.code).toBe(130);
-    expect(r.err).toContain('interrupted at step 3/30');
+    expect(r.err).toContain('interrupted at step 3/30; checkpoint out/checkpoint-3: rerun the same command to resume');
   });
 });
 

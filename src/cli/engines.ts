@@ -28,8 +28,10 @@ export interface TrainRunResult {
   outputDir: string;
   globalStep: number;
   totalSteps: number;
-  /** Stopped by the signal before the end (a checkpoint was saved). */
+  /** Stopped by the signal before the end. */
   interrupted: boolean;
+  /** The newest complete checkpoint folder (null: none, e.g. stopped before the first step). */
+  checkpoint: string | null;
   trainLoss?: number;
   evalLoss?: number;
 }

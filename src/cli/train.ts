@@ -71,7 +71,7 @@ export const trainCommand: CommandDef = {
       const evalLoss = result.evalLoss !== undefined ? `, eval loss ${result.evalLoss.toFixed(4)}` : '';
       io.stderr(
         result.interrupted
-          ? `interrupted at step ${result.globalStep}/${result.totalSteps}; checkpoint in ${result.outputDir}\n`
+          ? `interrupted at step ${result.globalStep}/${result.totalSteps}; ${result.checkpoint ? `checkpoint ${result.checkpoint}: rerun the same command to resume` : 'no step finished, nothing to resume'}\n`
           : `done: ${result.globalStep} steps${loss}${evalLoss}; saved to ${result.outputDir}\n`,
       );
       return result.interrupted ? 130 : 0;

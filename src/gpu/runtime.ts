@@ -36,6 +36,7 @@ export class Gpu {
   private readonly bindGroups = new Map<string, GPUBindGroup>();
   private readonly uniforms = new Map<string, GPUBuffer>();
   private readonly transients: Tensor[] = [];
+  private readonly paceMarks: Promise<undefined>[] = [];
   private lost: string | null = null;
   private error: string | null = null;
   /**
@@ -242,6 +243,18 @@ export class Gpu {
     }
   }
 
+  /**
+   * Submit what is recorded and wait until at most `inFlight` earlier pace() points are still
+   * running on the GPU: bounds how far the host runs ahead, and yields to the event loop.
+   */
+  async pace(inFlight: number): Promise<void> {
+    this.flush();
+    this.paceMarks.push(this.device.queue.onSubmittedWorkDone());
+    while (this.paceMarks.length > inFlight) await this.paceMarks.shift();
+    await nextTask(); // the marks may have resolved already: a microtask alone would not let events in
+    this.check();
+  }
+
   /** Wait until the GPU has finished all submitted work. */
   async sync(): Promise<void> {
     this.flush();
@@ -354,6 +367,10 @@ export class Gpu {
     return b;
   }
 }
+
+/** Resolves in a later task of the event loop (after pending I/O and signals). */
+const nextTask: () => Promise<void> =
+  typeof setImmediate === 'function' ? () => new Promise((r) => setImmediate(r)) : () => new Promise((r) => setTimeout(r, 0));
 
 function padTo4(bytes: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4);

@@ -448,6 +448,16 @@ export class PreferenceObjective {
     return { loss, ...this.summarize(stored.map((s) => s.r), '') };
   }
 
+  /** The micro-batch results not yet taken by takeMetrics (plain numbers: a checkpoint keeps them). */
+  unlogged(): unknown {
+    return this.stored;
+  }
+
+  /** Restores unlogged results from a checkpoint (see unlogged()). */
+  restoreUnlogged(saved: unknown): void {
+    this.stored = Array.isArray(saved) ? (saved as typeof this.stored) : [];
+  }
+
   /** Loss and metrics over an evaluation set (keys prefixed eval_). */
   async evaluate(examples: readonly PreferenceExample[], batchSize: number): Promise<Record<string, number>> {
     checkExamples(this.opts.stage, examples, 'evaluation data');

@@ -3,7 +3,7 @@
 // training_loss.png with plot_loss, train_results.json. A rerun resumes from the last checkpoint
 // unless overwrite_output_dir is set; an abort (Ctrl-C) saves a checkpoint first.
 
-import { appendFile, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CrucibleConfig } from '../config';
 import type { TrainRunHooks, TrainRunResult } from '../cli/engines';
@@ -11,6 +11,7 @@ import { buildDataset } from '../data';
 import { nodeFileAccess } from '../data/node';
 import { hubDatasetAccess } from '../hub/datasets';
 import { resolveModelFiles } from '../engine/node-model';
+import { appendQueue, removeStaleTemps, writeFileAtomic } from '../files/atomic-node';
 import { trainOptionsFromConfig } from '../engine/options';
 import { Session } from '../engine/session';
 import { modelTensors } from '../export/model-tensors';
@@ -60,41 +61,48 @@ export async function runTraining(config: CrucibleConfig, hooks: TrainRunHooks):
     opts.referenceTable = resumeFrom ? new ReferenceTable() : await referenceModelTable(config, session, [...data.train, ...data.eval] as PreferenceExample[], status);
   } else if (config.ref_model) status(`ref_model is not used: stage ${config.stage}${config.stage === 'dpo' ? ` with pref_loss ${config.pref_loss}` : ''} needs no reference model`);
   const logPath = join(out, 'trainer_log.jsonl');
-  await mkdir(out, { recursive: true });
-  if (!resumeFrom) await writeFile(logPath, '');
-  else status(`resuming from ${resumeFrom}`);
-  const history: LogRecord[] = [];
+  await removeStaleTemps(out);
+  // the log holds exactly the records of the checkpoint resumed from: steps trained after it are trained again
+  const resumedLog = resumeFrom ? await checkpointLog(out, resumeFrom) : [];
+  await writeFileAtomic(logPath, resumedLog.map((r) => `${JSON.stringify(r)}\n`).join(''));
+  if (resumeFrom) status(`resuming from ${resumeFrom}`);
+  const log = appendQueue(logPath);
+  let pruning: Promise<void> = Promise.resolve();
+  let lastCheckpoint: string | null = resumeFrom;
   const trainer = await session.train(opts, data.train, data.eval, store, {
     ...(hooks.signal ? { signal: hooks.signal } : {}),
     onStatus: status,
     ...(resumeFrom ? { resumeFrom } : {}),
     onLog: (rec) => {
-      history.push(rec);
-      void appendFile(logPath, `${JSON.stringify(rec)}\n`);
+      log.append(`${JSON.stringify(rec)}\n`);
       hooks.onLog?.(rec);
     },
     onCheckpoint: (dir, step) => {
+      lastCheckpoint = dir;
       hooks.onCheckpoint?.(join(out, dir), step);
-      void pruneCheckpoints(out, config.save_total_limit);
+      pruning = pruning.then(() => pruneCheckpoints(out, config.save_total_limit));
     },
     onDone: async (t) => {
       if (t.state.global_step >= t.totalSteps) await saveFinal(session, t, files, config, out);
     },
   });
+  await log.flush();
+  await pruning;
   trainer.objective?.valueHead?.release();
   const state = trainer.state;
   const interrupted = state.global_step < trainer.totalSteps;
   const all = [...state.log_history];
-  if (config.plot_loss) await writeFile(join(out, 'training_loss.png'), lossPlotPng(all.map((r) => ({ step: r.current_steps, ...(r.loss !== undefined ? { loss: r.loss } : {}), ...(r.eval_loss !== undefined ? { eval_loss: r.eval_loss } : {}) }))));
+  if (config.plot_loss) await writeFileAtomic(join(out, 'training_loss.png'), lossPlotPng(all.map((r) => ({ step: r.current_steps, ...(r.loss !== undefined ? { loss: r.loss } : {}), ...(r.eval_loss !== undefined ? { eval_loss: r.eval_loss } : {}) }))));
   const trainLoss = [...all].reverse().find((r) => r.loss !== undefined)?.loss;
   const evalLoss = [...all].reverse().find((r) => r.eval_loss !== undefined)?.eval_loss;
-  await writeFile(join(out, 'train_results.json'), JSON.stringify({ epoch: state.epoch, global_step: state.global_step, train_loss: trainLoss, eval_loss: evalLoss }, null, 2));
+  await writeFileAtomic(join(out, 'train_results.json'), JSON.stringify({ epoch: state.epoch, global_step: state.global_step, train_loss: trainLoss, eval_loss: evalLoss }, null, 2));
   session.release();
   return {
     outputDir: out,
     globalStep: state.global_step,
     totalSteps: trainer.totalSteps,
     interrupted,
+    checkpoint: lastCheckpoint ? join(out, lastCheckpoint) : null,
     ...(trainLoss !== undefined ? { trainLoss } : {}),
     ...(evalLoss !== undefined ? { evalLoss } : {}),
   };
@@ -135,19 +143,30 @@ async function referenceModelTable(config: CrucibleConfig, policy: Session, exam
 async function saveFinal(session: Session, trainer: Trainer, files: ModelFiles, config: CrucibleConfig, out: string): Promise<void> {
   if (config.finetuning_type === 'lora') {
     const ad = await session.exportAdapter(config.model_name_or_path);
-    await writeFile(join(out, 'adapter_config.json'), ad['adapter_config.json']);
-    await writeFile(join(out, 'adapter_model.safetensors'), ad['adapter_model.safetensors']);
+    await writeFileAtomic(join(out, 'adapter_config.json'), ad['adapter_config.json']);
+    await writeFileAtomic(join(out, 'adapter_model.safetensors'), ad['adapter_model.safetensors']);
   } else {
-    await writeSharded(modelTensors(session.model), (p, d) => writeFile(join(out, p), d), { maxBytes: 5e9, dtype: 'F32' });
+    await writeSharded(modelTensors(session.model), (p, d) => writeFileAtomic(join(out, p), d), { maxBytes: 5e9, dtype: 'F32' });
   }
   await trainer.objective?.save(folderStore(out), '');
   for (const f of MODEL_SIDE_FILES) {
     if (config.finetuning_type === 'lora' && f === 'config.json') continue;
-    if (await files.exists(f)) await writeFile(join(out, f), await files.readText(f));
+    if (await files.exists(f)) await writeFileAtomic(join(out, f), await files.readText(f));
   }
 }
 
 const CHECKPOINT = /^checkpoint-(\d+)$/;
+
+/** The log records a checkpoint's trainer_state.json holds (those of its step and before). */
+async function checkpointLog(out: string, dir: string): Promise<LogRecord[]> {
+  const path = join(out, dir, 'trainer_state.json');
+  const text = await readFile(path, 'utf8');
+  try {
+    return (JSON.parse(text) as { log_history?: LogRecord[] }).log_history ?? [];
+  } catch (e) {
+    throw new Error(`${path}: not valid JSON (${(e as Error).message}); remove ${join(out, dir)} to resume from an earlier checkpoint`);
+  }
+}
 
 async function checkpoints(out: string): Promise<{ dir: string; step: number }[]> {
   let names: string[];

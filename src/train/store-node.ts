@@ -1,19 +1,14 @@
-// RunStore over a folder: atomic writes (temp file + rename), so a crash never leaves a file that
-// looks complete but is not.
+// RunStore over a folder: atomic writes (temp file + fsync + rename), so a crash never leaves a
+// file that looks complete but is not.
 
-import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../files/atomic-node';
 import type { RunStore } from './trainer';
 
 export function folderStore(root: string): RunStore {
   return {
-    async write(path, data) {
-      const full = join(root, path);
-      await mkdir(dirname(full), { recursive: true });
-      const tmp = `${full}.tmp-${process.pid}`;
-      await writeFile(tmp, data);
-      await rename(tmp, full);
-    },
+    write: (path, data) => writeFileAtomic(join(root, path), data),
     async read(path) {
       return new Uint8Array(await readFile(join(root, path)));
     },

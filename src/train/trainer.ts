@@ -19,6 +19,9 @@ import { checkExamples, PreferenceObjective, usesReference, type PreferenceExamp
 import { REFERENCE_FILE, ReferenceTable, referenceRows, scoreReference } from './reference';
 import { lrMultiplier, warmupSteps, type SchedulerType } from './schedule';
 
+/** Optimizer steps the host may have submitted before the GPU finishes the oldest of them. */
+const STEPS_IN_FLIGHT = 2;
+
 /** sft / pt rows, preference pairs (rm, dpo) or KTO examples. */
 export type TrainExample = TokenExample | PreferenceExample;
 
@@ -96,6 +99,19 @@ interface TrainerState {
   log_history: LogRecord[];
 }
 
+/**
+ * The steps trained since the last log record, kept in a checkpoint taken off the logging
+ * schedule (an interrupt), so the resumed run's next record covers the same steps as an
+ * uninterrupted run's.
+ */
+interface LogInterval {
+  steps: number;
+  /** Sum of the interval's per-step mean losses (pt / sft). */
+  loss_sum: number;
+  /** A preference objective's unlogged micro-batch results. */
+  objective?: unknown;
+}
+
 export class Trainer {
   readonly params: TrainableTensor[];
   readonly optimizer: AdamW;
@@ -170,7 +186,10 @@ export class Trainer {
     return new Trainer(model, adapter, train, evalSet, opts, padId);
   }
 
-  /** Runs until total steps (or abort). Returns the final state. */
+  /**
+   * Runs until total steps or an abort. An abort, whenever it arrives (during a step, a log, an
+   * evaluation or a save), ends the run with a complete checkpoint of the last finished step.
+   */
   async run(store: RunStore | null, hooks: TrainHooks = {}): Promise<TrainerState> {
     const gpu = this.model.gpu;
     const o = this.opts;
@@ -178,7 +197,8 @@ export class Trainer {
     this.firstStep = this.state.global_step;
     if (this.reference && this.reference.size === 0) await this.scoreReference(hooks);
     this.intervalStart = performance.now();
-    while (this.state.global_step < this.totalSteps) {
+    const every = (n: number, step: number) => n > 0 && step % n === 0;
+    while (this.state.global_step < this.totalSteps && !hooks.signal?.aborted) {
       const rows = this.nextMicroRows();
       this.optimizer.zeroGrad();
       if (this.objective) this.tokensSinceLog += await this.objective.step(rows as PreferenceExample[][]);
@@ -187,18 +207,21 @@ export class Trainer {
       const sumSq = this.optimizer.update(lr);
       this.state.global_step++;
       this.stepsSinceLog++;
+      // bounded run-ahead: the host encodes at most two steps ahead of the GPU, and the event loop
+      // gets a turn every step (a Ctrl-C or Pause is seen within a step, not at the next log)
+      await gpu.pace(STEPS_IN_FLIGHT);
       const step = this.state.global_step;
-      const last = step === this.totalSteps || hooks.signal?.aborted;
-      if (step % Math.max(1, o.loggingSteps) === 0 || last) await this.log(lr, sumSq, hooks);
+      const final = step === this.totalSteps;
+      if (every(Math.max(1, o.loggingSteps), step) || final) await this.log(lr, sumSq, hooks);
       const pausedAt = performance.now();
-      if (o.evalSteps > 0 && this.evalSet.length > 0 && (step % o.evalSteps === 0 || last)) await this.evaluate(lr, hooks);
-      if (store && ((o.saveSteps > 0 && step % o.saveSteps === 0) || last)) {
+      if (this.evalSet.length > 0 && (every(o.evalSteps, step) || (o.evalSteps > 0 && final))) await this.evaluate(lr, hooks);
+      // decided after the awaits above: an abort that arrived during them still saves this step
+      if (store && (every(o.saveSteps, step) || final || hooks.signal?.aborted)) {
         const dir = `checkpoint-${step}`;
         await this.saveCheckpoint(store, dir);
         hooks.onCheckpoint?.(dir, step);
       }
       this.intervalStart += performance.now() - pausedAt; // evaluation and saving are not training time
-      if (hooks.signal?.aborted) break;
     }
     await gpu.sync();
     return this.state;
@@ -259,8 +282,9 @@ export class Trainer {
     }
     await store.write(`${dir}/optimizer.safetensors`, encodeSafetensors(opt, { step: String(this.optimizer.step) }));
     if (this.reference) await store.write(`${dir}/${REFERENCE_FILE}`, this.reference.toJson());
+    const interval = this.stepsSinceLog > 0 ? { log_interval: await this.logInterval() } : {};
     // written last: a checkpoint without trainer_state.json is incomplete and is not resumed from
-    await store.write(`${dir}/trainer_state.json`, JSON.stringify({ ...this.state, seed: this.opts.seed }, null, 1));
+    await store.write(`${dir}/trainer_state.json`, JSON.stringify({ ...this.state, ...interval, seed: this.opts.seed }, null, 1));
   }
 
   /**
@@ -290,7 +314,7 @@ export class Trainer {
   async resume(store: RunStore, dir: string): Promise<void> {
     const gpu = this.model.gpu;
     if (!(await store.exists(`${dir}/trainer_state.json`))) throw new Error(`${dir}: no trainer_state.json (not a checkpoint, or an incomplete one)`);
-    const state = JSON.parse(new TextDecoder().decode(await store.read(`${dir}/trainer_state.json`))) as TrainerState & { seed: number };
+    const { log_interval: interval, ...state } = JSON.parse(new TextDecoder().decode(await store.read(`${dir}/trainer_state.json`))) as TrainerState & { seed: number; log_interval?: LogInterval };
     if (state.seed !== this.opts.seed) throw new Error(`${dir}: checkpoint was trained with seed ${state.seed}, this run uses ${this.opts.seed}; the data order would differ`);
     const source = async (path: string): Promise<ByteSource> => {
       const bytes = await store.read(path);
@@ -314,7 +338,16 @@ export class Trainer {
       gpu.write(this.optimizer.v[i]!, await readF32(opt, `${p.name}.exp_avg_sq`));
     }
     this.optimizer.step = Number(opt.metadata.step ?? state.global_step);
-    this.state = { ...state, total_steps: this.totalSteps };
+    const { seed: _, ...trainerState } = state;
+    this.state = { ...trainerState, total_steps: this.totalSteps };
+    this.stepsSinceLog = interval?.steps ?? 0;
+    gpu.write(this.lossSum, Float32Array.of(interval?.loss_sum ?? 0));
+    this.objective?.restoreUnlogged(interval?.objective);
+  }
+
+  private async logInterval(): Promise<LogInterval> {
+    if (this.objective) return { steps: this.stepsSinceLog, loss_sum: 0, objective: this.objective.unlogged() };
+    return { steps: this.stepsSinceLog, loss_sum: (await this.model.gpu.readF32(this.lossSum))[0]! };
   }
 
   release(): void {
