@@ -164,8 +164,18 @@ describe.skipIf(!hasChromium())('app in Chromium (WebGPU on SwiftShader)', () =>
     expect(paused).toBeGreaterThanOrEqual(1);
     expect(paused).toBeLessThan(STEPS);
     expect(Number(await page.getByTestId('loss-chart').getAttribute('data-points'))).toBe(paused);
+    // the pause saved the paused step: the history offers its adapter
+    await expect.poll(() => page.getByRole('button', { name: /^Chat with the adapter of/ }).count()).toBe(1);
+    // every step shown after Resume: the run continues at paused + 1, it never starts over
+    await page.getByTestId('run-step').evaluate((el) => {
+      const seen: string[] = [];
+      (window as unknown as { stepsSeen: string[] }).stepsSeen = seen;
+      new MutationObserver(() => seen.push(el.textContent ?? '')).observe(el, { childList: true, characterData: true, subtree: true });
+    });
     await page.getByRole('button', { name: 'Resume', exact: true }).click();
     await expect.poll(step, { timeout: 120_000 }).toBeGreaterThan(paused);
+    const seen = (await page.evaluate(() => (window as unknown as { stepsSeen: string[] }).stepsSeen)).map((t) => Number(/step (\d+)\//.exec(t)?.[1] ?? NaN)).filter((n) => !Number.isNaN(n));
+    expect(Math.min(...seen), `steps shown after Resume: ${seen.join(', ')}`).toBeGreaterThanOrEqual(paused);
 
     // close the tab mid-run (a reload kills the worker): the run resumes from its newest checkpoint
     const next = paused + 2 - (paused % 2);

@@ -17,6 +17,7 @@ import { Session } from '../engine/session';
 import { modelTensors } from '../export/model-tensors';
 import { writeSharded } from '../export/shards';
 import { nodeGpu } from '../gpu/node';
+import type { Gpu } from '../gpu/runtime';
 import type { ModelFiles } from '../model/weights';
 import { lossPlotPng } from './plot';
 import { usesReference, type PreferenceExample } from './preference';
@@ -27,7 +28,8 @@ import type { LogRecord, Trainer } from './trainer';
 /** Tokenizer and config files copied next to a saved model, so the folder loads on its own. */
 export const MODEL_SIDE_FILES = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja'];
 
-export async function runTraining(config: CrucibleConfig, hooks: TrainRunHooks): Promise<TrainRunResult> {
+/** `gpu`: a device to reuse (tests, a long-lived host); by default this run opens its own. */
+export async function runTraining(config: CrucibleConfig, hooks: TrainRunHooks, env: { gpu?: Gpu } = {}): Promise<TrainRunResult> {
   const status = hooks.onStatus ?? (() => {});
   if (!config.model_name_or_path) throw new Error('model_name_or_path is required');
   const out = config.output_dir;
@@ -35,7 +37,7 @@ export async function runTraining(config: CrucibleConfig, hooks: TrainRunHooks):
   const resumeFrom = await checkpointToResume(config, out);
   if (!resumeFrom && config.overwrite_output_dir) await clearRunFiles(out);
 
-  const gpu = await nodeGpu({ warn: (m) => status(`warning: ${m}`) });
+  const gpu = env.gpu ?? (await nodeGpu({ warn: (m) => status(`warning: ${m}`) }));
   status(`GPU: ${gpu.caps.adapter}`);
   const files = await resolveModelFiles(config.model_name_or_path, { onStatus: status, ...(hooks.signal ? { signal: hooks.signal } : {}), revision: config.model_revision, cacheDir: config.cache_dir });
   status(`loading ${config.model_name_or_path}${config.quantization_bit ? ` (${config.quantization_bit}-bit)` : ''}`);
