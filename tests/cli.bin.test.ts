@@ -1,7 +1,10 @@
 // bin/crucible.js as users run it: plain node (no build step), and through npx.
 
 import { describe, expect, it } from 'vitest';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -62,4 +65,35 @@ describe('bin/crucible.js', () => {
     expect(r.code).toBe(0);
     expect(r.out).toContain('Commands:');
   });
+
+  it('Ctrl-C during training stops within a step with a checkpoint of the last finished step; the rerun continues after it', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'sigint-'));
+    const args = ['train', `model_name_or_path=${join(ROOT, 'tests/fixtures/tiny-chat')}`, 'stage=sft', 'do_train=true', 'finetuning_type=lora', 'lora_rank=4',
+      'dataset=identity', `dataset_dir=${join(ROOT, 'tests/fixtures/tiny-chat-data')}`, 'cutoff_len=48', 'per_device_train_batch_size=2', 'max_steps=200',
+      'logging_steps=100', 'save_steps=1000', `output_dir=${out}`];
+    const child = spawn(process.execPath, ['bin/crucible.js', ...args], { cwd: ROOT, env: { ...process.env, CRUCIBLE_DEBUG: '' } });
+    let err = '';
+    let interruptedAt = 0;
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      err += d;
+      // training runs once the data is built: interrupt a moment into the steps
+      if (!interruptedAt && /^data: /m.test(err)) setTimeout(() => { interruptedAt = Date.now(); child.kill('SIGINT'); }, 3000);
+    });
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    const stoppedWithin = Date.now() - interruptedAt;
+    expect(code, err).toBe(130);
+    expect(stoppedWithin, 'seconds from Ctrl-C to exit').toBeLessThan(15_000);
+    const m = /interrupted at step (\d+)\/200; checkpoint (\S+): rerun the same command to resume/.exec(err);
+    expect(m, err).not.toBeNull();
+    const step = Number(m![1]);
+    expect(step).toBeGreaterThan(0);
+    expect(m![2]).toBe(join(out, `checkpoint-${step}`));
+    expect(existsSync(join(out, `checkpoint-${step}`, 'trainer_state.json'))).toBe(true);
+    // the rerun resumes there (max_steps=step+1: one more step) and logs each step once
+    const r = crucible([...args.filter((a) => !a.startsWith('max_steps=')), `max_steps=${step + 1}`]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.err).toContain(`resuming from checkpoint-${step}`);
+    const logged = readFileSync(join(out, 'trainer_log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).current_steps);
+    expect(logged).toEqual([step + 1]);
+  }, 180_000);
 });

@@ -3,7 +3,7 @@
 // tokenizer files), as `llamafactory-cli export`. Adapters trained elsewhere (PEFT,
 // LLaMA-Factory) merge the same way.
 
-import { copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CrucibleConfig } from '../config';
 import type { ExportRunResult, RunHooks } from '../cli/engines';
@@ -13,6 +13,7 @@ import { deltaFor, mergeLora, type AdapterOnHost } from './lora-merge';
 import { Checkpoint, type ModelFiles } from '../model/weights';
 import { MODEL_SIDE_FILES } from '../train/run';
 import { writeSharded, type TensorSource } from './shards';
+import { writeFileAtomic } from '../files/atomic-node';
 
 async function readAdapter(files: ModelFiles): Promise<AdapterOnHost> {
   const config = JSON.parse(await files.readText('adapter_config.json')) as Record<string, unknown>;
@@ -43,7 +44,7 @@ export async function exportModel(config: CrucibleConfig, hooks: RunHooks & { ad
     const written: string[] = [];
     for (const f of await readdir(dir)) {
       if (f === 'adapter_config.json' || f === 'adapter_model.safetensors' || MODEL_SIDE_FILES.includes(f)) {
-        await copyFile(join(dir, f), join(out, f));
+        await writeFileAtomic(join(out, f), await readFile(join(dir, f)));
         written.push(join(out, f));
       }
     }
@@ -75,11 +76,11 @@ export async function exportModel(config: CrucibleConfig, hooks: RunHooks & { ad
   const dtypes = new Set(names.map((n) => ckpt.info(n).dtype));
   const dtype = dtypes.has('BF16') ? 'BF16' : dtypes.has('F16') ? 'F16' : 'F32';
   status(`merging ${loaded.length} adapter(s) into ${names.length} tensors (${dtype})`);
-  const written = await writeSharded(sources, (p, d) => writeFile(join(out, p), d), { maxBytes: (config.export_size ?? 5) * 1e9, dtype });
+  const written = await writeSharded(sources, (p, d) => writeFileAtomic(join(out, p), d), { maxBytes: (config.export_size ?? 5) * 1e9, dtype });
   if (unused.size) throw new Error(`adapter tensors match no weight of ${config.model_name_or_path}: ${[...unused].slice(0, 3).join(', ')}`);
   for (const f of MODEL_SIDE_FILES) {
     if (await base.exists(f)) {
-      await writeFile(join(out, f), await base.readText(f));
+      await writeFileAtomic(join(out, f), await base.readText(f));
       written.push(f);
     }
   }
