@@ -9,6 +9,7 @@
 // tab closed mid-write resumes from the previous one. Works in a page and in a Web Worker.
 
 import { createStore, del, get, getMany, keys, promisifyRequest, set, type UseStore } from 'idb-keyval';
+import { StorageError } from '../files/errors';
 import type { LogRecord, RunStore } from './trainer';
 
 export type RunStatus = 'running' | 'paused' | 'stopped' | 'done' | 'failed' | 'interrupted';
@@ -67,7 +68,7 @@ export function browserRunStore(runId: string, opts: { dbName?: string } = {}): 
         await set(fileK(runId, cleanPath(path)), bytes, store);
       } catch (e) {
         if ((e as { name?: string })?.name === 'QuotaExceededError') {
-          throw new Error(`run ${runId}: browser storage is full while saving ${path}: delete old runs or stored models`);
+          throw new StorageError(`run ${runId}: browser storage is full while saving ${path}: delete old runs or stored models; finished checkpoints are intact`);
         }
         throw e;
       }
