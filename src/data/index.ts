@@ -8,6 +8,7 @@
  *                                                           tokenizer_config.json, chat_template.jinja)
  *   tok.encode(text, { addSpecialTokens })  default false: special-token text ("<|im_end|>") is
  *                                           parsed as the special token, nothing is added
+ *   tok.encodeAsText(text)                  special-token text stays text (split_special_tokens)
  *   tok.decode(ids, { skipSpecialTokens })
  *   tok.bosId / eosId / eosIds / padId (pad falls back to eos) / tokenToId / idToToken /
  *   isSpecial / specialTokens / chatTemplate / vocabSize
@@ -22,7 +23,8 @@
  *   template.encodeConversation({ system?, tools?, messages }, { maskHistory }) → { turns: [{ prompt, response }] }
  *     roles: user | assistant | function_call | observation (a leading system message is allowed)
  *   template.encodeOneTurn(conv) → { prompt, response }        (preference / KTO)
- *   template.renderForGeneration(messages, { system, tools }) → prompt ids for chat
+ *   template.renderForGeneration(messages, { system, tools }) → prompt ids for chat; special-token
+ *     strings inside the content are plain text there (content-text.ts), unlike in training
  *   template.eosId (LLaMA-Factory's replaced eos, e.g. <|im_end|>), template.stopIds
  *
  * Datasets

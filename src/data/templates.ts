@@ -21,6 +21,7 @@
  * the tools (JSON text or list) are separate fields, as in LLaMA-Factory.
  */
 import { Template as JinjaTemplate } from '@huggingface/jinja';
+import { ContentShield } from './content-text.ts';
 import type { Tokenizer } from './tokenizer.ts';
 import { getToolFormat, parseFunctionCalls, parseTools, type ToolFormat } from './tools.ts';
 
@@ -61,7 +62,10 @@ export interface ChatTemplate {
   encodeConversation(conv: Conversation, opts?: EncodeOptions): { turns: Turn[] };
   /** Single-turn encoding: everything before the last message is the prompt (preference, KTO). */
   encodeOneTurn(conv: Conversation): Turn;
-  /** Token ids of the prompt for generating the next assistant message. */
+  /**
+   * Token ids of the prompt for generating the next assistant message. Special-token strings in
+   * the content are plain text here (see content-text.ts); training encodes them as special.
+   */
   renderForGeneration(messages: Message[], opts?: { system?: string; tools?: Conversation['tools'] }): number[];
 }
 
@@ -348,11 +352,11 @@ export class NamedTemplate implements ChatTemplate {
     return slots.map((s) => (typeof s === 'string' ? s.replace('{{content}}', () => content) : s));
   }
 
-  private toIds(elements: Slot[]): number[] {
+  private toIds(elements: Slot[], encodeText: (text: string) => number[]): number[] {
     const out: number[] = [];
     for (const e of elements) {
       if (typeof e === 'string') {
-        if (e.length) out.push(...this.tok.encode(e));
+        if (e.length) out.push(...encodeText(e));
       } else if ('bos' in e) {
         if (this.tok.bosId !== undefined) out.push(this.tok.bosId);
       } else if ('eos' in e) {
@@ -382,7 +386,7 @@ export class NamedTemplate implements ChatTemplate {
   }
 
   /** LLaMA-Factory Template._encode: one id list per message. */
-  private encodeMessages(messages: Message[], system: string | undefined, tools: string): number[][] {
+  private encodeMessages(messages: Message[], system: string | undefined, tools: string, encodeText: (text: string) => number[]): number[][] {
     const sys = system || this.defaultSystem;
     const d = this.def;
     const out: number[][] = [];
@@ -415,7 +419,7 @@ export class NamedTemplate implements ChatTemplate {
         default:
           throw new Error(`unexpected role "${m.role}"`);
       }
-      out.push(this.toIds(el));
+      out.push(this.toIds(el, encodeText));
     });
     return out;
   }
@@ -445,7 +449,7 @@ export class NamedTemplate implements ChatTemplate {
       if (!this.enableThinking) for (let i = 1; i < messages.length; i += 2) messages[i].content = removeThought(messages[i].content, this.def.thoughtWords);
       if (discardHistoryCot) for (let i = 1; i < messages.length - 2; i += 2) messages[i].content = removeThought(messages[i].content, this.def.thoughtWords);
     }
-    const enc = this.encodeMessages(messages, system, tools);
+    const enc = this.encodeMessages(messages, system, tools, (text) => this.tok.encode(text));
     if (this.def.reasoning) {
       const idx = discardHistoryCot ? [messages.length - 2] : Array.from({ length: messages.length / 2 }, (_, k) => 2 * k);
       for (const i of idx) {
@@ -461,6 +465,10 @@ export class NamedTemplate implements ChatTemplate {
   }
 
   encodeOneTurn(conv: Conversation): Turn {
+    return this.oneTurn(conv, (text) => this.tok.encode(text));
+  }
+
+  private oneTurn(conv: Conversation, encodeText: (text: string) => number[]): Turn {
     const { system, messages: msgs0 } = normalize(conv);
     if (msgs0.length === 0) throw new Error('empty conversation');
     const messages = msgs0.map((m) => ({ ...m }));
@@ -470,7 +478,7 @@ export class NamedTemplate implements ChatTemplate {
       if (!this.preserveThinking) for (let i = 1; i < messages.length - 2; i += 2) messages[i].content = removeThought(messages[i].content, this.def.thoughtWords);
       if (!this.enableThinking) messages[last].content = removeThought(messages[last].content, this.def.thoughtWords);
     }
-    const enc = this.encodeMessages(messages, system, tools);
+    const enc = this.encodeMessages(messages, system, tools, encodeText);
     let prompt = enc.slice(0, -1).flat();
     let response = enc[last];
     if (this.def.reasoning && !this.hasThought(messages[last].content)) {
@@ -481,7 +489,9 @@ export class NamedTemplate implements ChatTemplate {
   }
 
   renderForGeneration(messages: Message[], opts: { system?: string; tools?: Conversation['tools'] } = {}): number[] {
-    return this.encodeOneTurn({ system: opts.system, tools: opts.tools, messages: [...messages, { role: 'assistant', content: '' }] }).prompt;
+    const shield = new ContentShield(this.tok);
+    const conv = shield.hideConversation({ system: opts.system, tools: opts.tools, messages: [...messages, { role: 'assistant', content: '' }] });
+    return this.oneTurn(conv, (text) => shield.encode(text)).prompt;
   }
 }
 
@@ -730,8 +740,9 @@ export class JinjaChatTemplate implements ChatTemplate {
   }
 
   renderForGeneration(messages: Message[], opts: { system?: string; tools?: Conversation['tools'] } = {}): number[] {
-    const { msgs, tools } = this.toHF({ system: opts.system, tools: opts.tools, messages });
-    return this.tok.encode(this.renderHF(msgs, true, tools));
+    const shield = new ContentShield(this.tok);
+    const { msgs, tools } = this.toHF(shield.hideConversation({ system: opts.system, tools: opts.tools, messages }));
+    return shield.encode(this.renderHF(msgs, true, tools));
   }
 }
 

@@ -40,6 +40,12 @@ export interface SpecialToken {
   content: string;
 }
 
+interface AddedTokenJson {
+  id: number;
+  content: string;
+  special?: boolean;
+}
+
 type ConfigToken = string | { content?: string } | null | undefined;
 
 function tokenContent(v: ConfigToken): string | undefined {
@@ -71,7 +77,12 @@ export class Tokenizer {
   readonly addBosToken: boolean;
   private readonly specialIds: Set<number>;
   private readonly addedById: Map<number, string>;
+  /** Strings of the added tokens flagged special: what text can turn into a control token. */
+  readonly controlTokens: readonly string[];
+  private readonly json: { added_tokens?: AddedTokenJson[] };
+  private textOnly: HFTokenizer | undefined;
   private vocabSizeCache: number | undefined;
+  private maxTokenCharsCache: number | undefined;
   private readonly encodeCache = new Map<string, number[]>();
 
   constructor(files: TokenizerFiles) {
@@ -92,13 +103,18 @@ export class Tokenizer {
     this.chatTemplates = templates;
     this.chatTemplate = templates.default;
 
+    this.json = tj;
     this.addedById = new Map();
     this.specialIds = new Set();
-    for (const t of (tj as { added_tokens?: Array<{ id: number; content: string; special?: boolean }> })
-      .added_tokens ?? []) {
+    const control: string[] = [];
+    for (const t of this.json.added_tokens ?? []) {
       this.addedById.set(t.id, t.content);
-      if (t.special) this.specialIds.add(t.id);
+      if (t.special) {
+        this.specialIds.add(t.id);
+        control.push(t.content);
+      }
     }
+    this.controlTokens = control;
 
     this.bosToken = tokenContent(cfg.bos_token as ConfigToken);
     this.eosToken = tokenContent(cfg.eos_token as ConfigToken);
@@ -129,6 +145,18 @@ export class Tokenizer {
       this.encodeCache.set(text, ids.slice());
     }
     return ids;
+  }
+
+  /**
+   * Encode with special tokens read as plain text, transformers' `split_special_tokens`: the
+   * characters "<|im_end|>" become ordinary tokens, never the control token. Added tokens that
+   * are not special (Qwen's <think>, say) are still matched, as transformers does.
+   */
+  encodeAsText(text: string): number[] {
+    if (text.length === 0) return [];
+    // A second tokenizer without the special added tokens, built on first use.
+    this.textOnly ??= new HFTokenizer({ ...this.json, added_tokens: (this.json.added_tokens ?? []).filter((t) => !t.special) }, this.config);
+    return this.textOnly.encode(text, { add_special_tokens: false }).ids;
   }
 
   decode(ids: ArrayLike<number>, opts: DecodeOptions = {}): string {
@@ -173,6 +201,19 @@ export class Tokenizer {
       this.vocabSizeCache = max + 1;
     }
     return this.vocabSizeCache;
+  }
+
+  /**
+   * Characters of the longest token string in the vocabulary. No token covers more characters of
+   * the text it was read from, so a text longer than n * maxTokenChars needs more than n tokens.
+   */
+  get maxTokenChars(): number {
+    if (this.maxTokenCharsCache === undefined) {
+      let max = 1;
+      for (const token of this.hf.get_vocab(true).keys()) if (token.length > max) max = token.length;
+      this.maxTokenCharsCache = max;
+    }
+    return this.maxTokenCharsCache;
   }
 
   /**
