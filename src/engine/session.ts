@@ -5,11 +5,12 @@
 import type { Gpu } from '../gpu/runtime';
 import { getTemplate, loadTokenizer, type ChatTemplate, type Message, type TemplateOptions, type Tokenizer } from '../data';
 import { Adapter } from '../model/adapter';
-import { Generator, type SamplingOptions } from '../model/generate';
+import { contextLength, Generator, type SamplingOptions } from '../model/generate';
 import { Model } from '../model/model';
 import type { ByteSource } from '../model/safetensors';
 import type { ModelFiles, WeightFormat } from '../model/weights';
 import { Trainer, type RunStore, type TrainExample, type TrainHooks, type TrainOptions } from '../train/trainer';
+import { answerBudget, checkPromptChars, checkPromptTokens } from './prompt-fit';
 
 export interface OpenOptions {
   /** quantization_bit: 4 or 8 quantizes the base on upload (QLoRA); otherwise f32 (f16 where asked and available). */
@@ -84,17 +85,35 @@ export class Session {
     return trainer;
   }
 
-  /** One assistant answer to a conversation, streamed through onText. */
+  /** Tokens of prompt plus answer this session can hold. */
+  get contextLength(): number {
+    return contextLength(this.model);
+  }
+
+  /** Refuses messages too long for the context by their length alone (no tokenising; throws ContextOverflowError). */
+  checkMessageLength(messages: readonly Message[], system?: string): void {
+    checkPromptChars(messageChars(messages, system), this.contextLength, this.tokenizer);
+  }
+
+  /**
+   * One assistant answer to a conversation, streamed through onText. Messages that do not fit the
+   * context throw ContextOverflowError before any heavy work; the answer ends at maxNewTokens or
+   * where the context does, whichever comes first (finishReason 'length').
+   */
   async chat(messages: Message[], opts: ChatOptions, onText: (piece: string) => boolean | void): Promise<ChatTurnResult> {
+    const context = this.contextLength;
+    this.checkMessageLength(messages, opts.system);
+    await checkPromptTokens([opts.system ?? '', ...messages.map((m) => m.content)].join('\n'), context, this.tokenizer, opts.signal);
     const template = this.template(opts.template, opts.templateOptions);
     const prompt = template.renderForGeneration(messages, opts.system !== undefined ? { system: opts.system } : {});
+    const maxNewTokens = answerBudget(prompt.length, opts.maxNewTokens, context);
     this.generator ??= new Generator(this.model);
     const decoder = this.tokenizer.createStreamDecoder();
     let text = '';
     let completion = 0;
     let finish: 'stop' | 'length' = 'length';
     const run = async () => {
-      for await (const id of this.generator!.generate(prompt, { ...opts, stopIds: template.stopIds, ...(opts.signal ? { signal: opts.signal } : {}) })) {
+      for await (const id of this.generator!.generate(prompt, { ...opts, maxNewTokens, stopIds: template.stopIds, ...(opts.signal ? { signal: opts.signal } : {}) })) {
         completion++;
         const piece = decoder.push(id);
         if (!piece) continue;
@@ -109,7 +128,7 @@ export class Session {
         text += piece;
         if (onText(piece) === false) return;
       }
-      if (completion < opts.maxNewTokens) finish = 'stop';
+      if (completion < maxNewTokens) finish = 'stop';
       const rest = decoder.flush();
       if (rest) {
         text += rest;
@@ -136,6 +155,10 @@ export class Session {
     this.adapter?.release();
     this.model.release();
   }
+}
+
+function messageChars(messages: readonly Message[], system?: string): number {
+  return messages.reduce((n, m) => n + m.content.length, system?.length ?? 0);
 }
 
 /** Index of the earliest stop string that ends after `from`, or -1. */

@@ -1,13 +1,16 @@
 // `crucible chat` and `crucible api`: a model (+ adapter) loaded for generation in Node, behind the
 // ChatBackend interface the terminal chat and the OpenAI-compatible server share.
 
+import { existsSync } from 'node:fs';
+import { basename, resolve } from 'node:path';
 import type { CrucibleConfig } from '../config';
 import type { RunHooks } from '../cli/engines';
 import type { Message } from '../data';
 import { resolveModelFiles } from '../engine/node-model';
+import { ContextOverflowError } from '../engine/prompt-fit';
 import { Session } from '../engine/session';
 import { nodeGpu } from '../gpu/node';
-import type { ChatBackend, ChatMessage } from '../server/types';
+import { ChatRequestError, type ChatBackend, type ChatMessage } from '../server/types';
 
 export async function createChatBackend(config: CrucibleConfig, hooks: RunHooks): Promise<ChatBackend> {
   const status = hooks.onStatus ?? (() => {});
@@ -22,28 +25,53 @@ export async function createChatBackend(config: CrucibleConfig, hooks: RunHooks)
     await session.loadAdapter(await dir.readText('adapter_config.json'), await dir.open('adapter_model.safetensors'));
     status(`adapter: ${adapters[0]}`);
   }
-  const name = adapters[0] ?? config.model_name_or_path;
+  const name = servedName(adapters[0] ?? config.model_name_or_path);
   return {
     models: () => [name],
+    contextLength: () => session.contextLength,
+    precheck(req) {
+      const { system, messages } = toConversation(req.messages);
+      try {
+        session.checkMessageLength(messages, system);
+      } catch (e) {
+        throw requestError(e);
+      }
+    },
     async chat(req, onToken, signal) {
       const { system, messages } = toConversation(req.messages);
-      if (req.presencePenalty || req.frequencyPenalty) throw new Error('presence_penalty and frequency_penalty are not supported; use repetition_penalty');
-      return session.chat(messages, {
-        template: config.template,
-        templateOptions: { ...(config.enable_thinking != null ? { enableThinking: config.enable_thinking } : {}), ...(config.default_system ? { defaultSystem: config.default_system } : {}) },
-        ...(system !== undefined ? { system } : {}),
-        maxNewTokens: req.maxTokens,
-        temperature: req.temperature,
-        topP: req.topP,
-        topK: req.topK,
-        repetitionPenalty: req.repetitionPenalty,
-        seed: req.seed ?? Math.floor(Math.random() * 2 ** 31),
-        stop: req.stop,
-        signal,
-      }, onToken);
+      if (req.presencePenalty || req.frequencyPenalty) {
+        throw new ChatRequestError('presence_penalty and frequency_penalty are not supported; use repetition_penalty', req.presencePenalty ? 'presence_penalty' : 'frequency_penalty', 'unsupported_parameter');
+      }
+      try {
+        return await session.chat(messages, {
+          template: config.template,
+          templateOptions: { ...(config.enable_thinking != null ? { enableThinking: config.enable_thinking } : {}), ...(config.default_system ? { defaultSystem: config.default_system } : {}) },
+          ...(system !== undefined ? { system } : {}),
+          maxNewTokens: req.maxTokens,
+          temperature: req.temperature,
+          topP: req.topP,
+          topK: req.topK,
+          repetitionPenalty: req.repetitionPenalty,
+          seed: req.seed ?? Math.floor(Math.random() * 2 ** 31),
+          stop: req.stop,
+          signal,
+        }, onToken);
+      } catch (e) {
+        throw requestError(e);
+      }
     },
     close: () => session.release(),
   };
+}
+
+/** The id a model is served under: a folder's name (never the path to it), or the Hub id. */
+function servedName(nameOrPath: string): string {
+  return existsSync(nameOrPath) ? basename(resolve(nameOrPath)) : nameOrPath;
+}
+
+/** The engine's "does not fit" as the backend contract's request error (a 400, not a failure). */
+function requestError(e: unknown): unknown {
+  return e instanceof ContextOverflowError ? new ChatRequestError(e.message) : e;
 }
 
 /** OpenAI messages -> the data layer's conversation (system first, tool results as observations). */
@@ -52,7 +80,7 @@ function toConversation(msgs: readonly ChatMessage[]): { system?: string; messag
   const messages: Message[] = [];
   msgs.forEach((m, i) => {
     if (m.role === 'system') {
-      if (i !== 0) throw new Error(`messages[${i}]: a system message is only allowed first`);
+      if (i !== 0) throw new ChatRequestError(`messages[${i}]: a system message is only allowed first`, `messages.[${i}].role`, 'invalid_value');
       system = m.content;
     } else messages.push({ role: m.role === 'tool' ? 'observation' : m.role, content: m.content });
   });

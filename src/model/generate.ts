@@ -22,6 +22,13 @@ export interface SamplingOptions {
 }
 
 const PREFILL_CHUNK = 64;
+/** Longest context a Generator holds (its key/value cache is allocated up front). */
+const MAX_CONTEXT = 4096;
+
+/** Tokens of prompt plus answer a Generator for this model holds. */
+export function contextLength(model: Model): number {
+  return Math.min(model.spec.maxPositions, MAX_CONTEXT);
+}
 
 export class Generator {
   private cache: KVCache;
@@ -32,7 +39,7 @@ export class Generator {
   private readonly token: Tensor;
   private readonly history: Tensor;
 
-  constructor(readonly model: Model, capacity = Math.min(model.spec.maxPositions, 4096)) {
+  constructor(readonly model: Model, capacity = contextLength(model)) {
     const gpu = model.gpu;
     this.cache = allocKVCache(model, capacity);
     this.logits = gpu.tensor([model.spec.vocab], 'f32', 'logits');

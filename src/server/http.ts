@@ -6,6 +6,10 @@
 //                                   stream: true  -> SSE `data: {chunk}\n\n` ... `data: [DONE]\n\n`
 //   GET  /health                    {"status":"ok"} (no key needed)
 //
+// Access (access.ts): no CORS unless an origin is allowed, Host checked against the names the
+// server answers to, an optional bearer key. Requests are bounded before any heavy work: the
+// body by size (413), max_tokens by the model's context, the messages by their length in
+// characters (the backend's precheck) and then by tokens (the backend, before it generates).
 // Scheduling: a generation holds the GPU, so requests are admitted first come, first served, at
 // most `maxConcurrent` at once (default 1); the others wait in line (up to `maxQueue`, then 429).
 // Each request streams into its own response, so concurrent clients never see each other's
@@ -15,11 +19,12 @@
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { randomUUID, timingSafeEqual } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
+import { AccessPolicy } from './access';
 import { ApiError, FALLBACK_DEFAULTS, chunkObject, completionObject, parseChatRequest, usageChunk, usageOf, type RequestDefaults } from './protocol';
 import { FairQueue, QueueFullError } from './queue';
 import { StopMatcher } from './stop';
-import type { ChatBackend, ChatResult } from './types';
+import { ChatRequestError, type ChatBackend, type ChatResult } from './types';
 
 export interface ApiServerOptions {
   /** Default: $API_HOST, else 127.0.0.1. */
@@ -30,6 +35,10 @@ export interface ApiServerOptions {
   apiKey?: string | null;
   /** Extra model id accepted and listed (LLaMA-Factory's $API_MODEL_NAME). */
   modelAlias?: string | null;
+  /** Origins whose web pages may call the API (CORS); '*' allows any. Default: none. */
+  corsOrigins?: readonly string[];
+  /** Host header names accepted besides localhost, IP addresses and the machine's name; '*': any. */
+  allowedHosts?: readonly string[];
   /** Generations at once (default 1). */
   maxConcurrent?: number;
   /** Requests waiting beyond the running ones before 429 (default 64). */
@@ -76,6 +85,7 @@ export async function startApiServer(backend: ChatBackend, options: ApiServerOpt
   const queue = new FairQueue(options.maxConcurrent ?? 1, options.maxQueue ?? 64);
   const inFlight = new Set<AbortController>();
   const log = options.log ?? (() => {});
+  const access = new AccessPolicy({ apiKey, corsOrigins: options.corsOrigins ?? [], allowedHosts: options.allowedHosts ?? [] });
 
   const modelIds = (): string[] => {
     const ids = [...backend.models()];
@@ -89,17 +99,18 @@ export async function startApiServer(backend: ChatBackend, options: ApiServerOpt
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const started = performance.now();
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    const path = url.pathname.replace(/\/+$/, '') || '/';
-    res.setHeader('Access-Control-Allow-Origin', '*');
+    let path = req.url ?? '/';
     let status = 200;
     let note = '';
     try {
+      path = requestPath(path);
+      for (const [k, v] of Object.entries(access.check(req))) res.setHeader(k, v);
       if (req.method === 'OPTIONS') {
         res.writeHead(204, {
-          'Access-Control-Allow-Methods': 'GET, POST, OPTIONS',
-          'Access-Control-Allow-Headers': 'Authorization, Content-Type',
-          'Access-Control-Max-Age': '86400',
+          Allow: 'GET, POST, OPTIONS',
+          ...(req.headers.origin !== undefined
+            ? { 'Access-Control-Allow-Methods': 'GET, POST, OPTIONS', 'Access-Control-Allow-Headers': 'Authorization, Content-Type', 'Access-Control-Max-Age': '86400' }
+            : {}),
         });
         res.end();
         status = 204;
@@ -110,7 +121,7 @@ export async function startApiServer(backend: ChatBackend, options: ApiServerOpt
         return;
       }
       if (!path.startsWith('/v1/') && path !== '/v1') throw notFound(req, path);
-      checkKey(req, apiKey);
+      access.checkKey(req);
 
       if (path === '/v1/models') {
         allow(req, 'GET');
@@ -120,7 +131,7 @@ export async function startApiServer(backend: ChatBackend, options: ApiServerOpt
       }
       if (path.startsWith('/v1/models/')) {
         allow(req, 'GET');
-        const id = decodeURIComponent(path.slice('/v1/models/'.length));
+        const id = decodePathPart(path.slice('/v1/models/'.length));
         if (!modelIds().includes(id)) throw modelNotFound(id);
         sendJson(res, 200, { id, object: 'model', created: Math.floor(Date.now() / 1000), owned_by: 'crucible' });
         return;
@@ -128,10 +139,15 @@ export async function startApiServer(backend: ChatBackend, options: ApiServerOpt
       if (path === '/v1/chat/completions') {
         allow(req, 'POST');
         const body = await readJson(req, maxBody);
-        const parsed = parseChatRequest(body, defaults);
+        const parsed = parseChatRequest(body, defaults, backend.contextLength?.());
         if (!modelIds().includes(parsed.request.model)) throw modelNotFound(parsed.request.model);
-        const r = await serveChat(res, parsed.request.model, { ...parsed.request, model: backendModel(parsed.request.model) }, parsed.stream, parsed.includeUsage);
-        note = r;
+        const request = { ...parsed.request, model: backendModel(parsed.request.model) };
+        try {
+          backend.precheck?.(request);
+        } catch (e) {
+          throw e instanceof ChatRequestError ? badRequest(e) : e;
+        }
+        note = await serveChat(res, parsed.request.model, request, parsed.stream, parsed.includeUsage);
         return;
       }
       throw notFound(req, path);
@@ -144,7 +160,7 @@ export async function startApiServer(backend: ChatBackend, options: ApiServerOpt
       else if (!res.writableEnded) res.end();
     } finally {
       const ms = performance.now() - started;
-      log(`${req.method} ${path} ${res.headersSent ? res.statusCode : status} ${(ms / 1000).toFixed(2)}s${note ? ` ${note}` : ''}`);
+      log(`${req.method} ${path.slice(0, 200)} ${res.headersSent ? res.statusCode : status} ${(ms / 1000).toFixed(2)}s${note ? ` ${note}` : ''}`);
     }
   };
 
@@ -190,15 +206,20 @@ export async function startApiServer(backend: ChatBackend, options: ApiServerOpt
       const matcher = new StopMatcher(request.stop);
       let text = '';
       let streamed = false;
+      // The stream starts with the first text, so that a request the backend refuses before
+      // generating (its messages do not fit) still gets a plain 400.
+      const startStream = () => {
+        if (!stream || res.headersSent) return;
+        res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
+        writeEvent(res, chunkObject(id, created, shownModel, { role: 'assistant', content: '' }, null, includeUsage ? null : undefined));
+      };
       const send = (piece: string) => {
         if (piece.length === 0) return;
         text += piece;
-        if (stream) writeEvent(res, chunkObject(id, created, shownModel, { content: piece }, null, includeUsage ? null : undefined));
+        if (!stream) return;
+        startStream();
+        writeEvent(res, chunkObject(id, created, shownModel, { content: piece }, null, includeUsage ? null : undefined));
       };
-      if (stream) {
-        res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
-        writeEvent(res, chunkObject(id, created, shownModel, { role: 'assistant', content: '' }, null, includeUsage ? null : undefined));
-      }
       let result: ChatResult;
       try {
         result = await backend.chat(
@@ -213,8 +234,10 @@ export async function startApiServer(backend: ChatBackend, options: ApiServerOpt
         );
       } catch (e) {
         if (controller.signal.aborted) return aborted('during generation');
+        if (e instanceof ChatRequestError && !res.headersSent) throw badRequest(e);
         const err = new ApiError(500, `generation failed: ${(e as Error).message}`, 'server_error', null, 'generation_failed');
         if (!stream) throw err;
+        startStream();
         writeEvent(res, err.body());
         res.end();
         return err.message;
@@ -225,6 +248,7 @@ export async function startApiServer(backend: ChatBackend, options: ApiServerOpt
       const finish = matcher.stopped ? 'stop' : result.finishReason;
       const usage = usageOf(result);
       if (stream) {
+        startStream();
         writeEvent(res, chunkObject(id, created, shownModel, {}, finish, includeUsage ? null : usage));
         if (includeUsage) writeEvent(res, usageChunk(id, created, shownModel, usage));
         res.end('data: [DONE]\n\n');
@@ -295,21 +319,32 @@ function modelNotFound(id: string): ApiError {
   return new ApiError(404, `The model \`${id}\` does not exist or you do not have access to it.`, 'invalid_request_error', 'model', 'model_not_found');
 }
 
-function checkKey(req: IncomingMessage, apiKey: string | null): void {
-  if (!apiKey) return;
-  const header = req.headers.authorization ?? '';
-  const m = /^Bearer\s+(.+)$/i.exec(header.trim());
-  const given = Buffer.from(m?.[1]?.trim() ?? '');
-  const want = Buffer.from(apiKey);
-  if (!m || given.length !== want.length || !timingSafeEqual(given, want)) {
-    throw new ApiError(
-      401,
-      m ? 'Incorrect API key provided.' : "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
-      'invalid_request_error',
-      null,
-      'invalid_api_key',
-    );
+function badRequest(e: ChatRequestError): ApiError {
+  return new ApiError(400, e.message, 'invalid_request_error', e.param, e.code);
+}
+
+/** The path of a request target, without the query and trailing slashes; 400 for one that does not parse. */
+function requestPath(target: string): string {
+  let pathname: string;
+  try {
+    pathname = new URL(target, 'http://localhost').pathname;
+  } catch {
+    throw invalidUrl(target);
   }
+  return pathname.replace(/\/+$/, '') || '/';
+}
+
+/** A percent-encoded path segment, decoded; 400 for malformed encoding ("%E0%A4%A"). */
+function decodePathPart(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw invalidUrl(part);
+  }
+}
+
+function invalidUrl(what: string): ApiError {
+  return new ApiError(400, `Invalid URL: ${JSON.stringify(what.slice(0, 200))} is not a well-formed (percent-encoded) path.`, 'invalid_request_error', null, 'invalid_url');
 }
 
 async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {

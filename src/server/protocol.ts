@@ -138,8 +138,12 @@ function unsupported(body: Json, key: string, ok: (v: unknown) => boolean, what:
   throw bad(`'${key}' is not supported by this server (${what}).`, key, 'unsupported_parameter');
 }
 
-/** Validates a /v1/chat/completions body. Unknown extra fields are ignored. */
-export function parseChatRequest(body: unknown, defaults: RequestDefaults): ParsedChatRequest {
+/**
+ * Validates a /v1/chat/completions body. Unknown extra fields are ignored. An explicit
+ * max_tokens above the model's context can never be served and is refused; one that fits the
+ * context (and the default) is an upper bound, and the answer also ends where the context does.
+ */
+export function parseChatRequest(body: unknown, defaults: RequestDefaults, contextLength?: number): ParsedChatRequest {
   if (!isObject(body)) throw bad(`The request body must be a JSON object, but got ${describe(body)}.`, null);
   const model = body.model;
   if (model === undefined || model === null) throw bad('you must provide a model parameter', 'model', 'missing_required_parameter');
@@ -156,7 +160,11 @@ export function parseChatRequest(body: unknown, defaults: RequestDefaults): Pars
   unsupported(body, 'logit_bias', (v) => isObject(v) && Object.keys(v).length === 0, 'no logit bias');
   unsupported(body, 'response_format', (v) => isObject(v) && v.type === 'text', 'text responses only');
 
-  const maxTokens = optNumber(body, 'max_completion_tokens', { int: true, min: 1 }) ?? optNumber(body, 'max_tokens', { int: true, min: 1 });
+  const maxTokensKey = body.max_completion_tokens !== undefined && body.max_completion_tokens !== null ? 'max_completion_tokens' : 'max_tokens';
+  const maxTokens = optNumber(body, maxTokensKey, { int: true, min: 1 });
+  if (maxTokens !== undefined && contextLength !== undefined && maxTokens > contextLength) {
+    throw bad(`Invalid '${maxTokensKey}': ${maxTokens} is more than the model's context of ${contextLength} tokens (prompt and answer together).`, maxTokensKey, 'invalid_value');
+  }
   const temperature = optNumber(body, 'temperature', { min: 0, max: 2 });
   const topP = optNumber(body, 'top_p', { min: 0, max: 1 });
   const topK = optNumber(body, 'top_k', { int: true, min: -1 });

@@ -11,7 +11,7 @@ export interface ChatRequest {
   /** One of ChatBackend.models(). */
   model: string;
   messages: ChatMessage[];
-  /** Upper bound on generated tokens. */
+  /** Upper bound on generated tokens; the answer also ends where the model's context does. */
   maxTokens: number;
   /** 0 means greedy decoding. */
   temperature: number;
@@ -44,6 +44,21 @@ export interface ChatResult {
 export type TokenSink = (text: string) => boolean | void;
 
 /**
+ * A request the backend cannot serve as asked (its messages do not fit the model's context, say).
+ * The server answers 400 with this message; `crucible chat` prints it.
+ */
+export class ChatRequestError extends Error {
+  override name = 'ChatRequestError';
+  constructor(
+    message: string,
+    readonly param: string | null = 'messages',
+    readonly code: string | null = 'context_length_exceeded',
+  ) {
+    super(message);
+  }
+}
+
+/**
  * A text generator. Contract:
  *  - chat() streams text through onToken and resolves with the totals;
  *  - when `signal` aborts (the client went away, the server closes) it stops promptly and either
@@ -52,8 +67,19 @@ export type TokenSink = (text: string) => boolean | void;
  *    at a time on one GPU), so a backend needs no locking of its own unless it raises that.
  */
 export interface ChatBackend {
-  /** Model ids served, as listed by GET /v1/models; the first is the default. */
+  /** Model ids served, as listed by GET /v1/models; the first is the default. Names, not paths. */
   models(): string[];
+  /** Tokens of prompt plus answer the model holds; an explicit max_tokens above it is refused. */
+  contextLength?(): number;
+  /**
+   * Cheap checks (no tokenising) before a request waits for its turn: throws ChatRequestError
+   * for messages that cannot fit, so that they cost neither a place in line nor the work.
+   */
+  precheck?(request: ChatRequest): void;
+  /**
+   * Streams the answer; rejects with ChatRequestError (before streaming anything) when the
+   * messages do not fit the context. The answer ends at maxTokens or where the context does.
+   */
   chat(request: ChatRequest, onToken: TokenSink, signal: AbortSignal): Promise<ChatResult>;
   /** Free GPU resources (called once when the server or chat session ends). */
   close?(): Promise<void> | void;
