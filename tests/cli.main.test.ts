@@ -12,7 +12,7 @@ import { main, COMMANDS } from '../src/cli/main';
 import type { EngineImpls } from '../src/cli/engines';
 import { parseArgs } from '../src/cli/args';
 import type { CliIO } from '../src/cli/io';
-import type { ChatBackend, ChatRequest } from '../src/server/types';
+import { ChatRequestError, type ChatBackend, type ChatRequest, type ChatResult } from '../src/server/types';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const EXAMPLES = join(ROOT, 'tests/fixtures/llamafactory-examples');
@@ -53,7 +53,7 @@ class EchoBackend implements ChatBackend {
   models() {
     return ['echo-model'];
   }
-  async chat(req: ChatRequest, onToken: (t: string) => boolean | void) {
+  async chat(req: ChatRequest, onToken: (t: string) => boolean | void): Promise<ChatResult> {
     this.requests.push(req);
     const words = `you said: ${req.messages.at(-1)!.content}`.split(/(?= )/);
     for (const w of words) onToken(w);
@@ -61,6 +61,18 @@ class EchoBackend implements ChatBackend {
   }
   close() {
     this.closed = true;
+  }
+}
+
+/** A model with an 8-token context: refuses messages with "too long" in them, and fills the context otherwise. */
+class SmallContextBackend extends EchoBackend {
+  contextLength() {
+    return 8;
+  }
+  override async chat(req: ChatRequest, onToken: (t: string) => boolean | void) {
+    if (req.messages.at(-1)!.content.includes('too long')) throw new ChatRequestError("the prompt is 9 tokens long and the model's context is 8 tokens, which leaves no room for an answer");
+    const r = await super.chat(req, onToken);
+    return { ...r, finishReason: 'length' as const, promptTokens: 8 - r.completionTokens };
   }
 }
 
@@ -223,6 +235,31 @@ describe('chat', () => {
     ]);
     expect(backend.requests[0]!.temperature).toBe(0);
   });
+
+  it("says when max_new_tokens is more than the model's context, and when an answer ran into its end", async () => {
+    const r = await run(['chat', INFER, '-p', 'hi'], { engines: { createChatBackend: async () => new SmallContextBackend() } });
+    expect(r.code).toBe(0);
+    expect(r.out).toBe('you said: hi\n');
+    expect(r.err).toContain("note: max_new_tokens=1024 is more than the model's context of 8 tokens; each answer ends where the context does\n");
+    expect(r.err).toContain("(the answer stopped at the end of the model's context)\n");
+    const fits = await run(['chat', INFER, 'max_new_tokens=8', '-p', 'hi'], { engines: { createChatBackend: async () => new EchoBackend() } });
+    expect(fits.err).not.toContain('max_new_tokens=');
+  });
+
+  it('reports messages that do not fit as one error line with -p, and goes on in a conversation', async () => {
+    const one = await run(['chat', INFER, '-p', 'too long'], { engines: { createChatBackend: async () => new SmallContextBackend() } });
+    expect(one.code).toBe(1);
+    expect(one.err.split('\n').filter((l) => l.startsWith('error'))).toEqual(["error: the prompt is 9 tokens long and the model's context is 8 tokens, which leaves no room for an answer"]);
+    expect(one.err).not.toMatch(/ChatRequestError|at /);
+
+    const backend = new SmallContextBackend();
+    const r = await run(['chat', INFER], { engines: { createChatBackend: async () => backend }, stdin: Readable.from(['a\n', 'too long\n', 'b\n', 'exit\n']) });
+    expect(r.code).toBe(0);
+    expect(r.err).toContain('leaves no room for an answer; type "clear" to start a new conversation\n');
+    expect(r.out).toContain('Assistant: you said: b\n');
+    // the refused message is not kept in the conversation
+    expect(backend.requests.at(-1)!.messages.map((m) => m.content)).toEqual(['a', 'you said: a', 'b']);
+  });
 });
 
 describe('api', () => {
@@ -254,6 +291,52 @@ describe('api', () => {
     expect(await done).toBe(0);
     expect(backend.closed).toBe(true);
     expect(err.join('')).toMatch(/POST \/v1\/chat\/completions 200/);
+  });
+
+  /** Starts `crucible api` with these arguments; returns its URL, its stderr so far and a stop function. */
+  async function startApi(argv: string[], env: Record<string, string> = {}) {
+    const ac = new AbortController();
+    const { io, err } = makeIO({ engines: { createChatBackend: async () => new EchoBackend() }, env: { API_PORT: '0', ...env }, signal: ac.signal });
+    const done = main(['api', INFER, ...argv], io);
+    let url = '';
+    for (let i = 0; i < 200 && !url; i++) {
+      url = /Crucible API on (\S+)/.exec(err.join(''))?.[1] ?? '';
+      if (!url) await new Promise((r) => setTimeout(r, 10));
+    }
+    return {
+      url,
+      err: () => err.join(''),
+      stop: async () => {
+        ac.abort();
+        expect(await done).toBe(0);
+      },
+    };
+  }
+
+  it('takes the key, allowed origins and host names from flags', async () => {
+    const api = await startApi(['--api-key', 'flag-key', '--cors-origin', 'http://a.example,http://b.example', '--cors-origin=http://c.example', '--allowed-host', 'api.example']);
+    const models = (headers: Record<string, string>) => fetch(`${api.url}/models`, { headers });
+    expect((await models({})).status).toBe(401);
+    expect((await models({ Authorization: 'Bearer flag-key' })).status).toBe(200);
+    for (const origin of ['http://a.example', 'http://b.example', 'http://c.example']) {
+      const r = await models({ Authorization: 'Bearer flag-key', Origin: origin });
+      expect(r.headers.get('access-control-allow-origin'), origin).toBe(origin);
+    }
+    expect((await models({ Authorization: 'Bearer flag-key', Origin: 'http://d.example' })).status).toBe(403);
+    expect(api.err()).toContain('API key required');
+    await api.stop();
+  });
+
+  it('warns when it listens beyond this machine without an API key', async () => {
+    const open = await startApi(['--host', '0.0.0.0']);
+    expect(open.err()).toContain('warning: listening on 0.0.0.0 without an API key: anyone who can reach this machine can use the model; set --api-key or API_KEY');
+    await open.stop();
+    const keyed = await startApi(['--host', '0.0.0.0'], { API_KEY: 'k' });
+    const local = await startApi([]);
+    expect(keyed.err()).not.toContain('warning');
+    expect(local.err()).not.toContain('warning');
+    await keyed.stop();
+    await local.stop();
   });
 
   it('rejects a bad API_PORT', async () => {

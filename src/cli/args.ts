@@ -13,6 +13,8 @@ export interface FlagSpec {
   value?: 'string' | 'int';
   /** Shown in help, e.g. "N". */
   placeholder?: string;
+  /** A value flag given more than once collects its values (read them with flagList). */
+  repeatable?: boolean;
   help: string;
 }
 
@@ -77,7 +79,8 @@ export function parseArgs(argv: readonly string[], cmd: Pick<CommandDef, 'name' 
         const v = inline ?? argv[++i];
         if (v === undefined) throw new CliError(`option --${flag.name} needs a value`);
         if (flag.value === 'int' && !/^\d+$/.test(v)) throw new CliError(`option --${flag.name} expects a whole number, got "${v}"`);
-        out.flags[flag.name] = v;
+        const earlier = out.flags[flag.name];
+        out.flags[flag.name] = flag.repeatable && typeof earlier === 'string' ? `${earlier},${v}` : v;
         continue;
       }
       if (long && cmd.config && isConfigKey(name)) {
@@ -104,6 +107,11 @@ export function parseArgs(argv: readonly string[], cmd: Pick<CommandDef, 'name' 
 export function flagString(args: ParsedArgs, name: string): string | undefined {
   const v = args.flags[name];
   return typeof v === 'string' ? v : undefined;
+}
+
+/** The values of a repeatable flag, each of which may also be a comma-separated list. */
+export function flagList(args: ParsedArgs, name: string): string[] {
+  return (flagString(args, name) ?? '').split(',').map((v) => v.trim()).filter(Boolean);
 }
 
 export function flagInt(args: ParsedArgs, name: string, fallback: number): number {

@@ -4,7 +4,7 @@
 import { createInterface } from 'node:readline';
 import type { CrucibleConfig } from '../config';
 import type { RequestDefaults } from '../server/protocol';
-import type { ChatBackend, ChatMessage, ChatRequest } from '../server/types';
+import { ChatRequestError, type ChatBackend, type ChatMessage, type ChatRequest, type ChatResult } from '../server/types';
 import { commandConfig, flagString, type CommandDef } from './args';
 import { loadEngine } from './engines';
 import { CliError, type CliIO } from './io';
@@ -19,6 +19,19 @@ export function generationDefaults(c: CrucibleConfig): RequestDefaults {
     topK: c.top_k,
     repetitionPenalty: c.repetition_penalty,
   };
+}
+
+/** A note when max_new_tokens is more than the model's context holds (answers are bounded by the context). */
+export function contextNotice(c: CrucibleConfig, backend: ChatBackend): string | null {
+  const context = backend.contextLength?.();
+  if (context === undefined || c.max_new_tokens <= context) return null;
+  return `note: max_new_tokens=${c.max_new_tokens} is more than the model's context of ${context} tokens; each answer ends where the context does`;
+}
+
+/** True when an answer stopped because prompt and answer filled the model's context. */
+function filledContext(r: ChatResult, backend: ChatBackend): boolean {
+  const context = backend.contextLength?.();
+  return r.finishReason === 'length' && context !== undefined && r.promptTokens + r.completionTokens >= context;
 }
 
 function request(model: string, messages: ChatMessage[], d: RequestDefaults, seed: number | null): ChatRequest {
@@ -37,8 +50,10 @@ function request(model: string, messages: ChatMessage[], d: RequestDefaults, see
   };
 }
 
-async function reply(backend: ChatBackend, req: ChatRequest, io: CliIO, signal: AbortSignal): Promise<string> {
+/** Streams one answer to stdout; resolves with its text and whether it stopped at the end of the context. */
+async function reply(backend: ChatBackend, req: ChatRequest, io: CliIO, signal: AbortSignal): Promise<{ text: string; filled: boolean }> {
   let text = '';
+  let filled = false;
   try {
     const r = await backend.chat(
       req,
@@ -52,11 +67,12 @@ async function reply(backend: ChatBackend, req: ChatRequest, io: CliIO, signal: 
       text = r.text;
       io.stdout(text);
     }
+    filled = filledContext(r, backend);
   } catch (e) {
     if (!signal.aborted) throw e;
   }
   io.stdout('\n');
-  return text;
+  return { text, filled };
 }
 
 async function repl(backend: ChatBackend, model: string, d: RequestDefaults, system: string | null, seed: number | null, io: CliIO): Promise<void> {
@@ -90,9 +106,18 @@ async function repl(backend: ChatBackend, model: string, d: RequestDefaults, sys
     io.stdout('Assistant: ');
     generation = new AbortController();
     const messages = system ? [{ role: 'system' as const, content: system }, ...history] : [...history];
-    const text = await reply(backend, request(model, messages, d, seed), io, generation.signal);
-    generation = null;
-    history.push({ role: 'assistant', content: text });
+    try {
+      const { text, filled } = await reply(backend, request(model, messages, d, seed), io, generation.signal);
+      history.push({ role: 'assistant', content: text });
+      if (filled) io.stderr('(the answer stopped at the end of the model\'s context; type "clear" to start a new conversation)\n');
+    } catch (e) {
+      if (!(e instanceof ChatRequestError)) throw e;
+      history.pop();
+      io.stdout('\n');
+      io.stderr(`${e.message}; type "clear" to start a new conversation\n`);
+    } finally {
+      generation = null;
+    }
   }
   rl.close();
   io.stdout('\n');
@@ -124,13 +149,20 @@ export const chatCommand: CommandDef = {
       const model = backend.models()[0];
       if (!model) throw new CliError('the inference engine serves no model');
       const d = generationDefaults(config);
+      const notice = contextNotice(config, backend);
+      if (notice) io.stderr(`${notice}\n`);
       const system = flagString(args, 'system') ?? null;
       const prompt = flagString(args, 'prompt');
       if (prompt !== undefined) {
         const messages: ChatMessage[] = [...(system ? [{ role: 'system' as const, content: system }] : []), { role: 'user', content: prompt }];
         const ac = new AbortController();
         io.signal?.addEventListener('abort', () => ac.abort(io.signal!.reason), { once: true });
-        await reply(backend, request(model, messages, d, config.seed), io, ac.signal);
+        try {
+          const { filled } = await reply(backend, request(model, messages, d, config.seed), io, ac.signal);
+          if (filled) io.stderr("(the answer stopped at the end of the model's context)\n");
+        } catch (e) {
+          throw e instanceof ChatRequestError ? new CliError(e.message) : e;
+        }
         return 0;
       }
       await repl(backend, model, d, system, null, io);
