@@ -449,6 +449,21 @@ describe('malformed requests', () => {
   });
 });
 
+describe('request size', () => {
+  it('answers 413 for a body over the limit, and keeps serving', async () => {
+    const s = await serve(new ScriptedBackend(), { maxBodyBytes: 100_000 });
+    const res = await fetch(`${s.url}/chat/completions`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ model: 'test-model', messages: user('x'.repeat(300_000)) }),
+    });
+    expect(res.status).toBe(413);
+    expect(await res.json()).toMatchObject({ error: { type: 'invalid_request_error', code: 'request_too_large' } });
+    const r = await client(s).chat.completions.create({ model: 'test-model', messages: user('echo fine') });
+    expect(r.choices[0]!.message.content).toBe('fine');
+  });
+});
+
 describe('building blocks', () => {
   it('StopMatcher holds back only what could start a stop string', () => {
     const m = new StopMatcher(['</s>', 'END']);
