@@ -9,6 +9,7 @@
  *   tok.encode(text, { addSpecialTokens })  default false: special-token text ("<|im_end|>") is
  *                                           parsed as the special token, nothing is added
  *   tok.encodeAsText(text)                  special-token text stays text (split_special_tokens)
+ *   tok.countTokens(text)                   encode's length, uncached (bounds on long texts)
  *   tok.decode(ids, { skipSpecialTokens })
  *   tok.bosId / eosId / eosIds / padId (pad falls back to eos) / tokenToId / idToToken /
  *   isSpecial / specialTokens / chatTemplate / vocabSize

@@ -147,6 +147,11 @@ export class Tokenizer {
     return ids;
   }
 
+  /** How many tokens `text` comes to (as encode, without its cache): for bounds on long texts. */
+  countTokens(text: string): number {
+    return text.length === 0 ? 0 : this.hf.encode(text, { add_special_tokens: false }).ids.length;
+  }
+
   /**
    * Encode with special tokens read as plain text, transformers' `split_special_tokens`: the
    * characters "<|im_end|>" become ordinary tokens, never the control token. Added tokens that

@@ -36,7 +36,7 @@ export async function checkPromptTokens(text: string, context: number, tokenizer
   let tokens = 0;
   for (let at = 0; at < text.length; ) {
     const end = pieceEnd(text, at);
-    tokens += tokenizer.encodeAsText(text.slice(at, end)).length;
+    tokens += tokenizer.countTokens(text.slice(at, end));
     if (tokens > stopAbove) {
       throw new ContextOverflowError(`the messages are more than ${stopAbove} tokens long; the model's context is ${context} tokens`);
     }

@@ -47,7 +47,7 @@ export class AccessPolicy {
     const host = req.headers.host;
     if (host !== undefined && !this.hostAllowed(host)) {
       throw forbidden(
-        `Host '${host}' is not allowed: this server answers to localhost, its IP addresses and ${hostname()}; start it with --allowed-host to add a name.`,
+        `Host '${host}' is not allowed: this server answers to localhost, its IP addresses and the machine's name; start it with --allowed-host to add a name.`,
         'host_not_allowed',
       );
     }
