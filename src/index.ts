@@ -12,6 +12,7 @@ export { browserGpu } from './gpu/browser';
 export { Gpu, GpuError } from './gpu/runtime';
 export type { Capabilities } from './gpu/capabilities';
 export { Session, loadModelTokenizer, type OpenOptions, type ChatOptions, type ChatTurnResult } from './engine/session';
+export { ContextOverflowError } from './engine/prompt-fit';
 export { trainOptionsFromConfig } from './engine/options';
 export { configFromObject, parseConfig, type CrucibleConfig } from './config';
 export { buildDataset, previewExamples, loadTokenizer, getTemplate, memoryFileAccess, TEMPLATE_NAMES } from './data';

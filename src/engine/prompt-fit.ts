@@ -14,7 +14,8 @@ const PIECE_CHARS = 4096;
 
 /**
  * Refuses text that cannot fit in `context` tokens, without tokenising it: no token covers more
- * than the tokenizer's longest token string, so more characters than context * that cannot fit.
+ * characters than the tokenizer's longest token string, so a text longer than context times that
+ * cannot fit.
  */
 export function checkPromptChars(chars: number, context: number, tokenizer: Tokenizer): void {
   const limit = context * tokenizer.maxTokenChars;
