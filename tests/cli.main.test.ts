@@ -369,13 +369,18 @@ describe('export, preview, bench', () => {
       engines: {
         previewDataset: async (_c, o) => {
           previewOpts = { count: o.count, offset: o.offset };
-          return { examples: [item] };
+          return { examples: [item], total: 6 };
         },
       },
     });
     expect(prev.code).toBe(0);
     expect(previewOpts).toEqual({ count: 2, offset: 5 });
     expect(prev.out).toBe('--- #5\nQ: hi\n⟦A: hello⟧\n[3 tokens, 2 learned]\ninput_ids: [1,2,3]\nlabels:    [-100,2,3]\n');
+
+    const past = await run(['preview', SFT, '--offset', '6'], { engines: { previewDataset: async () => ({ examples: [], total: 6 }) } });
+    expect(past.code).toBe(1);
+    expect(past.out).toBe('');
+    expect(past.err).toMatch(/\nerror: --offset 6 is past the end: the dataset has 6 examples \(0 to 5\)\n$/);
 
     let steps = 0;
     const bench = await run(['bench', SFT, '--steps', '3', '--json'], {

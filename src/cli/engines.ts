@@ -51,6 +51,8 @@ export interface PreviewOptions extends RunHooks {
 export interface PreviewResult {
   /** Rendered examples with the learned spans marked, token ids and labels (pairs: both sides). */
   examples: PreviewExample[];
+  /** Training examples in the whole dataset. */
+  total: number;
 }
 
 export interface BenchOptions extends RunHooks {

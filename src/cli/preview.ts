@@ -4,7 +4,7 @@
 import type { PreviewExample, PreviewItem } from '../data/preview';
 import { commandConfig, flagInt, type CommandDef } from './args';
 import { loadEngine } from './engines';
-import type { CliIO } from './io';
+import { CliError, type CliIO } from './io';
 import { keysHelp } from './keys';
 
 /** Learned text in green on a terminal, else between ⟦ ⟧ marks; then the ids and labels. */
@@ -49,6 +49,7 @@ export const previewCommand: CommandDef = {
     const previewDataset = await loadEngine('previewDataset', 'preview', io);
     const offset = flagInt(args, 'offset', 0);
     const result = await previewDataset(config, { count: flagInt(args, 'count', 3), offset, onStatus: (m) => io.stderr(`${m}\n`), signal: io.signal });
+    if (offset >= result.total) throw new CliError(`--offset ${offset} is past the end: the dataset has ${result.total} example${result.total === 1 ? '' : 's'} (0 to ${result.total - 1})`);
     result.examples.forEach((e, i) => io.stdout(args.flags.json ? `${JSON.stringify(exampleJson(e))}\n` : renderExample(e, offset + i, io.interactive)));
     return 0;
   },

@@ -55,6 +55,11 @@ export interface DataConfig {
   preprocessing_batch_size?: number;
   /** Crucible: shuffle the train examples with `seed` (default true). */
   shuffle?: boolean;
+  /**
+   * Crucible (preview): tokenize only train examples [offset, offset + count) in file order; the
+   * others are checked (so drops are counted) but not tokenized. stats.train.examples counts all.
+   */
+  window?: ExampleWindow;
   [key: string]: unknown;
 }
 
@@ -74,6 +79,11 @@ export interface DataDeps {
   log?(message: string): void;
 }
 
+export interface ExampleWindow {
+  offset: number;
+  count: number;
+}
+
 export interface DropCount {
   reason: string;
   count: number;
@@ -91,6 +101,7 @@ export interface DatasetSourceStats {
 }
 
 export interface SplitStats {
+  /** Examples of the split (with a window: all of them, tokenized or not). */
   examples: number;
   /** Examples before packing. */
   sequences: number;
@@ -465,9 +476,15 @@ function itemLocation(it: Item): DataErrorLocation {
   return { dataset: it.kind === 'aligned' ? it.a.dataset : it.t.dataset, file: s.file, line: s.line, index: s.index };
 }
 
-function processItems(items: Item[], ctx: ProcessContext, drops: Map<string, Map<string, DropCount>>): { examples: Example[]; stats: SplitStats } {
+function processItems(items: Item[], ctx: ProcessContext, drops: Map<string, Map<string, DropCount>>, window?: ExampleWindow): { examples: Example[]; stats: SplitStats } {
   const stats = emptySplit();
   const out: Example[] = [];
+  // Counts the examples that survive; true for one outside the window (not tokenized).
+  let survived = 0;
+  const skip = (): boolean => {
+    const i = survived++;
+    return window !== undefined && (i < window.offset || i >= window.offset + window.count);
+  };
   const drop = (it: Item, reason: string) => {
     const ds = it.kind === 'aligned' ? it.a.dataset : it.t.dataset;
     if (!drops.has(ds)) drops.set(ds, new Map());
@@ -487,6 +504,7 @@ function processItems(items: Item[], ctx: ProcessContext, drops: Map<string, Map
     if (ctx.stage === 'pt') {
       const texts: string[] = [];
       for (const it of batch) {
+        if (skip()) continue;
         if (it.kind === 'tok') {
           const e = tokenizedToLm(it.t, ctx.cutoffLen);
           if (e.truncated) stats.truncated++;
@@ -512,12 +530,15 @@ function processItems(items: Item[], ctx: ProcessContext, drops: Map<string, Map
       const seqs: Array<{ input_ids: number[]; labels: number[] }> = [];
       for (const it of batch) {
         let e: { input_ids: number[]; labels: number[]; truncated: boolean };
-        if (it.kind === 'tok') e = tokenizedToLm(it.t, ctx.cutoffLen);
-        else {
+        if (it.kind === 'tok') {
+          if (skip()) continue;
+          e = tokenizedToLm(it.t, ctx.cutoffLen);
+        } else {
           if (it.a.prompt.length % 2 !== 1 || it.a.response.length !== 1) {
             drop(it, it.a.response.length === 0 ? 'no response to learn (stage sft needs a response/output column or complete turns; for raw text use stage pt)' : `expected one response for sft, found ${it.a.response.length}`);
             continue;
           }
+          if (skip()) continue;
           e = wrap(it, () => encodeSupervised(ctx.template, it.a, { cutoffLen: ctx.cutoffLen, trainOnPrompt: ctx.trainOnPrompt, maskHistory: ctx.maskHistory }));
         }
         if (e.truncated) stats.truncated++;
@@ -539,6 +560,7 @@ function processItems(items: Item[], ctx: ProcessContext, drops: Map<string, Map
             drop(it, 'pre-tokenized preference rows need chosen_input_ids and rejected_input_ids');
             continue;
           }
+          if (skip()) continue;
           const side = (s: { input_ids: number[]; labels?: number[] }) => ({ input_ids: s.input_ids.slice(0, ctx.cutoffLen), labels: (s.labels ?? s.input_ids).slice(0, ctx.cutoffLen) });
           ex = { chosen: side(it.t.chosen), rejected: side(it.t.rejected), truncated: Math.max(it.t.chosen.input_ids.length, it.t.rejected.input_ids.length) > ctx.cutoffLen };
         } else {
@@ -546,6 +568,7 @@ function processItems(items: Item[], ctx: ProcessContext, drops: Map<string, Map
             drop(it, 'a preference record needs a prompt ending with a user turn and two responses (chosen, rejected)');
             continue;
           }
+          if (skip()) continue;
           ex = wrap(it, () => encodePairwise(ctx.template, it.a, ctx.cutoffLen));
         }
         if (ex.truncated) stats.truncated++;
@@ -567,6 +590,7 @@ function processItems(items: Item[], ctx: ProcessContext, drops: Map<string, Map
           drop(it, 'pre-tokenized KTO rows need kl_input_ids and kto_tag');
           return;
         }
+        if (skip()) return;
         ex = {
           input_ids: it.t.input_ids.slice(0, ctx.cutoffLen),
           labels: (it.t.labels ?? it.t.input_ids).slice(0, ctx.cutoffLen),
@@ -583,6 +607,7 @@ function processItems(items: Item[], ctx: ProcessContext, drops: Map<string, Map
           drop(it, 'its KL partner (the previous record) is not a valid KTO record');
           return;
         }
+        if (skip()) return;
         ex = wrap(it, () => encodeKto(ctx.template, it.a, kl[i], ctx.cutoffLen));
       }
       if (ex.truncated) stats.truncated++;
@@ -591,7 +616,7 @@ function processItems(items: Item[], ctx: ProcessContext, drops: Map<string, Map
       countLm(stats, ex);
     });
   }
-  stats.examples = out.length;
+  stats.examples = window ? survived : out.length;
   return { examples: out, stats };
 }
 
@@ -745,18 +770,20 @@ export async function buildDataset(config: DataConfig, deps: DataDeps): Promise<
   };
   if (stage === 'pt') ctx.packedLen = cutoffLen;
   const procDrops = new Map<string, Map<string, DropCount>>();
-  const train = processItems(trainItems, ctx, procDrops);
+  const window = config.window;
+  const train = processItems(trainItems, ctx, procDrops, window);
   const evalRes = processItems(evalItems, ctx, procDrops);
 
-  if (train.examples.length === 0) {
+  if (train.stats.examples === 0) {
     let hint = '';
     if (stage === 'pt' && ctx.packing && train.stats.sequences > 0) hint = `hint: with packing, pretraining text is concatenated and cut into blocks of cutoff_len (${cutoffLen}) tokens; there is less text than one block — lower cutoff_len or set packing: false`;
     throw new DataError(explainEmpty(loaded, procDrops, ctx, hint));
   }
-  if (ctx.kind !== 'pairwise' && train.stats.learnedTokens === 0) {
+  // With a window these look at a few examples only: a training run makes them on the whole set.
+  if (!window && ctx.kind !== 'pairwise' && train.stats.learnedTokens === 0) {
     throw new DataError(`no training example has a token to learn (all labels are -100): cutoff_len ${cutoff0} leaves no room for the responses, or the responses are empty. ${train.stats.truncated} of ${train.stats.sequences} examples were truncated.`);
   }
-  if (ctx.kind === 'kto') {
+  if (!window && ctx.kind === 'kto') {
     const pos = train.examples.filter((e) => (e as KtoExample).kto_tag).length;
     if (pos === 0 || pos === train.examples.length) log('the KTO dataset has only one preference type (all desirable or all undesirable)');
   }
@@ -774,7 +801,7 @@ export async function buildDataset(config: DataConfig, deps: DataDeps): Promise<
     if (nd) log(`dataset "${d.attr.name}": dropped ${nd} of ${d.records} records (${dropped.map((x) => `${x.count}: ${x.reason}`).join('; ')})`);
     return { name: d.attr.name, files: d.files, records: d.records, used: d.aligned.length + d.tokenized.length - (procDrops.get(d.attr.name) ? [...procDrops.get(d.attr.name)!.values()].reduce((s, x) => s + x.count, 0) : 0), pretokenized: d.tokenized.length > 0, dropped };
   });
-  if (train.stats.truncated) log(`${train.stats.truncated} training examples were truncated to cutoff_len ${cutoff0}`);
+  if (train.stats.truncated) log(`${train.stats.truncated} ${window ? `of the ${train.examples.length} examples shown were` : 'training examples were'} truncated to cutoff_len ${cutoff0}`);
   return {
     kind: ctx.kind,
     train: trainExamples,

@@ -56,6 +56,8 @@
  *     (chosen rows then rejected rows), collateKto (with kl rows and tags).
  *   previewExamples(config, deps, n) → [{ text, segments: [{ text, learned }], input_ids, labels }]
  *     ({ chosen, rejected } for preference stages; kto_tag and kl for KTO).
+ *   previewWindow(config, deps, { offset, count }) → { examples, total, stats }: only the window
+ *     is tokenized; every record is still checked, so drops are logged as in training.
  */
 export { Tokenizer, loadTokenizer, type TokenizerFiles, type StreamDecoder, type SpecialToken } from './tokenizer.ts';
 export {
@@ -80,13 +82,14 @@ export {
   type DataConfig,
   type DataDeps,
   type DatasetStats,
+  type ExampleWindow,
   type BuiltDataset,
   type ExampleKind,
   type Stage,
 } from './dataset.ts';
 export { IGNORE_INDEX, inferSeqlen, greedyKnapsack, type Example, type LmExample, type PairwiseExample, type KtoExample } from './processor.ts';
 export { collate, collatePairwise, collateKto, padRows, isPairwise, isKto, type Batch, type PairwiseBatch, type KtoBatch, type CollateOptions } from './collate.ts';
-export { previewExamples, describeTokens, type PreviewExample, type PreviewItem, type PreviewSegment } from './preview.ts';
+export { previewExamples, previewWindow, describeTokens, type Preview, type PreviewExample, type PreviewItem, type PreviewSegment } from './preview.ts';
 export { memoryFileAccess } from './memory.ts';
 export { DataError } from './errors.ts';
 export { parseDataFile } from './formats.ts';

@@ -1,8 +1,8 @@
 /**
- * previewExamples: the first examples of a config as the trainer will see them (before packing),
- * decoded, with the learned spans (labels != -100) marked — for `crucible preview` and the app.
+ * previewWindow / previewExamples: examples of a config as the trainer will see them (before
+ * packing), decoded, with the learned spans (labels != -100) marked — for `crucible preview` and the app.
  */
-import { buildDataset, type DataConfig, type DataDeps } from './dataset.ts';
+import { buildDataset, type DataConfig, type DataDeps, type DatasetStats, type ExampleWindow } from './dataset.ts';
 import { IGNORE_INDEX, type KtoExample, type LmExample, type PairwiseExample } from './processor.ts';
 import type { Tokenizer } from './tokenizer.ts';
 
@@ -41,22 +41,21 @@ export function describeTokens(tok: Tokenizer, inputIds: number[], labels: numbe
   return { text: tok.decode(inputIds), segments, input_ids: inputIds, labels };
 }
 
-export async function previewExamples(config: DataConfig, deps: DataDeps, n = 3): Promise<PreviewExample[]> {
-  const max = config.max_samples ?? undefined;
-  const built = await buildDataset(
-    {
-      ...config,
-      max_samples: max !== undefined ? Math.min(max, n + 32) : n + 32,
-      val_size: 0,
-      eval_dataset: null,
-      packing: false,
-      neat_packing: false,
-      shuffle: false,
-    },
-    deps,
-  );
+export interface Preview {
+  examples: PreviewExample[];
+  /** Training examples in the whole dataset (max_samples applied, no packing). */
+  total: number;
+  stats: DatasetStats;
+}
+
+/**
+ * Train examples [offset, offset + count) in file order. Every record is read and checked (drops
+ * are counted and logged as in training) but only the window is tokenized, so a far offset is cheap.
+ */
+export async function previewWindow(config: DataConfig, deps: DataDeps, window: ExampleWindow): Promise<Preview> {
+  const built = await buildDataset({ ...config, val_size: 0, eval_dataset: null, packing: false, neat_packing: false, shuffle: false, window }, deps);
   const tok = deps.tokenizer;
-  return built.train.slice(0, n).map((e) => {
+  const examples = built.train.map((e): PreviewExample => {
     if (built.kind === 'pairwise') {
       const p = e as PairwiseExample;
       return { chosen: describeTokens(tok, p.chosen.input_ids, p.chosen.labels), rejected: describeTokens(tok, p.rejected.input_ids, p.rejected.labels) };
@@ -68,4 +67,10 @@ export async function previewExamples(config: DataConfig, deps: DataDeps, n = 3)
     const l = e as LmExample;
     return describeTokens(tok, l.input_ids, l.labels);
   });
+  return { examples, total: built.stats.train.examples, stats: built.stats };
+}
+
+/** The first n examples. */
+export async function previewExamples(config: DataConfig, deps: DataDeps, n = 3): Promise<PreviewExample[]> {
+  return (await previewWindow(config, deps, { offset: 0, count: n })).examples;
 }

@@ -5,7 +5,7 @@ import type { CrucibleConfig } from '../config';
 import type { PreviewOptions, PreviewResult } from '../cli/engines';
 import { nodeFileAccess } from '../data/node';
 import { hubDatasetAccess } from '../hub/datasets';
-import { previewExamples } from '../data/preview';
+import { previewWindow } from '../data/preview';
 import { resolveModelFiles } from './node-model';
 import { loadModelTokenizer } from './session';
 
@@ -17,6 +17,11 @@ export async function previewDataset(config: CrucibleConfig, opts: PreviewOption
     cacheDir: config.cache_dir,
   });
   const tokenizer = await loadModelTokenizer(files);
-  const all = await previewExamples(config, { tokenizer, ...nodeFileAccess(), ...hubDatasetAccess() }, opts.offset + opts.count);
-  return { examples: all.slice(opts.offset) };
+  const preview = await previewWindow(
+    config,
+    { tokenizer, ...nodeFileAccess(), ...hubDatasetAccess(), ...(opts.onStatus ? { log: opts.onStatus } : {}) },
+    { offset: opts.offset, count: opts.count },
+  );
+  opts.onStatus?.(`data: ${preview.total} training examples`);
+  return { examples: preview.examples, total: preview.total };
 }
