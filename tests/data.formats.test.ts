@@ -117,6 +117,39 @@ describe('file formats', () => {
   });
 });
 
+describe('bytes that are not UTF-8', () => {
+  const text = (s: string) => new TextEncoder().encode(s);
+  const bytes = (...parts: Uint8Array[]) => Uint8Array.from(parts.flatMap((p) => [...p]));
+  const latin1 = Uint8Array.of(0x63, 0x61, 0x66, 0xe9); // "café" in Latin-1
+
+  it('are read as U+FFFD with a warning naming the file and each line', async () => {
+    const jsonl = bytes(
+      text('{"instruction": "a", "output": "b"}\n{"instruction": "'),
+      latin1,
+      text('", "output": "b"}\n{"instruction": "c", "output": "d"}\n{"instruction": "'),
+      latin1,
+      text('", "output": "e"}\n'),
+    );
+    const logged: string[] = [];
+    const r = await buildDataset({ ...base, dataset: 'x.jsonl', dataset_dir: 'd' }, { tokenizer: tok, ...memoryFileAccess({ 'd/x.jsonl': jsonl }), log: (m) => logged.push(m) });
+    expect(r.train.length).toBe(4);
+    const warning = 'd/x.jsonl: 2 lines hold bytes that are not UTF-8 (lines 2, 4); they were read as U+FFFD (\uFFFD) — re-save the file as UTF-8 to keep the text as written';
+    expect(logged).toContain(warning);
+    expect(r.stats.warnings).toContain(warning);
+  });
+
+  it('one line, in a csv file', async () => {
+    const csv = bytes(text('instruction,output\na,b\n'), latin1, text(',x\n'));
+    const r = await buildDataset({ ...base, dataset: 'x.csv', dataset_dir: 'd' }, { tokenizer: tok, ...memoryFileAccess({ 'd/x.csv': csv }) });
+    expect(r.stats.warnings).toContain('d/x.csv: line 3 holds bytes that are not UTF-8; they were read as U+FFFD (\uFFFD) — re-save the file as UTF-8 to keep the text as written');
+  });
+
+  it('a U+FFFD written as UTF-8 is data, not a warning', async () => {
+    const r = await buildDataset({ ...base, dataset: 'x.jsonl', dataset_dir: 'd' }, { tokenizer: tok, ...memoryFileAccess({ 'd/x.jsonl': '{"instruction": "\uFFFD", "output": "b"}\n' }) });
+    expect(r.stats.warnings.filter((w) => w.includes('UTF-8'))).toEqual([]);
+  });
+});
+
 describe('pre-tokenized rows', () => {
   it.each(['tokenized_jsonl', 'tokenized_csv', 'tokenized_parquet'])('%s: ids and labels are used as given, padding removed by attention_mask', async (d) => {
     const r = await build({ dataset: d });

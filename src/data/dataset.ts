@@ -191,6 +191,8 @@ interface LoadedDataset {
   aligned: Aligned[];
   tokenized: TokenizedRecord[];
   drops: Map<string, DropCount>;
+  /** From reading the files (bytes that are not UTF-8). */
+  warnings: string[];
 }
 
 function dropKey(reason: string): string {
@@ -324,10 +326,12 @@ async function loadDataset(attr: DatasetAttr, config: DataConfig, deps: DataDeps
   }
   let rows: Row[] = [];
   let sources: RecordSource[] = [];
+  const warnings: string[] = [];
   for (const b of blobs) {
     const f: LoadedFile = await parseDataFile(b.bytes, b.path);
     rows = rows.concat(f.rows);
     sources = sources.concat(f.sources);
+    warnings.push(...f.warnings);
   }
   if (autodetect) attr = detectAttr(attr.name, attr.loadFrom, attr.source, rows[0]);
   const records = rows.length;
@@ -355,7 +359,7 @@ async function loadDataset(attr: DatasetAttr, config: DataConfig, deps: DataDeps
     if ('drop' in res) addDrop(drops, res.drop, { file: src.file, line: src.line, index: src.index });
     else aligned.push(res.ok);
   }
-  return { attr, files: blobs.map((b) => b.path), records, aligned, tokenized, drops };
+  return { attr, files: blobs.map((b) => b.path), records, aligned, tokenized, drops, warnings };
 }
 
 function checkStage(attr: DatasetAttr, stage: Stage, pretokenized: boolean): void {
@@ -719,6 +723,7 @@ export async function buildDataset(config: DataConfig, deps: DataDeps): Promise<
     const out: LoadedDataset[] = [];
     for (const { attr, autodetect } of await resolveAttrs(list, config, deps, access)) {
       const d = await loadDataset(attr, config, deps, access, dir, seed, autodetect);
+      for (const w of d.warnings) log(w);
       checkStage(d.attr, stage, d.tokenized.length > 0);
       if (d.tokenized.length) log(`dataset "${d.attr.name}" is pre-tokenized: used as is (no template)`);
       out.push(d);

@@ -16,9 +16,14 @@ export interface RecordSource {
   line?: number;
 }
 
-export interface LoadedFile {
+interface Records {
   rows: Row[];
   sources: RecordSource[];
+}
+
+export interface LoadedFile extends Records {
+  /** What reading changed (bytes that are not UTF-8), one line each. */
+  warnings: string[];
 }
 
 export const FILE_TYPES: Record<string, string> = {
@@ -40,11 +45,43 @@ export function fileType(path: string): string | undefined {
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: false });
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
-function decodeText(bytes: Uint8Array): string {
-  let s = utf8.decode(bytes);
+/** Text of a data file; bytes that are not UTF-8 become U+FFFD, with a warning naming their lines. */
+function decodeText(bytes: Uint8Array, file: string, warnings: string[]): string {
+  let s: string;
+  try {
+    s = strictUtf8.decode(bytes);
+  } catch {
+    s = utf8.decode(bytes);
+    warnings.push(notUtf8Warning(file, invalidUtf8Lines(bytes)));
+  }
   if (s.charCodeAt(0) === 0xfeff) s = s.slice(1);
   return s;
+}
+
+/** 1-based lines holding bytes that are not UTF-8 (a newline byte never belongs to a multi-byte character). */
+function invalidUtf8Lines(bytes: Uint8Array): number[] {
+  const lines: number[] = [];
+  let start = 0;
+  let line = 1;
+  for (let i = 0; i <= bytes.length; i++) {
+    if (i < bytes.length && bytes[i] !== 10) continue;
+    try {
+      strictUtf8.decode(bytes.subarray(start, i));
+    } catch {
+      lines.push(line);
+    }
+    start = i + 1;
+    line++;
+  }
+  return lines;
+}
+
+function notUtf8Warning(file: string, lines: number[]): string {
+  const shown = lines.slice(0, 10).join(', ') + (lines.length > 10 ? ', ...' : '');
+  const where = lines.length === 1 ? `line ${shown} holds` : `${lines.length} lines hold`;
+  return `${file}: ${where} bytes that are not UTF-8${lines.length > 1 ? ` (lines ${shown})` : ''}; they were read as U+FFFD (\uFFFD) — re-save the file as UTF-8 to keep the text as written`;
 }
 
 function lineOfOffset(text: string, offset: number): { line: number; column: number } {
@@ -104,7 +141,7 @@ function arrayElementOffsets(text: string): number[] {
   return out;
 }
 
-function parseJsonLines(text: string, file: string): LoadedFile {
+function parseJsonLines(text: string, file: string): Records {
   const rows: Row[] = [];
   const sources: RecordSource[] = [];
   const lines = text.split('\n');
@@ -127,7 +164,7 @@ function parseJsonLines(text: string, file: string): LoadedFile {
   return { rows, sources };
 }
 
-function parseJson(text: string, file: string, jsonl: boolean): LoadedFile {
+function parseJson(text: string, file: string, jsonl: boolean): Records {
   if (jsonl) return parseJsonLines(text, file);
   let v: unknown;
   try {
@@ -176,7 +213,7 @@ function parseJson(text: string, file: string, jsonl: boolean): LoadedFile {
 }
 
 /** RFC 4180 CSV with a header row. Empty fields become null (as pandas' NaN). */
-function parseCsv(text: string, file: string): LoadedFile {
+function parseCsv(text: string, file: string): Records {
   const records: Array<{ fields: string[]; quoted: boolean[]; line: number }> = [];
   let fields: string[] = [];
   let quoted: boolean[] = [];
@@ -264,7 +301,7 @@ function normalizeValue(v: unknown): unknown {
   return v;
 }
 
-async function parseParquet(bytes: Uint8Array, file: string): Promise<LoadedFile> {
+async function parseParquet(bytes: Uint8Array, file: string): Promise<Records> {
   const buf = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
   let objs: Row[];
   try {
@@ -276,7 +313,7 @@ async function parseParquet(bytes: Uint8Array, file: string): Promise<LoadedFile
   return { rows, sources: rows.map((_, i) => ({ file, index: i })) };
 }
 
-function parseText(text: string, file: string): LoadedFile {
+function parseText(text: string, file: string): Records {
   const lines = text.split(/\r?\n/);
   if (lines.length && lines[lines.length - 1] === '') lines.pop();
   return { rows: lines.map((t) => ({ text: t })), sources: lines.map((_, i) => ({ file, index: i, line: i + 1 })) };
@@ -285,15 +322,16 @@ function parseText(text: string, file: string): LoadedFile {
 /** Parse one data file by its extension. */
 export async function parseDataFile(bytes: Uint8Array, file: string): Promise<LoadedFile> {
   const ext = fileExtension(file);
+  const warnings: string[] = [];
   switch (FILE_TYPES[ext]) {
     case 'json':
-      return parseJson(decodeText(bytes), file, ext === 'jsonl');
+      return { ...parseJson(decodeText(bytes, file, warnings), file, ext === 'jsonl'), warnings };
     case 'csv':
-      return parseCsv(decodeText(bytes), file);
+      return { ...parseCsv(decodeText(bytes, file, warnings), file), warnings };
     case 'parquet':
-      return parseParquet(bytes, file);
+      return { ...(await parseParquet(bytes, file)), warnings };
     case 'text':
-      return parseText(decodeText(bytes), file);
+      return { ...parseText(decodeText(bytes, file, warnings), file), warnings };
     default:
       throw new DataError(`unsupported file type ".${ext}"; allowed: ${Object.keys(FILE_TYPES).join(', ')}`, { file });
   }
