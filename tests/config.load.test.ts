@@ -184,6 +184,21 @@ describe('parseConfig', () => {
     for (const [line, re] of cases) expect(problem(() => parseConfig(`seed: 1\n${line}`, [], { fileName: 'run.yaml' }))).toMatch(re);
   });
 
+  it('rejects infinite and NaN numbers, naming the key and the value given', () => {
+    expect(problem(() => parseConfig('seed: 1', ['learning_rate=.inf']))).toBe('override learning_rate=.inf: learning_rate: must be a finite number, got .inf');
+    expect(problem(() => parseConfig('learning_rate: -.inf', [], { fileName: 'run.yaml' }))).toBe('run.yaml:1: learning_rate: must be a finite number, got -.inf');
+    expect(problem(() => parseConfig('max_grad_norm: .nan'))).toBe('config:1: max_grad_norm: must be a finite number, got .nan');
+    expect(problem(() => parseConfig('max_steps: "1e999"'))).toBe('config:1: max_steps: must be a finite number, got "1e999"');
+    expect(problem(() => configFromObject({ warmup_steps: Infinity }, { source: 'form' }))).toBe('form: warmup_steps: must be a finite number, got .inf');
+  });
+
+  it('says that max_steps: 0 means no limit (LLaMA-Factory reads <= 0 as unset)', () => {
+    const { config, notices } = parseConfig('max_steps: 0\nnum_train_epochs: 2');
+    expect(config.max_steps).toBe(0);
+    expect(notices).toContain('note: max_steps: 0 sets no step limit (LLaMA-Factory reads max_steps <= 0 as unset); training runs num_train_epochs (2)');
+    expect(parseConfig('max_steps: -1').notices).toEqual([]);
+  });
+
   it('rejects an unknown key, naming the nearest valid one', () => {
     expect(problem(() => parseConfig('lerning_rate: 1.0e-4', [], { fileName: 'a.yaml' }))).toBe(
       'a.yaml:1: unknown key "lerning_rate" (did you mean "learning_rate"?)',

@@ -182,6 +182,10 @@ function resolve(entries: readonly Entry[]): LoadResult {
     }
     const spec = argSpec(key);
     if (spec) {
+      if (isNumeric(spec) && isNonFinite(entry.value)) {
+        problems.push(`${entry.where}: ${key}: must be a finite number, got ${show(entry.value)}`);
+        continue;
+      }
       const r = coerce(spec, entry.value);
       if ('error' in r) {
         problems.push(`${entry.where}: ${key}: expected ${r.error}, got ${show(entry.value)}${enumHint(key, entry.value)}`);
@@ -309,6 +313,9 @@ function crossCheck(
       notice(`note: ${key} only applies to finetuning_type ${spec.methods.join(', ')}; it has no effect with ${c.finetuning_type}`);
     }
   }
+  if (isGiven('max_steps') && c.max_steps === 0) {
+    notice(`note: max_steps: 0 sets no step limit (LLaMA-Factory reads max_steps <= 0 as unset); training runs num_train_epochs (${c.num_train_epochs})`);
+  }
   if (isGiven('infer_backend') && c.infer_backend !== 'huggingface') {
     notice(`note: infer_backend ${c.infer_backend} is a LLaMA-Factory engine; Crucible generates with its WebGPU engine`);
   }
@@ -342,6 +349,18 @@ type Coerced = { value: unknown } | { error: string };
 
 const INT_RE = /^[-+]?\d+$/;
 const FLOAT_RE = /^[-+]?(?:\d[\d_]*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$/;
+
+function isNumeric(spec: ArgSpec): boolean {
+  return spec.type === 'int' || spec.type === 'float' || spec.type === 'number';
+}
+
+/** Infinity or NaN, as a number (YAML .inf, .nan) or as text ("1e999", "inf", "nan"). */
+function isNonFinite(v: unknown): boolean {
+  if (typeof v === 'number') return !Number.isFinite(v);
+  if (typeof v !== 'string') return false;
+  const t = v.trim().toLowerCase().replace(/_/g, '');
+  return /^[-+]?\.?(inf|infinity|nan)$/.test(t) || (FLOAT_RE.test(t) && !Number.isFinite(Number(t)));
+}
 
 function toNumber(v: unknown): number | null {
   if (typeof v === 'number' && Number.isFinite(v)) return v;
@@ -480,6 +499,7 @@ function checkRange(spec: ArgSpec, v: unknown): string | null {
 function show(v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v);
   if (v === undefined) return 'nothing';
+  if (typeof v === 'number' && !Number.isFinite(v)) return Number.isNaN(v) ? '.nan' : v > 0 ? '.inf' : '-.inf';
   const s = JSON.stringify(v) ?? String(v);
   return s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }
