@@ -44,7 +44,7 @@ describe('reference table', () => {
     expect(back.get(a)).toBe(-3.25);
     expect(back.size).toBe(1);
     expect(() => ReferenceTable.fromJson('{"format":"crucible-reference-logps","logps":{"k":null}}', 'r.json')).toThrow(/r.json: entry k is null/);
-    expect(() => ReferenceTable.fromJson('{', 'r.json')).toThrow(/r.json: not valid JSON/);
+    expect(() => ReferenceTable.fromJson('{', 'r.json')).toThrow(/^r\.json, line 1: not valid JSON: /);
     expect(() => ReferenceTable.fromJson('{}', 'r.json')).toThrow(/not a reference log-probability table/);
   });
 

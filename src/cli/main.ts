@@ -109,7 +109,7 @@ function findCommand(name: string): CommandDef {
 export function reportError(e: unknown, io: CliIO): number {
   const debug = /^(1|true|yes)$/i.test(io.env.CRUCIBLE_DEBUG ?? '');
   const err = e instanceof Error ? e : new Error(String(e));
-  const expected = err instanceof CliError || err instanceof ConfigError || err.name === 'GpuError' || err.name === 'StorageError';
+  const expected = err instanceof CliError || err instanceof ConfigError || ['GpuError', 'StorageError', 'DataError'].includes(err.name);
   if (err instanceof CliError && err.exitCode === 130) {
     io.stderr('interrupted\n');
     return 130;

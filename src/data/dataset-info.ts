@@ -4,6 +4,7 @@
  * ranking, subset, split, folder, num_samples, columns and tags.
  */
 import { DataError } from './errors.ts';
+import { parseJsonFile } from './json-file.ts';
 
 export type Formatting = 'alpaca' | 'sharegpt' | 'openai';
 
@@ -87,12 +88,7 @@ export const OPENAI_TAGS: DatasetAttr['tags'] = {
 };
 
 export function parseDatasetInfo(text: string, file: string): Record<string, Record<string, unknown>> {
-  let info: unknown;
-  try {
-    info = JSON.parse(text);
-  } catch (e) {
-    throw new DataError(`malformed dataset_info.json: ${(e as Error).message}`, { file });
-  }
+  const info = parseJsonFile(text, file);
   if (!info || typeof info !== 'object' || Array.isArray(info)) throw new DataError('dataset_info.json must be an object of dataset entries', { file });
   return info as Record<string, Record<string, unknown>>;
 }

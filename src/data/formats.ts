@@ -5,6 +5,7 @@
  */
 import { parquetReadObjects } from 'hyparquet';
 import { DataError } from './errors.ts';
+import { cleanJsonMessage, jsonErrorLocation } from './json-file.ts';
 
 export type Row = Record<string, unknown>;
 
@@ -82,32 +83,6 @@ function notUtf8Warning(file: string, lines: number[]): string {
   const shown = lines.slice(0, 10).join(', ') + (lines.length > 10 ? ', ...' : '');
   const where = lines.length === 1 ? `line ${shown} holds` : `${lines.length} lines hold`;
   return `${file}: ${where} bytes that are not UTF-8${lines.length > 1 ? ` (lines ${shown})` : ''}; they were read as U+FFFD (\uFFFD) — re-save the file as UTF-8 to keep the text as written`;
-}
-
-function lineOfOffset(text: string, offset: number): { line: number; column: number } {
-  let line = 1;
-  let last = -1;
-  for (let i = 0; i < offset && i < text.length; i++) {
-    if (text.charCodeAt(i) === 10) {
-      line++;
-      last = i;
-    }
-  }
-  return { line, column: offset - last };
-}
-
-/** Byte offset → line of a JSON.parse error, from V8's message ("at position N" / "line L column C"). */
-function jsonErrorLocation(text: string, err: Error): { line: number; column: number } | undefined {
-  const lc = /line (\d+) column (\d+)/.exec(err.message);
-  if (lc) return { line: Number(lc[1]), column: Number(lc[2]) };
-  const pos = /position (\d+)/.exec(err.message);
-  if (pos) return lineOfOffset(text, Number(pos[1]));
-  if (/Unexpected end of JSON input/.test(err.message)) return lineOfOffset(text, text.length);
-  return undefined;
-}
-
-function cleanJsonMessage(msg: string): string {
-  return msg.replace(/\s*(in JSON )?at position \d+.*$/s, '').replace(/\s*\(line \d+ column \d+\)/, '');
 }
 
 /** Start offsets of the elements of a top-level JSON array (text already known to parse). */

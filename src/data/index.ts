@@ -92,5 +92,6 @@ export { collate, collatePairwise, collateKto, padRows, isPairwise, isKto, type 
 export { previewExamples, previewWindow, describeTokens, type Preview, type PreviewExample, type PreviewItem, type PreviewSegment } from './preview.ts';
 export { memoryFileAccess } from './memory.ts';
 export { DataError } from './errors.ts';
+export { parseJsonFile } from './json-file.ts';
 export { parseDataFile } from './formats.ts';
 export { setLlama3ToolDate } from './tools.ts';

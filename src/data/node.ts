@@ -4,22 +4,27 @@
  */
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { parseJsonFile } from './json-file.ts';
 import { loadTokenizer, type Tokenizer } from './tokenizer.ts';
 
 async function readJsonIfExists(path: string): Promise<object | undefined> {
+  let text: string;
   try {
-    return JSON.parse(await readFile(path, 'utf8'));
+    text = await readFile(path, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new Error(`cannot read ${path}: ${(e as Error).message}`);
   }
+  return parseJsonFile<object>(text, path);
 }
 
 /** tokenizer.json + tokenizer_config.json (+ chat_template.jinja, generation_config.json) of a model dir. */
 export async function loadTokenizerFromDir(dir: string): Promise<Tokenizer> {
-  const tokenizerJson = await readFile(join(dir, 'tokenizer.json'), 'utf8').catch((e: Error) => {
-    throw new Error(`cannot read ${join(dir, 'tokenizer.json')}: ${e.message}`);
+  const tokenizerPath = join(dir, 'tokenizer.json');
+  const tokenizerText = await readFile(tokenizerPath, 'utf8').catch((e: Error) => {
+    throw new Error(`cannot read ${tokenizerPath}: ${e.message}`);
   });
+  const tokenizerJson = parseJsonFile<object>(tokenizerText, tokenizerPath);
   const tokenizerConfig = await readJsonIfExists(join(dir, 'tokenizer_config.json'));
   const generationConfig = await readJsonIfExists(join(dir, 'generation_config.json'));
   let chatTemplate: string | undefined;

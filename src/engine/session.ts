@@ -3,7 +3,7 @@
 // knows which host it runs in.
 
 import type { Gpu } from '../gpu/runtime';
-import { getTemplate, loadTokenizer, type ChatTemplate, type Message, type TemplateOptions, type Tokenizer } from '../data';
+import { getTemplate, loadTokenizer, parseJsonFile, type ChatTemplate, type Message, type TemplateOptions, type Tokenizer } from '../data';
 import { Adapter } from '../model/adapter';
 import { contextLength, Generator, type SamplingOptions } from '../model/generate';
 import { Model } from '../model/model';
@@ -174,12 +174,12 @@ function firstStop(text: string, stops: readonly string[], from: number): number
 
 export async function loadModelTokenizer(files: ModelFiles): Promise<Tokenizer> {
   if (!(await files.exists('tokenizer.json'))) throw new Error(`${files.name}: tokenizer.json is missing (only fast-tokenizer checkpoints are supported)`);
-  const json = async (p: string) => ((await files.exists(p)) ? (JSON.parse(await files.readText(p)) as object) : undefined);
+  const json = async (p: string) => ((await files.exists(p)) ? parseJsonFile<object>(await files.readText(p), `${files.name}/${p}`) : undefined);
   const tokenizerConfig = await json('tokenizer_config.json');
   const generationConfig = await json('generation_config.json');
   const chatTemplate = (await files.exists('chat_template.jinja')) ? await files.readText('chat_template.jinja') : undefined;
   return loadTokenizer({
-    tokenizerJson: await files.readText('tokenizer.json'),
+    tokenizerJson: (await json('tokenizer.json'))!,
     ...(tokenizerConfig ? { tokenizerConfig } : {}),
     ...(generationConfig ? { generationConfig } : {}),
     ...(chatTemplate ? { chatTemplate } : {}),

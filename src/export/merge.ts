@@ -7,6 +7,7 @@ import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CrucibleConfig } from '../config';
 import type { ExportRunResult, RunHooks } from '../cli/engines';
+import { parseJsonFile } from '../data/json-file';
 import { resolveModelFiles } from '../engine/node-model';
 import { openSafetensors } from '../model/safetensors';
 import { deltaFor, mergeLora, type AdapterOnHost } from './lora-merge';
@@ -16,7 +17,7 @@ import { writeSharded, type TensorSource } from './shards';
 import { writeFileAtomic } from '../files/atomic-node';
 
 async function readAdapter(files: ModelFiles): Promise<AdapterOnHost> {
-  const config = JSON.parse(await files.readText('adapter_config.json')) as Record<string, unknown>;
+  const config = parseJsonFile<Record<string, unknown>>(await files.readText('adapter_config.json'), `${files.name}/adapter_config.json`);
   if (config.peft_type !== 'LORA') throw new Error(`${files.name}: adapter type ${String(config.peft_type)} is not LORA`);
   return { config, file: await openSafetensors(await files.open('adapter_model.safetensors')) };
 }

@@ -1,6 +1,7 @@
 // LoRA / DoRA adapters in PEFT's format: attach fresh ones (PEFT's initialisation), load and save
 // adapter_config.json + adapter_model.safetensors, and list the trainable tensors.
 
+import { parseJsonFile } from '../data/json-file';
 import type { Gpu } from '../gpu/runtime';
 import type { Tensor } from '../gpu/tensor';
 import type { LinearSite } from './linear';
@@ -117,7 +118,8 @@ export class Adapter {
 
   /** Load a PEFT adapter (adapter_config.json + adapter_model.safetensors). */
   static async load(model: Model, configJson: string, weights: ByteSource): Promise<Adapter> {
-    const cfg = JSON.parse(configJson) as Record<string, unknown>;
+    // the config sits beside the weights
+    const cfg = parseJsonFile<Record<string, unknown>>(configJson, weights.name.replace(/[^/\\]*$/, 'adapter_config.json'));
     if (cfg.peft_type !== 'LORA') throw new Error(`${weights.name}: adapter type ${String(cfg.peft_type)} is not LORA`);
     checkNotUnconvertedPissa(cfg, weights.name);
     const targets = cfg.target_modules;

@@ -2,6 +2,7 @@
 // with every linear layer as a LinearSite (so LoRA, DoRA, quantized and trainable weights plug in
 // the same way). Computation lives in forward.ts; this module owns structure and loading.
 
+import { parseJsonFile } from '../data/json-file';
 import type { Gpu } from '../gpu/runtime';
 import type { Tensor } from '../gpu/tensor';
 import { weightParts, type Weight } from '../kernels/matmul';
@@ -74,7 +75,7 @@ export class Model {
   ) {}
 
   static async load(gpu: Gpu, files: ModelFiles, opts: LoadOptions = {}): Promise<Model> {
-    const config = JSON.parse(await files.readText('config.json')) as Record<string, unknown>;
+    const config = parseJsonFile<Record<string, unknown>>(await files.readText('config.json'), `${files.name}/config.json`);
     const spec = specFromConfig(config, `${files.name}/config.json`);
     const ckpt = await Checkpoint.open(files);
     const format = opts.format ?? 'f32';

@@ -1,6 +1,7 @@
 // Loading a Hugging Face checkpoint onto the GPU, tensor by tensor: the host holds one tensor at a
 // time (converted to f32 or f16, or quantized on the way), never the whole model.
 
+import { parseJsonFile } from '../data/json-file';
 import type { Gpu } from '../gpu/runtime';
 import type { DType, Tensor } from '../gpu/tensor';
 import { byteSize } from '../gpu/tensor';
@@ -25,7 +26,7 @@ export class Checkpoint {
   static async open(files: ModelFiles): Promise<Checkpoint> {
     const index = new Map<string, SafetensorsFile>();
     if (await files.exists('model.safetensors.index.json')) {
-      const json = JSON.parse(await files.readText('model.safetensors.index.json')) as { weight_map: Record<string, string> };
+      const json = parseJsonFile<{ weight_map: Record<string, string> }>(await files.readText('model.safetensors.index.json'), `${files.name}/model.safetensors.index.json`);
       const shards = new Map<string, SafetensorsFile>();
       for (const [name, shard] of Object.entries(json.weight_map)) {
         let f = shards.get(shard);

@@ -6,6 +6,7 @@
 // is keyed by the sequence's tokens and travels in every checkpoint (reference_logps.json): a
 // resumed run, whose weights have moved on, keeps the reference it started with.
 
+import { parseJsonFile } from '../data/json-file';
 import type { KtoExample, PairwiseExample } from '../data/processor';
 import { Workspace } from '../model/forward';
 import type { Model } from '../model/model';
@@ -47,13 +48,7 @@ export class ReferenceTable {
   }
 
   static fromJson(text: string, where: string): ReferenceTable {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch (e) {
-      throw new Error(`${where}: not valid JSON (${(e as Error).message})`);
-    }
-    const p = parsed as { format?: unknown; logps?: unknown };
+    const p = parseJsonFile<{ format?: unknown; logps?: unknown }>(text, where);
     if (p.format !== 'crucible-reference-logps' || typeof p.logps !== 'object' || p.logps === null) {
       throw new Error(`${where}: not a reference log-probability table`);
     }
