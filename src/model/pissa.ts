@@ -207,6 +207,14 @@ export class Pissa {
     };
   }
 
+  /** The shape publishedTensors gives a trained tensor: converted, lora_A and lora_B have rank 2r. */
+  publishedShape(name: string, shape: readonly number[]): readonly number[] {
+    if (!this.opts.convert) return shape;
+    if (name.endsWith('.lora_A.weight')) return [2 * shape[0]!, shape[1]!];
+    if (name.endsWith('.lora_B.weight')) return [shape[0]!, 2 * shape[1]!];
+    return shape;
+  }
+
   /** A trained tensor from a saved adapter: the first r rows of lora_A / columns of lora_B when converted. */
   async readTrained(file: SafetensorsFile, name: string): Promise<Float32Array> {
     const data = await readF32(file, name);

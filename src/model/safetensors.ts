@@ -3,6 +3,7 @@
 // ByteSource so a multi-GB file is never held whole in memory (browser stores and Node files
 // both provide one).
 
+import { DataError } from '../data/errors';
 import { halfToFloat } from '../gpu/runtime';
 
 export interface ByteSource {
@@ -32,18 +33,19 @@ export interface SafetensorsFile {
 const BYTES: Record<SafeDType, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, U8: 1, I8: 1, BOOL: 1 };
 
 export async function openSafetensors(source: ByteSource): Promise<SafetensorsFile> {
-  if (source.size < 8) throw new Error(`${source.name}: ${source.size} bytes is too short for a safetensors file`);
+  const at = { file: source.name };
+  if (source.size < 8) throw new DataError(`${source.size} bytes is too short for a safetensors file (truncated?)`, at);
   const head = await source.read(0, 8);
   const view = new DataView(head.buffer, head.byteOffset, 8);
   const len = Number(view.getBigUint64(0, true));
   if (len <= 0 || 8 + len > source.size || len > 100 * 2 ** 20) {
-    throw new Error(`${source.name}: invalid safetensors header length ${len} (file is ${source.size} bytes): not a safetensors file, or truncated`);
+    throw new DataError(`invalid safetensors header length ${len} (file is ${source.size} bytes): not a safetensors file, or truncated`, at);
   }
   let header: Record<string, unknown>;
   try {
     header = JSON.parse(new TextDecoder().decode(await source.read(8, len)));
   } catch (e) {
-    throw new Error(`${source.name}: safetensors header is not valid JSON (${(e as Error).message})`);
+    throw new DataError(`safetensors header is not valid JSON (${(e as Error).message})`, at);
   }
   const tensors = new Map<string, TensorInfo>();
   let metadata: Record<string, string> = {};
@@ -53,13 +55,14 @@ export async function openSafetensors(source: ByteSource): Promise<SafetensorsFi
       continue;
     }
     const { dtype, shape, data_offsets } = raw as { dtype: SafeDType; shape: number[]; data_offsets: [number, number] };
-    if (!(dtype in BYTES)) throw new Error(`${source.name}: tensor ${name} has unsupported dtype ${dtype}`);
+    if (!(dtype in BYTES)) throw new DataError(`tensor ${name} has unsupported dtype ${dtype}`, at);
     const begin = 8 + len + data_offsets[0];
     const end = 8 + len + data_offsets[1];
     const expected = shape.reduce((a, b) => a * b, 1) * BYTES[dtype];
-    if (end - begin !== expected || end > source.size) {
-      throw new Error(`${source.name}: tensor ${name} ${dtype}[${shape}] has ${end - begin} bytes at ${begin}..${end} (expected ${expected}, file ${source.size}): truncated or corrupt file`);
+    if (end > source.size) {
+      throw new DataError(`tensor ${name} ${dtype}[${shape}] ends at byte ${end}, past the end of the file (${source.size} bytes): the file is truncated`, at);
     }
+    if (end - begin !== expected) throw new DataError(`tensor ${name} ${dtype}[${shape}] needs ${expected} bytes, the header gives it ${end - begin}: corrupt file`, at);
     tensors.set(name, { name, dtype, shape, begin, end });
   }
   return { source, tensors, metadata };
@@ -68,7 +71,7 @@ export async function openSafetensors(source: ByteSource): Promise<SafetensorsFi
 /** Read a floating-point tensor as f32 (F16/BF16/F64 converted). Rows [r0, r1) of the first dimension when given. */
 export async function readF32(file: SafetensorsFile, name: string, rows?: [number, number]): Promise<Float32Array> {
   const info = file.tensors.get(name);
-  if (!info) throw new Error(`${file.source.name}: tensor ${name} is missing`);
+  if (!info) throw new DataError(`tensor ${name} is missing`, { file: file.source.name });
   const rowElems = info.shape.slice(1).reduce((a, b) => a * b, 1);
   const [r0, r1] = rows ?? [0, info.shape[0] ?? 1];
   const bpe = BYTES[info.dtype];
