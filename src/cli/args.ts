@@ -2,7 +2,7 @@
 // positional arguments, and config overrides as LLaMA-Factory takes them: `key=value`, and for
 // known config keys also `--key value` / `--key=value`.
 
-import { CONFIG_KEYS, IGNORED_KEYS, RENAMED_KEYS, UNSUPPORTED_KEYS, argSpec, isConfigPath, loadConfig, parseConfig, checkConfigFor, nearest } from '../config';
+import { CONFIG_KEYS, IGNORED_KEYS, RENAMED_KEYS, UNSUPPORTED_KEYS, argSpec, isConfigPath, loadConfig, parseConfig, checkConfigFor, checkOutputDir, nearest } from '../config';
 import type { Command, CrucibleConfig } from '../config';
 import { CliError, type CliIO } from './io';
 
@@ -136,5 +136,6 @@ export async function commandConfig(args: ParsedArgs, io: CliIO, command: Comman
       : parseConfig('', args.overrides, { fileName: 'command line' });
   for (const n of notices) io.stderr(`${n}\n`);
   if (command) checkConfigFor(config, command);
+  if (command === 'train' || command === 'export') await checkOutputDir(config, command);
   return config;
 }

@@ -2,4 +2,5 @@
 export * from './schema';
 export * from './load';
 export * from './llamafactory';
+export { checkOutputDir, MODEL_SIDE_FILES } from './output-dir';
 export { editDistance, nearest } from './suggest';

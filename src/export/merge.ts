@@ -5,14 +5,13 @@
 
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { CrucibleConfig } from '../config';
+import { MODEL_SIDE_FILES, type CrucibleConfig } from '../config';
 import type { ExportRunResult, RunHooks } from '../cli/engines';
 import { parseJsonFile } from '../data/json-file';
 import { resolveModelFiles } from '../engine/node-model';
 import { openSafetensors } from '../model/safetensors';
 import { deltaFor, mergeLora, type AdapterOnHost } from './lora-merge';
 import { Checkpoint, type ModelFiles } from '../model/weights';
-import { MODEL_SIDE_FILES } from '../train/run';
 import { writeSharded, type TensorSource } from './shards';
 import { writeFileAtomic } from '../files/atomic-node';
 
