@@ -101,7 +101,7 @@ describe('output_dir that cannot be written', () => {
   });
 
   it.runIf(process.platform === 'linux')('a place where no folder can be made', async () => {
-    expect(await problem(config({ output_dir: '/proc/crucible-run/out' }))).toBe('output_dir /proc/crucible-run/out is not writable (it would be created in /proc): ENOENT; choose a folder you can write to');
+    expect(await problem(config({ output_dir: '/proc/crucible-run/out' }))).toBe('output_dir /proc/crucible-run/out is not writable (it would be created in /proc): the file system does not let folders be created there; choose a folder you can write to');
   });
 
   it.skipIf(process.getuid?.() === 0)('a read-only folder', async () => {

@@ -15,7 +15,13 @@ export const MODEL_SIDE_FILES = ['config.json', 'generation_config.json', 'token
 /** Files a LoRA run writes at the top of output_dir (the base model's config.json is not copied). */
 const LORA_OUTPUT_FILES = ['adapter_config.json', 'adapter_model.safetensors', ...MODEL_SIDE_FILES.filter((f) => f !== 'config.json')];
 
-const WRITE_ERRORS: Record<string, string> = { EACCES: 'permission denied', EPERM: 'operation not permitted', EROFS: 'read-only file system', ENOSPC: 'no space left on the device' };
+const WRITE_ERRORS: Record<string, string> = {
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EROFS: 'read-only file system',
+  ENOENT: 'the file system does not let folders be created there',
+  ENOSPC: 'no space left on the device',
+};
 
 /** Folders inside output_dir that a run writes or deletes (checkpoints, save_total_limit, overwrite_output_dir). */
 const RUN_FOLDER = /^(checkpoint-\d+|pissa_init)$/;
