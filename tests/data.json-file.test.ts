@@ -25,6 +25,13 @@ describe('parseJsonFile', () => {
     expect(() => parseJsonFile('', 'b.json')).toThrow(/^b\.json: not valid JSON: the file is empty$/);
   });
 
+  it('adds what to do about it', () => {
+    expect(() => parseJsonFile('', 'out/checkpoint-4/trainer_state.json', 'remove out/checkpoint-4 to resume from an earlier checkpoint')).toThrow(
+      /^out\/checkpoint-4\/trainer_state\.json: not valid JSON: the file is empty; remove out\/checkpoint-4 to resume from an earlier checkpoint$/,
+    );
+    expect(() => parseJsonFile(CORRUPT, 'x.json', 'fix it')).toThrow(/^x\.json, line 3: not valid JSON: Bad control character in string literal \(column 29\); fix it$/);
+  });
+
   it('parses valid JSON', () => {
     expect(parseJsonFile<{ a: number }>('{"a": 1}', 'a.json')).toEqual({ a: 1 });
   });

@@ -4,17 +4,21 @@
  */
 import { DataError } from './errors.ts';
 
-/** JSON.parse of a file's text; a DataError naming `path`, line and column when it is not JSON. */
-export function parseJsonFile<T = unknown>(text: string, path: string): T {
+/**
+ * JSON.parse of a file's text; a DataError naming `path`, line and column when it is not JSON,
+ * followed by `remedy` when given ("remove checkpoint-4 to resume from an earlier checkpoint").
+ */
+export function parseJsonFile<T = unknown>(text: string, path: string, remedy?: string): T {
   try {
     return JSON.parse(text) as T;
   } catch (e) {
-    if (text.trim() === '') throw new DataError('not valid JSON: the file is empty', { file: path });
+    const then = remedy ? `; ${remedy}` : '';
+    if (text.trim() === '') throw new DataError(`not valid JSON: the file is empty${then}`, { file: path });
     const loc = jsonErrorLocation(text, e as Error);
     const end = lineOfOffset(text, text.trimEnd().length);
     const truncated = loc !== undefined && (loc.line > end.line || (loc.line === end.line && loc.column >= end.column));
     const why = truncated ? 'it ends before the JSON is complete (a truncated file?)' : cleanJsonMessage((e as Error).message);
-    throw new DataError(`not valid JSON: ${why}${loc ? ` (column ${loc.column})` : ''}`, { file: path, ...(loc ? { line: loc.line } : {}) });
+    throw new DataError(`not valid JSON: ${why}${loc ? ` (column ${loc.column})` : ''}${then}`, { file: path, ...(loc ? { line: loc.line } : {}) });
   }
 }
 
