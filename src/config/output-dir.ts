@@ -28,7 +28,7 @@ const RUN_FOLDER = /^(checkpoint-\d+|pissa_init)$/;
 
 export async function checkOutputDir(c: CrucibleConfig, command: 'train' | 'export'): Promise<void> {
   const { realpath, stat, readdir, mkdtemp, rmdir } = await import('node:fs/promises');
-  const { dirname, join, relative, resolve, sep, isAbsolute } = await import('node:path');
+  const { dirname, join, relative, resolve, sep } = await import('node:path');
   const key = command === 'train' ? 'output_dir' : 'export_dir';
   const given = command === 'train' ? c.output_dir : c.export_dir;
   if (!given) return;
@@ -66,9 +66,9 @@ export async function checkOutputDir(c: CrucibleConfig, command: 'train' | 'expo
       const problem = overwrites(command, c, await readdir(input));
       if (problem) throw new ConfigError([`${key} ${given} is the ${inputKey} folder ${path}: ${problem}; choose another ${key}`]);
     }
-    const inside = relative(outReal, input);
-    const first = inside.split(sep)[0]!;
-    if (command === 'train' && inside && !isAbsolute(inside) && first !== '..' && RUN_FOLDER.test(first)) {
+    // '' when the same folder, '..' when outside it
+    const first = relative(outReal, input).split(sep)[0]!;
+    if (command === 'train' && RUN_FOLDER.test(first)) {
       throw new ConfigError([`${inputKey} ${path} is inside ${key} ${given}, in ${first}, which this run writes or deletes; copy it out first or choose another ${key}`]);
     }
   }
