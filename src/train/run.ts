@@ -5,9 +5,9 @@
 
 import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { CrucibleConfig } from '../config';
+import { checkOutputDir, MODEL_SIDE_FILES, type CrucibleConfig } from '../config';
 import type { TrainRunHooks, TrainRunResult } from '../cli/engines';
-import { buildDataset } from '../data';
+import { buildDataset, parseJsonFile } from '../data';
 import { nodeFileAccess } from '../data/node';
 import { hubDatasetAccess } from '../hub/datasets';
 import { resolveModelFiles } from '../engine/node-model';
@@ -25,13 +25,11 @@ import { ReferenceTable, referenceRows, scoreReference } from './reference';
 import { folderStore } from './store-node';
 import type { LogRecord, Trainer } from './trainer';
 
-/** Tokenizer and config files copied next to a saved model, so the folder loads on its own. */
-export const MODEL_SIDE_FILES = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja'];
-
 /** `gpu`: a device to reuse (tests, a long-lived host); by default this run opens its own. */
 export async function runTraining(config: CrucibleConfig, hooks: TrainRunHooks, env: { gpu?: Gpu } = {}): Promise<TrainRunResult> {
   const status = hooks.onStatus ?? (() => {});
   if (!config.model_name_or_path) throw new Error('model_name_or_path is required');
+  await checkOutputDir(config, 'train');
   const out = config.output_dir;
   const store = folderStore(out);
   const resumeFrom = await checkpointToResume(config, out);
@@ -163,11 +161,7 @@ const CHECKPOINT = /^checkpoint-(\d+)$/;
 async function checkpointLog(out: string, dir: string): Promise<LogRecord[]> {
   const path = join(out, dir, 'trainer_state.json');
   const text = await readFile(path, 'utf8');
-  try {
-    return (JSON.parse(text) as { log_history?: LogRecord[] }).log_history ?? [];
-  } catch (e) {
-    throw new Error(`${path}: not valid JSON (${(e as Error).message}); remove ${join(out, dir)} to resume from an earlier checkpoint`);
-  }
+  return parseJsonFile<{ log_history?: LogRecord[] }>(text, path, `remove ${join(out, dir)} to resume from an earlier checkpoint`).log_history ?? [];
 }
 
 async function checkpoints(out: string): Promise<{ dir: string; step: number }[]> {

@@ -12,6 +12,8 @@ import { forwardBackward, Workspace, type LoraDropoutStep } from '../model/forwa
 import type { Model } from '../model/model';
 import { encodeSafetensors, openSafetensors, readF32, type ByteSource } from '../model/safetensors';
 import { makeTrainable } from '../model/trainable';
+import { checkCheckpointTensors } from '../model/checkpoint-tensors';
+import { parseJsonFile } from '../data/json-file';
 import { Pissa, PISSA_INIT_DIR, type PissaOptions } from '../model/pissa';
 import { epochOrder, makeBatch, type TokenExample, type TrainBatch } from './batches';
 import { AdamW } from './optimizer';
@@ -314,17 +316,20 @@ export class Trainer {
   async resume(store: RunStore, dir: string): Promise<void> {
     const gpu = this.model.gpu;
     if (!(await store.exists(`${dir}/trainer_state.json`))) throw new Error(`${dir}: no trainer_state.json (not a checkpoint, or an incomplete one)`);
-    const { log_interval: interval, ...state } = JSON.parse(new TextDecoder().decode(await store.read(`${dir}/trainer_state.json`))) as TrainerState & { seed: number; log_interval?: LogInterval };
+    const { log_interval: interval, ...state } = parseJsonFile<TrainerState & { seed: number; log_interval?: LogInterval }>(new TextDecoder().decode(await store.read(`${dir}/trainer_state.json`)), `${dir}/trainer_state.json`);
     if (state.seed !== this.opts.seed) throw new Error(`${dir}: checkpoint was trained with seed ${state.seed}, this run uses ${this.opts.seed}; the data order would differ`);
     const source = async (path: string): Promise<ByteSource> => {
       const bytes = await store.read(path);
-      return { name: `${dir}/${path}`, size: bytes.length, read: async (o, n) => bytes.subarray(o, o + n) };
+      return { name: path, size: bytes.length, read: async (o, n) => bytes.subarray(o, o + n) };
     };
     const weights = await openSafetensors(await source(`${dir}/${this.adapter ? 'adapter_model' : 'trained_weights'}.safetensors`));
     const opt = await openSafetensors(await source(`${dir}/optimizer.safetensors`));
     const own = new Set(this.objective?.params ?? []);
-    await this.objective?.load(store, dir);
     const pissa = this.adapter?.pissa;
+    // before anything is written to the GPU: a changed lora_rank / lora_target / model is named
+    checkCheckpointTensors(weights, this.params.filter((p) => !own.has(p)).map((p) => ({ name: p.name, shape: pissa ? pissa.publishedShape(p.name, p.value.shape) : p.value.shape })));
+    checkCheckpointTensors(opt, this.params.flatMap((p) => [`${p.name}.exp_avg`, `${p.name}.exp_avg_sq`].map((name) => ({ name, shape: p.value.shape }))));
+    await this.objective?.load(store, dir);
     if (pissa) await pissa.restoreInitial(await openSafetensors(await source(`${dir}/${PISSA_INIT_DIR}/adapter_model.safetensors`)));
     if (this.reference) {
       const path = `${dir}/${REFERENCE_FILE}`;
