@@ -1,0 +1,18 @@
+import { TEMPLATES, UnknownTemplateError } from './catalog.ts';
+import { JinjaChatTemplate } from './jinja.ts';
+import { NamedTemplate } from './named.ts';
+import type { Tokenizer } from '../tokenizer.ts';
+import type { ChatTemplate, TemplateOptions } from './types.ts';
+
+/**
+ * The chat template for a model: a named LLaMA-Factory template, or (name undefined) the
+ * tokenizer's own Jinja chat_template; with neither, LLaMA-Factory's `empty` template.
+ */
+export function getTemplate(name: string | undefined | null, tokenizer: Tokenizer, opts: TemplateOptions = {}): ChatTemplate {
+  if (name === undefined || name === null || name === '') {
+    if (tokenizer.chatTemplate) return new JinjaChatTemplate(tokenizer, tokenizer.chatTemplate, opts);
+    return new NamedTemplate('empty', tokenizer, opts);
+  }
+  if (!(name in TEMPLATES)) throw new UnknownTemplateError(name);
+  return new NamedTemplate(name, tokenizer, opts);
+}
