@@ -5,7 +5,7 @@
  * (templates/jinja.ts); templates/registry.ts picks one.
  */
 export type { ChatTemplate, Conversation, EncodeOptions, Message, Role, TemplateOptions, Turn } from './templates/types.ts';
-export { TEMPLATE_NAMES, UnknownTemplateError } from './templates/catalog.ts';
+export { TEMPLATE_NAMES, UnknownTemplateError, UnsupportedTemplateError } from './templates/catalog.ts';
 export { NamedTemplate } from './templates/named.ts';
 export { JinjaChatTemplate } from './templates/jinja.ts';
 export { getTemplate } from './templates/registry.ts';

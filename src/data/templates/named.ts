@@ -5,6 +5,7 @@
  * empty thought to responses, tool formats.
  */
 import { ContentShield } from '../content-text.ts';
+import { pyJsonDumps } from '../pyjson.ts';
 import type { Tokenizer } from '../tokenizer.ts';
 import { getToolFormat, parseFunctionCalls, parseTools, type ToolFormat } from '../tools.ts';
 import { TEMPLATES, UnknownTemplateError } from './catalog.ts';
@@ -24,7 +25,7 @@ function removeThought(content: string, words: [string, string]): string {
 function toolsText(tools: Conversation['tools']): string {
   if (tools === undefined || tools === null) return '';
   if (typeof tools === 'string') return tools; // LLaMA-Factory: any non-empty text (even "[]") opens a system turn
-  return tools.length ? JSON.stringify(tools) : '';
+  return tools.length ? pyJsonDumps(tools) : '';
 }
 
 export class NamedTemplate implements ChatTemplate {
@@ -40,9 +41,10 @@ export class NamedTemplate implements ChatTemplate {
   private readonly functionFmt: ToolFormat;
   private readonly defaultSystem: string;
   private readonly functionSlots: Slot[];
+  private readonly toolsSlots: Slot[] | null;
 
   constructor(name: string, tok: Tokenizer, opts: TemplateOptions = {}) {
-    const def = TEMPLATES[name];
+    const def = Object.hasOwn(TEMPLATES, name) ? TEMPLATES[name] : undefined;
     if (!def) throw new UnknownTemplateError(name);
     this.name = name;
     this.def = def;
@@ -55,6 +57,7 @@ export class NamedTemplate implements ChatTemplate {
     this.functionFmt = getToolFormat(opts.toolFormat ?? def.functionToolFormat);
     // LLaMA-Factory: an explicit tool_format also resets the function slots to content (+ eos).
     this.functionSlots = opts.toolFormat ? (def.efficientEos ? ['{{content}}'] : ['{{content}}', EOS]) : def.function;
+    this.toolsSlots = opts.toolFormat ? null : def.tools;
     let stop = def.stopWords;
     let eos = tok.eosId;
     if (def.replaceEos) {
@@ -95,6 +98,8 @@ export class NamedTemplate implements ChatTemplate {
   }
 
   private formatFunction(content: string, slots: Slot[]): Slot[] {
+    // LLaMA-Factory's Llama2Template formats the whole content as calls: no thought or tool-call words.
+    if (this.def.fuseSystem) return this.apply(slots, this.functionFmt.formatCalls(parseFunctionCalls(content)));
     const [tc0, tc1] = this.def.toolCallWords;
     const tcMatch = new RegExp(`${escapeRe(tc0)}([\\s\\S]*?)${escapeRe(tc1)}`).exec(content);
     let text: string;
@@ -151,6 +156,10 @@ export class NamedTemplate implements ChatTemplate {
   }
 
   private formatToolsText(tools: string): string {
+    if (this.toolsSlots) {
+      const [text] = this.apply(this.toolsSlots, tools);
+      return typeof text === 'string' ? text : '';
+    }
     const list = parseTools(tools);
     return list.length ? this.toolFmt.formatTools(list) : '';
   }

@@ -1,8 +1,9 @@
-import { TEMPLATES, UnknownTemplateError } from './catalog.ts';
+import { TEMPLATES, UnknownTemplateError, UnsupportedTemplateError } from './catalog.ts';
 import { JinjaChatTemplate } from './jinja.ts';
 import { NamedTemplate } from './named.ts';
 import type { Tokenizer } from '../tokenizer.ts';
 import type { ChatTemplate, TemplateOptions } from './types.ts';
+import { unsupportedReason } from './unsupported.ts';
 
 /**
  * The chat template for a model: a named LLaMA-Factory template, or (name undefined) the
@@ -13,6 +14,10 @@ export function getTemplate(name: string | undefined | null, tokenizer: Tokenize
     if (tokenizer.chatTemplate) return new JinjaChatTemplate(tokenizer, tokenizer.chatTemplate, opts);
     return new NamedTemplate('empty', tokenizer, opts);
   }
-  if (!(name in TEMPLATES)) throw new UnknownTemplateError(name);
+  if (!Object.hasOwn(TEMPLATES, name)) {
+    const reason = unsupportedReason(name);
+    throw reason ? new UnsupportedTemplateError(reason) : new UnknownTemplateError(name);
+  }
   return new NamedTemplate(name, tokenizer, opts);
 }
+

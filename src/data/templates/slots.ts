@@ -17,6 +17,8 @@ export interface TemplateDef {
   function: Slot[];
   observation: Slot[];
   prefix: Slot[];
+  /** Phi-4-mini: the tools JSON text goes into these slots as is, instead of through a tool format. */
+  tools: Slot[] | null;
   defaultSystem: string;
   stopWords: string[];
   thoughtWords: [string, string];
@@ -28,6 +30,8 @@ export interface TemplateDef {
   reasoning: boolean;
   /** LLaMA-Factory's Llama2Template: the system text is fused into the first user message. */
   fuseSystem: boolean;
+  /** A saved tokenizer gets this template as its chat_template even when it has one. */
+  replaceJinjaTemplate: boolean;
 }
 
 export type TemplateSpec = Partial<Omit<TemplateDef, 'toolCallWords'>>;
@@ -43,6 +47,7 @@ export function defineTemplate(s: TemplateSpec): TemplateDef {
     function: s.function ?? s.assistant ?? defaultSlots,
     observation: s.observation ?? s.user ?? ['{{content}}'],
     prefix: s.prefix ?? [],
+    tools: s.tools ?? null,
     defaultSystem: s.defaultSystem ?? '',
     stopWords: s.stopWords ?? [],
     thoughtWords: s.thoughtWords ?? ['<think>\n', '\n</think>\n\n'],
@@ -53,5 +58,6 @@ export function defineTemplate(s: TemplateSpec): TemplateDef {
     functionToolFormat: s.functionToolFormat ?? s.toolFormat ?? 'default',
     reasoning: s.reasoning ?? false,
     fuseSystem: s.fuseSystem ?? false,
+    replaceJinjaTemplate: s.replaceJinjaTemplate ?? false,
   };
 }

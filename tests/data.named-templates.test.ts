@@ -1,0 +1,183 @@
+// Every named template against LLaMA-Factory's own rendering of the same conversations
+// (tests/fixtures/templates: made by render-llamafactory.py from LLaMA-Factory's template.py).
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { getTemplate, TEMPLATE_NAMES, UnknownTemplateError, type Conversation, type Message, type Turn } from '../src/data/templates.ts';
+import { loadTokenizer, type Tokenizer } from '../src/data/tokenizer.ts';
+import { setLlama3ToolDate } from '../src/data/tools.ts';
+import { FIXTURES, lenmlDir } from './fixtures/data/helpers.ts';
+
+type Piece = string | { bos: true } | { eos: true } | { token: string };
+interface Pair { prompt: Piece[]; response: Piece[] }
+interface LfMessage { role: 'user' | 'assistant' | 'function' | 'observation'; content: string }
+interface Rendering {
+  eos_token: string;
+  stop_words: string[];
+  efficient_eos: boolean;
+  replace_jinja_template: boolean;
+  reasoning: boolean;
+  jinja: string | null;
+  multiturn: Pair[];
+  multiturn_default_system: Pair[];
+  oneturn: Pair;
+  generation: Piece[];
+  tools: Pair[];
+  function_call_with_thought: { content: string; multiturn?: Pair[]; error?: string };
+  thought_messages?: LfMessage[];
+  thinking?: { multiturn: Pair[]; multiturn_mask_history: Pair[]; oneturn: Pair };
+  no_thinking?: { multiturn: Pair[]; oneturn: Pair; generation: Piece[] };
+}
+interface Renderings {
+  source: string;
+  conversation: { system: string; messages: LfMessage[]; tools: string; tool_messages: LfMessage[] };
+  eos_token: string;
+  llama3_tool_date: string;
+  all_names: string[];
+  multimodal: string[];
+  templates: Record<string, Rendering>;
+}
+
+const LF: Renderings = JSON.parse(readFileSync(join(FIXTURES, '..', 'templates', 'llamafactory-renderings.json'), 'utf8'));
+const { system, tools } = LF.conversation;
+const messages = (list: LfMessage[]): Message[] => list.map((m) => ({ role: m.role === 'function' ? 'function_call' : m.role, content: m.content }));
+const conv: Conversation = { system, messages: messages(LF.conversation.messages) };
+
+/** Llama 3's tokenizer files plus every template's stop words as special tokens, as LLaMA-Factory's fix_special_tokens adds them. */
+function testTokenizerFiles(): { json: object; config: Record<string, unknown> } {
+  const dir = lenmlDir('llama3');
+  const json = JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8')) as { added_tokens: Array<Record<string, unknown>> };
+  const config = JSON.parse(readFileSync(join(dir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
+  const known = new Set(json.added_tokens.map((t) => t.content));
+  let id = Math.max(...json.added_tokens.map((t) => t.id as number)) + 1;
+  for (const r of Object.values(LF.templates)) {
+    for (const word of [...r.stop_words, r.eos_token]) {
+      if (known.has(word)) continue;
+      known.add(word);
+      json.added_tokens.push({ id: id++, content: word, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+    }
+  }
+  return { json, config };
+}
+
+let files: { json: object; config: Record<string, unknown> };
+/** The test tokenizer with Llama 3's own chat_template. */
+let tok: Tokenizer;
+beforeAll(() => {
+  files = testTokenizerFiles();
+  tok = loadTokenizer({ tokenizerJson: files.json, tokenizerConfig: files.config });
+  setLlama3ToolDate(() => LF.llama3_tool_date);
+});
+
+describe("named templates render as LLaMA-Factory's template.py", () => {
+  it('the fixture covers every named template', () => {
+    expect(Object.keys(LF.templates).sort()).toEqual([...TEMPLATE_NAMES].sort());
+    expect(LF.source).toMatch(/^hiyouga\/LLaMA-Factory [0-9a-f]{40}, /);
+  });
+
+  describe.each(TEMPLATE_NAMES.map((n) => [n]))('%s', (name) => {
+    const lf = () => LF.templates[name];
+    /** LLaMA-Factory encodes each piece on its own; so does the expectation. */
+    const ids = (pieces: Piece[], eosId: number): number[] =>
+      pieces.flatMap((p) => (typeof p === 'string' ? tok.encode(p) : 'bos' in p ? [tok.bosId!] : 'eos' in p ? [eosId] : [tok.requireTokenId(p.token)]));
+    // Text first, for a readable difference; then the ids, which also catch pieces tokenised together.
+    const same = (actual: number[], expected: Piece[], eosId: number) => {
+      const want = ids(expected, eosId);
+      expect(tok.decode(actual)).toBe(tok.decode(want));
+      expect(actual).toEqual(want);
+    };
+    const sameTurns = (actual: Turn[], expected: Pair[], eosId: number) => {
+      expect(actual.length).toBe(expected.length);
+      actual.forEach((t, i) => {
+        same(t.prompt, expected[i].prompt, eosId);
+        same(t.response, expected[i].response, eosId);
+      });
+    };
+
+    it('eos, stop words and efficient_eos', () => {
+      const t = getTemplate(name, tok);
+      expect(t.eosId).toBe(tok.requireTokenId(lf().eos_token));
+      for (const w of lf().stop_words) expect(t.stopIds).toContain(tok.requireTokenId(w));
+      expect(t.efficientEos).toBe(lf().efficient_eos);
+    });
+
+    it('a multi-turn conversation with a system prompt, without one (default system), one-turn, and a generation prompt', () => {
+      const t = getTemplate(name, tok);
+      sameTurns(t.encodeConversation(conv).turns, lf().multiturn, t.eosId);
+      sameTurns(t.encodeConversation({ messages: conv.messages }).turns, lf().multiturn_default_system, t.eosId);
+      const one = t.encodeOneTurn(conv);
+      same(one.prompt, lf().oneturn.prompt, t.eosId);
+      same(one.response, lf().oneturn.response, t.eosId);
+      same(t.renderForGeneration(conv.messages.slice(0, 5), { system }), lf().generation, t.eosId);
+    });
+
+    it('tools, a function call and its observation', () => {
+      const t = getTemplate(name, tok);
+      sameTurns(t.encodeConversation({ tools, messages: messages(LF.conversation.tool_messages) }).turns, lf().tools, t.eosId);
+    });
+
+    it('a function call with a thought before it (kept as text, or refused where LLaMA-Factory refuses it)', () => {
+      const { content, multiturn, error } = lf().function_call_with_thought;
+      const t = getTemplate(name, tok);
+      const c: Conversation = { messages: [messages(LF.conversation.tool_messages)[0], { role: 'function_call', content }] };
+      if (error) expect(() => t.encodeConversation(c)).toThrow(/function_call content is not valid JSON/);
+      else sameTurns(t.encodeConversation(c).turns, multiturn!, t.eosId);
+    });
+
+    it('thoughts: kept, dropped from history with mask_history, and with enable_thinking false', () => {
+      const r = lf();
+      if (!r.reasoning) {
+        expect(r.thinking).toBeUndefined();
+        return;
+      }
+      const c: Conversation = { system, messages: messages(r.thought_messages!) };
+      const on = getTemplate(name, tok);
+      sameTurns(on.encodeConversation(c).turns, r.thinking!.multiturn, on.eosId);
+      sameTurns(on.encodeConversation(c, { maskHistory: true }).turns, r.thinking!.multiturn_mask_history, on.eosId);
+      const one = on.encodeOneTurn(c);
+      same(one.prompt, r.thinking!.oneturn.prompt, on.eosId);
+      same(one.response, r.thinking!.oneturn.response, on.eosId);
+      const off = getTemplate(name, tok, { enableThinking: false });
+      sameTurns(off.encodeConversation(c).turns, r.no_thinking!.multiturn, off.eosId);
+      const oneOff = off.encodeOneTurn(c);
+      same(oneOff.prompt, r.no_thinking!.oneturn.prompt, off.eosId);
+      same(oneOff.response, r.no_thinking!.oneturn.response, off.eosId);
+      same(off.renderForGeneration(conv.messages.slice(0, 5), { system }), r.no_thinking!.generation, off.eosId);
+    });
+  });
+});
+
+describe('template names LLaMA-Factory has and Crucible does not offer', () => {
+  const refusal = (name: string): Error => {
+    try {
+      getTemplate(name, tok);
+    } catch (e) {
+      return e as Error;
+    }
+    throw new Error(`template "${name}" was accepted`);
+  };
+
+  it('the text templates of multimodal families Crucible runs are offered; every other multimodal name is refused as multimodal', () => {
+    expect(LF.multimodal.filter((n) => TEMPLATE_NAMES.includes(n))).toEqual(['gemma3', 'llama4', 'mistral_small', 'qwen3_5', 'qwen3_5_nothink', 'qwen3_6']);
+    for (const name of LF.multimodal.filter((n) => !TEMPLATE_NAMES.includes(n))) {
+      const e = refusal(name);
+      expect(e).not.toBeInstanceOf(UnknownTemplateError);
+      expect(e.message).toContain(`template "${name}" is LLaMA-Factory's template for a multimodal model`);
+    }
+  });
+
+  it('each other name is refused with the family it is for', () => {
+    const others = LF.all_names.filter((n) => !TEMPLATE_NAMES.includes(n) && !LF.multimodal.includes(n));
+    expect(others.length).toBeGreaterThan(0);
+    for (const name of others) {
+      const e = refusal(name);
+      expect(e).not.toBeInstanceOf(UnknownTemplateError);
+      expect(e.message).toMatch(new RegExp(`^template "${name}" is LLaMA-Factory's template for .+ models, an architecture Crucible does not run`));
+    }
+  });
+
+  it('a name LLaMA-Factory does not have is unknown, inherited object keys included', () => {
+    for (const name of ['qwen4', 'toString', 'constructor']) expect(refusal(name)).toBeInstanceOf(UnknownTemplateError);
+  });
+});
+
