@@ -1,9 +1,11 @@
 // Every named template against LLaMA-Factory's own rendering of the same conversations
 // (tests/fixtures/templates: made by render-llamafactory.py from LLaMA-Factory's template.py).
+import { Template as JinjaTemplate } from '@huggingface/jinja';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { getTemplate, TEMPLATE_NAMES, UnknownTemplateError, type Conversation, type Message, type Turn } from '../src/data/templates.ts';
+import { keysHelp } from '../src/cli/keys.ts';
+import { getTemplate, NamedTemplate, TEMPLATE_NAMES, templateFromConfig, UnknownTemplateError, withChatTemplate, type Conversation, type Message, type Turn } from '../src/data/templates.ts';
 import { loadTokenizer, type Tokenizer } from '../src/data/tokenizer.ts';
 import { setLlama3ToolDate } from '../src/data/tools.ts';
 import { FIXTURES, lenmlDir } from './fixtures/data/helpers.ts';
@@ -63,9 +65,15 @@ function testTokenizerFiles(): { json: object; config: Record<string, unknown> }
 let files: { json: object; config: Record<string, unknown> };
 /** The test tokenizer with Llama 3's own chat_template. */
 let tok: Tokenizer;
+/** The test tokenizer with no chat_template. */
+let bare: Tokenizer;
+let bareConfig: Record<string, unknown>;
 beforeAll(() => {
   files = testTokenizerFiles();
+  const { chat_template: _, ...withoutTemplate } = files.config;
+  bareConfig = withoutTemplate;
   tok = loadTokenizer({ tokenizerJson: files.json, tokenizerConfig: files.config });
+  bare = loadTokenizer({ tokenizerJson: files.json, tokenizerConfig: bareConfig });
   setLlama3ToolDate(() => LF.llama3_tool_date);
 });
 
@@ -144,6 +152,53 @@ describe("named templates render as LLaMA-Factory's template.py", () => {
       same(oneOff.response, r.no_thinking!.oneturn.response, off.eosId);
       same(off.renderForGeneration(conv.messages.slice(0, 5), { system }), r.no_thinking!.generation, off.eosId);
     });
+
+    it("the chat_template a saved tokenizer gets (fix_jinja_template)", () => {
+      const r = lf();
+      const t = getTemplate(name, bare) as NamedTemplate;
+      expect(t.chatTemplateToSave() ?? null).toBe(r.jinja);
+      const own = getTemplate(name, tok) as NamedTemplate;
+      expect(own.chatTemplateToSave() ?? null).toBe(r.replace_jinja_template ? r.jinja : null);
+    });
+  });
+});
+
+describe('the saved chat_template', () => {
+  const text = (pieces: Piece[], eos: string) => pieces.map((p) => (typeof p === 'string' ? p : 'bos' in p ? tok.bosToken : 'eos' in p ? eos : p.token)).join('');
+
+  it.each(TEMPLATE_NAMES.filter((n) => !LF.templates[n].reasoning).map((n) => [n]))(
+    '%s: renders the conversation as the template does',
+    (name) => {
+      const r = LF.templates[name];
+      const source = (getTemplate(name, bare) as NamedTemplate).chatTemplateToSave()!;
+      const rendered = new JinjaTemplate(source).render({ messages: [{ role: 'system', content: system }, ...LF.conversation.messages] });
+      expect(rendered).toBe(r.multiturn.map((p) => text(p.prompt, r.eos_token) + text(p.response, r.eos_token)).join(''));
+    },
+  );
+
+  // Text, not ids: the template encodes slot by slot, a Jinja rendering in one piece ("." and "<" may merge).
+  it.each([['deepseek3'], ['llama3'], ['mistral'], ['granite3']])('%s: a model saved with it splits turns as the template does, with its own chat_template', (name) => {
+    const source = (getTemplate(name, bare) as NamedTemplate).chatTemplateToSave()!;
+    const saved = loadTokenizer({ tokenizerJson: files.json, tokenizerConfig: { ...bareConfig, chat_template: source, eos_token: LF.templates[name].eos_token } });
+    const own = getTemplate(undefined, saved);
+    expect(own.name).toBe('jinja');
+    const text = (turns: Turn[]) => turns.map((t) => [saved.decode(t.prompt), saved.decode(t.response)]);
+    expect(text(own.encodeConversation(conv).turns)).toEqual(text(getTemplate(name, saved).encodeConversation(conv).turns));
+  });
+
+  it('goes into tokenizer_config.json (with the replaced eos_token) when the model has none; chat_template.jinja is replaced only where the template replaces it', () => {
+    const config = JSON.stringify({ bos_token: '<|begin_of_text|>', eos_token: '<|end_of_text|>', model_max_length: 8192 });
+    const qwen3 = getTemplate('qwen3', bare);
+    const saved = JSON.parse(withChatTemplate('tokenizer_config.json', config, qwen3));
+    expect(saved).toEqual({ bos_token: '<|begin_of_text|>', eos_token: '<|im_end|>', model_max_length: 8192, chat_template: LF.templates.qwen3.jinja });
+    expect(withChatTemplate('tokenizer.json', '{"x": 1}', qwen3)).toBe('{"x": 1}');
+    // a model with its own template keeps it, unless the template replaces it (chatml)
+    const own = { ...JSON.parse(config), chat_template: '{{ messages }}' };
+    expect(JSON.parse(withChatTemplate('tokenizer_config.json', JSON.stringify(own), getTemplate('deepseek3', tok)))).toEqual(own);
+    expect(withChatTemplate('chat_template.jinja', '{{ messages }}', getTemplate('qwen3', tok))).toBe('{{ messages }}');
+    expect(withChatTemplate('chat_template.jinja', '{{ messages }}', getTemplate('chatml', tok))).toBe(LF.templates.chatml.jinja);
+    // the model's own Jinja template changes nothing
+    expect(withChatTemplate('tokenizer_config.json', config, getTemplate(undefined, tok))).toBe(config);
   });
 });
 
@@ -181,3 +236,13 @@ describe('template names LLaMA-Factory has and Crucible does not offer', () => {
   });
 });
 
+describe('the template keys of a config', () => {
+  it('choose the template and its options, for export as for training', () => {
+    const t = templateFromConfig({ template: 'qwen3', enable_thinking: false, default_system: 'Be brief.', tool_format: null }, tok);
+    expect(tok.decode(t.renderForGeneration([{ role: 'user', content: 'Hi' }]))).toBe(
+      '<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n',
+    );
+    expect(templateFromConfig({}, tok).name).toBe('jinja');
+    for (const key of ['template', 'default_system', 'enable_thinking']) expect(keysHelp('export')).toContain(`  ${key} (`);
+  });
+});

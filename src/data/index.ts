@@ -22,6 +22,10 @@
  *     undefined → the model's own Jinja chat_template (or `empty` if it has none).
  *     Unknown names throw UnknownTemplateError listing the valid ones; LLaMA-Factory's multimodal
  *     templates and those of other architectures throw UnsupportedTemplateError saying so.
+ *   templateFromConfig(config, tok): the same from a config's template keys
+ *   withChatTemplate(fileName, text, template): a model side file as a saved model carries it
+ *     (tokenizer_config.json gets the named template as chat_template when the model has none,
+ *     and its eos_token; LLaMA-Factory's fix_jinja_template)
  *   template.encodeConversation({ system?, tools?, messages }, { maskHistory }) → { turns: [{ prompt, response }] }
  *     roles: user | assistant | function_call | observation (a leading system message is allowed)
  *   template.encodeOneTurn(conv) → { prompt, response }        (preference / KTO)
@@ -66,6 +70,9 @@ export {
   UnknownTemplateError,
   UnsupportedTemplateError,
   TEMPLATE_NAMES,
+  templateFromConfig,
+  withChatTemplate,
+  type TemplateConfig,
   type ChatTemplate,
   type Conversation,
   type Message,

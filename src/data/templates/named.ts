@@ -11,6 +11,7 @@ import { getToolFormat, parseFunctionCalls, parseTools, type ToolFormat } from '
 import { TEMPLATES, UnknownTemplateError } from './catalog.ts';
 import { normalize } from './conversation.ts';
 import { EOS, type Slot, type TemplateDef } from './slots.ts';
+import { jinjaFromSlots } from './slots-jinja.ts';
 import type { ChatTemplate, Conversation, EncodeOptions, Message, TemplateOptions, Turn } from './types.ts';
 
 function escapeRe(s: string): string {
@@ -42,6 +43,8 @@ export class NamedTemplate implements ChatTemplate {
   private readonly defaultSystem: string;
   private readonly functionSlots: Slot[];
   private readonly toolsSlots: Slot[] | null;
+  /** The text of eosId (LLaMA-Factory's replaced eos_token for replace_eos templates). */
+  readonly eosToken: string;
 
   constructor(name: string, tok: Tokenizer, opts: TemplateOptions = {}) {
     const def = Object.hasOwn(TEMPLATES, name) ? TEMPLATES[name] : undefined;
@@ -60,21 +63,35 @@ export class NamedTemplate implements ChatTemplate {
     this.toolsSlots = opts.toolFormat ? null : def.tools;
     let stop = def.stopWords;
     let eos = tok.eosId;
+    let eosToken = tok.eosToken;
     if (def.replaceEos) {
       eos = tok.requireTokenId(stop[0], `template "${name}" ends turns with it`);
+      eosToken = stop[0];
       stop = stop.slice(1);
     }
     if (eos === undefined) {
-      eos = tok.tokenToId('<|endoftext|>');
+      eosToken = '<|endoftext|>';
+      eos = tok.tokenToId(eosToken);
       if (eos === undefined) throw new Error(`the tokenizer has no eos_token and template "${name}" needs one`);
     }
     this.eosId = eos;
+    this.eosToken = eosToken!;
     const stops = new Set<number>([eos, ...tok.eosIds]);
     for (const w of stop) {
       const id = tok.tokenToId(w);
       if (id !== undefined) stops.add(id);
     }
     this.stopIds = [...stops];
+  }
+
+  /**
+   * LLaMA-Factory's fix_jinja_template: the chat_template a tokenizer saved with this template
+   * gets, when the model has none or the template replaces the model's own; else undefined.
+   */
+  chatTemplateToSave(): string | undefined {
+    if (this.tok.chatTemplate !== undefined && !this.def.replaceJinjaTemplate) return undefined;
+    const bos = this.tok.bosId !== undefined ? this.tok.bosToken : undefined;
+    return jinjaFromSlots(this.def, { bos, eos: this.eosToken }, this.defaultSystem);
   }
 
   private apply(slots: Slot[], content: string): Slot[] {

@@ -21,3 +21,21 @@ export function getTemplate(name: string | undefined | null, tokenizer: Tokenize
   return new NamedTemplate(name, tokenizer, opts);
 }
 
+/** The template keys of a LLaMA-Factory config. */
+export interface TemplateConfig {
+  template?: string | null;
+  default_system?: string | null;
+  enable_thinking?: boolean | null;
+  preserve_thinking?: boolean | null;
+  tool_format?: string | null;
+}
+
+/** The chat template a LLaMA-Factory config asks for (`template`, `default_system`, `enable_thinking`, ...). */
+export function templateFromConfig(config: TemplateConfig, tokenizer: Tokenizer): ChatTemplate {
+  return getTemplate(config.template, tokenizer, {
+    enableThinking: config.enable_thinking !== false,
+    preserveThinking: config.preserve_thinking === true,
+    ...(config.default_system != null ? { defaultSystem: config.default_system } : {}),
+    ...(config.tool_format != null ? { toolFormat: config.tool_format } : {}),
+  });
+}
