@@ -76,7 +76,7 @@ const ALL: readonly Command[] = ['train', 'chat', 'api', 'export', 'preview', 'b
 const TRAIN: readonly Command[] = ['train', 'bench'];
 const DATA: readonly Command[] = ['train', 'preview', 'bench'];
 const GEN: readonly Command[] = ['chat', 'api'];
-const TEMPLATE: readonly Command[] = ['train', 'chat', 'api', 'preview', 'bench'];
+const TEMPLATE: readonly Command[] = ['train', 'chat', 'api', 'preview', 'bench', 'export'];
 
 function spec<T>(type: ArgType, def: T, nullable: boolean, o: Opts, choices?: readonly string[]): ArgSpec<T> {
   const { commands = ALL, ...rest } = o;

@@ -11,7 +11,7 @@
  * content with special tokens parsed (a dataset may spell them out deliberately), and Crucible
  * trains on the same ids it would.
  */
-import type { Conversation, Message } from './templates.ts';
+import type { Conversation, Message } from './templates/types.ts';
 import type { Tokenizer } from './tokenizer.ts';
 
 const OPEN = '\uE000';

@@ -11,7 +11,7 @@
 import { DataError, describeType, type DataErrorLocation } from './errors.ts';
 import type { DatasetAttr } from './dataset-info.ts';
 import type { Row, RecordSource } from './formats.ts';
-import type { Message } from './templates.ts';
+import type { Message } from './templates/types.ts';
 
 export interface Aligned {
   prompt: Message[];

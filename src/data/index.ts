@@ -17,10 +17,15 @@
  *
  * Chat templates
  *   getTemplate(name | undefined, tok, { enableThinking, preserveThinking, defaultSystem, toolFormat })
- *     name: one of TEMPLATE_NAMES (LLaMA-Factory names: default, empty, alpaca, chatml, qwen, qwen3,
- *     qwen3_nothink, llama2, llama3, mistral, gemma, gemma2, gemma3, phi, phi4, vicuna, zephyr);
+ *     name: one of TEMPLATE_NAMES (LLaMA-Factory's text templates for the families Crucible runs
+ *     and Llama-like ones: llama3, qwen3, gemma3, mistral, phi4, deepseekr1, gpt_oss, ...);
  *     undefined → the model's own Jinja chat_template (or `empty` if it has none).
- *     Unknown names throw UnknownTemplateError listing the valid ones.
+ *     Unknown names throw UnknownTemplateError listing the valid ones; LLaMA-Factory's multimodal
+ *     templates and those of other architectures throw UnsupportedTemplateError saying so.
+ *   templateFromConfig(config, tok): the same from a config's template keys
+ *   withChatTemplate(fileName, text, template): a model side file as a saved model carries it
+ *     (tokenizer_config.json gets the named template as chat_template when the model has none,
+ *     and its eos_token; LLaMA-Factory's fix_jinja_template)
  *   template.encodeConversation({ system?, tools?, messages }, { maskHistory }) → { turns: [{ prompt, response }] }
  *     roles: user | assistant | function_call | observation (a leading system message is allowed)
  *   template.encodeOneTurn(conv) → { prompt, response }        (preference / KTO)
@@ -65,7 +70,11 @@ export {
   NamedTemplate,
   JinjaChatTemplate,
   UnknownTemplateError,
+  UnsupportedTemplateError,
   TEMPLATE_NAMES,
+  templateFromConfig,
+  withChatTemplate,
+  type TemplateConfig,
   type ChatTemplate,
   type Conversation,
   type Message,

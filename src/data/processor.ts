@@ -13,7 +13,7 @@
  *  - pt: text + eos, truncated (or, with packing, concatenated and cut into cutoff_len blocks).
  */
 import type { Aligned, TokenizedRecord } from './converter.ts';
-import type { ChatTemplate, Conversation, Message } from './templates.ts';
+import type { ChatTemplate, Conversation, Message } from './templates/types.ts';
 import type { Tokenizer } from './tokenizer.ts';
 
 export const IGNORE_INDEX = -100;

@@ -36,6 +36,21 @@ const QWEN_TOOL_PROMPT = (toolText: string) =>
   '<tool_call></tool_call> XML tags:\n<tool_call>\n{"name": <function-name>, ' +
   '"arguments": <args-json-object>}\n</tool_call>';
 
+const QWEN35_TOOL_PROMPT = (toolText: string) =>
+  '\n\n# Tools\n\nYou have access to the following functions:\n\n<tools>' +
+  toolText +
+  '\n</tools>\n\nIf you choose to call a function ONLY reply in the following format with NO suffix:\n\n' +
+  '<tool_call>\n<function=example_function_name>\n<parameter=example_parameter_1>\nvalue_1\n</parameter>\n' +
+  '<parameter=example_parameter_2>\nThis is the value for the second parameter\nthat can span\nmultiple lines\n' +
+  '</parameter>\n</function>\n</tool_call>\n\n<IMPORTANT>\nReminder:\n' +
+  '- Function calls MUST follow the specified format: ' +
+  'an inner <function=...></function> block must be nested within <tool_call></tool_call> XML tags\n' +
+  '- Required parameters MUST be specified\n' +
+  '- You may provide optional reasoning for your function call in natural language ' +
+  'BEFORE the function call, but NOT after\n' +
+  '- If there is no function call available, answer the question like normal with your current knowledge ' +
+  'and do not tell the user about function calls\n</IMPORTANT>';
+
 const LLAMA3_TOOL_PROMPT = (date: string, toolText: string) =>
   `Cutting Knowledge Date: December 2023\nToday Date: ${date}\n\n` +
   'You have access to the following functions. To call a function, please respond with JSON for a function call. ' +
@@ -87,6 +102,23 @@ const qwenFormat: ToolFormat = {
   },
 };
 
+/** Qwen 3.5: tools listed unwrapped; each call as XML with one <parameter=...> block per argument. */
+const qwen35Format: ToolFormat = {
+  formatTools(tools) {
+    return QWEN35_TOOL_PROMPT(tools.map((t) => '\n' + pyJsonDumps(t.type === 'function' ? ((t.function as Obj | undefined) ?? t) : t)).join(''));
+  },
+  formatCalls(calls) {
+    return calls
+      .map((c) => {
+        const args = JSON.parse(c.arguments) as unknown;
+        if (!args || typeof args !== 'object' || Array.isArray(args)) throw new Error(`function_call arguments must be an object for the qwen3_5 tool format, got ${c.arguments.slice(0, 200)}`);
+        const params = Object.entries(args as Obj).map(([k, v]) => `\n<parameter=${k}>\n${typeof v === 'string' ? v : pyJsonDumps(v)}\n</parameter>`);
+        return `<tool_call>\n<function=${c.name}>${params.join('')}\n</function>\n</tool_call>`;
+      })
+      .join('\n');
+  },
+};
+
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
 /** Date used by the llama3 tool prompt; LLaMA-Factory writes today's date ("%d %b %Y"). */
@@ -122,6 +154,7 @@ const mistralFormat: ToolFormat = {
 export const TOOL_FORMATS: Record<string, ToolFormat> = {
   default: defaultFormat,
   qwen: qwenFormat,
+  qwen3_5: qwen35Format,
   llama3: llama3Format,
   mistral: mistralFormat,
 };

@@ -1,0 +1,248 @@
+// Every named template against LLaMA-Factory's own rendering of the same conversations
+// (tests/fixtures/templates: made by render-llamafactory.py from LLaMA-Factory's template.py).
+import { Template as JinjaTemplate } from '@huggingface/jinja';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { keysHelp } from '../src/cli/keys.ts';
+import { getTemplate, NamedTemplate, TEMPLATE_NAMES, templateFromConfig, UnknownTemplateError, withChatTemplate, type Conversation, type Message, type Turn } from '../src/data/templates.ts';
+import { loadTokenizer, type Tokenizer } from '../src/data/tokenizer.ts';
+import { setLlama3ToolDate } from '../src/data/tools.ts';
+import { FIXTURES, lenmlDir } from './fixtures/data/helpers.ts';
+
+type Piece = string | { bos: true } | { eos: true } | { token: string };
+interface Pair { prompt: Piece[]; response: Piece[] }
+interface LfMessage { role: 'user' | 'assistant' | 'function' | 'observation'; content: string }
+interface Rendering {
+  eos_token: string;
+  stop_words: string[];
+  efficient_eos: boolean;
+  replace_jinja_template: boolean;
+  reasoning: boolean;
+  jinja: string | null;
+  multiturn: Pair[];
+  multiturn_default_system: Pair[];
+  oneturn: Pair;
+  generation: Piece[];
+  tools: Pair[];
+  function_call_with_thought: { content: string; multiturn?: Pair[]; error?: string };
+  thought_messages?: LfMessage[];
+  thinking?: { multiturn: Pair[]; multiturn_mask_history: Pair[]; oneturn: Pair };
+  no_thinking?: { multiturn: Pair[]; oneturn: Pair; generation: Piece[] };
+}
+interface Renderings {
+  source: string;
+  conversation: { system: string; messages: LfMessage[]; tools: string; tool_messages: LfMessage[] };
+  eos_token: string;
+  llama3_tool_date: string;
+  all_names: string[];
+  multimodal: string[];
+  templates: Record<string, Rendering>;
+}
+
+const LF: Renderings = JSON.parse(readFileSync(join(FIXTURES, '..', 'templates', 'llamafactory-renderings.json'), 'utf8'));
+const { system, tools } = LF.conversation;
+const messages = (list: LfMessage[]): Message[] => list.map((m) => ({ role: m.role === 'function' ? 'function_call' : m.role, content: m.content }));
+const conv: Conversation = { system, messages: messages(LF.conversation.messages) };
+
+/** Llama 3's tokenizer files plus every template's stop words as special tokens, as LLaMA-Factory's fix_special_tokens adds them. */
+function testTokenizerFiles(): { json: object; config: Record<string, unknown> } {
+  const dir = lenmlDir('llama3');
+  const json = JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8')) as { added_tokens: Array<Record<string, unknown>> };
+  const config = JSON.parse(readFileSync(join(dir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
+  const known = new Set(json.added_tokens.map((t) => t.content));
+  let id = Math.max(...json.added_tokens.map((t) => t.id as number)) + 1;
+  for (const r of Object.values(LF.templates)) {
+    for (const word of [...r.stop_words, r.eos_token]) {
+      if (known.has(word)) continue;
+      known.add(word);
+      json.added_tokens.push({ id: id++, content: word, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+    }
+  }
+  return { json, config };
+}
+
+let files: { json: object; config: Record<string, unknown> };
+/** The test tokenizer with Llama 3's own chat_template. */
+let tok: Tokenizer;
+/** The test tokenizer with no chat_template. */
+let bare: Tokenizer;
+let bareConfig: Record<string, unknown>;
+beforeAll(() => {
+  files = testTokenizerFiles();
+  const { chat_template: _, ...withoutTemplate } = files.config;
+  bareConfig = withoutTemplate;
+  tok = loadTokenizer({ tokenizerJson: files.json, tokenizerConfig: files.config });
+  bare = loadTokenizer({ tokenizerJson: files.json, tokenizerConfig: bareConfig });
+  setLlama3ToolDate(() => LF.llama3_tool_date);
+});
+
+describe("named templates render as LLaMA-Factory's template.py", () => {
+  it('the fixture covers every named template', () => {
+    expect(Object.keys(LF.templates).sort()).toEqual([...TEMPLATE_NAMES].sort());
+    expect(LF.source).toMatch(/^hiyouga\/LLaMA-Factory [0-9a-f]{40}, /);
+  });
+
+  describe.each(TEMPLATE_NAMES.map((n) => [n]))('%s', (name) => {
+    const lf = () => LF.templates[name];
+    /** LLaMA-Factory encodes each piece on its own; so does the expectation. */
+    const ids = (pieces: Piece[], eosId: number): number[] =>
+      pieces.flatMap((p) => (typeof p === 'string' ? tok.encode(p) : 'bos' in p ? [tok.bosId!] : 'eos' in p ? [eosId] : [tok.requireTokenId(p.token)]));
+    // Text first, for a readable difference; then the ids, which also catch pieces tokenised together.
+    const same = (actual: number[], expected: Piece[], eosId: number) => {
+      const want = ids(expected, eosId);
+      expect(tok.decode(actual)).toBe(tok.decode(want));
+      expect(actual).toEqual(want);
+    };
+    const sameTurns = (actual: Turn[], expected: Pair[], eosId: number) => {
+      expect(actual.length).toBe(expected.length);
+      actual.forEach((t, i) => {
+        same(t.prompt, expected[i].prompt, eosId);
+        same(t.response, expected[i].response, eosId);
+      });
+    };
+
+    it('eos, stop words and efficient_eos', () => {
+      const t = getTemplate(name, tok);
+      expect(t.eosId).toBe(tok.requireTokenId(lf().eos_token));
+      for (const w of lf().stop_words) expect(t.stopIds).toContain(tok.requireTokenId(w));
+      expect(t.efficientEos).toBe(lf().efficient_eos);
+    });
+
+    it('a multi-turn conversation with a system prompt, without one (default system), one-turn, and a generation prompt', () => {
+      const t = getTemplate(name, tok);
+      sameTurns(t.encodeConversation(conv).turns, lf().multiturn, t.eosId);
+      sameTurns(t.encodeConversation({ messages: conv.messages }).turns, lf().multiturn_default_system, t.eosId);
+      const one = t.encodeOneTurn(conv);
+      same(one.prompt, lf().oneturn.prompt, t.eosId);
+      same(one.response, lf().oneturn.response, t.eosId);
+      same(t.renderForGeneration(conv.messages.slice(0, 5), { system }), lf().generation, t.eosId);
+    });
+
+    it('tools, a function call and its observation', () => {
+      const t = getTemplate(name, tok);
+      sameTurns(t.encodeConversation({ tools, messages: messages(LF.conversation.tool_messages) }).turns, lf().tools, t.eosId);
+    });
+
+    it('a function call with a thought before it (kept as text, or refused where LLaMA-Factory refuses it)', () => {
+      const { content, multiturn, error } = lf().function_call_with_thought;
+      const t = getTemplate(name, tok);
+      const c: Conversation = { messages: [messages(LF.conversation.tool_messages)[0], { role: 'function_call', content }] };
+      if (error) expect(() => t.encodeConversation(c)).toThrow(/function_call content is not valid JSON/);
+      else sameTurns(t.encodeConversation(c).turns, multiturn!, t.eosId);
+    });
+
+    it('thoughts: kept, dropped from history with mask_history, and with enable_thinking false', () => {
+      const r = lf();
+      if (!r.reasoning) {
+        expect(r.thinking).toBeUndefined();
+        return;
+      }
+      const c: Conversation = { system, messages: messages(r.thought_messages!) };
+      const on = getTemplate(name, tok);
+      sameTurns(on.encodeConversation(c).turns, r.thinking!.multiturn, on.eosId);
+      sameTurns(on.encodeConversation(c, { maskHistory: true }).turns, r.thinking!.multiturn_mask_history, on.eosId);
+      const one = on.encodeOneTurn(c);
+      same(one.prompt, r.thinking!.oneturn.prompt, on.eosId);
+      same(one.response, r.thinking!.oneturn.response, on.eosId);
+      const off = getTemplate(name, tok, { enableThinking: false });
+      sameTurns(off.encodeConversation(c).turns, r.no_thinking!.multiturn, off.eosId);
+      const oneOff = off.encodeOneTurn(c);
+      same(oneOff.prompt, r.no_thinking!.oneturn.prompt, off.eosId);
+      same(oneOff.response, r.no_thinking!.oneturn.response, off.eosId);
+      same(off.renderForGeneration(conv.messages.slice(0, 5), { system }), r.no_thinking!.generation, off.eosId);
+    });
+
+    it("the chat_template a saved tokenizer gets (fix_jinja_template)", () => {
+      const r = lf();
+      const t = getTemplate(name, bare) as NamedTemplate;
+      expect(t.chatTemplateToSave() ?? null).toBe(r.jinja);
+      const own = getTemplate(name, tok) as NamedTemplate;
+      expect(own.chatTemplateToSave() ?? null).toBe(r.replace_jinja_template ? r.jinja : null);
+    });
+  });
+});
+
+describe('the saved chat_template', () => {
+  const text = (pieces: Piece[], eos: string) => pieces.map((p) => (typeof p === 'string' ? p : 'bos' in p ? tok.bosToken : 'eos' in p ? eos : p.token)).join('');
+
+  it.each(TEMPLATE_NAMES.filter((n) => !LF.templates[n].reasoning).map((n) => [n]))(
+    '%s: renders the conversation as the template does',
+    (name) => {
+      const r = LF.templates[name];
+      const source = (getTemplate(name, bare) as NamedTemplate).chatTemplateToSave()!;
+      const rendered = new JinjaTemplate(source).render({ messages: [{ role: 'system', content: system }, ...LF.conversation.messages] });
+      expect(rendered).toBe(r.multiturn.map((p) => text(p.prompt, r.eos_token) + text(p.response, r.eos_token)).join(''));
+    },
+  );
+
+  // Text, not ids: the template encodes slot by slot, a Jinja rendering in one piece ("." and "<" may merge).
+  it.each([['deepseek3'], ['llama3'], ['mistral'], ['granite3']])('%s: a model saved with it splits turns as the template does, with its own chat_template', (name) => {
+    const source = (getTemplate(name, bare) as NamedTemplate).chatTemplateToSave()!;
+    const saved = loadTokenizer({ tokenizerJson: files.json, tokenizerConfig: { ...bareConfig, chat_template: source, eos_token: LF.templates[name].eos_token } });
+    const own = getTemplate(undefined, saved);
+    expect(own.name).toBe('jinja');
+    const text = (turns: Turn[]) => turns.map((t) => [saved.decode(t.prompt), saved.decode(t.response)]);
+    expect(text(own.encodeConversation(conv).turns)).toEqual(text(getTemplate(name, saved).encodeConversation(conv).turns));
+  });
+
+  it('goes into tokenizer_config.json (with the replaced eos_token) when the model has none; chat_template.jinja is replaced only where the template replaces it', () => {
+    const config = JSON.stringify({ bos_token: '<|begin_of_text|>', eos_token: '<|end_of_text|>', model_max_length: 8192 });
+    const qwen3 = getTemplate('qwen3', bare);
+    const saved = JSON.parse(withChatTemplate('tokenizer_config.json', config, qwen3));
+    expect(saved).toEqual({ bos_token: '<|begin_of_text|>', eos_token: '<|im_end|>', model_max_length: 8192, chat_template: LF.templates.qwen3.jinja });
+    expect(withChatTemplate('tokenizer.json', '{"x": 1}', qwen3)).toBe('{"x": 1}');
+    // a model with its own template keeps it, unless the template replaces it (chatml)
+    const own = { ...JSON.parse(config), chat_template: '{{ messages }}' };
+    expect(JSON.parse(withChatTemplate('tokenizer_config.json', JSON.stringify(own), getTemplate('deepseek3', tok)))).toEqual(own);
+    expect(withChatTemplate('chat_template.jinja', '{{ messages }}', getTemplate('qwen3', tok))).toBe('{{ messages }}');
+    expect(withChatTemplate('chat_template.jinja', '{{ messages }}', getTemplate('chatml', tok))).toBe(LF.templates.chatml.jinja);
+    // the model's own Jinja template changes nothing
+    expect(withChatTemplate('tokenizer_config.json', config, getTemplate(undefined, tok))).toBe(config);
+  });
+});
+
+describe('template names LLaMA-Factory has and Crucible does not offer', () => {
+  const refusal = (name: string): Error => {
+    try {
+      getTemplate(name, tok);
+    } catch (e) {
+      return e as Error;
+    }
+    throw new Error(`template "${name}" was accepted`);
+  };
+
+  it('the text templates of multimodal families Crucible runs are offered; every other multimodal name is refused as multimodal', () => {
+    expect(LF.multimodal.filter((n) => TEMPLATE_NAMES.includes(n))).toEqual(['gemma3', 'llama4', 'mistral_small', 'qwen3_5', 'qwen3_5_nothink', 'qwen3_6']);
+    for (const name of LF.multimodal.filter((n) => !TEMPLATE_NAMES.includes(n))) {
+      const e = refusal(name);
+      expect(e).not.toBeInstanceOf(UnknownTemplateError);
+      expect(e.message).toContain(`template "${name}" is LLaMA-Factory's template for a multimodal model`);
+    }
+  });
+
+  it('each other name is refused with the family it is for', () => {
+    const others = LF.all_names.filter((n) => !TEMPLATE_NAMES.includes(n) && !LF.multimodal.includes(n));
+    expect(others.length).toBeGreaterThan(0);
+    for (const name of others) {
+      const e = refusal(name);
+      expect(e).not.toBeInstanceOf(UnknownTemplateError);
+      expect(e.message).toMatch(new RegExp(`^template "${name}" is LLaMA-Factory's template for .+ models, an architecture Crucible does not run`));
+    }
+  });
+
+  it('a name LLaMA-Factory does not have is unknown, inherited object keys included', () => {
+    for (const name of ['qwen4', 'toString', 'constructor']) expect(refusal(name)).toBeInstanceOf(UnknownTemplateError);
+  });
+});
+
+describe('the template keys of a config', () => {
+  it('choose the template and its options, for export as for training', () => {
+    const t = templateFromConfig({ template: 'qwen3', enable_thinking: false, default_system: 'Be brief.', tool_format: null }, tok);
+    expect(tok.decode(t.renderForGeneration([{ role: 'user', content: 'Hi' }]))).toBe(
+      '<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n',
+    );
+    expect(templateFromConfig({}, tok).name).toBe('jinja');
+    for (const key of ['template', 'default_system', 'enable_thinking']) expect(keysHelp('export')).toContain(`  ${key} (`);
+  });
+});
