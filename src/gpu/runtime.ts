@@ -5,6 +5,17 @@ import { byteSize, numel, shapeStr, type DType, type Tensor } from './tensor';
 import type { Capabilities } from './capabilities';
 import type { Profiler } from './profiler';
 
+/** Host-side work of the recorded commands. */
+export interface GpuCounters {
+  dispatches: number;
+  /** Compute passes begun. */
+  passes: number;
+  /** Command buffers submitted. */
+  submits: number;
+  /** Milliseconds the host spent recording and submitting commands. */
+  encodeMs: number;
+}
+
 export class GpuError extends Error {
   override name = 'GpuError';
 }
@@ -48,7 +59,8 @@ export class Gpu {
   /** Bytes currently allocated through tensor(); peak is the high-water mark. */
   allocated = 0;
   peakAllocated = 0;
-  dispatchCount = 0;
+  /** What was recorded and submitted since the last resetCounters(): per-step figures for benchmarks. */
+  readonly counters: GpuCounters = { dispatches: 0, passes: 0, submits: 0, encodeMs: 0 };
   /** When set, each dispatch is timed (see profiler.ts). */
   profiler: Profiler | null = null;
   private readonly pipelineLabels = new WeakMap<GPUComputePipeline, string>();
@@ -107,8 +119,10 @@ export class Gpu {
 
   /** Fill with zeros on the GPU timeline (ordered with recorded dispatches). */
   zero(t: Tensor): void {
+    const t0 = performance.now();
     this.endPass();
     this.enc().clearBuffer(t.buffer, t.offset, Math.ceil(byteSize(t.shape, t.dtype) / 4) * 4);
+    this.counters.encodeMs += performance.now() - t0;
   }
 
   /**
@@ -122,8 +136,10 @@ export class Gpu {
   }
 
   copy(src: Tensor, dst: Tensor, bytes = byteSize(src.shape, src.dtype), srcOffset = 0, dstOffset = 0): void {
+    const t0 = performance.now();
     this.endPass();
     this.enc().copyBufferToBuffer(src.buffer, src.offset + srcOffset, dst.buffer, dst.offset + dstOffset, bytes);
+    this.counters.encodeMs += performance.now() - t0;
   }
 
   async readBytes(t: Tensor, bytes = byteSize(t.shape, t.dtype), byteOffset = 0): Promise<ArrayBuffer> {
@@ -204,6 +220,7 @@ export class Gpu {
     this.check();
     const [x, y = 1, z = 1] = workgroups;
     if (x === 0 || y === 0 || z === 0) return;
+    const t0 = performance.now();
     const all: Binding[] = [...bindings];
     if (params) all.push({ buffer: this.uniform(params) });
     const group = this.bindGroup(pipeline, all);
@@ -215,13 +232,15 @@ export class Gpu {
         desc = this.profiler.passFor(this.pipelineLabels.get(pipeline) ?? pipeline.label)!;
       }
       this.pass = this.enc().beginComputePass(desc);
+      this.counters.passes++;
     }
     const pass = this.beginPass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, group);
     if (!this.allocationOnly) pass.dispatchWorkgroups(x, y, z);
-    this.dispatchCount++;
+    this.counters.dispatches++;
     if (this.profiler) this.endPass();
+    this.counters.encodeMs += performance.now() - t0;
   }
 
   /** Split a 1-D workgroup count into x/y under the per-dimension limit (shaders fold it back). */
@@ -255,6 +274,10 @@ export class Gpu {
     this.check();
   }
 
+  resetCounters(): void {
+    Object.assign(this.counters, { dispatches: 0, passes: 0, submits: 0, encodeMs: 0 });
+  }
+
   /** Wait until the GPU has finished all submitted work. */
   async sync(): Promise<void> {
     this.flush();
@@ -284,9 +307,12 @@ export class Gpu {
   private submitRecorded(): void {
     this.endPass();
     if (this.encoder) {
+      const t0 = performance.now();
       this.profiler?.resolveInto(this.encoder);
       this.device.queue.submit([this.encoder.finish()]);
       this.encoder = null;
+      this.counters.submits++;
+      this.counters.encodeMs += performance.now() - t0;
     }
   }
 
@@ -296,7 +322,10 @@ export class Gpu {
   }
 
   private beginPass(): GPUComputePassEncoder {
-    this.pass ??= this.enc().beginComputePass();
+    if (!this.pass) {
+      this.pass = this.enc().beginComputePass();
+      this.counters.passes++;
+    }
     return this.pass;
   }
 
