@@ -4,6 +4,7 @@
 import { byteSize, numel, shapeStr, type DType, type Tensor } from './tensor';
 import type { Capabilities } from './capabilities';
 import type { Profiler } from './profiler';
+import type { ShaderSource } from './shader';
 
 /** Host-side work of the recorded commands. */
 export interface GpuCounters {
@@ -63,7 +64,6 @@ export class Gpu {
   readonly counters: GpuCounters = { dispatches: 0, passes: 0, submits: 0, encodeMs: 0 };
   /** When set, each dispatch is timed (see profiler.ts). */
   profiler: Profiler | null = null;
-  private readonly pipelineLabels = new WeakMap<GPUComputePipeline, string>();
 
   constructor(device: GPUDevice, caps: Capabilities) {
     this.device = device;
@@ -187,28 +187,26 @@ export class Gpu {
 
   // ---- compute -------------------------------------------------------------------------------
 
-  /** A compute pipeline, compiled once per (source, entry point, override constants). */
-  pipeline(code: string, entryPoint = 'main', constants: Record<string, number> = {}): GPUComputePipeline {
-    const key = `${entryPoint}|${JSON.stringify(constants)}|${code}`;
+  /**
+   * The compute pipeline cached under `key`, a short name of the variant (`gemm:NT:f16`); `build`
+   * gives its WGSL on a miss only. The key is the pipeline's label (profiles, errors).
+   */
+  pipeline(key: string, build: () => ShaderSource): GPUComputePipeline {
     let p = this.pipelines.get(key);
     if (!p) {
       this.check();
-      const module = this.device.createShaderModule({ code, label: entryPoint });
-      p = this.device.createComputePipeline({
-        label: entryPoint,
-        layout: 'auto',
-        compute: { module, entryPoint, constants },
-      });
+      const { code, entryPoint } = build();
+      const module = this.device.createShaderModule({ code, label: key });
+      p = this.device.createComputePipeline({ label: key, layout: 'auto', compute: { module, entryPoint } });
       this.pipelines.set(key, p);
       this.pipelineIds.set(p, this.nextId++);
-      this.pipelineLabels.set(p, `${entryPoint} · ${(/\/\/\s*(.{0,48})/.exec(code)?.[1] ?? '').trim()}`);
     }
     return p;
   }
 
   /**
    * Record one dispatch. Bindings go to @group(0) in order @binding(0..n-1); `params`, when given,
-   * is a uniform buffer at the next binding. Workgroup counts above the per-dimension limit must
+   * are the uniform at @group(1) @binding(0). Workgroup counts above the per-dimension limit must
    * be folded by the caller with grid().
    */
   dispatch(
@@ -221,15 +219,14 @@ export class Gpu {
     const [x, y = 1, z = 1] = workgroups;
     if (x === 0 || y === 0 || z === 0) return;
     const t0 = performance.now();
-    const all: Binding[] = [...bindings];
-    if (params) all.push({ buffer: this.uniform(params) });
-    const group = this.bindGroup(pipeline, all);
+    const group = this.bindGroup(pipeline, 0, bindings);
+    const paramGroup = params ? this.bindGroup(pipeline, 1, [{ buffer: this.uniform(params) }]) : null;
     if (this.profiler) {
       this.endPass();
-      let desc = this.profiler.passFor(this.pipelineLabels.get(pipeline) ?? pipeline.label);
+      let desc = this.profiler.passFor(pipeline.label);
       if (!desc) {
         this.flush();
-        desc = this.profiler.passFor(this.pipelineLabels.get(pipeline) ?? pipeline.label)!;
+        desc = this.profiler.passFor(pipeline.label)!;
       }
       this.pass = this.enc().beginComputePass(desc);
       this.counters.passes++;
@@ -237,6 +234,7 @@ export class Gpu {
     const pass = this.beginPass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, group);
+    if (paramGroup) pass.setBindGroup(1, paramGroup);
     if (!this.allocationOnly) pass.dispatchWorkgroups(x, y, z);
     this.counters.dispatches++;
     if (this.profiler) this.endPass();
@@ -345,9 +343,9 @@ export class Gpu {
     return id;
   }
 
-  private bindGroup(pipeline: GPUComputePipeline, bindings: readonly Binding[]): GPUBindGroup {
+  private bindGroup(pipeline: GPUComputePipeline, index: number, bindings: readonly Binding[]): GPUBindGroup {
     const entries: GPUBindGroupEntry[] = [];
-    let key = `${this.pipelineIds.get(pipeline)}`;
+    let key = `${this.pipelineIds.get(pipeline)}/${index}`;
     bindings.forEach((b, i) => {
       let buffer: GPUBuffer, offset: number, size: number | undefined;
       if ('shape' in b) {
@@ -369,7 +367,7 @@ export class Gpu {
     });
     let g = this.bindGroups.get(key);
     if (!g) {
-      g = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+      g = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(index), entries });
       this.bindGroups.set(key, g);
     }
     return g;

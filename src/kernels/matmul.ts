@@ -6,8 +6,8 @@
 
 import source from '../../shaders/matmul.wgsl';
 import { f32, type Gpu } from '../gpu/runtime';
+import { shaderVariant } from '../gpu/shader';
 import type { Tensor } from '../gpu/tensor';
-import { weightReader } from './f16';
 import { isQuantized, qlinear, qlinearBackwardInput } from './quant';
 
 export interface GemmArgs {
@@ -44,9 +44,9 @@ export function gemm(gpu: Gpu, g: GemmArgs): void {
   const ldb = g.ldb ?? (transB ? K : N);
   const ldc = g.ldc ?? N;
   const batch = g.batch ?? 1;
-  const b = weightReader(g.b.dtype, 'B', 'b_at');
-  const code = source.replace('{{B_WORD}}', b.word).replace('{{B_AT}}', b.fn);
-  const pipeline = gpu.pipeline(code, 'main', { TRANS_A: transA ? 1 : 0, TRANS_B: transB ? 1 : 0 });
+  const bF16 = g.b.dtype === 'f16';
+  const pipeline = gpu.pipeline(`gemm:${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}:${g.b.dtype}`, () =>
+    shaderVariant(source, 'gemm', { TRANS_A: transA, TRANS_B: transB, B_F16: bF16 }));
   gpu.dispatch(
     pipeline,
     [g.a, g.b, g.c],

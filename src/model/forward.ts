@@ -7,7 +7,8 @@
 
 import type { Gpu } from '../gpu/runtime';
 import type { Tensor } from '../gpu/tensor';
-import { add, gatedAct, gatedActBackward } from '../kernels/act';
+import { gatedAct, gatedActBackward } from '../kernels/act';
+import { add } from '../kernels/elementwise';
 import { attention, attentionBackward, type AttentionShape } from '../kernels/attention';
 import { embedding, embeddingBackward } from '../kernels/embedding';
 import type { LoraDropout } from '../kernels/lora';
