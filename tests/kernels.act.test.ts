@@ -1,6 +1,6 @@
 // Kernel family: act (shaders/act.wgsl, src/kernels/act.ts)
 import { describe, expect, it } from 'vitest';
-import { gatedAct, gatedActBackward, gatedActFused, gatedActFusedBackward, type GatedActKind } from '../src/kernels/act';
+import { gatedActForward, gatedActBackward, gatedActFusedForward, gatedActFusedBackward, type GatedActKind } from '../src/kernels/act';
 import { scale } from '../src/kernels/elementwise';
 import { Gpu } from '../src/gpu/runtime';
 import { testGpu, poisoned } from './helpers/gpu';
@@ -43,7 +43,7 @@ describe('act', () => {
         const g = rng.randn(n, 3), u = rng.randn(n), d = rng.randn(n);
         const tg = gpu.upload(g, shape), tu = gpu.upload(u, shape), td = gpu.upload(d, shape);
         const out = poisoned(gpu, shape), dG = poisoned(gpu, shape), dU = poisoned(gpu, shape);
-        gatedAct(gpu, tg, tu, out, kind);
+        gatedActForward(gpu, tg, tu, out, kind);
         gatedActBackward(gpu, td, tg, tu, dG, dU, kind);
         const ref = gatedActBackwardRef(kind, d, g, u);
         expectClose(await gpu.readF32(out), gatedActRef(kind, g, u), 1e-5, `${kind} out ${shape}`, rng.seed);
@@ -60,7 +60,7 @@ describe('act', () => {
     for (const kind of KINDS) {
       const tg = gpu.upload(g, [g.length]), tu = gpu.upload(u, [g.length]);
       const out = poisoned(gpu, [g.length]), dG = poisoned(gpu, [g.length]), dU = poisoned(gpu, [g.length]);
-      gatedAct(gpu, tg, tu, out, kind);
+      gatedActForward(gpu, tg, tu, out, kind);
       gatedActBackward(gpu, tu, tg, tu, dG, dU, kind);
       const o = await gpu.readF32(out), dg = await gpu.readF32(dG);
       const ref = gatedActBackwardRef(kind, u, g, u);
@@ -86,7 +86,7 @@ describe('act', () => {
     const tgu = gpu.upload(gu, [T, 2 * F]), td = gpu.upload(d, [T, F]);
     for (const kind of KINDS) {
       const out = poisoned(gpu, [T, F]), dGU = poisoned(gpu, [T, 2 * F]);
-      gatedActFused(gpu, tgu, out, kind);
+      gatedActFusedForward(gpu, tgu, out, kind);
       gatedActFusedBackward(gpu, td, tgu, dGU, kind);
       expectClose(await gpu.readF32(out), gatedActRef(kind, g, u), 1e-5, `${kind} fused out`, rng.seed);
       const ref = gatedActBackwardRef(kind, d, g, u);
@@ -98,7 +98,7 @@ describe('act', () => {
       expectClose(await gpu.readF32(dGU), refGU, 1e-5, `${kind} fused dGateUp`, rng.seed);
       gpu.release(out, dGU);
     }
-    expect(() => gatedActFused(gpu, tgu, gpu.tensor([T, F + 1]), 'silu')).toThrow(/must be \[T, 2F\]/);
+    expect(() => gatedActFusedForward(gpu, tgu, gpu.tensor([T, F + 1]), 'silu')).toThrow(/must be \[T, 2F\]/);
   });
 
   it('element counts beyond one grid dimension fold into y', async () => {
@@ -109,7 +109,7 @@ describe('act', () => {
     const x = rng.randn(n), u = rng.randn(n);
     const t = gpu.upload(x, [n]), tu = gpu.upload(u, [n]), out = poisoned(gpu, [n]);
     scale(gpu, t, 2, t);
-    gatedAct(gpu, t, tu, out, 'silu');
+    gatedActForward(gpu, t, tu, out, 'silu');
     expectClose(await gpu.readF32(t), x.map((v) => 2 * v), 0, 'scale in place', rng.seed);
     expectClose(await gpu.readF32(out), gatedActRef('silu', x.map((v) => 2 * v), u), 1e-5, 'gatedAct', rng.seed);
     gpu.release(t, tu, out);

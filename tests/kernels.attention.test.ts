@@ -1,6 +1,6 @@
 // Kernel family: attention (shaders/attention.wgsl, src/kernels/attention.ts)
 import { describe, expect, it } from 'vitest';
-import { attention, attentionBackward, chooseTiles, type AttentionOptions, type AttentionShape } from '../src/kernels/attention';
+import { attentionForward, attentionBackward, chooseTiles, type AttentionOptions, type AttentionShape } from '../src/kernels/attention';
 import type { Gpu } from '../src/gpu/runtime';
 import { testGpu, poisoned } from './helpers/gpu';
 import { expectClose, makeRng, type Rng } from './helpers/check';
@@ -56,7 +56,7 @@ async function runCase(gpu: Gpu, rng: Rng, c: Case): Promise<void> {
   const opts = c.opts === 'device' ? undefined : (c.opts ?? SMALL);
   const out = poisoned(gpu, [B, Sq, Hq, Dh]);
   const lse = poisoned(gpu, [B, Hq, Sq]);
-  attention(gpu, tq, tk, tv, out, c.noLse ? null : lse, shape, opts);
+  attentionForward(gpu, tq, tk, tv, out, c.noLse ? null : lse, shape, opts);
   const r = refAttention(q, k, v, ref);
   const what = `${c.name} [B=${B} Sq=${Sq} kv=${c.kvLen}/${cap} Hq=${Hq} Hkv=${Hkv} Dh=${Dh}]`;
   expectClose(await gpu.readF32(out), r.out, 1e-4, `${what} out`, rng.seed);
@@ -127,7 +127,7 @@ describe('attention', () => {
       const tq = gpu.upload(q, [B, Sq, Hq, Dh]), tk = gpu.upload(k, [B, cap, Hkv, Dh]), tv = gpu.upload(v, [B, cap, Hkv, Dh]);
       const out = poisoned(gpu, [B, Sq, Hq, Dh]), lse = poisoned(gpu, [B, Hq, Sq]);
       const dq = poisoned(gpu, [B, Sq, Hq, Dh]), dk = poisoned(gpu, [B, cap, Hkv, Dh]), dv = poisoned(gpu, [B, cap, Hkv, Dh]);
-      attention(gpu, tq, tk, tv, out, lse, shape, SMALL);
+      attentionForward(gpu, tq, tk, tv, out, lse, shape, SMALL);
       attentionBackward(gpu, gpu.upload(dO, [B, Sq, Hq, Dh]), tq, tk, tv, out, lse, dq, dk, dv, shape, SMALL);
       const r = refAttention(q, k, v, ref), g = refAttentionBackward(dO, q, k, v, ref);
       const gl = await gpu.readF32(lse);
@@ -205,9 +205,9 @@ describe('attention', () => {
     const gpu = await testGpu();
     const q = gpu.tensor([1, 4, 4, 16]), k = gpu.tensor([1, 4, 2, 16]), out = gpu.tensor([1, 4, 4, 16]);
     const shape: AttentionShape = { batch: 1, qLen: 4, kvLen: 4, heads: 4, kvHeads: 2, headDim: 16, scale: 0.25 };
-    expect(() => attention(gpu, q, k, gpu.tensor([1, 4, 2, 8]), out, null, shape)).toThrow(/v has shape \[1, 4, 2, 8\]/);
-    expect(() => attention(gpu, q, k, k, out, null, { ...shape, kvHeads: 3 })).toThrow(/not a multiple of kvHeads/);
-    expect(() => attention(gpu, q, k, k, out, null, { ...shape, kvLen: 5 })).toThrow(/kvLen 5 exceeds kvCapacity 4|k has shape/);
+    expect(() => attentionForward(gpu, q, k, gpu.tensor([1, 4, 2, 8]), out, null, shape)).toThrow(/v has shape \[1, 4, 2, 8\]/);
+    expect(() => attentionForward(gpu, q, k, k, out, null, { ...shape, kvHeads: 3 })).toThrow(/not a multiple of kvHeads/);
+    expect(() => attentionForward(gpu, q, k, k, out, null, { ...shape, kvLen: 5 })).toThrow(/kvLen 5 exceeds kvCapacity 4|k has shape/);
     gpu.release(q, k, out);
   });
 });

@@ -2,7 +2,7 @@
 // linear() / linearBackwardInput() in src/kernels/matmul.ts.
 import { describe, expect, it } from 'vitest';
 import {
-  dequantize, dequantizeHost, qlinear, qlinearBackwardInput, quantize, quantizeHost, type QuantDType,
+  dequantize, dequantizeHost, qlinearForward, qlinearBackwardInput, quantize, quantizeHost, type QuantDType,
 } from '../src/kernels/quant';
 import { linear, linearBackwardInput } from '../src/kernels/matmul';
 import type { Gpu } from '../src/gpu/runtime';
@@ -158,8 +158,8 @@ describe('quant', () => {
       const wd = dequantizeHost(bytes, N, K, dtype);
       const tq = gpu.upload(bytes, [N, K], dtype, 'w'), tx = gpu.upload(x, [T, K]);
       const y = poisoned(gpu, [T, N]), yAcc = gpu.upload(y0, [T, N]);
-      qlinear(gpu, tx, tq, y, false, 0.75);
-      qlinear(gpu, tx, tq, yAcc, true, -0.5);
+      qlinearForward(gpu, tx, tq, y, false, 0.75);
+      qlinearForward(gpu, tx, tq, yAcc, true, -0.5);
       expectClose(await gpu.readF32(y), refLinear(x, wd, T, N, K, 0.75), 1e-5, what, rng.seed);
       expectClose(await gpu.readF32(yAcc), refLinear(x, wd, T, N, K, -0.5, 1, y0), 1e-5, `${what} accumulate`, rng.seed);
       gpu.release(tq, tx, y, yAcc);
@@ -253,8 +253,8 @@ describe('quant', () => {
     expect(() => quantize(gpu, w, 'q4')).toThrow(/layers\.0\.mlp\.up.*48.*multiple of the quantization block 32/);
     expect(() => quantizeHost(new Float32Array(4 * 48), 4, 48, 'q8')).toThrow(/multiple of the quantization block 32/);
     const q = quantize(gpu, gpu.tensor([6, 64], 'f32', 'wq'), 'q8');
-    expect(() => qlinear(gpu, gpu.tensor([3, 32]), q, gpu.tensor([3, 6]))).toThrow(/64 columns, input \[3, 32\] has 32/);
-    expect(() => qlinear(gpu, gpu.tensor([3, 64]), q, gpu.tensor([3, 5]))).toThrow(/output \[3, 5\]/);
+    expect(() => qlinearForward(gpu, gpu.tensor([3, 32]), q, gpu.tensor([3, 6]))).toThrow(/64 columns, input \[3, 32\] has 32/);
+    expect(() => qlinearForward(gpu, gpu.tensor([3, 64]), q, gpu.tensor([3, 5]))).toThrow(/output \[3, 5\]/);
     expect(() => qlinearBackwardInput(gpu, gpu.tensor([3, 6]), q, gpu.tensor([3, 32]))).toThrow(/must be \[3, 64\]/);
     expect(() => linear(gpu, gpu.tensor([3, 64]), [q, q], gpu.tensor([3, 8]))).toThrow(/at least 12 rows, output has 8/);
     await gpu.sync();

@@ -3,10 +3,10 @@
 
 import type { Gpu } from '../gpu/runtime';
 import { Profiler } from '../gpu/profiler';
-import { attention, attentionBackward } from '../kernels/attention';
+import { attentionForward, attentionBackward } from '../kernels/attention';
 import { lmHeadCrossEntropy } from '../kernels/loss';
 import { gemm } from '../kernels/matmul';
-import { qlinear, quantize } from '../kernels/quant';
+import { qlinearForward, quantize } from '../kernels/quant';
 
 export interface KernelResult {
   kernel: string;
@@ -45,7 +45,7 @@ export async function benchKernels(gpu: Gpu, opts: { small: boolean; repeats?: n
     const q = quantize(gpu, w, 'q4');
     gpu.release(w);
     const x = gpu.upload(rnd(T * K), [T, K]), y = gpu.tensor([T, N]);
-    cases.push({ kernel: 'qlinear q4', shape: `${T}x${N}x${K}`, flops: 2 * T * N * K, bytes: (N * K) / 2 + (N * K) / 16, run: () => qlinear(gpu, x, q, y), release: () => gpu.release(q, x, y) });
+    cases.push({ kernel: 'qlinear q4', shape: `${T}x${N}x${K}`, flops: 2 * T * N * K, bytes: (N * K) / 2 + (N * K) / 16, run: () => qlinearForward(gpu, x, q, y), release: () => gpu.release(q, x, y) });
   }
   {
     const [B, S, H, Hkv, Dh] = [1, n(2048), 14, 2, 64];
@@ -54,8 +54,8 @@ export async function benchKernels(gpu: Gpu, opts: { small: boolean; repeats?: n
     const dq = gpu.tensor([B, S, H, Dh]), dk = gpu.tensor([B, S, Hkv, Dh]), dv = gpu.tensor([B, S, Hkv, Dh]);
     const shape = { batch: B, qLen: S, kvLen: S, heads: H, kvHeads: Hkv, headDim: Dh, scale: 1 / 8 };
     const flops = 2 * 2 * B * H * S * S * Dh / 2; // causal: half the score matrix, QK and PV
-    attention(gpu, q, k, v, o, lse, shape);
-    cases.push({ kernel: 'attention fwd', shape: `S=${S} H=${H}/${Hkv} Dh=${Dh}`, flops, run: () => attention(gpu, q, k, v, o, lse, shape), release: () => {} });
+    attentionForward(gpu, q, k, v, o, lse, shape);
+    cases.push({ kernel: 'attention fwd', shape: `S=${S} H=${H}/${Hkv} Dh=${Dh}`, flops, run: () => attentionForward(gpu, q, k, v, o, lse, shape), release: () => {} });
     cases.push({ kernel: 'attention bwd', shape: `S=${S} H=${H}/${Hkv} Dh=${Dh}`, flops: 2.5 * flops, run: () => attentionBackward(gpu, o, q, k, v, o, lse, dq, dk, dv, shape), release: () => gpu.release(q, k, v, o, lse, dq, dk, dv) });
   }
   {

@@ -39,8 +39,8 @@ const lastDim = (t: Tensor): number => t.shape[t.shape.length - 1] ?? 1;
 // ---- gated activations -------------------------------------------------------------------------
 
 /** out = act(gate) * up, all of the same shape. */
-export function gatedAct(gpu: Gpu, gate: Tensor, up: Tensor, out: Tensor, kind: GatedActKind): void {
-  const fn = 'gatedAct';
+export function gatedActForward(gpu: Gpu, gate: Tensor, up: Tensor, out: Tensor, kind: GatedActKind): void {
+  const fn = 'gatedActForward';
   requireF32(fn, ['gate', gate], ['up', up], ['out', out]);
   sameShape(fn, ['gate', gate], ['up', up]);
   sameShape(fn, ['gate', gate], ['out', out]);
@@ -73,8 +73,8 @@ function fusedShape(fn: string, gateUp: Tensor, out: Tensor): { T: number; F: nu
 }
 
 /** out[T, F] = act(gateUp[:, :F]) * gateUp[:, F:] (Phi-3's gate_up_proj layout: gate then up). */
-export function gatedActFused(gpu: Gpu, gateUp: Tensor, out: Tensor, kind: GatedActKind): void {
-  const fn = 'gatedActFused';
+export function gatedActFusedForward(gpu: Gpu, gateUp: Tensor, out: Tensor, kind: GatedActKind): void {
+  const fn = 'gatedActFusedForward';
   requireF32(fn, ['gateUp', gateUp], ['out', out]);
   const { T, F } = fusedShape(fn, gateUp, out);
   distinctBuffers(fn, [['out', out]], [['gateUp', gateUp]]);

@@ -199,7 +199,7 @@ function pipeline(gpu: Gpu, entry: Entry, Dh: number, t: AttentionTiles): GPUCom
 }
 
 /** out = softmax(mask(cap(scale * q k^T))) v; lse (when given) = log-sum-exp of each score row. */
-export function attention(
+export function attentionForward(
   gpu: Gpu, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor | null, shape: AttentionShape,
   opts?: AttentionOptions,
 ): void {

@@ -29,8 +29,8 @@ function pipeline(gpu: Gpu, entry: 'embedding_forward' | 'embedding_backward', t
  * out[t] = table[ids[t]] * scale, ids: i32 [T], table [V, D] (one tensor or row parts), out f32
  * [T, D]. Ids outside [0, V) give NaN rows (check them on the host with checkIds()).
  */
-export function embedding(gpu: Gpu, ids: Tensor, table: Weight, out: Tensor, scale = 1): void {
-  const fn = 'embedding';
+export function embeddingForward(gpu: Gpu, ids: Tensor, table: Weight, out: Tensor, scale = 1): void {
+  const fn = 'embeddingForward';
   if (ids.dtype !== 'i32') throw new Error(`${fn}: ids must be i32, not ${ids.dtype}`);
   if (out.dtype !== 'f32') throw new Error(`${fn}: out must be f32, not ${out.dtype}`);
   const parts = weightParts(table);

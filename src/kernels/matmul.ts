@@ -8,7 +8,7 @@ import source from '../../shaders/matmul.wgsl';
 import { f32, type Gpu } from '../gpu/runtime';
 import { shaderVariant } from '../gpu/shader';
 import type { Tensor } from '../gpu/tensor';
-import { isQuantized, qlinear, qlinearBackwardInput } from './quant';
+import { isQuantized, qlinearForward, qlinearBackwardInput } from './quant';
 
 export interface GemmArgs {
   a: Tensor;
@@ -76,7 +76,7 @@ export function linear(gpu: Gpu, x: Tensor, w: Weight, y: Tensor, accumulate = f
     const n = part.shape[0]!;
     if (part.shape[1] !== K) throw new Error(`linear: weight has ${part.shape[1]} columns, input has ${K}`);
     if (n0 + n > N) throw new Error(`linear: weight has at least ${n0 + n} rows, output has ${N} columns`);
-    if (isQuantized(part)) qlinear(gpu, x, part, y, accumulate, scale, { ldc: N, offC: n0 });
+    if (isQuantized(part)) qlinearForward(gpu, x, part, y, accumulate, scale, { ldc: N, offC: n0 });
     else gemm(gpu, { a: x, b: part, c: y, M: T, N: n, K, transB: true, ldc: N, offC: n0, alpha: scale, beta: accumulate ? 1 : 0 });
     n0 += n;
   }

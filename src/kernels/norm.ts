@@ -64,8 +64,8 @@ function distinct(fn: string, written: [string, Tensor], ...read: [string, Tenso
 }
 
 /** y = x * rstd * (offset + w) over the last dimension; rstd [rows] = 1 / sqrt(mean(x^2) + eps). */
-export function rmsNorm(gpu: Gpu, x: Tensor, w: Tensor, y: Tensor, rstd: Tensor, opts: RmsNormOptions): void {
-  const fn = 'rmsNorm';
+export function rmsNormForward(gpu: Gpu, x: Tensor, w: Tensor, y: Tensor, rstd: Tensor, opts: RmsNormOptions): void {
+  const fn = 'rmsNormForward';
   requireF32(fn, { x, w, y, rstd });
   const { R, D } = rowsAndCols(fn, x, w);
   sameCount(fn, 'y', y, R * D, `x is ${shapeStr(x.shape)}`);

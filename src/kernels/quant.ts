@@ -44,10 +44,10 @@
 // pre-quantized bnb-4bit checkpoints would also need their layout (blocks of 64 over the flattened
 // weight, absmax per block, itself 8-bit quantized with double quantization) converted or read.
 //
-// qlinear() is the one entry point for y = x Wᵀ; matmul.ts's linear() routes q4/q8 weights (or
-// weight parts) here. For T <= 4 (decode) it uses qlinear_forward_decode (memory bound: 64 threads
-// stream each weight row); otherwise the tiled qlinear_forward. qlinearBackwardInput() is tiled
-// for all T.
+// qlinearForward() is the one entry point for y = x Wᵀ; matmul.ts's linear() routes q4/q8 weights
+// (or weight parts) here. For T <= 4 (decode) it uses qlinear_forward_decode (memory bound: 64
+// threads stream each weight row); otherwise the tiled qlinear_forward. qlinearBackwardInput() is
+// tiled for all T.
 
 import source from '../../shaders/quant.wgsl';
 import { f32, halfToFloat, type Gpu } from '../gpu/runtime';
@@ -58,7 +58,7 @@ export type QuantDType = 'q4' | 'q8';
 
 export const isQuantized = (t: Tensor): boolean => t.dtype === 'q4' || t.dtype === 'q8';
 
-/** Largest T for which qlinear uses the decode (gemv) kernel. */
+/** Largest T for which qlinearForward uses the decode (gemv) kernel. */
 export const QGEMV_MAX_T = 4;
 
 const Q8_MUL = Math.fround(1 / 127);
@@ -228,17 +228,17 @@ export function dequantizeHost(bytes: Uint8Array, N: number, K: number, dtype: Q
  * y[T, N] (=|+=) scale · x[T, K] · deq(Q)ᵀ, Q [N, K]. opts.ldc / opts.offC place the N output
  * columns inside a wider y (a weight in row parts): y[t, offC + n] at t * ldc + offC + n.
  */
-export function qlinear(
+export function qlinearForward(
   gpu: Gpu, x: Tensor, q: Tensor, y: Tensor, accumulate = false, scale = 1,
   opts: { ldc?: number; offC?: number } = {},
 ): void {
-  const [N, K] = quantTensorShape('qlinear', q);
-  if (x.dtype !== 'f32' || y.dtype !== 'f32') throw new Error(`qlinear: input ${labelOf(x)} and output ${labelOf(y)} must be f32`);
+  const [N, K] = quantTensorShape('qlinearForward', q);
+  if (x.dtype !== 'f32' || y.dtype !== 'f32') throw new Error(`qlinearForward: input ${labelOf(x)} and output ${labelOf(y)} must be f32`);
   const T = rowsOf(x);
-  if (colsOf(x) !== K) throw new Error(`qlinear: weight ${labelOf(q)} [${N}, ${K}] has ${K} columns, input ${shapeStr(x.shape)} has ${colsOf(x)}`);
+  if (colsOf(x) !== K) throw new Error(`qlinearForward: weight ${labelOf(q)} [${N}, ${K}] has ${K} columns, input ${shapeStr(x.shape)} has ${colsOf(x)}`);
   const ldc = opts.ldc ?? colsOf(y), offC = opts.offC ?? 0;
   if (rowsOf(y) !== T || colsOf(y) !== ldc || offC + N > ldc) {
-    throw new Error(`qlinear: output ${shapeStr(y.shape)} cannot hold [${T}, ${N}] at column ${offC} (ldc ${ldc}) for input ${shapeStr(x.shape)} and weight ${labelOf(q)} [${N}, ${K}]`);
+    throw new Error(`qlinearForward: output ${shapeStr(y.shape)} cannot hold [${T}, ${N}] at column ${offC} (ldc ${ldc}) for input ${shapeStr(x.shape)} and weight ${labelOf(q)} [${N}, ${K}]`);
   }
   if (T === 0) return;
   const dtype = q.dtype as QuantDType;

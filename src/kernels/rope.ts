@@ -22,7 +22,7 @@ type Direction = 'forward' | 'backward';
  * y = rope(x) for x [T, H, Dh] (or [B, S, H, Dh]); y may be x itself (in place). positions: i32
  * [T]; invFreq: f32 [rotaryDim / 2] with rotaryDim <= Dh.
  */
-export function rope(gpu: Gpu, x: Tensor, y: Tensor, positions: Tensor, invFreq: Tensor, opts: RopeOptions = {}): void {
+export function ropeForward(gpu: Gpu, x: Tensor, y: Tensor, positions: Tensor, invFreq: Tensor, opts: RopeOptions = {}): void {
   rotate(gpu, 'forward', x, y, positions, invFreq, opts);
 }
 
@@ -32,7 +32,7 @@ export function ropeBackward(gpu: Gpu, dy: Tensor, dx: Tensor, positions: Tensor
 }
 
 function rotate(gpu: Gpu, direction: Direction, x: Tensor, y: Tensor, positions: Tensor, invFreq: Tensor, opts: RopeOptions): void {
-  const fn = direction === 'forward' ? 'rope' : 'ropeBackward';
+  const fn = direction === 'forward' ? 'ropeForward' : 'ropeBackward';
   if (x.dtype !== 'f32' || y.dtype !== 'f32') throw new Error(`${fn}: x and y must be f32 (got ${x.dtype}, ${y.dtype})`);
   if (positions.dtype !== 'i32') throw new Error(`${fn}: positions must be i32, not ${positions.dtype}`);
   if (invFreq.dtype !== 'f32') throw new Error(`${fn}: invFreq must be f32, not ${invFreq.dtype}`);
