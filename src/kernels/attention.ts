@@ -168,7 +168,8 @@ const scratches = new WeakMap<Gpu, Tensor>();
 function scratch(gpu: Gpu, n: number): Tensor {
   let t = scratches.get(gpu);
   if (!t || numel(t.shape) < n) {
-    // the old buffer may still be used by recorded, unsubmitted work: drop it without destroying
+    // the old buffer may still be used by recorded, unsubmitted work
+    if (t) gpu.releaseAtFlush(t);
     t = gpu.tensor([Math.max(n, 1024)], 'f32', 'attention.lseD');
     scratches.set(gpu, t);
   }
