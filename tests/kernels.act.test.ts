@@ -2,12 +2,14 @@
 import { describe, expect, it } from 'vitest';
 import { gatedActForward, gatedActBackward, gatedActFusedForward, gatedActFusedBackward, type GatedActKind } from '../src/kernels/act';
 import { scale } from '../src/kernels/elementwise';
+import { GATED_ACT_CASES } from '../src/bench/cases/act';
 import { Gpu } from '../src/gpu/runtime';
 import { testGpu, poisoned } from './helpers/gpu';
 import { expectClose, makeRng } from './helpers/check';
 import { act, erf, gatedActBackwardRef, gatedActRef } from './reference/act';
 
 const KINDS: GatedActKind[] = ['silu', 'gelu_tanh', 'gelu'];
+const checked = GATED_ACT_CASES.filter((c) => !c.bench);
 
 describe('act', () => {
   it('the reference erf and gradients agree with known values and finite differences', () => {
@@ -38,7 +40,7 @@ describe('act', () => {
     it(`gatedAct and its backward (${kind}) match the reference on odd shapes`, async () => {
       const gpu = await testGpu();
       const rng = makeRng();
-      for (const shape of [[1, 1], [3, 37], [19, 70]]) {
+      for (const shape of checked.filter((c) => !c.fused).map((c) => [c.T, c.F])) {
         const n = shape[0]! * shape[1]!;
         const g = rng.randn(n, 3), u = rng.randn(n), d = rng.randn(n);
         const tg = gpu.upload(g, shape), tu = gpu.upload(u, shape), td = gpu.upload(d, shape);
@@ -76,7 +78,7 @@ describe('act', () => {
   it('the fused [T, 2F] gate_up layout matches separate gate and up', async () => {
     const gpu = await testGpu();
     const rng = makeRng();
-    const [T, F] = [5, 43];
+    const { T, F } = checked.find((c) => c.fused)!;
     const gu = rng.randn(T * 2 * F, 2), d = rng.randn(T * F);
     const g = new Float32Array(T * F), u = new Float32Array(T * F);
     for (let t = 0; t < T; t++) {

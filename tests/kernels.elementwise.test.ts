@@ -1,5 +1,6 @@
 // Kernel family: elementwise (shaders/elementwise.wgsl, src/kernels/elementwise.ts)
 import { describe, expect, it } from 'vitest';
+import { ELEMENTWISE_CASES, type CopyCase, type ElementwiseCase } from '../src/bench/cases/elementwise';
 import { add, axpy, copyInto, scale } from '../src/kernels/elementwise';
 import { testGpu, poisoned } from './helpers/gpu';
 import { expectClose, makeRng } from './helpers/check';
@@ -8,7 +9,7 @@ describe('elementwise', () => {
   it('add (in place on either operand), axpy and scale', async () => {
     const gpu = await testGpu();
     const rng = makeRng();
-    const n = 1000;
+    const { n } = ELEMENTWISE_CASES.find((c) => c.kind === 'arithmetic' && !c.bench) as ElementwiseCase;
     const a = rng.randn(n), b = rng.randn(n);
     const ta = gpu.upload(a, [10, 100]), tb = gpu.upload(b, [n]), out = poisoned(gpu, [n]);
     add(gpu, ta, tb, out);
@@ -34,7 +35,7 @@ describe('elementwise', () => {
   it('copyInto: strided blocks, accumulation, one shared buffer, and its checks', async () => {
     const gpu = await testGpu();
     const rng = makeRng();
-    const [T, Q, KV] = [7, 12, 5];
+    const { T, Q, KV } = ELEMENTWISE_CASES.find((c) => c.kind === 'copy' && !c.bench) as CopyCase;
     const W = Q + 2 * KV;
     const qkv = rng.randn(T * W);
     const tqkv = gpu.upload(qkv, [T, W]);

@@ -1,10 +1,13 @@
 // Kernel family: embedding (shaders/embedding.wgsl, src/kernels/embedding.ts)
 import { describe, expect, it } from 'vitest';
+import { EMBEDDING_CASES } from '../src/bench/cases/embedding';
 import { checkIds, embeddingForward, embeddingBackward, embeddingCsr } from '../src/kernels/embedding';
 import { Gpu } from '../src/gpu/runtime';
 import { testGpu, poisoned } from './helpers/gpu';
 import { expectClose, makeRng } from './helpers/check';
 import { embeddingBackwardRef, embeddingRef } from './reference/embedding';
+
+const checked = (direction: 'forward' | 'backward') => EMBEDDING_CASES.filter((c) => !c.bench && c.direction === direction);
 
 describe('embedding', () => {
   it('the reference gradient matches finite differences of the reference forward', () => {
@@ -38,7 +41,7 @@ describe('embedding', () => {
   it('forward on a single and a split table, one token and odd widths, with a scale', async () => {
     const gpu = await testGpu();
     const rng = makeRng();
-    for (const [T, V, D] of [[1, 1, 1], [1, 7, 70], [37, 50, 70], [6, 9, 1500]] as const) {
+    for (const { T, V, D } of checked('forward')) {
       const table = rng.randn(V * D);
       const ids = rng.int(T, V);
       ids[0] = V - 1;
@@ -81,7 +84,7 @@ describe('embedding', () => {
   it('backward: overwrite (absent ids zero), accumulate, deterministic', async () => {
     const gpu = await testGpu();
     const rng = makeRng();
-    for (const [T, V, D] of [[1, 4, 3], [45, 30, 70], [20, 5, 1300]] as const) {
+    for (const { T, V, D } of checked('backward')) {
       const ids = rng.int(T, V);
       const dOut = rng.randn(T * D);
       const tdOut = gpu.upload(dOut, [T, D]);

@@ -1,5 +1,6 @@
 // Kernel family: norm (shaders/norm.wgsl, src/kernels/norm.ts)
 import { describe, expect, it } from 'vitest';
+import { RMS_NORM_CASES } from '../src/bench/cases/norm';
 import { rmsNormForward, rmsNormBackward } from '../src/kernels/norm';
 import { Gpu } from '../src/gpu/runtime';
 import { testGpu, poisoned } from './helpers/gpu';
@@ -29,16 +30,7 @@ describe('norm', () => {
     }
   });
 
-  // [shape of x, offset]: one element, one row, D not a multiple of the workgroup, q/k norm [T, H, Dh]
-  const cases: [number[], 0 | 1][] = [
-    [[1, 1], 0],
-    [[1, 300], 1],
-    [[37, 130], 0],
-    [[5, 2051], 1],
-    [[7, 3, 128], 1],
-    [[9, 2, 80], 0],
-  ];
-  for (const [shape, offset] of cases)
+  for (const { shape, offset } of RMS_NORM_CASES.filter((c) => !c.bench))
     it(`rmsNorm forward and backward on ${JSON.stringify(shape)}, offset ${offset}`, async () => {
       const gpu = await testGpu();
       const rng = makeRng();

@@ -5,6 +5,7 @@ import {
   dequantize, dequantizeHost, qlinearForward, qlinearBackwardInput, quantize, quantizeHost, type QuantDType,
 } from '../src/kernels/quant';
 import { linear, linearBackwardInput } from '../src/kernels/matmul';
+import { QLINEAR_CASES } from '../src/bench/cases/quant';
 import type { Gpu } from '../src/gpu/runtime';
 import type { Tensor } from '../src/gpu/tensor';
 import { testGpu, poisoned } from './helpers/gpu';
@@ -138,20 +139,11 @@ describe('quant', () => {
     expect(e4, `SEED=${rng.seed}`).toBeLessThan(0.9 * e7);
   });
 
-  const fwdCases: [number, number, number, QuantDType][] = [
-    [1, 37, 96, 'q4'], // decode path
-    [3, 70, 32, 'q8'], // decode path
-    [4, 5, 64, 'q4'], // decode path, T at its limit
-    [2, 9, 544, 'q4'], // decode path: all 64 threads of a row busy, some twice (68 words)
-    [1, 7, 288, 'q8'], // decode path, 72 words per row
-    [5, 70, 96, 'q8'], // tiled from here
-    [37, 65, 32, 'q4'],
-    [70, 33, 64, 'q8'],
-  ];
+  const checked = (direction: 'forward' | 'backward') => QLINEAR_CASES.filter((c) => !c.bench && c.direction === direction);
   it('qlinear matches the f64 product with the dequantized weight (decode and tiled paths, accumulate)', async () => {
     const gpu = await testGpu();
     const rng = makeRng();
-    for (const [T, N, K, dtype] of fwdCases) {
+    for (const { T, N, K, dtype } of checked('forward')) {
       const what = `qlinear ${dtype} T=${T} N=${N} K=${K}`;
       const w = rng.randn(N * K, 0.1), x = rng.randn(T * K), y0 = rng.randn(T * N);
       const bytes = quantizeHost(w, N, K, dtype);
@@ -166,16 +158,10 @@ describe('quant', () => {
     }
   });
 
-  const bwdCases: [number, number, number, QuantDType][] = [
-    [1, 37, 96, 'q8'],
-    [5, 70, 32, 'q4'],
-    [37, 33, 64, 'q8'],
-    [70, 5, 96, 'q4'],
-  ];
   it('qlinearBackwardInput matches dY · deq(W); the reference gradient matches finite differences', async () => {
     const gpu = await testGpu();
     const rng = makeRng();
-    for (const [T, N, K, dtype] of bwdCases) {
+    for (const { T, N, K, dtype } of checked('backward')) {
       const what = `qlinearBackwardInput ${dtype} T=${T} N=${N} K=${K}`;
       const w = rng.randn(N * K, 0.1), dy = rng.randn(T * N), dx0 = rng.randn(T * K);
       const tw = gpu.upload(w, [N, K]);

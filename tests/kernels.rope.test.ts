@@ -1,5 +1,6 @@
 // Kernel family: rope (shaders/rope.wgsl, src/kernels/rope.ts)
 import { describe, expect, it } from 'vitest';
+import { ROPE_CASES } from '../src/bench/cases/rope';
 import { ropeForward, ropeBackward, ropeInvFreq } from '../src/kernels/rope';
 import { Gpu } from '../src/gpu/runtime';
 import { testGpu, poisoned } from './helpers/gpu';
@@ -70,15 +71,7 @@ describe('rope', () => {
     }
   });
 
-  // [T, H, Dh, theta, partial factor, attention scaling]
-  const cases: [number, number, number, number, number, number][] = [
-    [1, 1, 2, 10000, 1, 1],
-    [5, 3, 64, 10000, 1, 1],
-    [7, 2, 80, 10000, 0.4, 1], // Phi-2 style: 32 of 80 dims rotate
-    [3, 4, 128, 500000, 0.75, 1], // rotary 96 of 128
-    [11, 1, 96, 1000000, 1, 1.25],
-  ];
-  for (const [T, H, Dh, theta, partial, scaling] of cases)
+  for (const { T, H, Dh, theta, partial, scaling } of ROPE_CASES.filter((c) => !c.bench))
     it(`rope forward, in place and backward on [${T}, ${H}, ${Dh}], partial ${partial}, scaling ${scaling}`, async () => {
       const gpu = await testGpu();
       const rng = makeRng();

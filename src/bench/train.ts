@@ -27,6 +27,7 @@ export interface TrainBenchResult {
 /** LoRA (rank `rank`, all linear layers, AdamW) on random token rows of the given shape. */
 export async function benchTraining(model: Model, o: TrainBenchOptions): Promise<TrainBenchResult> {
   const gpu = model.gpu;
+  gpu.peakAllocated = gpu.allocated; // what ran before (kernel benchmarks) is not this run's peak
   const V = model.spec.vocab;
   let s = 12345;
   const rand = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) % V);
