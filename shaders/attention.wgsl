@@ -23,8 +23,7 @@
 // TD   threads sharing one accumulator row (each owns columns t, t+TD, ...)
 // NT   threads per workgroup
 // DPT  accumulator columns per thread = ceil(DH / TD)
-// PB   binding of the parameters (after the entry point's tensors)
-// variant: DH, DP, BR, BC, TD, NT, DPT, PB
+// variant: DH, DP, BR, BC, TD, NT, DPT
 const EVEN: bool = (DH % TD) == 0u;
 const NEG: f32 = -1.0e30;
 

@@ -187,15 +187,10 @@ function params(d: Dims, s: AttentionShape, tiles: number, total: number, writeL
 
 type Entry = 'attention_forward' | 'attention_backward_prep' | 'attention_backward_kv' | 'attention_backward_q';
 
-/** Binding of the parameters: after each entry point's tensors. */
-const PARAMS_BINDING: Record<Entry, number> = {
-  attention_forward: 6, attention_backward_prep: 4, attention_backward_kv: 8, attention_backward_q: 7,
-};
-
 /** The entry point compiled for head dim Dh and tiles t. */
 function pipeline(gpu: Gpu, entry: Entry, Dh: number, t: AttentionTiles): GPUComputePipeline {
   return gpu.pipeline(`${entry}:dh${Dh}:${t.BR}x${t.BC}x${t.TD}x${t.NT}`, () => shaderVariant(source, entry, {
-    DH: Dh, DP: paddedRow(Dh), BR: t.BR, BC: t.BC, TD: t.TD, NT: t.NT, DPT: Math.ceil(Dh / t.TD), PB: PARAMS_BINDING[entry],
+    DH: Dh, DP: paddedRow(Dh), BR: t.BR, BC: t.BC, TD: t.TD, NT: t.NT, DPT: Math.ceil(Dh / t.TD),
   }));
 }
 
