@@ -1,5 +1,7 @@
-// The GPU runtime shared by every host: tensor allocation and transfer, cached pipelines and bind
-// groups, and recording of dispatches into one command encoder (one compute pass) until flush().
+// The GPU runtime shared by every host: tensor allocation and transfer, pipelines cached under
+// short variant keys, bind groups (bind-groups.ts), dispatch parameters packed per submit
+// (params.ts), and recording of dispatches into one command encoder (one compute pass) until
+// flush().
 
 import { BindGroupCache, type BufferRange } from './bind-groups';
 import type { Capabilities } from './capabilities';
