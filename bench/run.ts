@@ -19,6 +19,7 @@ import { BENCH_MODELS } from '../src/bench/shapes';
 import { syntheticModelFiles } from '../src/bench/synthetic';
 import { benchDecode, benchTraining } from '../src/bench/train';
 import { nodeGpu } from '../src/gpu/node';
+import type { GpuCounters } from '../src/gpu/runtime';
 import { Model } from '../src/model/model';
 
 const { values: a } = parseArgs({
@@ -67,11 +68,16 @@ for (const name of models) {
     const dec = await benchDecode(model, software ? 16 : 128, software ? 4 : Number(a.decode));
     log({
       system: 'crucible', model: name, base, batch, seq, rank,
-      ...(train ? { train_tokens_per_s: Math.round(train.tokensPerSecond), step_s: train.stepSeconds, peak_gib: train.peakBytes / 2 ** 30 } : {}),
+      ...(train ? { train_tokens_per_s: Math.round(train.tokensPerSecond), step_s: train.stepSeconds, peak_gib: train.peakBytes / 2 ** 30, per_step: train.perStep.map(stepFigures) } : {}),
       prefill_tokens_per_s: Math.round(dec.prefillTokensPerSecond), decode_tokens_per_s: Math.round(dec.decodeTokensPerSecond * 10) / 10,
       device, date,
     });
   }
+}
+
+/** One step's host figures, encode time rounded to 0.01 ms. */
+function stepFigures(c: GpuCounters) {
+  return { dispatches: c.dispatches, passes: c.passes, submits: c.submits, encode_ms: Math.round(c.encodeMs * 100) / 100 };
 }
 
 if (a.anchor) {

@@ -16,10 +16,10 @@ const ws = new Workspace(model, B, S, false);
 ws.load({ B, S, ids: Int32Array.from(c.input_ids.flat()), labels: shiftLabels(Int32Array.from(c.labels.flat()), B, S), positions: Int32Array.from({ length: B * S }, (_, i) => i % S) });
 for (let i = 0; i < 3; i++) {
   forwardBackward(ws, { backward: false, gradScale: 1 });
-  await gpu.sync(); lap(`fwd ${i} (dispatches ${gpu.dispatchCount})`);
+  await gpu.sync(); lap(`fwd ${i} (dispatches ${gpu.counters.dispatches})`);
 }
 for (let i = 0; i < 3; i++) {
   forwardBackward(ws, { backward: true, gradScale: 1 });
-  await gpu.sync(); lap(`fwd+bwd ${i} (dispatches ${gpu.dispatchCount})`);
+  await gpu.sync(); lap(`fwd+bwd ${i} (dispatches ${gpu.counters.dispatches})`);
 }
 process.exit(0);

@@ -28,6 +28,6 @@ const t1 = performance.now();
 trainer.state.global_step = 0;
 await trainer.run(null);
 await gpu.profiler.collect();
-console.log(`profiled step: ${((performance.now() - t1) / 1000).toFixed(2)} s, ${gpu.dispatchCount} dispatches so far`);
+console.log(`profiled step: ${((performance.now() - t1) / 1000).toFixed(2)} s, ${gpu.counters.dispatches} dispatches so far`);
 for (const r of gpu.profiler.report().slice(0, 15)) console.log(`${r.ms.toFixed(1).padStart(9)} ms ${(100 * r.share).toFixed(1).padStart(5)}% ${String(r.count).padStart(4)}x  ${r.label}`);
 process.exit(0);

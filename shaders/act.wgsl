@@ -1,16 +1,15 @@
-// Gated activations (SwiGLU, GeGLU) and elementwise helpers, f32, one element per invocation.
+// Gated activations (SwiGLU, GeGLU), forward and backward, f32, one element per invocation.
 // Dispatches are 1-D over elements, folded into x/y by Gpu.grid(): element = (y * nx + x) * WG + lane.
-// Entry points alias binding numbers; each entry point uses one consistent set. A buffer may not be
-// bound both read-only and writable in one dispatch, nor twice writable over overlapping ranges,
-// so in-place forms have their own entry points with a single read_write binding.
+// Entry points alias binding numbers; each entry point uses one consistent set.
 //
 // Gated layout (src/kernels/act.ts): output element i = (t, f) with t = i / F, f = i % F reads
 // gate[gOff + t * gStride + f] and up[uOff + t * uStride + f]; separate tensors use F = n and
 // strides 0, the fused [T, 2F] gate_up layout uses strides 2F and uOff = F.
 
-override WG: u32 = 256u;
-// 0: silu, 1: gelu with the tanh approximation (gelu_pytorch_tanh), 2: exact erf gelu
-override ACT: u32 = 0u;
+// ACT: 0 silu, 1 gelu with the tanh approximation (gelu_pytorch_tanh), 2 exact erf gelu
+// variant: ACT
+
+const WG = 256u;
 
 struct Gated {
   n: u32, F: u32,
@@ -18,17 +17,7 @@ struct Gated {
   uStride: u32, uOff: u32,
 }
 
-struct Elem {
-  n: u32,
-  alpha: f32,
-}
-
-struct Copy2d {
-  rows: u32, cols: u32,
-  srcOff: u32, srcStride: u32,
-  dstOff: u32, dstStride: u32,
-  accumulate: u32,
-}
+@group(1) @binding(0) var<uniform> p: Gated;
 
 fn element(wg: vec3u, nwg: vec3u, lane: u32) -> u32 {
   return (wg.y * nwg.x + wg.x) * WG + lane;
@@ -90,16 +79,15 @@ fn actGrad(x: f32) -> f32 {
 @group(0) @binding(0) var<storage, read> gG: array<f32>;
 @group(0) @binding(1) var<storage, read> gU: array<f32>;
 @group(0) @binding(2) var<storage, read_write> gOut: array<f32>;
-@group(0) @binding(3) var<uniform> gp: Gated;
 
 @compute @workgroup_size(WG)
-fn gated_fwd(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
+fn gated_act_forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
   let i = element(wg, nwg, lane);
-  if (i >= gp.n) { return; }
-  let t = i / gp.F;
-  let f = i - t * gp.F;
-  let g = gG[gp.gOff + t * gp.gStride + f];
-  let u = gU[gp.uOff + t * gp.uStride + f];
+  if (i >= p.n) { return; }
+  let t = i / p.F;
+  let f = i - t * p.F;
+  let g = gG[p.gOff + t * p.gStride + f];
+  let u = gU[p.uOff + t * p.uStride + f];
   gOut[i] = act(g) * u;
 }
 
@@ -108,12 +96,11 @@ fn gated_fwd(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec
 @group(0) @binding(2) var<storage, read> bU: array<f32>;
 @group(0) @binding(3) var<storage, read_write> bDG: array<f32>;
 @group(0) @binding(4) var<storage, read_write> bDU: array<f32>;
-@group(0) @binding(5) var<uniform> bp: Gated;
 
 @compute @workgroup_size(WG)
-fn gated_bwd(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
+fn gated_act_backward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
   let i = element(wg, nwg, lane);
-  if (i >= bp.n) { return; }
+  if (i >= p.n) { return; }
   let g = bG[i];
   let d = bDOut[i];
   bDG[i] = d * bU[i] * actGrad(g);
@@ -124,102 +111,17 @@ fn gated_bwd(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec
 @group(0) @binding(0) var<storage, read> fDOut: array<f32>;
 @group(0) @binding(1) var<storage, read> fGU: array<f32>;
 @group(0) @binding(2) var<storage, read_write> fDGU: array<f32>;
-@group(0) @binding(3) var<uniform> fp: Gated;
 
 @compute @workgroup_size(WG)
-fn gated_bwd_fused(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
+fn gated_act_backward_fused(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
   let i = element(wg, nwg, lane);
-  if (i >= fp.n) { return; }
-  let t = i / fp.F;
-  let f = i - t * fp.F;
-  let gi = fp.gOff + t * fp.gStride + f;
-  let ui = fp.uOff + t * fp.uStride + f;
+  if (i >= p.n) { return; }
+  let t = i / p.F;
+  let f = i - t * p.F;
+  let gi = p.gOff + t * p.gStride + f;
+  let ui = p.uOff + t * p.uStride + f;
   let g = fGU[gi];
   let d = fDOut[i];
   fDGU[gi] = d * fGU[ui] * actGrad(g);
   fDGU[ui] = d * act(g);
-}
-
-// ---- elementwise ------------------------------------------------------------------------------
-
-// out = a + b
-@group(0) @binding(0) var<storage, read> eA: array<f32>;
-@group(0) @binding(1) var<storage, read> eB: array<f32>;
-@group(0) @binding(2) var<storage, read_write> eOut: array<f32>;
-@group(0) @binding(3) var<uniform> ep: Elem;
-
-@compute @workgroup_size(WG)
-fn add(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
-  let i = element(wg, nwg, lane);
-  if (i >= ep.n) { return; }
-  eOut[i] = eA[i] + eB[i];
-}
-
-// y = y + alpha * x (add in place with alpha 1, and axpy)
-@group(0) @binding(0) var<storage, read> aX: array<f32>;
-@group(0) @binding(1) var<storage, read_write> aY: array<f32>;
-@group(0) @binding(2) var<uniform> ap: Elem;
-
-@compute @workgroup_size(WG)
-fn axpy(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
-  let i = element(wg, nwg, lane);
-  if (i >= ap.n) { return; }
-  aY[i] = aY[i] + ap.alpha * aX[i];
-}
-
-// out = alpha * x
-@group(0) @binding(0) var<storage, read> sX: array<f32>;
-@group(0) @binding(1) var<storage, read_write> sOut: array<f32>;
-@group(0) @binding(2) var<uniform> sp: Elem;
-
-@compute @workgroup_size(WG)
-fn scale(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
-  let i = element(wg, nwg, lane);
-  if (i >= sp.n) { return; }
-  sOut[i] = sp.alpha * sX[i];
-}
-
-// x = alpha * x
-@group(0) @binding(0) var<storage, read_write> iX: array<f32>;
-@group(0) @binding(1) var<uniform> ip: Elem;
-
-@compute @workgroup_size(WG)
-fn scale_inplace(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
-  let i = element(wg, nwg, lane);
-  if (i >= ip.n) { return; }
-  iX[i] = ip.alpha * iX[i];
-}
-
-// 2-D strided copy (or add) of rows x cols elements
-@group(0) @binding(0) var<storage, read> cSrc: array<f32>;
-@group(0) @binding(1) var<storage, read_write> cDst: array<f32>;
-@group(0) @binding(2) var<uniform> cp: Copy2d;
-
-@compute @workgroup_size(WG)
-fn copy2d(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
-  let i = element(wg, nwg, lane);
-  if (i >= cp.rows * cp.cols) { return; }
-  let r = i / cp.cols;
-  let c = i - r * cp.cols;
-  let d = cp.dstOff + r * cp.dstStride + c;
-  var v = cSrc[cp.srcOff + r * cp.srcStride + c];
-  if (cp.accumulate != 0u) { v += cDst[d]; }
-  cDst[d] = v;
-}
-
-// the same within one buffer (disjoint source and destination elements); offsets are relative
-// to the start of the bound range
-@group(0) @binding(0) var<storage, read_write> cBuf: array<f32>;
-@group(0) @binding(1) var<uniform> cq: Copy2d;
-
-@compute @workgroup_size(WG)
-fn copy2d_same(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
-  let i = element(wg, nwg, lane);
-  if (i >= cq.rows * cq.cols) { return; }
-  let r = i / cq.cols;
-  let c = i - r * cq.cols;
-  let d = cq.dstOff + r * cq.dstStride + c;
-  var v = cBuf[cq.srcOff + r * cq.srcStride + c];
-  if (cq.accumulate != 0u) { v += cBuf[d]; }
-  cBuf[d] = v;
 }

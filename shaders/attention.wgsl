@@ -1,11 +1,11 @@
-// Causal grouped-query attention, flash style, f32 (src/kernels/attention.ts picks tiles and
-// substitutes the {{...}} constants and compiles each entry point from the common part plus its
-// own `//#section` only, so sections may reuse binding numbers).
+// Causal grouped-query attention, flash style, f32, forward and backward (src/kernels/attention.ts
+// picks the tiles, which are the variant constants; entry points alias binding numbers, each uses
+// one consistent set).
 //
 // Layouts: q, out, dO, dq [B, Sq, Hq, Dh]; k, v, dk, dv [B, cap, Hkv, Dh]; lse [B, Hq, Sq];
-// LD [B, Hq, Sq, 2] = (lse, D = rowsum(dO * out)) written by attn_bwd_prep for the backward.
-// Query head h reads kv head h / G (G = Hq / Hkv). A workgroup of attn_fwd / attn_bwd_q owns BR
-// "rows" of one (batch, kv head): row = i * G + g (query i, head kvh * G + g), so the G heads
+// LD [B, Hq, Sq, 2] = (lse, D = rowsum(dO * out)) written by attention_backward_prep.
+// Query head h reads kv head h / G (G = Hq / Hkv). A workgroup of the forward and dQ passes owns
+// BR "rows" of one (batch, kv head): row = i * G + g (query i, head kvh * G + g), so the G heads
 // sharing a kv head read each K/V tile once. Key j is visible to query i iff j < kvLen,
 // j <= qOffset + i, j > qOffset + i - window (window > 0; HF sliding_window_overlay) and, with
 // segments, seg[b, i] == seg[b, j].
@@ -16,13 +16,14 @@
 // query rows of the whole group, so no atomics) and one over query tiles for dQ.
 // A row that sees no key writes out = 0, lse = NEG (finite) and zero gradients.
 
-const DH: u32 = {{DH}}u;   // head dim
-const DP: u32 = {{DP}}u;   // row stride in workgroup memory (DH rounded up to odd: no bank conflicts)
-const BR: u32 = {{BR}}u;   // query rows per tile
-const BC: u32 = {{BC}}u;   // keys per tile
-const TD: u32 = {{TD}}u;   // threads sharing one accumulator row (each owns columns t, t+TD, ...)
-const NT: u32 = {{NT}}u;   // threads per workgroup
-const DPT: u32 = {{DPT}}u; // accumulator columns per thread = ceil(DH / TD)
+// DH   head dim
+// DP   row stride in workgroup memory (DH rounded up to odd: no bank conflicts)
+// BR   query rows per tile
+// BC   keys per tile
+// TD   threads sharing one accumulator row (each owns columns t, t+TD, ...)
+// NT   threads per workgroup
+// DPT  accumulator columns per thread = ceil(DH / TD)
+// variant: DH, DP, BR, BC, TD, NT, DPT
 const EVEN: bool = (DH % TD) == 0u;
 const NEG: f32 = -1.0e30;
 
@@ -33,7 +34,7 @@ struct Params {
   tiles: u32, total: u32, B: u32, pad: u32,
 }
 
-@group(0) @binding({{PB}}) var<uniform> p: Params;
+@group(1) @binding(0) var<uniform> p: Params;
 
 fn visible(b: u32, i: u32, j: u32) -> bool {
   if (j >= p.kvLen) { return false; }
@@ -82,7 +83,7 @@ fn keyRange(row0: u32) -> vec2i {
 @group(0) @binding(2) var<storage, read> v: array<f32>;
 @group(0) @binding(3) var<storage, read> seg: array<i32>;
 
-//#section attn_fwd ---- forward -------------------------------------------------------------------
+// ---- forward ------------------------------------------------------------------------------------
 
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read_write> lse: array<f32>;
@@ -95,8 +96,8 @@ var<workgroup> fP: array<f32, BR * BC>;   // probabilities relative to the runni
 var<workgroup> fM: array<f32, BR * TD>;   // per-thread partial row max, at the end partial row sums
 
 @compute @workgroup_size(NT)
-fn attn_fwd(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
-            @builtin(local_invocation_index) tid: u32) {
+fn attention_forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                     @builtin(local_invocation_index) tid: u32) {
   let w = wg.x + wg.y * nwg.x;
   if (w >= p.total) { return; }
   let tile = w % p.tiles;
@@ -200,7 +201,7 @@ fn attn_fwd(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
   }
 }
 
-//#section attn_bwd_prep ---- backward: LD = (lse, rowsum(dO * out)) per row -----------------------
+// ---- backward: LD = (lse, rowsum(dO * out)) per row -------------------------------------------
 
 @group(0) @binding(0) var<storage, read> pdO: array<f32>;
 @group(0) @binding(1) var<storage, read> pOut: array<f32>;
@@ -208,8 +209,8 @@ fn attn_fwd(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
 @group(0) @binding(3) var<storage, read_write> pLD: array<f32>;
 
 @compute @workgroup_size(64)
-fn attn_bwd_prep(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
-                 @builtin(local_invocation_index) tid: u32) {
+fn attention_backward_prep(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                           @builtin(local_invocation_index) tid: u32) {
   let row = (wg.x + wg.y * nwg.x) * 64u + tid; // ((b * Sq + i) * Hq + h)
   if (row >= p.B * p.Sq * p.Hq) { return; }
   let h = row % p.Hq;
@@ -222,7 +223,7 @@ fn attn_bwd_prep(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg:
   pLD[2u * o + 1u] = D;
 }
 
-//#section attn_bwd_kv ---- backward: dK, dV over one key tile, all query rows of the group ----------
+// ---- backward: dK, dV over one key tile, all query rows of the group ------------------------------
 
 @group(0) @binding(4) var<storage, read> dO: array<f32>;
 @group(0) @binding(5) var<storage, read> LD: array<f32>;
@@ -238,8 +239,8 @@ var<workgroup> kdS: array<f32, BR * BC>;
 var<workgroup> kLD: array<f32, BR * 2u>;
 
 @compute @workgroup_size(NT)
-fn attn_bwd_kv(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
-               @builtin(local_invocation_index) tid: u32) {
+fn attention_backward_kv(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                         @builtin(local_invocation_index) tid: u32) {
   let w = wg.x + wg.y * nwg.x;
   if (w >= p.total) { return; }
   let tile = w % p.tiles;
@@ -345,10 +346,8 @@ fn attn_bwd_kv(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: v
   }
 }
 
-//#section attn_bwd_q ---- backward: dQ over one tile of query rows ---------------------------------
+// ---- backward: dQ over one tile of query rows (dO and LD as above) ---------------------------------
 
-@group(0) @binding(4) var<storage, read> dO: array<f32>;
-@group(0) @binding(5) var<storage, read> LD: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dq: array<f32>;
 
 var<workgroup> qQ: array<f32, BR * DP>;
@@ -358,8 +357,8 @@ var<workgroup> qV: array<f32, BC * DP>;
 var<workgroup> qdS: array<f32, BR * BC>;
 
 @compute @workgroup_size(NT)
-fn attn_bwd_q(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
-              @builtin(local_invocation_index) tid: u32) {
+fn attention_backward_q(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                        @builtin(local_invocation_index) tid: u32) {
   let w = wg.x + wg.y * nwg.x;
   if (w >= p.total) { return; }
   let tile = w % p.tiles;

@@ -3,13 +3,13 @@
 // per token (folded into x/y by Gpu.grid()), WG threads over the D columns; tokens whose id lies
 // in the part get out[t] = table[id - v0] * scale. The first part's dispatch also writes NaN for ids
 // outside [0, V), so that a bad id that slipped past the host check poisons the loss visibly.
-// The table holds f32, or f16 pairs packed in u32 words: TABLE_WORD and table_at() are substituted
-// by src/kernels/embedding.ts (kernels/f16.ts weightReader).
+// The table holds f32 (read as u32 bits), or with TABLE_F16 f16 pairs packed in u32 words
+// (src/kernels/f16.ts). WG threads per workgroup.
 //
 // Backward: the host groups token rows by distinct id (CSR, ids ascending, rows ascending); one
 // workgroup per distinct id sums its rows of dOut in that order (no atomics, same result every
 // run) and writes (or adds) scale * sum into dTable[id].
-override WG: u32 = 256u;
+// variant: WG, TABLE_F16
 
 struct Fwd {
   T: u32, D: u32,
@@ -31,14 +31,17 @@ fn groupIndex(wg: vec3u, nwg: vec3u) -> u32 {
 }
 
 @group(0) @binding(0) var<storage, read> IDS: array<i32>;
-@group(0) @binding(1) var<storage, read> TABLE: array<{{TABLE_WORD}}>;
+@group(0) @binding(1) var<storage, read> TABLE: array<u32>;
 @group(0) @binding(2) var<storage, read_write> OUT: array<f32>;
-@group(0) @binding(3) var<uniform> fp: Fwd;
+@group(1) @binding(0) var<uniform> fp: Fwd;
 
-{{TABLE_AT}}
+fn table_at(i: u32) -> f32 {
+  if (TABLE_F16) { return unpack2x16float(TABLE[i >> 1u])[i & 1u]; }
+  return bitcast<f32>(TABLE[i]);
+}
 
 @compute @workgroup_size(WG)
-fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
+fn embedding_forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
   let t = groupIndex(wg, nwg);
   if (t >= fp.T) { return; }
   let id = IDS[t];
@@ -60,10 +63,10 @@ fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u
 @group(0) @binding(0) var<storage, read> CSR: array<u32>;
 @group(0) @binding(1) var<storage, read> DOUT: array<f32>;
 @group(0) @binding(2) var<storage, read_write> DTABLE: array<f32>;
-@group(0) @binding(3) var<uniform> bp: Bwd;
+@group(1) @binding(0) var<uniform> bp: Bwd;
 
 @compute @workgroup_size(WG)
-fn backward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
+fn embedding_backward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
   let u = groupIndex(wg, nwg);
   if (u >= bp.U) { return; }
   let id = CSR[u];

@@ -2,7 +2,7 @@
 // through unpack2x16float / pack2x16float (core WGSL). Dispatches are 1-D over pairs, folded into
 // x/y by Gpu.grid(): pair = (y * nx + x) * WG + lane.
 
-override WG: u32 = 256u;
+const WG = 256u;
 
 struct Params {
   // f16 values in the tensor (the last pair's upper half is padding when odd)
@@ -11,11 +11,11 @@ struct Params {
 
 @group(0) @binding(0) var<storage, read_write> w: array<u32>;
 @group(0) @binding(1) var<storage, read> delta: array<f32>;
-@group(0) @binding(2) var<uniform> p: Params;
+@group(1) @binding(0) var<uniform> p: Params;
 
 // w[i] = f16(f32(w[i]) + delta[i])
 @compute @workgroup_size(WG)
-fn add_f32(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
+fn add_to_f16(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
   let pair = (wg.y * nwg.x + wg.x) * WG + lane;
   let i = 2u * pair;
   if (i >= p.n) {

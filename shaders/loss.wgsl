@@ -1,12 +1,15 @@
-// Fused lm_head + cross-entropy helpers (src/kernels/loss.ts). The vocabulary is processed in
-// chunks of columns: a gemm writes logits[T, n] of one chunk into the workspace (leading
-// dimension ld), then
-//   stats: per row, fold the chunk into a running (max, sum exp) (online logsumexp), pick the
-//          label's logit; after the last chunk write lse and loss = lse - logit[label].
-//   grad:  turn the chunk's logits into dlogits = scale * (softmax - onehot) * softcap'(x) in
-//          place (zero for ignored rows), ready for the dH and dW gemms.
-//   gradWeighted: the same, times a per-row weight tokw[row] (preference losses: the gradient of
-//          the loss with respect to each sequence's log-probability, on its labelled tokens).
+// Fused lm_head + cross-entropy, forward and backward (src/kernels/loss.ts). The vocabulary is
+// processed in chunks of columns: a gemm writes logits[T, n] of one chunk into the workspace
+// (leading dimension ld), then
+//   cross_entropy_forward: per row, fold the chunk into a running (max, sum exp) (online
+//          logsumexp), pick the label's logit; after the last chunk write lse and
+//          loss = lse - logit[label].
+//   cross_entropy_backward: turn the chunk's logits into dlogits = scale * (softmax - onehot) *
+//          softcap'(x) in place (zero for ignored rows), ready for the dH and dW gemms.
+//   cross_entropy_backward_weighted: the same, times a per-row weight tokw[row] (preference
+//          losses: the gradient of the loss with respect to each sequence's log-probability, on
+//          its labelled tokens).
+//   logit_softcap: soft-capping of logits in place (generation's logits).
 // Per-row state lives after the logits in the workspace, 4 floats a row:
 //   [running max, running sum exp, label logit, lse].
 // softcap > 0 applies Gemma-2's final logit soft-capping z = c * tanh(x / c).
@@ -27,11 +30,8 @@ struct Params {
 @group(0) @binding(0) var<storage, read_write> ws: array<f32>;
 @group(0) @binding(1) var<storage, read> labels: array<i32>;
 @group(0) @binding(2) var<storage, read_write> loss: array<f32>;
-@group(0) @binding(3) var<uniform> p: Params;
-// grad binds (ws, labels, params); softcap binds (ws, params); gradWeighted binds (ws, labels, tokw, params)
-@group(0) @binding(2) var<uniform> gp: Params;
-@group(0) @binding(1) var<uniform> cp: Params;
-@group(0) @binding(2) var<storage, read> tokw: array<f32>;
+@group(0) @binding(2) var<storage, read> tokw: array<f32>; // the weighted backward, in place of loss
+@group(1) @binding(0) var<uniform> p: Params;
 
 const NEG_BIG = -3.0e38; // stands in for -inf (the arithmetic below never overflows with it)
 
@@ -49,8 +49,8 @@ var<workgroup> redS: array<f32, 256>;
 
 // One workgroup per row (rows folded over x/y for large T).
 @compute @workgroup_size(256)
-fn stats(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
-         @builtin(local_invocation_index) lid: u32) {
+fn cross_entropy_forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                         @builtin(local_invocation_index) lid: u32) {
   let row = wg.y * nwg.x + wg.x;
   if (row >= p.T) { return; }
   let label = labels[row];
@@ -103,13 +103,13 @@ fn stats(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
 }
 
 // dlogits of one element (ws index a) of a valid row: scale * (softmax - onehot) * softcap'.
-fn dlogit(a: u32, row: u32, j: u32, label: i32, q: Params) -> f32 {
-  let z = capped(ws[a], q.softcap);
-  var d = exp(z - ws[q.state + row * 4u + 3u]);
-  if (u32(label) == q.col0 + j) { d -= 1.0; }
-  d *= q.scale;
-  if (q.softcap > 0.0) {
-    let t = z / q.softcap;
+fn dlogit(a: u32, row: u32, j: u32, label: i32) -> f32 {
+  let z = capped(ws[a], p.softcap);
+  var d = exp(z - ws[p.state + row * 4u + 3u]);
+  if (u32(label) == p.col0 + j) { d -= 1.0; }
+  d *= p.scale;
+  if (p.softcap > 0.0) {
+    let t = z / p.softcap;
     d *= 1.0 - t * t;
   }
   return d;
@@ -117,25 +117,8 @@ fn dlogit(a: u32, row: u32, j: u32, label: i32, q: Params) -> f32 {
 
 // One thread per element of the [T, n] chunk.
 @compute @workgroup_size(256)
-fn grad(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
-  let idx = (wg.y * nwg.x + wg.x) * 256u + lid;
-  if (idx >= gp.T * gp.n) { return; }
-  let row = idx / gp.n;
-  let j = idx % gp.n;
-  let a = row * gp.ld + j;
-  let label = labels[row];
-  if (!isValid(label, gp.V)) {
-    ws[a] = 0.0;
-    return;
-  }
-  ws[a] = dlogit(a, row, j, label, gp);
-}
-
-// grad times a per-row weight.
-@compute @workgroup_size(256)
-fn gradWeighted(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
-                @builtin(local_invocation_index) lid: u32) {
+fn cross_entropy_backward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                          @builtin(local_invocation_index) lid: u32) {
   let idx = (wg.y * nwg.x + wg.x) * 256u + lid;
   if (idx >= p.T * p.n) { return; }
   let row = idx / p.n;
@@ -146,15 +129,33 @@ fn gradWeighted(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: 
     ws[a] = 0.0;
     return;
   }
-  ws[a] = dlogit(a, row, j, label, p) * tokw[row];
+  ws[a] = dlogit(a, row, j, label);
+}
+
+// The backward times a per-row weight.
+@compute @workgroup_size(256)
+fn cross_entropy_backward_weighted(@builtin(workgroup_id) wg: vec3u,
+                                   @builtin(num_workgroups) nwg: vec3u,
+                                   @builtin(local_invocation_index) lid: u32) {
+  let idx = (wg.y * nwg.x + wg.x) * 256u + lid;
+  if (idx >= p.T * p.n) { return; }
+  let row = idx / p.n;
+  let j = idx % p.n;
+  let a = row * p.ld + j;
+  let label = labels[row];
+  if (!isValid(label, p.V)) {
+    ws[a] = 0.0;
+    return;
+  }
+  ws[a] = dlogit(a, row, j, label) * tokw[row];
 }
 
 // In-place soft-capping of n values starting at element `state` (logitsForRows).
 @compute @workgroup_size(256)
-fn softcap(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
-           @builtin(local_invocation_index) lid: u32) {
+fn logit_softcap(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                 @builtin(local_invocation_index) lid: u32) {
   let idx = (wg.y * nwg.x + wg.x) * 256u + lid;
-  if (idx >= cp.n) { return; }
-  let a = cp.state + idx;
-  ws[a] = capped(ws[a], cp.softcap);
+  if (idx >= p.n) { return; }
+  let a = p.state + idx;
+  ws[a] = capped(ws[a], p.softcap);
 }

@@ -3,10 +3,9 @@
 // op(A) is M x K, op(B) is K x N. TRANS_A / TRANS_B pick the storage layout, so one kernel serves
 // the three products training needs: y = x W^T (NT), dX = dY W (NN), dW = dY^T X (TN).
 // Tiles: 64 x 64 outputs per workgroup, K in steps of 16, each of 256 threads owns 4 x 4 outputs.
-// B holds f32, or f16 pairs packed in u32 words (f16 weights, f32 math): B_WORD and b_at() are
-// substituted by src/kernels/matmul.ts (kernels/f16.ts weightReader).
-override TRANS_A: bool = false;
-override TRANS_B: bool = false;
+// B holds f32 (read as u32 bits), or with B_F16 f16 pairs packed in u32 words (f16 weights, f32
+// math; src/kernels/f16.ts).
+// variant: TRANS_A, TRANS_B, B_F16
 
 struct Params {
   M: u32, N: u32, K: u32,
@@ -17,9 +16,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> A: array<f32>;
-@group(0) @binding(1) var<storage, read> B: array<{{B_WORD}}>;
+@group(0) @binding(1) var<storage, read> B: array<u32>;
 @group(0) @binding(2) var<storage, read_write> C: array<f32>;
-@group(0) @binding(3) var<uniform> p: Params;
+@group(1) @binding(0) var<uniform> p: Params;
 
 const BM = 64u;
 const BN = 64u;
@@ -34,7 +33,10 @@ fn loadA(batch: u32, m: u32, k: u32) -> f32 {
   return A[base + m * p.lda + k];
 }
 
-{{B_AT}}
+fn b_at(i: u32) -> f32 {
+  if (B_F16) { return unpack2x16float(B[i >> 1u])[i & 1u]; }
+  return bitcast<f32>(B[i]);
+}
 
 fn loadB(batch: u32, k: u32, n: u32) -> f32 {
   if (k >= p.K || n >= p.N) { return 0.0; }
@@ -44,7 +46,7 @@ fn loadB(batch: u32, k: u32, n: u32) -> f32 {
 }
 
 @compute @workgroup_size(16, 16)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+fn gemm(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let batch = wg.z;
   let m0 = wg.y * BM;
   let n0 = wg.x * BN;

@@ -6,10 +6,9 @@
 //   dx_j = r * g_j * dy_j - x_j * r^3 / D * sum_k dy_k g_k x_k     (written, or added into dx)
 //   dw_j = sum_rows dy_j * x_j * r                                  (deterministic, two passes:
 //          per-chunk partial sums over rows, then a sum over chunks in a fixed order)
-// Entry points alias binding numbers; each uses one consistent set.
-
-override WG: u32 = 256u;
-override OFFSET: f32 = 0.0;
+// Entry points alias binding numbers; each uses one consistent set. WG threads per workgroup (the
+// row kernels); OFFSET 0 or 1.
+// variant: WG, OFFSET
 
 struct Params {
   R: u32, D: u32,
@@ -18,6 +17,8 @@ struct Params {
   // dw passes: rows per chunk, number of chunks
   chunkRows: u32, chunks: u32,
 }
+
+@group(1) @binding(0) var<uniform> p: Params;
 
 var<workgroup> red: array<f32, 256>;
 
@@ -44,21 +45,20 @@ fn workgroupSum(v: f32, lane: u32) -> f32 {
 @group(0) @binding(1) var<storage, read> fW: array<f32>;
 @group(0) @binding(2) var<storage, read_write> fY: array<f32>;
 @group(0) @binding(3) var<storage, read_write> fRstd: array<f32>;
-@group(0) @binding(4) var<uniform> fp: Params;
 
 @compute @workgroup_size(WG)
-fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
+fn rms_norm_forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
   let row = rowIndex(wg, nwg);
-  if (row >= fp.R) { return; }
-  let base = row * fp.D;
+  if (row >= p.R) { return; }
+  let base = row * p.D;
   var ss = 0.0;
-  for (var j = lane; j < fp.D; j += WG) {
+  for (var j = lane; j < p.D; j += WG) {
     let v = fX[base + j];
     ss += v * v;
   }
   let total = workgroupSum(ss, lane);
-  let r = inverseSqrt(total / f32(fp.D) + fp.eps);
-  for (var j = lane; j < fp.D; j += WG) {
+  let r = inverseSqrt(total / f32(p.D) + p.eps);
+  for (var j = lane; j < p.D; j += WG) {
     fY[base + j] = (fX[base + j] * r) * (OFFSET + fW[j]);
   }
   if (lane == 0u) { fRstd[row] = r; }
@@ -71,23 +71,22 @@ fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u
 @group(0) @binding(2) var<storage, read> bW: array<f32>;
 @group(0) @binding(3) var<storage, read> bRstd: array<f32>;
 @group(0) @binding(4) var<storage, read_write> bDX: array<f32>;
-@group(0) @binding(5) var<uniform> bp: Params;
 
 @compute @workgroup_size(WG)
-fn backward_dx(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
+fn rms_norm_backward_input(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
   let row = rowIndex(wg, nwg);
-  if (row >= bp.R) { return; }
-  let base = row * bp.D;
+  if (row >= p.R) { return; }
+  let base = row * p.D;
   var dot = 0.0;
-  for (var j = lane; j < bp.D; j += WG) {
+  for (var j = lane; j < p.D; j += WG) {
     dot += bDY[base + j] * (OFFSET + bW[j]) * bX[base + j];
   }
   let total = workgroupSum(dot, lane);
   let r = bRstd[row];
-  let c = r * r * r * total / f32(bp.D);
-  for (var j = lane; j < bp.D; j += WG) {
+  let c = r * r * r * total / f32(p.D);
+  for (var j = lane; j < p.D; j += WG) {
     var v = r * (OFFSET + bW[j]) * bDY[base + j] - bX[base + j] * c;
-    if (bp.accumulate != 0u) { v += bDX[base + j]; }
+    if (p.accumulate != 0u) { v += bDX[base + j]; }
     bDX[base + j] = v;
   }
 }
@@ -104,31 +103,30 @@ var<workgroup> lanes: array<f32, 256>; // [DW_LANES][DW_COLS]
 @group(0) @binding(1) var<storage, read> wX: array<f32>;
 @group(0) @binding(2) var<storage, read> wRstd: array<f32>;
 @group(0) @binding(3) var<storage, read_write> wOut: array<f32>;
-@group(0) @binding(4) var<uniform> wp: Params;
 
 @compute @workgroup_size(64, 4)
-fn backward_dw_partial(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+fn rms_norm_backward_weight_partial(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let col = wg.x * DW_COLS + lid.x;
   let chunk = wg.y;
-  let r0 = chunk * wp.chunkRows;
-  let r1 = min(wp.R, r0 + wp.chunkRows);
+  let r0 = chunk * p.chunkRows;
+  let r1 = min(p.R, r0 + p.chunkRows);
   var acc = 0.0;
-  if (col < wp.D) {
+  if (col < p.D) {
     for (var r = r0 + lid.y; r < r1; r += DW_LANES) {
-      let i = r * wp.D + col;
+      let i = r * p.D + col;
       acc += wDY[i] * wX[i] * wRstd[r];
     }
   }
   lanes[lid.y * DW_COLS + lid.x] = acc;
   workgroupBarrier();
-  if (lid.y == 0u && col < wp.D) {
+  if (lid.y == 0u && col < p.D) {
     var s = lanes[lid.x];
     for (var l = 1u; l < DW_LANES; l++) { s += lanes[l * DW_COLS + lid.x]; }
-    if (wp.chunks == 1u) {
-      if (wp.accumulate != 0u) { s += wOut[col]; }
+    if (p.chunks == 1u) {
+      if (p.accumulate != 0u) { s += wOut[col]; }
       wOut[col] = s;
     } else {
-      wOut[chunk * wp.D + col] = s;
+      wOut[chunk * p.D + col] = s;
     }
   }
 }
@@ -136,14 +134,13 @@ fn backward_dw_partial(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocati
 // Pass 2: dw_j (=|+=) sum over chunks of partial[chunk, j], in chunk order.
 @group(0) @binding(0) var<storage, read> sPart: array<f32>;
 @group(0) @binding(1) var<storage, read_write> sDW: array<f32>;
-@group(0) @binding(2) var<uniform> sp: Params;
 
 @compute @workgroup_size(WG)
-fn backward_dw_sum(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lane: u32) {
+fn rms_norm_backward_weight_sum(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lane: u32) {
   let col = wg.x * WG + lane;
-  if (col >= sp.D) { return; }
+  if (col >= p.D) { return; }
   var s = 0.0;
-  for (var c = 0u; c < sp.chunks; c++) { s += sPart[c * sp.D + col]; }
-  if (sp.accumulate != 0u) { s += sDW[col]; }
+  for (var c = 0u; c < p.chunks; c++) { s += sPart[c * p.D + col]; }
+  if (p.accumulate != 0u) { s += sDW[col]; }
   sDW[col] = s;
 }

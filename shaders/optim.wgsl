@@ -8,8 +8,8 @@
 //       denom = sqrt(v) / sqrt(1 - beta2^t) + eps
 //       p = p + (-lr / (1 - beta1^t)) * (m / denom)
 //     adamw_scaled first multiplies g by scale[0] (the gradient-clipping factor).
-//   sumsq_partial / sumsq_final: deterministic two-level sum of squares over several tensors.
-//   clip: torch.nn.utils.clip_grad_norm_'s factor min(1, max_norm / (sqrt(sum_sq) + 1e-6)).
+//   grad_norm_squared_partial / _sum: deterministic two-level sum of squares over several tensors.
+//   clip_scale: torch.nn.utils.clip_grad_norm_'s factor min(1, max_norm / (sqrt(sum_sq) + 1e-6)).
 
 struct AdamParams {
   n: u32,
@@ -34,9 +34,8 @@ struct ReduceParams {
 @group(0) @binding(1) var<storage, read> G: array<f32>;
 @group(0) @binding(2) var<storage, read_write> M: array<f32>;
 @group(0) @binding(3) var<storage, read_write> Vv: array<f32>;
-@group(0) @binding(4) var<uniform> ap: AdamParams;
+@group(1) @binding(0) var<uniform> ap: AdamParams;
 @group(0) @binding(4) var<storage, read> S: array<f32>;
-@group(0) @binding(5) var<uniform> aps: AdamParams;
 
 fn update(i: u32, g: f32, a: AdamParams) {
   let p = P[i] * a.decay;
@@ -65,15 +64,15 @@ fn adamw(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
 fn adamw_scaled(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                 @builtin(local_invocation_index) lid: u32) {
   let i = (wg.y * nwg.x + wg.x) * 256u + lid;
-  if (i >= aps.n) { return; }
-  update(i, G[i] * S[0], aps);
+  if (i >= ap.n) { return; }
+  update(i, G[i] * S[0], ap);
 }
 
 // ---- sum of squares ------------------------------------------------------------------------------
 
 @group(0) @binding(0) var<storage, read> X: array<f32>;
 @group(0) @binding(1) var<storage, read_write> partials: array<f32>;
-@group(0) @binding(2) var<uniform> rp: ReduceParams;
+@group(1) @binding(0) var<uniform> rp: ReduceParams;
 @group(0) @binding(0) var<storage, read> partialsIn: array<f32>;
 @group(0) @binding(1) var<storage, read_write> result: array<f32>;
 
@@ -89,7 +88,7 @@ fn reduceTree(lid: u32) {
 
 // Workgroup w of `groups` sums x[i]^2 for i = w*256 + lid + k*groups*256 (fixed by n alone).
 @compute @workgroup_size(256)
-fn sumsq_partial(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+fn grad_norm_squared_partial(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   var s = 0.0;
   for (var i = wg.x * 256u + lid; i < rp.n; i += rp.groups * 256u) {
     let x = X[i];
@@ -101,7 +100,7 @@ fn sumsq_partial(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_ind
 }
 
 @compute @workgroup_size(256)
-fn sumsq_final(@builtin(local_invocation_index) lid: u32) {
+fn grad_norm_squared_sum(@builtin(local_invocation_index) lid: u32) {
   var s = 0.0;
   for (var i = lid; i < rp.n; i += 256u) { s += partialsIn[i]; }
   red[lid] = s;
@@ -109,9 +108,9 @@ fn sumsq_final(@builtin(local_invocation_index) lid: u32) {
   if (lid == 0u) { result[0] = red[0]; }
 }
 
-// clip binds (sumSq, out, params)
+// clip_scale binds (sumSq, out)
 @compute @workgroup_size(1)
-fn clip() {
+fn clip_scale() {
   let c = rp.maxNorm / (sqrt(partialsIn[0]) + 1e-6);
   result[0] = select(c, 1.0, c > 1.0); // NaN stays NaN, as torch.clamp
 }

@@ -8,16 +8,16 @@
 // exact in f32. q8 codes are int8 (two's complement bytes); q4 codes are -8..7 stored as code + 8.
 //
 // Entry points (variables that share a binding number belong to different entry points):
-//   quantize    one thread per pair of blocks (a pair shares one scale word)
-//   dequantize  one thread per code word
-//   qmatmul     64 x 64 output tiles, K steps of 32 (one quant block), 4 x 4 outputs per thread:
-//               forward   C[M, N] = alpha A[M, K] deq(Q)^T + beta C   (Q is [N, K])
-//               BACKWARD  C[M, N] = alpha A[M, K] deq(Q)   + beta C   (Q is [K, N])
-//   qgemv       forward for M <= 4 (decode): 4 output rows per workgroup of 256 threads, 64
-//               threads stream one weight row each, then a tree reduction.
-
-override Q4: bool = false;
-override BACKWARD: bool = false;
+//   quantize                one thread per pair of blocks (a pair shares one scale word)
+//   dequantize              one thread per code word
+//   qlinear_forward         C[M, N] = alpha A[M, K] deq(Q)^T + beta C   (Q is [N, K])
+//   qlinear_backward_input  C[M, N] = alpha A[M, K] deq(Q)   + beta C   (Q is [K, N])
+//                           both: 64 x 64 output tiles, K steps of 32 (one quant block), 4 x 4
+//                           outputs per thread
+//   qlinear_forward_decode  the forward for M <= 4 (decode): 4 output rows per workgroup of 256
+//                           threads, 64 threads stream one weight row each, then a tree reduction.
+// Q4 selects q4 codes (else q8).
+// variant: Q4
 
 fn cpw() -> u32 { return select(4u, 8u, Q4); }  // codes per u32 word
 fn nbits() -> u32 { return select(8u, 4u, Q4); }
@@ -60,7 +60,7 @@ struct QuantParams {
 
 @group(0) @binding(0) var<storage, read> W: array<f32>;
 @group(0) @binding(1) var<storage, read_write> Qw: array<u32>;
-@group(0) @binding(2) var<uniform> qp: QuantParams;
+@group(1) @binding(0) var<uniform> qp: QuantParams;
 
 // round(x / s) half away from zero, exact: q +- 0.5 has at most 9 significant bits and s at most
 // 11, so (q +- 0.5) * |s| is exact in f32 and the comparisons decide the rounding exactly; the
@@ -134,7 +134,7 @@ struct DeqParams {
 
 @group(0) @binding(0) var<storage, read> Qd: array<u32>;
 @group(0) @binding(1) var<storage, read_write> D: array<f32>;
-@group(0) @binding(2) var<uniform> dp: DeqParams;
+@group(1) @binding(0) var<uniform> dp: DeqParams;
 
 @compute @workgroup_size(256)
 fn dequantize(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
@@ -162,7 +162,7 @@ struct MatParams {
 @group(0) @binding(0) var<storage, read> A: array<f32>;
 @group(0) @binding(1) var<storage, read> Q: array<u32>;
 @group(0) @binding(2) var<storage, read_write> C: array<f32>;
-@group(0) @binding(3) var<uniform> p: MatParams;
+@group(1) @binding(0) var<uniform> p: MatParams;
 
 fn scaleOf(blk: u32) -> f32 {
   return halfToF32((Q[p.codeWords + blk / 2u] >> ((blk & 1u) * 16u)) & 0xffffu);
@@ -175,7 +175,16 @@ var<workgroup> As: array<f32, 2048>; // [BK][BM]
 var<workgroup> Bs: array<f32, 2048>; // [BK][BN]
 
 @compute @workgroup_size(16, 16)
-fn qmatmul(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+fn qlinear_forward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  qmatmul(wg, lid, false);
+}
+
+@compute @workgroup_size(16, 16)
+fn qlinear_backward_input(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  qmatmul(wg, lid, true);
+}
+
+fn qmatmul(wg: vec3u, lid: vec3u, backward: bool) {
   let m0 = wg.y * BM;
   let n0 = wg.x * BN;
   let tid = lid.y * 16u + lid.x;
@@ -190,7 +199,7 @@ fn qmatmul(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: 
       if (m0 + mm < p.M && k0 + ka < p.K) { v = A[p.offA + (m0 + mm) * p.lda + k0 + ka]; }
       As[ka * BM + mm] = v;
     }
-    if (!BACKWARD) {
+    if (!backward) {
       // rows n0.. of Q, columns k0..k0+31: exactly one block per row
       let wpb = 32u / per;
       for (var e = tid; e < BN * wpb; e += 256u) {
@@ -261,7 +270,7 @@ const GV_TPR = 64u;  // threads per row
 var<workgroup> red: array<vec4f, 256>;
 
 @compute @workgroup_size(256)
-fn qgemv(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+fn qlinear_forward_decode(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
          @builtin(local_invocation_index) li: u32) {
   let n = (wg.x + wg.y * nwg.x) * GV_ROWS + li / GV_TPR;
   let j = li % GV_TPR;

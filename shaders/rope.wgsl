@@ -1,8 +1,8 @@
 // Rotary position embedding, HF's rotate_half convention (not interleaved): in each head, dims
 // (i, i + half) for i < half = rotaryDim / 2 rotate by angle = f32(position) * invFreq[i]; dims
-// >= rotaryDim pass through (partial rotary). With c = scaling * cos, s = SIGN * scaling * sin:
+// >= rotaryDim pass through (partial rotary). With c = scaling * cos, s = sign * scaling * sin:
 //   y[i] = x[i] * c - x[i + half] * s,   y[i + half] = x[i + half] * c + x[i] * s
-// SIGN -1 applies the transpose, which is the backward (dx = R^T dy).
+// The forward has sign 1; the backward (dx = R^T dy) sign -1, the transpose.
 //
 // cos/sin: HF evaluates cos/sin of the f32 angle with the accurate CUDA/CPU functions. GPU
 // built-ins are only specified to 2^-11 absolute error inside [-pi, pi] and are worse outside it,
@@ -12,10 +12,10 @@
 // about 2^-23 absolute error over that range, the same on every GPU.
 //
 // One invocation per (token, head, j): j < half rotates a pair; half <= j < P copies one
-// pass-through element (out-of-place only). Element count folded into x/y by Gpu.grid().
+// pass-through element (out-of-place only). Element count folded into x/y by Gpu.grid(). In-place
+// forms have their own entry points (one read_write binding).
 
-override WG: u32 = 256u;
-override SIGN: f32 = 1.0;
+const WG = 256u;
 
 struct Params {
   n: u32,        // T * H * P
@@ -48,9 +48,9 @@ fn sincos(a: f32) -> vec2f {
   return vec2f(s, -c);
 }
 
-fn rotatePair(x1: f32, x2: f32, position: i32, invFreq: f32, scaling: f32) -> vec2f {
+fn rotatePair(x1: f32, x2: f32, position: i32, invFreq: f32, scaling: f32, sign: f32) -> vec2f {
   let cs = sincos(f32(position) * invFreq) * scaling;
-  let sn = SIGN * cs.y;
+  let sn = sign * cs.y;
   return vec2f(x1 * cs.x - x2 * sn, x2 * cs.x + x1 * sn);
 }
 
@@ -60,11 +60,19 @@ fn rotatePair(x1: f32, x2: f32, position: i32, invFreq: f32, scaling: f32) -> ve
 @group(0) @binding(1) var<storage, read> POS: array<i32>;
 @group(0) @binding(2) var<storage, read> INV: array<f32>;
 @group(0) @binding(3) var<storage, read_write> Y: array<f32>;
-@group(0) @binding(4) var<uniform> p: Params;
+@group(1) @binding(0) var<uniform> p: Params;
 
 @compute @workgroup_size(WG)
-fn rope(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
-  let i = element(wg, nwg, lane);
+fn rope_forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
+  rotate(element(wg, nwg, lane), 1.0);
+}
+
+@compute @workgroup_size(WG)
+fn rope_backward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
+  rotate(element(wg, nwg, lane), -1.0);
+}
+
+fn rotate(i: u32, sign: f32) {
   if (i >= p.n) { return; }
   let th = i / p.P; // token * H + head
   let j = i - th * p.P;
@@ -74,7 +82,7 @@ fn rope(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
     return;
   }
   let i2 = i1 + p.half;
-  let y = rotatePair(X[i1], X[i2], POS[th / p.H], INV[j], p.scaling);
+  let y = rotatePair(X[i1], X[i2], POS[th / p.H], INV[j], p.scaling, sign);
   Y[i1] = y.x;
   Y[i2] = y.y;
 }
@@ -84,17 +92,24 @@ fn rope(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
 @group(0) @binding(0) var<storage, read_write> XY: array<f32>;
 @group(0) @binding(1) var<storage, read> iPOS: array<i32>;
 @group(0) @binding(2) var<storage, read> iINV: array<f32>;
-@group(0) @binding(3) var<uniform> ip: Params;
 
 @compute @workgroup_size(WG)
-fn rope_inplace(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
-  let i = element(wg, nwg, lane);
-  if (i >= ip.n) { return; }
-  let th = i / ip.P; // P = half: no pass-through invocations
-  let j = i - th * ip.P;
-  let i1 = th * ip.Dh + j;
-  let i2 = i1 + ip.half;
-  let y = rotatePair(XY[i1], XY[i2], iPOS[th / ip.H], iINV[j], ip.scaling);
+fn rope_forward_in_place(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
+  rotateInPlace(element(wg, nwg, lane), 1.0);
+}
+
+@compute @workgroup_size(WG)
+fn rope_backward_in_place(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
+  rotateInPlace(element(wg, nwg, lane), -1.0);
+}
+
+fn rotateInPlace(i: u32, sign: f32) {
+  if (i >= p.n) { return; }
+  let th = i / p.P; // P = half: no pass-through invocations
+  let j = i - th * p.P;
+  let i1 = th * p.Dh + j;
+  let i2 = i1 + p.half;
+  let y = rotatePair(XY[i1], XY[i2], iPOS[th / p.H], iINV[j], p.scaling, sign);
   XY[i1] = y.x;
   XY[i2] = y.y;
 }

@@ -36,7 +36,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read> history: array<u32>;
 @group(0) @binding(2) var<storage, read_write> work: array<f32>;
 @group(0) @binding(3) var<storage, read_write> outTok: array<u32>;
-@group(0) @binding(4) var<uniform> p: Params;
+@group(1) @binding(0) var<uniform> p: Params;
 
 const WG = 256u;
 const NB = 8u;
@@ -75,7 +75,7 @@ fn sync() {
 }
 
 @compute @workgroup_size(256)
-fn main(@builtin(local_invocation_index) lid: u32) {
+fn sample_token(@builtin(local_invocation_index) lid: u32) {
   let V = p.V;
   let L = (V + WG - 1u) / WG;
   let i0 = min(lid * L, V);

@@ -1,5 +1,6 @@
 // GPU runtime: program order of host writes and recorded commands, capabilities, clear errors.
 import { describe, expect, it } from 'vitest';
+import { axpy } from '../src/kernels/elementwise';
 import { gemm } from '../src/kernels/matmul';
 import { testGpu } from './helpers/gpu';
 
@@ -47,5 +48,36 @@ describe('gpu runtime', () => {
     }
     gemm(gpu, { a, b: a, c, M: 2, N: 2, K: 2 });
     expect([...(await gpu.readF32(c))]).toEqual([7, 10, 15, 22]);
+  });
+
+  it('each dispatch reads its own parameters, also past the capacity of one submit\'s arena', async () => {
+    const gpu = await testGpu();
+    const x = gpu.upload(new Float32Array([1, 2, 3, 4]), [4]), y = gpu.upload(new Float32Array(4), [4]);
+    await gpu.sync();
+    gpu.resetCounters();
+    let sum = 0;
+    for (let i = 0; i < 5000; i++) {
+      const alpha = (i % 7) - 3;
+      axpy(gpu, x, y, alpha);
+      sum += alpha;
+    }
+    expect([...(await gpu.readF32(y))]).toEqual([sum, 2 * sum, 3 * sum, 4 * sum]);
+    expect(gpu.counters.dispatches).toBe(5000);
+    expect(gpu.counters.submits).toBeGreaterThanOrEqual(2); // the arena filled once at least
+  });
+
+  it('counts dispatches, compute passes and submits until reset', async () => {
+    const gpu = await testGpu();
+    const a = gpu.upload(new Float32Array([1, 2, 3, 4]), [2, 2]), c = gpu.tensor([2, 2]);
+    await gpu.sync();
+    gpu.resetCounters();
+    expect(gpu.counters).toEqual({ dispatches: 0, passes: 0, submits: 0, encodeMs: 0 });
+    gemm(gpu, { a, b: a, c, M: 2, N: 2, K: 2 });
+    gemm(gpu, { a, b: a, c, M: 2, N: 2, K: 2 });
+    gpu.zero(a); // ends the pass
+    gemm(gpu, { a, b: a, c, M: 2, N: 2, K: 2 });
+    gpu.flush();
+    expect(gpu.counters).toMatchObject({ dispatches: 3, passes: 2, submits: 1 });
+    expect(gpu.counters.encodeMs).toBeGreaterThan(0);
   });
 });

@@ -1,14 +1,15 @@
 // Kernel family: act (shaders/act.wgsl, src/kernels/act.ts)
 import { describe, expect, it } from 'vitest';
-import {
-  add, axpy, copyInto, gatedAct, gatedActBackward, gatedActFused, gatedActFusedBackward, scale, type GatedActKind,
-} from '../src/kernels/act';
+import { gatedActForward, gatedActBackward, gatedActFusedForward, gatedActFusedBackward, type GatedActKind } from '../src/kernels/act';
+import { scale } from '../src/kernels/elementwise';
+import { GATED_ACT_CASES } from '../src/bench/cases/act';
 import { Gpu } from '../src/gpu/runtime';
 import { testGpu, poisoned } from './helpers/gpu';
 import { expectClose, makeRng } from './helpers/check';
 import { act, erf, gatedActBackwardRef, gatedActRef } from './reference/act';
 
 const KINDS: GatedActKind[] = ['silu', 'gelu_tanh', 'gelu'];
+const checked = GATED_ACT_CASES.filter((c) => !c.bench);
 
 describe('act', () => {
   it('the reference erf and gradients agree with known values and finite differences', () => {
@@ -39,12 +40,12 @@ describe('act', () => {
     it(`gatedAct and its backward (${kind}) match the reference on odd shapes`, async () => {
       const gpu = await testGpu();
       const rng = makeRng();
-      for (const shape of [[1, 1], [3, 37], [19, 70]]) {
+      for (const shape of checked.filter((c) => !c.fused).map((c) => [c.T, c.F])) {
         const n = shape[0]! * shape[1]!;
         const g = rng.randn(n, 3), u = rng.randn(n), d = rng.randn(n);
         const tg = gpu.upload(g, shape), tu = gpu.upload(u, shape), td = gpu.upload(d, shape);
         const out = poisoned(gpu, shape), dG = poisoned(gpu, shape), dU = poisoned(gpu, shape);
-        gatedAct(gpu, tg, tu, out, kind);
+        gatedActForward(gpu, tg, tu, out, kind);
         gatedActBackward(gpu, td, tg, tu, dG, dU, kind);
         const ref = gatedActBackwardRef(kind, d, g, u);
         expectClose(await gpu.readF32(out), gatedActRef(kind, g, u), 1e-5, `${kind} out ${shape}`, rng.seed);
@@ -61,7 +62,7 @@ describe('act', () => {
     for (const kind of KINDS) {
       const tg = gpu.upload(g, [g.length]), tu = gpu.upload(u, [g.length]);
       const out = poisoned(gpu, [g.length]), dG = poisoned(gpu, [g.length]), dU = poisoned(gpu, [g.length]);
-      gatedAct(gpu, tg, tu, out, kind);
+      gatedActForward(gpu, tg, tu, out, kind);
       gatedActBackward(gpu, tu, tg, tu, dG, dU, kind);
       const o = await gpu.readF32(out), dg = await gpu.readF32(dG);
       const ref = gatedActBackwardRef(kind, u, g, u);
@@ -77,7 +78,7 @@ describe('act', () => {
   it('the fused [T, 2F] gate_up layout matches separate gate and up', async () => {
     const gpu = await testGpu();
     const rng = makeRng();
-    const [T, F] = [5, 43];
+    const { T, F } = checked.find((c) => c.fused)!;
     const gu = rng.randn(T * 2 * F, 2), d = rng.randn(T * F);
     const g = new Float32Array(T * F), u = new Float32Array(T * F);
     for (let t = 0; t < T; t++) {
@@ -87,7 +88,7 @@ describe('act', () => {
     const tgu = gpu.upload(gu, [T, 2 * F]), td = gpu.upload(d, [T, F]);
     for (const kind of KINDS) {
       const out = poisoned(gpu, [T, F]), dGU = poisoned(gpu, [T, 2 * F]);
-      gatedActFused(gpu, tgu, out, kind);
+      gatedActFusedForward(gpu, tgu, out, kind);
       gatedActFusedBackward(gpu, td, tgu, dGU, kind);
       expectClose(await gpu.readF32(out), gatedActRef(kind, g, u), 1e-5, `${kind} fused out`, rng.seed);
       const ref = gatedActBackwardRef(kind, d, g, u);
@@ -99,33 +100,7 @@ describe('act', () => {
       expectClose(await gpu.readF32(dGU), refGU, 1e-5, `${kind} fused dGateUp`, rng.seed);
       gpu.release(out, dGU);
     }
-    expect(() => gatedActFused(gpu, tgu, gpu.tensor([T, F + 1]), 'silu')).toThrow(/must be \[T, 2F\]/);
-  });
-
-  it('add (in place on either operand), axpy and scale', async () => {
-    const gpu = await testGpu();
-    const rng = makeRng();
-    const n = 1000;
-    const a = rng.randn(n), b = rng.randn(n);
-    const ta = gpu.upload(a, [10, 100]), tb = gpu.upload(b, [n]), out = poisoned(gpu, [n]);
-    add(gpu, ta, tb, out);
-    expectClose(await gpu.readF32(out), a.map((v, i) => v + b[i]!), 1e-6, 'add', rng.seed);
-    add(gpu, ta, tb, ta); // a += b
-    expectClose(await gpu.readF32(ta), a.map((v, i) => v + b[i]!), 1e-6, 'add in place (out = a)', rng.seed);
-    add(gpu, ta, tb, tb); // b = (a + b) + b
-    expectClose(await gpu.readF32(tb), a.map((v, i) => v + 2 * b[i]!), 1e-6, 'add in place (out = b)', rng.seed);
-
-    const x = rng.randn(n), y = rng.randn(n);
-    const tx = gpu.upload(x, [n]), ty = gpu.upload(y, [n]);
-    axpy(gpu, tx, ty, -0.75);
-    expectClose(await gpu.readF32(ty), y.map((v, i) => v - 0.75 * x[i]!), 1e-6, 'axpy', rng.seed);
-    axpy(gpu, tx, tx, 0.5);
-    expectClose(await gpu.readF32(tx), x.map((v) => 1.5 * v), 1e-6, 'axpy with x = y', rng.seed);
-    scale(gpu, ty, 3, out);
-    expectClose(await gpu.readF32(out), y.map((v, i) => 3 * (v - 0.75 * x[i]!)), 1e-6, 'scale', rng.seed);
-    scale(gpu, out, 0.5, out);
-    expectClose(await gpu.readF32(out), y.map((v, i) => 1.5 * (v - 0.75 * x[i]!)), 1e-6, 'scale in place', rng.seed);
-    expect(() => add(gpu, ta, gpu.tensor([n - 1]), out)).toThrow(/differ in size/);
+    expect(() => gatedActFusedForward(gpu, tgu, gpu.tensor([T, F + 1]), 'silu')).toThrow(/must be \[T, 2F\]/);
   });
 
   it('element counts beyond one grid dimension fold into y', async () => {
@@ -136,44 +111,12 @@ describe('act', () => {
     const x = rng.randn(n), u = rng.randn(n);
     const t = gpu.upload(x, [n]), tu = gpu.upload(u, [n]), out = poisoned(gpu, [n]);
     scale(gpu, t, 2, t);
-    gatedAct(gpu, t, tu, out, 'silu');
+    gatedActForward(gpu, t, tu, out, 'silu');
     expectClose(await gpu.readF32(t), x.map((v) => 2 * v), 0, 'scale in place', rng.seed);
     expectClose(await gpu.readF32(out), gatedActRef('silu', x.map((v) => 2 * v), u), 1e-5, 'gatedAct', rng.seed);
     gpu.release(t, tu, out);
   });
 
-  it('copyInto: strided blocks, accumulation, one shared buffer, and its checks', async () => {
-    const gpu = await testGpu();
-    const rng = makeRng();
-    const [T, Q, KV] = [7, 12, 5];
-    const W = Q + 2 * KV;
-    const qkv = rng.randn(T * W);
-    const tqkv = gpu.upload(qkv, [T, W]);
-    const k = poisoned(gpu, [T, KV]);
-    copyInto(gpu, tqkv, k, { rows: T, cols: KV, srcOffset: Q, srcStride: W });
-    const kRef = Float64Array.from({ length: T * KV }, (_, i) => qkv[Math.floor(i / KV) * W + Q + (i % KV)]!);
-    expectClose(await gpu.readF32(k), kRef, 0, 'k slice', rng.seed);
-
-    // add a gradient back into the v block of the fused tensor
-    const dv = rng.randn(T * KV);
-    copyInto(gpu, gpu.upload(dv, [T, KV]), tqkv, { rows: T, cols: KV, dstOffset: Q + KV, dstStride: W, accumulate: true });
-    const fusedRef = Float64Array.from(qkv);
-    for (let t = 0; t < T; t++) for (let j = 0; j < KV; j++) fusedRef[t * W + Q + KV + j]! += dv[t * KV + j]!;
-    expectClose(await gpu.readF32(tqkv), fusedRef, 1e-7, 'accumulated v block', rng.seed);
-
-    // k block -> v block inside the same buffer
-    copyInto(gpu, tqkv, tqkv, { rows: T, cols: KV, srcOffset: Q, srcStride: W, dstOffset: Q + KV, dstStride: W });
-    for (let t = 0; t < T; t++) for (let j = 0; j < KV; j++) fusedRef[t * W + Q + KV + j] = fusedRef[t * W + Q + j]!;
-    expectClose(await gpu.readF32(tqkv), fusedRef, 0, 'same-buffer copy', rng.seed);
-
-    // whole tensor, contiguous
-    const whole = poisoned(gpu, [T, W]);
-    copyInto(gpu, tqkv, whole);
-    expectClose(await gpu.readF32(whole), fusedRef, 0, 'whole copy', rng.seed);
-
-    expect(() => copyInto(gpu, tqkv, k, { rows: T, cols: KV, srcOffset: Q + 2 * KV, srcStride: W })).toThrow(/reads up to element/);
-    expect(() => copyInto(gpu, tqkv, tqkv, { rows: 2, cols: 4, srcOffset: 0, dstOffset: 2 })).toThrow(/overlap/);
-  });
 });
 
 /** The same device with a small per-dimension workgroup limit, so that grid() folds cheaply. */

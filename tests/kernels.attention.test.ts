@@ -1,27 +1,14 @@
 // Kernel family: attention (shaders/attention.wgsl, src/kernels/attention.ts)
 import { describe, expect, it } from 'vitest';
-import { attention, attentionBackward, chooseTiles, type AttentionOptions, type AttentionShape } from '../src/kernels/attention';
+import { attentionForward, attentionBackward, chooseTiles, type AttentionOptions, type AttentionShape } from '../src/kernels/attention';
+import { ATTENTION_CASES, type AttentionCase } from '../src/bench/cases/attention';
 import type { Gpu } from '../src/gpu/runtime';
 import { testGpu, poisoned } from './helpers/gpu';
 import { expectClose, makeRng, type Rng } from './helpers/check';
 import { refAttention, refAttentionBackward, refAttentionLoss, refVisible, type RefShape } from './reference/attention';
 
-type Case = Omit<AttentionShape, 'segments' | 'scale'> & {
-  name: string;
-  scale?: number;
-  /** packed sequences: a new segment starts with this probability at each position */
-  packed?: number;
-  backward?: boolean;
-  /** forward without lse (inference) */
-  noLse?: boolean;
-  /** run the backward twice and require bit-identical gradients */
-  twice?: boolean;
-  /** default: tiles for 8 KiB of workgroup storage (see SMALL below); 'device' uses the device limit */
-  opts?: AttentionOptions | 'device';
-};
-
 // SwiftShader compiles a kernel in time proportional to its workgroup memory (Dawn zero-initializes
-// it), so most cases run with the tiles of an 8 KiB budget; one case uses the device's limit.
+// it), so cases run with the tiles of an 8 KiB budget unless they ask otherwise.
 const SMALL: AttentionOptions = { storageBytes: 8192 };
 
 function segmentIds(rng: Rng, B: number, S: number, pNew: number): Int32Array {
@@ -36,7 +23,7 @@ function segmentIds(rng: Rng, B: number, S: number, pNew: number): Int32Array {
   return seg;
 }
 
-async function runCase(gpu: Gpu, rng: Rng, c: Case): Promise<void> {
+async function runCase(gpu: Gpu, rng: Rng, c: AttentionCase): Promise<void> {
   const { batch: B, qLen: Sq, heads: Hq, kvHeads: Hkv, headDim: Dh } = c;
   const cap = c.kvCapacity ?? c.kvLen;
   const seg = c.packed !== undefined ? segmentIds(rng, B, Sq, c.packed) : undefined;
@@ -56,7 +43,7 @@ async function runCase(gpu: Gpu, rng: Rng, c: Case): Promise<void> {
   const opts = c.opts === 'device' ? undefined : (c.opts ?? SMALL);
   const out = poisoned(gpu, [B, Sq, Hq, Dh]);
   const lse = poisoned(gpu, [B, Hq, Sq]);
-  attention(gpu, tq, tk, tv, out, c.noLse ? null : lse, shape, opts);
+  attentionForward(gpu, tq, tk, tv, out, c.noLse ? null : lse, shape, opts);
   const r = refAttention(q, k, v, ref);
   const what = `${c.name} [B=${B} Sq=${Sq} kv=${c.kvLen}/${cap} Hq=${Hq} Hkv=${Hkv} Dh=${Dh}]`;
   expectClose(await gpu.readF32(out), r.out, 1e-4, `${what} out`, rng.seed);
@@ -86,27 +73,8 @@ async function runCase(gpu: Gpu, rng: Rng, c: Case): Promise<void> {
   gpu.release(tq, tk, tv, tseg, out, lse);
 }
 
-const cases: Case[] = [
-  { name: 'GQA 4:2, device tiles', batch: 2, qLen: 17, kvLen: 17, heads: 4, kvHeads: 2, headDim: 16, backward: true, opts: 'device' },
-  { name: 'GQA 6:1', batch: 1, qLen: 100, kvLen: 100, heads: 6, kvHeads: 1, headDim: 24, backward: true, twice: true },
-  { name: 'MHA softcap', batch: 1, qLen: 100, kvLen: 100, heads: 3, kvHeads: 3, headDim: 40, softcap: 1.5, backward: true },
-  { name: 'window', batch: 2, qLen: 37, kvLen: 37, heads: 4, kvHeads: 2, headDim: 24, window: 5, backward: true },
-  { name: 'window + softcap, Gemma scale', batch: 1, qLen: 45, kvLen: 45, heads: 6, kvHeads: 2, headDim: 16, window: 9, softcap: 2, scale: 0.3, backward: true },
-  { name: 'packed segments', batch: 2, qLen: 40, kvLen: 40, heads: 4, kvHeads: 2, headDim: 16, packed: 0.12, backward: true },
-  { name: 'one token', batch: 1, qLen: 1, kvLen: 1, heads: 2, kvHeads: 1, headDim: 16, backward: true },
-  { name: 'decode 1 of 20 in 32, no lse', batch: 2, qLen: 1, kvLen: 20, kvCapacity: 32, heads: 4, kvHeads: 2, headDim: 16, noLse: true },
-  { name: 'decode 3 of 20 in 32', batch: 2, qLen: 3, kvLen: 20, kvCapacity: 32, heads: 6, kvHeads: 2, headDim: 24, backward: true },
-  { name: 'decode MHA, odd head dim, window', batch: 1, qLen: 2, kvLen: 20, kvCapacity: 32, heads: 2, kvHeads: 2, headDim: 7, window: 6 },
-  { name: 'head dim 128', batch: 1, qLen: 20, kvLen: 20, heads: 4, kvHeads: 1, headDim: 128, backward: true },
-  { name: 'head dim 256 in 16 KiB', batch: 1, qLen: 9, kvLen: 9, heads: 2, kvHeads: 1, headDim: 256, softcap: 3, backward: true, opts: { storageBytes: 16384 } },
-  {
-    name: 'tiny tiles (4 KiB): packed + window + softcap', batch: 2, qLen: 100, kvLen: 100, heads: 4, kvHeads: 2, headDim: 16,
-    packed: 0.03, window: 30, softcap: 1.5, backward: true, opts: { storageBytes: 4096 },
-  },
-];
-
 describe('attention', () => {
-  for (const c of cases)
+  for (const c of ATTENTION_CASES.filter((c) => !c.bench))
     it(`${c.name}: forward${c.backward ? ' and backward' : ''} match the f64 reference`, async () => {
       const gpu = await testGpu();
       await runCase(gpu, makeRng(), c);
@@ -127,7 +95,7 @@ describe('attention', () => {
       const tq = gpu.upload(q, [B, Sq, Hq, Dh]), tk = gpu.upload(k, [B, cap, Hkv, Dh]), tv = gpu.upload(v, [B, cap, Hkv, Dh]);
       const out = poisoned(gpu, [B, Sq, Hq, Dh]), lse = poisoned(gpu, [B, Hq, Sq]);
       const dq = poisoned(gpu, [B, Sq, Hq, Dh]), dk = poisoned(gpu, [B, cap, Hkv, Dh]), dv = poisoned(gpu, [B, cap, Hkv, Dh]);
-      attention(gpu, tq, tk, tv, out, lse, shape, SMALL);
+      attentionForward(gpu, tq, tk, tv, out, lse, shape, SMALL);
       attentionBackward(gpu, gpu.upload(dO, [B, Sq, Hq, Dh]), tq, tk, tv, out, lse, dq, dk, dv, shape, SMALL);
       const r = refAttention(q, k, v, ref), g = refAttentionBackward(dO, q, k, v, ref);
       const gl = await gpu.readF32(lse);
@@ -205,9 +173,9 @@ describe('attention', () => {
     const gpu = await testGpu();
     const q = gpu.tensor([1, 4, 4, 16]), k = gpu.tensor([1, 4, 2, 16]), out = gpu.tensor([1, 4, 4, 16]);
     const shape: AttentionShape = { batch: 1, qLen: 4, kvLen: 4, heads: 4, kvHeads: 2, headDim: 16, scale: 0.25 };
-    expect(() => attention(gpu, q, k, gpu.tensor([1, 4, 2, 8]), out, null, shape)).toThrow(/v has shape \[1, 4, 2, 8\]/);
-    expect(() => attention(gpu, q, k, k, out, null, { ...shape, kvHeads: 3 })).toThrow(/not a multiple of kvHeads/);
-    expect(() => attention(gpu, q, k, k, out, null, { ...shape, kvLen: 5 })).toThrow(/kvLen 5 exceeds kvCapacity 4|k has shape/);
+    expect(() => attentionForward(gpu, q, k, gpu.tensor([1, 4, 2, 8]), out, null, shape)).toThrow(/v has shape \[1, 4, 2, 8\]/);
+    expect(() => attentionForward(gpu, q, k, k, out, null, { ...shape, kvHeads: 3 })).toThrow(/not a multiple of kvHeads/);
+    expect(() => attentionForward(gpu, q, k, k, out, null, { ...shape, kvLen: 5 })).toThrow(/kvLen 5 exceeds kvCapacity 4|k has shape/);
     gpu.release(q, k, out);
   });
 });

@@ -1,10 +1,13 @@
 // Kernel family: embedding (shaders/embedding.wgsl, src/kernels/embedding.ts)
 import { describe, expect, it } from 'vitest';
-import { checkIds, embedding, embeddingBackward, embeddingCsr } from '../src/kernels/embedding';
+import { EMBEDDING_CASES } from '../src/bench/cases/embedding';
+import { checkIds, embeddingForward, embeddingBackward, embeddingCsr } from '../src/kernels/embedding';
 import { Gpu } from '../src/gpu/runtime';
 import { testGpu, poisoned } from './helpers/gpu';
 import { expectClose, makeRng } from './helpers/check';
 import { embeddingBackwardRef, embeddingRef } from './reference/embedding';
+
+const checked = (direction: 'forward' | 'backward') => EMBEDDING_CASES.filter((c) => !c.bench && c.direction === direction);
 
 describe('embedding', () => {
   it('the reference gradient matches finite differences of the reference forward', () => {
@@ -38,14 +41,14 @@ describe('embedding', () => {
   it('forward on a single and a split table, one token and odd widths, with a scale', async () => {
     const gpu = await testGpu();
     const rng = makeRng();
-    for (const [T, V, D] of [[1, 1, 1], [1, 7, 70], [37, 50, 70], [6, 9, 1500]] as const) {
+    for (const { T, V, D } of checked('forward')) {
       const table = rng.randn(V * D);
       const ids = rng.int(T, V);
       ids[0] = V - 1;
       const scale = Math.fround(Math.sqrt(D));
       const tIds = gpu.upload(ids, [T], 'i32'), tTable = gpu.upload(table, [V, D]);
       const out = poisoned(gpu, [T, D]);
-      embedding(gpu, tIds, tTable, out, scale);
+      embeddingForward(gpu, tIds, tTable, out, scale);
       const ref = embeddingRef(ids, table, D, scale);
       expectClose(await gpu.readF32(out), ref, 1e-6, `T ${T} V ${V} D ${D}`, rng.seed);
       if (V >= 3) {
@@ -53,7 +56,7 @@ describe('embedding', () => {
         const cuts = [0, Math.floor(V / 3), Math.floor((2 * V) / 3), V];
         const parts = cuts.slice(1).map((c, i) => gpu.upload(table.subarray(cuts[i]! * D, c * D), [c - cuts[i]!, D]));
         const outSplit = poisoned(gpu, [T, D]);
-        embedding(gpu, tIds, parts, outSplit, scale);
+        embeddingForward(gpu, tIds, parts, outSplit, scale);
         expectClose(await gpu.readF32(outSplit), ref, 1e-6, `split table T ${T} V ${V} D ${D}`, rng.seed);
         gpu.release(outSplit, ...parts);
       }
@@ -69,7 +72,7 @@ describe('embedding', () => {
     const parts = [gpu.upload(table.subarray(0, 4 * D), [4, D]), gpu.upload(table.subarray(4 * D), [2, D])];
     const out = gpu.tensor([ids.length, D]);
     gpu.write(out, new Float32Array(ids.length * D).fill(123));
-    embedding(gpu, gpu.upload(ids, [ids.length], 'i32'), parts, out);
+    embeddingForward(gpu, gpu.upload(ids, [ids.length], 'i32'), parts, out);
     const o = await gpu.readF32(out);
     for (let d = 0; d < D; d++) {
       expect(o[d]).toBe(2 * D + d);
@@ -81,7 +84,7 @@ describe('embedding', () => {
   it('backward: overwrite (absent ids zero), accumulate, deterministic', async () => {
     const gpu = await testGpu();
     const rng = makeRng();
-    for (const [T, V, D] of [[1, 4, 3], [45, 30, 70], [20, 5, 1300]] as const) {
+    for (const { T, V, D } of checked('backward')) {
       const ids = rng.int(T, V);
       const dOut = rng.randn(T * D);
       const tdOut = gpu.upload(dOut, [T, D]);
@@ -111,7 +114,7 @@ describe('embedding', () => {
     ids[T - 1] = ids[0]!; // one repeated id
     const table = rng.randn(V * D), dOut = rng.randn(T * D);
     const out = poisoned(gpu, [T, D]), dTable = poisoned(gpu, [V, D]);
-    embedding(gpu, gpu.upload(ids, [T], 'i32'), gpu.upload(table, [V, D]), out);
+    embeddingForward(gpu, gpu.upload(ids, [T], 'i32'), gpu.upload(table, [V, D]), out);
     embeddingBackward(gpu, ids, gpu.upload(dOut, [T, D]), dTable);
     expectClose(await gpu.readF32(out), embeddingRef(ids, table, D), 0, 'out', rng.seed);
     expectClose(await gpu.readF32(dTable), embeddingBackwardRef(ids, dOut, V, D), 1e-7, 'dTable', rng.seed);
@@ -127,7 +130,7 @@ describe('embedding', () => {
     for (let i = 0; i < V * D; i++) rounded[i] = halfToFloatRef(bits[i]!);
     const ids = rng.int(T, V);
     const out = poisoned(gpu, [T, D]);
-    embedding(gpu, gpu.upload(ids, [T], 'i32'), gpu.upload(bits, [V, D], 'f16'), out, 3);
+    embeddingForward(gpu, gpu.upload(ids, [T], 'i32'), gpu.upload(bits, [V, D], 'f16'), out, 3);
     expectClose(await gpu.readF32(out), embeddingRef(ids, rounded, D, 3), 1e-7, 'f16 table', rng.seed);
   });
 });

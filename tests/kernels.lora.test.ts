@@ -16,32 +16,11 @@ import {
 import type { Gpu } from '../src/gpu/runtime';
 import { halfToFloat } from '../src/gpu/runtime';
 import type { Tensor } from '../src/gpu/tensor';
-import { dequantizeHost, quantizeHost, type QuantDType } from '../src/kernels/quant';
+import { dequantizeHost, quantizeHost } from '../src/kernels/quant';
+import { LORA_CASES, type LoraCase } from '../src/bench/cases/lora';
 import { testGpu, poisoned } from './helpers/gpu';
 import { expectClose, makeRng, type Rng } from './helpers/check';
 import { refDropoutKeep, refLoraBackward, refLoraForward, refLoss, refWeightNorm, type LoraRefProblem } from './reference/lora';
-
-interface Case {
-  name: string;
-  T: number;
-  K: number;
-  N: number;
-  r: number;
-  alpha: number;
-  rsLora?: boolean;
-  bias: boolean;
-  dora: boolean;
-  dropout: boolean;
-  accDx?: boolean;
-  accG?: boolean;
-  /** row split of the base weight into binding parts */
-  parts?: number[];
-  workspace?: boolean;
-  noDx?: boolean;
-  f16?: boolean;
-  /** quantized base weight (K % 32 == 0) */
-  quant?: QuantDType;
-}
 
 type Problem = LoraRefProblem & { dy: Float32Array; drop?: LoraDropout; mag?: Float32Array; Wq?: Uint8Array[] };
 
@@ -64,7 +43,7 @@ function toHalf(v: number): number {
   return h;
 }
 
-function makeProblem(rng: Rng, c: Case): Problem {
+function makeProblem(rng: Rng, c: LoraCase): Problem {
   const { T, K, N, r } = c;
   const s = c.rsLora ? c.alpha / Math.sqrt(r) : c.alpha / r;
   const x = rng.randn(T * K);
@@ -94,7 +73,7 @@ function makeProblem(rng: Rng, c: Case): Problem {
   return { T, K, N, r, s, x, drop, dropout, W, Wq, bias, A, B, mag, dy: rng.randn(T * N) };
 }
 
-function baseWeight(gpu: Gpu, p: Problem, c: Case): Tensor | Tensor[] {
+function baseWeight(gpu: Gpu, p: Problem, c: LoraCase): Tensor | Tensor[] {
   if (c.quant) {
     const parts = (c.parts ?? [c.N]).map((rows, i) => gpu.upload(p.Wq![i]!, [rows, c.K], c.quant));
     return c.parts ? parts : parts[0]!;
@@ -116,7 +95,7 @@ function splitWeight(gpu: Gpu, W: Float32Array, K: number, parts: number[] | und
 
 const plus = (a: ArrayLike<number>, b: ArrayLike<number>) => Float64Array.from(b, (v, i) => v + a[i]!);
 
-async function runCase(gpu: Gpu, rng: Rng, c: Case): Promise<void> {
+async function runCase(gpu: Gpu, rng: Rng, c: LoraCase): Promise<void> {
   const p = makeProblem(rng, c);
   const { T, K, N, r } = c;
   const tol = 1e-5;
@@ -168,51 +147,21 @@ async function runCase(gpu: Gpu, rng: Rng, c: Case): Promise<void> {
   if (dM) expectClose(await gpu.readF32(dM.t), withInit(dM, g.dMag!), tol, what('dMagnitude'), rng.seed);
 }
 
-const ODD = { T: 7, K: 24, N: 40 };
-
 describe('lora', () => {
-  it('LoRA forward and backward match the f64 reference (r = 3 and 16, bias, rsLoRA, split weight, accumulation)', async () => {
-    const gpu = await testGpu();
-    const rng = makeRng();
-    const cases: Case[] = [
-      { name: 'r3 bias', ...ODD, r: 3, alpha: 8, bias: true, dora: false, dropout: false },
-      { name: 'r16 rsLoRA split', ...ODD, r: 16, alpha: 16, rsLora: true, bias: false, dora: false, dropout: false, parts: [17, 23] },
-      { name: 'r3 accumulate', ...ODD, r: 3, alpha: 6, bias: true, dora: false, dropout: false, accDx: true, accG: true },
-      { name: 'r16 dropout', ...ODD, r: 16, alpha: 32, bias: true, dora: false, dropout: true, accG: true },
-      { name: 'one row, no dx', T: 1, K: 24, N: 40, r: 3, alpha: 3, bias: false, dora: false, dropout: false, noDx: true },
-    ];
-    for (const c of cases) await runCase(gpu, rng, c);
-  });
-
-  it('DoRA forward and backward (incl. dMagnitude) match the f64 reference', async () => {
-    const gpu = await testGpu();
-    const rng = makeRng();
-    const cases: Case[] = [
-      { name: 'DoRA r3 bias', ...ODD, r: 3, alpha: 8, bias: true, dora: true, dropout: false },
-      { name: 'DoRA r16 accumulate workspace', ...ODD, r: 16, alpha: 16, rsLora: true, bias: false, dora: true, dropout: false, accDx: true, accG: true, workspace: true },
-      { name: 'DoRA r3 dropout bias', ...ODD, r: 3, alpha: 8, bias: true, dora: true, dropout: true, accG: true },
-      { name: 'DoRA r16 dropout split', ...ODD, r: 16, alpha: 32, bias: false, dora: true, dropout: true, accDx: true, parts: [16, 24] },
-      { name: 'DoRA one row', T: 1, K: 40, N: 33, r: 17, alpha: 17, bias: true, dora: true, dropout: false },
-      { name: 'DoRA several tiles', T: 37, K: 24, N: 40, r: 17, alpha: 8, bias: true, dora: true, dropout: true, accDx: true, accG: true },
-    ];
-    for (const c of cases) await runCase(gpu, rng, c);
-  });
-
-  it('DoRA and LoRA on q8 / q4 base weights (QLoRA)', async () => {
-    const gpu = await testGpu();
-    const rng = makeRng();
-    const Q = { T: 7, K: 64, N: 40 };
-    await runCase(gpu, rng, { name: 'DoRA q8', ...Q, r: 3, alpha: 8, bias: true, dora: true, dropout: false, quant: 'q8' });
-    await runCase(gpu, rng, { name: 'DoRA q4 split dropout', ...Q, r: 16, alpha: 16, bias: false, dora: true, dropout: true, quant: 'q4', parts: [24, 16], accG: true });
-    await runCase(gpu, rng, { name: 'LoRA q4', ...Q, r: 16, alpha: 16, bias: true, dora: false, dropout: false, quant: 'q4', accDx: true });
-  });
-
-  it('DoRA and LoRA with an f16 base weight (packed pairs: any device)', async () => {
-    const gpu = await testGpu();
-    const rng = makeRng();
-    await runCase(gpu, rng, { name: 'DoRA f16 W', ...ODD, r: 16, alpha: 16, bias: true, dora: true, dropout: false, f16: true });
-    await runCase(gpu, rng, { name: 'LoRA f16 W dropout', ...ODD, r: 3, alpha: 16, bias: false, dora: false, dropout: true, f16: true });
-  });
+  const checked = LORA_CASES.filter((c) => !c.bench);
+  const plain = (c: LoraCase) => !c.quant && !c.f16;
+  const groups: [string, (c: LoraCase) => boolean][] = [
+    ['LoRA forward and backward match the f64 reference (r = 3 and 16, bias, rsLoRA, split weight, accumulation)', (c) => plain(c) && !c.dora],
+    ['DoRA forward and backward (incl. dMagnitude) match the f64 reference', (c) => plain(c) && c.dora],
+    ['DoRA and LoRA on q8 / q4 base weights (QLoRA)', (c) => !!c.quant],
+    ['DoRA and LoRA with an f16 base weight (packed pairs: any device)', (c) => !!c.f16],
+  ];
+  for (const [title, which] of groups)
+    it(title, async () => {
+      const gpu = await testGpu();
+      const rng = makeRng();
+      for (const c of checked.filter(which)) await runCase(gpu, rng, c);
+    });
 
   it('the weight norm ||W + s B A|| per row, K above one workgroup, split weight', async () => {
     const gpu = await testGpu();
@@ -272,7 +221,7 @@ describe('lora', () => {
     const rng = makeRng();
     const base = { T: 3, K: 6, N: 5, r: 2, alpha: 4 };
     for (const [dora, dropout] of [[false, false], [false, true], [true, false], [true, true]] as const) {
-      const c: Case = { name: '', ...base, bias: true, dora, dropout };
+      const c: LoraCase = { name: '', ...base, bias: true, dora, dropout };
       const p = makeProblem(rng, c);
       const norm = dora ? refWeightNorm(p.W, p.A, p.B, p.s, c.N, c.K, c.r) : undefined;
       const fixed: LoraRefProblem = { ...p, norm };
@@ -300,7 +249,7 @@ describe('lora', () => {
 
   it('the detached norm matters: PEFT gradients differ from those of the norm-dependent function', () => {
     const rng = makeRng();
-    const c: Case = { name: '', T: 3, K: 6, N: 5, r: 2, alpha: 4, bias: false, dora: true, dropout: false };
+    const c: LoraCase = { name: '', T: 3, K: 6, N: 5, r: 2, alpha: 4, bias: false, dora: true, dropout: false };
     const p = makeProblem(rng, c);
     const g = refLoraBackward(p, p.dy);
     const h = 1e-5;

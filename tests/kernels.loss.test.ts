@@ -1,5 +1,6 @@
 // Kernel family: loss (shaders/loss.wgsl, src/kernels/loss.ts)
 import { describe, expect, it } from 'vitest';
+import { lossCase } from '../src/bench/cases/loss';
 import { lmHeadCrossEntropy, logitsForRows, lossWorkspaceElements } from '../src/kernels/loss';
 import { testGpu, poisoned } from './helpers/gpu';
 import { expectClose, makeRng, type Rng } from './helpers/check';
@@ -16,13 +17,14 @@ describe('loss', () => {
   it('loss, dH and accumulated dW match the reference with V not a multiple of the chunk and ignored rows', async () => {
     const gpu = await testGpu();
     const rng = makeRng();
-    const p = problem(rng, 7, 24, 1000, [2, 5]);
+    const c = lossCase('chunks that do not divide V');
+    const p = problem(rng, c.T, c.D, c.V, [2, 5]);
     const { T, D, V } = p;
     const scale = 1 / 5;
     const th = gpu.upload(p.h, [T, D]), tw = gpu.upload(p.w, [V, D]), tl = gpu.upload(p.labels, [T], 'i32');
     const dW0 = rng.randn(V * D);
     const loss = poisoned(gpu, [T]), dH = poisoned(gpu, [T, D]), dW = gpu.upload(dW0, [V, D]);
-    lmHeadCrossEntropy(gpu, th, tw, tl, { loss, dH, dW }, { gradScale: scale, chunk: 384 });
+    lmHeadCrossEntropy(gpu, th, tw, tl, { loss, dH, dW }, { gradScale: scale, chunk: c.chunk });
     const ref = refLossGrad(p, scale);
     const lossOut = await gpu.readF32(loss);
     expectClose(lossOut, refLoss(p), 1e-5, 'loss', rng.seed);
@@ -40,12 +42,13 @@ describe('loss', () => {
   it('one row, one chunk (no recompute), soft-capping', async () => {
     const gpu = await testGpu();
     const rng = makeRng();
-    const p = problem(rng, 1, 40, 130, [], 2);
+    const c = lossCase('one row, one chunk, soft-capped');
+    const p = problem(rng, c.T, c.D, c.V, [], c.softcap);
     const { T, D, V } = p;
     const th = gpu.upload(p.h, [T, D]), tw = gpu.upload(p.w, [V, D]), tl = gpu.upload(p.labels, [T], 'i32');
     const loss = poisoned(gpu, [T]), dH = poisoned(gpu, [T, D]), dW = gpu.tensor([V, D]);
     gpu.zero(dW);
-    lmHeadCrossEntropy(gpu, th, tw, tl, { loss, dH, dW }, { gradScale: 0.5, softcap: 2 });
+    lmHeadCrossEntropy(gpu, th, tw, tl, { loss, dH, dW }, { gradScale: 0.5, softcap: c.softcap });
     const ref = refLossGrad(p, 0.5);
     expectClose(await gpu.readF32(loss), refLoss(p), 1e-5, 'loss', rng.seed);
     expectClose(await gpu.readF32(dH), ref.dH, 1e-4, 'dH', rng.seed);
@@ -55,14 +58,16 @@ describe('loss', () => {
   it('a split weight whose parts the chunk does not divide, soft-capping, a caller workspace, unaligned dW chunk offsets', async () => {
     const gpu = await testGpu();
     const rng = makeRng();
-    const p = problem(rng, 9, 30, 700, [0], 3); // chunk rows of dW start at 18000-byte steps
+    const c = lossCase('split weight, soft-capped, caller workspace');
+    const p = problem(rng, c.T, c.D, c.V, [0], c.softcap); // chunk rows of dW start at 18000-byte steps
     const { T, D, V } = p;
+    const split = c.split!;
     const th = gpu.upload(p.h, [T, D]), tl = gpu.upload(p.labels, [T], 'i32');
-    const parts = [gpu.upload(p.w.subarray(0, 450 * D), [450, D]), gpu.upload(p.w.subarray(450 * D), [V - 450, D])];
-    const ws = gpu.tensor([lossWorkspaceElements(T, 150)]);
+    const parts = [gpu.upload(p.w.subarray(0, split * D), [split, D]), gpu.upload(p.w.subarray(split * D), [V - split, D])];
+    const ws = gpu.tensor([lossWorkspaceElements(T, c.chunk!)]);
     const loss = poisoned(gpu, [T]), dH = rng.randn(T * D), tdH = gpu.upload(dH, [T, D]), dW = gpu.tensor([V, D]);
     gpu.zero(dW);
-    lmHeadCrossEntropy(gpu, th, parts, tl, { loss, dH: tdH, dW }, { gradScale: 1 / 8, softcap: 3, workspace: ws, accumulateDH: true });
+    lmHeadCrossEntropy(gpu, th, parts, tl, { loss, dH: tdH, dW }, { gradScale: 1 / 8, softcap: c.softcap, workspace: ws, accumulateDH: true });
     const ref = refLossGrad(p, 1 / 8);
     expectClose(await gpu.readF32(loss), refLoss(p), 1e-5, 'loss', rng.seed);
     expectClose(await gpu.readF32(tdH), ref.dH.map((g, i) => g + dH[i]!), 1e-5, 'dH accumulated', rng.seed);
@@ -72,11 +77,12 @@ describe('loss', () => {
   it('forward only (per-token -logprob for DPO) and all-ignored rows', async () => {
     const gpu = await testGpu();
     const rng = makeRng();
-    const p = problem(rng, 5, 16, 300);
+    const c = lossCase('forward only');
+    const p = problem(rng, c.T, c.D, c.V);
     const { T, D, V } = p;
     const th = gpu.upload(p.h, [T, D]), tw = gpu.upload(p.w, [V, D]);
     const loss = poisoned(gpu, [T]);
-    lmHeadCrossEntropy(gpu, th, tw, gpu.upload(p.labels, [T], 'i32'), { loss }, { gradScale: 1, chunk: 100 });
+    lmHeadCrossEntropy(gpu, th, tw, gpu.upload(p.labels, [T], 'i32'), { loss }, { gradScale: 1, chunk: c.chunk });
     expectClose(await gpu.readF32(loss), refLoss(p), 1e-5, 'forward-only loss', rng.seed);
 
     const none = new Int32Array(T).fill(IGNORE);

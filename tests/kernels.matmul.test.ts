@@ -1,5 +1,6 @@
 // Kernel family: matmul (shaders/matmul.wgsl, src/kernels/matmul.ts)
 import { describe, expect, it } from 'vitest';
+import { GEMM_CASES, gemmLayout } from '../src/bench/cases/matmul';
 import { gemm, linear, linearBackwardInput, linearBackwardWeight } from '../src/kernels/matmul';
 import { halfToFloat } from '../src/gpu/runtime';
 import { floatToHalf } from '../src/model/safetensors';
@@ -19,33 +20,26 @@ function refGemm(a: Float32Array, b: Float32Array, M: number, N: number, K: numb
 }
 
 describe('matmul', () => {
-  const shapes: [number, number, number][] = [
-    [1, 1, 1],
-    [1, 37, 19],
-    [70, 65, 33],
-    [128, 64, 96],
-    [5, 130, 17],
-  ];
-  for (const tA of [false, true])
-    for (const tB of [false, true])
-      it(`gemm ${tA ? 'T' : 'N'}${tB ? 'T' : 'N'} matches the CPU reference on odd shapes`, async () => {
-        const gpu = await testGpu();
-        const rng = makeRng();
-        for (const [M, N, K] of shapes) {
-          const a = rng.randn(M * K), b = rng.randn(K * N);
-          const ta = gpu.upload(a, tA ? [K, M] : [M, K]);
-          const tb = gpu.upload(b, tB ? [N, K] : [K, N]);
-          const tc = poisoned(gpu, [M, N]);
-          gemm(gpu, { a: ta, b: tb, c: tc, M, N, K, transA: tA, transB: tB, alpha: 0.5 });
-          expectClose(await gpu.readF32(tc), refGemm(a, b, M, N, K, tA, tB, 0.5), 1e-5, `gemm ${M}x${N}x${K}`, rng.seed);
-          gpu.release(ta, tb, tc);
-        }
-      });
+  const checked = GEMM_CASES.filter((c) => !c.bench);
+  for (const layout of ['NN', 'NT', 'TN', 'TT'])
+    it(`gemm ${layout} matches the CPU reference on odd shapes`, async () => {
+      const gpu = await testGpu();
+      const rng = makeRng();
+      for (const { M, N, K, transA: tA, transB: tB } of checked.filter((c) => !c.f16 && gemmLayout(c) === layout)) {
+        const a = rng.randn(M * K), b = rng.randn(K * N);
+        const ta = gpu.upload(a, tA ? [K, M] : [M, K]);
+        const tb = gpu.upload(b, tB ? [N, K] : [K, N]);
+        const tc = poisoned(gpu, [M, N]);
+        gemm(gpu, { a: ta, b: tb, c: tc, M, N, K, transA: tA, transB: tB, alpha: 0.5 });
+        expectClose(await gpu.readF32(tc), refGemm(a, b, M, N, K, tA, tB, 0.5), 1e-5, `gemm ${M}x${N}x${K}`, rng.seed);
+        gpu.release(ta, tb, tc);
+      }
+    });
 
   it('an f16 B (packed pairs, any device) gives the product with the f16-rounded values, at odd sizes and odd offsets', async () => {
     const gpu = await testGpu();
     const rng = makeRng();
-    for (const [M, N, K, tB, off] of [[3, 7, 5, true, 1], [70, 65, 33, false, 0], [5, 9, 17, true, 3], [1, 1, 1, false, 1]] as const) {
+    for (const { M, N, K, transB: tB, offB: off = 0 } of checked.filter((c) => c.f16)) {
       const a = rng.randn(M * K), b = rng.randn(off + K * N);
       const bits = Uint16Array.from(b, floatToHalf);
       const rounded = Float32Array.from(bits, halfToFloat).subarray(off);

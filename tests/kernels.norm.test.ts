@@ -1,6 +1,7 @@
 // Kernel family: norm (shaders/norm.wgsl, src/kernels/norm.ts)
 import { describe, expect, it } from 'vitest';
-import { rmsNorm, rmsNormBackward } from '../src/kernels/norm';
+import { RMS_NORM_CASES } from '../src/bench/cases/norm';
+import { rmsNormForward, rmsNormBackward } from '../src/kernels/norm';
 import { Gpu } from '../src/gpu/runtime';
 import { testGpu, poisoned } from './helpers/gpu';
 import { expectClose, makeRng } from './helpers/check';
@@ -29,16 +30,7 @@ describe('norm', () => {
     }
   });
 
-  // [shape of x, offset]: one element, one row, D not a multiple of the workgroup, q/k norm [T, H, Dh]
-  const cases: [number[], 0 | 1][] = [
-    [[1, 1], 0],
-    [[1, 300], 1],
-    [[37, 130], 0],
-    [[5, 2051], 1],
-    [[7, 3, 128], 1],
-    [[9, 2, 80], 0],
-  ];
-  for (const [shape, offset] of cases)
+  for (const { shape, offset } of RMS_NORM_CASES.filter((c) => !c.bench))
     it(`rmsNorm forward and backward on ${JSON.stringify(shape)}, offset ${offset}`, async () => {
       const gpu = await testGpu();
       const rng = makeRng();
@@ -49,7 +41,7 @@ describe('norm', () => {
       const x = rng.randn(R * D, 2), w = rng.randn(D, 0.5), dy = rng.randn(R * D);
       const tx = gpu.upload(x, shape), tw = gpu.upload(w, [D]), tdy = gpu.upload(dy, shape);
       const y = poisoned(gpu, shape), rstd = poisoned(gpu, [R]);
-      rmsNorm(gpu, tx, tw, y, rstd, { eps, offset });
+      rmsNormForward(gpu, tx, tw, y, rstd, { eps, offset });
       const ref = rmsNormRef(x, w, R, D, eps, offset);
       expectClose(await gpu.readF32(y), ref.y, 1e-5, 'y', rng.seed);
       expectClose(await gpu.readF32(rstd), ref.rstd, 1e-6, 'rstd', rng.seed);
@@ -84,7 +76,7 @@ describe('norm', () => {
     const x = rng.randn(R * D), w = rng.randn(D), dy = rng.randn(R * D);
     const tx = gpu.upload(x, [R, D]), tw = gpu.upload(w, [D]), tdy = gpu.upload(dy, [R, D]);
     const y = poisoned(gpu, [R, D]), rstd = poisoned(gpu, [R]), dx = poisoned(gpu, [R, D]);
-    rmsNorm(gpu, tx, tw, y, rstd, { eps });
+    rmsNormForward(gpu, tx, tw, y, rstd, { eps });
     rmsNormBackward(gpu, tdy, tx, tw, rstd, dx, null);
     expect(gpu.grid(R)[1]).toBeGreaterThan(1);
     expectClose(await gpu.readF32(y), rmsNormRef(x, w, R, D, eps).y, 1e-5, 'y', rng.seed);
@@ -99,7 +91,7 @@ describe('norm', () => {
     const x = rng.randn(R * D), w = rng.randn(D), dy = rng.randn(R * D);
     const tx = gpu.upload(x, [R, D]), tw = gpu.upload(w, [D]), tdy = gpu.upload(dy, [R, D]);
     const y = poisoned(gpu, [R, D]), rstd = poisoned(gpu, [R]), dx = poisoned(gpu, [R, D]), dw = poisoned(gpu, [D]);
-    rmsNorm(gpu, tx, tw, y, rstd, { eps: 1e-6, offset: 1 });
+    rmsNormForward(gpu, tx, tw, y, rstd, { eps: 1e-6, offset: 1 });
     rmsNormBackward(gpu, tdy, tx, tw, rstd, dx, dw, { offset: 1 });
     expectClose(await gpu.readF32(dw), rmsNormBackwardRef(dy, x, w, R, D, 1e-6, 1).dw, 1e-5, 'dw', rng.seed);
     gpu.release(tx, tw, tdy, y, rstd, dx, dw);
@@ -108,10 +100,10 @@ describe('norm', () => {
   it('reports mismatched shapes and aliasing', async () => {
     const gpu = await testGpu();
     const x = gpu.tensor([4, 8]), w = gpu.tensor([7]), y = gpu.tensor([4, 8]), rstd = gpu.tensor([4]);
-    expect(() => rmsNorm(gpu, x, w, y, rstd, { eps: 1e-6 })).toThrow(/weight \[7\] does not match the last dimension 8/);
+    expect(() => rmsNormForward(gpu, x, w, y, rstd, { eps: 1e-6 })).toThrow(/weight \[7\] does not match the last dimension 8/);
     const w8 = gpu.tensor([8]);
-    expect(() => rmsNorm(gpu, x, w8, y, gpu.tensor([3]), { eps: 1e-6 })).toThrow(/rstd \[3\] must have 4 elements/);
-    expect(() => rmsNorm(gpu, x, w8, x, rstd, { eps: 1e-6 })).toThrow(/y must not share a buffer with x/);
+    expect(() => rmsNormForward(gpu, x, w8, y, gpu.tensor([3]), { eps: 1e-6 })).toThrow(/rstd \[3\] must have 4 elements/);
+    expect(() => rmsNormForward(gpu, x, w8, x, rstd, { eps: 1e-6 })).toThrow(/y must not share a buffer with x/);
     expect(() => rmsNormBackward(gpu, y, x, w8, rstd, y, null)).toThrow(/dx must not share a buffer with dy/);
   });
 });

@@ -1,5 +1,6 @@
 // Kernel family: optim (shaders/optim.wgsl, src/kernels/optim.ts)
 import { describe, expect, it } from 'vitest';
+import { optimCase } from '../src/bench/cases/optim';
 import { adamw, clipScale, gradNormSquared } from '../src/kernels/optim';
 import { testGpu } from './helpers/gpu';
 import { expectClose, makeRng } from './helpers/check';
@@ -10,7 +11,7 @@ describe('optim', () => {
     it(`AdamW follows torch's formula over several steps (beta1 ${beta1}, weight decay ${wd})`, async () => {
       const gpu = await testGpu();
       const rng = makeRng();
-      for (const n of [1, 1000, 4099]) {
+      for (const n of optimCase('adamw').sizes) {
         const opts = { lr: 1e-2, beta1, beta2: 0.999, eps: 1e-8, weightDecay: wd };
         const p0 = rng.randn(n);
         const p = gpu.upload(p0, [n]), m = gpu.tensor([n]), v = gpu.tensor([n]);
@@ -33,7 +34,7 @@ describe('optim', () => {
   it('gradient clipping: norm over several tensors, clip factor and the scaled AdamW step, with no readback in between', async () => {
     const gpu = await testGpu();
     const rng = makeRng();
-    const sizes = [7, 300, 2049];
+    const { sizes } = optimCase('adamw clipped');
     for (const clipRatio of [0.3, 2]) {
       const gs = sizes.map((n) => rng.randn(n));
       const ps = sizes.map((n) => rng.randn(n));
@@ -64,7 +65,7 @@ describe('optim', () => {
   it('gradNormSquared over tensors of odd lengths is accurate and bitwise reproducible', async () => {
     const gpu = await testGpu();
     const rng = makeRng();
-    const sizes = [1, 255, 257, 4097, 12345, 4_200_001]; // the last one hits the workgroup cap
+    const { sizes } = optimCase('gradNormSquared'); // the last one hits the workgroup cap
     const gs = sizes.map((n) => rng.randn(n));
     const tg = gs.map((g) => gpu.upload(g, [g.length]));
     const a = gpu.tensor([1]), b = gpu.tensor([1]);

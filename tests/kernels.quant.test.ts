@@ -2,9 +2,10 @@
 // linear() / linearBackwardInput() in src/kernels/matmul.ts.
 import { describe, expect, it } from 'vitest';
 import {
-  dequantize, dequantizeHost, qlinear, qlinearBackwardInput, quantize, quantizeHost, type QuantDType,
+  dequantize, dequantizeHost, qlinearForward, qlinearBackwardInput, quantize, quantizeHost, type QuantDType,
 } from '../src/kernels/quant';
 import { linear, linearBackwardInput } from '../src/kernels/matmul';
+import { QLINEAR_CASES } from '../src/bench/cases/quant';
 import type { Gpu } from '../src/gpu/runtime';
 import type { Tensor } from '../src/gpu/tensor';
 import { testGpu, poisoned } from './helpers/gpu';
@@ -138,44 +139,29 @@ describe('quant', () => {
     expect(e4, `SEED=${rng.seed}`).toBeLessThan(0.9 * e7);
   });
 
-  const fwdCases: [number, number, number, QuantDType][] = [
-    [1, 37, 96, 'q4'], // decode path
-    [3, 70, 32, 'q8'], // decode path
-    [4, 5, 64, 'q4'], // decode path, T at its limit
-    [2, 9, 544, 'q4'], // decode path: all 64 threads of a row busy, some twice (68 words)
-    [1, 7, 288, 'q8'], // decode path, 72 words per row
-    [5, 70, 96, 'q8'], // tiled from here
-    [37, 65, 32, 'q4'],
-    [70, 33, 64, 'q8'],
-  ];
+  const checked = (direction: 'forward' | 'backward') => QLINEAR_CASES.filter((c) => !c.bench && c.direction === direction);
   it('qlinear matches the f64 product with the dequantized weight (decode and tiled paths, accumulate)', async () => {
     const gpu = await testGpu();
     const rng = makeRng();
-    for (const [T, N, K, dtype] of fwdCases) {
+    for (const { T, N, K, dtype } of checked('forward')) {
       const what = `qlinear ${dtype} T=${T} N=${N} K=${K}`;
       const w = rng.randn(N * K, 0.1), x = rng.randn(T * K), y0 = rng.randn(T * N);
       const bytes = quantizeHost(w, N, K, dtype);
       const wd = dequantizeHost(bytes, N, K, dtype);
       const tq = gpu.upload(bytes, [N, K], dtype, 'w'), tx = gpu.upload(x, [T, K]);
       const y = poisoned(gpu, [T, N]), yAcc = gpu.upload(y0, [T, N]);
-      qlinear(gpu, tx, tq, y, false, 0.75);
-      qlinear(gpu, tx, tq, yAcc, true, -0.5);
+      qlinearForward(gpu, tx, tq, y, false, 0.75);
+      qlinearForward(gpu, tx, tq, yAcc, true, -0.5);
       expectClose(await gpu.readF32(y), refLinear(x, wd, T, N, K, 0.75), 1e-5, what, rng.seed);
       expectClose(await gpu.readF32(yAcc), refLinear(x, wd, T, N, K, -0.5, 1, y0), 1e-5, `${what} accumulate`, rng.seed);
       gpu.release(tq, tx, y, yAcc);
     }
   });
 
-  const bwdCases: [number, number, number, QuantDType][] = [
-    [1, 37, 96, 'q8'],
-    [5, 70, 32, 'q4'],
-    [37, 33, 64, 'q8'],
-    [70, 5, 96, 'q4'],
-  ];
   it('qlinearBackwardInput matches dY · deq(W); the reference gradient matches finite differences', async () => {
     const gpu = await testGpu();
     const rng = makeRng();
-    for (const [T, N, K, dtype] of bwdCases) {
+    for (const { T, N, K, dtype } of checked('backward')) {
       const what = `qlinearBackwardInput ${dtype} T=${T} N=${N} K=${K}`;
       const w = rng.randn(N * K, 0.1), dy = rng.randn(T * N), dx0 = rng.randn(T * K);
       const tw = gpu.upload(w, [N, K]);
@@ -253,8 +239,8 @@ describe('quant', () => {
     expect(() => quantize(gpu, w, 'q4')).toThrow(/layers\.0\.mlp\.up.*48.*multiple of the quantization block 32/);
     expect(() => quantizeHost(new Float32Array(4 * 48), 4, 48, 'q8')).toThrow(/multiple of the quantization block 32/);
     const q = quantize(gpu, gpu.tensor([6, 64], 'f32', 'wq'), 'q8');
-    expect(() => qlinear(gpu, gpu.tensor([3, 32]), q, gpu.tensor([3, 6]))).toThrow(/64 columns, input \[3, 32\] has 32/);
-    expect(() => qlinear(gpu, gpu.tensor([3, 64]), q, gpu.tensor([3, 5]))).toThrow(/output \[3, 5\]/);
+    expect(() => qlinearForward(gpu, gpu.tensor([3, 32]), q, gpu.tensor([3, 6]))).toThrow(/64 columns, input \[3, 32\] has 32/);
+    expect(() => qlinearForward(gpu, gpu.tensor([3, 64]), q, gpu.tensor([3, 5]))).toThrow(/output \[3, 5\]/);
     expect(() => qlinearBackwardInput(gpu, gpu.tensor([3, 6]), q, gpu.tensor([3, 32]))).toThrow(/must be \[3, 64\]/);
     expect(() => linear(gpu, gpu.tensor([3, 64]), [q, q], gpu.tensor([3, 8]))).toThrow(/at least 12 rows, output has 8/);
     await gpu.sync();

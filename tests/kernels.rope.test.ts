@@ -1,6 +1,7 @@
 // Kernel family: rope (shaders/rope.wgsl, src/kernels/rope.ts)
 import { describe, expect, it } from 'vitest';
-import { rope, ropeBackward, ropeInvFreq } from '../src/kernels/rope';
+import { ROPE_CASES } from '../src/bench/cases/rope';
+import { ropeForward, ropeBackward, ropeInvFreq } from '../src/kernels/rope';
 import { Gpu } from '../src/gpu/runtime';
 import { testGpu, poisoned } from './helpers/gpu';
 import { expectClose, makeRng } from './helpers/check';
@@ -70,15 +71,7 @@ describe('rope', () => {
     }
   });
 
-  // [T, H, Dh, theta, partial factor, attention scaling]
-  const cases: [number, number, number, number, number, number][] = [
-    [1, 1, 2, 10000, 1, 1],
-    [5, 3, 64, 10000, 1, 1],
-    [7, 2, 80, 10000, 0.4, 1], // Phi-2 style: 32 of 80 dims rotate
-    [3, 4, 128, 500000, 0.75, 1], // rotary 96 of 128
-    [11, 1, 96, 1000000, 1, 1.25],
-  ];
-  for (const [T, H, Dh, theta, partial, scaling] of cases)
+  for (const { T, H, Dh, theta, partial, scaling } of ROPE_CASES.filter((c) => !c.bench))
     it(`rope forward, in place and backward on [${T}, ${H}, ${Dh}], partial ${partial}, scaling ${scaling}`, async () => {
       const gpu = await testGpu();
       const rng = makeRng();
@@ -88,11 +81,11 @@ describe('rope', () => {
       const tInv = gpu.upload(inv, [inv.length]), tPos = gpu.upload(pos, [T], 'i32');
       const tx = gpu.upload(x, [T, H, Dh]), y = poisoned(gpu, [T, H, Dh]);
       const opts = { attentionScaling: scaling };
-      rope(gpu, tx, y, tPos, tInv, opts);
+      ropeForward(gpu, tx, y, tPos, tInv, opts);
       const yRef = ropeRef(x, T, H, Dh, pos, inv, scaling);
       expectClose(await gpu.readF32(y), yRef, 1e-5, 'y', rng.seed);
 
-      rope(gpu, tx, tx, tPos, tInv, opts); // in place
+      ropeForward(gpu, tx, tx, tPos, tInv, opts); // in place
       expectClose(await gpu.readF32(tx), yRef, 1e-5, 'y in place', rng.seed);
 
       const tdy = gpu.upload(dy, [T, H, Dh]), dx = poisoned(gpu, [T, H, Dh]);
@@ -117,7 +110,7 @@ describe('rope', () => {
     const x = new Float32Array(T * Dh);
     for (let t = 0; t < T; t++) for (let i = 0; i < 64; i++) x[t * Dh + i] = 1; // y = (cos, sin)
     const tx = gpu.upload(x, [T, 1, Dh]), y = poisoned(gpu, [T, 1, Dh]);
-    rope(gpu, tx, y, gpu.upload(pos, [T], 'i32'), gpu.upload(inv, [64]));
+    ropeForward(gpu, tx, y, gpu.upload(pos, [T], 'i32'), gpu.upload(inv, [64]));
     const out = await gpu.readF32(y);
     let worst = 0, at = '';
     for (let t = 0; t < T; t++)
@@ -139,7 +132,7 @@ describe('rope', () => {
     const tx = gpu.upload(x, [T, H, Dh]), tPos = gpu.upload(pos, [T], 'i32'), tInv = gpu.upload(inv, [inv.length]);
     const y = poisoned(gpu, [T, H, Dh]);
     expect(gpu.grid(Math.ceil((T * H * (Dh - 96)) / 256))[1]).toBeGreaterThan(1);
-    rope(gpu, tx, y, tPos, tInv);
+    ropeForward(gpu, tx, y, tPos, tInv);
     const ref = ropeRef(x, T, H, Dh, pos, inv);
     expectClose(await gpu.readF32(y), ref, 1e-5, 'y', rng.seed);
     ropeBackward(gpu, y, y, tPos, tInv);
@@ -150,9 +143,9 @@ describe('rope', () => {
   it('reports bad shapes', async () => {
     const gpu = await testGpu();
     const x = gpu.tensor([4, 2, 8]), pos = gpu.tensor([4], 'i32');
-    expect(() => rope(gpu, x, x, gpu.tensor([3], 'i32'), gpu.tensor([4]))).toThrow(/one entry per token \(4\)/);
-    expect(() => rope(gpu, x, x, pos, gpu.tensor([5]))).toThrow(/rotary dim 10 > head dim 8/);
-    expect(() => rope(gpu, x, gpu.tensor([4, 2, 8]), gpu.tensor([4]), gpu.tensor([4]))).toThrow(/positions must be i32/);
+    expect(() => ropeForward(gpu, x, x, gpu.tensor([3], 'i32'), gpu.tensor([4]))).toThrow(/one entry per token \(4\)/);
+    expect(() => ropeForward(gpu, x, x, pos, gpu.tensor([5]))).toThrow(/rotary dim 10 > head dim 8/);
+    expect(() => ropeForward(gpu, x, gpu.tensor([4, 2, 8]), gpu.tensor([4]), gpu.tensor([4]))).toThrow(/positions must be i32/);
   });
 });
 

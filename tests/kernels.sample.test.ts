@@ -1,5 +1,6 @@
 // Kernel family: sample (shaders/sample.wgsl, src/kernels/sample.ts)
 import { describe, expect, it } from 'vitest';
+import { SAMPLE_CASES } from '../src/bench/cases/sample';
 import { sampleToken, type SampleOptions } from '../src/kernels/sample';
 import type { Gpu } from '../src/gpu/runtime';
 import type { Tensor } from '../src/gpu/tensor';
@@ -57,7 +58,7 @@ describe('sample', () => {
   it('picks the same token as the CPU reference for the same uniform', async () => {
     const gpu = await testGpu();
     const rng = makeRng();
-    for (const [V, ties] of [[300, false], [5003, false], [1000, true]] as const) {
+    for (const { V, ties } of SAMPLE_CASES.filter((c) => !c.bench)) {
       const x = rng.randn(V, 2).map((v) => (ties ? Math.round(v) : v)); // integer logits: many ties at the cutoffs
       const logits = gpu.upload(x, [V]);
       const hist = rng.int(30, V);

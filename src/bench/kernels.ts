@@ -1,12 +1,22 @@
-// Kernel throughput: GFLOP/s (or GB/s for memory-bound ones) per kernel and shape, timed with
-// timestamp queries when the device has them, else by wall clock around a sync.
+// Kernel throughput: GFLOP/s (and GB/s for memory-bound kernels) of every family's benchmark cases
+// (src/bench/cases/, the lists the kernel tests check), timed with timestamp queries when the
+// device has them, else by wall clock around a sync.
 
 import type { Gpu } from '../gpu/runtime';
 import { Profiler } from '../gpu/profiler';
-import { attention, attentionBackward } from '../kernels/attention';
-import { lmHeadCrossEntropy } from '../kernels/loss';
-import { gemm } from '../kernels/matmul';
-import { qlinear, quantize } from '../kernels/quant';
+import { GATED_ACT_CASES, gatedActTimed } from './cases/act';
+import { ATTENTION_CASES, attentionTimed } from './cases/attention';
+import { ELEMENTWISE_CASES, elementwiseTimed } from './cases/elementwise';
+import { EMBEDDING_CASES, embeddingTimed } from './cases/embedding';
+import { LORA_CASES, loraTimed } from './cases/lora';
+import { LOSS_CASES, lossTimed } from './cases/loss';
+import { GEMM_CASES, gemmTimed } from './cases/matmul';
+import { RMS_NORM_CASES, rmsNormTimed } from './cases/norm';
+import { OPTIM_CASES, optimTimed } from './cases/optim';
+import { QLINEAR_CASES, qlinearTimed } from './cases/quant';
+import { ROPE_CASES, ropeTimed } from './cases/rope';
+import { SAMPLE_CASES, sampleTimed } from './cases/sample';
+import type { Scale, Timed } from './cases/timed';
 
 export interface KernelResult {
   kernel: string;
@@ -16,59 +26,33 @@ export interface KernelResult {
   gbps?: number;
 }
 
-interface Case {
-  kernel: string;
-  shape: string;
-  flops: number;
-  bytes?: number;
-  run: () => void;
-  release: () => void;
+/** Every family's benchmark cases, each set up only when its turn comes. */
+function cases(gpu: Gpu, n: Scale): (() => Timed)[] {
+  const bench = <C extends { bench?: boolean }>(list: readonly C[]) => list.filter((c) => c.bench);
+  const both = <C>(list: readonly C[], timed: (gpu: Gpu, c: C, n: Scale, backward: boolean) => Timed) =>
+    list.flatMap((c) => [() => timed(gpu, c, n, false), () => timed(gpu, c, n, true)]);
+  return [
+    ...bench(GEMM_CASES).map((c) => () => gemmTimed(gpu, c, n)),
+    ...bench(QLINEAR_CASES).map((c) => () => qlinearTimed(gpu, c, n)),
+    ...both(bench(LORA_CASES), loraTimed),
+    ...both(bench(ATTENTION_CASES), attentionTimed),
+    ...bench(LOSS_CASES).map((c) => () => lossTimed(gpu, c, n)),
+    ...both(bench(RMS_NORM_CASES), rmsNormTimed),
+    ...bench(ROPE_CASES).map((c) => () => ropeTimed(gpu, c, n)),
+    ...both(bench(GATED_ACT_CASES), gatedActTimed),
+    ...bench(ELEMENTWISE_CASES).map((c) => () => elementwiseTimed(gpu, c, n)),
+    ...bench(EMBEDDING_CASES).map((c) => () => embeddingTimed(gpu, c, n)),
+    ...bench(OPTIM_CASES).map((c) => () => optimTimed(gpu, c, n)),
+    ...bench(SAMPLE_CASES).map((c) => () => sampleTimed(gpu, c, n)),
+  ];
 }
 
 export async function benchKernels(gpu: Gpu, opts: { small: boolean; repeats?: number }): Promise<KernelResult[]> {
-  const s = opts.small ? 1 / 16 : 1;
-  const n = (x: number) => Math.max(16, Math.round(x * s));
-  const cases: Case[] = [];
-  const rnd = (len: number) => Float32Array.from({ length: len }, (_, i) => Math.sin(i * 12.9898) * 0.5);
-
-  for (const [T, K, N] of [[n(4096), n(4096), n(4096)], [n(4096), n(896), n(4864)]] as const) {
-    for (const [name, tA, tB] of [['matmul x·Wᵀ', false, true], ['matmul dY·W', false, false], ['matmul dYᵀ·X', true, false]] as const) {
-      const [M, NN, KK] = name === 'matmul dYᵀ·X' ? [N, K, T] : name === 'matmul dY·W' ? [T, K, N] : [T, N, K];
-      const a = gpu.upload(rnd(M * KK), tA ? [KK, M] : [M, KK]);
-      const b = gpu.upload(rnd(KK * NN), tB ? [NN, KK] : [KK, NN]);
-      const c = gpu.tensor([M, NN]);
-      cases.push({ kernel: name, shape: `${M}x${NN}x${KK}`, flops: 2 * M * NN * KK, run: () => gemm(gpu, { a, b, c, M, N: NN, K: KK, transA: tA, transB: tB }), release: () => gpu.release(a, b, c) });
-    }
-  }
-  for (const [T, K, N] of [[1, n(4096), n(4096)], [n(512), n(4096), n(4096)]] as const) {
-    const w = gpu.upload(rnd(N * K), [N, K]);
-    const q = quantize(gpu, w, 'q4');
-    gpu.release(w);
-    const x = gpu.upload(rnd(T * K), [T, K]), y = gpu.tensor([T, N]);
-    cases.push({ kernel: 'qlinear q4', shape: `${T}x${N}x${K}`, flops: 2 * T * N * K, bytes: (N * K) / 2 + (N * K) / 16, run: () => qlinear(gpu, x, q, y), release: () => gpu.release(q, x, y) });
-  }
-  {
-    const [B, S, H, Hkv, Dh] = [1, n(2048), 14, 2, 64];
-    const q = gpu.upload(rnd(B * S * H * Dh), [B, S, H, Dh]), k = gpu.upload(rnd(B * S * Hkv * Dh), [B, S, Hkv, Dh]), v = gpu.upload(rnd(B * S * Hkv * Dh), [B, S, Hkv, Dh]);
-    const o = gpu.tensor([B, S, H, Dh]), lse = gpu.tensor([B, H, S]);
-    const dq = gpu.tensor([B, S, H, Dh]), dk = gpu.tensor([B, S, Hkv, Dh]), dv = gpu.tensor([B, S, Hkv, Dh]);
-    const shape = { batch: B, qLen: S, kvLen: S, heads: H, kvHeads: Hkv, headDim: Dh, scale: 1 / 8 };
-    const flops = 2 * 2 * B * H * S * S * Dh / 2; // causal: half the score matrix, QK and PV
-    attention(gpu, q, k, v, o, lse, shape);
-    cases.push({ kernel: 'attention fwd', shape: `S=${S} H=${H}/${Hkv} Dh=${Dh}`, flops, run: () => attention(gpu, q, k, v, o, lse, shape), release: () => {} });
-    cases.push({ kernel: 'attention bwd', shape: `S=${S} H=${H}/${Hkv} Dh=${Dh}`, flops: 2.5 * flops, run: () => attentionBackward(gpu, o, q, k, v, o, lse, dq, dk, dv, shape), release: () => gpu.release(q, k, v, o, lse, dq, dk, dv) });
-  }
-  {
-    const [T, D, V] = [n(2048), n(896), n(151936)];
-    const h = gpu.upload(rnd(T * D), [T, D]), w = gpu.upload(rnd(V * D), [V, D]);
-    const labels = gpu.upload(Int32Array.from({ length: T }, (_, i) => (i * 31) % V), [T], 'i32');
-    const loss = gpu.tensor([T]), dH = gpu.tensor([T, D]);
-    cases.push({ kernel: 'lm_head + cross-entropy fwd+bwd', shape: `T=${T} D=${D} V=${V}`, flops: 3 * 2 * T * D * V, run: () => lmHeadCrossEntropy(gpu, h, w, labels, { loss, dH }, { gradScale: 1 / T }), release: () => gpu.release(h, w, labels, loss, dH) });
-  }
-
+  const n: Scale = opts.small ? (x) => Math.max(16, Math.round(x / 16)) : (x) => x;
   const repeats = opts.repeats ?? 3;
   const results: KernelResult[] = [];
-  for (const c of cases) {
+  for (const setup of cases(gpu, n)) {
+    const c = setup();
     c.run(); // compile and warm
     await gpu.sync();
     let ms: number;

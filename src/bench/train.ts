@@ -1,6 +1,7 @@
 // Throughput benchmarks of the engine itself (host-agnostic: the CLI bench and the app's GPU panel
 // both run them): LoRA training steps, prefill and decode.
 
+import type { GpuCounters } from '../gpu/runtime';
 import { Generator } from '../model/generate';
 import type { Model } from '../model/model';
 import { Trainer, type TrainOptions } from '../train/trainer';
@@ -19,11 +20,14 @@ export interface TrainBenchResult {
   stepSeconds: number;
   /** Bytes the engine had allocated at its peak (weights, adapter, optimizer, activations). */
   peakBytes: number;
+  /** The host's recording work of each measured step (dispatches, passes, submits, encode time). */
+  perStep: GpuCounters[];
 }
 
 /** LoRA (rank `rank`, all linear layers, AdamW) on random token rows of the given shape. */
 export async function benchTraining(model: Model, o: TrainBenchOptions): Promise<TrainBenchResult> {
   const gpu = model.gpu;
+  gpu.peakAllocated = gpu.allocated; // what ran before (kernel benchmarks) is not this run's peak
   const V = model.spec.vocab;
   let s = 12345;
   const rand = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) % V);
@@ -40,10 +44,17 @@ export async function benchTraining(model: Model, o: TrainBenchOptions): Promise
   const trainer = await Trainer.create(model, rows, [], opts, 0);
   // the loss read back at each logged step marks its end; timing starts after the warm-up steps
   let t0 = performance.now();
+  const perStep: GpuCounters[] = [];
+  gpu.resetCounters();
+  const onLog = (r: { current_steps: number }) => {
+    if (r.current_steps === o.warmup) t0 = performance.now();
+    if (r.current_steps > o.warmup) perStep.push({ ...gpu.counters });
+    gpu.resetCounters();
+  };
   try {
-    await trainer.run(null, { onLog: (r) => { if (r.current_steps === o.warmup) t0 = performance.now(); } });
+    await trainer.run(null, { onLog });
     const seconds = (performance.now() - t0) / 1000;
-    return { tokensPerSecond: (o.batch * o.seq * o.steps) / seconds, stepSeconds: seconds / o.steps, peakBytes: gpu.peakAllocated };
+    return { tokensPerSecond: (o.batch * o.seq * o.steps) / seconds, stepSeconds: seconds / o.steps, peakBytes: gpu.peakAllocated, perStep };
   } finally {
     trainer.adapter?.release();
     trainer.release();

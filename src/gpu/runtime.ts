@@ -1,9 +1,27 @@
-// The GPU runtime shared by every host: tensor allocation and transfer, cached pipelines and bind
-// groups, and recording of dispatches into one command encoder (one compute pass) until flush().
+// The GPU runtime shared by every host: tensor allocation and transfer, pipelines cached under
+// short variant keys, bind groups (bind-groups.ts), dispatch parameters packed per submit
+// (params.ts), and recording of dispatches into one command encoder (one compute pass) until
+// flush().
 
-import { byteSize, numel, shapeStr, type DType, type Tensor } from './tensor';
+import { BindGroupCache, type BufferRange } from './bind-groups';
 import type { Capabilities } from './capabilities';
+import { ParamArena, type Param } from './params';
 import type { Profiler } from './profiler';
+import type { ShaderSource } from './shader';
+import { byteSize, numel, shapeStr, type DType, type Tensor } from './tensor';
+
+export { f32, type Param } from './params';
+
+/** Host-side work of the recorded commands. */
+export interface GpuCounters {
+  dispatches: number;
+  /** Compute passes begun. */
+  passes: number;
+  /** Command buffers submitted. */
+  submits: number;
+  /** Milliseconds the host spent recording and submitting commands. */
+  encodeMs: number;
+}
 
 export class GpuError extends Error {
   override name = 'GpuError';
@@ -12,17 +30,10 @@ export class GpuError extends Error {
 /** A binding is a whole tensor or an explicit byte range of a buffer. */
 export type Binding = Tensor | { buffer: GPUBuffer; offset?: number; size?: number };
 
-/** Uniform parameters: plain numbers are u32 (i32 when negative), f32() marks a float. */
-export type Param = number | { f32: number };
-export const f32 = (x: number): Param => ({ f32: x });
-
 const STORAGE = 0x80; // GPUBufferUsage.STORAGE (globals are not set in every host)
 const COPY_SRC = 0x04;
 const COPY_DST = 0x08;
 const MAP_READ = 0x01;
-const UNIFORM = 0x40;
-
-const UNIFORM_CACHE_LIMIT = 4096;
 
 export class Gpu {
   readonly device: GPUDevice;
@@ -30,11 +41,8 @@ export class Gpu {
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private readonly pipelines = new Map<string, GPUComputePipeline>();
-  private readonly pipelineIds = new WeakMap<GPUComputePipeline, number>();
-  private readonly bufferIds = new WeakMap<GPUBuffer, number>();
-  private nextId = 1;
-  private readonly bindGroups = new Map<string, GPUBindGroup>();
-  private readonly uniforms = new Map<string, GPUBuffer>();
+  private readonly bindGroups: BindGroupCache;
+  private readonly params: ParamArena;
   private readonly transients: Tensor[] = [];
   private readonly paceMarks: Promise<undefined>[] = [];
   private lost: string | null = null;
@@ -48,14 +56,16 @@ export class Gpu {
   /** Bytes currently allocated through tensor(); peak is the high-water mark. */
   allocated = 0;
   peakAllocated = 0;
-  dispatchCount = 0;
+  /** What was recorded and submitted since the last resetCounters(): per-step figures for benchmarks. */
+  readonly counters: GpuCounters = { dispatches: 0, passes: 0, submits: 0, encodeMs: 0 };
   /** When set, each dispatch is timed (see profiler.ts). */
   profiler: Profiler | null = null;
-  private readonly pipelineLabels = new WeakMap<GPUComputePipeline, string>();
 
   constructor(device: GPUDevice, caps: Capabilities) {
     this.device = device;
     this.caps = caps;
+    this.bindGroups = new BindGroupCache(device);
+    this.params = new ParamArena(device, device.limits.minUniformBufferOffsetAlignment);
     device.lost.then((info) => {
       this.lost = `GPU device lost (${info.reason}): ${info.message || 'no details'}`;
     });
@@ -107,8 +117,10 @@ export class Gpu {
 
   /** Fill with zeros on the GPU timeline (ordered with recorded dispatches). */
   zero(t: Tensor): void {
+    const t0 = performance.now();
     this.endPass();
     this.enc().clearBuffer(t.buffer, t.offset, Math.ceil(byteSize(t.shape, t.dtype) / 4) * 4);
+    this.counters.encodeMs += performance.now() - t0;
   }
 
   /**
@@ -121,9 +133,16 @@ export class Gpu {
     return t;
   }
 
+  /** Free a tensor at the next flush(), once the work recorded so far (which may use it) is submitted. */
+  releaseAtFlush(t: Tensor): void {
+    this.transients.push(t);
+  }
+
   copy(src: Tensor, dst: Tensor, bytes = byteSize(src.shape, src.dtype), srcOffset = 0, dstOffset = 0): void {
+    const t0 = performance.now();
     this.endPass();
     this.enc().copyBufferToBuffer(src.buffer, src.offset + srcOffset, dst.buffer, dst.offset + dstOffset, bytes);
+    this.counters.encodeMs += performance.now() - t0;
   }
 
   async readBytes(t: Tensor, bytes = byteSize(t.shape, t.dtype), byteOffset = 0): Promise<ArrayBuffer> {
@@ -164,35 +183,32 @@ export class Gpu {
     for (const t of ts) {
       if (!t || t.offset !== 0) continue;
       this.allocated -= t.buffer.size;
+      this.bindGroups.forget(t.buffer);
       t.buffer.destroy();
     }
-    this.bindGroups.clear();
   }
 
   // ---- compute -------------------------------------------------------------------------------
 
-  /** A compute pipeline, compiled once per (source, entry point, override constants). */
-  pipeline(code: string, entryPoint = 'main', constants: Record<string, number> = {}): GPUComputePipeline {
-    const key = `${entryPoint}|${JSON.stringify(constants)}|${code}`;
+  /**
+   * The compute pipeline cached under `key`, a short name of the variant (`gemm:NT:f16`); `build`
+   * gives its WGSL on a miss only. The key is the pipeline's label (profiles, errors).
+   */
+  pipeline(key: string, build: () => ShaderSource): GPUComputePipeline {
     let p = this.pipelines.get(key);
     if (!p) {
       this.check();
-      const module = this.device.createShaderModule({ code, label: entryPoint });
-      p = this.device.createComputePipeline({
-        label: entryPoint,
-        layout: 'auto',
-        compute: { module, entryPoint, constants },
-      });
+      const { code, entryPoint } = build();
+      const module = this.device.createShaderModule({ code, label: key });
+      p = this.device.createComputePipeline({ label: key, layout: 'auto', compute: { module, entryPoint } });
       this.pipelines.set(key, p);
-      this.pipelineIds.set(p, this.nextId++);
-      this.pipelineLabels.set(p, `${entryPoint} · ${(/\/\/\s*(.{0,48})/.exec(code)?.[1] ?? '').trim()}`);
     }
     return p;
   }
 
   /**
    * Record one dispatch. Bindings go to @group(0) in order @binding(0..n-1); `params`, when given,
-   * is a uniform buffer at the next binding. Workgroup counts above the per-dimension limit must
+   * are the uniform at @group(1) @binding(0). Workgroup counts above the per-dimension limit must
    * be folded by the caller with grid().
    */
   dispatch(
@@ -204,24 +220,20 @@ export class Gpu {
     this.check();
     const [x, y = 1, z = 1] = workgroups;
     if (x === 0 || y === 0 || z === 0) return;
-    const all: Binding[] = [...bindings];
-    if (params) all.push({ buffer: this.uniform(params) });
-    const group = this.bindGroup(pipeline, all);
-    if (this.profiler) {
-      this.endPass();
-      let desc = this.profiler.passFor(this.pipelineLabels.get(pipeline) ?? pipeline.label);
-      if (!desc) {
-        this.flush();
-        desc = this.profiler.passFor(this.pipelineLabels.get(pipeline) ?? pipeline.label)!;
-      }
-      this.pass = this.enc().beginComputePass(desc);
-    }
+    // these may submit what is recorded: before this dispatch's parameters go into the arena
+    if (params && !this.params.fits(params.length)) this.submitRecorded();
+    if (this.profiler) this.beginTimedPass(this.profiler, pipeline.label);
+    const t0 = performance.now();
+    const group = this.bindGroups.get(pipeline, 0, bindings.map((b, i) => this.range(pipeline, b, i)));
+    const paramGroup = params ? this.bindGroups.get(pipeline, 1, [{ buffer: this.params.buffer, ...this.params.push(params) }]) : null;
     const pass = this.beginPass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, group);
+    if (paramGroup) pass.setBindGroup(1, paramGroup);
     if (!this.allocationOnly) pass.dispatchWorkgroups(x, y, z);
-    this.dispatchCount++;
+    this.counters.dispatches++;
     if (this.profiler) this.endPass();
+    this.counters.encodeMs += performance.now() - t0;
   }
 
   /** Split a 1-D workgroup count into x/y under the per-dimension limit (shaders fold it back). */
@@ -236,11 +248,6 @@ export class Gpu {
   flush(): void {
     this.submitRecorded();
     if (this.transients.length) this.release(...this.transients.splice(0));
-    if (this.uniforms.size > UNIFORM_CACHE_LIMIT) {
-      for (const b of this.uniforms.values()) b.destroy();
-      this.uniforms.clear();
-      this.bindGroups.clear();
-    }
   }
 
   /**
@@ -253,6 +260,10 @@ export class Gpu {
     while (this.paceMarks.length > inFlight) await this.paceMarks.shift();
     await nextTask(); // the marks may have resolved already: a microtask alone would not let events in
     this.check();
+  }
+
+  resetCounters(): void {
+    Object.assign(this.counters, { dispatches: 0, passes: 0, submits: 0, encodeMs: 0 });
   }
 
   /** Wait until the GPU has finished all submitted work. */
@@ -274,7 +285,7 @@ export class Gpu {
 
   destroy(): void {
     this.flush();
-    for (const b of this.uniforms.values()) b.destroy();
+    this.params.destroy();
     this.device.destroy();
   }
 
@@ -284,9 +295,13 @@ export class Gpu {
   private submitRecorded(): void {
     this.endPass();
     if (this.encoder) {
+      const t0 = performance.now();
       this.profiler?.resolveInto(this.encoder);
+      this.params.upload(this.device.queue);
       this.device.queue.submit([this.encoder.finish()]);
       this.encoder = null;
+      this.counters.submits++;
+      this.counters.encodeMs += performance.now() - t0;
     }
   }
 
@@ -296,7 +311,10 @@ export class Gpu {
   }
 
   private beginPass(): GPUComputePassEncoder {
-    this.pass ??= this.enc().beginComputePass();
+    if (!this.pass) {
+      this.pass = this.enc().beginComputePass();
+      this.counters.passes++;
+    }
     return this.pass;
   }
 
@@ -307,64 +325,28 @@ export class Gpu {
     }
   }
 
-  private id(buffer: GPUBuffer): number {
-    let id = this.bufferIds.get(buffer);
-    if (id === undefined) {
-      id = this.nextId++;
-      this.bufferIds.set(buffer, id);
+  /** A pass of its own with timestamps for the next dispatch (submitting first when the query set is full). */
+  private beginTimedPass(profiler: Profiler, label: string): void {
+    this.endPass();
+    let desc = profiler.passFor(label);
+    if (!desc) {
+      this.flush();
+      desc = profiler.passFor(label)!;
     }
-    return id;
+    this.pass = this.enc().beginComputePass(desc);
+    this.counters.passes++;
   }
 
-  private bindGroup(pipeline: GPUComputePipeline, bindings: readonly Binding[]): GPUBindGroup {
-    const entries: GPUBindGroupEntry[] = [];
-    let key = `${this.pipelineIds.get(pipeline)}`;
-    bindings.forEach((b, i) => {
-      let buffer: GPUBuffer, offset: number, size: number | undefined;
-      if ('shape' in b) {
-        buffer = b.buffer;
-        offset = b.offset;
-        size = Math.ceil(byteSize(b.shape, b.dtype) / 4) * 4;
-      } else {
-        buffer = b.buffer;
-        offset = b.offset ?? 0;
-        size = b.size;
-      }
-      if (size !== undefined && size > this.caps.limits.maxStorageBufferBindingSize) {
-        throw new GpuError(
-          `binding ${i} of ${pipeline.label} is ${size} bytes, over this GPU's ${this.caps.limits.maxStorageBufferBindingSize}-byte binding limit; split the tensor`,
-        );
-      }
-      key += `|${this.id(buffer)}:${offset}:${size ?? '*'}`;
-      entries.push({ binding: i, resource: { buffer, offset, size } });
-    });
-    let g = this.bindGroups.get(key);
-    if (!g) {
-      g = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
-      this.bindGroups.set(key, g);
+  /** The byte range a binding covers, checked against the device's storage binding limit. */
+  private range(pipeline: GPUComputePipeline, b: Binding, i: number): BufferRange {
+    const r = 'shape' in b
+      ? { buffer: b.buffer, offset: b.offset, size: Math.ceil(byteSize(b.shape, b.dtype) / 4) * 4 }
+      : { buffer: b.buffer, offset: b.offset ?? 0, size: b.size };
+    const limit = this.caps.limits.maxStorageBufferBindingSize;
+    if (r.size !== undefined && r.size > limit) {
+      throw new GpuError(`binding ${i} of ${pipeline.label} is ${r.size} bytes, over this GPU's ${limit}-byte binding limit; split the tensor`);
     }
-    return g;
-  }
-
-  private uniform(params: readonly Param[]): GPUBuffer {
-    const words = new Uint32Array(Math.max(4, Math.ceil(params.length / 4) * 4));
-    const view = new DataView(words.buffer);
-    params.forEach((p, i) => {
-      if (typeof p === 'number') {
-        if (!Number.isInteger(p)) throw new GpuError(`uniform param ${i} = ${p} is not an integer; wrap floats in f32()`);
-        if (p < 0) view.setInt32(i * 4, p, true);
-        else view.setUint32(i * 4, p, true);
-      } else view.setFloat32(i * 4, p.f32, true);
-    });
-    let key = '';
-    for (const w of words) key += w.toString(36) + ',';
-    let b = this.uniforms.get(key);
-    if (!b) {
-      b = this.device.createBuffer({ size: words.byteLength, usage: UNIFORM | COPY_DST });
-      this.device.queue.writeBuffer(b, 0, words);
-      this.uniforms.set(key, b);
-    }
-    return b;
+    return r;
   }
 }
 

@@ -23,6 +23,7 @@
 
 import source from '../../shaders/attention.wgsl';
 import { f32, GpuError, type Gpu } from '../gpu/runtime';
+import { shaderVariant } from '../gpu/shader';
 import { numel, shapeStr, type Tensor } from '../gpu/tensor';
 
 export interface AttentionShape {
@@ -167,7 +168,8 @@ const scratches = new WeakMap<Gpu, Tensor>();
 function scratch(gpu: Gpu, n: number): Tensor {
   let t = scratches.get(gpu);
   if (!t || numel(t.shape) < n) {
-    // the old buffer may still be used by recorded, unsubmitted work: drop it without destroying
+    // the old buffer may still be used by recorded, unsubmitted work
+    if (t) gpu.releaseAtFlush(t);
     t = gpu.tensor([Math.max(n, 1024)], 'f32', 'attention.lseD');
     scratches.set(gpu, t);
   }
@@ -183,25 +185,17 @@ function params(d: Dims, s: AttentionShape, tiles: number, total: number, writeL
   ];
 }
 
-type Entry = 'attn_fwd' | 'attn_bwd_prep' | 'attn_bwd_kv' | 'attn_bwd_q';
+type Entry = 'attention_forward' | 'attention_backward_prep' | 'attention_backward_kv' | 'attention_backward_q';
 
-/** The common part of attention.wgsl plus the entry point's own section, constants substituted. */
-function code(entry: Entry, Dh: number, t: AttentionTiles, paramsBinding: number): string {
-  const v: Record<string, number> = {
-    DH: Dh, DP: paddedRow(Dh), BR: t.BR, BC: t.BC, TD: t.TD, NT: t.NT,
-    DPT: Math.ceil(Dh / t.TD), PB: paramsBinding,
-  };
-  const [common, ...sections] = source.split(/^(?=\/\/#section )/m);
-  const own = sections.find((x) => x.startsWith(`//#section ${entry} `));
-  if (!own) throw new Error(`attention.wgsl: no section ${entry}`);
-  return (common + own).replace(/\{\{(\w+)\}\}/g, (_, name: string) => {
-    if (!(name in v)) throw new Error(`attention.wgsl: unknown template constant ${name}`);
-    return String(v[name]);
-  });
+/** The entry point compiled for head dim Dh and tiles t. */
+function pipeline(gpu: Gpu, entry: Entry, Dh: number, t: AttentionTiles): GPUComputePipeline {
+  return gpu.pipeline(`${entry}:dh${Dh}:${t.BR}x${t.BC}x${t.TD}x${t.NT}`, () => shaderVariant(source, entry, {
+    DH: Dh, DP: paddedRow(Dh), BR: t.BR, BC: t.BC, TD: t.TD, NT: t.NT, DPT: Math.ceil(Dh / t.TD),
+  }));
 }
 
 /** out = softmax(mask(cap(scale * q k^T))) v; lse (when given) = log-sum-exp of each score row. */
-export function attention(
+export function attentionForward(
   gpu: Gpu, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor | null, shape: AttentionShape,
   opts?: AttentionOptions,
 ): void {
@@ -217,7 +211,7 @@ export function attention(
   const tiles = Math.ceil(rows / t.BR);
   const total = d.B * d.Hkv * tiles;
   gpu.dispatch(
-    gpu.pipeline(code('attn_fwd', d.Dh, t, 6), 'attn_fwd'),
+    pipeline(gpu, 'attention_forward', d.Dh, t),
     [q, k, v, shape.segments ?? dummy(gpu, 'seg'), out, lse ?? dummy(gpu, 'lse')],
     gpu.grid(total),
     params(d, shape, tiles, total, lse !== null),
@@ -250,7 +244,7 @@ export function attentionBackward(
   const ld = scratch(gpu, 2 * nRows);
   const prepTiles: AttentionTiles = { BR: 1, BC: 1, TD: 1, NT: 64 };
   gpu.dispatch(
-    gpu.pipeline(code('attn_bwd_prep', d.Dh, prepTiles, 4), 'attn_bwd_prep'),
+    pipeline(gpu, 'attention_backward_prep', d.Dh, prepTiles),
     [dOut, out, lse, ld],
     gpu.grid(Math.ceil(nRows / 64)),
     params(d, shape, 0, 0, false),
@@ -261,7 +255,7 @@ export function attentionBackward(
   const kvTiles = Math.ceil(d.cap / tk.BC);
   const kvTotal = d.B * d.Hkv * kvTiles;
   gpu.dispatch(
-    gpu.pipeline(code('attn_bwd_kv', d.Dh, tk, 8), 'attn_bwd_kv'),
+    pipeline(gpu, 'attention_backward_kv', d.Dh, tk),
     [q, k, v, seg, dOut, ld, dk, dv],
     gpu.grid(kvTotal),
     params(d, shape, kvTiles, kvTotal, false),
@@ -271,7 +265,7 @@ export function attentionBackward(
   const qTiles = Math.ceil(rows / tq.BR);
   const qTotal = d.B * d.Hkv * qTiles;
   gpu.dispatch(
-    gpu.pipeline(code('attn_bwd_q', d.Dh, tq, 7), 'attn_bwd_q'),
+    pipeline(gpu, 'attention_backward_q', d.Dh, tq),
     [q, k, v, seg, dOut, ld, dq],
     gpu.grid(qTotal),
     params(d, shape, qTiles, qTotal, false),

@@ -4,9 +4,9 @@
 
 import source from '../../shaders/embedding.wgsl';
 import { f32, type Gpu } from '../gpu/runtime';
+import { shaderVariant } from '../gpu/shader';
 import { numel, shapeStr, type Tensor } from '../gpu/tensor';
 import { weightParts, type Weight } from './matmul';
-import { weightReader } from './f16';
 
 function workgroupSize(D: number): number {
   return D >= 1024 ? 256 : 64;
@@ -20,18 +20,17 @@ export function checkIds(ids: Int32Array, vocab: number): void {
   }
 }
 
-/** The shader with the table read as f32 or as f16 pairs (kernels/f16.ts). */
-function shader(table: 'f32' | 'f16'): string {
-  const r = weightReader(table, 'TABLE', 'table_at');
-  return source.replace('{{TABLE_WORD}}', r.word).replace('{{TABLE_AT}}', r.fn);
+/** The entry point for a table of f32 or f16 (packed pairs, kernels/f16.ts) with WG threads per token. */
+function pipeline(gpu: Gpu, entry: 'embedding_forward' | 'embedding_backward', table: 'f32' | 'f16', WG: number): GPUComputePipeline {
+  return gpu.pipeline(`${entry}:${table}:wg${WG}`, () => shaderVariant(source, entry, { WG, TABLE_F16: table === 'f16' }));
 }
 
 /**
  * out[t] = table[ids[t]] * scale, ids: i32 [T], table [V, D] (one tensor or row parts), out f32
  * [T, D]. Ids outside [0, V) give NaN rows (check them on the host with checkIds()).
  */
-export function embedding(gpu: Gpu, ids: Tensor, table: Weight, out: Tensor, scale = 1): void {
-  const fn = 'embedding';
+export function embeddingForward(gpu: Gpu, ids: Tensor, table: Weight, out: Tensor, scale = 1): void {
+  const fn = 'embeddingForward';
   if (ids.dtype !== 'i32') throw new Error(`${fn}: ids must be i32, not ${ids.dtype}`);
   if (out.dtype !== 'f32') throw new Error(`${fn}: out must be f32, not ${out.dtype}`);
   const parts = weightParts(table);
@@ -56,9 +55,8 @@ export function embedding(gpu: Gpu, ids: Tensor, table: Weight, out: Tensor, sca
   const groups = gpu.grid(T);
   let v0 = 0;
   parts.forEach((p, i) => {
-    const code = shader(p.dtype as 'f32' | 'f16');
     const rows = p.shape[0]!;
-    gpu.dispatch(gpu.pipeline(code, 'forward', { WG }), [ids, p, out], groups,
+    gpu.dispatch(pipeline(gpu, 'embedding_forward', p.dtype as 'f32' | 'f16', WG), [ids, p, out], groups,
       [T, D, v0, rows, V, i === 0 ? 1 : 0, f32(scale), 0x7fc00000]);
     v0 += rows;
   });
@@ -109,7 +107,6 @@ export function embeddingBackward(gpu: Gpu, ids: Int32Array, dOut: Tensor, dTabl
   if (U === 0 || D === 0) return;
   const csr = gpu.transient([data.length], 'u32', 'embedding gradient rows');
   gpu.write(csr, data);
-  const code = shader('f32');
-  gpu.dispatch(gpu.pipeline(code, 'backward', { WG: workgroupSize(D) }), [csr, dOut, dTable], gpu.grid(U),
+  gpu.dispatch(pipeline(gpu, 'embedding_backward', 'f32', workgroupSize(D)), [csr, dOut, dTable], gpu.grid(U),
     [U, D, f32(scale), accumulate ? 1 : 0]);
 }

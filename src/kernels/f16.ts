@@ -1,23 +1,15 @@
 // f16 tensors on any device, shader-f16 or not: values are stored as pairs packed in u32 words and
 // read or written with unpack2x16float / pack2x16float (core WGSL), math in f32. Kernels that read
-// f16 weights (matmul, embedding, DoRA's row norms) take their accessor from weightReader(); PiSSA
-// writes its residual W - s·B·A into f16 base weights with addToF16 (src/model/pissa.ts).
+// f16 weights (matmul, embedding, DoRA's row norms) bind them as array<u32> and select the f16
+// reader with a variant constant; PiSSA writes its residual W - s·B·A into f16 base weights with
+// addToF16 (src/model/pissa.ts).
 
 import source from '../../shaders/f16.wgsl';
 import type { Gpu } from '../gpu/runtime';
+import { shaderVariant } from '../gpu/shader';
 import { numel, shapeStr, type Tensor } from '../gpu/tensor';
 
 const WG = 256;
-
-/**
- * WGSL for a read-only weight array of f32 or f16 values: the array's element type (`word`) and a
- * function `fn(i: u32) -> f32` returning element i, for a kernel's template.
- */
-export function weightReader(dtype: 'f32' | 'f16', array: string, fn: string): { word: 'f32' | 'u32'; fn: string } {
-  return dtype === 'f16'
-    ? { word: 'u32', fn: `fn ${fn}(i: u32) -> f32 { return unpack2x16float(${array}[i >> 1u])[i & 1u]; }` }
-    : { word: 'f32', fn: `fn ${fn}(i: u32) -> f32 { return ${array}[i]; }` };
-}
 
 /** w = f16(w + delta), elementwise; w f16, delta f32 of the same size. */
 export function addToF16(gpu: Gpu, w: Tensor, delta: Tensor): void {
@@ -27,5 +19,5 @@ export function addToF16(gpu: Gpu, w: Tensor, delta: Tensor): void {
   if (numel(delta.shape) !== n) throw new Error(`addToF16: w ${shapeStr(w.shape)} and delta ${shapeStr(delta.shape)} differ in size`);
   if (w.buffer === delta.buffer) throw new Error('addToF16: w must not share a buffer with delta');
   if (n === 0) return;
-  gpu.dispatch(gpu.pipeline(source, 'add_f32'), [w, delta], gpu.grid(Math.ceil(Math.ceil(n / 2) / WG)), [n]);
+  gpu.dispatch(gpu.pipeline('add_to_f16', () => shaderVariant(source, 'add_to_f16')), [w, delta], gpu.grid(Math.ceil(Math.ceil(n / 2) / WG)), [n]);
 }

@@ -8,8 +8,8 @@
 //
 // lora_dropout (training only; opts.dropout): xl = dropout(x) = x ⊙ M / (1 - p), an inverted
 // dropout whose mask M[t, k] ∈ {0, 1} is a hash of (seed, step, micro-batch, site, t, k) (see
-// dropoutKey and shaders/lora.wgsl `dropout`). Nothing is stored: backward regenerates M from the
-// same counters, so a recomputed forward and a resumed run see the same masks. Without dropout
+// dropoutKey and shaders/lora.wgsl `lora_dropout`). Nothing is stored: backward regenerates M from
+// the same counters, so a recomputed forward and a resumed run see the same masks. Without dropout
 // (evaluation, generation, p = 0: PEFT's nn.Identity) xl = x. PEFT main (2026-08, 0.20.1.dev0),
 // tuners/lora/layer.py Linear.forward:  result = result + lora_B(lora_A(dropout(x))) * scaling
 //
@@ -37,17 +37,17 @@
 //   No gradient flows through c (PEFT detaches weight_norm), so dA/dB are not the gradients of the
 //   "true" DoRA function; they are what PEFT trains with.
 //
-// c is recomputed on every forward from W, A and B without materialising B·A (row_norm: N·K·r
-// multiply-adds, one workgroup per row). Quantized (q4/q8) base weights: linear() handles the
+// c is recomputed on every forward from W, A and B without materialising B·A (lora_weight_norm:
+// N·K·r multiply-adds, one workgroup per row). Quantized (q4/q8) base weights: linear() handles the
 // products; for DoRA's norm each weight part is dequantized (quant.ts dequantize) into an f32
 // scratch buffer of rows·K floats first (for a 4096 x 14336 part: 224 MiB; split the weight into
 // parts to bound it).
 
 import source from '../../shaders/lora.wgsl';
 import { f32, type Gpu } from '../gpu/runtime';
+import { shaderVariant } from '../gpu/shader';
 import { numel, shapeStr, type Tensor } from '../gpu/tensor';
 import { linear, linearBackwardInput, linearBackwardWeight, type Weight } from './matmul';
-import { weightReader } from './f16';
 import { dequantize, isQuantized } from './quant';
 import { scratch as scratchBuffer } from './scratch';
 
@@ -209,9 +209,11 @@ const scratch = (gpu: Gpu, key: string, elements: number): Tensor => scratchBuff
 
 // ---- helper kernels --------------------------------------------------------------------------------
 
-function code(wType: 'f32' | 'f16' = 'f32'): string {
-  const w = weightReader(wType, 'rn_w', 'w_at');
-  return source.replace('{{W_WORD}}', w.word).replace('{{W_AT}}', w.fn);
+type Entry = 'lora_forward_bias' | 'lora_weight_norm' | 'lora_dropout' | 'dora_forward' | 'dora_backward_scale' | 'dora_backward_magnitude';
+
+/** The entry point; only the weight norm reads W, of f32 or f16 (packed pairs, kernels/f16.ts). */
+function pipeline(gpu: Gpu, entry: Entry, w: 'f32' | 'f16' = 'f32'): GPUComputePipeline {
+  return gpu.pipeline(`${entry}:${w}`, () => shaderVariant(source, entry, { W_F16: w === 'f16' }));
 }
 
 function elementwiseGrid(gpu: Gpu, count: number): [number, number] {
@@ -244,18 +246,18 @@ export function loraDropout(gpu: Gpu, input: Tensor, out: Tensor, d: LoraDropout
   expect2d(fn, 'input', input, T, K);
   expect2d(fn, 'out', out, T, K);
   const [key0, key1] = dropoutKey(d);
-  gpu.dispatch(gpu.pipeline(code(), 'dropout'), [input, out], elementwiseGrid(gpu, T * K),
+  gpu.dispatch(pipeline(gpu, 'lora_dropout'), [input, out], elementwiseGrid(gpu, T * K),
     [T * K, K, key0, key1, dropoutThreshold(d.p), accumulate ? 1 : 0, f32(1 / (1 - d.p)), 0]);
 }
 
 /** y[t, n] = bias[n] */
 function fillBias(gpu: Gpu, bias: Tensor, y: Tensor, T: number, N: number): void {
-  gpu.dispatch(gpu.pipeline(code(), 'fill_bias'), [bias, y], elementwiseGrid(gpu, T * N), [T, N, f32(0), 0]);
+  gpu.dispatch(pipeline(gpu, 'lora_forward_bias'), [bias, y], elementwiseGrid(gpu, T * N), [T, N, f32(0), 0]);
 }
 
 /** out[t, n] = dy[t, n] (mag[n] normInv[n] - sub) */
 function colScale(gpu: Gpu, dy: Tensor, mag: Tensor, normInv: Tensor, out: Tensor, T: number, N: number, sub: number): void {
-  gpu.dispatch(gpu.pipeline(code(), 'col_scale'), [dy, mag, normInv, out], elementwiseGrid(gpu, T * N), [T, N, f32(sub), 0]);
+  gpu.dispatch(pipeline(gpu, 'dora_backward_scale'), [dy, mag, normInv, out], elementwiseGrid(gpu, T * N), [T, N, f32(sub), 0]);
 }
 
 /**
@@ -281,7 +283,7 @@ export function loraWeightNorm(gpu: Gpu, base: Weight, lora: Pick<LoraWeights, '
       w = { ...scratch(gpu, 'deq', rows * K), shape: [rows, K] };
       dequantize(gpu, p, w);
     }
-    gpu.dispatch(gpu.pipeline(code(w.dtype as 'f32' | 'f16'), 'row_norm'), [w, lora.A, lora.B, out], gpu.grid(rows),
+    gpu.dispatch(pipeline(gpu, 'lora_weight_norm', w.dtype as 'f32' | 'f16'), [w, lora.A, lora.B, out], gpu.grid(rows),
       [rows, K, r, n0, f32(lora.scaling), inverse ? 1 : 0]);
     n0 += rows;
   }
@@ -327,7 +329,7 @@ export function loraForward(
   loraWeightNorm(gpu, base, lora, normInv, true);
   if (opts.dropout) linear(gpu, x, base, y);
   gpu.dispatch(
-    gpu.pipeline(code(), 'dora_forward'),
+    pipeline(gpu, 'dora_forward'),
     [baseOut, saved.xa, lora.B, lora.magnitude!, normInv, bias ?? lora.magnitude!, y],
     [Math.ceil(N / 16), Math.ceil(T / 16)],
     [T, N, r, f32(lora.scaling), opts.dropout ? 1 : 0, bias ? 1 : 0],
@@ -383,7 +385,7 @@ export function loraBackward(
   if (dora) {
     const mag = lora.magnitude!, normInv = saved.normInv!;
     gpu.dispatch(
-      gpu.pipeline(code(), 'dora_dmag'),
+      pipeline(gpu, 'dora_backward_magnitude'),
       [dy, saved.baseOut!, saved.xa, lora.B, normInv, grads.dMagnitude!],
       [Math.ceil(N / 16)],
       [T, N, r, f32(s), accG ? 1 : 0, 0],

@@ -3,7 +3,7 @@
 // The vocabulary is walked in chunks of C columns (C * T * 4 bytes of workspace, 64 MiB by
 // default and never above the storage binding limit). Each chunk's logits h W_cᵀ are computed by
 // gemm() into the workspace and folded into a per-row online logsumexp (shaders/loss.wgsl
-// `stats`); after the last chunk, loss_t = lse_t - logit_t[label_t]. Gradients need the final
+// `cross_entropy_forward`); after the last chunk, loss_t = lse_t - logit_t[label_t]. Gradients need the final
 // lse, so they take a second walk: recompute the chunk's logits (skipped when the whole
 // vocabulary fits in one chunk), turn them in place into dlogits = gradScale (softmax - onehot)
 // (times the soft-cap derivative, and an optional per-row weight), then dH += dlogits W_c and
@@ -15,6 +15,7 @@
 
 import source from '../../shaders/loss.wgsl';
 import { f32, GpuError, type Gpu } from '../gpu/runtime';
+import { shaderVariant } from '../gpu/shader';
 import { numel, shapeStr, type Tensor } from '../gpu/tensor';
 import { gemm, linear, weightParts, type Weight } from './matmul';
 import { scratch } from './scratch';
@@ -89,6 +90,10 @@ function chunkLogits(gpu: Gpu, h: Tensor, c: Chunk, T: number, D: number, ws: Te
   gemm(gpu, { a: h, b: c.part, c: ws, M: T, N: c.n, K: D, transB: true, offB: c.r0 * D, ldc: C });
 }
 
+type Entry = 'cross_entropy_forward' | 'cross_entropy_backward' | 'cross_entropy_backward_weighted' | 'logit_softcap';
+
+const pipeline = (gpu: Gpu, entry: Entry): GPUComputePipeline => gpu.pipeline(entry, () => shaderVariant(source, entry));
+
 /** A view of `count` f32 elements of t starting at element `start`, bound from a 256-byte aligned offset. */
 function window(t: Tensor, start: number, count: number): { view: Tensor; off: number } {
   const byte = t.offset + start * 4;
@@ -145,18 +150,18 @@ export function lmHeadCrossEntropy(gpu: Gpu, h: Tensor, w: Weight, labels: Tenso
   const state = T * C;
   const softcap = opts.softcap ?? 0;
   const rowGrid = gpu.grid(T);
-  const stats = gpu.pipeline(source, 'stats');
+  const forward = pipeline(gpu, 'cross_entropy_forward');
   list.forEach((c, i) => {
     chunkLogits(gpu, h, c, T, D, ws, C);
-    gpu.dispatch(stats, [ws, labels, out.loss], rowGrid,
+    gpu.dispatch(forward, [ws, labels, out.loss], rowGrid,
       [T, c.n, C, c.v0, V, i === 0 ? 1 : 0, i === list.length - 1 ? 1 : 0, state, f32(softcap), f32(opts.gradScale)]);
   });
   if (!out.dH && !out.dW) return;
 
-  const grad = gpu.pipeline(source, tw ? 'gradWeighted' : 'grad');
+  const backward = pipeline(gpu, tw ? 'cross_entropy_backward_weighted' : 'cross_entropy_backward');
   list.forEach((c, i) => {
     if (list.length > 1) chunkLogits(gpu, h, c, T, D, ws, C);
-    gpu.dispatch(grad, tw ? [ws, labels, tw] : [ws, labels], gpu.grid(Math.ceil((T * c.n) / 256)),
+    gpu.dispatch(backward, tw ? [ws, labels, tw] : [ws, labels], gpu.grid(Math.ceil((T * c.n) / 256)),
       [T, c.n, C, c.v0, V, 0, 0, state, f32(softcap), f32(opts.gradScale)]);
     if (out.dH) {
       gemm(gpu, { a: ws, b: c.part, c: out.dH, M: T, N: D, K: c.n, lda: C, offB: c.r0 * D, beta: i === 0 && !opts.accumulateDH ? 0 : 1 });
@@ -206,7 +211,7 @@ export function logitsForRows(gpu: Gpu, h: Tensor, w: Weight, out: Tensor, opts:
     }
   }
   if (opts.softcap) {
-    gpu.dispatch(gpu.pipeline(source, 'softcap'), [out], gpu.grid(Math.ceil((rows * V) / 256)),
+    gpu.dispatch(pipeline(gpu, 'logit_softcap'), [out], gpu.grid(Math.ceil((rows * V) / 256)),
       [0, rows * V, 0, 0, 0, 0, 0, 0, f32(opts.softcap), f32(1)]);
   }
 }

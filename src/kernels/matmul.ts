@@ -6,9 +6,9 @@
 
 import source from '../../shaders/matmul.wgsl';
 import { f32, type Gpu } from '../gpu/runtime';
+import { shaderVariant } from '../gpu/shader';
 import type { Tensor } from '../gpu/tensor';
-import { weightReader } from './f16';
-import { isQuantized, qlinear, qlinearBackwardInput } from './quant';
+import { isQuantized, qlinearForward, qlinearBackwardInput } from './quant';
 
 export interface GemmArgs {
   a: Tensor;
@@ -44,9 +44,9 @@ export function gemm(gpu: Gpu, g: GemmArgs): void {
   const ldb = g.ldb ?? (transB ? K : N);
   const ldc = g.ldc ?? N;
   const batch = g.batch ?? 1;
-  const b = weightReader(g.b.dtype, 'B', 'b_at');
-  const code = source.replace('{{B_WORD}}', b.word).replace('{{B_AT}}', b.fn);
-  const pipeline = gpu.pipeline(code, 'main', { TRANS_A: transA ? 1 : 0, TRANS_B: transB ? 1 : 0 });
+  const bF16 = g.b.dtype === 'f16';
+  const pipeline = gpu.pipeline(`gemm:${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}:${g.b.dtype}`, () =>
+    shaderVariant(source, 'gemm', { TRANS_A: transA, TRANS_B: transB, B_F16: bF16 }));
   gpu.dispatch(
     pipeline,
     [g.a, g.b, g.c],
@@ -76,7 +76,7 @@ export function linear(gpu: Gpu, x: Tensor, w: Weight, y: Tensor, accumulate = f
     const n = part.shape[0]!;
     if (part.shape[1] !== K) throw new Error(`linear: weight has ${part.shape[1]} columns, input has ${K}`);
     if (n0 + n > N) throw new Error(`linear: weight has at least ${n0 + n} rows, output has ${N} columns`);
-    if (isQuantized(part)) qlinear(gpu, x, part, y, accumulate, scale, { ldc: N, offC: n0 });
+    if (isQuantized(part)) qlinearForward(gpu, x, part, y, accumulate, scale, { ldc: N, offC: n0 });
     else gemm(gpu, { a: x, b: part, c: y, M: T, N: n, K, transB: true, ldc: N, offC: n0, alpha: scale, beta: accumulate ? 1 : 0 });
     n0 += n;
   }

@@ -5,6 +5,7 @@
 
 import source from '../../shaders/norm.wgsl';
 import { f32, type Gpu } from '../gpu/runtime';
+import { shaderVariant } from '../gpu/shader';
 import { numel, shapeStr, type Tensor } from '../gpu/tensor';
 import { scratch } from './scratch';
 
@@ -23,6 +24,13 @@ export interface RmsNormBackwardOptions {
 }
 
 const DW_COLS = 64;
+
+type Entry = 'rms_norm_forward' | 'rms_norm_backward_input' | 'rms_norm_backward_weight_partial' | 'rms_norm_backward_weight_sum';
+
+/** The entry point with WG threads per workgroup and the weight offset (0, or Gemma's 1). */
+function pipeline(gpu: Gpu, entry: Entry, WG: number, offset: 0 | 1 = 0): GPUComputePipeline {
+  return gpu.pipeline(`${entry}:wg${WG}:offset${offset}`, () => shaderVariant(source, entry, { WG, OFFSET: offset }));
+}
 
 function workgroupSize(D: number): number {
   let wg = 32;
@@ -56,8 +64,8 @@ function distinct(fn: string, written: [string, Tensor], ...read: [string, Tenso
 }
 
 /** y = x * rstd * (offset + w) over the last dimension; rstd [rows] = 1 / sqrt(mean(x^2) + eps). */
-export function rmsNorm(gpu: Gpu, x: Tensor, w: Tensor, y: Tensor, rstd: Tensor, opts: RmsNormOptions): void {
-  const fn = 'rmsNorm';
+export function rmsNormForward(gpu: Gpu, x: Tensor, w: Tensor, y: Tensor, rstd: Tensor, opts: RmsNormOptions): void {
+  const fn = 'rmsNormForward';
   requireF32(fn, { x, w, y, rstd });
   const { R, D } = rowsAndCols(fn, x, w);
   sameCount(fn, 'y', y, R * D, `x is ${shapeStr(x.shape)}`);
@@ -66,8 +74,7 @@ export function rmsNorm(gpu: Gpu, x: Tensor, w: Tensor, y: Tensor, rstd: Tensor,
   distinct(fn, ['rstd', rstd], ['x', x], ['w', w], ['y', y]);
   if (!(opts.eps >= 0)) throw new Error(`${fn}: eps = ${opts.eps} must be a non-negative number`);
   if (R === 0 || D === 0) return;
-  const pipeline = gpu.pipeline(source, 'forward', { WG: workgroupSize(D), OFFSET: opts.offset ?? 0 });
-  gpu.dispatch(pipeline, [x, w, y, rstd], gpu.grid(R), [R, D, f32(opts.eps), 0, 0, 0]);
+  gpu.dispatch(pipeline(gpu, 'rms_norm_forward', workgroupSize(D), opts.offset ?? 0), [x, w, y, rstd], gpu.grid(R), [R, D, f32(opts.eps), 0, 0, 0]);
 }
 
 /**
@@ -90,8 +97,7 @@ export function rmsNormBackward(
   }
   if (R === 0 || D === 0) return;
   const offset = opts.offset ?? 0;
-  const pipeline = gpu.pipeline(source, 'backward_dx', { WG: workgroupSize(D), OFFSET: offset });
-  gpu.dispatch(pipeline, [dy, x, w, rstd, dx], gpu.grid(R), [R, D, f32(0), opts.accumulateDx ? 1 : 0, 0, 0]);
+  gpu.dispatch(pipeline(gpu, 'rms_norm_backward_input', workgroupSize(D), offset), [dy, x, w, rstd, dx], gpu.grid(R), [R, D, f32(0), opts.accumulateDx ? 1 : 0, 0, 0]);
   if (!dw) return;
 
   // Enough workgroups to fill a large GPU; the chunking depends only on the shape (deterministic).
@@ -102,12 +108,12 @@ export function rmsNormBackward(
   chunks = Math.ceil(R / chunkRows);
   const acc = opts.accumulateDw ? 1 : 0;
   const params = [R, D, f32(0), acc, chunkRows, chunks];
-  const partial = gpu.pipeline(source, 'backward_dw_partial');
+  const partial = pipeline(gpu, 'rms_norm_backward_weight_partial', 256);
   if (chunks === 1) {
     gpu.dispatch(partial, [dy, x, rstd, dw], [colBlocks, 1], params);
     return;
   }
   const part = scratch(gpu, 'rmsNorm.dwPartials', chunks * D);
   gpu.dispatch(partial, [dy, x, rstd, part], [colBlocks, chunks], params);
-  gpu.dispatch(gpu.pipeline(source, 'backward_dw_sum', { WG: 256 }), [part, dw], [Math.ceil(D / 256)], params);
+  gpu.dispatch(pipeline(gpu, 'rms_norm_backward_weight_sum', 256), [part, dw], [Math.ceil(D / 256)], params);
 }

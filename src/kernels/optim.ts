@@ -4,8 +4,13 @@
 
 import source from '../../shaders/optim.wgsl';
 import { f32, GpuError, type Gpu } from '../gpu/runtime';
+import { shaderVariant } from '../gpu/shader';
 import { numel, shapeStr, type Tensor } from '../gpu/tensor';
 import { scratch } from './scratch';
+
+type Entry = 'adamw' | 'adamw_scaled' | 'grad_norm_squared_partial' | 'grad_norm_squared_sum' | 'clip_scale';
+
+const pipeline = (gpu: Gpu, entry: Entry): GPUComputePipeline => gpu.pipeline(entry, () => shaderVariant(source, entry));
 
 export interface AdamWOptions {
   lr: number;
@@ -47,9 +52,9 @@ export function adamw(gpu: Gpu, p: Tensor, g: Tensor, m: Tensor, v: Tensor, opts
   const groups = gpu.grid(Math.ceil(n / 256));
   if (opts.gradScale) {
     const scale = { ...opts.gradScale, shape: [1] };
-    gpu.dispatch(gpu.pipeline(source, 'adamw_scaled'), [p, g, m, v, scale], groups, params);
+    gpu.dispatch(pipeline(gpu, 'adamw_scaled'), [p, g, m, v, scale], groups, params);
   } else {
-    gpu.dispatch(gpu.pipeline(source, 'adamw'), [p, g, m, v], groups, params);
+    gpu.dispatch(pipeline(gpu, 'adamw'), [p, g, m, v], groups, params);
   }
 }
 
@@ -81,7 +86,7 @@ export function gradNormSquared(gpu: Gpu, grads: readonly Tensor[], out: Tensor,
   if (ws && (ws.dtype !== 'f32' || numel(ws.shape) < total))
     throw new GpuError(`gradNormSquared: workspace ${ws.dtype} ${shapeStr(ws.shape)} needs ${total} f32 elements`);
   ws ??= scratch(gpu, 'gradNorm', total);
-  const partial = gpu.pipeline(source, 'sumsq_partial');
+  const partial = pipeline(gpu, 'grad_norm_squared_partial');
   let base = 0;
   for (const g of grads) {
     const n = numel(g.shape);
@@ -90,7 +95,7 @@ export function gradNormSquared(gpu: Gpu, grads: readonly Tensor[], out: Tensor,
     gpu.dispatch(partial, [g, ws], [groups], [n, base, groups, f32(0)]);
     base += groups;
   }
-  gpu.dispatch(gpu.pipeline(source, 'sumsq_final'), [{ ...ws, shape: [total] }, one], [1], [total, 0, 0, f32(0)]);
+  gpu.dispatch(pipeline(gpu, 'grad_norm_squared_sum'), [{ ...ws, shape: [total] }, one], [1], [total, 0, 0, f32(0)]);
 }
 
 /** Number of partial sums (workspace elements) gradNormSquared uses for these tensors. */
@@ -107,5 +112,5 @@ export function gradNormPartials(grads: readonly Tensor[]): number {
 export function clipScale(gpu: Gpu, sumSq: Tensor, maxNorm: number, out: Tensor): void {
   if (sumSq.dtype !== 'f32' || out.dtype !== 'f32') throw new GpuError('clipScale: sumSq and out must be f32');
   if (sumSq.buffer === out.buffer) throw new GpuError('clipScale: sumSq and out must live in different buffers');
-  gpu.dispatch(gpu.pipeline(source, 'clip'), [{ ...sumSq, shape: [1] }, { ...out, shape: [1] }], [1], [0, 0, 0, f32(maxNorm)]);
+  gpu.dispatch(pipeline(gpu, 'clip_scale'), [{ ...sumSq, shape: [1] }, { ...out, shape: [1] }], [1], [0, 0, 0, f32(maxNorm)]);
 }

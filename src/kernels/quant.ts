@@ -44,19 +44,21 @@
 // pre-quantized bnb-4bit checkpoints would also need their layout (blocks of 64 over the flattened
 // weight, absmax per block, itself 8-bit quantized with double quantization) converted or read.
 //
-// qlinear() is the one entry point for y = x Wᵀ; matmul.ts's linear() routes q4/q8 weights (or
-// weight parts) here. For T <= 4 (decode) it uses qgemv (memory bound: 64 threads stream each
-// weight row); otherwise the tiled qmatmul. qlinearBackwardInput() is tiled for all T.
+// qlinearForward() is the one entry point for y = x Wᵀ; matmul.ts's linear() routes q4/q8 weights
+// (or weight parts) here. For T <= 4 (decode) it uses qlinear_forward_decode (memory bound: 64
+// threads stream each weight row); otherwise the tiled qlinear_forward. qlinearBackwardInput() is
+// tiled for all T.
 
 import source from '../../shaders/quant.wgsl';
 import { f32, halfToFloat, type Gpu } from '../gpu/runtime';
+import { shaderVariant } from '../gpu/shader';
 import { byteSize, numel, QUANT_BLOCK, quantCodeBytes, shapeStr, type Tensor } from '../gpu/tensor';
 
 export type QuantDType = 'q4' | 'q8';
 
 export const isQuantized = (t: Tensor): boolean => t.dtype === 'q4' || t.dtype === 'q8';
 
-/** Largest T for which qlinear uses the decode (gemv) kernel. */
+/** Largest T for which qlinearForward uses the decode (gemv) kernel. */
 export const QGEMV_MAX_T = 4;
 
 const Q8_MUL = Math.fround(1 / 127);
@@ -86,10 +88,10 @@ function quantTensorShape(what: string, q: Tensor): [number, number] {
 const codesPerWord = (dtype: QuantDType): number => (dtype === 'q4' ? 8 : 4);
 const codeWords = (n: number, dtype: QuantDType): number => quantCodeBytes(n, dtype) / 4;
 
-function pipeline(gpu: Gpu, entry: string, dtype: QuantDType, backward?: boolean): GPUComputePipeline {
-  const constants: Record<string, number> = { Q4: dtype === 'q4' ? 1 : 0 };
-  if (backward !== undefined) constants.BACKWARD = backward ? 1 : 0;
-  return gpu.pipeline(source, entry, constants);
+type Entry = 'quantize' | 'dequantize' | 'qlinear_forward' | 'qlinear_forward_decode' | 'qlinear_backward_input';
+
+function pipeline(gpu: Gpu, entry: Entry, dtype: QuantDType): GPUComputePipeline {
+  return gpu.pipeline(`${entry}:${dtype}`, () => shaderVariant(source, entry, { Q4: dtype === 'q4' }));
 }
 
 // ---- quantize / dequantize ---------------------------------------------------------------------
@@ -226,25 +228,25 @@ export function dequantizeHost(bytes: Uint8Array, N: number, K: number, dtype: Q
  * y[T, N] (=|+=) scale · x[T, K] · deq(Q)ᵀ, Q [N, K]. opts.ldc / opts.offC place the N output
  * columns inside a wider y (a weight in row parts): y[t, offC + n] at t * ldc + offC + n.
  */
-export function qlinear(
+export function qlinearForward(
   gpu: Gpu, x: Tensor, q: Tensor, y: Tensor, accumulate = false, scale = 1,
   opts: { ldc?: number; offC?: number } = {},
 ): void {
-  const [N, K] = quantTensorShape('qlinear', q);
-  if (x.dtype !== 'f32' || y.dtype !== 'f32') throw new Error(`qlinear: input ${labelOf(x)} and output ${labelOf(y)} must be f32`);
+  const [N, K] = quantTensorShape('qlinearForward', q);
+  if (x.dtype !== 'f32' || y.dtype !== 'f32') throw new Error(`qlinearForward: input ${labelOf(x)} and output ${labelOf(y)} must be f32`);
   const T = rowsOf(x);
-  if (colsOf(x) !== K) throw new Error(`qlinear: weight ${labelOf(q)} [${N}, ${K}] has ${K} columns, input ${shapeStr(x.shape)} has ${colsOf(x)}`);
+  if (colsOf(x) !== K) throw new Error(`qlinearForward: weight ${labelOf(q)} [${N}, ${K}] has ${K} columns, input ${shapeStr(x.shape)} has ${colsOf(x)}`);
   const ldc = opts.ldc ?? colsOf(y), offC = opts.offC ?? 0;
   if (rowsOf(y) !== T || colsOf(y) !== ldc || offC + N > ldc) {
-    throw new Error(`qlinear: output ${shapeStr(y.shape)} cannot hold [${T}, ${N}] at column ${offC} (ldc ${ldc}) for input ${shapeStr(x.shape)} and weight ${labelOf(q)} [${N}, ${K}]`);
+    throw new Error(`qlinearForward: output ${shapeStr(y.shape)} cannot hold [${T}, ${N}] at column ${offC} (ldc ${ldc}) for input ${shapeStr(x.shape)} and weight ${labelOf(q)} [${N}, ${K}]`);
   }
   if (T === 0) return;
   const dtype = q.dtype as QuantDType;
   const params = [T, N, K, K, codeWords(N * K, dtype), K, ldc, 0, offC, f32(scale), f32(accumulate ? 1 : 0)];
   if (T <= QGEMV_MAX_T) {
-    gpu.dispatch(pipeline(gpu, 'qgemv', dtype), [x, q, y], gpu.grid(Math.ceil(N / 4)), params);
+    gpu.dispatch(pipeline(gpu, 'qlinear_forward_decode', dtype), [x, q, y], gpu.grid(Math.ceil(N / 4)), params);
   } else {
-    gpu.dispatch(pipeline(gpu, 'qmatmul', dtype, false), [x, q, y], [Math.ceil(N / 64), Math.ceil(T / 64)], params);
+    gpu.dispatch(pipeline(gpu, 'qlinear_forward', dtype), [x, q, y], [Math.ceil(N / 64), Math.ceil(T / 64)], params);
   }
 }
 
@@ -269,7 +271,7 @@ export function qlinearBackwardInput(
   if (T === 0) return;
   const dtype = q.dtype as QuantDType;
   gpu.dispatch(
-    pipeline(gpu, 'qmatmul', dtype, true),
+    pipeline(gpu, 'qlinear_backward_input', dtype),
     [dy, q, dx],
     [Math.ceil(K / 64), Math.ceil(T / 64)],
     [T, K, N, K, codeWords(N * K, dtype), lda, K, offA, 0, f32(scale), f32(accumulate ? 1 : 0)],

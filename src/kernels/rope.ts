@@ -6,23 +6,33 @@
 
 import source from '../../shaders/rope.wgsl';
 import { f32, type Gpu } from '../gpu/runtime';
+import { shaderVariant } from '../gpu/shader';
 import { numel, shapeStr, type Tensor } from '../gpu/tensor';
 
 export interface RopeOptions {
-  /** Rotate by -angle (the transpose; the backward of the forward rotation). */
-  inverse?: boolean;
   /** Multiplies cos and sin (transformers' attention_scaling; 1 for default/linear/llama3). */
   attentionScaling?: number;
 }
 
 const WG = 256;
 
+type Direction = 'forward' | 'backward';
+
 /**
  * y = rope(x) for x [T, H, Dh] (or [B, S, H, Dh]); y may be x itself (in place). positions: i32
  * [T]; invFreq: f32 [rotaryDim / 2] with rotaryDim <= Dh.
  */
-export function rope(gpu: Gpu, x: Tensor, y: Tensor, positions: Tensor, invFreq: Tensor, opts: RopeOptions = {}): void {
-  const fn = opts.inverse ? 'rope (inverse)' : 'rope';
+export function ropeForward(gpu: Gpu, x: Tensor, y: Tensor, positions: Tensor, invFreq: Tensor, opts: RopeOptions = {}): void {
+  rotate(gpu, 'forward', x, y, positions, invFreq, opts);
+}
+
+/** dx = R^T dy: the rotation by the negated angle (dx may be dy itself). */
+export function ropeBackward(gpu: Gpu, dy: Tensor, dx: Tensor, positions: Tensor, invFreq: Tensor, opts: RopeOptions = {}): void {
+  rotate(gpu, 'backward', dy, dx, positions, invFreq, opts);
+}
+
+function rotate(gpu: Gpu, direction: Direction, x: Tensor, y: Tensor, positions: Tensor, invFreq: Tensor, opts: RopeOptions): void {
+  const fn = direction === 'forward' ? 'ropeForward' : 'ropeBackward';
   if (x.dtype !== 'f32' || y.dtype !== 'f32') throw new Error(`${fn}: x and y must be f32 (got ${x.dtype}, ${y.dtype})`);
   if (positions.dtype !== 'i32') throw new Error(`${fn}: positions must be i32, not ${positions.dtype}`);
   if (invFreq.dtype !== 'f32') throw new Error(`${fn}: invFreq must be f32, not ${invFreq.dtype}`);
@@ -43,16 +53,9 @@ export function rope(gpu: Gpu, x: Tensor, y: Tensor, positions: Tensor, invFreq:
   const P = inPlace ? half : half + (Dh - 2 * half);
   const n = T * H * P;
   if (n === 0) return;
-  const constants = { WG, SIGN: opts.inverse ? -1 : 1 };
-  const params = [n, H, Dh, half, P, f32(scaling)];
-  const groups = gpu.grid(Math.ceil(n / WG));
-  if (inPlace) gpu.dispatch(gpu.pipeline(source, 'rope_inplace', constants), [y, positions, invFreq], groups, params);
-  else gpu.dispatch(gpu.pipeline(source, 'rope', constants), [x, positions, invFreq, y], groups, params);
-}
-
-/** dx = R^T dy: the rotation by the negated angle (dx may be dy itself). */
-export function ropeBackward(gpu: Gpu, dy: Tensor, dx: Tensor, positions: Tensor, invFreq: Tensor, opts: RopeOptions = {}): void {
-  rope(gpu, dy, dx, positions, invFreq, { ...opts, inverse: !opts.inverse });
+  const entry = `rope_${direction}${inPlace ? '_in_place' : ''}`;
+  const bindings = inPlace ? [y, positions, invFreq] : [x, positions, invFreq, y];
+  gpu.dispatch(gpu.pipeline(entry, () => shaderVariant(source, entry)), bindings, gpu.grid(Math.ceil(n / WG)), [n, H, Dh, half, P, f32(scaling)]);
 }
 
 export interface RopeScaling {

@@ -6,6 +6,7 @@
 
 import source from '../../shaders/sample.wgsl';
 import { f32, GpuError, type Gpu } from '../gpu/runtime';
+import { shaderVariant } from '../gpu/shader';
 import { numel, shapeStr, type Tensor } from '../gpu/tensor';
 import { scratch } from './scratch';
 
@@ -69,7 +70,7 @@ export function sampleToken(gpu: Gpu, logits: Tensor, out: Tensor, opts: SampleO
 
   const rowView = { ...logits, shape: [numel(logits.shape)] };
   const hist = historyLen > 0 ? history! : rowView; // bound but unread when there is no history
-  gpu.dispatch(gpu.pipeline(source, 'main'), [rowView, hist, work, out], [1], [
+  gpu.dispatch(gpu.pipeline('sample_token', () => shaderVariant(source, 'sample_token')), [rowView, hist, work, out], [1], [
     V, row * V, outIndex, historyLen,
     topK >= V ? 0 : topK, greedy ? 1 : 0, historyLen > 0 ? 1 : 0, 0,
     f32(greedy ? 1 : temperature), f32(penalty), f32(opts.softcap ?? 0), f32(topP), f32(greedy ? 0 : opts.random),

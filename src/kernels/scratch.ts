@@ -2,9 +2,8 @@
 // workspace argument (or where the caller left it out). One buffer per (Gpu, key), grown on
 // demand and kept for the Gpu's lifetime; its contents are undefined between calls.
 //
-// A buffer that is replaced by a bigger one is not destroyed: commands recorded before the
-// replacement may still use it and are not submitted yet. It is dropped from the accounting and
-// left to garbage collection.
+// A buffer that is replaced by a bigger one is freed at the next flush: commands recorded before
+// the replacement may still use it and are not submitted yet.
 
 import type { Gpu } from '../gpu/runtime';
 import type { DType, Tensor } from '../gpu/tensor';
@@ -18,7 +17,7 @@ export function scratch(gpu: Gpu, key: string, elements: number, dtype: DType = 
   const n = Math.max(1, Math.ceil(elements));
   let t = map.get(key);
   if (!t || t.buffer.size < n * 4) {
-    if (t) gpu.allocated -= t.buffer.size;
+    if (t) gpu.releaseAtFlush(t);
     // grow geometrically so that slowly growing requests do not reallocate every call
     const grown = t ? Math.min(Math.ceil((t.buffer.size / 4) * 1.5), Math.floor(gpu.caps.limits.maxBufferSize / 4)) : 0;
     t = gpu.tensor([Math.max(n, grown)], 'f32', `scratch:${key}`);

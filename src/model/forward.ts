@@ -7,13 +7,14 @@
 
 import type { Gpu } from '../gpu/runtime';
 import type { Tensor } from '../gpu/tensor';
-import { add, gatedAct, gatedActBackward } from '../kernels/act';
-import { attention, attentionBackward, type AttentionShape } from '../kernels/attention';
-import { embedding, embeddingBackward } from '../kernels/embedding';
+import { gatedActForward, gatedActBackward } from '../kernels/act';
+import { add } from '../kernels/elementwise';
+import { attentionForward, attentionBackward, type AttentionShape } from '../kernels/attention';
+import { embeddingForward, embeddingBackward } from '../kernels/embedding';
 import type { LoraDropout } from '../kernels/lora';
 import { lmHeadCrossEntropy, logitsForRows } from '../kernels/loss';
-import { rmsNorm, rmsNormBackward } from '../kernels/norm';
-import { rope, ropeBackward } from '../kernels/rope';
+import { rmsNormForward, rmsNormBackward } from '../kernels/norm';
+import { ropeForward, ropeBackward } from '../kernels/rope';
 import { allocSiteSaved, onesFor, siteBackward, siteForward, type SiteSaved } from './linear';
 import { SITE_KINDS, type Layer, type Model, type Param, type SiteKind } from './model';
 
@@ -194,7 +195,7 @@ function attnShape(model: Model, layer: Layer, B: number, S: number, segments: T
 }
 
 function norm(gpu: Gpu, model: Model, x: Tensor, p: Param, y: Tensor, rstd: Tensor): void {
-  rmsNorm(gpu, x, p.value, y, rstd, { eps: model.spec.rmsEps, offset: model.spec.normOffset });
+  rmsNormForward(gpu, x, p.value, y, rstd, { eps: model.spec.rmsEps, offset: model.spec.normOffset });
 }
 
 function normBack(gpu: Gpu, model: Model, dy: Tensor, x: Tensor, p: Param, rstd: Tensor, dx: Tensor, accumulateDx: boolean): void {
@@ -216,8 +217,8 @@ function qkv(gpu: Gpu, model: Model, layer: Layer, a: LayerActs, ones: Tensor, p
     qIn = a.qNormed!;
     kIn = a.kNormed!;
   }
-  rope(gpu, view(qIn, [T, Hq, Dh]), view(a.q, [T, Hq, Dh]), positions, layer.invFreq);
-  rope(gpu, view(kIn, [T, Hkv, Dh]), view(a.k, [T, Hkv, Dh]), positions, layer.invFreq);
+  ropeForward(gpu, view(qIn, [T, Hq, Dh]), view(a.q, [T, Hq, Dh]), positions, layer.invFreq);
+  ropeForward(gpu, view(kIn, [T, Hkv, Dh]), view(a.k, [T, Hkv, Dh]), positions, layer.invFreq);
 }
 
 /** Everything after attention: o_proj, residual, MLP, residual. */
@@ -233,7 +234,7 @@ function attnOutAndMlp(gpu: Gpu, model: Model, layer: Layer, a: LayerActs, xIn: 
   norm(gpu, model, a.xMid, layer.mlpNorm, a.h2, a.rstd2);
   siteForward(gpu, layer.sites.gate_proj, a.h2, a.gate, sv(gpu, a, layer, 'gate_proj'), ones, dropout('gate_proj'));
   siteForward(gpu, layer.sites.up_proj, a.h2, a.up, sv(gpu, a, layer, 'up_proj'), ones, dropout('up_proj'));
-  gatedAct(gpu, a.gate, a.up, a.act, model.spec.act);
+  gatedActForward(gpu, a.gate, a.up, a.act, model.spec.act);
   siteForward(gpu, layer.sites.down_proj, a.act, a.down, sv(gpu, a, layer, 'down_proj'), ones, dropout('down_proj'));
   let r2 = a.down;
   if (layer.mlpPostNorm) {
@@ -253,7 +254,7 @@ function layerForward(ws: Workspace, l: number, drop: LoraDropoutStep | undefine
   qkv(gpu, model, layer, a, ws.ones, ws.positions, drop);
   const { heads: Hq, kvHeads: Hkv, headDim: Dh } = model.spec;
   const [B, S] = [ws.B, ws.S];
-  attention(gpu, view(a.q, [B, S, Hq, Dh]), view(a.k, [B, S, Hkv, Dh]), view(a.v, [B, S, Hkv, Dh]), view(a.attn, [B, S, Hq, Dh]), a.lse,
+  attentionForward(gpu, view(a.q, [B, S, Hq, Dh]), view(a.k, [B, S, Hkv, Dh]), view(a.v, [B, S, Hkv, Dh]), view(a.attn, [B, S, Hq, Dh]), a.lse,
     attnShape(model, layer, B, S, ws.segments));
   attnOutAndMlp(gpu, model, layer, a, xIn, ws.resid[l + 1]!, ws.ones, drop);
 }
@@ -347,7 +348,7 @@ export function forwardBackward(ws: Workspace, opts: StepOptions): void {
   const gpu = model.gpu;
   const s = model.spec;
   if (!opts.reuseForward) {
-    embedding(gpu, ws.ids, model.embed.value, ws.resid[0]!, s.embedScale);
+    embeddingForward(gpu, ws.ids, model.embed.value, ws.resid[0]!, s.embedScale);
     if (opts.embedNoise) add(gpu, ws.resid[0]!, opts.embedNoise, ws.resid[0]!);
     for (let l = 0; l < model.layers.length; l++) layerForward(ws, l, opts.loraDropout);
     norm(gpu, model, ws.resid[model.layers.length]!, model.finalNorm, ws.final, ws.rstdFinal);
@@ -379,7 +380,7 @@ export function forwardBackward(ws: Workspace, opts: StepOptions): void {
 export function fullLogits(ws: Workspace, out: Tensor): void {
   const { model } = ws;
   const gpu = model.gpu;
-  embedding(gpu, ws.ids, model.embed.value, ws.resid[0]!, model.spec.embedScale);
+  embeddingForward(gpu, ws.ids, model.embed.value, ws.resid[0]!, model.spec.embedScale);
   for (let l = 0; l < model.layers.length; l++) layerForward(ws, l, undefined);
   norm(gpu, model, ws.resid[model.layers.length]!, model.finalNorm, ws.final, ws.rstdFinal);
   const softcap = model.spec.finalSoftcap;
@@ -418,7 +419,7 @@ export function forwardCached(ws: Workspace, cache: KVCache): void {
   const T = ws.T;
   if (ws.B !== 1) throw new Error('forwardCached runs one sequence at a time');
   if (cache.length + T > cache.capacity) throw new Error(`KV cache full: ${cache.length} + ${T} > ${cache.capacity} positions`);
-  embedding(gpu, ws.ids, model.embed.value, ws.resid[0]!, model.spec.embedScale);
+  embeddingForward(gpu, ws.ids, model.embed.value, ws.resid[0]!, model.spec.embedScale);
   const rowBytes = Hkv * Dh * 4;
   for (let l = 0; l < model.layers.length; l++) {
     const layer = model.layers[l]!;
@@ -428,7 +429,7 @@ export function forwardCached(ws: Workspace, cache: KVCache): void {
     gpu.copy(a.k, cache.k[l]!, T * rowBytes, 0, cache.length * rowBytes);
     gpu.copy(a.v, cache.v[l]!, T * rowBytes, 0, cache.length * rowBytes);
     const kvShape = [1, cache.capacity, Hkv, Dh];
-    attention(gpu, view(a.q, [1, T, Hq, Dh]), view(cache.k[l]!, kvShape), view(cache.v[l]!, kvShape), view(a.attn, [1, T, Hq, Dh]), null, {
+    attentionForward(gpu, view(a.q, [1, T, Hq, Dh]), view(cache.k[l]!, kvShape), view(cache.v[l]!, kvShape), view(a.attn, [1, T, Hq, Dh]), null, {
       ...attnShape(model, layer, 1, T, null),
       kvLen: cache.length + T,
       kvCapacity: cache.capacity,

@@ -18,5 +18,5 @@ export async function benchmarkTraining(config: CrucibleConfig, opts: BenchOptio
     batch: config.per_device_train_batch_size, seq: config.cutoff_len, rank: config.lora_rank,
     steps: opts.steps, warmup: opts.warmup, recompute: !config.disable_gradient_checkpointing,
   });
-  return { device: gpu.caps.adapter, model: config.model_name_or_path, steps: opts.steps, tokensPerSecond: r.tokensPerSecond, stepSeconds: r.stepSeconds, peakBytes: r.peakBytes };
+  return { device: gpu.caps.adapter, model: config.model_name_or_path, steps: opts.steps, tokensPerSecond: r.tokensPerSecond, stepSeconds: r.stepSeconds, peakBytes: r.peakBytes, perStep: r.perStep };
 }

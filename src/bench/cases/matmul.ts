@@ -1,0 +1,63 @@
+// Matrix product cases, one list for both uses: tests/kernels.matmul.test.ts checks the small odd
+// shapes against the CPU reference, the kernel benchmark times the real ones (`bench`).
+
+import type { Gpu } from '../../gpu/runtime';
+import { gemm } from '../../kernels/matmul';
+import { filler, type Scale, type Timed } from './timed';
+
+export interface GemmCase {
+  M: number;
+  N: number;
+  K: number;
+  transA: boolean;
+  transB: boolean;
+  /** B holds f16 values (packed pairs). */
+  f16?: boolean;
+  /** Element offset of B. */
+  offB?: number;
+  /** A real training shape, timed by the benchmark (too big for the CPU reference). */
+  bench?: boolean;
+}
+
+/** Around the 64 x 64 tile: one element, one row, sizes that are no multiple of anything. */
+const ODD: [number, number, number][] = [[1, 1, 1], [1, 37, 19], [70, 65, 33], [128, 64, 96], [5, 130, 17]];
+const LAYOUTS: [boolean, boolean][] = [[false, false], [false, true], [true, false], [true, true]];
+
+// Qwen2.5-0.5B at 8 x 512 tokens: weights [N, K] of q/o_proj, gate/up_proj, down_proj
+const T = 4096;
+const WEIGHTS: [number, number][] = [[896, 896], [4864, 896], [896, 4864]];
+
+export const GEMM_CASES: readonly GemmCase[] = [
+  ...LAYOUTS.flatMap(([transA, transB]) => ODD.map(([M, N, K]) => ({ M, N, K, transA, transB }))),
+  { M: 3, N: 7, K: 5, transA: false, transB: true, f16: true, offB: 1 },
+  { M: 70, N: 65, K: 33, transA: false, transB: false, f16: true, offB: 0 },
+  { M: 5, N: 9, K: 17, transA: false, transB: true, f16: true, offB: 3 },
+  { M: 1, N: 1, K: 1, transA: false, transB: false, f16: true, offB: 1 },
+  // the three products of a linear layer: y = x Wᵀ, dX = dY W, dW = dYᵀ X
+  ...WEIGHTS.flatMap(([N, K]): GemmCase[] => [
+    { M: T, N, K, transA: false, transB: true, bench: true },
+    { M: T, N: K, K: N, transA: false, transB: false, bench: true },
+    { M: N, N: K, K: T, transA: true, transB: false, bench: true },
+  ]),
+  { M: T, N: 4864, K: 896, transA: false, transB: true, f16: true, bench: true },
+];
+
+/** NN, NT, TN or TT. */
+export const gemmLayout = (c: Pick<GemmCase, 'transA' | 'transB'>): string => `${c.transA ? 'T' : 'N'}${c.transB ? 'T' : 'N'}`;
+
+const PRODUCT: Record<string, string> = { NT: 'x·Wᵀ', NN: 'dY·W', TN: 'dYᵀ·X' };
+
+export function gemmTimed(gpu: Gpu, c: GemmCase, n: Scale): Timed {
+  const [M, N, K] = [n(c.M), n(c.N), n(c.K)];
+  const a = gpu.upload(filler(M * K), c.transA ? [K, M] : [M, K]);
+  const bShape = c.transB ? [N, K] : [K, N];
+  const b = c.f16 ? gpu.upload(new Uint16Array(N * K).fill(0x3c00), bShape, 'f16') : gpu.upload(filler(K * N), bShape);
+  const out = gpu.tensor([M, N]);
+  return {
+    kernel: `matmul ${PRODUCT[gemmLayout(c)] ?? gemmLayout(c)}${c.f16 ? ' f16 W' : ''}`,
+    shape: `${M}x${N}x${K}`,
+    flops: 2 * M * N * K,
+    run: () => gemm(gpu, { a, b, c: out, M, N, K, transA: c.transA, transB: c.transB }),
+    release: () => gpu.release(a, b, out),
+  };
+}
