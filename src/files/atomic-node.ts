@@ -28,27 +28,38 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string): 
   }
 }
 
-/** Appends to a file in order, one write at a time; `flush()` waits for them and throws the first failure. */
+/**
+ * Appends to a file in order, one write at a time, through one open handle; `flush()` waits for
+ * them, closes the handle (the next append reopens it) and throws the first failure.
+ */
 export function appendQueue(path: string): { append(text: string): void; flush(): Promise<void> } {
   let chain: Promise<void> = Promise.resolve();
   let failure: unknown = null;
+  let file: import('node:fs/promises').FileHandle | null = null;
+  const step = (work: () => Promise<void>, bytes: number) => {
+    chain = chain.then(async () => {
+      if (failure) return;
+      try {
+        await work();
+      } catch (e) {
+        failure = await storageError(e, path, bytes);
+      }
+    });
+  };
   return {
     append(text) {
-      chain = chain.then(async () => {
-        if (failure) return;
-        try {
-          const file = await open(path, 'a');
-          try {
-            await file.writeFile(text);
-          } finally {
-            await file.close();
-          }
-        } catch (e) {
-          failure = await storageError(e, path, Buffer.byteLength(text));
-        }
-      });
+      step(async () => {
+        file ??= await open(path, 'a');
+        await file.writeFile(text);
+      }, Buffer.byteLength(text));
     },
     async flush() {
+      // closes even after a failure, so the handle never outlives the queue
+      chain = chain.then(async () => {
+        const f = file;
+        file = null;
+        await f?.close().catch(() => undefined);
+      });
       await chain;
       if (failure) throw failure;
     },

@@ -86,12 +86,10 @@ async function exists(fs: Fs, p: string): Promise<boolean> {
 
 const sharedLocks = memoryLocks();
 let tmpCounter = 0;
+/** The project's atomic write (flushed before the rename); imported lazily like the other Node modules. */
 async function atomicWrite(p: string, data: string): Promise<void> {
-  const { fs, path } = await node();
-  await fs.mkdir(path.dirname(p), { recursive: true });
-  const tmp = `${p}.tmp-${process.pid}-${++tmpCounter}`;
-  await fs.writeFile(tmp, data);
-  await fs.rename(tmp, p);
+  const { writeFileAtomic } = await import('../files/atomic-node');
+  await writeFileAtomic(p, data);
 }
 
 async function walk(fs: Fs, dir: string, prefix = ''): Promise<string[]> {
