@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { configFromObject } from '../src/config';
 import { buildDataset, memoryFileAccess, previewExamples, type PreviewExample } from '../src/data';
-import { detectAttr } from '../src/data/dataset';
+import { detectAttr } from '../src/data/sources';
 import { loadTokenizerFromDir } from '../src/data/node';
 import { chartKeys } from '../src/train/preference';
 import { chartPanels, points, stagePanels } from '../src/ui/lib/charts';

@@ -10,7 +10,7 @@ import type { Gpu } from '../src/gpu/runtime';
 import { loadModelTokenizer, Session } from '../src/engine/session';
 import { configFromObject, type CrucibleConfig } from '../src/config';
 import { buildDataset, DataError, memoryFileAccess, parseDataFile, previewExamples, type DataDeps, type PreviewExample } from '../src/data';
-import { detectAttr } from '../src/data/dataset';
+import { detectAttr } from '../src/data/sources';
 import { attrFromInfo, parseDatasetInfo, type DatasetAttr } from '../src/data/dataset-info';
 import { fileType } from '../src/data/formats';
 import { browserStore, deleteStoredModel, downloadModel, HubError, listStoredModels, openStoredModel, resolveModel, setOfflineMode, type HubFile, type ModelStore } from '../src/hub';

@@ -82,20 +82,11 @@ export {
   type Turn,
   type TemplateOptions,
 } from './templates.ts';
-export {
-  buildDataset,
-  shuffled,
-  permutation,
-  exampleKind,
-  padIdFor,
-  type DataConfig,
-  type DataDeps,
-  type DatasetStats,
-  type ExampleWindow,
-  type BuiltDataset,
-  type ExampleKind,
-  type Stage,
-} from './dataset.ts';
+export { buildDataset, type DatasetStats, type BuiltDataset } from './dataset.ts';
+export { exampleKind, type DataConfig, type DataDeps, type ExampleWindow, type ExampleKind, type Stage } from './dataset-config.ts';
+export { shuffled, permutation } from './random.ts';
+export { padIdFor } from './process.ts';
+export { detectAttr } from './sources.ts';
 export { IGNORE_INDEX, inferSeqlen, greedyKnapsack, type Example, type LmExample, type PairwiseExample, type KtoExample } from './processor.ts';
 export { collate, collatePairwise, collateKto, padRows, isPairwise, isKto, type Batch, type PairwiseBatch, type KtoBatch, type CollateOptions } from './collate.ts';
 export { previewExamples, previewWindow, describeTokens, type Preview, type PreviewExample, type PreviewItem, type PreviewSegment } from './preview.ts';

@@ -2,7 +2,8 @@
  * previewWindow / previewExamples: examples of a config as the trainer will see them (before
  * packing), decoded, with the learned spans (labels != -100) marked — for `crucible preview` and the app.
  */
-import { buildDataset, type DataConfig, type DataDeps, type DatasetStats, type ExampleWindow } from './dataset.ts';
+import { buildDataset, type DatasetStats } from './dataset.ts';
+import type { DataConfig, DataDeps, ExampleWindow } from './dataset-config.ts';
 import { IGNORE_INDEX, type KtoExample, type LmExample, type PairwiseExample } from './processor.ts';
 import type { Tokenizer } from './tokenizer.ts';
 

@@ -1,0 +1,72 @@
+// What buildDataset is given: LLaMA-Factory's data keys and the injected file / Hub access.
+
+import type { ChatTemplate } from './templates.ts';
+import type { Tokenizer } from './tokenizer.ts';
+
+export type Stage = 'pt' | 'sft' | 'rm' | 'dpo' | 'orpo' | 'simpo' | 'kto';
+
+/** LLaMA-Factory data keys (other keys of a training YAML are accepted and ignored). */
+export interface DataConfig {
+  stage?: Stage;
+  dataset?: string | string[] | null;
+  eval_dataset?: string | string[] | null;
+  dataset_dir?: string;
+  template?: string | null;
+  cutoff_len?: number;
+  train_on_prompt?: boolean;
+  mask_history?: boolean;
+  /** Default: true for pt, false otherwise (LLaMA-Factory). */
+  packing?: boolean | null;
+  neat_packing?: boolean;
+  val_size?: number;
+  max_samples?: number | null;
+  seed?: number;
+  streaming?: boolean;
+  mix_strategy?: 'concat' | 'interleave_under' | 'interleave_over' | 'interleave_once' | string;
+  interleave_probs?: string | number | null;
+  tool_format?: string | null;
+  default_system?: string | null;
+  enable_thinking?: boolean | null;
+  preserve_thinking?: boolean;
+  /** Records per preprocessing batch: packing and KTO's KL pairing work per batch (default 1000). */
+  preprocessing_batch_size?: number;
+  /** Crucible: shuffle the train examples with `seed` (default true). */
+  shuffle?: boolean;
+  /**
+   * Crucible (preview): tokenize only train examples [offset, offset + count) in file order; the
+   * others are checked (so drops are counted) but not tokenized. stats.train.examples counts all.
+   */
+  window?: ExampleWindow;
+  [key: string]: unknown;
+}
+
+export interface DataDeps {
+  tokenizer: Tokenizer;
+  /** Read a local (or dropped-in) file. Paths are dataset_dir-joined with '/'. */
+  readFile(path: string): Promise<Uint8Array>;
+  /** Entries of a directory, or null if `path` is not a directory (file_name may name a folder). */
+  listFiles?(path: string): Promise<string[] | null>;
+  /** Hub access for hf_hub_url datasets (src/hub provides it). */
+  fetchFile?(repo: string, path: string): Promise<Uint8Array>;
+  /** Files of a Hub dataset repo; without it, conventional file names are tried. */
+  listRepoFiles?(repo: string): Promise<string[]>;
+  /** Use this template instead of resolving `config.template`. */
+  template?: ChatTemplate;
+  /** Progress/warning sink. */
+  log?(message: string): void;
+}
+
+export interface ExampleWindow {
+  offset: number;
+  count: number;
+}
+
+export type ExampleKind = 'lm' | 'pairwise' | 'kto';
+
+export const STAGES: Stage[] = ['pt', 'sft', 'rm', 'dpo', 'orpo', 'simpo', 'kto'];
+
+export function exampleKind(stage: Stage): ExampleKind {
+  if (stage === 'rm' || stage === 'dpo' || stage === 'orpo' || stage === 'simpo') return 'pairwise';
+  if (stage === 'kto') return 'kto';
+  return 'lm';
+}
