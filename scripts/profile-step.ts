@@ -1,5 +1,9 @@
 // Per-kernel GPU time of one LoRA training step (timestamp queries):
-//   node --import ./bin/register.js scripts/profile-step.ts [modelDir] [batch] [seq]
+//   node --import ./bin/register.js scripts/profile-step.ts [modelDir | bench shape] [batch] [seq]
+// A bench shape (src/bench/shapes.ts: qwen2.5-0.5b, smollm2-135m ...) is a random-init model of that
+// real shape, so the device script needs no download.
+import { BENCH_MODELS } from '../src/bench/shapes';
+import { syntheticModelFiles } from '../src/bench/synthetic';
 import { nodeGpu } from '../src/gpu/node';
 import { Profiler } from '../src/gpu/profiler';
 import { dirFiles } from '../src/model/files-node';
@@ -9,7 +13,8 @@ import { Trainer } from '../src/train/trainer';
 const [dir = 'tests/fixtures/tiny-chat', b = '4', s = '128'] = process.argv.slice(2);
 const B = Number(b), S = Number(s);
 const gpu = await nodeGpu();
-const model = await Model.load(gpu, dirFiles(dir));
+const shape = BENCH_MODELS[dir];
+const model = await Model.load(gpu, shape ? syntheticModelFiles(shape, dir) : dirFiles(dir));
 const examples = Array.from({ length: B * 4 }, (_, i) => {
   const ids = Array.from({ length: S }, (_, t) => (i * 31 + t * 7) % model.spec.vocab);
   return { input_ids: ids, labels: ids };
