@@ -78,7 +78,7 @@ export class Model {
     const config = parseJsonFile<Record<string, unknown>>(await files.readText('config.json'), `${files.name}/config.json`);
     const spec = specFromConfig(config, `${files.name}/config.json`);
     const ckpt = await Checkpoint.open(files);
-    const format = opts.format ?? 'f32';
+    const format = baseFormat(opts.format ?? 'f32', ckpt);
     const { hidden: D, heads: Hq, kvHeads: Hkv, headDim: Dh, intermediate: I, vocab: V } = spec;
     const total = 3 + spec.layers.length * 9;
     let done = 0;
@@ -216,4 +216,13 @@ export class Model {
     out.push(this.finalNorm);
     return out;
   }
+}
+
+/**
+ * A GPTQ/AWQ base stays quantized, as it does in LLaMA-Factory: its matrices are re-blocked into
+ * Crucible's q8 (8-bit checkpoints) or q4 unless a quantized format was asked for.
+ */
+function baseFormat(requested: WeightFormat, ckpt: Checkpoint): WeightFormat {
+  if (!ckpt.prequantized || requested === 'q4' || requested === 'q8') return requested;
+  return ckpt.prequantized.bits === 8 ? 'q8' : 'q4';
 }

@@ -70,13 +70,17 @@ export async function openSafetensors(source: ByteSource): Promise<SafetensorsFi
 
 /** Read a floating-point tensor as f32 (F16/BF16/F64 converted). Rows [r0, r1) of the first dimension when given. */
 export async function readF32(file: SafetensorsFile, name: string, rows?: [number, number]): Promise<Float32Array> {
+  return toF32(await readBytes(file, name, rows), file.tensors.get(name)!.dtype, `${file.source.name}:${name}`);
+}
+
+/** A tensor's stored bytes (rows [r0, r1) of the first dimension when given). */
+export async function readBytes(file: SafetensorsFile, name: string, rows?: [number, number]): Promise<Uint8Array> {
   const info = file.tensors.get(name);
   if (!info) throw new DataError(`tensor ${name} is missing`, { file: file.source.name });
   const rowElems = info.shape.slice(1).reduce((a, b) => a * b, 1);
   const [r0, r1] = rows ?? [0, info.shape[0] ?? 1];
   const bpe = BYTES[info.dtype];
-  const bytes = await file.source.read(info.begin + r0 * rowElems * bpe, (r1 - r0) * rowElems * bpe);
-  return toF32(bytes, info.dtype, `${file.source.name}:${name}`);
+  return file.source.read(info.begin + r0 * rowElems * bpe, (r1 - r0) * rowElems * bpe);
 }
 
 export function toF32(bytes: Uint8Array, dtype: SafeDType, what: string): Float32Array {

@@ -28,7 +28,8 @@ export function makeTrainable(model: Model, layers: readonly number[], embedding
       const parts = weightParts(s.weight);
       const w = parts[0]!;
       if (parts.length !== 1 || w.dtype !== 'f32') {
-        throw new Error(`${s.name}: full/freeze training needs f32 weights in one binding (this one is ${w.dtype}${parts.length > 1 ? ', split' : ''})`);
+        const quantized = w.dtype === 'q4' || w.dtype === 'q8' ? ': a quantized base (quantization_bit, or a GPTQ/AWQ checkpoint) trains with finetuning_type: lora' : '';
+        throw new Error(`${s.name}: full/freeze training needs f32 weights in one binding (this one is ${w.dtype}${parts.length > 1 ? ', split' : ''})${quantized}`);
       }
       s.weightGrad ??= gpu.tensor(w.shape, 'f32', `${s.name}.weight.grad`);
       out.push({ name: `${s.name}.weight`, value: w, grad: s.weightGrad, decay: true, lrScale: 1 });

@@ -5,7 +5,8 @@ import { parseJsonFile } from '../data/json-file';
 import type { Gpu } from '../gpu/runtime';
 import type { DType, Tensor } from '../gpu/tensor';
 import { byteSize } from '../gpu/tensor';
-import { floatToHalf, openSafetensors, readF32, type ByteSource, type SafetensorsFile, type TensorInfo } from './safetensors';
+import { dequantizeRows, int32s, isPackedPart, packedLinears, prequantizedScheme, type PackedData, type PackedLinear, type PrequantizedScheme } from './prequantized';
+import { floatToHalf, openSafetensors, readBytes, readF32, type ByteSource, type SafetensorsFile, type TensorInfo } from './safetensors';
 import type { ModelSpec } from './spec';
 import type { Weight } from '../kernels/matmul';
 import { quantize } from '../kernels/quant';
@@ -19,9 +20,22 @@ export interface ModelFiles {
   exists(path: string): Promise<boolean>;
 }
 
-/** All tensors of a checkpoint, single-file or sharded (model.safetensors.index.json). */
+/**
+ * All tensors of a checkpoint, single-file or sharded (model.safetensors.index.json). A GPTQ/AWQ
+ * checkpoint's packed layers show as plain `<layer>.weight` tensors, dequantized on read
+ * (prequantized.ts); their packed parts are hidden.
+ */
 export class Checkpoint {
-  private constructor(private readonly index: Map<string, SafetensorsFile>, readonly origin: string) {}
+  /** The packed layer whose parts were read last: a matrix is read in consecutive row slices. */
+  private lastPacked: { name: string; data: PackedData } | null = null;
+
+  private constructor(
+    private readonly index: Map<string, SafetensorsFile>,
+    readonly origin: string,
+    /** The checkpoint's pre-quantization (config.json quantization_config), null for plain weights. */
+    readonly prequantized: PrequantizedScheme | null,
+    private readonly packed: Map<string, PackedLinear>,
+  ) {}
 
   static async open(files: ModelFiles): Promise<Checkpoint> {
     const index = new Map<string, SafetensorsFile>();
@@ -43,19 +57,26 @@ export class Checkpoint {
     } else {
       throw new Error(`${files.name}: no model.safetensors or model.safetensors.index.json (only safetensors checkpoints are supported)`);
     }
-    return new Checkpoint(index, files.name);
+    const where = `${files.name}/config.json`;
+    const scheme = await files.exists('config.json') ? prequantizedScheme(parseJsonFile(await files.readText('config.json'), where), where) : null;
+    const infos = new Map([...index].map(([name, f]) => [name, f.tensors.get(name)!]));
+    const packed = scheme ? packedLinears(scheme, infos, files.name) : new Map<string, PackedLinear>();
+    return new Checkpoint(index, files.name, scheme, packed);
   }
 
   has(name: string): boolean {
-    return this.index.has(name);
+    return this.packed.has(name) || (this.index.has(name) && !(this.prequantized && isPackedPart(name)));
   }
 
   names(): string[] {
-    return [...this.index.keys()];
+    return [...[...this.index.keys()].filter((n) => this.has(n)), ...this.packed.keys()];
   }
 
   info(name: string): TensorInfo {
-    const f = this.index.get(name);
+    const p = this.packed.get(name);
+    // a packed layer has no bytes of its own in the file: begin/end stay 0
+    if (p) return { name, dtype: p.scales.dtype, shape: [p.N, p.K], begin: 0, end: 0 };
+    const f = this.has(name) ? this.index.get(name) : undefined;
     if (!f) throw new Error(`${this.origin}: tensor ${name} is missing from the checkpoint`);
     return f.tensors.get(name)!;
   }
@@ -65,7 +86,23 @@ export class Checkpoint {
     if (expectShape && (info.shape.length !== expectShape.length || info.shape.some((d, i) => d !== expectShape[i]))) {
       throw new Error(`${this.origin}: tensor ${name} has shape [${info.shape}], expected [${expectShape}]`);
     }
-    return readF32(this.index.get(name)!, name, rows);
+    const p = this.packed.get(name);
+    if (!p) return readF32(this.index.get(name)!, name, rows);
+    const [r0, r1] = rows ?? [0, p.N];
+    return dequantizeRows(this.prequantized!, p, await this.packedData(p), r0, r1);
+  }
+
+  private async packedData(p: PackedLinear): Promise<PackedData> {
+    if (this.lastPacked?.name === p.name) return this.lastPacked.data;
+    const raw = (t: TensorInfo) => readBytes(this.index.get(t.name)!, t.name);
+    const data: PackedData = {
+      qweight: int32s(await raw(p.qweight)),
+      qzeros: int32s(await raw(p.qzeros)),
+      scales: await readF32(this.index.get(p.scales.name)!, p.scales.name),
+      gIdx: p.gIdx ? int32s(await raw(p.gIdx)) : null,
+    };
+    this.lastPacked = { name: p.name, data };
+    return data;
   }
 }
 
