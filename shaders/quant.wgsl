@@ -2,10 +2,11 @@
 // The layout and the rounding rules are documented at the top of src/kernels/quant.ts; the CPU
 // twin there (quantizeHost) must stay bit-identical to quantize() below.
 //
-// A quantized [R, Kq] tensor is one array<u32>: codeWords words of codes (value i of the
-// row-major tensor in word i / CPW at bit (i % CPW) * BITS), then one f16 scale per block of 32
-// values (block b in word codeWords + b / 2, low half for even b). value = f32(code) * scale,
-// exact in f32. q8 codes are int8 (two's complement bytes); q4 codes are -8..7 stored as code + 8.
+// A quantized [R, K] tensor is one array<u32>: codeWords words of codes (value i of the row-major
+// [R, Kq] stored tensor in word i / CPW at bit (i % CPW) * BITS, where Kq is K rounded up to whole
+// blocks and the padding is zero), then one f16 scale per block of 32 values (block b in word
+// codeWords + b / 2, low half for even b). value = f32(code) * scale, exact in f32. q8 codes are
+// int8 (two's complement bytes); q4 codes are -8..7 stored as code + 8.
 //
 // Entry points (variables that share a binding number belong to different entry points):
 //   quantize                one thread per pair of blocks (a pair shares one scale word)
@@ -53,9 +54,11 @@ fn f32ToHalf(x: f32) -> u32 {
 // ---- quantize ---------------------------------------------------------------------------------
 
 struct QuantParams {
-  nblk: u32,      // blocks (values / 32)
+  nblk: u32,      // blocks (stored values / 32)
   codeWords: u32, // words of codes; scales follow
   mul: f32,       // q8: fround(1/127) (scale = absmax * mul); q4: -1/8 (scale = extreme * mul)
+  K: u32,         // columns of W
+  Kq: u32,        // stored values per row (K rounded up to whole blocks)
 }
 
 @group(0) @binding(0) var<storage, read> W: array<f32>;
@@ -77,13 +80,19 @@ fn encode(x: f32, s: f32, as_: f32, inv: f32) -> i32 {
   return clamp(qi, -127, 127);
 }
 
+// Value i of block b: the row's padding reads as zero.
+fn blockValue(b: u32, i: u32) -> f32 {
+  let col = (b * 32u) % qp.Kq + i;
+  if (col >= qp.K) { return 0.0; }
+  return W[(b * 32u) / qp.Kq * qp.K + col];
+}
+
 // Quantizes block b (codes written), returns its f16 scale bits.
 fn quantBlock(b: u32) -> u32 {
-  let base = b * 32u;
   var ext = 0.0;    // |extreme|
   var best = 0.0;   // q4: the extreme value with its sign (ties: the positive one)
   for (var i = 0u; i < 32u; i++) {
-    let x = W[base + i];
+    let x = blockValue(b, i);
     let a = abs(x);
     if (a > ext || (a == ext && x > best)) { ext = a; best = x; }
   }
@@ -105,7 +114,7 @@ fn quantBlock(b: u32) -> u32 {
   for (var w = 0u; w < words; w++) {
     var word = 0u;
     for (var i = 0u; i < per; i++) {
-      let q = encode(W[base + w * per + i], s, as_, inv);
+      let q = encode(blockValue(b, w * per + i), s, as_, inv);
       if (Q4) { word |= u32(q + 8) << (i * 4u); }
       else { word |= (bitcast<u32>(q) & 0xffu) << (i * 8u); }
     }
@@ -130,6 +139,8 @@ fn quantize(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
 
 struct DeqParams {
   codeWords: u32,
+  K: u32,  // columns of D
+  Kq: u32, // stored values per row
 }
 
 @group(0) @binding(0) var<storage, read> Qd: array<u32>;
@@ -146,14 +157,18 @@ fn dequantize(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: ve
   let blk = v0 / 32u;
   let s = halfToF32((Qd[dp.codeWords + blk / 2u] >> ((blk & 1u) * 16u)) & 0xffffu);
   let word = Qd[w];
-  for (var i = 0u; i < per; i++) { D[v0 + i] = codeAt(word, i) * s; }
+  let row = v0 / dp.Kq;
+  let col = v0 % dp.Kq;
+  for (var i = 0u; i < per; i++) {
+    if (col + i < dp.K) { D[row * dp.K + col + i] = codeAt(word, i) * s; }
+  }
 }
 
 // ---- fused dequantize-matmul ------------------------------------------------------------------
 
 struct MatParams {
   M: u32, N: u32, K: u32, // C is M x N, reduction over K
-  Kq: u32,                // columns of Q (forward: K; backward: N)
+  Kq: u32,                // stored values per row of Q (its columns rounded up to whole blocks)
   codeWords: u32,
   lda: u32, ldc: u32, offA: u32, offC: u32,
   alpha: f32, beta: f32,
@@ -277,7 +292,7 @@ fn qlinear_forward_decode(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgro
   let per = cpw();
   var acc = vec4f(0.0);
   if (n < p.N) {
-    let wpr = p.K / per;
+    let wpr = p.Kq / per;
     // rows of A for tokens 0..3, clamped to M - 1 (their sums are then ignored)
     let a0 = p.offA;
     let a1 = p.offA + min(1u, p.M - 1u) * p.lda;
@@ -286,10 +301,12 @@ fn qlinear_forward_decode(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgro
     for (var w = j; w < wpr; w += GV_TPR) {
       let word = Q[n * wpr + w];
       let k = w * per;
-      let s = scaleOf((n * p.K + k) / 32u);
+      let s = scaleOf((n * p.Kq + k) / 32u);
       for (var i = 0u; i < per; i++) {
         let v = codeAt(word, i) * s;
-        let x = vec4f(A[a0 + k + i], A[a1 + k + i], A[a2 + k + i], A[a3 + k + i]);
+        // padding columns hold code 0: read any finite column of A there
+        let c = min(k + i, p.K - 1u);
+        let x = vec4f(A[a0 + c], A[a1 + c], A[a2 + c], A[a3 + c]);
         acc = fma(x, vec4f(v), acc);
       }
     }

@@ -11,7 +11,7 @@ import type { Tensor } from '../src/gpu/tensor';
 import { testGpu, poisoned } from './helpers/gpu';
 import { expectClose, makeRng, type Rng } from './helpers/check';
 import {
-  refDequantize, refF16Bits, refHalf, refLinear, refLinearBackwardInput, refParse, refQuantize,
+  refDequantize, refF16Bits, refHalf, refLinear, refLinearBackwardInput, refPadRows, refParse, refQuantize, refRowWidth,
 } from './reference/quant';
 
 const DTYPES: QuantDType[] = ['q8', 'q4'];
@@ -84,7 +84,8 @@ describe('quant', () => {
     const rng = makeRng();
     for (const dtype of DTYPES) {
       let bumped = 0; // blocks whose f16 scale was raised one ulp (coverage of that path)
-      for (const [N, K] of [[3, 32], [37, 96], [5, 64]] as const) {
+      // K = 40 and 20: rows padded to whole blocks with zeros
+      for (const [N, K] of [[3, 32], [37, 96], [5, 64], [6, 40], [9, 20]] as const) {
         const what = `${dtype} [${N}, ${K}] (SEED=${rng.seed})`;
         const w = weights(rng, N, K, dtype);
         const tw = gpu.upload(w, [N, K], 'f32', 'w');
@@ -98,22 +99,24 @@ describe('quant', () => {
         expect(d, `${what}: GPU and CPU bytes differ first at byte ${d}`).toBe(-1);
 
         const ref = refQuantize(w, N, K, dtype), parsed = refParse(host, N, K, dtype);
-        for (let b = 0; b < (N * K) / 32; b++) {
-          const blk = Array.from(w.subarray(b * 32, b * 32 + 32)), ext = Math.max(...blk.map(Math.abs));
+        const Kp = refRowWidth(K), wp = refPadRows(w, N, K);
+        for (let b = 0; b < (N * Kp) / 32; b++) {
+          const blk = Array.from(wp.subarray(b * 32, b * 32 + 32)), ext = Math.max(...blk.map(Math.abs));
           const m = dtype === 'q8' ? Math.fround(ext * Math.fround(1 / 127)) : (blk.includes(ext) ? ext : -ext) / -8;
           if (ext > 0 && refF16Bits(m) !== ref.scaleBits[b]) bumped++;
         }
         expect(Array.from(parsed.scaleBits), `${what}: scales`).toEqual(Array.from(ref.scaleBits));
         expect(Array.from(parsed.codes), `${what}: codes`).toEqual(Array.from(ref.codes));
 
-        const deq = refDequantize(parsed);
+        const deq = refDequantize(parsed, N, K);
         expect(Array.from(await gpu.readF32(out)), `${what}: GPU dequantize`).toEqual(Array.from(deq));
         expect(Array.from(dequantizeHost(host, N, K, dtype)), `${what}: dequantizeHost`).toEqual(Array.from(deq));
 
         for (let i = 0; i < N * K; i++) {
-          const s = Math.abs(refHalf(parsed.scaleBits[i >> 5]!)), err = Math.abs(w[i]! - deq[i]!);
+          const stored = Math.floor(i / K) * Kp + (i % K);
+          const s = Math.abs(refHalf(parsed.scaleBits[stored >> 5]!)), err = Math.abs(w[i]! - deq[i]!);
           // q4: a value opposite in sign to the block's extreme and beyond 7.5 steps clamps to +7
-          const ok = err <= s / 2 || (dtype === 'q4' && parsed.codes[i] === 7 && err <= s);
+          const ok = err <= s / 2 || (dtype === 'q4' && parsed.codes[stored] === 7 && err <= s);
           if (!ok) expect.fail(`${what}: value ${i} = ${w[i]} dequantizes to ${deq[i]}, scale ${s}`);
         }
         gpu.release(tw, tq, out);
@@ -235,9 +238,9 @@ describe('quant', () => {
 
   it('rejects bad shapes with errors naming the tensor', async () => {
     const gpu = await testGpu();
-    const w = gpu.tensor([4, 48], 'f32', 'layers.0.mlp.up');
-    expect(() => quantize(gpu, w, 'q4')).toThrow(/layers\.0\.mlp\.up.*48.*multiple of the quantization block 32/);
-    expect(() => quantizeHost(new Float32Array(4 * 48), 4, 48, 'q8')).toThrow(/multiple of the quantization block 32/);
+    expect(() => quantize(gpu, gpu.tensor([48], 'f32', 'layers.0.mlp.up'), 'q4')).toThrow(/layers\.0\.mlp\.up \[48\] must be 2-D/);
+    expect(() => quantize(gpu, gpu.tensor([0, 48], 'f32', 'layers.0.mlp.up'), 'q4')).toThrow(/layers\.0\.mlp\.up has shape \[0, 48\]; expected a non-empty 2-D weight/);
+    expect(() => quantizeHost(new Float32Array(4 * 47), 4, 48, 'q8')).toThrow(/188 values for shape \[4, 48\]/);
     const q = quantize(gpu, gpu.tensor([6, 64], 'f32', 'wq'), 'q8');
     expect(() => qlinearForward(gpu, gpu.tensor([3, 32]), q, gpu.tensor([3, 6]))).toThrow(/64 columns, input \[3, 32\] has 32/);
     expect(() => qlinearForward(gpu, gpu.tensor([3, 64]), q, gpu.tensor([3, 5]))).toThrow(/output \[3, 5\]/);

@@ -1,6 +1,7 @@
 // A tensor is a typed, shaped view of one GPU buffer. Quantized weights ('q4', 'q8') hold blocks
 // of 32 values along each row: all codes first (packed in u32 words), then one f16 scale per
-// block; src/kernels/quant.ts owns that layout. Their `shape` is the logical [rows, cols].
+// block; src/kernels/quant.ts owns that layout. Their `shape` is the logical [rows, cols]; each
+// row is stored padded with zeros to a whole number of blocks (quantRowWidth).
 
 export type DType = 'f32' | 'f16' | 'i32' | 'u32' | 'q4' | 'q8';
 
@@ -16,7 +17,10 @@ export const numel = (shape: readonly number[]): number => shape.reduce((a, b) =
 
 export const QUANT_BLOCK = 32;
 
-/** Bytes of the codes of a quantized tensor of n values (the f16 scales follow them). */
+/** Stored values per row of a quantized tensor with `cols` columns: whole blocks. */
+export const quantRowWidth = (cols: number): number => Math.ceil(cols / QUANT_BLOCK) * QUANT_BLOCK;
+
+/** Bytes of the codes of a quantized tensor of n stored values (the f16 scales follow them). */
 export function quantCodeBytes(n: number, dtype: 'q4' | 'q8'): number {
   return dtype === 'q4' ? n / 2 : n;
 }
@@ -31,9 +35,11 @@ export function byteSize(shape: readonly number[], dtype: DType): number {
     case 'f16':
       return Math.ceil((n * 2) / 4) * 4;
     case 'q4':
-    case 'q8':
-      if (n % QUANT_BLOCK !== 0) throw new Error(`quantized tensor size ${n} is not a multiple of ${QUANT_BLOCK}`);
-      return quantCodeBytes(n, dtype) + Math.ceil(((n / QUANT_BLOCK) * 2) / 4) * 4;
+    case 'q8': {
+      const cols = shape[shape.length - 1] ?? 1;
+      const stored = (n / cols) * quantRowWidth(cols);
+      return quantCodeBytes(stored, dtype) + Math.ceil(((stored / QUANT_BLOCK) * 2) / 4) * 4;
+    }
   }
 }
 

@@ -1,16 +1,18 @@
 // Block-quantized base weights for QLoRA (shaders/quant.wgsl): quantize on the GPU or the CPU,
 // dequantize, and matrix products with dequantization fused into the tile loads.
 //
-// LAYOUT of a quantized tensor of logical shape [N, K] (K % 32 == 0), dtype 'q8' or 'q4', one
-// buffer (byteSize() in src/gpu/tensor.ts):
-//   - Values are taken in row-major order, i = n * K + k; block b holds values 32b .. 32b + 31,
-//     i.e. 32 consecutive values of one row (block b = n * K/32 + k/32).
+// LAYOUT of a quantized tensor of logical shape [N, K], dtype 'q8' or 'q4', one buffer (byteSize()
+// in src/gpu/tensor.ts):
+//   - Each row is stored as Kp = quantRowWidth(K) values (K rounded up to a multiple of 32, the
+//     extra values zero, so they quantize to code 0 and add nothing to any product). Stored values
+//     are taken in row-major order, i = n * Kp + k; block b holds values 32b .. 32b + 31, i.e. 32
+//     consecutive values of one row (block b = n * Kp/32 + k/32).
 //   - Codes first. q8: one byte per value, byte i = code of value i (int8, two's complement),
 //     so u32 word i/4 holds it at bits 8 * (i % 4). q4: one nibble per value, byte i/2 holds value
 //     i in its low nibble when i is even, high nibble when odd (u32 word i/8, bits 4 * (i % 8)),
 //     stored as code + 8 (0..15).
 //   - Then one IEEE f16 scale per block, little endian, at byte codeBytes + 2b (u32 word
-//     codeWords + b/2, low half for even b). codeBytes = N*K (q8) or N*K/2 (q4). The scale area is
+//     codeWords + b/2, low half for even b). codeBytes = N*Kp (q8) or N*Kp/2 (q4). The scale area is
 //     padded to a multiple of 4 bytes with zeros (an odd block count leaves one zero half).
 //   - value = code * scale, computed in f32; it is exact (a code has <= 8 bits, a scale 11), so
 //     every kernel and dequantizeHost see bit-identical weights.
@@ -52,7 +54,7 @@
 import source from '../../shaders/quant.wgsl';
 import { f32, halfToFloat, type Gpu } from '../gpu/runtime';
 import { shaderVariant } from '../gpu/shader';
-import { byteSize, numel, QUANT_BLOCK, quantCodeBytes, shapeStr, type Tensor } from '../gpu/tensor';
+import { byteSize, numel, QUANT_BLOCK, quantCodeBytes, quantRowWidth, shapeStr, type Tensor } from '../gpu/tensor';
 
 export type QuantDType = 'q4' | 'q8';
 
@@ -71,9 +73,6 @@ const colsOf = (x: Tensor): number => x.shape[x.shape.length - 1]!;
 function checkQuantShape(what: string, N: number, K: number, name: string): void {
   if (!Number.isInteger(N) || !Number.isInteger(K) || N < 1 || K < 1) {
     throw new Error(`${what}: ${name} has shape [${N}, ${K}]; expected a non-empty 2-D weight`);
-  }
-  if (K % QUANT_BLOCK !== 0) {
-    throw new Error(`${what}: ${name} [${N}, ${K}] has K = ${K} columns, not a multiple of the quantization block ${QUANT_BLOCK}`);
   }
 }
 
@@ -105,12 +104,13 @@ export function quantize(gpu: Gpu, w: Tensor, dtype: QuantDType, label?: string)
   const [N, K] = w.shape as [number, number];
   checkQuantShape('quantize', N, K, name);
   const q = gpu.tensor([N, K], dtype, label ?? (w.buffer.label ? `${w.buffer.label}.${dtype}` : undefined));
-  const nblk = (N * K) / QUANT_BLOCK;
+  const Kp = quantRowWidth(K);
+  const nblk = (N * Kp) / QUANT_BLOCK;
   gpu.dispatch(
     pipeline(gpu, 'quantize', dtype),
     [w, q],
     gpu.grid(Math.ceil(Math.ceil(nblk / 2) / 64)),
-    [nblk, codeWords(N * K, dtype), f32(dtype === 'q4' ? Q4_MUL : Q8_MUL)],
+    [nblk, codeWords(N * Kp, dtype), f32(dtype === 'q4' ? Q4_MUL : Q8_MUL), K, Kp],
   );
   return q;
 }
@@ -121,8 +121,9 @@ export function dequantize(gpu: Gpu, q: Tensor, out: Tensor): void {
   if (out.dtype !== 'f32' || numel(out.shape) !== N * K || colsOf(out) !== K) {
     throw new Error(`dequantize: output ${labelOf(out)} ${shapeStr(out.shape)} ${out.dtype} must be f32 [${N}, ${K}]`);
   }
-  const words = codeWords(N * K, q.dtype as QuantDType);
-  gpu.dispatch(pipeline(gpu, 'dequantize', q.dtype as QuantDType), [q, out], gpu.grid(Math.ceil(words / 256)), [words]);
+  const Kp = quantRowWidth(K);
+  const words = codeWords(N * Kp, q.dtype as QuantDType);
+  gpu.dispatch(pipeline(gpu, 'dequantize', q.dtype as QuantDType), [q, out], gpu.grid(Math.ceil(words / 256)), [words, K, Kp]);
 }
 
 // CPU twin of the quantize kernel (same operations, so the same bytes).
@@ -155,16 +156,21 @@ export function quantizeHost(values: Float32Array, N: number, K: number, dtype: 
   checkQuantShape('quantizeHost', N, K, 'values');
   if (values.length !== N * K) throw new Error(`quantizeHost: ${values.length} values for shape [${N}, ${K}]`);
   const out = new Uint8Array(byteSize([N, K], dtype));
-  const scales = new DataView(out.buffer, quantCodeBytes(N * K, dtype));
+  const scales = new DataView(out.buffer, quantCodeBytes(N * quantRowWidth(K), dtype));
   const q4 = dtype === 'q4';
   const [qmin, qmax, limit, mul] = q4 ? [-8, 7, 8, Q4_MUL] : [-127, 127, 127.5, Q8_MUL];
   const codes = new Int32Array(QUANT_BLOCK);
-  const nblk = (N * K) / QUANT_BLOCK;
+  const Kp = quantRowWidth(K);
+  const nblk = (N * Kp) / QUANT_BLOCK;
+  // value i of block b: the row's padding reads as zero
+  const block = new Float32Array(QUANT_BLOCK);
   for (let b = 0; b < nblk; b++) {
     const base = b * QUANT_BLOCK;
+    const row = Math.floor(base / Kp), col = base % Kp;
+    for (let i = 0; i < QUANT_BLOCK; i++) block[i] = col + i < K ? values[row * K + col + i]! : 0;
     let ext = 0, best = 0;
     for (let i = 0; i < QUANT_BLOCK; i++) {
-      const x = values[base + i]!;
+      const x = block[i]!;
       const a = Math.abs(x);
       if (a > ext || (a === ext && x > best)) {
         ext = a;
@@ -189,7 +195,7 @@ export function quantizeHost(values: Float32Array, N: number, K: number, dtype: 
       const inv = 1 / as;
       const flip = s < 0 ? -1 : 0;
       for (let i = 0; i < QUANT_BLOCK; i++) {
-        const x = values[base + i]!;
+        const x = block[i]!;
         const m = Math.min(Math.floor(Math.abs(x) * inv + 0.5), 255) | 0;
         const sg = (x < 0 ? -1 : 0) ^ flip; // -1: negative code
         const q = (m ^ sg) - sg;
@@ -209,14 +215,14 @@ export function quantizeHost(values: Float32Array, N: number, K: number, dtype: 
 export function dequantizeHost(bytes: Uint8Array, N: number, K: number, dtype: QuantDType): Float32Array {
   checkQuantShape('dequantizeHost', N, K, 'bytes');
   if (bytes.length < byteSize([N, K], dtype)) throw new Error(`dequantizeHost: ${bytes.length} bytes, [${N}, ${K}] ${dtype} needs ${byteSize([N, K], dtype)}`);
-  const n = N * K;
-  const out = new Float32Array(n);
-  const scales = new DataView(bytes.buffer, bytes.byteOffset + quantCodeBytes(n, dtype));
-  for (let b = 0; b < n / QUANT_BLOCK; b++) {
-    const s = halfToFloat(scales.getUint16(2 * b, true));
-    for (let i = b * QUANT_BLOCK; i < (b + 1) * QUANT_BLOCK; i++) {
+  const Kp = quantRowWidth(K);
+  const out = new Float32Array(N * K);
+  const scales = new DataView(bytes.buffer, bytes.byteOffset + quantCodeBytes(N * Kp, dtype));
+  for (let n = 0; n < N; n++) {
+    for (let k = 0; k < K; k++) {
+      const i = n * Kp + k;
       const c = dtype === 'q4' ? ((bytes[i >> 1]! >> ((i & 1) * 4)) & 15) - 8 : (bytes[i]! << 24) >> 24;
-      out[i] = c * s;
+      out[n * K + k] = c * halfToFloat(scales.getUint16(2 * Math.floor(i / QUANT_BLOCK), true));
     }
   }
   return out;
@@ -242,7 +248,8 @@ export function qlinearForward(
   }
   if (T === 0) return;
   const dtype = q.dtype as QuantDType;
-  const params = [T, N, K, K, codeWords(N * K, dtype), K, ldc, 0, offC, f32(scale), f32(accumulate ? 1 : 0)];
+  const Kp = quantRowWidth(K);
+  const params = [T, N, K, Kp, codeWords(N * Kp, dtype), K, ldc, 0, offC, f32(scale), f32(accumulate ? 1 : 0)];
   if (T <= QGEMV_MAX_T) {
     gpu.dispatch(pipeline(gpu, 'qlinear_forward_decode', dtype), [x, q, y], gpu.grid(Math.ceil(N / 4)), params);
   } else {
@@ -274,6 +281,6 @@ export function qlinearBackwardInput(
     pipeline(gpu, 'qlinear_backward_input', dtype),
     [dy, q, dx],
     [Math.ceil(K / 64), Math.ceil(T / 64)],
-    [T, K, N, K, codeWords(N * K, dtype), lda, K, offA, 0, f32(scale), f32(accumulate ? 1 : 0)],
+    [T, K, N, quantRowWidth(K), codeWords(N * quantRowWidth(K), dtype), lda, K, offA, 0, f32(scale), f32(accumulate ? 1 : 0)],
   );
 }

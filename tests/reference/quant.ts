@@ -28,13 +28,24 @@ export function refF16Bits(v: number): number {
 }
 
 export interface RefQuant {
-  codes: Int32Array; // one per value
+  codes: Int32Array; // one per stored value: rows padded to whole blocks of 32
   scaleBits: Uint16Array; // one per block
 }
 
+/** Stored values per row: K rounded up to whole blocks. */
+export const refRowWidth = (K: number): number => Math.ceil(K / 32) * 32;
+
+/** Rows of [N, K] values padded with zeros to whole blocks, as they are stored. */
+export function refPadRows(values: Float32Array, N: number, K: number): Float32Array {
+  const Kp = refRowWidth(K), out = new Float32Array(N * Kp);
+  for (let n = 0; n < N; n++) out.set(values.subarray(n * K, n * K + K), n * Kp);
+  return out;
+}
+
 /** The documented quantization rules, straight from their definition. */
-export function refQuantize(values: Float32Array, N: number, K: number, dtype: 'q4' | 'q8'): RefQuant {
-  const n = N * K, nb = n / 32;
+export function refQuantize(unpadded: Float32Array, N: number, K: number, dtype: 'q4' | 'q8'): RefQuant {
+  const values = refPadRows(unpadded, N, K);
+  const n = values.length, nb = n / 32;
   const codes = new Int32Array(n), scaleBits = new Uint16Array(nb);
   const [qmin, qmax] = dtype === 'q4' ? [-8, 7] : [-127, 127];
   for (let b = 0; b < nb; b++) {
@@ -62,7 +73,7 @@ export function refQuantize(values: Float32Array, N: number, K: number, dtype: '
 
 /** Parses quantized bytes (layout of src/kernels/quant.ts) into codes and scales. */
 export function refParse(bytes: Uint8Array, N: number, K: number, dtype: 'q4' | 'q8'): RefQuant {
-  const n = N * K, nb = n / 32;
+  const n = N * refRowWidth(K), nb = n / 32;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const codes = new Int32Array(n), scaleBits = new Uint16Array(nb);
   const codeBytes = dtype === 'q4' ? n / 2 : n;
@@ -74,9 +85,12 @@ export function refParse(bytes: Uint8Array, N: number, K: number, dtype: 'q4' | 
   return { codes, scaleBits };
 }
 
-export function refDequantize(q: RefQuant): Float64Array {
-  const out = new Float64Array(q.codes.length);
-  for (let i = 0; i < out.length; i++) out[i] = q.codes[i]! * refHalf(q.scaleBits[i >> 5]!);
+/** The [N, K] values (padding dropped). */
+export function refDequantize(q: RefQuant, N: number, K: number): Float64Array {
+  const Kp = refRowWidth(K), out = new Float64Array(N * K);
+  for (let n = 0; n < N; n++) {
+    for (let k = 0; k < K; k++) out[n * K + k] = q.codes[n * Kp + k]! * refHalf(q.scaleBits[(n * Kp + k) >> 5]!);
+  }
   return out;
 }
 

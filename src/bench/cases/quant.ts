@@ -29,6 +29,11 @@ export const QLINEAR_CASES: readonly QlinearCase[] = [
   { T: 5, N: 70, K: 32, dtype: 'q4', direction: 'backward' },
   { T: 37, N: 33, K: 64, dtype: 'q8', direction: 'backward' },
   { T: 70, N: 5, K: 96, dtype: 'q4', direction: 'backward' },
+  // K not a multiple of the 32-value block: rows stored padded with zeros
+  { T: 2, N: 11, K: 40, dtype: 'q4', direction: 'forward' }, // decode path
+  { T: 9, N: 66, K: 72, dtype: 'q8', direction: 'forward' },
+  { T: 3, N: 19, K: 20, dtype: 'q8', direction: 'backward' },
+  { T: 67, N: 9, K: 104, dtype: 'q4', direction: 'backward' },
   { T: 1, N: 4096, K: 4096, dtype: 'q4', direction: 'forward', bench: true },
   { T: 512, N: 4096, K: 4096, dtype: 'q4', direction: 'forward', bench: true },
   { T: 512, N: 4096, K: 4096, dtype: 'q4', direction: 'backward', bench: true },
