@@ -10,9 +10,13 @@
 //          losses: the gradient of the loss with respect to each sequence's log-probability, on
 //          its labelled tokens).
 //   logit_softcap: soft-capping of logits in place (generation's logits).
-// Per-row state lives after the logits in the workspace, 4 floats a row:
-//   [running max, running sum exp, label logit, lse].
+// Per-row state lives after the logits in the workspace, 5 floats a row:
+//   [running max, running sum exp, label logit, lse, running sum of logits].
 // softcap > 0 applies Gemma-2's final logit soft-capping z = c * tanh(x / c).
+// variant picks the token loss (ce = lse - z[label], p = exp(-ce)):
+//   0 cross-entropy      loss = ce                             dz = softmax - onehot
+//   1 DFT                loss = p ce (p held constant)         dz = p (softmax - onehot)
+//   2 label smoothing e  loss = (1-e) ce + e (lse - mean z)    dz = softmax - (1-e) onehot - e/V
 
 struct Params {
   T: u32,        // rows
@@ -25,7 +29,11 @@ struct Params {
   state: u32,    // element offset of the per-row state in the workspace
   softcap: f32,  // 0 = off
   scale: f32,    // gradient scale
+  variant: u32,  // 0 cross-entropy, 1 DFT, 2 label smoothing
+  epsilon: f32,  // label smoothing factor
 }
+
+const STATE = 5u; // floats of per-row state
 
 @group(0) @binding(0) var<storage, read_write> ws: array<f32>;
 @group(0) @binding(1) var<storage, read> labels: array<i32>;
@@ -46,6 +54,7 @@ fn isValid(label: i32, V: u32) -> bool {
 
 var<workgroup> redM: array<f32, 256>;
 var<workgroup> redS: array<f32, 256>;
+var<workgroup> redZ: array<f32, 256>;
 
 // One workgroup per row (rows folded over x/y for large T).
 @compute @workgroup_size(256)
@@ -54,12 +63,14 @@ fn cross_entropy_forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgrou
   let row = wg.y * nwg.x + wg.x;
   if (row >= p.T) { return; }
   let label = labels[row];
-  let st = p.state + row * 4u;
+  let st = p.state + row * STATE;
   let base = row * p.ld;
   var m = NEG_BIG;
   var s = 0.0;
+  var zs = 0.0;
   for (var j = lid; j < p.n; j += 256u) {
     let x = capped(ws[base + j], p.softcap);
+    zs += x;
     if (x > m) {
       s = s * exp(m - x) + 1.0;
       m = x;
@@ -70,6 +81,7 @@ fn cross_entropy_forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgrou
   }
   redM[lid] = m;
   redS[lid] = s;
+  redZ[lid] = zs;
   storageBarrier();
   workgroupBarrier();
   for (var stride = 128u; stride > 0u; stride >>= 1u) {
@@ -79,34 +91,50 @@ fn cross_entropy_forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgrou
       let mm = max(ma, mb);
       redS[lid] = redS[lid] * exp(ma - mm) + redS[lid + stride] * exp(mb - mm);
       redM[lid] = mm;
+      redZ[lid] += redZ[lid + stride];
     }
     workgroupBarrier();
   }
   if (lid == 0u) {
     var mm = redM[0];
     var ss = redS[0];
+    var zz = redZ[0];
     if (p.first == 0u) {
       let m0 = ws[st];
       let s0 = ws[st + 1u];
       let mx = max(m0, mm);
       ss = s0 * exp(m0 - mx) + ss * exp(mm - mx);
       mm = mx;
+      zz += ws[st + 4u];
     }
     ws[st] = mm;
     ws[st + 1u] = ss;
+    ws[st + 4u] = zz;
     if (p.last != 0u) {
       let lse = mm + log(ss);
       ws[st + 3u] = lse;
-      loss[row] = select(0.0, lse - ws[st + 2u], isValid(label, p.V));
+      let ce = lse - ws[st + 2u];
+      var l = ce;
+      if (p.variant == 1u) { l = ce * exp(-ce); }
+      if (p.variant == 2u) { l = (1.0 - p.epsilon) * ce + p.epsilon * (lse - zz / f32(p.V)); }
+      loss[row] = select(0.0, l, isValid(label, p.V));
     }
   }
 }
 
-// dlogits of one element (ws index a) of a valid row: scale * (softmax - onehot) * softcap'.
+// dlogits of one element (ws index a) of a valid row: scale * (softmax - onehot) * softcap', as
+// the variant changes it.
 fn dlogit(a: u32, row: u32, j: u32, label: i32) -> f32 {
   let z = capped(ws[a], p.softcap);
-  var d = exp(z - ws[p.state + row * 4u + 3u]);
-  if (u32(label) == p.col0 + j) { d -= 1.0; }
+  let st = p.state + row * STATE;
+  let lse = ws[st + 3u];
+  var d = exp(z - lse);
+  let hit = u32(label) == p.col0 + j;
+  if (p.variant == 2u) {
+    d -= p.epsilon / f32(p.V);
+    if (hit) { d -= 1.0 - p.epsilon; }
+  } else if (hit) { d -= 1.0; }
+  if (p.variant == 1u) { d *= exp(ws[st + 2u] - lse); }
   d *= p.scale;
   if (p.softcap > 0.0) {
     let t = z / p.softcap;

@@ -4,7 +4,7 @@ import { lossCase } from '../src/bench/cases/loss';
 import { lmHeadCrossEntropy, logitsForRows, lossWorkspaceElements } from '../src/kernels/loss';
 import { testGpu, poisoned } from './helpers/gpu';
 import { expectClose, makeRng, type Rng } from './helpers/check';
-import { IGNORE, refLoss, refLossGrad, refObjective, type LossProblem } from './reference/loss';
+import { IGNORE, refDftWeights, refLoss, refLossGrad, refObjective, type LossProblem } from './reference/loss';
 
 function problem(rng: Rng, T: number, D: number, V: number, ignored: number[] = [], softcap?: number): LossProblem & { h: Float32Array; w: Float32Array; labels: Int32Array } {
   const h = rng.randn(T * D), w = rng.randn(V * D, 0.3);
@@ -93,10 +93,39 @@ describe('loss', () => {
     expect(await gpu.readF32(dW)).toEqual(dW0);
   });
 
+  it.each([
+    ['DFT', { kind: 'dft' }],
+    ['label smoothing 0.1', { kind: 'label_smoothing', epsilon: 0.1 }],
+  ] as const)('%s: loss, dH and dW match the reference over chunks, with ignored rows and soft-capping', async (_, tokenLoss) => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    for (const name of ['chunks that do not divide V', 'one row, one chunk, soft-capped']) {
+      const c = lossCase(name);
+      const p = { ...problem(rng, c.T, c.D, c.V, c.T > 3 ? [2] : [], c.softcap), tokenLoss };
+      const { T, D, V } = p;
+      const th = gpu.upload(p.h, [T, D]), tw = gpu.upload(p.w, [V, D]), tl = gpu.upload(p.labels, [T], 'i32');
+      const loss = poisoned(gpu, [T]), dH = poisoned(gpu, [T, D]), dW = gpu.tensor([V, D]);
+      gpu.zero(dW);
+      lmHeadCrossEntropy(gpu, th, tw, tl, { loss, dH, dW }, { gradScale: 0.3, chunk: c.chunk, softcap: c.softcap, tokenLoss });
+      const ref = refLossGrad(p, 0.3);
+      const what = `${tokenLoss.kind} ${name}`;
+      expectClose(await gpu.readF32(loss), refLoss(p), 1e-5, `${what} loss`, rng.seed);
+      expectClose(await gpu.readF32(dH), ref.dH, 1e-4, `${what} dH`, rng.seed);
+      expectClose(await gpu.readF32(dW), ref.dW, 1e-4, `${what} dW`, rng.seed);
+      // the variant changes the numbers: plain cross-entropy's are not these
+      expect(Math.abs(refLoss({ ...p, tokenLoss: { kind: 'ce' } })[0]! - refLoss(p)[0]!)).toBeGreaterThan(1e-4);
+      gpu.release(th, tw, tl, loss, dH, dW);
+    }
+  });
+
   it('reference gradients agree with central finite differences of the reference loss', () => {
     const rng = makeRng();
-    for (const softcap of [0, 1.5]) {
-      const p = problem(rng, 3, 6, 11, [1], softcap);
+    const variants = [{ softcap: 0 }, { softcap: 1.5 }, { softcap: 0, tokenLoss: { kind: 'label_smoothing', epsilon: 0.2 } as const },
+      { softcap: 1.5, tokenLoss: { kind: 'dft' } as const }];
+    for (const { softcap, tokenLoss } of variants) {
+      const base = { ...problem(rng, 3, 6, 11, [1], softcap), tokenLoss };
+      // DFT's weights are constants of the gradient: freeze them at this point
+      const p = tokenLoss?.kind === 'dft' ? { ...base, frozenWeights: refDftWeights(base) } : base;
       const scale = 0.7;
       const { dH, dW } = refLossGrad(p, scale);
       const eps = 1e-6;
@@ -111,9 +140,9 @@ describe('loss', () => {
       };
       for (let k = 0; k < 6; k++) {
         const i = Math.floor(rng.next() * p.h.length);
-        expect(Math.abs(probe(p.h, i) - dH[i]!), `dH[${i}] softcap ${softcap} (SEED=${rng.seed})`).toBeLessThan(1e-6);
+        expect(Math.abs(probe(p.h, i) - dH[i]!), `dH[${i}] softcap ${softcap} ${tokenLoss?.kind ?? 'ce'} (SEED=${rng.seed})`).toBeLessThan(1e-6);
         const j = Math.floor(rng.next() * p.w.length);
-        expect(Math.abs(probe(p.w, j) - dW[j]!), `dW[${j}] softcap ${softcap} (SEED=${rng.seed})`).toBeLessThan(1e-6);
+        expect(Math.abs(probe(p.w, j) - dW[j]!), `dW[${j}] softcap ${softcap} ${tokenLoss?.kind ?? 'ce'} (SEED=${rng.seed})`).toBeLessThan(1e-6);
       }
     }
   });

@@ -9,6 +9,10 @@
 // (times the soft-cap derivative, and an optional per-row weight), then dH += dlogits W_c and
 // dW_c += dlogitsᵀ h.
 //
+// The token loss can be plain cross-entropy, DFT (each token's loss and gradient weighted by its
+// own probability, held constant: LLaMA-Factory's use_dft_loss) or label smoothing (HF Trainer's
+// label_smoothing_factor); see the variant table in shaders/loss.wgsl.
+//
 // Generation does not go through here: the engine computes the logits of the rows it samples
 // from with logitsForRows() below (gemm on the selected rows, optional soft-cap), then
 // sampleToken() from src/kernels/sample.ts.
@@ -22,8 +26,13 @@ import { scratch } from './scratch';
 
 export const IGNORE_INDEX = -100;
 
+/** The token loss: cross-entropy, DFT, or cross-entropy with label smoothing epsilon. */
+export type TokenLoss = { kind: 'ce' } | { kind: 'dft' } | { kind: 'label_smoothing'; epsilon: number };
+
+const VARIANT: Record<TokenLoss['kind'], number> = { ce: 0, dft: 1, label_smoothing: 2 };
+
 export interface LossOutputs {
-  /** f32 [T]: -log p(label_t) per token (= -logprob, usable for DPO), 0 where ignored. */
+  /** f32 [T]: the token loss, -log p(label_t) for cross-entropy (= -logprob, usable for DPO), 0 where ignored. */
   loss: Tensor;
   /** [T, D]: d(sum_t gradScale * loss_t)/dh; overwritten unless opts.accumulateDH. */
   dH?: Tensor;
@@ -48,6 +57,8 @@ export interface LossOptions {
    * output is unaffected.
    */
   tokenWeights?: Tensor;
+  /** Default cross-entropy. */
+  tokenLoss?: TokenLoss;
 }
 
 /** Default workspace budget for one chunk of logits. */
@@ -56,13 +67,16 @@ export const LOSS_WORKSPACE_BYTES = 64 * 1024 * 1024;
 /** Columns per chunk for T rows: T * C * 4 bytes <= min(64 MiB, binding limit), a multiple of 64. */
 export function lossChunk(gpu: Gpu, T: number, V: number, budgetBytes = LOSS_WORKSPACE_BYTES): number {
   const bytes = Math.min(budgetBytes, gpu.caps.limits.maxStorageBufferBindingSize);
-  let c = Math.floor((bytes / 4 - 4 * T) / T);
+  let c = Math.floor((bytes / 4 - ROW_STATE * T) / T);
   if (c >= 64) c -= c % 64;
   return Math.max(1, Math.min(c, V));
 }
 
-/** Elements of workspace the loss needs: T * chunk logits + 4 floats of state per row. */
-export const lossWorkspaceElements = (T: number, chunk: number): number => T * chunk + 4 * T;
+/** Floats of per-row state after the logits (shaders/loss.wgsl STATE). */
+const ROW_STATE = 5;
+
+/** Elements of workspace the loss needs: T * chunk logits + the per-row state. */
+export const lossWorkspaceElements = (T: number, chunk: number): number => T * chunk + ROW_STATE * T;
 
 interface Chunk {
   part: Tensor;
@@ -137,15 +151,19 @@ export function lmHeadCrossEntropy(gpu: Gpu, h: Tensor, w: Weight, labels: Tenso
   if (opts.workspace) {
     ws = opts.workspace;
     const have = numel(ws.shape);
-    C = opts.chunk ?? Math.min(maxRows, Math.floor((have - 4 * T) / T));
+    C = opts.chunk ?? Math.min(maxRows, Math.floor((have - ROW_STATE * T) / T));
     if (ws.dtype !== 'f32' || C < 1 || have < lossWorkspaceElements(T, C))
-      throw new GpuError(`lmHeadCrossEntropy: workspace ${ws.dtype} ${shapeStr(ws.shape)} is too small for ${T} rows x ${Math.max(C, 1)} columns (+${4 * T} state)`);
+      throw new GpuError(`lmHeadCrossEntropy: workspace ${ws.dtype} ${shapeStr(ws.shape)} is too small for ${T} rows x ${Math.max(C, 1)} columns (+${ROW_STATE * T} state)`);
   } else {
     C = Math.min(opts.chunk ?? lossChunk(gpu, T, maxRows), maxRows);
     ws = scratch(gpu, 'loss', lossWorkspaceElements(T, C));
   }
   if (!Number.isInteger(C) || C < 1) throw new GpuError(`lmHeadCrossEntropy: bad chunk ${C}`);
 
+  const tokenLoss = opts.tokenLoss ?? { kind: 'ce' };
+  const epsilon = tokenLoss.kind === 'label_smoothing' ? tokenLoss.epsilon : 0;
+  if (!(epsilon >= 0 && epsilon < 1)) throw new GpuError(`lmHeadCrossEntropy: label smoothing epsilon must be in [0, 1), got ${epsilon}`);
+  const variant = [VARIANT[tokenLoss.kind], f32(epsilon)];
   const list = chunks(parts, C);
   const state = T * C;
   const softcap = opts.softcap ?? 0;
@@ -154,7 +172,7 @@ export function lmHeadCrossEntropy(gpu: Gpu, h: Tensor, w: Weight, labels: Tenso
   list.forEach((c, i) => {
     chunkLogits(gpu, h, c, T, D, ws, C);
     gpu.dispatch(forward, [ws, labels, out.loss], rowGrid,
-      [T, c.n, C, c.v0, V, i === 0 ? 1 : 0, i === list.length - 1 ? 1 : 0, state, f32(softcap), f32(opts.gradScale)]);
+      [T, c.n, C, c.v0, V, i === 0 ? 1 : 0, i === list.length - 1 ? 1 : 0, state, f32(softcap), f32(opts.gradScale), ...variant]);
   });
   if (!out.dH && !out.dW) return;
 
@@ -162,7 +180,7 @@ export function lmHeadCrossEntropy(gpu: Gpu, h: Tensor, w: Weight, labels: Tenso
   list.forEach((c, i) => {
     if (list.length > 1) chunkLogits(gpu, h, c, T, D, ws, C);
     gpu.dispatch(backward, tw ? [ws, labels, tw] : [ws, labels], gpu.grid(Math.ceil((T * c.n) / 256)),
-      [T, c.n, C, c.v0, V, 0, 0, state, f32(softcap), f32(opts.gradScale)]);
+      [T, c.n, C, c.v0, V, 0, 0, state, f32(softcap), f32(opts.gradScale), ...variant]);
     if (out.dH) {
       gemm(gpu, { a: ws, b: c.part, c: out.dH, M: T, N: D, K: c.n, lda: C, offB: c.r0 * D, beta: i === 0 && !opts.accumulateDH ? 0 : 1 });
     }
@@ -212,6 +230,6 @@ export function logitsForRows(gpu: Gpu, h: Tensor, w: Weight, out: Tensor, opts:
   }
   if (opts.softcap) {
     gpu.dispatch(pipeline(gpu, 'logit_softcap'), [out], gpu.grid(Math.ceil((rows * V) / 256)),
-      [0, rows * V, 0, 0, 0, 0, 0, 0, f32(opts.softcap), f32(1)]);
+      [0, rows * V, 0, 0, 0, 0, 0, 0, f32(opts.softcap), f32(1), 0, f32(0)]);
   }
 }

@@ -9,6 +9,13 @@ export interface LossProblem {
   D: number;
   V: number;
   softcap?: number;
+  /** Token loss variant (src/kernels/loss.ts TokenLoss); default cross-entropy. */
+  tokenLoss?: { kind: 'ce' } | { kind: 'dft' } | { kind: 'label_smoothing'; epsilon: number };
+  /**
+   * DFT holds each token's weight p = exp(-ce) constant: the finite-difference check differentiates
+   * the objective with these weights frozen at the unperturbed point.
+   */
+  frozenWeights?: ArrayLike<number>;
 }
 
 const valid = (label: number, V: number): boolean => label >= 0 && label < V;
@@ -33,16 +40,35 @@ function lse(z: Float64Array): number {
   return m + Math.log(s);
 }
 
-/** Per-token -log p(label), 0 where ignored. */
+/**
+ * Per-token loss, 0 where ignored: cross-entropy ce = -log p(label); DFT p·ce with p = exp(-ce)
+ * (LLaMA-Factory's _dft_cross_entropy); label smoothing (1-e)·ce + e·mean_v(-log p(v)) (HF's
+ * LabelSmoother).
+ */
 export function refLoss(p: LossProblem): Float64Array {
   const out = new Float64Array(p.T);
+  const kind = p.tokenLoss?.kind ?? 'ce';
   for (let t = 0; t < p.T; t++) {
     const label = p.labels[t]!;
     if (!valid(label, p.V)) continue;
     const z = logitsRow(p, t);
-    out[t] = lse(z) - z[label]!;
+    const l = lse(z);
+    const ce = l - z[label]!;
+    if (kind === 'dft') out[t] = (p.frozenWeights ? p.frozenWeights[t]! : Math.exp(-ce)) * ce;
+    else if (kind === 'label_smoothing') {
+      const e = (p.tokenLoss as { epsilon: number }).epsilon;
+      let nll = 0;
+      for (const zv of z) nll += l - zv;
+      out[t] = (1 - e) * ce + (e * nll) / p.V;
+    } else out[t] = ce;
   }
   return out;
+}
+
+/** DFT's per-token weights exp(-ce) at the given point (1 where ignored). */
+export function refDftWeights(p: LossProblem): Float64Array {
+  const ce = refLoss({ ...p, tokenLoss: { kind: 'ce' } });
+  return ce.map((c) => Math.exp(-c));
 }
 
 /** sum_t scale * loss_t (the scalar the gradients differentiate). */
@@ -59,8 +85,10 @@ export function refLossGrad(p: LossProblem, scale: number): { dH: Float64Array; 
     if (!valid(label, V)) continue;
     const z = logitsRow(p, t);
     const l = lse(z);
+    const e = p.tokenLoss?.kind === 'label_smoothing' ? p.tokenLoss.epsilon : 0;
+    const weight = p.tokenLoss?.kind === 'dft' ? Math.exp(z[label]! - l) : 1;
     for (let v = 0; v < V; v++) {
-      let g = Math.exp(z[v]! - l) - (v === label ? 1 : 0);
+      let g = (Math.exp(z[v]! - l) - (v === label ? 1 - e : 0) - e / V) * weight;
       if (softcap > 0) g *= 1 - (z[v]! / softcap) ** 2;
       g *= scale;
       for (let d = 0; d < D; d++) {
