@@ -114,3 +114,123 @@ fn clip_scale() {
   let c = rp.maxNorm / (sqrt(partialsIn[0]) + 1e-6);
   result[0] = select(c, 1.0, c > 1.0); // NaN stays NaN, as torch.clamp
 }
+
+// ---- Adam-mini (adam-mini 1.1.1): one second moment per block of B consecutive elements ------------
+//   adam_mini_vmean:  vmean[b] = beta2 vmean[b] + (1 - beta2) mean_{i in block b} (s g_i)^2
+//   adam_mini_update: p = p (1 - lr wd);  m = lerp(m, s g, 1 - beta1);
+//                     p = p - stepSize m / (sqrt(vmean[i / B]) / sqrt(1 - beta2^t) + eps)
+//   s = scale[0], the gradient-clipping factor (1 without clipping).
+
+struct BlockParams {
+  n: u32,        // elements
+  block: u32,    // elements per block B
+  blocks: u32,   // ceil(n / B)
+  lerpHigh: u32,
+  decay: f32,
+  w1: f32,
+  beta2: f32,
+  c2: f32,
+  stepSize: f32,
+  bc2sqrt: f32,
+  eps: f32,
+}
+
+@group(0) @binding(0) var<storage, read> Gb: array<f32>;
+@group(0) @binding(1) var<storage, read_write> Vmean: array<f32>;
+@group(0) @binding(2) var<storage, read> Sb: array<f32>;
+@group(1) @binding(0) var<uniform> bp: BlockParams;
+
+// One workgroup per block (blocks folded over x/y).
+@compute @workgroup_size(256)
+fn adam_mini_vmean(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                   @builtin(local_invocation_index) lid: u32) {
+  let b = wg.y * nwg.x + wg.x;
+  if (b >= bp.blocks) { return; }
+  let first = b * bp.block;
+  let end = min(first + bp.block, bp.n);
+  let s = Sb[0];
+  var acc = 0.0;
+  for (var i = first + lid; i < end; i += 256u) {
+    let g = Gb[i] * s;
+    acc += g * g;
+  }
+  red[lid] = acc;
+  reduceTree(lid);
+  if (lid == 0u) { Vmean[b] = Vmean[b] * bp.beta2 + bp.c2 * (red[0] / f32(end - first)); }
+}
+
+@group(0) @binding(0) var<storage, read_write> Pm: array<f32>;
+@group(0) @binding(1) var<storage, read> Gm: array<f32>;
+@group(0) @binding(2) var<storage, read_write> Mm: array<f32>;
+@group(0) @binding(3) var<storage, read> VmeanIn: array<f32>;
+@group(0) @binding(4) var<storage, read> Sm: array<f32>;
+
+@compute @workgroup_size(256)
+fn adam_mini_update(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                    @builtin(local_invocation_index) lid: u32) {
+  let i = (wg.y * nwg.x + wg.x) * 256u + lid;
+  if (i >= bp.n) { return; }
+  let g = Gm[i] * Sm[0];
+  let p = Pm[i] * bp.decay;
+  var m = Mm[i];
+  if (bp.lerpHigh == 0u) {
+    m = m + bp.w1 * (g - m);
+  } else {
+    m = g - (g - m) * (1.0 - bp.w1);
+  }
+  let h = sqrt(VmeanIn[i / bp.block]) / bp.bc2sqrt + bp.eps;
+  Pm[i] = p - bp.stepSize * m / h;
+  Mm[i] = m;
+}
+
+// ---- Muon: momentum, Newton-Schulz normalisation, update -------------------------------------------
+//   muon_momentum:   buf = mu buf + s g;  u = s g + mu buf (Nesterov) or buf
+//   muon_normalize:  u = u / (sqrt(sumSq[0]) + 1e-7)   (Newton-Schulz's start: unit Frobenius norm)
+//   muon_apply:      p = p (1 - lr wd) - adjustedLr u
+
+struct MuonParams {
+  n: u32,
+  nesterov: u32,
+  momentum: f32,
+  decay: f32,     // 1 - lr * wd
+  stepSize: f32,  // the adjusted learning rate
+}
+
+@group(0) @binding(0) var<storage, read> Gu: array<f32>;
+@group(0) @binding(1) var<storage, read_write> Buf: array<f32>;
+@group(0) @binding(2) var<storage, read_write> U: array<f32>;
+@group(0) @binding(3) var<storage, read> Su: array<f32>;
+@group(1) @binding(0) var<uniform> mp: MuonParams;
+
+@compute @workgroup_size(256)
+fn muon_momentum(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                 @builtin(local_invocation_index) lid: u32) {
+  let i = (wg.y * nwg.x + wg.x) * 256u + lid;
+  if (i >= mp.n) { return; }
+  let g = Gu[i] * Su[0];
+  let b = Buf[i] * mp.momentum + g;
+  Buf[i] = b;
+  U[i] = select(b, g + b * mp.momentum, mp.nesterov != 0u);
+}
+
+@group(0) @binding(0) var<storage, read_write> Un: array<f32>;
+@group(0) @binding(1) var<storage, read> SumSq: array<f32>;
+
+@compute @workgroup_size(256)
+fn muon_normalize(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                  @builtin(local_invocation_index) lid: u32) {
+  let i = (wg.y * nwg.x + wg.x) * 256u + lid;
+  if (i >= mp.n) { return; }
+  Un[i] = Un[i] / (sqrt(SumSq[0]) + 1e-7);
+}
+
+@group(0) @binding(0) var<storage, read_write> Pu: array<f32>;
+@group(0) @binding(1) var<storage, read> Ua: array<f32>;
+
+@compute @workgroup_size(256)
+fn muon_apply(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+              @builtin(local_invocation_index) lid: u32) {
+  let i = (wg.y * nwg.x + wg.x) * 256u + lid;
+  if (i >= mp.n) { return; }
+  Pu[i] = Pu[i] * mp.decay - mp.stepSize * Ua[i];
+}

@@ -1,14 +1,17 @@
-// Optimizer kernels: torch.optim.AdamW (element-wise, in torch's operation order), the global
+// Optimizer kernels: torch.optim.AdamW (element-wise, in torch's operation order), Adam-mini's
+// block-wise second moments, Muon's momentum and Newton-Schulz orthogonalisation, the global
 // gradient norm (deterministic two-level reduction) and clip_grad_norm_'s clip factor, all on the
-// GPU with no readback: the clip factor is a 1-element tensor that adamw() reads.
+// GPU with no readback: the clip factor is a 1-element tensor the update kernels read.
 
 import source from '../../shaders/optim.wgsl';
 import { f32, GpuError, type Gpu } from '../gpu/runtime';
 import { shaderVariant } from '../gpu/shader';
 import { numel, shapeStr, type Tensor } from '../gpu/tensor';
+import { gemm } from './matmul';
 import { scratch } from './scratch';
 
-type Entry = 'adamw' | 'adamw_scaled' | 'grad_norm_squared_partial' | 'grad_norm_squared_sum' | 'clip_scale';
+type Entry = 'adamw' | 'adamw_scaled' | 'grad_norm_squared_partial' | 'grad_norm_squared_sum' | 'clip_scale'
+  | 'adam_mini_vmean' | 'adam_mini_update' | 'muon_momentum' | 'muon_normalize' | 'muon_apply';
 
 const pipeline = (gpu: Gpu, entry: Entry): GPUComputePipeline => gpu.pipeline(entry, () => shaderVariant(source, entry));
 
@@ -113,4 +116,110 @@ export function clipScale(gpu: Gpu, sumSq: Tensor, maxNorm: number, out: Tensor)
   if (sumSq.dtype !== 'f32' || out.dtype !== 'f32') throw new GpuError('clipScale: sumSq and out must be f32');
   if (sumSq.buffer === out.buffer) throw new GpuError('clipScale: sumSq and out must live in different buffers');
   gpu.dispatch(pipeline(gpu, 'clip_scale'), [{ ...sumSq, shape: [1] }, { ...out, shape: [1] }], [1], [0, 0, 0, f32(maxNorm)]);
+}
+
+function expectF32(fn: string, tensors: Record<string, Tensor>, n: number): void {
+  for (const [name, t] of Object.entries(tensors)) {
+    if (t.dtype !== 'f32') throw new GpuError(`${fn}: ${name} must be f32, not ${t.dtype}`);
+    if (numel(t.shape) !== n) throw new GpuError(`${fn}: ${name} ${shapeStr(t.shape)} does not have ${n} elements`);
+  }
+}
+
+const one = (t: Tensor): Tensor => ({ ...t, shape: [1] });
+
+export interface AdamMiniOptions extends Omit<AdamWOptions, 'gradScale'> {
+  /** Elements sharing one second moment (a head, a row, the whole tensor, or 1 for biases). */
+  blockSize: number;
+  /** f32 [1]: the gradient-clipping factor (1 without clipping). */
+  gradScale: Tensor;
+}
+
+/**
+ * One Adam-mini update (adam-mini 1.1.1, zyushun/Adam-mini): the second moment is the running mean
+ * of g² over each block of `blockSize` consecutive elements (vmean has one element per block):
+ *   vmean = beta2 vmean + (1 - beta2) mean_block(g²);  p *= 1 - lr*wd;  m = lerp(m, g, 1 - beta1)
+ *   p -= (lr / (1 - beta1^t)) * m / (sqrt(vmean) / sqrt(1 - beta2^t) + eps)
+ */
+export function adamMini(gpu: Gpu, p: Tensor, g: Tensor, m: Tensor, vmean: Tensor, opts: AdamMiniOptions): void {
+  const n = numel(p.shape);
+  const B = opts.blockSize;
+  if (!Number.isInteger(B) || B < 1) throw new GpuError(`adamMini: blockSize must be a positive integer, got ${B}`);
+  const blocks = Math.ceil(n / B);
+  expectF32('adamMini', { g, m }, n);
+  expectF32('adamMini', { vmean }, blocks);
+  const { lr, beta1, beta2, eps, weightDecay, step } = opts;
+  if (!Number.isInteger(step) || step < 1) throw new GpuError(`adamMini: step must be a positive integer (1-based), got ${step}`);
+  if (n === 0) return;
+  const w1 = 1 - beta1;
+  const params = [n, B, blocks, Math.abs(w1) < 0.5 ? 0 : 1, f32(1 - lr * weightDecay), f32(w1), f32(beta2), f32(1 - beta2),
+    f32(lr / (1 - beta1 ** step)), f32(Math.sqrt(1 - beta2 ** step)), f32(eps)];
+  gpu.dispatch(pipeline(gpu, 'adam_mini_vmean'), [g, vmean, one(opts.gradScale)], gpu.grid(blocks), params);
+  gpu.dispatch(pipeline(gpu, 'adam_mini_update'), [p, g, m, vmean, one(opts.gradScale)], gpu.grid(Math.ceil(n / 256)), params);
+}
+
+export interface MuonMomentumOptions {
+  momentum: number;
+  nesterov: boolean;
+  /** f32 [1]: the gradient-clipping factor (1 without clipping). */
+  gradScale: Tensor;
+}
+
+/** Muon's SGD momentum: buf = mu buf + g; u = g + mu buf (Nesterov) or buf. */
+export function muonMomentum(gpu: Gpu, g: Tensor, buf: Tensor, u: Tensor, opts: MuonMomentumOptions): void {
+  const n = numel(g.shape);
+  expectF32('muonMomentum', { g, buf, u }, n);
+  if (n === 0) return;
+  gpu.dispatch(pipeline(gpu, 'muon_momentum'), [g, buf, u, one(opts.gradScale)], gpu.grid(Math.ceil(n / 256)),
+    [n, opts.nesterov ? 1 : 0, f32(opts.momentum), f32(1), f32(0)]);
+}
+
+/** Quintic Newton-Schulz coefficients of Muon (Keller Jordan's), chosen for the slope at zero. */
+export const NEWTON_SCHULZ = [3.4445, -4.775, 2.0315] as const;
+
+/** Scratch for newtonSchulz on an [R, C] matrix: two [s, s] (s = min(R, C)), one [R, C], one [1]. */
+export interface NewtonSchulzScratch {
+  A: Tensor;
+  B: Tensor;
+  Y: Tensor;
+  sumSq: Tensor;
+}
+
+/**
+ * Orthogonalises X [R, C] in place of a Newton-Schulz iteration's buffers: X / (||X||_F + 1e-7),
+ * then `steps` quintic iterations X = aX + (bA + cA²)X with A = X Xᵀ (or, for R > C, the
+ * equivalent X = aX + X(bA + cA²) with A = XᵀX, which avoids transposing). Returns the tensor that
+ * holds the result: X or scratch.Y. Muon's reference runs this in bfloat16; here it is f32.
+ */
+export function newtonSchulz(gpu: Gpu, X: Tensor, steps: number, work: NewtonSchulzScratch): Tensor {
+  if (X.shape.length !== 2) throw new GpuError(`newtonSchulz: X ${shapeStr(X.shape)} must be 2-D`);
+  const [R, C] = X.shape as [number, number];
+  const s = Math.min(R, C);
+  expectF32('newtonSchulz', { A: work.A, B: work.B }, s * s);
+  expectF32('newtonSchulz', { X, Y: work.Y }, R * C);
+  const n = R * C;
+  gradNormSquared(gpu, [X], work.sumSq);
+  gpu.dispatch(pipeline(gpu, 'muon_normalize'), [X, one(work.sumSq)], gpu.grid(Math.ceil(n / 256)), [n, 0, f32(0), f32(1), f32(0)]);
+  const [a, b, c] = NEWTON_SCHULZ;
+  const wide = R <= C;
+  let cur = X, next = work.Y;
+  for (let i = 0; i < steps; i++) {
+    // A = X Xᵀ (wide) or Xᵀ X (tall): [s, s]
+    gemm(gpu, wide ? { a: cur, b: cur, c: work.A, M: s, N: s, K: C, transB: true } : { a: cur, b: cur, c: work.A, M: s, N: s, K: R, transA: true });
+    // B = b A + c A A
+    gpu.copy(work.A, work.B, s * s * 4);
+    gemm(gpu, { a: work.A, b: work.A, c: work.B, M: s, N: s, K: s, alpha: c, beta: b });
+    // next = a X + B X (wide) or a X + X B (tall)
+    gpu.copy(cur, next, n * 4);
+    gemm(gpu, wide ? { a: work.B, b: cur, c: next, M: R, N: C, K: R, beta: a } : { a: cur, b: work.B, c: next, M: R, N: C, K: C, beta: a });
+    [cur, next] = [next, cur];
+  }
+  return cur;
+}
+
+/** p = p (1 - lr wd) - adjustedLr u (Muon's update of a 2-D parameter). */
+export function muonApply(gpu: Gpu, p: Tensor, u: Tensor, opts: { decay: number; stepSize: number }): void {
+  const n = numel(p.shape);
+  expectF32('muonApply', { p, u }, n);
+  if (n === 0) return;
+  gpu.dispatch(pipeline(gpu, 'muon_apply'), [p, u], gpu.grid(Math.ceil(n / 256)), [n, 0, f32(0), f32(opts.decay), f32(opts.stepSize)]);
 }
