@@ -10,13 +10,18 @@
 //          losses: the gradient of the loss with respect to each sequence's log-probability, on
 //          its labelled tokens).
 //   logit_softcap: soft-capping of logits in place (generation's logits).
-// Per-row state lives after the logits in the workspace, 5 floats a row:
-//   [running max, running sum exp, label logit, lse, running sum of logits].
+// Per-row state lives after the logits in the workspace, rowState floats a row:
+//   [running max, running sum exp, label logit, lse, running sum of logits], and for EAFT
+//   [top-20 logits so far (descending), the token's weight].
+//   cross_entropy_topk (EAFT only, before cross_entropy_forward on each chunk) folds the chunk
+//   into the running top 20 and, on the last chunk, writes the weight.
 // softcap > 0 applies Gemma-2's final logit soft-capping z = c * tanh(x / c).
 // variant picks the token loss (ce = lse - z[label], p = exp(-ce)):
 //   0 cross-entropy      loss = ce                             dz = softmax - onehot
 //   1 DFT                loss = p ce (p held constant)         dz = p (softmax - onehot)
 //   2 label smoothing e  loss = (1-e) ce + e (lse - mean z)    dz = softmax - (1-e) onehot - e/V
+//   3 EAFT alpha         loss = w ce, w = (H20 / 3)^alpha        dz = w (softmax - onehot)
+//                        (H20: entropy of the softmax over the 20 largest logits; w held constant)
 
 struct Params {
   T: u32,        // rows
@@ -29,11 +34,14 @@ struct Params {
   state: u32,    // element offset of the per-row state in the workspace
   softcap: f32,  // 0 = off
   scale: f32,    // gradient scale
-  variant: u32,  // 0 cross-entropy, 1 DFT, 2 label smoothing
-  epsilon: f32,  // label smoothing factor
+  variant: u32,  // 0 cross-entropy, 1 DFT, 2 label smoothing, 3 EAFT
+  epsilon: f32,  // label smoothing factor; EAFT's alpha
+  rowState: u32, // floats of per-row state
 }
 
-const STATE = 5u; // floats of per-row state
+const TOPK = 20u;       // EAFT's entropy runs over the 20 largest logits
+const TOP_AT = 5u;      // where the running top 20 starts in a row's state
+const WEIGHT_AT = 25u;  // where EAFT's token weight is
 
 @group(0) @binding(0) var<storage, read_write> ws: array<f32>;
 @group(0) @binding(1) var<storage, read> labels: array<i32>;
@@ -63,7 +71,7 @@ fn cross_entropy_forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgrou
   let row = wg.y * nwg.x + wg.x;
   if (row >= p.T) { return; }
   let label = labels[row];
-  let st = p.state + row * STATE;
+  let st = p.state + row * p.rowState;
   let base = row * p.ld;
   var m = NEG_BIG;
   var s = 0.0;
@@ -117,6 +125,7 @@ fn cross_entropy_forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgrou
       var l = ce;
       if (p.variant == 1u) { l = ce * exp(-ce); }
       if (p.variant == 2u) { l = (1.0 - p.epsilon) * ce + p.epsilon * (lse - zz / f32(p.V)); }
+      if (p.variant == 3u) { l = ce * ws[st + WEIGHT_AT]; }
       loss[row] = select(0.0, l, isValid(label, p.V));
     }
   }
@@ -126,7 +135,7 @@ fn cross_entropy_forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgrou
 // the variant changes it.
 fn dlogit(a: u32, row: u32, j: u32, label: i32) -> f32 {
   let z = capped(ws[a], p.softcap);
-  let st = p.state + row * STATE;
+  let st = p.state + row * p.rowState;
   let lse = ws[st + 3u];
   var d = exp(z - lse);
   let hit = u32(label) == p.col0 + j;
@@ -135,6 +144,7 @@ fn dlogit(a: u32, row: u32, j: u32, label: i32) -> f32 {
     if (hit) { d -= 1.0 - p.epsilon; }
   } else if (hit) { d -= 1.0; }
   if (p.variant == 1u) { d *= exp(ws[st + 2u] - lse); }
+  if (p.variant == 3u) { d *= ws[st + WEIGHT_AT]; }
   d *= p.scale;
   if (p.softcap > 0.0) {
     let t = z / p.softcap;
@@ -176,6 +186,71 @@ fn cross_entropy_backward_weighted(@builtin(workgroup_id) wg: vec3u,
     return;
   }
   ws[a] = dlogit(a, row, j, label) * tokw[row];
+}
+
+// ---- EAFT: the running top 20 of each row --------------------------------------------------------
+
+const TK_THREADS = 128u;
+var<workgroup> topw: array<f32, 2560>; // TK_THREADS lists of TOPK, each descending
+
+// Insert x into a descending list of TOPK kept in a private array.
+fn insertTop(top: ptr<function, array<f32, 20>>, x: f32) {
+  if (x <= (*top)[TOPK - 1u]) { return; }
+  var j = TOPK - 1u;
+  while (j > 0u && (*top)[j - 1u] < x) {
+    (*top)[j] = (*top)[j - 1u];
+    j -= 1u;
+  }
+  (*top)[j] = x;
+}
+
+// One workgroup per row: each thread keeps the top 20 of its strided columns, the lists are merged
+// pairwise in a tree, then with the row's running list; the last chunk turns it into the weight.
+@compute @workgroup_size(128)
+fn cross_entropy_topk(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                      @builtin(local_invocation_index) lid: u32) {
+  let row = wg.y * nwg.x + wg.x;
+  if (row >= p.T) { return; }
+  let st = p.state + row * p.rowState;
+  var top: array<f32, 20>;
+  for (var i = 0u; i < TOPK; i++) { top[i] = NEG_BIG; }
+  for (var j = lid; j < p.n; j += TK_THREADS) { insertTop(&top, capped(ws[row * p.ld + j], p.softcap)); }
+  for (var i = 0u; i < TOPK; i++) { topw[lid * TOPK + i] = top[i]; }
+  workgroupBarrier();
+  for (var stride = TK_THREADS / 2u; stride > 0u; stride >>= 1u) {
+    if (lid < stride) {
+      // merge two descending lists, keep the first TOPK
+      var a = 0u;
+      var b = 0u;
+      var merged: array<f32, 20>;
+      for (var i = 0u; i < TOPK; i++) {
+        let x = topw[lid * TOPK + a];
+        let y = topw[(lid + stride) * TOPK + b];
+        if (x >= y) { merged[i] = x; a += 1u; } else { merged[i] = y; b += 1u; }
+      }
+      for (var i = 0u; i < TOPK; i++) { topw[lid * TOPK + i] = merged[i]; }
+    }
+    workgroupBarrier();
+  }
+  if (lid != 0u) { return; }
+  for (var i = 0u; i < TOPK; i++) { top[i] = topw[i]; }
+  if (p.first == 0u) {
+    for (var i = 0u; i < TOPK; i++) { insertTop(&top, ws[st + TOP_AT + i]); }
+  }
+  for (var i = 0u; i < TOPK; i++) { ws[st + TOP_AT + i] = top[i]; }
+  if (p.last != 0u) {
+    // entropy of the softmax over the top 20 (torch.topk's values; fewer when V < 20)
+    var m = top[0];
+    var s = 0.0;
+    for (var i = 0u; i < TOPK; i++) { s += exp(top[i] - m); }
+    let lse = m + log(s);
+    var h = 0.0;
+    for (var i = 0u; i < TOPK; i++) {
+      let lp = top[i] - lse;
+      if (top[i] > NEG_BIG) { h -= exp(lp) * lp; }
+    }
+    ws[st + WEIGHT_AT] = pow(h / 3.0, p.epsilon);
+  }
 }
 
 // In-place soft-capping of n values starting at element `state` (logitsForRows).

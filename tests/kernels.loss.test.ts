@@ -4,7 +4,7 @@ import { lossCase } from '../src/bench/cases/loss';
 import { lmHeadCrossEntropy, logitsForRows, lossWorkspaceElements } from '../src/kernels/loss';
 import { testGpu, poisoned } from './helpers/gpu';
 import { expectClose, makeRng, type Rng } from './helpers/check';
-import { IGNORE, refDftWeights, refLoss, refLossGrad, refObjective, type LossProblem } from './reference/loss';
+import { IGNORE, refDftWeights, refEaftWeights, refLoss, refLossGrad, refObjective, type LossProblem } from './reference/loss';
 
 function problem(rng: Rng, T: number, D: number, V: number, ignored: number[] = [], softcap?: number): LossProblem & { h: Float32Array; w: Float32Array; labels: Int32Array } {
   const h = rng.randn(T * D), w = rng.randn(V * D, 0.3);
@@ -96,6 +96,8 @@ describe('loss', () => {
   it.each([
     ['DFT', { kind: 'dft' }],
     ['label smoothing 0.1', { kind: 'label_smoothing', epsilon: 0.1 }],
+    ['EAFT alpha 1', { kind: 'eaft', alpha: 1 }],
+    ['EAFT alpha 0.5', { kind: 'eaft', alpha: 0.5 }],
   ] as const)('%s: loss, dH and dW match the reference over chunks, with ignored rows and soft-capping', async (_, tokenLoss) => {
     const gpu = await testGpu();
     const rng = makeRng();
@@ -121,11 +123,12 @@ describe('loss', () => {
   it('reference gradients agree with central finite differences of the reference loss', () => {
     const rng = makeRng();
     const variants = [{ softcap: 0 }, { softcap: 1.5 }, { softcap: 0, tokenLoss: { kind: 'label_smoothing', epsilon: 0.2 } as const },
-      { softcap: 1.5, tokenLoss: { kind: 'dft' } as const }];
+      { softcap: 1.5, tokenLoss: { kind: 'dft' } as const }, { softcap: 0, tokenLoss: { kind: 'eaft', alpha: 0.7 } as const }];
     for (const { softcap, tokenLoss } of variants) {
       const base = { ...problem(rng, 3, 6, 11, [1], softcap), tokenLoss };
       // DFT's weights are constants of the gradient: freeze them at this point
-      const p = tokenLoss?.kind === 'dft' ? { ...base, frozenWeights: refDftWeights(base) } : base;
+      const p = tokenLoss?.kind === 'dft' ? { ...base, frozenWeights: refDftWeights(base) }
+        : tokenLoss?.kind === 'eaft' ? { ...base, frozenWeights: refEaftWeights(base, tokenLoss.alpha) } : base;
       const scale = 0.7;
       const { dH, dW } = refLossGrad(p, scale);
       const eps = 1e-6;

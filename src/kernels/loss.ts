@@ -10,8 +10,9 @@
 // dW_c += dlogitsᵀ h.
 //
 // The token loss can be plain cross-entropy, DFT (each token's loss and gradient weighted by its
-// own probability, held constant: LLaMA-Factory's use_dft_loss) or label smoothing (HF Trainer's
-// label_smoothing_factor); see the variant table in shaders/loss.wgsl.
+// own probability, held constant: LLaMA-Factory's use_dft_loss), EAFT (weighted by the entropy of
+// the 20 largest logits: use_eaft_loss) or label smoothing (HF Trainer's label_smoothing_factor);
+// see the variant table in shaders/loss.wgsl.
 //
 // Generation does not go through here: the engine computes the logits of the rows it samples
 // from with logitsForRows() below (gemm on the selected rows, optional soft-cap), then
@@ -26,10 +27,10 @@ import { scratch } from './scratch';
 
 export const IGNORE_INDEX = -100;
 
-/** The token loss: cross-entropy, DFT, or cross-entropy with label smoothing epsilon. */
-export type TokenLoss = { kind: 'ce' } | { kind: 'dft' } | { kind: 'label_smoothing'; epsilon: number };
+/** The token loss: cross-entropy, DFT, EAFT with its alpha, or cross-entropy with label smoothing epsilon. */
+export type TokenLoss = { kind: 'ce' } | { kind: 'dft' } | { kind: 'eaft'; alpha: number } | { kind: 'label_smoothing'; epsilon: number };
 
-const VARIANT: Record<TokenLoss['kind'], number> = { ce: 0, dft: 1, label_smoothing: 2 };
+const VARIANT: Record<TokenLoss['kind'], number> = { ce: 0, dft: 1, label_smoothing: 2, eaft: 3 };
 
 export interface LossOutputs {
   /** f32 [T]: the token loss, -log p(label_t) for cross-entropy (= -logprob, usable for DPO), 0 where ignored. */
@@ -72,10 +73,11 @@ export function lossChunk(gpu: Gpu, T: number, V: number, budgetBytes = LOSS_WOR
   return Math.max(1, Math.min(c, V));
 }
 
-/** Floats of per-row state after the logits (shaders/loss.wgsl STATE). */
-const ROW_STATE = 5;
+/** Floats of per-row state after the logits (shaders/loss.wgsl): 5, and 21 more for EAFT's top 20 and weight. */
+const rowState = (eaft: boolean): number => (eaft ? 26 : 5);
+const ROW_STATE = rowState(true);
 
-/** Elements of workspace the loss needs: T * chunk logits + the per-row state. */
+/** Elements of workspace the loss needs: T * chunk logits + the per-row state (room for every token loss). */
 export const lossWorkspaceElements = (T: number, chunk: number): number => T * chunk + ROW_STATE * T;
 
 interface Chunk {
@@ -104,7 +106,7 @@ function chunkLogits(gpu: Gpu, h: Tensor, c: Chunk, T: number, D: number, ws: Te
   gemm(gpu, { a: h, b: c.part, c: ws, M: T, N: c.n, K: D, transB: true, offB: c.r0 * D, ldc: C });
 }
 
-type Entry = 'cross_entropy_forward' | 'cross_entropy_backward' | 'cross_entropy_backward_weighted' | 'logit_softcap';
+type Entry = 'cross_entropy_forward' | 'cross_entropy_topk' | 'cross_entropy_backward' | 'cross_entropy_backward_weighted' | 'logit_softcap';
 
 const pipeline = (gpu: Gpu, entry: Entry): GPUComputePipeline => gpu.pipeline(entry, () => shaderVariant(source, entry));
 
@@ -161,9 +163,11 @@ export function lmHeadCrossEntropy(gpu: Gpu, h: Tensor, w: Weight, labels: Tenso
   if (!Number.isInteger(C) || C < 1) throw new GpuError(`lmHeadCrossEntropy: bad chunk ${C}`);
 
   const tokenLoss = opts.tokenLoss ?? { kind: 'ce' };
-  const epsilon = tokenLoss.kind === 'label_smoothing' ? tokenLoss.epsilon : 0;
-  if (!(epsilon >= 0 && epsilon < 1)) throw new GpuError(`lmHeadCrossEntropy: label smoothing epsilon must be in [0, 1), got ${epsilon}`);
-  const variant = [VARIANT[tokenLoss.kind], f32(epsilon)];
+  const epsilon = tokenLoss.kind === 'label_smoothing' ? tokenLoss.epsilon : tokenLoss.kind === 'eaft' ? tokenLoss.alpha : 0;
+  if (tokenLoss.kind === 'label_smoothing' && !(epsilon >= 0 && epsilon < 1)) throw new GpuError(`lmHeadCrossEntropy: label smoothing epsilon must be in [0, 1), got ${epsilon}`);
+  if (tokenLoss.kind === 'eaft' && !(epsilon >= 0 && Number.isFinite(epsilon))) throw new GpuError(`lmHeadCrossEntropy: EAFT alpha must be a finite number >= 0, got ${epsilon}`);
+  const eaft = tokenLoss.kind === 'eaft';
+  const variant = [VARIANT[tokenLoss.kind], f32(epsilon), rowState(eaft)];
   const list = chunks(parts, C);
   const state = T * C;
   const softcap = opts.softcap ?? 0;
@@ -171,6 +175,10 @@ export function lmHeadCrossEntropy(gpu: Gpu, h: Tensor, w: Weight, labels: Tenso
   const forward = pipeline(gpu, 'cross_entropy_forward');
   list.forEach((c, i) => {
     chunkLogits(gpu, h, c, T, D, ws, C);
+    if (eaft) {
+      gpu.dispatch(pipeline(gpu, 'cross_entropy_topk'), [ws], rowGrid,
+        [T, c.n, C, c.v0, V, i === 0 ? 1 : 0, i === list.length - 1 ? 1 : 0, state, f32(softcap), f32(opts.gradScale), ...variant]);
+    }
     gpu.dispatch(forward, [ws, labels, out.loss], rowGrid,
       [T, c.n, C, c.v0, V, i === 0 ? 1 : 0, i === list.length - 1 ? 1 : 0, state, f32(softcap), f32(opts.gradScale), ...variant]);
   });
@@ -230,6 +238,6 @@ export function logitsForRows(gpu: Gpu, h: Tensor, w: Weight, out: Tensor, opts:
   }
   if (opts.softcap) {
     gpu.dispatch(pipeline(gpu, 'logit_softcap'), [out], gpu.grid(Math.ceil((rows * V) / 256)),
-      [0, rows * V, 0, 0, 0, 0, 0, 0, f32(opts.softcap), f32(1), 0, f32(0)]);
+      [0, rows * V, 0, 0, 0, 0, 0, 0, f32(opts.softcap), f32(1), 0, f32(0), 0]);
   }
 }

@@ -10,10 +10,10 @@ export interface LossProblem {
   V: number;
   softcap?: number;
   /** Token loss variant (src/kernels/loss.ts TokenLoss); default cross-entropy. */
-  tokenLoss?: { kind: 'ce' } | { kind: 'dft' } | { kind: 'label_smoothing'; epsilon: number };
+  tokenLoss?: { kind: 'ce' } | { kind: 'dft' } | { kind: 'eaft'; alpha: number } | { kind: 'label_smoothing'; epsilon: number };
   /**
-   * DFT holds each token's weight p = exp(-ce) constant: the finite-difference check differentiates
-   * the objective with these weights frozen at the unperturbed point.
+   * DFT and EAFT hold each token's weight constant: the finite-difference check differentiates the
+   * objective with these weights frozen at the unperturbed point.
    */
   frozenWeights?: ArrayLike<number>;
 }
@@ -55,6 +55,7 @@ export function refLoss(p: LossProblem): Float64Array {
     const l = lse(z);
     const ce = l - z[label]!;
     if (kind === 'dft') out[t] = (p.frozenWeights ? p.frozenWeights[t]! : Math.exp(-ce)) * ce;
+    else if (kind === 'eaft') out[t] = (p.frozenWeights ? p.frozenWeights[t]! : eaftWeight(z, (p.tokenLoss as { alpha: number }).alpha)) * ce;
     else if (kind === 'label_smoothing') {
       const e = (p.tokenLoss as { epsilon: number }).epsilon;
       let nll = 0;
@@ -69,6 +70,24 @@ export function refLoss(p: LossProblem): Float64Array {
 export function refDftWeights(p: LossProblem): Float64Array {
   const ce = refLoss({ ...p, tokenLoss: { kind: 'ce' } });
   return ce.map((c) => Math.exp(-c));
+}
+
+/**
+ * LLaMA-Factory's _eaft_cross_entropy weight: (H / 3)^alpha, H the entropy of the softmax over the
+ * 20 largest logits (torch.topk, k = 20).
+ */
+export function eaftWeight(z: ArrayLike<number>, alpha: number): number {
+  const top = Array.from(z).sort((a, b) => b - a).slice(0, 20);
+  const l = lse(Float64Array.from(top));
+  const h = -top.reduce((s, x) => s + Math.exp(x - l) * (x - l), 0);
+  return (h / 3) ** alpha;
+}
+
+/** EAFT's per-token weights at the given point. */
+export function refEaftWeights(p: LossProblem, alpha: number): Float64Array {
+  const out = new Float64Array(p.T);
+  for (let t = 0; t < p.T; t++) out[t] = eaftWeight(logitsRow(p, t), alpha);
+  return out;
 }
 
 /** sum_t scale * loss_t (the scalar the gradients differentiate). */
@@ -86,7 +105,7 @@ export function refLossGrad(p: LossProblem, scale: number): { dH: Float64Array; 
     const z = logitsRow(p, t);
     const l = lse(z);
     const e = p.tokenLoss?.kind === 'label_smoothing' ? p.tokenLoss.epsilon : 0;
-    const weight = p.tokenLoss?.kind === 'dft' ? Math.exp(z[label]! - l) : 1;
+    const weight = p.tokenLoss?.kind === 'dft' ? Math.exp(z[label]! - l) : p.tokenLoss?.kind === 'eaft' ? eaftWeight(z, p.tokenLoss.alpha) : 1;
     for (let v = 0; v < V; v++) {
       let g = (Math.exp(z[v]! - l) - (v === label ? 1 - e : 0) - e / V) * weight;
       if (softcap > 0) g *= 1 - (z[v]! / softcap) ** 2;
