@@ -92,3 +92,47 @@ fn gemm(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
     }
   }
 }
+
+// ---- decode: y[M <= 4, N] = alpha x W^T + beta y, memory bound -----------------------------------
+// linear_forward_decode: 4 weight rows per workgroup of 256 threads; 64 threads stream one row
+// (adjacent threads read adjacent columns), each summing up to 4 tokens, then a tree reduction.
+// A = x (lda = K), B = W rows from offB (ldb = K), C = y (ldc, offC); TRANS_* are unused.
+
+const GV_ROWS = 4u;
+const GV_TPR = 64u;
+var<workgroup> red: array<vec4f, 256>;
+
+@compute @workgroup_size(256)
+fn linear_forward_decode(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                         @builtin(local_invocation_index) li: u32) {
+  let n = (wg.x + wg.y * nwg.x) * GV_ROWS + li / GV_TPR;
+  let j = li % GV_TPR;
+  var acc = vec4f(0.0);
+  if (n < p.N) {
+    // rows of x for tokens 0..3, clamped to M - 1 (their sums are then ignored)
+    let a1 = min(1u, p.M - 1u) * p.lda;
+    let a2 = min(2u, p.M - 1u) * p.lda;
+    let a3 = min(3u, p.M - 1u) * p.lda;
+    let row = p.offB + n * p.ldb;
+    for (var k = j; k < p.K; k += GV_TPR) {
+      let w = b_at(row + k);
+      let x = vec4f(A[p.offA + k], A[p.offA + a1 + k], A[p.offA + a2 + k], A[p.offA + a3 + k]);
+      acc = fma(x, vec4f(w), acc);
+    }
+  }
+  red[li] = acc;
+  workgroupBarrier();
+  for (var stride = GV_TPR / 2u; stride > 0u; stride >>= 1u) {
+    if (j < stride) { red[li] += red[li + stride]; }
+    workgroupBarrier();
+  }
+  if (j == 0u && n < p.N) {
+    let sum = red[li];
+    for (var t = 0u; t < min(p.M, 4u); t++) {
+      let idx = p.offC + t * p.ldc + n;
+      var v = p.alpha * sum[t];
+      if (p.beta != 0.0) { v += p.beta * C[idx]; }
+      C[idx] = v;
+    }
+  }
+}

@@ -93,6 +93,31 @@ describe('matmul', () => {
     expectClose(await gpu.readF32(dw), refGemm(dy, x, N, K, T, true, false), 1e-5, 'dW = dY^T X', rng.seed);
   });
 
+  it('decode rows (T <= 4) take the gemv path: f32 and f16 weights, split parts, odd K, scale and accumulate', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    for (const [T, K, N] of [[1, 48, 70], [2, 37, 9], [3, 130, 5], [4, 17, 66]] as const) {
+      for (const dtype of ['f32', 'f16'] as const) {
+        const what = `decode ${dtype} T=${T} K=${K} N=${N}`;
+        const x = rng.randn(T * K), w = rng.randn(N * K), y0 = rng.randn(T * N);
+        const bits = Uint16Array.from(w, floatToHalf);
+        const wv = dtype === 'f16' ? Float32Array.from(bits, halfToFloat) : w;
+        const upload = (from: number, to: number) => dtype === 'f16'
+          ? gpu.upload(bits.slice(from * K, to * K), [to - from, K], 'f16')
+          : gpu.upload(w.slice(from * K, to * K), [to - from, K]);
+        const cut = Math.max(1, N - 3); // a second part of a few rows
+        const whole = upload(0, N), parts = [upload(0, cut), upload(cut, N)];
+        const tx = gpu.upload(x, [T, K]);
+        const y = poisoned(gpu, [T, N]), yAcc = gpu.upload(y0, [T, N]);
+        linear(gpu, tx, whole, y, false, 0.5);
+        linear(gpu, tx, parts, yAcc, true, -2);
+        expectClose(await gpu.readF32(y), refGemm(x, wv, T, N, K, false, true, 0.5), 1e-5, what, rng.seed);
+        expectClose(await gpu.readF32(yAcc), refGemm(x, wv, T, N, K, false, true, -2, 1, y0), 1e-5, `${what} accumulate, split`, rng.seed);
+        gpu.release(whole, ...parts, tx, y, yAcc);
+      }
+    }
+  });
+
   it('reports a shape mismatch instead of computing garbage', async () => {
     const gpu = await testGpu();
     const x = gpu.tensor([4, 8]), w = gpu.tensor([6, 7]), y = gpu.tensor([4, 6]);

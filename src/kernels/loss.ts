@@ -22,7 +22,7 @@ import source from '../../shaders/loss.wgsl';
 import { f32, GpuError, type Gpu } from '../gpu/runtime';
 import { shaderVariant } from '../gpu/shader';
 import { numel, shapeStr, type Tensor } from '../gpu/tensor';
-import { gemm, linear, weightParts, type Weight } from './matmul';
+import { gemm, GEMV_MAX_T, linear, linearDecode, weightParts, type Weight } from './matmul';
 import { scratch } from './scratch';
 
 export const IGNORE_INDEX = -100;
@@ -232,8 +232,10 @@ export function logitsForRows(gpu: Gpu, h: Tensor, w: Weight, out: Tensor, opts:
   } else {
     let n0 = 0;
     for (const part of parts) {
-      gemm(gpu, { a: h, b: part, c: out, M: rows, N: part.shape[0]!, K: D, transB: true, offA: row * D, ldc: V, offC: n0 });
-      n0 += part.shape[0]!;
+      const n = part.shape[0]!;
+      if (rows <= GEMV_MAX_T) linearDecode(gpu, h, part, out, { T: rows, row, n, K: D, ldc: V, offC: n0, scale: 1, accumulate: false });
+      else gemm(gpu, { a: h, b: part, c: out, M: rows, N: n, K: D, transB: true, offA: row * D, ldc: V, offC: n0 });
+      n0 += n;
     }
   }
   if (opts.softcap) {

@@ -77,10 +77,41 @@ export function linear(gpu: Gpu, x: Tensor, w: Weight, y: Tensor, accumulate = f
     if (part.shape[1] !== K) throw new Error(`linear: weight has ${part.shape[1]} columns, input has ${K}`);
     if (n0 + n > N) throw new Error(`linear: weight has at least ${n0 + n} rows, output has ${N} columns`);
     if (isQuantized(part)) qlinearForward(gpu, x, part, y, accumulate, scale, { ldc: N, offC: n0 });
+    else if (T <= GEMV_MAX_T && T > 0) linearDecode(gpu, x, part, y, { T, n, K, ldc: N, offC: n0, scale, accumulate });
     else gemm(gpu, { a: x, b: part, c: y, M: T, N: n, K, transB: true, ldc: N, offC: n0, alpha: scale, beta: accumulate ? 1 : 0 });
     n0 += n;
   }
   if (n0 !== N) throw new Error(`linear: weight has ${n0} rows, output has ${N} columns`);
+}
+
+/** Largest T for which linear() uses the decode (gemv) kernel instead of 64 x 64 tiles. */
+export const GEMV_MAX_T = 4;
+
+export interface DecodeRows {
+  /** Rows of x (tokens), at most GEMV_MAX_T, starting at row `row` (default 0). */
+  T: number;
+  row?: number;
+  /** Rows of the weight part, and its columns (= x's). */
+  n: number;
+  K: number;
+  /** y's row length, and the column the part's outputs start at. */
+  ldc: number;
+  offC: number;
+  scale: number;
+  accumulate: boolean;
+}
+
+/**
+ * y[:, offC .. offC + n) (=|+=) scale · x[row .. row + T) Wᵀ for T <= 4 decode rows, W an f32 or f16
+ * [n, K] part: one weight row per 64 threads, all tokens at once (a 64 x 64 tile would leave 60 of
+ * its 64 rows idle and start N/64 workgroups).
+ */
+export function linearDecode(gpu: Gpu, x: Tensor, w: Tensor, y: Tensor, d: DecodeRows): void {
+  if (!(d.T >= 1 && d.T <= GEMV_MAX_T)) throw new Error(`linearDecode: ${d.T} rows; the decode kernel takes 1 to ${GEMV_MAX_T}`);
+  const pipeline = gpu.pipeline(`linear_forward_decode:${w.dtype}`, () =>
+    shaderVariant(source, 'linear_forward_decode', { TRANS_A: false, TRANS_B: true, B_F16: w.dtype === 'f16' }));
+  gpu.dispatch(pipeline, [x, w, y], gpu.grid(Math.ceil(d.n / 4)),
+    [d.T, d.n, d.K, d.K, d.K, d.ldc, (d.row ?? 0) * d.K, 0, d.offC, 0, 0, 0, f32(d.scale), f32(d.accumulate ? 1 : 0)]);
 }
 
 /** dx[T, K] (=|+=) dy[T, N] · W, W [N, K]. */
