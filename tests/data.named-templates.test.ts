@@ -26,6 +26,7 @@ interface Rendering {
   generation: Piece[];
   tools: Pair[];
   function_call_with_thought: { content: string; multiturn?: Pair[]; error?: string };
+  function_call_in_tool_call_words: { content: string; multiturn?: Pair[]; error?: string };
   thought_messages?: LfMessage[];
   thinking?: { multiturn: Pair[]; multiturn_mask_history: Pair[]; oneturn: Pair };
   no_thinking?: { multiturn: Pair[]; oneturn: Pair; generation: Piece[] };
@@ -126,6 +127,14 @@ describe("named templates render as LLaMA-Factory's template.py", () => {
 
     it('a function call with a thought before it (kept as text, or refused where LLaMA-Factory refuses it)', () => {
       const { content, multiturn, error } = lf().function_call_with_thought;
+      const t = getTemplate(name, tok);
+      const c: Conversation = { messages: [messages(LF.conversation.tool_messages)[0], { role: 'function_call', content }] };
+      if (error) expect(() => t.encodeConversation(c)).toThrow(/function_call content is not valid JSON/);
+      else sameTurns(t.encodeConversation(c).turns, multiturn!, t.eosId);
+    });
+
+    it("a function call wrapped in the template's tool-call words, after text", () => {
+      const { content, multiturn, error } = lf().function_call_in_tool_call_words;
       const t = getTemplate(name, tok);
       const c: Conversation = { messages: [messages(LF.conversation.tool_messages)[0], { role: 'function_call', content }] };
       if (error) expect(() => t.encodeConversation(c)).toThrow(/function_call content is not valid JSON/);
