@@ -204,6 +204,13 @@ describe('the saved chat_template', () => {
     },
   );
 
+  it("carries a config's default_system, which the model then uses when a conversation has no system message", () => {
+    const t = templateFromConfig({ template: 'llama3', default_system: "Be brief, it's late." }, bare) as NamedTemplate;
+    const rendered = new JinjaTemplate(t.chatTemplateToSave()!).render({ messages: [{ role: 'user', content: 'Hi' }] });
+    expect(rendered).toBe(tok.decode(t.encodeOneTurn({ messages: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: '' }] }).prompt));
+    expect(rendered).toContain("system<|end_header_id|>\n\nBe brief, it's late.<|eot_id|>");
+  });
+
   // Text, not ids: the template encodes slot by slot, a Jinja rendering in one piece ("." and "<" may merge).
   it.each([['deepseek3'], ['llama3'], ['mistral'], ['granite3']])('%s: a model saved with it splits turns as the template does, with its own chat_template', (name) => {
     const source = (getTemplate(name, bare) as NamedTemplate).chatTemplateToSave()!;
