@@ -7,7 +7,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { keysHelp } from '../src/cli/keys.ts';
 import { getTemplate, NamedTemplate, TEMPLATE_NAMES, savedTokenizerConfig, templateFromConfig, UnknownTemplateError, withChatTemplate, type Conversation, type Message, type Turn } from '../src/data/templates.ts';
 import { loadTokenizer, type Tokenizer } from '../src/data/tokenizer.ts';
-import { setLlama3ToolDate } from '../src/data/tools.ts';
+import { getToolFormat, setLlama3ToolDate, TOOL_FORMATS } from '../src/data/tools.ts';
 import { FIXTURES, lenmlDir } from './fixtures/data/helpers.ts';
 
 type Piece = string | { bos: true } | { eos: true } | { token: string };
@@ -38,6 +38,7 @@ interface Renderings {
   eos_token: string;
   llama3_tool_date: string;
   all_names: string[];
+  tool_formats: string[];
   multimodal: string[];
   templates: Record<string, Rendering>;
 }
@@ -287,6 +288,17 @@ describe('template names LLaMA-Factory has and Crucible does not offer', () => {
 
   it('a name LLaMA-Factory does not have is unknown, inherited object keys included', () => {
     for (const name of ['qwen4', 'toString', 'constructor']) expect(refusal(name)).toBeInstanceOf(UnknownTemplateError);
+  });
+});
+
+describe("LLaMA-Factory's tool formats", () => {
+  it('each is offered, or refused with the family it is for; other names are unknown', () => {
+    const offered = LF.tool_formats.filter((n) => Object.hasOwn(TOOL_FORMATS, n));
+    expect(offered).toEqual(['default', 'lfm2', 'llama3', 'mistral', 'qwen', 'qwen3_5']);
+    for (const name of LF.tool_formats.filter((n) => !offered.includes(n))) {
+      expect(() => getToolFormat(name)).toThrow(new RegExp(`^tool_format "${name}" is LLaMA-Factory's tool format for .+ models, not implemented in Crucible`));
+    }
+    for (const name of ['qwen4', 'toString', 'constructor']) expect(() => getToolFormat(name)).toThrow(new RegExp(`^unknown tool_format "${name}"; valid: `));
   });
 });
 

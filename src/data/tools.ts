@@ -183,10 +183,24 @@ export const TOOL_FORMATS: Record<string, ToolFormat> = {
   lfm2: lfm2Format,
 };
 
+/** LLaMA-Factory's tool formats for templates Crucible does not offer, by the family they are for. */
+const OTHER_FAMILY_FORMATS: Record<string, string> = {
+  gemma4: 'Gemma 4',
+  glm4: 'GLM-4',
+  glm4_moe: 'GLM-4.5',
+  ling: 'Ling',
+  minimax1: 'MiniMax-M1',
+  minimax2: 'MiniMax-M2',
+  seed_oss: 'Seed-OSS',
+};
+
 export function getToolFormat(name: string): ToolFormat {
-  const f = TOOL_FORMATS[name];
-  if (!f) throw new Error(`unknown tool_format "${name}"; valid: ${Object.keys(TOOL_FORMATS).join(', ')}`);
-  return f;
+  if (Object.hasOwn(TOOL_FORMATS, name)) return TOOL_FORMATS[name];
+  const valid = `valid: ${Object.keys(TOOL_FORMATS).join(', ')}`;
+  if (Object.hasOwn(OTHER_FAMILY_FORMATS, name)) {
+    throw new Error(`tool_format "${name}" is LLaMA-Factory's tool format for ${OTHER_FAMILY_FORMATS[name]} models, not implemented in Crucible (it runs no ${OTHER_FAMILY_FORMATS[name]} models); ${valid}`);
+  }
+  throw new Error(`unknown tool_format "${name}"; ${valid}`);
 }
 
 /**
