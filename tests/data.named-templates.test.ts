@@ -21,6 +21,7 @@ interface Rendering {
   reasoning: boolean;
   thought_words: [string, string] | null;
   jinja: string | null;
+  jinja_without_bos: string | null;
   multiturn: Pair[];
   multiturn_default_system: Pair[];
   oneturn: Pair;
@@ -71,12 +72,15 @@ let tok: Tokenizer;
 /** The test tokenizer with no chat_template. */
 let bare: Tokenizer;
 let bareConfig: Record<string, unknown>;
+/** The test tokenizer with no chat_template and no bos_token. */
+let bareNoBos: Tokenizer;
 beforeAll(() => {
   files = testTokenizerFiles();
   const { chat_template: _, ...withoutTemplate } = files.config;
   bareConfig = withoutTemplate;
   tok = loadTokenizer({ tokenizerJson: files.json, tokenizerConfig: files.config });
   bare = loadTokenizer({ tokenizerJson: files.json, tokenizerConfig: bareConfig });
+  bareNoBos = loadTokenizer({ tokenizerJson: files.json, tokenizerConfig: { ...bareConfig, bos_token: null } });
   setLlama3ToolDate(() => LF.llama3_tool_date);
 });
 
@@ -168,6 +172,7 @@ describe("named templates render as LLaMA-Factory's template.py", () => {
       const r = lf();
       const t = getTemplate(name, bare) as NamedTemplate;
       expect(t.chatTemplateToSave() ?? null).toBe(r.jinja);
+      expect((getTemplate(name, bareNoBos) as NamedTemplate).chatTemplateToSave() ?? null).toBe(r.jinja_without_bos);
       const own = getTemplate(name, tok) as NamedTemplate;
       expect(own.chatTemplateToSave() ?? null).toBe(r.replace_jinja_template ? r.jinja : null);
     });
