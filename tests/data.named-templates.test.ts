@@ -218,9 +218,9 @@ describe('the saved chat_template', () => {
   });
 
   // Text, not ids: the template encodes slot by slot, a Jinja rendering in one piece ("." and "<" may merge).
-  it.each([['deepseek3'], ['llama3'], ['mistral'], ['granite3']])('%s: a model saved with it splits turns as the template does, with its own chat_template', (name) => {
-    const source = (getTemplate(name, bare) as NamedTemplate).chatTemplateToSave()!;
-    const saved = loadTokenizer({ tokenizerJson: files.json, tokenizerConfig: { ...bareConfig, chat_template: source, eos_token: LF.templates[name].eos_token } });
+  it.each([['deepseek3'], ['llama3'], ['mistral'], ['granite3'], ['gemma3'], ['lfm2']])('%s: a model saved with it splits turns as the template does, with its own chat_template', (name) => {
+    const config = JSON.parse(withChatTemplate('tokenizer_config.json', JSON.stringify(bareConfig), getTemplate(name, bare))) as Record<string, unknown>;
+    const saved = loadTokenizer({ tokenizerJson: files.json, tokenizerConfig: config });
     const own = getTemplate(undefined, saved);
     expect(own.name).toBe('jinja');
     const text = (turns: Turn[]) => turns.map((t) => [saved.decode(t.prompt), saved.decode(t.response)]);
