@@ -5,9 +5,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { keysHelp } from '../src/cli/keys.ts';
-import { getTemplate, NamedTemplate, TEMPLATE_NAMES, templateFromConfig, UnknownTemplateError, withChatTemplate, type Conversation, type Message, type Turn } from '../src/data/templates.ts';
+import { getTemplate, NamedTemplate, TEMPLATE_NAMES, savedTokenizerConfig, templateFromConfig, UnknownTemplateError, withChatTemplate, type Conversation, type Message, type Turn } from '../src/data/templates.ts';
 import { loadTokenizer, type Tokenizer } from '../src/data/tokenizer.ts';
-import { setLlama3ToolDate } from '../src/data/tools.ts';
+import { getToolFormat, setLlama3ToolDate, TOOL_FORMATS } from '../src/data/tools.ts';
 import { FIXTURES, lenmlDir } from './fixtures/data/helpers.ts';
 
 type Piece = string | { bos: true } | { eos: true } | { token: string };
@@ -19,13 +19,16 @@ interface Rendering {
   efficient_eos: boolean;
   replace_jinja_template: boolean;
   reasoning: boolean;
+  thought_words: [string, string] | null;
   jinja: string | null;
+  jinja_without_bos: string | null;
   multiturn: Pair[];
   multiturn_default_system: Pair[];
   oneturn: Pair;
   generation: Piece[];
   tools: Pair[];
   function_call_with_thought: { content: string; multiturn?: Pair[]; error?: string };
+  function_call_in_tool_call_words: { content: string; multiturn?: Pair[]; error?: string };
   thought_messages?: LfMessage[];
   thinking?: { multiturn: Pair[]; multiturn_mask_history: Pair[]; oneturn: Pair };
   no_thinking?: { multiturn: Pair[]; oneturn: Pair; generation: Piece[] };
@@ -36,6 +39,7 @@ interface Renderings {
   eos_token: string;
   llama3_tool_date: string;
   all_names: string[];
+  tool_formats: string[];
   multimodal: string[];
   templates: Record<string, Rendering>;
 }
@@ -68,12 +72,15 @@ let tok: Tokenizer;
 /** The test tokenizer with no chat_template. */
 let bare: Tokenizer;
 let bareConfig: Record<string, unknown>;
+/** The test tokenizer with no chat_template and no bos_token. */
+let bareNoBos: Tokenizer;
 beforeAll(() => {
   files = testTokenizerFiles();
   const { chat_template: _, ...withoutTemplate } = files.config;
   bareConfig = withoutTemplate;
   tok = loadTokenizer({ tokenizerJson: files.json, tokenizerConfig: files.config });
   bare = loadTokenizer({ tokenizerJson: files.json, tokenizerConfig: bareConfig });
+  bareNoBos = loadTokenizer({ tokenizerJson: files.json, tokenizerConfig: { ...bareConfig, bos_token: null } });
   setLlama3ToolDate(() => LF.llama3_tool_date);
 });
 
@@ -132,6 +139,14 @@ describe("named templates render as LLaMA-Factory's template.py", () => {
       else sameTurns(t.encodeConversation(c).turns, multiturn!, t.eosId);
     });
 
+    it("a function call wrapped in the template's tool-call words, after text", () => {
+      const { content, multiturn, error } = lf().function_call_in_tool_call_words;
+      const t = getTemplate(name, tok);
+      const c: Conversation = { messages: [messages(LF.conversation.tool_messages)[0], { role: 'function_call', content }] };
+      if (error) expect(() => t.encodeConversation(c)).toThrow(/function_call content is not valid JSON/);
+      else sameTurns(t.encodeConversation(c).turns, multiturn!, t.eosId);
+    });
+
     it('thoughts: kept, dropped from history with mask_history, and with enable_thinking false', () => {
       const r = lf();
       if (!r.reasoning) {
@@ -157,6 +172,7 @@ describe("named templates render as LLaMA-Factory's template.py", () => {
       const r = lf();
       const t = getTemplate(name, bare) as NamedTemplate;
       expect(t.chatTemplateToSave() ?? null).toBe(r.jinja);
+      expect((getTemplate(name, bareNoBos) as NamedTemplate).chatTemplateToSave() ?? null).toBe(r.jinja_without_bos);
       const own = getTemplate(name, tok) as NamedTemplate;
       expect(own.chatTemplateToSave() ?? null).toBe(r.replace_jinja_template ? r.jinja : null);
     });
@@ -166,39 +182,83 @@ describe("named templates render as LLaMA-Factory's template.py", () => {
 describe('the saved chat_template', () => {
   const text = (pieces: Piece[], eos: string) => pieces.map((p) => (typeof p === 'string' ? p : 'bos' in p ? tok.bosToken : 'eos' in p ? eos : p.token)).join('');
 
+  const joined = (pairs: Pair[], eos: string) => pairs.map((p) => text(p.prompt, eos) + text(p.response, eos)).join('');
+  const jinjaMessages = (list: LfMessage[]) => list.map((m) => ({ role: m.role, content: m.content }));
+
   it.each(TEMPLATE_NAMES.filter((n) => !LF.templates[n].reasoning).map((n) => [n]))(
-    '%s: renders the conversation as the template does',
+    '%s: renders the conversation as the template does, with a system prompt and with the default one',
     (name) => {
       const r = LF.templates[name];
       const source = (getTemplate(name, bare) as NamedTemplate).chatTemplateToSave()!;
-      const rendered = new JinjaTemplate(source).render({ messages: [{ role: 'system', content: system }, ...LF.conversation.messages] });
-      expect(rendered).toBe(r.multiturn.map((p) => text(p.prompt, r.eos_token) + text(p.response, r.eos_token)).join(''));
+      const jinja = new JinjaTemplate(source);
+      expect(jinja.render({ messages: [{ role: 'system', content: system }, ...jinjaMessages(LF.conversation.messages)] })).toBe(joined(r.multiturn, r.eos_token));
+      expect(jinja.render({ messages: jinjaMessages(LF.conversation.messages) })).toBe(joined(r.multiturn_default_system, r.eos_token));
     },
   );
 
+  // LLaMA-Factory's Jinja writes a response as it is; its reasoning template adds an empty thought
+  // to a response without one. With that thought written into the message, both give the same text.
+  it.each(TEMPLATE_NAMES.filter((n) => LF.templates[n].reasoning).map((n) => [n]))(
+    '%s (reasoning): renders responses that carry their thoughts as the template does',
+    (name) => {
+      const r = LF.templates[name];
+      const [open, close] = r.thought_words!;
+      const withThoughts = jinjaMessages(r.thought_messages!).map((m) => (m.role === 'assistant' && !m.content.includes(open) ? { ...m, content: open + close + m.content } : m));
+      const source = (getTemplate(name, bare) as NamedTemplate).chatTemplateToSave()!;
+      const rendered = new JinjaTemplate(source).render({ messages: [{ role: 'system', content: system }, ...withThoughts] });
+      expect(rendered).toBe(joined(r.thinking!.multiturn, r.eos_token));
+    },
+  );
+
+  it("carries a config's default_system, which the model then uses when a conversation has no system message", () => {
+    const t = templateFromConfig({ template: 'llama3', default_system: "Be brief, it's late." }, bare) as NamedTemplate;
+    const rendered = new JinjaTemplate(t.chatTemplateToSave()!).render({ messages: [{ role: 'user', content: 'Hi' }] });
+    expect(rendered).toBe(tok.decode(t.encodeOneTurn({ messages: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: '' }] }).prompt));
+    expect(rendered).toContain("system<|end_header_id|>\n\nBe brief, it's late.<|eot_id|>");
+  });
+
   // Text, not ids: the template encodes slot by slot, a Jinja rendering in one piece ("." and "<" may merge).
-  it.each([['deepseek3'], ['llama3'], ['mistral'], ['granite3']])('%s: a model saved with it splits turns as the template does, with its own chat_template', (name) => {
-    const source = (getTemplate(name, bare) as NamedTemplate).chatTemplateToSave()!;
-    const saved = loadTokenizer({ tokenizerJson: files.json, tokenizerConfig: { ...bareConfig, chat_template: source, eos_token: LF.templates[name].eos_token } });
+  it.each([['deepseek3'], ['llama3'], ['mistral'], ['granite3'], ['gemma3'], ['lfm2']])('%s: a model saved with it splits turns as the template does, with its own chat_template', (name) => {
+    const config = JSON.parse(withChatTemplate('tokenizer_config.json', JSON.stringify(bareConfig), getTemplate(name, bare))) as Record<string, unknown>;
+    const saved = loadTokenizer({ tokenizerJson: files.json, tokenizerConfig: config });
     const own = getTemplate(undefined, saved);
     expect(own.name).toBe('jinja');
     const text = (turns: Turn[]) => turns.map((t) => [saved.decode(t.prompt), saved.decode(t.response)]);
     expect(text(own.encodeConversation(conv).turns)).toEqual(text(getTemplate(name, saved).encodeConversation(conv).turns));
   });
 
-  it('goes into tokenizer_config.json (with the replaced eos_token) when the model has none; chat_template.jinja is replaced only where the template replaces it', () => {
-    const config = JSON.stringify({ bos_token: '<|begin_of_text|>', eos_token: '<|end_of_text|>', model_max_length: 8192 });
-    const qwen3 = getTemplate('qwen3', bare);
-    const saved = JSON.parse(withChatTemplate('tokenizer_config.json', config, qwen3));
-    expect(saved).toEqual({ bos_token: '<|begin_of_text|>', eos_token: '<|im_end|>', model_max_length: 8192, chat_template: LF.templates.qwen3.jinja });
-    expect(withChatTemplate('tokenizer.json', '{"x": 1}', qwen3)).toBe('{"x": 1}');
-    // a model with its own template keeps it, unless the template replaces it (chatml)
-    const own = { ...JSON.parse(config), chat_template: '{{ messages }}' };
-    expect(JSON.parse(withChatTemplate('tokenizer_config.json', JSON.stringify(own), getTemplate('deepseek3', tok)))).toEqual(own);
+  it('goes into tokenizer_config.json with the replaced eos_token, and that eos as pad_token where the model has none', () => {
+    const original = { bos_token: '<|begin_of_text|>', eos_token: '<|end_of_text|>', model_max_length: 8192 };
+    const before = structuredClone(original);
+    expect(savedTokenizerConfig(original, getTemplate('qwen3', bare))).toEqual({
+      ...original,
+      eos_token: '<|im_end|>',
+      pad_token: '<|im_end|>',
+      chat_template: LF.templates.qwen3.jinja,
+    });
+    expect(original).toEqual(before);
+    // a pad_token of the model stays, in either spelling; a template without replace_eos keeps the eos
+    const padded = { ...original, pad_token: { content: '<|finetune_right_pad_id|>', special: true } };
+    expect(savedTokenizerConfig(padded, getTemplate('llama3', bare))).toEqual({ ...padded, eos_token: '<|eot_id|>', chat_template: LF.templates.llama3.jinja });
+    expect(savedTokenizerConfig({ ...original, pad_token: '<pad>' }, getTemplate('deepseek3', bare))).toEqual({
+      ...original,
+      pad_token: '<pad>',
+      chat_template: LF.templates.deepseek3.jinja,
+    });
+    // the model's own Jinja template: only the missing pad_token
+    expect(savedTokenizerConfig(original, getTemplate(undefined, tok))).toEqual({ ...original, pad_token: '<|end_of_text|>' });
+  });
+
+  it('a model with its own chat_template keeps it unless the template replaces it (chatml); side files change only where the config does', () => {
+    const own = { bos_token: '<|begin_of_text|>', eos_token: '<|end_of_text|>', pad_token: '<|end_of_text|>', chat_template: '{{ messages }}' };
+    const ownText = JSON.stringify(own);
+    expect(withChatTemplate('tokenizer_config.json', ownText, getTemplate('deepseek3', tok))).toBe(ownText);
+    expect(withChatTemplate('tokenizer_config.json', ownText, getTemplate(undefined, tok))).toBe(ownText);
+    expect(JSON.parse(withChatTemplate('tokenizer_config.json', ownText, getTemplate('chatml', tok)))).toEqual({ ...own, eos_token: '<|im_end|>', chat_template: LF.templates.chatml.jinja });
     expect(withChatTemplate('chat_template.jinja', '{{ messages }}', getTemplate('qwen3', tok))).toBe('{{ messages }}');
     expect(withChatTemplate('chat_template.jinja', '{{ messages }}', getTemplate('chatml', tok))).toBe(LF.templates.chatml.jinja);
-    // the model's own Jinja template changes nothing
-    expect(withChatTemplate('tokenizer_config.json', config, getTemplate(undefined, tok))).toBe(config);
+    expect(withChatTemplate('tokenizer.json', '{"x": 1}', getTemplate('qwen3', bare))).toBe('{"x": 1}');
+    expect(() => withChatTemplate('tokenizer_config.json', '{"eos_token": ', getTemplate('qwen3', bare))).toThrow(/^tokenizer_config\.json, line 1: not valid JSON/);
   });
 });
 
@@ -233,6 +293,17 @@ describe('template names LLaMA-Factory has and Crucible does not offer', () => {
 
   it('a name LLaMA-Factory does not have is unknown, inherited object keys included', () => {
     for (const name of ['qwen4', 'toString', 'constructor']) expect(refusal(name)).toBeInstanceOf(UnknownTemplateError);
+  });
+});
+
+describe("LLaMA-Factory's tool formats", () => {
+  it('each is offered, or refused with the family it is for; other names are unknown', () => {
+    const offered = LF.tool_formats.filter((n) => Object.hasOwn(TOOL_FORMATS, n));
+    expect(offered).toEqual(['default', 'lfm2', 'llama3', 'mistral', 'qwen', 'qwen3_5']);
+    for (const name of LF.tool_formats.filter((n) => !offered.includes(n))) {
+      expect(() => getToolFormat(name)).toThrow(new RegExp(`^tool_format "${name}" is LLaMA-Factory's tool format for .+ models, not implemented in Crucible`));
+    }
+    for (const name of ['qwen4', 'toString', 'constructor']) expect(() => getToolFormat(name)).toThrow(new RegExp(`^unknown tool_format "${name}"; valid: `));
   });
 });
 

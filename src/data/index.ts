@@ -23,9 +23,11 @@
  *     Unknown names throw UnknownTemplateError listing the valid ones; LLaMA-Factory's multimodal
  *     templates and those of other architectures throw UnsupportedTemplateError saying so.
  *   templateFromConfig(config, tok): the same from a config's template keys
- *   withChatTemplate(fileName, text, template): a model side file as a saved model carries it
- *     (tokenizer_config.json gets the named template as chat_template when the model has none,
- *     and its eos_token; LLaMA-Factory's fix_jinja_template)
+ *   savedTokenizerConfig(config, template): tokenizer_config.json as a trained/merged model
+ *     carries it (the named template as chat_template when the model has none, its eos_token,
+ *     pad_token = eos when missing; LLaMA-Factory's fix_special_tokens + fix_jinja_template)
+ *   withChatTemplate(fileName, text, template): the same for a model side file's text
+ *     (tokenizer_config.json, chat_template.jinja; other files unchanged)
  *   template.encodeConversation({ system?, tools?, messages }, { maskHistory }) → { turns: [{ prompt, response }] }
  *     roles: user | assistant | function_call | observation (a leading system message is allowed)
  *   template.encodeOneTurn(conv) → { prompt, response }        (preference / KTO)
@@ -73,6 +75,7 @@ export {
   UnsupportedTemplateError,
   TEMPLATE_NAMES,
   templateFromConfig,
+  savedTokenizerConfig,
   withChatTemplate,
   type TemplateConfig,
   type ChatTemplate,

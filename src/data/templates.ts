@@ -10,4 +10,4 @@ export { TEMPLATE_NAMES, UnknownTemplateError, UnsupportedTemplateError } from '
 export { NamedTemplate } from './templates/named.ts';
 export { JinjaChatTemplate } from './templates/jinja.ts';
 export { getTemplate, templateFromConfig, type TemplateConfig } from './templates/registry.ts';
-export { withChatTemplate } from './templates/saved-files.ts';
+export { savedTokenizerConfig, withChatTemplate } from './templates/saved-files.ts';

@@ -61,8 +61,19 @@ const LLAMA3_TOOL_PROMPT = (date: string, toolText: string) =>
 function unwrap(tool: Obj): Obj {
   return tool.type === 'function' ? ((tool.function as Obj) ?? {}) : tool;
 }
+/** An OpenAI-style tool's function, or the tool itself where it has none. */
+function functionOrSelf(tool: Obj): Obj {
+  return tool.type === 'function' ? ((tool.function as Obj | undefined) ?? tool) : tool;
+}
 function wrap(tool: Obj): Obj {
   return tool.type === 'function' ? tool : { type: 'function', function: tool };
+}
+
+/** Arguments of a call as an object; the formats that write one entry per argument need one. */
+function callArguments(call: FunctionCall, format: string): Obj {
+  const args = JSON.parse(call.arguments) as unknown;
+  if (!args || typeof args !== 'object' || Array.isArray(args)) throw new Error(`function_call arguments must be an object for the ${format} tool format, got ${call.arguments.slice(0, 200)}`);
+  return args as Obj;
 }
 
 const defaultFormat: ToolFormat = {
@@ -105,17 +116,29 @@ const qwenFormat: ToolFormat = {
 /** Qwen 3.5: tools listed unwrapped; each call as XML with one <parameter=...> block per argument. */
 const qwen35Format: ToolFormat = {
   formatTools(tools) {
-    return QWEN35_TOOL_PROMPT(tools.map((t) => '\n' + pyJsonDumps(t.type === 'function' ? ((t.function as Obj | undefined) ?? t) : t)).join(''));
+    return QWEN35_TOOL_PROMPT(tools.map((t) => '\n' + pyJsonDumps(functionOrSelf(t))).join(''));
   },
   formatCalls(calls) {
     return calls
       .map((c) => {
-        const args = JSON.parse(c.arguments) as unknown;
-        if (!args || typeof args !== 'object' || Array.isArray(args)) throw new Error(`function_call arguments must be an object for the qwen3_5 tool format, got ${c.arguments.slice(0, 200)}`);
-        const params = Object.entries(args as Obj).map(([k, v]) => `\n<parameter=${k}>\n${typeof v === 'string' ? v : pyJsonDumps(v)}\n</parameter>`);
+        const params = Object.entries(callArguments(c, 'qwen3_5')).map(([k, v]) => `\n<parameter=${k}>\n${typeof v === 'string' ? v : pyJsonDumps(v)}\n</parameter>`);
         return `<tool_call>\n<function=${c.name}>${params.join('')}\n</function>\n</tool_call>`;
       })
       .join('\n');
+  },
+};
+
+/** LFM2: tools as one JSON list; calls in Python call syntax, string arguments quoted as they are (not escaped). */
+const lfm2Format: ToolFormat = {
+  formatTools(tools) {
+    return `List of tools: <|tool_list_start|>${pyJsonDumps(tools.map(functionOrSelf))}<|tool_list_end|>`;
+  },
+  formatCalls(calls) {
+    const text = calls.map((c) => {
+      const args = Object.entries(callArguments(c, 'lfm2')).map(([k, v]) => (typeof v === 'string' ? `${k}="${v}"` : `${k}=${pyJsonDumps(v)}`));
+      return `${c.name}(${args.join(', ')})`;
+    });
+    return `<|tool_call_start|>[${text.join(', ')}]<|tool_call_end|>`;
   },
 };
 
@@ -157,12 +180,27 @@ export const TOOL_FORMATS: Record<string, ToolFormat> = {
   qwen3_5: qwen35Format,
   llama3: llama3Format,
   mistral: mistralFormat,
+  lfm2: lfm2Format,
+};
+
+/** LLaMA-Factory's tool formats for templates Crucible does not offer, by the family they are for. */
+const OTHER_FAMILY_FORMATS: Record<string, string> = {
+  gemma4: 'Gemma 4',
+  glm4: 'GLM-4',
+  glm4_moe: 'GLM-4.5',
+  ling: 'Ling',
+  minimax1: 'MiniMax-M1',
+  minimax2: 'MiniMax-M2',
+  seed_oss: 'Seed-OSS',
 };
 
 export function getToolFormat(name: string): ToolFormat {
-  const f = TOOL_FORMATS[name];
-  if (!f) throw new Error(`unknown tool_format "${name}"; valid: ${Object.keys(TOOL_FORMATS).join(', ')}`);
-  return f;
+  if (Object.hasOwn(TOOL_FORMATS, name)) return TOOL_FORMATS[name];
+  const valid = `valid: ${Object.keys(TOOL_FORMATS).join(', ')}`;
+  if (Object.hasOwn(OTHER_FAMILY_FORMATS, name)) {
+    throw new Error(`tool_format "${name}" is LLaMA-Factory's tool format for ${OTHER_FAMILY_FORMATS[name]} models, not implemented in Crucible (it runs no ${OTHER_FAMILY_FORMATS[name]} models); ${valid}`);
+  }
+  throw new Error(`unknown tool_format "${name}"; ${valid}`);
 }
 
 /**

@@ -130,6 +130,16 @@ const SPECS: Record<string, TemplateSpec> = {
     stopWords: ['<|end_of_text|>'],
     defaultSystem: 'You are Granite, developed by IBM. You are a helpful AI assistant.',
   },
+  lfm2: {
+    ...CHATML,
+    function: ['{{content}}<|im_end|>\n'],
+    observation: ['<|im_start|>tool\n<|tool_response_start|>{{content}}<|tool_response_end|><|im_end|>\n<|im_start|>assistant\n'],
+    toolFormat: 'lfm2',
+    defaultSystem: 'You are a helpful AI assistant.',
+    stopWords: ['<|im_end|>'],
+    toolCallWords: ['<|tool_call_start|>', '<|tool_call_end|>'],
+    replaceEos: true,
+  },
   llama2: LLAMA2,
   llama2_zh: { ...LLAMA2, defaultSystem: 'You are a helpful assistant. 你是一个乐于助人的助手。' },
   llama3: {

@@ -34,7 +34,7 @@ export interface TemplateDef {
   replaceJinjaTemplate: boolean;
 }
 
-export type TemplateSpec = Partial<Omit<TemplateDef, 'toolCallWords'>>;
+export type TemplateSpec = Partial<TemplateDef>;
 
 /** A definition with LLaMA-Factory's register_template defaults filled in. */
 export function defineTemplate(s: TemplateSpec): TemplateDef {
@@ -51,7 +51,7 @@ export function defineTemplate(s: TemplateSpec): TemplateDef {
     defaultSystem: s.defaultSystem ?? '',
     stopWords: s.stopWords ?? [],
     thoughtWords: s.thoughtWords ?? ['<think>\n', '\n</think>\n\n'],
-    toolCallWords: ['<tool_call>', '</tool_call>'],
+    toolCallWords: s.toolCallWords ?? ['<tool_call>', '</tool_call>'],
     efficientEos,
     replaceEos: s.replaceEos ?? false,
     toolFormat: s.toolFormat ?? 'default',

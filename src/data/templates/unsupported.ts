@@ -35,7 +35,6 @@ const OTHER_FAMILIES: Record<string, string> = {
   hy_dense_7b: 'Hy-MT2',
   index: 'Index',
   intern2: 'InternLM2',
-  lfm2: 'LFM2',
   mimo_v2: 'MiMo-V2',
   minimax1: 'MiniMax-M1',
   minimax2: 'MiniMax-M2',
