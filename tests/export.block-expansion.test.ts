@@ -1,0 +1,65 @@
+// LLaMA Pro block expansion: the expanded checkpoint computes exactly what the original does (the
+// inserted copies have zero o_proj and down_proj), its layers are where LLaMA-Factory puts them,
+// and use_llama_pro's trainable layers are those copies.
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { expandBlocks, expandedLayers } from '../src/export/block-expansion';
+import { dirFiles } from '../src/model/files-node';
+import { fullLogits, Workspace } from '../src/model/forward';
+import { llamaProLayers } from '../src/model/llama-pro';
+import { Model } from '../src/model/model';
+import { Checkpoint } from '../src/model/weights';
+import { testGpu } from './helpers/gpu';
+import { batchOf, readCase } from './helpers/parity';
+
+const DIR = join(import.meta.dirname, 'fixtures/models/llama');
+
+async function logits(model: Model): Promise<Float32Array> {
+  const batch = batchOf(readCase('llama'));
+  const ws = new Workspace(model, batch.B, batch.S, false);
+  ws.load(batch);
+  const out = model.gpu.tensor([batch.B * batch.S, model.spec.vocab]);
+  fullLogits(ws, out);
+  return model.gpu.readF32(out);
+}
+
+describe('LLaMA Pro block expansion', () => {
+  it('places a copy after every L/E layers, as llama_pro.py does', () => {
+    expect(expandedLayers(4, 2)).toEqual([
+      { from: 0, copy: false }, { from: 1, copy: false }, { from: 1, copy: true },
+      { from: 2, copy: false }, { from: 3, copy: false }, { from: 3, copy: true },
+    ]);
+    expect(() => expandedLayers(6, 4)).toThrow(/6 layers are not divisible by num_expand 4/);
+    // after expanding 4 layers by 2, the copies are layers 2 and 5: what use_llama_pro trains
+    expect(llamaProLayers(6, 2)).toEqual([2, 5]);
+    expect(llamaProLayers(32 + 8, 8)).toEqual([4, 9, 14, 19, 24, 29, 34, 39]);
+    expect(() => llamaProLayers(6, 4)).toThrow(/6 layers are not divisible by freeze_trainable_layers 4/);
+  });
+
+  it('the expanded model computes the original logits; copies carry the weights, zero o_proj and down_proj', async () => {
+    const gpu = await testGpu();
+    const out = mkdtempSync(join(tmpdir(), 'crucible-llama-pro-'));
+    const write = async (p: string, d: Uint8Array | string) => writeFileSync(join(out, p), d);
+    const result = await expandBlocks(dirFiles(DIR), 2, write, { maxBytes: 40_000 }); // small shards: an index too
+    expect(result).toMatchObject({ from: 2, to: 4 });
+    expect(result.files).toContain('model.safetensors.index.json');
+    expect(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).num_hidden_layers).toBe(4);
+
+    const ckpt = await Checkpoint.open(dirFiles(out));
+    const orig = await Checkpoint.open(dirFiles(DIR));
+    const same = async (a: string, b: string) => expect(await ckpt.read(a)).toEqual(await orig.read(b));
+    await same('model.layers.2.self_attn.q_proj.weight', 'model.layers.1.self_attn.q_proj.weight');
+    await same('model.layers.1.mlp.up_proj.weight', 'model.layers.0.mlp.up_proj.weight');
+    await same('model.layers.3.input_layernorm.weight', 'model.layers.1.input_layernorm.weight');
+    expect((await ckpt.read('model.layers.3.mlp.down_proj.weight')).every((x) => x === 0)).toBe(true);
+    expect((await ckpt.read('model.layers.1.self_attn.o_proj.weight')).every((x) => x === 0)).toBe(true);
+    await same('model.layers.2.self_attn.o_proj.weight', 'model.layers.1.self_attn.o_proj.weight');
+
+    writeFileSync(join(out, 'generation_config.json'), readFileSync(join(DIR, 'generation_config.json')));
+    const expanded = await Model.load(gpu, dirFiles(out));
+    expect(expanded.layers.length).toBe(4);
+    expect(await logits(expanded)).toEqual(await logits(await Model.load(gpu, dirFiles(DIR))));
+  });
+});
