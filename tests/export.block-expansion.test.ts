@@ -4,7 +4,9 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import { main } from '../src/cli/main';
 import { expandBlocks, expandedLayers } from '../src/export/block-expansion';
 import { dirFiles } from '../src/model/files-node';
 import { fullLogits, Workspace } from '../src/model/forward';
@@ -61,5 +63,22 @@ describe('LLaMA Pro block expansion', () => {
     const expanded = await Model.load(gpu, dirFiles(out));
     expect(expanded.layers.length).toBe(4);
     expect(await logits(expanded)).toEqual(await logits(await Model.load(gpu, dirFiles(DIR))));
+  });
+
+  it('crucible expand writes a folder that loads on its own, and says what it cannot do', async () => {
+    const out: string[] = [], err: string[] = [];
+    const io = { stdout: (t: string) => void out.push(t), stderr: (t: string) => void err.push(t), env: {}, cwd: process.cwd(), stdin: Readable.from([]), interactive: false };
+    const dir = join(mkdtempSync(join(tmpdir(), 'crucible-expand-')), 'pro');
+    expect(await main(['expand', DIR, dir, '--num-expand', '1'], io)).toBe(0);
+    expect(out.join('')).toContain('model.safetensors\n');
+    expect(err.join('')).toMatch(/expanded 2 to 3 layers .*\n.*finetuning_type: freeze\n  freeze_trainable_layers: 1\n  use_llama_pro: true/s);
+    expect(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')).num_hidden_layers).toBe(3);
+    expect(readFileSync(join(dir, 'generation_config.json'), 'utf8')).toBe(readFileSync(join(DIR, 'generation_config.json'), 'utf8'));
+    err.length = 0;
+    expect(await main(['expand', DIR, `${dir}-2`, '--num-expand', '3'], io)).toBe(1);
+    expect(err.join('')).toMatch(/2 layers are not divisible by num_expand 3/);
+    err.length = 0;
+    expect(await main(['expand', DIR, `${dir}-3`], io)).toBe(1);
+    expect(err.join('')).toMatch(/--num-expand must be a positive integer/);
   });
 });

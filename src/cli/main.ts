@@ -11,6 +11,7 @@ import { chatCommand } from './chat';
 import { envCommand } from './env';
 import { exportCommand } from './export';
 import { exportConfigCommand } from './export-config';
+import { expandCommand } from './expand';
 import { columns } from './format';
 import { CliError, processIO, type CliIO } from './io';
 import { previewCommand } from './preview';
@@ -25,6 +26,7 @@ export const COMMANDS: readonly CommandDef[] = [
   benchCommand,
   envCommand,
   exportConfigCommand,
+  expandCommand,
 ];
 
 export function version(): string {
