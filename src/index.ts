@@ -19,5 +19,6 @@ export { buildDataset, previewExamples, loadTokenizer, getTemplate, memoryFileAc
 export { Model, type LoadOptions } from './model/model';
 export { Adapter, type LoraSettings } from './model/adapter';
 export type { ModelFiles } from './model/weights';
-export type { TrainOptions, LogRecord, RunStore, TrainHooks } from './train/trainer';
+export type { TrainOptions, LogRecord, TrainHooks } from './train/trainer';
+export type { RunStore } from './train/store';
 export { resolveModel, downloadModel, browserStore, listStoredModels, deleteStoredModel, openStoredModel } from './hub';

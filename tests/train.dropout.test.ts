@@ -12,7 +12,8 @@ import { forwardBackward, Workspace, type LoraDropoutStep } from '../src/model/f
 import { Model } from '../src/model/model';
 import { makeBatch } from '../src/train/batches';
 import { preferenceOptions } from '../src/train/preference';
-import { Trainer, type LogRecord, type RunStore, type TrainExample, type TrainOptions } from '../src/train/trainer';
+import type { RunStore } from '../src/train/store';
+import { Trainer, type LogRecord, type TrainExample, type TrainOptions } from '../src/train/trainer';
 import { relErr } from './helpers/check';
 import { testGpu } from './helpers/gpu';
 import { memoryStore } from './helpers/run-store';

@@ -1,4 +1,4 @@
-// Preference stages (src/train/preference.ts): the losses and their gradients with respect to the
+// Preference stages (src/train/preference/): the losses and their gradients with respect to the
 // sequences' log-probabilities (or rewards) against f64 references of the published formulas
 // (tests/reference/preference.ts), the per-token gradient weight of the fused loss, DPO parity with
 // TRL/PyTorch on the llama_dpo fixture, directional finite differences of the whole GPU chain for

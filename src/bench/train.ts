@@ -2,6 +2,7 @@
 // both run them): LoRA training steps, prefill and decode.
 
 import type { GpuCounters } from '../gpu/runtime';
+import { activationBytes, loraSites, type ActivationBytes } from '../model/activations';
 import { Generator } from '../model/generate';
 import type { Model } from '../model/model';
 import { Trainer, type TrainOptions } from '../train/trainer';
@@ -20,6 +21,8 @@ export interface TrainBenchResult {
   stepSeconds: number;
   /** Bytes the engine had allocated at its peak (weights, adapter, optimizer, activations). */
   peakBytes: number;
+  /** The activation table's share of the peak (model/activations.ts): what the batch shape itself costs. */
+  activations: ActivationBytes;
   /** The host's recording work of each measured step (dispatches, passes, submits, encode time). */
   perStep: GpuCounters[];
 }
@@ -42,6 +45,7 @@ export async function benchTraining(model: Model, o: TrainBenchOptions): Promise
     cutoffLen: o.seq, recompute: o.recompute ?? true,
   };
   const trainer = await Trainer.create(model, rows, [], opts, 0);
+  const activations = activationBytes(model.spec, { B: o.batch, S: o.seq, recompute: opts.recompute, lora: loraSites(model.layers[0]!) });
   // the loss read back at each logged step marks its end; timing starts after the warm-up steps
   let t0 = performance.now();
   const perStep: GpuCounters[] = [];
@@ -54,7 +58,7 @@ export async function benchTraining(model: Model, o: TrainBenchOptions): Promise
   try {
     await trainer.run(null, { onLog });
     const seconds = (performance.now() - t0) / 1000;
-    return { tokensPerSecond: (o.batch * o.seq * o.steps) / seconds, stepSeconds: seconds / o.steps, peakBytes: gpu.peakAllocated, perStep };
+    return { tokensPerSecond: (o.batch * o.seq * o.steps) / seconds, stepSeconds: seconds / o.steps, peakBytes: gpu.peakAllocated, activations, perStep };
   } finally {
     trainer.adapter?.release();
     trainer.release();

@@ -1,8 +1,10 @@
 // The project's seeded random numbers (deterministic; not numpy's generator, so dataset splits
-// differ from HF datasets'). Data shuffling, mixing and sampling use it.
+// differ from HF datasets'). Data shuffling, mixing and sampling use it; the trainer draws from the
+// same generator with its own seeding.
 
-export function rng(seed: number): () => number {
-  let a = (seed >>> 0) ^ 0x9e3779b9;
+/** Uniform draws in [0, 1) from a 32-bit state (mulberry32). */
+export function mulberry32(state: number): () => number {
+  let a = state >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
     let t = a;
@@ -10,6 +12,10 @@ export function rng(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+export function rng(seed: number): () => number {
+  return mulberry32((seed >>> 0) ^ 0x9e3779b9);
 }
 
 export function permutation(n: number, seed: number): number[] {

@@ -8,7 +8,7 @@ import type { Capabilities } from './capabilities';
 import { ParamArena, type Param } from './params';
 import type { Profiler } from './profiler';
 import type { ShaderSource } from './shader';
-import { byteSize, numel, shapeStr, type DType, type Tensor } from './tensor';
+import { bufferSize, byteSize, numel, shapeStr, type DType, type Tensor } from './tensor';
 
 export { f32, type Param } from './params';
 
@@ -88,7 +88,7 @@ export class Gpu {
     }
     const buffer = this.device.createBuffer({
       label,
-      size: Math.max(16, Math.ceil(size / 16) * 16),
+      size: bufferSize(shape, dtype),
       usage: STORAGE | COPY_SRC | COPY_DST,
     });
     this.allocated += buffer.size;

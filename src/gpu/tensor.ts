@@ -43,6 +43,11 @@ export function byteSize(shape: readonly number[], dtype: DType): number {
   }
 }
 
+/** Bytes a buffer for the tensor takes: a multiple of 16, at least 16. */
+export function bufferSize(shape: readonly number[], dtype: DType): number {
+  return Math.max(16, Math.ceil(byteSize(shape, dtype) / 16) * 16);
+}
+
 export function shapeStr(shape: readonly number[]): string {
   return `[${shape.join(', ')}]`;
 }

@@ -67,7 +67,11 @@ export const LOSS_WORKSPACE_BYTES = 64 * 1024 * 1024;
 
 /** Columns per chunk for T rows: T * C * 4 bytes <= min(64 MiB, binding limit), a multiple of 64. */
 export function lossChunk(gpu: Gpu, T: number, V: number, budgetBytes = LOSS_WORKSPACE_BYTES): number {
-  const bytes = Math.min(budgetBytes, gpu.caps.limits.maxStorageBufferBindingSize);
+  return lossChunkFor(T, V, Math.min(budgetBytes, gpu.caps.limits.maxStorageBufferBindingSize));
+}
+
+/** Columns per chunk for T rows within `bytes` of workspace. */
+export function lossChunkFor(T: number, V: number, bytes: number): number {
   let c = Math.floor((bytes / 4 - ROW_STATE * T) / T);
   if (c >= 64) c -= c % 64;
   return Math.max(1, Math.min(c, V));

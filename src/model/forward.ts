@@ -15,6 +15,7 @@ import type { LoraDropout } from '../kernels/lora';
 import { lmHeadCrossEntropy, logitsForRows } from '../kernels/loss';
 import { rmsNormForward, rmsNormBackward } from '../kernels/norm';
 import { ropeForward, ropeBackward } from '../kernels/rope';
+import { gradientShapes, layerActivationShapes, streamShapes, type ShapeTable } from './activations';
 import { allocSiteSaved, onesFor, siteBackward, siteForward, type SiteSaved } from './linear';
 import { SITE_KINDS, type Layer, type Model, type Param, type SiteKind } from './model';
 
@@ -36,24 +37,21 @@ export function shiftLabels(labels: Int32Array, B: number, S: number): Int32Arra
   return out;
 }
 
-interface LayerActs {
-  h1: Tensor; rstd1: Tensor;
-  qRaw: Tensor; kRaw: Tensor; qNormed: Tensor | null; kNormed: Tensor | null; rstdQ: Tensor | null; rstdK: Tensor | null;
-  q: Tensor; k: Tensor; v: Tensor; attn: Tensor; lse: Tensor;
-  oOut: Tensor; oNormed: Tensor | null; rstdPostAttn: Tensor | null;
-  xMid: Tensor; h2: Tensor; rstd2: Tensor;
-  gate: Tensor; up: Tensor; act: Tensor;
-  down: Tensor; downNormed: Tensor | null; rstdPostMlp: Tensor | null;
-  /** LoRA activations per site kind, allocated on first use (adapters come and go). */
-  saved: Partial<Record<SiteKind, SiteSaved>>;
+/** The tensors of a shape table (activations.ts): a tensor where the table has a shape, null where it has none. */
+type Tensors<T extends ShapeTable> = { [K in keyof T]: null extends T[K] ? Tensor | null : Tensor };
+
+function allocate<T extends ShapeTable>(gpu: Gpu, table: T, dtype: 'f32' | 'i32' = 'f32'): Tensors<T> {
+  return Object.fromEntries(Object.entries(table).map(([name, shape]) => [name, shape ? gpu.tensor(shape, dtype, name) : null])) as Tensors<T>;
 }
 
-interface Grads {
-  dResid: Tensor; dTmp: Tensor; dH: Tensor;
-  dAct: Tensor; dGate: Tensor; dUp: Tensor;
-  dAttn: Tensor; dQ: Tensor; dK: Tensor; dV: Tensor; dQ2: Tensor | null; dK2: Tensor | null;
-  dFinal: Tensor;
-}
+const allocated = (tensors: Record<string, Tensor | null>): Tensor[] => Object.values(tensors).filter((t): t is Tensor => t !== null);
+
+type LayerActs = Tensors<ReturnType<typeof layerActivationShapes>> & {
+  /** LoRA activations per site kind, allocated on first use (adapters come and go). */
+  saved: Partial<Record<SiteKind, SiteSaved>>;
+};
+
+type Grads = Tensors<ReturnType<typeof gradientShapes>>;
 
 export class Workspace {
   readonly T: number;
@@ -74,34 +72,14 @@ export class Workspace {
 
   constructor(readonly model: Model, readonly B: number, readonly S: number, readonly recompute: boolean, packed = false) {
     const gpu = model.gpu;
-    const { hidden: D, heads: Hq, kvHeads: Hkv, headDim: Dh, intermediate: I } = model.spec;
-    const T = (this.T = B * S);
-    const t = (shape: number[], label: string) => gpu.tensor(shape, 'f32', label);
-    this.resid = model.layers.map((_, i) => t([T, D], `resid${i}`)).concat([t([T, D], 'residFinal')]);
-    const qk = model.spec.qkNorm;
-    const sandwich = model.spec.sandwichNorms;
-    const makeActs = (): LayerActs => ({
-      h1: t([T, D], 'h1'), rstd1: t([T], 'rstd1'),
-      qRaw: t([T, Hq * Dh], 'qRaw'), kRaw: t([T, Hkv * Dh], 'kRaw'),
-      qNormed: qk ? t([T, Hq * Dh], 'qNormed') : null, kNormed: qk ? t([T, Hkv * Dh], 'kNormed') : null,
-      rstdQ: qk ? t([T * Hq], 'rstdQ') : null, rstdK: qk ? t([T * Hkv], 'rstdK') : null,
-      q: t([T, Hq * Dh], 'q'), k: t([T, Hkv * Dh], 'k'), v: t([T, Hkv * Dh], 'v'),
-      attn: t([T, Hq * Dh], 'attn'), lse: t([B, Hq, S], 'lse'),
-      oOut: t([T, D], 'oOut'), oNormed: sandwich ? t([T, D], 'oNormed') : null, rstdPostAttn: sandwich ? t([T], 'rstdPostAttn') : null,
-      xMid: t([T, D], 'xMid'), h2: t([T, D], 'h2'), rstd2: t([T], 'rstd2'),
-      gate: t([T, I], 'gate'), up: t([T, I], 'up'), act: t([T, I], 'act'),
-      down: t([T, D], 'down'), downNormed: sandwich ? t([T, D], 'downNormed') : null, rstdPostMlp: sandwich ? t([T], 'rstdPostMlp') : null,
-      saved: {},
-    });
+    this.T = B * S;
+    const stream = streamShapes(model.spec, B, S, packed);
+    this.resid = stream.resid.map((shape, i) => gpu.tensor(shape, 'f32', i < model.layers.length ? `resid${i}` : 'residFinal'));
+    const makeActs = (): LayerActs => ({ ...allocate(gpu, layerActivationShapes(model.spec, B, S)), saved: {} });
     this.acts = recompute ? [makeActs()] : model.layers.map(() => makeActs());
-    this.final = t([T, D], 'final');
-    this.rstdFinal = t([T], 'rstdFinal');
-    this.loss = t([T], 'loss');
-    this.ids = gpu.tensor([T], 'i32', 'ids');
-    this.labels = gpu.tensor([T], 'i32', 'labels');
-    this.positions = gpu.tensor([T], 'i32', 'positions');
-    this.segments = packed ? gpu.tensor([T], 'i32', 'segments') : null;
-    this.ones = onesFor(gpu, T);
+    ({ final: this.final, rstdFinal: this.rstdFinal, loss: this.loss } = allocate(gpu, stream.f32));
+    ({ ids: this.ids, labels: this.labels, positions: this.positions, segments: this.segments } = allocate(gpu, stream.i32, 'i32'));
+    this.ones = onesFor(gpu, this.T);
   }
 
   loadedIds(): Int32Array {
@@ -113,19 +91,7 @@ export class Workspace {
   }
 
   gradBuffers(): Grads {
-    if (!this.grads) {
-      const gpu = this.model.gpu;
-      const { hidden: D, heads: Hq, kvHeads: Hkv, headDim: Dh, intermediate: I, qkNorm } = this.model.spec;
-      const T = this.T;
-      const t = (shape: number[], label: string) => gpu.tensor(shape, 'f32', label);
-      this.grads = {
-        dResid: t([T, D], 'dResid'), dTmp: t([T, D], 'dTmp'), dH: t([T, D], 'dH'),
-        dAct: t([T, I], 'dAct'), dGate: t([T, I], 'dGate'), dUp: t([T, I], 'dUp'),
-        dAttn: t([T, Hq * Dh], 'dAttn'), dQ: t([T, Hq * Dh], 'dQ'), dK: t([T, Hkv * Dh], 'dK'), dV: t([T, Hkv * Dh], 'dV'),
-        dQ2: qkNorm ? t([T, Hq * Dh], 'dQ2') : null, dK2: qkNorm ? t([T, Hkv * Dh], 'dK2') : null,
-        dFinal: t([T, D], 'dFinal'),
-      };
-    }
+    this.grads ??= allocate(this.model.gpu, gradientShapes(this.model.spec, this.T));
     return this.grads;
   }
 
@@ -148,13 +114,13 @@ export class Workspace {
   }
 
   release(): void {
-    const all: Tensor[] = [...this.resid, this.final, this.rstdFinal, this.loss, this.ids, this.labels, this.positions, this.ones];
+    const all: Tensor[] = [...this.resid, this.final, this.rstdFinal, this.loss, this.ones, this.ids, this.labels, this.positions];
     if (this.segments) all.push(this.segments);
-    for (const a of this.acts) {
-      for (const v of Object.values(a)) if (v && 'buffer' in v) all.push(v as Tensor);
-      for (const s of Object.values(a.saved)) if (s) all.push(...(Object.values(s).filter(Boolean) as Tensor[]));
+    for (const { saved, ...acts } of this.acts) {
+      all.push(...allocated(acts));
+      for (const s of Object.values(saved)) if (s) all.push(...(Object.values(s).filter(Boolean) as Tensor[]));
     }
-    if (this.grads) for (const v of Object.values(this.grads)) if (v) all.push(v);
+    if (this.grads) all.push(...allocated(this.grads));
     this.model.gpu.release(...all);
   }
 }

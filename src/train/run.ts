@@ -20,7 +20,7 @@ import { nodeGpu } from '../gpu/node';
 import type { Gpu } from '../gpu/runtime';
 import type { ModelFiles } from '../model/weights';
 import { lossPlotPng } from './plot';
-import { usesReference, type PreferenceExample } from './preference';
+import { usesReference, type PreferenceExample } from './preference/options';
 import { ReferenceTable, referenceRows, scoreReference } from './reference';
 import { folderStore } from './store-node';
 import type { LogRecord, Trainer } from './trainer';

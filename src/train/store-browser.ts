@@ -10,7 +10,8 @@
 
 import { createStore, del, get, getMany, keys, promisifyRequest, set, type UseStore } from 'idb-keyval';
 import { StorageError } from '../files/errors';
-import type { LogRecord, RunStore } from './trainer';
+import type { RunStore } from './store';
+import type { LogRecord } from './trainer';
 
 export type RunStatus = 'running' | 'paused' | 'stopped' | 'done' | 'failed' | 'interrupted';
 

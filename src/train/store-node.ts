@@ -4,7 +4,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../files/atomic-node';
-import type { RunStore } from './trainer';
+import type { RunStore } from './store';
 
 export function folderStore(root: string): RunStore {
   return {

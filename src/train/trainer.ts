@@ -1,31 +1,34 @@
 // The training loop: micro-batches with gradient accumulation (loss normalised by the learned
 // tokens of the whole optimizer step, as HF transformers does), AdamW with a schedule, logging
 // without per-step readbacks, evaluation, checkpoints that resume on the same loss curve.
-// Stages rm, dpo and kto run in the same loop: a PreferenceObjective (preference.ts) does the
-// forward and backward of each step and supplies the log's metrics.
+// What each step optimises (pt / sft, dpo, kto, rm) is the run's Objective (objective.ts): it does
+// the forward and backward of each step and supplies the log's metrics.
 
-import type { Gpu } from '../gpu/runtime';
 import type { Tensor } from '../gpu/tensor';
-import { gemm } from '../kernels/matmul';
+import { mulberry32 } from '../data/random';
 import { Adapter, type LoraSettings, type TrainableTensor } from '../model/adapter';
-import { forwardBackward, Workspace, type LoraDropoutStep } from '../model/forward';
+import { Workspace, type LoraDropoutStep } from '../model/forward';
 import type { Model } from '../model/model';
 import { encodeSafetensors, openSafetensors, readF32, type ByteSource } from '../model/safetensors';
 import { makeTrainable } from '../model/trainable';
 import { checkCheckpointTensors } from '../model/checkpoint-tensors';
 import { parseJsonFile } from '../data/json-file';
 import { Pissa, PISSA_INIT_DIR, type PissaOptions } from '../model/pissa';
-import { epochOrder, makeBatch, type TokenExample, type TrainBatch } from './batches';
+import { epochOrder, type TrainBatch } from './batches';
+import type { Objective, TrainExample, Unlogged } from './objective';
+import { checkTrainingData, createObjective } from './objectives';
 import { AdamW } from './optimizer';
-import { checkExamples, PreferenceObjective, usesReference, type PreferenceExample, type PreferenceLogFields, type PreferenceOptions } from './preference';
-import { REFERENCE_FILE, ReferenceTable, referenceRows, scoreReference } from './reference';
+import type { PreferenceLogFields } from './preference/metrics';
+import type { PreferenceOptions } from './preference/options';
+import type { ReferenceTable } from './reference';
 import { lrMultiplier, warmupSteps, type SchedulerType } from './schedule';
+import { inDir, storedSource, type RunStore } from './store';
+
+export type { RunStore } from './store';
+export type { TrainExample } from './objective';
 
 /** Optimizer steps the host may have submitted before the GPU finishes the oldest of them. */
 const STEPS_IN_FLIGHT = 2;
-
-/** sft / pt rows, preference pairs (rm, dpo) or KTO examples. */
-export type TrainExample = TokenExample | PreferenceExample;
 
 export interface TrainOptions {
   finetuningType: 'lora' | 'freeze' | 'full';
@@ -76,13 +79,6 @@ export interface LogRecord extends PreferenceLogFields {
   remaining_time: number;
 }
 
-/** Where checkpoints go: a folder in Node, IndexedDB in the browser. */
-export interface RunStore {
-  write(path: string, data: Uint8Array | string): Promise<void>;
-  read(path: string): Promise<Uint8Array>;
-  exists(path: string): Promise<boolean>;
-}
-
 export interface TrainHooks {
   onLog?: (rec: LogRecord) => void;
   onCheckpoint?: (dir: string, step: number) => void;
@@ -106,12 +102,8 @@ interface TrainerState {
  * schedule (an interrupt), so the resumed run's next record covers the same steps as an
  * uninterrupted run's.
  */
-interface LogInterval {
+interface LogInterval extends Unlogged {
   steps: number;
-  /** Sum of the interval's per-step mean losses (pt / sft). */
-  loss_sum: number;
-  /** A preference objective's unlogged micro-batch results. */
-  objective?: unknown;
 }
 
 export class Trainer {
@@ -119,13 +111,9 @@ export class Trainer {
   readonly optimizer: AdamW;
   readonly totalSteps: number;
   readonly microPerEpoch: number;
-  /** Stages rm / dpo / kto; null for pt / sft. */
-  readonly objective: PreferenceObjective | null;
-  /** Precomputed reference log-probabilities (see reference.ts), when the preference loss uses them. */
-  readonly reference: ReferenceTable | null;
+  readonly objective: Objective;
   state: TrainerState;
   private readonly workspaces = new Map<string, Workspace>();
-  private readonly lossSum: Tensor;
   private stepsSinceLog = 0;
   private tokensSinceLog = 0;
   private timeSinceLog = 0;
@@ -144,20 +132,14 @@ export class Trainer {
     readonly padId: number,
   ) {
     const gpu = model.gpu;
-    const pref = opts.preference;
-    this.reference = pref && usesReference(pref) ? opts.referenceTable ?? (adapter ? null : new ReferenceTable()) : null;
-    this.objective = pref
-      ? new PreferenceObjective({
-        model, adapter, padId, cutoffLen: opts.cutoffLen, random: seeded(opts.seed + 1), reference: this.reference,
-        workspace: (B, S) => this.workspace({ B, S }),
-        // LLaMA-Factory's CustomDPOTrainer / CustomKTOTrainer (disable_dropout=True) call TRL's
-        // disable_dropout_in_model: stages dpo and kto train without lora_dropout; its reward-model trainer keeps it
-        ...(pref.stage === 'rm' ? { loraDropout: (micro: number) => this.loraDropout(micro) } : {}),
-        ...(opts.neftuneAlpha > 0 ? { embedNoise: (batch: TrainBatch, n: number) => this.neftuneNoise(batch, n) } : {}),
-      }, pref)
-      : null;
+    this.objective = createObjective({
+      model, adapter, padId, cutoffLen: opts.cutoffLen, random: seeded(opts.seed + 1), reference: opts.referenceTable ?? null,
+      workspace: (B, S, packed = false) => this.workspace(B, S, packed),
+      loraDropout: (micro) => this.loraDropout(micro),
+      ...(opts.neftuneAlpha > 0 ? { embedNoise: (batch: TrainBatch, n: number) => this.neftuneNoise(batch, n) } : {}),
+    }, opts.preference);
     this.params = adapter ? adapter.params(opts.lora?.plusRatio ?? 1) : trainableBase(model, opts);
-    this.params = [...this.params, ...(this.objective?.params ?? [])];
+    this.params = [...this.params, ...this.objective.params];
     if (this.params.length === 0) throw new Error('nothing to train: the chosen method selects no parameters');
     this.optimizer = new AdamW(gpu, this.params, {
       lr: opts.learningRate, beta1: opts.beta1, beta2: opts.beta2, eps: opts.eps, weightDecay: opts.weightDecay, maxGradNorm: opts.maxGradNorm,
@@ -166,16 +148,12 @@ export class Trainer {
     const stepsPerEpoch = Math.max(1, Math.ceil(this.microPerEpoch / opts.gradAccum));
     this.totalSteps = opts.maxSteps > 0 ? opts.maxSteps : Math.ceil(opts.epochs * stepsPerEpoch);
     this.state = { global_step: 0, epoch: 0, batch_in_epoch: 0, total_steps: this.totalSteps, log_history: [] };
-    this.lossSum = gpu.tensor([1, 1], 'f32', 'loss_sum');
-    gpu.zero(this.lossSum);
   }
 
   static async create(model: Model, train: readonly TrainExample[], evalSet: readonly TrainExample[], opts: TrainOptions, padId: number): Promise<Trainer> {
     if (train.length === 0) throw new Error('the training set is empty');
-    if (opts.preference) {
-      checkExamples(opts.preference.stage, train, 'training data');
-      checkExamples(opts.preference.stage, evalSet, 'evaluation data');
-    }
+    checkTrainingData(opts.preference, train, 'training data');
+    checkTrainingData(opts.preference, evalSet, 'evaluation data');
     let adapter: Adapter | null = null;
     if (opts.finetuningType === 'lora') {
       if (opts.initialAdapter && opts.lora?.pissa) throw new Error('pissa_init starts a new adapter; it cannot continue from adapter_name_or_path');
@@ -197,14 +175,13 @@ export class Trainer {
     const o = this.opts;
     const schedule = { type: o.scheduler, warmupSteps: warmupSteps(this.totalSteps, o.warmupSteps, o.warmupRatio), totalSteps: this.totalSteps };
     this.firstStep = this.state.global_step;
-    if (this.reference && this.reference.size === 0) await this.scoreReference(hooks);
+    await this.objective.prepare([...this.train, ...this.evalSet], o.batchSize, hooks.onStatus);
     this.intervalStart = performance.now();
     const every = (n: number, step: number) => n > 0 && step % n === 0;
     while (this.state.global_step < this.totalSteps && !hooks.signal?.aborted) {
       const rows = this.nextMicroRows();
       this.optimizer.zeroGrad();
-      if (this.objective) this.tokensSinceLog += await this.objective.step(rows as PreferenceExample[][]);
-      else this.sftStep(rows as TokenExample[][]);
+      this.tokensSinceLog += await this.objective.step(rows);
       const lr = o.learningRate * lrMultiplier(schedule, this.state.global_step);
       const sumSq = this.optimizer.update(lr);
       this.state.global_step++;
@@ -229,48 +206,13 @@ export class Trainer {
     return this.state;
   }
 
-  /** One optimizer step's forward and backward for pt / sft. */
-  private sftStep(rows: readonly TokenExample[][]): void {
-    const gpu = this.model.gpu;
-    const o = this.opts;
-    const micro = rows.map((r) => makeBatch(r, this.padId, o.cutoffLen));
-    const valid = micro.reduce((a, b) => a + b.validTokens, 0);
-    for (const [i, batch] of micro.entries()) {
-      const ws = this.workspace(batch);
-      ws.load(batch);
-      const noise = o.neftuneAlpha > 0 ? this.neftuneNoise(batch, i) : undefined;
-      forwardBackward(ws, { backward: true, gradScale: 1 / Math.max(1, valid), loraDropout: this.loraDropout(i), ...(noise ? { embedNoise: noise } : {}) });
-      if (noise) gpu.release(noise);
-      // running sum of the step's mean token loss, kept on the GPU until the next log
-      gemm(gpu, { a: ws.ones, b: ws.loss, c: this.lossSum, M: 1, N: 1, K: ws.T, alpha: 1 / Math.max(1, valid), beta: 1, transA: true, lda: 1 });
-      this.tokensSinceLog += batch.realTokens;
-    }
-  }
-
-  /** Mean loss over the evaluation set. */
+  /** Loss and the objective's metrics over the evaluation set; returns the loss. */
   async evaluate(lr: number, hooks: TrainHooks): Promise<number> {
-    const gpu = this.model.gpu;
-    if (this.objective) {
-      const metrics = await this.objective.evaluate(this.evalSet as PreferenceExample[], this.opts.batchSize);
-      const rec = this.record(lr, roundAll(metrics));
-      this.state.log_history.push(rec);
-      hooks.onLog?.(rec);
-      return metrics.eval_loss!;
-    }
-    let sum = 0, tokens = 0;
-    for (let i = 0; i < this.evalSet.length; i += this.opts.batchSize) {
-      const batch = makeBatch(this.evalSet.slice(i, i + this.opts.batchSize) as TokenExample[], this.padId, this.opts.cutoffLen);
-      const ws = this.workspace(batch);
-      ws.load(batch);
-      forwardBackward(ws, { backward: false, gradScale: 1 });
-      sum += (await gpu.readF32(ws.loss)).reduce((a, b) => a + b, 0);
-      tokens += batch.validTokens;
-    }
-    const evalLoss = sum / Math.max(1, tokens);
-    const rec = this.record(lr, { eval_loss: round(evalLoss) });
+    const metrics = await this.objective.evaluate(this.evalSet, this.opts.batchSize);
+    const rec = this.record(lr, roundAll(metrics));
     this.state.log_history.push(rec);
     hooks.onLog?.(rec);
-    return evalLoss;
+    return metrics.eval_loss!;
   }
 
   async saveCheckpoint(store: RunStore, dir: string): Promise<void> {
@@ -283,7 +225,7 @@ export class Trainer {
       opt[`${p.name}.exp_avg_sq`] = { dtype: 'F32', shape: p.value.shape, data: await gpu.readF32(this.optimizer.v[i]!) };
     }
     await store.write(`${dir}/optimizer.safetensors`, encodeSafetensors(opt, { step: String(this.optimizer.step) }));
-    if (this.reference) await store.write(`${dir}/${REFERENCE_FILE}`, this.reference.toJson());
+    await this.objective.saveState(store, dir);
     const interval = this.stepsSinceLog > 0 ? { log_interval: await this.logInterval() } : {};
     // written last: a checkpoint without trainer_state.json is incomplete and is not resumed from
     await store.write(`${dir}/trainer_state.json`, JSON.stringify({ ...this.state, ...interval, seed: this.opts.seed }, null, 1));
@@ -291,12 +233,12 @@ export class Trainer {
 
   /**
    * The trained model into `dir` (a checkpoint, or the output folder at the end): the adapter
-   * (adapter_config.json + adapter_model.safetensors) or trained_weights.safetensors, and for
-   * stage rm the value head beside it (value_head.safetensors, LLaMA-Factory's keys).
+   * (adapter_config.json + adapter_model.safetensors) or trained_weights.safetensors, and what
+   * the objective adds beside it (rm: value_head.safetensors).
    */
   async saveModel(store: RunStore, dir: string): Promise<void> {
     const gpu = this.model.gpu;
-    const at = (f: string) => (dir ? `${dir}/${f}` : f);
+    const at = (f: string) => inDir(dir, f);
     if (this.adapter) {
       await store.write(at('adapter_model.safetensors'), await this.adapter.safetensors());
       await store.write(at('adapter_config.json'), this.adapter.configJson(null));
@@ -304,12 +246,12 @@ export class Trainer {
       const initial = this.adapter.pissa?.initialFiles(this.adapter.peftConfig(null));
       for (const [f, data] of Object.entries(initial ?? {})) await store.write(at(`${PISSA_INIT_DIR}/${f}`), data);
     } else {
-      const own = new Set(this.objective?.params ?? []);
+      const own = new Set(this.objective.params);
       const tensors: Record<string, { dtype: 'F32'; shape: readonly number[]; data: Float32Array }> = {};
       for (const p of this.params) if (!own.has(p)) tensors[p.name] = { dtype: 'F32', shape: p.value.shape, data: await gpu.readF32(p.value) };
       await store.write(at('trained_weights.safetensors'), encodeSafetensors(tensors, { format: 'pt' }));
     }
-    await this.objective?.save(store, dir);
+    await this.objective.save(store, dir);
   }
 
   /** Restore weights, optimizer moments, step and data position from a checkpoint folder. */
@@ -318,24 +260,15 @@ export class Trainer {
     if (!(await store.exists(`${dir}/trainer_state.json`))) throw new Error(`${dir}: no trainer_state.json (not a checkpoint, or an incomplete one)`);
     const { log_interval: interval, ...state } = parseJsonFile<TrainerState & { seed: number; log_interval?: LogInterval }>(new TextDecoder().decode(await store.read(`${dir}/trainer_state.json`)), `${dir}/trainer_state.json`);
     if (state.seed !== this.opts.seed) throw new Error(`${dir}: checkpoint was trained with seed ${state.seed}, this run uses ${this.opts.seed}; the data order would differ`);
-    const source = async (path: string): Promise<ByteSource> => {
-      const bytes = await store.read(path);
-      return { name: path, size: bytes.length, read: async (o, n) => bytes.subarray(o, o + n) };
-    };
-    const weights = await openSafetensors(await source(`${dir}/${this.adapter ? 'adapter_model' : 'trained_weights'}.safetensors`));
-    const opt = await openSafetensors(await source(`${dir}/optimizer.safetensors`));
-    const own = new Set(this.objective?.params ?? []);
+    const weights = await openSafetensors(await storedSource(store, `${dir}/${this.adapter ? 'adapter_model' : 'trained_weights'}.safetensors`));
+    const opt = await openSafetensors(await storedSource(store, `${dir}/optimizer.safetensors`));
+    const own = new Set(this.objective.params);
     const pissa = this.adapter?.pissa;
     // before anything is written to the GPU: a changed lora_rank / lora_target / model is named
     checkCheckpointTensors(weights, this.params.filter((p) => !own.has(p)).map((p) => ({ name: p.name, shape: pissa ? pissa.publishedShape(p.name, p.value.shape) : p.value.shape })));
     checkCheckpointTensors(opt, this.params.flatMap((p) => [`${p.name}.exp_avg`, `${p.name}.exp_avg_sq`].map((name) => ({ name, shape: p.value.shape }))));
-    await this.objective?.load(store, dir);
-    if (pissa) await pissa.restoreInitial(await openSafetensors(await source(`${dir}/${PISSA_INIT_DIR}/adapter_model.safetensors`)));
-    if (this.reference) {
-      const path = `${dir}/${REFERENCE_FILE}`;
-      if (!(await store.exists(path))) throw new Error(`${dir}: no ${REFERENCE_FILE}; the reference log-probabilities of the run's initial weights are lost, so it cannot resume (start it over)`);
-      this.reference.assign(ReferenceTable.fromJson(new TextDecoder().decode(await store.read(path)), path));
-    }
+    await this.objective.load(store, dir);
+    if (pissa) await pissa.restoreInitial(await openSafetensors(await storedSource(store, `${dir}/${PISSA_INIT_DIR}/adapter_model.safetensors`)));
     for (let i = 0; i < this.params.length; i++) {
       const p = this.params[i]!;
       if (!own.has(p)) gpu.write(p.value, pissa ? await pissa.readTrained(weights, p.name) : await readF32(weights, p.name));
@@ -346,20 +279,17 @@ export class Trainer {
     const { seed: _, ...trainerState } = state;
     this.state = { ...trainerState, total_steps: this.totalSteps };
     this.stepsSinceLog = interval?.steps ?? 0;
-    gpu.write(this.lossSum, Float32Array.of(interval?.loss_sum ?? 0));
-    this.objective?.restoreUnlogged(interval?.objective);
+    this.objective.restoreUnlogged(interval);
   }
 
   private async logInterval(): Promise<LogInterval> {
-    if (this.objective) return { steps: this.stepsSinceLog, loss_sum: 0, objective: this.objective.unlogged() };
-    return { steps: this.stepsSinceLog, loss_sum: (await this.model.gpu.readF32(this.lossSum))[0]! };
+    return { steps: this.stepsSinceLog, ...(await this.objective.unlogged()) };
   }
 
   release(): void {
     for (const ws of this.workspaces.values()) ws.release();
-    this.objective?.release();
+    this.objective.release();
     this.optimizer.release();
-    this.model.gpu.release(this.lossSum);
   }
 
   /** The examples of the next optimizer step's micro-batches. */
@@ -380,13 +310,6 @@ export class Trainer {
     return out;
   }
 
-  /** Scores every training and evaluation sequence under the initial weights: the reference of full / freeze preference runs. */
-  private async scoreReference(hooks: TrainHooks): Promise<void> {
-    const rows = referenceRows([...this.train, ...this.evalSet] as PreferenceExample[]);
-    hooks.onStatus?.(`reference model: scoring ${rows.length} sequences with the initial weights`);
-    await scoreReference(this.model, rows, this.reference!, { padId: this.padId, cutoffLen: this.opts.cutoffLen, batchSize: this.opts.batchSize });
-  }
-
   /**
    * lora_dropout of the step's `micro`-th micro-batch: the adapter's setting (from adapter_config.json
    * when continuing an adapter, as PEFT), its masks a function of (seed, step, micro-batch), so a
@@ -397,11 +320,11 @@ export class Trainer {
     return p > 0 ? { p, seed: this.opts.seed >>> 0, step: this.state.global_step, micro } : undefined;
   }
 
-  private workspace(batch: Pick<TrainBatch, 'B' | 'S' | 'segments'>): Workspace {
-    const key = `${batch.B}x${batch.S}${batch.segments ? 'p' : ''}`;
+  private workspace(B: number, S: number, packed: boolean): Workspace {
+    const key = `${B}x${S}${packed ? 'p' : ''}`;
     let ws = this.workspaces.get(key);
     if (!ws) {
-      ws = new Workspace(this.model, batch.B, batch.S, this.opts.recompute, !!batch.segments);
+      ws = new Workspace(this.model, B, S, this.opts.recompute, packed);
       this.workspaces.set(key, ws);
     }
     return ws;
@@ -418,13 +341,10 @@ export class Trainer {
 
   private async log(lr: number, sumSq: Tensor, hooks: TrainHooks): Promise<void> {
     const gpu = this.model.gpu;
-    const metrics = this.objective
-      ? this.objective.takeMetrics(this.stepsSinceLog)
-      : { loss: (await gpu.readF32(this.lossSum))[0]! / Math.max(1, this.stepsSinceLog) };
+    const metrics = await this.objective.takeMetrics(this.stepsSinceLog);
     const gradNorm = Math.sqrt((await gpu.readF32(sumSq))[0]!);
     // the readbacks above waited for the GPU: the interval's wall time includes all its work
     this.timeSinceLog = performance.now() - this.intervalStart;
-    gpu.zero(this.lossSum);
     const rec = this.record(lr, { ...roundAll(metrics), grad_norm: round(gradNorm) });
     this.stepsSinceLog = 0;
     this.tokensSinceLog = 0;
@@ -477,13 +397,5 @@ function trainableBase(model: Model, o: TrainOptions): TrainableTensor[] {
 const round = (x: number) => Math.round(x * 1e4) / 1e4;
 const roundAll = (m: Record<string, number>): Record<string, number> => Object.fromEntries(Object.entries(m).map(([k, v]) => [k, round(v)]));
 
-export function seeded(seed: number): () => number {
-  let s = (seed >>> 0) || 0x2545f491;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The trainer's draws (adapter and value-head initialisation, NEFTune noise): the project's generator, seeded as the trainer always seeded it so runs keep their numbers. */
+const seeded = (seed: number): (() => number) => mulberry32((seed >>> 0) || 0x2545f491);

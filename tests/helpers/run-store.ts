@@ -1,5 +1,5 @@
 // A RunStore in memory, for trainer tests that checkpoint and resume.
-import type { RunStore } from '../../src/train/trainer';
+import type { RunStore } from '../../src/train/store';
 
 export function memoryStore(): RunStore & { files: Map<string, Uint8Array | string> } {
   const files = new Map<string, Uint8Array | string>();

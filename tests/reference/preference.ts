@@ -2,7 +2,7 @@
 // DPOTrainer.dpo_loss / KTOTrainer.kto_loss, LLaMA-Factory CustomDPOTrainer odds_ratio_loss /
 // simpo_loss / get_batch_loss_metrics, CustomKTOTrainer.get_batch_loss_metrics, PairwiseTrainer):
 // scalar batch losses of the sequences' summed log-probabilities, differentiated by central
-// finite differences. Deliberately naive: no shared code with src/train/preference.ts.
+// finite differences. Deliberately naive: no shared code with src/train/preference/.
 
 export interface RefPrefOptions {
   beta: number;

@@ -2,7 +2,8 @@
 // plot them) grouped into panels, a key with its eval_ twin and rewards/chosen with
 // rewards/rejected, and the points of one key in a run's log.
 
-import { chartKeys, type PrefLoss } from '../../train/preference';
+import { chartKeys } from '../../train/preference/metrics';
+import type { PrefLoss } from '../../train/preference/options';
 import type { LogRecord } from '../../train/trainer';
 
 export interface ChartPanel {

@@ -1,9 +1,10 @@
 // GPU memory a training run needs, estimated from config.json and the method, before anything is
 // downloaded. It follows what the engine allocates: base linear weights in their stored format
 // (f32, or 4/8-bit blocks of 32 with an f16 scale), embedding and head in f32, trainable tensors
-// with their gradient and two AdamW moments, and activations (layer inputs only with
-// recomputation, plus one layer's working set), and the lm_head + loss chunks.
+// with their gradient and two AdamW moments, and the training buffers of one micro-batch as the
+// model's activation table lists them (model/activations.ts).
 
+import { activationBytes } from '../../model/activations';
 import { specFromConfig, type ModelSpec } from '../../model/spec';
 
 export interface MemoryEstimate {
@@ -62,6 +63,7 @@ export function estimateMemory(config: Record<string, unknown>, s: EstimateSetti
   const weights = p.linear * bytesPerLinear + (p.embed + p.head + p.norms) * 4;
   const method = String(s.finetuning_type ?? 'lora');
   let trainable = 0;
+  const loraSites: { outFeatures: number; rank: number; dora: boolean }[] = [];
   if (method === 'lora') {
     const r = num(s.lora_rank, 8);
     const t = s.lora_target;
@@ -70,6 +72,7 @@ export function estimateMemory(config: Record<string, unknown>, s: EstimateSetti
     for (const k of chosen) {
       const [n, kk] = sites(spec)[k];
       trainable += L * (r * (n + kk) + (s.use_dora ? n : 0));
+      loraSites.push({ outFeatures: n, rank: r, dora: !!s.use_dora });
     }
   } else if (method === 'full') {
     trainable = p.linear + p.embed + p.head + p.norms;
@@ -79,14 +82,9 @@ export function estimateMemory(config: Record<string, unknown>, s: EstimateSetti
   }
   // value (already in the weights for full/freeze) + gradient + two moments
   const optimizer = trainable * (method === 'lora' ? 16 : 12);
-  const T = num(s.per_device_train_batch_size, 8) * num(s.cutoff_len, 2048);
-  const D = spec.hidden, I = spec.intermediate;
-  const qkv = (spec.heads + 2 * spec.kvHeads) * spec.headDim;
-  const layerWork = T * (6 * D + 2 * qkv + 3 * I) * 4;
-  const recompute = s.disable_gradient_checkpointing !== true;
-  const kept = recompute ? T * D * 4 * (L + 1) : layerWork * L;
-  const lossChunk = Math.min(spec.vocab, 8192) * Math.min(T, 4096) * 4 * 2;
-  const activations = kept + layerWork + lossChunk;
+  const activations = activationBytes(spec, {
+    B: num(s.per_device_train_batch_size, 8), S: num(s.cutoff_len, 2048), recompute: s.disable_gradient_checkpointing !== true, lora: loraSites,
+  }).total;
   const total = weights + optimizer + activations;
   return { params: p.linear + p.embed + p.head + p.norms, weights, trainable, optimizer, activations, total, spec };
 }

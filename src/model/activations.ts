@@ -1,0 +1,114 @@
+// What training holds on the GPU besides the weights, as one table: every buffer of a Workspace
+// (a micro-batch of B rows of S tokens) by name and shape, and the two per-step buffers the
+// kernels keep beside it (LoRA's saved activations, the lm_head loss chunk). The Workspace
+// allocates and releases from these shapes; activationBytes() sums them for the app's memory
+// estimate and the bench's figure, before anything is allocated.
+
+import { bufferSize, type DType } from '../gpu/tensor';
+import { loraSavedShapes } from '../kernels/lora';
+import { LOSS_WORKSPACE_BYTES, lossChunkFor, lossWorkspaceElements } from '../kernels/loss';
+import type { Layer } from './model';
+import type { ModelSpec } from './spec';
+
+/** The model dimensions the sizes depend on. */
+export type ActivationSpec = Pick<ModelSpec, 'hidden' | 'heads' | 'kvHeads' | 'headDim' | 'intermediate' | 'qkNorm' | 'sandwichNorms' | 'vocab'> & { layers: readonly unknown[] };
+
+/** Buffer shapes by name; null where this model has no such buffer. */
+export type ShapeTable = Record<string, number[] | null>;
+
+/** One layer's forward activations kept for its backward (f32). With recomputation one layer's set is reused by all. */
+export function layerActivationShapes(s: ActivationSpec, B: number, S: number) {
+  const T = B * S, D = s.hidden, Q = s.heads * s.headDim, KV = s.kvHeads * s.headDim, I = s.intermediate;
+  const qk = s.qkNorm, sandwich = s.sandwichNorms;
+  return {
+    h1: [T, D], rstd1: [T],
+    qRaw: [T, Q], kRaw: [T, KV], qNormed: qk ? [T, Q] : null, kNormed: qk ? [T, KV] : null,
+    rstdQ: qk ? [T * s.heads] : null, rstdK: qk ? [T * s.kvHeads] : null,
+    q: [T, Q], k: [T, KV], v: [T, KV], attn: [T, Q], lse: [B, s.heads, S],
+    oOut: [T, D], oNormed: sandwich ? [T, D] : null, rstdPostAttn: sandwich ? [T] : null,
+    xMid: [T, D], h2: [T, D], rstd2: [T],
+    gate: [T, I], up: [T, I], act: [T, I],
+    down: [T, D], downNormed: sandwich ? [T, D] : null, rstdPostMlp: sandwich ? [T] : null,
+  } satisfies ShapeTable;
+}
+
+/** The backward's working set (f32), allocated on the first backward: one layer's gradients, reused by every layer. */
+export function gradientShapes(s: ActivationSpec, T: number) {
+  const D = s.hidden, Q = s.heads * s.headDim, KV = s.kvHeads * s.headDim, I = s.intermediate;
+  return {
+    dResid: [T, D], dTmp: [T, D], dH: [T, D],
+    dAct: [T, I], dGate: [T, I], dUp: [T, I],
+    dAttn: [T, Q], dQ: [T, Q], dK: [T, KV], dV: [T, KV], dQ2: s.qkNorm ? [T, Q] : null, dK2: s.qkNorm ? [T, KV] : null,
+    dFinal: [T, D],
+  } satisfies ShapeTable;
+}
+
+/** The buffers around the layers: every layer's input (resid, L + 1 of them), the final norm, the loss, the batch's tokens. */
+export function streamShapes(s: ActivationSpec, B: number, S: number, packed: boolean) {
+  const T = B * S, D = s.hidden;
+  return {
+    f32: { final: [T, D], rstdFinal: [T], loss: [T] } satisfies ShapeTable,
+    i32: { ids: [T], labels: [T], positions: [T], segments: packed ? [T] : null } satisfies ShapeTable,
+    /** resid[l] is the input of layer l; resid[L] feeds the final norm. */
+    resid: Array.from({ length: s.layers.length + 1 }, () => [T, D]),
+    /** Ones for bias broadcasts and sums as products (linear.ts's onesFor). */
+    ones: [T, 1],
+  };
+}
+
+/** A trained LoRA site of one layer: its output features (DoRA keeps more). */
+export interface LoraSiteSize {
+  outFeatures: number;
+  rank: number;
+  dora: boolean;
+}
+
+/** The LoRA sites of a loaded layer (each keeps its saved activations), as activationBytes takes them. */
+export function loraSites(layer: Layer): LoraSiteSize[] {
+  return Object.values(layer.sites).flatMap(({ lora, outFeatures }) => (lora ? [{ outFeatures, rank: lora.A.shape[0]!, dora: !!lora.magnitude }] : []));
+}
+
+export interface ActivationOptions {
+  B: number;
+  S: number;
+  /** Activation checkpointing: layer inputs kept, one layer's activations recomputed at a time. */
+  recompute: boolean;
+  /** neat_packing batches carry segment ids. */
+  packed?: boolean;
+  /** The LoRA sites of one layer (none: no adapter). */
+  lora?: readonly LoraSiteSize[];
+  /** Workspace budget of the lm_head loss chunk (kernels/loss.ts). */
+  lossBytes?: number;
+}
+
+export interface ActivationBytes {
+  /** Layer inputs, final norm, loss and the batch's tokens. */
+  stream: number;
+  /** Per-layer activations kept for backward: every layer's, or one layer's with recompute. */
+  layers: number;
+  /** LoRA's saved activations, kept with the layer activations. */
+  lora: number;
+  /** The backward's working set. */
+  gradients: number;
+  /** The lm_head loss chunk's logits and per-row state. */
+  lossChunk: number;
+  total: number;
+}
+
+/** Bytes of the buffers in a table, as the GPU allocates them. */
+export function tableBytes(table: ShapeTable | readonly (number[] | null)[], dtype: DType = 'f32'): number {
+  return Object.values(table).reduce((a: number, shape) => a + (shape ? bufferSize(shape, dtype) : 0), 0);
+}
+
+/** The training buffers of one micro-batch shape, summed. */
+export function activationBytes(s: ActivationSpec, o: ActivationOptions): ActivationBytes {
+  const T = o.B * o.S;
+  const kept = o.recompute ? 1 : s.layers.length;
+  const streams = streamShapes(s, o.B, o.S, o.packed ?? false);
+  const stream = tableBytes(streams.f32) + tableBytes(streams.i32, 'i32') + tableBytes(streams.resid) + bufferSize(streams.ones, 'f32');
+  const layers = kept * tableBytes(layerActivationShapes(s, o.B, o.S));
+  const lora = kept * (o.lora ?? []).reduce((a, site) => a + tableBytes(loraSavedShapes(T, site.outFeatures, site.rank, site.dora)), 0);
+  const gradients = tableBytes(gradientShapes(s, T));
+  const lossChunk = 4 * lossWorkspaceElements(T, lossChunkFor(T, s.vocab, o.lossBytes ?? LOSS_WORKSPACE_BYTES));
+  return { stream, layers, lora, gradients, lossChunk, total: stream + layers + lora + gradients + lossChunk };
+}

@@ -1,0 +1,26 @@
+// The objective a run trains with, from its preference options (none: pt / sft).
+
+import type { Objective, ObjectiveContext } from './objective';
+import { PreferenceObjective } from './preference/objective';
+import { checkExamples, usesReference, type PreferenceOptions } from './preference/options';
+import { ReferenceTable } from './reference';
+import { SftObjective } from './sft';
+
+/**
+ * `ctx.reference`: log-probabilities scored beforehand on a separate model (ref_model). Without
+ * one, a LoRA run's reference is its base with the adapter switched off, and full / freeze runs
+ * score their initial weights before the first step.
+ */
+export function createObjective(ctx: ObjectiveContext, preference: PreferenceOptions | null | undefined): Objective {
+  if (!preference) return new SftObjective(ctx);
+  const reference = usesReference(preference) ? ctx.reference ?? (ctx.adapter ? null : new ReferenceTable()) : null;
+  // LLaMA-Factory's CustomDPOTrainer / CustomKTOTrainer (disable_dropout=True) call TRL's
+  // disable_dropout_in_model: stages dpo and kto train without lora_dropout; its reward-model trainer keeps it
+  const { loraDropout, ...withoutDropout } = ctx;
+  return new PreferenceObjective({ ...(preference.stage === 'rm' ? { loraDropout } : {}), ...withoutDropout, reference }, preference);
+}
+
+/** Refuses data the run's objective cannot train on (pairs for kto, token rows for dpo, ...), naming `where`. */
+export function checkTrainingData(preference: PreferenceOptions | null | undefined, examples: readonly unknown[], where: string): void {
+  if (preference) checkExamples(preference.stage, examples, where);
+}

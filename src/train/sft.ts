@@ -1,0 +1,86 @@
+// Stages pt and sft: next-token cross-entropy over the labelled tokens. A step's loss is
+// normalised by the learned tokens of the whole optimizer step (as HF transformers does), and the
+// running sum of per-step mean losses stays on the GPU until the next log (no per-step readback).
+
+import type { Tensor } from '../gpu/tensor';
+import { gemm } from '../kernels/matmul';
+import { forwardBackward } from '../model/forward';
+import { makeBatch, type TokenExample, type TrainBatch } from './batches';
+import type { Objective, ObjectiveContext, TrainExample, Unlogged } from './objective';
+
+export class SftObjective implements Objective {
+  readonly params = [];
+  /** Sum of the per-step mean losses since the last log. */
+  private readonly lossSum: Tensor;
+
+  constructor(private readonly ctx: ObjectiveContext) {
+    const gpu = ctx.model.gpu;
+    this.lossSum = gpu.tensor([1, 1], 'f32', 'loss_sum');
+    gpu.zero(this.lossSum);
+  }
+
+  async prepare(): Promise<void> {}
+
+  async step(micro: readonly (readonly TrainExample[])[]): Promise<number> {
+    const { model, padId, cutoffLen } = this.ctx;
+    const gpu = model.gpu;
+    const batches = micro.map((r) => makeBatch(r as TokenExample[], padId, cutoffLen));
+    const valid = batches.reduce((a, b) => a + b.validTokens, 0);
+    let tokens = 0;
+    for (const [i, batch] of batches.entries()) {
+      const ws = this.workspace(batch);
+      ws.load(batch);
+      const noise = this.ctx.embedNoise?.(batch, i) ?? null;
+      const dropout = this.ctx.loraDropout?.(i);
+      forwardBackward(ws, { backward: true, gradScale: 1 / Math.max(1, valid), loraDropout: dropout, ...(noise ? { embedNoise: noise } : {}) });
+      if (noise) gpu.release(noise);
+      gemm(gpu, { a: ws.ones, b: ws.loss, c: this.lossSum, M: 1, N: 1, K: ws.T, alpha: 1 / Math.max(1, valid), beta: 1, transA: true, lda: 1 });
+      tokens += batch.realTokens;
+    }
+    return tokens;
+  }
+
+  async takeMetrics(steps: number): Promise<Record<string, number>> {
+    const gpu = this.ctx.model.gpu;
+    const loss = (await gpu.readF32(this.lossSum))[0]! / Math.max(1, steps);
+    gpu.zero(this.lossSum);
+    return { loss };
+  }
+
+  /** Mean token loss over the evaluation set. */
+  async evaluate(examples: readonly TrainExample[], batchSize: number): Promise<Record<string, number>> {
+    const { model, padId, cutoffLen } = this.ctx;
+    let sum = 0, tokens = 0;
+    for (let i = 0; i < examples.length; i += batchSize) {
+      const batch = makeBatch(examples.slice(i, i + batchSize) as TokenExample[], padId, cutoffLen);
+      const ws = this.workspace(batch);
+      ws.load(batch);
+      forwardBackward(ws, { backward: false, gradScale: 1 });
+      sum += (await model.gpu.readF32(ws.loss)).reduce((a, b) => a + b, 0);
+      tokens += batch.validTokens;
+    }
+    return { eval_loss: sum / Math.max(1, tokens) };
+  }
+
+  async unlogged(): Promise<Unlogged> {
+    return { loss_sum: (await this.ctx.model.gpu.readF32(this.lossSum))[0]! };
+  }
+
+  restoreUnlogged(saved: Unlogged | undefined): void {
+    this.ctx.model.gpu.write(this.lossSum, Float32Array.of(saved?.loss_sum ?? 0));
+  }
+
+  async save(): Promise<void> {}
+
+  async saveState(): Promise<void> {}
+
+  async load(): Promise<void> {}
+
+  release(): void {
+    this.ctx.model.gpu.release(this.lossSum);
+  }
+
+  private workspace(batch: TrainBatch) {
+    return this.ctx.workspace(batch.B, batch.S, !!batch.segments);
+  }
+}
