@@ -10,7 +10,7 @@ import { CONFIG_KEYS, SCHEMA, argSpec, type ConfigKey, type CrucibleConfig, type
 export interface DatasetInfoEntry {
   file_name?: string;
   hf_hub_url?: string;
-  formatting?: 'alpaca' | 'sharegpt';
+  formatting?: 'alpaca' | 'sharegpt' | 'openai';
   ranking?: boolean;
   columns?: Record<string, string>;
   tags?: Record<string, string>;
@@ -65,9 +65,18 @@ export function toLlamaFactory(config: CrucibleConfig, options: ToLlamaFactoryOp
   const datasetNames: Record<string, string> = {};
   const info: Record<string, DatasetInfoEntry> = {};
   const taken = new Set<string>();
+  // datasets defined in the config itself (a v1 data YAML) go to dataset_info.json like data files
+  const inline = (config.dataset_info ?? {}) as Record<string, DatasetInfoEntry>;
+  let hasInline = false;
   const rename = (list: string[] | null): string[] | null => {
     if (!list) return list;
     return list.map((entry) => {
+      if (Object.hasOwn(inline, entry)) {
+        taken.add(entry);
+        info[entry] = inline[entry]!;
+        hasInline = true;
+        return entry;
+      }
       if (!isDatasetFile(entry)) {
         taken.add(entry);
         const named = options.namedEntries?.[entry];
@@ -84,7 +93,8 @@ export function toLlamaFactory(config: CrucibleConfig, options: ToLlamaFactoryOp
   };
   values.dataset = rename(config.dataset);
   values.eval_dataset = rename(config.eval_dataset);
-  const hasFiles = Object.keys(datasetNames).length > 0;
+  values.dataset_info = null;
+  const hasFiles = Object.keys(datasetNames).length > 0 || hasInline;
   if (hasFiles && options.datasetDir !== undefined) values.dataset_dir = options.datasetDir;
 
   const training = config.do_train || config.do_eval;

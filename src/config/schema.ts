@@ -283,6 +283,11 @@ export const SCHEMA = {
     commands: DATA,
     help: 'Evaluation datasets, same forms as dataset.',
   }),
+  dataset_info: dictOrNull({
+    group: 'dataset',
+    commands: DATA,
+    help: 'Crucible: dataset_info.json entries given inline (a LLaMA-Factory v1 data YAML is read into this); names defined here are found before dataset_dir/dataset_info.json.',
+  }),
   dataset_dir: str('data', { group: 'dataset', commands: DATA, help: 'Folder holding dataset_info.json and the data files.' }),
   cutoff_len: int(2048, { group: 'dataset', commands: DATA, min: 1, help: 'Maximum tokens per example (longer ones are truncated).' }),
   train_on_prompt: bool(false, {

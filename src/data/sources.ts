@@ -201,9 +201,19 @@ export function checkStage(attr: DatasetAttr, stage: Stage, pretokenized: boolea
   }
 }
 
+/** `dataset_info` given in the config itself (a LLaMA-Factory v1 data YAML read by the config loader). */
+function inlineInfo(config: DataConfig): Record<string, Record<string, unknown>> | null {
+  const v = config.dataset_info;
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'object' || Array.isArray(v)) throw new DataError('dataset_info must be an object of dataset entries');
+  return v as Record<string, Record<string, unknown>>;
+}
+
 export async function resolveAttrs(names: string[], config: DataConfig, deps: DataDeps, access: Access): Promise<Array<{ attr: DatasetAttr; autodetect: boolean }>> {
+  const inline = inlineInfo(config);
   const dir = config.dataset_dir ?? 'data';
-  if (dir === 'ONLINE') return names.map((n) => ({ attr: defaultAttr(n, 'hf_hub', n), autodetect: false }));
+  const fromInline = (n: string) => (inline && Object.hasOwn(inline, n) ? { attr: attrFromInfo(n, inline[n]!, 'dataset_info'), autodetect: false } : null);
+  if (dir === 'ONLINE') return names.map((n) => fromInline(n) ?? { attr: defaultAttr(n, 'hf_hub', n), autodetect: false });
   const infoPath = joinPath(dir, 'dataset_info.json');
   let info: Record<string, Record<string, unknown>> | undefined;
   let infoErr: string | undefined;
@@ -215,6 +225,8 @@ export async function resolveAttrs(names: string[], config: DataConfig, deps: Da
     infoErr = (e as Error).message;
   }
   return names.map((n) => {
+    const own = fromInline(n);
+    if (own) return own;
     if (info && n in info) return { attr: attrFromInfo(n, info[n], infoPath), autodetect: false };
     if (fileType(n) !== undefined) return { attr: defaultAttr(n, 'file', n), autodetect: true };
     if (info) {
