@@ -252,8 +252,26 @@ describe('datasetInfoFromRecords', () => {
       ranking: true,
       columns: { prompt: 'instruction', query: 'input', chosen: 'chosen', rejected: 'rejected' },
     });
-    expect(
-      datasetInfoFromRecords('t.jsonl', [{ messages: [{ role: 'system', content: 's' }, { role: 'user', content: 'q' }, { role: 'tool', content: '{}' }] }], 'sft').tags,
-    ).toEqual({ role_tag: 'role', content_tag: 'content', user_tag: 'user', assistant_tag: 'assistant', observation_tag: 'tool' });
+    const tools = datasetInfoFromRecords('t.jsonl', [{ messages: [{ role: 'system', content: 's' }, { role: 'user', content: 'q' }, { role: 'tool', content: '{}' }] }], 'sft');
+    expect(tools.tags).toEqual({ role_tag: 'role', content_tag: 'content', user_tag: 'user', assistant_tag: 'assistant', observation_tag: 'tool' });
+    // OpenAI tool calls are read only by LLaMA-Factory's openai converter (the sharegpt one drops tool_calls)
+    expect(tools.formatting).toBe('openai');
+    const call = { role: 'assistant', content: '', tool_calls: [{ type: 'function', function: { name: 'f', arguments: '{}' } }] };
+    const later = [{ messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'yo' }] }, { messages: [{ role: 'user', content: 'q' }, call] }];
+    expect(datasetInfoFromRecords('t.jsonl', later, 'sft').formatting).toBe('openai');
+    expect(datasetInfoFromRecords('t.jsonl', later.slice(0, 1), 'sft').formatting).toBe('sharegpt');
+  });
+
+  it('chat and export configs hold no training arguments (llamafactory-cli chat/export reject seed)', () => {
+    const { config } = parseConfig('model_name_or_path: m\nseed: 7\ntemplate: qwen3\ntemperature: 0.5\nlearning_rate: 1.0e-3\n');
+    const chat = toLlamaFactory(config).yaml;
+    expect(chat).not.toMatch(/seed|learning_rate/);
+    expect(chat).toMatch(/^template: qwen3$/m);
+    expect(chat).toMatch(/^temperature: 0.5$/m);
+    const exported = toLlamaFactory(parseConfig('model_name_or_path: m\nseed: 7\nexport_dir: out\n').config).yaml;
+    expect(exported).not.toMatch(/seed/);
+    expect(exported).toMatch(/^export_dir: out$/m);
+    const train = toLlamaFactory(parseConfig('model_name_or_path: m\nseed: 7\ndo_train: true\ndataset: a\n').config).yaml;
+    expect(train).toMatch(/^seed: 7$/m);
   });
 });

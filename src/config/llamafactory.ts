@@ -4,6 +4,7 @@
 // so the YAML holds what the run chose; ignored PyTorch settings that came in are written back.
 
 import { stringify } from 'yaml';
+import { hasOpenaiToolCalls } from '../data/dataset-info';
 import { CONFIG_KEYS, SCHEMA, argSpec, type ConfigKey, type CrucibleConfig, type Group, type Stage } from './schema';
 
 /** One dataset_info.json entry (LLaMA-Factory data/README.md). */
@@ -57,6 +58,9 @@ const SECTIONS: ReadonlyArray<[string, readonly Group[]]> = [
   ['export', ['export']],
 ];
 
+/** Groups of HF TrainingArguments keys (seed, output_dir, eval_strategy, pref_beta ...). */
+const TRAINING_GROUPS: readonly string[] = ['train', 'output', 'eval', 'preference'];
+
 export function toLlamaFactory(config: CrucibleConfig, options: ToLlamaFactoryOptions = {}): LlamaFactoryRun {
   const values: Partial<Record<ConfigKey, unknown>> = {};
   for (const key of CONFIG_KEYS) values[key] = config[key];
@@ -106,6 +110,8 @@ export function toLlamaFactory(config: CrucibleConfig, options: ToLlamaFactoryOp
     for (const key of CONFIG_KEYS) {
       const spec = SCHEMA[key];
       if (!(groups as readonly string[]).includes(spec.group)) continue;
+      // llamafactory-cli chat/export parse no training arguments (seed is one) and reject them
+      if (!training && TRAINING_GROUPS.includes(spec.group)) continue;
       const v = values[key];
       if (key === 'lora_alpha') {
         if (v !== config.lora_rank * 2) section.push(`lora_alpha: ${formatValue(key, v)}`);
@@ -184,7 +190,9 @@ export function datasetInfoFromRecords(fileName: string, records: readonly unkno
 
   const messagesKey = ['conversations', 'messages'].find((k) => Array.isArray(first[k]));
   if (messagesKey) {
-    entry.formatting = 'sharegpt';
+    // OpenAI tool calls need LLaMA-Factory's openai converter; other role/content data is sharegpt (its data/README)
+    const toolCalls = records.some((r) => !!r && typeof r === 'object' && hasOpenaiToolCalls((r as Record<string, unknown>)[messagesKey]));
+    entry.formatting = toolCalls ? 'openai' : 'sharegpt';
     columns.messages = messagesKey;
     const msgs = (first[messagesKey] as unknown[]).filter((m): m is Record<string, unknown> => !!m && typeof m === 'object');
     const m0 = msgs[0];

@@ -2,7 +2,7 @@
 // local or Hub files, parsed into records, sampled (num_samples, max_samples) and converted into
 // aligned conversations; records that cannot be converted are counted as drops.
 import { DataError, type DataErrorLocation } from './errors.ts';
-import { attrFromInfo, defaultAttr, OPENAI_TAGS, parseDatasetInfo, type DatasetAttr } from './dataset-info.ts';
+import { attrFromInfo, defaultAttr, hasOpenaiToolCalls, OPENAI_TAGS, parseDatasetInfo, type DatasetAttr } from './dataset-info.ts';
 import { exampleKind, type DataConfig, type DataDeps, type Stage } from './dataset-config.ts';
 import { addDrop, type DropCount } from './drops.ts';
 import { fileType, parseDataFile, FILE_TYPES, type LoadedFile, type RecordSource, type Row } from './formats.ts';
@@ -31,8 +31,8 @@ export interface LoadedDataset {
   warnings: string[];
 }
 
-/** Guess the attributes of a data file that has no dataset_info.json entry. */
-export function detectAttr(name: string, loadFrom: DatasetAttr['loadFrom'], source: string, first: Row | undefined): DatasetAttr {
+/** Guess the attributes of a data file that has no dataset_info.json entry (`rows`: more records to look at for tool calls). */
+export function detectAttr(name: string, loadFrom: DatasetAttr['loadFrom'], source: string, first: Row | undefined, rows: readonly Row[] = []): DatasetAttr {
   const attr = defaultAttr(name, loadFrom, source);
   if (!first) return attr;
   const has = (k: string) => k in first;
@@ -41,7 +41,8 @@ export function detectAttr(name: string, loadFrom: DatasetAttr['loadFrom'], sour
     const list = first[msgCol];
     const m0 = Array.isArray(list) && list.length ? (list[0] as Row) : undefined;
     const openai = !!m0 && typeof m0 === 'object' && 'role' in m0;
-    attr.formatting = openai ? 'openai' : 'sharegpt';
+    const toolCalls = [first, ...rows].some((r) => hasOpenaiToolCalls(r[msgCol]));
+    attr.formatting = openai && toolCalls ? 'openai' : 'sharegpt';
     attr.columns = { messages: msgCol };
     if (openai) attr.tags = { ...OPENAI_TAGS };
     if (has('system')) attr.columns.system = 'system';
@@ -158,7 +159,7 @@ export async function loadDataset(attr: DatasetAttr, config: DataConfig, deps: D
     sources = sources.concat(f.sources);
     warnings.push(...f.warnings);
   }
-  if (autodetect) attr = detectAttr(attr.name, attr.loadFrom, attr.source, rows[0]);
+  if (autodetect) attr = detectAttr(attr.name, attr.loadFrom, attr.source, rows[0], rows);
   const records = rows.length;
   // num_samples: sample (with repetition beyond the size), then max_samples: first N.
   let order = rows.map((_, i) => i);
