@@ -73,7 +73,8 @@ describe('LLaMA-Factory example configs', () => {
       warmup_ratio: 0.1,
       resume_from_checkpoint: null,
     });
-    expect(config.passthrough).toEqual({ trust_remote_code: true, dataloader_num_workers: 4, report_to: 'none', bf16: true, ddp_timeout: 180000000 });
+    expect(config.passthrough).toEqual({ trust_remote_code: true, dataloader_num_workers: 4, bf16: true, ddp_timeout: 180000000 });
+    expect(config.report_to).toEqual(['none']);
     expect(notices).toContain('note: bf16 is a PyTorch setting; Crucible ignores it');
   });
 

@@ -7,6 +7,7 @@ import {
   CONFIG_KEYS,
   IGNORED_KEYS,
   RENAMED_KEYS,
+  REPORT_TO,
   SCHEMA,
   UNSUPPORTED_KEYS,
   argSpec,
@@ -332,7 +333,20 @@ function crossCheck(
     }
   }
 
+  for (const name of c.report_to) {
+    if (!(REPORT_TO as readonly string[]).includes(name)) {
+      problems.push(`${at('report_to')}: report_to: unknown tracker "${name}" (did you mean "${nearest(name, REPORT_TO)}"?)`);
+    }
+  }
+
   if (problems.length > 0) return;
+  const trackers = c.report_to.filter((r) => r !== 'none' && r !== 'tensorboard');
+  if (trackers.length > 0) {
+    notice(
+      `note: report_to ${trackers.join(', ')}: Crucible sends runs to no tracking service; it writes trainer_log.jsonl and running_log.txt in output_dir` +
+        `${c.report_to.includes('tensorboard') || trackers.includes('all') ? ', and TensorBoard event files under output_dir/runs' : ' (report_to: tensorboard adds TensorBoard event files)'}`,
+    );
+  }
 
   // Keys given for a stage or method they do not apply to.
   for (const key of given) {
