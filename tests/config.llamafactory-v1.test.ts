@@ -132,7 +132,8 @@ describe('LLaMA-Factory v1 example configs', () => {
     const q = load('train_qlora/quantization.yaml');
     expect(q.config).toMatchObject({ finetuning_type: 'lora', quantization_bit: 4 });
     const e = load('train_lora/export_lora.yaml').config;
-    expect(e).toMatchObject({ adapter_name_or_path: ['./outputs/test_lora'], export_dir: './merge_lora_model', export_size: 5 });
+    // no train_dataset: a merge config (llamafactory-cli merge), not a training run
+    expect(e).toMatchObject({ adapter_name_or_path: ['./outputs/test_lora'], export_dir: './merge_lora_model', export_size: 5, do_train: false });
     expect(e.passthrough).toMatchObject({ infer_dtype: 'auto' });
   });
 
@@ -182,6 +183,12 @@ describe('LLaMA-Factory v1 example configs', () => {
     expect(refusal(() => parseConfig('model: m\nmodel_class: cls\n', [], { v1: access }))).toMatch(/model_class: "cls": Crucible trains causal language models only/);
     expect(refusal(() => parseConfig('model: m\ncustom_chat_template: "{{ x }}"\n', [], { v1: access }))).toMatch(/custom_chat_template: a chat template given as Jinja text/);
     expect(refusal(() => parseConfig('model: m\nlr_scheduler_config:\n  name: cosine\n', [], { v1: access }))).toMatch(/lr_scheduler_config: name "cosine"/);
+  });
+
+  it('eval_dataset is noted, as LLaMA-Factory v1 neither loads nor evaluates it', () => {
+    const { config, notices } = load('train_lora/train_lora_sft.yaml', ['eval_dataset=data/v1_sft_demo.yaml']);
+    expect(config.eval_dataset).toBeNull();
+    expect(notices.join('\n')).toMatch(/eval_dataset: LLaMA-Factory v1 neither loads nor evaluates it yet/);
   });
 
   it('a v0 key inside a v1 config is read with a notice', () => {

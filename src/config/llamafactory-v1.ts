@@ -241,7 +241,8 @@ class Translator {
     if (!this.given.has('output_dir')) {
       this.out.push({ key: 'output_dir', value: `outputs/${crypto.randomUUID().replace(/-/g, '')}`, where: 'LLaMA-Factory v1 default (outputs/<random id>)' });
     }
-    this.out.push({ key: 'do_train', value: true, where: 'LLaMA-Factory v1 train' });
+    // v1 trains whatever train_dataset names; a config without one is for chat or merge
+    if (this.given.has('train_dataset')) this.out.push({ key: 'do_train', value: true, where: this.given.get('train_dataset')!.where });
     this.out.push(...this.v0Entries);
   }
 
@@ -409,31 +410,24 @@ class Translator {
   private datasets(): void {
     const train = this.given.get('train_dataset');
     const evalSet = this.given.get('eval_dataset');
-    const names = (e: V1Entry | undefined, suffix: string): string[] | null => {
-      if (!e || e.value === null || e.value === undefined) return null;
-      const read = this.dataYaml(e);
-      if (!read) return null;
-      const out: string[] = [];
-      for (const [name, entry] of Object.entries(read)) {
-        let unique = name;
-        if (this.datasetInfo[unique] && JSON.stringify(this.datasetInfo[unique]) !== JSON.stringify(entry)) unique = `${name}${suffix}`;
-        this.datasetInfo[unique] = entry;
-        out.push(unique);
-      }
-      return out;
-    };
-    const trainNames = names(train, '');
-    const evalNames = names(evalSet, '_eval');
-    if (trainNames && train) this.emit('dataset', trainNames, train);
-    if (evalNames && evalSet) {
-      this.emit('eval_dataset', evalNames, evalSet);
-      this.emit('do_eval', true, evalSet);
-      this.note('note: eval_dataset: Crucible evaluates it after training (do_eval); LLaMA-Factory v1 loads it but its trainers do not evaluate yet');
+    if (evalSet && evalSet.value !== null) {
+      this.note(
+        'note: eval_dataset: LLaMA-Factory v1 neither loads nor evaluates it yet, and Crucible follows it; ' +
+          'to evaluate during training, use a v0 config (eval_dataset with eval_strategy: steps)',
+      );
     }
+    const names: string[] = [];
+    if (train && train.value !== null && train.value !== undefined) {
+      for (const [name, entry] of Object.entries(this.dataYaml(train) ?? {})) {
+        this.datasetInfo[name] = entry;
+        names.push(name);
+      }
+    }
+    if (names.length > 0 && train) this.emit('dataset', names, train);
     if (Object.keys(this.datasetInfo).length > 0) {
-      this.out.push({ key: 'dataset_info', value: this.datasetInfo, where: train?.where ?? evalSet!.where });
+      this.out.push({ key: 'dataset_info', value: this.datasetInfo, where: train!.where });
       // v1 paths are relative to the working directory, not to a dataset_dir
-      this.out.push({ key: 'dataset_dir', value: '.', where: train?.where ?? evalSet!.where });
+      this.out.push({ key: 'dataset_dir', value: '.', where: train!.where });
     }
     if (this.converters.has('pair') && !this.v0Entries.some((o) => o.key === 'stage')) {
       this.out.push({ key: 'stage', value: 'dpo', where: `${train?.where ?? 'config'} (converter: pair)` });
