@@ -263,9 +263,8 @@ class Translator {
       return;
     }
     if (!this.checkFields(entry, fields, known)) return;
-    const at = (field: string): V1Entry => ({ key: `peft_config.${field}`, value: fields[field], where: `${entry.where} (${field})` });
     const set = (key: string, field: string, fallback?: unknown) => {
-      if (field in fields) this.out.push({ key, value: fields[field], where: at(field).where });
+      if (field in fields) this.out.push({ key, value: fields[field], where: `${entry.where} (${field})` });
       else if (fallback !== undefined) this.out.push({ key, value: fallback, where: `${entry.where} (LLaMA-Factory v1 default ${field})` });
     };
     this.emit('finetuning_type', name, entry);
