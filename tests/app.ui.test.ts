@@ -142,7 +142,8 @@ describe('dataset formats', () => {
 
   it('detects the kind of data as the data layer does, and which stages train it', () => {
     expect(detected(pairs)).toMatchObject({ formatting: 'sharegpt', kind: 'pairwise', columns: { messages: 'conversations', chosen: 'chosen', rejected: 'rejected' } });
-    expect(detected(kto)).toMatchObject({ formatting: 'openai', kind: 'kto', columns: { messages: 'messages', kto_tag: 'label' } });
+    // role/content messages without OpenAI tool calls are sharegpt with OpenAI tags (LLaMA-Factory's data/README)
+    expect(detected(kto)).toMatchObject({ formatting: 'sharegpt', kind: 'kto', columns: { messages: 'messages', kto_tag: 'label' }, tags: { role_tag: 'role', user_tag: 'user' } });
     expect(detected(alpacaPairs)).toMatchObject({ formatting: 'alpaca', kind: 'pairwise' });
     expect(detected([{ instruction: 'a', output: 'b' }]).kind).toBe('lm');
     expect(kindOf({ ranking: true })).toBe('pairwise');

@@ -13,6 +13,8 @@ import type { EngineImpls } from '../src/cli/engines';
 import { parseArgs } from '../src/cli/args';
 import type { CliIO } from '../src/cli/io';
 import { ChatRequestError, type ChatBackend, type ChatRequest, type ChatResult } from '../src/server/types';
+import { DataError } from '../src/data/errors';
+import { HubError } from '../src/hub/errors';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const EXAMPLES = join(ROOT, 'tests/fixtures/llamafactory-examples');
@@ -129,6 +131,21 @@ describe('errors', () => {
       expect(r.code, argv.join(' ')).toBe(1);
       expect(r.err, argv.join(' ')).toMatch(re);
       expect(r.err.trim().split('\n'), argv.join(' ')).toHaveLength(1);
+    }
+  });
+
+  it("prints Crucible's own errors as the message alone: no class name, no debug hint", async () => {
+    const thrown = [
+      new DataError('no `dataset` given'),
+      new HubError('network', 'dataset org/d file list: cannot reach the Hub at http://h'),
+      new Error('resume_from_checkpoint: true, but out has no complete checkpoint'),
+      new Error('DataError: dataset "x": missing messages list'),
+    ];
+    for (const e of thrown) {
+      const r = await run(['train', SFT], { engines: { runTraining: async () => Promise.reject(e) } });
+      expect(r.code).toBe(1);
+      const line = r.err.split('\n').find((l) => l.startsWith('error:'));
+      expect(line).toBe(`error: ${e.message.replace(/^DataError: /, '')}`);
     }
   });
 

@@ -16,7 +16,8 @@ function yamlFiles(dir: string): string[] {
   );
 }
 
-const files = yamlFiles(EXAMPLES);
+// the v1 examples (examples/v1) have their own test: config.llamafactory-v1.test.ts
+const files = yamlFiles(EXAMPLES).filter((f) => !relative(EXAMPLES, f).startsWith('v1/'));
 
 describe('LLaMA-Factory example configs', () => {
   it('are all present', () => {
@@ -72,7 +73,8 @@ describe('LLaMA-Factory example configs', () => {
       warmup_ratio: 0.1,
       resume_from_checkpoint: null,
     });
-    expect(config.passthrough).toEqual({ trust_remote_code: true, dataloader_num_workers: 4, report_to: 'none', bf16: true, ddp_timeout: 180000000 });
+    expect(config.passthrough).toEqual({ trust_remote_code: true, dataloader_num_workers: 4, bf16: true, ddp_timeout: 180000000 });
+    expect(config.report_to).toEqual(['none']);
     expect(notices).toContain('note: bf16 is a PyTorch setting; Crucible ignores it');
   });
 
@@ -251,8 +253,26 @@ describe('datasetInfoFromRecords', () => {
       ranking: true,
       columns: { prompt: 'instruction', query: 'input', chosen: 'chosen', rejected: 'rejected' },
     });
-    expect(
-      datasetInfoFromRecords('t.jsonl', [{ messages: [{ role: 'system', content: 's' }, { role: 'user', content: 'q' }, { role: 'tool', content: '{}' }] }], 'sft').tags,
-    ).toEqual({ role_tag: 'role', content_tag: 'content', user_tag: 'user', assistant_tag: 'assistant', observation_tag: 'tool' });
+    const tools = datasetInfoFromRecords('t.jsonl', [{ messages: [{ role: 'system', content: 's' }, { role: 'user', content: 'q' }, { role: 'tool', content: '{}' }] }], 'sft');
+    expect(tools.tags).toEqual({ role_tag: 'role', content_tag: 'content', user_tag: 'user', assistant_tag: 'assistant', observation_tag: 'tool' });
+    // OpenAI tool calls are read only by LLaMA-Factory's openai converter (the sharegpt one drops tool_calls)
+    expect(tools.formatting).toBe('openai');
+    const call = { role: 'assistant', content: '', tool_calls: [{ type: 'function', function: { name: 'f', arguments: '{}' } }] };
+    const later = [{ messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'yo' }] }, { messages: [{ role: 'user', content: 'q' }, call] }];
+    expect(datasetInfoFromRecords('t.jsonl', later, 'sft').formatting).toBe('openai');
+    expect(datasetInfoFromRecords('t.jsonl', later.slice(0, 1), 'sft').formatting).toBe('sharegpt');
+  });
+
+  it('chat and export configs hold no training arguments (llamafactory-cli chat/export reject seed)', () => {
+    const { config } = parseConfig('model_name_or_path: m\nseed: 7\ntemplate: qwen3\ntemperature: 0.5\nlearning_rate: 1.0e-3\n');
+    const chat = toLlamaFactory(config).yaml;
+    expect(chat).not.toMatch(/seed|learning_rate/);
+    expect(chat).toMatch(/^template: qwen3$/m);
+    expect(chat).toMatch(/^temperature: 0.5$/m);
+    const exported = toLlamaFactory(parseConfig('model_name_or_path: m\nseed: 7\nexport_dir: out\n').config).yaml;
+    expect(exported).not.toMatch(/seed/);
+    expect(exported).toMatch(/^export_dir: out$/m);
+    const train = toLlamaFactory(parseConfig('model_name_or_path: m\nseed: 7\ndo_train: true\ndataset: a\n').config).yaml;
+    expect(train).toMatch(/^seed: 7$/m);
   });
 });

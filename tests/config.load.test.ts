@@ -226,14 +226,14 @@ describe('parseConfig', () => {
   });
 
   it('accepts PyTorch settings with one notice each, and keeps them', () => {
-    const { config, notices } = parseConfig('bf16: false\ndeepspeed: ds_z3.json\nreport_to: wandb\ngradient_checkpointing: true', ['bf16=true']);
+    const { config, notices } = parseConfig('bf16: false\ndeepspeed: ds_z3.json\nrun_name: demo\ngradient_checkpointing: true', ['bf16=true']);
     expect(notices).toEqual([
       'note: bf16 is a PyTorch setting; Crucible ignores it',
       'note: deepspeed is a distributed-training setting; Crucible ignores it',
-      'note: report_to is an experiment-tracking setting; Crucible ignores it',
+      'note: run_name is an experiment-tracking setting; Crucible ignores it',
       'note: gradient_checkpointing is a PyTorch setting; Crucible ignores it (activation recomputation is on unless disable_gradient_checkpointing: true)',
     ]);
-    expect(config.passthrough).toEqual({ bf16: true, deepspeed: 'ds_z3.json', report_to: 'wandb', gradient_checkpointing: true });
+    expect(config.passthrough).toEqual({ bf16: true, deepspeed: 'ds_z3.json', run_name: 'demo', gradient_checkpointing: true });
   });
 
   it('accepts LLaMA-Factory features Crucible lacks only at their default', () => {

@@ -42,12 +42,15 @@ describe('file formats', () => {
     const r = await build({ dataset: 'openai_msgs' });
     expect(r.train.length).toBe(2);
     const [t0, l0] = texts(r.train)[0];
-    expect(t0.startsWith('<|im_start|>system\nYou are a weather bot.\n\n# Tools')).toBe(true);
+    // LLaMA-Factory's openai converter ends a system prompt with a line break when there are tools ...
+    expect(t0.startsWith('<|im_start|>system\nYou are a weather bot.\n\n\n# Tools')).toBe(true);
     expect(l0).toBe(
       '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n</tool_call><|im_end|>\nOslo 3, Rome 19.<|im_end|>\n',
     );
     expect(t0).toContain('<tool_response>\n{"temp": 3}\n</tool_response>\n<tool_response>\n{"temp": 19}\n</tool_response>');
     expect(texts(r.train)[1][1]).toBe('Hi there.<|im_end|>\n');
+    // ... and without tools and system it sets "detailed thinking off"
+    expect(texts(r.train)[1][0].startsWith('<|im_start|>system\ndetailed thinking off<|im_end|>\n<|im_start|>user\nHello')).toBe(true);
   });
 
   it('alpaca history becomes earlier turns, each learned', async () => {

@@ -468,4 +468,18 @@ describe('Hub datasets offline', () => {
     await expect(access.fetchFile('org/data', 'train.json')).rejects.toThrow(/dataset org\/data: offline mode .* file_name/);
     await expect(access.listRepoFiles('org/data')).rejects.toMatchObject({ code: 'offline' });
   });
+
+  it('that cannot be reached are an error naming the dataset and the endpoint, suggesting HF_HUB_OFFLINE', async () => {
+    // a port nothing listens on any more: fetch itself fails ("TypeError: fetch failed")
+    const server = createServer();
+    await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+    const port = (server.address() as AddressInfo).port;
+    await new Promise((done) => server.close(done));
+    const access = hubDatasetAccess({ endpoint: `http://127.0.0.1:${port}`, offline: false, token: false });
+    for (const request of [() => access.fetchFile('org/data', 'train.json'), () => access.listRepoFiles('org/data')]) {
+      const e = await request().then(() => null, (err: unknown) => err);
+      expect(e).toMatchObject({ code: 'network' });
+      expect((e as Error).message).toMatch(new RegExp(`^dataset org/data (file train\\.json|file list): cannot reach the Hub at http://127\\.0\\.0\\.1:${port} \\(ECONNREFUSED\\);.* HF_HUB_OFFLINE=1`));
+    }
+  });
 });

@@ -132,7 +132,7 @@ export async function commandConfig(args: ParsedArgs, io: CliIO, command: Comman
   const { resolve } = await import('node:path');
   const { config, notices } =
     file !== undefined
-      ? await loadConfig(resolve(io.cwd, file), args.overrides, { fileName: file })
+      ? await loadConfig(resolve(io.cwd, file), args.overrides, { fileName: file, cwd: io.cwd })
       : parseConfig('', args.overrides, { fileName: 'command line' });
   for (const n of notices) io.stderr(`${n}\n`);
   if (command) checkConfigFor(config, command);

@@ -162,7 +162,7 @@ export const exportConfigCommand: CommandDef = {
     if (out === undefined) {
       if (run.datasetInfo) {
         throw new CliError(
-          `datasets given as files (${Object.keys(run.datasetNames).join(', ')}) need --out DIR: LLaMA-Factory reads them through a dataset_info.json`,
+          `datasets given as files (${[...Object.keys(run.datasetNames), ...Object.keys(config.dataset_info ?? {})].join(', ')}) need --out DIR: LLaMA-Factory reads them through a dataset_info.json`,
         );
       }
       io.stdout(run.yaml);

@@ -3,7 +3,7 @@
 
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { ConfigError, nearest } from '../config';
+import { nearest } from '../config';
 import { apiCommand } from './api';
 import { parseArgs, type CommandDef } from './args';
 import { benchCommand } from './bench';
@@ -107,17 +107,22 @@ function findCommand(name: string): CommandDef {
   throw new CliError(`unknown command "${name}"${hint}; see crucible --help`);
 }
 
+const JS_FAULTS = ['TypeError', 'RangeError', 'ReferenceError', 'SyntaxError', 'EvalError', 'URIError', 'AggregateError', 'InternalError'];
+
 /** Prints the one-line error (and the stack with CRUCIBLE_DEBUG=1); returns the exit status. */
 export function reportError(e: unknown, io: CliIO): number {
   const debug = /^(1|true|yes)$/i.test(io.env.CRUCIBLE_DEBUG ?? '');
   const err = e instanceof Error ? e : new Error(String(e));
-  const expected = err instanceof CliError || err instanceof ConfigError || ['GpuError', 'StorageError', 'DataError'].includes(err.name);
+  // JavaScript's own error classes are bugs; Crucible's errors (plain Error included) speak to the user
+  const expected = !JS_FAULTS.includes(err.name);
   if (err instanceof CliError && err.exitCode === 130) {
     io.stderr('interrupted\n');
     return 130;
   }
   let message = err.message.replace(/\s*\n\s*/g, ' ').trim() || err.name;
   if (!expected && err.name && err.name !== 'Error') message = `${err.name}: ${message}`;
+  // a message passed on from another error (a worker, a wrapped cause) may still start with its class
+  if (expected) message = message.replace(/^(?:[A-Z]\w*Error: )+/, '');
   io.stderr(`error: ${message}${!expected && !debug ? ' (CRUCIBLE_DEBUG=1 shows where)' : ''}\n`);
   if (debug && err.stack) io.stderr(`${err.stack}\n`);
   return 1;

@@ -4,13 +4,14 @@
 // so the YAML holds what the run chose; ignored PyTorch settings that came in are written back.
 
 import { stringify } from 'yaml';
+import { hasOpenaiToolCalls } from '../data/dataset-info';
 import { CONFIG_KEYS, SCHEMA, argSpec, type ConfigKey, type CrucibleConfig, type Group, type Stage } from './schema';
 
 /** One dataset_info.json entry (LLaMA-Factory data/README.md). */
 export interface DatasetInfoEntry {
   file_name?: string;
   hf_hub_url?: string;
-  formatting?: 'alpaca' | 'sharegpt';
+  formatting?: 'alpaca' | 'sharegpt' | 'openai';
   ranking?: boolean;
   columns?: Record<string, string>;
   tags?: Record<string, string>;
@@ -57,6 +58,9 @@ const SECTIONS: ReadonlyArray<[string, readonly Group[]]> = [
   ['export', ['export']],
 ];
 
+/** Groups of HF TrainingArguments keys (seed, output_dir, eval_strategy, pref_beta ...). */
+const TRAINING_GROUPS: readonly string[] = ['train', 'output', 'eval', 'preference'];
+
 export function toLlamaFactory(config: CrucibleConfig, options: ToLlamaFactoryOptions = {}): LlamaFactoryRun {
   const values: Partial<Record<ConfigKey, unknown>> = {};
   for (const key of CONFIG_KEYS) values[key] = config[key];
@@ -65,9 +69,18 @@ export function toLlamaFactory(config: CrucibleConfig, options: ToLlamaFactoryOp
   const datasetNames: Record<string, string> = {};
   const info: Record<string, DatasetInfoEntry> = {};
   const taken = new Set<string>();
+  // datasets defined in the config itself (a v1 data YAML) go to dataset_info.json like data files
+  const inline = (config.dataset_info ?? {}) as Record<string, DatasetInfoEntry>;
+  let hasInline = false;
   const rename = (list: string[] | null): string[] | null => {
     if (!list) return list;
     return list.map((entry) => {
+      if (Object.hasOwn(inline, entry)) {
+        taken.add(entry);
+        info[entry] = inline[entry]!;
+        hasInline = true;
+        return entry;
+      }
       if (!isDatasetFile(entry)) {
         taken.add(entry);
         const named = options.namedEntries?.[entry];
@@ -84,7 +97,8 @@ export function toLlamaFactory(config: CrucibleConfig, options: ToLlamaFactoryOp
   };
   values.dataset = rename(config.dataset);
   values.eval_dataset = rename(config.eval_dataset);
-  const hasFiles = Object.keys(datasetNames).length > 0;
+  values.dataset_info = null;
+  const hasFiles = Object.keys(datasetNames).length > 0 || hasInline;
   if (hasFiles && options.datasetDir !== undefined) values.dataset_dir = options.datasetDir;
 
   const training = config.do_train || config.do_eval;
@@ -96,6 +110,8 @@ export function toLlamaFactory(config: CrucibleConfig, options: ToLlamaFactoryOp
     for (const key of CONFIG_KEYS) {
       const spec = SCHEMA[key];
       if (!(groups as readonly string[]).includes(spec.group)) continue;
+      // llamafactory-cli chat/export parse no training arguments (seed is one) and reject them
+      if (!training && TRAINING_GROUPS.includes(spec.group)) continue;
       const v = values[key];
       if (key === 'lora_alpha') {
         if (v !== config.lora_rank * 2) section.push(`lora_alpha: ${formatValue(key, v)}`);
@@ -174,7 +190,9 @@ export function datasetInfoFromRecords(fileName: string, records: readonly unkno
 
   const messagesKey = ['conversations', 'messages'].find((k) => Array.isArray(first[k]));
   if (messagesKey) {
-    entry.formatting = 'sharegpt';
+    // OpenAI tool calls need LLaMA-Factory's openai converter; other role/content data is sharegpt (its data/README)
+    const toolCalls = records.some((r) => !!r && typeof r === 'object' && hasOpenaiToolCalls((r as Record<string, unknown>)[messagesKey]));
+    entry.formatting = toolCalls ? 'openai' : 'sharegpt';
     columns.messages = messagesKey;
     const msgs = (first[messagesKey] as unknown[]).filter((m): m is Record<string, unknown> => !!m && typeof m === 'object');
     const m0 = msgs[0];

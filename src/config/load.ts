@@ -7,6 +7,7 @@ import {
   CONFIG_KEYS,
   IGNORED_KEYS,
   RENAMED_KEYS,
+  REPORT_TO,
   SCHEMA,
   UNSUPPORTED_KEYS,
   argSpec,
@@ -17,6 +18,7 @@ import {
   type CrucibleConfig,
 } from './schema';
 import { nearest } from './suggest';
+import { isV1Config, translateV1, type V1Access } from './llamafactory-v1';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -30,6 +32,10 @@ export class ConfigError extends Error {
 export interface LoadOptions {
   /** Names the source in messages (default: the path for files, "config" for text). */
   fileName?: string;
+  /** LLaMA-Factory v1 configs: reads the data YAML that train_dataset names (loadConfig reads files). */
+  v1?: V1Access;
+  /** loadConfig: the directory v1 paths are relative to (default: the process's). */
+  cwd?: string;
 }
 
 export interface LoadResult {
@@ -68,9 +74,23 @@ export async function loadConfig(
       const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : (e as Error).message;
       throw new ConfigError([`cannot read config ${options.fileName ?? source}: ${why}`]);
     }
-    return parseConfig(text, overrides, { fileName: options.fileName ?? source });
+    return parseConfig(text, overrides, { fileName: options.fileName ?? source, v1: options.v1 ?? (await nodeV1Access(options.cwd)) });
   }
   return parseConfig(source, overrides, options);
+}
+
+/** v1 data YAMLs and data paths, relative to `cwd` as LLaMA-Factory v1 reads them. */
+async function nodeV1Access(cwd: string | undefined): Promise<V1Access> {
+  const { readFileSync, statSync } = await import('node:fs');
+  const { resolve } = await import('node:path');
+  const base = cwd ?? process.cwd();
+  return {
+    readText: (path) => {
+      const full = resolve(base, path);
+      return statSync(full, { throwIfNoEntry: false })?.isFile() ? readFileSync(full, 'utf8') : null;
+    },
+    localPath: (path) => resolve(base, path),
+  };
 }
 
 export function isConfigPath(source: string): boolean {
@@ -80,7 +100,19 @@ export function isConfigPath(source: string): boolean {
 /** YAML text (LLaMA-Factory reads YAML 1.1: yes/no are booleans) and overrides into a config. */
 export function parseConfig(text: string, overrides: readonly string[] = [], options: LoadOptions = {}): LoadResult {
   const file = options.fileName ?? 'config';
-  return resolve([...yamlEntries(text, file), ...overrideEntries(overrides)]);
+  const fromYaml = yamlEntries(text, file);
+  if (isV1Config(fromYaml.map((e) => e.key))) return resolveV1(fromYaml, overrideEntries(overrides), file, options.v1);
+  return resolve([...fromYaml, ...overrideEntries(overrides)]);
+}
+
+/** A LLaMA-Factory v1 config: its keys as the v0 keys they mean, then the usual checks. */
+function resolveV1(fromSource: Entry[], overrides: Entry[], file: string, access: V1Access | undefined): LoadResult {
+  const known = new Set(knownKeys());
+  const v1 = translateV1([...fromSource, ...overrides], (key) => known.has(key), access);
+  if (v1.problems.length > 0) throw new ConfigError(v1.problems);
+  const r = resolve(v1.entries);
+  const intro = `note: ${file} is a LLaMA-Factory v1 config (USE_V1=1); Crucible reads it as the same run in v0 keys`;
+  return { ...r, notices: [intro, ...v1.notices, ...r.notices] };
 }
 
 /**
@@ -98,6 +130,7 @@ export function configFromObject(
       for (const [k, v] of Object.entries(value)) entries.push({ key: k, value: v, where });
     } else entries.push({ key, value, where });
   }
+  if (isV1Config(entries.map((e) => e.key))) return resolveV1(entries, overrideEntries(options.overrides ?? []), where, undefined);
   return resolve([...entries, ...overrideEntries(options.overrides ?? [])]);
 }
 
@@ -300,7 +333,20 @@ function crossCheck(
     }
   }
 
+  for (const name of c.report_to) {
+    if (!(REPORT_TO as readonly string[]).includes(name)) {
+      problems.push(`${at('report_to')}: report_to: unknown tracker "${name}" (did you mean "${nearest(name, REPORT_TO)}"?)`);
+    }
+  }
+
   if (problems.length > 0) return;
+  const trackers = c.report_to.filter((r) => r !== 'none' && r !== 'tensorboard');
+  if (trackers.length > 0) {
+    notice(
+      `note: report_to ${trackers.join(', ')}: Crucible sends runs to no tracking service; it writes trainer_log.jsonl and running_log.txt in output_dir` +
+        `${c.report_to.includes('tensorboard') || trackers.includes('all') ? ', and TensorBoard event files under output_dir/runs' : ' (report_to: tensorboard adds TensorBoard event files)'}`,
+    );
+  }
 
   // Keys given for a stage or method they do not apply to.
   for (const key of given) {

@@ -283,6 +283,11 @@ export const SCHEMA = {
     commands: DATA,
     help: 'Evaluation datasets, same forms as dataset.',
   }),
+  dataset_info: dictOrNull({
+    group: 'dataset',
+    commands: DATA,
+    help: 'Crucible: dataset_info.json entries given inline (a LLaMA-Factory v1 data YAML is read into this); names defined here are found before dataset_dir/dataset_info.json.',
+  }),
   dataset_dir: str('data', { group: 'dataset', commands: DATA, help: 'Folder holding dataset_info.json and the data files.' }),
   cutoff_len: int(2048, { group: 'dataset', commands: DATA, min: 1, help: 'Maximum tokens per example (longer ones are truncated).' }),
   train_on_prompt: bool(false, {
@@ -417,6 +422,11 @@ export const SCHEMA = {
     group: 'output',
     commands: TRAIN,
     help: 'Checkpoint directory to resume from (true: the latest in output_dir).',
+  }),
+  report_to: list(['none'], {
+    group: 'output',
+    commands: TRAIN,
+    help: 'tensorboard: also write TensorBoard event files under output_dir/runs; none; other trackers (wandb, mlflow ...) are not contacted. trainer_log.jsonl and running_log.txt are always written.',
   }),
   plot_loss: bool(false, { group: 'output', commands: TRAIN, help: 'Save training_loss.png (and eval loss) in output_dir.' }),
 
@@ -587,7 +597,7 @@ export const IGNORED_KEYS: Readonly<Record<string, string>> = {
   ),
   ...keys(
     TRACKING,
-    `report_to run_name project trackio_space_id ray_scope use_swanlab swanlab_project swanlab_workspace
+    `run_name project trackio_space_id ray_scope use_swanlab swanlab_project swanlab_workspace
      swanlab_run_name swanlab_mode swanlab_api_key swanlab_logdir swanlab_lark_webhook_url swanlab_lark_secret`,
   ),
   ...keys(
@@ -613,6 +623,12 @@ export const IGNORED_KEYS: Readonly<Record<string, string>> = {
      mixed_precision megatron_pretrained_checkpoint export_hf_on_finish extra_config`,
   ),
 };
+
+/** report_to values HF's Trainer knows (integration_utils.py); Crucible writes tensorboard files only. */
+export const REPORT_TO = [
+  'none', 'all', 'tensorboard', 'wandb', 'swanlab', 'mlflow', 'trackio', 'comet_ml', 'clearml', 'dvclive', 'neptune',
+  'azure_ml', 'codecarbon', 'dagshub', 'flyte', 'ray',
+] as const;
 
 /** Old names that LLaMA-Factory / HF still accept: value moves to the new key, with a notice. */
 export const RENAMED_KEYS: Readonly<Record<string, ConfigKey>> = {

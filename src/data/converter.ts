@@ -272,7 +272,48 @@ export function convertSharegpt(row: Row, attr: DatasetAttr, src: RecordSource):
   return finishChat(aligned, row, attr, src, system, toolsString(row, attr, src), col);
 }
 
+/**
+ * LLaMA-Factory's openai converter ends the system prompt with "detailed thinking off" (the switch
+ * of Nemotron-style reasoning models) unless it already says on or off; with tools it only adds a
+ * line break, and an empty system with tools stays empty.
+ */
+export function thinkingOffSystem(system: string, tools: string): string {
+  const off = 'detailed thinking off';
+  if (!system) return tools ? system : off;
+  if (tools) return `${system}\n`;
+  return system.includes('detailed thinking on') || system.includes(off) ? system : `${system}\n${off}`;
+}
+
 export function convertOpenai(row: Row, attr: DatasetAttr, src: RecordSource): ConvertResult {
+  const r = openaiMessages(row, attr, src);
+  return 'ok' in r ? { ok: { ...r.ok, system: thinkingOffSystem(r.ok.system, r.ok.tools) } } : r;
+}
+
+/**
+ * LLaMA-Factory v1's pair records: `chosen` and `rejected` are whole OpenAI-style conversations
+ * that repeat the prompt and end with the two answers.
+ */
+export function convertPair(row: Row, attr: DatasetAttr, src: RecordSource): ConvertResult {
+  const c = attr.columns;
+  const chosen = maybeJson(row[c.chosen!]);
+  const rejected = maybeJson(row[c.rejected!]);
+  if (!Array.isArray(chosen) || !Array.isArray(rejected) || chosen.length === 0 || rejected.length === 0) {
+    return { drop: `pair record needs "${c.chosen}" and "${c.rejected}" as non-empty lists of messages` };
+  }
+  const prompt = chosen.slice(0, -1);
+  if (JSON.stringify(prompt) !== JSON.stringify(rejected.slice(0, -1))) {
+    return { drop: `pair record: "${c.chosen}" and "${c.rejected}" must share the conversation before their last message` };
+  }
+  const messages = c.messages ?? 'conversations';
+  return openaiMessages({ ...row, [messages]: prompt, [c.chosen!]: chosen.at(-1), [c.rejected!]: rejected.at(-1) }, attr, src);
+}
+
+/** True for a ranking record whose chosen side is a message list rather than one message. */
+function isPairRecord(row: Row, attr: DatasetAttr): boolean {
+  return attr.ranking && !attr.columns.messages && !!attr.columns.chosen && Array.isArray(maybeJson(row[attr.columns.chosen]));
+}
+
+function openaiMessages(row: Row, attr: DatasetAttr, src: RecordSource): ConvertResult {
   checkMedia(row, attr, src);
   const t = attr.tags;
   const map = tagMap(attr);
@@ -336,7 +377,7 @@ export function convertRecord(row: Row, attr: DatasetAttr, src: RecordSource): C
     case 'sharegpt':
       return convertSharegpt(row, attr, src);
     case 'openai':
-      return convertOpenai(row, attr, src);
+      return isPairRecord(row, attr) ? convertPair(row, attr, src) : convertOpenai(row, attr, src);
   }
 }
 

@@ -87,6 +87,15 @@ export const OPENAI_TAGS: DatasetAttr['tags'] = {
   system_tag: 'system',
 };
 
+/**
+ * Role/content messages: LLaMA-Factory reads them as sharegpt with OpenAI tags (its data/README),
+ * and needs its openai converter only for OpenAI tool calls (`tool_calls`, role "tool"), which
+ * also adds the "detailed thinking" system suffix. Crucible detects them the same way.
+ */
+export function hasOpenaiToolCalls(messages: unknown): boolean {
+  return Array.isArray(messages) && messages.some((m) => !!m && typeof m === 'object' && (Array.isArray((m as Record<string, unknown>).tool_calls) || (m as Record<string, unknown>).role === 'tool'));
+}
+
 export function parseDatasetInfo(text: string, file: string): Record<string, Record<string, unknown>> {
   const info = parseJsonFile(text, file);
   if (!info || typeof info !== 'object' || Array.isArray(info)) throw new DataError('dataset_info.json must be an object of dataset entries', { file });

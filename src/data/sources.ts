@@ -2,7 +2,7 @@
 // local or Hub files, parsed into records, sampled (num_samples, max_samples) and converted into
 // aligned conversations; records that cannot be converted are counted as drops.
 import { DataError, type DataErrorLocation } from './errors.ts';
-import { attrFromInfo, defaultAttr, OPENAI_TAGS, parseDatasetInfo, type DatasetAttr } from './dataset-info.ts';
+import { attrFromInfo, defaultAttr, hasOpenaiToolCalls, OPENAI_TAGS, parseDatasetInfo, type DatasetAttr } from './dataset-info.ts';
 import { exampleKind, type DataConfig, type DataDeps, type Stage } from './dataset-config.ts';
 import { addDrop, type DropCount } from './drops.ts';
 import { fileType, parseDataFile, FILE_TYPES, type LoadedFile, type RecordSource, type Row } from './formats.ts';
@@ -31,8 +31,8 @@ export interface LoadedDataset {
   warnings: string[];
 }
 
-/** Guess the attributes of a data file that has no dataset_info.json entry. */
-export function detectAttr(name: string, loadFrom: DatasetAttr['loadFrom'], source: string, first: Row | undefined): DatasetAttr {
+/** Guess the attributes of a data file that has no dataset_info.json entry (`rows`: more records to look at for tool calls). */
+export function detectAttr(name: string, loadFrom: DatasetAttr['loadFrom'], source: string, first: Row | undefined, rows: readonly Row[] = []): DatasetAttr {
   const attr = defaultAttr(name, loadFrom, source);
   if (!first) return attr;
   const has = (k: string) => k in first;
@@ -41,7 +41,8 @@ export function detectAttr(name: string, loadFrom: DatasetAttr['loadFrom'], sour
     const list = first[msgCol];
     const m0 = Array.isArray(list) && list.length ? (list[0] as Row) : undefined;
     const openai = !!m0 && typeof m0 === 'object' && 'role' in m0;
-    attr.formatting = openai ? 'openai' : 'sharegpt';
+    const toolCalls = [first, ...rows].some((r) => hasOpenaiToolCalls(r[msgCol]));
+    attr.formatting = openai && toolCalls ? 'openai' : 'sharegpt';
     attr.columns = { messages: msgCol };
     if (openai) attr.tags = { ...OPENAI_TAGS };
     if (has('system')) attr.columns.system = 'system';
@@ -158,7 +159,7 @@ export async function loadDataset(attr: DatasetAttr, config: DataConfig, deps: D
     sources = sources.concat(f.sources);
     warnings.push(...f.warnings);
   }
-  if (autodetect) attr = detectAttr(attr.name, attr.loadFrom, attr.source, rows[0]);
+  if (autodetect) attr = detectAttr(attr.name, attr.loadFrom, attr.source, rows[0], rows);
   const records = rows.length;
   // num_samples: sample (with repetition beyond the size), then max_samples: first N.
   let order = rows.map((_, i) => i);
@@ -201,9 +202,19 @@ export function checkStage(attr: DatasetAttr, stage: Stage, pretokenized: boolea
   }
 }
 
+/** `dataset_info` given in the config itself (a LLaMA-Factory v1 data YAML read by the config loader). */
+function inlineInfo(config: DataConfig): Record<string, Record<string, unknown>> | null {
+  const v = config.dataset_info;
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'object' || Array.isArray(v)) throw new DataError('dataset_info must be an object of dataset entries');
+  return v as Record<string, Record<string, unknown>>;
+}
+
 export async function resolveAttrs(names: string[], config: DataConfig, deps: DataDeps, access: Access): Promise<Array<{ attr: DatasetAttr; autodetect: boolean }>> {
+  const inline = inlineInfo(config);
   const dir = config.dataset_dir ?? 'data';
-  if (dir === 'ONLINE') return names.map((n) => ({ attr: defaultAttr(n, 'hf_hub', n), autodetect: false }));
+  const fromInline = (n: string) => (inline && Object.hasOwn(inline, n) ? { attr: attrFromInfo(n, inline[n]!, 'dataset_info'), autodetect: false } : null);
+  if (dir === 'ONLINE') return names.map((n) => fromInline(n) ?? { attr: defaultAttr(n, 'hf_hub', n), autodetect: false });
   const infoPath = joinPath(dir, 'dataset_info.json');
   let info: Record<string, Record<string, unknown>> | undefined;
   let infoErr: string | undefined;
@@ -215,6 +226,8 @@ export async function resolveAttrs(names: string[], config: DataConfig, deps: Da
     infoErr = (e as Error).message;
   }
   return names.map((n) => {
+    const own = fromInline(n);
+    if (own) return own;
     if (info && n in info) return { attr: attrFromInfo(n, info[n], infoPath), autodetect: false };
     if (fileType(n) !== undefined) return { attr: defaultAttr(n, 'file', n), autodetect: true };
     if (info) {

@@ -32,7 +32,7 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string): 
  * Appends to a file in order, one write at a time, through one open handle; `flush()` waits for
  * them, closes the handle (the next append reopens it) and throws the first failure.
  */
-export function appendQueue(path: string): { append(text: string): void; flush(): Promise<void> } {
+export function appendQueue(path: string): { append(data: string | Uint8Array): void; flush(): Promise<void> } {
   let chain: Promise<void> = Promise.resolve();
   let failure: unknown = null;
   let file: import('node:fs/promises').FileHandle | null = null;
@@ -47,11 +47,11 @@ export function appendQueue(path: string): { append(text: string): void; flush()
     });
   };
   return {
-    append(text) {
+    append(data) {
       step(async () => {
         file ??= await open(path, 'a');
-        await file.writeFile(text);
-      }, Buffer.byteLength(text));
+        await file.writeFile(data);
+      }, typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength);
     },
     async flush() {
       // closes even after a failure, so the handle never outlives the queue

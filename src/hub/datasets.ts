@@ -4,7 +4,7 @@
 
 import { listFiles } from '@huggingface/hub';
 import { resolveEndpoint, resolveOffline, resolveToken } from './env';
-import { HubError } from './errors';
+import { HubError, isAbort } from './errors';
 
 export interface HubDatasetOptions {
   endpoint?: string;
@@ -27,7 +27,7 @@ export function hubDatasetAccess(opts: HubDatasetOptions = {}) {
       online(repo);
       const token = await resolveToken(opts.token);
       const url = `${endpoint}/datasets/${repo}/resolve/${revision}/${path.split('/').map(encodeURIComponent).join('/')}`;
-      const res = await fetch(url, token ? { headers: { authorization: `Bearer ${token}` } } : {});
+      const res = await reaching(repo, endpoint, `file ${path}`, () => fetch(url, token ? { headers: { authorization: `Bearer ${token}` } } : {}));
       if (res.status === 401 || res.status === 403) throw new Error(`dataset ${repo} file ${path}: needs a token (HF_TOKEN) with access (HTTP ${res.status})`);
       if (!res.ok) throw new Error(`dataset ${repo} file ${path}: HTTP ${res.status} from ${endpoint}`);
       return new Uint8Array(await res.arrayBuffer());
@@ -35,11 +35,37 @@ export function hubDatasetAccess(opts: HubDatasetOptions = {}) {
     async listRepoFiles(repo: string): Promise<string[]> {
       online(repo);
       const token = await resolveToken(opts.token);
-      const out: string[] = [];
-      for await (const f of listFiles({ repo: { type: 'dataset', name: repo }, recursive: true, revision, hubUrl: endpoint, ...(token ? { accessToken: token } : {}) })) {
-        if (f.type === 'file') out.push(f.path);
-      }
-      return out;
+      return reaching(repo, endpoint, 'file list', async () => {
+        const out: string[] = [];
+        for await (const f of listFiles({ repo: { type: 'dataset', name: repo }, recursive: true, revision, hubUrl: endpoint, ...(token ? { accessToken: token } : {}) })) {
+          if (f.type === 'file') out.push(f.path);
+        }
+        return out;
+      });
     },
   };
+}
+
+/**
+ * A request to the Hub for dataset `repo`; a failure to get an answer at all (fetch's bare
+ * "TypeError: fetch failed") becomes a message naming the dataset, the endpoint and what to do.
+ */
+async function reaching<T>(repo: string, endpoint: string, what: string, request: () => Promise<T>): Promise<T> {
+  try {
+    return await request();
+  } catch (e) {
+    if (e instanceof HubError || isAbort(e)) throw e;
+    if (!(e instanceof TypeError)) {
+      // the hub library's answer to an HTTP error (no such dataset, no access ...)
+      throw new HubError('http', `dataset ${repo} ${what}: ${(e as Error).message} (from ${endpoint})`, { id: repo, cause: e });
+    }
+    const cause = (e as Error & { cause?: { code?: string; message?: string } }).cause;
+    const why = cause?.code ?? cause?.message ?? e.message;
+    throw new HubError(
+      'network',
+      `dataset ${repo} ${what}: cannot reach the Hub at ${endpoint} (${why}); check the network or HF_ENDPOINT, ` +
+        'or work offline: set HF_HUB_OFFLINE=1, download the dataset files and name them with file_name in dataset_info.json',
+      { id: repo, url: endpoint, cause: e },
+    );
+  }
 }
