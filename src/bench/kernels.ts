@@ -1,6 +1,7 @@
 // Kernel throughput: GFLOP/s (and GB/s for memory-bound kernels) of every family's benchmark cases
 // (src/bench/cases/, the lists the kernel tests check), timed with timestamp queries when the
-// device has them, else by wall clock around a sync.
+// device has them, else by wall clock around a sync. Tier cases (f16, subgroup matrices) run where
+// the device has the tier.
 
 import type { Gpu } from '../gpu/runtime';
 import { Profiler } from '../gpu/profiler';
@@ -11,6 +12,7 @@ import { EMBEDDING_CASES, embeddingTimed } from './cases/embedding';
 import { LORA_CASES, loraTimed } from './cases/lora';
 import { LOSS_CASES, lossTimed } from './cases/loss';
 import { GEMM_CASES, gemmTimed } from './cases/matmul';
+import { GEMM_F16_CASES, gemmF16Timed } from './cases/matmul-f16';
 import { RMS_NORM_CASES, rmsNormTimed } from './cases/norm';
 import { OPTIM_CASES, optimTimed } from './cases/optim';
 import { QLINEAR_CASES, qlinearTimed } from './cases/quant';
@@ -33,6 +35,7 @@ function cases(gpu: Gpu, n: Scale): (() => Timed)[] {
     list.flatMap((c) => [() => timed(gpu, c, n, false), () => timed(gpu, c, n, true)]);
   return [
     ...bench(GEMM_CASES).map((c) => () => gemmTimed(gpu, c, n)),
+    ...(gpu.caps.f16 ? bench(GEMM_F16_CASES).map((c) => () => gemmF16Timed(gpu, c, n)) : []),
     ...bench(QLINEAR_CASES).map((c) => () => qlinearTimed(gpu, c, n)),
     ...both(bench(LORA_CASES), loraTimed),
     ...both(bench(ATTENTION_CASES), attentionTimed),
