@@ -39,6 +39,7 @@ function poisoned(gpu: Gpu, shape: number[], dtype: 'f32' | 'f16') {
 
 const gpu = await f16Gpu();
 const skip = typeof gpu === 'string' ? gpu : '';
+if (skip) console.warn(`f16 tier GEMM tests skipped: ${skip}`);
 // inputs are exact in f16 and sums run in f32: f32 results are as close as the f32 tier's;
 // f16 results carry one f16 rounding (2^-11 relative)
 const TOL = { f32: 1e-5, f16: 1e-3 };

@@ -5,6 +5,7 @@
 
 import type { Gpu } from '../gpu/runtime';
 import { Profiler } from '../gpu/profiler';
+import { subgroupMatrixTier, type SubgroupMatrixTier } from '../kernels/subgroup-matrix';
 import { GATED_ACT_CASES, gatedActTimed } from './cases/act';
 import { ATTENTION_CASES, attentionTimed } from './cases/attention';
 import { ELEMENTWISE_CASES, elementwiseTimed } from './cases/elementwise';
@@ -13,6 +14,7 @@ import { LORA_CASES, loraTimed } from './cases/lora';
 import { LOSS_CASES, lossTimed } from './cases/loss';
 import { GEMM_CASES, gemmTimed } from './cases/matmul';
 import { GEMM_F16_CASES, gemmF16Timed } from './cases/matmul-f16';
+import { SUBGROUP_GEMM_CASES, subgroupGemmTimed } from './cases/matmul-subgroup';
 import { RMS_NORM_CASES, rmsNormTimed } from './cases/norm';
 import { OPTIM_CASES, optimTimed } from './cases/optim';
 import { QLINEAR_CASES, qlinearTimed } from './cases/quant';
@@ -29,13 +31,14 @@ export interface KernelResult {
 }
 
 /** Every family's benchmark cases, each set up only when its turn comes. */
-function cases(gpu: Gpu, n: Scale): (() => Timed)[] {
+function cases(gpu: Gpu, n: Scale, matrices: SubgroupMatrixTier | string): (() => Timed)[] {
   const bench = <C extends { bench?: boolean }>(list: readonly C[]) => list.filter((c) => c.bench);
   const both = <C>(list: readonly C[], timed: (gpu: Gpu, c: C, n: Scale, backward: boolean) => Timed) =>
     list.flatMap((c) => [() => timed(gpu, c, n, false), () => timed(gpu, c, n, true)]);
   return [
     ...bench(GEMM_CASES).map((c) => () => gemmTimed(gpu, c, n)),
     ...(gpu.caps.f16 ? bench(GEMM_F16_CASES).map((c) => () => gemmF16Timed(gpu, c, n)) : []),
+    ...(typeof matrices === 'string' ? [] : bench(SUBGROUP_GEMM_CASES).map((c) => () => subgroupGemmTimed(gpu, matrices, c, n))),
     ...bench(QLINEAR_CASES).map((c) => () => qlinearTimed(gpu, c, n)),
     ...both(bench(LORA_CASES), loraTimed),
     ...both(bench(ATTENTION_CASES), attentionTimed),
@@ -54,7 +57,7 @@ export async function benchKernels(gpu: Gpu, opts: { small: boolean; repeats?: n
   const n: Scale = opts.small ? (x) => Math.max(16, Math.round(x / 16)) : (x) => x;
   const repeats = opts.repeats ?? 3;
   const results: KernelResult[] = [];
-  for (const setup of cases(gpu, n)) {
+  for (const setup of cases(gpu, n, await subgroupMatrixTier(gpu))) {
     const c = setup();
     c.run(); // compile and warm
     await gpu.sync();

@@ -33,10 +33,9 @@ export function pickConfig(configs: readonly SubgroupMatrixConfig[]): SubgroupMa
   return best('f16') ?? best('f32') ?? null;
 }
 
-/** Directives a subgroup-matrix shader starts with. */
-export function directives(tier: Pick<SubgroupMatrixTier, 'config' | 'diagnostic'>): string {
-  const f16 = tier.config.componentType === 'f16' ? 'enable f16;\n' : '';
-  return `${f16}enable subgroups;\nenable chromium_experimental_subgroup_matrix;\ndiagnostic(off, ${tier.diagnostic});\n`;
+/** Directives a subgroup-matrix shader starts with; `f16` when any of its types is f16. */
+export function directives(tier: Pick<SubgroupMatrixTier, 'config' | 'diagnostic'>, f16 = tier.config.componentType === 'f16'): string {
+  return `${f16 ? 'enable f16;\n' : ''}enable subgroups;\nenable chromium_experimental_subgroup_matrix;\ndiagnostic(off, ${tier.diagnostic});\n`;
 }
 
 /**
@@ -68,8 +67,7 @@ var<workgroup> lhs: array<${T}, ${M * K}>;
 var<workgroup> rhs: array<${T}, ${K * N}>;
 var<workgroup> res: array<${R}, ${M * N}>;
 @compute @workgroup_size(${subgroupSize})
-fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_size) sgSize: u32) {
-  let sg = lid / sgSize;
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_id) sg: u32) {
   var acc = subgroup_matrix_result<${R}, ${N}, ${M}>();
   let a = subgroupMatrixLoad<subgroup_matrix_left<${T}, ${K}, ${M}>, row_major>(&lhs, sg * ${M * K}u, ${K}u);
   let b = subgroupMatrixLoad<subgroup_matrix_right<${T}, ${N}, ${K}>, col_major>(&rhs, 0u, ${K}u);
