@@ -10,11 +10,15 @@
 // The device's matrix shape CM x CN x CK (16x16x16 NVIDIA/AMD, 8x16x16 Intel, 8x8x8 Apple) sets
 // the tiles: 2 x 2 subgroups per workgroup, each holding 4 x 4 result matrices, so a workgroup
 // covers 8 CM x 8 CN outputs (128 x 128 at 16x16). K advances 32 at a time through workgroup
-// memory, where both operands are converted to ST and kept k-contiguous (A as [m][k], B as
-// [n][k], read column-major as the right matrix); rows are padded against bank conflicts. Results
-// leave through one scratch matrix per subgroup, where alpha, beta and the bounds are applied.
+// memory, read 4 elements at a time along each operand's contiguous dimension, converted to ST and
+// kept k-contiguous (A as [m][k], B as [n][k], read column-major as the right matrix); rows are
+// padded against bank conflicts. Results leave through one scratch matrix per subgroup, where
+// alpha, beta and the bounds are applied.
 // SG is the adapter's largest subgroup size: workgroups are whole subgroups.
-// variant: TRANS_A, TRANS_B, CM, CN, CK, SG
+// A and B are bound as vec4 arrays. With VEC the launcher guarantees that leading dimensions,
+// offsets, batch strides and the contiguous extents are multiples of 4 (whole vector loads);
+// without it each element is read and bounds-checked on its own.
+// variant: TRANS_A, TRANS_B, VEC, CM, CN, CK, SG
 
 struct Params {
   M: u32, N: u32, K: u32,
@@ -24,8 +28,8 @@ struct Params {
   alpha: f32, beta: f32,
 }
 
-@group(0) @binding(0) var<storage, read> A: array<AT>;
-@group(0) @binding(1) var<storage, read> B: array<BT>;
+@group(0) @binding(0) var<storage, read> A: array<vec4<AT>>;
+@group(0) @binding(1) var<storage, read> B: array<vec4<BT>>;
 @group(0) @binding(2) var<storage, read_write> C: array<CT>;
 @group(1) @binding(0) var<uniform> p: Params;
 
@@ -46,28 +50,64 @@ alias Left = subgroup_matrix_left<ST, CK, CM>;
 alias Right = subgroup_matrix_right<ST, CN, CK>;
 alias Result = subgroup_matrix_result<f32, CN, CM>;
 
-// Stage op(A)[m0.., k0..] and op(B)[k0.., n0..] (zeros outside), reading along each operand's
-// contiguous dimension.
+// Elements i .. i+3 of A, `valid` of them inside (the rest read as zero). With VEC the launcher
+// guarantees i % 4 == 0 and valid 0 or 4: one vector load.
+fn loadA4(i: u32, valid: u32) -> vec4<ST> {
+  if (VEC) {
+    if (valid == 0u) { return vec4<ST>(); }
+    return vec4<ST>(A[i >> 2u]);
+  }
+  var v = vec4<ST>();
+  for (var j = 0u; j < 4u; j++) {
+    if (j < valid) { v[j] = ST(A[(i + j) >> 2u][(i + j) & 3u]); }
+  }
+  return v;
+}
+
+fn loadB4(i: u32, valid: u32) -> vec4<ST> {
+  if (VEC) {
+    if (valid == 0u) { return vec4<ST>(); }
+    return vec4<ST>(B[i >> 2u]);
+  }
+  var v = vec4<ST>();
+  for (var j = 0u; j < 4u; j++) {
+    if (j < valid) { v[j] = ST(B[(i + j) >> 2u][(i + j) & 3u]); }
+  }
+  return v;
+}
+
+// How many of the 4 elements from `start` lie below `end` (0 when the line itself is outside).
+fn span(inside: bool, start: u32, end: u32) -> u32 {
+  if (!inside || start >= end) { return 0u; }
+  return min(4u, end - start);
+}
+
+// Stage op(A)[m0.., k0..] and op(B)[k0.., n0..] (zeros outside), 4 elements at a time along each
+// operand's contiguous dimension.
 fn stage(batch: u32, m0: u32, n0: u32, k0: u32, lid: u32, threads: u32) {
   let baseA = p.offA + batch * p.strideA;
-  for (var e = lid; e < BM * BK; e += threads) {
-    var m: u32; var k: u32;
-    if (TRANS_A) { m = e % BM; k = e / BM; } else { k = e % BK; m = e / BK; }
-    var v = ST(0);
-    if (m0 + m < p.M && k0 + k < p.K) {
-      if (TRANS_A) { v = ST(A[baseA + (k0 + k) * p.lda + m0 + m]); } else { v = ST(A[baseA + (m0 + m) * p.lda + k0 + k]); }
+  for (var q = lid; q < BM * BK / 4u; q += threads) {
+    if (TRANS_A) {
+      let m = (q % (BM / 4u)) * 4u; let k = q / (BM / 4u);
+      let v = loadA4(baseA + (k0 + k) * p.lda + m0 + m, span(k0 + k < p.K, m0 + m, p.M));
+      for (var j = 0u; j < 4u; j++) { As[(m + j) * LD + k] = v[j]; }
+    } else {
+      let k = (q % (BK / 4u)) * 4u; let m = q / (BK / 4u);
+      let v = loadA4(baseA + (m0 + m) * p.lda + k0 + k, span(m0 + m < p.M, k0 + k, p.K));
+      for (var j = 0u; j < 4u; j++) { As[m * LD + k + j] = v[j]; }
     }
-    As[m * LD + k] = v;
   }
   let baseB = p.offB + batch * p.strideB;
-  for (var e = lid; e < BN * BK; e += threads) {
-    var n: u32; var k: u32;
-    if (TRANS_B) { k = e % BK; n = e / BK; } else { n = e % BN; k = e / BN; }
-    var v = ST(0);
-    if (n0 + n < p.N && k0 + k < p.K) {
-      if (TRANS_B) { v = ST(B[baseB + (n0 + n) * p.ldb + k0 + k]); } else { v = ST(B[baseB + (k0 + k) * p.ldb + n0 + n]); }
+  for (var q = lid; q < BN * BK / 4u; q += threads) {
+    if (TRANS_B) {
+      let k = (q % (BK / 4u)) * 4u; let n = q / (BK / 4u);
+      let v = loadB4(baseB + (n0 + n) * p.ldb + k0 + k, span(n0 + n < p.N, k0 + k, p.K));
+      for (var j = 0u; j < 4u; j++) { Bs[n * LD + k + j] = v[j]; }
+    } else {
+      let n = (q % (BN / 4u)) * 4u; let k = q / (BN / 4u);
+      let v = loadB4(baseB + (k0 + k) * p.ldb + n0 + n, span(k0 + k < p.K, n0 + n, p.N));
+      for (var j = 0u; j < 4u; j++) { Bs[(n + j) * LD + k] = v[j]; }
     }
-    Bs[n * LD + k] = v;
   }
 }
 

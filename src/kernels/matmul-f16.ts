@@ -4,10 +4,10 @@
 // stored (exact in binary floating point) and the scale folded back here through alpha.
 
 import source from '../../shaders/matmul-f16.wgsl';
-import { f32, type Binding, type Gpu } from '../gpu/runtime';
+import { f32, type Gpu } from '../gpu/runtime';
 import { shaderVariant } from '../gpu/shader';
-import { byteSize, type Tensor } from '../gpu/tensor';
 import type { GemmArgs } from './matmul';
+import { vec4Aligned, vec4Binding } from './vec4-binding';
 
 export function gemmF16(gpu: Gpu, g: GemmArgs): void {
   const { M, N, K, transA = false, transB = false } = g;
@@ -20,8 +20,7 @@ export function gemmF16(gpu: Gpu, g: GemmArgs): void {
   const [offA, offB, offC] = [g.offA ?? 0, g.offB ?? 0, g.offC ?? 0];
   const batch = g.batch ?? 1;
   const [strideA, strideB, strideC] = [g.strideA ?? 0, g.strideB ?? 0, g.strideC ?? 0];
-  // whole vec4 loads: every row of both operands starts on a vec4 and holds whole vec4s
-  const vec = [lda, ldb, offA, offB, strideA, strideB, transA ? M : K, transB ? K : N].every((x) => x % 4 === 0);
+  const vec = vec4Aligned(lda, ldb, offA, offB, strideA, strideB, transA ? M : K, transB ? K : N);
   const layout = `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}`;
   const entry = g.c.dtype === 'f16' ? 'gemm_f16_to_f16' : 'gemm_f16';
   const pipeline = gpu.pipeline(`${entry}:${layout}${vec ? ':v4' : ''}`, () => {
@@ -34,13 +33,4 @@ export function gemmF16(gpu: Gpu, g: GemmArgs): void {
     [Math.ceil(N / 64), Math.ceil(M / 64), batch],
     [M, N, K, lda, ldb, ldc, offA, offB, offC, strideA, strideB, strideC, f32(g.alpha ?? 1), f32(g.beta ?? 0)],
   );
-}
-
-/**
- * An f16 tensor bound as array<vec4<f16>>: its range rounded up to whole vec4s (8 bytes), so the
- * last elements of a tensor whose size is no multiple of 4 stay addressable.
- */
-function vec4Binding(t: Tensor): Binding {
-  const size = Math.ceil(byteSize(t.shape, t.dtype) / 8) * 8;
-  return { buffer: t.buffer, offset: t.offset, size: Math.min(size, t.buffer.size - t.offset) };
 }
