@@ -8,13 +8,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MESA_VERSION=25.0.7-2~bpo12+1
 DEST=.gl
 ICD="$DEST/lvp_icd.json"
 LIB="$DEST/usr/lib/x86_64-linux-gnu/libvulkan_lvp.so"
 
-if [ -f "$LIB" ] && grep -qF "$(pwd)/$LIB" "$ICD" 2>/dev/null && grep -qxF "$MESA_VERSION" "$DEST/version" 2>/dev/null; then
-  echo "lavapipe: $ICD (mesa $MESA_VERSION)"
+if [ -f "$LIB" ] && [ -s "$DEST/version" ] && grep -qF "$(pwd)/$LIB" "$ICD" 2>/dev/null; then
+  echo "lavapipe: $ICD (mesa $(cat "$DEST/version"))"
   exit 0
 fi
 if [ "$(uname -m)" != x86_64 ] || ! command -v apt-get >/dev/null; then
@@ -37,14 +36,17 @@ missing=()
 for p in "${libs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "lavapipe: installing ${missing[*]} from Debian"
+  $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-(cd "$tmp" && apt-get download -q "mesa-vulkan-drivers=$MESA_VERSION" 2>&1 | grep -v '^W: Download is performed unsandboxed' || true)
+# bookworm-backports' current build (25.0.7-2~bpo12+1 when this was written; mirrors keep only the newest)
+(cd "$tmp" && apt-get download -q mesa-vulkan-drivers/bookworm-backports 2>&1 | grep -v '^W: Download is performed unsandboxed' || true)
 deb=$(ls "$tmp"/mesa-vulkan-drivers_*.deb 2>/dev/null | head -1)
-[ -n "$deb" ] || { echo "lavapipe: could not download mesa-vulkan-drivers $MESA_VERSION" >&2; exit 1; }
+[ -n "$deb" ] || { echo "lavapipe: could not download mesa-vulkan-drivers from bookworm-backports" >&2; exit 1; }
+version=$(dpkg-deb -f "$deb" Version)
 rm -rf "$DEST.new"
 mkdir -p "$DEST.new"
 dpkg -x "$deb" "$DEST.new"
@@ -53,7 +55,7 @@ root=$(pwd)
 sed "s|\"library_path\": *\"[^\"]*\"|\"library_path\": \"$root/$LIB\"|" \
   "$DEST.new/usr/share/vulkan/icd.d/lvp_icd.json" > "$DEST.new/lvp_icd.json"
 grep -q "$root/$LIB" "$DEST.new/lvp_icd.json" || { echo "lavapipe: unexpected ICD file in the package" >&2; exit 1; }
-echo "$MESA_VERSION" > "$DEST.new/version"
+echo "$version" > "$DEST.new/version"
 rm -rf "$DEST"
 mv "$DEST.new" "$DEST"
-echo "lavapipe: $ICD (mesa $MESA_VERSION)"
+echo "lavapipe: $ICD (mesa $version)"

@@ -121,6 +121,7 @@ async function findTier(gpu: Gpu): Promise<SubgroupMatrixTier | string> {
   if (!device.features.has(SUBGROUP_MATRIX_FEATURE as GPUFeatureName)) {
     return `${caps.adapter} has no ${SUBGROUP_MATRIX_FEATURE} feature`;
   }
+  if (!device.features.has('subgroups')) return `${caps.adapter} has subgroup matrices but no subgroups feature`;
   const config = pickConfig(caps.subgroupMatrix);
   if (!config) {
     const list = caps.subgroupMatrix.map((c) => `${c.componentType}->${c.resultComponentType} ${c.M}x${c.N}x${c.K}`).join(', ');
