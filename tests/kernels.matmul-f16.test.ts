@@ -4,38 +4,13 @@
 import { describe, expect, it } from 'vitest';
 import { GEMM_F16_CASES } from '../src/bench/cases/matmul-f16';
 import { gemmF16 } from '../src/kernels/matmul-f16';
-import { halfToFloat } from '../src/gpu/runtime';
 import type { Gpu } from '../src/gpu/runtime';
-import { numel } from '../src/gpu/tensor';
 import { floatToHalf } from '../src/model/safetensors';
-import { expectClose, makeRng, type Rng } from './helpers/check';
-import { testGpu } from './helpers/gpu';
+import { expectClose, makeRng } from './helpers/check';
+import { poisoned, testGpu } from './helpers/gpu';
+import { randomHalf } from './helpers/half';
 import { f16Gpu } from './helpers/tier-gpu';
-
-/** CPU reference: C = alpha op(A) op(B) + beta C, with leading dimensions. */
-function refGemm(a: ArrayLike<number>, b: ArrayLike<number>, M: number, N: number, K: number, tA: boolean, tB: boolean,
-  { lda = tA ? M : K, ldb = tB ? K : N, alpha = 1, beta = 0, c }: { lda?: number; ldb?: number; alpha?: number; beta?: number; c?: ArrayLike<number> } = {}) {
-  const out = new Float64Array(M * N);
-  for (let m = 0; m < M; m++)
-    for (let n = 0; n < N; n++) {
-      let s = 0;
-      for (let k = 0; k < K; k++) s += (tA ? a[k * lda + m]! : a[m * lda + k]!) * (tB ? b[n * ldb + k]! : b[k * ldb + n]!);
-      out[m * N + n] = alpha * s + (beta ? beta * c![m * N + n]! : 0);
-    }
-  return out;
-}
-
-/** Random values rounded to f16: the f16 bits and the exact values they hold. */
-function randomHalf(rng: Rng, n: number, scale = 1): { bits: Uint16Array; values: Float32Array } {
-  const bits = Uint16Array.from(rng.randn(n, scale), floatToHalf);
-  return { bits, values: Float32Array.from(bits, halfToFloat) };
-}
-
-function poisoned(gpu: Gpu, shape: number[], dtype: 'f32' | 'f16') {
-  const t = gpu.tensor(shape, dtype);
-  gpu.write(t, dtype === 'f32' ? new Float32Array(numel(shape)).fill(NaN) : new Uint16Array(numel(shape)).fill(0x7e00));
-  return t;
-}
+import { refGemm } from './reference/matmul';
 
 const gpu = await f16Gpu();
 const skip = typeof gpu === 'string' ? gpu : '';

@@ -9,21 +9,9 @@ import type { GemmArgs } from '../src/kernels/matmul';
 import { gemmSubgroupMatrix, subgroupGemmVariant } from '../src/kernels/matmul-subgroup';
 import type { SubgroupMatrixTier } from '../src/kernels/subgroup-matrix';
 import { expectClose, makeRng } from './helpers/check';
-import { testGpu } from './helpers/gpu';
+import { poisoned, testGpu } from './helpers/gpu';
 import { emulateSubgroupMatrices } from './helpers/subgroup-matrix-emulation';
-
-function refGemm(a: Float32Array, b: Float32Array, M: number, N: number, K: number, tA: boolean, tB: boolean,
-  { lda = tA ? M : K, alpha = 1, beta = 0, c }: { lda?: number; alpha?: number; beta?: number; c?: Float32Array } = {}) {
-  const ldb = tB ? K : N;
-  const out = new Float64Array(M * N);
-  for (let m = 0; m < M; m++)
-    for (let n = 0; n < N; n++) {
-      let s = 0;
-      for (let k = 0; k < K; k++) s += (tA ? a[k * lda + m]! : a[m * lda + k]!) * (tB ? b[n * ldb + k]! : b[k * ldb + n]!);
-      out[m * N + n] = alpha * s + (beta ? beta * c![m * N + n]! : 0);
-    }
-  return out;
-}
+import { refGemm } from './reference/matmul';
 
 const gpu = await testGpu();
 const sgSize = gpu.caps.subgroups ? gpu.caps.subgroupSize?.max : undefined;
@@ -64,8 +52,7 @@ describe.skipIf(skip !== '')(`matmul subgroup-matrix tier, builtins emulated${sk
     for (const [tA, tB, M, N, K] of SHAPES) {
       const a = rng.randn(M * K), b = rng.randn(K * N);
       const ta = gpu.upload(a, tA ? [K, M] : [M, K]), tb = gpu.upload(b, tB ? [N, K] : [K, N]);
-      const tc = gpu.tensor([M, N]);
-      gpu.write(tc, new Float32Array(M * N).fill(NaN));
+      const tc = poisoned(gpu, [M, N]);
       emulatedGemm(tier, { a: ta, b: tb, c: tc, M, N, K, transA: tA, transB: tB, alpha: 0.5 });
       expectClose(await gpu.readF32(tc), refGemm(a, b, M, N, K, tA, tB, { alpha: 0.5 }), 1e-5,
         `${tA ? 'T' : 'N'}${tB ? 'T' : 'N'} ${M}x${N}x${K}`, rng.seed);

@@ -6,13 +6,12 @@ import { describe, expect, it } from 'vitest';
 import source from '../shaders/matmul-subgroup.wgsl';
 import { SUBGROUP_GEMM_CASES } from '../src/bench/cases/matmul-subgroup';
 import type { SubgroupMatrixConfig } from '../src/gpu/capabilities';
-import { halfToFloat, type Gpu } from '../src/gpu/runtime';
-import { numel } from '../src/gpu/tensor';
 import { gemmSubgroupMatrix } from '../src/kernels/matmul-subgroup';
 import { pickConfig, subgroupMatrixTier, toLegacySyntax, type SubgroupMatrixTier } from '../src/kernels/subgroup-matrix';
-import { floatToHalf } from '../src/model/safetensors';
-import { expectClose, makeRng, type Rng } from './helpers/check';
-import { testGpu } from './helpers/gpu';
+import { expectClose, makeRng } from './helpers/check';
+import { poisoned, testGpu } from './helpers/gpu';
+import { randomHalf } from './helpers/half';
+import { refGemm } from './reference/matmul';
 
 const cfg = (componentType: string, resultComponentType: string, M: number, N: number, K: number): SubgroupMatrixConfig =>
   ({ componentType, resultComponentType, M, N, K });
@@ -44,32 +43,6 @@ describe('subgroup-matrix tier selection', () => {
     expect(toLegacySyntax(source)).not.toMatch(/(row|col)_major>/);
   });
 });
-
-/** CPU reference: C = alpha op(A) op(B) + beta C. */
-function refGemm(a: ArrayLike<number>, b: ArrayLike<number>, M: number, N: number, K: number, tA: boolean, tB: boolean,
-  { lda = tA ? M : K, alpha = 1, beta = 0, c }: { lda?: number; alpha?: number; beta?: number; c?: ArrayLike<number> } = {}) {
-  const ldb = tB ? K : N;
-  const out = new Float64Array(M * N);
-  for (let m = 0; m < M; m++)
-    for (let n = 0; n < N; n++) {
-      let s = 0;
-      for (let k = 0; k < K; k++) s += (tA ? a[k * lda + m]! : a[m * lda + k]!) * (tB ? b[n * ldb + k]! : b[k * ldb + n]!);
-      out[m * N + n] = alpha * s + (beta ? beta * c![m * N + n]! : 0);
-    }
-  return out;
-}
-
-/** Random values exact in f16 (what an f16 device multiplies), as f32 and as f16 bits. */
-function randomHalf(rng: Rng, n: number, scale = 1) {
-  const bits = Uint16Array.from(rng.randn(n, scale), floatToHalf);
-  return { bits, values: Float32Array.from(bits, halfToFloat) };
-}
-
-function poisoned(gpu: Gpu, shape: number[], dtype: 'f32' | 'f16') {
-  const t = gpu.tensor(shape, dtype);
-  gpu.write(t, dtype === 'f32' ? new Float32Array(numel(shape)).fill(NaN) : new Uint16Array(numel(shape)).fill(0x7e00));
-  return t;
-}
 
 const gpu = await testGpu();
 const found = await subgroupMatrixTier(gpu);
