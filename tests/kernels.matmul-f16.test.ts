@@ -20,7 +20,8 @@ if (skip) console.warn(`f16 tier GEMM tests skipped: ${skip}`);
 const TOL = { f32: 1e-5, f16: 1e-3 };
 const layoutName = (tA: boolean, tB: boolean) => `${tA ? 'T' : 'N'}${tB ? 'T' : 'N'}`;
 
-describe.skipIf(skip !== '')(`matmul f16 tier${skip ? ` (skipped: ${skip})` : ''}`, () => {
+// pipelines compile for many seconds each on lavapipe, more on a busy machine
+describe.skipIf(skip !== '')(`matmul f16 tier${skip ? ` (skipped: ${skip})` : ''}`, { timeout: 300_000 }, () => {
   const g = gpu as Gpu;
   const checked = GEMM_F16_CASES.filter((c) => !c.bench);
 

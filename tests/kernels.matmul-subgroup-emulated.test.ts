@@ -40,7 +40,8 @@ function tierOf(config: SubgroupMatrixConfig): SubgroupMatrixTier {
   return { config, syntax: 'template', diagnostic: 'chromium.subgroup_matrix_uniformity', subgroupSize: sgSize! };
 }
 
-describe.skipIf(skip !== '')(`matmul subgroup-matrix tier, builtins emulated${skip ? ` (skipped: ${skip})` : ''}`, () => {
+// the emulated builtins compile for many seconds on SwiftShader, more on a busy machine
+describe.skipIf(skip !== '')(`matmul subgroup-matrix tier, builtins emulated${skip ? ` (skipped: ${skip})` : ''}`, { timeout: 300_000 }, () => {
   // multiples of 4 load whole vectors (every layout), other sizes element by element (the loads
   // do not depend on the layout: x Wᵀ only, to keep pipelines few)
   const SHAPES = [
