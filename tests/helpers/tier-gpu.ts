@@ -1,8 +1,9 @@
-// GPUs for the f16 tier tests (and later the subgroup ones: lavapipe has subgroups too). The machine's own adapter when it has the feature (a
-// real GPU); otherwise Mesa's lavapipe unpacked into .gl/ by scripts/lavapipe.sh, opened by this
-// test file's own Dawn instance: the Vulkan loader reads VK_ICD_FILENAMES / VK_DRIVER_FILES when
-// Dawn creates its instance, so they are set around that and restored, and every other test keeps
-// SwiftShader. A string result says why no such GPU is available (tests skip with it).
+// GPUs for the f16 tier tests (and later the subgroup ones: lavapipe has subgroups too). The
+// machine's own adapter when it has the feature (a real GPU); otherwise Mesa's lavapipe unpacked
+// into .gl/ by scripts/lavapipe.sh, opened by this test file's own Dawn instance: the Vulkan loader
+// reads VK_ICD_FILENAMES / VK_DRIVER_FILES when Dawn creates its instance, so they are set around
+// that and restored, and every other test keeps SwiftShader. A string result says why no such GPU
+// is available (tests skip with it).
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { nodeGpu } from '../../src/gpu/node';
