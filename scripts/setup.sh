@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a Debian 12 / Node 20 machine: Debian's chromium (headless browser for the
 # e2e tests, and SwiftShader's Vulkan driver that gives Dawn a software GPU), the Vulkan loader,
-# and the npm dependencies.
+# the npm dependencies, and Mesa 25's lavapipe in .gl/ for the f16/subgroup tier tests only
+# (scripts/lavapipe.sh: not installed system-wide, so the rest of the suite keeps SwiftShader).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,3 +20,5 @@ fi
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
+
+bash scripts/lavapipe.sh || echo "setup: lavapipe could not be set up; the f16/subgroup tier tests will skip" >&2

@@ -1,9 +1,11 @@
 // Kernel throughput: GFLOP/s (and GB/s for memory-bound kernels) of every family's benchmark cases
 // (src/bench/cases/, the lists the kernel tests check), timed with timestamp queries when the
-// device has them, else by wall clock around a sync.
+// device has them, else by wall clock around a sync. Tier cases (f16, subgroup matrices) run where
+// the device has the tier.
 
 import type { Gpu } from '../gpu/runtime';
 import { Profiler } from '../gpu/profiler';
+import { subgroupMatrixTier, type SubgroupMatrixTier } from '../kernels/subgroup-matrix';
 import { GATED_ACT_CASES, gatedActTimed } from './cases/act';
 import { ATTENTION_CASES, attentionTimed } from './cases/attention';
 import { ELEMENTWISE_CASES, elementwiseTimed } from './cases/elementwise';
@@ -11,6 +13,8 @@ import { EMBEDDING_CASES, embeddingTimed } from './cases/embedding';
 import { LORA_CASES, loraTimed } from './cases/lora';
 import { LOSS_CASES, lossTimed } from './cases/loss';
 import { GEMM_CASES, gemmTimed } from './cases/matmul';
+import { GEMM_F16_CASES, gemmF16Timed } from './cases/matmul-f16';
+import { SUBGROUP_GEMM_CASES, subgroupGemmTimed } from './cases/matmul-subgroup';
 import { RMS_NORM_CASES, rmsNormTimed } from './cases/norm';
 import { OPTIM_CASES, optimTimed } from './cases/optim';
 import { QLINEAR_CASES, qlinearTimed } from './cases/quant';
@@ -27,12 +31,14 @@ export interface KernelResult {
 }
 
 /** Every family's benchmark cases, each set up only when its turn comes. */
-function cases(gpu: Gpu, n: Scale): (() => Timed)[] {
+function cases(gpu: Gpu, n: Scale, matrices: SubgroupMatrixTier | string): (() => Timed)[] {
   const bench = <C extends { bench?: boolean }>(list: readonly C[]) => list.filter((c) => c.bench);
   const both = <C>(list: readonly C[], timed: (gpu: Gpu, c: C, n: Scale, backward: boolean) => Timed) =>
     list.flatMap((c) => [() => timed(gpu, c, n, false), () => timed(gpu, c, n, true)]);
   return [
     ...bench(GEMM_CASES).map((c) => () => gemmTimed(gpu, c, n)),
+    ...(gpu.caps.f16 ? bench(GEMM_F16_CASES).map((c) => () => gemmF16Timed(gpu, c, n)) : []),
+    ...(typeof matrices === 'string' ? [] : bench(SUBGROUP_GEMM_CASES).map((c) => () => subgroupGemmTimed(gpu, matrices, c, n))),
     ...bench(QLINEAR_CASES).map((c) => () => qlinearTimed(gpu, c, n)),
     ...both(bench(LORA_CASES), loraTimed),
     ...both(bench(ATTENTION_CASES), attentionTimed),
@@ -51,7 +57,7 @@ export async function benchKernels(gpu: Gpu, opts: { small: boolean; repeats?: n
   const n: Scale = opts.small ? (x) => Math.max(16, Math.round(x / 16)) : (x) => x;
   const repeats = opts.repeats ?? 3;
   const results: KernelResult[] = [];
-  for (const setup of cases(gpu, n)) {
+  for (const setup of cases(gpu, n, await subgroupMatrixTier(gpu))) {
     const c = setup();
     c.run(); // compile and warm
     await gpu.sync();

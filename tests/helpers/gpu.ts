@@ -10,10 +10,9 @@ export function testGpu(): Promise<Gpu> {
   return shared;
 }
 
-/** An f32 tensor filled with NaN, so any element a kernel fails to write shows up. */
-export function poisoned(gpu: Gpu, shape: readonly number[], dtype: 'f32' = dtype32): Tensor {
+/** An f32 or f16 tensor filled with NaN, so any element a kernel fails to write shows up. */
+export function poisoned(gpu: Gpu, shape: readonly number[], dtype: 'f32' | 'f16' = 'f32'): Tensor {
   const t = gpu.tensor(shape, dtype);
-  gpu.write(t, new Float32Array(numel(shape)).fill(NaN));
+  gpu.write(t, dtype === 'f32' ? new Float32Array(numel(shape)).fill(NaN) : new Uint16Array(numel(shape)).fill(0x7e00));
   return t;
 }
-const dtype32 = 'f32' as const;

@@ -1,0 +1,162 @@
+// The f16 tier's matrix product (needs shader-f16; the launcher puts `enable f16;` in front):
+//   C[b] = alpha * op(A[b]) * op(B[b]) + beta * C[b]
+// with A and B stored as f16, products summed in f32, C stored as f32 (gemm_f16) or f16
+// (gemm_f16_to_f16). op(A) is M x K, op(B) is K x N; TRANS_A / TRANS_B pick the storage layout,
+// so one kernel serves y = x W^T (NT), dX = dY W (NN) and dW = dY^T X (TN).
+// Tiles: 64 x 64 outputs per workgroup, K in steps of 16. Each of the 16 x 16 threads owns a 4 x 4
+// block (4 rows, 4 adjacent columns) and reads 4 x 4 blocks of both operands from workgroup memory
+// as four vec4s each: 8 workgroup reads per 64 FMAs. Operands are staged in the layout they have in
+// memory, one vec4 per thread and operand per K step, so global reads run along the contiguous
+// dimension; a block stored the other way round is transposed in registers.
+// A and B are bound as vec4<f16> arrays. With VEC the launcher guarantees that leading dimensions,
+// offsets, batch strides and the contiguous extents are multiples of 4, and each vec4 is one load;
+// without it each element is read and bounds-checked on its own (odd shapes).
+// variant: TRANS_A, TRANS_B, VEC
+
+struct Params {
+  M: u32, N: u32, K: u32,
+  lda: u32, ldb: u32, ldc: u32,
+  offA: u32, offB: u32, offC: u32,
+  strideA: u32, strideB: u32, strideC: u32,
+  alpha: f32, beta: f32,
+}
+
+@group(0) @binding(0) var<storage, read> A: array<vec4<f16>>;
+@group(0) @binding(1) var<storage, read> B: array<vec4<f16>>;
+// entry points alias binding 2: gemm_f16 writes f32, gemm_f16_to_f16 writes f16
+@group(0) @binding(2) var<storage, read_write> C: array<f32>;
+@group(0) @binding(2) var<storage, read_write> Ch: array<f16>;
+@group(1) @binding(0) var<uniform> p: Params;
+
+const BM = 64u;
+const BN = 64u;
+const BK = 16u;
+// !TRANS_A: [BM][BK/4] (k runs inside a vec4); TRANS_A: [BK][BM/4] (m runs inside)
+var<workgroup> As: array<vec4f, 256>;
+// !TRANS_B: [BK][BN/4] (n runs inside); TRANS_B: [BN][BK/4] (k runs inside)
+var<workgroup> Bs: array<vec4f, 256>;
+
+fn a_at(i: u32) -> f32 { return f32(A[i >> 2u][i & 3u]); }
+fn b_at(i: u32) -> f32 { return f32(B[i >> 2u][i & 3u]); }
+
+// Elements i .. i+3 of A where `valid` of them exist (the rest read as zero).
+fn loadA4(i: u32, valid: u32) -> vec4f {
+  if (VEC) {
+    if (valid == 0u) { return vec4f(0.0); }
+    return vec4f(A[i >> 2u]);
+  }
+  var v = vec4f(0.0);
+  for (var j = 0u; j < 4u; j++) {
+    if (j < valid) { v[j] = a_at(i + j); }
+  }
+  return v;
+}
+
+fn loadB4(i: u32, valid: u32) -> vec4f {
+  if (VEC) {
+    if (valid == 0u) { return vec4f(0.0); }
+    return vec4f(B[i >> 2u]);
+  }
+  var v = vec4f(0.0);
+  for (var j = 0u; j < 4u; j++) {
+    if (j < valid) { v[j] = b_at(i + j); }
+  }
+  return v;
+}
+
+// How many of the 4 elements from `start` lie below `end` (0 when the line itself is outside).
+fn span(inside: bool, start: u32, end: u32) -> u32 {
+  if (!inside || start >= end) { return 0u; }
+  return min(4u, end - start);
+}
+
+// Stage the K step at k0: one vec4 of op(A) and one of op(B) per thread.
+fn stage(batch: u32, m0: u32, n0: u32, k0: u32, t: u32) {
+  let baseA = p.offA + batch * p.strideA;
+  if (TRANS_A) {
+    let k = t / 16u; let m = (t % 16u) * 4u;
+    As[t] = loadA4(baseA + (k0 + k) * p.lda + m0 + m, span(k0 + k < p.K, m0 + m, p.M));
+  } else {
+    let m = t / 4u; let k = (t % 4u) * 4u;
+    As[t] = loadA4(baseA + (m0 + m) * p.lda + k0 + k, span(m0 + m < p.M, k0 + k, p.K));
+  }
+  let baseB = p.offB + batch * p.strideB;
+  if (TRANS_B) {
+    let n = t / 4u; let k = (t % 4u) * 4u;
+    Bs[t] = loadB4(baseB + (n0 + n) * p.ldb + k0 + k, span(n0 + n < p.N, k0 + k, p.K));
+  } else {
+    let k = t / 16u; let n = (t % 16u) * 4u;
+    Bs[t] = loadB4(baseB + (k0 + k) * p.ldb + n0 + n, span(k0 + k < p.K, n0 + n, p.N));
+  }
+}
+
+// The thread's 4 x 4 block of op(A) op(B) over all of K: acc[i] holds row ty*4+i, columns
+// tx*4 .. tx*4+3 of the workgroup's tile.
+fn product(batch: u32, m0: u32, n0: u32, tx: u32, ty: u32) -> array<vec4f, 4> {
+  let t = ty * 16u + tx;
+  var acc: array<vec4f, 4>;
+  for (var k0 = 0u; k0 < p.K; k0 += BK) {
+    stage(batch, m0, n0, k0, t);
+    workgroupBarrier();
+    for (var kk = 0u; kk < BK; kk += 4u) {
+      // a[i]: row ty*4+i over k = kk..kk+3; b[c]: k = kk+c over the thread's 4 columns
+      var a: mat4x4f;
+      if (TRANS_A) {
+        let q = kk * (BM / 4u) + ty;
+        a = transpose(mat4x4f(As[q], As[q + BM / 4u], As[q + 2u * BM / 4u], As[q + 3u * BM / 4u]));
+      } else {
+        let q = ty * 4u * (BK / 4u) + kk / 4u;
+        a = mat4x4f(As[q], As[q + BK / 4u], As[q + 2u * BK / 4u], As[q + 3u * BK / 4u]);
+      }
+      var b: mat4x4f;
+      if (TRANS_B) {
+        let q = tx * 4u * (BK / 4u) + kk / 4u;
+        b = transpose(mat4x4f(Bs[q], Bs[q + BK / 4u], Bs[q + 2u * BK / 4u], Bs[q + 3u * BK / 4u]));
+      } else {
+        let q = kk * (BN / 4u) + tx;
+        b = mat4x4f(Bs[q], Bs[q + BN / 4u], Bs[q + 2u * BN / 4u], Bs[q + 3u * BN / 4u]);
+      }
+      for (var i = 0u; i < 4u; i++) {
+        acc[i] += b * a[i];
+      }
+    }
+    workgroupBarrier();
+  }
+  return acc;
+}
+
+@compute @workgroup_size(16, 16)
+fn gemm_f16(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let m0 = wg.y * BM;
+  let n0 = wg.x * BN;
+  let acc = product(wg.z, m0, n0, lid.x, lid.y);
+  for (var i = 0u; i < 4u; i++) {
+    let m = m0 + lid.y * 4u + i;
+    for (var j = 0u; j < 4u; j++) {
+      let n = n0 + lid.x * 4u + j;
+      if (m >= p.M || n >= p.N) { continue; }
+      let idx = p.offC + wg.z * p.strideC + m * p.ldc + n;
+      var v = p.alpha * acc[i][j];
+      if (p.beta != 0.0) { v += p.beta * C[idx]; }
+      C[idx] = v;
+    }
+  }
+}
+
+@compute @workgroup_size(16, 16)
+fn gemm_f16_to_f16(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let m0 = wg.y * BM;
+  let n0 = wg.x * BN;
+  let acc = product(wg.z, m0, n0, lid.x, lid.y);
+  for (var i = 0u; i < 4u; i++) {
+    let m = m0 + lid.y * 4u + i;
+    for (var j = 0u; j < 4u; j++) {
+      let n = n0 + lid.x * 4u + j;
+      if (m >= p.M || n >= p.N) { continue; }
+      let idx = p.offC + wg.z * p.strideC + m * p.ldc + n;
+      var v = p.alpha * acc[i][j];
+      if (p.beta != 0.0) { v += p.beta * f32(Ch[idx]); }
+      Ch[idx] = f16(v);
+    }
+  }
+}

@@ -1,0 +1,80 @@
+// Kernel family: matmul, f16 tier (shaders/matmul-f16.wgsl, src/kernels/matmul-f16.ts). Runs on a
+// device with shader-f16: the machine's GPU, else Mesa's lavapipe (scripts/lavapipe.sh), where
+// pipelines compile slowly: few variants, small shapes.
+import { describe, expect, it } from 'vitest';
+import { GEMM_F16_CASES } from '../src/bench/cases/matmul-f16';
+import { gemmF16 } from '../src/kernels/matmul-f16';
+import type { Gpu } from '../src/gpu/runtime';
+import { floatToHalf } from '../src/model/safetensors';
+import { expectClose, makeRng } from './helpers/check';
+import { poisoned, testGpu } from './helpers/gpu';
+import { randomHalf } from './helpers/half';
+import { f16Gpu } from './helpers/tier-gpu';
+import { refGemm } from './reference/matmul';
+
+const gpu = await f16Gpu();
+const skip = typeof gpu === 'string' ? gpu : '';
+if (skip) console.warn(`f16 tier GEMM tests skipped: ${skip}`);
+// inputs are exact in f16 and sums run in f32: f32 results are as close as the f32 tier's;
+// f16 results carry one f16 rounding (2^-11 relative)
+const TOL = { f32: 1e-5, f16: 1e-3 };
+const layoutName = (tA: boolean, tB: boolean) => `${tA ? 'T' : 'N'}${tB ? 'T' : 'N'}`;
+
+// pipelines compile for many seconds each on lavapipe, more on a busy machine
+describe.skipIf(skip !== '')(`matmul f16 tier${skip ? ` (skipped: ${skip})` : ''}`, { timeout: 300_000 }, () => {
+  const g = gpu as Gpu;
+  const checked = GEMM_F16_CASES.filter((c) => !c.bench);
+
+  for (const [tA, tB] of [[false, true], [false, false], [true, false]] as const)
+    it(`gemmF16 ${layoutName(tA, tB)} matches the CPU reference${tB ? ' (odd shapes, f16 out too)' : ''}`, async () => {
+      const rng = makeRng();
+      for (const { M, N, K, out } of checked.filter((c) => c.transA === tA && c.transB === tB)) {
+        const a = randomHalf(rng, M * K), b = randomHalf(rng, K * N);
+        const ta = g.upload(a.bits, tA ? [K, M] : [M, K], 'f16'), tb = g.upload(b.bits, tB ? [N, K] : [K, N], 'f16');
+        const tc = poisoned(g, [M, N], out);
+        gemmF16(g, { a: ta, b: tb, c: tc, M, N, K, transA: tA, transB: tB, alpha: 0.5 });
+        const ref = refGemm(a.values, b.values, M, N, K, tA, tB, { alpha: 0.5 });
+        expectClose(await g.readF32(tc), ref, TOL[out], `gemmF16 ${layoutName(tA, tB)} ${M}x${N}x${K} -> ${out}`, rng.seed);
+        g.release(ta, tb, tc);
+      }
+    });
+
+  it('accumulates with beta, folds a power-of-two gradient scale back through alpha, honours offsets, leading dims and batches', async () => {
+    const rng = makeRng();
+    const [B, M, N, K, lda, offA] = [2, 9, 20, 12, 16, 4];
+    // f32 out: weight gradients from a dY of ~1e-6 (below f16's normal range), stored scaled by
+    // 2^12 and scaled back through alpha; f16 out: activations of ordinary size
+    const cases = [
+      { out: 'f32' as const, size: 1e-6, scale: 2 ** 12 },
+      { out: 'f16' as const, size: 1, scale: 4 },
+    ];
+    for (const { out, size, scale } of cases) {
+      const a = randomHalf(rng, offA + B * M * lda, size * scale);
+      const b = randomHalf(rng, B * N * K);
+      const c = out === 'f32' ? rng.randn(B * M * N, size) : randomHalf(rng, B * M * N).values;
+      const tc = g.upload(out === 'f32' ? c : Uint16Array.from(c, floatToHalf), [B, M, N], out);
+      gemmF16(g, {
+        a: g.upload(a.bits, [a.bits.length], 'f16'), b: g.upload(b.bits, [B, N, K], 'f16'), c: tc, M, N, K, transB: true,
+        lda, offA, batch: B, strideA: M * lda, strideB: N * K, strideC: M * N, alpha: 1 / scale, beta: 1,
+      });
+      const got = await g.readF32(tc);
+      for (let i = 0; i < B; i++) {
+        const ref = refGemm(a.values.subarray(offA + i * M * lda), b.values.subarray(i * N * K), M, N, K, false, true,
+          { lda, alpha: 1 / scale, beta: 1, c: c.subarray(i * M * N) });
+        expectClose(got.subarray(i * M * N, (i + 1) * M * N), ref, TOL[out], `batch ${i} -> ${out}`, rng.seed);
+      }
+    }
+  });
+
+  it('refuses f32 operands with a clear message', async () => {
+    const x = g.tensor([4, 8]), w = g.tensor([6, 8], 'f16'), y = g.tensor([4, 6]);
+    expect(() => gemmF16(g, { a: x, b: w, c: y, M: 4, N: 6, K: 8, transB: true })).toThrow(/A and B must be f16, not f32 and f16/);
+  });
+});
+
+it('gemmF16 on a device without shader-f16 says which tier to use', async () => {
+  const sw = await testGpu();
+  if (sw.caps.f16) return; // a real GPU: nothing to refuse
+  const t = sw.tensor([4, 4], 'f16');
+  expect(() => gemmF16(sw, { a: t, b: t, c: sw.tensor([4, 4]), M: 4, N: 4, K: 4 })).toThrow(/no shader-f16; use gemm\(\)/);
+});
