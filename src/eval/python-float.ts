@@ -109,11 +109,36 @@ export function pyFloatRepr(x: number): string {
 
 /**
  * json.dump(value, indent=4, sort_keys=True) of a flat metrics record, as HF Trainer's
- * save_metrics writes *_results.json. Numbers are floats (Python's repr) unless `ints` names them.
+ * save_metrics writes *_results.json (its floats in Python's repr). `keep` holds entries of an
+ * earlier file as their JSON text (an int stays an int), overridden by `metrics`.
  */
-export function metricsJson(metrics: Readonly<Record<string, number>>, ints: ReadonlySet<string> = new Set()): string {
-  const keys = Object.keys(metrics).sort();
+export function metricsJson(metrics: Readonly<Record<string, number>>, keep: ReadonlyMap<string, string> = new Map()): string {
+  const literals = new Map(keep);
+  for (const [k, v] of Object.entries(metrics)) literals.set(k, pyFloatRepr(v));
+  const keys = [...literals.keys()].sort();
   if (keys.length === 0) return '{}';
-  const rows = keys.map((k) => `    ${JSON.stringify(k)}: ${ints.has(k) ? String(metrics[k]) : pyFloatRepr(metrics[k]!)}`);
-  return `{\n${rows.join(',\n')}\n}`;
+  return `{\n${keys.map((k) => `    ${JSON.stringify(k)}: ${literals.get(k)}`).join(',\n')}\n}`;
+}
+
+const ENTRY = /"((?:[^"\\]|\\.)*)"\s*:\s*("(?:[^"\\]|\\.)*"|[^\s,}]+)/gy;
+
+/** The entries of a flat JSON object as their literal text, or null when `text` is not one. */
+export function flatJsonEntries(text: string): Map<string, string> | null {
+  const inner = text.trim();
+  if (!inner.startsWith('{') || !inner.endsWith('}')) return null;
+  const entries = new Map<string, string>();
+  const body = inner.slice(1, -1);
+  let pos = 0;
+  while (true) {
+    pos += /^[\s,]*/.exec(body.slice(pos))![0].length;
+    if (pos >= body.length) return entries;
+    ENTRY.lastIndex = pos;
+    const m = ENTRY.exec(body);
+    if (!m) return null;
+    const key = JSON.parse(`"${m[1]!}"`) as string;
+    const literal = m[2]!;
+    if (!/^("|-?\d|NaN|-?Infinity|true|false|null)/.test(literal)) return null;
+    entries.set(key, literal);
+    pos = ENTRY.lastIndex;
+  }
 }
