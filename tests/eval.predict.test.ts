@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildDataset, type LmExample } from '../src/data';
 import { loadTokenizerFromDir, nodeFileAccess } from '../src/data/node';
-import { diskFolder } from '../src/eval/output-node';
+import { diskFolder } from '../src/eval/folders-node';
 import { runPredict, speedMetrics } from '../src/eval/predict';
 import { computeSimilarity } from '../src/eval/similarity';
 import { dirFiles } from '../src/model/files-node';
