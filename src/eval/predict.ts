@@ -26,7 +26,7 @@ export interface PredictOptions extends Omit<SamplingOptions, 'signal' | 'stopId
   stopIds: readonly number[];
   /** per_device_eval_batch_size: HF counts predict steps in batches of it. */
   batchSize: number;
-  /** skip_special_tokens for predict and label (LLaMA-Factory's default: true). */
+  /** skip_special_tokens for the written predict and label (LLaMA-Factory's default: true; the metrics always skip them). */
   skipSpecialTokens?: boolean;
 }
 
@@ -70,13 +70,16 @@ export async function runPredict(model: Model, tokenizer: Tokenizer, examples: r
   const skip = options.skipSpecialTokens ?? true;
   const generator = new Generator(model);
   const predictions: Prediction[] = [];
+  // LLaMA-Factory scores texts decoded without special tokens whatever skip_special_tokens says
+  const scored: { predict: string; label: string }[] = [];
   try {
     for (const [i, ex] of examples.entries()) {
       hooks.signal?.throwIfAborted();
       const room = context - ex.input_ids.length;
       if (room < 1) throw new Error(`predict: example ${i} has a prompt of ${ex.input_ids.length} tokens, which leaves no room for an answer in the model's context of ${context}; lower cutoff_len`);
       const ids: number[] = [];
-      const sampling: SamplingOptions = { ...options, maxNewTokens: Math.min(options.maxNewTokens, room), stopIds: [...options.stopIds], ...(hooks.signal ? { signal: hooks.signal } : {}) };
+      // each example draws its own random stream (seed + index) when sampling
+      const sampling: SamplingOptions = { ...options, seed: (options.seed ?? 0) + i, maxNewTokens: Math.min(options.maxNewTokens, room), stopIds: [...options.stopIds], ...(hooks.signal ? { signal: hooks.signal } : {}) };
       for await (const id of generator.generate(ex.input_ids, sampling)) ids.push(id);
       hooks.signal?.throwIfAborted();
       predictions.push({
@@ -84,12 +87,13 @@ export async function runPredict(model: Model, tokenizer: Tokenizer, examples: r
         predict: tokenizer.decode(ids, { skipSpecialTokens: skip }),
         label: tokenizer.decode(ex.labels, { skipSpecialTokens: skip }),
       });
+      scored.push(skip ? predictions[i]! : { predict: tokenizer.decode(ids, { skipSpecialTokens: true }), label: tokenizer.decode(ex.labels, { skipSpecialTokens: true }) });
       hooks.onProgress?.(i + 1, examples.length);
     }
   } finally {
     generator.release();
   }
-  const scores = computeSimilarity(predictions);
+  const scores = computeSimilarity(scored);
   const metrics: Record<string, number> = Object.fromEntries(SIMILARITY_METRICS.map((m) => [`predict_${m}`, scores[m]]));
   Object.assign(metrics, speedMetrics('predict', clock() - start, examples.length, Math.ceil(examples.length / options.batchSize)));
   const result = { predictions, metrics };
