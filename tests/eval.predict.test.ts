@@ -99,7 +99,7 @@ describe('runPredict', () => {
     }
   }, 120_000);
 
-  it('greedy answers are reproducible and refuse a prompt that fills the context', async () => {
+  it('greedy answers are reproducible; a prompt that fills the context, no examples and an abort are refused', async () => {
     const { tokenizer, built, examples } = await evalSplit();
     const gpu = await testGpu();
     const model = await Model.load(gpu, dirFiles(MODEL));
@@ -111,6 +111,9 @@ describe('runPredict', () => {
       const long = { input_ids: new Array(128).fill(examples[0]!.input_ids[0]!), labels: examples[0]!.labels };
       await expect(runPredict(model, tokenizer, [long], opts)).rejects.toThrow(/example 0 has a prompt of 128 tokens.*context of 128/);
       await expect(runPredict(model, tokenizer, [], opts)).rejects.toThrow(/no examples/);
+      // an abort stops between examples: nothing is scored or written
+      const stop = new AbortController();
+      await expect(runPredict(model, tokenizer, examples, opts, { onProgress: () => stop.abort(), signal: stop.signal })).rejects.toThrow(/aborted/);
     } finally {
       model.release();
     }

@@ -9,8 +9,8 @@
 // as one token per run, and cuts CJK runs into words with a Viterbi search.
 //
 // What this reproduces exactly: everything outside CJK characters (English words, numbers,
-// punctuation, whitespace), assuming no dictionary word is made of ASCII characters only (the
-// dictionaries jieba ships hold words with CJK characters).
+// punctuation, whitespace), provided no dictionary word is made of ASCII characters only (jieba's
+// small dictionary has none; its default dictionary was not available to check).
 // What differs (a documented limitation): CJK text is cut into single characters instead of
 // dictionary / HMM words, so on Chinese text ROUGE is computed over characters and is usually
 // higher than LLaMA-Factory's word-level ROUGE. BLEU is unaffected: LLaMA-Factory computes it over
