@@ -30,6 +30,11 @@ export interface DataConfig {
   preserve_thinking?: boolean;
   /** Records per preprocessing batch: packing and KTO's KL pairing work per batch (default 1000). */
   preprocessing_batch_size?: number;
+  /**
+   * sft: encode the eval split for generation (prompt as input_ids, response as labels), as
+   * LLaMA-Factory does for do_predict / predict_with_generate; `dataset` may then be absent.
+   */
+  predict_with_generate?: boolean;
   /** Crucible: shuffle the train examples with `seed` (default true). */
   shuffle?: boolean;
   /**

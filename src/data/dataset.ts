@@ -72,7 +72,8 @@ export async function buildDataset(config: DataConfig, deps: DataDeps): Promise<
   if (stage !== 'sft' && config.neat_packing) throw new DataError('`neat_packing` applies to stage sft only');
   const names = splitNames(config.dataset);
   const evalNames = splitNames(config.eval_dataset);
-  if (!names.length) throw new DataError('no `dataset` given');
+  const generate = stage === 'sft' && config.predict_with_generate === true;
+  if (!names.length && !(generate && evalNames.length)) throw new DataError('no `dataset` given');
   const valSize = config.val_size ?? 0;
   if (valSize < 0) throw new DataError('`val_size` must be >= 0');
   if (evalNames.length && valSize > 1e-6) throw new DataError('cannot set `val_size` together with `eval_dataset`');
@@ -172,15 +173,15 @@ export async function buildDataset(config: DataConfig, deps: DataDeps): Promise<
   const procDrops = new Map<string, Map<string, DropCount>>();
   const window = config.window;
   const train = processItems(trainItems, ctx, procDrops, window);
-  const evalRes = processItems(evalItems, ctx, procDrops);
+  const evalRes = processItems(evalItems, generate ? { ...ctx, generate, packing: false } : ctx, procDrops);
 
-  if (train.stats.examples === 0) {
+  if (names.length && train.stats.examples === 0) {
     let hint = '';
     if (stage === 'pt' && ctx.packing && train.stats.sequences > 0) hint = `hint: with packing, pretraining text is concatenated and cut into blocks of cutoff_len (${cutoffLen}) tokens; there is less text than one block — lower cutoff_len or set packing: false`;
     throw new DataError(explainEmpty(loaded, procDrops, ctx, hint));
   }
   // With a window these look at a few examples only: a training run makes them on the whole set.
-  if (!window && ctx.kind !== 'pairwise' && train.stats.learnedTokens === 0) {
+  if (names.length && !window && ctx.kind !== 'pairwise' && train.stats.learnedTokens === 0) {
     throw new DataError(`no training example has a token to learn (all labels are -100): cutoff_len ${cutoff0} leaves no room for the responses, or the responses are empty. ${train.stats.truncated} of ${train.stats.sequences} examples were truncated.`);
   }
   if (!window && ctx.kind === 'kto') {

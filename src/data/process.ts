@@ -9,6 +9,7 @@ import {
   encodePairwise,
   encodePretrainBatch,
   encodeSupervised,
+  encodeUnsupervised,
   IGNORE_INDEX,
   packBatch,
   tokenizedToLm,
@@ -55,6 +56,8 @@ export interface ProcessContext {
   trainOnPrompt: boolean;
   maskHistory: boolean;
   eosText: string;
+  /** Encode for generation (LLaMA-Factory's unsupervised processor): prompt as input, response as labels. */
+  generate?: boolean;
 }
 
 export type Item = { kind: 'aligned'; a: Aligned } | { kind: 'tok'; t: TokenizedRecord };
@@ -121,6 +124,13 @@ export function processItems(items: Item[], ctx: ProcessContext, drops: Map<stri
         if (it.kind === 'tok') {
           if (skip()) continue;
           e = tokenizedToLm(it.t, ctx.cutoffLen);
+        } else if (ctx.generate) {
+          if (it.a.prompt.length % 2 !== 1) {
+            drop(it, 'the prompt does not end with a user turn');
+            continue;
+          }
+          if (skip()) continue;
+          e = wrap(it, () => encodeUnsupervised(ctx.template, it.a, ctx.cutoffLen));
         } else {
           if (it.a.prompt.length % 2 !== 1 || it.a.response.length !== 1) {
             drop(it, it.a.response.length === 0 ? 'no response to learn (stage sft needs a response/output column or complete turns; for raw text use stage pt)' : `expected one response for sft, found ${it.a.response.length}`);

@@ -1,0 +1,61 @@
+// The Node eval jobs from a config: do_predict writes LLaMA-Factory's files to output_dir, and
+// the multiple-choice eval writes results.json / results.log to a new save_dir.
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { expect, it } from 'vitest';
+import { defaultConfig } from '../src/config/load';
+import { EVALUATION_DEFAULTS, runChoiceEval, runPredictJob } from '../src/engine/eval-node';
+import { computeSimilarity } from '../src/eval/similarity';
+
+const FIX = join(import.meta.dirname, 'fixtures');
+
+it('runPredictJob: generated_predictions.jsonl and predict_results.json in output_dir', async () => {
+  const out = mkdtempSync(join(tmpdir(), 'crucible-predict-job-'));
+  const config = {
+    ...defaultConfig(),
+    model_name_or_path: join(FIX, 'tiny-chat'),
+    stage: 'sft' as const,
+    eval_dataset: ['identity'],
+    dataset_dir: join(FIX, 'tiny-chat-data'),
+    template: 'chatml',
+    cutoff_len: 48,
+    max_samples: 2,
+    max_new_tokens: 4,
+    do_sample: false,
+    per_device_eval_batch_size: 1,
+    output_dir: out,
+  };
+  const status: string[] = [];
+  const result = await runPredictJob(config, { onStatus: (m) => status.push(m) });
+  expect(status).toContain('predict: 2 examples');
+  const lines = readFileSync(join(out, 'generated_predictions.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { predict: string; label: string });
+  expect(lines).toHaveLength(2);
+  const metrics = JSON.parse(readFileSync(join(out, 'predict_results.json'), 'utf8')) as Record<string, number>;
+  expect(metrics['predict_rouge-l']).toBe(computeSimilarity(lines)['rouge-l']);
+  expect(metrics).toEqual(result.metrics);
+}, 120_000);
+
+it('runChoiceEval: scores the task and refuses an existing save_dir', async () => {
+  const save = join(mkdtempSync(join(tmpdir(), 'crucible-choice-job-')), 'eval');
+  const config = {
+    ...EVALUATION_DEFAULTS,
+    task: 'tinybench_test',
+    task_dir: join(FIX, 'eval-tasks'),
+    n_shot: 0,
+    save_dir: save,
+    model_name_or_path: join(import.meta.dirname, '../public/demo/model'),
+    adapter_name_or_path: null,
+    quantization_bit: null,
+    model_revision: 'main',
+    cache_dir: null,
+    template: 'fewshot',
+    default_system: null,
+    enable_thinking: true,
+  };
+  const result = await runChoiceEval(config);
+  expect(readFileSync(join(save, 'results.log'), 'utf8')).toBe(result.scoreInfo);
+  expect(result.scoreInfo.split('\n')[0]).toMatch(/^ {8}Average: \d+\.\d\d$/);
+  expect(existsSync(join(save, 'results.json'))).toBe(true);
+  await expect(runChoiceEval(config)).rejects.toThrow(/save_dir .* already exists/);
+}, 300_000);
