@@ -19,7 +19,9 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 /** Inputs as the layer makes them: l2-normalised q/k, g <= 0, beta in (0, 1). */
-function deltaInputs(rng: Rng, s: DeltaShape, withState: boolean): Required<DeltaInputs> & { [k: string]: Float64Array } {
+type Inputs = { [K in keyof Required<DeltaInputs>]: Float64Array };
+
+function deltaInputs(rng: Rng, s: DeltaShape, withState: boolean): Inputs {
   const qk = (n: number) => f64(l2NormRef(rng.randn(n), n / s.Dk, s.Dk, 1e-6));
   const N = s.B * s.T * s.Hv;
   return {
@@ -151,7 +153,7 @@ describe('causal conv1d reference', () => {
     for (let b = 0; b < s.B; b++) for (let e = 0; e < 4 * s.C; e++) expect(y2[b * s.T * s.C + e]).toBe(whole.y[b * s.T * s.C + e]);
 
     // prefill of 2 tokens, then one token at a time (T = 1 < K - 1 exercises the state shift)
-    let st = state;
+    let st: ArrayLike<number> = state;
     const pieces = [[0, 2], [2, 3], [3, 4], [4, 6]];
     for (const [t0, t1] of pieces) {
       const n = t1! - t0!;
