@@ -1,0 +1,463 @@
+// The gated delta rule of Gated DeltaNet (src/kernels/delta-rule.ts), f32. Per value head h (key
+// head h / (Hv / Hk)) with the state S [Dk, Dv]:
+//   S <- exp(g_t) S;  delta_t = beta_t (v_t - S^T k_t);  S <- S + k_t delta_t^T;  o_t = scale S^T q_t
+// Layouts: q, k [B, T, Hk, Dk]; v, out [B, T, Hv, Dv]; g, beta [B, T, Hv]; state [B, Hv, Dk, Dv].
+// The value columns of S evolve independently, so the scans split Dv into blocks of CB columns,
+// one workgroup per (column block, head, batch).
+//
+// Chunked forward (training and prefill), chunks of C tokens with cumulative log decays c_i:
+//   delta_rule_chunk_prepare, one workgroup per (chunk, head, batch): A[i,m] = beta_i
+//     exp(c_i - c_m) k_i.k_m (m < i) and the forward substitution with I + A (the UT transform)
+//     U = (I + A)^-1 beta V, W = (I + A)^-1 diag(beta exp(c)) K, so that the chunk's deltas are
+//     U - W S0; and the masked intra-chunk scores QK[i, m] = scale exp(c_i - c_m) q_i.k_m (m <= i).
+//   delta_rule_chunk_scan, sequential over chunks: D = U - W S0;
+//     o_i = scale exp(c_i) S0^T q_i + sum_{m<=i} QK[i, m] D_m;
+//     S <- exp(c_last) S0 + sum_m exp(c_last - c_m) k_m D_m^T.
+//   It saves the state at each chunk start and every delta for the backward.
+// Recurrent form (decode): delta_rule_recurrent, token by token with the state in place.
+// Backward: delta_rule_backward walks the chunks in reverse; per chunk it recomputes the decayed
+//   states P_t = exp(g_t) S_{t-1} from the saved chunk-start state and deltas (into a scratch
+//   region of its own), then steps back through the tokens with dS (the gradient of the state):
+//     dS += scale q_t do_t^T;  ddelta = dS^T k_t;  dv_t = beta_t ddelta;
+//     dq_t = scale S_t do_t;  dk_t = dS delta_t - beta_t P_t ddelta;  dbeta_t = ddelta . delta_t / beta_t;
+//     dP = dS - beta_t k_t ddelta^T;  dg_t = sum(P_t * dP);  dS <- exp(g_t) dP.
+//   dq, dk, dbeta, dg are per column block partial sums, added in a fixed order by
+//   delta_rule_backward_reduce (which also sums the value heads that share a key head).
+// Entry points alias binding numbers; each uses one consistent set.
+// variant: DK, CB, CHUNK
+
+const WG = 256u;
+
+struct Params {
+  B: u32, T: u32, Hk: u32, Hv: u32,
+  Dk: u32, Dv: u32,
+  // chunk size, number of chunks, number of column blocks
+  C: u32, NC: u32, NCB: u32,
+  // bit 0: read the initial state; bit 1: write the final state; bit 2: save for the backward
+  flags: u32,
+  scale: f32,
+}
+
+@group(1) @binding(0) var<uniform> p: Params;
+
+fn qkRow(b: u32, t: u32, h: u32) -> u32 {
+  return ((b * p.T + t) * p.Hk + h / (p.Hv / p.Hk)) * p.Dk;
+}
+fn vRow(b: u32, t: u32, h: u32) -> u32 {
+  return ((b * p.T + t) * p.Hv + h) * p.Dv;
+}
+fn gIndex(b: u32, t: u32, h: u32) -> u32 {
+  return (b * p.T + t) * p.Hv + h;
+}
+fn stateBase(b: u32, h: u32) -> u32 {
+  return (b * p.Hv + h) * p.Dk * p.Dv;
+}
+// the saved chunk-start states [B, Hv, NC, Dk, Dv], then the deltas [B, T, Hv, Dv]
+fn checkpointBase(b: u32, h: u32, n: u32) -> u32 {
+  return ((b * p.Hv + h) * p.NC + n) * p.Dk * p.Dv;
+}
+fn savedDelta(b: u32, t: u32, h: u32) -> u32 {
+  return p.B * p.Hv * p.NC * p.Dk * p.Dv + vRow(b, t, h);
+}
+
+var<workgroup> S: array<f32, DK * CB>;
+var<workgroup> gc: array<f32, CHUNK>;
+
+// ---- chunked forward: prepare ------------------------------------------------------------------
+// UW [B, T, Hv, Dv + Dk]: U then W per token; QK [B, Hv, T, C]
+
+@group(0) @binding(0) var<storage, read> pQ: array<f32>;
+@group(0) @binding(1) var<storage, read> pK: array<f32>;
+@group(0) @binding(2) var<storage, read> pV: array<f32>;
+@group(0) @binding(3) var<storage, read> pG: array<f32>;
+@group(0) @binding(4) var<storage, read> pBeta: array<f32>;
+@group(0) @binding(5) var<storage, read_write> pUW: array<f32>;
+@group(0) @binding(6) var<storage, read_write> pQK: array<f32>;
+
+var<workgroup> arow: array<f32, CHUNK>;
+
+fn prepDot(a: u32, b: u32, isQ: bool) -> f32 {
+  var s = 0.0;
+  for (var i = 0u; i < p.Dk; i++) {
+    var x: f32;
+    if (isQ) { x = pQ[a + i]; } else { x = pK[a + i]; }
+    s += x * pK[b + i];
+  }
+  return s;
+}
+
+@compute @workgroup_size(WG)
+fn delta_rule_chunk_prepare(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lane: u32) {
+  let n = wg.x;
+  let h = wg.y;
+  let b = wg.z;
+  let t0 = n * p.C;
+  let L = min(p.C, p.T - t0);
+  if (lane == 0u) {
+    var acc = 0.0;
+    for (var i = 0u; i < L; i++) {
+      acc += pG[gIndex(b, t0 + i, h)];
+      gc[i] = acc;
+    }
+  }
+  workgroupBarrier();
+  let W = p.Dv + p.Dk;
+  for (var i = 0u; i < L; i++) {
+    let bi = pBeta[gIndex(b, t0 + i, h)];
+    let ki = qkRow(b, t0 + i, h);
+    for (var m = lane; m < i; m += WG) {
+      arow[m] = bi * exp(gc[i] - gc[m]) * prepDot(ki, qkRow(b, t0 + m, h), false);
+    }
+    workgroupBarrier();
+    // each invocation owns its columns of U and W in every row: it reads back only its own writes
+    for (var col = lane; col < W; col += WG) {
+      var x: f32;
+      if (col < p.Dv) { x = bi * pV[vRow(b, t0 + i, h) + col]; } else { x = bi * exp(gc[i]) * pK[ki + col - p.Dv]; }
+      for (var m = 0u; m < i; m++) { x -= arow[m] * pUW[(gIndex(b, t0 + m, h)) * W + col]; }
+      pUW[gIndex(b, t0 + i, h) * W + col] = x;
+    }
+    workgroupBarrier();
+  }
+  for (var idx = lane; idx < L * L; idx += WG) {
+    let i = idx / L;
+    let m = idx % L;
+    var s = 0.0;
+    if (m <= i) { s = p.scale * exp(gc[i] - gc[m]) * prepDot(qkRow(b, t0 + i, h), qkRow(b, t0 + m, h), true); }
+    pQK[((b * p.Hv + h) * p.T + t0 + i) * p.C + m] = s;
+  }
+}
+
+// ---- chunked forward: scan over chunks ---------------------------------------------------------
+
+@group(0) @binding(0) var<storage, read> sQ: array<f32>;
+@group(0) @binding(1) var<storage, read> sK: array<f32>;
+@group(0) @binding(2) var<storage, read> sG: array<f32>;
+@group(0) @binding(3) var<storage, read> sUW: array<f32>;
+@group(0) @binding(4) var<storage, read> sQK: array<f32>;
+@group(0) @binding(5) var<storage, read_write> sState: array<f32>;
+@group(0) @binding(6) var<storage, read_write> sOut: array<f32>;
+@group(0) @binding(7) var<storage, read_write> sSaved: array<f32>;
+
+var<workgroup> D: array<f32, CHUNK * CB>;
+
+@compute @workgroup_size(WG)
+fn delta_rule_chunk_scan(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lane: u32) {
+  let col0 = wg.x * CB;
+  let h = wg.y;
+  let b = wg.z;
+  let W = p.Dv + p.Dk;
+  let save = (p.flags & 4u) != 0u;
+  for (var e = lane; e < DK * CB; e += WG) {
+    let i = e / CB;
+    let col = col0 + e % CB;
+    var s = 0.0;
+    if ((p.flags & 1u) != 0u && col < p.Dv) { s = sState[stateBase(b, h) + i * p.Dv + col]; }
+    S[e] = s;
+  }
+  for (var n = 0u; n < p.NC; n++) {
+    let t0 = n * p.C;
+    let L = min(p.C, p.T - t0);
+    if (lane == 0u) {
+      var acc = 0.0;
+      for (var i = 0u; i < L; i++) {
+        acc += sG[gIndex(b, t0 + i, h)];
+        gc[i] = acc;
+      }
+    }
+    // each invocation saves the state elements it updates below
+    if (save) {
+      for (var e = lane; e < DK * CB; e += WG) {
+        let col = col0 + e % CB;
+        if (col < p.Dv) { sSaved[checkpointBase(b, h, n) + (e / CB) * p.Dv + col] = S[e]; }
+      }
+    }
+    workgroupBarrier();
+    // deltas of the chunk: D = U - W S0
+    for (var e = lane; e < L * CB; e += WG) {
+      let t = e / CB;
+      let j = e % CB;
+      let col = col0 + j;
+      var d = 0.0;
+      if (col < p.Dv) {
+        let row = gIndex(b, t0 + t, h) * W;
+        d = sUW[row + col];
+        for (var i = 0u; i < p.Dk; i++) { d -= sUW[row + p.Dv + i] * S[i * CB + j]; }
+        if (save) { sSaved[savedDelta(b, t0 + t, h) + col] = d; }
+      }
+      D[e] = d;
+    }
+    workgroupBarrier();
+    for (var e = lane; e < L * CB; e += WG) {
+      let t = e / CB;
+      let j = e % CB;
+      let col = col0 + j;
+      if (col < p.Dv) {
+        let qr = qkRow(b, t0 + t, h);
+        var inter = 0.0;
+        for (var i = 0u; i < p.Dk; i++) { inter += sQ[qr + i] * S[i * CB + j]; }
+        var o = p.scale * exp(gc[t]) * inter;
+        let qk = ((b * p.Hv + h) * p.T + t0 + t) * p.C;
+        for (var m = 0u; m <= t; m++) { o += sQK[qk + m] * D[m * CB + j]; }
+        sOut[vRow(b, t0 + t, h) + col] = o;
+      }
+    }
+    workgroupBarrier();
+    let last = gc[L - 1u];
+    for (var e = lane; e < DK * CB; e += WG) {
+      let i = e / CB;
+      let j = e % CB;
+      var s = exp(last) * S[e];
+      for (var m = 0u; m < L; m++) { s += exp(last - gc[m]) * sK[qkRow(b, t0 + m, h) + i] * D[m * CB + j]; }
+      S[e] = s;
+    }
+    workgroupBarrier();
+  }
+  if ((p.flags & 2u) != 0u) {
+    for (var e = lane; e < DK * CB; e += WG) {
+      let col = col0 + e % CB;
+      if (col < p.Dv) { sState[stateBase(b, h) + (e / CB) * p.Dv + col] = S[e]; }
+    }
+  }
+}
+
+// ---- recurrent form (decode): token by token, the state updated in place ------------------------
+
+@group(0) @binding(0) var<storage, read> rQ: array<f32>;
+@group(0) @binding(1) var<storage, read> rK: array<f32>;
+@group(0) @binding(2) var<storage, read> rV: array<f32>;
+@group(0) @binding(3) var<storage, read> rG: array<f32>;
+@group(0) @binding(4) var<storage, read> rBeta: array<f32>;
+@group(0) @binding(5) var<storage, read_write> rState: array<f32>;
+@group(0) @binding(6) var<storage, read_write> rOut: array<f32>;
+
+var<workgroup> colv: array<f32, CB>;
+
+@compute @workgroup_size(WG)
+fn delta_rule_recurrent(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lane: u32) {
+  let col0 = wg.x * CB;
+  let h = wg.y;
+  let b = wg.z;
+  let base = stateBase(b, h);
+  for (var e = lane; e < DK * CB; e += WG) {
+    let col = col0 + e % CB;
+    var s = 0.0;
+    if (col < p.Dv) { s = rState[base + (e / CB) * p.Dv + col]; }
+    S[e] = s;
+  }
+  for (var t = 0u; t < p.T; t++) {
+    let decay = exp(rG[gIndex(b, t, h)]);
+    let beta = rBeta[gIndex(b, t, h)];
+    let kr = qkRow(b, t, h);
+    for (var e = lane; e < DK * CB; e += WG) { S[e] *= decay; }
+    workgroupBarrier();
+    if (lane < CB) {
+      let col = col0 + lane;
+      var d = 0.0;
+      if (col < p.Dv) {
+        var kv = 0.0;
+        for (var i = 0u; i < p.Dk; i++) { kv += S[i * CB + lane] * rK[kr + i]; }
+        d = beta * (rV[vRow(b, t, h) + col] - kv);
+      }
+      colv[lane] = d;
+    }
+    workgroupBarrier();
+    for (var e = lane; e < DK * CB; e += WG) { S[e] += rK[kr + e / CB] * colv[e % CB]; }
+    workgroupBarrier();
+    if (lane < CB && col0 + lane < p.Dv) {
+      var o = 0.0;
+      for (var i = 0u; i < p.Dk; i++) { o += S[i * CB + lane] * rQ[kr + i]; }
+      rOut[vRow(b, t, h) + col0 + lane] = p.scale * o;
+    }
+    workgroupBarrier();
+  }
+  for (var e = lane; e < DK * CB; e += WG) {
+    let col = col0 + e % CB;
+    if (col < p.Dv) { rState[base + (e / CB) * p.Dv + col] = S[e]; }
+  }
+}
+
+// ---- backward ----------------------------------------------------------------------------------
+// P [B, Hv, NCB, C, Dk, CB]: the decayed states of the current chunk, per workgroup.
+// Parts: dq partials [NCB, B, T, Hv, Dk], dk partials (same), (dbeta, dg) partials
+// [NCB, B, T, Hv, 2], then dv [B, T, Hv, Dv].
+
+@group(0) @binding(0) var<storage, read> bQ: array<f32>;
+@group(0) @binding(1) var<storage, read> bK: array<f32>;
+@group(0) @binding(2) var<storage, read> bG: array<f32>;
+@group(0) @binding(3) var<storage, read> bBeta: array<f32>;
+@group(0) @binding(4) var<storage, read> bDO: array<f32>;
+@group(0) @binding(5) var<storage, read> bSaved: array<f32>;
+@group(0) @binding(6) var<storage, read_write> bP: array<f32>;
+@group(0) @binding(7) var<storage, read_write> bParts: array<f32>;
+
+var<workgroup> red: array<vec2f, WG>;
+
+fn partsDk() -> u32 {
+  return p.NCB * p.B * p.T * p.Hv * p.Dk;
+}
+fn partsBG() -> u32 {
+  return 2u * partsDk();
+}
+fn partsDv() -> u32 {
+  return partsBG() + p.NCB * p.B * p.T * p.Hv * 2u;
+}
+
+fn workgroupSum2(v: vec2f, lane: u32) -> vec2f {
+  red[lane] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (lane < s) { red[lane] += red[lane + s]; }
+    workgroupBarrier();
+  }
+  let total = red[0];
+  workgroupBarrier();
+  return total;
+}
+
+@compute @workgroup_size(WG)
+fn delta_rule_backward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lane: u32) {
+  let cb = wg.x;
+  let col0 = cb * CB;
+  let h = wg.y;
+  let b = wg.z;
+  let pBase = ((b * p.Hv + h) * p.NCB + cb) * CHUNK * DK * CB;
+  // dS lives in S
+  for (var e = lane; e < DK * CB; e += WG) { S[e] = 0.0; }
+  for (var nn = 0u; nn < p.NC; nn++) {
+    let n = p.NC - 1u - nn;
+    let t0 = n * p.C;
+    let L = min(p.C, p.T - t0);
+    // recompute the decayed states of the chunk; each invocation owns its elements
+    storageBarrier();
+    for (var e = lane; e < DK * CB; e += WG) {
+      let i = e / CB;
+      let col = col0 + e % CB;
+      if (col < p.Dv) {
+        var s = bSaved[checkpointBase(b, h, n) + i * p.Dv + col];
+        for (var t = 0u; t < L; t++) {
+          s *= exp(bG[gIndex(b, t0 + t, h)]);
+          bP[pBase + t * DK * CB + e] = s;
+          s += bK[qkRow(b, t0 + t, h) + i] * bSaved[savedDelta(b, t0 + t, h) + col];
+        }
+      } else {
+        for (var t = 0u; t < L; t++) { bP[pBase + t * DK * CB + e] = 0.0; }
+      }
+    }
+    storageBarrier();
+    for (var tt = 0u; tt < L; tt++) {
+      let t = L - 1u - tt;
+      let ta = t0 + t;
+      let gi = gIndex(b, ta, h);
+      let beta = bBeta[gi];
+      let kr = qkRow(b, ta, h);
+      let vr = vRow(b, ta, h);
+      let pt = pBase + t * DK * CB;
+      for (var e = lane; e < DK * CB; e += WG) {
+        let col = col0 + e % CB;
+        if (col < p.Dv) { S[e] += p.scale * bQ[kr + e / CB] * bDO[vr + col]; }
+      }
+      workgroupBarrier();
+      // per column: ddelta and dv
+      if (lane < CB) {
+        let col = col0 + lane;
+        var dd = 0.0;
+        if (col < p.Dv) {
+          for (var i = 0u; i < p.Dk; i++) { dd += S[i * CB + lane] * bK[kr + i]; }
+          bParts[partsDv() + vr + col] = beta * dd;
+        }
+        colv[lane] = dd;
+      }
+      workgroupBarrier();
+      // per row: dq and dk partials over this block's columns; dg and dbeta summed over the block
+      var acc = vec2f(0.0);
+      if (lane < p.Dk) {
+        let i = lane;
+        let ki = bK[kr + i];
+        var dq = 0.0;
+        var dk = 0.0;
+        for (var j = 0u; j < CB; j++) {
+          let col = col0 + j;
+          if (col >= p.Dv) { break; }
+          let delta = bSaved[savedDelta(b, ta, h) + col];
+          let pij = bP[pt + i * CB + j];
+          let dS = S[i * CB + j];
+          dq += (pij + ki * delta) * bDO[vr + col];
+          dk += dS * delta - beta * pij * colv[j];
+          acc.y += pij * (dS - beta * ki * colv[j]);
+        }
+        let part = ((cb * p.B + b) * p.T + ta) * p.Hv + h;
+        bParts[part * p.Dk + i] = p.scale * dq;
+        bParts[partsDk() + part * p.Dk + i] = dk;
+      }
+      if (lane < CB && col0 + lane < p.Dv) {
+        acc.x = colv[lane] * bSaved[savedDelta(b, ta, h) + col0 + lane] / beta;
+      }
+      let total = workgroupSum2(acc, lane);
+      if (lane == 0u) {
+        let part = ((cb * p.B + b) * p.T + ta) * p.Hv + h;
+        bParts[partsBG() + part * 2u] = total.x;
+        bParts[partsBG() + part * 2u + 1u] = total.y;
+      }
+      let decay = exp(bG[gi]);
+      for (var e = lane; e < DK * CB; e += WG) {
+        S[e] = decay * (S[e] - beta * bK[kr + e / CB] * colv[e % CB]);
+      }
+      workgroupBarrier();
+    }
+  }
+}
+
+// ---- backward: reduce the partials ------------------------------------------------------------
+
+@group(0) @binding(0) var<storage, read> gParts: array<f32>;
+@group(0) @binding(1) var<storage, read_write> gDQ: array<f32>;
+@group(0) @binding(2) var<storage, read_write> gDK: array<f32>;
+@group(0) @binding(3) var<storage, read_write> gDV: array<f32>;
+@group(0) @binding(4) var<storage, read_write> gDG: array<f32>;
+@group(0) @binding(5) var<storage, read_write> gDBeta: array<f32>;
+
+fn reduceElement(wg: vec3u, nwg: vec3u, lane: u32) -> u32 {
+  return (wg.y * nwg.x + wg.x) * WG + lane;
+}
+
+// one invocation per element of dq/dk [B, T, Hk, Dk], then of dbeta/dg [B, T, Hv], then of dv
+@compute @workgroup_size(WG)
+fn delta_rule_backward_reduce(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
+  var e = reduceElement(wg, nwg, lane);
+  let nqk = p.B * p.T * p.Hk * p.Dk;
+  let ng = p.B * p.T * p.Hv;
+  if (e < nqk) {
+    let i = e % p.Dk;
+    let row = e / p.Dk;
+    let hk = row % p.Hk;
+    let bt = row / p.Hk;
+    let rep = p.Hv / p.Hk;
+    var dq = 0.0;
+    var dk = 0.0;
+    for (var cb = 0u; cb < p.NCB; cb++) {
+      for (var r = 0u; r < rep; r++) {
+        let at = ((cb * p.B * p.T + bt) * p.Hv + hk * rep + r) * p.Dk + i;
+        dq += gParts[at];
+        dk += gParts[partsDk() + at];
+      }
+    }
+    gDQ[e] = dq;
+    gDK[e] = dk;
+    return;
+  }
+  e -= nqk;
+  if (e < ng) {
+    var db = 0.0;
+    var dg = 0.0;
+    for (var cb = 0u; cb < p.NCB; cb++) {
+      let at = partsBG() + (cb * ng + e) * 2u;
+      db += gParts[at];
+      dg += gParts[at + 1u];
+    }
+    gDBeta[e] = db;
+    gDG[e] = dg;
+    return;
+  }
+  e -= ng;
+  if (e < ng * p.Dv) { gDV[e] = gParts[partsDv() + e]; }
+}
