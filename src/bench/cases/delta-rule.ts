@@ -15,6 +15,7 @@ export const DELTA_RULE_CASES: readonly DeltaRuleCase[] = [
   { batch: 2, len: 10, keyHeads: 1, valueHeads: 2, keyDim: 4, valueDim: 3, chunk: 4 }, // GQA, a short last chunk
   { batch: 1, len: 13, keyHeads: 2, valueHeads: 2, keyDim: 8, valueDim: 40, chunk: 5 }, // several column blocks
   { batch: 1, len: 33, keyHeads: 1, valueHeads: 3, keyDim: 16, valueDim: 8, chunk: 16 },
+  { batch: 1, len: 70, keyHeads: 1, valueHeads: 2, keyDim: 128, valueDim: 128, chunk: 64 }, // the real head dims and chunk
   // Qwen3.5-0.8B-shaped: 16 key and 16 value heads of 128, 512 tokens, chunks of 64
   { batch: 1, len: 512, keyHeads: 16, valueHeads: 16, keyDim: 128, valueDim: 128, chunk: 64, bench: true },
 ];
