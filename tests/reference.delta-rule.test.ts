@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { makeRng, type Rng } from './helpers/check';
 import { dotAll, finiteDiff } from './helpers/finite-diff';
+import { segmentIds } from './helpers/segments';
 import { conv1dBackwardRef, conv1dRef, type ConvShape } from './reference/conv1d';
 import {
   deltaRuleBackwardRef, deltaRuleChunkedRef, deltaRuleRecurrentRef, gatesBackwardRef, gatesRef, l2NormBackwardRef, l2NormRef,
@@ -19,7 +20,7 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 /** Inputs as the layer makes them: l2-normalised q/k, g <= 0, beta in (0, 1). */
-type Inputs = { [K in keyof Required<DeltaInputs>]: Float64Array };
+type Inputs = { [K in keyof Required<Omit<DeltaInputs, 'segments'>>]: Float64Array };
 
 function deltaInputs(rng: Rng, s: DeltaShape, withState: boolean): Inputs {
   const qk = (n: number) => f64(l2NormRef(rng.randn(n), n / s.Dk, s.Dk, 1e-6));
@@ -32,6 +33,18 @@ function deltaInputs(rng: Rng, s: DeltaShape, withState: boolean): Inputs {
     beta: f64(rng.uniform(N, 0.05, 0.95)),
     state: withState ? f64(rng.randn(s.B * s.Hv * s.Dk * s.Dv, 0.5)) : new Float64Array(s.B * s.Hv * s.Dk * s.Dv),
   };
+}
+
+/** Tokens [t0, t1) of row b of a [B, T, per] array, as a [1, t1 - t0, per] array. */
+function rowSlice(a: ArrayLike<number>, T: number, per: number, b: number, t0: number, t1: number): Float64Array {
+  return Float64Array.from({ length: (t1 - t0) * per }, (_, i) => a[(b * T + t0) * per + i]!);
+}
+
+/** The [t0, t1) runs of equal ids in row b. */
+function runs(seg: Int32Array, T: number, b: number): [number, number][] {
+  const out: [number, number][] = [];
+  for (let t = 0, start = 0; t < T; t++) if (t === T - 1 || seg[b * T + t + 1] !== seg[b * T + t]) out.push([start, (start = t + 1)]);
+  return out;
 }
 
 const shape = (B: number, T: number, Hk: number, Hv: number, Dk: number, Dv: number): DeltaShape => ({ B, T, Hk, Hv, Dk, Dv, scale: 1 / Math.sqrt(Dk) });
@@ -48,6 +61,32 @@ describe('gated delta rule reference', () => {
           expect(maxAbsDiff(got.out, ref.out), `out, C ${C}, ${JSON.stringify(s)} (SEED=${rng.seed})`).toBeLessThan(1e-12);
           expect(maxAbsDiff(got.state, ref.state), `state, C ${C} (SEED=${rng.seed})`).toBeLessThan(1e-12);
         }
+      }
+  });
+
+  it('packed segments: each runs as if alone, chunked equals recurrent, and the backward matches finite differences', () => {
+    const rng = makeRng();
+    const s = shape(2, 14, 1, 2, 3, 2);
+    const x = { ...deltaInputs(rng, s, false), segments: segmentIds(rng, s.B, s.T, 0.3) };
+    x.segments[3] = x.segments[2]! + 1; // at least one boundary in row 0
+    for (let t = 4; t < s.T; t++) x.segments[t] = Math.max(x.segments[t]!, x.segments[3]!);
+    const packed = deltaRuleRecurrentRef(s, x);
+    for (let b = 0; b < s.B; b++)
+      for (const [t0, t1] of runs(x.segments, s.T, b)) {
+        const alone = deltaRuleRecurrentRef({ ...s, B: 1, T: t1 - t0 }, {
+          q: rowSlice(x.q, s.T, s.Hk * s.Dk, b, t0, t1), k: rowSlice(x.k, s.T, s.Hk * s.Dk, b, t0, t1), v: rowSlice(x.v, s.T, s.Hv * s.Dv, b, t0, t1),
+          g: rowSlice(x.g, s.T, s.Hv, b, t0, t1), beta: rowSlice(x.beta, s.T, s.Hv, b, t0, t1),
+        });
+        expect(maxAbsDiff(alone.out, rowSlice(packed.out, s.T, s.Hv * s.Dv, b, t0, t1)), `row ${b} tokens ${t0}..${t1} (SEED=${rng.seed})`).toBeLessThan(1e-14);
+      }
+    for (const C of [1, 3, 4, 16]) expect(maxAbsDiff(deltaRuleChunkedRef(s, x, C).out, packed.out), `C ${C} (SEED=${rng.seed})`).toBeLessThan(1e-12);
+    const dout = rng.randn(x.v.length);
+    const grads = deltaRuleBackwardRef(s, x, dout);
+    const loss = () => dotAll(deltaRuleRecurrentRef(s, x).out, dout);
+    for (const [name, arr, grad] of [['k', x.k, grads.dk], ['g', x.g, grads.dg], ['beta', x.beta, grads.dbeta]] as const)
+      for (let i = 0; i < arr.length; i++) {
+        const fd = finiteDiff(arr, i, loss);
+        expect(Math.abs(fd - grad[i]!), `d${name}[${i}] (SEED=${rng.seed})`).toBeLessThan(1e-6 * Math.max(1, Math.abs(fd)));
       }
   });
 
@@ -140,6 +179,23 @@ describe('gated delta rule reference', () => {
 });
 
 describe('causal conv1d reference', () => {
+  it('packed segments: each runs as if alone; gradients match finite differences', () => {
+    const rng = makeRng();
+    const s: ConvShape = { B: 2, T: 9, C: 2, K: 4 };
+    const x = f64(rng.randn(s.B * s.T * s.C)), w = f64(rng.randn(s.C * s.K)), seg = segmentIds(rng, s.B, s.T, 0.35);
+    const packed = conv1dRef(s, x, w, undefined, seg).y;
+    for (let b = 0; b < s.B; b++)
+      for (const [t0, t1] of runs(seg, s.T, b)) {
+        const alone = conv1dRef({ ...s, B: 1, T: t1 - t0 }, rowSlice(x, s.T, s.C, b, t0, t1), w).y;
+        expect(maxAbsDiff(alone, rowSlice(packed, s.T, s.C, b, t0, t1)), `row ${b} tokens ${t0}..${t1} (SEED=${rng.seed})`).toBe(0);
+      }
+    const dy = rng.randn(s.B * s.T * s.C);
+    const grads = conv1dBackwardRef(s, dy, x, w, undefined, seg);
+    const loss = () => dotAll(conv1dRef(s, x, w, undefined, seg).y, dy);
+    for (const [name, arr, grad] of [['x', x, grads.dx], ['w', w, grads.dw]] as const)
+      for (let i = 0; i < arr.length; i++) expect(Math.abs(finiteDiff(arr, i, loss) - grad[i]!), `conv d${name}[${i}] (SEED=${rng.seed})`).toBeLessThan(1e-7);
+  });
+
   it('is causal, carries its state across calls, and its gradients match finite differences', () => {
     const rng = makeRng();
     const s: ConvShape = { B: 2, T: 6, C: 3, K: 4 };

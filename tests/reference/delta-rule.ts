@@ -4,6 +4,8 @@
 // here comes from src/.
 //
 // Layouts: q, k [B, T, Hk, Dk]; v, out [B, T, Hv, Dv]; g, beta [B, T, Hv]; state [B, Hv, Dk, Dv].
+// Packed sequences (segments [B, T], contiguous ids): the state is zeroed before the first token
+// of each segment after the first, as if each sequence ran alone.
 // Value head h reads key head floor(h / (Hv / Hk)) (repeat_interleave). Per value head, with q
 // already l2-normalised and `scale` = Dk^-0.5 applied here:
 //   S <- exp(g_t) S;  delta = beta_t (v_t - S^T k_t);  S <- S + k_t delta^T;  o_t = S^T (scale q_t)
@@ -33,6 +35,13 @@ export interface DeltaInputs {
   beta: Arr;
   /** [B, Hv, Dk, Dv]; zeros when absent. */
   state?: Arr;
+  /** [B, T] segment ids of packed sequences. */
+  segments?: Arr;
+}
+
+/** Whether token t of row b starts a segment after the first (its state starts from zeros). */
+function resets(s: DeltaShape, x: DeltaInputs, b: number, t: number): boolean {
+  return !!x.segments && t > 0 && x.segments[b * s.T + t] !== x.segments[b * s.T + t - 1];
 }
 
 const stateSize = (s: DeltaShape) => s.B * s.Hv * s.Dk * s.Dv;
@@ -59,6 +68,7 @@ export function deltaRuleRecurrentRef(s: DeltaShape, x: DeltaInputs): { out: Flo
       const S = state.subarray(ix.st(b, h), ix.st(b, h) + Dk * Dv);
       for (let t = 0; t < s.T; t++) {
         const qo = ix.qk(b, t, h), vo = ix.vo(b, t, h), decay = Math.exp(x.g[ix.gb(b, t, h)]!), beta = x.beta[ix.gb(b, t, h)]!;
+        if (resets(s, x, b, t)) S.fill(0);
         for (let e = 0; e < Dk * Dv; e++) S[e]! *= decay;
         for (let j = 0; j < Dv; j++) {
           let kv = 0;
@@ -94,6 +104,12 @@ export function deltaRuleChunkedRef(s: DeltaShape, x: DeltaInputs, C: number): {
         const L = Math.min(C, s.T - t0);
         const c = new Float64Array(L);
         for (let i = 0, acc = 0; i < L; i++) c[i] = acc += x.g[ix.gb(b, t0 + i, h)]!;
+        // segment number inside the chunk (0: the segment of the state before the chunk); tokens of
+        // different segments do not interact, and only segment 0 reads the state
+        const sn = new Int32Array(L);
+        for (let i = 0, acc = 0; i < L; i++) sn[i] = acc += resets(s, x, b, t0 + i) ? 1 : 0;
+        const decay = (i: number, m: number) => (sn[i] === sn[m] ? Math.exp(c[i]! - c[m]!) : 0);
+        const fromStart = (i: number) => (sn[i] === 0 ? Math.exp(c[i]!) : 0);
         const kOf = (i: number) => ix.qk(b, t0 + i, h), betaOf = (i: number) => x.beta[ix.gb(b, t0 + i, h)]!;
         // rhs = beta V - diag(beta exp(c)) K S0, then forward substitution with (I + A)
         const D = new Float64Array(L * Dv);
@@ -102,10 +118,10 @@ export function deltaRuleChunkedRef(s: DeltaShape, x: DeltaInputs, C: number): {
           for (let j = 0; j < Dv; j++) {
             let kS = 0;
             for (let r = 0; r < Dk; r++) kS += x.k[kOf(i) + r]! * S[r * Dv + j]!;
-            D[i * Dv + j] = bi * x.v[vo + j]! - bi * Math.exp(c[i]!) * kS;
+            D[i * Dv + j] = bi * x.v[vo + j]! - bi * fromStart(i) * kS;
           }
           for (let m = 0; m < i; m++) {
-            const a = bi * Math.exp(c[i]! - c[m]!) * dot(x.k, kOf(i), x.k, kOf(m));
+            const a = bi * decay(i, m) * dot(x.k, kOf(i), x.k, kOf(m));
             for (let j = 0; j < Dv; j++) D[i * Dv + j]! -= a * D[m * Dv + j]!;
           }
         }
@@ -114,16 +130,15 @@ export function deltaRuleChunkedRef(s: DeltaShape, x: DeltaInputs, C: number): {
           for (let j = 0; j < Dv; j++) {
             let o = 0;
             for (let r = 0; r < Dk; r++) o += x.q[kOf(i) + r]! * S[r * Dv + j]!;
-            o *= Math.exp(c[i]!);
-            for (let m = 0; m <= i; m++) o += Math.exp(c[i]! - c[m]!) * dot(x.q, kOf(i), x.k, kOf(m)) * D[m * Dv + j]!;
+            o *= fromStart(i);
+            for (let m = 0; m <= i; m++) o += decay(i, m) * dot(x.q, kOf(i), x.k, kOf(m)) * D[m * Dv + j]!;
             out[vo + j] = o * s.scale;
           }
         }
-        const last = c[L - 1]!;
         for (let r = 0; r < Dk; r++)
           for (let j = 0; j < Dv; j++) {
-            let v = Math.exp(last) * S[r * Dv + j]!;
-            for (let m = 0; m < L; m++) v += Math.exp(last - c[m]!) * x.k[kOf(m) + r]! * D[m * Dv + j]!;
+            let v = fromStart(L - 1) * S[r * Dv + j]!;
+            for (let m = 0; m < L; m++) v += decay(L - 1, m) * x.k[kOf(m) + r]! * D[m * Dv + j]!;
             S[r * Dv + j] = v;
           }
       }
@@ -158,7 +173,7 @@ export function deltaRuleBackwardRef(s: DeltaShape, x: DeltaInputs, dout: Arr, d
       let S = x.state ? Float64Array.from(x.state).subarray(ix.st(b, h), ix.st(b, h) + n) : new Float64Array(n);
       for (let t = 0; t < s.T; t++) {
         const ko = ix.qk(b, t, h), vo = ix.vo(b, t, h), decay = Math.exp(x.g[ix.gb(b, t, h)]!), beta = x.beta[ix.gb(b, t, h)]!;
-        const p = S.map((e) => e * decay), r = new Float64Array(Dv);
+        const p = resets(s, x, b, t) ? new Float64Array(n) : S.map((e) => e * decay), r = new Float64Array(Dv);
         for (let j = 0; j < Dv; j++) {
           let kv = 0;
           for (let i = 0; i < Dk; i++) kv += p[i * Dv + j]! * x.k[ko + i]!;
@@ -206,11 +221,11 @@ export function deltaRuleBackwardRef(s: DeltaShape, x: DeltaInputs, dout: Arr, d
           }
           dk[ko + i]! -= acc;
         }
-        // p = exp(g) S_{t-1}
+        // p = exp(g) S_{t-1}, or zeros at a segment start
         let dgt = 0;
         for (let e = 0; e < n; e++) {
           dgt += p[e]! * dS[e]!;
-          dS[e]! *= decay;
+          dS[e]! *= resets(s, x, b, t) ? 0 : decay;
         }
         dg[gi]! += dgt;
       }
