@@ -4,6 +4,7 @@ import { CONV1D_CASES } from '../src/bench/cases/conv1d';
 import { conv1dBackward, conv1dForward } from '../src/kernels/conv1d';
 import { expectClose, makeRng } from './helpers/check';
 import { poisoned, testGpu } from './helpers/gpu';
+import { segmentIds } from './helpers/segments';
 import { conv1dBackwardRef, conv1dRef } from './reference/conv1d';
 
 describe('conv1d', () => {
@@ -29,6 +30,26 @@ describe('conv1d', () => {
       expectClose(await gpu.readF32(dxOnly), g.dx, 1e-5, 'dx without dw', rng.seed);
       gpu.release(tx, tw, tdy, y, dx, dw, dxOnly);
     });
+
+  it('packed segments: no reads across sequences, forward and backward', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const [B, T, C, K] = [2, 23, 5, 4];
+    const N = B * T * C;
+    const seg = segmentIds(rng, B, T, 0.25);
+    const x = rng.randn(N), w = rng.randn(C * K), dy = rng.randn(N);
+    const tseg = gpu.upload(seg, [B, T], 'i32'), tx = gpu.upload(x, [N]), tw = gpu.upload(w, [C * K]), tdy = gpu.upload(dy, [N]);
+    const s = { batch: B, len: T, channels: C, kernel: K, segments: tseg };
+    const y = poisoned(gpu, [N]), dx = poisoned(gpu, [N]), dw = poisoned(gpu, [C * K]);
+    conv1dForward(gpu, s, tx, tw, y);
+    const ref = { B, T, C, K };
+    expectClose(await gpu.readF32(y), conv1dRef(ref, x, w, undefined, seg).y, 1e-5, 'y', rng.seed);
+    conv1dBackward(gpu, s, tdy, tx, tw, dx, dw);
+    const g = conv1dBackwardRef(ref, dy, x, w, undefined, seg);
+    expectClose(await gpu.readF32(dx), g.dx, 1e-5, 'dx', rng.seed);
+    expectClose(await gpu.readF32(dw), g.dw, 1e-5, 'dw', rng.seed);
+    gpu.release(tseg, tx, tw, tdy, y, dx, dw);
+  });
 
   it('a prefill then decode steps with the conv state equal one pass', async () => {
     const gpu = await testGpu();
