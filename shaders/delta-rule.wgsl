@@ -23,6 +23,9 @@
 //     dP = dS - beta_t k_t ddelta^T;  dg_t = sum(P_t * dP);  dS <- exp(g_t) dP.
 //   dq, dk, dbeta, dg are per column block partial sums, added in a fixed order by
 //   delta_rule_backward_reduce (which also sums the value heads that share a key head).
+// Packed sequences (segments [B, T]): the state is zeroed before each segment's first token (after
+// the row's first), so a chunk masks its decays between tokens of different segments (a segment
+// number sn counts the starts inside the chunk; only sn 0 reads the state from before the chunk).
 // Entry points alias binding numbers; each uses one consistent set.
 // variant: DK, CB, CHUNK
 
@@ -33,7 +36,8 @@ struct Params {
   Dk: u32, Dv: u32,
   // chunk size, number of chunks, number of column blocks
   C: u32, NC: u32, NCB: u32,
-  // bit 0: read the initial state; bit 1: write the final state; bit 2: save for the backward
+  // bit 0: read the initial state; bit 1: write the final state; bit 2: save for the backward;
+  // bit 3: segment ids given
   flags: u32,
   scale: f32,
 }
@@ -52,27 +56,53 @@ fn gIndex(b: u32, t: u32, h: u32) -> u32 {
 fn stateBase(b: u32, h: u32) -> u32 {
   return (b * p.Hv + h) * p.Dk * p.Dv;
 }
-// the saved chunk-start states [B, Hv, NC, Dk, Dv], then the deltas [B, T, Hv, Dv]
+// the saved chunk-start states [B, Hv, NC, Dk, Dv], the deltas [B, T, Hv, Dv], the segment-start
+// flags [B, T]
 fn checkpointBase(b: u32, h: u32, n: u32) -> u32 {
   return ((b * p.Hv + h) * p.NC + n) * p.Dk * p.Dv;
 }
 fn savedDelta(b: u32, t: u32, h: u32) -> u32 {
   return p.B * p.Hv * p.NC * p.Dk * p.Dv + vRow(b, t, h);
 }
+fn savedReset(b: u32, t: u32) -> u32 {
+  return p.B * p.Hv * (p.NC * p.Dk * p.Dv + p.T * p.Dv) + b * p.T + t;
+}
+// the prepare pass's output: UW [B, T, Hv, Dv + Dk] (U then W per token), QK [B, Hv, T, C], the
+// segment-start flags [B, T]
+fn prepUW(b: u32, t: u32, h: u32) -> u32 {
+  return ((b * p.T + t) * p.Hv + h) * (p.Dv + p.Dk);
+}
+fn prepQK(b: u32, h: u32, t: u32) -> u32 {
+  return p.B * p.T * p.Hv * (p.Dv + p.Dk) + ((b * p.Hv + h) * p.T + t) * p.C;
+}
+fn prepReset(b: u32, t: u32) -> u32 {
+  return p.B * p.T * p.Hv * (p.Dv + p.Dk + p.C) + b * p.T + t;
+}
 
 var<workgroup> S: array<f32, DK * CB>;
 var<workgroup> gc: array<f32, CHUNK>;
+var<workgroup> sn: array<u32, CHUNK>;
+
+// decay from token m to token i of the chunk (m <= i): zero across a segment start
+fn decayBetween(i: u32, m: u32) -> f32 {
+  if (sn[i] != sn[m]) { return 0.0; }
+  return exp(gc[i] - gc[m]);
+}
+// decay of the state from before the chunk to token i: zero once a segment started
+fn decayFromStart(i: u32) -> f32 {
+  if (sn[i] != 0u) { return 0.0; }
+  return exp(gc[i]);
+}
 
 // ---- chunked forward: prepare ------------------------------------------------------------------
-// UW [B, T, Hv, Dv + Dk]: U then W per token; QK [B, Hv, T, C]
 
 @group(0) @binding(0) var<storage, read> pQ: array<f32>;
 @group(0) @binding(1) var<storage, read> pK: array<f32>;
 @group(0) @binding(2) var<storage, read> pV: array<f32>;
 @group(0) @binding(3) var<storage, read> pG: array<f32>;
 @group(0) @binding(4) var<storage, read> pBeta: array<f32>;
-@group(0) @binding(5) var<storage, read_write> pUW: array<f32>;
-@group(0) @binding(6) var<storage, read_write> pQK: array<f32>;
+@group(0) @binding(5) var<storage, read> pSeg: array<i32>;
+@group(0) @binding(6) var<storage, read_write> pPrep: array<f32>;
 
 var<workgroup> arow: array<f32, CHUNK>;
 
@@ -95,9 +125,16 @@ fn delta_rule_chunk_prepare(@builtin(workgroup_id) wg: vec3u, @builtin(local_inv
   let L = min(p.C, p.T - t0);
   if (lane == 0u) {
     var acc = 0.0;
+    var starts = 0u;
     for (var i = 0u; i < L; i++) {
-      acc += pG[gIndex(b, t0 + i, h)];
+      let t = t0 + i;
+      acc += pG[gIndex(b, t, h)];
       gc[i] = acc;
+      var reset = 0u;
+      if ((p.flags & 8u) != 0u && t > 0u && pSeg[b * p.T + t] != pSeg[b * p.T + t - 1u]) { reset = 1u; }
+      starts += reset;
+      sn[i] = starts;
+      if (h == 0u) { pPrep[prepReset(b, t)] = f32(reset); }
     }
   }
   workgroupBarrier();
@@ -106,15 +143,15 @@ fn delta_rule_chunk_prepare(@builtin(workgroup_id) wg: vec3u, @builtin(local_inv
     let bi = pBeta[gIndex(b, t0 + i, h)];
     let ki = qkRow(b, t0 + i, h);
     for (var m = lane; m < i; m += WG) {
-      arow[m] = bi * exp(gc[i] - gc[m]) * prepDot(ki, qkRow(b, t0 + m, h), false);
+      arow[m] = bi * decayBetween(i, m) * prepDot(ki, qkRow(b, t0 + m, h), false);
     }
     workgroupBarrier();
     // each invocation owns its columns of U and W in every row: it reads back only its own writes
     for (var col = lane; col < W; col += WG) {
       var x: f32;
-      if (col < p.Dv) { x = bi * pV[vRow(b, t0 + i, h) + col]; } else { x = bi * exp(gc[i]) * pK[ki + col - p.Dv]; }
-      for (var m = 0u; m < i; m++) { x -= arow[m] * pUW[(gIndex(b, t0 + m, h)) * W + col]; }
-      pUW[gIndex(b, t0 + i, h) * W + col] = x;
+      if (col < p.Dv) { x = bi * pV[vRow(b, t0 + i, h) + col]; } else { x = bi * decayFromStart(i) * pK[ki + col - p.Dv]; }
+      for (var m = 0u; m < i; m++) { x -= arow[m] * pPrep[prepUW(b, t0 + m, h) + col]; }
+      pPrep[prepUW(b, t0 + i, h) + col] = x;
     }
     workgroupBarrier();
   }
@@ -122,8 +159,8 @@ fn delta_rule_chunk_prepare(@builtin(workgroup_id) wg: vec3u, @builtin(local_inv
     let i = idx / L;
     let m = idx % L;
     var s = 0.0;
-    if (m <= i) { s = p.scale * exp(gc[i] - gc[m]) * prepDot(qkRow(b, t0 + i, h), qkRow(b, t0 + m, h), true); }
-    pQK[((b * p.Hv + h) * p.T + t0 + i) * p.C + m] = s;
+    if (m <= i) { s = p.scale * decayBetween(i, m) * prepDot(qkRow(b, t0 + i, h), qkRow(b, t0 + m, h), true); }
+    pPrep[prepQK(b, h, t0 + i) + m] = s;
   }
 }
 
@@ -132,11 +169,10 @@ fn delta_rule_chunk_prepare(@builtin(workgroup_id) wg: vec3u, @builtin(local_inv
 @group(0) @binding(0) var<storage, read> sQ: array<f32>;
 @group(0) @binding(1) var<storage, read> sK: array<f32>;
 @group(0) @binding(2) var<storage, read> sG: array<f32>;
-@group(0) @binding(3) var<storage, read> sUW: array<f32>;
-@group(0) @binding(4) var<storage, read> sQK: array<f32>;
-@group(0) @binding(5) var<storage, read_write> sState: array<f32>;
-@group(0) @binding(6) var<storage, read_write> sOut: array<f32>;
-@group(0) @binding(7) var<storage, read_write> sSaved: array<f32>;
+@group(0) @binding(3) var<storage, read> sPrep: array<f32>;
+@group(0) @binding(4) var<storage, read_write> sState: array<f32>;
+@group(0) @binding(5) var<storage, read_write> sOut: array<f32>;
+@group(0) @binding(6) var<storage, read_write> sSaved: array<f32>;
 
 var<workgroup> D: array<f32, CHUNK * CB>;
 
@@ -145,7 +181,6 @@ fn delta_rule_chunk_scan(@builtin(workgroup_id) wg: vec3u, @builtin(local_invoca
   let col0 = wg.x * CB;
   let h = wg.y;
   let b = wg.z;
-  let W = p.Dv + p.Dk;
   let save = (p.flags & 4u) != 0u;
   for (var e = lane; e < DK * CB; e += WG) {
     let i = e / CB;
@@ -159,9 +194,14 @@ fn delta_rule_chunk_scan(@builtin(workgroup_id) wg: vec3u, @builtin(local_invoca
     let L = min(p.C, p.T - t0);
     if (lane == 0u) {
       var acc = 0.0;
+      var starts = 0u;
       for (var i = 0u; i < L; i++) {
         acc += sG[gIndex(b, t0 + i, h)];
         gc[i] = acc;
+        let reset = sPrep[prepReset(b, t0 + i)];
+        starts += u32(reset);
+        sn[i] = starts;
+        if (save && h == 0u && wg.x == 0u) { sSaved[savedReset(b, t0 + i)] = reset; }
       }
     }
     // each invocation saves the state elements it updates below
@@ -179,9 +219,9 @@ fn delta_rule_chunk_scan(@builtin(workgroup_id) wg: vec3u, @builtin(local_invoca
       let col = col0 + j;
       var d = 0.0;
       if (col < p.Dv) {
-        let row = gIndex(b, t0 + t, h) * W;
-        d = sUW[row + col];
-        for (var i = 0u; i < p.Dk; i++) { d -= sUW[row + p.Dv + i] * S[i * CB + j]; }
+        let row = prepUW(b, t0 + t, h);
+        d = sPrep[row + col];
+        for (var i = 0u; i < p.Dk; i++) { d -= sPrep[row + p.Dv + i] * S[i * CB + j]; }
         if (save) { sSaved[savedDelta(b, t0 + t, h) + col] = d; }
       }
       D[e] = d;
@@ -195,19 +235,18 @@ fn delta_rule_chunk_scan(@builtin(workgroup_id) wg: vec3u, @builtin(local_invoca
         let qr = qkRow(b, t0 + t, h);
         var inter = 0.0;
         for (var i = 0u; i < p.Dk; i++) { inter += sQ[qr + i] * S[i * CB + j]; }
-        var o = p.scale * exp(gc[t]) * inter;
-        let qk = ((b * p.Hv + h) * p.T + t0 + t) * p.C;
-        for (var m = 0u; m <= t; m++) { o += sQK[qk + m] * D[m * CB + j]; }
+        var o = p.scale * decayFromStart(t) * inter;
+        let qk = prepQK(b, h, t0 + t);
+        for (var m = 0u; m <= t; m++) { o += sPrep[qk + m] * D[m * CB + j]; }
         sOut[vRow(b, t0 + t, h) + col] = o;
       }
     }
     workgroupBarrier();
-    let last = gc[L - 1u];
     for (var e = lane; e < DK * CB; e += WG) {
       let i = e / CB;
       let j = e % CB;
-      var s = exp(last) * S[e];
-      for (var m = 0u; m < L; m++) { s += exp(last - gc[m]) * sK[qkRow(b, t0 + m, h) + i] * D[m * CB + j]; }
+      var s = decayFromStart(L - 1u) * S[e];
+      for (var m = 0u; m < L; m++) { s += decayBetween(L - 1u, m) * sK[qkRow(b, t0 + m, h) + i] * D[m * CB + j]; }
       S[e] = s;
     }
     workgroupBarrier();
@@ -314,6 +353,12 @@ fn workgroupSum2(v: vec2f, lane: u32) -> vec2f {
   return total;
 }
 
+// exp(g_t), or zero at a segment start
+fn stepDecay(b: u32, t: u32, h: u32) -> f32 {
+  if (bSaved[savedReset(b, t)] != 0.0) { return 0.0; }
+  return exp(bG[gIndex(b, t, h)]);
+}
+
 @compute @workgroup_size(WG)
 fn delta_rule_backward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lane: u32) {
   let cb = wg.x;
@@ -335,7 +380,7 @@ fn delta_rule_backward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocati
       if (col < p.Dv) {
         var s = bSaved[checkpointBase(b, h, n) + i * p.Dv + col];
         for (var t = 0u; t < L; t++) {
-          s *= exp(bG[gIndex(b, t0 + t, h)]);
+          s *= stepDecay(b, t0 + t, h);
           bP[pBase + t * DK * CB + e] = s;
           s += bK[qkRow(b, t0 + t, h) + i] * bSaved[savedDelta(b, t0 + t, h) + col];
         }
@@ -398,7 +443,7 @@ fn delta_rule_backward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocati
         bParts[partsBG() + part * 2u] = total.x;
         bParts[partsBG() + part * 2u + 1u] = total.y;
       }
-      let decay = exp(bG[gi]);
+      let decay = stepDecay(b, ta, h);
       for (var e = lane; e < DK * CB; e += WG) {
         S[e] = decay * (S[e] - beta * bK[kr + e / CB] * colv[e % CB]);
       }

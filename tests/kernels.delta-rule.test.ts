@@ -6,6 +6,7 @@ import type { Tensor } from '../src/gpu/tensor';
 import { deltaRuleBackward, deltaRuleForward, deltaRuleRecurrent, deltaRuleSavedElements, type DeltaRuleShape } from '../src/kernels/delta-rule';
 import { expectClose, makeRng, type Rng } from './helpers/check';
 import { poisoned, testGpu } from './helpers/gpu';
+import { segmentIds } from './helpers/segments';
 import { deltaRuleBackwardRef, deltaRuleRecurrentRef, l2NormRef, type DeltaShape } from './reference/delta-rule';
 
 const refShape = (s: DeltaRuleShape): DeltaShape => ({ B: s.batch, T: s.len, Hk: s.keyHeads, Hv: s.valueHeads, Dk: s.keyDim, Dv: s.valueDim, scale: s.scale });
@@ -74,6 +75,32 @@ describe('delta rule', () => {
       release();
       gpu.release(out, state, saved, outR, stateR, tdout, ...Object.values(grads));
     });
+
+  it('packed segments: chunked forward and backward', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const s: DeltaRuleShape = { batch: 2, len: 30, keyHeads: 1, valueHeads: 2, keyDim: 8, valueDim: 20, scale: 1 / Math.sqrt(8) };
+    const chunk = 8;
+    const { host, dev, release } = inputs(gpu, rng, s, false);
+    const seg = segmentIds(rng, s.batch, s.len, 0.15);
+    const tseg = gpu.upload(seg, [s.batch, s.len], 'i32');
+    const x = { ...host, segments: seg };
+    const nv = host.v.length;
+    const out = poisoned(gpu, [nv]), saved = poisoned(gpu, [deltaRuleSavedElements(s, chunk)]);
+    deltaRuleForward(gpu, s, dev, out, { chunk, saved, segments: tseg });
+    expectClose(await gpu.readF32(out), deltaRuleRecurrentRef(refShape(s), x).out, 1e-5, 'out', rng.seed);
+    const dout = rng.randn(nv);
+    const ref = deltaRuleBackwardRef(refShape(s), x, dout);
+    const tdout = gpu.upload(dout, [nv]);
+    const grads = {
+      dq: poisoned(gpu, [host.q.length]), dk: poisoned(gpu, [host.k.length]), dv: poisoned(gpu, [nv]),
+      dg: poisoned(gpu, [host.g.length]), dbeta: poisoned(gpu, [host.beta.length]),
+    };
+    deltaRuleBackward(gpu, s, dev, saved, chunk, tdout, grads);
+    for (const [name, t] of Object.entries(grads)) expectClose(await gpu.readF32(t), ref[name as keyof typeof ref], 1e-4, name, rng.seed);
+    release();
+    gpu.release(tseg, out, saved, tdout, ...Object.values(grads));
+  });
 
   it('a chunked prefill without a state, then decode steps with the carried state, equal one pass', async () => {
     const gpu = await testGpu();

@@ -5,7 +5,9 @@
 //   q, k: [B, T, Hk, Dk]   v, out: [B, T, Hv, Dv]   g, beta: [B, T, Hv]   state: [B, Hv, Dk, Dv]
 //
 // deltaRuleForward is the chunked form (training and prefill); with `saved` it keeps what the
-// backward needs (the state at each chunk start and every delta: deltaRuleSavedElements floats).
+// backward needs (the state at each chunk start, every delta and where segments start:
+// deltaRuleSavedElements floats). Packed sequences (segments i32 [B, T]) each start from a zero
+// state, as if they ran alone.
 // deltaRuleRecurrent steps token by token (decode) with the state updated in place. Both accept
 // any tensor shapes with the right element counts.
 
@@ -50,18 +52,20 @@ export interface DeltaRuleForwardOptions {
   state?: Tensor | null;
   /** Where the backward's inputs go (deltaRuleSavedElements floats); not kept when absent. */
   saved?: Tensor | null;
+  /** Segment ids i32 [B, T] of packed sequences (training). */
+  segments?: Tensor | null;
 }
 
 const WG = 256;
-const FLAG_READ_STATE = 1, FLAG_WRITE_STATE = 2, FLAG_SAVE = 4;
+const FLAG_READ_STATE = 1, FLAG_WRITE_STATE = 2, FLAG_SAVE = 4, FLAG_SEGMENTS = 8;
 
 type Entry = 'delta_rule_chunk_prepare' | 'delta_rule_chunk_scan' | 'delta_rule_recurrent' | 'delta_rule_backward' | 'delta_rule_backward_reduce';
 
 const chunks = (s: DeltaRuleShape, chunk: number) => Math.ceil(s.len / chunk);
 
-/** Floats of the forward's record for the backward: chunk-start states, then the deltas. */
+/** Floats of the forward's record for the backward: chunk-start states, the deltas, segment starts. */
 export function deltaRuleSavedElements(s: DeltaRuleShape, chunk: number): number {
-  return s.batch * s.valueHeads * (chunks(s, chunk) * s.keyDim * s.valueDim + s.len * s.valueDim);
+  return s.batch * s.valueHeads * (chunks(s, chunk) * s.keyDim * s.valueDim + s.len * s.valueDim) + s.batch * s.len;
 }
 
 function checkShape(fn: string, s: DeltaRuleShape, chunk: number | null): void {
@@ -140,17 +144,24 @@ export function deltaRuleForward(gpu: Gpu, s: DeltaRuleShape, x: DeltaRuleInputs
   checkTensors(fn, named);
   distinctBuffers(fn, written, inputs);
   for (let i = 0; i < written.length; i++) distinctBuffers(fn, written.slice(i + 1), [written[i]!]);
+  const segments = opts.segments ?? null;
+  if (segments) {
+    if (segments.dtype !== 'i32') throw new Error(`${fn}: segments must be i32, not ${segments.dtype}`);
+    if (numel(segments.shape) !== s.batch * s.len) throw new Error(`${fn}: segments ${shapeStr(segments.shape)} must have ${s.batch * s.len} elements ([B, T])`);
+    distinctBuffers(fn, written, [['segments', segments]]);
+  }
 
   const CB = columnBlock(gpu, s, chunk);
   const NC = chunks(s, chunk), NCB = Math.ceil(s.valueDim / CB);
-  const uw = scratch(gpu, 'deltaRule.uw', s.batch * s.len * s.valueHeads * (s.valueDim + s.keyDim));
-  const qk = scratch(gpu, 'deltaRule.qk', s.batch * s.valueHeads * s.len * chunk);
-  const flags = (opts.state ? FLAG_READ_STATE | FLAG_WRITE_STATE : 0) | (opts.saved ? FLAG_SAVE : 0);
+  const prep = scratch(gpu, 'deltaRule.prep', s.batch * s.len * (s.valueHeads * (s.valueDim + s.keyDim + chunk) + 1));
+  const flags = (opts.state ? FLAG_READ_STATE | FLAG_WRITE_STATE : 0) | (opts.saved ? FLAG_SAVE : 0) | (segments ? FLAG_SEGMENTS : 0);
   const p = params(s, chunk, CB, flags);
-  gpu.dispatch(pipeline(gpu, 'delta_rule_chunk_prepare', s.keyDim, CB, chunk), [x.q, x.k, x.v, x.g, x.beta, uw, qk], [NC, s.valueHeads, s.batch], p);
+  gpu.dispatch(
+    pipeline(gpu, 'delta_rule_chunk_prepare', s.keyDim, CB, chunk), [x.q, x.k, x.v, x.g, x.beta, segments ?? x.q, prep], [NC, s.valueHeads, s.batch], p,
+  );
   const state = opts.state ?? scratch(gpu, 'deltaRule.noState', 1);
   const saved = opts.saved ?? scratch(gpu, 'deltaRule.noSaved', 1);
-  gpu.dispatch(pipeline(gpu, 'delta_rule_chunk_scan', s.keyDim, CB, chunk), [x.q, x.k, x.g, uw, qk, state, out, saved], [NCB, s.valueHeads, s.batch], p);
+  gpu.dispatch(pipeline(gpu, 'delta_rule_chunk_scan', s.keyDim, CB, chunk), [x.q, x.k, x.g, prep, state, out, saved], [NCB, s.valueHeads, s.batch], p);
 }
 
 /** The recurrence token by token (decode: len 1), the state [B, Hv, Dk, Dv] read and updated in place. */
