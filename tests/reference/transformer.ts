@@ -17,6 +17,9 @@
 //   gemma3: gemma2's layout + q_norm/k_norm (Gemma norm, per head, before rope), rope parameters per
 //     layer type (rope_parameters.sliding_attention / .full_attention; transformers 4.x:
 //     rope_local_base_freq for sliding layers, rope_theta (+ rope_scaling) for full ones).
+//   smollm3 (SmolLM3Attention): llama with no rope on the layers where no_rope_layers[i] is 0 (the
+//     list says where rope is USED; without it every no_rope_layer_interval-th layer is NoPE), and a
+//     sliding window only on those when use_sliding_window.
 //   phi3: fused qkv_proj (rows q, k, v) and gate_up_proj (gate = first half, up = second half:
 //     up * act(gate)); partial_rotary_factor (rotate_half over the first int(Dh * f) dims, the rest
 //     passes through); sliding_window on every layer when set.
@@ -107,6 +110,7 @@ export function refArch(config: Json): RefArch {
     {
       LlamaForCausalLM: 'llama', MistralForCausalLM: 'mistral', Qwen2ForCausalLM: 'qwen2', Qwen3ForCausalLM: 'qwen3',
       GemmaForCausalLM: 'gemma', Gemma2ForCausalLM: 'gemma2', Gemma3ForCausalLM: 'gemma3', Phi3ForCausalLM: 'phi3',
+      SmolLM3ForCausalLM: 'smollm3',
     } as Record<string, string>
   )[archName ?? ''];
   if (!name) throw new Error(`reference: architecture ${archName} is not modelled`);
@@ -128,7 +132,12 @@ export function refArch(config: Json): RefArch {
   } else types = Array.from({ length: L }, () => 'full_attention');
   const window = typeof c.sliding_window === 'number' ? c.sliding_window : null;
 
-  const layers: RefLayer[] = types.map((type) => {
+  const useRope = (i: number): boolean => {
+    if (name !== 'smollm3') return true;
+    if (Array.isArray(c.no_rope_layers)) return (c.no_rope_layers as number[])[i] === 1;
+    return (i + 1) % num(c, 'no_rope_layer_interval', 4) !== 0;
+  };
+  const layers: RefLayer[] = types.map((type, i) => {
     // rope parameters: transformers 5 rope_parameters (per layer type for gemma3), else 4.x keys
     let rp: Json;
     const p = c.rope_parameters as Json | undefined;
@@ -136,12 +145,13 @@ export function refArch(config: Json): RefArch {
     else if (p) rp = p;
     else if (name === 'gemma3' && type === 'sliding_attention') rp = { rope_type: 'default', rope_theta: num(c, 'rope_local_base_freq', 10000) };
     else rp = { ...((c.rope_scaling as Json | null) ?? {}), rope_theta: num(c, 'rope_theta', 10000) };
-    const partial = Number(rp.partial_rotary_factor ?? c.partial_rotary_factor ?? 1);
+    const partial = useRope(i) ? Number(rp.partial_rotary_factor ?? c.partial_rotary_factor ?? 1) : 0;
     const { inv, dim } = invFreqOf(rp, headDim, partial);
     let w: number | null = null;
     if (late) w = type === 'sliding_attention' ? window : null;
     else if (name === 'mistral' || name === 'phi3') w = window;
     else if (name === 'qwen2' || name === 'qwen3') w = c.use_sliding_window && type === 'sliding_attention' ? window : null;
+    else if (name === 'smollm3') w = c.use_sliding_window && !useRope(i) ? window : null;
     return { window: w, invFreq: inv, rotaryDim: dim };
   });
 
