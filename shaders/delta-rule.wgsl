@@ -270,6 +270,33 @@ fn delta_rule_chunk_scan(@builtin(workgroup_id) wg: vec3u, @builtin(local_invoca
 @group(0) @binding(6) var<storage, read_write> rOut: array<f32>;
 
 var<workgroup> colv: array<f32, CB>;
+var<workgroup> colpart: array<f32, WG>;
+
+// Sums over the rows of S per column, WG / CB invocations to a column: invocation `lane` owns
+// column lane % CB and every (WG / CB)-th row from lane / CB; columnSum adds the parts (in a fixed
+// order) and returns column `lane`'s total to invocations lane < CB.
+fn columnSum(lane: u32, part: f32) -> f32 {
+  colpart[lane] = part;
+  workgroupBarrier();
+  var total = 0.0;
+  if (lane < CB) {
+    for (var q = 0u; q < WG / CB; q++) { total += colpart[q * CB + lane]; }
+  }
+  workgroupBarrier();
+  return total;
+}
+
+// the recurrence's part of S^T k (withK) or S^T q of this invocation's column
+fn columnPart(lane: u32, kr: u32, withK: bool) -> f32 {
+  let j = lane % CB;
+  var acc = 0.0;
+  for (var i = lane / CB; i < p.Dk; i += WG / CB) {
+    var x: f32;
+    if (withK) { x = rK[kr + i]; } else { x = rQ[kr + i]; }
+    acc += S[i * CB + j] * x;
+  }
+  return acc;
+}
 
 @compute @workgroup_size(WG)
 fn delta_rule_recurrent(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lane: u32) {
@@ -289,24 +316,19 @@ fn delta_rule_recurrent(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocat
     let kr = qkRow(b, t, h);
     for (var e = lane; e < DK * CB; e += WG) { S[e] *= decay; }
     workgroupBarrier();
+    // kv = S^T k per column, then delta
+    let kv = columnSum(lane, columnPart(lane, kr, true));
     if (lane < CB) {
       let col = col0 + lane;
       var d = 0.0;
-      if (col < p.Dv) {
-        var kv = 0.0;
-        for (var i = 0u; i < p.Dk; i++) { kv += S[i * CB + lane] * rK[kr + i]; }
-        d = beta * (rV[vRow(b, t, h) + col] - kv);
-      }
+      if (col < p.Dv) { d = beta * (rV[vRow(b, t, h) + col] - kv); }
       colv[lane] = d;
     }
     workgroupBarrier();
     for (var e = lane; e < DK * CB; e += WG) { S[e] += rK[kr + e / CB] * colv[e % CB]; }
     workgroupBarrier();
-    if (lane < CB && col0 + lane < p.Dv) {
-      var o = 0.0;
-      for (var i = 0u; i < p.Dk; i++) { o += S[i * CB + lane] * rQ[kr + i]; }
-      rOut[vRow(b, t, h) + col0 + lane] = p.scale * o;
-    }
+    let o = columnSum(lane, columnPart(lane, kr, false));
+    if (lane < CB && col0 + lane < p.Dv) { rOut[vRow(b, t, h) + col0 + lane] = p.scale * o; }
     workgroupBarrier();
   }
   for (var e = lane; e < DK * CB; e += WG) {
@@ -402,14 +424,13 @@ fn delta_rule_backward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocati
         if (col < p.Dv) { S[e] += p.scale * bQ[kr + e / CB] * bDO[vr + col]; }
       }
       workgroupBarrier();
-      // per column: ddelta and dv
+      // per column: ddelta = dS^T k, and dv
+      var part = 0.0;
+      for (var i = lane / CB; i < p.Dk; i += WG / CB) { part += S[i * CB + lane % CB] * bK[kr + i]; }
+      let dd = columnSum(lane, part);
       if (lane < CB) {
         let col = col0 + lane;
-        var dd = 0.0;
-        if (col < p.Dv) {
-          for (var i = 0u; i < p.Dk; i++) { dd += S[i * CB + lane] * bK[kr + i]; }
-          bParts[partsDv() + vr + col] = beta * dd;
-        }
+        if (col < p.Dv) { bParts[partsDv() + vr + col] = beta * dd; }
         colv[lane] = dd;
       }
       workgroupBarrier();

@@ -109,7 +109,7 @@ const stateLayout = (s: DeltaRuleShape): [number, string] => [
  */
 function columnBlock(gpu: Gpu, s: DeltaRuleShape, chunk: number): number {
   const floats = Math.floor(gpu.caps.limits.maxComputeWorkgroupStorageSize / 4);
-  const fits = (cb: number) => s.keyDim * cb + chunk * cb + chunk <= floats && s.keyDim * cb + cb + 2 * WG <= floats;
+  const fits = (cb: number) => s.keyDim * cb + chunk * cb + 2 * chunk <= floats && s.keyDim * cb + cb + 3 * WG <= floats;
   let cb = Math.min(32, 2 ** Math.ceil(Math.log2(s.valueDim)));
   while (cb > 1 && !fits(cb)) cb /= 2;
   if (!fits(cb)) throw new Error(`deltaRule: keyDim ${s.keyDim} with chunk ${chunk} does not fit ${floats * 4} bytes of workgroup storage`);
