@@ -26,6 +26,8 @@
 // Packed sequences (segments [B, T]): the state is zeroed before each segment's first token (after
 // the row's first), so a chunk masks its decays between tokens of different segments (a segment
 // number sn counts the starts inside the chunk; only sn 0 reads the state from before the chunk).
+// Large batches run in slices of SB rows (workgroup z = row in the slice) so that the scratch
+// regions stay within one binding.
 // Entry points alias binding numbers; each uses one consistent set.
 // variant: DK, CB, CHUNK
 
@@ -40,6 +42,8 @@ struct Params {
   // bit 3: segment ids given
   flags: u32,
   scale: f32,
+  // the batch rows of this dispatch: b0 .. b0 + SB (scratch regions hold SB rows, indexed locally)
+  b0: u32, SB: u32,
 }
 
 @group(1) @binding(0) var<uniform> p: Params;
@@ -67,16 +71,16 @@ fn savedDelta(b: u32, t: u32, h: u32) -> u32 {
 fn savedReset(b: u32, t: u32) -> u32 {
   return p.B * p.Hv * (p.NC * p.Dk * p.Dv + p.T * p.Dv) + b * p.T + t;
 }
-// the prepare pass's output: UW [B, T, Hv, Dv + Dk] (U then W per token), QK [B, Hv, T, C], the
+// the prepare pass's output (rows of the slice): UW [B, T, Hv, Dv + Dk] (U then W per token), QK [B, Hv, T, C], the
 // segment-start flags [B, T]
 fn prepUW(b: u32, t: u32, h: u32) -> u32 {
   return ((b * p.T + t) * p.Hv + h) * (p.Dv + p.Dk);
 }
 fn prepQK(b: u32, h: u32, t: u32) -> u32 {
-  return p.B * p.T * p.Hv * (p.Dv + p.Dk) + ((b * p.Hv + h) * p.T + t) * p.C;
+  return p.SB * p.T * p.Hv * (p.Dv + p.Dk) + ((b * p.Hv + h) * p.T + t) * p.C;
 }
 fn prepReset(b: u32, t: u32) -> u32 {
-  return p.B * p.T * p.Hv * (p.Dv + p.Dk + p.C) + b * p.T + t;
+  return p.SB * p.T * p.Hv * (p.Dv + p.Dk + p.C) + b * p.T + t;
 }
 
 var<workgroup> S: array<f32, DK * CB>;
@@ -120,7 +124,8 @@ fn prepDot(a: u32, b: u32, isQ: bool) -> f32 {
 fn delta_rule_chunk_prepare(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lane: u32) {
   let n = wg.x;
   let h = wg.y;
-  let b = wg.z;
+  let lb = wg.z;
+  let b = p.b0 + lb;
   let t0 = n * p.C;
   let L = min(p.C, p.T - t0);
   if (lane == 0u) {
@@ -134,7 +139,7 @@ fn delta_rule_chunk_prepare(@builtin(workgroup_id) wg: vec3u, @builtin(local_inv
       if ((p.flags & 8u) != 0u && t > 0u && pSeg[b * p.T + t] != pSeg[b * p.T + t - 1u]) { reset = 1u; }
       starts += reset;
       sn[i] = starts;
-      if (h == 0u) { pPrep[prepReset(b, t)] = f32(reset); }
+      if (h == 0u) { pPrep[prepReset(lb, t)] = f32(reset); }
     }
   }
   workgroupBarrier();
@@ -150,8 +155,8 @@ fn delta_rule_chunk_prepare(@builtin(workgroup_id) wg: vec3u, @builtin(local_inv
     for (var col = lane; col < W; col += WG) {
       var x: f32;
       if (col < p.Dv) { x = bi * pV[vRow(b, t0 + i, h) + col]; } else { x = bi * decayFromStart(i) * pK[ki + col - p.Dv]; }
-      for (var m = 0u; m < i; m++) { x -= arow[m] * pPrep[prepUW(b, t0 + m, h) + col]; }
-      pPrep[prepUW(b, t0 + i, h) + col] = x;
+      for (var m = 0u; m < i; m++) { x -= arow[m] * pPrep[prepUW(lb, t0 + m, h) + col]; }
+      pPrep[prepUW(lb, t0 + i, h) + col] = x;
     }
     workgroupBarrier();
   }
@@ -160,7 +165,7 @@ fn delta_rule_chunk_prepare(@builtin(workgroup_id) wg: vec3u, @builtin(local_inv
     let m = idx % L;
     var s = 0.0;
     if (m <= i) { s = p.scale * decayBetween(i, m) * prepDot(qkRow(b, t0 + i, h), qkRow(b, t0 + m, h), true); }
-    pPrep[prepQK(b, h, t0 + i) + m] = s;
+    pPrep[prepQK(lb, h, t0 + i) + m] = s;
   }
 }
 
@@ -180,7 +185,8 @@ var<workgroup> D: array<f32, CHUNK * CB>;
 fn delta_rule_chunk_scan(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lane: u32) {
   let col0 = wg.x * CB;
   let h = wg.y;
-  let b = wg.z;
+  let lb = wg.z;
+  let b = p.b0 + lb;
   let save = (p.flags & 4u) != 0u;
   for (var e = lane; e < DK * CB; e += WG) {
     let i = e / CB;
@@ -198,7 +204,7 @@ fn delta_rule_chunk_scan(@builtin(workgroup_id) wg: vec3u, @builtin(local_invoca
       for (var i = 0u; i < L; i++) {
         acc += sG[gIndex(b, t0 + i, h)];
         gc[i] = acc;
-        let reset = sPrep[prepReset(b, t0 + i)];
+        let reset = sPrep[prepReset(lb, t0 + i)];
         starts += u32(reset);
         sn[i] = starts;
         if (save && h == 0u && wg.x == 0u) { sSaved[savedReset(b, t0 + i)] = reset; }
@@ -219,7 +225,7 @@ fn delta_rule_chunk_scan(@builtin(workgroup_id) wg: vec3u, @builtin(local_invoca
       let col = col0 + j;
       var d = 0.0;
       if (col < p.Dv) {
-        let row = prepUW(b, t0 + t, h);
+        let row = prepUW(lb, t0 + t, h);
         d = sPrep[row + col];
         for (var i = 0u; i < p.Dk; i++) { d -= sPrep[row + p.Dv + i] * S[i * CB + j]; }
         if (save) { sSaved[savedDelta(b, t0 + t, h) + col] = d; }
@@ -236,7 +242,7 @@ fn delta_rule_chunk_scan(@builtin(workgroup_id) wg: vec3u, @builtin(local_invoca
         var inter = 0.0;
         for (var i = 0u; i < p.Dk; i++) { inter += sQ[qr + i] * S[i * CB + j]; }
         var o = p.scale * decayFromStart(t) * inter;
-        let qk = prepQK(b, h, t0 + t);
+        let qk = prepQK(lb, h, t0 + t);
         for (var m = 0u; m <= t; m++) { o += sPrep[qk + m] * D[m * CB + j]; }
         sOut[vRow(b, t0 + t, h) + col] = o;
       }
@@ -302,7 +308,8 @@ fn columnPart(lane: u32, kr: u32, withK: bool) -> f32 {
 fn delta_rule_recurrent(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lane: u32) {
   let col0 = wg.x * CB;
   let h = wg.y;
-  let b = wg.z;
+  let lb = wg.z;
+  let b = p.b0 + lb;
   let base = stateBase(b, h);
   for (var e = lane; e < DK * CB; e += WG) {
     let col = col0 + e % CB;
@@ -354,13 +361,13 @@ fn delta_rule_recurrent(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocat
 var<workgroup> red: array<vec2f, WG>;
 
 fn partsDk() -> u32 {
-  return p.NCB * p.B * p.T * p.Hv * p.Dk;
+  return p.NCB * p.SB * p.T * p.Hv * p.Dk;
 }
 fn partsBG() -> u32 {
   return 2u * partsDk();
 }
 fn partsDv() -> u32 {
-  return partsBG() + p.NCB * p.B * p.T * p.Hv * 2u;
+  return partsBG() + p.NCB * p.SB * p.T * p.Hv * 2u;
 }
 
 fn workgroupSum2(v: vec2f, lane: u32) -> vec2f {
@@ -386,8 +393,9 @@ fn delta_rule_backward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocati
   let cb = wg.x;
   let col0 = cb * CB;
   let h = wg.y;
-  let b = wg.z;
-  let pBase = ((b * p.Hv + h) * p.NCB + cb) * CHUNK * DK * CB;
+  let lb = wg.z;
+  let b = p.b0 + lb;
+  let pBase = ((lb * p.Hv + h) * p.NCB + cb) * CHUNK * DK * CB;
   // dS lives in S
   for (var e = lane; e < DK * CB; e += WG) { S[e] = 0.0; }
   for (var nn = 0u; nn < p.NC; nn++) {
@@ -430,7 +438,7 @@ fn delta_rule_backward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocati
       let dd = columnSum(lane, part);
       if (lane < CB) {
         let col = col0 + lane;
-        if (col < p.Dv) { bParts[partsDv() + vr + col] = beta * dd; }
+        if (col < p.Dv) { bParts[partsDv() + vRow(lb, ta, h) + col] = beta * dd; }
         colv[lane] = dd;
       }
       workgroupBarrier();
@@ -451,7 +459,7 @@ fn delta_rule_backward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocati
           dk += dS * delta - beta * pij * colv[j];
           acc.y += pij * (dS - beta * ki * colv[j]);
         }
-        let part = ((cb * p.B + b) * p.T + ta) * p.Hv + h;
+        let part = ((cb * p.SB + lb) * p.T + ta) * p.Hv + h;
         bParts[part * p.Dk + i] = p.scale * dq;
         bParts[partsDk() + part * p.Dk + i] = dk;
       }
@@ -460,7 +468,7 @@ fn delta_rule_backward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocati
       }
       let total = workgroupSum2(acc, lane);
       if (lane == 0u) {
-        let part = ((cb * p.B + b) * p.T + ta) * p.Hv + h;
+        let part = ((cb * p.SB + lb) * p.T + ta) * p.Hv + h;
         bParts[partsBG() + part * 2u] = total.x;
         bParts[partsBG() + part * 2u + 1u] = total.y;
       }
@@ -486,12 +494,13 @@ fn reduceElement(wg: vec3u, nwg: vec3u, lane: u32) -> u32 {
   return (wg.y * nwg.x + wg.x) * WG + lane;
 }
 
-// one invocation per element of dq/dk [B, T, Hk, Dk], then of dbeta/dg [B, T, Hv], then of dv
+// one invocation per element of the slice's dq/dk [SB, T, Hk, Dk], then of dbeta/dg [SB, T, Hv],
+// then of dv; written at the slice's rows
 @compute @workgroup_size(WG)
 fn delta_rule_backward_reduce(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
   var e = reduceElement(wg, nwg, lane);
-  let nqk = p.B * p.T * p.Hk * p.Dk;
-  let ng = p.B * p.T * p.Hv;
+  let nqk = p.SB * p.T * p.Hk * p.Dk;
+  let ng = p.SB * p.T * p.Hv;
   if (e < nqk) {
     let i = e % p.Dk;
     let row = e / p.Dk;
@@ -502,13 +511,13 @@ fn delta_rule_backward_reduce(@builtin(workgroup_id) wg: vec3u, @builtin(num_wor
     var dk = 0.0;
     for (var cb = 0u; cb < p.NCB; cb++) {
       for (var r = 0u; r < rep; r++) {
-        let at = ((cb * p.B * p.T + bt) * p.Hv + hk * rep + r) * p.Dk + i;
+        let at = ((cb * p.SB * p.T + bt) * p.Hv + hk * rep + r) * p.Dk + i;
         dq += gParts[at];
         dk += gParts[partsDk() + at];
       }
     }
-    gDQ[e] = dq;
-    gDK[e] = dk;
+    gDQ[p.b0 * p.T * p.Hk * p.Dk + e] = dq;
+    gDK[p.b0 * p.T * p.Hk * p.Dk + e] = dk;
     return;
   }
   e -= nqk;
@@ -520,10 +529,10 @@ fn delta_rule_backward_reduce(@builtin(workgroup_id) wg: vec3u, @builtin(num_wor
       db += gParts[at];
       dg += gParts[at + 1u];
     }
-    gDBeta[e] = db;
-    gDG[e] = dg;
+    gDBeta[p.b0 * p.T * p.Hv + e] = db;
+    gDG[p.b0 * p.T * p.Hv + e] = dg;
     return;
   }
   e -= ng;
-  if (e < ng * p.Dv) { gDV[e] = gParts[partsDv() + e]; }
+  if (e < ng * p.Dv) { gDV[p.b0 * p.T * p.Hv * p.Dv + e] = gParts[partsDv() + e]; }
 }

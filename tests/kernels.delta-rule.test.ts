@@ -1,7 +1,7 @@
 // Kernel family: delta-rule (shaders/delta-rule.wgsl, src/kernels/delta-rule.ts)
 import { describe, expect, it } from 'vitest';
 import { DELTA_RULE_CASES } from '../src/bench/cases/delta-rule';
-import type { Gpu } from '../src/gpu/runtime';
+import { Gpu } from '../src/gpu/runtime';
 import type { Tensor } from '../src/gpu/tensor';
 import { deltaRuleBackward, deltaRuleForward, deltaRuleRecurrent, deltaRuleSavedElements, type DeltaRuleShape } from '../src/kernels/delta-rule';
 import { expectClose, makeRng, type Rng } from './helpers/check';
@@ -100,6 +100,34 @@ describe('delta rule', () => {
     for (const [name, t] of Object.entries(grads)) expectClose(await gpu.readF32(t), ref[name as keyof typeof ref], 1e-4, name, rng.seed);
     release();
     gpu.release(tseg, out, saved, tdout, ...Object.values(grads));
+  });
+
+  it('batches beyond the scratch binding limit run in slices of rows', async () => {
+    const full = await testGpu();
+    const rng = makeRng();
+    const s: DeltaRuleShape = { batch: 3, len: 9, keyHeads: 1, valueHeads: 2, keyDim: 4, valueDim: 5, scale: 0.5 };
+    const chunk = 4;
+    // room for two rows of the largest scratch (the backward's partial sums, 270 floats a row) and
+    // for the record (657 floats): slices of 2 and 1 rows
+    const gpu = new Gpu(full.device, { ...full.caps, limits: { ...full.caps.limits, maxStorageBufferBindingSize: 4 * 700 } });
+    const { host, dev, release } = inputs(gpu, rng, s, false);
+    const nv = host.v.length;
+    const out = poisoned(gpu, [nv]), saved = poisoned(gpu, [deltaRuleSavedElements(s, chunk)]);
+    deltaRuleForward(gpu, s, dev, out, { chunk, saved });
+    expectClose(await gpu.readF32(out), deltaRuleRecurrentRef(refShape(s), host).out, 1e-5, 'out', rng.seed);
+    const dout = rng.randn(nv);
+    const ref = deltaRuleBackwardRef(refShape(s), host, dout);
+    const tdout = gpu.upload(dout, [nv]);
+    const grads = {
+      dq: poisoned(gpu, [host.q.length]), dk: poisoned(gpu, [host.k.length]), dv: poisoned(gpu, [nv]),
+      dg: poisoned(gpu, [host.g.length]), dbeta: poisoned(gpu, [host.beta.length]),
+    };
+    deltaRuleBackward(gpu, s, dev, saved, chunk, tdout, grads);
+    for (const [name, t] of Object.entries(grads)) expectClose(await gpu.readF32(t), ref[name as keyof typeof ref], 1e-4, name, rng.seed);
+    const tiny = new Gpu(full.device, { ...full.caps, limits: { ...full.caps.limits, maxStorageBufferBindingSize: 4 * 200 } });
+    expect(() => deltaRuleForward(tiny, s, dev, out, { chunk })).toThrow(/one batch row needs 972 bytes of scratch, over this GPU's 800-byte binding limit/);
+    release();
+    gpu.release(out, saved, tdout, ...Object.values(grads));
   });
 
   it('a chunked prefill without a state, then decode steps with the carried state, equal one pass', async () => {

@@ -120,8 +120,21 @@ function pipeline(gpu: Gpu, entry: Entry, DK: number, CB: number, CHUNK: number)
   return gpu.pipeline(`${entry}:dk${DK}:cb${CB}:c${CHUNK}`, () => shaderVariant(source, entry, { DK, CB, CHUNK }));
 }
 
-function params(s: DeltaRuleShape, chunk: number, CB: number, flags: number): Param[] {
-  return [s.batch, s.len, s.keyHeads, s.valueHeads, s.keyDim, s.valueDim, chunk, chunks(s, chunk), Math.ceil(s.valueDim / CB), flags, f32(s.scale)];
+function params(s: DeltaRuleShape, chunk: number, CB: number, flags: number, b0 = 0, SB = s.batch): Param[] {
+  return [s.batch, s.len, s.keyHeads, s.valueHeads, s.keyDim, s.valueDim, chunk, chunks(s, chunk), Math.ceil(s.valueDim / CB), flags, f32(s.scale), b0, SB];
+}
+
+/**
+ * Batch rows per dispatch so that each scratch region (floats per row) fits one storage binding:
+ * large batches run in slices that reuse the same scratch.
+ */
+function rowsPerSlice(gpu: Gpu, fn: string, s: DeltaRuleShape, perRow: number[]): number {
+  const limit = Math.floor(Math.min(gpu.caps.limits.maxStorageBufferBindingSize, gpu.caps.limits.maxBufferSize) / 4);
+  const worst = Math.max(...perRow);
+  if (worst > limit) {
+    throw new Error(`${fn}: one batch row needs ${worst * 4} bytes of scratch, over this GPU's ${limit * 4}-byte binding limit; use a shorter sequence or a smaller chunk`);
+  }
+  return Math.min(s.batch, Math.floor(limit / worst));
 }
 
 /** The chunked form: out (overwritten); the state and the backward's record as the options say. */
@@ -153,15 +166,19 @@ export function deltaRuleForward(gpu: Gpu, s: DeltaRuleShape, x: DeltaRuleInputs
 
   const CB = columnBlock(gpu, s, chunk);
   const NC = chunks(s, chunk), NCB = Math.ceil(s.valueDim / CB);
-  const prep = scratch(gpu, 'deltaRule.prep', s.batch * s.len * (s.valueHeads * (s.valueDim + s.keyDim + chunk) + 1));
+  const prepRow = s.len * (s.valueHeads * (s.valueDim + s.keyDim + chunk) + 1);
+  const SB = rowsPerSlice(gpu, fn, s, [prepRow]);
+  const prep = scratch(gpu, 'deltaRule.prep', SB * prepRow);
   const flags = (opts.state ? FLAG_READ_STATE | FLAG_WRITE_STATE : 0) | (opts.saved ? FLAG_SAVE : 0) | (segments ? FLAG_SEGMENTS : 0);
-  const p = params(s, chunk, CB, flags);
-  gpu.dispatch(
-    pipeline(gpu, 'delta_rule_chunk_prepare', s.keyDim, CB, chunk), [x.q, x.k, x.v, x.g, x.beta, segments ?? x.q, prep], [NC, s.valueHeads, s.batch], p,
-  );
   const state = opts.state ?? scratch(gpu, 'deltaRule.noState', 1);
   const saved = opts.saved ?? scratch(gpu, 'deltaRule.noSaved', 1);
-  gpu.dispatch(pipeline(gpu, 'delta_rule_chunk_scan', s.keyDim, CB, chunk), [x.q, x.k, x.g, prep, state, out, saved], [NCB, s.valueHeads, s.batch], p);
+  const prepare = pipeline(gpu, 'delta_rule_chunk_prepare', s.keyDim, CB, chunk), scan = pipeline(gpu, 'delta_rule_chunk_scan', s.keyDim, CB, chunk);
+  for (let b0 = 0; b0 < s.batch; b0 += SB) {
+    const rows = Math.min(SB, s.batch - b0);
+    const p = params(s, chunk, CB, flags, b0, rows);
+    gpu.dispatch(prepare, [x.q, x.k, x.v, x.g, x.beta, segments ?? x.q, prep], [NC, s.valueHeads, rows], p);
+    gpu.dispatch(scan, [x.q, x.k, x.g, prep, state, out, saved], [NCB, s.valueHeads, rows], p);
+  }
 }
 
 /** The recurrence token by token (decode: len 1), the state [B, Hv, Dk, Dv] read and updated in place. */
@@ -210,13 +227,16 @@ export function deltaRuleBackward(
 
   const CB = columnBlock(gpu, s, chunk);
   const NCB = Math.ceil(Dv / CB);
-  const p = params(s, chunk, CB, 0);
-  const states = scratch(gpu, 'deltaRule.states', B * Hv * NCB * chunk * Dk * CB);
-  const parts = scratch(gpu, 'deltaRule.parts', NCB * B * T * Hv * (2 * Dk + 2) + B * T * Hv * Dv);
-  gpu.dispatch(pipeline(gpu, 'delta_rule_backward', Dk, CB, chunk), [x.q, x.k, x.g, x.beta, dout, saved, states, parts], [NCB, Hv, B], p);
-  const n = B * T * (Hk * Dk + Hv + Hv * Dv);
-  gpu.dispatch(
-    pipeline(gpu, 'delta_rule_backward_reduce', Dk, CB, chunk), [parts, grads.dq, grads.dk, grads.dv, grads.dg, grads.dbeta],
-    gpu.grid(Math.ceil(n / WG)), p,
-  );
+  const statesRow = Hv * NCB * chunk * Dk * CB, partsRow = NCB * T * Hv * (2 * Dk + 2) + T * Hv * Dv;
+  const SB = rowsPerSlice(gpu, fn, s, [statesRow, partsRow]);
+  const states = scratch(gpu, 'deltaRule.states', SB * statesRow);
+  const parts = scratch(gpu, 'deltaRule.parts', SB * partsRow);
+  const backward = pipeline(gpu, 'delta_rule_backward', Dk, CB, chunk), reduce = pipeline(gpu, 'delta_rule_backward_reduce', Dk, CB, chunk);
+  for (let b0 = 0; b0 < B; b0 += SB) {
+    const rows = Math.min(SB, B - b0);
+    const p = params(s, chunk, CB, 0, b0, rows);
+    gpu.dispatch(backward, [x.q, x.k, x.g, x.beta, dout, saved, states, parts], [NCB, Hv, rows], p);
+    const n = rows * T * (Hk * Dk + Hv + Hv * Dv);
+    gpu.dispatch(reduce, [parts, grads.dq, grads.dk, grads.dv, grads.dg, grads.dbeta], gpu.grid(Math.ceil(n / WG)), p);
+  }
 }
