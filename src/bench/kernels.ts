@@ -7,7 +7,7 @@ import { Profiler } from '../gpu/profiler';
 import { GATED_ACT_CASES, gatedActTimed } from './cases/act';
 import { ATTENTION_CASES, attentionTimed } from './cases/attention';
 import { CONV1D_CASES, conv1dTimed } from './cases/conv1d';
-import { DELTA_RULE_CASES, deltaRuleTimed } from './cases/delta-rule';
+import { DELTA_RULE_CASES, deltaRuleDecodeTimed, deltaRuleTimed } from './cases/delta-rule';
 import { ELEMENTWISE_CASES, elementwiseTimed } from './cases/elementwise';
 import { EMBEDDING_CASES, embeddingTimed } from './cases/embedding';
 import { LORA_CASES, loraTimed } from './cases/lora';
@@ -44,6 +44,7 @@ function cases(gpu: Gpu, n: Scale): (() => Timed)[] {
     ...both(bench(GATED_ACT_CASES), gatedActTimed),
     ...both(bench(CONV1D_CASES), conv1dTimed),
     ...both(bench(DELTA_RULE_CASES), deltaRuleTimed),
+    ...bench(DELTA_RULE_CASES).map((c) => () => deltaRuleDecodeTimed(gpu, c)),
     ...bench(ELEMENTWISE_CASES).map((c) => () => elementwiseTimed(gpu, c, n)),
     ...bench(EMBEDDING_CASES).map((c) => () => embeddingTimed(gpu, c, n)),
     ...bench(OPTIM_CASES).map((c) => () => optimTimed(gpu, c, n)),

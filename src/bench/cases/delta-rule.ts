@@ -2,7 +2,7 @@
 // ones against the f64 reference, the kernel benchmark times the real one (`bench`).
 
 import type { Gpu } from '../../gpu/runtime';
-import { deltaRuleBackward, deltaRuleForward, deltaRuleSavedElements, type DeltaRuleShape } from '../../kernels/delta-rule';
+import { deltaRuleBackward, deltaRuleForward, deltaRuleRecurrent, deltaRuleSavedElements, type DeltaRuleShape } from '../../kernels/delta-rule';
 import { filler, type Scale, type Timed } from './timed';
 
 export interface DeltaRuleCase extends Omit<DeltaRuleShape, 'scale'> {
@@ -41,5 +41,25 @@ export function deltaRuleTimed(gpu: Gpu, c: DeltaRuleCase, n: Scale, backward: b
     flops: B * Hv * perHead,
     run: backward ? () => deltaRuleBackward(gpu, s, x, saved, c.chunk, out, grads) : forward,
     release: () => gpu.release(...Object.values(x), out, saved, ...Object.values(grads)),
+  };
+}
+
+/** One decode step (a token per batch row) with the recurrent state, at the case's heads. */
+export function deltaRuleDecodeTimed(gpu: Gpu, c: DeltaRuleCase): Timed {
+  const s: DeltaRuleShape = { ...c, len: 1, scale: 1 / Math.sqrt(c.keyDim) };
+  const { batch: B, keyHeads: Hk, valueHeads: Hv, keyDim: Dk, valueDim: Dv } = s;
+  const nqk = B * Hk * Dk, nv = B * Hv * Dv, ng = B * Hv, ns = B * Hv * Dk * Dv;
+  const x = {
+    q: gpu.upload(filler(nqk), [nqk]), k: gpu.upload(filler(nqk), [nqk]), v: gpu.upload(filler(nv), [nv]),
+    g: gpu.upload(filler(ng).map((v) => -0.1 - Math.abs(v)), [ng]), beta: gpu.upload(filler(ng).map((v) => 0.5 + v / 2), [ng]),
+  };
+  const out = gpu.tensor([nv]), state = gpu.upload(filler(ns), [ns]);
+  return {
+    kernel: 'deltaRule decode step',
+    shape: `${B} h${Hk}/${Hv} d${Dk}/${Dv}`,
+    flops: 6 * ns,
+    bytes: 2 * 4 * ns,
+    run: () => deltaRuleRecurrent(gpu, s, x, out, state),
+    release: () => gpu.release(...Object.values(x), out, state),
   };
 }
