@@ -388,7 +388,7 @@ function mlp(a: RefArch, w: RefWeights, lora: RefLora | undefined, p: string, x:
 }
 
 /** Qwen3_5GatedDeltaNet.forward (no cache, no padding) on x [B*S, D]: the token mixer's output. */
-function gatedDeltaNet(a: RefArch, w: RefWeights, lora: RefLora | undefined, m: string, x: Float64Array, B: number, S: number): Float64Array {
+export function refGatedDeltaNet(a: RefArch, w: RefWeights, lora: RefLora | undefined, m: string, x: Float64Array, B: number, S: number): Float64Array {
   const { hidden: D } = a;
   const { Hk, Hv, Dk, Dv, kernel } = a.deltaNet!;
   const T = B * S, keyDim = Hk * Dk, valueDim = Hv * Dv, convDim = 2 * keyDim + valueDim;
@@ -432,7 +432,7 @@ export function refLogits(config: Json, w: RefWeights, ids: readonly (readonly n
     let gate: Float64Array | null = null;
     const Nq = Hq * Dh, Nkv = Hkv * Dh;
     if (layer.linear) {
-      h = add(h, gatedDeltaNet(a, w, lora, `${p}.linear_attn`, x, B, S));
+      h = add(h, refGatedDeltaNet(a, w, lora, `${p}.linear_attn`, x, B, S));
       h = add(h, mlp(a, w, lora, p, rmsNorm(a, h, T, D, get(w, `${p}.post_attention_layernorm.weight`)), T));
       return;
     }
