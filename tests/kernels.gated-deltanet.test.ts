@@ -2,16 +2,17 @@
 // model wiring follows) against the f64 reference layer of tests/reference/transformer.ts:
 //   in_proj_qkv -> conv1d + SiLU -> q | k | v columns -> l2norm(q), l2norm(k); in_proj_a/b -> gates;
 //   delta rule (chunked) -> RMSNormGated(core, in_proj_z) -> out_proj
+// and the backward through all of it to the input, against a finite difference of the reference.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Tensor } from '../src/gpu/tensor';
-import { conv1dForward } from '../src/kernels/conv1d';
-import { deltaRuleForward } from '../src/kernels/delta-rule';
+import { conv1dBackward, conv1dForward } from '../src/kernels/conv1d';
+import { deltaRuleBackward, deltaRuleForward, deltaRuleSavedElements } from '../src/kernels/delta-rule';
 import { copyInto } from '../src/kernels/elementwise';
-import { deltaGatesForward } from '../src/kernels/gates';
-import { linear } from '../src/kernels/matmul';
-import { l2NormForward, rmsNormGatedForward } from '../src/kernels/norm';
+import { deltaGatesBackward, deltaGatesForward } from '../src/kernels/gates';
+import { linear, linearBackwardInput } from '../src/kernels/matmul';
+import { l2NormBackward, l2NormForward, rmsNormGatedBackward, rmsNormGatedForward } from '../src/kernels/norm';
 import { expectClose, makeRng } from './helpers/check';
 import { testGpu } from './helpers/gpu';
 import { refArch, refGatedDeltaNet, refParameters } from './reference/transformer';
@@ -19,7 +20,7 @@ import { refArch, refGatedDeltaNet, refParameters } from './reference/transforme
 const config = JSON.parse(readFileSync(join(import.meta.dirname, 'fixtures/synthetic/qwen3_5_text/config.json'), 'utf8')) as Record<string, unknown>;
 
 describe('Gated DeltaNet token mixer from the kernels', () => {
-  it('matches the reference layer on two rows of 13 tokens (chunks of 4)', async () => {
+  it('matches the reference layer on two rows of 13 tokens (chunks of 4), forward and input gradient', async () => {
     const gpu = await testGpu();
     const rng = makeRng();
     const a = refArch(config);
@@ -53,19 +54,58 @@ describe('Gated DeltaNet token mixer from the kernels', () => {
       return out;
     };
     const q = t(T, keyDim), k = t(T, keyDim), rq = gpu.tensor([T * Hk]), rk = gpu.tensor([T * Hk]);
-    l2NormForward(gpu, split(0, keyDim), Dk, q, rq, { eps: 1e-6 });
-    l2NormForward(gpu, split(keyDim, keyDim), Dk, k, rk, { eps: 1e-6 });
+    const qRaw = split(0, keyDim), kRaw = split(keyDim, keyDim);
+    l2NormForward(gpu, qRaw, Dk, q, rq, { eps: 1e-6 });
+    l2NormForward(gpu, kRaw, Dk, k, rk, { eps: 1e-6 });
     const v = split(2 * keyDim, valueDim);
     const ta = t(T, Hv), tb = t(T, Hv), g = t(T, Hv), beta = t(T, Hv);
     linear(gpu, tx, w('in_proj_a.weight', [Hv, D]), ta);
     linear(gpu, tx, w('in_proj_b.weight', [Hv, D]), tb);
     deltaGatesForward(gpu, Hv, ta, tb, w('A_log', [Hv]), w('dt_bias', [Hv]), g, beta);
     const core = t(T, valueDim);
-    deltaRuleForward(gpu, { batch: B, len: S, keyHeads: Hk, valueHeads: Hv, keyDim: Dk, valueDim: Dv, scale: 1 / Math.sqrt(Dk) }, { q, k, v, g, beta }, core, { chunk: 4 });
+    const shape = { batch: B, len: S, keyHeads: Hk, valueHeads: Hv, keyDim: Dk, valueDim: Dv, scale: 1 / Math.sqrt(Dk) };
+    const saved = gpu.tensor([deltaRuleSavedElements(shape, 4)]);
+    deltaRuleForward(gpu, shape, { q, k, v, g, beta }, core, { chunk: 4, saved });
     const z = t(T, valueDim), normed = gpu.tensor([T * Hv, Dv]), rstd = gpu.tensor([T * Hv]), out = t(T, D);
     linear(gpu, tx, w('in_proj_z.weight', [valueDim, D]), z);
     rmsNormGatedForward(gpu, { ...core, shape: [T * Hv, Dv] }, z, w('norm.weight', [Dv]), normed, rstd, { eps: a.eps });
-    linear(gpu, { ...normed, shape: [T, valueDim] }, w('out_proj.weight', [D, valueDim]), out);
+    const wOut = w('out_proj.weight', [D, valueDim]);
+    linear(gpu, { ...normed, shape: [T, valueDim] }, wOut, out);
     expectClose(await gpu.readF32(out), ref, 1e-4, 'token mixer output', rng.seed);
+
+    // backward of sum(dout * out) to x, every path summed into dx
+    const dout = rng.randn(T * D);
+    const dNormed = t(T, valueDim), dCore = gpu.tensor([T * Hv, Dv]), dz = gpu.tensor([T * Hv, Dv]);
+    linearBackwardInput(gpu, gpu.upload(dout, [T, D]), wOut, dNormed);
+    rmsNormGatedBackward(gpu, { ...dNormed, shape: [T * Hv, Dv] }, { ...core, shape: [T * Hv, Dv] }, z, w('norm.weight', [Dv]), rstd, dCore, dz, null);
+    const dx = t(T, D);
+    linearBackwardInput(gpu, { ...dz, shape: [T, valueDim] }, w('in_proj_z.weight', [valueDim, D]), dx);
+    const grads = { dq: t(T, keyDim), dk: t(T, keyDim), dv: t(T, valueDim), dg: t(T, Hv), dbeta: t(T, Hv) };
+    deltaRuleBackward(gpu, shape, { q, k, v, g, beta }, saved, 4, { ...dCore, shape: [T, valueDim] }, grads);
+    const da = t(T, Hv), db = t(T, Hv);
+    deltaGatesBackward(gpu, Hv, grads.dg, grads.dbeta, ta, tb, w('A_log', [Hv]), w('dt_bias', [Hv]), da, db);
+    linearBackwardInput(gpu, da, w('in_proj_a.weight', [Hv, D]), dx, true);
+    linearBackwardInput(gpu, db, w('in_proj_b.weight', [Hv, D]), dx, true);
+    // the conv output's gradient, column block by column block
+    const dConv = t(T, convDim), dqRaw = t(T, keyDim), dkRaw = t(T, keyDim);
+    l2NormBackward(gpu, grads.dq, qRaw, Dk, rq, dqRaw);
+    l2NormBackward(gpu, grads.dk, kRaw, Dk, rk, dkRaw);
+    for (const [src, from, n] of [[dqRaw, 0, keyDim], [dkRaw, keyDim, keyDim], [grads.dv, 2 * keyDim, valueDim]] as const) {
+      copyInto(gpu, src, dConv, { rows: T, cols: n, dstOffset: from, dstStride: convDim });
+    }
+    const dMixed = t(T, convDim);
+    conv1dBackward(gpu, { batch: B, len: S, channels: convDim, kernel: K }, dConv, mixed, w('conv1d.weight', [convDim, K]), dMixed, null);
+    linearBackwardInput(gpu, dMixed, w('in_proj_qkv.weight', [convDim, D]), dx, true);
+    const got = await gpu.readF32(dx);
+
+    // d/de sum(dout * layer(x + e u)) at 0, by central differences of the f64 reference
+    const u = rng.randn(T * D), h = 1e-5;
+    const at = (e: number) => {
+      const y = refGatedDeltaNet(a, host, undefined, m, Float64Array.from(x, (xi, i) => xi + e * u[i]!), B, S);
+      return y.reduce((acc, yi, i) => acc + yi * dout[i]!, 0);
+    };
+    const fd = (at(h) - at(-h)) / (2 * h);
+    const dot = got.reduce((acc, gi, i) => acc + gi * u[i]!, 0);
+    expect(Math.abs(dot - fd) / Math.abs(fd), `dx . u ${dot} vs finite difference ${fd} (SEED=${rng.seed})`).toBeLessThan(1e-3);
   });
 });
