@@ -8,16 +8,33 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Tensor } from '../src/gpu/tensor';
 import { conv1dBackward, conv1dForward } from '../src/kernels/conv1d';
-import { deltaRuleBackward, deltaRuleForward, deltaRuleSavedElements } from '../src/kernels/delta-rule';
+import { deltaRuleBackward, deltaRuleForward, deltaRuleRecurrent, deltaRuleSavedElements } from '../src/kernels/delta-rule';
 import { copyInto } from '../src/kernels/elementwise';
 import { deltaGatesBackward, deltaGatesForward } from '../src/kernels/gates';
 import { linear, linearBackwardInput } from '../src/kernels/matmul';
 import { l2NormBackward, l2NormForward, rmsNormGatedBackward, rmsNormGatedForward } from '../src/kernels/norm';
-import { expectClose, makeRng } from './helpers/check';
+import { expectClose, makeRng, type Rng } from './helpers/check';
 import { testGpu } from './helpers/gpu';
 import { refArch, refGatedDeltaNet, refParameters } from './reference/transformer';
 
 const config = JSON.parse(readFileSync(join(import.meta.dirname, 'fixtures/synthetic/qwen3_5_text/config.json'), 'utf8')) as Record<string, unknown>;
+const m = 'model.layers.0.linear_attn';
+
+/** Random weights of layer 0's token mixer, around the values a trained model has. */
+function mixerWeights(rng: Rng): Map<string, Float32Array> {
+  const host = new Map<string, Float32Array>();
+  for (const [name, shape] of refParameters(config)) {
+    if (!name.startsWith(m)) continue;
+    const n = shape.reduce((x, y) => x * y, 1);
+    let v: Float32Array;
+    if (name.endsWith('A_log')) v = rng.uniform(n, -1, 1);
+    else if (name.endsWith('norm.weight')) v = rng.uniform(n, 0.8, 1.2);
+    else if (name.endsWith('conv1d.weight') || shape.length === 1) v = rng.randn(n, 0.5);
+    else v = rng.randn(n, 1 / Math.sqrt(shape[1]!));
+    host.set(name, v);
+  }
+  return host;
+}
 
 describe('Gated DeltaNet token mixer from the kernels', () => {
   it('matches the reference layer on two rows of 13 tokens (chunks of 4), forward and input gradient', async () => {
@@ -27,18 +44,7 @@ describe('Gated DeltaNet token mixer from the kernels', () => {
     const { Hk, Hv, Dk, Dv, kernel: K } = a.deltaNet!;
     const [B, S, D] = [2, 13, a.hidden];
     const T = B * S, keyDim = Hk * Dk, valueDim = Hv * Dv, convDim = 2 * keyDim + valueDim;
-    const m = 'model.layers.0.linear_attn';
-    const host = new Map<string, Float32Array>();
-    for (const [name, shape] of refParameters(config)) {
-      if (!name.startsWith(m)) continue;
-      const n = shape.reduce((x, y) => x * y, 1);
-      let v: Float32Array;
-      if (name.endsWith('A_log')) v = rng.uniform(n, -1, 1);
-      else if (name.endsWith('norm.weight')) v = rng.uniform(n, 0.8, 1.2);
-      else if (name.endsWith('conv1d.weight') || shape.length === 1) v = rng.randn(n, 0.5);
-      else v = rng.randn(n, 1 / Math.sqrt(shape[1]!));
-      host.set(name, v);
-    }
+    const host = mixerWeights(rng);
     const x = rng.randn(T * D);
     const ref = refGatedDeltaNet(a, host, undefined, m, Float64Array.from(x), B, S);
 
@@ -107,5 +113,65 @@ describe('Gated DeltaNet token mixer from the kernels', () => {
     const fd = (at(h) - at(-h)) / (2 * h);
     const dot = got.reduce((acc, gi, i) => acc + gi * u[i]!, 0);
     expect(Math.abs(dot - fd) / Math.abs(fd), `dx . u ${dot} vs finite difference ${fd} (SEED=${rng.seed})`).toBeLessThan(1e-3);
+  });
+
+  it('a prefill with the conv and delta states, then one token at a time, equals one pass', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const a = refArch(config);
+    const { Hk, Hv, Dk, Dv, kernel: K } = a.deltaNet!;
+    const [B, S, D, P] = [2, 9, a.hidden, 5];
+    const keyDim = Hk * Dk, valueDim = Hv * Dv, convDim = 2 * keyDim + valueDim;
+    const host = mixerWeights(rng);
+    const x = rng.randn(B * S * D);
+    const whole = refGatedDeltaNet(a, host, undefined, m, Float64Array.from(x), B, S);
+    const w = (name: string, shape: number[]) => gpu.upload(host.get(`${m}.${name}`)!, shape);
+    const W = {
+      qkv: w('in_proj_qkv.weight', [convDim, D]), conv: w('conv1d.weight', [convDim, K]), a: w('in_proj_a.weight', [Hv, D]), b: w('in_proj_b.weight', [Hv, D]),
+      aLog: w('A_log', [Hv]), dt: w('dt_bias', [Hv]), z: w('in_proj_z.weight', [valueDim, D]), norm: w('norm.weight', [Dv]), out: w('out_proj.weight', [D, valueDim]),
+    };
+    const convState = gpu.tensor([B, K - 1, convDim]), deltaState = gpu.tensor([B, Hv, Dk, Dv]);
+    gpu.zero(convState);
+    gpu.zero(deltaState);
+    // the token mixer for tokens [t0, t1) of each row, carrying both states
+    const run = async (t0: number, t1: number): Promise<Float32Array> => {
+      const L = t1 - t0, T = B * L;
+      const rows = new Float32Array(T * D);
+      for (let b = 0; b < B; b++) rows.set(x.subarray((b * S + t0) * D, (b * S + t1) * D), b * L * D);
+      const t = (r: number, c: number) => gpu.tensor([r, c]);
+      const tx = gpu.upload(rows, [T, D]), mixed = t(T, convDim), conv = t(T, convDim);
+      linear(gpu, tx, W.qkv, mixed);
+      conv1dForward(gpu, { batch: B, len: L, channels: convDim, kernel: K }, mixed, W.conv, conv, convState);
+      const split = (from: number, n: number): Tensor => {
+        const out = t(T, n);
+        copyInto(gpu, conv, out, { rows: T, cols: n, srcOffset: from, srcStride: convDim });
+        return out;
+      };
+      const q = t(T, keyDim), k = t(T, keyDim), v = split(2 * keyDim, valueDim), r = gpu.tensor([T * Hk]);
+      l2NormForward(gpu, split(0, keyDim), Dk, q, r, { eps: 1e-6 });
+      l2NormForward(gpu, split(keyDim, keyDim), Dk, k, r, { eps: 1e-6 });
+      const ta = t(T, Hv), tb = t(T, Hv), g = t(T, Hv), beta = t(T, Hv);
+      linear(gpu, tx, W.a, ta);
+      linear(gpu, tx, W.b, tb);
+      deltaGatesForward(gpu, Hv, ta, tb, W.aLog, W.dt, g, beta);
+      const core = t(T, valueDim), shape = { batch: B, len: L, keyHeads: Hk, valueHeads: Hv, keyDim: Dk, valueDim: Dv, scale: 1 / Math.sqrt(Dk) };
+      if (L > 1) deltaRuleForward(gpu, shape, { q, k, v, g, beta }, core, { chunk: 4, state: deltaState });
+      else deltaRuleRecurrent(gpu, shape, { q, k, v, g, beta }, core, deltaState);
+      const z = t(T, valueDim), normed = gpu.tensor([T * Hv, Dv]), rstd = gpu.tensor([T * Hv]), out = t(T, D);
+      linear(gpu, tx, W.z, z);
+      rmsNormGatedForward(gpu, { ...core, shape: [T * Hv, Dv] }, z, W.norm, normed, rstd, { eps: a.eps });
+      linear(gpu, { ...normed, shape: [T, valueDim] }, W.out, out);
+      const y = await gpu.readF32(out);
+      gpu.release(tx, mixed, conv, q, k, v, r, ta, tb, g, beta, core, z, normed, rstd, out);
+      return y;
+    };
+    const want = (t0: number, t1: number) => {
+      const L = t1 - t0, o = new Float64Array(B * L * D);
+      for (let b = 0; b < B; b++) o.set(whole.subarray((b * S + t0) * D, (b * S + t1) * D), b * L * D);
+      return o;
+    };
+    expectClose(await run(0, P), want(0, P), 1e-4, 'prefill', rng.seed);
+    for (let t = P; t < S; t++) expectClose(await run(t, t + 1), want(t, t + 1), 1e-4, `decode token ${t}`, rng.seed);
+    gpu.release(...Object.values(W), convState, deltaState);
   });
 });
