@@ -1,4 +1,4 @@
-// Gated activations (SwiGLU, GeGLU), forward and backward, f32, one element per invocation.
+// Gated activations (SwiGLU, GeGLU, and the sigmoid output gate of Qwen3.5's attention), forward and backward, f32, one element per invocation.
 // Dispatches are 1-D over elements, folded into x/y by Gpu.grid(): element = (y * nx + x) * WG + lane.
 // Entry points alias binding numbers; each entry point uses one consistent set.
 //
@@ -6,7 +6,7 @@
 // gate[gOff + t * gStride + f] and up[uOff + t * uStride + f]; separate tensors use F = n and
 // strides 0, the fused [T, 2F] gate_up layout uses strides 2F and uOff = F.
 
-// ACT: 0 silu, 1 gelu with the tanh approximation (gelu_pytorch_tanh), 2 exact erf gelu
+// ACT: 0 silu, 1 gelu with the tanh approximation (gelu_pytorch_tanh), 2 exact erf gelu, 3 sigmoid
 // variant: ACT
 
 const WG = 256u;
@@ -59,6 +59,8 @@ fn act(x: f32) -> f32 {
     return x * sigmoid(x);
   } else if (ACT == 1u) {
     return x * sigmoid(geluTanhArg(x));
+  } else if (ACT == 3u) {
+    return sigmoid(x);
   }
   return x * Phi(x);
 }
@@ -70,6 +72,8 @@ fn actGrad(x: f32) -> f32 {
   } else if (ACT == 1u) {
     let v = geluTanhArg(x);
     return sigmoid(v) + 2.0 * x * sigmoid(v) * sigmoid(-v) * SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * x * x);
+  } else if (ACT == 3u) {
+    return sigmoid(x) * sigmoid(-x);
   }
   return Phi(x) + x * INV_SQRT_2PI * exp(-0.5 * x * x);
 }

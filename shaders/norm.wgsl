@@ -6,6 +6,12 @@
 //   dx_j = r * g_j * dy_j - x_j * r^3 / D * sum_k dy_k g_k x_k     (written, or added into dx)
 //   dw_j = sum_rows dy_j * x_j * r                                  (deterministic, two passes:
 //          per-chunk partial sums over rows, then a sum over chunks in a fixed order)
+//
+// Gated (Qwen3.5's RMSNormGated, z the gate): y = x * rstd * (OFFSET + w) * silu(z). With
+// dn = dy * silu(z) the input gradient is the plain one with dy -> dn, dw the plain one with dn,
+// and dz = dy * x * rstd * (OFFSET + w) * silu'(z); the backward writes dn for the dw passes.
+// L2 norm (FLA's, for Gated DeltaNet's q/k): y = x * r, r = 1 / sqrt(sum(x^2) + eps);
+//   dx = r * dy - x * r^3 * sum_k dy_k x_k.
 // Entry points alias binding numbers; each uses one consistent set. WG threads per workgroup (the
 // row kernels); OFFSET 0 or 1.
 // variant: WG, OFFSET
@@ -88,6 +94,115 @@ fn rms_norm_backward_input(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgr
     var v = r * (OFFSET + bW[j]) * bDY[base + j] - bX[base + j] * c;
     if (p.accumulate != 0u) { v += bDX[base + j]; }
     bDX[base + j] = v;
+  }
+}
+
+// ---- gated: forward and input gradients -------------------------------------------------------
+
+fn silu(x: f32) -> f32 {
+  return x / (1.0 + exp(-x));
+}
+
+@group(0) @binding(0) var<storage, read> gX: array<f32>;
+@group(0) @binding(1) var<storage, read> gZ: array<f32>;
+@group(0) @binding(2) var<storage, read> gW: array<f32>;
+@group(0) @binding(3) var<storage, read_write> gY: array<f32>;
+@group(0) @binding(4) var<storage, read_write> gRstd: array<f32>;
+
+@compute @workgroup_size(WG)
+fn rms_norm_gated_forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
+  let row = rowIndex(wg, nwg);
+  if (row >= p.R) { return; }
+  let base = row * p.D;
+  var ss = 0.0;
+  for (var j = lane; j < p.D; j += WG) {
+    let v = gX[base + j];
+    ss += v * v;
+  }
+  let total = workgroupSum(ss, lane);
+  let r = inverseSqrt(total / f32(p.D) + p.eps);
+  for (var j = lane; j < p.D; j += WG) {
+    gY[base + j] = (gX[base + j] * r) * (OFFSET + gW[j]) * silu(gZ[base + j]);
+  }
+  if (lane == 0u) { gRstd[row] = r; }
+}
+
+@group(0) @binding(0) var<storage, read> hDY: array<f32>;
+@group(0) @binding(1) var<storage, read> hX: array<f32>;
+@group(0) @binding(2) var<storage, read> hZ: array<f32>;
+@group(0) @binding(3) var<storage, read> hW: array<f32>;
+@group(0) @binding(4) var<storage, read> hRstd: array<f32>;
+@group(0) @binding(5) var<storage, read_write> hDX: array<f32>;
+@group(0) @binding(6) var<storage, read_write> hDZ: array<f32>;
+@group(0) @binding(7) var<storage, read_write> hDN: array<f32>;
+
+@compute @workgroup_size(WG)
+fn rms_norm_gated_backward_input(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
+  let row = rowIndex(wg, nwg);
+  if (row >= p.R) { return; }
+  let base = row * p.D;
+  let r = hRstd[row];
+  var dot = 0.0;
+  for (var j = lane; j < p.D; j += WG) {
+    let z = hZ[base + j];
+    let sig = 1.0 / (1.0 + exp(-z));
+    let gw = OFFSET + hW[j];
+    let x = hX[base + j];
+    let dy = hDY[base + j];
+    let dn = dy * z * sig;
+    hDN[base + j] = dn;
+    hDZ[base + j] = dy * x * r * gw * sig * (1.0 + z * (1.0 - sig));
+    dot += dn * gw * x;
+  }
+  let total = workgroupSum(dot, lane);
+  let c = r * r * r * total / f32(p.D);
+  for (var j = lane; j < p.D; j += WG) {
+    var v = r * (OFFSET + hW[j]) * hDN[base + j] - hX[base + j] * c;
+    if (p.accumulate != 0u) { v += hDX[base + j]; }
+    hDX[base + j] = v;
+  }
+}
+
+// ---- L2 norm -----------------------------------------------------------------------------------
+
+@group(0) @binding(0) var<storage, read> lX: array<f32>;
+@group(0) @binding(1) var<storage, read_write> lY: array<f32>;
+@group(0) @binding(2) var<storage, read_write> lR: array<f32>;
+
+@compute @workgroup_size(WG)
+fn l2_norm_forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
+  let row = rowIndex(wg, nwg);
+  if (row >= p.R) { return; }
+  let base = row * p.D;
+  var ss = 0.0;
+  for (var j = lane; j < p.D; j += WG) {
+    let v = lX[base + j];
+    ss += v * v;
+  }
+  let r = inverseSqrt(workgroupSum(ss, lane) + p.eps);
+  for (var j = lane; j < p.D; j += WG) { lY[base + j] = lX[base + j] * r; }
+  if (lane == 0u) { lR[row] = r; }
+}
+
+@group(0) @binding(0) var<storage, read> mDY: array<f32>;
+@group(0) @binding(1) var<storage, read> mX: array<f32>;
+@group(0) @binding(2) var<storage, read> mR: array<f32>;
+@group(0) @binding(3) var<storage, read_write> mDX: array<f32>;
+
+@compute @workgroup_size(WG)
+fn l2_norm_backward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
+  let row = rowIndex(wg, nwg);
+  if (row >= p.R) { return; }
+  let base = row * p.D;
+  var dot = 0.0;
+  for (var j = lane; j < p.D; j += WG) { dot += mDY[base + j] * mX[base + j]; }
+  let total = workgroupSum(dot, lane);
+  let r = mR[row];
+  let c = r * r * r * total;
+  for (var j = lane; j < p.D; j += WG) {
+    var v = r * mDY[base + j] - mX[base + j] * c;
+    if (p.accumulate != 0u) { v += mDX[base + j]; }
+    mDX[base + j] = v;
   }
 }
 

@@ -1,10 +1,11 @@
 // Kernel family: norm (shaders/norm.wgsl, src/kernels/norm.ts)
 import { describe, expect, it } from 'vitest';
 import { RMS_NORM_CASES } from '../src/bench/cases/norm';
-import { rmsNormForward, rmsNormBackward } from '../src/kernels/norm';
+import { l2NormBackward, l2NormForward, rmsNormBackward, rmsNormForward, rmsNormGatedBackward, rmsNormGatedForward } from '../src/kernels/norm';
 import { Gpu } from '../src/gpu/runtime';
 import { testGpu, poisoned } from './helpers/gpu';
 import { expectClose, makeRng } from './helpers/check';
+import { l2NormBackwardRef, l2NormRef, rmsNormGatedBackwardRef, rmsNormGatedRef } from './reference/delta-rule';
 import { rmsNormBackwardRef, rmsNormRef } from './reference/norm';
 
 describe('norm', () => {
@@ -97,6 +98,36 @@ describe('norm', () => {
     gpu.release(tx, tw, tdy, y, rstd, dx, dw);
   });
 
+  for (const [R, D] of [[1, 1], [7, 128], [40, 33], [3, 700]] as const)
+    it(`gated RMSNorm (Qwen3.5's RMSNormGated) and the L2 norm on [${R}, ${D}]`, async () => {
+      const gpu = await testGpu();
+      const rng = makeRng();
+      // one element: the L2 norm's dx = r dy eps / (x^2 + eps) cancels unless eps is large
+      const eps = D === 1 ? 0.5 : 1e-6;
+      const x = rng.randn(R * D, 2), z = rng.randn(R * D, 2), w = rng.randn(D, 0.5), dy = rng.randn(R * D);
+      const up = (a: Float32Array) => gpu.upload(a, [a.length]);
+      const [tx, tz, tw, tdy] = [gpu.upload(x, [R, D]), up(z), up(w), up(dy)];
+      const y = poisoned(gpu, [R * D]), rstd = poisoned(gpu, [R]);
+      rmsNormGatedForward(gpu, tx, tz, tw, y, rstd, { eps });
+      expectClose(await gpu.readF32(y), rmsNormGatedRef(x, z, w, R, D, eps), 1e-5, 'gated y', rng.seed);
+      const g = rmsNormGatedBackwardRef(dy, x, z, w, R, D, eps);
+      const dx = poisoned(gpu, [R * D]), dz = poisoned(gpu, [R * D]), dw = poisoned(gpu, [D]);
+      rmsNormGatedBackward(gpu, tdy, tx, tz, tw, rstd, dx, dz, dw);
+      expectClose(await gpu.readF32(dx), g.dx, 1e-5, 'gated dx', rng.seed);
+      expectClose(await gpu.readF32(dz), g.dz, 1e-5, 'gated dz', rng.seed);
+      expectClose(await gpu.readF32(dw), g.dw, 1e-5, 'gated dw', rng.seed);
+      rmsNormGatedBackward(gpu, tdy, tx, tz, tw, rstd, dx, dz, dw, { accumulateDx: true, accumulateDw: true });
+      expectClose(await gpu.readF32(dx), g.dx.map((v) => 2 * v), 1e-5, 'gated dx accumulated', rng.seed);
+      expectClose(await gpu.readF32(dw), g.dw.map((v) => 2 * v), 1e-5, 'gated dw accumulated', rng.seed);
+
+      const l2 = poisoned(gpu, [R * D]), r = poisoned(gpu, [R]), dxL2 = poisoned(gpu, [R * D]);
+      l2NormForward(gpu, tx, D, l2, r, { eps });
+      expectClose(await gpu.readF32(l2), l2NormRef(x, R, D, eps), 1e-6, 'l2 y', rng.seed);
+      l2NormBackward(gpu, tdy, tx, D, r, dxL2);
+      expectClose(await gpu.readF32(dxL2), l2NormBackwardRef(dy, x, R, D, eps), 1e-5, 'l2 dx', rng.seed);
+      gpu.release(tx, tz, tw, tdy, y, rstd, dx, dz, dw, l2, r, dxL2);
+    });
+
   it('reports mismatched shapes and aliasing', async () => {
     const gpu = await testGpu();
     const x = gpu.tensor([4, 8]), w = gpu.tensor([7]), y = gpu.tensor([4, 8]), rstd = gpu.tensor([4]);
@@ -105,6 +136,9 @@ describe('norm', () => {
     expect(() => rmsNormForward(gpu, x, w8, y, gpu.tensor([3]), { eps: 1e-6 })).toThrow(/rstd \[3\] must have 4 elements/);
     expect(() => rmsNormForward(gpu, x, w8, x, rstd, { eps: 1e-6 })).toThrow(/y must not share a buffer with x/);
     expect(() => rmsNormBackward(gpu, y, x, w8, rstd, y, null)).toThrow(/dx must not share a buffer with dy/);
+    expect(() => rmsNormGatedForward(gpu, x, gpu.tensor([4, 7]), w8, y, rstd, { eps: 1e-6 })).toThrow(/z \[4, 7\] must have 32 elements/);
+    expect(() => rmsNormGatedBackward(gpu, y, x, x, w8, rstd, gpu.tensor([32]), y, null)).toThrow(/dz must not share a buffer with dy/);
+    expect(() => l2NormForward(gpu, x, 5, y, rstd, { eps: 1e-6 })).toThrow(/x \[4, 8\] is not rows of 5/);
   });
 });
 

@@ -140,6 +140,22 @@ describe('rope', () => {
     gpu.release(tx, tPos, tInv, y);
   });
 
+  it('rotary dim 0 (SmolLM3 NoPE layers): y = x, and the in-place forms leave x as it is', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const [T, H, Dh] = [5, 3, 8];
+    const x = rng.randn(T * H * Dh);
+    const tx = gpu.upload(x, [T, H, Dh]), pos = gpu.upload(Int32Array.from({ length: T }, (_, i) => 3 * i), [T], 'i32');
+    const none = gpu.upload(new Float32Array(0), [0]);
+    const y = poisoned(gpu, [T, H, Dh]);
+    ropeForward(gpu, tx, y, pos, none);
+    expect(Array.from(await gpu.readF32(y))).toEqual(Array.from(x));
+    ropeForward(gpu, tx, tx, pos, none);
+    ropeBackward(gpu, tx, tx, pos, none);
+    expect(Array.from(await gpu.readF32(tx))).toEqual(Array.from(x));
+    gpu.release(tx, pos, none, y);
+  });
+
   it('reports bad shapes', async () => {
     const gpu = await testGpu();
     const x = gpu.tensor([4, 2, 8]), pos = gpu.tensor([4], 'i32');

@@ -1,6 +1,6 @@
 // The engine against an independent f64 reference (tests/reference/transformer.ts, written from
 // transformers' modeling code) for the architectures that have no transformers-made fixture: the
-// Gemma family, Phi-3 and llama3 rope scaling (tests/fixtures/models/generators/gen_fixtures.py
+// Gemma family, Phi-3, llama3 rope scaling and SmolLM3 (tests/fixtures/models/generators/gen_fixtures.py
 // defines them, but needs PyTorch). Each case is a synthetic tiny checkpoint: the generator's config
 // in the form transformers 5 writes it (tests/fixtures/synthetic/<case>/config.json), random
 // weights under HF names drawn here from a seeded RNG (SEED=... replays), written as
@@ -180,7 +180,7 @@ function checkGradients(s: Synthetic, lora: RefLora, params: TrainableTensor[], 
   return { worst, where };
 }
 
-const CASES = ['gemma', 'gemma2', 'gemma3', 'phi3', 'phi3_partial_window', 'llama_tied_rope3'];
+const CASES = ['gemma', 'gemma2', 'gemma3', 'phi3', 'phi3_partial_window', 'llama_tied_rope3', 'smollm3'];
 
 describe('engine vs the independent f64 reference (synthetic checkpoints)', () => {
   for (const name of CASES) {
@@ -237,6 +237,7 @@ describe('engine vs the independent f64 reference (synthetic checkpoints)', () =
       ['phi3_partial_window', 'partial_rotary_factor 0.75', { rope_parameters: { partial_rotary_factor: 1.0, rope_theta: 10000.0, rope_type: 'default' } }],
       ['phi3_partial_window', 'sliding window', { sliding_window: null }],
       ['llama_tied_rope3', 'llama3 rope scaling', { rope_parameters: { rope_theta: 500000.0, rope_type: 'default' } }],
+      ['smollm3', 'no rope on layer 1', { no_rope_layers: [1, 1] }],
     ];
     const made = new Map<string, Synthetic>();
     for (const [name, feature, change] of off) {

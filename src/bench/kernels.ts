@@ -8,6 +8,8 @@ import { Profiler } from '../gpu/profiler';
 import { subgroupMatrixTier, type SubgroupMatrixTier } from '../kernels/subgroup-matrix';
 import { GATED_ACT_CASES, gatedActTimed } from './cases/act';
 import { ATTENTION_CASES, attentionTimed } from './cases/attention';
+import { CONV1D_CASES, conv1dTimed } from './cases/conv1d';
+import { DELTA_RULE_CASES, deltaRuleDecodeTimed, deltaRuleTimed } from './cases/delta-rule';
 import { ELEMENTWISE_CASES, elementwiseTimed } from './cases/elementwise';
 import { EMBEDDING_CASES, embeddingTimed } from './cases/embedding';
 import { LORA_CASES, loraTimed } from './cases/lora';
@@ -46,6 +48,9 @@ function cases(gpu: Gpu, n: Scale, matrices: SubgroupMatrixTier | string): (() =
     ...both(bench(RMS_NORM_CASES), rmsNormTimed),
     ...bench(ROPE_CASES).map((c) => () => ropeTimed(gpu, c, n)),
     ...both(bench(GATED_ACT_CASES), gatedActTimed),
+    ...both(bench(CONV1D_CASES), conv1dTimed),
+    ...both(bench(DELTA_RULE_CASES), deltaRuleTimed),
+    ...bench(DELTA_RULE_CASES).map((c) => () => deltaRuleDecodeTimed(gpu, c)),
     ...bench(ELEMENTWISE_CASES).map((c) => () => elementwiseTimed(gpu, c, n)),
     ...bench(EMBEDDING_CASES).map((c) => () => embeddingTimed(gpu, c, n)),
     ...bench(OPTIM_CASES).map((c) => () => optimTimed(gpu, c, n)),

@@ -1,5 +1,5 @@
 // Gated activations of the MLP (SwiGLU: silu(gate) * up; GeGLU: gelu(gate) * up with the tanh
-// approximation or exact erf) with their backward, for separate gate/up tensors and for the fused
+// approximation or exact erf), and Qwen3.5's attention output gate (sigmoid(gate) * attn) with their backward, for separate gate/up tensors and for the fused
 // [T, 2F] gate_up_proj layout (Phi-3).
 
 import source from '../../shaders/act.wgsl';
@@ -8,13 +8,13 @@ import { shaderVariant } from '../gpu/shader';
 import { numel, shapeStr, type Tensor } from '../gpu/tensor';
 import { distinctBuffers, requireF32 } from './checks';
 
-export type GatedActKind = 'silu' | 'gelu_tanh' | 'gelu';
+export type GatedActKind = 'silu' | 'gelu_tanh' | 'gelu' | 'sigmoid';
 
 const WG = 256;
-const ACT: Record<GatedActKind, number> = { silu: 0, gelu_tanh: 1, gelu: 2 };
+const ACT: Record<GatedActKind, number> = { silu: 0, gelu_tanh: 1, gelu: 2, sigmoid: 3 };
 
 function checkKind(kind: GatedActKind, fn: string): GatedActKind {
-  if (ACT[kind] === undefined) throw new Error(`${fn}: unknown activation "${String(kind)}" (silu, gelu_tanh, gelu)`);
+  if (ACT[kind] === undefined) throw new Error(`${fn}: unknown activation "${String(kind)}" (silu, gelu_tanh, gelu, sigmoid)`);
   return kind;
 }
 

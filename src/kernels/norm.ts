@@ -1,5 +1,6 @@
 // RMSNorm over the last dimension (LLaMA/Qwen/Mistral w, Gemma's 1 + w), also used for the q/k
-// norms of Qwen3 and Gemma 3 with rows = tokens * heads and D = head_dim. The forward saves the
+// norms of Qwen3 and Gemma 3 with rows = tokens * heads and D = head_dim; its gated form
+// (Qwen3.5's RMSNormGated: times silu(z)) and the plain L2 norm of Gated DeltaNet's q/k. The forward saves the
 // per-row rstd for the backward. The weight gradient is a deterministic reduction over rows (no
 // float atomics): partial sums per chunk of rows, then a sum over chunks in a fixed order.
 
@@ -25,7 +26,9 @@ export interface RmsNormBackwardOptions {
 
 const DW_COLS = 64;
 
-type Entry = 'rms_norm_forward' | 'rms_norm_backward_input' | 'rms_norm_backward_weight_partial' | 'rms_norm_backward_weight_sum';
+type Entry =
+  | 'rms_norm_forward' | 'rms_norm_backward_input' | 'rms_norm_backward_weight_partial' | 'rms_norm_backward_weight_sum'
+  | 'rms_norm_gated_forward' | 'rms_norm_gated_backward_input' | 'l2_norm_forward' | 'l2_norm_backward';
 
 /** The entry point with WG threads per workgroup and the weight offset (0, or Gemma's 1). */
 function pipeline(gpu: Gpu, entry: Entry, WG: number, offset: 0 | 1 = 0): GPUComputePipeline {
@@ -98,16 +101,18 @@ export function rmsNormBackward(
   if (R === 0 || D === 0) return;
   const offset = opts.offset ?? 0;
   gpu.dispatch(pipeline(gpu, 'rms_norm_backward_input', workgroupSize(D), offset), [dy, x, w, rstd, dx], gpu.grid(R), [R, D, f32(0), opts.accumulateDx ? 1 : 0, 0, 0]);
-  if (!dw) return;
+  if (dw) weightGradient(gpu, dy, x, rstd, dw, R, D, opts.accumulateDw ?? false);
+}
 
+/** dw (=|+=) sum over rows of dy * x * rstd, deterministically. */
+function weightGradient(gpu: Gpu, dy: Tensor, x: Tensor, rstd: Tensor, dw: Tensor, R: number, D: number, accumulate: boolean): void {
   // Enough workgroups to fill a large GPU; the chunking depends only on the shape (deterministic).
   const colBlocks = Math.ceil(D / DW_COLS);
   const maxChunks = Math.min(gpu.caps.limits.maxComputeWorkgroupsPerDimension, Math.ceil(R / 16));
   let chunks = Math.max(1, Math.min(maxChunks, Math.ceil(1024 / colBlocks)));
   const chunkRows = Math.ceil(R / chunks);
   chunks = Math.ceil(R / chunkRows);
-  const acc = opts.accumulateDw ? 1 : 0;
-  const params = [R, D, f32(0), acc, chunkRows, chunks];
+  const params = [R, D, f32(0), accumulate ? 1 : 0, chunkRows, chunks];
   const partial = pipeline(gpu, 'rms_norm_backward_weight_partial', 256);
   if (chunks === 1) {
     gpu.dispatch(partial, [dy, x, rstd, dw], [colBlocks, 1], params);
@@ -116,4 +121,78 @@ export function rmsNormBackward(
   const part = scratch(gpu, 'rmsNorm.dwPartials', chunks * D);
   gpu.dispatch(partial, [dy, x, rstd, part], [colBlocks, chunks], params);
   gpu.dispatch(pipeline(gpu, 'rms_norm_backward_weight_sum', 256), [part, dw], [Math.ceil(D / 256)], params);
+}
+
+/** y = x * rstd * (offset + w) * silu(z) over the last dimension (Qwen3.5's RMSNormGated); rstd [rows]. */
+export function rmsNormGatedForward(gpu: Gpu, x: Tensor, z: Tensor, w: Tensor, y: Tensor, rstd: Tensor, opts: RmsNormOptions): void {
+  const fn = 'rmsNormGatedForward';
+  requireF32(fn, { x, z, w, y, rstd });
+  const { R, D } = rowsAndCols(fn, x, w);
+  sameCount(fn, 'z', z, R * D, `x is ${shapeStr(x.shape)}`);
+  sameCount(fn, 'y', y, R * D, `x is ${shapeStr(x.shape)}`);
+  sameCount(fn, 'rstd', rstd, R, 'one per row');
+  distinct(fn, ['y', y], ['x', x], ['z', z], ['w', w]);
+  distinct(fn, ['rstd', rstd], ['x', x], ['z', z], ['w', w], ['y', y]);
+  if (!(opts.eps >= 0)) throw new Error(`${fn}: eps = ${opts.eps} must be a non-negative number`);
+  if (R === 0 || D === 0) return;
+  gpu.dispatch(pipeline(gpu, 'rms_norm_gated_forward', workgroupSize(D), opts.offset ?? 0), [x, z, w, y, rstd], gpu.grid(R), [R, D, f32(opts.eps), 0, 0, 0]);
+}
+
+/** dx (=|+=) and dz (overwritten); dw (=|+=) summed over rows when given. */
+export function rmsNormGatedBackward(
+  gpu: Gpu, dy: Tensor, x: Tensor, z: Tensor, w: Tensor, rstd: Tensor, dx: Tensor, dz: Tensor, dw: Tensor | null, opts: RmsNormBackwardOptions = {},
+): void {
+  const fn = 'rmsNormGatedBackward';
+  requireF32(fn, { dy, x, z, w, rstd, dx, dz, dw });
+  const { R, D } = rowsAndCols(fn, x, w);
+  for (const [name, t] of [['dy', dy], ['z', z], ['dx', dx], ['dz', dz]] as const) sameCount(fn, name, t, R * D, `x is ${shapeStr(x.shape)}`);
+  sameCount(fn, 'rstd', rstd, R, 'one per row');
+  const read: [string, Tensor][] = [['dy', dy], ['x', x], ['z', z], ['w', w], ['rstd', rstd]];
+  distinct(fn, ['dx', dx], ...read, ['dz', dz]);
+  distinct(fn, ['dz', dz], ...read);
+  if (dw) {
+    sameCount(fn, 'dw', dw, D, 'one per column');
+    distinct(fn, ['dw', dw], ...read, ['dx', dx], ['dz', dz]);
+  }
+  if (R === 0 || D === 0) return;
+  const dn = scratch(gpu, 'rmsNormGated.dn', R * D);
+  gpu.dispatch(
+    pipeline(gpu, 'rms_norm_gated_backward_input', workgroupSize(D), opts.offset ?? 0), [dy, x, z, w, rstd, dx, dz, dn], gpu.grid(R),
+    [R, D, f32(0), opts.accumulateDx ? 1 : 0, 0, 0],
+  );
+  if (dw) weightGradient(gpu, dn, x, rstd, dw, R, D, opts.accumulateDw ?? false);
+}
+
+/** y = x / sqrt(sum(x^2) + eps) over the last dimension of D (FLA's l2norm); r [rows] keeps the factor. */
+export function l2NormForward(gpu: Gpu, x: Tensor, D: number, y: Tensor, r: Tensor, opts: { eps: number }): void {
+  const fn = 'l2NormForward';
+  requireF32(fn, { x, y, r });
+  const R = rowsOf(fn, x, D);
+  sameCount(fn, 'y', y, R * D, `x is ${shapeStr(x.shape)}`);
+  sameCount(fn, 'r', r, R, 'one per row');
+  distinct(fn, ['y', y], ['x', x]);
+  distinct(fn, ['r', r], ['x', x], ['y', y]);
+  if (!(opts.eps >= 0)) throw new Error(`${fn}: eps = ${opts.eps} must be a non-negative number`);
+  if (R === 0) return;
+  gpu.dispatch(pipeline(gpu, 'l2_norm_forward', workgroupSize(D)), [x, y, r], gpu.grid(R), [R, D, f32(opts.eps), 0, 0, 0]);
+}
+
+/** dx (=|+=) the input gradient of l2NormForward. */
+export function l2NormBackward(gpu: Gpu, dy: Tensor, x: Tensor, D: number, r: Tensor, dx: Tensor, opts: { accumulateDx?: boolean } = {}): void {
+  const fn = 'l2NormBackward';
+  requireF32(fn, { dy, x, r, dx });
+  const R = rowsOf(fn, x, D);
+  sameCount(fn, 'dy', dy, R * D, `x is ${shapeStr(x.shape)}`);
+  sameCount(fn, 'dx', dx, R * D, `x is ${shapeStr(x.shape)}`);
+  sameCount(fn, 'r', r, R, 'one per row');
+  distinct(fn, ['dx', dx], ['dy', dy], ['x', x], ['r', r]);
+  if (R === 0) return;
+  gpu.dispatch(pipeline(gpu, 'l2_norm_backward', workgroupSize(D)), [dy, x, r, dx], gpu.grid(R), [R, D, f32(0), opts.accumulateDx ? 1 : 0, 0, 0]);
+}
+
+/** Rows of D in x (q/k as [T, H * Dk] or [T, H, Dk] alike). */
+function rowsOf(fn: string, x: Tensor, D: number): number {
+  const R = numel(x.shape) / D;
+  if (!Number.isInteger(D) || D < 1 || !Number.isInteger(R)) throw new Error(`${fn}: x ${shapeStr(x.shape)} is not rows of ${D}`);
+  return R;
 }

@@ -2,7 +2,8 @@
 // with partial rotary (dims >= rotaryDim pass through). cos/sin are computed on the GPU from the
 // f32 angle position * invFreq[i] (HF's order), see shaders/rope.wgsl. The backward is the
 // rotation by the negated angle (dx = R^T dy). ropeInvFreq() reproduces transformers' inverse
-// frequencies (default, linear, llama3) bit for bit in f32.
+// frequencies (default, linear, llama3) bit for bit in f32. An empty invFreq (rotary dim 0:
+// SmolLM3's NoPE layers) rotates nothing: y = x.
 
 import source from '../../shaders/rope.wgsl';
 import { f32, type Gpu } from '../gpu/runtime';
@@ -42,11 +43,14 @@ function rotate(gpu: Gpu, direction: Direction, x: Tensor, y: Tensor, positions:
   if (numel(y.shape) !== numel(x.shape)) throw new Error(`${fn}: y ${shapeStr(y.shape)} and x ${shapeStr(x.shape)} differ in size`);
   if (numel(positions.shape) !== T) throw new Error(`${fn}: positions ${shapeStr(positions.shape)} must have one entry per token (${T}) of x ${shapeStr(x.shape)}`);
   const half = numel(invFreq.shape);
-  if (half === 0) throw new Error(`${fn}: invFreq is empty (rotary dim 0)`);
   if (2 * half > Dh) throw new Error(`${fn}: invFreq ${shapeStr(invFreq.shape)} gives rotary dim ${2 * half} > head dim ${Dh}`);
   const inPlace = x.buffer === y.buffer && x.offset === y.offset;
   for (const [name, t] of [['positions', positions], ['invFreq', invFreq], ...(inPlace ? [] : [['x', x]])] as [string, Tensor][]) {
     if (t.buffer === y.buffer) throw new Error(`${fn}: y must not share a buffer with ${name}${name === 'x' ? ' unless it is x itself' : ''}`);
+  }
+  if (half === 0) {
+    if (!inPlace) gpu.copy(x, y);
+    return;
   }
   const scaling = opts.attentionScaling ?? 1;
   // pass-through dims are untouched in place, copied otherwise
@@ -86,8 +90,9 @@ export function ropeInvFreq(opts: RopeInvFreqOptions): Float32Array {
   const fn = 'ropeInvFreq';
   const partial = opts.partialRotaryFactor ?? 1;
   const dim = Math.trunc(opts.headDim * partial);
-  if (!(dim > 0) || dim % 2 !== 0 || dim > opts.headDim) {
-    throw new Error(`${fn}: rotary dim int(${opts.headDim} * ${partial}) = ${dim} must be even, positive and at most the head dim`);
+  // 0 only on purpose: a layer without rope (SmolLM3's NoPE layers)
+  if (!(dim > 0 || partial === 0) || dim % 2 !== 0 || dim > opts.headDim) {
+    throw new Error(`${fn}: rotary dim int(${opts.headDim} * ${partial}) = ${dim} must be even, positive (unless the factor is 0) and at most the head dim`);
   }
   if (!(opts.theta > 0)) throw new Error(`${fn}: theta = ${opts.theta} must be positive`);
   const base = fr(opts.theta);

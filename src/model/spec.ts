@@ -1,11 +1,12 @@
 // Hugging Face config.json -> ModelSpec: every architectural choice the engine branches on, made
 // explicit once, so the transformer code reads as one model with a few switches.
 
-export type Arch = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'gemma' | 'gemma2' | 'gemma3' | 'phi3';
+export type Arch = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'gemma' | 'gemma2' | 'gemma3' | 'phi3' | 'smollm3';
 export type Activation = 'silu' | 'gelu_tanh' | 'gelu';
 
 export interface RopeSpec {
   theta: number;
+  /** Rotated share of each head; 0 on SmolLM3's NoPE layers. */
   partialRotaryFactor: number;
   scaling: {
     rope_type: 'default' | 'linear' | 'llama3';
@@ -63,6 +64,7 @@ const ARCHS: Record<string, Arch> = {
   Gemma3ForCausalLM: 'gemma3',
   Gemma3ForConditionalGeneration: 'gemma3',
   Phi3ForCausalLM: 'phi3',
+  SmolLM3ForCausalLM: 'smollm3',
 };
 export const SUPPORTED_ARCHITECTURES = Object.keys(ARCHS);
 
@@ -91,10 +93,14 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
 
   const layerTypes = layerTypesOf(c, arch, nLayers);
   const slidingWindow = typeof c.sliding_window === 'number' && c.use_sliding_window !== false ? c.sliding_window : null;
-  const layers: LayerSpec[] = layerTypes.map((type) => ({
-    window: type === 'sliding_attention' ? slidingWindow : arch === 'mistral' || arch === 'phi3' ? slidingWindow : null,
-    rope: ropeOf(c, type, where),
-  }));
+  const noRope = noRopeLayersOf(c, arch, nLayers, where);
+  const layers: LayerSpec[] = layerTypes.map((type, i) => {
+    const rope = ropeOf(c, type, where);
+    return {
+      window: type === 'sliding_attention' ? slidingWindow : arch === 'mistral' || arch === 'phi3' ? slidingWindow : null,
+      rope: noRope[i] ? { ...rope, partialRotaryFactor: 0 } : rope,
+    };
+  });
 
   const eos = c.eos_token_id;
   const pre = typeof c.query_pre_attn_scalar === 'number' ? c.query_pre_attn_scalar : null;
@@ -141,6 +147,23 @@ function layerTypesOf(c: Json, arch: Arch, n: number): string[] {
     return Array.from({ length: n }, (_, i) => ((i + 1) % every === 0 ? 'full_attention' : 'sliding_attention'));
   }
   return Array.from({ length: n }, () => 'full_attention');
+}
+
+/**
+ * SmolLM3's NoPE layers: `no_rope_layers[i]` is 1 where layer i uses rope and 0 where it does not
+ * (the name says the opposite); without the list, every `no_rope_layer_interval`-th layer (4).
+ */
+function noRopeLayersOf(c: Json, arch: Arch, n: number, where: string): boolean[] {
+  if (arch !== 'smollm3') return Array.from({ length: n }, () => false);
+  const list = c.no_rope_layers;
+  if (list === undefined || list === null) {
+    const every = typeof c.no_rope_layer_interval === 'number' ? c.no_rope_layer_interval : 4;
+    return Array.from({ length: n }, (_, i) => (i + 1) % every === 0);
+  }
+  if (!Array.isArray(list) || list.length < n || list.some((v) => v !== 0 && v !== 1)) {
+    throw new Error(`${where}: "no_rope_layers" must list 0 or 1 for each of the ${n} layers`);
+  }
+  return list.slice(0, n).map((v) => v === 0);
 }
 
 /** Rope parameters: transformers 5 `rope_parameters` (possibly per layer type) or 4.x `rope_theta`/`rope_scaling`. */

@@ -1,8 +1,8 @@
-// f64 CPU references for gated activations (src/kernels/act.ts): SwiGLU and GeGLU (tanh
+// f64 CPU references for gated activations (src/kernels/act.ts): SwiGLU, GeGLU and the sigmoid gate (tanh
 // approximation as torch's gelu(approximate='tanh'), exact erf gelu as torch's gelu()).
 
 type Arr = ArrayLike<number>;
-export type Kind = 'silu' | 'gelu_tanh' | 'gelu';
+export type Kind = 'silu' | 'gelu_tanh' | 'gelu' | 'sigmoid';
 
 /** erf(x) to ~1e-15: Maclaurin series for |x| < 2.5, continued fraction for erfc beyond. */
 export function erf(x: number): number {
@@ -47,6 +47,8 @@ export function act(kind: Kind, x: number): number {
       return x * sigmoid(2 * K * (x + C * x * x * x));
     case 'gelu':
       return x * Phi(x); // 0.5 x (1 + erf(x / sqrt 2))
+    case 'sigmoid':
+      return sigmoid(x); // Qwen3.5's attention output gate
   }
 }
 
@@ -64,6 +66,8 @@ export function actGrad(kind: Kind, x: number): number {
     }
     case 'gelu':
       return Phi(x) + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI);
+    case 'sigmoid':
+      return sigmoid(x) * sigmoid(-x);
   }
 }
 

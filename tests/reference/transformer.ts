@@ -17,13 +17,26 @@
 //   gemma3: gemma2's layout + q_norm/k_norm (Gemma norm, per head, before rope), rope parameters per
 //     layer type (rope_parameters.sliding_attention / .full_attention; transformers 4.x:
 //     rope_local_base_freq for sliding layers, rope_theta (+ rope_scaling) for full ones).
+//   smollm3 (SmolLM3Attention): llama with no rope on the layers where no_rope_layers[i] is 0 (the
+//     list says where rope is USED; without it every no_rope_layer_interval-th layer is NoPE), and a
+//     sliding window only on those when use_sliding_window.
 //   phi3: fused qkv_proj (rows q, k, v) and gate_up_proj (gate = first half, up = second half:
 //     up * act(gate)); partial_rotary_factor (rotate_half over the first int(Dh * f) dims, the rest
 //     passes through); sliding_window on every layer when set.
 // Sliding window (masking_utils.sliding_window_overlay): key j is visible to query i iff
 // i - window < j <= i. Positions are 0..S-1 in every row (no padding mask).
+//   qwen3_5_text (Qwen3_5ForCausalLM): layer_types mix full_attention and linear_attention (default
+//     every 4th full); RMSNorm (1 + w) everywhere but the gated norm; full attention with q_proj of
+//     twice the width (per head: query then gate), q_norm/k_norm, partial rotary (default 0.25; the
+//     text positions make mrope plain rope), output * sigmoid(gate) before o_proj; linear attention
+//     is Gated DeltaNet (in_proj_qkv -> causal conv1d + SiLU -> q, k, v heads; beta = sigmoid(in_proj_b),
+//     g = -exp(A_log) softplus(in_proj_a + dt_bias); l2-normalised q/k, the gated delta rule,
+//     RMSNormGated(core, in_proj_z), out_proj), from tests/reference/delta-rule.ts and conv1d.ts.
 // LoRA (PEFT Linear.forward, dropout 0): y = x Wᵀ + b + scaling · (x Aᵀ) Bᵀ, A [r, K], B [N, r],
 // keyed by the module path ("model.layers.0.self_attn.qkv_proj"); DoRA is not modelled.
+
+import { conv1dRef } from './conv1d';
+import { deltaRuleRecurrentRef, gatesRef, l2NormRef, rmsNormGatedRef } from './delta-rule';
 
 type Json = Record<string, unknown>;
 type Arr = ArrayLike<number>;
@@ -40,6 +53,8 @@ export interface RefLoraModule {
 export type RefLora = Map<string, RefLoraModule>;
 
 interface RefLayer {
+  /** Qwen3.5: Gated DeltaNet in place of attention. */
+  linear: boolean;
   window: number | null;
   invFreq: Float64Array;
   /** Rotated dims per head (int(Dh * partial_rotary_factor)). */
@@ -64,6 +79,10 @@ export interface RefArch {
   sandwich: boolean;
   qkNorm: boolean;
   fused: boolean;
+  /** Qwen3.5: q_proj yields a sigmoid gate per head for the attention output. */
+  gatedAttention: boolean;
+  /** Qwen3.5's Gated DeltaNet dimensions (linear_* config keys). */
+  deltaNet: { Hk: number; Hv: number; Dk: number; Dv: number; kernel: number } | null;
   tied: boolean;
   layers: RefLayer[];
 }
@@ -107,6 +126,7 @@ export function refArch(config: Json): RefArch {
     {
       LlamaForCausalLM: 'llama', MistralForCausalLM: 'mistral', Qwen2ForCausalLM: 'qwen2', Qwen3ForCausalLM: 'qwen3',
       GemmaForCausalLM: 'gemma', Gemma2ForCausalLM: 'gemma2', Gemma3ForCausalLM: 'gemma3', Phi3ForCausalLM: 'phi3',
+      SmolLM3ForCausalLM: 'smollm3', Qwen3_5ForCausalLM: 'qwen3_5_text',
     } as Record<string, string>
   )[archName ?? ''];
   if (!name) throw new Error(`reference: architecture ${archName} is not modelled`);
@@ -116,6 +136,7 @@ export function refArch(config: Json): RefArch {
   const headDim = typeof c.head_dim === 'number' ? c.head_dim : hidden / heads;
   const L = num(c, 'num_hidden_layers');
   const gemmaFamily = name === 'gemma' || name === 'gemma2' || name === 'gemma3';
+  const qwen35 = name === 'qwen3_5_text';
   const late = name === 'gemma2' || name === 'gemma3';
 
   // layer types
@@ -125,10 +146,16 @@ export function refArch(config: Json): RefArch {
   else if (name === 'gemma3') {
     const every = num(c, 'sliding_window_pattern', 6);
     types = Array.from({ length: L }, (_, i) => ((i + 1) % every ? 'sliding_attention' : 'full_attention'));
-  } else types = Array.from({ length: L }, () => 'full_attention');
+  } else if (qwen35) types = Array.from({ length: L }, (_, i) => ((i + 1) % num(c, 'full_attention_interval', 4) ? 'linear_attention' : 'full_attention'));
+  else types = Array.from({ length: L }, () => 'full_attention');
   const window = typeof c.sliding_window === 'number' ? c.sliding_window : null;
 
-  const layers: RefLayer[] = types.map((type) => {
+  const useRope = (i: number): boolean => {
+    if (name !== 'smollm3') return true;
+    if (Array.isArray(c.no_rope_layers)) return (c.no_rope_layers as number[])[i] === 1;
+    return (i + 1) % num(c, 'no_rope_layer_interval', 4) !== 0;
+  };
+  const layers: RefLayer[] = types.map((type, i) => {
     // rope parameters: transformers 5 rope_parameters (per layer type for gemma3), else 4.x keys
     let rp: Json;
     const p = c.rope_parameters as Json | undefined;
@@ -136,13 +163,14 @@ export function refArch(config: Json): RefArch {
     else if (p) rp = p;
     else if (name === 'gemma3' && type === 'sliding_attention') rp = { rope_type: 'default', rope_theta: num(c, 'rope_local_base_freq', 10000) };
     else rp = { ...((c.rope_scaling as Json | null) ?? {}), rope_theta: num(c, 'rope_theta', 10000) };
-    const partial = Number(rp.partial_rotary_factor ?? c.partial_rotary_factor ?? 1);
+    const partial = useRope(i) ? Number(rp.partial_rotary_factor ?? c.partial_rotary_factor ?? (qwen35 ? 0.25 : 1)) : 0;
     const { inv, dim } = invFreqOf(rp, headDim, partial);
     let w: number | null = null;
     if (late) w = type === 'sliding_attention' ? window : null;
     else if (name === 'mistral' || name === 'phi3') w = window;
     else if (name === 'qwen2' || name === 'qwen3') w = c.use_sliding_window && type === 'sliding_attention' ? window : null;
-    return { window: w, invFreq: inv, rotaryDim: dim };
+    else if (name === 'smollm3') w = c.use_sliding_window && !useRope(i) ? window : null;
+    return { linear: type === 'linear_attention', window: w, invFreq: inv, rotaryDim: dim };
   });
 
   const actName = String(late ? c.hidden_activation : c.hidden_act);
@@ -157,7 +185,7 @@ export function refArch(config: Json): RefArch {
     kvHeads: num(c, 'num_key_value_heads', heads),
     headDim,
     eps: num(c, 'rms_norm_eps'),
-    gemmaNorm: gemmaFamily,
+    gemmaNorm: gemmaFamily || qwen35,
     // GemmaTextScaledWordEmbedding: embed_scale (an f32 tensor of hidden**0.5) cast to the weights' dtype
     embedScale: gemmaFamily ? Math.fround(Math.sqrt(hidden)) : 1,
     act,
@@ -165,8 +193,15 @@ export function refArch(config: Json): RefArch {
     attnSoftcap: late && typeof c.attn_logit_softcapping === 'number' ? c.attn_logit_softcapping : null,
     finalSoftcap: late && typeof c.final_logit_softcapping === 'number' ? c.final_logit_softcapping : null,
     sandwich: late,
-    qkNorm: name === 'qwen3' || name === 'gemma3',
+    qkNorm: name === 'qwen3' || name === 'gemma3' || qwen35,
     fused: name === 'phi3',
+    gatedAttention: qwen35,
+    deltaNet: qwen35
+      ? {
+        Hk: num(c, 'linear_num_key_heads', 16), Hv: num(c, 'linear_num_value_heads', 32), Dk: num(c, 'linear_key_head_dim', 128),
+        Dv: num(c, 'linear_value_head_dim', 128), kernel: num(c, 'linear_conv_kernel_dim', 4),
+      }
+      : null,
     tied: c.tie_word_embeddings === undefined ? gemmaFamily : c.tie_word_embeddings === true,
     layers,
   };
@@ -179,7 +214,20 @@ export function refParameters(config: Json): [string, number[]][] {
   const out: [string, number[]][] = [['model.embed_tokens.weight', [V, D]]];
   for (let i = 0; i < a.layers.length; i++) {
     const p = `model.layers.${i}`;
-    if (a.fused) out.push([`${p}.self_attn.qkv_proj.weight`, [(Hq + 2 * Hkv) * Dh, D]]);
+    if (a.layers[i]!.linear) {
+      const { Hk, Hv, Dk, Dv, kernel } = a.deltaNet!;
+      const la = `${p}.linear_attn`;
+      out.push(
+        [`${la}.in_proj_qkv.weight`, [2 * Hk * Dk + Hv * Dv, D]], [`${la}.in_proj_z.weight`, [Hv * Dv, D]], [`${la}.in_proj_b.weight`, [Hv, D]],
+        [`${la}.in_proj_a.weight`, [Hv, D]], [`${la}.conv1d.weight`, [2 * Hk * Dk + Hv * Dv, 1, kernel]], [`${la}.dt_bias`, [Hv]],
+        [`${la}.A_log`, [Hv]], [`${la}.norm.weight`, [Dv]], [`${la}.out_proj.weight`, [D, Hv * Dv]],
+        [`${p}.mlp.gate_proj.weight`, [I, D]], [`${p}.mlp.up_proj.weight`, [I, D]], [`${p}.mlp.down_proj.weight`, [D, I]],
+        [`${p}.input_layernorm.weight`, [D]], [`${p}.post_attention_layernorm.weight`, [D]],
+      );
+      continue;
+    }
+    if (a.gatedAttention) out.push([`${p}.self_attn.q_proj.weight`, [2 * Hq * Dh, D]], [`${p}.self_attn.k_proj.weight`, [Hkv * Dh, D]], [`${p}.self_attn.v_proj.weight`, [Hkv * Dh, D]]);
+    else if (a.fused) out.push([`${p}.self_attn.qkv_proj.weight`, [(Hq + 2 * Hkv) * Dh, D]]);
     else {
       out.push([`${p}.self_attn.q_proj.weight`, [Hq * Dh, D]], [`${p}.self_attn.k_proj.weight`, [Hkv * Dh, D]], [`${p}.self_attn.v_proj.weight`, [Hkv * Dh, D]]);
       if (a.name === 'qwen2') out.push([`${p}.self_attn.q_proj.bias`, [Hq * Dh]], [`${p}.self_attn.k_proj.bias`, [Hkv * Dh]], [`${p}.self_attn.v_proj.bias`, [Hkv * Dh]]);
@@ -200,7 +248,9 @@ export function refParameters(config: Json): [string, number[]][] {
 /** PEFT's default LoRA target names for this architecture (every nn.Linear but lm_head). */
 export function refLinearModules(config: Json): string[] {
   const a = refArch(config);
-  return a.fused ? ['qkv_proj', 'o_proj', 'gate_up_proj', 'down_proj'] : ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+  if (a.fused) return ['qkv_proj', 'o_proj', 'gate_up_proj', 'down_proj'];
+  const linear = a.deltaNet ? ['in_proj_qkv', 'in_proj_z', 'in_proj_b', 'in_proj_a', 'out_proj'] : [];
+  return ['q_proj', 'k_proj', 'v_proj', 'o_proj', ...linear, 'gate_proj', 'up_proj', 'down_proj'];
 }
 
 // ---- pieces ------------------------------------------------------------------------------------
@@ -322,6 +372,44 @@ function act(a: RefArch, x: number): number {
   return 0.5 * x * (1 + Math.tanh(GELU_C * (x + 0.044715 * x * x * x)));
 }
 
+/** The MLP of layer prefix p: down(act(gate) * up), Phi-3's fused gate_up_proj included. */
+function mlp(a: RefArch, w: RefWeights, lora: RefLora | undefined, p: string, x: Float64Array, T: number): Float64Array {
+  const { hidden: D, intermediate: I } = a;
+  const m = new Float64Array(T * I);
+  if (a.fused) {
+    const gu = linear(w, lora, `${p}.mlp.gate_up_proj`, x, T, D, 2 * I);
+    for (let t = 0; t < T; t++) for (let j = 0; j < I; j++) m[t * I + j] = gu[t * 2 * I + I + j]! * act(a, gu[t * 2 * I + j]!);
+  } else {
+    const g = linear(w, lora, `${p}.mlp.gate_proj`, x, T, D, I);
+    const u = linear(w, lora, `${p}.mlp.up_proj`, x, T, D, I);
+    for (let i = 0; i < T * I; i++) m[i] = act(a, g[i]!) * u[i]!;
+  }
+  return linear(w, lora, `${p}.mlp.down_proj`, m, T, I, D);
+}
+
+/** Qwen3_5GatedDeltaNet.forward (no cache, no padding) on x [B*S, D]: the token mixer's output. */
+export function refGatedDeltaNet(a: RefArch, w: RefWeights, lora: RefLora | undefined, m: string, x: Float64Array, B: number, S: number): Float64Array {
+  const { hidden: D } = a;
+  const { Hk, Hv, Dk, Dv, kernel } = a.deltaNet!;
+  const T = B * S, keyDim = Hk * Dk, valueDim = Hv * Dv, convDim = 2 * keyDim + valueDim;
+  const mixed = conv1dRef({ B, T: S, C: convDim, K: kernel }, linear(w, lora, `${m}.in_proj_qkv`, x, T, D, convDim), get(w, `${m}.conv1d.weight`)).y;
+  const cols = (from: number, n: number) => {
+    const o = new Float64Array(T * n);
+    for (let t = 0; t < T; t++) for (let j = 0; j < n; j++) o[t * n + j] = mixed[t * convDim + from + j]!;
+    return o;
+  };
+  const { g, beta } = gatesRef(
+    linear(w, lora, `${m}.in_proj_a`, x, T, D, Hv), linear(w, lora, `${m}.in_proj_b`, x, T, D, Hv), get(w, `${m}.A_log`), get(w, `${m}.dt_bias`), T, Hv,
+  );
+  const core = deltaRuleRecurrentRef(
+    { B, T: S, Hk, Hv, Dk, Dv, scale: 1 / Math.sqrt(Dk) },
+    { q: l2NormRef(cols(0, keyDim), T * Hk, Dk, 1e-6), k: l2NormRef(cols(keyDim, keyDim), T * Hk, Dk, 1e-6), v: cols(2 * keyDim, valueDim), g, beta },
+  ).out;
+  const z = linear(w, lora, `${m}.in_proj_z`, x, T, D, valueDim);
+  const normed = rmsNormGatedRef(core, z, get(w, `${m}.norm.weight`), T * Hv, Dv, a.eps);
+  return linear(w, lora, `${m}.out_proj`, normed, T, valueDim, D);
+}
+
 // ---- the model ---------------------------------------------------------------------------------
 
 /** Logits [B*S, V] (soft-capped where the architecture caps them) for B rows of S token ids. */
@@ -341,8 +429,26 @@ export function refLogits(config: Json, w: RefWeights, ids: readonly (readonly n
     const p = `model.layers.${l}`;
     const x = rmsNorm(a, h, T, D, get(w, `${p}.input_layernorm.weight`));
     let q: Float64Array, k: Float64Array, v: Float64Array;
+    let gate: Float64Array | null = null;
     const Nq = Hq * Dh, Nkv = Hkv * Dh;
-    if (a.fused) {
+    if (layer.linear) {
+      h = add(h, refGatedDeltaNet(a, w, lora, `${p}.linear_attn`, x, B, S));
+      h = add(h, mlp(a, w, lora, p, rmsNorm(a, h, T, D, get(w, `${p}.post_attention_layernorm.weight`)), T));
+      return;
+    }
+    if (a.gatedAttention) {
+      // per head: Dh query values, then Dh gate values
+      const qg = linear(w, lora, `${p}.self_attn.q_proj`, x, T, D, 2 * Nq);
+      q = new Float64Array(T * Nq);
+      gate = new Float64Array(T * Nq);
+      for (let r = 0; r < T * Hq; r++)
+        for (let d = 0; d < Dh; d++) {
+          q[r * Dh + d] = qg[r * 2 * Dh + d]!;
+          gate[r * Dh + d] = qg[r * 2 * Dh + Dh + d]!;
+        }
+      k = linear(w, lora, `${p}.self_attn.k_proj`, x, T, D, Nkv);
+      v = linear(w, lora, `${p}.self_attn.v_proj`, x, T, D, Nkv);
+    } else if (a.fused) {
       const qkv = linear(w, lora, `${p}.self_attn.qkv_proj`, x, T, D, Nq + 2 * Nkv);
       const cols = (from: number, n: number) => {
         const o = new Float64Array(T * n);
@@ -363,21 +469,14 @@ export function refLogits(config: Json, w: RefWeights, ids: readonly (readonly n
     }
     rope(q, T, S, Hq, Dh, layer);
     rope(k, T, S, Hkv, Dh, layer);
-    let o = linear(w, lora, `${p}.self_attn.o_proj`, attention(a, layer, q, k, v, B, S), T, Nq, D);
+    const attn = attention(a, layer, q, k, v, B, S);
+    if (gate) for (let i = 0; i < attn.length; i++) attn[i]! *= 1 / (1 + Math.exp(-gate[i]!));
+    let o = linear(w, lora, `${p}.self_attn.o_proj`, attn, T, Nq, D);
     if (a.sandwich) o = rmsNorm(a, o, T, D, get(w, `${p}.post_attention_layernorm.weight`));
     h = add(h, o);
 
     const x2 = rmsNorm(a, h, T, D, get(w, `${p}.${a.sandwich ? 'pre_feedforward_layernorm' : 'post_attention_layernorm'}.weight`));
-    const m = new Float64Array(T * I);
-    if (a.fused) {
-      const gu = linear(w, lora, `${p}.mlp.gate_up_proj`, x2, T, D, 2 * I);
-      for (let t = 0; t < T; t++) for (let j = 0; j < I; j++) m[t * I + j] = gu[t * 2 * I + I + j]! * act(a, gu[t * 2 * I + j]!);
-    } else {
-      const g = linear(w, lora, `${p}.mlp.gate_proj`, x2, T, D, I);
-      const u = linear(w, lora, `${p}.mlp.up_proj`, x2, T, D, I);
-      for (let i = 0; i < T * I; i++) m[i] = act(a, g[i]!) * u[i]!;
-    }
-    let d = linear(w, lora, `${p}.mlp.down_proj`, m, T, I, D);
+    let d = mlp(a, w, lora, p, x2, T);
     if (a.sandwich) d = rmsNorm(a, d, T, D, get(w, `${p}.post_feedforward_layernorm.weight`));
     h = add(h, d);
   });

@@ -1,0 +1,83 @@
+// Causal depthwise conv1d + SiLU over time (shaders/conv1d.wgsl): Gated DeltaNet's short
+// convolution of its q/k/v channels, transformers' causal_conv1d_fn / causal_conv1d_update.
+//
+//   x, y: [B, T, C]   w: [C, K] (conv1d.weight squeezed)   state: [B, K - 1, C]
+//
+// With a state the forward reads it as the K - 1 inputs before x and then replaces it with the last
+// K - 1 inputs (prefill and decode steps); without one the left context is zeros (training). The
+// backward is for training: zero left context, dx overwritten, dw (when given) overwritten with the
+// sum over batch and time in a fixed order. Packed sequences (segments: i32 [B, T], training, no
+// state): an input of another segment counts as zero.
+
+import source from '../../shaders/conv1d.wgsl';
+import type { Gpu, Param } from '../gpu/runtime';
+import { shaderVariant } from '../gpu/shader';
+import { numel, shapeStr, type Tensor } from '../gpu/tensor';
+import { distinctBuffers, requireF32 } from './checks';
+import { scratch } from './scratch';
+
+export interface Conv1dShape {
+  batch: number;
+  len: number;
+  channels: number;
+  kernel: number;
+  /** Segment ids i32 [B, T] of packed sequences. */
+  segments?: Tensor | null;
+}
+
+const WG = 256;
+
+type Entry = 'conv1d_forward' | 'conv1d_state_update' | 'conv1d_backward_preact' | 'conv1d_backward_input' | 'conv1d_backward_weight';
+
+function launch(gpu: Gpu, entry: Entry, bindings: Tensor[], n: number, params: Param[]): void {
+  if (n === 0) return;
+  gpu.dispatch(gpu.pipeline(entry, () => shaderVariant(source, entry)), bindings, gpu.grid(Math.ceil(n / WG)), params);
+}
+
+function check(fn: string, s: Conv1dShape, named: [string, Tensor, number][]): Param[] {
+  for (const [name, v] of [['batch', s.batch], ['len', s.len], ['channels', s.channels], ['kernel', s.kernel]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new Error(`${fn}: ${name} = ${v} must be a positive integer`);
+  }
+  for (const [name, t, n] of named) {
+    requireF32(fn, [name, t]);
+    if (numel(t.shape) !== n) throw new Error(`${fn}: ${name} ${shapeStr(t.shape)} must have ${n} elements for batch ${s.batch}, len ${s.len}, channels ${s.channels}, kernel ${s.kernel}`);
+  }
+  if (s.segments) {
+    if (s.segments.dtype !== 'i32') throw new Error(`${fn}: segments must be i32, not ${s.segments.dtype}`);
+    if (numel(s.segments.shape) !== s.batch * s.len) throw new Error(`${fn}: segments ${shapeStr(s.segments.shape)} must have ${s.batch * s.len} elements ([B, T])`);
+  }
+  return [s.batch, s.len, s.channels, s.kernel];
+}
+
+/** y = silu(causal depthwise conv of x); with a state, it is the left context and is updated in place. */
+export function conv1dForward(gpu: Gpu, s: Conv1dShape, x: Tensor, w: Tensor, y: Tensor, state: Tensor | null = null): void {
+  const fn = 'conv1dForward';
+  const N = s.batch * s.len * s.channels;
+  const named: [string, Tensor, number][] = [['x', x, N], ['w', w, s.channels * s.kernel], ['y', y, N]];
+  if (state) named.push(['state', state, s.batch * (s.kernel - 1) * s.channels]);
+  const dims = check(fn, s, named);
+  distinctBuffers(fn, [['y', y]], [['x', x], ['w', w], ...(state ? [['state', state] as [string, Tensor]] : [])]);
+  if (state) distinctBuffers(fn, [['state', state]], [['x', x]]);
+  if (state && s.segments) throw new Error(`${fn}: a conv state and packed segments do not go together (segments are for training)`);
+  if (s.segments) distinctBuffers(fn, [['y', y]], [['segments', s.segments]]);
+  launch(gpu, 'conv1d_forward', [s.segments ?? x, x, w, state ?? x, y], N, [...dims, state ? 1 : 0, s.segments ? 1 : 0]);
+  if (state && s.kernel > 1) launch(gpu, 'conv1d_state_update', [x, state], s.batch * s.channels, [...dims, 1, 0]);
+}
+
+/** dx (overwritten) and, when dw is given, the weight gradient (overwritten); zero left context. */
+export function conv1dBackward(gpu: Gpu, s: Conv1dShape, dy: Tensor, x: Tensor, w: Tensor, dx: Tensor, dw: Tensor | null): void {
+  const fn = 'conv1dBackward';
+  const N = s.batch * s.len * s.channels;
+  const named: [string, Tensor, number][] = [['dy', dy, N], ['x', x, N], ['w', w, s.channels * s.kernel], ['dx', dx, N]];
+  if (dw) named.push(['dw', dw, s.channels * s.kernel]);
+  const dims = check(fn, s, named);
+  distinctBuffers(fn, [['dx', dx], ...(dw ? [['dw', dw] as [string, Tensor]] : [])], [['dy', dy], ['x', x], ['w', w]]);
+  if (dw && dw.buffer === dx.buffer) throw new Error(`${fn}: dw must not share a buffer with dx`);
+  if (s.segments) distinctBuffers(fn, [['dx', dx], ...(dw ? [['dw', dw] as [string, Tensor]] : [])], [['segments', s.segments]]);
+  const da = scratch(gpu, 'conv1d.da', N);
+  const seg = s.segments ?? x;
+  const p = [...dims, 0, s.segments ? 1 : 0];
+  launch(gpu, 'conv1d_backward_preact', [seg, dy, x, w, da], N, p);
+  launch(gpu, 'conv1d_backward_input', [seg, da, w, dx], N, p);
+  if (dw) launch(gpu, 'conv1d_backward_weight', [seg, da, x, dw], s.channels * s.kernel, p);
+}
