@@ -8,7 +8,7 @@ import { Adapter } from '../src/model/adapter';
 import { dirFiles, fileSource } from '../src/model/files-node';
 import { forwardBackward, shiftLabels, Workspace } from '../src/model/forward';
 import { Model } from '../src/model/model';
-import { AdamW } from '../src/train/optimizer';
+import { AdamW } from '../src/train/optimizers/adamw';
 import { testGpu } from './helpers/gpu';
 
 it('lora_B steps at loraplus_lr_ratio x the learning rate, lora_A at the learning rate', async () => {

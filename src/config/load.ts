@@ -290,6 +290,14 @@ function crossCheck(
       problems.push(`${at('adapter_name_or_path')}: adapter_name_or_path is only valid for finetuning_type: lora`);
     }
   }
+  // LLaMA-Factory picks one silently (its optimizer and loss functions are tried in a fixed order): say so instead
+  const optimizers = (['use_muon', 'use_adam_mini'] as const).filter((k) => c[k]);
+  if (optimizers.length > 1 || (optimizers.length && c.loraplus_lr_ratio !== null)) {
+    const keys = [...optimizers, ...(c.loraplus_lr_ratio !== null ? ['loraplus_lr_ratio'] : [])];
+    problems.push(`${at(keys[0]!)}: ${keys.join(' and ')} each choose the optimizer; set one of them`);
+  }
+  const losses = [...(c.use_dft_loss ? ['use_dft_loss'] : []), ...(c.use_eaft_loss ? ['use_eaft_loss'] : []), ...(c.label_smoothing_factor > 0 ? ['label_smoothing_factor'] : [])];
+  if (losses.length > 1) problems.push(`${at(losses[0]!)}: ${losses.join(' and ')} each replace the token loss; set one of them`);
   if (c.quantization_bit !== null) {
     if (c.quantization_bit !== 4 && c.quantization_bit !== 8) {
       problems.push(`${at('quantization_bit')}: quantization_bit: Crucible quantizes to 4 or 8 bits, got ${c.quantization_bit}`);

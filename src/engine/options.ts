@@ -13,6 +13,7 @@ export type TrainConfig = Pick<CrucibleConfig,
   | 'gradient_accumulation_steps' | 'max_grad_norm' | 'weight_decay' | 'adam_beta1' | 'adam_beta2' | 'adam_epsilon'
   | 'neftune_noise_alpha' | 'seed' | 'logging_steps' | 'save_steps' | 'save_strategy' | 'eval_strategy' | 'eval_steps'
   | 'cutoff_len' | 'disable_gradient_checkpointing'
+  | 'use_muon' | 'use_adam_mini' | 'use_dft_loss' | 'use_eaft_loss' | 'eaft_alpha' | 'label_smoothing_factor'
   | 'stage' | 'pref_beta' | 'pref_ftx' | 'pref_loss' | 'dpo_label_smoothing' | 'simpo_gamma' | 'kto_chosen_weight' | 'kto_rejected_weight'>;
 
 export function trainOptionsFromConfig(c: TrainConfig): TrainOptions {
@@ -61,5 +62,8 @@ export function trainOptionsFromConfig(c: TrainConfig): TrainOptions {
     cutoffLen: c.cutoff_len,
     recompute: !c.disable_gradient_checkpointing,
     preference: preferenceOptions(c),
+    optimizer: c.use_muon ? 'muon' : c.use_adam_mini ? 'adam_mini' : 'adamw',
+    tokenLoss: c.use_dft_loss ? { kind: 'dft' } : c.use_eaft_loss ? { kind: 'eaft', alpha: c.eaft_alpha }
+      : c.label_smoothing_factor > 0 ? { kind: 'label_smoothing', epsilon: c.label_smoothing_factor } : { kind: 'ce' },
   };
 }

@@ -12,7 +12,7 @@ import { add } from '../kernels/elementwise';
 import { attentionForward, attentionBackward, type AttentionShape } from '../kernels/attention';
 import { embeddingForward, embeddingBackward } from '../kernels/embedding';
 import type { LoraDropout } from '../kernels/lora';
-import { lmHeadCrossEntropy, logitsForRows } from '../kernels/loss';
+import { lmHeadCrossEntropy, logitsForRows, type TokenLoss } from '../kernels/loss';
 import { rmsNormForward, rmsNormBackward } from '../kernels/norm';
 import { ropeForward, ropeBackward } from '../kernels/rope';
 import { gradientShapes, layerActivationShapes, streamShapes, type ShapeTable } from './activations';
@@ -302,6 +302,8 @@ export interface StepOptions {
    * head on each sequence's last token).
    */
   head?: (dFinal: Tensor) => void;
+  /** The lm_head token loss (default cross-entropy): DFT, EAFT, label smoothing. */
+  tokenLoss?: TokenLoss;
 }
 
 /**
@@ -331,6 +333,7 @@ export function forwardBackward(ws: Workspace, opts: StepOptions): void {
       gradScale: opts.gradScale,
       ...(s.finalSoftcap ? { softcap: s.finalSoftcap } : {}),
       ...(opts.tokenWeights ? { tokenWeights: opts.tokenWeights } : {}),
+      ...(opts.tokenLoss ? { tokenLoss: opts.tokenLoss } : {}),
     });
   }
   if (!g) return;

@@ -4,6 +4,7 @@
 // Implementations: SftObjective (sft.ts: pt / sft) and PreferenceObjective (preference/: dpo and
 // its pref_loss family, kto, rm); objectives.ts picks one from the run's options.
 
+import type { TokenLoss } from '../kernels/loss';
 import type { Tensor } from '../gpu/tensor';
 import type { Adapter, TrainableTensor } from '../model/adapter';
 import type { LoraDropoutStep, Workspace } from '../model/forward';
@@ -34,6 +35,8 @@ export interface ObjectiveContext {
   workspace: (B: number, S: number, packed?: boolean) => Workspace;
   /** Draws for the objective's own initial weights (rm's value head). */
   random: () => number;
+  /** pt / sft: the token loss (cross-entropy unless DFT, EAFT or label smoothing). */
+  tokenLoss?: TokenLoss;
 }
 
 /**

@@ -32,7 +32,7 @@ export class SftObjective implements Objective {
       ws.load(batch);
       const noise = this.ctx.embedNoise?.(batch, i) ?? null;
       const dropout = this.ctx.loraDropout?.(i);
-      forwardBackward(ws, { backward: true, gradScale: 1 / Math.max(1, valid), loraDropout: dropout, ...(noise ? { embedNoise: noise } : {}) });
+      forwardBackward(ws, { backward: true, gradScale: 1 / Math.max(1, valid), loraDropout: dropout, tokenLoss: this.ctx.tokenLoss, ...(noise ? { embedNoise: noise } : {}) });
       if (noise) gpu.release(noise);
       gemm(gpu, { a: ws.ones, b: ws.loss, c: this.lossSum, M: 1, N: 1, K: ws.T, alpha: 1 / Math.max(1, valid), beta: 1, transA: true, lda: 1 });
       tokens += batch.realTokens;
@@ -55,7 +55,7 @@ export class SftObjective implements Objective {
       const batch = makeBatch(examples.slice(i, i + batchSize) as TokenExample[], padId, cutoffLen);
       const ws = this.workspace(batch);
       ws.load(batch);
-      forwardBackward(ws, { backward: false, gradScale: 1 });
+      forwardBackward(ws, { backward: false, gradScale: 1, tokenLoss: this.ctx.tokenLoss });
       sum += (await model.gpu.readF32(ws.loss)).reduce((a, b) => a + b, 0);
       tokens += batch.validTokens;
     }

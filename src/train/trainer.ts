@@ -17,7 +17,8 @@ import { Pissa, PISSA_INIT_DIR, type PissaOptions } from '../model/pissa';
 import { epochOrder, type TrainBatch } from './batches';
 import type { Objective, TrainExample, Unlogged } from './objective';
 import { checkTrainingData, createObjective } from './objectives';
-import { AdamW } from './optimizer';
+import { createOptimizer, type Optimizer, type OptimizerKind } from './optimizers';
+import type { TokenLoss } from '../kernels/loss';
 import type { PreferenceLogFields } from './preference/metrics';
 import type { PreferenceOptions } from './preference/options';
 import type { ReferenceTable } from './reference';
@@ -58,6 +59,10 @@ export interface TrainOptions {
   cutoffLen: number;
   /** Keep only layer inputs and recompute activations in backward. */
   recompute: boolean;
+  /** AdamW unless use_muon / use_adam_mini. */
+  optimizer?: OptimizerKind;
+  /** pt / sft token loss: cross-entropy unless use_dft_loss, use_eaft_loss or label_smoothing_factor. */
+  tokenLoss?: TokenLoss;
   /** Stages rm, dpo, kto (preferenceOptions(config)); absent or null: pt / sft. */
   preference?: PreferenceOptions | null;
   /** Reference log-probabilities scored beforehand on a separate model (ref_model); otherwise LoRA switches its adapter off, and full / freeze score the initial weights before the first step. */
@@ -108,7 +113,7 @@ interface LogInterval extends Unlogged {
 
 export class Trainer {
   readonly params: TrainableTensor[];
-  readonly optimizer: AdamW;
+  readonly optimizer: Optimizer;
   readonly totalSteps: number;
   readonly microPerEpoch: number;
   readonly objective: Objective;
@@ -137,13 +142,14 @@ export class Trainer {
       workspace: (B, S, packed = false) => this.workspace(B, S, packed),
       loraDropout: (micro) => this.loraDropout(micro),
       ...(opts.neftuneAlpha > 0 ? { embedNoise: (batch: TrainBatch, n: number) => this.neftuneNoise(batch, n) } : {}),
+      ...(opts.tokenLoss ? { tokenLoss: opts.tokenLoss } : {}),
     }, opts.preference);
     this.params = adapter ? adapter.params(opts.lora?.plusRatio ?? 1) : trainableBase(model, opts);
     this.params = [...this.params, ...this.objective.params];
     if (this.params.length === 0) throw new Error('nothing to train: the chosen method selects no parameters');
-    this.optimizer = new AdamW(gpu, this.params, {
+    this.optimizer = createOptimizer(gpu, this.params, {
       lr: opts.learningRate, beta1: opts.beta1, beta2: opts.beta2, eps: opts.eps, weightDecay: opts.weightDecay, maxGradNorm: opts.maxGradNorm,
-    });
+    }, opts.optimizer ?? 'adamw', { hidden: model.spec.hidden, heads: model.spec.heads });
     this.microPerEpoch = Math.ceil(train.length / opts.batchSize);
     const stepsPerEpoch = Math.max(1, Math.ceil(this.microPerEpoch / opts.gradAccum));
     this.totalSteps = opts.maxSteps > 0 ? opts.maxSteps : Math.ceil(opts.epochs * stepsPerEpoch);
@@ -219,11 +225,7 @@ export class Trainer {
     const gpu = this.model.gpu;
     await this.saveModel(store, dir);
     const opt: Record<string, { dtype: 'F32'; shape: readonly number[]; data: Float32Array }> = {};
-    for (let i = 0; i < this.params.length; i++) {
-      const p = this.params[i]!;
-      opt[`${p.name}.exp_avg`] = { dtype: 'F32', shape: p.value.shape, data: await gpu.readF32(this.optimizer.m[i]!) };
-      opt[`${p.name}.exp_avg_sq`] = { dtype: 'F32', shape: p.value.shape, data: await gpu.readF32(this.optimizer.v[i]!) };
-    }
+    for (const { name, tensor } of this.optimizer.stateTensors()) opt[name] = { dtype: 'F32', shape: tensor.shape, data: await gpu.readF32(tensor) };
     await store.write(`${dir}/optimizer.safetensors`, encodeSafetensors(opt, { step: String(this.optimizer.step) }));
     await this.objective.saveState(store, dir);
     const interval = this.stepsSinceLog > 0 ? { log_interval: await this.logInterval() } : {};
@@ -266,15 +268,14 @@ export class Trainer {
     const pissa = this.adapter?.pissa;
     // before anything is written to the GPU: a changed lora_rank / lora_target / model is named
     checkCheckpointTensors(weights, this.params.filter((p) => !own.has(p)).map((p) => ({ name: p.name, shape: pissa ? pissa.publishedShape(p.name, p.value.shape) : p.value.shape })));
-    checkCheckpointTensors(opt, this.params.flatMap((p) => [`${p.name}.exp_avg`, `${p.name}.exp_avg_sq`].map((name) => ({ name, shape: p.value.shape }))));
+    const moments = this.optimizer.stateTensors();
+    checkCheckpointTensors(opt, moments.map(({ name, tensor }) => ({ name, shape: tensor.shape })));
     await this.objective.load(store, dir);
     if (pissa) await pissa.restoreInitial(await openSafetensors(await storedSource(store, `${dir}/${PISSA_INIT_DIR}/adapter_model.safetensors`)));
-    for (let i = 0; i < this.params.length; i++) {
-      const p = this.params[i]!;
+    for (const p of this.params) {
       if (!own.has(p)) gpu.write(p.value, pissa ? await pissa.readTrained(weights, p.name) : await readF32(weights, p.name));
-      gpu.write(this.optimizer.m[i]!, await readF32(opt, `${p.name}.exp_avg`));
-      gpu.write(this.optimizer.v[i]!, await readF32(opt, `${p.name}.exp_avg_sq`));
     }
+    for (const { name, tensor } of moments) gpu.write(tensor, await readF32(opt, name));
     this.optimizer.step = Number(opt.metadata.step ?? state.global_step);
     const { seed: _, ...trainerState } = state;
     this.state = { ...trainerState, total_steps: this.totalSteps };

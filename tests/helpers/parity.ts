@@ -8,7 +8,7 @@ import { dirFiles, fileSource } from '../../src/model/files-node';
 import { Adapter, type TrainableTensor } from '../../src/model/adapter';
 import { forwardBackward, fullLogits, shiftLabels, Workspace, type Batch } from '../../src/model/forward';
 import { Generator } from '../../src/model/generate';
-import { AdamW } from '../../src/train/optimizer';
+import { AdamW } from '../../src/train/optimizers/adamw';
 import { makeTrainable } from '../../src/model/trainable';
 import { openSafetensors, readF32 } from '../../src/model/safetensors';
 import { testGpu } from './gpu';

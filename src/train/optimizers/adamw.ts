@@ -2,21 +2,15 @@
 // plus global gradient-norm clipping (HF: max_grad_norm, 0 disables). All on the GPU: the clip
 // factor is computed and applied there, with no readback.
 
-import type { Gpu } from '../gpu/runtime';
-import type { Tensor } from '../gpu/tensor';
-import { adamw, clipScale, gradNormSquared } from '../kernels/optim';
-import type { TrainableTensor } from '../model/adapter';
+import type { Gpu } from '../../gpu/runtime';
+import type { Tensor } from '../../gpu/tensor';
+import { adamw, clipScale, gradNormSquared } from '../../kernels/optim';
+import type { TrainableTensor } from '../../model/adapter';
+import type { Optimizer, OptimizerSettings } from './optimizer';
 
-export interface AdamWSettings {
-  lr: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
-  maxGradNorm: number;
-}
+export type AdamWSettings = OptimizerSettings;
 
-export class AdamW {
+export class AdamW implements Optimizer {
   readonly m: Tensor[];
   readonly v: Tensor[];
   /** Optimizer steps taken (torch's `step` state). */
@@ -55,6 +49,10 @@ export class AdamW {
       });
     });
     return this.sumSq;
+  }
+
+  stateTensors(): { name: string; tensor: Tensor }[] {
+    return this.params.flatMap((p, i) => [{ name: `${p.name}.exp_avg`, tensor: this.m[i]! }, { name: `${p.name}.exp_avg_sq`, tensor: this.v[i]! }]);
   }
 
   release(): void {
