@@ -1,10 +1,10 @@
 // `crucible bench <config.yaml>`: training throughput of a config's model and LoRA settings on
 // this GPU (random token rows of per_device_train_batch_size x cutoff_len).
 
-import type { BenchOptions, BenchResult } from '../cli/engines';
+import type { BenchOptions, BenchResult } from './jobs';
 import type { CrucibleConfig } from '../config';
 import { benchTraining } from '../bench/train';
-import { resolveModelFiles } from '../engine/node-model';
+import { resolveModelFiles } from './node-model';
 import { nodeGpu } from '../gpu/node';
 import { Model } from '../model/model';
 

@@ -6,13 +6,13 @@
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MODEL_SIDE_FILES, type CrucibleConfig } from '../config';
-import type { ExportRunResult, RunHooks } from '../cli/engines';
+import type { ExportHooks, ExportRunResult } from './jobs';
 import { parseJsonFile } from '../data/json-file';
-import { resolveModelFiles } from '../engine/node-model';
+import { resolveModelFiles } from './node-model';
 import { openSafetensors } from '../model/safetensors';
-import { deltaFor, mergeLora, type AdapterOnHost } from './lora-merge';
+import { deltaFor, mergeLora, type AdapterOnHost } from '../export/lora-merge';
 import { Checkpoint, type ModelFiles } from '../model/weights';
-import { writeSharded, type TensorSource } from './shards';
+import { writeSharded, type TensorSource } from '../export/shards';
 import { writeFileAtomic } from '../files/atomic-node';
 
 async function readAdapter(files: ModelFiles): Promise<AdapterOnHost> {
@@ -21,7 +21,7 @@ async function readAdapter(files: ModelFiles): Promise<AdapterOnHost> {
   return { config, file: await openSafetensors(await files.open('adapter_model.safetensors')) };
 }
 
-export async function exportModel(config: CrucibleConfig, hooks: RunHooks & { adapterOnly?: boolean }): Promise<ExportRunResult> {
+export async function exportModel(config: CrucibleConfig, hooks: ExportHooks): Promise<ExportRunResult> {
   const status = hooks.onStatus ?? (() => {});
   if (!config.model_name_or_path) throw new Error('model_name_or_path is required');
   if (!config.export_dir) throw new Error('export_dir is required');

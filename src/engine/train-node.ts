@@ -6,24 +6,24 @@
 import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { checkOutputDir, MODEL_SIDE_FILES, type CrucibleConfig } from '../config';
-import type { TrainRunHooks, TrainRunResult } from '../cli/engines';
+import type { TrainRunHooks, TrainRunResult } from './jobs';
 import { buildDataset, parseJsonFile } from '../data';
 import { nodeFileAccess } from '../data/node';
 import { hubDatasetAccess } from '../hub/datasets';
-import { resolveModelFiles } from '../engine/node-model';
+import { resolveModelFiles } from './node-model';
 import { appendQueue, removeStaleTemps, writeFileAtomic } from '../files/atomic-node';
-import { trainOptionsFromConfig } from '../engine/options';
-import { Session } from '../engine/session';
+import { trainOptionsFromConfig } from './options';
+import { Session } from './session';
 import { modelTensors } from '../export/model-tensors';
 import { writeSharded } from '../export/shards';
 import { nodeGpu } from '../gpu/node';
 import type { Gpu } from '../gpu/runtime';
 import type { ModelFiles } from '../model/weights';
-import { lossPlotPng } from './plot';
-import { usesReference, type PreferenceExample } from './preference';
-import { ReferenceTable, referenceRows, scoreReference } from './reference';
-import { folderStore } from './store-node';
-import type { LogRecord, Trainer } from './trainer';
+import { lossPlotPng } from '../train/plot';
+import { usesReference, type PreferenceExample } from '../train/preference';
+import { ReferenceTable, referenceRows, scoreReference } from '../train/reference';
+import { folderStore } from '../train/store-node';
+import type { LogRecord, Trainer } from '../train/trainer';
 
 /** `gpu`: a device to reuse (tests, a long-lived host); by default this run opens its own. */
 export async function runTraining(config: CrucibleConfig, hooks: TrainRunHooks, env: { gpu?: Gpu } = {}): Promise<TrainRunResult> {
