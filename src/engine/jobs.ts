@@ -2,6 +2,7 @@
 // The CLI, the server, the app's Worker and users' scripts all see the engine through these.
 
 import type { PreviewExample } from '../data/preview';
+import type { GpuCounters } from '../gpu/runtime';
 import type { LogRecord } from '../train/trainer';
 
 /** Progress callbacks every job accepts. */
@@ -63,11 +64,17 @@ export interface BenchOptions extends RunHooks {
 }
 
 export interface BenchResult {
+  /** The GPU adapter's name. */
   device: string;
   model: string;
+  /** Measured steps (after the warm-up). */
   steps: number;
   tokensPerSecond: number;
   stepSeconds: number;
   peakBytes: number;
-  [extra: string]: unknown;
+  /** "LoRA r8", "QLoRA r8 (4-bit)", "freeze", "full". */
+  method?: string;
+  tokensPerStep?: number;
+  /** The host's recording work of each measured step (dispatches, passes, submits, encode time). */
+  perStep?: GpuCounters[];
 }
