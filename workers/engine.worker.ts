@@ -8,6 +8,7 @@ import { listDatasets, listModels } from '@huggingface/hub';
 import { browserGpu } from '../src/gpu/browser';
 import type { Gpu } from '../src/gpu/runtime';
 import { benchmarkSession } from '../src/engine/bench';
+import { checkpointBytes, exportMerged, readAdapter, type MergeSources } from '../src/engine/export';
 import { describeModel, type ModelInfo } from '../src/engine/model-info';
 import { loadModelTokenizer, Session } from '../src/engine/session';
 import { trainModel, type DataFiles } from '../src/engine/train';
@@ -17,6 +18,7 @@ import { describeDataset, type DataFormat } from '../src/data/describe';
 import { exampleView } from '../src/data/preview-view';
 import { browserStore, deleteStoredModel, downloadModel, HubError, listStoredModels, openStoredModel, resolveModel, setOfflineMode, type HubFile, type ModelStore } from '../src/hub';
 import { resolveOffline } from '../src/hub/env';
+import { openSafetensors } from '../src/model/safetensors';
 import type { ModelFiles } from '../src/model/weights';
 import { VALUE_HEAD_FILE } from '../src/train/value-head';
 import {
@@ -54,7 +56,6 @@ import type {
   TrainResult,
   TrainStart,
 } from './api';
-import { baseBytes, mergeModel } from './merge';
 import { fetchBytes, urlModelFiles } from './model-files';
 
 const HUB = 'https://huggingface.co';
@@ -488,26 +489,28 @@ const api: EngineApi = {
   mergedModel() {
     return exclusive(async (): Promise<MergedModel> => {
       if (!session || !sessionFiles) throw new Error('load a model first');
-      const size = await baseBytes(sessionFiles);
+      const size = await checkpointBytes(sessionFiles);
       const mem = ((navigator as Navigator & { deviceMemory?: number }).deviceMemory ?? 4) * 2 ** 30;
       const limit = Math.min(1.9 * 2 ** 30, mem / 3);
       if (size * 2 > limit) {
         throw new Error(`the merged model needs about ${(size * 2 / 2 ** 30).toFixed(1)} GiB of memory in this tab (limit ${(limit / 2 ** 30).toFixed(1)} GiB): export the adapter and merge it with the CLI (crucible export)`);
       }
-      let input: Parameters<typeof mergeModel>[0] = { base: sessionFiles };
+      const inMemory = (bytes: Uint8Array, name: string) => ({ name, size: bytes.length, read: async (o: number, n: number) => bytes.subarray(o, o + n) });
+      let sources: MergeSources = { base: sessionFiles, adapters: [] };
       if (session.adapter) {
         const a = await session.exportAdapter(null);
-        input = { ...input, adapterConfig: a['adapter_config.json'], adapterWeights: a['adapter_model.safetensors'] };
+        sources = { ...sources, adapters: [await readAdapter(a['adapter_config.json'], inMemory(a['adapter_model.safetensors'], 'adapter_model.safetensors'))] };
       } else if (lastTrained && lastTrained.finetuningType !== 'lora') {
         const ck = await latestCheckpoint(lastTrained.runId);
         if (!ck) throw new Error('the last run has no checkpoint');
-        input = { ...input, trainedWeights: await browserRunStore(lastTrained.runId).read(`${ck.dir}/trained_weights.safetensors`) };
+        const trained = await browserRunStore(lastTrained.runId).read(`${ck.dir}/trained_weights.safetensors`);
+        sources = { ...sources, trained: await openSafetensors(inMemory(trained, 'trained_weights.safetensors')) };
       } else throw new Error('there is nothing to merge: train or import an adapter first');
-      const model = await mergeModel(input);
-      const out: Record<string, Uint8Array> = { 'model.safetensors': model, ...(valueHead ? { [VALUE_HEAD_FILE]: valueHead.slice() } : {}) };
-      for (const f of ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja', 'special_tokens_map.json']) {
-        if (await sessionFiles.exists(f)) out[f] = new TextEncoder().encode(await sessionFiles.readText(f));
-      }
+      const out: Record<string, Uint8Array> = {};
+      const write = async (path: string, data: Uint8Array | string) => void (out[path] = typeof data === 'string' ? new TextEncoder().encode(data) : data);
+      // one model.safetensors: the download is one file per tensor file
+      await exportMerged(sources, { write, maxBytes: Infinity });
+      if (valueHead) out[VALUE_HEAD_FILE] = valueHead.slice();
       const bytes = Object.values(out).reduce((a, b) => a + b.length, 0);
       return Comlink.transfer({ files: out, bytes }, Object.values(out).map((b) => b.buffer as ArrayBuffer));
     });
