@@ -3,7 +3,6 @@
 // the GPU; long GPU work here never blocks the UI.
 
 import * as Comlink from 'comlink';
-import { hubDatasetAccess } from '../src/hub/datasets';
 import { listDatasets, listModels } from '@huggingface/hub';
 import { browserGpu } from '../src/gpu/browser';
 import type { Gpu } from '../src/gpu/runtime';
@@ -11,9 +10,9 @@ import { benchmarkSession } from '../src/engine/bench';
 import { checkpointBytes, exportMerged, readAdapter, type MergeSources } from '../src/engine/export';
 import { describeModel, type ModelInfo } from '../src/engine/model-info';
 import { loadModelTokenizer, Session } from '../src/engine/session';
-import { trainModel, type DataFiles } from '../src/engine/train';
+import { trainModel } from '../src/engine/train';
 import { configFromObject, type CrucibleConfig } from '../src/config';
-import { buildDataset, DataError, memoryFileAccess, previewExamples, type DataDeps, type PreviewExample } from '../src/data';
+import { buildDataset, DataError, previewExamples, type DataDeps, type PreviewExample } from '../src/data';
 import { describeDataset, type DataFormat } from '../src/data/describe';
 import { exampleView } from '../src/data/preview-view';
 import { browserStore, deleteStoredModel, downloadModel, HubError, listStoredModels, openStoredModel, resolveModel, setOfflineMode, type HubFile, type ModelStore } from '../src/hub';
@@ -56,6 +55,7 @@ import type {
   TrainResult,
   TrainStart,
 } from './api';
+import { appDataFiles } from './data-files';
 import { fetchBytes, urlModelFiles } from './model-files';
 
 const HUB = 'https://huggingface.co';
@@ -158,48 +158,8 @@ function parseSettings(settings: Settings): CrucibleConfig {
   return config;
 }
 
-/** File access and dataset names for buildDataset. */
-async function dataDeps(source: DataSource, tokenizer: DataDeps['tokenizer']): Promise<{ deps: DataDeps; dataset: string; dir: string }> {
-  const { files, dataset, dir } = dataFiles(source);
-  return { deps: { tokenizer, ...files }, dataset, dir };
-}
-
-function dataFiles(source: DataSource): { files: DataFiles; dataset: string; dir: string } {
-  if (source.kind === 'upload') {
-    const files: Record<string, Uint8Array> = {};
-    for (const [k, v] of Object.entries(source.files)) files[`upload/${k}`] = v;
-    return { files: memoryFileAccess(files), dataset: source.dataset, dir: 'upload' };
-  }
-  if (source.kind === 'url') {
-    const base = source.base.endsWith('/') ? source.base : `${source.base}/`;
-    const cache = new Map<string, Promise<Uint8Array>>();
-    const readFile = (path: string) => {
-      const rel = path.replace(/^data\//, '');
-      let p = cache.get(rel);
-      if (!p) {
-        p = fetchBytes(new URL(rel, base).href);
-        cache.set(rel, p);
-      }
-      return p;
-    };
-    return { files: { readFile, listFiles: async () => null }, dataset: source.dataset, dir: 'data' };
-  }
-  const repo = source.repo;
-  const hub = hubDatasetAccess({ endpoint: hubEndpoint, ...(hubToken ? { token: hubToken } : {}) });
-  // cached for the session: the preview and the run read the same files
-  const fetchFile = (r: string, path: string) => {
-    const key = `${hubEndpoint}|${r}|${path}`;
-    let p = hubDataCache.get(key);
-    if (!p) {
-      p = hub.fetchFile(r, path);
-      p.catch(() => hubDataCache.delete(key));
-      hubDataCache.set(key, p);
-    }
-    return p;
-  };
-  const listRepoFiles = hub.listRepoFiles;
-  return { files: { readFile: async (p) => { throw new Error(`no local file ${p}`); }, fetchFile, listRepoFiles }, dataset: repo, dir: 'ONLINE' };
-}
+/** Where the app's dataset is read, with this session's Hub settings. */
+const dataFiles = (source: DataSource) => appDataFiles(source, { endpoint: hubEndpoint, ...(hubToken ? { token: hubToken } : {}), cache: hubDataCache });
 
 /** A dataset's format, as buildDataset will read it (a Hub dataset's is not fetched for this). */
 async function describeData(source: DataSource): Promise<DataFormat | null> {
@@ -530,7 +490,8 @@ async function previewData(model: ModelSource, data: DataSource, settings: Setti
   const c = parseSettings(settings);
   const files = await modelFiles(model);
   const tokenizer = session && sessionSource && keyOf(sessionSource, null) === keyOf(model, null) ? session.tokenizer : await loadModelTokenizer(files);
-  const { deps, dataset, dir } = await dataDeps(data, tokenizer);
+  const { files: dataAccess, dataset, dir } = dataFiles(data);
+  const deps: DataDeps = { tokenizer, ...dataAccess };
   const cfg = dataConfig(c, dataset, dir);
   const built = await buildDataset({ ...cfg, max_samples: c.max_samples ?? undefined, shuffle: false }, deps);
   const examples = (await previewExamples(cfg, deps, n)) as PreviewExample[];
