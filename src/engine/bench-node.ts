@@ -3,19 +3,20 @@
 
 import type { CrucibleConfig } from '../config';
 import { nodeGpu } from '../gpu/node';
-import { benchmarkSession } from './bench';
+import { Model } from '../model/model';
+import { benchmarkModel } from './bench';
 import type { BenchOptions, BenchResult } from './jobs';
 import { resolveModelFiles } from './node-model';
-import { Session } from './session';
 
 export async function benchmarkTraining(config: CrucibleConfig, opts: BenchOptions): Promise<BenchResult> {
   if (!config.model_name_or_path) throw new Error('model_name_or_path is required');
   const gpu = await nodeGpu({ warn: (m) => opts.onStatus?.(`warning: ${m}`) });
   const files = await resolveModelFiles(config.model_name_or_path, { ...(opts.onStatus ? { onStatus: opts.onStatus } : {}) });
-  const session = await Session.open(gpu, files, { quantizationBit: (config.quantization_bit as 4 | 8 | null) ?? null });
+  const q = config.quantization_bit;
+  const model = await Model.load(gpu, files, { format: q === 4 ? 'q4' : q === 8 ? 'q8' : 'f32' });
   try {
-    return await benchmarkSession(session, config, opts);
+    return await benchmarkModel(model, config, opts);
   } finally {
-    session.release();
+    model.release();
   }
 }
