@@ -346,7 +346,7 @@ const api: EngineApi = {
     if (training) return Promise.reject(new Error('a run is already training'));
     training = true;
     currentRun = start.runId;
-    return exclusive(() => runTraining(start, onEvent)).finally(() => {
+    return exclusive(() => trainRun(start, onEvent)).finally(() => {
       training = false;
       currentRun = null;
       trainAbort = null;
@@ -478,7 +478,7 @@ const api: EngineApi = {
 
   benchmark(model, settings, steps, onStatus) {
     if (training) return Promise.reject(new Error('training is running: benchmark after it'));
-    return exclusive(() => runBenchmark(model, settings, steps, onStatus));
+    return exclusive(() => benchmarkRun(model, settings, steps, onStatus));
   },
 
   async loadedUrls() {
@@ -511,7 +511,7 @@ async function runValueHead(runId: string, dir: string): Promise<Uint8Array | nu
 }
 
 /** A run of the engine's train job: the model this worker holds, the run's checkpoints and history in IndexedDB. */
-async function runTraining(start: TrainStart, onEvent: (e: TrainEvent) => void): Promise<TrainResult> {
+async function trainRun(start: TrainStart, onEvent: (e: TrainEvent) => void): Promise<TrainResult> {
   const c = parseSettings(start.settings);
   const emit = (e: TrainEvent) => notify(onEvent, e);
   const status = (s: string) => emit({ kind: 'status', status: s });
@@ -610,7 +610,7 @@ async function runTraining(start: TrainStart, onEvent: (e: TrainEvent) => void):
 }
 
 /** The engine's benchmark on the model this worker holds (its adapter is kept), at most 256 tokens a row. */
-async function runBenchmark(model: ModelSource, settings: Settings, steps: number, onStatus?: (s: string) => void): Promise<BenchResult> {
+async function benchmarkRun(model: ModelSource, settings: Settings, steps: number, onStatus?: (s: string) => void): Promise<BenchResult> {
   const c = parseSettings(settings);
   const q = c.quantization_bit === 4 || c.quantization_bit === 8 ? c.quantization_bit : null;
   notify(onStatus, `loading ${model.id}`);
