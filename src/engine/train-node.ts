@@ -1,7 +1,8 @@
 // `crucible train`: a LLaMA-Factory config run end to end in Node, the train job (train.ts) over
 // an output folder as LLaMA-Factory leaves it: the adapter (or full model), trainer_log.jsonl,
-// checkpoint-N/ folders, training_loss.png with plot_loss, train_results.json. A rerun resumes from the last checkpoint
-// unless overwrite_output_dir is set; an abort (Ctrl-C) saves a checkpoint first.
+// checkpoint-N/ folders, training_loss.png with plot_loss, train_results.json. A rerun resumes
+// from the last checkpoint unless overwrite_output_dir is set; an abort (Ctrl-C) saves a
+// checkpoint first.
 
 import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
