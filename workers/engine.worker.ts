@@ -572,6 +572,7 @@ async function trainRun(start: TrainStart, onEvent: (e: TrainEvent) => void): Pr
           }
           record = { ...record, status: 'running', totalSteps: total, error: undefined };
           await saveRun(record);
+          if (!resumed) status(`training ${run.examples} examples, ${total} steps`);
           emit({ kind: 'start', start: { totalSteps: total, examples: run.examples, evalExamples: run.evalExamples, step: record.step, log: record.log } });
           adapterOrigin = `run ${start.runId}`;
           valueHead = null;

@@ -68,7 +68,7 @@ export async function trainModel(config: CrucibleConfig & { shuffle?: boolean },
 
   const total = totalSteps(config, train.length);
   await hooks.onStart?.({ totalSteps: total, examples: train.length, evalExamples: evalSet.length });
-  status(job.resumeFrom ? `resuming from ${job.resumeFrom}` : `training ${train.length} examples, ${total} steps`);
+  if (job.resumeFrom) status(`resuming from ${job.resumeFrom}`);
   return session.train(opts, train, evalSet, job.store, {
     ...(hooks.signal ? { signal: hooks.signal } : {}),
     onStatus: status,
