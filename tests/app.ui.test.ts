@@ -13,8 +13,9 @@ import { detectAttr } from '../src/data/sources';
 import { loadTokenizerFromDir } from '../src/data/node';
 import { chartKeys } from '../src/train/preference';
 import { chartPanels, points, stagePanels } from '../src/ui/lib/charts';
-import { demoDatasetFor, infoEntry, kindOf, stageFits, stageFor, uploadDataset, withInfoEntry, type DataFormat } from '../src/ui/lib/data-format';
-import { exampleView, splitPrompt } from '../src/ui/lib/preview-view';
+import { kindOf, type DataFormat } from '../src/data/describe';
+import { demoDatasetFor, infoEntry, stageFits, stageFor, uploadDataset, withInfoEntry } from '../src/ui/lib/data-format';
+import { exampleView, splitPrompt } from '../src/data/preview-view';
 import { openSafetensors } from '../src/model/safetensors';
 import { countParams, estimateMemory } from '../src/ui/lib/estimate';
 import { DEFAULT_SETTINGS, METHODS, PRESETS, methodOf, toYaml, withMethod, withStageKeys } from '../src/ui/lib/settings';
@@ -33,7 +34,7 @@ import {
   type RunRecord,
 } from '../src/train/store-browser';
 import { specFromConfig } from '../src/model/spec';
-import { totalSteps, trainOptionsFromConfig } from '../workers/train-options';
+import { totalSteps, runOptions as trainOptionsFromConfig } from '../src/engine/options';
 
 const FIX = join(import.meta.dirname, 'fixtures/models');
 const DEMO_DATA = join(import.meta.dirname, '../public/demo/data');

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configFromObject } from '../src/config';
-import { runTraining } from '../src/train/run';
+import { runTraining } from '../src/engine/train-node';
 import { startMockHub, type MockHub } from './mockhub/server';
 
 const MODEL = join(import.meta.dirname, 'fixtures/tiny-chat');

@@ -12,7 +12,7 @@ import { main, COMMANDS } from '../src/cli/main';
 import type { EngineImpls } from '../src/cli/engines';
 import { parseArgs } from '../src/cli/args';
 import type { CliIO } from '../src/cli/io';
-import { ChatRequestError, type ChatBackend, type ChatRequest, type ChatResult } from '../src/server/types';
+import { ChatRequestError, type ChatBackend, type ChatRequest, type ChatResult } from '../src/engine/chat-backend';
 import { DataError } from '../src/data/errors';
 import { HubError } from '../src/hub/errors';
 

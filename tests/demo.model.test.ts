@@ -8,7 +8,7 @@ import { buildDataset, getTemplate } from '../src/data';
 import { loadTokenizerFromDir, nodeFileAccess } from '../src/data/node';
 import { Session } from '../src/engine/session';
 import { dirFiles } from '../src/model/files-node';
-import { saveModelSafetensors } from '../src/model/save';
+import { saveModelSafetensors } from '../src/export/save';
 import { specFromConfig } from '../src/model/spec';
 import type { TrainOptions } from '../src/train/trainer';
 import { testGpu } from './helpers/gpu';

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { configFromObject } from '../src/config';
-import { exportModel } from '../src/export/merge';
+import { exportModel } from '../src/engine/export-node';
 import { mergeLora } from '../src/export/lora-merge';
 import { writeSharded } from '../src/export/shards';
 import { modelTensors } from '../src/export/model-tensors';

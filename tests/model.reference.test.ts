@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { configFromObject } from '../src/config';
-import { exportModel } from '../src/export/merge';
+import { exportModel } from '../src/engine/export-node';
 import { Adapter, type TrainableTensor } from '../src/model/adapter';
 import { dirFiles, fileSource } from '../src/model/files-node';
 import { forwardBackward, fullLogits, shiftLabels, Workspace, type Batch } from '../src/model/forward';

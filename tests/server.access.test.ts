@@ -5,7 +5,7 @@ import { request } from 'node:http';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isLoopback } from '../src/server/access';
 import { startApiServer, type ApiServer, type ApiServerOptions } from '../src/server/http';
-import type { ChatBackend } from '../src/server/types';
+import type { ChatBackend } from '../src/engine/chat-backend';
 
 /** A backend that answers "ok": these tests are about the HTTP layer in front of it. */
 const okBackend: ChatBackend = {

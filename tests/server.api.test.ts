@@ -6,7 +6,7 @@ import OpenAI from 'openai';
 import { startApiServer, type ApiServer, type ApiServerOptions } from '../src/server/http';
 import { FairQueue } from '../src/server/queue';
 import { StopMatcher } from '../src/server/stop';
-import type { ChatBackend, ChatRequest, ChatResult, TokenSink } from '../src/server/types';
+import type { ChatBackend, ChatRequest, ChatResult, TokenSink } from '../src/engine/chat-backend';
 
 // ---- test double ---------------------------------------------------------------------------
 

@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configFromObject } from '../src/config';
-import { createChatBackend } from '../src/model/chat';
+import { createChatBackend } from '../src/engine/chat-node';
 import { startApiServer, type ApiServer } from '../src/server/http';
-import type { ChatBackend } from '../src/server/types';
+import type { ChatBackend } from '../src/engine/chat-backend';
 
 let backend: ChatBackend;
 let server: ApiServer;

@@ -26,7 +26,7 @@ vi.mock('node:fs/promises', async (importOriginal) => {
 });
 
 const { configFromObject } = await import('../src/config');
-const { runTraining } = await import('../src/train/run');
+const { runTraining } = await import('../src/engine/train-node');
 const { testGpu } = await import('./helpers/gpu');
 
 const MODEL = join(import.meta.dirname, 'fixtures/tiny-chat');

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { configFromObject } from '../src/config';
-import { runTraining as runWithOwnGpu } from '../src/train/run';
+import { runTraining as runWithOwnGpu } from '../src/engine/train-node';
 import { testGpu } from './helpers/gpu';
 
 const MODEL = join(import.meta.dirname, 'fixtures/tiny-chat');

@@ -4,9 +4,13 @@
 import type { Capabilities } from '../src/gpu/capabilities';
 import type { LogRecord } from '../src/train/trainer';
 import type { RunRecord } from '../src/train/store-browser';
-import type { DataFormat } from '../src/ui/lib/data-format';
-import type { ExampleView } from '../src/ui/lib/preview-view';
+import type { DataFormat } from '../src/data/describe';
+import type { ModelInfo } from '../src/engine/model-info';
+import type { BenchResult as JobBenchResult } from '../src/engine/jobs';
+import type { ExampleView } from '../src/data/preview-view';
 import type { DownloadRetry } from '../src/hub/download';
+
+export type { ModelInfo };
 
 /** Where a model's files come from. */
 export type ModelSource =
@@ -35,22 +39,6 @@ export interface GpuMissing {
   ok: false;
   /** What is wrong and what to do. */
   message: string;
-}
-
-export interface ModelInfo {
-  id: string;
-  arch: string;
-  layers: number;
-  hidden: number;
-  vocab: number;
-  /** Parameters of the base model. */
-  params: number;
-  /** Bytes the weights take on the GPU in the loaded format. */
-  gpuBytes: number;
-  format: string;
-  chatTemplate: boolean;
-  /** Default generation settings from generation_config.json. */
-  generation: { temperature?: number; top_p?: number; top_k?: number; repetition_penalty?: number };
 }
 
 export interface PreviewResult {
@@ -125,16 +113,8 @@ export interface AdapterFiles {
   'value_head.safetensors'?: Uint8Array;
 }
 
-export interface BenchResult {
-  tokensPerSecond: number;
-  stepSeconds: number;
-  steps: number;
-  tokensPerStep: number;
-  peakBytes: number;
-  method: string;
-  model: string;
-  adapter: string;
-}
+/** Every figure of a benchmark: the app's runs measure the method and the batch shape too. */
+export type BenchResult = Required<JobBenchResult>;
 
 export interface MergedModel {
   /** File name -> bytes: model.safetensors, config.json, tokenizer files. */

@@ -3,25 +3,22 @@
 // the GPU; long GPU work here never blocks the UI.
 
 import * as Comlink from 'comlink';
-import { hubDatasetAccess } from '../src/hub/datasets';
 import { listDatasets, listModels } from '@huggingface/hub';
 import { browserGpu } from '../src/gpu/browser';
 import type { Gpu } from '../src/gpu/runtime';
+import { benchmarkSession } from '../src/engine/bench';
+import { checkpointBytes, exportMerged, readAdapter, type MergeSources } from '../src/engine/export';
+import { describeModel, type ModelInfo } from '../src/engine/model-info';
 import { loadModelTokenizer, Session } from '../src/engine/session';
+import { trainModel } from '../src/engine/train';
 import { configFromObject, type CrucibleConfig } from '../src/config';
-import { buildDataset, DataError, memoryFileAccess, parseDataFile, previewExamples, type DataDeps, type PreviewExample } from '../src/data';
-import { detectAttr } from '../src/data/sources';
-import { attrFromInfo, parseDatasetInfo, type DatasetAttr } from '../src/data/dataset-info';
-import { fileType } from '../src/data/formats';
+import { buildDataset, DataError, previewExamples, type DataDeps, type PreviewExample } from '../src/data';
+import { describeDataset, type DataFormat } from '../src/data/describe';
+import { exampleView } from '../src/data/preview-view';
 import { browserStore, deleteStoredModel, downloadModel, HubError, listStoredModels, openStoredModel, resolveModel, setOfflineMode, type HubFile, type ModelStore } from '../src/hub';
 import { resolveOffline } from '../src/hub/env';
-import { specFromConfig } from '../src/model/spec';
-import { countParams } from '../src/ui/lib/estimate';
-import { kindOf, type DataFormat } from '../src/ui/lib/data-format';
-import { exampleView } from '../src/ui/lib/preview-view';
+import { openSafetensors } from '../src/model/safetensors';
 import type { ModelFiles } from '../src/model/weights';
-import type { TokenExample } from '../src/train/batches';
-import type { LogRecord, TrainExample } from '../src/train/trainer';
 import { VALUE_HEAD_FILE } from '../src/train/value-head';
 import {
   browserRunStore,
@@ -51,7 +48,6 @@ import type {
   HubModelDetails,
   StoredModelSummary,
   MergedModel,
-  ModelInfo,
   ModelSource,
   PreviewResult,
   Settings,
@@ -59,9 +55,8 @@ import type {
   TrainResult,
   TrainStart,
 } from './api';
-import { baseBytes, mergeModel } from './merge';
+import { appDataFiles } from './data-files';
 import { fetchBytes, urlModelFiles } from './model-files';
-import { totalSteps, trainOptionsFromConfig } from './train-options';
 
 const HUB = 'https://huggingface.co';
 
@@ -153,31 +148,7 @@ async function ensureSession(source: ModelSource, quantizationBit: 4 | 8 | null,
   sessionKey = key;
   sessionSource = source;
   sessionFiles = files;
-  const config = s.model.config;
-  const spec = specFromConfig(config, `${source.id}/config.json`);
-  const p = countParams(spec);
-  const params = p.linear + p.embed + p.head + p.norms;
-  let generation: ModelInfo['generation'] = {};
-  if (await files.exists('generation_config.json')) {
-    try {
-      const gc = JSON.parse(await files.readText('generation_config.json')) as Record<string, number>;
-      generation = { temperature: gc.temperature, top_p: gc.top_p, top_k: gc.top_k, repetition_penalty: gc.repetition_penalty };
-    } catch {
-      /* optional */
-    }
-  }
-  modelInfo = {
-    id: source.id,
-    arch: spec.arch,
-    layers: spec.layers.length,
-    hidden: spec.hidden,
-    vocab: spec.vocab,
-    params,
-    gpuBytes: g.allocated,
-    format: s.model.format,
-    chatTemplate: !!s.tokenizer.chatTemplate,
-    generation,
-  };
+  modelInfo = await describeModel(s, files, source.id);
   return s;
 }
 
@@ -187,69 +158,14 @@ function parseSettings(settings: Settings): CrucibleConfig {
   return config;
 }
 
-type DataFiles = Omit<DataDeps, 'tokenizer'>;
+/** Where the app's dataset is read, with this session's Hub settings. */
+const dataFiles = (source: DataSource) => appDataFiles(source, { endpoint: hubEndpoint, ...(hubToken ? { token: hubToken } : {}), cache: hubDataCache });
 
-/** File access and dataset names for buildDataset. */
-async function dataDeps(source: DataSource, tokenizer: DataDeps['tokenizer']): Promise<{ deps: DataDeps; dataset: string; dir: string }> {
-  const { files, dataset, dir } = dataFiles(source);
-  return { deps: { tokenizer, ...files }, dataset, dir };
-}
-
-function dataFiles(source: DataSource): { files: DataFiles; dataset: string; dir: string } {
-  if (source.kind === 'upload') {
-    const files: Record<string, Uint8Array> = {};
-    for (const [k, v] of Object.entries(source.files)) files[`upload/${k}`] = v;
-    return { files: memoryFileAccess(files), dataset: source.dataset, dir: 'upload' };
-  }
-  if (source.kind === 'url') {
-    const base = source.base.endsWith('/') ? source.base : `${source.base}/`;
-    const cache = new Map<string, Promise<Uint8Array>>();
-    const readFile = (path: string) => {
-      const rel = path.replace(/^data\//, '');
-      let p = cache.get(rel);
-      if (!p) {
-        p = fetchBytes(new URL(rel, base).href);
-        cache.set(rel, p);
-      }
-      return p;
-    };
-    return { files: { readFile, listFiles: async () => null }, dataset: source.dataset, dir: 'data' };
-  }
-  const repo = source.repo;
-  const hub = hubDatasetAccess({ endpoint: hubEndpoint, ...(hubToken ? { token: hubToken } : {}) });
-  // cached for the session: the preview and the run read the same files
-  const fetchFile = (r: string, path: string) => {
-    const key = `${hubEndpoint}|${r}|${path}`;
-    let p = hubDataCache.get(key);
-    if (!p) {
-      p = hub.fetchFile(r, path);
-      p.catch(() => hubDataCache.delete(key));
-      hubDataCache.set(key, p);
-    }
-    return p;
-  };
-  const listRepoFiles = hub.listRepoFiles;
-  return { files: { readFile: async (p) => { throw new Error(`no local file ${p}`); }, fetchFile, listRepoFiles }, dataset: repo, dir: 'ONLINE' };
-}
-
-/** A dataset's format, as buildDataset will read it: its dataset_info.json entry, else detected from the first record. */
+/** A dataset's format, as buildDataset will read it (a Hub dataset's is not fetched for this). */
 async function describeData(source: DataSource): Promise<DataFormat | null> {
   if (source.kind === 'hub') return null;
   const { files, dataset, dir } = dataFiles(source);
-  const infoPath = `${dir}/dataset_info.json`;
-  const info = await files.readFile(infoPath).then((b) => parseDatasetInfo(new TextDecoder().decode(b), infoPath), () => null);
-  const format = (attr: DatasetAttr, from: DataFormat['from']): DataFormat => ({
-    formatting: attr.formatting,
-    kind: kindOf(attr),
-    columns: Object.fromEntries(Object.entries(attr.columns).filter((e): e is [string, string] => typeof e[1] === 'string')),
-    tags: { ...attr.tags },
-    from,
-  });
-  if (info && dataset in info) return format(attrFromInfo(dataset, info[dataset]!, infoPath), 'dataset_info.json');
-  if (fileType(dataset) === undefined) return null;
-  const path = `${dir}/${dataset}`;
-  const { rows } = await parseDataFile(await files.readFile(path), path);
-  return format(detectAttr(dataset, 'file', dataset, rows[0]), 'detected');
+  return describeDataset(files, dataset, dir);
 }
 
 let hubEndpoint = HUB;
@@ -260,7 +176,7 @@ function refuseOffline(what: string): void {
 /** Hub dataset files fetched in this session (preview, then training, read them once). */
 const hubDataCache = new Map<string, Promise<Uint8Array>>();
 
-function dataConfig(c: CrucibleConfig, dataset: string, dir: string): Record<string, unknown> {
+function dataConfig(c: CrucibleConfig, dataset: string, dir: string): CrucibleConfig & { shuffle: boolean } {
   return { ...c, dataset: [dataset], dataset_dir: dir, eval_dataset: null, shuffle: !c.disable_shuffling };
 }
 
@@ -430,7 +346,7 @@ const api: EngineApi = {
     if (training) return Promise.reject(new Error('a run is already training'));
     training = true;
     currentRun = start.runId;
-    return exclusive(() => runTraining(start, onEvent)).finally(() => {
+    return exclusive(() => trainRun(start, onEvent)).finally(() => {
       training = false;
       currentRun = null;
       trainAbort = null;
@@ -533,26 +449,28 @@ const api: EngineApi = {
   mergedModel() {
     return exclusive(async (): Promise<MergedModel> => {
       if (!session || !sessionFiles) throw new Error('load a model first');
-      const size = await baseBytes(sessionFiles);
+      const size = await checkpointBytes(sessionFiles);
       const mem = ((navigator as Navigator & { deviceMemory?: number }).deviceMemory ?? 4) * 2 ** 30;
       const limit = Math.min(1.9 * 2 ** 30, mem / 3);
       if (size * 2 > limit) {
         throw new Error(`the merged model needs about ${(size * 2 / 2 ** 30).toFixed(1)} GiB of memory in this tab (limit ${(limit / 2 ** 30).toFixed(1)} GiB): export the adapter and merge it with the CLI (crucible export)`);
       }
-      let input: Parameters<typeof mergeModel>[0] = { base: sessionFiles };
+      const inMemory = (bytes: Uint8Array, name: string) => ({ name, size: bytes.length, read: async (o: number, n: number) => bytes.subarray(o, o + n) });
+      let sources: MergeSources = { base: sessionFiles, adapters: [] };
       if (session.adapter) {
         const a = await session.exportAdapter(null);
-        input = { ...input, adapterConfig: a['adapter_config.json'], adapterWeights: a['adapter_model.safetensors'] };
+        sources = { ...sources, adapters: [await readAdapter(a['adapter_config.json'], inMemory(a['adapter_model.safetensors'], 'adapter_model.safetensors'))] };
       } else if (lastTrained && lastTrained.finetuningType !== 'lora') {
         const ck = await latestCheckpoint(lastTrained.runId);
         if (!ck) throw new Error('the last run has no checkpoint');
-        input = { ...input, trainedWeights: await browserRunStore(lastTrained.runId).read(`${ck.dir}/trained_weights.safetensors`) };
+        const trained = await browserRunStore(lastTrained.runId).read(`${ck.dir}/trained_weights.safetensors`);
+        sources = { ...sources, trained: await openSafetensors(inMemory(trained, 'trained_weights.safetensors')) };
       } else throw new Error('there is nothing to merge: train or import an adapter first');
-      const model = await mergeModel(input);
-      const out: Record<string, Uint8Array> = { 'model.safetensors': model, ...(valueHead ? { [VALUE_HEAD_FILE]: valueHead.slice() } : {}) };
-      for (const f of ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja', 'special_tokens_map.json']) {
-        if (await sessionFiles.exists(f)) out[f] = new TextEncoder().encode(await sessionFiles.readText(f));
-      }
+      const out: Record<string, Uint8Array> = {};
+      const write = async (path: string, data: Uint8Array | string) => void (out[path] = typeof data === 'string' ? new TextEncoder().encode(data) : data);
+      // one model.safetensors: the download is one file per tensor file
+      await exportMerged(sources, { write, maxBytes: Infinity });
+      if (valueHead) out[VALUE_HEAD_FILE] = valueHead.slice();
       const bytes = Object.values(out).reduce((a, b) => a + b.length, 0);
       return Comlink.transfer({ files: out, bytes }, Object.values(out).map((b) => b.buffer as ArrayBuffer));
     });
@@ -560,7 +478,7 @@ const api: EngineApi = {
 
   benchmark(model, settings, steps, onStatus) {
     if (training) return Promise.reject(new Error('training is running: benchmark after it'));
-    return exclusive(() => runBenchmark(model, settings, steps, onStatus));
+    return exclusive(() => benchmarkRun(model, settings, steps, onStatus));
   },
 
   async loadedUrls() {
@@ -572,7 +490,8 @@ async function previewData(model: ModelSource, data: DataSource, settings: Setti
   const c = parseSettings(settings);
   const files = await modelFiles(model);
   const tokenizer = session && sessionSource && keyOf(sessionSource, null) === keyOf(model, null) ? session.tokenizer : await loadModelTokenizer(files);
-  const { deps, dataset, dir } = await dataDeps(data, tokenizer);
+  const { files: dataAccess, dataset, dir } = dataFiles(data);
+  const deps: DataDeps = { tokenizer, ...dataAccess };
   const cfg = dataConfig(c, dataset, dir);
   const built = await buildDataset({ ...cfg, max_samples: c.max_samples ?? undefined, shuffle: false }, deps);
   const examples = (await previewExamples(cfg, deps, n)) as PreviewExample[];
@@ -585,20 +504,14 @@ async function previewData(model: ModelSource, data: DataSource, settings: Setti
   };
 }
 
-/** Tokens an example puts through the model in a step: both sequences of a pair, a KTO example's KL row too. */
-function exampleTokens(e: TrainExample, cutoff: number): number {
-  const len = (ids: readonly number[]) => Math.min(ids.length, cutoff);
-  if ('chosen' in e) return len(e.chosen.input_ids) + len(e.rejected.input_ids);
-  return len(e.input_ids) + ('kl_input_ids' in e ? len(e.kl_input_ids) : 0);
-}
-
 async function runValueHead(runId: string, dir: string): Promise<Uint8Array | null> {
   const st = browserRunStore(runId);
   const path = `${dir}/${VALUE_HEAD_FILE}`;
   return (await st.exists(path)) ? st.read(path) : null;
 }
 
-async function runTraining(start: TrainStart, onEvent: (e: TrainEvent) => void): Promise<TrainResult> {
+/** A run of the engine's train job: the model this worker holds, the run's checkpoints and history in IndexedDB. */
+async function trainRun(start: TrainStart, onEvent: (e: TrainEvent) => void): Promise<TrainResult> {
   const c = parseSettings(start.settings);
   const emit = (e: TrainEvent) => notify(onEvent, e);
   const status = (s: string) => emit({ kind: 'status', status: s });
@@ -613,47 +526,14 @@ async function runTraining(start: TrainStart, onEvent: (e: TrainEvent) => void):
     const s = await ensureSession(start.model, c.quantization_bit === 4 || c.quantization_bit === 8 ? c.quantization_bit : null, (d, t) =>
       status(`loading ${start.model.id}: ${d}/${t} tensors`),
     true);
-    if (c.finetuning_type !== 'lora' && s.adapter) {
-      s.adapter.release();
-      s.adapter = null;
-    }
     status('tokenizing the dataset');
-    const { deps, dataset, dir } = await dataDeps(start.data, s.tokenizer);
-    const built = await buildDataset(dataConfig(c, dataset, dir), deps);
-    const train = built.train as TrainExample[];
-    const evalSet = built.eval as TrainExample[];
-    const opts = trainOptionsFromConfig(c, train.length);
-    const total = totalSteps(c, train.length);
-    const runStore = browserRunStore(start.runId);
-    let resumeFrom: string | undefined;
-    if (start.resume) {
-      const ck = await latestCheckpoint(start.runId);
-      if (ck) resumeFrom = ck.dir;
-      // steps after the checkpoint are trained again: drop their logs
-      if (record) record = { ...record, log: record.log.filter((l) => l.current_steps <= (ck?.step ?? 0)), step: ck?.step ?? 0 };
-    }
-    if (!record) {
-      record = {
-        id: start.runId,
-        name: start.name ?? `${dataset} on ${start.model.id}`,
-        createdAt: Date.now(),
-        updatedAt: Date.now(),
-        status: 'running',
-        model: { kind: start.model.kind, id: start.model.id },
-        dataset: { kind: start.data.kind, name: dataset },
-        settings: start.settings,
-        log: [],
-        checkpoints: [],
-        totalSteps: total,
-        step: 0,
-      };
-      if (start.data.kind === 'upload') await saveRunData(start.runId, start.data.files);
-    }
-    record = { ...record, status: 'running', totalSteps: total, error: undefined };
-    await saveRun(record);
+    const { files, dataset, dir } = dataFiles(start.data);
+    // steps after the checkpoint are trained again: their logs go
+    const resumed = start.resume ? await latestCheckpoint(start.runId) : null;
     trainAbort = new AbortController();
     if (stopKind) trainAbort.abort();
     const g = s.gpu;
+    let total = 0;
     let lastLoss: number | undefined;
     let lastEval: number | undefined;
     let pending: Promise<void> = Promise.resolve();
@@ -661,40 +541,57 @@ async function runTraining(start: TrainStart, onEvent: (e: TrainEvent) => void):
       const snap = record!;
       pending = pending.then(() => saveRun(snap)).catch(() => undefined);
     };
-    status(resumeFrom ? `resuming from ${resumeFrom}` : `training ${train.length} examples, ${total} steps`);
-    emit({ kind: 'start', start: { totalSteps: total, examples: train.length, evalExamples: evalSet.length, step: record.step, log: record.log } });
-    // tokens/s by the wall clock between logs (the GPU work included); real tokens per step estimated
-    // from the mean example length
-    const meanTokens = train.reduce((a, e) => a + exampleTokens(e, opts.cutoffLen), 0) / Math.max(1, train.length);
-    const tokensPerStep = meanTokens * opts.batchSize * opts.gradAccum;
-    let lastLogAt = performance.now();
-    let lastLogStep = record.step;
-    adapterOrigin = `run ${start.runId}`;
-    valueHead = null;
-    if (c.finetuning_type !== 'lora') baseModified = true;
-    await s.train(opts, train, evalSet, runStore, {
-      ...(resumeFrom ? { resumeFrom } : {}),
-      signal: trainAbort.signal,
-      onLog: (raw: LogRecord) => {
-        const now = performance.now();
-        let rec = raw;
-        if (raw.loss !== undefined && raw.current_steps > lastLogStep) {
-          rec = { ...raw, tokens_per_second: Math.round((tokensPerStep * (raw.current_steps - lastLogStep)) / Math.max(1e-3, (now - lastLogAt) / 1000)) };
-          lastLogAt = now;
-          lastLogStep = raw.current_steps;
-        }
-        if (rec.loss !== undefined) lastLoss = rec.loss;
-        if (rec.eval_loss !== undefined) lastEval = rec.eval_loss;
-        record = { ...record!, log: [...record!.log, rec], step: rec.current_steps };
-        persist();
-        emit({ kind: 'log', log: rec });
-        emit({ kind: 'memory', memory: { allocated: g.allocated, peak: g.peakAllocated } });
-      },
-      onCheckpoint: (ckDir: string, step: number) => {
-        record = { ...record!, checkpoints: [...record!.checkpoints.filter((x) => x.step < step), { dir: ckDir, step }].slice(-(c.save_total_limit ?? 2)), step };
-        persist();
-        pending = pending.then(() => pruneCheckpoints(start.runId, c.save_total_limit ?? 2)).catch(() => undefined);
-        emit({ kind: 'checkpoint', checkpoint: { dir: ckDir, step } });
+    await trainModel(dataConfig(c, dataset, dir), {
+      session: s,
+      data: files,
+      store: browserRunStore(start.runId),
+      resumeFrom: resumed?.dir ?? null,
+      openModel: (id) => modelFiles({ kind: 'hub', id }),
+      hooks: {
+        signal: trainAbort.signal,
+        onStatus: status,
+        onStart: async (run) => {
+          total = run.totalSteps;
+          if (record && start.resume) record = { ...record, log: record.log.filter((l) => l.current_steps <= (resumed?.step ?? 0)), step: resumed?.step ?? 0 };
+          if (!record) {
+            record = {
+              id: start.runId,
+              name: start.name ?? `${dataset} on ${start.model.id}`,
+              createdAt: Date.now(),
+              updatedAt: Date.now(),
+              status: 'running',
+              model: { kind: start.model.kind, id: start.model.id },
+              dataset: { kind: start.data.kind, name: dataset },
+              settings: start.settings,
+              log: [],
+              checkpoints: [],
+              totalSteps: total,
+              step: 0,
+            };
+            if (start.data.kind === 'upload') await saveRunData(start.runId, start.data.files);
+          }
+          record = { ...record, status: 'running', totalSteps: total, error: undefined };
+          await saveRun(record);
+          if (!resumed) status(`training ${run.examples} examples, ${total} steps`);
+          emit({ kind: 'start', start: { totalSteps: total, examples: run.examples, evalExamples: run.evalExamples, step: record.step, log: record.log } });
+          adapterOrigin = `run ${start.runId}`;
+          valueHead = null;
+          if (c.finetuning_type !== 'lora') baseModified = true;
+        },
+        onLog: (rec) => {
+          if (rec.loss !== undefined) lastLoss = rec.loss;
+          if (rec.eval_loss !== undefined) lastEval = rec.eval_loss;
+          record = { ...record!, log: [...record!.log, rec], step: rec.current_steps };
+          persist();
+          emit({ kind: 'log', log: rec });
+          emit({ kind: 'memory', memory: { allocated: g.allocated, peak: g.peakAllocated } });
+        },
+        onCheckpoint: (ckDir, step) => {
+          record = { ...record!, checkpoints: [...record!.checkpoints.filter((x) => x.step < step), { dir: ckDir, step }].slice(-(c.save_total_limit ?? 2)), step };
+          persist();
+          pending = pending.then(() => pruneCheckpoints(start.runId, c.save_total_limit ?? 2)).catch(() => undefined);
+          emit({ kind: 'checkpoint', checkpoint: { dir: ckDir, step } });
+        },
       },
     });
     await pending;
@@ -702,9 +599,9 @@ async function runTraining(start: TrainStart, onEvent: (e: TrainEvent) => void):
     // the reward model's value head is in the newest checkpoint, beside the adapter
     const last = c.stage === 'rm' ? await latestCheckpoint(start.runId) : undefined;
     if (last) valueHead = await runValueHead(start.runId, last.dir);
-    const step = record.step;
+    const step = record!.step;
     const finalStatus = stopKind === 'pause' && step < total ? 'paused' : stopKind === 'stop' && step < total ? 'stopped' : 'done';
-    record = { ...record, status: finalStatus };
+    record = { ...record!, status: finalStatus };
     await saveRun(record);
     status(finalStatus === 'done' ? `done: ${step} steps` : `${finalStatus} at step ${step}/${total}`);
     return { runId: start.runId, status: finalStatus, step, totalSteps: total, ...(lastLoss !== undefined ? { loss: lastLoss } : {}), ...(lastEval !== undefined ? { evalLoss: lastEval } : {}) };
@@ -713,63 +610,13 @@ async function runTraining(start: TrainStart, onEvent: (e: TrainEvent) => void):
   }
 }
 
-async function runBenchmark(model: ModelSource, settings: Settings, steps: number, onStatus?: (s: string) => void): Promise<BenchResult> {
+/** The engine's benchmark on the model this worker holds (its adapter is kept), at most 256 tokens a row. */
+async function benchmarkRun(model: ModelSource, settings: Settings, steps: number, onStatus?: (s: string) => void): Promise<BenchResult> {
   const c = parseSettings(settings);
   const q = c.quantization_bit === 4 || c.quantization_bit === 8 ? c.quantization_bit : null;
   notify(onStatus, `loading ${model.id}`);
   const s = await ensureSession(model, q);
-  // keep the session's adapter: the benchmark trains a throwaway one at learning rate 0
-  const saved = s.adapter ? await s.exportAdapter(null) : null;
-  const savedOrigin = adapterOrigin;
-  if (s.adapter && c.finetuning_type !== 'lora') {
-    s.adapter.release();
-    s.adapter = null;
-  }
-  const B = c.per_device_train_batch_size;
-  const S = Math.max(8, Math.min(c.cutoff_len, 256));
-  let seed = 1;
-  const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
-  const vocab = s.model.spec.vocab;
-  const rows: TokenExample[] = Array.from({ length: B }, () => {
-    const ids = Array.from({ length: S }, () => Math.floor(rand() * vocab));
-    return { input_ids: ids, labels: ids.slice() };
-  });
-  // sft steps on random tokens, whatever the stage
-  const opts = { ...trainOptionsFromConfig({ ...c, max_steps: steps + 1, gradient_accumulation_steps: 1, logging_steps: 1, eval_strategy: 'no', save_strategy: 'no' }, B), learningRate: 0, preference: null };
-  const g = s.gpu;
-  g.peakAllocated = g.allocated;
-  const times: number[] = [];
-  notify(onStatus, `benchmark: ${steps + 1} steps of ${B} x ${S} tokens`);
-  try {
-    await s.train(opts, rows, [], null, {
-      onLog: (r) => {
-        times.push(performance.now());
-        notify(onStatus, `benchmark: step ${r.current_steps}/${r.total_steps}`);
-      },
-    });
-  } finally {
-    if (saved) await s.loadAdapter(saved['adapter_config.json'], { name: 'saved', size: saved['adapter_model.safetensors'].length, read: async (o, n) => saved['adapter_model.safetensors'].subarray(o, o + n) });
-    else if (s.adapter) {
-      s.adapter.release();
-      s.adapter = null;
-    }
-    adapterOrigin = savedOrigin;
-  }
-  // the first step compiles pipelines: time the rest
-  const measured = times.length - 1;
-  const secs = measured > 0 ? (times[times.length - 1]! - times[0]!) / 1000 : NaN;
-  const tokensPerStep = B * S;
-  const method = c.finetuning_type === 'lora' ? `${c.use_dora ? 'DoRA' : q ? 'QLoRA' : 'LoRA'} r${c.lora_rank}${q ? ` (${q}-bit)` : ''}` : c.finetuning_type;
-  return {
-    tokensPerSecond: measured > 0 ? (tokensPerStep * measured) / secs : 0,
-    stepSeconds: measured > 0 ? secs / measured : NaN,
-    steps: measured,
-    tokensPerStep,
-    peakBytes: g.peakAllocated,
-    method,
-    model: model.id,
-    adapter: g.caps.adapter,
-  };
+  return benchmarkSession(s, { ...c, model_name_or_path: model.id, cutoff_len: Math.max(8, Math.min(c.cutoff_len, 256)) }, { steps, warmup: 1, onStatus: (m) => notify(onStatus, m) });
 }
 
 Comlink.expose(api);

@@ -14,7 +14,7 @@ import { nodeFileAccess } from '../../src/data/node';
 import { Session } from '../../src/engine/session';
 import { nodeGpu } from '../../src/gpu/node';
 import { dirFiles } from '../../src/model/files-node';
-import { saveModelSafetensors } from '../../src/model/save';
+import { saveModelSafetensors } from '../../src/export/save';
 import { folderStore } from '../../src/train/store-node';
 import type { TrainOptions } from '../../src/train/trainer';
 import { arg, MODEL_DIR, ROOT, WORK_DIR } from './common';

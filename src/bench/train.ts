@@ -14,6 +14,10 @@ export interface TrainBenchOptions {
   steps: number;
   warmup: number;
   recompute?: boolean;
+  /** What trains (a run's method and LoRA settings); LoRA of `rank` on every linear layer when absent. */
+  method?: Pick<TrainOptions, 'finetuningType' | 'lora' | 'freezeTrainableLayers'>;
+  /** After each step (warm-up included), 1-based. */
+  onStep?: (step: number) => void;
 }
 
 export interface TrainBenchResult {
@@ -27,7 +31,10 @@ export interface TrainBenchResult {
   perStep: GpuCounters[];
 }
 
-/** LoRA (rank `rank`, all linear layers, AdamW) on random token rows of the given shape. */
+/**
+ * AdamW steps of the method (by default LoRA of rank `rank` on all linear layers) on random token
+ * rows of the given shape, at learning rate 0: the model's weights stay as they were loaded.
+ */
 export async function benchTraining(model: Model, o: TrainBenchOptions): Promise<TrainBenchResult> {
   const gpu = model.gpu;
   gpu.peakAllocated = gpu.allocated; // what ran before (kernel benchmarks) is not this run's peak
@@ -39,7 +46,7 @@ export async function benchTraining(model: Model, o: TrainBenchOptions): Promise
     return { input_ids: ids, labels: ids };
   });
   const opts: TrainOptions = {
-    finetuningType: 'lora', lora: { rank: o.rank, alpha: 2 * o.rank, targets: 'all' }, learningRate: 1e-4, scheduler: 'constant',
+    finetuningType: 'lora', lora: { rank: o.rank, alpha: 2 * o.rank, targets: 'all' }, ...o.method, learningRate: 0, scheduler: 'constant',
     warmupSteps: 0, warmupRatio: 0, epochs: 1, maxSteps: o.warmup + o.steps, batchSize: o.batch, gradAccum: 1, maxGradNorm: 1, weightDecay: 0,
     beta1: 0.9, beta2: 0.999, eps: 1e-8, neftuneAlpha: 0, seed: 1, loggingSteps: 1, saveSteps: 0, evalSteps: 0,
     cutoffLen: o.seq, recompute: o.recompute ?? true,
@@ -51,6 +58,7 @@ export async function benchTraining(model: Model, o: TrainBenchOptions): Promise
   const perStep: GpuCounters[] = [];
   gpu.resetCounters();
   const onLog = (r: { current_steps: number }) => {
+    o.onStep?.(r.current_steps);
     if (r.current_steps === o.warmup) t0 = performance.now();
     if (r.current_steps > o.warmup) perStep.push({ ...gpu.counters });
     gpu.resetCounters();

@@ -4,7 +4,7 @@
 import { createInterface } from 'node:readline';
 import type { CrucibleConfig } from '../config';
 import type { RequestDefaults } from '../server/protocol';
-import { ChatRequestError, type ChatBackend, type ChatMessage, type ChatRequest, type ChatResult } from '../server/types';
+import { ChatRequestError, type ChatBackend, type ChatMessage, type ChatRequest, type ChatResult } from '../engine/chat-backend';
 import { commandConfig, flagString, type CommandDef } from './args';
 import { loadEngine } from './engines';
 import { CliError, type CliIO } from './io';

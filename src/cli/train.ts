@@ -2,7 +2,8 @@
 
 import type { CrucibleConfig } from '../config';
 import { commandConfig, type CommandDef } from './args';
-import { loadEngine, type TrainLog } from './engines';
+import type { TrainLog } from '../engine/jobs';
+import { loadEngine } from './engines';
 import { formatDuration } from './format';
 import { interruptSignal } from './io';
 import { keysHelp } from './keys';

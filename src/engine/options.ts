@@ -1,5 +1,7 @@
 // LLaMA-Factory config keys -> the engine's training options. Shared by the CLI and the app, so a
-// YAML means the same run in both.
+// YAML means the same run in both. runOptions adds HF's "a value below 1 is a fraction of the
+// total steps" for logging/save/eval/warmup steps and the epoch strategies, which need the number
+// of training examples.
 
 import type { CrucibleConfig } from '../config';
 import { preferenceOptions } from '../train/preference';
@@ -65,5 +67,28 @@ export function trainOptionsFromConfig(c: TrainConfig): TrainOptions {
     optimizer: c.use_muon ? 'muon' : c.use_adam_mini ? 'adam_mini' : 'adamw',
     tokenLoss: c.use_dft_loss ? { kind: 'dft' } : c.use_eaft_loss ? { kind: 'eaft', alpha: c.eaft_alpha }
       : c.label_smoothing_factor > 0 ? { kind: 'label_smoothing', epsilon: c.label_smoothing_factor } : { kind: 'ce' },
+  };
+}
+
+/** Optimizer steps of a run, as Trainer computes them. */
+export function totalSteps(c: Pick<CrucibleConfig, 'per_device_train_batch_size' | 'gradient_accumulation_steps' | 'max_steps' | 'num_train_epochs'>, trainExamples: number): number {
+  const micro = Math.ceil(trainExamples / c.per_device_train_batch_size);
+  const perEpoch = Math.max(1, Math.ceil(micro / c.gradient_accumulation_steps));
+  return c.max_steps > 0 ? c.max_steps : Math.ceil(c.num_train_epochs * perEpoch);
+}
+
+const steps = (v: number, total: number) => (v > 0 && v < 1 ? Math.max(1, Math.ceil(v * total)) : Math.round(v));
+
+/** The options of a run on `trainExamples` sequences (pt, sft), pairs (dpo, rm) or KTO examples. */
+export function runOptions(c: TrainConfig, trainExamples: number): TrainOptions {
+  const o = trainOptionsFromConfig(c);
+  const total = totalSteps(c, trainExamples);
+  const perEpoch = Math.max(1, Math.ceil(total / Math.max(1, c.num_train_epochs)));
+  return {
+    ...o,
+    loggingSteps: Math.max(1, steps(c.logging_steps, total)),
+    saveSteps: c.save_strategy === 'no' ? 0 : c.save_strategy === 'epoch' ? perEpoch : steps(Number(c.save_steps), total),
+    evalSteps: c.eval_strategy === 'no' ? 0 : c.eval_strategy === 'epoch' ? perEpoch : steps(Number(c.eval_steps ?? c.logging_steps), total),
+    warmupSteps: steps(c.warmup_steps, total),
   };
 }

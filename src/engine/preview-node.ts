@@ -2,7 +2,7 @@
 // (no GPU): the model folder is resolved for its tokenizer files.
 
 import type { CrucibleConfig } from '../config';
-import type { PreviewOptions, PreviewResult } from '../cli/engines';
+import type { PreviewOptions, PreviewResult } from './jobs';
 import { nodeFileAccess } from '../data/node';
 import { hubDatasetAccess } from '../hub/datasets';
 import { previewWindow } from '../data/preview';

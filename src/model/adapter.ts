@@ -4,23 +4,14 @@
 import { parseJsonFile } from '../data/json-file';
 import type { Gpu } from '../gpu/runtime';
 import type { Tensor } from '../gpu/tensor';
+import type { LoraWeights } from '../kernels/lora';
 import type { LinearSite } from './linear';
 import type { Model, ModuleRef } from './model';
 import { dequantizeWeight } from './dequant';
-import type { Pissa } from './pissa';
-import { encodeSafetensors, openSafetensors, readF32, type ByteSource } from './safetensors';
+import { loraScaling, peftKey, type LoraSettings, type NamedTensors } from './peft';
+import { encodeSafetensors, openSafetensors, readF32, type ByteSource, type SafetensorsFile } from './safetensors';
 
-export interface LoraSettings {
-  rank: number;
-  alpha: number;
-  /** Module names (q_proj, ...) or 'all' for every linear layer but the output head. */
-  targets: readonly string[] | 'all';
-  dropout?: number;
-  rslora?: boolean;
-  dora?: boolean;
-  /** Only these layers (freeze-style targeting); all when absent. */
-  layers?: readonly number[];
-}
+export type { LoraSettings } from './peft';
 
 export interface TrainableTensor {
   /** Name as saved in the checkpoint / adapter file. */
@@ -33,10 +24,29 @@ export interface TrainableTensor {
   lrScale: number;
 }
 
-export const loraScaling = (s: LoraSettings): number => (s.rslora ? s.alpha / Math.sqrt(s.rank) : s.alpha / s.rank);
-
-/** PEFT's key prefix for a module of a causal LM. */
-export const peftKey = (site: { name: string }): string => `base_model.model.${site.name}`;
+/**
+ * What starts a fresh adapter from the base weights and reshapes the base while the adapter lives
+ * (PiSSA, pissa.ts): the adapter asks it for the "adapter off" view and for what it publishes;
+ * the trainer asks it for the checkpoint's part.
+ */
+export interface AdapterInitialiser {
+  /** A and B of each target module; may rewrite the base (PiSSA: W_res = W - s·B0·A0). */
+  init(mods: readonly ModuleRef[]): Promise<{ A: Float32Array; B: Float32Array }[]>;
+  /** The base as it was, on a site ("adapter off"): an initial adapter, or null for none. */
+  initialLora(site: LinearSite): LoraWeights | null;
+  /** adapter_config.json as saved (converted to plain LoRA, or marked). */
+  publishedConfig(cfg: Record<string, unknown>): Record<string, unknown>;
+  publishedTensors(tensors: NamedTensors): NamedTensors;
+  /** A trained tensor's shape as saved. */
+  publishedShape(name: string, shape: readonly number[]): readonly number[];
+  /** A trained tensor from a saved adapter, as the live adapter holds it. */
+  readTrained(file: SafetensorsFile, name: string): Promise<Float32Array>;
+  /** The initial adapter, kept with checkpoints so a resumed run rebuilds the same base. */
+  initialFiles(plainConfig: Record<string, unknown>): { 'adapter_config.json': string; 'adapter_model.safetensors': Uint8Array };
+  restoreInitial(file: SafetensorsFile): Promise<void>;
+  /** Gives the base its weights back. */
+  release(): void;
+}
 
 export function resolveTargets(model: Model, targets: readonly string[] | 'all', where = 'lora_target'): Set<string> {
   const valid = new Set<string>(model.moduleKinds());
@@ -86,7 +96,7 @@ export class Adapter {
   private readonly modules: ModuleTensors[] = [];
   private disabled = new Map<LinearSite, NonNullable<LinearSite['lora']>>();
   /** PiSSA's initial adapter when this one started from it (pissa.ts): the base holds W_res meanwhile. */
-  pissa: Pissa | null = null;
+  pissa: AdapterInitialiser | null = null;
 
   private constructor(readonly model: Model, readonly settings: LoraSettings) {}
 

@@ -26,10 +26,11 @@ import type { Tensor } from '../gpu/tensor';
 import type { LoraWeights } from '../kernels/lora';
 import { addToF16 } from '../kernels/f16';
 import { gemm, linear, linearBackwardInput, weightParts } from '../kernels/matmul';
-import { loraScaling, peftKey, type LoraSettings } from './adapter';
+import type { AdapterInitialiser } from './adapter';
 import type { LinearSite } from './linear';
 import { svdLowRank, type MatrixOps, type Svd } from './lowrank-svd';
 import type { Model, ModuleRef } from './model';
+import { loraScaling, peftKey, type LoraSettings, type NamedTensors } from './peft';
 import { encodeSafetensors, readF32, type SafetensorsFile } from './safetensors';
 
 export interface PissaOptions {
@@ -55,9 +56,7 @@ interface InitialModule {
   owned: Tensor[];
 }
 
-type NamedTensors = Record<string, { dtype: 'F32'; shape: readonly number[]; data: Float32Array }>;
-
-export class Pissa {
+export class Pissa implements AdapterInitialiser {
   private readonly modules: InitialModule[] = [];
   readonly scaling: number;
 

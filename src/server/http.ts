@@ -24,7 +24,7 @@ import { AccessPolicy } from './access';
 import { ApiError, FALLBACK_DEFAULTS, chunkObject, completionObject, parseChatRequest, usageChunk, usageOf, type RequestDefaults } from './protocol';
 import { FairQueue, QueueFullError } from './queue';
 import { StopMatcher } from './stop';
-import { ChatRequestError, type ChatBackend, type ChatResult } from './types';
+import { ChatRequestError, type ChatBackend, type ChatResult } from '../engine/chat-backend';
 
 export interface ApiServerOptions {
   /** Default: $API_HOST, else 127.0.0.1. */

@@ -1,7 +1,7 @@
 // OpenAI chat-completions wire format: request validation into a ChatRequest, response and
 // chunk objects, and OpenAI-style errors ({error: {message, type, param, code}}).
 
-import type { ChatMessage, ChatRequest, ChatResult } from './types';
+import type { ChatMessage, ChatRequest, ChatResult } from '../engine/chat-backend';
 
 export class ApiError extends Error {
   override name = 'ApiError';

@@ -14,7 +14,8 @@ import type {
   StoredModelSummary,
   TrainEvent,
 } from '../../../workers/api';
-import { kindOf, demoDatasetFor, infoEntry, stageFits, stageFor, withInfoEntry, type DataFormat, type DataKind, type FormatChoice } from './data-format';
+import { kindOf, type DataFormat, type DataKind } from '../../data/describe';
+import { demoDatasetFor, infoEntry, stageFits, stageFor, withInfoEntry, type FormatChoice } from './data-format';
 import { cb, getEngine } from './engine';
 import { errorText } from './format';
 import { loadPersisted, savePersisted, withStageKeys, type Persisted, type Settings } from './settings';

@@ -1,24 +1,10 @@
-// What kind of training data a dataset holds, with LLaMA-Factory's dataset_info.json semantics
-// (src/data/dataset-info.ts): `ranking: true` is preference data (chosen / rejected), a
-// `columns.kto_tag` is KTO data, anything else trains pt / sft. Uploads without an entry are
-// detected from their first record as the data layer does (src/data/dataset.ts detectAttr); the
-// user may override that with a format choice, which becomes a dataset_info.json entry.
-// Pure functions: the page, the worker and the tests share them.
+// The app's side of dataset formats (src/data/describe.ts says what a dataset holds): the
+// stages each kind of data trains, the user's format choice for an upload and the
+// dataset_info.json entry it becomes. Pure functions: the page and the tests share them.
 
-export type DataKind = 'lm' | 'pairwise' | 'kto';
-export type Formatting = 'alpaca' | 'sharegpt' | 'openai';
+import { kindOf, type DataFormat, type DataKind, type Formatting } from '../../data/describe';
+
 export type AppStage = 'pt' | 'sft' | 'dpo' | 'kto' | 'rm';
-
-/** A dataset's format: declared by its dataset_info.json entry, or detected from its first record. */
-export interface DataFormat {
-  formatting: Formatting;
-  kind: DataKind;
-  /** dataset_info.json column roles -> the file's column names (prompt, messages, chosen, kto_tag, ...). */
-  columns: Record<string, string>;
-  /** sharegpt / openai message tags (role_tag, content_tag, user_tag, ...). */
-  tags: Record<string, string>;
-  from: 'dataset_info.json' | 'detected';
-}
 
 /** The user's format for an upload, replacing the detected one. */
 export interface FormatChoice {
@@ -36,12 +22,6 @@ export const KIND_LABELS: Record<DataKind, string> = {
 
 /** The stages each kind of data trains, the first being the one to switch to. */
 const STAGES_FOR: Record<DataKind, AppStage[]> = { lm: ['sft', 'pt'], pairwise: ['dpo', 'rm'], kto: ['kto'] };
-
-/** The kind of a dataset_info.json entry (or of detected attributes, which have the same fields). */
-export function kindOf(entry: { ranking?: unknown; columns?: { kto_tag?: unknown } | null }): DataKind {
-  if (entry.ranking === true) return 'pairwise';
-  return entry.columns?.kto_tag ? 'kto' : 'lm';
-}
 
 export const stageFits = (stage: unknown, kind: DataKind): boolean => STAGES_FOR[kind].includes(stage as AppStage);
 export const stageFor = (kind: DataKind): AppStage => STAGES_FOR[kind][0]!;

@@ -1,8 +1,8 @@
 // A previewed example as the dataset panel shows it: sft / pt text with the learned tokens marked;
 // a preference pair as its prompt, chosen and rejected answers; a KTO example as its prompt,
-// answer and tag. Built in the worker from previewExamples (src/data/preview.ts).
+// answer and tag. Built from previewExamples (preview.ts) for the app's dataset panel.
 
-import type { PreviewExample, PreviewItem, PreviewSegment } from '../../data/preview';
+import type { PreviewExample, PreviewItem, PreviewSegment } from './preview';
 
 export type ExampleView =
   | { kind: 'lm'; segments: PreviewSegment[]; tokens: number; learned: number }

@@ -4,13 +4,13 @@
 import { existsSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import type { CrucibleConfig } from '../config';
-import type { RunHooks } from '../cli/engines';
+import type { RunHooks } from './jobs';
 import type { Message } from '../data';
-import { resolveModelFiles } from '../engine/node-model';
-import { ContextOverflowError } from '../engine/prompt-fit';
-import { Session } from '../engine/session';
+import { resolveModelFiles } from './node-model';
+import { ContextOverflowError } from './prompt-fit';
+import { Session } from './session';
 import { nodeGpu } from '../gpu/node';
-import { ChatRequestError, type ChatBackend, type ChatMessage } from '../server/types';
+import { ChatRequestError, type ChatBackend, type ChatMessage } from './chat-backend';
 
 export async function createChatBackend(config: CrucibleConfig, hooks: RunHooks): Promise<ChatBackend> {
   const status = hooks.onStatus ?? (() => {});

@@ -2,9 +2,9 @@
 // from the GPU as it is now; quantized weights dequantized; no adapter merged). For large models
 // use writeSharded(modelTensors(model)) from src/export, which never holds more than a shard.
 
-import { modelTensors } from '../export/model-tensors';
-import type { Model } from './model';
-import { encodeSafetensors, type TensorToWrite } from './safetensors';
+import { modelTensors } from './model-tensors';
+import type { Model } from '../model/model';
+import { encodeSafetensors, type TensorToWrite } from '../model/safetensors';
 
 export interface SaveOptions {
   /** Stored dtype (F32 by default; F16 / BF16 halve the file). */

@@ -1,29 +1,28 @@
-// `crucible train`: a LLaMA-Factory config run end to end in Node. Output folder as LLaMA-Factory
-// leaves it: the adapter (or full model), trainer_log.jsonl, checkpoint-N/ folders,
-// training_loss.png with plot_loss, train_results.json. A rerun resumes from the last checkpoint
-// unless overwrite_output_dir is set; an abort (Ctrl-C) saves a checkpoint first.
+// `crucible train`: a LLaMA-Factory config run end to end in Node, the train job (train.ts) over
+// an output folder as LLaMA-Factory leaves it: the adapter (or full model), trainer_log.jsonl,
+// checkpoint-N/ folders, training_loss.png with plot_loss, train_results.json. A rerun resumes
+// from the last checkpoint unless overwrite_output_dir is set; an abort (Ctrl-C) saves a
+// checkpoint first.
 
 import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { checkOutputDir, MODEL_SIDE_FILES, type CrucibleConfig } from '../config';
-import type { TrainRunHooks, TrainRunResult } from '../cli/engines';
-import { buildDataset, parseJsonFile } from '../data';
+import type { TrainRunHooks, TrainRunResult } from './jobs';
+import { parseJsonFile } from '../data';
 import { nodeFileAccess } from '../data/node';
 import { hubDatasetAccess } from '../hub/datasets';
-import { resolveModelFiles } from '../engine/node-model';
+import { resolveModelFiles } from './node-model';
 import { appendQueue, removeStaleTemps, writeFileAtomic } from '../files/atomic-node';
-import { trainOptionsFromConfig } from '../engine/options';
-import { Session } from '../engine/session';
+import { Session } from './session';
+import { trainModel } from './train';
 import { modelTensors } from '../export/model-tensors';
 import { writeSharded } from '../export/shards';
 import { nodeGpu } from '../gpu/node';
 import type { Gpu } from '../gpu/runtime';
 import type { ModelFiles } from '../model/weights';
-import { lossPlotPng } from './plot';
-import { usesReference, type PreferenceExample } from './preference/options';
-import { ReferenceTable, referenceRows, scoreReference } from './reference';
-import { folderStore } from './store-node';
-import type { LogRecord, Trainer } from './trainer';
+import { lossPlotPng } from '../train/plot';
+import { folderStore } from '../train/store-node';
+import type { LogRecord, Trainer } from '../train/trainer';
 
 /** `gpu`: a device to reuse (tests, a long-lived host); by default this run opens its own. */
 export async function runTraining(config: CrucibleConfig, hooks: TrainRunHooks, env: { gpu?: Gpu } = {}): Promise<TrainRunResult> {
@@ -31,7 +30,6 @@ export async function runTraining(config: CrucibleConfig, hooks: TrainRunHooks, 
   if (!config.model_name_or_path) throw new Error('model_name_or_path is required');
   await checkOutputDir(config, 'train');
   const out = config.output_dir;
-  const store = folderStore(out);
   const resumeFrom = await checkpointToResume(config, out);
   if (!resumeFrom && config.overwrite_output_dir) await clearRunFiles(out);
 
@@ -41,49 +39,37 @@ export async function runTraining(config: CrucibleConfig, hooks: TrainRunHooks, 
   status(`loading ${config.model_name_or_path}${config.quantization_bit ? ` (${config.quantization_bit}-bit)` : ''}`);
   const session = await Session.open(gpu, files, { quantizationBit: (config.quantization_bit as 4 | 8 | null) ?? null });
 
-  const data = await buildDataset(config, {
-    tokenizer: session.tokenizer,
-    ...nodeFileAccess(),
-    ...hubDatasetAccess(),
-    log: (m: string) => status(m),
-  });
-  status(`data: ${data.train.length} training examples${data.eval.length ? `, ${data.eval.length} for evaluation` : ''}`);
-
-  const opts = trainOptionsFromConfig(config);
-  const adapters = config.adapter_name_or_path ?? [];
-  if (adapters.length > 1) throw new Error(`adapter_name_or_path: continuing from ${adapters.length} adapters at once is not supported; give one`);
-  if (adapters.length === 1 && config.finetuning_type === 'lora') {
-    const dir = await resolveModelFiles(adapters[0]!, { onStatus: status });
-    opts.initialAdapter = { configJson: await dir.readText('adapter_config.json'), weights: await dir.open('adapter_model.safetensors') };
-  }
-  if (config.ref_model && opts.preference && usesReference(opts.preference)) {
-    // resuming: the checkpoint's table fills it (Trainer.resume)
-    opts.referenceTable = resumeFrom ? new ReferenceTable() : await referenceModelTable(config, session, [...data.train, ...data.eval] as PreferenceExample[], status);
-  } else if (config.ref_model) status(`ref_model is not used: stage ${config.stage}${config.stage === 'dpo' ? ` with pref_loss ${config.pref_loss}` : ''} needs no reference model`);
   const logPath = join(out, 'trainer_log.jsonl');
-  await removeStaleTemps(out);
-  // the log holds exactly the records of the checkpoint resumed from: steps trained after it are trained again
-  const resumedLog = resumeFrom ? await checkpointLog(out, resumeFrom) : [];
-  await writeFileAtomic(logPath, resumedLog.map((r) => `${JSON.stringify(r)}\n`).join(''));
-  if (resumeFrom) status(`resuming from ${resumeFrom}`);
   const log = appendQueue(logPath);
   let pruning: Promise<void> = Promise.resolve();
   let lastCheckpoint: string | null = resumeFrom;
-  const trainer = await session.train(opts, data.train, data.eval, store, {
-    ...(hooks.signal ? { signal: hooks.signal } : {}),
-    onStatus: status,
-    ...(resumeFrom ? { resumeFrom } : {}),
-    onLog: (rec) => {
-      log.append(`${JSON.stringify(rec)}\n`);
-      hooks.onLog?.(rec);
-    },
-    onCheckpoint: (dir, step) => {
-      lastCheckpoint = dir;
-      hooks.onCheckpoint?.(join(out, dir), step);
-      pruning = pruning.then(() => pruneCheckpoints(out, config.save_total_limit));
-    },
-    onDone: async (t) => {
-      if (t.state.global_step >= t.totalSteps) await saveFinal(session, t, files, config, out);
+  const trainer = await trainModel(config, {
+    session,
+    data: { ...nodeFileAccess(), ...hubDatasetAccess(), log: status },
+    store: folderStore(out),
+    resumeFrom,
+    openModel: (name) => resolveModelFiles(name, { onStatus: status, cacheDir: config.cache_dir }),
+    hooks: {
+      ...(hooks.signal ? { signal: hooks.signal } : {}),
+      onStatus: status,
+      onStart: async () => {
+        await removeStaleTemps(out);
+        // the log holds exactly the records of the checkpoint resumed from: steps trained after it are trained again
+        const resumedLog = resumeFrom ? await checkpointLog(out, resumeFrom) : [];
+        await writeFileAtomic(logPath, resumedLog.map((r) => `${JSON.stringify(r)}\n`).join(''));
+      },
+      onLog: (rec) => {
+        log.append(`${JSON.stringify(rec)}\n`);
+        hooks.onLog?.(rec);
+      },
+      onCheckpoint: (dir, step) => {
+        lastCheckpoint = dir;
+        hooks.onCheckpoint?.(join(out, dir), step);
+        pruning = pruning.then(() => pruneCheckpoints(out, config.save_total_limit));
+      },
+      onDone: async (t) => {
+        if (t.state.global_step >= t.totalSteps) await saveFinal(session, t, files, config, out);
+      },
     },
   });
   await log.flush();
@@ -106,37 +92,6 @@ export async function runTraining(config: CrucibleConfig, hooks: TrainRunHooks, 
     ...(trainLoss !== undefined ? { trainLoss } : {}),
     ...(evalLoss !== undefined ? { evalLoss } : {}),
   };
-}
-
-/**
- * LLaMA-Factory's ref_model (with ref_model_adapters, ref_model_quantization_bit): loaded beside
- * the policy, used to score every training and evaluation sequence once, and unloaded before the
- * first step, so training holds one model.
- */
-async function referenceModelTable(config: CrucibleConfig, policy: Session, examples: readonly PreferenceExample[], status: (m: string) => void): Promise<ReferenceTable> {
-  const name = config.ref_model!;
-  const files = await resolveModelFiles(name, { onStatus: status, cacheDir: config.cache_dir });
-  status(`loading the reference model ${name}${config.ref_model_quantization_bit ? ` (${config.ref_model_quantization_bit}-bit)` : ''}`);
-  const ref = await Session.open(policy.gpu, files, { quantizationBit: (config.ref_model_quantization_bit as 4 | 8 | null) ?? null });
-  try {
-    if (ref.model.spec.vocab !== policy.model.spec.vocab) {
-      throw new Error(`ref_model ${name}: a vocabulary of ${ref.model.spec.vocab} tokens, the trained model has ${policy.model.spec.vocab}; the reference must share its tokenizer`);
-    }
-    const adapters = config.ref_model_adapters ?? [];
-    if (adapters.length > 1) throw new Error(`ref_model_adapters: ${adapters.length} adapters; give one (merge the others into ref_model first)`);
-    if (adapters.length === 1) {
-      const dir = await resolveModelFiles(adapters[0]!, { onStatus: status });
-      await ref.loadAdapter(await dir.readText('adapter_config.json'), await dir.open('adapter_model.safetensors'));
-    }
-    const rows = referenceRows(examples);
-    status(`reference model: scoring ${rows.length} sequences`);
-    const table = new ReferenceTable();
-    const padId = policy.tokenizer.padId ?? policy.tokenizer.eosId ?? 0;
-    await scoreReference(ref.model, rows, table, { padId, cutoffLen: config.cutoff_len, batchSize: config.per_device_train_batch_size });
-    return table;
-  } finally {
-    ref.release();
-  }
 }
 
 /** The adapter (with base_model_name_or_path) or the whole trained model, plus rm's value head. */

@@ -1,0 +1,80 @@
+// The job API every host drives: the hooks a job reports through and the results it returns.
+// The CLI, the server, the app's Worker and users' scripts all see the engine through these.
+
+import type { PreviewExample } from '../data/preview';
+import type { GpuCounters } from '../gpu/runtime';
+import type { LogRecord } from '../train/trainer';
+
+/** Progress callbacks every job accepts. */
+export interface RunHooks {
+  /** A one-line status: "downloading Qwen/Qwen3-0.6B", "tokenizing identity (91 examples)". */
+  onStatus?: (message: string) => void;
+  /** Aborting asks the job to wind down (training: after the current step, with a checkpoint). */
+  signal?: AbortSignal;
+}
+
+/** One training log record: LLaMA-Factory's trainer_log.jsonl fields (and TRL's preference metrics). */
+export type TrainLog = LogRecord;
+
+export interface TrainRunHooks extends RunHooks {
+  onLog?: (record: TrainLog) => void;
+  onCheckpoint?: (dir: string, step: number) => void;
+}
+
+export interface TrainRunResult {
+  /** Where the adapter (or weights) and logs were written. */
+  outputDir: string;
+  globalStep: number;
+  totalSteps: number;
+  /** Stopped by the signal before the end. */
+  interrupted: boolean;
+  /** The newest complete checkpoint folder (null: none, e.g. stopped before the first step). */
+  checkpoint: string | null;
+  trainLoss?: number;
+  evalLoss?: number;
+}
+
+export interface ExportHooks extends RunHooks {
+  /** Copy the adapter with the model's side files instead of merging it. */
+  adapterOnly?: boolean;
+}
+
+export interface ExportRunResult {
+  exportDir: string;
+  files: string[];
+}
+
+export interface PreviewOptions extends RunHooks {
+  /** How many examples to show. */
+  count: number;
+  /** From which example on. */
+  offset: number;
+}
+
+export interface PreviewResult {
+  /** Rendered examples with the learned spans marked, token ids and labels (pairs: both sides). */
+  examples: PreviewExample[];
+  /** Training examples in the whole dataset. */
+  total: number;
+}
+
+export interface BenchOptions extends RunHooks {
+  steps: number;
+  warmup: number;
+}
+
+export interface BenchResult {
+  /** The GPU adapter's name. */
+  device: string;
+  model: string;
+  /** Measured steps (after the warm-up). */
+  steps: number;
+  tokensPerSecond: number;
+  stepSeconds: number;
+  peakBytes: number;
+  /** "LoRA r8", "QLoRA r8 (4-bit)", "freeze", "full". */
+  method?: string;
+  tokensPerStep?: number;
+  /** The host's recording work of each measured step (dispatches, passes, submits, encode time). */
+  perStep?: GpuCounters[];
+}
