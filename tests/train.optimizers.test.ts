@@ -1,6 +1,13 @@
 // The optimizers LLaMA-Factory offers beside AdamW (use_muon, use_adam_mini), over a mixed set of
 // parameters, several clipped steps, against f64 references of their update rules.
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { configFromObject } from '../src/config';
+import { runTraining } from '../src/engine/train-node';
+import { openSafetensors } from '../src/model/safetensors';
+import { fileSource } from '../src/model/files-node';
 import type { Gpu } from '../src/gpu/runtime';
 import type { TrainableTensor } from '../src/model/adapter';
 import { AdamMini, adamMiniBlock } from '../src/train/optimizers/adam-mini';
@@ -104,5 +111,34 @@ describe('optimizers', () => {
     }
     for (const p of ps) expectClose(await gpu.readF32(p.value), p.host, 1e-5, p.name, rng.seed);
     opt.release();
+  });
+
+  it('a config with use_muon and use_dft_loss trains, saves Muon state in its checkpoints and resumes on the same curve', async () => {
+    const gpu = await testGpu();
+    const run = (out: string, maxSteps: number) => runTraining(configFromObject({
+      model_name_or_path: join(import.meta.dirname, 'fixtures/tiny-chat'), stage: 'sft', do_train: true, finetuning_type: 'lora', lora_rank: 4,
+      lora_target: 'all', dataset: 'identity', dataset_dir: join(import.meta.dirname, 'fixtures/tiny-chat-data'), cutoff_len: 48, output_dir: out,
+      per_device_train_batch_size: 2, learning_rate: 1e-2, max_steps: maxSteps, logging_steps: 1, save_steps: 2, seed: 5, use_muon: true, use_dft_loss: true,
+    }).config, {}, { gpu });
+    const log = (out: string) => readFileSync(join(out, 'trainer_log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { loss: number });
+    const whole = mkdtempSync(join(tmpdir(), 'crucible-muon-'));
+    await run(whole, 4);
+    const opt = await openSafetensors(await fileSource(join(whole, 'checkpoint-2/optimizer.safetensors')));
+    const names = [...opt.tensors.keys()];
+    expect(names.some((n) => n.endsWith('lora_A.weight.momentum_buffer'))).toBe(true);
+    expect(names.some((n) => n.endsWith('exp_avg'))).toBe(false); // LoRA's A and B are all 2-D: Muon
+    const split = mkdtempSync(join(tmpdir(), 'crucible-muon-'));
+    await run(split, 2);
+    await run(split, 4); // resumes from checkpoint-2
+    const a = log(whole), b = log(split);
+    expect(b.length).toBe(4);
+    b.forEach((r, i) => expect(r.loss).toBeCloseTo(a[i]!.loss, 3)); // logged losses are rounded to 4 decimals
+    expect(a.every((r) => Number.isFinite(r.loss))).toBe(true);
+  });
+
+  it('conflicting optimizer or loss choices are refused, naming the keys', () => {
+    expect(() => configFromObject({ stage: 'sft', use_muon: true, use_adam_mini: true })).toThrow(/use_muon and use_adam_mini each choose the optimizer/);
+    expect(() => configFromObject({ stage: 'sft', finetuning_type: 'lora', use_muon: true, loraplus_lr_ratio: 16 })).toThrow(/use_muon and loraplus_lr_ratio/);
+    expect(() => configFromObject({ stage: 'sft', use_dft_loss: true, label_smoothing_factor: 0.1 })).toThrow(/use_dft_loss and label_smoothing_factor each replace the token loss/);
   });
 });

@@ -11,6 +11,8 @@ import { Checkpoint, type ModelFiles } from '../model/weights';
 import { writeFileAtomic } from '../files/atomic-node';
 import { exportMerged, readAdapter } from './export';
 import { resolveModelFiles } from './node-model';
+import { loadModelTokenizer } from './session';
+import { templateFromConfig } from '../data';
 
 const adapterIn = async (files: ModelFiles) => readAdapter(await files.readText('adapter_config.json'), await files.open('adapter_model.safetensors'));
 
@@ -44,6 +46,8 @@ export async function exportModel(config: CrucibleConfig, hooks: ExportHooks): P
     return { exportDir: out, files: written };
   }
 
-  const written = await exportMerged({ base, adapters: loaded }, { write: (p, d) => writeFileAtomic(join(out, p), d), maxBytes: (config.export_size ?? 5) * 1e9 }, hooks);
+  // `template:` (checked before any merging) goes into the tokenizer files, as LLaMA-Factory's export does
+  const template = config.template ? templateFromConfig(config, await loadModelTokenizer(base)) : undefined;
+  const written = await exportMerged({ base, adapters: loaded, ...(template ? { template } : {}) }, { write: (p, d) => writeFileAtomic(join(out, p), d), maxBytes: (config.export_size ?? 5) * 1e9 }, hooks);
   return { exportDir: out, files: written.map((f) => join(out, f)) };
 }

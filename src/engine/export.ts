@@ -4,6 +4,7 @@
 // writes a folder (export-node.ts); the app's Worker gathers the files in memory for a download.
 
 import { MODEL_SIDE_FILES } from '../config';
+import { withChatTemplate, type ChatTemplate } from '../data';
 import { parseJsonFile } from '../data/json-file';
 import { deltaFor, mergeLora, type AdapterOnHost } from '../export/lora-merge';
 import { writeSharded, type TensorSource, type WriteFile } from '../export/shards';
@@ -17,6 +18,8 @@ export interface MergeSources {
   trained?: SafetensorsFile;
   /** PEFT LoRA / DoRA adapters, merged in order. */
   adapters: readonly AdapterOnHost[];
+  /** The chat template the tokenizer files get (config `template:`), as LLaMA-Factory's export saves it. */
+  template?: ChatTemplate;
 }
 
 /** A PEFT adapter (adapter_config.json + adapter_model.safetensors) ready to merge. */
@@ -33,6 +36,8 @@ export async function readAdapter(configJson: string, weights: ByteSource): Prom
  */
 export async function exportMerged(src: MergeSources, out: { write: WriteFile; maxBytes: number }, hooks: RunHooks = {}): Promise<string[]> {
   const ckpt = await Checkpoint.open(src.base);
+  // LLaMA-Factory refuses this too ("Cannot merge adapters to a quantized model")
+  if (ckpt.prequantized) throw new Error(`${src.base.name} is a ${ckpt.prequantized.method.toUpperCase()} checkpoint: merging into it would bake in its rounding; export from the unquantized model`);
   const names = ckpt.names().sort();
   const unused = new Set(src.adapters.flatMap((a) => [...a.file.tensors.keys()]));
   const sources: TensorSource[] = names.map((name) => {
@@ -62,7 +67,8 @@ export async function exportMerged(src: MergeSources, out: { write: WriteFile; m
   if (unused.size) throw new Error(`adapter tensors match no weight of ${src.base.name}: ${[...unused].slice(0, 3).join(', ')}`);
   for (const f of MODEL_SIDE_FILES) {
     if (await src.base.exists(f)) {
-      await out.write(f, await src.base.readText(f));
+      const text = await src.base.readText(f);
+      await out.write(f, src.template ? withChatTemplate(f, text, src.template) : text);
       written.push(f);
     }
   }

@@ -8,7 +8,7 @@ import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { checkOutputDir, MODEL_SIDE_FILES, type CrucibleConfig } from '../config';
 import type { TrainRunHooks, TrainRunResult } from './jobs';
-import { parseJsonFile } from '../data';
+import { parseJsonFile, templateFromConfig, withChatTemplate } from '../data';
 import { nodeFileAccess } from '../data/node';
 import { hubDatasetAccess } from '../hub/datasets';
 import { resolveModelFiles } from './node-model';
@@ -21,6 +21,7 @@ import { nodeGpu } from '../gpu/node';
 import type { Gpu } from '../gpu/runtime';
 import type { ModelFiles } from '../model/weights';
 import { lossPlotPng } from '../train/plot';
+import { trackingHooks, type TrackingHooks } from '../train/tracking';
 import { folderStore } from '../train/store-node';
 import type { LogRecord, Trainer } from '../train/trainer';
 
@@ -41,6 +42,7 @@ export async function runTraining(config: CrucibleConfig, hooks: TrainRunHooks, 
 
   const logPath = join(out, 'trainer_log.jsonl');
   const log = appendQueue(logPath);
+  let tracking = null as TrackingHooks | null; // report_to's writers, opened with the run
   let pruning: Promise<void> = Promise.resolve();
   let lastCheckpoint: string | null = resumeFrom;
   const trainer = await trainModel(config, {
@@ -51,15 +53,20 @@ export async function runTraining(config: CrucibleConfig, hooks: TrainRunHooks, 
     openModel: (name) => resolveModelFiles(name, { onStatus: status, cacheDir: config.cache_dir }),
     hooks: {
       ...(hooks.signal ? { signal: hooks.signal } : {}),
-      onStatus: status,
+      onStatus: (m) => {
+        status(m);
+        tracking?.onStatus(m);
+      },
       onStart: async () => {
         await removeStaleTemps(out);
+        tracking = await trackingHooks(config, out);
         // the log holds exactly the records of the checkpoint resumed from: steps trained after it are trained again
         const resumedLog = resumeFrom ? await checkpointLog(out, resumeFrom) : [];
         await writeFileAtomic(logPath, resumedLog.map((r) => `${JSON.stringify(r)}\n`).join(''));
       },
       onLog: (rec) => {
         log.append(`${JSON.stringify(rec)}\n`);
+        tracking?.onLog(rec);
         hooks.onLog?.(rec);
       },
       onCheckpoint: (dir, step) => {
@@ -73,6 +80,7 @@ export async function runTraining(config: CrucibleConfig, hooks: TrainRunHooks, 
     },
   });
   await log.flush();
+  await tracking?.close();
   await pruning;
   trainer.objective?.valueHead?.release();
   const state = trainer.state;
@@ -104,9 +112,11 @@ async function saveFinal(session: Session, trainer: Trainer, files: ModelFiles, 
     await writeSharded(modelTensors(session.model), (p, d) => writeFileAtomic(join(out, p), d), { maxBytes: 5e9, dtype: 'F32' });
   }
   await trainer.objective?.save(folderStore(out), '');
+  // the tokenizer files carry the template the model was trained with (LLaMA-Factory's fix_jinja_template)
+  const template = templateFromConfig(config, session.tokenizer);
   for (const f of MODEL_SIDE_FILES) {
     if (config.finetuning_type === 'lora' && f === 'config.json') continue;
-    if (await files.exists(f)) await writeFileAtomic(join(out, f), await files.readText(f));
+    if (await files.exists(f)) await writeFileAtomic(join(out, f), withChatTemplate(f, await files.readText(f), template));
   }
 }
 
