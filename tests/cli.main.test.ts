@@ -509,3 +509,27 @@ describe('env', () => {
     expect(r.out).toMatch(/^HF_TOKEN\s+not set$/m);
   });
 });
+
+describe('eval', () => {
+  it('passes the benchmark keys to the engine and prints the category accuracies', async () => {
+    let seen: Record<string, unknown> = {};
+    const runChoiceEval = async (c: Record<string, unknown>) => {
+      seen = c;
+      return { subjects: [], categories: [], scoreInfo: '        Average: 50.00\n           STEM: 25.00' };
+    };
+    const r = await run(['eval', 'model_name_or_path=m', 'task=mmlu_test', 'n_shot=0', 'lang=zh', 'template=qwen3'], { engines: { runChoiceEval: runChoiceEval as never } });
+    expect(r.code).toBe(0);
+    expect(r.out).toBe('        Average: 50.00\n           STEM: 25.00\n');
+    expect(seen).toMatchObject({ task: 'mmlu_test', task_dir: 'evaluation', n_shot: 0, lang: 'zh', batch_size: 4, save_dir: null, template: 'qwen3' });
+  });
+
+  it('needs a task, and lists its keys', async () => {
+    const r = await run(['eval', 'model_name_or_path=m']);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/eval needs a task/);
+    const keys = await run(['eval', '--keys']);
+    expect(keys.out).toMatch(/^  n_shot \(int, default 5\)/m);
+    expect(keys.out).not.toMatch(/^  learning_rate /m);
+  });
+});
+

@@ -3,6 +3,8 @@
 
 import type { CrucibleConfig } from '../config/schema';
 import type { ChatBackend } from '../engine/chat-backend';
+import type { ChoiceEvalConfig } from '../engine/eval-node';
+import type { ChoiceResult } from '../eval/choice';
 import type { BenchOptions, BenchResult, ExportHooks, ExportRunResult, PreviewOptions, PreviewResult, RunHooks, TrainRunHooks, TrainRunResult } from '../engine/jobs';
 
 export interface EngineImpls {
@@ -16,6 +18,8 @@ export interface EngineImpls {
   previewDataset: (config: CrucibleConfig, options: PreviewOptions) => Promise<PreviewResult>;
   /** `crucible bench`: training throughput of a config on this GPU. */
   benchmarkTraining: (config: CrucibleConfig, options: BenchOptions) => Promise<BenchResult>;
+  /** `crucible eval`: a multiple-choice benchmark (MMLU / C-Eval / CMMLU style), scored by answer-letter logits. */
+  runChoiceEval: (config: ChoiceEvalConfig, hooks: RunHooks) => Promise<ChoiceResult>;
 }
 
 /** Each command's engine, imported on first use so `--help` and `env` start fast. */
@@ -25,6 +29,7 @@ const ENGINES: { readonly [K in keyof EngineImpls]: () => Promise<EngineImpls[K]
   exportModel: async () => (await import('../engine/export-node.ts')).exportModel,
   previewDataset: async () => (await import('../engine/preview-node.ts')).previewDataset,
   benchmarkTraining: async () => (await import('../engine/bench-node.ts')).benchmarkTraining,
+  runChoiceEval: async () => (await import('../engine/eval-node.ts')).runChoiceEval,
 };
 
 /** The engine function behind a command (tests inject their own through io.engines). */

@@ -11,6 +11,7 @@ import { chatCommand } from './chat';
 import { envCommand } from './env';
 import { exportCommand } from './export';
 import { exportConfigCommand } from './export-config';
+import { evalCommand } from './eval';
 import { expandCommand } from './expand';
 import { columns } from './format';
 import { CliError, processIO, type CliIO } from './io';
@@ -26,6 +27,7 @@ export const COMMANDS: readonly CommandDef[] = [
   benchCommand,
   envCommand,
   exportConfigCommand,
+  evalCommand,
   expandCommand,
 ];
 

@@ -388,6 +388,7 @@ export function checkConfigFor(c: CrucibleConfig, command: Command): void {
     }
   }
   if (command === 'preview' && c.dataset === null && c.eval_dataset === null) problems.push('preview needs a dataset');
+  if (command === 'eval' && c.task === null) problems.push('eval needs a task (a benchmark folder under task_dir, e.g. mmlu_test)');
   if (command === 'export') {
     if (c.export_dir === null) problems.push('export needs export_dir');
     if (c.quantization_bit !== null) {

@@ -18,7 +18,7 @@ export type Stage = (typeof STAGES)[number];
 export const FINETUNING_TYPES = ['lora', 'freeze', 'full'] as const;
 export type FinetuningType = (typeof FINETUNING_TYPES)[number];
 /** The CLI commands that read a key. */
-export type Command = 'train' | 'chat' | 'api' | 'export' | 'preview' | 'bench';
+export type Command = 'train' | 'chat' | 'api' | 'export' | 'preview' | 'bench' | 'eval';
 export type Group =
   | 'model'
   | 'method'
@@ -72,11 +72,12 @@ interface Opts {
   lt?: number;
 }
 
-const ALL: readonly Command[] = ['train', 'chat', 'api', 'export', 'preview', 'bench'];
+const ALL: readonly Command[] = ['train', 'chat', 'api', 'export', 'preview', 'bench', 'eval'];
 const TRAIN: readonly Command[] = ['train', 'bench'];
 const DATA: readonly Command[] = ['train', 'preview', 'bench'];
 const GEN: readonly Command[] = ['chat', 'api'];
-const TEMPLATE: readonly Command[] = ['train', 'chat', 'api', 'preview', 'bench', 'export'];
+const TEMPLATE: readonly Command[] = ['train', 'chat', 'api', 'preview', 'bench', 'export', 'eval'];
+const EVAL: readonly Command[] = ['eval'];
 
 function spec<T>(type: ArgType, def: T, nullable: boolean, o: Opts, choices?: readonly string[]): ArgSpec<T> {
   const { commands = ALL, ...rest } = o;
@@ -132,6 +133,13 @@ export const SCHEMA = {
     commands: TEMPLATE,
     help: 'Enable thinking mode of reasoning models (templates that support it).',
   }),
+  // ---- eval (`crucible eval`: LLaMA-Factory's EvaluationArguments) -----------------------------
+  task: strOrNull({ group: 'eval', commands: EVAL, help: 'Multiple-choice benchmark folder under task_dir (mmlu_test, ceval_validation, cmmlu_test, ...).' }),
+  task_dir: str('evaluation', { group: 'eval', commands: EVAL, help: 'Folder holding the benchmark folders.' }),
+  batch_size: int(4, { group: 'eval', commands: EVAL, min: 1, help: 'Questions per forward pass.' }),
+  lang: oneOf(['en', 'zh'], 'en', { group: 'eval', commands: EVAL, help: 'Language of the prompt wording.' }),
+  n_shot: int(5, { group: 'eval', commands: EVAL, min: 0, help: 'Examples from the dev split put before each question.' }),
+  save_dir: strOrNull({ group: 'eval', commands: EVAL, help: 'Where results.json and results.log go (must not exist yet); null: print only.' }),
   preserve_thinking: bool(false, {
     group: 'model',
     commands: TEMPLATE,
