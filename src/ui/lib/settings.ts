@@ -54,6 +54,7 @@ export const DEFAULT_SETTINGS: Settings = {
   lora_rank: 8,
   lora_alpha: 16,
   lora_target: 'all',
+  lora_dropout: 0,
   learning_rate: 1e-2,
   lr_scheduler_type: 'cosine',
   warmup_ratio: 0,
