@@ -98,7 +98,8 @@ describe('run names', () => {
   it('label an adapter by its run name', () => {
     const runs = [run('run-a'), run('run-b')];
     expect(adapterLabel('run run-b', runs)).toBe('name of run-b');
-    expect(adapterLabel('run-a/checkpoint-30', runs)).toBe('name of run-a (checkpoint-30)');
+    expect(adapterLabel('run run-a (checkpoint-30)', runs)).toBe('name of run-a (checkpoint-30)');
+    expect(adapterLabel('run run-gone (checkpoint-30)', runs)).toBe('run run-gone (checkpoint-30)');
     expect(adapterLabel('adapter_model.safetensors', runs)).toBe('adapter_model.safetensors');
     expect(adapterLabel(null, runs)).toBe('trained in this session');
   });

@@ -27,15 +27,14 @@ export const modelShortName = (m: { kind: 'demo' } | { kind: 'hub'; id: string }
 export const cleanRunName = (name: string) => name.replace(/\s+/g, ' ').trim().slice(0, 120);
 
 /**
- * The engine's adapter origin ("run <id>", "<id>/checkpoint-30", an imported file name) with the
- * run's name in place of its id.
+ * The engine's adapter origin ("run <id>" after training, "run <id> (checkpoint-30)" from the
+ * history, an imported file name) with the run's name in place of its id.
  */
 export function adapterLabel(origin: string | null, runs: readonly Pick<RunRecord, 'id' | 'name'>[]): string {
   if (!origin) return 'trained in this session';
-  const run = runs.find((r) => origin === `run ${r.id}` || origin.startsWith(`${r.id}/`));
-  if (!run) return origin;
-  const ck = /\/(checkpoint-\d+)$/.exec(origin)?.[1];
-  return ck ? `${run.name} (${ck})` : run.name;
+  const m = /^run (\S+)( \(checkpoint-\d+\))?$/.exec(origin);
+  const run = m && runs.find((r) => r.id === m[1]);
+  return run ? `${run.name}${m[2] ?? ''}` : origin;
 }
 
 /** The run whose adapter a fresh page offers: the one chosen last if it is still there, else the newest LoRA run with a checkpoint. */
