@@ -253,6 +253,8 @@ describe.skipIf(!hasChromium() || !existsSync(join(ROOT, 'public/demo/model/mode
     const rows = page.getByTestId('run-history').locator('tbody tr');
     expect(await rows.count()).toBe(2);
     for (const h of await rows.evaluateAll((trs) => trs.map((tr) => tr.getBoundingClientRect().height))) expect(h).toBeLessThan(100);
+    // nothing wider than the screen (no sideways scrolling)
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(PHONE.width);
     // still reachable scrolled down to the history
     const b2 = await start().boundingBox();
     expect(b2!.y + b2!.height).toBeLessThanOrEqual(PHONE.height);
