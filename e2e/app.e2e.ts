@@ -211,7 +211,7 @@ describe.skipIf(!hasChromium())('app in Chromium (WebGPU on SwiftShader)', () =>
   });
 
   it('chats with the adapter, streaming, and side by side with the base model', async () => {
-    await expect.poll(() => page.getByTestId('adapter-state').textContent()).toMatch(/Adapter: run/);
+    await expect.poll(() => page.getByTestId('adapter-state').textContent()).toMatch(/Adapter: identity · LoRA · Demo model/);
     await page.getByText('Generation settings').click();
     await page.getByRole('spinbutton', { name: 'Max new tokens' }).fill('8');
     await page.getByRole('spinbutton', { name: 'Max new tokens' }).press('Tab');
@@ -359,7 +359,7 @@ describe.skipIf(!hasChromium())('app in Chromium (WebGPU on SwiftShader)', () =>
     await expect.poll(() => page.locator('.net').textContent()).toBe('offline');
     await page.locator('.examples mark.learned').first().waitFor({ timeout: 60_000 });
     await page.getByRole('button', { name: /^Chat with the adapter of/ }).first().click();
-    await expect.poll(() => page.getByTestId('adapter-state').textContent(), { timeout: 120_000 }).toMatch(/Adapter: run .*checkpoint-/);
+    await expect.poll(() => page.getByTestId('adapter-state').textContent(), { timeout: 120_000 }).toMatch(/Adapter: identity · .*\(checkpoint-\d+\)/);
     await page.getByRole('textbox', { name: 'Message' }).fill('Who are you?');
     await page.getByRole('button', { name: 'Send' }).click();
     const answer = page.getByTestId('answer').first();
@@ -463,7 +463,7 @@ describe.skipIf(!hasChromium())('app in Chromium (WebGPU on SwiftShader)', () =>
     await shot('12-dpo-trained');
 
     // chat after DPO: tuned and base side by side
-    await expect.poll(() => page.getByTestId('adapter-state').textContent()).toMatch(/Adapter: run/);
+    await expect.poll(() => page.getByTestId('adapter-state').textContent()).toMatch(/Adapter: dpo_en_demo · dpo LoRA/);
     const maxTokens = page.getByRole('spinbutton', { name: 'Max new tokens' });
     if (!(await maxTokens.isVisible())) await page.getByText('Generation settings').click();
     await maxTokens.fill('4');

@@ -17,8 +17,12 @@ import type {
 import { kindOf, type DataFormat, type DataKind } from '../../data/describe';
 import { demoDatasetFor, infoEntry, stageFits, stageFor, withInfoEntry, type FormatChoice } from './data-format';
 import { cb, getEngine } from './engine';
+import { etaSeconds, type StepMark } from './eta';
 import { errorText } from './format';
+import { adapterRunFor, cleanRunName, modelShortName, runName } from './run-names';
 import { loadPersisted, savePersisted, withStageKeys, type Persisted, type Settings } from './settings';
+import { updateRun } from '../../train/store-browser';
+import { checkSettings } from './validate';
 
 export type ModelChoice = { kind: 'demo' } | { kind: 'hub'; id: string };
 export type DataChoice =
@@ -40,7 +44,12 @@ export interface RunView {
   remaining?: number;
   elapsed?: number;
   log: LogRecord[];
+  /** When each step of this session's training arrived (the ETA's pace). */
+  marks: StepMark[];
   message: string;
+  /** 'status': the engine's progress line, replaced by the next step; 'action': what the user asked for. */
+  messageKind: 'status' | 'action';
+  /** Measured during this session's training only: a run shown from the history has none. */
   memory: { allocated: number; peak: number };
   error?: string;
 }
@@ -86,6 +95,8 @@ export const app = $state({
   run: null as RunView | null,
   hasAdapter: false,
   adapterOrigin: null as string | null,
+  /** The run whose adapter is chosen for chat and export: loaded on first use after a reload. */
+  adapterRun: (persisted.adapterRun ?? null) as string | null,
   weightsTrained: false,
   generation: {
     maxNewTokens: 64,
@@ -101,6 +112,8 @@ export const app = $state({
   hubEndpoint: persisted.hubEndpoint ?? '',
   /** Offline mode (the browser's HF_HUB_OFFLINE): stored models only, the Hub is never contacted. */
   hubOffline: persisted.hubOffline ?? false,
+  /** The training setup's Advanced group is open (an error about the template opens it). */
+  advancedOpen: false,
   bench: null as BenchResult | null,
   benchStatus: '',
   online: typeof navigator !== 'undefined' ? navigator.onLine : true,
@@ -116,6 +129,7 @@ export function persist(): void {
     generation: $state.snapshot(app.generation) as unknown as Record<string, unknown>,
     hubEndpoint: app.hubEndpoint,
     hubOffline: app.hubOffline,
+    ...(app.adapterRun ? { adapterRun: app.adapterRun } : {}),
   });
 }
 
@@ -136,6 +150,8 @@ export function dataSource(choice: DataChoice = app.data): DataSource {
 }
 
 export const modelLabel = (m: ModelChoice = app.model) => (m.kind === 'demo' ? 'Demo model (embedded)' : m.id);
+
+const sameModel = (a: { kind: string; id: string }, b: ModelSource) => a.kind === b.kind && a.id === b.id;
 
 // ---- GPU -------------------------------------------------------------------------------------
 
@@ -198,7 +214,6 @@ export async function refreshEngineState(): Promise<void> {
   app.hasAdapter = s.hasAdapter;
   app.adapterOrigin = s.adapterOrigin;
   app.weightsTrained = s.weightsTrained;
-  if (app.run && !s.training) app.run.memory = s.memory;
 }
 
 // ---- data ------------------------------------------------------------------------------------
@@ -309,6 +324,15 @@ export async function refreshPreview(): Promise<void> {
 
 // ---- training --------------------------------------------------------------------------------
 
+/** The settings as the worker will read them: problems block Start. */
+export const settingsCheck = () => checkSettings($state.snapshot(app.settings) as Settings);
+
+/** Show the template control (an error asked to set `template`). */
+export function revealTemplate(): void {
+  app.advancedOpen = true;
+  queueMicrotask(() => document.getElementById('f-template')?.focus());
+}
+
 export const isTraining = () => !!app.run && (app.run.status === 'running' || app.run.status === 'starting');
 
 function newRunId(): string {
@@ -334,15 +358,20 @@ function onTrainEvent(e: TrainEvent): void {
     if (l.loss !== undefined) r.loss = l.loss;
     if (l.eval_loss !== undefined) r.evalLoss = l.eval_loss;
     if (l.tokens_per_second > 0) r.tokensPerSecond = l.tokens_per_second;
-    r.remaining = l.remaining_time;
+    if (l.current_steps > (r.marks.at(-1)?.step ?? -1)) r.marks.push({ step: l.current_steps, at: performance.now() });
+    r.remaining = etaSeconds(r.marks, r.total);
     r.elapsed = l.elapsed_time;
     r.status = 'running';
+    // "resuming from checkpoint-10", "tokenizing ...": over once steps arrive
+    if (r.messageKind === 'status') r.message = '';
   } else if (e.kind === 'status' && e.status) {
     r.message = e.status;
+    r.messageKind = 'status';
   } else if (e.kind === 'memory' && e.memory) {
     r.memory = e.memory;
   } else if (e.kind === 'checkpoint' && e.checkpoint) {
     r.message = `saved ${e.checkpoint.dir}`;
+    r.messageKind = 'action';
   }
 }
 
@@ -354,7 +383,9 @@ async function train(runId: string, data: DataSource, settings: Settings, resume
     step: prior.at(-1)?.current_steps ?? 0,
     total: prior.at(-1)?.total_steps ?? 0,
     log: [...prior],
+    marks: [],
     message: resume ? 'resuming' : 'starting',
+    messageKind: 'status',
     memory: { allocated: 0, peak: 0 },
   };
   const lastLoss = [...prior].reverse().find((l) => l.loss !== undefined);
@@ -365,6 +396,12 @@ async function train(runId: string, data: DataSource, settings: Settings, resume
       app.run.status = res.status;
       app.run.step = res.step;
       app.run.total = res.totalSteps;
+      if (app.run.messageKind === 'status') app.run.message = '';
+    }
+    // the session's adapter is this run's now
+    if (settings.finetuning_type === 'lora') {
+      app.adapterRun = runId;
+      persist();
     }
   } catch (e) {
     if (app.run?.id === runId) {
@@ -378,9 +415,9 @@ async function train(runId: string, data: DataSource, settings: Settings, resume
 
 export async function startTraining(): Promise<void> {
   if (isTraining()) return;
-  const stage = app.settings.stage === 'sft' ? '' : ` · ${app.settings.stage}${app.settings.stage === 'dpo' && app.settings.pref_loss !== 'sigmoid' ? ` (${app.settings.pref_loss})` : ''}`;
-  const name = `${app.data.kind === 'hub' ? app.data.repo : app.data.dataset} · ${modelLabel()}${stage}`;
-  await train(newRunId(), dataSource(), $state.snapshot(app.settings), false, name);
+  const settings = $state.snapshot(app.settings);
+  const name = runName({ dataset: app.data.kind === 'hub' ? app.data.repo : app.data.dataset, model: modelShortName(app.model), settings, at: Date.now() });
+  await train(newRunId(), dataSource(), settings, false, name);
 }
 
 export async function resumeRun(proxied: RunRecord): Promise<void> {
@@ -390,7 +427,7 @@ export async function resumeRun(proxied: RunRecord): Promise<void> {
   if (run.dataset.kind === 'upload') {
     const files = await getEngine().runData(run.id);
     if (!files) {
-      app.run = { id: run.id, settings: run.settings, status: 'failed', step: run.step, total: run.totalSteps, log: run.log, message: '', memory: { allocated: 0, peak: 0 }, error: 'the uploaded dataset of this run is gone' };
+      app.run = { id: run.id, settings: run.settings, status: 'failed', step: run.step, total: run.totalSteps, log: run.log, marks: [], message: '', messageKind: 'status', memory: { allocated: 0, peak: 0 }, error: 'the uploaded dataset of this run is gone' };
       return;
     }
     data = { kind: 'upload', files, dataset: run.dataset.name };
@@ -401,13 +438,19 @@ export async function resumeRun(proxied: RunRecord): Promise<void> {
   await train(run.id, data, run.settings, true, run.name, run.log);
 }
 
+function userAction(message: string): void {
+  if (!app.run) return;
+  app.run.message = message;
+  app.run.messageKind = 'action';
+}
+
 export async function pauseTraining(): Promise<void> {
-  if (app.run) app.run.message = 'pausing after this step (saving a checkpoint)';
+  userAction('pausing after this step (saving a checkpoint)');
   await getEngine().pause();
 }
 
 export async function stopTraining(): Promise<void> {
-  if (app.run) app.run.message = 'stopping after this step (saving a checkpoint)';
+  userAction('stopping after this step (saving a checkpoint)');
   await getEngine().stop();
 }
 
@@ -428,6 +471,22 @@ export function runStatus(r: RunRecord): RunRecord['status'] {
 export async function deleteRun(id: string): Promise<void> {
   await getEngine().deleteRun(id);
   if (app.run?.id === id) app.run = null;
+  if (app.adapterRun === id) {
+    app.adapterRun = null;
+    persist();
+  }
+  await refreshRuns();
+}
+
+/**
+ * A new display name, written to the run store (IndexedDB, shared with the worker). Not while the
+ * run trains: the worker holds its record then and would write the old name back.
+ */
+export async function renameRun(id: string, name: string): Promise<void> {
+  const clean = cleanRunName(name);
+  if (!clean) throw new Error('a run name cannot be empty');
+  if (isTraining() && app.run?.id === id) throw new Error('this run is training: rename it when it pauses or ends');
+  if (!(await updateRun(id, (r) => ({ ...r, name: clean })))) throw new Error(`run ${id} is not stored any more`);
   await refreshRuns();
 }
 
@@ -438,7 +497,24 @@ export async function useRunAdapter(proxied: RunRecord): Promise<void> {
   const q = run.settings.quantization_bit === 4 || run.settings.quantization_bit === 8 ? (run.settings.quantization_bit as 4 | 8) : null;
   await getEngine().openModel(modelSource(), { quantizationBit: q });
   await getEngine().loadRunAdapter(run.id);
+  app.adapterRun = run.id;
+  persist();
   await refreshEngineState();
+}
+
+/** After a reload: the last chosen (or newest) LoRA run of the chosen model is the adapter again, loaded when first used. */
+export function restoreAdapterChoice(): void {
+  const run = adapterRunFor(app.runs, app.adapterRun, modelSource());
+  app.adapterRun = run?.id ?? null;
+}
+
+/** The chosen run's adapter, when the engine has none loaded yet (a reload): chat and export use it. */
+export const pendingAdapterRun = (): RunRecord | undefined =>
+  app.hasAdapter || app.weightsTrained || !app.adapterRun ? undefined : app.runs.find((r) => r.id === app.adapterRun && sameModel(r.model, modelSource()));
+
+export async function ensureAdapter(): Promise<void> {
+  const run = pendingAdapterRun();
+  if (run) await useRunAdapter(run);
 }
 
 /** Restore the view of the newest run after a reload (chart and numbers). */
@@ -453,7 +529,9 @@ export function showRun(r: RunRecord): void {
     step: r.step,
     total: r.totalSteps,
     log: r.log,
+    marks: [],
     message: '',
+    messageKind: 'status',
     memory: { allocated: 0, peak: 0 },
     ...(last?.loss !== undefined ? { loss: last.loss } : {}),
     ...(lastEval?.eval_loss !== undefined ? { evalLoss: lastEval.eval_loss } : {}),

@@ -21,8 +21,12 @@ export function methodOf(s: Settings): Method {
   return 'lora';
 }
 
+/** Keys only LoRA reads (the config reader refuses them set with full or freeze). */
+const LORA_ONLY = ['use_rslora', 'pissa_init', 'loraplus_lr_ratio'];
+
 export function withMethod(s: Settings, m: Method): Settings {
-  const base = { ...s, use_dora: false, quantization_bit: null };
+  const base: Settings = { ...s, use_dora: false, quantization_bit: null };
+  if (m === 'full' || m === 'freeze') for (const k of LORA_ONLY) delete base[k];
   switch (m) {
     case 'lora':
       return { ...base, finetuning_type: 'lora' };
@@ -37,7 +41,11 @@ export function withMethod(s: Settings, m: Method): Settings {
   }
 }
 
-/** The app's starting point: a short LoRA run that shows a falling loss on the demo in minutes. */
+/**
+ * The app's starting point, the Quick demo: LoRA r 8 on all layers, 30 steps of 8 identity examples at
+ * lr 1e-2 (scripts/demo/check-sft.ts's recipe), seeded. On the demo model it ends with "Who are you?"
+ * answered "I am Crucible." (checked with `crucible train` and in e2e/app-settings.e2e.ts).
+ */
 export const DEFAULT_SETTINGS: Settings = {
   stage: 'sft',
   finetuning_type: 'lora',
@@ -46,14 +54,16 @@ export const DEFAULT_SETTINGS: Settings = {
   lora_rank: 8,
   lora_alpha: 16,
   lora_target: 'all',
-  learning_rate: 1e-3,
+  lora_dropout: 0,
+  learning_rate: 1e-2,
   lr_scheduler_type: 'cosine',
   warmup_ratio: 0,
   num_train_epochs: 1,
-  max_steps: 40,
-  per_device_train_batch_size: 4,
+  max_steps: 30,
+  per_device_train_batch_size: 8,
   gradient_accumulation_steps: 1,
-  cutoff_len: 256,
+  max_grad_norm: 1,
+  cutoff_len: 64,
   packing: false,
   val_size: 0,
   eval_strategy: 'no',
@@ -62,6 +72,14 @@ export const DEFAULT_SETTINGS: Settings = {
   seed: 42,
   template: null,
 };
+
+/** Optimizer steps of a run that trains by epochs (max_steps <= 0), as the trainer counts them. */
+export function epochSteps(s: Settings, examples: number): number {
+  const batch = Math.max(1, Number(s.per_device_train_batch_size) || 1);
+  const accum = Math.max(1, Number(s.gradient_accumulation_steps) || 1);
+  const perEpoch = Math.max(1, Math.ceil(Math.ceil(examples / batch) / accum));
+  return Math.ceil(Math.max(0, Number(s.num_train_epochs) || 0) * perEpoch);
+}
 
 // ---- stages ------------------------------------------------------------------------------------
 
@@ -131,7 +149,12 @@ const PREFERENCE_DEMO: Settings = {
 };
 
 export const PRESETS: Preset[] = [
-  { name: 'Quick demo', help: '40 LoRA steps at a high rate: watch the loss fall.', settings: DEFAULT_SETTINGS },
+  {
+    name: 'Quick demo',
+    help: '30 LoRA steps of 8 examples at lr 1e-2 on the identity demo: the model learns to answer "I am Crucible."',
+    settings: DEFAULT_SETTINGS,
+    demoDataset: 'identity',
+  },
   {
     name: 'LoRA (LLaMA-Factory example)',
     help: 'examples/train_lora/*_lora_sft.yaml: r 8, lr 1e-4, cosine, 3 epochs, batch 1 x 8.',
@@ -200,6 +223,8 @@ export interface Persisted {
   generation?: Record<string, unknown>;
   hubEndpoint?: string;
   hubOffline?: boolean;
+  /** The run whose adapter chat and export use. */
+  adapterRun?: string;
 }
 
 export function loadPersisted(): Persisted {
