@@ -432,17 +432,17 @@ describe.skipIf(!hasChromium())('app in Chromium (WebGPU on SwiftShader)', () =>
     expect(await err.textContent()).toMatch(/: prefs-broken\.json, line 1, record 1, field "chosen\.value": must be a string, got number/);
     expect(await page.getByRole('button', { name: 'Start training' }).isDisabled()).toBe(true);
 
-    // KTO data (openai messages with a boolean label): detected, stage kto, the tags shown
+    // KTO data (role/content messages with a boolean label: sharegpt with OpenAI tags, as LLaMA-Factory's data README has it): detected, stage kto, the tags shown
     const kto = [1, 2].map((i) => ({ messages: [{ role: 'user', content: prompt(i) }, { role: 'assistant', content: i === 1 ? '2.' : '5.' }], label: i === 1 }));
     await page.locator('#data-file').setInputFiles({ name: 'kto.jsonl', mimeType: 'application/jsonl', buffer: Buffer.from(kto.map((r) => JSON.stringify(r)).join('\n')) });
-    await expect.poll(() => page.getByTestId('data-format').textContent(), { timeout: 30_000 }).toMatch(/openai, KTO/);
+    await expect.poll(() => page.getByTestId('data-format').textContent(), { timeout: 30_000 }).toMatch(/sharegpt, KTO/);
     await expect.poll(() => page.getByLabel('Stage').inputValue()).toBe('kto');
     await expect.poll(() => page.getByTestId('example-kto-tag').allTextContents(), { timeout: 60_000 }).toEqual(['desirable', 'undesirable']);
     // the user's format: the same file read as supervised conversations (stage back to sft)
     await page.locator('select:has(option[value="lm"])').selectOption('lm');
     await expect.poll(() => page.getByLabel('Stage').inputValue()).toBe('sft');
     await page.getByTestId('example-lm').first().waitFor({ timeout: 60_000 });
-    expect(await page.getByTestId('data-format').textContent()).toMatch(/your choice; detected: openai, KTO/);
+    expect(await page.getByTestId('data-format').textContent()).toMatch(/your choice; detected: sharegpt, KTO/);
 
     // the DPO preset: the bundled dpo_en_demo, a short run with the reward metrics charted
     await page.getByLabel('Preset').selectOption('DPO');
