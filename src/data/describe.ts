@@ -46,5 +46,5 @@ export async function describeDataset(files: Pick<DataDeps, 'readFile'>, dataset
   if (fileType(dataset) === undefined) return null;
   const path = `${dir}/${dataset}`;
   const { rows } = await parseDataFile(await files.readFile(path), path);
-  return format(detectAttr(dataset, 'file', dataset, rows[0]), 'detected');
+  return format(detectAttr(dataset, 'file', dataset, rows[0], rows), 'detected');
 }
