@@ -7,6 +7,11 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { main } from '../src/cli/main';
+import { configFromObject } from '../src/config';
+import { trainOptionsFromConfig } from '../src/engine/options';
+import { Session } from '../src/engine/session';
+import { openSafetensors } from '../src/model/safetensors';
+import { memoryStore } from './helpers/run-store';
 import { expandBlocks, expandedLayers } from '../src/export/block-expansion';
 import { dirFiles } from '../src/model/files-node';
 import { fullLogits, Workspace } from '../src/model/forward';
@@ -80,5 +85,27 @@ describe('LLaMA Pro block expansion', () => {
     err.length = 0;
     expect(await main(['expand', DIR, `${dir}-3`], io)).toBe(1);
     expect(err.join('')).toMatch(/--num-expand must be a positive integer/);
+  });
+
+  it('use_llama_pro trains exactly the inserted blocks of an expanded model (not the last layers)', async () => {
+    const gpu = await testGpu();
+    const tiny = join(import.meta.dirname, 'fixtures/tiny-chat');
+    const dir = mkdtempSync(join(tmpdir(), 'crucible-pro-train-'));
+    await expandBlocks(dirFiles(tiny), 2, async (p, d) => writeFileSync(join(dir, p), d), { maxBytes: 5e9 });
+    for (const f of ['tokenizer.json', 'tokenizer_config.json', 'generation_config.json']) writeFileSync(join(dir, f), readFileSync(join(tiny, f)));
+    const session = await Session.open(gpu, dirFiles(dir));
+    const { config: c } = configFromObject({ stage: 'sft', finetuning_type: 'freeze', freeze_trainable_layers: 2, use_llama_pro: true, learning_rate: 1e-3, max_steps: 1, per_device_train_batch_size: 2 });
+    const rows = Array.from({ length: 2 }, (_, i) => {
+      const ids = Array.from({ length: 10 }, (_, j) => (i * 5 + j * 3) % 200 + 5);
+      return { input_ids: ids, labels: ids.slice() };
+    });
+    const store = memoryStore();
+    const trainer = await session.train(trainOptionsFromConfig(c), rows, [], store, {});
+    await trainer.saveModel(store, 'out');
+    const saved = await openSafetensors({ name: 'w', size: (store.files.get('out/trained_weights.safetensors') as Uint8Array).length, read: async (o, l) => (store.files.get('out/trained_weights.safetensors') as Uint8Array).slice(o, o + l) });
+    const layers = new Set([...saved.tensors.keys()].map((n) => /layers\.(\d+)\./.exec(n)?.[1]));
+    expect([...layers].sort()).toEqual(['1', '3']); // the copies of layers 0 and 1
+    expect(() => configFromObject({ stage: 'sft', finetuning_type: 'lora', use_llama_pro: true })).toThrow(/use_llama_pro trains the expanded blocks with finetuning_type: freeze/);
+    session.release();
   });
 });

@@ -290,6 +290,10 @@ function crossCheck(
       problems.push(`${at('adapter_name_or_path')}: adapter_name_or_path is only valid for finetuning_type: lora`);
     }
   }
+  if (c.use_llama_pro && c.finetuning_type !== 'freeze') {
+    problems.push(`${at('use_llama_pro')}: use_llama_pro trains the expanded blocks with finetuning_type: freeze (LoRA on them is not supported yet; LLaMA-Factory refuses full)`);
+  }
+  if (c.use_llama_pro && c.freeze_trainable_layers < 1) problems.push(`${at('freeze_trainable_layers')}: use_llama_pro needs freeze_trainable_layers > 0 (the number of expanded blocks)`);
   // LLaMA-Factory picks one silently (its optimizer and loss functions are tried in a fixed order): say so instead
   const optimizers = (['use_muon', 'use_adam_mini'] as const).filter((k) => c[k]);
   if (optimizers.length > 1 || (optimizers.length && c.loraplus_lr_ratio !== null)) {

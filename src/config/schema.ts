@@ -377,6 +377,12 @@ export const SCHEMA = {
     'adamw_torch',
     { group: 'train', commands: TRAIN, help: 'Optimizer; Crucible implements AdamW (decoupled weight decay), the HF AdamW names are accepted.' },
   ),
+  use_llama_pro: bool(false, {
+    group: 'freeze',
+    methods: ['freeze'],
+    commands: TRAIN,
+    help: 'LLaMA Pro: train the freeze_trainable_layers blocks `crucible expand` inserted (every L/n-th layer).',
+  }),
   use_muon: bool(false, {
     group: 'train',
     commands: TRAIN,
@@ -738,7 +744,6 @@ export const UNSUPPORTED_KEYS: Readonly<Record<string, UnsupportedKey>> = {
     optim_args: null,
     optim_target_modules: null,
   }),
-  ...unsupported('LLaMA Pro block expansion', { use_llama_pro: false }),
   ...unsupported('multimodal models', {
     freeze_vision_tower: true,
     freeze_multi_modal_projector: true,

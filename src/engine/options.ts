@@ -15,7 +15,7 @@ export type TrainConfig = Pick<CrucibleConfig,
   | 'gradient_accumulation_steps' | 'max_grad_norm' | 'weight_decay' | 'adam_beta1' | 'adam_beta2' | 'adam_epsilon'
   | 'neftune_noise_alpha' | 'seed' | 'logging_steps' | 'save_steps' | 'save_strategy' | 'eval_strategy' | 'eval_steps'
   | 'cutoff_len' | 'disable_gradient_checkpointing'
-  | 'use_muon' | 'use_adam_mini' | 'use_dft_loss' | 'use_eaft_loss' | 'eaft_alpha' | 'label_smoothing_factor'
+  | 'use_muon' | 'use_adam_mini' | 'use_llama_pro' | 'use_dft_loss' | 'use_eaft_loss' | 'eaft_alpha' | 'label_smoothing_factor'
   | 'stage' | 'pref_beta' | 'pref_ftx' | 'pref_loss' | 'dpo_label_smoothing' | 'simpo_gamma' | 'kto_chosen_weight' | 'kto_rejected_weight'>;
 
 export function trainOptionsFromConfig(c: TrainConfig): TrainOptions {
@@ -43,6 +43,7 @@ export function trainOptionsFromConfig(c: TrainConfig): TrainOptions {
       pissa,
     },
     freezeTrainableLayers: c.freeze_trainable_layers,
+    llamaPro: c.use_llama_pro,
     learningRate: c.learning_rate,
     scheduler: c.lr_scheduler_type,
     warmupSteps: c.warmup_steps,

@@ -17,6 +17,7 @@ import { Pissa, PISSA_INIT_DIR, type PissaOptions } from '../model/pissa';
 import { epochOrder, type TrainBatch } from './batches';
 import type { Objective, TrainExample, Unlogged } from './objective';
 import { checkTrainingData, createObjective } from './objectives';
+import { llamaProLayers } from '../model/llama-pro';
 import { createOptimizer, type Optimizer, type OptimizerKind } from './optimizers';
 import type { TokenLoss } from '../kernels/loss';
 import type { PreferenceLogFields } from './preference/metrics';
@@ -38,6 +39,8 @@ export interface TrainOptions {
   initialAdapter?: { configJson: string; weights: ByteSource };
   /** freeze: train the last n layers (negative: the first n), as LLaMA-Factory's freeze_trainable_layers. */
   freezeTrainableLayers?: number;
+  /** use_llama_pro: freeze trains the n layers block expansion inserted (every L/n-th), not the last n. */
+  llamaPro?: boolean;
   learningRate: number;
   scheduler: SchedulerType;
   warmupSteps: number;
@@ -391,7 +394,8 @@ function trainableBase(model: Model, o: TrainOptions): TrainableTensor[] {
   const L = model.layers.length;
   if (o.finetuningType === 'full') return makeTrainable(model, model.layers.map((l) => l.index), true);
   const n = o.freezeTrainableLayers ?? 2;
-  const layers = n > 0 ? Array.from({ length: Math.min(n, L) }, (_, i) => L - 1 - i) : Array.from({ length: Math.min(-n, L) }, (_, i) => i);
+  const layers = o.llamaPro ? llamaProLayers(L, n)
+    : n > 0 ? Array.from({ length: Math.min(n, L) }, (_, i) => L - 1 - i) : Array.from({ length: Math.min(-n, L) }, (_, i) => i);
   return makeTrainable(model, layers, false);
 }
 
