@@ -59,3 +59,20 @@ it('runChoiceEval: scores the task and refuses an existing save_dir', async () =
   expect(existsSync(join(save, 'results.json'))).toBe(true);
   await expect(runChoiceEval(config)).rejects.toThrow(/save_dir .* already exists/);
 }, 300_000);
+
+it('crucible train with do_predict (and no do_train) predicts, writes the files and prints the metrics; without predict_with_generate it is refused', async () => {
+  const { main } = await import('../src/cli/main');
+  const { Readable } = await import('node:stream');
+  const out = mkdtempSync(join(tmpdir(), 'crucible-predict-cli-'));
+  const stdout: string[] = [], stderr: string[] = [];
+  const io = { stdout: (t: string) => void stdout.push(t), stderr: (t: string) => void stderr.push(t), env: {}, cwd: process.cwd(), stdin: Readable.from([]), interactive: false };
+  const args = [`model_name_or_path=${join(FIX, 'tiny-chat')}`, 'stage=sft', 'do_predict=true', 'eval_dataset=identity', `dataset_dir=${join(FIX, 'tiny-chat-data')}`,
+    'template=chatml', 'cutoff_len=48', 'max_samples=2', 'max_new_tokens=3', `output_dir=${out}`];
+  expect(await main(['train', ...args], io)).toBe(1);
+  expect(stderr.join('')).toMatch(/do_predict: Crucible predicts by generation; set predict_with_generate: true/);
+  stderr.length = 0;
+  expect(await main(['train', ...args, 'predict_with_generate=true'], io)).toBe(0);
+  expect(stdout.join('')).toMatch(/^predict_bleu-4 = [\d.]+$/m);
+  expect(readFileSync(join(out, 'generated_predictions.jsonl'), 'utf8').trim().split('\n')).toHaveLength(2);
+  expect(existsSync(join(out, 'adapter_model.safetensors'))).toBe(false); // nothing was trained
+}, 180_000);

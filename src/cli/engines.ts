@@ -5,6 +5,7 @@ import type { CrucibleConfig } from '../config/schema';
 import type { ChatBackend } from '../engine/chat-backend';
 import type { ChoiceEvalConfig } from '../engine/eval-node';
 import type { ChoiceResult } from '../eval/choice';
+import type { PredictResult } from '../eval/predict';
 import type { BenchOptions, BenchResult, ExportHooks, ExportRunResult, PreviewOptions, PreviewResult, RunHooks, TrainRunHooks, TrainRunResult } from '../engine/jobs';
 
 export interface EngineImpls {
@@ -20,6 +21,8 @@ export interface EngineImpls {
   benchmarkTraining: (config: CrucibleConfig, options: BenchOptions) => Promise<BenchResult>;
   /** `crucible eval`: a multiple-choice benchmark (MMLU / C-Eval / CMMLU style), scored by answer-letter logits. */
   runChoiceEval: (config: ChoiceEvalConfig, hooks: RunHooks) => Promise<ChoiceResult>;
+  /** `crucible train` with do_predict: generate for the eval set, write predictions and BLEU / ROUGE. */
+  runPredictJob: (config: CrucibleConfig, hooks: RunHooks) => Promise<PredictResult>;
 }
 
 /** Each command's engine, imported on first use so `--help` and `env` start fast. */
@@ -30,6 +33,7 @@ const ENGINES: { readonly [K in keyof EngineImpls]: () => Promise<EngineImpls[K]
   previewDataset: async () => (await import('../engine/preview-node.ts')).previewDataset,
   benchmarkTraining: async () => (await import('../engine/bench-node.ts')).benchmarkTraining,
   runChoiceEval: async () => (await import('../engine/eval-node.ts')).runChoiceEval,
+  runPredictJob: async () => (await import('../engine/eval-node.ts')).runPredictJob,
 };
 
 /** The engine function behind a command (tests inject their own through io.engines). */

@@ -5,7 +5,7 @@ import { commandConfig, type CommandDef } from './args';
 import type { TrainLog } from '../engine/jobs';
 import { loadEngine } from './engines';
 import { formatDuration } from './format';
-import { interruptSignal } from './io';
+import { interruptSignal, type CliIO } from './io';
 import { keysHelp } from './keys';
 
 /** A 20-cell bar of the run's progress. */
@@ -58,6 +58,7 @@ export const trainCommand: CommandDef = {
       return 0;
     }
     const config = await commandConfig(args, io, 'train');
+    if (!config.do_train && config.do_predict) return predict(config, io);
     const runTraining = await loadEngine('runTraining', 'train', io);
     io.stderr(`train: ${describeRun(config)}\n`);
     const stop = interruptSignal(io, () => io.stderr('\nstopping after this step and saving a checkpoint (Ctrl-C again to quit now)\n'));
@@ -75,9 +76,25 @@ export const trainCommand: CommandDef = {
           ? `interrupted at step ${result.globalStep}/${result.totalSteps}; ${result.checkpoint ? `checkpoint ${result.checkpoint}: rerun the same command to resume` : 'no step finished, nothing to resume'}\n`
           : `done: ${result.globalStep} steps${loss}${evalLoss}; saved to ${result.outputDir}\n`,
       );
-      return result.interrupted ? 130 : 0;
+      if (result.interrupted) return 130;
     } finally {
       stop.dispose();
     }
+    // as LLaMA-Factory: predict with the model just trained (its adapter in output_dir)
+    return config.do_predict ? predict({ ...config, adapter_name_or_path: [config.output_dir] }, io) : 0;
   },
 };
+
+/** do_predict: generated_predictions.jsonl and predict_results.json in output_dir, the metrics printed. */
+async function predict(config: CrucibleConfig, io: CliIO): Promise<number> {
+  const runPredictJob = await loadEngine('runPredictJob', 'train', io);
+  io.stderr(`predict: ${config.model_name_or_path}${config.adapter_name_or_path ? ` + ${config.adapter_name_or_path.join(', ')}` : ''} on ${(config.eval_dataset ?? ['the val_size split']).join(', ')} -> ${config.output_dir}\n`);
+  const stop = interruptSignal(io);
+  try {
+    const result = await runPredictJob(config, { signal: stop.signal, onStatus: (m) => io.stderr(`${m}\n`) });
+    for (const [k, v] of Object.entries(result.metrics)) io.stdout(`${k} = ${v}\n`);
+    return 0;
+  } finally {
+    stop.dispose();
+  }
+}

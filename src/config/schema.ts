@@ -164,6 +164,8 @@ export const SCHEMA = {
   }),
   do_train: bool(false, { group: 'method', commands: TRAIN, help: 'Run training (LLaMA-Factory configs set it to true).' }),
   do_eval: bool(false, { group: 'eval', commands: TRAIN, help: 'Evaluate on eval_dataset or the val_size split.' }),
+  do_predict: bool(false, { group: 'eval', commands: TRAIN, help: 'Generate for eval_dataset (after training, with its adapter): generated_predictions.jsonl, predict_results.json with BLEU-4 / ROUGE.' }),
+  predict_with_generate: bool(false, { group: 'eval', commands: TRAIN, help: 'With do_predict: predict by generation (Crucible predicts only this way).' }),
   finetuning_type: oneOf(FINETUNING_TYPES, 'lora', {
     group: 'method',
     help: 'lora: low-rank adapters; freeze: train the last layers only; full: all weights.',
@@ -787,9 +789,7 @@ export const UNSUPPORTED_KEYS: Readonly<Record<string, UnsupportedKey>> = {
     train_sampling_strategy: 'random',
     length_column_name: 'length',
   }),
-  ...unsupported('prediction, beam search and best-model selection', {
-    do_predict: false,
-    predict_with_generate: false,
+  ...unsupported('beam search and best-model selection', {
     generation_max_length: null,
     generation_num_beams: null,
     generation_config: null,
