@@ -15,6 +15,9 @@
 //          < top_p; tokens tied with the cutoff are all kept, where HF's sort order would decide).
 // Sampling: the first kept index, in index order, where the running mass exceeds random * (kept
 // mass).
+//
+// feed_token makes a sampled token the next decode step's input without a readback: the decode
+// loop records sample -> feed -> forward several times per submit and reads the tokens once.
 
 struct Params {
   V: u32,
@@ -328,4 +331,24 @@ fn sample_token(@builtin(local_invocation_index) lid: u32) {
     if (pick == V) { pick = last; }
     outTok[p.outIndex] = pick;
   }
+}
+
+struct FeedParams {
+  index: u32,       // slot of feedTokens holding the sampled token
+  position: u32,    // its position in the sequence
+  historyLen: u32,  // it is appended to feedHistory there
+}
+
+@group(0) @binding(0) var<storage, read> feedTokens: array<u32>;
+@group(0) @binding(1) var<storage, read_write> feedIds: array<i32>;
+@group(0) @binding(2) var<storage, read_write> feedPositions: array<i32>;
+@group(0) @binding(3) var<storage, read_write> feedHistory: array<u32>;
+@group(1) @binding(0) var<uniform> fp: FeedParams;
+
+@compute @workgroup_size(1)
+fn feed_token() {
+  let token = feedTokens[fp.index];
+  feedIds[0] = i32(token);
+  feedPositions[0] = i32(fp.position);
+  feedHistory[fp.historyLen] = token;
 }

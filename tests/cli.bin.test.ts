@@ -82,11 +82,14 @@ describe('bin/crucible.js', () => {
     const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
     const stoppedWithin = Date.now() - interruptedAt;
     expect(code, err).toBe(130);
-    expect(stoppedWithin, 'seconds from Ctrl-C to exit').toBeLessThan(15_000);
+    // stopping early is proven by the step count below; this bound only catches a hang (the
+    // checkpoint write and exit take seconds on a loaded 2-core machine)
+    expect(stoppedWithin, 'ms from Ctrl-C to exit').toBeLessThan(60_000);
     const m = /interrupted at step (\d+)\/200; checkpoint (\S+): rerun the same command to resume/.exec(err);
     expect(m, err).not.toBeNull();
     const step = Number(m![1]);
     expect(step).toBeGreaterThan(0);
+    expect(step).toBeLessThan(200);
     expect(m![2]).toBe(join(out, `checkpoint-${step}`));
     expect(existsSync(join(out, `checkpoint-${step}`, 'trainer_state.json'))).toBe(true);
     // the rerun resumes there (max_steps=step+1: one more step) and logs each step once

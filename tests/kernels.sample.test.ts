@@ -1,7 +1,7 @@
 // Kernel family: sample (shaders/sample.wgsl, src/kernels/sample.ts)
 import { describe, expect, it } from 'vitest';
 import { SAMPLE_CASES } from '../src/bench/cases/sample';
-import { sampleToken, type SampleOptions } from '../src/kernels/sample';
+import { feedToken, sampleToken, type SampleOptions } from '../src/kernels/sample';
 import type { Gpu } from '../src/gpu/runtime';
 import type { Tensor } from '../src/gpu/tensor';
 import { testGpu } from './helpers/gpu';
@@ -129,5 +129,26 @@ describe('sample', () => {
     expect(() => sampleToken(gpu, l, out, { temperature: 1, random: 1 })).toThrow(/random/);
     expect(() => sampleToken(gpu, l, out, { temperature: 1, random: 0.1, row: 1 })).toThrow(/row 1/);
     expect(() => sampleToken(gpu, l, out, { temperature: 1, random: 0.1, outIndex: 1 })).toThrow(/outIndex/);
+  });
+
+  it('feed_token writes the sampled token as the next input id, its position and a history entry, and nothing else', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const tokens = Uint32Array.from(rng.uniform(8, 0, 50000), Math.floor);
+    const sampled = gpu.upload(tokens, [8], 'u32');
+    const POISON = -123456;
+    const ids = gpu.upload(new Int32Array(2).fill(POISON), [2], 'i32');
+    const positions = gpu.upload(new Int32Array(2).fill(POISON), [2], 'i32');
+    const before = Uint32Array.from({ length: 16 }, (_, i) => 1000 + i);
+    const history = gpu.upload(before, [16], 'u32');
+    feedToken(gpu, sampled, ids, positions, { index: 5, position: 1234, history, historyLen: 9 });
+    expect([...((await gpu.read(ids)) as Int32Array)]).toEqual([tokens[5], POISON]);
+    expect([...((await gpu.read(positions)) as Int32Array)]).toEqual([1234, POISON]);
+    const after = [...before];
+    after[9] = tokens[5]!;
+    expect([...((await gpu.read(history)) as Uint32Array)]).toEqual(after);
+    expect(() => feedToken(gpu, sampled, ids, positions, { index: 8, position: 0, history, historyLen: 0 })).toThrow(/index 8/);
+    expect(() => feedToken(gpu, sampled, ids, positions, { index: 0, position: 0, history, historyLen: 16 })).toThrow(/historyLen 16/);
+    expect(() => feedToken(gpu, sampled, history, positions, { index: 0, position: 0, history, historyLen: 0 })).toThrow(/ids must be i32/);
   });
 });

@@ -76,3 +76,31 @@ export function sampleToken(gpu: Gpu, logits: Tensor, out: Tensor, opts: SampleO
     f32(greedy ? 1 : temperature), f32(penalty), f32(opts.softcap ?? 0), f32(topP), f32(greedy ? 0 : opts.random),
   ]);
 }
+
+export interface FeedOptions {
+  /** Slot of `tokens` holding the sampled token. */
+  index: number;
+  /** The token's position in the sequence (the decode step's RoPE position). */
+  position: number;
+  /** u32 ids seen so far; the token is written at `historyLen`. */
+  history: Tensor;
+  historyLen: number;
+}
+
+/**
+ * The sampled token tokens[index] becomes the input of a one-token decode step on the GPU:
+ * ids[0] = token, positions[0] = position, history[historyLen] = token. With it, several decode
+ * steps are recorded before one readback of their tokens.
+ */
+export function feedToken(gpu: Gpu, tokens: Tensor, ids: Tensor, positions: Tensor, opts: FeedOptions): void {
+  const { index, position, history, historyLen } = opts;
+  if (tokens.dtype !== 'u32') throw new GpuError(`feedToken: tokens must be u32, not ${tokens.dtype}`);
+  if (!(index >= 0 && index < numel(tokens.shape))) throw new GpuError(`feedToken: index ${index} is outside tokens ${shapeStr(tokens.shape)}`);
+  for (const [name, t] of [['ids', ids], ['positions', positions]] as const) {
+    if (t.dtype !== 'i32' || numel(t.shape) < 1) throw new GpuError(`feedToken: ${name} must be i32 with at least one element, got ${t.dtype} ${shapeStr(t.shape)}`);
+  }
+  if (history.dtype !== 'u32') throw new GpuError(`feedToken: history must be u32, not ${history.dtype}`);
+  if (!(historyLen >= 0 && historyLen < numel(history.shape))) throw new GpuError(`feedToken: historyLen ${historyLen} is outside history ${shapeStr(history.shape)}`);
+  if (!(Number.isInteger(position) && position >= 0)) throw new GpuError(`feedToken: position must be a non-negative integer, got ${position}`);
+  gpu.dispatch(gpu.pipeline('feed_token', () => shaderVariant(source, 'feed_token')), [tokens, ids, positions, history], [1], [index, position, historyLen]);
+}

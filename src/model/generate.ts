@@ -1,9 +1,11 @@
 // Text generation with a KV cache: prefill the prompt (reusing the cached prefix of the previous
-// call, so multi-turn chat only runs the new tokens), then decode one token at a time on the GPU,
-// sampling there and reading back one token id per step.
+// call, so multi-turn chat only runs the new tokens), then decode on the GPU in bursts: each step
+// samples there and feeds the token to the next step without a readback, and a burst's tokens are
+// read back together. Bursts grow 1, 2, 4 ... MAX_BURST, so the first token shows at once; a stop
+// token inside a burst wastes the steps recorded after it (they are dropped from the cache).
 
 import { logitsForRows } from '../kernels/loss';
-import { sampleToken } from '../kernels/sample';
+import { feedToken, sampleToken } from '../kernels/sample';
 import type { Tensor } from '../gpu/tensor';
 import { allocKVCache, forwardCached, Workspace, type KVCache } from './forward';
 import type { Model } from './model';
@@ -22,6 +24,8 @@ export interface SamplingOptions {
 }
 
 const PREFILL_CHUNK = 64;
+/** Most decode steps recorded before their tokens are read back. */
+const MAX_BURST = 16;
 /** Longest context a Generator holds (its key/value cache is allocated up front). */
 const MAX_CONTEXT = 4096;
 
@@ -36,14 +40,15 @@ export class Generator {
   private cached: number[] = [];
   private readonly workspaces = new Map<number, Workspace>();
   private readonly logits: Tensor;
-  private readonly token: Tensor;
+  /** Tokens sampled in the current burst. */
+  private readonly sampled: Tensor;
   private readonly history: Tensor;
 
   constructor(readonly model: Model, capacity = contextLength(model)) {
     const gpu = model.gpu;
     this.cache = allocKVCache(model, capacity);
     this.logits = gpu.tensor([model.spec.vocab], 'f32', 'logits');
-    this.token = gpu.tensor([1], 'u32', 'token');
+    this.sampled = gpu.tensor([MAX_BURST], 'u32', 'sampled tokens');
     this.history = gpu.tensor([capacity], 'u32', 'history');
   }
 
@@ -73,24 +78,42 @@ export class Generator {
       rng ^= rng << 13; rng >>>= 0; rng ^= rng >>> 17; rng ^= rng << 5; rng >>>= 0;
       return rng / 4294967296;
     };
-    for (let i = 0; i < opts.maxNewTokens; i++) {
+    let burst = 1;
+    for (let produced = 0; produced < opts.maxNewTokens; burst = Math.min(2 * burst, MAX_BURST)) {
       if (opts.signal?.aborted) return;
-      sampleToken(gpu, this.logits, this.token, {
-        temperature: opts.temperature ?? 0,
-        topK: opts.topK ?? 0,
-        topP: opts.topP ?? 1,
-        repetitionPenalty: opts.repetitionPenalty ?? 1,
-        history: this.history,
-        historyLen: tokens.length,
-        random: uniform(),
-      });
-      const id = (await gpu.read(this.token))[0]!;
-      if (stop.has(id)) return;
-      yield id;
-      tokens.push(id);
-      gpu.write(this.history, Uint32Array.of(id), (tokens.length - 1) * 4);
-      if (i + 1 < opts.maxNewTokens) await this.run([id]);
+      const n = Math.min(burst, opts.maxNewTokens - produced);
+      for (let i = 0; i < n; i++) {
+        sampleToken(gpu, this.logits, this.sampled, {
+          temperature: opts.temperature ?? 0,
+          topK: opts.topK ?? 0,
+          topP: opts.topP ?? 1,
+          repetitionPenalty: opts.repetitionPenalty ?? 1,
+          history: this.history,
+          historyLen: tokens.length + i,
+          random: uniform(),
+          outIndex: i,
+        });
+        if (produced + i + 1 < opts.maxNewTokens) this.decodeSampled(i, tokens.length + i);
+      }
+      const ids = Array.from((await gpu.read(this.sampled)).subarray(0, n));
+      const stopAt = ids.findIndex((id) => stop.has(id));
+      const kept = stopAt < 0 ? ids : ids.slice(0, stopAt);
+      // every kept token was fed to the cache but the generation's last one (the next call
+      // overwrites the cache from the end of this.cached: steps after a stop are dropped there)
+      produced += kept.length;
+      tokens.push(...kept);
+      this.cached.push(...(produced < opts.maxNewTokens || stopAt >= 0 ? kept : kept.slice(0, -1)));
+      yield* kept;
+      if (stopAt >= 0) return;
     }
+  }
+
+  /** One decode step on sampled[index], with no readback: its logits land in this.logits. */
+  private decodeSampled(index: number, historyLen: number): void {
+    const ws = this.workspace(1);
+    feedToken(this.model.gpu, this.sampled, ws.ids, ws.positions, { index, position: this.cache.length, history: this.history, historyLen });
+    forwardCached(ws, this.cache);
+    this.lastRowLogits(ws);
   }
 
   /** Run tokens through the model at the end of the cache; logits of the last one land in this.logits. */
@@ -136,6 +159,6 @@ export class Generator {
 
   release(): void {
     for (const ws of this.workspaces.values()) ws.release();
-    this.model.gpu.release(...this.cache.k, ...this.cache.v, this.logits, this.token, this.history);
+    this.model.gpu.release(...this.cache.k, ...this.cache.v, this.logits, this.sampled, this.history);
   }
 }
