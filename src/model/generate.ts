@@ -1,11 +1,12 @@
 // Text generation with a KV cache: prefill the prompt (reusing the cached prefix of the previous
 // call, so multi-turn chat only runs the new tokens), then decode one token at a time on the GPU,
-// sampling there and reading back one token id per step.
+// sampling there and reading back one token id per step. Gated DeltaNet layers keep a recurrent
+// state instead of keys and values (forward.ts's KVCache).
 
 import { logitsForRows } from '../kernels/loss';
 import { sampleToken } from '../kernels/sample';
 import type { Tensor } from '../gpu/tensor';
-import { allocKVCache, forwardCached, Workspace, type KVCache } from './forward';
+import { allocKVCache, cacheTensors, clearRecurrentState, forwardCached, hasRecurrentState, Workspace, type KVCache } from './forward';
 import type { Model } from './model';
 
 export interface SamplingOptions {
@@ -63,6 +64,9 @@ export class Generator {
     // reuse the common prefix; at least the last prompt token is run to get fresh logits
     let keep = 0;
     while (keep < this.cached.length && keep < prompt.length - 1 && this.cached[keep] === prompt[keep]) keep++;
+    // a recurrent state holds every cached token: it is reused only when the whole cache is the prompt's prefix
+    if (keep < this.cached.length && hasRecurrentState(this.cache)) keep = 0;
+    if (keep === 0) clearRecurrentState(this.model, this.cache);
     this.cached = this.cached.slice(0, keep);
     this.cache.length = keep;
     const tokens = [...prompt];
@@ -136,6 +140,6 @@ export class Generator {
 
   release(): void {
     for (const ws of this.workspaces.values()) ws.release();
-    this.model.gpu.release(...this.cache.k, ...this.cache.v, this.logits, this.token, this.history);
+    this.model.gpu.release(...cacheTensors(this.cache), this.logits, this.token, this.history);
   }
 }
