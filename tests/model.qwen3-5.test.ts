@@ -22,6 +22,7 @@ import { allocKVCache, cacheTensors, forwardBackward, forwardCached, fullLogits,
 import { Generator } from '../src/model/generate';
 import { Model } from '../src/model/model';
 import { encodeSafetensors } from '../src/model/safetensors';
+import { makeTrainable } from '../src/model/trainable';
 import { specFromConfig } from '../src/model/spec';
 import { makeRng, relErr, type Rng } from './helpers/check';
 import { testGpu } from './helpers/gpu';
@@ -208,6 +209,42 @@ describe('Qwen3.5 in the engine vs the f64 reference', () => {
     expect(worst, `LoRA gradient ${where} vs finite differences ${at}`).toBeLessThan(TOL);
     ws2.release();
     adapter.release();
+    model.release();
+  });
+
+  it('full fine-tuning: the gradient of every weight of both layers (conv, gates, gated norm, gated q_proj) vs finite differences', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const at = `(SEED=${rng.seed})`;
+    const weights = synthesize(rng);
+    const model = await Model.load(gpu, dirFiles(writeCheckpoint(config, weights)));
+    const ids = [randomIds(rng, 10), randomIds(rng, 10)];
+    const batch = batchOf(ids, ids);
+    const trainable = makeTrainable(model, [0, 1], false);
+    expect(trainable.map((t) => t.name).filter((n) => n.includes('linear_attn.') && !n.includes('_proj')).sort())
+      .toEqual(['A_log', 'conv1d.weight', 'dt_bias', 'norm.weight'].map((n) => `model.layers.0.linear_attn.${n}`));
+    for (const t of trainable) gpu.zero(t.grad);
+    const ws = new Workspace(model, 2, 10, false);
+    ws.load(batch);
+    forwardBackward(ws, { backward: true, gradScale: 1 / batch.valid });
+    const loss = (w: Map<string, ArrayLike<number>>) => refCausalLoss(refLogits(config, w, ids), ids, V);
+    const h = 1e-4;
+    for (const t of trainable) {
+      const g = await gpu.readF32(t.grad);
+      const base = Float64Array.from(weights.get(t.name)!);
+      // the largest element and a random direction
+      let arg = 0;
+      for (let i = 1; i < g.length; i++) if (Math.abs(g[i]!) > Math.abs(g[arg]!)) arg = i;
+      const dir = Float64Array.from({ length: g.length }, () => rng.normal());
+      const units = [Float64Array.from({ length: g.length }, (_, i) => (i === arg ? 1 : 0)), dir];
+      const got = units.map((u) => g.reduce((a, v, i) => a + v * u[i]!, 0));
+      const want = units.map((u) => {
+        const along = (eps: number) => loss(new Map<string, ArrayLike<number>>(weights).set(t.name, base.map((v, i) => v + eps * u[i]!)));
+        return (along(h) - along(-h)) / (2 * h);
+      });
+      expect(relErr(got, want), `gradient of ${t.name}: ${got} vs ${want} ${at}`).toBeLessThan(TOL);
+    }
+    ws.release();
     model.release();
   });
 
