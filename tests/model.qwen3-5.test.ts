@@ -16,6 +16,7 @@ import { configFromObject } from '../src/config';
 import { exportModel } from '../src/engine/export-node';
 import type { Gpu } from '../src/gpu/runtime';
 import { logitsForRows } from '../src/kernels/loss';
+import { activationBytes, loraSitesByMixer } from '../src/model/activations';
 import { Adapter, type TrainableTensor } from '../src/model/adapter';
 import { dirFiles, fileSource } from '../src/model/files-node';
 import { allocKVCache, cacheTensors, forwardBackward, forwardCached, fullLogits, shiftLabels, Workspace, type Batch } from '../src/model/forward';
@@ -245,6 +246,47 @@ describe('Qwen3.5 in the engine vs the f64 reference', () => {
       expect(relErr(got, want), `gradient of ${t.name}: ${got} vs ${want} ${at}`).toBeLessThan(TOL);
     }
     ws.release();
+    model.release();
+  });
+
+  it('packed sequences (neat_packing) each see only themselves; the activation table is what a workspace allocates', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const at = `(SEED=${rng.seed})`;
+    const weights = synthesize(rng);
+    const model = await Model.load(gpu, dirFiles(writeCheckpoint(config, weights)));
+    const { dir, lora } = writeAdapter(rng);
+    const adapter = await Adapter.load(model, readFileSync(join(dir, 'adapter_config.json'), 'utf8'), await fileSource(join(dir, 'adapter_model.safetensors')));
+    // two rows, each packing a 7- and a 9-token sequence
+    const seqs = [randomIds(rng, 7), randomIds(rng, 9), randomIds(rng, 9), randomIds(rng, 7)];
+    const ids = Int32Array.from(seqs.flat());
+    const positions = Int32Array.from(seqs.flatMap((q) => q.map((_, i) => i)));
+    const segments = Int32Array.from(seqs.flatMap((q, i) => q.map(() => 1 + (i % 2))));
+    const batch: Batch = { B: 2, S: 16, ids, labels: new Int32Array(32).fill(-100), positions, segments };
+    for (const recompute of [false, true]) {
+      const ws = new Workspace(model, 2, 16, recompute, true);
+      ws.load(batch);
+      const out = gpu.tensor([32, V]);
+      fullLogits(ws, out);
+      const got = await gpu.readF32(out);
+      gpu.release(out);
+      const want = seqs.flatMap((q) => [...refLogits(config, weights, [q], lora)]);
+      expect(relErr(got, want), `packed logits${recompute ? ', recomputed' : ''} ${at}`).toBeLessThan(TOL);
+      forwardBackward(ws, { backward: true, gradScale: 1 });
+      await gpu.sync();
+      const table = activationBytes(model.spec, { B: 2, S: 16, recompute, packed: true, lora: loraSitesByMixer(model.layers) });
+      // the kernels' scratch grew on the first pass; measure a second workspace
+      const grown = gpu.allocated;
+      const ws2 = new Workspace(model, 2, 16, recompute, true);
+      ws2.load(batch);
+      forwardBackward(ws2, { backward: true, gradScale: 1 });
+      await gpu.sync();
+      expect(gpu.allocated - grown, `workspace bytes${recompute ? ', recomputed' : ''}`).toBe(table.total - table.lossChunk);
+      ws2.release();
+      expect(gpu.allocated, 'release() frees every buffer the workspace allocated').toBe(grown);
+      ws.release();
+    }
+    adapter.release();
     model.release();
   });
 

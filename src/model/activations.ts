@@ -107,6 +107,13 @@ export function loraSites(layer: Layer): LoraSiteSize[] {
   return Object.values(layer.sites).flatMap(({ lora, outFeatures }) => (lora ? [{ outFeatures, rank: lora.A.shape[0]!, dora: !!lora.magnitude }] : []));
 }
 
+/** The LoRA sites of the first layer of each mixer kind (a hybrid model's attention and Gated DeltaNet layers differ). */
+export function loraSitesByMixer(layers: readonly Layer[]): Partial<Record<Mixer, LoraSiteSize[]>> {
+  const out: Partial<Record<Mixer, LoraSiteSize[]>> = {};
+  for (const l of layers) out[l.mixer] ??= loraSites(l);
+  return out;
+}
+
 export interface ActivationOptions {
   B: number;
   S: number;
@@ -114,8 +121,8 @@ export interface ActivationOptions {
   recompute: boolean;
   /** neat_packing batches carry segment ids. */
   packed?: boolean;
-  /** The LoRA sites of one layer (none: no adapter). */
-  lora?: readonly LoraSiteSize[];
+  /** The LoRA sites of one layer, the same on every layer or by mixer kind (none: no adapter). */
+  lora?: readonly LoraSiteSize[] | Partial<Record<Mixer, readonly LoraSiteSize[]>>;
   /** Workspace budget of the lm_head loss chunk (kernels/loss.ts). */
   lossBytes?: number;
 }
@@ -123,7 +130,7 @@ export interface ActivationOptions {
 export interface ActivationBytes {
   /** Layer inputs, final norm, loss and the batch's tokens. */
   stream: number;
-  /** Per-layer activations kept for backward: every layer's, or one layer's with recompute. */
+  /** Per-layer activations kept for backward: every layer's, or one layer's per mixer kind with recompute. */
   layers: number;
   /** LoRA's saved activations, kept with the layer activations. */
   lora: number;
@@ -145,11 +152,11 @@ export function activationBytes(s: ActivationSpec, o: ActivationOptions): Activa
   const mixers = s.layers.map((l) => l.mixer ?? 'attention');
   // with recomputation one set per mixer kind
   const keptMixers = o.recompute ? [...new Set(mixers)] : mixers;
-  const kept = keptMixers.length;
   const streams = streamShapes(s, o.B, o.S, o.packed ?? false);
   const stream = tableBytes(streams.f32) + tableBytes(streams.i32, 'i32') + tableBytes(streams.resid) + bufferSize(streams.ones, 'f32');
   const layers = keptMixers.reduce((a, m) => a + tableBytes(layerActivationShapes(s, o.B, o.S, m)), 0);
-  const lora = kept * (o.lora ?? []).reduce((a, site) => a + tableBytes(loraSavedShapes(T, site.outFeatures, site.rank, site.dora)), 0);
+  const sitesOf = (m: Mixer): readonly LoraSiteSize[] => (Array.isArray(o.lora) ? o.lora : (o.lora as Partial<Record<Mixer, readonly LoraSiteSize[]>> | undefined)?.[m] ?? []);
+  const lora = keptMixers.reduce((a, m) => a + sitesOf(m).reduce((b, site) => b + tableBytes(loraSavedShapes(T, site.outFeatures, site.rank, site.dora)), 0), 0);
   const gradients = tableBytes(gradientShapes(s, T));
   const lossChunk = 4 * lossWorkspaceElements(T, lossChunkFor(T, s.vocab, o.lossBytes ?? LOSS_WORKSPACE_BYTES));
   return { stream, layers, lora, gradients, lossChunk, total: stream + layers + lora + gradients + lossChunk };
