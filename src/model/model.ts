@@ -162,9 +162,6 @@ export class Model {
         const { keyHeads: Hk, valueHeads: Hv, keyDim: Dk, valueDim: Dv, convKernel } = spec.deltaNet!;
         const la = `${n.prefix}.linear_attn`;
         const C = 2 * Hk * Dk + Hv * Dv;
-        if (ckpt.has(`${la}.in_proj_qkvz.weight`)) {
-          throw new Error(`${ckpt.origin}: ${la}.in_proj_qkvz is Qwen3-Next's fused layout; Qwen3.5 checkpoints store in_proj_qkv, in_proj_z, in_proj_b, in_proj_a`);
-        }
         layers.push({
           index: i, mixer: 'deltaNet', ...norms, qNorm: null, kNorm: null,
           sites: {
