@@ -25,6 +25,8 @@ import { Model } from '../src/model/model';
 import { encodeSafetensors } from '../src/model/safetensors';
 import { makeTrainable } from '../src/model/trainable';
 import { specFromConfig } from '../src/model/spec';
+import { syntheticModelFiles } from '../src/bench/synthetic';
+import { countParams, estimateMemory } from '../src/ui/lib/estimate';
 import { makeRng, relErr, type Rng } from './helpers/check';
 import { testGpu } from './helpers/gpu';
 import { refCausalLoss, refLinearModules, refLogits, refParameters, type RefLora } from './reference/transformer';
@@ -161,6 +163,22 @@ describe('Qwen3.5 spec', () => {
     const s = specFromConfig({ architectures: ['Qwen3_5ForConditionalGeneration'], model_type: 'qwen3_5', text_config: { ...config, architectures: undefined } });
     expect(s.textPrefix).toBe('model.language_model');
     expect(s.layers.map((l) => l.mixer)).toEqual(['deltaNet', 'attention']);
+  });
+});
+
+describe('Qwen3.5 outside the engine', () => {
+  it('the memory estimate counts its parameters and LoRA tensors; the bench\'s synthetic checkpoint loads', async () => {
+    const params = refParameters(config);
+    const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+    const p = countParams(specFromConfig(config));
+    const qkNorms = params.filter(([n]) => /[qk]_norm/.test(n)).reduce((a, [, s]) => a + size(s), 0);
+    expect(p.linear + p.embed + p.head + p.norms + qkNorms).toBe(params.reduce((a, [, s]) => a + size(s), 0));
+    const linear = params.filter(([n]) => refLinearModules(config).includes(n.split('.').at(-2)!));
+    const lora = linear.reduce((a, [, [N, K]]) => a + RANK * (N! + K!), 0);
+    expect(estimateMemory(config, { finetuning_type: 'lora', lora_rank: RANK, lora_target: 'all', per_device_train_batch_size: 1, cutoff_len: 16 }).trainable).toBe(lora);
+    const model = await Model.load(await testGpu(), syntheticModelFiles(config));
+    expect(model.modules().map((m) => m.name)).toEqual(linear.map(([n]) => n.replace(/\.weight$/, '')));
+    model.release();
   });
 });
 

@@ -45,7 +45,11 @@ function layerSites(s: ModelSpec, mixer: Mixer): Record<string, [number, number]
 export function countParams(spec: ModelSpec): { linear: number; embed: number; head: number; norms: number } {
   const linear = spec.layers.reduce((a, l) => a + Object.values(layerSites(spec, l.mixer)).reduce((b, [n, k]) => b + n * k, 0), 0);
   const embed = spec.vocab * spec.hidden;
-  return { linear, embed, head: spec.tiedEmbeddings ? 0 : embed, norms: (2 * spec.layers.length + 1) * spec.hidden };
+  // Gated DeltaNet's conv taps, A_log, dt_bias and gated norm count with the norms
+  const d = spec.deltaNet;
+  const perDeltaNet = d ? (2 * d.keyHeads * d.keyDim + d.valueHeads * d.valueDim) * d.convKernel + 2 * d.valueHeads + d.valueDim : 0;
+  const deltaNets = spec.layers.filter((l) => l.mixer === 'deltaNet').length;
+  return { linear, embed, head: spec.tiedEmbeddings ? 0 : embed, norms: (2 * spec.layers.length + 1) * spec.hidden + deltaNets * perDeltaNet };
 }
 
 const num = (v: unknown, d: number) => (typeof v === 'number' && Number.isFinite(v) ? v : d);
