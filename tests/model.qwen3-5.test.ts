@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { configFromObject } from '../src/config';
+import { expandBlocks } from '../src/export/block-expansion';
 import { exportModel } from '../src/engine/export-node';
 import type { Gpu } from '../src/gpu/runtime';
 import { logitsForRows } from '../src/kernels/loss';
@@ -362,7 +363,7 @@ describe('Qwen3.5 in the engine vs the f64 reference', () => {
     model.release();
   });
 
-  it('an engine-made adapter is saved under PEFT names and merges; a multimodal checkpoint loads its language_model', async () => {
+  it('an engine-made adapter is saved under PEFT names and merges; a multimodal checkpoint loads its language_model; LLaMA Pro expansion', async () => {
     const gpu = await testGpu();
     const rng = makeRng();
     const at = `(SEED=${rng.seed})`;
@@ -407,5 +408,13 @@ describe('Qwen3.5 in the engine vs the f64 reference', () => {
     expect(mm.modules()[0]!.name).toBe('model.language_model.layers.0.linear_attn.in_proj_qkv');
     expect(relErr(await engineLogits(gpu, mm, batch), refLogits(config, weights, ids)), `multimodal checkpoint ${at}`).toBeLessThan(TOL);
     mm.release();
+
+    // LLaMA Pro: a zeroed copy after each layer (out_proj / o_proj and down_proj zero) computes the same
+    const expanded = mkdtempSync(join(tmpdir(), 'qwen3_5-expanded-'));
+    await expandBlocks(dirFiles(base), 2, async (f, data) => writeFileSync(join(expanded, f), data), { maxBytes: 5e9 });
+    const pro = await Model.load(gpu, dirFiles(expanded));
+    expect(pro.layers.map((l) => l.mixer)).toEqual(['deltaNet', 'deltaNet', 'attention', 'attention']);
+    expect(relErr(await engineLogits(gpu, pro, batch), refLogits(config, weights, ids)), `expanded model ${at}`).toBeLessThan(TOL);
+    pro.release();
   });
 });
