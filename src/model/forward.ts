@@ -22,7 +22,7 @@ import {
   attentionActivationShapes, blockActivationShapes, DELTA_RULE_CHUNK, deltaNetActivationShapes, gradientShapes, streamShapes, type ShapeTable,
 } from './activations';
 import { allocSiteSaved, onesFor, siteBackward, siteForward, type SiteSaved } from './linear';
-import { SITE_KINDS, siteOf, type Layer, type Model, type Param, type SiteKind } from './model';
+import { siteOf, type Layer, type Model, type Param, type SiteKind } from './model';
 import type { Mixer } from './spec';
 
 /** One micro-batch: B rows of S tokens. Labels are already shifted (labels[t] is the target after token t). */
@@ -166,10 +166,12 @@ const FUSED_MODULE_FIRST: Partial<Record<SiteKind, SiteKind>> = { k_proj: 'q_pro
 
 /** Each site's dropout in a layer (undefined for all without `step`: evaluation, generation). */
 function siteDropouts(model: Model, layer: Layer, step: LoraDropoutStep | undefined): (kind: SiteKind) => LoraDropout | undefined {
+  // numbered over the kinds this model has (a Llama's 7 per layer, Qwen3.5's 12)
+  const kinds = model.siteKinds();
   return (kind) => {
     if (!step) return undefined;
     const module = model.spec.fusedProjections ? FUSED_MODULE_FIRST[kind] ?? kind : kind;
-    return { ...step, site: layer.index * SITE_KINDS.length + SITE_KINDS.indexOf(module) };
+    return { ...step, site: layer.index * kinds.length + kinds.indexOf(module) };
   };
 }
 

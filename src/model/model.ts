@@ -93,6 +93,8 @@ export interface LoadOptions {
 }
 
 export class Model {
+  private kinds: readonly SiteKind[] | null = null;
+
   private constructor(
     readonly gpu: Gpu,
     readonly spec: ModelSpec,
@@ -257,8 +259,13 @@ export class Model {
 
   /** The module kinds a LoRA target list may name for this architecture. */
   moduleKinds(): readonly string[] {
-    if (this.spec.fusedProjections) return FUSED_MODULE_KINDS;
-    return SITE_KINDS.filter((k) => this.layers.some((l) => l.sites[k]));
+    return this.spec.fusedProjections ? FUSED_MODULE_KINDS : this.siteKinds();
+  }
+
+  /** The site kinds some layer of this model has, in SITE_KINDS order. */
+  siteKinds(): readonly SiteKind[] {
+    this.kinds ??= SITE_KINDS.filter((k) => this.layers.some((l) => l.sites[k]));
+    return this.kinds;
   }
 
   /** Frees every buffer the model owns (weights, biases, gradients, rope tables); adapters are released by their owners. */
