@@ -20,7 +20,9 @@ import { logitsForRows } from '../src/kernels/loss';
 import { activationBytes, loraSitesByMixer } from '../src/model/activations';
 import { Adapter, type TrainableTensor } from '../src/model/adapter';
 import { dirFiles, fileSource } from '../src/model/files-node';
-import { allocKVCache, cacheTensors, forwardBackward, forwardCached, fullLogits, shiftLabels, Workspace, type Batch } from '../src/model/forward';
+import {
+  allocKVCache, cacheTensors, forwardBackward, forwardCached, fullLogits, shiftLabels, Workspace, type Batch, type LoraDropoutStep,
+} from '../src/model/forward';
 import { Generator } from '../src/model/generate';
 import { Model } from '../src/model/model';
 import { encodeSafetensors } from '../src/model/safetensors';
@@ -184,7 +186,7 @@ describe('Qwen3.5 outside the engine', () => {
 });
 
 describe('Qwen3.5 in the engine vs the f64 reference', () => {
-  it('logits and loss, base and with LoRA on every linear module (recomputed); LoRA gradients vs finite differences', async () => {
+  it('logits and loss, base and with LoRA on every linear module (recomputed); LoRA gradients vs finite differences; lora_dropout', async () => {
     const gpu = await testGpu();
     const rng = makeRng();
     const at = `(SEED=${rng.seed})`;
@@ -228,6 +230,23 @@ describe('Qwen3.5 in the engine vs the f64 reference', () => {
     const { worst, where } = worstGradient((l) => refCausalLoss(refLogits(config, weights, ids, l), labels, V), lora, params, grads, rng);
     expect(worst, `LoRA gradient ${where} vs finite differences ${at}`).toBeLessThan(TOL);
     ws2.release();
+
+    // lora_dropout: recomputed layers see the forward's masks, on the Gated DeltaNet modules too
+    const drop: LoraDropoutStep = { p: 0.3, seed: 7, step: 2, micro: 0 };
+    const dropped = async (recompute: boolean): Promise<Float32Array[]> => {
+      const w = new Workspace(model, B, S, recompute);
+      w.load(batch);
+      for (const p of params) gpu.zero(p.grad);
+      forwardBackward(w, { backward: true, gradScale: 1 / batch.valid, loraDropout: drop });
+      const out = await Promise.all(params.map((p) => gpu.readF32(p.grad)));
+      w.release();
+      return out;
+    };
+    const kept = await dropped(false), recomputed = await dropped(true);
+    params.forEach((p, i) => {
+      expect(relErr(recomputed[i]!, kept[i]!), `${p.name} with dropout, recomputed`).toBeLessThan(1e-6);
+      expect(relErr(kept[i]!, grads.get(p.name)!), `${p.name}: dropout changes the gradient`).toBeGreaterThan(1e-3);
+    });
     adapter.release();
     model.release();
   });
