@@ -166,6 +166,10 @@ describe('Qwen3.5 spec', () => {
     const s = specFromConfig({ architectures: ['Qwen3_5ForConditionalGeneration'], model_type: 'qwen3_5', text_config: { ...config, architectures: undefined } });
     expect(s.textPrefix).toBe('model.language_model');
     expect(s.layers.map((l) => l.mixer)).toEqual(['deltaNet', 'attention']);
+    // keys the text config leaves out come from the top level
+    const { tie_word_embeddings: _, ...untied } = config;
+    const top = specFromConfig({ architectures: ['Qwen3_5ForConditionalGeneration'], tie_word_embeddings: true, text_config: untied });
+    expect([top.tiedEmbeddings, top.hidden]).toEqual([true, 32]);
   });
 });
 

@@ -100,7 +100,9 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
   }
   // Gemma 3 and Qwen3.5 multimodal checkpoints nest the text model's config.
   const nested = (arch === 'gemma3' || arch === 'qwen3_5') && typeof raw.text_config === 'object' && raw.text_config !== null;
-  const c: Json = nested ? { ...(raw.text_config as Json), architectures: raw.architectures } : raw;
+  // (Qwen3.5's may keep tie_word_embeddings and token ids at the top level: the text config's win)
+  const outer = arch === 'qwen3_5' ? raw : {};
+  const c: Json = nested ? { ...outer, ...(raw.text_config as Json), architectures: raw.architectures } : raw;
   const qwen35 = arch === 'qwen3_5';
   const num = (key: string, fallback?: number): number => {
     const v = c[key];
