@@ -265,8 +265,8 @@ describe('engine vs the independent f64 reference (synthetic checkpoints)', () =
     expect(params.map((p) => p.name).sort()).toEqual(keys.sort());
     expect(JSON.parse(fresh.configJson(null)).target_modules).toEqual(['qkv_proj', 'o_proj', 'gate_up_proj', 'down_proj']);
     const qkv = model.layers[0]!.sites;
-    expect(qkv.q_proj.lora!.A).toBe(qkv.v_proj.lora!.A);
-    expect(qkv.gate_proj.loraGrads!.dA).toBe(qkv.up_proj.loraGrads!.dA);
+    expect(qkv.q_proj!.lora!.A).toBe(qkv.v_proj!.lora!.A);
+    expect(qkv.gate_proj!.loraGrads!.dA).toBe(qkv.up_proj!.loraGrads!.dA);
     // give B values (fresh B is 0) through the optimizer's tensors, as training would
     for (const p of params) if (p.name.includes('lora_B')) gpu.write(p.value, rng.randn(p.value.shape[0]! * p.value.shape[1]!, 0.05));
     const dir = mkdtempSync(join(tmpdir(), 'phi3-adapter-'));

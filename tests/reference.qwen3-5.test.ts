@@ -1,6 +1,7 @@
 // The f64 reference of Qwen3.5 text models (tests/reference/transformer.ts with the Gated DeltaNet
 // pieces of tests/reference/delta-rule.ts and conv1d.ts) on a tiny synthetic checkpoint
-// (tests/fixtures/synthetic/qwen3_5_text): self-consistency until the engine and HF fixtures meet it.
+// (tests/fixtures/synthetic/qwen3_5_text): self-consistency, until HF fixtures meet it (the engine
+// is checked against it in tests/model.qwen3-5.test.ts).
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';

@@ -9,17 +9,25 @@ import type { ModelFiles } from '../model/weights';
 export function syntheticModelFiles(config: Record<string, unknown>, name = 'synthetic', seed = 1): ModelFiles {
   const spec = specFromConfig(config, name);
   const { hidden: D, heads: Hq, kvHeads: Hkv, headDim: Dh, intermediate: I, vocab: V } = spec;
-  const tensors: [string, number[]][] = [['model.embed_tokens.weight', [V, D]], ['model.norm.weight', [D]]];
+  const m = spec.textPrefix;
+  const tensors: [string, number[]][] = [[`${m}.embed_tokens.weight`, [V, D]], [`${m}.norm.weight`, [D]]];
   if (!spec.tiedEmbeddings) tensors.push(['lm_head.weight', [V, D]]);
-  spec.layers.forEach((_, i) => {
-    const p = `model.layers.${i}`;
+  spec.layers.forEach((layer, i) => {
+    const p = `${m}.layers.${i}`;
     tensors.push([`${p}.input_layernorm.weight`, [D]], [`${p}.post_attention_layernorm.weight`, [D]],
-      [`${p}.self_attn.q_proj.weight`, [Hq * Dh, D]], [`${p}.self_attn.k_proj.weight`, [Hkv * Dh, D]],
-      [`${p}.self_attn.v_proj.weight`, [Hkv * Dh, D]], [`${p}.self_attn.o_proj.weight`, [D, Hq * Dh]],
       [`${p}.mlp.gate_proj.weight`, [I, D]], [`${p}.mlp.up_proj.weight`, [I, D]], [`${p}.mlp.down_proj.weight`, [D, I]]);
+    if (spec.sandwichNorms) tensors.push([`${p}.pre_feedforward_layernorm.weight`, [D]], [`${p}.post_feedforward_layernorm.weight`, [D]]);
+    if (layer.mixer === 'deltaNet') {
+      const d = spec.deltaNet!, K = d.keyHeads * d.keyDim, Vd = d.valueHeads * d.valueDim, la = `${p}.linear_attn`;
+      tensors.push([`${la}.in_proj_qkv.weight`, [2 * K + Vd, D]], [`${la}.in_proj_z.weight`, [Vd, D]], [`${la}.in_proj_b.weight`, [d.valueHeads, D]],
+        [`${la}.in_proj_a.weight`, [d.valueHeads, D]], [`${la}.conv1d.weight`, [2 * K + Vd, 1, d.convKernel]], [`${la}.dt_bias`, [d.valueHeads]],
+        [`${la}.A_log`, [d.valueHeads]], [`${la}.norm.weight`, [d.valueDim]], [`${la}.out_proj.weight`, [D, Vd]]);
+      return;
+    }
+    tensors.push([`${p}.self_attn.q_proj.weight`, [(spec.attnOutputGate ? 2 : 1) * Hq * Dh, D]], [`${p}.self_attn.k_proj.weight`, [Hkv * Dh, D]],
+      [`${p}.self_attn.v_proj.weight`, [Hkv * Dh, D]], [`${p}.self_attn.o_proj.weight`, [D, Hq * Dh]]);
     if (spec.qkvBias) for (const k of ['q', 'k', 'v']) tensors.push([`${p}.self_attn.${k}_proj.bias`, [(k === 'q' ? Hq : Hkv) * Dh]]);
     if (spec.qkNorm) tensors.push([`${p}.self_attn.q_norm.weight`, [Dh]], [`${p}.self_attn.k_norm.weight`, [Dh]]);
-    if (spec.sandwichNorms) tensors.push([`${p}.pre_feedforward_layernorm.weight`, [D]], [`${p}.post_feedforward_layernorm.weight`, [D]]);
   });
   const header: Record<string, unknown> = {};
   const ranges: { begin: number; end: number; norm: boolean }[] = [];

@@ -2,7 +2,7 @@
 // both run them): LoRA training steps, prefill and decode.
 
 import type { GpuCounters } from '../gpu/runtime';
-import { activationBytes, loraSites, type ActivationBytes } from '../model/activations';
+import { activationBytes, loraSitesByMixer, type ActivationBytes } from '../model/activations';
 import { Generator } from '../model/generate';
 import type { Model } from '../model/model';
 import { Trainer, type TrainOptions } from '../train/trainer';
@@ -52,7 +52,7 @@ export async function benchTraining(model: Model, o: TrainBenchOptions): Promise
     cutoffLen: o.seq, recompute: o.recompute ?? true,
   };
   const trainer = await Trainer.create(model, rows, [], opts, 0);
-  const activations = activationBytes(model.spec, { B: o.batch, S: o.seq, recompute: opts.recompute, lora: loraSites(model.layers[0]!) });
+  const activations = activationBytes(model.spec, { B: o.batch, S: o.seq, recompute: opts.recompute, lora: loraSitesByMixer(model.layers) });
   // the loss read back at each logged step marks its end; timing starts after the warm-up steps
   let t0 = performance.now();
   const perStep: GpuCounters[] = [];

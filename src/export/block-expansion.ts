@@ -1,6 +1,7 @@
 // LLaMA Pro block expansion (LLaMA-Factory's scripts/llama_pro.py): a model of L layers becomes one
-// of L + E. After every L/E original layers comes a copy of the last of them whose o_proj and
-// down_proj are zero, so the expanded model computes exactly what the original does; training
+// of L + E. After every L/E original layers comes a copy of the last of them whose o_proj (out_proj
+// on Qwen3.5's Gated DeltaNet layers) and down_proj are zero, so the expanded model computes exactly
+// what the original does (layer_types, where listed, follows the copies); training
 // with use_llama_pro then updates only the copies (finetuning_type freeze, freeze_trainable_layers E).
 
 import type { ModelFiles } from '../model/weights';
@@ -58,7 +59,7 @@ export async function expandBlocks(base: ModelFiles, expand: number, write: Writ
   const sources: TensorSource[] = [];
   plan.forEach(({ from, copy }, to) => {
     for (const name of byLayer.get(from) ?? []) {
-      const zero = copy && /\.(o_proj|down_proj)\./.test(name);
+      const zero = copy && /\.(o_proj|out_proj|down_proj)\./.test(name);
       const shape = ckpt.info(name).shape;
       sources.push({
         name: name.replace(`.layers.${from}.`, `.layers.${to}.`),
@@ -71,6 +72,7 @@ export async function expandBlocks(base: ModelFiles, expand: number, write: Writ
   const dtypes = new Set(names.map((n) => ckpt.info(n).dtype));
   const dtype = dtypes.has('F32') ? 'F32' : dtypes.has('BF16') ? 'BF16' : 'F16';
   const files = await writeSharded(sources, write, { maxBytes: opts.maxBytes, dtype });
-  await write('config.json', `${JSON.stringify({ ...config, num_hidden_layers: plan.length }, null, 2)}\n`);
+  const types = Array.isArray(config.layer_types) && config.layer_types.length === layers ? { layer_types: plan.map((p) => (config.layer_types as unknown[])[p.from]) } : {};
+  await write('config.json', `${JSON.stringify({ ...config, num_hidden_layers: plan.length, ...types }, null, 2)}\n`);
   return { from: layers, to: plan.length, files: [...files, 'config.json'] };
 }

@@ -3,7 +3,7 @@
 
 import { dequantizeWeight } from '../model/dequant';
 import type { LinearSite } from '../model/linear';
-import type { Model, Param } from '../model/model';
+import { layerParams, type Model, type Param } from '../model/model';
 import type { TensorSource } from './shards';
 
 export function modelTensors(model: Model): TensorSource[] {
@@ -12,9 +12,7 @@ export function modelTensors(model: Model): TensorSource[] {
   const plain = (p: Param) => out.push({ name: p.name, shape: p.value.shape, read: () => gpu.readF32(p.value) });
   const { vocab: V, hidden: D } = model.spec;
   out.push({ name: model.embed.name, shape: [V, D], read: () => dequantizeWeight(gpu, model.embed.value, V, D) });
-  for (const l of model.layers) {
-    for (const p of [l.attnNorm, l.qNorm, l.kNorm, l.attnPostNorm, l.mlpNorm, l.mlpPostNorm]) if (p) plain(p);
-  }
+  for (const l of model.layers) for (const p of layerParams(l)) plain(p);
   // modules, not sites: Phi-3's qkv_proj / gate_up_proj are stacked back from their parts
   for (const m of model.modules()) {
     const stacked = (get: (site: LinearSite) => Promise<Float32Array>) => async () => concat(await Promise.all(m.parts.map((p) => get(p.site))));

@@ -8,23 +8,25 @@ import { bufferSize, type DType } from '../gpu/tensor';
 import { loraSavedShapes } from '../kernels/lora';
 import { LOSS_WORKSPACE_BYTES, lossChunkFor, lossWorkspaceElements } from '../kernels/loss';
 import type { Layer } from './model';
-import type { ModelSpec } from './spec';
+import type { Mixer, ModelSpec } from './spec';
+import { deltaRuleSavedElements } from '../kernels/delta-rule';
 
 /** The model dimensions the sizes depend on. */
-export type ActivationSpec = Pick<ModelSpec, 'hidden' | 'heads' | 'kvHeads' | 'headDim' | 'intermediate' | 'qkNorm' | 'sandwichNorms' | 'vocab'> & { layers: readonly unknown[] };
+export type ActivationSpec = Pick<ModelSpec, 'hidden' | 'heads' | 'kvHeads' | 'headDim' | 'intermediate' | 'qkNorm' | 'sandwichNorms' | 'vocab'>
+  & Partial<Pick<ModelSpec, 'attnOutputGate' | 'deltaNet'>> & { layers: readonly { mixer?: Mixer }[] };
 
 /** Buffer shapes by name; null where this model has no such buffer. */
 export type ShapeTable = Record<string, number[] | null>;
 
-/** One layer's forward activations kept for its backward (f32). With recomputation one layer's set is reused by all. */
-export function layerActivationShapes(s: ActivationSpec, B: number, S: number) {
-  const T = B * S, D = s.hidden, Q = s.heads * s.headDim, KV = s.kvHeads * s.headDim, I = s.intermediate;
-  const qk = s.qkNorm, sandwich = s.sandwichNorms;
+/** Tokens per chunk of the chunked delta rule (transformers' chunk_size). */
+export const DELTA_RULE_CHUNK = 64;
+
+/** What every layer keeps around its token mixer: the norms, the residual and the MLP (f32). */
+export function blockActivationShapes(s: ActivationSpec, B: number, S: number) {
+  const T = B * S, D = s.hidden, I = s.intermediate;
+  const sandwich = s.sandwichNorms;
   return {
     h1: [T, D], rstd1: [T],
-    qRaw: [T, Q], kRaw: [T, KV], qNormed: qk ? [T, Q] : null, kNormed: qk ? [T, KV] : null,
-    rstdQ: qk ? [T * s.heads] : null, rstdK: qk ? [T * s.kvHeads] : null,
-    q: [T, Q], k: [T, KV], v: [T, KV], attn: [T, Q], lse: [B, s.heads, S],
     oOut: [T, D], oNormed: sandwich ? [T, D] : null, rstdPostAttn: sandwich ? [T] : null,
     xMid: [T, D], h2: [T, D], rstd2: [T],
     gate: [T, I], up: [T, I], act: [T, I],
@@ -32,13 +34,50 @@ export function layerActivationShapes(s: ActivationSpec, B: number, S: number) {
   } satisfies ShapeTable;
 }
 
+/** An attention layer's token mixer: q, k, v before and after norm and rope, the output and its log-sum-exp; Qwen3.5's output gate. */
+export function attentionActivationShapes(s: ActivationSpec, B: number, S: number) {
+  const T = B * S, Q = s.heads * s.headDim, KV = s.kvHeads * s.headDim;
+  const qk = s.qkNorm, gated = !!s.attnOutputGate;
+  return {
+    qGateRaw: gated ? [T, 2 * Q] : null, outGate: gated ? [T, Q] : null, attnGated: gated ? [T, Q] : null,
+    qRaw: [T, Q], kRaw: [T, KV], qNormed: qk ? [T, Q] : null, kNormed: qk ? [T, KV] : null,
+    rstdQ: qk ? [T * s.heads] : null, rstdK: qk ? [T * s.kvHeads] : null,
+    q: [T, Q], k: [T, KV], v: [T, KV], attn: [T, Q], lse: [B, s.heads, S],
+  } satisfies ShapeTable;
+}
+
+/** A Gated DeltaNet layer's token mixer: projections, conv, l2-normed q/k, gates, the delta rule's record, the gated norm. */
+export function deltaNetActivationShapes(s: ActivationSpec, B: number, S: number) {
+  const d = s.deltaNet;
+  if (!d) throw new Error('deltaNetActivationShapes: the model has no Gated DeltaNet layers');
+  const T = B * S, K = d.keyHeads * d.keyDim, V = d.valueHeads * d.valueDim, C = 2 * K + V;
+  const rule = { batch: B, len: S, keyHeads: d.keyHeads, valueHeads: d.valueHeads, keyDim: d.keyDim, valueDim: d.valueDim, scale: 1 };
+  return {
+    mixed: [T, C], conv: [T, C], qRaw: [T, K], kRaw: [T, K], q: [T, K], k: [T, K], rq: [T * d.keyHeads], rk: [T * d.keyHeads], v: [T, V],
+    aProj: [T, d.valueHeads], bProj: [T, d.valueHeads], g: [T, d.valueHeads], beta: [T, d.valueHeads],
+    core: [T, V], ruleSaved: [deltaRuleSavedElements(rule, DELTA_RULE_CHUNK)], z: [T, V], normed: [T, V], rstdGated: [T * d.valueHeads],
+  } satisfies ShapeTable;
+}
+
+/** All of one layer's forward activations kept for its backward. With recomputation one set per mixer kind is reused by all layers. */
+export function layerActivationShapes(s: ActivationSpec, B: number, S: number, mixer: Mixer): ShapeTable {
+  return { ...blockActivationShapes(s, B, S), ...(mixer === 'deltaNet' ? deltaNetActivationShapes(s, B, S) : attentionActivationShapes(s, B, S)) };
+}
+
 /** The backward's working set (f32), allocated on the first backward: one layer's gradients, reused by every layer. */
 export function gradientShapes(s: ActivationSpec, T: number) {
   const D = s.hidden, Q = s.heads * s.headDim, KV = s.kvHeads * s.headDim, I = s.intermediate;
+  const gated = !!s.attnOutputGate, d = s.deltaNet ?? null;
+  const K = d ? d.keyHeads * d.keyDim : 0, V = d ? d.valueHeads * d.valueDim : 0, Hv = d?.valueHeads ?? 0;
   return {
     dResid: [T, D], dTmp: [T, D], dH: [T, D],
     dAct: [T, I], dGate: [T, I], dUp: [T, I],
     dAttn: [T, Q], dQ: [T, Q], dK: [T, KV], dV: [T, KV], dQ2: s.qkNorm ? [T, Q] : null, dK2: s.qkNorm ? [T, KV] : null,
+    dAttnGated: gated ? [T, Q] : null, dOutGate: gated ? [T, Q] : null, dQGate: gated ? [T, 2 * Q] : null,
+    dNormed: d ? [T, V] : null, dCore: d ? [T, V] : null, dZ: d ? [T, V] : null,
+    dDq: d ? [T, K] : null, dDk: d ? [T, K] : null, dDv: d ? [T, V] : null, dG: d ? [T, Hv] : null, dBeta: d ? [T, Hv] : null,
+    dA: d ? [T, Hv] : null, dB: d ? [T, Hv] : null, dQRaw: d ? [T, K] : null, dKRaw: d ? [T, K] : null,
+    dConv: d ? [T, 2 * K + V] : null, dMixed: d ? [T, 2 * K + V] : null, dConvW: d ? [2 * K + V, d.convKernel] : null,
     dFinal: [T, D],
   } satisfies ShapeTable;
 }
@@ -68,6 +107,13 @@ export function loraSites(layer: Layer): LoraSiteSize[] {
   return Object.values(layer.sites).flatMap(({ lora, outFeatures }) => (lora ? [{ outFeatures, rank: lora.A.shape[0]!, dora: !!lora.magnitude }] : []));
 }
 
+/** The LoRA sites of the first layer of each mixer kind (a hybrid model's attention and Gated DeltaNet layers differ). */
+export function loraSitesByMixer(layers: readonly Layer[]): Partial<Record<Mixer, LoraSiteSize[]>> {
+  const out: Partial<Record<Mixer, LoraSiteSize[]>> = {};
+  for (const l of layers) out[l.mixer] ??= loraSites(l);
+  return out;
+}
+
 export interface ActivationOptions {
   B: number;
   S: number;
@@ -75,8 +121,8 @@ export interface ActivationOptions {
   recompute: boolean;
   /** neat_packing batches carry segment ids. */
   packed?: boolean;
-  /** The LoRA sites of one layer (none: no adapter). */
-  lora?: readonly LoraSiteSize[];
+  /** The LoRA sites of one layer, the same on every layer or by mixer kind (none: no adapter). */
+  lora?: readonly LoraSiteSize[] | Partial<Record<Mixer, readonly LoraSiteSize[]>>;
   /** Workspace budget of the lm_head loss chunk (kernels/loss.ts). */
   lossBytes?: number;
 }
@@ -84,7 +130,7 @@ export interface ActivationOptions {
 export interface ActivationBytes {
   /** Layer inputs, final norm, loss and the batch's tokens. */
   stream: number;
-  /** Per-layer activations kept for backward: every layer's, or one layer's with recompute. */
+  /** Per-layer activations kept for backward: every layer's, or one layer's per mixer kind with recompute. */
   layers: number;
   /** LoRA's saved activations, kept with the layer activations. */
   lora: number;
@@ -103,11 +149,14 @@ export function tableBytes(table: ShapeTable | readonly (number[] | null)[], dty
 /** The training buffers of one micro-batch shape, summed. */
 export function activationBytes(s: ActivationSpec, o: ActivationOptions): ActivationBytes {
   const T = o.B * o.S;
-  const kept = o.recompute ? 1 : s.layers.length;
+  const mixers = s.layers.map((l) => l.mixer ?? 'attention');
+  // with recomputation one set per mixer kind
+  const keptMixers = o.recompute ? [...new Set(mixers)] : mixers;
   const streams = streamShapes(s, o.B, o.S, o.packed ?? false);
   const stream = tableBytes(streams.f32) + tableBytes(streams.i32, 'i32') + tableBytes(streams.resid) + bufferSize(streams.ones, 'f32');
-  const layers = kept * tableBytes(layerActivationShapes(s, o.B, o.S));
-  const lora = kept * (o.lora ?? []).reduce((a, site) => a + tableBytes(loraSavedShapes(T, site.outFeatures, site.rank, site.dora)), 0);
+  const layers = keptMixers.reduce((a, m) => a + tableBytes(layerActivationShapes(s, o.B, o.S, m)), 0);
+  const sitesOf = (m: Mixer): readonly LoraSiteSize[] => (Array.isArray(o.lora) ? o.lora : (o.lora as Partial<Record<Mixer, readonly LoraSiteSize[]>> | undefined)?.[m] ?? []);
+  const lora = keptMixers.reduce((a, m) => a + sitesOf(m).reduce((b, site) => b + tableBytes(loraSavedShapes(T, site.outFeatures, site.rank, site.dora)), 0), 0);
   const gradients = tableBytes(gradientShapes(s, T));
   const lossChunk = 4 * lossWorkspaceElements(T, lossChunkFor(T, s.vocab, o.lossBytes ?? LOSS_WORKSPACE_BYTES));
   return { stream, layers, lora, gradients, lossChunk, total: stream + layers + lora + gradients + lossChunk };

@@ -8,16 +8,22 @@
 import type { Gpu } from '../gpu/runtime';
 import type { Tensor } from '../gpu/tensor';
 import { gatedActForward, gatedActBackward } from '../kernels/act';
-import { add } from '../kernels/elementwise';
+import { conv1dBackward, conv1dForward } from '../kernels/conv1d';
+import { deltaRuleBackward, deltaRuleForward, deltaRuleRecurrent, type DeltaRuleShape } from '../kernels/delta-rule';
+import { add, axpy, copyInto } from '../kernels/elementwise';
+import { deltaGatesBackward, deltaGatesForward } from '../kernels/gates';
 import { attentionForward, attentionBackward, type AttentionShape } from '../kernels/attention';
 import { embeddingForward, embeddingBackward } from '../kernels/embedding';
 import type { LoraDropout } from '../kernels/lora';
 import { lmHeadCrossEntropy, logitsForRows, type TokenLoss } from '../kernels/loss';
-import { rmsNormForward, rmsNormBackward } from '../kernels/norm';
+import { l2NormBackward, l2NormForward, rmsNormForward, rmsNormBackward, rmsNormGatedBackward, rmsNormGatedForward } from '../kernels/norm';
 import { ropeForward, ropeBackward } from '../kernels/rope';
-import { gradientShapes, layerActivationShapes, streamShapes, type ShapeTable } from './activations';
+import {
+  attentionActivationShapes, blockActivationShapes, DELTA_RULE_CHUNK, deltaNetActivationShapes, gradientShapes, streamShapes, type ShapeTable,
+} from './activations';
 import { allocSiteSaved, onesFor, siteBackward, siteForward, type SiteSaved } from './linear';
-import { SITE_KINDS, type Layer, type Model, type Param, type SiteKind } from './model';
+import { siteOf, type Layer, type Model, type Param, type SiteKind } from './model';
+import type { Mixer } from './spec';
 
 /** One micro-batch: B rows of S tokens. Labels are already shifted (labels[t] is the target after token t). */
 export interface Batch {
@@ -46,7 +52,13 @@ function allocate<T extends ShapeTable>(gpu: Gpu, table: T, dtype: 'f32' | 'i32'
 
 const allocated = (tensors: Record<string, Tensor | null>): Tensor[] => Object.values(tensors).filter((t): t is Tensor => t !== null);
 
-type LayerActs = Tensors<ReturnType<typeof layerActivationShapes>> & {
+type AttentionActs = Tensors<ReturnType<typeof attentionActivationShapes>>;
+type DeltaNetActs = Tensors<ReturnType<typeof deltaNetActivationShapes>>;
+
+type LayerActs = Tensors<ReturnType<typeof blockActivationShapes>> & {
+  /** The token mixer's activations: attention's on attention layers, Gated DeltaNet's on linear-attention ones. */
+  attention: AttentionActs | null;
+  deltaNet: DeltaNetActs | null;
   /** LoRA activations per site kind, allocated on first use (adapters come and go). */
   saved: Partial<Record<SiteKind, SiteSaved>>;
 };
@@ -75,8 +87,21 @@ export class Workspace {
     this.T = B * S;
     const stream = streamShapes(model.spec, B, S, packed);
     this.resid = stream.resid.map((shape, i) => gpu.tensor(shape, 'f32', i < model.layers.length ? `resid${i}` : 'residFinal'));
-    const makeActs = (): LayerActs => ({ ...allocate(gpu, layerActivationShapes(model.spec, B, S)), saved: {} });
-    this.acts = recompute ? [makeActs()] : model.layers.map(() => makeActs());
+    const makeActs = (mixer: Mixer): LayerActs => ({
+      ...allocate(gpu, blockActivationShapes(model.spec, B, S)),
+      attention: mixer === 'attention' ? allocate(gpu, attentionActivationShapes(model.spec, B, S)) : null,
+      deltaNet: mixer === 'deltaNet' ? allocate(gpu, deltaNetActivationShapes(model.spec, B, S)) : null,
+      saved: {},
+    });
+    // with recomputation, layers of one mixer kind share one set
+    const shared = new Map<Mixer, LayerActs>();
+    const actsOf = (mixer: Mixer): LayerActs => {
+      if (!recompute) return makeActs(mixer);
+      let a = shared.get(mixer);
+      if (!a) shared.set(mixer, (a = makeActs(mixer)));
+      return a;
+    };
+    this.acts = model.layers.map((l) => actsOf(l.mixer));
     ({ final: this.final, rstdFinal: this.rstdFinal, loss: this.loss } = allocate(gpu, stream.f32));
     ({ ids: this.ids, labels: this.labels, positions: this.positions, segments: this.segments } = allocate(gpu, stream.i32, 'i32'));
     this.ones = onesFor(gpu, this.T);
@@ -87,7 +112,7 @@ export class Workspace {
   }
 
   actsFor(layer: number): LayerActs {
-    return this.acts[this.recompute ? 0 : layer]!;
+    return this.acts[layer]!;
   }
 
   gradBuffers(): Grads {
@@ -116,8 +141,8 @@ export class Workspace {
   release(): void {
     const all: Tensor[] = [...this.resid, this.final, this.rstdFinal, this.loss, this.ones, this.ids, this.labels, this.positions];
     if (this.segments) all.push(this.segments);
-    for (const { saved, ...acts } of this.acts) {
-      all.push(...allocated(acts));
+    for (const { saved, attention, deltaNet, ...acts } of new Set(this.acts)) {
+      all.push(...allocated(acts), ...(attention ? allocated(attention) : []), ...(deltaNet ? allocated(deltaNet) : []));
       for (const s of Object.values(saved)) if (s) all.push(...(Object.values(s).filter(Boolean) as Tensor[]));
     }
     if (this.grads) all.push(...allocated(this.grads));
@@ -128,7 +153,7 @@ export class Workspace {
 const view = (t: Tensor, shape: number[]): Tensor => ({ ...t, shape });
 
 function sv(gpu: Gpu, a: LayerActs, layer: Layer, kind: SiteKind): SiteSaved {
-  const site = layer.sites[kind];
+  const site = siteOf(layer, kind);
   if (!site.lora) return null;
   return (a.saved[kind] ??= allocSiteSaved(gpu, site, a.h1.shape[0]!));
 }
@@ -137,16 +162,16 @@ function sv(gpu: Gpu, a: LayerActs, layer: Layer, kind: SiteKind): SiteSaved {
 export type LoraDropoutStep = Omit<LoraDropout, 'site'>;
 
 /** The site whose mask a site uses: PEFT has one lora_dropout per module, so a fused module's parts share it (as they share lora_A). */
-const FUSED_MODULE_FIRST: Record<SiteKind, SiteKind> = {
-  q_proj: 'q_proj', k_proj: 'q_proj', v_proj: 'q_proj', o_proj: 'o_proj', gate_proj: 'gate_proj', up_proj: 'gate_proj', down_proj: 'down_proj',
-};
+const FUSED_MODULE_FIRST: Partial<Record<SiteKind, SiteKind>> = { k_proj: 'q_proj', v_proj: 'q_proj', up_proj: 'gate_proj' };
 
 /** Each site's dropout in a layer (undefined for all without `step`: evaluation, generation). */
 function siteDropouts(model: Model, layer: Layer, step: LoraDropoutStep | undefined): (kind: SiteKind) => LoraDropout | undefined {
+  // numbered over the kinds this model has (a Llama's 7 per layer, Qwen3.5's 12)
+  const kinds = model.siteKinds();
   return (kind) => {
     if (!step) return undefined;
-    const module = model.spec.fusedProjections ? FUSED_MODULE_FIRST[kind] : kind;
-    return { ...step, site: layer.index * SITE_KINDS.length + SITE_KINDS.indexOf(module) };
+    const module = model.spec.fusedProjections ? FUSED_MODULE_FIRST[kind] ?? kind : kind;
+    return { ...step, site: layer.index * kinds.length + kinds.indexOf(module) };
   };
 }
 
@@ -168,29 +193,92 @@ function normBack(gpu: Gpu, model: Model, dy: Tensor, x: Tensor, p: Param, rstd:
   rmsNormBackward(gpu, dy, x, p.value, rstd, dx, p.grad, { offset: model.spec.normOffset, accumulateDx, accumulateDw: true });
 }
 
-/** Attention inputs for one layer: q, k (normed, roped) and v, from the normed hidden state. */
-function qkv(gpu: Gpu, model: Model, layer: Layer, a: LayerActs, ones: Tensor, positions: Tensor, drop?: LoraDropoutStep): void {
-  const { heads: Hq, kvHeads: Hkv, headDim: Dh } = model.spec;
-  const T = a.h1.shape[0]!;
-  const dropout = siteDropouts(model, layer, drop);
-  siteForward(gpu, layer.sites.q_proj, a.h1, a.qRaw, sv(gpu, a, layer, 'q_proj'), ones, dropout('q_proj'));
-  siteForward(gpu, layer.sites.k_proj, a.h1, a.kRaw, sv(gpu, a, layer, 'k_proj'), ones, dropout('k_proj'));
-  siteForward(gpu, layer.sites.v_proj, a.h1, a.v, sv(gpu, a, layer, 'v_proj'), ones, dropout('v_proj'));
-  let qIn = a.qRaw, kIn = a.kRaw;
-  if (layer.qNorm && layer.kNorm) {
-    norm(gpu, model, view(a.qRaw, [T * Hq, Dh]), layer.qNorm, view(a.qNormed!, [T * Hq, Dh]), a.rstdQ!);
-    norm(gpu, model, view(a.kRaw, [T * Hkv, Dh]), layer.kNorm, view(a.kNormed!, [T * Hkv, Dh]), a.rstdK!);
-    qIn = a.qNormed!;
-    kIn = a.kNormed!;
-  }
-  ropeForward(gpu, view(qIn, [T, Hq, Dh]), view(a.q, [T, Hq, Dh]), positions, layer.invFreq);
-  ropeForward(gpu, view(kIn, [T, Hkv, Dh]), view(a.k, [T, Hkv, Dh]), positions, layer.invFreq);
+/** y = site(x) for one of the layer's sites, with its saved activations and lora_dropout. */
+function siteFwd(gpu: Gpu, model: Model, layer: Layer, a: LayerActs, kind: SiteKind, x: Tensor, y: Tensor, ones: Tensor, drop?: LoraDropoutStep): void {
+  siteForward(gpu, siteOf(layer, kind), x, y, sv(gpu, a, layer, kind), ones, siteDropouts(model, layer, drop)(kind));
 }
 
-/** Everything after attention: o_proj, residual, MLP, residual. */
-function attnOutAndMlp(gpu: Gpu, model: Model, layer: Layer, a: LayerActs, xIn: Tensor, xOut: Tensor, ones: Tensor, drop?: LoraDropoutStep): void {
-  const dropout = siteDropouts(model, layer, drop);
-  siteForward(gpu, layer.sites.o_proj, a.attn, a.oOut, sv(gpu, a, layer, 'o_proj'), ones, dropout('o_proj'));
+/** Attention inputs for one layer: q, k (normed, roped) and v, from the normed hidden state; Qwen3.5's output gate beside q. */
+function qkv(gpu: Gpu, model: Model, layer: Layer, a: LayerActs, at: AttentionActs, ones: Tensor, positions: Tensor, drop?: LoraDropoutStep): void {
+  const { heads: Hq, kvHeads: Hkv, headDim: Dh } = model.spec;
+  const T = a.h1.shape[0]!;
+  if (at.qGateRaw && at.outGate) {
+    siteFwd(gpu, model, layer, a, 'q_proj', a.h1, at.qGateRaw, ones, drop);
+    // per head: Dh query values, then Dh gate values
+    copyInto(gpu, at.qGateRaw, at.qRaw, { rows: T * Hq, cols: Dh, srcStride: 2 * Dh });
+    copyInto(gpu, at.qGateRaw, at.outGate, { rows: T * Hq, cols: Dh, srcOffset: Dh, srcStride: 2 * Dh });
+  } else {
+    siteFwd(gpu, model, layer, a, 'q_proj', a.h1, at.qRaw, ones, drop);
+  }
+  siteFwd(gpu, model, layer, a, 'k_proj', a.h1, at.kRaw, ones, drop);
+  siteFwd(gpu, model, layer, a, 'v_proj', a.h1, at.v, ones, drop);
+  let qIn = at.qRaw, kIn = at.kRaw;
+  if (layer.qNorm && layer.kNorm) {
+    norm(gpu, model, view(at.qRaw, [T * Hq, Dh]), layer.qNorm, view(at.qNormed!, [T * Hq, Dh]), at.rstdQ!);
+    norm(gpu, model, view(at.kRaw, [T * Hkv, Dh]), layer.kNorm, view(at.kNormed!, [T * Hkv, Dh]), at.rstdK!);
+    qIn = at.qNormed!;
+    kIn = at.kNormed!;
+  }
+  ropeForward(gpu, view(qIn, [T, Hq, Dh]), view(at.q, [T, Hq, Dh]), positions, layer.invFreq!);
+  ropeForward(gpu, view(kIn, [T, Hkv, Dh]), view(at.k, [T, Hkv, Dh]), positions, layer.invFreq!);
+}
+
+/** What o_proj reads: the attention output, times sigmoid(gate) on Qwen3.5. */
+function gatedOutput(gpu: Gpu, at: AttentionActs): Tensor {
+  if (!at.outGate || !at.attnGated) return at.attn;
+  gatedActForward(gpu, at.outGate, at.attn, at.attnGated, 'sigmoid');
+  return at.attnGated;
+}
+
+/** Gated DeltaNet's recurrent state for generation: the conv's last K - 1 inputs and the delta rule's [Hv, Dk, Dv] memory. */
+interface DeltaNetState {
+  conv: Tensor;
+  rule: Tensor;
+}
+
+/** transformers' l2norm eps for q and k of the delta rule. */
+const QK_L2_EPS = 1e-6;
+
+function ruleShape(model: Model, B: number, S: number): DeltaRuleShape {
+  const d = model.spec.deltaNet!;
+  return { batch: B, len: S, keyHeads: d.keyHeads, valueHeads: d.valueHeads, keyDim: d.keyDim, valueDim: d.valueDim, scale: 1 / Math.sqrt(d.keyDim) };
+}
+
+/**
+ * Qwen3_5GatedDeltaNet on the normed hidden state a.h1, into a.oOut: in_proj_qkv -> causal conv1d +
+ * SiLU -> q | k | v; l2-normed q, k; gates from in_proj_a / in_proj_b; the delta rule; RMSNormGated
+ * with in_proj_z; out_proj. With a state (generation) both the conv and the rule continue from it;
+ * without, they start from zeros (and packed segments each start afresh).
+ */
+function deltaNetForward(
+  gpu: Gpu, model: Model, layer: Layer, a: LayerActs, dn: DeltaNetActs, B: number, S: number, ones: Tensor,
+  ctx: { segments: Tensor | null; state: DeltaNetState | null; drop?: LoraDropoutStep | undefined },
+): void {
+  const d = model.spec.deltaNet!, p = layer.deltaNet!;
+  const T = B * S, K = d.keyHeads * d.keyDim, V = d.valueHeads * d.valueDim, C = 2 * K + V, Hv = d.valueHeads;
+  const { state, drop } = ctx;
+  const segments = state ? null : ctx.segments;
+  siteFwd(gpu, model, layer, a, 'in_proj_qkv', a.h1, dn.mixed, ones, drop);
+  conv1dForward(gpu, { batch: B, len: S, channels: C, kernel: d.convKernel, segments }, dn.mixed, view(p.conv.value, [C, d.convKernel]), dn.conv, state?.conv ?? null);
+  copyInto(gpu, dn.conv, dn.qRaw, { rows: T, cols: K, srcStride: C });
+  copyInto(gpu, dn.conv, dn.kRaw, { rows: T, cols: K, srcOffset: K, srcStride: C });
+  copyInto(gpu, dn.conv, dn.v, { rows: T, cols: V, srcOffset: 2 * K, srcStride: C });
+  l2NormForward(gpu, dn.qRaw, d.keyDim, dn.q, dn.rq, { eps: QK_L2_EPS });
+  l2NormForward(gpu, dn.kRaw, d.keyDim, dn.k, dn.rk, { eps: QK_L2_EPS });
+  siteFwd(gpu, model, layer, a, 'in_proj_a', a.h1, dn.aProj, ones, drop);
+  siteFwd(gpu, model, layer, a, 'in_proj_b', a.h1, dn.bProj, ones, drop);
+  deltaGatesForward(gpu, Hv, dn.aProj, dn.bProj, p.aLog.value, p.dtBias.value, dn.g, dn.beta);
+  const inputs = { q: dn.q, k: dn.k, v: dn.v, g: dn.g, beta: dn.beta };
+  if (state && S === 1) deltaRuleRecurrent(gpu, ruleShape(model, B, S), inputs, dn.core, state.rule);
+  else deltaRuleForward(gpu, ruleShape(model, B, S), inputs, dn.core, { chunk: DELTA_RULE_CHUNK, state: state?.rule ?? null, saved: state ? null : dn.ruleSaved, segments });
+  siteFwd(gpu, model, layer, a, 'in_proj_z', a.h1, dn.z, ones, drop);
+  const heads = (t: Tensor) => view(t, [T * Hv, d.valueDim]);
+  rmsNormGatedForward(gpu, heads(dn.core), heads(dn.z), p.norm.value, heads(dn.normed), dn.rstdGated, { eps: model.spec.rmsEps });
+  siteFwd(gpu, model, layer, a, 'out_proj', dn.normed, a.oOut, ones, drop);
+}
+
+/** Everything after the token mixer's output a.oOut: residual, MLP, residual. */
+function residAndMlp(gpu: Gpu, model: Model, layer: Layer, a: LayerActs, xIn: Tensor, xOut: Tensor, ones: Tensor, drop?: LoraDropoutStep): void {
   let r = a.oOut;
   if (layer.attnPostNorm) {
     norm(gpu, model, a.oOut, layer.attnPostNorm, a.oNormed!, a.rstdPostAttn!);
@@ -198,10 +286,10 @@ function attnOutAndMlp(gpu: Gpu, model: Model, layer: Layer, a: LayerActs, xIn: 
   }
   add(gpu, xIn, r, a.xMid);
   norm(gpu, model, a.xMid, layer.mlpNorm, a.h2, a.rstd2);
-  siteForward(gpu, layer.sites.gate_proj, a.h2, a.gate, sv(gpu, a, layer, 'gate_proj'), ones, dropout('gate_proj'));
-  siteForward(gpu, layer.sites.up_proj, a.h2, a.up, sv(gpu, a, layer, 'up_proj'), ones, dropout('up_proj'));
+  siteFwd(gpu, model, layer, a, 'gate_proj', a.h2, a.gate, ones, drop);
+  siteFwd(gpu, model, layer, a, 'up_proj', a.h2, a.up, ones, drop);
   gatedActForward(gpu, a.gate, a.up, a.act, model.spec.act);
-  siteForward(gpu, layer.sites.down_proj, a.act, a.down, sv(gpu, a, layer, 'down_proj'), ones, dropout('down_proj'));
+  siteFwd(gpu, model, layer, a, 'down_proj', a.act, a.down, ones, drop);
   let r2 = a.down;
   if (layer.mlpPostNorm) {
     norm(gpu, model, a.down, layer.mlpPostNorm, a.downNormed!, a.rstdPostMlp!);
@@ -216,13 +304,19 @@ function layerForward(ws: Workspace, l: number, drop: LoraDropoutStep | undefine
   const layer = model.layers[l]!;
   const a = ws.actsFor(l);
   const xIn = ws.resid[l]!;
-  norm(gpu, model, xIn, layer.attnNorm, a.h1, a.rstd1);
-  qkv(gpu, model, layer, a, ws.ones, ws.positions, drop);
-  const { heads: Hq, kvHeads: Hkv, headDim: Dh } = model.spec;
   const [B, S] = [ws.B, ws.S];
-  attentionForward(gpu, view(a.q, [B, S, Hq, Dh]), view(a.k, [B, S, Hkv, Dh]), view(a.v, [B, S, Hkv, Dh]), view(a.attn, [B, S, Hq, Dh]), a.lse,
-    attnShape(model, layer, B, S, ws.segments));
-  attnOutAndMlp(gpu, model, layer, a, xIn, ws.resid[l + 1]!, ws.ones, drop);
+  norm(gpu, model, xIn, layer.attnNorm, a.h1, a.rstd1);
+  if (a.deltaNet) {
+    deltaNetForward(gpu, model, layer, a, a.deltaNet, B, S, ws.ones, { segments: ws.segments, state: null, drop });
+  } else {
+    const at = a.attention!;
+    qkv(gpu, model, layer, a, at, ws.ones, ws.positions, drop);
+    const { heads: Hq, kvHeads: Hkv, headDim: Dh } = model.spec;
+    attentionForward(gpu, view(at.q, [B, S, Hq, Dh]), view(at.k, [B, S, Hkv, Dh]), view(at.v, [B, S, Hkv, Dh]), view(at.attn, [B, S, Hq, Dh]), at.lse,
+      attnShape(model, layer, B, S, ws.segments));
+    siteFwd(gpu, model, layer, a, 'o_proj', gatedOutput(gpu, at), a.oOut, ws.ones, drop);
+  }
+  residAndMlp(gpu, model, layer, a, xIn, ws.resid[l + 1]!, ws.ones, drop);
 }
 
 /** Gradient of the layer's output arrives in g.dResid; on return g.dResid holds the gradient of its input. */
@@ -232,11 +326,9 @@ function layerBackward(ws: Workspace, l: number, g: Grads, drop: LoraDropoutStep
   const layer = model.layers[l]!;
   const a = ws.actsFor(l);
   const xIn = ws.resid[l]!;
-  const { heads: Hq, kvHeads: Hkv, headDim: Dh } = model.spec;
-  const [B, S, T] = [ws.B, ws.S, ws.T];
   const dropout = siteDropouts(model, layer, drop);
-  const once = (kind: SiteKind) => ({ accumulateDx: false, accumulateGrads: true, dropout: dropout(kind) });
-  const more = (kind: SiteKind) => ({ accumulateDx: true, accumulateGrads: true, dropout: dropout(kind) });
+  const back = (kind: SiteKind, x: Tensor, dy: Tensor, dx: Tensor, accumulateDx: boolean) =>
+    siteBackward(gpu, siteOf(layer, kind), x, dy, dx, sv(gpu, a, layer, kind), ws.ones, { accumulateDx, accumulateGrads: true, dropout: dropout(kind) });
 
   // MLP branch: xOut = xMid + post(down(act(gate(h2)) * up(h2)))
   let dDown = g.dResid;
@@ -244,35 +336,87 @@ function layerBackward(ws: Workspace, l: number, g: Grads, drop: LoraDropoutStep
     normBack(gpu, model, g.dResid, a.down, layer.mlpPostNorm, a.rstdPostMlp!, g.dTmp, false);
     dDown = g.dTmp;
   }
-  siteBackward(gpu, layer.sites.down_proj, a.act, dDown, g.dAct, sv(gpu, a, layer, 'down_proj'), ws.ones, once('down_proj'));
+  back('down_proj', a.act, dDown, g.dAct, false);
   gatedActBackward(gpu, g.dAct, a.gate, a.up, g.dGate, g.dUp, model.spec.act);
-  siteBackward(gpu, layer.sites.gate_proj, a.h2, g.dGate, g.dH, sv(gpu, a, layer, 'gate_proj'), ws.ones, once('gate_proj'));
-  siteBackward(gpu, layer.sites.up_proj, a.h2, g.dUp, g.dH, sv(gpu, a, layer, 'up_proj'), ws.ones, more('up_proj'));
+  back('gate_proj', a.h2, g.dGate, g.dH, false);
+  back('up_proj', a.h2, g.dUp, g.dH, true);
   normBack(gpu, model, g.dH, a.xMid, layer.mlpNorm, a.rstd2, g.dResid, true);
 
-  // Attention branch: xMid = xIn + post(o(attention(rope(q), rope(k), v)))
+  // token mixer branch: xMid = xIn + post(mixer(h1)); the mixer's input gradient is summed into g.dH
   let dO = g.dResid;
   if (layer.attnPostNorm) {
     normBack(gpu, model, g.dResid, a.oOut, layer.attnPostNorm, a.rstdPostAttn!, g.dTmp, false);
     dO = g.dTmp;
   }
-  siteBackward(gpu, layer.sites.o_proj, a.attn, dO, g.dAttn, sv(gpu, a, layer, 'o_proj'), ws.ones, once('o_proj'));
-  attentionBackward(gpu, view(g.dAttn, [B, S, Hq, Dh]), view(a.q, [B, S, Hq, Dh]), view(a.k, [B, S, Hkv, Dh]), view(a.v, [B, S, Hkv, Dh]),
-    view(a.attn, [B, S, Hq, Dh]), a.lse, view(g.dQ, [B, S, Hq, Dh]), view(g.dK, [B, S, Hkv, Dh]), view(g.dV, [B, S, Hkv, Dh]),
+  if (a.deltaNet) deltaNetBackward(ws, layer, a, a.deltaNet, g, dO, back);
+  else attentionBackwardOf(ws, layer, a, a.attention!, g, dO, back);
+  normBack(gpu, model, g.dH, xIn, layer.attnNorm, a.rstd1, g.dResid, true);
+}
+
+type SiteBack = (kind: SiteKind, x: Tensor, dy: Tensor, dx: Tensor, accumulateDx: boolean) => void;
+
+/** o_proj(gate · attention(rope(norm(q)), rope(norm(k)), v)) backward to g.dH (overwritten). */
+function attentionBackwardOf(ws: Workspace, layer: Layer, a: LayerActs, at: AttentionActs, g: Grads, dO: Tensor, back: SiteBack): void {
+  const { model } = ws;
+  const gpu = model.gpu;
+  const { heads: Hq, kvHeads: Hkv, headDim: Dh } = model.spec;
+  const [B, S, T] = [ws.B, ws.S, ws.T];
+  if (at.outGate && at.attnGated) {
+    back('o_proj', at.attnGated, dO, g.dAttnGated!, false);
+    gatedActBackward(gpu, g.dAttnGated!, at.outGate, at.attn, g.dOutGate!, g.dAttn, 'sigmoid');
+  } else {
+    back('o_proj', at.attn, dO, g.dAttn, false);
+  }
+  attentionBackward(gpu, view(g.dAttn, [B, S, Hq, Dh]), view(at.q, [B, S, Hq, Dh]), view(at.k, [B, S, Hkv, Dh]), view(at.v, [B, S, Hkv, Dh]),
+    view(at.attn, [B, S, Hq, Dh]), at.lse, view(g.dQ, [B, S, Hq, Dh]), view(g.dK, [B, S, Hkv, Dh]), view(g.dV, [B, S, Hkv, Dh]),
     attnShape(model, layer, B, S, ws.segments));
-  ropeBackward(gpu, view(g.dQ, [T, Hq, Dh]), view(g.dQ, [T, Hq, Dh]), ws.positions, layer.invFreq);
-  ropeBackward(gpu, view(g.dK, [T, Hkv, Dh]), view(g.dK, [T, Hkv, Dh]), ws.positions, layer.invFreq);
+  ropeBackward(gpu, view(g.dQ, [T, Hq, Dh]), view(g.dQ, [T, Hq, Dh]), ws.positions, layer.invFreq!);
+  ropeBackward(gpu, view(g.dK, [T, Hkv, Dh]), view(g.dK, [T, Hkv, Dh]), ws.positions, layer.invFreq!);
   let dQ = g.dQ, dK = g.dK;
   if (layer.qNorm && layer.kNorm) {
-    normBack(gpu, model, view(g.dQ, [T * Hq, Dh]), view(a.qRaw, [T * Hq, Dh]), layer.qNorm, a.rstdQ!, view(g.dQ2!, [T * Hq, Dh]), false);
-    normBack(gpu, model, view(g.dK, [T * Hkv, Dh]), view(a.kRaw, [T * Hkv, Dh]), layer.kNorm, a.rstdK!, view(g.dK2!, [T * Hkv, Dh]), false);
+    normBack(gpu, model, view(g.dQ, [T * Hq, Dh]), view(at.qRaw, [T * Hq, Dh]), layer.qNorm, at.rstdQ!, view(g.dQ2!, [T * Hq, Dh]), false);
+    normBack(gpu, model, view(g.dK, [T * Hkv, Dh]), view(at.kRaw, [T * Hkv, Dh]), layer.kNorm, at.rstdK!, view(g.dK2!, [T * Hkv, Dh]), false);
     dQ = g.dQ2!;
     dK = g.dK2!;
   }
-  siteBackward(gpu, layer.sites.q_proj, a.h1, dQ, g.dH, sv(gpu, a, layer, 'q_proj'), ws.ones, once('q_proj'));
-  siteBackward(gpu, layer.sites.k_proj, a.h1, dK, g.dH, sv(gpu, a, layer, 'k_proj'), ws.ones, more('k_proj'));
-  siteBackward(gpu, layer.sites.v_proj, a.h1, g.dV, g.dH, sv(gpu, a, layer, 'v_proj'), ws.ones, more('v_proj'));
-  normBack(gpu, model, g.dH, xIn, layer.attnNorm, a.rstd1, g.dResid, true);
+  if (at.outGate) {
+    // back into q_proj's layout: per head, Dh query rows then Dh gate rows
+    copyInto(gpu, dQ, g.dQGate!, { rows: T * Hq, cols: Dh, dstStride: 2 * Dh });
+    copyInto(gpu, g.dOutGate!, g.dQGate!, { rows: T * Hq, cols: Dh, dstOffset: Dh, dstStride: 2 * Dh });
+    dQ = g.dQGate!;
+  }
+  back('q_proj', a.h1, dQ, g.dH, false);
+  back('k_proj', a.h1, dK, g.dH, true);
+  back('v_proj', a.h1, g.dV, g.dH, true);
+}
+
+/** deltaNetForward's backward to g.dH (overwritten); the conv, gate and norm parameters' gradients are added where they have them. */
+function deltaNetBackward(ws: Workspace, layer: Layer, a: LayerActs, dn: DeltaNetActs, g: Grads, dO: Tensor, back: SiteBack): void {
+  const { model } = ws;
+  const gpu = model.gpu;
+  const d = model.spec.deltaNet!, p = layer.deltaNet!;
+  const T = ws.T, K = d.keyHeads * d.keyDim, V = d.valueHeads * d.valueDim, C = 2 * K + V, Hv = d.valueHeads;
+  const heads = (t: Tensor) => view(t, [T * Hv, d.valueDim]);
+  back('out_proj', dn.normed, dO, g.dNormed!, false);
+  rmsNormGatedBackward(gpu, heads(g.dNormed!), heads(dn.core), heads(dn.z), p.norm.value, dn.rstdGated, heads(g.dCore!), heads(g.dZ!), p.norm.grad,
+    { accumulateDw: true });
+  back('in_proj_z', a.h1, g.dZ!, g.dH, false);
+  deltaRuleBackward(gpu, ruleShape(model, ws.B, ws.S), { q: dn.q, k: dn.k, v: dn.v, g: dn.g, beta: dn.beta }, dn.ruleSaved, DELTA_RULE_CHUNK, g.dCore!,
+    { dq: g.dDq!, dk: g.dDk!, dv: g.dDv!, dg: g.dG!, dbeta: g.dBeta! });
+  const paramGrads = p.aLog.grad && p.dtBias.grad ? { dALog: p.aLog.grad, dDtBias: p.dtBias.grad, accumulate: true } : null;
+  deltaGatesBackward(gpu, Hv, g.dG!, g.dBeta!, dn.aProj, dn.bProj, p.aLog.value, p.dtBias.value, g.dA!, g.dB!, paramGrads);
+  back('in_proj_a', a.h1, g.dA!, g.dH, true);
+  back('in_proj_b', a.h1, g.dB!, g.dH, true);
+  l2NormBackward(gpu, g.dDq!, dn.qRaw, d.keyDim, dn.rq, g.dQRaw!);
+  l2NormBackward(gpu, g.dDk!, dn.kRaw, d.keyDim, dn.rk, g.dKRaw!);
+  copyInto(gpu, g.dQRaw!, g.dConv!, { rows: T, cols: K, dstStride: C });
+  copyInto(gpu, g.dKRaw!, g.dConv!, { rows: T, cols: K, dstOffset: K, dstStride: C });
+  copyInto(gpu, g.dDv!, g.dConv!, { rows: T, cols: V, dstOffset: 2 * K, dstStride: C });
+  const convW = view(p.conv.value, [C, d.convKernel]);
+  const shape = { batch: ws.B, len: ws.S, channels: C, kernel: d.convKernel, segments: ws.segments };
+  conv1dBackward(gpu, shape, g.dConv!, dn.mixed, convW, g.dMixed!, p.conv.grad ? g.dConvW! : null);
+  if (p.conv.grad) axpy(gpu, g.dConvW!, view(p.conv.grad, [C, d.convKernel]), 1);
+  back('in_proj_qkv', a.h1, g.dMixed!, g.dH, true);
 }
 
 export interface StepOptions {
@@ -356,30 +500,55 @@ export function fullLogits(ws: Workspace, out: Tensor): void {
   logitsForRows(gpu, ws.final, model.lmHead.weight, out, softcap ? { softcap } : {});
 }
 
-/** Keys and values of every layer for one sequence, [capacity, Hkv * Dh] each. */
+/**
+ * What generation keeps of one sequence: keys and values of each attention layer ([capacity,
+ * Hkv * Dh] each), and the conv and delta-rule state of each Gated DeltaNet layer (null where the
+ * layer has the other kind).
+ */
 export interface KVCache {
-  k: Tensor[];
-  v: Tensor[];
+  k: (Tensor | null)[];
+  v: (Tensor | null)[];
+  /** [K - 1, C]: the conv's last inputs. */
+  conv: (Tensor | null)[];
+  /** [Hv, Dk, Dv]: the delta rule's memory. */
+  rule: (Tensor | null)[];
   capacity: number;
   /** Positions filled so far. */
   length: number;
 }
 
 export function allocKVCache(model: Model, capacity: number): KVCache {
-  const { kvHeads: Hkv, headDim: Dh } = model.spec;
+  const { kvHeads: Hkv, headDim: Dh, deltaNet: d } = model.spec;
   const gpu = model.gpu;
-  return {
-    k: model.layers.map((_, i) => gpu.tensor([capacity, Hkv * Dh], 'f32', `kcache${i}`)),
-    v: model.layers.map((_, i) => gpu.tensor([capacity, Hkv * Dh], 'f32', `vcache${i}`)),
+  const attention = (i: number) => model.layers[i]!.mixer === 'attention';
+  const convChannels = d ? 2 * d.keyHeads * d.keyDim + d.valueHeads * d.valueDim : 0;
+  const cache: KVCache = {
+    k: model.layers.map((_, i) => (attention(i) ? gpu.tensor([capacity, Hkv * Dh], 'f32', `kcache${i}`) : null)),
+    v: model.layers.map((_, i) => (attention(i) ? gpu.tensor([capacity, Hkv * Dh], 'f32', `vcache${i}`) : null)),
+    conv: model.layers.map((_, i) => (attention(i) ? null : gpu.tensor([d!.convKernel - 1, convChannels], 'f32', `convstate${i}`))),
+    rule: model.layers.map((_, i) => (attention(i) ? null : gpu.tensor([d!.valueHeads, d!.keyDim, d!.valueDim], 'f32', `rulestate${i}`))),
     capacity,
     length: 0,
   };
+  clearRecurrentState(model, cache);
+  return cache;
 }
+
+/** Whether the cache holds recurrent state, which cannot be rewound to an earlier position. */
+export const hasRecurrentState = (cache: KVCache): boolean => cache.rule.some((t) => t !== null);
+
+/** Zeroes the Gated DeltaNet layers' state (a sequence starting from position 0). */
+export function clearRecurrentState(model: Model, cache: KVCache): void {
+  for (const t of [...cache.conv, ...cache.rule]) if (t) model.gpu.zero(t);
+}
+
+/** Every buffer of the cache. */
+export const cacheTensors = (cache: KVCache): Tensor[] => [...cache.k, ...cache.v, ...cache.conv, ...cache.rule].filter((t): t is Tensor => t !== null);
 
 /**
  * Incremental forward for generation: the T tokens loaded in `ws` (B = 1, positions
- * cache.length ...) attend to the cache and to each other; their keys and values are appended.
- * The final hidden states land in ws.final.
+ * cache.length ...) attend to the cache and to each other; their keys and values are appended, and
+ * the Gated DeltaNet layers carry their state on. The final hidden states land in ws.final.
  */
 export function forwardCached(ws: Workspace, cache: KVCache): void {
   const { model } = ws;
@@ -394,17 +563,24 @@ export function forwardCached(ws: Workspace, cache: KVCache): void {
     const layer = model.layers[l]!;
     const a = ws.actsFor(l);
     norm(gpu, model, ws.resid[l]!, layer.attnNorm, a.h1, a.rstd1);
-    qkv(gpu, model, layer, a, ws.ones, ws.positions);
-    gpu.copy(a.k, cache.k[l]!, T * rowBytes, 0, cache.length * rowBytes);
-    gpu.copy(a.v, cache.v[l]!, T * rowBytes, 0, cache.length * rowBytes);
-    const kvShape = [1, cache.capacity, Hkv, Dh];
-    attentionForward(gpu, view(a.q, [1, T, Hq, Dh]), view(cache.k[l]!, kvShape), view(cache.v[l]!, kvShape), view(a.attn, [1, T, Hq, Dh]), null, {
-      ...attnShape(model, layer, 1, T, null),
-      kvLen: cache.length + T,
-      kvCapacity: cache.capacity,
-      qOffset: cache.length,
-    });
-    attnOutAndMlp(gpu, model, layer, a, ws.resid[l]!, ws.resid[l + 1]!, ws.ones);
+    if (a.deltaNet) {
+      deltaNetForward(gpu, model, layer, a, a.deltaNet, 1, T, ws.ones, { segments: null, state: { conv: cache.conv[l]!, rule: cache.rule[l]! } });
+    } else {
+      const at = a.attention!;
+      const kc = cache.k[l]!, vc = cache.v[l]!;
+      qkv(gpu, model, layer, a, at, ws.ones, ws.positions);
+      gpu.copy(at.k, kc, T * rowBytes, 0, cache.length * rowBytes);
+      gpu.copy(at.v, vc, T * rowBytes, 0, cache.length * rowBytes);
+      const kvShape = [1, cache.capacity, Hkv, Dh];
+      attentionForward(gpu, view(at.q, [1, T, Hq, Dh]), view(kc, kvShape), view(vc, kvShape), view(at.attn, [1, T, Hq, Dh]), null, {
+        ...attnShape(model, layer, 1, T, null),
+        kvLen: cache.length + T,
+        kvCapacity: cache.capacity,
+        qOffset: cache.length,
+      });
+      siteFwd(gpu, model, layer, a, 'o_proj', gatedOutput(gpu, at), a.oOut, ws.ones);
+    }
+    residAndMlp(gpu, model, layer, a, ws.resid[l]!, ws.resid[l + 1]!, ws.ones);
   }
   norm(gpu, model, ws.resid[model.layers.length]!, model.finalNorm, ws.final, ws.rstdFinal);
   cache.length += T;

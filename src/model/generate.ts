@@ -3,11 +3,13 @@
 // samples there and feeds the token to the next step without a readback, and a burst's tokens are
 // read back together. Bursts grow 1, 2, 4 ... MAX_BURST, so the first token shows at once; a stop
 // token inside a burst wastes the steps recorded after it (they are dropped from the cache).
+// Gated DeltaNet layers keep a recurrent state instead of keys and values (forward.ts's KVCache):
+// it cannot drop steps, so after such waste the next call runs its prompt from the start.
 
 import { logitsForRows } from '../kernels/loss';
 import { feedToken, sampleToken } from '../kernels/sample';
 import type { Tensor } from '../gpu/tensor';
-import { allocKVCache, forwardCached, Workspace, type KVCache } from './forward';
+import { allocKVCache, cacheTensors, clearRecurrentState, forwardCached, hasRecurrentState, Workspace, type KVCache } from './forward';
 import type { Model } from './model';
 
 export interface SamplingOptions {
@@ -68,6 +70,10 @@ export class Generator {
     // reuse the common prefix; at least the last prompt token is run to get fresh logits
     let keep = 0;
     while (keep < this.cached.length && keep < prompt.length - 1 && this.cached[keep] === prompt[keep]) keep++;
+    // a recurrent state holds every token fed (cache.length of them, steps after a stop included):
+    // it is reused only when those are exactly the cached tokens and all of them prefix the prompt
+    if ((keep < this.cached.length || this.cache.length !== this.cached.length) && hasRecurrentState(this.cache)) keep = 0;
+    if (keep === 0) clearRecurrentState(this.model, this.cache);
     this.cached = this.cached.slice(0, keep);
     this.cache.length = keep;
     const tokens = [...prompt];
@@ -98,11 +104,13 @@ export class Generator {
       const ids = Array.from((await gpu.read(this.sampled)).subarray(0, n));
       const stopAt = ids.findIndex((id) => stop.has(id));
       const kept = stopAt < 0 ? ids : ids.slice(0, stopAt);
-      // every kept token was fed to the cache but the generation's last one (the next call
-      // overwrites the cache from the end of this.cached: steps after a stop are dropped there)
+      // the cache holds each kept token (and the stop token) that was fed: all but the generation's
+      // last step; the next call overwrites it from the end of this.cached
+      ids.slice(0, stopAt < 0 ? n : stopAt + 1).forEach((id, i) => {
+        if (produced + i + 1 < opts.maxNewTokens) this.cached.push(id);
+      });
       produced += kept.length;
       tokens.push(...kept);
-      this.cached.push(...(produced < opts.maxNewTokens || stopAt >= 0 ? kept : kept.slice(0, -1)));
       yield* kept;
       if (stopAt >= 0) return;
     }
@@ -159,6 +167,6 @@ export class Generator {
 
   release(): void {
     for (const ws of this.workspaces.values()) ws.release();
-    this.model.gpu.release(...this.cache.k, ...this.cache.v, this.logits, this.sampled, this.history);
+    this.model.gpu.release(...cacheTensors(this.cache), this.logits, this.sampled, this.history);
   }
 }

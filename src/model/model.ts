@@ -8,7 +8,7 @@ import type { Tensor } from '../gpu/tensor';
 import { weightParts, type Weight } from '../kernels/matmul';
 import { ropeInvFreq } from '../kernels/rope';
 import type { LinearSite } from './linear';
-import { specFromConfig, type ModelSpec } from './spec';
+import { specFromConfig, type Mixer, type ModelSpec } from './spec';
 import { Checkpoint, layerNames, uploadMatrix, uploadTensor, type ModelFiles, type WeightFormat } from './weights';
 
 /** A weight that is not a linear layer (norm, embedding), with its gradient when trainable. */
@@ -18,11 +18,14 @@ export interface Param {
   grad: Tensor | null;
 }
 
-export type SiteKind = 'q_proj' | 'k_proj' | 'v_proj' | 'o_proj' | 'gate_proj' | 'up_proj' | 'down_proj';
-export const SITE_KINDS: readonly SiteKind[] = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
-
-/** Linear modules as the checkpoint (and PEFT) names them, in module order. */
-export const MODULE_KINDS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
+export type SiteKind =
+  | 'q_proj' | 'k_proj' | 'v_proj' | 'o_proj'
+  | 'in_proj_qkv' | 'in_proj_z' | 'in_proj_b' | 'in_proj_a' | 'out_proj'
+  | 'gate_proj' | 'up_proj' | 'down_proj';
+/** Linear modules as the checkpoint (and PEFT) names them, in module order: attention, Gated DeltaNet (Qwen3.5), MLP. */
+export const SITE_KINDS: readonly SiteKind[] = [
+  'q_proj', 'k_proj', 'v_proj', 'o_proj', 'in_proj_qkv', 'in_proj_z', 'in_proj_b', 'in_proj_a', 'out_proj', 'gate_proj', 'up_proj', 'down_proj',
+];
 /** Phi-3 stores q/k/v as one qkv_proj (rows q, k, v) and gate/up as one gate_up_proj (gate rows first). */
 export const FUSED_MODULE_KINDS = ['qkv_proj', 'o_proj', 'gate_up_proj', 'down_proj'] as const;
 
@@ -42,17 +45,45 @@ export interface ModuleRef {
   parts: { site: LinearSite; row: number }[];
 }
 
+/** The per-head and per-channel parameters of a Gated DeltaNet layer (its linear modules are sites). */
+export interface DeltaNetParams {
+  /** conv1d.weight [C, 1, K] as stored (the kernel reads it as [C, K]). */
+  conv: Param;
+  aLog: Param;
+  dtBias: Param;
+  /** RMSNormGated's weight [Dv] (plain w, not 1 + w). */
+  norm: Param;
+}
+
 export interface Layer {
   index: number;
+  mixer: Mixer;
   attnNorm: Param;
   attnPostNorm: Param | null;
   mlpNorm: Param;
   mlpPostNorm: Param | null;
   qNorm: Param | null;
   kNorm: Param | null;
-  sites: Record<SiteKind, LinearSite>;
+  /** q/k/v/o_proj on attention layers, in_proj_* and out_proj on Gated DeltaNet layers; the MLP's on all. */
+  sites: Partial<Record<SiteKind, LinearSite>>;
+  deltaNet: DeltaNetParams | null;
   window: number | null;
-  invFreq: Tensor;
+  /** Rope frequencies of an attention layer; null on Gated DeltaNet layers. */
+  invFreq: Tensor | null;
+}
+
+/** The site of a kind a layer must have. */
+export function siteOf(layer: Layer, kind: SiteKind): LinearSite {
+  const s = layer.sites[kind];
+  if (!s) throw new Error(`layer ${layer.index} (${layer.mixer}) has no ${kind}`);
+  return s;
+}
+
+/** A layer's non-linear parameters (norms, Gated DeltaNet's conv and gates), in checkpoint order. */
+export function layerParams(l: Layer): Param[] {
+  const d = l.deltaNet;
+  const all = [l.attnNorm, l.qNorm, l.kNorm, l.attnPostNorm, l.mlpNorm, l.mlpPostNorm, ...(d ? [d.conv, d.aLog, d.dtBias, d.norm] : [])];
+  return all.filter((p): p is Param => p !== null);
 }
 
 export interface LoadOptions {
@@ -62,6 +93,8 @@ export interface LoadOptions {
 }
 
 export class Model {
+  private kinds: readonly SiteKind[] | null = null;
+
   private constructor(
     readonly gpu: Gpu,
     readonly spec: ModelSpec,
@@ -80,7 +113,7 @@ export class Model {
     const ckpt = await Checkpoint.open(files);
     const format = baseFormat(opts.format ?? 'f32', ckpt);
     const { hidden: D, heads: Hq, kvHeads: Hkv, headDim: Dh, intermediate: I, vocab: V } = spec;
-    const total = 3 + spec.layers.length * 9;
+    const total = 3 + spec.layers.reduce((n, l) => n + (l.mixer === 'deltaNet' ? 14 : 9), 0);
     let done = 0;
     const tick = (name: string) => opts.onProgress?.(++done, total, name);
 
@@ -105,7 +138,7 @@ export class Model {
       return { name, inFeatures: K, outFeatures: N, weight, bias: b, lora: null, loraGrads: null, weightGrad: null, biasGrad: null };
     };
 
-    const embedName = 'model.embed_tokens.weight';
+    const embedName = `${spec.textPrefix}.embed_tokens.weight`;
     const embed: Param = { name: embedName, value: (await uploadMatrix(gpu, ckpt, embedName, [V, D], 'f32')) as Tensor, grad: null };
     tick(embedName);
     const layers: Layer[] = [];
@@ -115,12 +148,49 @@ export class Model {
       const m = `${n.prefix}.mlp`;
       const ls = spec.layers[i]!;
       const bias = (kind: string) => spec.qkvBias && ckpt.has(`${a}.${kind}.bias`);
-      layers.push({
-        index: i,
+      const mlp = async () => ({
+        gate_proj: await site(`${m}.gate_proj`, I, D, ckpt.has(`${m}.gate_proj.bias`)),
+        up_proj: await site(`${m}.up_proj`, I, D, ckpt.has(`${m}.up_proj.bias`)),
+        down_proj: await site(`${m}.down_proj`, D, I, ckpt.has(`${m}.down_proj.bias`)),
+      });
+      const norms = {
         attnNorm: await param(n.attnNorm, [D]),
         attnPostNorm: n.attnPostNorm ? await param(n.attnPostNorm, [D]) : null,
         mlpNorm: await param(n.mlpNorm, [D]),
         mlpPostNorm: n.mlpPostNorm ? await param(n.mlpPostNorm, [D]) : null,
+      };
+      if (ls.mixer === 'deltaNet') {
+        // Qwen3_5GatedDeltaNet: in_proj_qkv rows are q | k | v (conv channels in that order)
+        const { keyHeads: Hk, valueHeads: Hv, keyDim: Dk, valueDim: Dv, convKernel } = spec.deltaNet!;
+        const la = `${n.prefix}.linear_attn`;
+        const C = 2 * Hk * Dk + Hv * Dv;
+        layers.push({
+          index: i, mixer: 'deltaNet', ...norms, qNorm: null, kNorm: null,
+          sites: {
+            in_proj_qkv: await site(`${la}.in_proj_qkv`, C, D, false),
+            in_proj_z: await site(`${la}.in_proj_z`, Hv * Dv, D, false),
+            in_proj_b: await site(`${la}.in_proj_b`, Hv, D, false),
+            in_proj_a: await site(`${la}.in_proj_a`, Hv, D, false),
+            out_proj: await site(`${la}.out_proj`, D, Hv * Dv, false),
+            ...(await mlp()),
+          },
+          deltaNet: {
+            conv: await param(`${la}.conv1d.weight`, [C, 1, convKernel]),
+            aLog: await param(`${la}.A_log`, [Hv]),
+            dtBias: await param(`${la}.dt_bias`, [Hv]),
+            norm: await param(`${la}.norm.weight`, [Dv]),
+          },
+          window: null,
+          invFreq: null,
+        });
+        continue;
+      }
+      // Qwen3.5's q_proj: per head, Dh query rows then Dh gate rows
+      const qRows = (spec.attnOutputGate ? 2 : 1) * Hq * Dh;
+      layers.push({
+        index: i,
+        mixer: 'attention',
+        ...norms,
         qNorm: n.qNorm ? await param(n.qNorm, [Dh]) : null,
         kNorm: n.kNorm ? await param(n.kNorm, [Dh]) : null,
         sites: spec.fusedProjections
@@ -135,14 +205,13 @@ export class Model {
             down_proj: await site(`${m}.down_proj`, D, I, ckpt.has(`${m}.down_proj.bias`)),
           }
           : {
-            q_proj: await site(`${a}.q_proj`, Hq * Dh, D, bias('q_proj')),
+            q_proj: await site(`${a}.q_proj`, qRows, D, bias('q_proj')),
             k_proj: await site(`${a}.k_proj`, Hkv * Dh, D, bias('k_proj')),
             v_proj: await site(`${a}.v_proj`, Hkv * Dh, D, bias('v_proj')),
             o_proj: await site(`${a}.o_proj`, D, Hq * Dh, ckpt.has(`${a}.o_proj.bias`)),
-            gate_proj: await site(`${m}.gate_proj`, I, D, ckpt.has(`${m}.gate_proj.bias`)),
-            up_proj: await site(`${m}.up_proj`, I, D, ckpt.has(`${m}.up_proj.bias`)),
-            down_proj: await site(`${m}.down_proj`, D, I, ckpt.has(`${m}.down_proj.bias`)),
+            ...(await mlp()),
           },
+        deltaNet: null,
         window: ls.window,
         invFreq: gpu.upload(
           ropeInvFreq({ headDim: Dh, theta: ls.rope.theta, partialRotaryFactor: ls.rope.partialRotaryFactor, scaling: ls.rope.scaling }),
@@ -150,7 +219,7 @@ export class Model {
         ),
       });
     }
-    const finalNorm = await param('model.norm.weight', [D]);
+    const finalNorm = await param(`${spec.textPrefix}.norm.weight`, [D]);
     const tied = spec.tiedEmbeddings || !ckpt.has('lm_head.weight');
     const lmHead = tied
       ? { weight: embed.value as Weight, grad: null, tied: true }
@@ -160,7 +229,7 @@ export class Model {
   }
 
   sites(): LinearSite[] {
-    return this.layers.flatMap((l) => SITE_KINDS.map((k) => l.sites[k]));
+    return this.layers.flatMap((l) => SITE_KINDS.flatMap((k) => l.sites[k] ?? []));
   }
 
   /** The checkpoint's linear modules (what PEFT adapts), in module order; fused ones list their parts. */
@@ -171,34 +240,40 @@ export class Model {
         name: site.name, kind: site.name.slice(site.name.lastIndexOf('.') + 1), layer: l.index,
         inFeatures: site.inFeatures, outFeatures: site.outFeatures, parts: [{ site, row: 0 }],
       });
-      if (!this.spec.fusedProjections) return SITE_KINDS.map((k) => one(s[k]));
+      if (!this.spec.fusedProjections) return SITE_KINDS.flatMap((k) => (s[k] ? [one(s[k])] : []));
       const fused = (name: string, sites: LinearSite[]): ModuleRef => {
         let row = 0;
         const parts = sites.map((site) => ({ site, row: (row += site.outFeatures) - site.outFeatures }));
         return { name, kind: name.slice(name.lastIndexOf('.') + 1), layer: l.index, inFeatures: sites[0]!.inFeatures, outFeatures: row, parts };
       };
-      const prefix = `model.layers.${l.index}`;
+      const prefix = `${this.spec.textPrefix}.layers.${l.index}`;
+      const at = (k: SiteKind) => siteOf(l, k);
       return [
-        fused(`${prefix}.self_attn.qkv_proj`, [s.q_proj, s.k_proj, s.v_proj]),
-        one(s.o_proj),
-        fused(`${prefix}.mlp.gate_up_proj`, [s.gate_proj, s.up_proj]),
-        one(s.down_proj),
+        fused(`${prefix}.self_attn.qkv_proj`, [at('q_proj'), at('k_proj'), at('v_proj')]),
+        one(at('o_proj')),
+        fused(`${prefix}.mlp.gate_up_proj`, [at('gate_proj'), at('up_proj')]),
+        one(at('down_proj')),
       ];
     });
   }
 
   /** The module kinds a LoRA target list may name for this architecture. */
   moduleKinds(): readonly string[] {
-    return this.spec.fusedProjections ? FUSED_MODULE_KINDS : MODULE_KINDS;
+    return this.spec.fusedProjections ? FUSED_MODULE_KINDS : this.siteKinds();
   }
 
-  /** Non-linear parameters (embedding, norms), in checkpoint order. */
+  /** The site kinds some layer of this model has, in SITE_KINDS order. */
+  siteKinds(): readonly SiteKind[] {
+    this.kinds ??= SITE_KINDS.filter((k) => this.layers.some((l) => l.sites[k]));
+    return this.kinds;
+  }
+
   /** Frees every buffer the model owns (weights, biases, gradients, rope tables); adapters are released by their owners. */
   release(): void {
     const own: Tensor[] = [];
     // the embedding may be split across bindings like a linear weight (uploadMatrix)
     for (const p of this.params()) own.push(...weightParts(p.value as Weight), ...(p.grad ? [p.grad] : []));
-    for (const l of this.layers) own.push(l.invFreq);
+    for (const l of this.layers) if (l.invFreq) own.push(l.invFreq);
     for (const s of this.sites()) {
       own.push(...weightParts(s.weight));
       for (const t of [s.bias, s.weightGrad, s.biasGrad]) if (t) own.push(t);
@@ -208,13 +283,9 @@ export class Model {
     this.gpu.release(...new Set(own));
   }
 
+  /** Non-linear parameters (embedding, norms, Gated DeltaNet's conv and gates), in checkpoint order. */
   params(): Param[] {
-    const out: Param[] = [this.embed];
-    for (const l of this.layers) {
-      for (const p of [l.attnNorm, l.qNorm, l.kNorm, l.attnPostNorm, l.mlpNorm, l.mlpPostNorm]) if (p) out.push(p);
-    }
-    out.push(this.finalNorm);
-    return out;
+    return [this.embed, ...this.layers.flatMap(layerParams), this.finalNorm];
   }
 }
 

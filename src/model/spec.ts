@@ -1,7 +1,7 @@
 // Hugging Face config.json -> ModelSpec: every architectural choice the engine branches on, made
 // explicit once, so the transformer code reads as one model with a few switches.
 
-export type Arch = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'gemma' | 'gemma2' | 'gemma3' | 'phi3' | 'smollm3';
+export type Arch = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'qwen3_5' | 'gemma' | 'gemma2' | 'gemma3' | 'phi3' | 'smollm3';
 export type Activation = 'silu' | 'gelu_tanh' | 'gelu';
 
 export interface RopeSpec {
@@ -17,10 +17,24 @@ export interface RopeSpec {
   };
 }
 
+/** The token mixer of a layer: softmax attention, or Qwen3.5's Gated DeltaNet (linear attention). */
+export type Mixer = 'attention' | 'deltaNet';
+
 export interface LayerSpec {
+  mixer: Mixer;
   /** Sliding-window size for this layer, or null for full attention. */
   window: number | null;
   rope: RopeSpec;
+}
+
+/** Gated DeltaNet dimensions (Qwen3.5's linear_* config keys). */
+export interface DeltaNetSpec {
+  keyHeads: number;
+  valueHeads: number;
+  keyDim: number;
+  valueDim: number;
+  /** Taps of the causal depthwise conv1d. */
+  convKernel: number;
 }
 
 export interface ModelSpec {
@@ -47,6 +61,12 @@ export interface ModelSpec {
   sandwichNorms: boolean;
   /** Phi-3 stores q,k,v as one qkv_proj and gate,up as one gate_up_proj. */
   fusedProjections: boolean;
+  /** Qwen3.5: q_proj also yields a per-head gate; the attention output is multiplied by sigmoid(gate). */
+  attnOutputGate: boolean;
+  /** Qwen3.5's linear-attention layers; null when every layer is attention. */
+  deltaNet: DeltaNetSpec | null;
+  /** Module path of the text model in the checkpoint: "model", or "model.language_model" in Qwen3.5's multimodal checkpoints. */
+  textPrefix: string;
   tiedEmbeddings: boolean;
   maxPositions: number;
   bosId: number | null;
@@ -59,6 +79,8 @@ const ARCHS: Record<string, Arch> = {
   MistralForCausalLM: 'mistral',
   Qwen2ForCausalLM: 'qwen2',
   Qwen3ForCausalLM: 'qwen3',
+  Qwen3_5ForCausalLM: 'qwen3_5',
+  Qwen3_5ForConditionalGeneration: 'qwen3_5',
   GemmaForCausalLM: 'gemma',
   Gemma2ForCausalLM: 'gemma2',
   Gemma3ForCausalLM: 'gemma3',
@@ -76,8 +98,12 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
   if (!arch) {
     throw new Error(`${where}: unsupported architecture "${archName || '(none)'}". Supported: ${SUPPORTED_ARCHITECTURES.join(', ')}`);
   }
-  // Gemma 3 multimodal checkpoints nest the text model's config.
-  const c: Json = arch === 'gemma3' && raw.text_config ? { ...(raw.text_config as Json), architectures: raw.architectures } : raw;
+  // Gemma 3 and Qwen3.5 multimodal checkpoints nest the text model's config.
+  const nested = (arch === 'gemma3' || arch === 'qwen3_5') && typeof raw.text_config === 'object' && raw.text_config !== null;
+  // (Qwen3.5's may keep tie_word_embeddings and token ids at the top level: the text config's win)
+  const outer = arch === 'qwen3_5' ? raw : {};
+  const c: Json = nested ? { ...outer, ...(raw.text_config as Json), architectures: raw.architectures } : raw;
+  const qwen35 = arch === 'qwen3_5';
   const num = (key: string, fallback?: number): number => {
     const v = c[key];
     if (typeof v === 'number') return v;
@@ -95,8 +121,12 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
   const slidingWindow = typeof c.sliding_window === 'number' && c.use_sliding_window !== false ? c.sliding_window : null;
   const noRope = noRopeLayersOf(c, arch, nLayers, where);
   const layers: LayerSpec[] = layerTypes.map((type, i) => {
-    const rope = ropeOf(c, type, where);
+    const rope = ropeOf(c, type, where, qwen35 ? 0.25 : 1);
+    if (type !== 'full_attention' && type !== 'sliding_attention' && !(qwen35 && type === 'linear_attention')) {
+      throw new Error(`${where}: layer_types[${i}] "${type}" is not a layer type of ${archName}`);
+    }
     return {
+      mixer: type === 'linear_attention' ? 'deltaNet' : 'attention',
       window: type === 'sliding_attention' ? slidingWindow : arch === 'mistral' || arch === 'phi3' ? slidingWindow : null,
       rope: noRope[i] ? { ...rope, partialRotaryFactor: 0 } : rope,
     };
@@ -114,16 +144,25 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
     kvHeads: num('num_key_value_heads', heads),
     headDim,
     rmsEps: num('rms_norm_eps', 1e-6),
-    normOffset: gemma ? 1 : 0,
+    // Qwen3.5's RMSNorm is zero-centred like Gemma's: (1 + w)
+    normOffset: gemma || qwen35 ? 1 : 0,
     act,
     embedScale: gemma ? Math.sqrt(hidden) : 1,
     attnScale: 1 / Math.sqrt(pre ?? headDim),
     attnSoftcap: typeof c.attn_logit_softcapping === 'number' ? c.attn_logit_softcapping : null,
     finalSoftcap: typeof c.final_logit_softcapping === 'number' ? c.final_logit_softcapping : null,
     qkvBias: arch === 'qwen2' || c.attention_bias === true,
-    qkNorm: arch === 'qwen3' || arch === 'gemma3',
+    qkNorm: arch === 'qwen3' || arch === 'gemma3' || qwen35,
     sandwichNorms: arch === 'gemma2' || arch === 'gemma3',
     fusedProjections: arch === 'phi3',
+    attnOutputGate: qwen35,
+    deltaNet: layers.some((l) => l.mixer === 'deltaNet')
+      ? {
+        keyHeads: num('linear_num_key_heads', 16), valueHeads: num('linear_num_value_heads', 32), keyDim: num('linear_key_head_dim', 128),
+        valueDim: num('linear_value_head_dim', 128), convKernel: num('linear_conv_kernel_dim', 4),
+      }
+      : null,
+    textPrefix: nested && qwen35 ? 'model.language_model' : 'model',
     tiedEmbeddings: c.tie_word_embeddings === undefined ? gemma : c.tie_word_embeddings === true,
     maxPositions: num('max_position_embeddings', 4096),
     bosId: typeof c.bos_token_id === 'number' ? c.bos_token_id : null,
@@ -141,6 +180,10 @@ function activation(name: string, where: string): Activation {
 
 function layerTypesOf(c: Json, arch: Arch, n: number): string[] {
   if (Array.isArray(c.layer_types) && c.layer_types.length === n) return c.layer_types as string[];
+  if (arch === 'qwen3_5') {
+    const every = typeof c.full_attention_interval === 'number' ? c.full_attention_interval : 4;
+    return Array.from({ length: n }, (_, i) => ((i + 1) % every === 0 ? 'full_attention' : 'linear_attention'));
+  }
   if (arch === 'gemma2') return Array.from({ length: n }, (_, i) => (i % 2 === 0 ? 'sliding_attention' : 'full_attention'));
   if (arch === 'gemma3') {
     const every = typeof c.sliding_window_pattern === 'number' ? c.sliding_window_pattern : 6;
@@ -167,7 +210,7 @@ function noRopeLayersOf(c: Json, arch: Arch, n: number, where: string): boolean[
 }
 
 /** Rope parameters: transformers 5 `rope_parameters` (possibly per layer type) or 4.x `rope_theta`/`rope_scaling`. */
-function ropeOf(c: Json, layerType: string, where: string): RopeSpec {
+function ropeOf(c: Json, layerType: string, where: string, defaultPartial: number): RopeSpec {
   let p = c.rope_parameters as Json | undefined;
   if (p && typeof p[layerType] === 'object') p = p[layerType] as Json;
   const scaling = (p ?? (c.rope_scaling as Json | null) ?? {}) as Json;
@@ -183,7 +226,7 @@ function ropeOf(c: Json, layerType: string, where: string): RopeSpec {
   if (!Number.isFinite(theta)) theta = 10000;
   return {
     theta,
-    partialRotaryFactor: Number(c.partial_rotary_factor ?? p?.partial_rotary_factor ?? 1),
+    partialRotaryFactor: Number(c.partial_rotary_factor ?? p?.partial_rotary_factor ?? defaultPartial),
     scaling: {
       rope_type: type,
       factor: scaling.factor as number | undefined,

@@ -5,7 +5,7 @@ import type { TrainableTensor } from './adapter';
 import type { Model, Param } from './model';
 import { weightParts } from '../kernels/matmul';
 import type { Tensor } from '../gpu/tensor';
-import { SITE_KINDS } from './model';
+import { layerParams, SITE_KINDS } from './model';
 
 /**
  * Makes the given layers trainable (all of them for full fine-tuning); with `embeddings`, also the
@@ -22,9 +22,10 @@ export function makeTrainable(model: Model, layers: readonly number[], embedding
   const wanted = new Set(layers);
   for (const l of model.layers) {
     if (!wanted.has(l.index)) continue;
-    for (const p of [l.attnNorm, l.qNorm, l.kNorm, l.attnPostNorm, l.mlpNorm, l.mlpPostNorm]) if (p) param(p);
+    for (const p of layerParams(l)) param(p);
     for (const kind of SITE_KINDS) {
       const s = l.sites[kind];
+      if (!s) continue;
       const parts = weightParts(s.weight);
       const w = parts[0]!;
       if (parts.length !== 1 || w.dtype !== 'f32') {

@@ -164,14 +164,15 @@ function toHalfBits(x: Float32Array): Uint16Array {
 
 /** The HF names of a layer's tensors, by architecture. */
 export function layerNames(spec: ModelSpec, i: number) {
-  const p = `model.layers.${i}`;
+  const p = `${spec.textPrefix}.layers.${i}`;
+  const attention = spec.layers[i]!.mixer === 'attention';
   return {
     attnNorm: `${p}.input_layernorm.weight`,
     attnPostNorm: spec.sandwichNorms ? `${p}.post_attention_layernorm.weight` : null,
     mlpNorm: spec.sandwichNorms ? `${p}.pre_feedforward_layernorm.weight` : `${p}.post_attention_layernorm.weight`,
     mlpPostNorm: spec.sandwichNorms ? `${p}.post_feedforward_layernorm.weight` : null,
-    qNorm: spec.qkNorm ? `${p}.self_attn.q_norm.weight` : null,
-    kNorm: spec.qkNorm ? `${p}.self_attn.k_norm.weight` : null,
+    qNorm: spec.qkNorm && attention ? `${p}.self_attn.q_norm.weight` : null,
+    kNorm: spec.qkNorm && attention ? `${p}.self_attn.k_norm.weight` : null,
     prefix: p,
   };
 }

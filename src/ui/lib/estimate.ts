@@ -4,8 +4,8 @@
 // with their gradient and two AdamW moments, and the training buffers of one micro-batch as the
 // model's activation table lists them (model/activations.ts).
 
-import { activationBytes } from '../../model/activations';
-import { specFromConfig, type ModelSpec } from '../../model/spec';
+import { activationBytes, type LoraSiteSize } from '../../model/activations';
+import { specFromConfig, type Mixer, type ModelSpec } from '../../model/spec';
 
 export interface MemoryEstimate {
   /** Base model parameters. */
@@ -31,25 +31,25 @@ export interface EstimateSettings {
   disable_gradient_checkpointing?: unknown;
 }
 
-const SITES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
-
-function sites(s: ModelSpec): Record<(typeof SITES)[number], [number, number]> {
-  const { hidden: D, heads: H, kvHeads: KV, headDim: Dh, intermediate: I } = s;
-  return {
-    q_proj: [H * Dh, D],
-    k_proj: [KV * Dh, D],
-    v_proj: [KV * Dh, D],
-    o_proj: [D, H * Dh],
-    gate_proj: [I, D],
-    up_proj: [I, D],
-    down_proj: [D, I],
-  };
+/** The linear modules of one layer, [out, in] by PEFT name: attention or Gated DeltaNet (Qwen3.5), then the MLP. */
+function layerSites(s: ModelSpec, mixer: Mixer): Record<string, [number, number]> {
+  const { hidden: D, heads: H, kvHeads: KV, headDim: Dh, intermediate: I, deltaNet: d } = s;
+  const mlp: Record<string, [number, number]> = { gate_proj: [I, D], up_proj: [I, D], down_proj: [D, I] };
+  if (mixer === 'deltaNet' && d) {
+    const K = d.keyHeads * d.keyDim, V = d.valueHeads * d.valueDim;
+    return { in_proj_qkv: [2 * K + V, D], in_proj_z: [V, D], in_proj_b: [d.valueHeads, D], in_proj_a: [d.valueHeads, D], out_proj: [D, V], ...mlp };
+  }
+  return { q_proj: [(s.attnOutputGate ? 2 : 1) * H * Dh, D], k_proj: [KV * Dh, D], v_proj: [KV * Dh, D], o_proj: [D, H * Dh], ...mlp };
 }
 
 export function countParams(spec: ModelSpec): { linear: number; embed: number; head: number; norms: number } {
-  const perLayer = Object.values(sites(spec)).reduce((a, [n, k]) => a + n * k, 0);
+  const linear = spec.layers.reduce((a, l) => a + Object.values(layerSites(spec, l.mixer)).reduce((b, [n, k]) => b + n * k, 0), 0);
   const embed = spec.vocab * spec.hidden;
-  return { linear: perLayer * spec.layers.length, embed, head: spec.tiedEmbeddings ? 0 : embed, norms: (2 * spec.layers.length + 1) * spec.hidden };
+  // Gated DeltaNet's conv taps, A_log, dt_bias and gated norm count with the norms
+  const d = spec.deltaNet;
+  const perDeltaNet = d ? (2 * d.keyHeads * d.keyDim + d.valueHeads * d.valueDim) * d.convKernel + 2 * d.valueHeads + d.valueDim : 0;
+  const deltaNets = spec.layers.filter((l) => l.mixer === 'deltaNet').length;
+  return { linear, embed, head: spec.tiedEmbeddings ? 0 : embed, norms: (2 * spec.layers.length + 1) * spec.hidden + deltaNets * perDeltaNet };
 }
 
 const num = (v: unknown, d: number) => (typeof v === 'number' && Number.isFinite(v) ? v : d);
@@ -63,16 +63,15 @@ export function estimateMemory(config: Record<string, unknown>, s: EstimateSetti
   const weights = p.linear * bytesPerLinear + (p.embed + p.head + p.norms) * 4;
   const method = String(s.finetuning_type ?? 'lora');
   let trainable = 0;
-  const loraSites: { outFeatures: number; rank: number; dora: boolean }[] = [];
+  const loraSites: Partial<Record<Mixer, LoraSiteSize[]>> = {};
   if (method === 'lora') {
     const r = num(s.lora_rank, 8);
     const t = s.lora_target;
     const list = Array.isArray(t) ? t.map(String) : typeof t === 'string' ? t.split(',').map((x) => x.trim()) : ['all'];
-    const chosen = list.includes('all') ? SITES : SITES.filter((x) => list.includes(x));
-    for (const k of chosen) {
-      const [n, kk] = sites(spec)[k];
-      trainable += L * (r * (n + kk) + (s.use_dora ? n : 0));
-      loraSites.push({ outFeatures: n, rank: r, dora: !!s.use_dora });
+    for (const l of spec.layers) {
+      const chosen = Object.entries(layerSites(spec, l.mixer)).filter(([k]) => list.includes('all') || list.includes(k));
+      for (const [, [n, k]] of chosen) trainable += r * (n + k) + (s.use_dora ? n : 0);
+      loraSites[l.mixer] ??= chosen.map(([, [n]]) => ({ outFeatures: n, rank: r, dora: !!s.use_dora }));
     }
   } else if (method === 'full') {
     trainable = p.linear + p.embed + p.head + p.norms;
