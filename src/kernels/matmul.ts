@@ -76,11 +76,9 @@ export function gemmSplits(M: number, N: number, K: number): KSplit {
   return kSplit(K, wanted);
 }
 
-/** Workgroups gemm() starts for these arguments (both passes of a split). */
+/** Workgroups of gemm()'s product pass for these arguments (a split adds a reduction pass of ceil(M·N / 256)). */
 export function gemmWorkgroups(g: Pick<GemmArgs, 'M' | 'N' | 'K' | 'transA' | 'transB' | 'batch' | 'splits'>): number {
-  const tiles = Math.ceil(g.M / TILE) * Math.ceil(g.N / TILE) * (g.batch ?? 1);
-  const { splits } = gemmSplit(g);
-  return splits > 1 ? tiles * splits + Math.ceil((g.M * g.N) / 256) : tiles;
+  return Math.ceil(g.M / TILE) * Math.ceil(g.N / TILE) * (g.batch ?? 1) * gemmSplit(g).splits;
 }
 
 /** The split gemm() makes for these arguments. */

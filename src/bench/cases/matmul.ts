@@ -63,11 +63,12 @@ export const gemmLayout = (c: Pick<GemmCase, 'transA' | 'transB'>): string => `$
 
 const PRODUCT: Record<string, string> = { NT: 'x·Wᵀ', NN: 'dY·W', TN: 'dYᵀ·X' };
 
-/** For the layout that splits K: how, and the workgroups it starts. */
+/** For the layout that splits K: how, and the workgroups of the product (and of the partials' sum). */
 function splitLabel(g: Parameters<typeof gemmSplit>[0]): string {
   if (!g.transA || g.transB) return '';
   const { splits } = gemmSplit(g);
-  return `${splits > 1 ? ` split-K ${splits}` : ' one pass'} (${gemmWorkgroups(g)} workgroups)`;
+  if (splits === 1) return ` one pass (${gemmWorkgroups(g)} workgroups)`;
+  return ` split-K ${splits} (${gemmWorkgroups(g)} + ${Math.ceil((g.M * g.N) / 256)} workgroups)`;
 }
 
 export function gemmTimed(gpu: Gpu, c: GemmCase, n: Scale): Timed {
