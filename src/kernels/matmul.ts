@@ -2,7 +2,8 @@
 // linear layer needs in training (the frozen base never needs its weight gradient, but full
 // fine-tuning does). Weights may be f32 or f16 (stored as packed pairs: any device, see f16.ts),
 // or block-quantized q4 / q8 (QLoRA base weights): linear() and linearBackwardInput() route those
-// to the fused dequantize-matmuls of src/kernels/quant.ts, part by part.
+// to the fused dequantize-matmuls of src/kernels/quant.ts, part by part. A weight gradient sums over
+// all tokens into a small matrix (LoRA's dA, dB): gemm() splits that long K (split-K, see gemmSplit).
 
 import source from '../../shaders/matmul.wgsl';
 import { f32, type Gpu } from '../gpu/runtime';
@@ -37,7 +38,7 @@ export interface GemmArgs {
   beta?: number;
   /**
    * Split-K: sum K in this many chunks (one workgroup grid each, then their ordered sum; batch 1
-   * only). 1 keeps one pass. Default: gemmSplits() for the dYᵀ·X layout (TN), else 1.
+   * only). 1 keeps one pass. Default: splitForShape() for the dYᵀ·X layout (TN), else 1.
    */
   splits?: number;
 }
@@ -69,7 +70,7 @@ function kSplit(K: number, splits: number): KSplit {
  * are about SPLIT_TARGET_WORKGROUPS, no chunk under SPLIT_MIN_CHUNK. { splits: 1 } when C has
  * half that many tiles already.
  */
-export function gemmSplits(M: number, N: number, K: number): KSplit {
+function splitForShape(M: number, N: number, K: number): KSplit {
   const tiles = Math.ceil(M / TILE) * Math.ceil(N / TILE);
   if (2 * tiles >= SPLIT_TARGET_WORKGROUPS) return { splits: 1, chunk: Math.max(K, 1) };
   const wanted = Math.min(Math.ceil(SPLIT_TARGET_WORKGROUPS / tiles), Math.floor(K / SPLIT_MIN_CHUNK));
@@ -88,7 +89,7 @@ export function gemmSplit(g: Pick<GemmArgs, 'M' | 'N' | 'K' | 'transA' | 'transB
     if (g.splits > 1 && (g.batch ?? 1) !== 1) throw new Error(`gemm: split-K takes one product, not a batch of ${g.batch}`);
     return kSplit(g.K, g.splits);
   }
-  return g.transA && !g.transB && (g.batch ?? 1) === 1 ? gemmSplits(g.M, g.N, g.K) : { splits: 1, chunk: g.K };
+  return g.transA && !g.transB && (g.batch ?? 1) === 1 ? splitForShape(g.M, g.N, g.K) : { splits: 1, chunk: g.K };
 }
 
 export function gemm(gpu: Gpu, g: GemmArgs): void {
@@ -191,7 +192,7 @@ export function linearBackwardInput(gpu: Gpu, dy: Tensor, w: Weight, dx: Tensor,
   if (n0 !== N) throw new Error(`linearBackwardInput: weight has ${n0} rows, gradient has ${N} columns`);
 }
 
-/** dw[N, K] (=|+=) dyᵀ · x, with dy [T, N] and x [T, K]. */
+/** dw[N, K] (=|+=) dyᵀ · x, with dy [T, N] and x [T, K]; split over T when dw has few tiles. */
 export function linearBackwardWeight(gpu: Gpu, dy: Tensor, x: Tensor, dw: Tensor, accumulate = false, scale = 1): void {
   const T = rows(dy), N = cols(dy), K = cols(x);
   gemm(gpu, { a: dy, b: x, c: dw, M: N, N: K, K: T, transA: true, alpha: scale, beta: accumulate ? 1 : 0 });
