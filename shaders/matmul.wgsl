@@ -5,6 +5,10 @@
 // Tiles: 64 x 64 outputs per workgroup, K in steps of 16, each of 256 threads owns 4 x 4 outputs.
 // B holds f32 (read as u32 bits), or with B_F16 f16 pairs packed in u32 words (f16 weights, f32
 // math; src/kernels/f16.ts).
+// Split-K (one product, a long K and a small C, e.g. LoRA's dA / dB summed over all tokens): the
+// same tiles, workgroup z summing k in [z kChunk, (z + 1) kChunk) into partial z of a dense
+// [S, M, N] scratch (gemm_split_k), then gemm_split_reduce adds the S partials in order z = 0..S-1
+// and applies alpha and beta: the same bits on every run, whatever the scheduling.
 // variant: TRANS_A, TRANS_B, B_F16
 
 struct Params {
@@ -13,6 +17,7 @@ struct Params {
   offA: u32, offB: u32, offC: u32,
   strideA: u32, strideB: u32, strideC: u32,
   alpha: f32, beta: f32,
+  kChunk: u32, // split-K: the k range of one partial (unused by gemm)
 }
 
 @group(0) @binding(0) var<storage, read> A: array<f32>;
@@ -26,8 +31,8 @@ const BK = 16u;
 var<workgroup> As: array<f32, 1024>; // [BK][BM]
 var<workgroup> Bs: array<f32, 1024>; // [BK][BN]
 
-fn loadA(batch: u32, m: u32, k: u32) -> f32 {
-  if (m >= p.M || k >= p.K) { return 0.0; }
+fn loadA(batch: u32, m: u32, k: u32, kEnd: u32) -> f32 {
+  if (m >= p.M || k >= kEnd) { return 0.0; }
   let base = p.offA + batch * p.strideA;
   if (TRANS_A) { return A[base + k * p.lda + m]; }
   return A[base + m * p.lda + k];
@@ -38,30 +43,27 @@ fn b_at(i: u32) -> f32 {
   return bitcast<f32>(B[i]);
 }
 
-fn loadB(batch: u32, k: u32, n: u32) -> f32 {
-  if (k >= p.K || n >= p.N) { return 0.0; }
+fn loadB(batch: u32, k: u32, n: u32, kEnd: u32) -> f32 {
+  if (k >= kEnd || n >= p.N) { return 0.0; }
   let base = p.offB + batch * p.strideB;
   if (TRANS_B) { return b_at(base + n * p.ldb + k); }
   return b_at(base + k * p.ldb + n);
 }
 
-@compute @workgroup_size(16, 16)
-fn gemm(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let batch = wg.z;
-  let m0 = wg.y * BM;
-  let n0 = wg.x * BN;
+// This thread's 4 x 4 outputs of the tile at (m0, n0), summed over k in [kBegin, kEnd) in steps of BK.
+fn tileProduct(batch: u32, m0: u32, n0: u32, kBegin: u32, kEnd: u32, lid: vec3u) -> array<f32, 16> {
   let tid = lid.y * 16u + lid.x;
   var acc: array<f32, 16>;
-  for (var k0 = 0u; k0 < p.K; k0 += BK) {
+  for (var k0 = kBegin; k0 < kEnd; k0 += BK) {
     for (var i = 0u; i < 4u; i++) {
       let e = tid + i * 256u;
       // read along the contiguous dimension of each operand
       var mm: u32; var ka: u32;
       if (TRANS_A) { mm = e % BM; ka = e / BM; } else { mm = e / BK; ka = e % BK; }
-      As[ka * BM + mm] = loadA(batch, m0 + mm, k0 + ka);
+      As[ka * BM + mm] = loadA(batch, m0 + mm, k0 + ka, kEnd);
       var nn: u32; var kb: u32;
       if (TRANS_B) { nn = e / BK; kb = e % BK; } else { nn = e % BN; kb = e / BN; }
-      Bs[kb * BN + nn] = loadB(batch, k0 + kb, n0 + nn);
+      Bs[kb * BN + nn] = loadB(batch, k0 + kb, n0 + nn, kEnd);
     }
     workgroupBarrier();
     for (var kk = 0u; kk < BK; kk++) {
@@ -79,6 +81,15 @@ fn gemm(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
     }
     workgroupBarrier();
   }
+  return acc;
+}
+
+@compute @workgroup_size(16, 16)
+fn gemm(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let batch = wg.z;
+  let m0 = wg.y * BM;
+  let n0 = wg.x * BN;
+  let acc = tileProduct(batch, m0, n0, 0u, p.K, lid);
   for (var i = 0u; i < 4u; i++) {
     let m = m0 + lid.y + i * 16u;
     if (m >= p.M) { continue; }
@@ -91,6 +102,45 @@ fn gemm(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
       C[idx] = v;
     }
   }
+}
+
+// ---- split-K: partial products over k ranges, then their ordered sum -----------------------------
+// gemm_split_k: workgroup z writes its raw tile sum into C = the [S, M, N] partials (batch 0 of A
+// and B; offC, ldc, alpha and beta are for the reduction).
+
+@compute @workgroup_size(16, 16)
+fn gemm_split_k(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let m0 = wg.y * BM;
+  let n0 = wg.x * BN;
+  let kBegin = wg.z * p.kChunk;
+  let acc = tileProduct(0u, m0, n0, kBegin, min(p.K, kBegin + p.kChunk), lid);
+  for (var i = 0u; i < 4u; i++) {
+    let m = m0 + lid.y + i * 16u;
+    if (m >= p.M) { continue; }
+    for (var j = 0u; j < 4u; j++) {
+      let n = n0 + lid.x + j * 16u;
+      if (n >= p.N) { continue; }
+      C[(wg.z * p.M + m) * p.N + n] = acc[i * 4u + j];
+    }
+  }
+}
+
+@group(0) @binding(0) var<storage, read> sk_parts: array<f32>;       // [S, M, N]
+@group(0) @binding(1) var<storage, read_write> sk_c: array<f32>;     // C (ldc, offC)
+
+// One thread per element of C (a 1-D index folded into a 2-D grid, see Gpu.grid); S = ceil(K / kChunk).
+@compute @workgroup_size(256)
+fn gemm_split_reduce(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let i = (wg.y * nwg.x + wg.x) * 256u + li;
+  let size = p.M * p.N;
+  if (i >= size) { return; }
+  let splits = (p.K + p.kChunk - 1u) / p.kChunk;
+  var sum = 0.0;
+  for (var z = 0u; z < splits; z++) { sum += sk_parts[z * size + i]; }
+  let idx = p.offC + (i / p.N) * p.ldc + i % p.N;
+  var v = p.alpha * sum;
+  if (p.beta != 0.0) { v += p.beta * sk_c[idx]; }
+  sk_c[idx] = v;
 }
 
 // ---- decode: y[M <= 4, N] = alpha x W^T + beta y, memory bound -----------------------------------

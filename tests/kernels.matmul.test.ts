@@ -1,7 +1,7 @@
 // Kernel family: matmul (shaders/matmul.wgsl, src/kernels/matmul.ts)
 import { describe, expect, it } from 'vitest';
 import { GEMM_CASES, gemmLayout } from '../src/bench/cases/matmul';
-import { gemm, linear, linearBackwardInput, linearBackwardWeight } from '../src/kernels/matmul';
+import { gemm, gemmSplit, gemmWorkgroups, linear, linearBackwardInput, linearBackwardWeight } from '../src/kernels/matmul';
 import { halfToFloat } from '../src/gpu/runtime';
 import { floatToHalf } from '../src/model/safetensors';
 import { testGpu, poisoned } from './helpers/gpu';
@@ -25,13 +25,14 @@ describe('matmul', () => {
     it(`gemm ${layout} matches the CPU reference on odd shapes`, async () => {
       const gpu = await testGpu();
       const rng = makeRng();
-      for (const { M, N, K, transA: tA, transB: tB } of checked.filter((c) => !c.f16 && gemmLayout(c) === layout)) {
+      for (const { M, N, K, transA: tA, transB: tB, splits } of checked.filter((c) => !c.f16 && gemmLayout(c) === layout)) {
         const a = rng.randn(M * K), b = rng.randn(K * N);
         const ta = gpu.upload(a, tA ? [K, M] : [M, K]);
         const tb = gpu.upload(b, tB ? [N, K] : [K, N]);
         const tc = poisoned(gpu, [M, N]);
-        gemm(gpu, { a: ta, b: tb, c: tc, M, N, K, transA: tA, transB: tB, alpha: 0.5 });
-        expectClose(await gpu.readF32(tc), refGemm(a, b, M, N, K, tA, tB, 0.5), 1e-5, `gemm ${M}x${N}x${K}`, rng.seed);
+        const split = gemmSplit({ M, N, K, transA: tA, transB: tB, ...(splits ? { splits } : {}) }).splits;
+        gemm(gpu, { a: ta, b: tb, c: tc, M, N, K, transA: tA, transB: tB, alpha: 0.5, ...(splits ? { splits } : {}) });
+        expectClose(await gpu.readF32(tc), refGemm(a, b, M, N, K, tA, tB, 0.5), 1e-5, `gemm ${M}x${N}x${K} in ${split} partials`, rng.seed);
         gpu.release(ta, tb, tc);
       }
     });
@@ -64,6 +65,59 @@ describe('matmul', () => {
       const ref = refGemm(a.subarray(i * M * K), b.subarray(i * K * N), M, N, K, false, false, 1, 1, c.subarray(i * M * N));
       expectClose(out.subarray(i * M * N, (i + 1) * M * N), ref, 1e-5, `batch ${i}`, rng.seed);
     }
+  });
+
+  it('split-K: the dYᵀ·X layout splits a long K (last chunk shorter), accumulates with alpha / beta into a strided C', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    // C is a column block of a wider matrix: the reduction honours ldc and offC
+    for (const [M, N, K] of [[16, 70, 1000], [45, 3, 700]] as const) {
+      const { splits, chunk } = gemmSplit({ M, N, K, transA: true, transB: false });
+      expect(splits, `${M}x${N}x${K} splits`).toBeGreaterThan(1);
+      expect(K % chunk, `${M}x${N}x${K}: K is no multiple of the chunk`).not.toBe(0);
+      const ldc = N + 5, off = 2;
+      const a = rng.randn(K * M), b = rng.randn(K * N), c0 = rng.randn(M * ldc);
+      const tc = gpu.upload(c0, [M, ldc]);
+      gemm(gpu, { a: gpu.upload(a, [K, M]), b: gpu.upload(b, [K, N]), c: tc, M, N, K, transA: true, ldc, offC: off, alpha: -1.5, beta: 1 });
+      const out = await gpu.readF32(tc);
+      const ref = refGemm(a, b, M, N, K, true, false, -1.5);
+      const expected = Float64Array.from(c0);
+      for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) expected[m * ldc + off + n] += ref[m * N + n]!;
+      expectClose(out, expected, 1e-5, `split-K ${M}x${N}x${K} (${splits} partials of ${chunk}) accumulate`, rng.seed);
+    }
+  });
+
+  it('split-K gives the same bits on every run', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const [M, N, K] = [16, 70, 1000];
+    const ta = gpu.upload(rng.randn(K * M), [K, M]), tb = gpu.upload(rng.randn(K * N), [K, N]);
+    const runs: Uint32Array[] = [];
+    for (let i = 0; i < 2; i++) {
+      const tc = poisoned(gpu, [M, N]);
+      gemm(gpu, { a: ta, b: tb, c: tc, M, N, K, transA: true });
+      runs.push(new Uint32Array((await gpu.readF32(tc)).buffer));
+      gpu.release(tc);
+    }
+    expect(gemmSplit({ M, N, K, transA: true }).splits).toBeGreaterThan(1);
+    expect(runs[1]).toEqual(runs[0]);
+  });
+
+  it('split-K is chosen for small outputs over many tokens, not where the tiles fill the GPU already', () => {
+    const T = 4096;
+    for (const [M, N] of [[16, 896], [896, 16], [4864, 16], [16, 4864], [1, 896]]) {
+      const { splits, chunk } = gemmSplit({ M, N, K: T, transA: true, transB: false });
+      const onePass = gemmWorkgroups({ M, N, K: T, transA: true, splits: 1 });
+      expect(splits, `${M}x${N}`).toBeGreaterThan(1);
+      expect((splits - 1) * chunk < T && splits * chunk >= T, `${M}x${N}: ${splits} chunks of ${chunk} cover ${T}`).toBe(true);
+      expect(gemmWorkgroups({ M, N, K: T, transA: true }), `${M}x${N}`).toBeGreaterThanOrEqual(Math.min(256, 8 * onePass));
+    }
+    // a full weight gradient has tiles enough; other layouts and batches split only when asked
+    expect(gemmSplit({ M: 4864, N: 896, K: T, transA: true }).splits).toBe(1);
+    expect(gemmSplit({ M: T, N: 16, K: 896 }).splits).toBe(1);
+    expect(gemmSplit({ M: 16, N: 16, K: T, transA: true, batch: 2 }).splits).toBe(1);
+    expect(gemmSplit({ M: 16, N: 16, K: 64, transA: true }).splits).toBe(1);
+    expect(() => gemmSplit({ M: 16, N: 16, K: T, batch: 2, splits: 4 })).toThrow(/one product, not a batch of 2/);
   });
 
   it('linear, its input gradient and weight gradient; a weight split in row parts gives the same result', async () => {

@@ -37,6 +37,14 @@
 //   No gradient flows through c (PEFT detaches weight_norm), so dA/dB are not the gradients of the
 //   "true" DoRA function; they are what PEFT trains with.
 //
+// dA and dB sum over every token into r x K and N x r: matmul.ts splits that reduction (split-K)
+// so these small products still start hundreds of workgroups.
+// Sites that read the same x (q/k/v, gate/up) are not stacked into one x·[A_q; A_k; A_v]ᵀ product
+// and one dA product: each PEFT module has its own lora_A tensor and its own dropout mask (its xl
+// differs as soon as lora_dropout > 0), saved.xa and dY·B are dense [T, r] per site (the stacked
+// product writes rows of 3r), and the model's backward (model/forward.ts) runs one site at a time
+// with its own dY. With split-K each dA already fills the GPU; stacking would save re-reading x.
+//
 // c is recomputed on every forward from W, A and B without materialising B·A (lora_weight_norm:
 // N·K·r multiply-adds, one workgroup per row). Quantized (q4/q8) base weights: linear() handles the
 // products; for DoRA's norm each weight part is dequantized (quant.ts dequantize) into an f32

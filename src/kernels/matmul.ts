@@ -2,13 +2,15 @@
 // linear layer needs in training (the frozen base never needs its weight gradient, but full
 // fine-tuning does). Weights may be f32 or f16 (stored as packed pairs: any device, see f16.ts),
 // or block-quantized q4 / q8 (QLoRA base weights): linear() and linearBackwardInput() route those
-// to the fused dequantize-matmuls of src/kernels/quant.ts, part by part.
+// to the fused dequantize-matmuls of src/kernels/quant.ts, part by part. A weight gradient sums over
+// all tokens into a small matrix (LoRA's dA, dB): gemm() splits that long K (split-K, see gemmSplit).
 
 import source from '../../shaders/matmul.wgsl';
 import { f32, type Gpu } from '../gpu/runtime';
 import { shaderVariant } from '../gpu/shader';
 import type { Tensor } from '../gpu/tensor';
 import { isQuantized, qlinearForward, qlinearBackwardInput } from './quant';
+import { scratch } from './scratch';
 
 export interface GemmArgs {
   a: Tensor;
@@ -34,6 +36,60 @@ export interface GemmArgs {
   alpha?: number;
   /** 0 overwrites C (never reading it), 1 accumulates into it. */
   beta?: number;
+  /**
+   * Split-K: sum K in this many chunks (one workgroup grid each, then their ordered sum; batch 1
+   * only). 1 keeps one pass. Default: splitForShape() for the dYᵀ·X layout (TN), else 1.
+   */
+  splits?: number;
+}
+
+/** Output tile and reduction step of shaders/matmul.wgsl gemm. */
+const TILE = 64;
+const BK = 16;
+/** Split-K aims at about this many workgroups: enough to fill a big GPU several times over. */
+const SPLIT_TARGET_WORKGROUPS = 512;
+/** No partial sums fewer than this many k (8 steps of BK): below it the reduction pass costs more than it saves. */
+const SPLIT_MIN_CHUNK = 128;
+
+export interface KSplit {
+  splits: number;
+  /** k per partial, a multiple of BK; the last partial takes what is left. */
+  chunk: number;
+}
+
+/** The k ranges of `splits` nearly equal partials of K (fewer where chunks round up). */
+function kSplit(K: number, splits: number): KSplit {
+  if (splits <= 1 || K <= BK) return { splits: 1, chunk: Math.max(K, 1) };
+  const chunk = Math.ceil(Math.ceil(K / splits) / BK) * BK;
+  return { splits: Math.ceil(K / chunk), chunk };
+}
+
+/**
+ * How to split the reduction of an M x N product over K: C's 64 x 64 tiles alone start
+ * ceil(M/64)·ceil(N/64) workgroups (LoRA's dA [16, 896] over 4096 tokens: 14); split K until there
+ * are about SPLIT_TARGET_WORKGROUPS, no chunk under SPLIT_MIN_CHUNK. { splits: 1 } when C has
+ * half that many tiles already.
+ */
+function splitForShape(M: number, N: number, K: number): KSplit {
+  const tiles = Math.ceil(M / TILE) * Math.ceil(N / TILE);
+  if (2 * tiles >= SPLIT_TARGET_WORKGROUPS) return { splits: 1, chunk: Math.max(K, 1) };
+  const wanted = Math.min(Math.ceil(SPLIT_TARGET_WORKGROUPS / tiles), Math.floor(K / SPLIT_MIN_CHUNK));
+  return kSplit(K, wanted);
+}
+
+/** Workgroups of gemm()'s product pass for these arguments (a split adds a reduction pass of ceil(M·N / 256)). */
+export function gemmWorkgroups(g: Pick<GemmArgs, 'M' | 'N' | 'K' | 'transA' | 'transB' | 'batch' | 'splits'>): number {
+  return Math.ceil(g.M / TILE) * Math.ceil(g.N / TILE) * (g.batch ?? 1) * gemmSplit(g).splits;
+}
+
+/** The split gemm() makes for these arguments. */
+export function gemmSplit(g: Pick<GemmArgs, 'M' | 'N' | 'K' | 'transA' | 'transB' | 'batch' | 'splits'>): KSplit {
+  if (g.splits !== undefined) {
+    if (!(Number.isInteger(g.splits) && g.splits >= 1)) throw new Error(`gemm: splits = ${g.splits}, expected an integer >= 1`);
+    if (g.splits > 1 && (g.batch ?? 1) !== 1) throw new Error(`gemm: split-K takes one product, not a batch of ${g.batch}`);
+    return kSplit(g.K, g.splits);
+  }
+  return g.transA && !g.transB && (g.batch ?? 1) === 1 ? splitForShape(g.M, g.N, g.K) : { splits: 1, chunk: g.K };
 }
 
 export function gemm(gpu: Gpu, g: GemmArgs): void {
@@ -45,15 +101,21 @@ export function gemm(gpu: Gpu, g: GemmArgs): void {
   const ldc = g.ldc ?? N;
   const batch = g.batch ?? 1;
   const bF16 = g.b.dtype === 'f16';
-  const pipeline = gpu.pipeline(`gemm:${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}:${g.b.dtype}`, () =>
-    shaderVariant(source, 'gemm', { TRANS_A: transA, TRANS_B: transB, B_F16: bF16 }));
-  gpu.dispatch(
-    pipeline,
-    [g.a, g.b, g.c],
-    [Math.ceil(N / 64), Math.ceil(M / 64), batch],
-    [M, N, K, lda, ldb, ldc, g.offA ?? 0, g.offB ?? 0, g.offC ?? 0,
-      g.strideA ?? 0, g.strideB ?? 0, g.strideC ?? 0, f32(g.alpha ?? 1), f32(g.beta ?? 0)],
-  );
+  const variant = { TRANS_A: transA, TRANS_B: transB, B_F16: bF16 };
+  const key = `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}:${g.b.dtype}`;
+  const { splits, chunk } = gemmSplit(g);
+  const params = [M, N, K, lda, ldb, ldc, g.offA ?? 0, g.offB ?? 0, g.offC ?? 0,
+    g.strideA ?? 0, g.strideB ?? 0, g.strideC ?? 0, f32(g.alpha ?? 1), f32(g.beta ?? 0), chunk];
+  if (splits === 1) {
+    gpu.dispatch(gpu.pipeline(`gemm:${key}`, () => shaderVariant(source, 'gemm', variant)), [g.a, g.b, g.c],
+      [Math.ceil(N / TILE), Math.ceil(M / TILE), batch], params);
+    return;
+  }
+  const partials = scratch(gpu, 'matmul.splitK', splits * M * N);
+  gpu.dispatch(gpu.pipeline(`gemm_split_k:${key}`, () => shaderVariant(source, 'gemm_split_k', variant)), [g.a, g.b, partials],
+    [Math.ceil(N / TILE), Math.ceil(M / TILE), splits], params);
+  const reduce = gpu.pipeline('gemm_split_reduce', () => shaderVariant(source, 'gemm_split_reduce', { TRANS_A: false, TRANS_B: false, B_F16: false }));
+  gpu.dispatch(reduce, [partials, g.c], gpu.grid(Math.ceil((M * N) / 256)), params);
 }
 
 /**
@@ -111,7 +173,7 @@ export function linearDecode(gpu: Gpu, x: Tensor, w: Tensor, y: Tensor, d: Decod
   const pipeline = gpu.pipeline(`linear_forward_decode:${w.dtype}`, () =>
     shaderVariant(source, 'linear_forward_decode', { TRANS_A: false, TRANS_B: true, B_F16: w.dtype === 'f16' }));
   gpu.dispatch(pipeline, [x, w, y], gpu.grid(Math.ceil(d.n / 4)),
-    [d.T, d.n, d.K, d.K, d.K, d.ldc, (d.row ?? 0) * d.K, 0, d.offC, 0, 0, 0, f32(d.scale), f32(d.accumulate ? 1 : 0)]);
+    [d.T, d.n, d.K, d.K, d.K, d.ldc, (d.row ?? 0) * d.K, 0, d.offC, 0, 0, 0, f32(d.scale), f32(d.accumulate ? 1 : 0), 0]);
 }
 
 /** dx[T, K] (=|+=) dy[T, N] · W, W [N, K]. */
@@ -130,7 +192,7 @@ export function linearBackwardInput(gpu: Gpu, dy: Tensor, w: Weight, dx: Tensor,
   if (n0 !== N) throw new Error(`linearBackwardInput: weight has ${n0} rows, gradient has ${N} columns`);
 }
 
-/** dw[N, K] (=|+=) dyᵀ · x, with dy [T, N] and x [T, K]. */
+/** dw[N, K] (=|+=) dyᵀ · x, with dy [T, N] and x [T, K]; split over T when dw has few tiles. */
 export function linearBackwardWeight(gpu: Gpu, dy: Tensor, x: Tensor, dw: Tensor, accumulate = false, scale = 1): void {
   const T = rows(dy), N = cols(dy), K = cols(x);
   gemm(gpu, { a: dy, b: x, c: dw, M: N, N: K, K: T, transA: true, alpha: scale, beta: accumulate ? 1 : 0 });

@@ -53,6 +53,9 @@ export const LORA_CASES: readonly LoraCase[] = [
   { name: 'LoRA q4', ...Q, r: 16, alpha: 16, bias: true, dora: false, dropout: false, quant: 'q4', accDx: true },
   { name: 'DoRA f16 W', ...ODD, r: 16, alpha: 16, bias: true, dora: true, dropout: false, f16: true },
   { name: 'LoRA f16 W dropout', ...ODD, r: 3, alpha: 16, bias: false, dora: false, dropout: true, f16: true },
+  // enough tokens that dA and dB take split-K (700 is no multiple of its chunk)
+  { name: 'r16 many tokens accumulate', T: 700, K: 24, N: 40, r: 16, alpha: 32, bias: true, dora: false, dropout: false, accDx: true, accG: true },
+  { name: 'DoRA r3 many tokens dropout', T: 700, K: 24, N: 40, r: 3, alpha: 8, bias: false, dora: true, dropout: true },
   { name: 'LoRA', ...REAL, dora: false },
   { name: 'DoRA', ...REAL, dora: true },
 ];
