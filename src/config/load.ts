@@ -295,7 +295,16 @@ function crossCheck(
   }
   if (c.use_llama_pro && c.freeze_trainable_layers < 1) problems.push(`${at('freeze_trainable_layers')}: use_llama_pro needs freeze_trainable_layers > 0 (the number of expanded blocks)`);
   // LLaMA-Factory picks one silently (its optimizer and loss functions are tried in a fixed order): say so instead
-  const optimizers = (['use_muon', 'use_adam_mini'] as const).filter((k) => c[k]);
+  // LLaMA-Factory (hparams/finetuning_args.py): "Cannot use LoRA with GaLore, APOLLO or BAdam together."
+  for (const key of ['use_galore', 'use_apollo', 'use_badam'] as const) {
+    if (c[key] && c.finetuning_type === 'lora') problems.push(`${at(key)}: ${key} is a full-parameter method: it cannot train a LoRA adapter (set finetuning_type: full)`);
+  }
+  for (const key of ['galore_layerwise', 'apollo_layerwise'] as const) {
+    if (c[key]) problems.push(`${at(key)}: ${key}: Crucible does not run per-layer optimizer steps inside the backward pass; drop ${key} (the same update runs after the backward pass)`);
+  }
+  if (c.use_galore && c.galore_proj_type === 'full') problems.push(`${at('galore_proj_type')}: galore_proj_type: full (projecting both sides) is not supported; use std, reverse_std, left or right`);
+  if (c.use_badam && c.badam_switch_interval === 0) problems.push(`${at('badam_switch_interval')}: badam_switch_interval must be positive, or -1 to never switch`);
+  const optimizers = (['use_muon', 'use_adam_mini', 'use_galore', 'use_apollo', 'use_badam'] as const).filter((k) => c[k]);
   if (optimizers.length > 1 || (optimizers.length && c.loraplus_lr_ratio !== null)) {
     const keys = [...optimizers, ...(c.loraplus_lr_ratio !== null ? ['loraplus_lr_ratio'] : [])];
     problems.push(`${at(keys[0]!)}: ${keys.join(' and ')} each choose the optimizer; set one of them`);
