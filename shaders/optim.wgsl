@@ -392,7 +392,7 @@ struct MaskedParams {
 
 @group(0) @binding(0) var<storage, read> Gg: array<f32>;
 @group(0) @binding(1) var<storage, read> Idx: array<u32>;
-@group(0) @binding(2) var<storage, read_write> Gm: array<f32>;
+@group(0) @binding(2) var<storage, read_write> Gmasked: array<f32>;
 @group(1) @binding(0) var<uniform> mkp: MaskedParams;
 
 @compute @workgroup_size(256)
@@ -400,7 +400,7 @@ fn masked_gather(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg:
                  @builtin(local_invocation_index) lid: u32) {
   let t = (wg.y * nwg.x + wg.x) * 256u + lid;
   if (t >= mkp.k) { return; }
-  Gm[t] = Gg[Idx[t]];
+  Gmasked[t] = Gg[Idx[t]];
 }
 
 @group(0) @binding(0) var<storage, read_write> Pk: array<f32>;
