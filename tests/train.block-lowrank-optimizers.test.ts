@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { configFromObject } from '../src/config';
+import { trainOptionsFromConfig } from '../src/engine/options';
 import { runTraining } from '../src/engine/train-node';
 import type { Gpu } from '../src/gpu/runtime';
 import type { TrainableTensor } from '../src/model/adapter';
@@ -229,12 +230,22 @@ describe('GaLore, APOLLO and BAdam', () => {
     });
   }
 
+  it('layerwise GaLore / APOLLO: the same update with no gradient clipping (the per-weight hooks leave nothing to clip)', () => {
+    const layerwise = trainOptionsFromConfig(configFromObject({ stage: 'sft', finetuning_type: 'full', use_apollo: true, apollo_layerwise: true, max_grad_norm: 1 }).config);
+    expect(layerwise.maxGradNorm).toBe(0);
+    expect(layerwise.optimizer).toMatchObject({ kind: 'apollo', apollo: { rank: 16, scale: 32, scaleType: 'channel', proj: 'random' } });
+    const whole = trainOptionsFromConfig(configFromObject({ stage: 'sft', finetuning_type: 'full', use_galore: true, galore_target: 'mlp,self_attn', max_grad_norm: 1 }).config);
+    expect(whole.maxGradNorm).toBe(1);
+    expect(whole.optimizer).toEqual({ kind: 'galore', galore: { targets: ['mlp', 'self_attn'], rank: 16, updateInterval: 200, scale: 2, projType: 'std' } });
+  });
+
   it('conflicting or unsupported choices are refused, naming the keys', () => {
     expect(() => configFromObject({ stage: 'sft', finetuning_type: 'lora', use_galore: true })).toThrow(/use_galore is a full-parameter method: it cannot train a LoRA adapter/);
     expect(() => configFromObject({ stage: 'sft', finetuning_type: 'full', use_galore: true, use_badam: true })).toThrow(/use_galore and use_badam each choose the optimizer/);
     expect(() => configFromObject({ stage: 'sft', finetuning_type: 'full', use_apollo: true, use_muon: true })).toThrow(/use_muon and use_apollo each choose the optimizer/);
-    expect(() => configFromObject({ stage: 'sft', finetuning_type: 'full', use_galore: true, galore_layerwise: true })).toThrow(/galore_layerwise: Crucible does not run per-layer optimizer steps/);
-    expect(() => configFromObject({ stage: 'sft', finetuning_type: 'full', use_apollo: true, apollo_layerwise: true })).toThrow(/apollo_layerwise/);
+    expect(() => configFromObject({ stage: 'sft', finetuning_type: 'full', use_galore: true, galore_layerwise: true, gradient_accumulation_steps: 2 }))
+      .toThrow(/galore_layerwise steps each weight as soon as its gradient is ready, which leaves nothing to accumulate/);
+    expect(() => configFromObject({ stage: 'sft', finetuning_type: 'full', use_apollo: true, apollo_layerwise: true, gradient_accumulation_steps: 4 })).toThrow(/apollo_layerwise/);
     expect(() => configFromObject({ stage: 'sft', finetuning_type: 'full', use_galore: true, galore_proj_type: 'full' })).toThrow(/galore_proj_type: full/);
     expect(() => configFromObject({ stage: 'sft', finetuning_type: 'full', use_badam: true, badam_mode: 'blocks' })).toThrow(/badam_mode/);
   });

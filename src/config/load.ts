@@ -299,8 +299,11 @@ function crossCheck(
   for (const key of ['use_galore', 'use_apollo', 'use_badam'] as const) {
     if (c[key] && c.finetuning_type === 'lora') problems.push(`${at(key)}: ${key} is a full-parameter method: it cannot train a LoRA adapter (set finetuning_type: full)`);
   }
-  for (const key of ['galore_layerwise', 'apollo_layerwise'] as const) {
-    if (c[key]) problems.push(`${at(key)}: ${key}: Crucible does not run per-layer optimizer steps inside the backward pass; drop ${key} (the same update runs after the backward pass)`);
+  // LLaMA-Factory (train/trainer_utils.py): "Per-layer GaLore does not support gradient accumulation."
+  for (const [use, key] of [['use_galore', 'galore_layerwise'], ['use_apollo', 'apollo_layerwise']] as const) {
+    if (c[use] && c[key] && c.gradient_accumulation_steps !== 1) {
+      problems.push(`${at(key)}: ${key} steps each weight as soon as its gradient is ready, which leaves nothing to accumulate: set gradient_accumulation_steps: 1 (got ${c.gradient_accumulation_steps})`);
+    }
   }
   if (c.use_galore && c.galore_proj_type === 'full') problems.push(`${at('galore_proj_type')}: galore_proj_type: full (projecting both sides) is not supported; use std, reverse_std, left or right`);
   if (c.use_badam && c.badam_switch_interval === 0) problems.push(`${at('badam_switch_interval')}: badam_switch_interval must be positive, or -1 to never switch`);

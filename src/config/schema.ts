@@ -406,7 +406,7 @@ export const SCHEMA = {
   galore_update_interval: int(200, { group: 'train', commands: TRAIN, min: 1, help: 'GaLore: steps between recomputing the projection (an SVD of the gradient).' }),
   galore_scale: float(2.0, { group: 'train', commands: TRAIN, help: 'GaLore: scale of the projected-back update.' }),
   galore_proj_type: oneOf(['std', 'reverse_std', 'right', 'left', 'full'], 'std', { group: 'train', commands: TRAIN, help: 'GaLore: which side is projected (std: the smaller one).' }),
-  galore_layerwise: bool(false, { group: 'train', commands: TRAIN, help: 'GaLore: per-layer updates during the backward pass (not supported).' }),
+  galore_layerwise: bool(false, { group: 'train', commands: TRAIN, help: 'GaLore: each weight stepped as its gradient is ready (the same update, without gradient clipping; needs gradient_accumulation_steps: 1).' }),
   use_apollo: bool(false, {
     group: 'train',
     methods: ['full', 'freeze'],
@@ -420,7 +420,7 @@ export const SCHEMA = {
   apollo_proj: oneOf(['random', 'svd'], 'random', { group: 'train', commands: TRAIN, help: 'APOLLO: random Gaussian projection, or GaLore\'s SVD one.' }),
   apollo_proj_type: oneOf(['std', 'right', 'left'], 'std', { group: 'train', commands: TRAIN, help: 'APOLLO: which side is projected (std: the smaller one).' }),
   apollo_scale_type: oneOf(['channel', 'tensor'], 'channel', { group: 'train', commands: TRAIN, help: 'APOLLO: one scaling factor per channel or per tensor.' }),
-  apollo_layerwise: bool(false, { group: 'train', commands: TRAIN, help: 'APOLLO: per-layer updates during the backward pass (not supported).' }),
+  apollo_layerwise: bool(false, { group: 'train', commands: TRAIN, help: 'APOLLO: each weight stepped as its gradient is ready (the same update, without gradient clipping; needs gradient_accumulation_steps: 1).' }),
   apollo_scale_front: bool(false, { group: 'train', commands: TRAIN, help: 'APOLLO: apply sqrt(apollo_scale) before the norm-growth limiter.' }),
   use_badam: bool(false, {
     group: 'train',

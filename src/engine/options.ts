@@ -17,8 +17,8 @@ export type TrainConfig = Pick<CrucibleConfig,
   | 'neftune_noise_alpha' | 'seed' | 'logging_steps' | 'save_steps' | 'save_strategy' | 'eval_strategy' | 'eval_steps'
   | 'cutoff_len' | 'disable_gradient_checkpointing'
   | 'use_muon' | 'use_adam_mini' | 'use_llama_pro'
-  | 'use_galore' | 'galore_target' | 'galore_rank' | 'galore_update_interval' | 'galore_scale' | 'galore_proj_type'
-  | 'use_apollo' | 'apollo_target' | 'apollo_rank' | 'apollo_update_interval' | 'apollo_scale' | 'apollo_proj' | 'apollo_proj_type' | 'apollo_scale_type' | 'apollo_scale_front'
+  | 'use_galore' | 'galore_layerwise' | 'use_apollo' | 'apollo_layerwise' | 'galore_target' | 'galore_rank' | 'galore_update_interval' | 'galore_scale' | 'galore_proj_type'
+  | 'apollo_target' | 'apollo_rank' | 'apollo_update_interval' | 'apollo_scale' | 'apollo_proj' | 'apollo_proj_type' | 'apollo_scale_type' | 'apollo_scale_front'
   | 'use_badam' | 'badam_mode' | 'badam_start_block' | 'badam_switch_mode' | 'badam_switch_interval' | 'badam_update_ratio' | 'badam_mask_mode' | 'use_dft_loss' | 'use_eaft_loss' | 'eaft_alpha' | 'label_smoothing_factor'
   | 'stage' | 'pref_beta' | 'pref_ftx' | 'pref_loss' | 'dpo_label_smoothing' | 'simpo_gamma' | 'kto_chosen_weight' | 'kto_rejected_weight'>;
 
@@ -56,7 +56,9 @@ export function trainOptionsFromConfig(c: TrainConfig): TrainOptions {
     maxSteps: c.max_steps,
     batchSize: c.per_device_train_batch_size,
     gradAccum: c.gradient_accumulation_steps,
-    maxGradNorm: c.max_grad_norm,
+    // layerwise GaLore / APOLLO step each weight inside the backward pass (a gradient hook): HF's
+    // clipping afterwards finds no gradient left, so nothing is clipped
+    maxGradNorm: (c.use_galore && c.galore_layerwise) || (c.use_apollo && c.apollo_layerwise) ? 0 : c.max_grad_norm,
     weightDecay: c.weight_decay,
     beta1: c.adam_beta1,
     beta2: c.adam_beta2,
