@@ -364,6 +364,7 @@ function crossCheck(
   }
 
   if (problems.length > 0) return;
+  if (c.use_badam && c.badam_verbose > 0) notice('note: badam_verbose is a BAdam diagnostic-printing setting; Crucible ignores it');
   const trackers = c.report_to.filter((r) => r !== 'none' && r !== 'tensorboard');
   if (trackers.length > 0) {
     notice(

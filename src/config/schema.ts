@@ -434,7 +434,7 @@ export const SCHEMA = {
   badam_switch_interval: int(50, { group: 'train', commands: TRAIN, min: -1, help: 'BAdam (layer): steps on one layer before the next; -1 never switches.' }),
   badam_update_ratio: float(0.05, { group: 'train', commands: TRAIN, gt: 0, max: 1, help: 'BAdam (ratio): the part of each weight updated.' }),
   badam_mask_mode: oneOf(['adjacent', 'scatter'], 'adjacent', { group: 'train', commands: TRAIN, help: 'BAdam (ratio): a run of adjacent entries, or entries scattered at random.' }),
-  badam_verbose: int(0, { group: 'train', commands: TRAIN, min: 0, max: 2, help: 'BAdam: 1 logs the trained layer at each switch.' }),
+  badam_verbose: int(0, { group: 'train', commands: TRAIN, min: 0, max: 2, help: 'BAdam: its diagnostic prints (accepted with a note; Crucible prints none).' }),
   use_dft_loss: bool(false, {
     group: 'train',
     commands: TRAIN,
