@@ -66,8 +66,9 @@ describe('GaLore, APOLLO and BAdam', () => {
     { scaleType: 'channel' as const, scaleFront: false, projType: 'std' as const },
     { scaleType: 'tensor' as const, scaleFront: true, projType: 'std' as const },
     { scaleType: 'channel' as const, scaleFront: false, projType: 'left' as const },
+    { scaleType: 'channel' as const, scaleFront: false, projType: 'std' as const, proj: 'svd' as const },
   ]) {
-    it(`APOLLO (${variant.scaleType} scaling${variant.scaleFront ? ', scale_front' : ''}, ${variant.projType}): the raw gradient scaled by the projected Adam's effect, limited in growth`, async () => {
+    it(`APOLLO (${variant.proj ?? 'random'} projection, ${variant.scaleType} scaling${variant.scaleFront ? ', scale_front' : ''}, ${variant.projType}): the raw gradient scaled by the projected Adam's effect, limited in growth`, async () => {
       const gpu = await testGpu();
       const rng = makeRng();
       const ps = [
@@ -75,7 +76,7 @@ describe('GaLore, APOLLO and BAdam', () => {
         param(gpu, rng, 'model.layers.0.mlp.gate_proj.weight', [16, 6]),
         param(gpu, rng, 'model.layers.0.self_attn.o_proj.bias', [8]),
       ];
-      const apollo = { targets: ['all'], rank: 3, updateInterval: 2, scale: 4, proj: 'random' as const, ...variant };
+      const apollo = { targets: ['all'], rank: 3, updateInterval: 2, scale: 4, proj: 'random' as 'random' | 'svd', ...variant };
       const opt = new Apollo(gpu, ps, SETTINGS, apollo, 3);
       const state = ps.map((p) => ({ m: new Float64Array(p.host.length), v: new Float64Array(p.host.length), Q: new Float64Array(0) as Float64Array, prev: -1 }));
       for (let step = 1; step <= 4; step++) {
@@ -91,7 +92,7 @@ describe('GaLore, APOLLO and BAdam', () => {
           const [R, C] = p.value.shape as [number, number];
           const side = variant.projType === 'left' || R < C ? 'left' : 'right';
           const qShape: [number, number] = side === 'right' ? [3, C] : [R, 3];
-          if ((step - 1) % 2 === 0) s.Q = Float64Array.from(randomProjection(qShape, 3, i, step - 1));
+          if ((step - 1) % 2 === 0) s.Q = apollo.proj === 'svd' ? refTopSingular(grads[i]!, R, C, 3, side) : Float64Array.from(randomProjection(qShape, 3, i, step - 1));
           const [a, b] = side === 'left' ? [3, C] : [R, 3];
           const low = side === 'left' ? refMatmul(s.Q, g, 3, R, C, true) : refMatmul(g, s.Q, R, C, 3, false, true);
           if (s.m.length !== low.length) { s.m = new Float64Array(low.length); s.v = new Float64Array(low.length); }
