@@ -28,18 +28,19 @@ function param(gpu: Gpu, rng: Rng, name: string, shape: number[]): TrainableTens
 const norm = (x: ArrayLike<number>) => Math.sqrt(refSumSq([x]));
 
 describe('GaLore, APOLLO and BAdam', () => {
-  it('GaLore: left and right projections from the SVD every 2 steps, Adam in the projected space, the rest transformers-AdamW', async () => {
+  it('GaLore: left and right projections from the SVD every 2 steps (exact, and iterated to convergence), Adam in the projected space, the rest transformers-AdamW', async () => {
     const gpu = await testGpu();
     const rng = makeRng();
     const ps = [
-      param(gpu, rng, 'model.layers.0.self_attn.q_proj.weight', [6, 10]), // R < C: left
+      param(gpu, rng, 'model.layers.0.self_attn.q_proj.weight', [6, 10]), // R < C: left, q = min(R, C): exact
       param(gpu, rng, 'model.layers.0.mlp.down_proj.weight', [12, 5]), // R >= C: right
+      param(gpu, rng, 'model.layers.0.mlp.up_proj.weight', [40, 30]), // q = 2k + 8 < 30: iterated
       param(gpu, rng, 'model.layers.0.input_layernorm.weight', [10]),
     ];
     const galore = { targets: ['all'], rank: 3, updateInterval: 2, scale: 0.5, projType: 'std' as const };
     const opt = new Galore(gpu, ps, SETTINGS, galore, 7);
-    const sides = ['left', 'right'] as const;
-    const state = ps.map((_, i) => ({ m: new Float64Array(i === 0 ? 3 * 10 : i === 1 ? 12 * 3 : 10), v: new Float64Array(i === 0 ? 30 : i === 1 ? 36 : 10), Q: new Float64Array(0) as Float64Array }));
+    const sides = ['left', 'right', 'right'] as const;
+    const state = ps.map((p, i) => ({ m: new Float64Array(i === 3 ? p.host.length : 0), v: new Float64Array(i === 3 ? p.host.length : 0), Q: new Float64Array(0) as Float64Array }));
     for (let step = 1; step <= 3; step++) {
       const grads = ps.map((p) => rng.randn(p.host.length, 0.5));
       ps.forEach((p, i) => gpu.write(p.grad, grads[i]!));
@@ -48,10 +49,11 @@ describe('GaLore, APOLLO and BAdam', () => {
       const scale = refClipScale(refSumSq(grads), SETTINGS.maxGradNorm);
       ps.forEach((p, i) => {
         const g = Float64Array.from(grads[i]!, (x) => x * scale), s = state[i]!;
-        if (i === 2) return refHfAdamW(p.host, g, s.m, s.v, { ...SETTINGS, weightDecay: 0, step });
+        if (i === 3) return refHfAdamW(p.host, g, s.m, s.v, { ...SETTINGS, weightDecay: 0, step });
         const [R, C] = p.value.shape as [number, number];
         if ((step - 1) % 2 === 0) s.Q = refTopSingular(grads[i]!, R, C, 3, sides[i]!);
         const low = sides[i] === 'left' ? refMatmul(s.Q, g, 3, R, C, true) : refMatmul(g, s.Q, R, C, 3, false, true);
+        if (s.m.length === 0) { s.m = new Float64Array(low.length); s.v = new Float64Array(low.length); }
         const u = refAdamDirection(low, s.m, s.v, SETTINGS);
         const back = sides[i] === 'left' ? refMatmul(s.Q, u, R, 3, C) : refMatmul(u, s.Q, R, 3, C);
         const stepSize = (SETTINGS.lr * Math.sqrt(1 - 0.95 ** step)) / (1 - 0.9 ** step);

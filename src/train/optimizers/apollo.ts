@@ -14,7 +14,7 @@ import { adamDirection, apolloFactor, apolloLimit, apolloScaleGrad, gradNormSqua
 import type { TrainableTensor } from '../../model/adapter';
 import { mulberry32 } from '../../data/random';
 import { hfAdamWStep, hfStepSize, isLowRankTarget, plainState, type PlainState } from './hf-adamw';
-import { normalFrom, project, projectedShape, projectionShape, projectionSide, topSingularProjection, type ProjType, type Side } from './low-rank';
+import { gradientOps, normalFrom, project, projectedShape, projectionShape, projectionSide, topSingularProjection, type ProjType, type Side } from './low-rank';
 import { GradientClip, type Optimizer, type OptimizerSettings } from './optimizer';
 
 export interface ApolloSettings {
@@ -128,7 +128,7 @@ export class Apollo implements Optimizer {
     for (const x of this.projected) {
       const shape = projectionShape(x.side, x.R, x.C, x.k);
       const q = this.apollo.proj === 'random' ? randomProjection(shape, x.k, x.index, this.step)
-        : await topSingularProjection(Float64Array.from(await this.gpu.readF32(x.p.grad)), x.R, x.C, x.k, x.side, this.normal);
+        : await topSingularProjection(gradientOps(this.gpu, x.p.grad, x.R, x.C), x.k, x.side, this.normal);
       this.gpu.write(x.Q, q);
     }
   }

@@ -3,7 +3,7 @@
 // galore_update_interval steps, starting with the first), Adam runs on the projected gradient (its
 // moments kept across projection changes, as GaLore keeps them), and the Adam direction comes back
 // through the same projection, times galore_scale. Every other parameter takes transformers' AdamW.
-// The SVD runs on the host after a readback of the gradient (Optimizer.prepare).
+// The SVD iterates GPU products of the gradient with a few vectors (Optimizer.prepare).
 
 import type { Gpu } from '../../gpu/runtime';
 import type { Tensor } from '../../gpu/tensor';
@@ -12,7 +12,7 @@ import { adamDirection } from '../../kernels/optim';
 import type { TrainableTensor } from '../../model/adapter';
 import { mulberry32 } from '../../data/random';
 import { hfAdamWStep, hfStepSize, isLowRankTarget, plainState, type PlainState } from './hf-adamw';
-import { normalFrom, project, projectBack, projectedShape, projectionShape, projectionSide, topSingularProjection, type ProjType, type Side } from './low-rank';
+import { gradientOps, normalFrom, project, projectBack, projectedShape, projectionShape, projectionSide, topSingularProjection, type ProjType, type Side } from './low-rank';
 import { GradientClip, type Optimizer, type OptimizerSettings } from './optimizer';
 
 export interface GaloreSettings {
@@ -85,8 +85,7 @@ export class Galore implements Optimizer {
   async prepare(): Promise<void> {
     if (this.step % this.galore.updateInterval !== 0) return;
     for (const x of this.projected) {
-      const g = Float64Array.from(await this.gpu.readF32(x.p.grad));
-      this.gpu.write(x.Q, await topSingularProjection(g, x.R, x.C, x.k, x.side, this.normal));
+      this.gpu.write(x.Q, await topSingularProjection(gradientOps(this.gpu, x.p.grad, x.R, x.C), x.k, x.side, this.normal));
     }
   }
 

@@ -36,34 +36,34 @@ export function projectBack(gpu: Gpu, side: Side, X: Tensor, Q: Tensor, out: Ten
   else gemm(gpu, { a: Q, b: X, c: out, M: R, N: C, K: k, alpha, beta });
 }
 
-/**
- * GaLore's projection of G [R, C] (row-major, f64 on the host): the top-k right singular vectors
- * as rows [k, C] (right) or the top-k left ones as columns [R, k] (left), torch.linalg.svd's
- * U[:, :k] / Vh[:k]. LAPACK's signs are not reproducible here; each vector is signed so that its
- * largest-magnitude entry is positive (the projection's signs cancel within an update interval).
- */
-export async function topSingularProjection(G: Float64Array, R: number, C: number, k: number, side: Side, normal: () => number): Promise<Float32Array> {
-  const ops: MatrixOps = {
+/** A gradient G [R, C] on the GPU through its products with row sets (GEMMs, each read back). */
+export function gradientOps(gpu: Gpu, G: Tensor, R: number, C: number): MatrixOps {
+  const product = async (x: Float64Array, q: number, len: number, out: number, transB: boolean): Promise<Float64Array> => {
+    const X = gpu.upload(Float32Array.from(x), [q, len]);
+    const Y = gpu.tensor([q, out]);
+    // X Gᵀ [q, R] (x rows of length C) or X G [q, C] (x rows of length R)
+    gemm(gpu, { a: X, b: G, c: Y, M: q, N: out, K: len, transB });
+    const data = Float64Array.from(await gpu.readF32(Y));
+    gpu.release(X, Y);
+    return data;
+  };
+  return {
     rows: R,
     cols: C,
-    async times(x, q) {
-      const out = new Float64Array(q * R);
-      for (let i = 0; i < q; i++) for (let r = 0; r < R; r++) {
-        let s = 0;
-        for (let c = 0; c < C; c++) s += G[r * C + c]! * x[i * C + c]!;
-        out[i * R + r] = s;
-      }
-      return out;
-    },
-    async timesT(y, q) {
-      const out = new Float64Array(q * C);
-      for (let i = 0; i < q; i++) for (let r = 0; r < R; r++) {
-        const a = y[i * R + r]!;
-        if (a !== 0) for (let c = 0; c < C; c++) out[i * C + c]! += a * G[r * C + c]!;
-      }
-      return out;
-    },
+    times: (x, q) => product(x, q, C, R, true),
+    timesT: (y, q) => product(y, q, R, C, false),
   };
+}
+
+/**
+ * GaLore's projection of a gradient [R, C]: the top-k right singular vectors as rows [k, C]
+ * (right) or the top-k left ones as columns [R, k] (left), torch.linalg.svd's Vh[:k] / U[:, :k],
+ * by torch.svd_lowrank's iteration run to convergence (products on the GPU, the small SVDs on the
+ * host). LAPACK's signs are not reproducible here; each vector is signed so that its
+ * largest-magnitude entry is positive (within an update interval the signs cancel).
+ */
+export async function topSingularProjection(ops: MatrixOps, k: number, side: Side, normal: () => number): Promise<Float32Array> {
+  const { rows: R, cols: C } = ops;
   const d = Math.min(R, C);
   const q = Math.min(d, 2 * k + 8);
   // q = d spans the whole range after the first product (an exact SVD); otherwise iterate to convergence
