@@ -13,6 +13,7 @@ import type { TrainableTensor } from '../src/model/adapter';
 import { Apollo, randomProjection } from '../src/train/optimizers/apollo';
 import { activeBlock, BadamLayer, BadamRatio, ratioMask } from '../src/train/optimizers/badam';
 import { Galore } from '../src/train/optimizers/galore';
+import { gradientOps, normalFrom, topSingularProjection } from '../src/train/optimizers/low-rank';
 import { expectClose, makeRng, type Rng } from './helpers/check';
 import { testGpu } from './helpers/gpu';
 import { refAdamDirection, refAdamW, refClipScale, refHfAdamW, refMatmul, refSumSq, refTopSingular } from './reference/optim';
@@ -62,6 +63,24 @@ describe('GaLore, APOLLO and BAdam', () => {
     }
     for (const p of ps) expectClose(await gpu.readF32(p.value), p.host, 1e-4, p.name, rng.seed);
     opt.release();
+  });
+
+  it('the SVD of a large gradient takes its products on the GPU, equal to the host products', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const [R, C, q] = [70, 45, 5];
+    // three well-separated directions over noise: the top singular vectors are well defined
+    const [a, b, noise] = [rng.randn(3 * R), rng.randn(3 * C), rng.randn(R * C, 0.3)];
+    const g = Float32Array.from(noise, (e, i) => e + [10, 6, 3].reduce((sum, w, t) => sum + w * a[t * R + Math.floor(i / C)]! * b[t * C + (i % C)]!, 0));
+    const G = gpu.upload(g, [R, C]);
+    const onGpu = await gradientOps(gpu, G, R, C, 0), onHost = await gradientOps(gpu, G, R, C);
+    const x = Float64Array.from(rng.randn(q * C)), y = Float64Array.from(rng.randn(q * R));
+    expectClose(await onGpu.times(x, q), refMatmul(x, g, q, C, R, false, true), 1e-5, 'X Gᵀ', rng.seed);
+    expectClose(await onGpu.timesT(y, q), refMatmul(y, g, q, R, C), 1e-5, 'Y G', rng.seed);
+    expectClose(await onHost.times(x, q), refMatmul(x, g, q, C, R, false, true), 1e-12, 'X Gᵀ (host)', rng.seed);
+    const projection = await topSingularProjection(onGpu, 3, 'right', normalFrom(Math.random));
+    const ref = refTopSingular(g, R, C, 3, 'right');
+    expectClose(projection, ref, 1e-3, 'top singular vectors', rng.seed);
   });
 
   for (const variant of [

@@ -128,7 +128,7 @@ export class Apollo implements Optimizer {
     for (const x of this.projected) {
       const shape = projectionShape(x.side, x.R, x.C, x.k);
       const q = this.apollo.proj === 'random' ? randomProjection(shape, x.k, x.index, this.step)
-        : await topSingularProjection(gradientOps(this.gpu, x.p.grad, x.R, x.C), x.k, x.side, this.normal);
+        : await topSingularProjection(await gradientOps(this.gpu, x.p.grad, x.R, x.C), x.k, x.side, this.normal);
       this.gpu.write(x.Q, q);
     }
   }

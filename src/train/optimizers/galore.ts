@@ -3,7 +3,8 @@
 // galore_update_interval steps, starting with the first), Adam runs on the projected gradient (its
 // moments kept across projection changes, as GaLore keeps them), and the Adam direction comes back
 // through the same projection, times galore_scale. Every other parameter takes transformers' AdamW.
-// The SVD iterates GPU products of the gradient with a few vectors (Optimizer.prepare).
+// The SVD iterates products of the gradient with a few vectors (GEMMs on the GPU for large weights)
+// in Optimizer.prepare.
 
 import type { Gpu } from '../../gpu/runtime';
 import type { Tensor } from '../../gpu/tensor';
@@ -85,7 +86,7 @@ export class Galore implements Optimizer {
   async prepare(): Promise<void> {
     if (this.step % this.galore.updateInterval !== 0) return;
     for (const x of this.projected) {
-      this.gpu.write(x.Q, await topSingularProjection(gradientOps(this.gpu, x.p.grad, x.R, x.C), x.k, x.side, this.normal));
+      this.gpu.write(x.Q, await topSingularProjection(await gradientOps(this.gpu, x.p.grad, x.R, x.C), x.k, x.side, this.normal));
     }
   }
 

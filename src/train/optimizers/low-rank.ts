@@ -36,8 +36,15 @@ export function projectBack(gpu: Gpu, side: Side, X: Tensor, Q: Tensor, out: Ten
   else gemm(gpu, { a: Q, b: X, c: out, M: R, N: C, K: k, alpha, beta });
 }
 
-/** A gradient G [R, C] on the GPU through its products with row sets (GEMMs, each read back). */
-export function gradientOps(gpu: Gpu, G: Tensor, R: number, C: number): MatrixOps {
+/** Gradients up to this many entries are read back once and multiplied on the host (cheaper than a readback per product). */
+const HOST_PRODUCTS_MAX = 1 << 20;
+
+/**
+ * A gradient G [R, C] through its products with row sets: on the host after one readback when it
+ * is small, otherwise as GEMMs on the GPU (each product read back, the gradient never is).
+ */
+export async function gradientOps(gpu: Gpu, G: Tensor, R: number, C: number, hostMax = HOST_PRODUCTS_MAX): Promise<MatrixOps> {
+  if (R * C <= hostMax) return hostOps(Float64Array.from(await gpu.readF32(G)), R, C);
   const product = async (x: Float64Array, q: number, len: number, out: number, transB: boolean): Promise<Float64Array> => {
     const X = gpu.upload(Float32Array.from(x), [q, len]);
     const Y = gpu.tensor([q, out]);
@@ -47,19 +54,37 @@ export function gradientOps(gpu: Gpu, G: Tensor, R: number, C: number): MatrixOp
     gpu.release(X, Y);
     return data;
   };
+  return { rows: R, cols: C, times: (x, q) => product(x, q, C, R, true), timesT: (y, q) => product(y, q, R, C, false) };
+}
+
+function hostOps(G: Float64Array, R: number, C: number): MatrixOps {
   return {
     rows: R,
     cols: C,
-    times: (x, q) => product(x, q, C, R, true),
-    timesT: (y, q) => product(y, q, R, C, false),
+    async times(x, q) {
+      const out = new Float64Array(q * R);
+      for (let i = 0; i < q; i++) for (let r = 0; r < R; r++) {
+        let s = 0;
+        for (let c = 0; c < C; c++) s += G[r * C + c]! * x[i * C + c]!;
+        out[i * R + r] = s;
+      }
+      return out;
+    },
+    async timesT(y, q) {
+      const out = new Float64Array(q * C);
+      for (let i = 0; i < q; i++) for (let r = 0; r < R; r++) {
+        const a = y[i * R + r]!;
+        for (let c = 0; c < C; c++) out[i * C + c]! += a * G[r * C + c]!;
+      }
+      return out;
+    },
   };
 }
 
 /**
  * GaLore's projection of a gradient [R, C]: the top-k right singular vectors as rows [k, C]
  * (right) or the top-k left ones as columns [R, k] (left), torch.linalg.svd's Vh[:k] / U[:, :k],
- * by torch.svd_lowrank's iteration run to convergence (products on the GPU, the small SVDs on the
- * host). LAPACK's signs are not reproducible here; each vector is signed so that its
+ * by torch.svd_lowrank's iteration run to convergence (the small SVDs on the host). LAPACK's signs are not reproducible here; each vector is signed so that its
  * largest-magnitude entry is positive (within an update interval the signs cancel).
  */
 export async function topSingularProjection(ops: MatrixOps, k: number, side: Side, normal: () => number): Promise<Float32Array> {
