@@ -234,3 +234,192 @@ fn muon_apply(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: ve
   if (i >= mp.n) { return; }
   Pu[i] = Pu[i] * mp.decay - mp.stepSize * Ua[i];
 }
+
+// ---- transformers' AdamW direction (galore_torch, apollo_torch: the step size carries the bias
+// corrections, eps is added outside the square root) ------------------------------------------------
+//   adam_direction: m = b1 m + (1 - b1) s g;  v = b2 v + (1 - b2) (s g)²;  u = m / (sqrt(v) + eps)
+
+struct DirectionParams {
+  n: u32,
+  beta1: f32,
+  beta2: f32,
+  eps: f32,
+}
+
+@group(0) @binding(0) var<storage, read> Gd: array<f32>;
+@group(0) @binding(1) var<storage, read_write> Md: array<f32>;
+@group(0) @binding(2) var<storage, read_write> Vd: array<f32>;
+@group(0) @binding(3) var<storage, read_write> Ud: array<f32>;
+@group(0) @binding(4) var<storage, read> Sd: array<f32>;
+@group(1) @binding(0) var<uniform> dp: DirectionParams;
+
+@compute @workgroup_size(256)
+fn adam_direction(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                  @builtin(local_invocation_index) lid: u32) {
+  let i = (wg.y * nwg.x + wg.x) * 256u + lid;
+  if (i >= dp.n) { return; }
+  let g = Gd[i] * Sd[0];
+  let m = Md[i] * dp.beta1 + (1.0 - dp.beta1) * g;
+  let v = Vd[i] * dp.beta2 + (1.0 - dp.beta2) * g * g;
+  Md[i] = m;
+  Vd[i] = v;
+  Ud[i] = m / (sqrt(v) + dp.eps);
+}
+
+// ---- APOLLO (apollo-torch): scaling factors from the projected Adam direction ----------------------
+//   apollo_factor:  factor[c] = ||u_c|| / (||s low_c|| + 1e-8), channel c holding `len` elements at
+//                   c * strideCh + k * strideK (one workgroup per channel; one channel = the tensor)
+//   apollo_scale_grad: y = s g factor[channel(i)] mul  (channel = row, column, or the one tensor factor)
+//   apollo_limit:   Fira's norm-growth limiter on ||y||: the first step keeps it, later steps divide
+//                   by max(||y|| / (prev + 1e-8), 1.01) / 1.01; prev becomes the limited norm
+//   scaled_step:    p = (p - stepSize y / limiter) (1 - lr wd)
+
+struct FactorParams {
+  channels: u32,
+  len: u32,
+  strideCh: u32,
+  strideK: u32,
+}
+
+@group(0) @binding(0) var<storage, read> LowF: array<f32>;
+@group(0) @binding(1) var<storage, read> UF: array<f32>;
+@group(0) @binding(2) var<storage, read_write> Factor: array<f32>;
+@group(0) @binding(3) var<storage, read> SF: array<f32>;
+@group(1) @binding(0) var<uniform> fp: FactorParams;
+
+var<workgroup> red2: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn apollo_factor(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                 @builtin(local_invocation_index) lid: u32) {
+  let c = wg.y * nwg.x + wg.x;
+  if (c >= fp.channels) { return; }
+  let s = SF[0];
+  var su = 0.0;
+  var sl = 0.0;
+  for (var k = lid; k < fp.len; k += 256u) {
+    let i = c * fp.strideCh + k * fp.strideK;
+    let u = UF[i];
+    let l = LowF[i] * s;
+    su += u * u;
+    sl += l * l;
+  }
+  red[lid] = su;
+  red2[lid] = sl;
+  workgroupBarrier();
+  for (var stride = 128u; stride > 0u; stride >>= 1u) {
+    if (lid < stride) {
+      red[lid] += red[lid + stride];
+      red2[lid] += red2[lid + stride];
+    }
+    workgroupBarrier();
+  }
+  if (lid == 0u) { Factor[c] = sqrt(red[0]) / (sqrt(red2[0]) + 1e-8); }
+}
+
+struct ScaleParams {
+  n: u32,
+  cols: u32,
+  mode: u32, // 0: one factor, 1: per row, 2: per column
+  mul: f32,
+}
+
+@group(0) @binding(0) var<storage, read> Gs: array<f32>;
+@group(0) @binding(1) var<storage, read> FactorIn: array<f32>;
+@group(0) @binding(2) var<storage, read_write> Ys: array<f32>;
+@group(0) @binding(3) var<storage, read> Ss: array<f32>;
+@group(1) @binding(0) var<uniform> sp: ScaleParams;
+
+@compute @workgroup_size(256)
+fn apollo_scale_grad(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                     @builtin(local_invocation_index) lid: u32) {
+  let i = (wg.y * nwg.x + wg.x) * 256u + lid;
+  if (i >= sp.n) { return; }
+  var c = 0u;
+  if (sp.mode == 1u) { c = i / sp.cols; } else if (sp.mode == 2u) { c = i % sp.cols; }
+  Ys[i] = Gs[i] * Ss[0] * FactorIn[c] * sp.mul;
+}
+
+@group(0) @binding(0) var<storage, read> NormSq: array<f32>;
+@group(0) @binding(1) var<storage, read_write> Prev: array<f32>;
+@group(0) @binding(2) var<storage, read_write> Limiter: array<f32>;
+
+// Prev[0] < 0: no norm recorded yet (the first step)
+@compute @workgroup_size(1)
+fn apollo_limit() {
+  let norm = sqrt(NormSq[0]);
+  if (Prev[0] < 0.0) {
+    Limiter[0] = 1.0;
+    Prev[0] = norm;
+    return;
+  }
+  let lim = max(norm / (Prev[0] + 1e-8), 1.01) / 1.01;
+  Limiter[0] = lim;
+  Prev[0] = norm / lim;
+}
+
+struct StepParams {
+  n: u32,
+  stepSize: f32,
+  decay: f32,
+}
+
+@group(0) @binding(0) var<storage, read_write> Pst: array<f32>;
+@group(0) @binding(1) var<storage, read> Yst: array<f32>;
+@group(0) @binding(2) var<storage, read> Lst: array<f32>;
+@group(1) @binding(0) var<uniform> stp: StepParams;
+
+@compute @workgroup_size(256)
+fn scaled_step(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+               @builtin(local_invocation_index) lid: u32) {
+  let i = (wg.y * nwg.x + wg.x) * 256u + lid;
+  if (i >= stp.n) { return; }
+  Pst[i] = (Pst[i] - stp.stepSize * (Yst[i] / Lst[0])) * stp.decay;
+}
+
+// ---- BAdam ratio mode (BlockOptimizerRatio): Adam on the entries idx[0..k) of a weight only ---------
+//   masked_gather: gm[t] = g[idx[t]]
+//   masked_adam:   gt = s gm[t];  m += (gt - m)(1 - b1);  v += (gt² - v)(1 - b2);
+//                  p[idx[t]] -= stepSize m / (sqrt(v) + eps)   (no weight decay: its sparse Adam has none)
+
+struct MaskedParams {
+  k: u32,
+  beta1: f32,
+  beta2: f32,
+  eps: f32,
+  stepSize: f32,
+}
+
+@group(0) @binding(0) var<storage, read> Gg: array<f32>;
+@group(0) @binding(1) var<storage, read> Idx: array<u32>;
+@group(0) @binding(2) var<storage, read_write> Gmasked: array<f32>;
+@group(1) @binding(0) var<uniform> mkp: MaskedParams;
+
+@compute @workgroup_size(256)
+fn masked_gather(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                 @builtin(local_invocation_index) lid: u32) {
+  let t = (wg.y * nwg.x + wg.x) * 256u + lid;
+  if (t >= mkp.k) { return; }
+  Gmasked[t] = Gg[Idx[t]];
+}
+
+@group(0) @binding(0) var<storage, read_write> Pk: array<f32>;
+@group(0) @binding(1) var<storage, read> GmIn: array<f32>;
+@group(0) @binding(2) var<storage, read> IdxIn: array<u32>;
+@group(0) @binding(3) var<storage, read_write> Mk: array<f32>;
+@group(0) @binding(4) var<storage, read_write> Vk: array<f32>;
+@group(0) @binding(5) var<storage, read> Sk: array<f32>;
+
+@compute @workgroup_size(256)
+fn masked_adam(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+               @builtin(local_invocation_index) lid: u32) {
+  let t = (wg.y * nwg.x + wg.x) * 256u + lid;
+  if (t >= mkp.k) { return; }
+  let g = GmIn[t] * Sk[0];
+  let m = Mk[t] + (g - Mk[t]) * (1.0 - mkp.beta1);
+  let v = Vk[t] + (g * g - Vk[t]) * (1.0 - mkp.beta2);
+  Mk[t] = m;
+  Vk[t] = v;
+  let i = IdxIn[t];
+  Pk[i] = Pk[i] - mkp.stepSize * (m / (sqrt(v) + mkp.eps));
+}

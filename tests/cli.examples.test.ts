@@ -1,4 +1,5 @@
-// LLaMA-Factory's own example configs (examples/train_lora, inference, merge_lora) run through
+// LLaMA-Factory's own example configs (examples/train_lora, inference, merge_lora, and the
+// extras for GaLore, APOLLO and BAdam) run through
 // `crucible` with their relative paths (data/, saves/...), the model path switched to a tiny
 // local model, and the run shortened for a software GPU (one step, short sequences).
 import { cpSync, existsSync, mkdtempSync, readdirSync } from 'node:fs';
@@ -34,6 +35,16 @@ describe("LLaMA-Factory's example configs", () => {
       const r = await crucible(['train', join(EXAMPLES, 'train_lora', name), MODEL, ...SHORT]);
       expect(r.code, r.err).toBe(0);
       expect(r.out).toMatch(/^step 1\/1 /m);
+    });
+  }
+
+  // full fine-tuning of Llama 3 8B: on the tiny (Qwen-style) model, its template, and a rank within
+  // its dimensions (APOLLO's channel factors need rank < min(rows, cols), as apollo_torch's broadcasting does)
+  for (const [method, extra] of [['galore', []], ['apollo', ['apollo_rank=4']], ['badam', ['badam_switch_interval=1']]] as const) {
+    it(`extras/${method}/llama3_full_sft.yaml trains`, async () => {
+      const r = await crucible(['train', join(EXAMPLES, 'extras', method, 'llama3_full_sft.yaml'), MODEL, 'template=qwen3_nothink', ...SHORT, 'max_steps=2', ...extra]);
+      expect(r.code, r.err).toBe(0);
+      expect(r.out).toMatch(/^step 2\/2 /m);
     });
   }
 

@@ -22,6 +22,9 @@ const files = yamlFiles(EXAMPLES).filter((f) => !relative(EXAMPLES, f).startsWit
 describe('LLaMA-Factory example configs', () => {
   it('are all present', () => {
     expect(files.map((f) => relative(EXAMPLES, f)).sort()).toEqual([
+      'extras/apollo/llama3_full_sft.yaml',
+      'extras/badam/llama3_full_sft.yaml',
+      'extras/galore/llama3_full_sft.yaml',
       'inference/qwen3_lora_sft.yaml',
       'merge_lora/qwen3_lora_sft.yaml',
       'train_lora/qwen3_lora_dpo.yaml',
@@ -42,7 +45,7 @@ describe('LLaMA-Factory example configs', () => {
       expect(read || noted, key).toBe(true);
     }
     for (const n of notices) expect(n).toMatch(/^note: \w+ is an? [\w -]+ setting; Crucible ignores it/);
-    expect(config.model_name_or_path).toBe('Qwen/Qwen3-4B-Instruct-2507');
+    expect(config.model_name_or_path).toBe(file.includes('/extras/') ? 'meta-llama/Meta-Llama-3-8B-Instruct' : 'Qwen/Qwen3-4B-Instruct-2507');
   });
 
   it('reads the values of the SFT example', async () => {

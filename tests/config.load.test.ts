@@ -237,8 +237,8 @@ describe('parseConfig', () => {
   });
 
   it('accepts LLaMA-Factory features Crucible lacks only at their default', () => {
-    expect(() => parseConfig('use_galore: false\nmix_strategy: concat\nnum_beams: 1\nref_model: null')).not.toThrow();
-    expect(problem(() => parseConfig('use_galore: true'))).toMatch(/use_galore: true asks for GaLore, which Crucible does not implement/);
+    expect(() => parseConfig('oft_rank: 0\nmix_strategy: concat\nnum_beams: 1\nref_model: null')).not.toThrow();
+    expect(problem(() => parseConfig('oft_rank: 8'))).toMatch(/oft_rank: 8 asks for OFT fine-tuning, which Crucible does not implement/);
     expect(problem(() => parseConfig('stage: ppo'))).toMatch(/PPO training is not implemented in Crucible/);
     expect(problem(() => parseConfig('lr_scheduler_type: polynomial'))).toMatch(/HF schedule Crucible does not implement/);
     expect(problem(() => parseConfig('optim: sgd'))).toMatch(/Crucible implements AdamW only/);

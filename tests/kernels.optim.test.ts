@@ -1,10 +1,10 @@
 // Kernel family: optim (shaders/optim.wgsl, src/kernels/optim.ts)
 import { describe, expect, it } from 'vitest';
 import { optimCase } from '../src/bench/cases/optim';
-import { adamMini, adamw, clipScale, gradNormSquared, muonApply, muonMomentum, newtonSchulz } from '../src/kernels/optim';
+import { adamDirection, adamMini, adamw, apolloFactor, apolloLimit, apolloScaleGrad, clipScale, gradNormSquared, maskedAdam, maskedGather, muonApply, muonMomentum, newtonSchulz, scaledStep } from '../src/kernels/optim';
 import { testGpu } from './helpers/gpu';
 import { expectClose, makeRng } from './helpers/check';
-import { refAdamMini, refAdamW, refClipScale, refNewtonSchulz, refSumSq } from './reference/optim';
+import { refAdamDirection, refAdamMini, refAdamW, refClipScale, refNewtonSchulz, refSumSq } from './reference/optim';
 
 describe('optim', () => {
   for (const [beta1, wd] of [[0.9, 0.1], [0.3, 0]] as const)
@@ -167,5 +167,74 @@ describe('optim', () => {
       muonApply(gpu, p, u, { decay: 1 - 0.02 * 0.1, stepSize: 0.3 });
       expectClose(await gpu.readF32(p), p0.map((x, i) => x * (1 - 0.002) - 0.3 * ru[i]!), 1e-6, 'p', rng.seed);
     }
+  });
+
+  it("transformers' AdamW direction, APOLLO's factors, scaled gradient, limiter and step into poisoned outputs", async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const poisoned = (n: number) => gpu.upload(new Float32Array(n).fill(NaN), [n]);
+    const [R, C] = [300, 7]; // more rows than a workgroup, channels both ways
+    const n = R * C, s = 0.7;
+    const scale = gpu.upload(Float32Array.of(s), [1]);
+    const g = rng.randn(n), m0 = rng.randn(n, 0.1), v0 = Float32Array.from(rng.randn(n), (x) => x * x * 0.01);
+    const m = gpu.upload(m0, [R, C]), v = gpu.upload(v0, [R, C]), u = { ...poisoned(n), shape: [R, C] };
+    const G = gpu.upload(g, [R, C]);
+    adamDirection(gpu, G, m, v, u, { beta1: 0.9, beta2: 0.95, eps: 1e-8, gradScale: scale });
+    const rm = Float64Array.from(m0), rv = Float64Array.from(v0);
+    const ru = refAdamDirection(Float64Array.from(g, (x) => x * s), rm, rv, { beta1: 0.9, beta2: 0.95, eps: 1e-8 });
+    expectClose(await gpu.readF32(u), ru, 1e-5, 'u', rng.seed);
+    expectClose(await gpu.readF32(m), rm, 1e-6, 'm', rng.seed);
+    const uOut = Float64Array.from(await gpu.readF32(u));
+    const norm = (xs: number[]) => Math.sqrt(xs.reduce((a, x) => a + x * x, 0));
+    for (const axis of ['row', 'column', 'tensor'] as const) {
+      const channels = axis === 'row' ? R : axis === 'column' ? C : 1;
+      const factor = poisoned(channels);
+      apolloFactor(gpu, G, u, factor, axis, scale);
+      const pick = (x: ArrayLike<number>, c: number) => axis === 'row' ? Array.from({ length: C }, (_, j) => x[c * C + j]!)
+        : axis === 'column' ? Array.from({ length: R }, (_, i) => x[i * C + c]!) : Array.from(x);
+      const ref = Float64Array.from({ length: channels }, (_, c) => norm(pick(uOut, c)) / (s * norm(pick(g, c)) + 1e-8));
+      const fOut = await gpu.readF32(factor);
+      expectClose(fOut, ref, 1e-5, `factor (${axis})`, rng.seed);
+      const y = { ...poisoned(n), shape: [R, C] };
+      apolloScaleGrad(gpu, G, factor, y, axis, scale, 2);
+      const ch = (i: number) => (axis === 'row' ? Math.floor(i / C) : axis === 'column' ? i % C : 0);
+      expectClose(await gpu.readF32(y), Float64Array.from(g, (x, i) => x * s * fOut[ch(i)]! * 2), 1e-6, `y (${axis})`, rng.seed);
+    }
+    // the limiter: the first call keeps the norm, a later one limits growth to 1.01x
+    const sumSq = gpu.tensor([1]), prev = gpu.upload(Float32Array.of(-1), [1]), limiter = poisoned(1);
+    gpu.write(sumSq, Float32Array.of(4));
+    apolloLimit(gpu, sumSq, prev, limiter);
+    expect([...(await gpu.readF32(limiter)), ...(await gpu.readF32(prev))]).toEqual([1, 2]);
+    gpu.write(sumSq, Float32Array.of(9));
+    apolloLimit(gpu, sumSq, prev, limiter);
+    const lim = 3 / (2 + 1e-8) / 1.01;
+    expect(Math.abs((await gpu.readF32(limiter))[0]! - lim)).toBeLessThan(1e-6);
+    expect(Math.abs((await gpu.readF32(prev))[0]! - 3 / lim)).toBeLessThan(1e-5);
+    const p0 = rng.randn(n), p = gpu.upload(p0, [n]);
+    scaledStep(gpu, p, G, limiter, { stepSize: 0.1, decay: 0.99 });
+    expectClose(await gpu.readF32(p), Float64Array.from(p0, (x, i) => (x - (0.1 * g[i]!) / lim) * 0.99), 1e-6, 'p', rng.seed);
+  });
+
+  it("BAdam's masked gather and sparse Adam touch the masked entries only", async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const n = 2000, k = 700;
+    const idx = Uint32Array.from(Array.from({ length: n }, (_, i) => i).sort(() => rng.randn(1)[0]!).slice(0, k)).sort();
+    const g = rng.randn(n), p0 = rng.randn(n);
+    const gm = gpu.upload(new Float32Array(k).fill(NaN), [k]);
+    const tIdx = gpu.upload(idx, [k], 'u32');
+    maskedGather(gpu, gpu.upload(g, [n]), tIdx, gm);
+    expectClose(await gpu.readF32(gm), Float64Array.from(idx, (i) => g[i]!), 0, 'gm', rng.seed);
+    const p = gpu.upload(p0, [n]), m = gpu.tensor([k]), v = gpu.tensor([k]);
+    gpu.zero(m);
+    gpu.zero(v);
+    const s = 0.5, stepSize = 0.01;
+    maskedAdam(gpu, p, gm, tIdx, m, v, { beta1: 0.9, beta2: 0.99, eps: 1e-8, stepSize, gradScale: gpu.upload(Float32Array.of(s), [1]) });
+    const ref = Float64Array.from(p0);
+    idx.forEach((i) => {
+      const gi = g[i]! * s, mi = gi * 0.1, vi = gi * gi * 0.01;
+      ref[i] = ref[i]! - stepSize * (mi / (Math.sqrt(vi) + 1e-8));
+    });
+    expectClose(await gpu.readF32(p), ref, 1e-6, 'p', rng.seed);
   });
 });

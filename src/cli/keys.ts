@@ -47,7 +47,7 @@ export function keysHelp(command: Command): string {
   out.push(
     '',
     'PyTorch-only settings (bf16, deepspeed, logging_dir, ...) are accepted and ignored with a note;',
-    'LLaMA-Factory features Crucible lacks (GaLore, PPO, OFT, ...) are accepted only at their default.',
+    'LLaMA-Factory features Crucible lacks (PPO, OFT, ...) are accepted only at their default.',
   );
   return `${out.join('\n')}\n`;
 }

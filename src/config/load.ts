@@ -295,7 +295,19 @@ function crossCheck(
   }
   if (c.use_llama_pro && c.freeze_trainable_layers < 1) problems.push(`${at('freeze_trainable_layers')}: use_llama_pro needs freeze_trainable_layers > 0 (the number of expanded blocks)`);
   // LLaMA-Factory picks one silently (its optimizer and loss functions are tried in a fixed order): say so instead
-  const optimizers = (['use_muon', 'use_adam_mini'] as const).filter((k) => c[k]);
+  // LLaMA-Factory (hparams/finetuning_args.py): "Cannot use LoRA with GaLore, APOLLO or BAdam together."
+  for (const key of ['use_galore', 'use_apollo', 'use_badam'] as const) {
+    if (c[key] && c.finetuning_type === 'lora') problems.push(`${at(key)}: ${key} is a full-parameter method: it cannot train a LoRA adapter (set finetuning_type: full)`);
+  }
+  // LLaMA-Factory (train/trainer_utils.py): "Per-layer GaLore does not support gradient accumulation."
+  for (const [use, key] of [['use_galore', 'galore_layerwise'], ['use_apollo', 'apollo_layerwise']] as const) {
+    if (c[use] && c[key] && c.gradient_accumulation_steps !== 1) {
+      problems.push(`${at(key)}: ${key} steps each weight as soon as its gradient is ready, which leaves nothing to accumulate: set gradient_accumulation_steps: 1 (got ${c.gradient_accumulation_steps})`);
+    }
+  }
+  if (c.use_galore && c.galore_proj_type === 'full') problems.push(`${at('galore_proj_type')}: galore_proj_type: full (projecting both sides) is not supported; use std, reverse_std, left or right`);
+  if (c.use_badam && c.badam_switch_interval === 0) problems.push(`${at('badam_switch_interval')}: badam_switch_interval must be positive, or -1 to never switch`);
+  const optimizers = (['use_muon', 'use_adam_mini', 'use_galore', 'use_apollo', 'use_badam'] as const).filter((k) => c[k]);
   if (optimizers.length > 1 || (optimizers.length && c.loraplus_lr_ratio !== null)) {
     const keys = [...optimizers, ...(c.loraplus_lr_ratio !== null ? ['loraplus_lr_ratio'] : [])];
     problems.push(`${at(keys[0]!)}: ${keys.join(' and ')} each choose the optimizer; set one of them`);
@@ -352,6 +364,7 @@ function crossCheck(
   }
 
   if (problems.length > 0) return;
+  if (c.use_badam && c.badam_verbose > 0) notice('note: badam_verbose is a BAdam diagnostic-printing setting; Crucible ignores it');
   const trackers = c.report_to.filter((r) => r !== 'none' && r !== 'tensorboard');
   if (trackers.length > 0) {
     notice(

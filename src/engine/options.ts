@@ -5,6 +5,7 @@
 
 import type { CrucibleConfig } from '../config';
 import { preferenceOptions } from '../train/preference';
+import type { OptimizerChoice } from '../train/optimizers';
 import type { TrainOptions } from '../train/trainer';
 
 /** Fields of the config this mapping reads (the app builds them from its form). */
@@ -15,7 +16,10 @@ export type TrainConfig = Pick<CrucibleConfig,
   | 'gradient_accumulation_steps' | 'max_grad_norm' | 'weight_decay' | 'adam_beta1' | 'adam_beta2' | 'adam_epsilon'
   | 'neftune_noise_alpha' | 'seed' | 'logging_steps' | 'save_steps' | 'save_strategy' | 'eval_strategy' | 'eval_steps'
   | 'cutoff_len' | 'disable_gradient_checkpointing'
-  | 'use_muon' | 'use_adam_mini' | 'use_llama_pro' | 'use_dft_loss' | 'use_eaft_loss' | 'eaft_alpha' | 'label_smoothing_factor'
+  | 'use_muon' | 'use_adam_mini' | 'use_llama_pro'
+  | 'use_galore' | 'galore_layerwise' | 'use_apollo' | 'apollo_layerwise' | 'galore_target' | 'galore_rank' | 'galore_update_interval' | 'galore_scale' | 'galore_proj_type'
+  | 'apollo_target' | 'apollo_rank' | 'apollo_update_interval' | 'apollo_scale' | 'apollo_proj' | 'apollo_proj_type' | 'apollo_scale_type' | 'apollo_scale_front'
+  | 'use_badam' | 'badam_mode' | 'badam_start_block' | 'badam_switch_mode' | 'badam_switch_interval' | 'badam_update_ratio' | 'badam_mask_mode' | 'use_dft_loss' | 'use_eaft_loss' | 'eaft_alpha' | 'label_smoothing_factor'
   | 'stage' | 'pref_beta' | 'pref_ftx' | 'pref_loss' | 'dpo_label_smoothing' | 'simpo_gamma' | 'kto_chosen_weight' | 'kto_rejected_weight'>;
 
 export function trainOptionsFromConfig(c: TrainConfig): TrainOptions {
@@ -52,7 +56,9 @@ export function trainOptionsFromConfig(c: TrainConfig): TrainOptions {
     maxSteps: c.max_steps,
     batchSize: c.per_device_train_batch_size,
     gradAccum: c.gradient_accumulation_steps,
-    maxGradNorm: c.max_grad_norm,
+    // layerwise GaLore / APOLLO step each weight inside the backward pass (a gradient hook): HF's
+    // clipping afterwards finds no gradient left, so nothing is clipped
+    maxGradNorm: (c.use_galore && c.galore_layerwise) || (c.use_apollo && c.apollo_layerwise) ? 0 : c.max_grad_norm,
     weightDecay: c.weight_decay,
     beta1: c.adam_beta1,
     beta2: c.adam_beta2,
@@ -65,10 +71,30 @@ export function trainOptionsFromConfig(c: TrainConfig): TrainOptions {
     cutoffLen: c.cutoff_len,
     recompute: !c.disable_gradient_checkpointing,
     preference: preferenceOptions(c),
-    optimizer: c.use_muon ? 'muon' : c.use_adam_mini ? 'adam_mini' : 'adamw',
+    optimizer: optimizerChoice(c),
     tokenLoss: c.use_dft_loss ? { kind: 'dft' } : c.use_eaft_loss ? { kind: 'eaft', alpha: c.eaft_alpha }
       : c.label_smoothing_factor > 0 ? { kind: 'label_smoothing', epsilon: c.label_smoothing_factor } : { kind: 'ce' },
   };
+}
+
+function optimizerChoice(c: TrainConfig): OptimizerChoice {
+  if (c.use_galore) {
+    if (c.galore_proj_type === 'full') throw new Error('galore_proj_type: full (projecting both sides) is not supported; use std, reverse_std, left or right');
+    return { kind: 'galore', galore: { targets: c.galore_target, rank: c.galore_rank, updateInterval: c.galore_update_interval, scale: c.galore_scale, projType: c.galore_proj_type } };
+  }
+  if (c.use_apollo) {
+    return { kind: 'apollo', apollo: {
+      targets: c.apollo_target, rank: c.apollo_rank, updateInterval: c.apollo_update_interval, scale: c.apollo_scale, proj: c.apollo_proj,
+      projType: c.apollo_proj_type, scaleType: c.apollo_scale_type, scaleFront: c.apollo_scale_front,
+    } };
+  }
+  if (c.use_badam) {
+    return { kind: 'badam', badam: {
+      mode: c.badam_mode, startBlock: c.badam_start_block, switchMode: c.badam_switch_mode, switchInterval: c.badam_switch_interval,
+      updateRatio: c.badam_update_ratio, maskMode: c.badam_mask_mode, seed: c.seed,
+    } };
+  }
+  return { kind: c.use_muon ? 'muon' : c.use_adam_mini ? 'adam_mini' : 'adamw' };
 }
 
 /** Optimizer steps of a run, as Trainer computes them. */

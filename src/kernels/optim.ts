@@ -1,5 +1,6 @@
 // Optimizer kernels: torch.optim.AdamW (element-wise, in torch's operation order), Adam-mini's
-// block-wise second moments, Muon's momentum and Newton-Schulz orthogonalisation, the global
+// block-wise second moments, Muon's momentum and Newton-Schulz orthogonalisation, transformers'
+// AdamW direction (GaLore, APOLLO), APOLLO's scaling and limiter, BAdam's masked Adam, the global
 // gradient norm (deterministic two-level reduction) and clip_grad_norm_'s clip factor, all on the
 // GPU with no readback: the clip factor is a 1-element tensor the update kernels read.
 
@@ -11,7 +12,8 @@ import { gemm } from './matmul';
 import { scratch } from './scratch';
 
 type Entry = 'adamw' | 'adamw_scaled' | 'grad_norm_squared_partial' | 'grad_norm_squared_sum' | 'clip_scale'
-  | 'adam_mini_vmean' | 'adam_mini_update' | 'muon_momentum' | 'muon_normalize' | 'muon_apply';
+  | 'adam_mini_vmean' | 'adam_mini_update' | 'muon_momentum' | 'muon_normalize' | 'muon_apply'
+  | 'adam_direction' | 'apollo_factor' | 'apollo_scale_grad' | 'apollo_limit' | 'scaled_step' | 'masked_gather' | 'masked_adam';
 
 const pipeline = (gpu: Gpu, entry: Entry): GPUComputePipeline => gpu.pipeline(entry, () => shaderVariant(source, entry));
 
@@ -222,4 +224,105 @@ export function muonApply(gpu: Gpu, p: Tensor, u: Tensor, opts: { decay: number;
   expectF32('muonApply', { p, u }, n);
   if (n === 0) return;
   gpu.dispatch(pipeline(gpu, 'muon_apply'), [p, u], gpu.grid(Math.ceil(n / 256)), [n, 0, f32(0), f32(opts.decay), f32(opts.stepSize)]);
+}
+
+export interface DirectionOptions {
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** f32 [1]: the gradient-clipping factor (1 without clipping). */
+  gradScale: Tensor;
+}
+
+/**
+ * transformers' AdamW direction (the rule galore_torch and apollo_torch copy): with s = gradScale,
+ * m = b1 m + (1 - b1) s g;  v = b2 v + (1 - b2) (s g)²;  u = m / (sqrt(v) + eps).
+ * The caller's step size carries the bias corrections: lr sqrt(1 - b2^t) / (1 - b1^t).
+ */
+export function adamDirection(gpu: Gpu, g: Tensor, m: Tensor, v: Tensor, u: Tensor, o: DirectionOptions): void {
+  const n = numel(g.shape);
+  expectF32('adamDirection', { g, m, v, u }, n);
+  if (n === 0) return;
+  gpu.dispatch(pipeline(gpu, 'adam_direction'), [g, m, v, u, one(o.gradScale)], gpu.grid(Math.ceil(n / 256)),
+    [n, f32(o.beta1), f32(o.beta2), f32(o.eps)]);
+}
+
+/** Where APOLLO's channels lie in a projected [rows, cols] matrix: along rows, along columns, or one tensor. */
+export type ChannelAxis = 'row' | 'column' | 'tensor';
+
+/**
+ * APOLLO's scaling factors: for each channel c of the projected gradient `low` and the Adam
+ * direction `u` (both [rows, cols]), factor[c] = ||u_c|| / (||s low_c|| + 1e-8). A row channel
+ * holds the cols entries of a row; a column channel the rows entries of a column.
+ */
+export function apolloFactor(gpu: Gpu, low: Tensor, u: Tensor, factor: Tensor, axis: ChannelAxis, gradScale: Tensor): void {
+  if (low.shape.length !== 2) throw new GpuError(`apolloFactor: low ${shapeStr(low.shape)} must be 2-D`);
+  const [R, C] = low.shape as [number, number];
+  expectF32('apolloFactor', { low, u }, R * C);
+  const [channels, len, strideCh, strideK] = axis === 'row' ? [R, C, C, 1] : axis === 'column' ? [C, R, 1, C] : [1, R * C, 0, 1];
+  expectF32('apolloFactor', { factor }, channels);
+  gpu.dispatch(pipeline(gpu, 'apollo_factor'), [low, u, factor, one(gradScale)], gpu.grid(channels), [channels, len, strideCh, strideK]);
+}
+
+/** y = s g factor[channel] mul: the raw gradient [rows, cols] scaled per row, per column or as a whole. */
+export function apolloScaleGrad(gpu: Gpu, g: Tensor, factor: Tensor, y: Tensor, axis: ChannelAxis, gradScale: Tensor, mul = 1): void {
+  if (g.shape.length !== 2) throw new GpuError(`apolloScaleGrad: g ${shapeStr(g.shape)} must be 2-D`);
+  const [R, C] = g.shape as [number, number];
+  expectF32('apolloScaleGrad', { g, y }, R * C);
+  expectF32('apolloScaleGrad', { factor }, axis === 'row' ? R : axis === 'column' ? C : 1);
+  gpu.dispatch(pipeline(gpu, 'apollo_scale_grad'), [g, factor, y, one(gradScale)], gpu.grid(Math.ceil((R * C) / 256)),
+    [R * C, C, axis === 'tensor' ? 0 : axis === 'row' ? 1 : 2, f32(mul)]);
+}
+
+/**
+ * Fira's norm-growth limiter as APOLLO applies it, from sumSq = ||y||²: prev < 0 (nothing recorded)
+ * keeps y (limiter 1) and records ||y||; otherwise limiter = max(||y|| / (prev + 1e-8), 1.01) / 1.01
+ * and prev = ||y|| / limiter. prev and limiter are f32 [1].
+ */
+export function apolloLimit(gpu: Gpu, sumSq: Tensor, prev: Tensor, limiter: Tensor): void {
+  expectF32('apolloLimit', { sumSq: one(sumSq), prev, limiter }, 1);
+  gpu.dispatch(pipeline(gpu, 'apollo_limit'), [one(sumSq), prev, limiter], [1]);
+}
+
+/** p = (p - stepSize y / limiter[0]) decay: transformers' AdamW step with its weight decay after the update. */
+export function scaledStep(gpu: Gpu, p: Tensor, y: Tensor, limiter: Tensor, o: { stepSize: number; decay: number }): void {
+  const n = numel(p.shape);
+  expectF32('scaledStep', { p, y }, n);
+  if (n === 0) return;
+  gpu.dispatch(pipeline(gpu, 'scaled_step'), [p, y, one(limiter)], gpu.grid(Math.ceil(n / 256)), [n, f32(o.stepSize), f32(o.decay)]);
+}
+
+function expectIndices(fn: string, idx: Tensor, k: number): void {
+  if (idx.dtype !== 'u32' || numel(idx.shape) !== k) throw new GpuError(`${fn}: idx must be u32 [${k}], got ${idx.dtype} ${shapeStr(idx.shape)}`);
+}
+
+/** gm[t] = g[idx[t]] for the k masked entries. */
+export function maskedGather(gpu: Gpu, g: Tensor, idx: Tensor, gm: Tensor): void {
+  const k = numel(gm.shape);
+  expectIndices('maskedGather', idx, k);
+  if (k === 0) return;
+  gpu.dispatch(pipeline(gpu, 'masked_gather'), [g, idx, gm], gpu.grid(Math.ceil(k / 256)), [k, f32(0), f32(0), f32(0), f32(0)]);
+}
+
+export interface MaskedAdamOptions {
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** lr sqrt(1 - b2^t) / (1 - b1^t), t counted since the mask was drawn. */
+  stepSize: number;
+  gradScale: Tensor;
+}
+
+/**
+ * BAdam's ratio-mode sparse Adam on the k entries idx of p, with compact moments m, v [k] and the
+ * gathered gradients gm [k]: m += (s gm - m)(1 - b1);  v += ((s gm)² - v)(1 - b2);
+ * p[idx] -= stepSize m / (sqrt(v) + eps). No weight decay (BlockOptimizerRatio applies none).
+ */
+export function maskedAdam(gpu: Gpu, p: Tensor, gm: Tensor, idx: Tensor, m: Tensor, v: Tensor, o: MaskedAdamOptions): void {
+  const k = numel(gm.shape);
+  expectIndices('maskedAdam', idx, k);
+  expectF32('maskedAdam', { gm, m, v }, k);
+  if (k === 0) return;
+  gpu.dispatch(pipeline(gpu, 'masked_adam'), [p, gm, idx, m, v, one(o.gradScale)], gpu.grid(Math.ceil(k / 256)),
+    [k, f32(o.beta1), f32(o.beta2), f32(o.eps), f32(o.stepSize)]);
 }

@@ -18,7 +18,7 @@ import { epochOrder, type TrainBatch } from './batches';
 import type { Objective, TrainExample, Unlogged } from './objective';
 import { checkTrainingData, createObjective } from './objectives';
 import { llamaProLayers } from '../model/llama-pro';
-import { createOptimizer, type Optimizer, type OptimizerKind } from './optimizers';
+import { createOptimizer, type Optimizer, type OptimizerChoice } from './optimizers';
 import type { TokenLoss } from '../kernels/loss';
 import type { PreferenceLogFields } from './preference/metrics';
 import type { PreferenceOptions } from './preference/options';
@@ -62,8 +62,8 @@ export interface TrainOptions {
   cutoffLen: number;
   /** Keep only layer inputs and recompute activations in backward. */
   recompute: boolean;
-  /** AdamW unless use_muon / use_adam_mini. */
-  optimizer?: OptimizerKind;
+  /** AdamW unless use_muon / use_adam_mini / use_galore / use_apollo / use_badam. */
+  optimizer?: OptimizerChoice;
   /** pt / sft token loss: cross-entropy unless use_dft_loss, use_eaft_loss or label_smoothing_factor. */
   tokenLoss?: TokenLoss;
   /** Stages rm, dpo, kto (preferenceOptions(config)); absent or null: pt / sft. */
@@ -152,7 +152,7 @@ export class Trainer {
     if (this.params.length === 0) throw new Error('nothing to train: the chosen method selects no parameters');
     this.optimizer = createOptimizer(gpu, this.params, {
       lr: opts.learningRate, beta1: opts.beta1, beta2: opts.beta2, eps: opts.eps, weightDecay: opts.weightDecay, maxGradNorm: opts.maxGradNorm,
-    }, opts.optimizer ?? 'adamw', { hidden: model.spec.hidden, heads: model.spec.heads });
+    }, opts.optimizer ?? { kind: 'adamw' }, { hidden: model.spec.hidden, heads: model.spec.heads }, opts.seed);
     this.microPerEpoch = Math.ceil(train.length / opts.batchSize);
     const stepsPerEpoch = Math.max(1, Math.ceil(this.microPerEpoch / opts.gradAccum));
     this.totalSteps = opts.maxSteps > 0 ? opts.maxSteps : Math.ceil(opts.epochs * stepsPerEpoch);
@@ -191,6 +191,7 @@ export class Trainer {
       const rows = this.nextMicroRows();
       this.optimizer.zeroGrad();
       this.tokensSinceLog += await this.objective.step(rows);
+      await this.optimizer.prepare?.();
       const lr = o.learningRate * lrMultiplier(schedule, this.state.global_step);
       const sumSq = this.optimizer.update(lr);
       this.state.global_step++;
@@ -271,6 +272,8 @@ export class Trainer {
     const pissa = this.adapter?.pissa;
     // before anything is written to the GPU: a changed lora_rank / lora_target / model is named
     checkCheckpointTensors(weights, this.params.filter((p) => !own.has(p)).map((p) => ({ name: p.name, shape: pissa ? pissa.publishedShape(p.name, p.value.shape) : p.value.shape })));
+    // the step first: BAdam's trained block and state, and GaLore's projection schedule, follow it
+    this.optimizer.step = Number(opt.metadata.step ?? state.global_step);
     const moments = this.optimizer.stateTensors();
     checkCheckpointTensors(opt, moments.map(({ name, tensor }) => ({ name, shape: tensor.shape })));
     await this.objective.load(store, dir);
@@ -279,7 +282,6 @@ export class Trainer {
       if (!own.has(p)) gpu.write(p.value, pissa ? await pissa.readTrained(weights, p.name) : await readF32(weights, p.name));
     }
     for (const { name, tensor } of moments) gpu.write(tensor, await readF32(opt, name));
-    this.optimizer.step = Number(opt.metadata.step ?? state.global_step);
     const { seed: _, ...trainerState } = state;
     this.state = { ...trainerState, total_steps: this.totalSteps };
     this.stepsSinceLog = interval?.steps ?? 0;

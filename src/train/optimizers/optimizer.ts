@@ -9,6 +9,8 @@ export interface Optimizer {
   /** Optimizer steps taken (torch's `step` state). */
   step: number;
   zeroGrad(): void;
+  /** Host work the next update needs, after the gradients are ready (GaLore's SVD of them). */
+  prepare?(): Promise<void>;
   /** One update at learning rate `lr`; returns the squared global gradient norm (pre-clip) tensor, for logging. */
   update(lr: number): Tensor;
   /** The state a checkpoint saves and a resume restores, under PEFT-style tensor names. */
