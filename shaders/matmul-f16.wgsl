@@ -1,7 +1,8 @@
 // The f16 tier's matrix product (needs shader-f16; the launcher puts `enable f16;` in front):
 //   C[b] = alpha * op(A[b]) * op(B[b]) + beta * C[b]
 // with A and B stored as f16, products summed in f32, C stored as f32 (gemm_f16) or f16
-// (gemm_f16_to_f16). op(A) is M x K, op(B) is K x N; TRANS_A / TRANS_B pick the storage layout,
+// (gemm_f16_to_f16). gemm_f16_descaled is gemm_f16 for an A that to_f16_scaled (f16.wgsl) stored
+// times a power of two chosen on the GPU: alpha is multiplied by the inverse it left in `descale`. op(A) is M x K, op(B) is K x N; TRANS_A / TRANS_B pick the storage layout,
 // so one kernel serves y = x W^T (NT), dX = dY W (NN) and dW = dY^T X (TN).
 // Tiles: 64 x 64 outputs per workgroup, K in steps of 16. Each of the 16 x 16 threads owns a 4 x 4
 // block (4 rows, 4 adjacent columns) and reads 4 x 4 blocks of both operands from workgroup memory
@@ -26,6 +27,8 @@ struct Params {
 // entry points alias binding 2: gemm_f16 writes f32, gemm_f16_to_f16 writes f16
 @group(0) @binding(2) var<storage, read_write> C: array<f32>;
 @group(0) @binding(2) var<storage, read_write> Ch: array<f16>;
+// gemm_f16_descaled only: the inverse of A's power-of-two scale
+@group(0) @binding(3) var<storage, read> descale: array<f32>;
 @group(1) @binding(0) var<uniform> p: Params;
 
 const BM = 64u;
@@ -125,8 +128,8 @@ fn product(batch: u32, m0: u32, n0: u32, tx: u32, ty: u32) -> array<vec4f, 4> {
   return acc;
 }
 
-@compute @workgroup_size(16, 16)
-fn gemm_f16(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+// C = alpha · op(A) op(B) + beta · C for the workgroup's tile, C f32.
+fn gemm_f32_out(wg: vec3u, lid: vec3u, alpha: f32) {
   let m0 = wg.y * BM;
   let n0 = wg.x * BN;
   let acc = product(wg.z, m0, n0, lid.x, lid.y);
@@ -136,11 +139,21 @@ fn gemm_f16(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid:
       let n = n0 + lid.x * 4u + j;
       if (m >= p.M || n >= p.N) { continue; }
       let idx = p.offC + wg.z * p.strideC + m * p.ldc + n;
-      var v = p.alpha * acc[i][j];
+      var v = alpha * acc[i][j];
       if (p.beta != 0.0) { v += p.beta * C[idx]; }
       C[idx] = v;
     }
   }
+}
+
+@compute @workgroup_size(16, 16)
+fn gemm_f16(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  gemm_f32_out(wg, lid, p.alpha);
+}
+
+@compute @workgroup_size(16, 16)
+fn gemm_f16_descaled(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  gemm_f32_out(wg, lid, p.alpha * descale[0]);
 }
 
 @compute @workgroup_size(16, 16)

@@ -193,7 +193,8 @@ describe('train', () => {
     expect(r.code).toBe(0);
     expect(seen).toMatchObject({ learning_rate: 2e-4, num_train_epochs: 1, output_dir: 'out', dataset: ['identity', 'alpaca_en_demo'] });
     expect(r.out).toBe('step 10/30  loss 1.2346  grad_norm 0.500  lr 9.50e-5  epoch 0.33  1234 tok/s  0:12 elapsed, 0:24 left\n');
-    expect(r.err).toContain('note: bf16 is a PyTorch setting; Crucible ignores it\n');
+    expect(seen).toMatchObject({ bf16: true }); // the example's bf16 reaches the engine (the f16 tier), no longer a note
+    expect(r.err).not.toContain('bf16');
     expect(r.err).toContain('train: sft · LoRA r=8 alpha=16 · Qwen/Qwen3-4B-Instruct-2507 · identity, alpaca_en_demo -> out\n');
     expect(r.err).toContain('tokenizing identity\n');
     expect(r.err).toContain('saved checkpoint out/checkpoint-10 (step 10)\n');
@@ -452,7 +453,7 @@ describe('export-config', () => {
     expect(readFileSync(join(dir, 'bundle/chats.jsonl'), 'utf8')).toBe(readFileSync(join(dir, 'lfdata/chats.jsonl'), 'utf8'));
     expect(existsSync(join(dir, 'bundle/identity.json'))).toBe(true);
     const back = parseConfig(readFileSync(join(dir, 'bundle/run.yaml'), 'utf8')).config;
-    expect(back).toMatchObject({ dataset: ['chats', 'identity'], dataset_dir: 'bundle', passthrough: { bf16: true } });
+    expect(back).toMatchObject({ dataset: ['chats', 'identity'], dataset_dir: 'bundle', bf16: true });
 
     const again = await run(['export-config', 'run.yaml', '--to', 'llamafactory', '--out', 'bundle'], { cwd: dir });
     expect(again.code).toBe(1);

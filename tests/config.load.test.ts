@@ -226,14 +226,14 @@ describe('parseConfig', () => {
   });
 
   it('accepts PyTorch settings with one notice each, and keeps them', () => {
-    const { config, notices } = parseConfig('bf16: false\ndeepspeed: ds_z3.json\nrun_name: demo\ngradient_checkpointing: true', ['bf16=true']);
+    const { config, notices } = parseConfig('tf32: false\ndeepspeed: ds_z3.json\nrun_name: demo\ngradient_checkpointing: true', ['tf32=true']);
     expect(notices).toEqual([
-      'note: bf16 is a PyTorch setting; Crucible ignores it',
+      'note: tf32 is a PyTorch setting; Crucible ignores it',
       'note: deepspeed is a distributed-training setting; Crucible ignores it',
       'note: run_name is an experiment-tracking setting; Crucible ignores it',
       'note: gradient_checkpointing is a PyTorch setting; Crucible ignores it (activation recomputation is on unless disable_gradient_checkpointing: true)',
     ]);
-    expect(config.passthrough).toEqual({ bf16: true, deepspeed: 'ds_z3.json', run_name: 'demo', gradient_checkpointing: true });
+    expect(config.passthrough).toEqual({ tf32: true, deepspeed: 'ds_z3.json', run_name: 'demo', gradient_checkpointing: true });
   });
 
   it('accepts LLaMA-Factory features Crucible lacks only at their default', () => {
@@ -257,6 +257,7 @@ describe('parseConfig', () => {
     expect(problem(() => parseConfig('stage: dpo\nneat_packing: true'))).toMatch(/neat_packing is only valid for stage: sft/);
     expect(problem(() => parseConfig('quantization_bit: 3'))).toMatch(/4 or 8 bits/);
     expect(problem(() => parseConfig('quantization_bit: 4\nfinetuning_type: full'))).toMatch(/needs finetuning_type: lora/);
+    expect(problem(() => parseConfig('bf16: true\nfp16: true'))).toMatch(/config:2: bf16 and fp16 both ask for half precision; set one of them/);
     expect(problem(() => parseConfig('dataset: a\nval_size: 0.1\neval_dataset: b'))).toMatch(/val_size cannot be combined with eval_dataset/);
     expect(problem(() => parseConfig('val_size: 0.1'))).toMatch(/val_size needs a dataset/);
     expect(problem(() => parseConfig('stage: dpo\npref_loss: ipo\ndpo_label_smoothing: 0.1'))).toMatch(/only valid with pref_loss: sigmoid/);

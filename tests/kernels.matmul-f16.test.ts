@@ -4,6 +4,8 @@
 import { describe, expect, it } from 'vitest';
 import { GEMM_F16_CASES } from '../src/bench/cases/matmul-f16';
 import { gemmF16 } from '../src/kernels/matmul-f16';
+import { toScaledF16 } from '../src/kernels/f16';
+import { linear, linearBackwardInput } from '../src/kernels/matmul';
 import type { Gpu } from '../src/gpu/runtime';
 import { floatToHalf } from '../src/model/safetensors';
 import { expectClose, makeRng } from './helpers/check';
@@ -63,6 +65,44 @@ describe.skipIf(skip !== '')(`matmul f16 tier${skip ? ` (skipped: ${skip})` : ''
           { lda, alpha: 1 / scale, beta: 1, c: c.subarray(i * M * N) });
         expectClose(got.subarray(i * M * N, (i + 1) * M * N), ref, TOL[out], `batch ${i} -> ${out}`, rng.seed);
       }
+    }
+  });
+
+  it('toScaledF16: f16(x·2^e) with max |x|·2^e in [2^14, 2^15), 2^-e left on the GPU; zeros stay unscaled', async () => {
+    const rng = makeRng();
+    for (const size of [3e-7, 1, 2e5]) {
+      const n = 1001; // odd: the last pair is half padding
+      const x = rng.randn(n, size);
+      const t = toScaledF16(g, g.upload(x, [n]), 'test');
+      const [descale] = await g.readF32(t.descale);
+      const got = await g.readF32(t.value);
+      const max = Math.max(...got.map(Math.abs));
+      expect(Number.isInteger(Math.log2(descale!)), `descale ${descale} is a power of two`).toBe(true);
+      expect(max, `size ${size}`).toBeGreaterThanOrEqual(2 ** 14);
+      expect(max, `size ${size}`).toBeLessThan(2 ** 15);
+      expectClose(got.map((v) => v * descale!), x, 1e-3, `toScaledF16 of size ${size}`, rng.seed);
+    }
+    const zeros = toScaledF16(g, g.upload(new Float32Array(7), [7]), 'test');
+    expect([...await g.readF32(zeros.descale)]).toEqual([1]);
+    expect([...await g.readF32(zeros.value)]).toEqual(new Array(7).fill(0));
+  });
+
+  it('linear and linearBackwardInput with f16 weights (split in parts) run the f16 tier at any operand size', async () => {
+    const rng = makeRng();
+    const [T, K, parts] = [9, 12, [8, 6]];
+    const N = parts[0]! + parts[1]!;
+    const w = parts.map((n) => randomHalf(rng, n * K));
+    const W = Float32Array.from(w.flatMap((p) => [...p.values]));
+    const weight = parts.map((n, i) => g.upload(w[i]!.bits, [n, K], 'f16'));
+    // activations of ordinary size and large ones; gradients far below f16's normal range (6e-5)
+    for (const size of [1, 3e4, 1e-7]) {
+      const x = rng.randn(T * K, size), dy = rng.randn(T * N, size);
+      const y = poisoned(g, [T, N]), dx = poisoned(g, [T, K]);
+      linear(g, g.upload(x, [T, K]), weight, y);
+      linearBackwardInput(g, g.upload(dy, [T, N]), weight, dx);
+      // operands rounded to f16 once (2^-11 relative), sums in f32
+      expectClose(await g.readF32(y), refGemm(x, W, T, N, K, false, true), 2e-3, `y = x Wᵀ, size ${size}`, rng.seed);
+      expectClose(await g.readF32(dx), refGemm(dy, W, T, K, N, false, false), 2e-3, `dx = dY W, size ${size}`, rng.seed);
     }
   });
 

@@ -127,7 +127,7 @@ export const exportConfigCommand: CommandDef = {
   summary: 'Write a config as a LLaMA-Factory run (YAML, dataset_info.json)',
   usage: '<config.yaml> [key=value ...] --to llamafactory [--out DIR] [--force]',
   details: [
-    'Keys at their default are left out; PyTorch settings that came in (bf16, deepspeed, ...) are written back.',
+    'Keys at their default are left out; PyTorch settings that came in (tf32, deepspeed, ...) are written back.',
     'Datasets given as files need --out: DIR then holds the YAML, a dataset_info.json naming them, and',
     'copies of the data files, with dataset_dir pointing at DIR (run llamafactory-cli from the current directory,',
     'or edit dataset_dir after moving DIR).',

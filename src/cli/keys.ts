@@ -46,7 +46,7 @@ export function keysHelp(command: Command): string {
   for (const [group, lines] of groups) out.push('', `${GROUP_TITLES[group]}:`, ...lines);
   out.push(
     '',
-    'PyTorch-only settings (bf16, deepspeed, logging_dir, ...) are accepted and ignored with a note;',
+    'PyTorch-only settings (tf32, deepspeed, logging_dir, ...) are accepted and ignored with a note;',
     'LLaMA-Factory features Crucible lacks (PPO, OFT, ...) are accepted only at their default.',
   );
   return `${out.join('\n')}\n`;

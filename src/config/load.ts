@@ -314,6 +314,8 @@ function crossCheck(
   }
   const losses = [...(c.use_dft_loss ? ['use_dft_loss'] : []), ...(c.use_eaft_loss ? ['use_eaft_loss'] : []), ...(c.label_smoothing_factor > 0 ? ['label_smoothing_factor'] : [])];
   if (losses.length > 1) problems.push(`${at(losses[0]!)}: ${losses.join(' and ')} each replace the token loss; set one of them`);
+  // HF TrainingArguments refuses both as well ("At most one of fp16 and bf16 can be True")
+  if (c.bf16 && c.fp16) problems.push(`${at('fp16')}: bf16 and fp16 both ask for half precision; set one of them`);
   if (c.quantization_bit !== null) {
     if (c.quantization_bit !== 4 && c.quantization_bit !== 8) {
       problems.push(`${at('quantization_bit')}: quantization_bit: Crucible quantizes to 4 or 8 bits, got ${c.quantization_bit}`);

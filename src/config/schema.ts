@@ -476,6 +476,16 @@ export const SCHEMA = {
     commands: TRAIN,
     help: 'Keep all activations instead of recomputing each layer in backward (activation recomputation is on by default).',
   }),
+  bf16: bool(false, {
+    group: 'train',
+    commands: TRAIN,
+    help: 'Half precision, the f16 tier: LoRA stores the frozen base weights in f16 (half the memory) and runs their products with f16 operands and f32 sums, where the GPU has shader-f16 (else f32, with a note). The adapter, optimizer state and loss stay f32.',
+  }),
+  fp16: bool(false, {
+    group: 'train',
+    commands: TRAIN,
+    help: "Same as bf16: Crucible's half type is IEEE f16 either way.",
+  }),
   seed: int(42, { group: 'train', commands: ALL, min: 0, help: 'Random seed (initialization, shuffling, dropout, sampling).' }),
   data_seed: intOrNull({ group: 'train', commands: TRAIN, min: 0, help: 'Seed of the data order (default: seed).' }),
 
@@ -656,7 +666,7 @@ function keys(what: string, names: string): Record<string, string> {
 export const IGNORED_KEYS: Readonly<Record<string, string>> = {
   ...keys(
     PYTORCH,
-    `bf16 fp16 tf32 bf16_full_eval fp16_full_eval fp16_opt_level fp16_backend half_precision_backend pure_bf16
+    `tf32 bf16_full_eval fp16_full_eval fp16_opt_level fp16_backend half_precision_backend pure_bf16
      fp8 fp8_backend fp8_enable_fsdp_float8_all_gather
      gradient_checkpointing gradient_checkpointing_kwargs use_reentrant_gc use_unsloth_gc
      torch_compile torch_compile_backend torch_compile_mode torchdynamo jit_mode_eval use_ipex

@@ -7,13 +7,16 @@ import { Model } from '../model/model';
 import { benchmarkModel } from './bench';
 import type { BenchOptions, BenchResult } from './jobs';
 import { resolveModelFiles } from './node-model';
+import { basePrecision } from './precision';
 
 export async function benchmarkTraining(config: CrucibleConfig, opts: BenchOptions): Promise<BenchResult> {
   if (!config.model_name_or_path) throw new Error('model_name_or_path is required');
   const gpu = await nodeGpu({ warn: (m) => opts.onStatus?.(`warning: ${m}`) });
   const files = await resolveModelFiles(config.model_name_or_path, { ...(opts.onStatus ? { onStatus: opts.onStatus } : {}) });
   const q = config.quantization_bit;
-  const model = await Model.load(gpu, files, { format: q === 4 ? 'q4' : q === 8 ? 'q8' : 'f32' });
+  const precision = basePrecision(config, gpu.caps);
+  if (precision.note) opts.onStatus?.(precision.note);
+  const model = await Model.load(gpu, files, { format: q === 4 ? 'q4' : q === 8 ? 'q8' : precision.f16 ? 'f16' : 'f32' });
   try {
     return await benchmarkModel(model, config, opts);
   } finally {

@@ -13,8 +13,9 @@ import { Trainer, type RunStore, type TrainExample, type TrainHooks, type TrainO
 import { answerBudget, checkPromptChars, checkPromptTokens } from './prompt-fit';
 
 export interface OpenOptions {
-  /** quantization_bit: 4 or 8 quantizes the base on upload (QLoRA); otherwise f32 (f16 where asked and available). */
+  /** quantization_bit: 4 or 8 quantizes the base on upload (QLoRA); otherwise f32, or f16 where asked. */
   quantizationBit?: 4 | 8 | null;
+  /** Base linear weights in f16 (bf16 / fp16: basePrecision, precision.ts); f16 products on a device with shader-f16. */
   f16?: boolean;
   onProgress?: (loaded: number, total: number, name: string) => void;
 }

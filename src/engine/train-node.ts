@@ -13,6 +13,7 @@ import { nodeFileAccess } from '../data/node';
 import { hubDatasetAccess } from '../hub/datasets';
 import { resolveModelFiles } from './node-model';
 import { appendQueue, removeStaleTemps, writeFileAtomic } from '../files/atomic-node';
+import { basePrecision } from './precision';
 import { Session } from './session';
 import { trainModel } from './train';
 import { modelTensors } from '../export/model-tensors';
@@ -37,8 +38,10 @@ export async function runTraining(config: CrucibleConfig, hooks: TrainRunHooks, 
   const gpu = env.gpu ?? (await nodeGpu({ warn: (m) => status(`warning: ${m}`) }));
   status(`GPU: ${gpu.caps.adapter}`);
   const files = await resolveModelFiles(config.model_name_or_path, { onStatus: status, ...(hooks.signal ? { signal: hooks.signal } : {}), revision: config.model_revision, cacheDir: config.cache_dir });
-  status(`loading ${config.model_name_or_path}${config.quantization_bit ? ` (${config.quantization_bit}-bit)` : ''}`);
-  const session = await Session.open(gpu, files, { quantizationBit: (config.quantization_bit as 4 | 8 | null) ?? null });
+  const precision = basePrecision(config, gpu.caps);
+  if (precision.note) status(precision.note);
+  status(`loading ${config.model_name_or_path}${config.quantization_bit ? ` (${config.quantization_bit}-bit)` : precision.f16 ? ' (f16 base)' : ''}`);
+  const session = await Session.open(gpu, files, { quantizationBit: (config.quantization_bit as 4 | 8 | null) ?? null, f16: precision.f16 });
 
   const logPath = join(out, 'trainer_log.jsonl');
   const log = appendQueue(logPath);

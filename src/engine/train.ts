@@ -89,7 +89,8 @@ async function referenceModelTable(config: CrucibleConfig, job: TrainJob, exampl
   const name = config.ref_model!;
   const files = await job.openModel(name);
   status(`loading the reference model ${name}${config.ref_model_quantization_bit ? ` (${config.ref_model_quantization_bit}-bit)` : ''}`);
-  const ref = await Session.open(policy.gpu, files, { quantizationBit: (config.ref_model_quantization_bit as 4 | 8 | null) ?? null });
+  // a frozen reference shares the policy's f16 tier (bf16 / fp16)
+  const ref = await Session.open(policy.gpu, files, { quantizationBit: (config.ref_model_quantization_bit as 4 | 8 | null) ?? null, f16: policy.model.format === 'f16' });
   try {
     if (ref.model.spec.vocab !== policy.model.spec.vocab) {
       throw new Error(`ref_model ${name}: a vocabulary of ${ref.model.spec.vocab} tokens, the trained model has ${policy.model.spec.vocab}; the reference must share its tokenizer`);

@@ -1,19 +1,23 @@
 // The f16 tier's matrix product (devices with shader-f16): A and B stored as f16, sums in f32,
 // C stored as f32 or f16. Same arguments and layouts as gemm() in matmul.ts (the f32 tier, which
 // every device runs). Gradients too small for f16 are scaled up by a power of two before they are
-// stored (exact in binary floating point) and the scale folded back here through alpha.
+// stored (exact in binary floating point) and the scale folded back here through alpha, or, for an
+// A made by toScaledF16 (f16.ts), through the inverse scale it left on the GPU (`descale`).
+// linear() and linearBackwardInput() (matmul.ts) run the base weights of the f16 tier here.
 
 import source from '../../shaders/matmul-f16.wgsl';
 import { f32, type Gpu } from '../gpu/runtime';
+import type { Tensor } from '../gpu/tensor';
 import { shaderVariant } from '../gpu/shader';
-import type { GemmArgs } from './matmul';
+import type { GemmArgs } from './gemm-args';
 import { vec4Aligned, vec4Binding } from './vec4-binding';
 
-export function gemmF16(gpu: Gpu, g: GemmArgs): void {
+export function gemmF16(gpu: Gpu, g: GemmArgs, descale?: Tensor): void {
   const { M, N, K, transA = false, transB = false } = g;
   if (!gpu.caps.f16) throw new Error(`gemmF16: ${gpu.caps.adapter} has no shader-f16; use gemm() (the f32 tier)`);
   if (g.a.dtype !== 'f16' || g.b.dtype !== 'f16') throw new Error(`gemmF16: A and B must be f16, not ${g.a.dtype} and ${g.b.dtype}`);
   if (g.c.dtype !== 'f32' && g.c.dtype !== 'f16') throw new Error(`gemmF16: C must be f32 or f16, not ${g.c.dtype}`);
+  if (descale && g.c.dtype !== 'f32') throw new Error('gemmF16: a descaled product writes f32');
   const lda = g.lda ?? (transA ? M : K);
   const ldb = g.ldb ?? (transB ? K : N);
   const ldc = g.ldc ?? N;
@@ -22,14 +26,14 @@ export function gemmF16(gpu: Gpu, g: GemmArgs): void {
   const [strideA, strideB, strideC] = [g.strideA ?? 0, g.strideB ?? 0, g.strideC ?? 0];
   const vec = vec4Aligned(lda, ldb, offA, offB, strideA, strideB, transA ? M : K, transB ? K : N);
   const layout = `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}`;
-  const entry = g.c.dtype === 'f16' ? 'gemm_f16_to_f16' : 'gemm_f16';
+  const entry = descale ? 'gemm_f16_descaled' : g.c.dtype === 'f16' ? 'gemm_f16_to_f16' : 'gemm_f16';
   const pipeline = gpu.pipeline(`${entry}:${layout}${vec ? ':v4' : ''}`, () => {
     const v = shaderVariant(source, entry, { TRANS_A: transA, TRANS_B: transB, VEC: vec });
     return { ...v, code: `enable f16;\n${v.code}` };
   });
   gpu.dispatch(
     pipeline,
-    [vec4Binding(g.a), vec4Binding(g.b), g.c],
+    descale ? [vec4Binding(g.a), vec4Binding(g.b), g.c, descale] : [vec4Binding(g.a), vec4Binding(g.b), g.c],
     [Math.ceil(N / 64), Math.ceil(M / 64), batch],
     [M, N, K, lda, ldb, ldc, offA, offB, offC, strideA, strideB, strideC, f32(g.alpha ?? 1), f32(g.beta ?? 0)],
   );

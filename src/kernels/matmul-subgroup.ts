@@ -6,7 +6,7 @@
 import source from '../../shaders/matmul-subgroup.wgsl';
 import { f32, type Gpu } from '../gpu/runtime';
 import { shaderVariant, type ShaderSource } from '../gpu/shader';
-import type { GemmArgs } from './matmul';
+import type { GemmArgs } from './gemm-args';
 import { directives, forSyntax, type SubgroupMatrixTier } from './subgroup-matrix';
 import { vec4Aligned, vec4Binding } from './vec4-binding';
 

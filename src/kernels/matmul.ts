@@ -2,46 +2,23 @@
 // linear layer needs in training (the frozen base never needs its weight gradient, but full
 // fine-tuning does). Weights may be f32 or f16 (stored as packed pairs: any device, see f16.ts),
 // or block-quantized q4 / q8 (QLoRA base weights): linear() and linearBackwardInput() route those
-// to the fused dequantize-matmuls of src/kernels/quant.ts, part by part. A weight gradient sums over
-// all tokens into a small matrix (LoRA's dA, dB): gemm() splits that long K (split-K, see gemmSplit).
+// to the fused dequantize-matmuls of src/kernels/quant.ts, part by part. On a device with
+// shader-f16 (the f16 tier), f16 weights multiply an f16 copy of the activations or gradients
+// (toScaledF16) in gemmF16, with f32 sums; the decode rows (gemv) keep reading them as pairs.
+// A weight gradient sums over all tokens into a small matrix (LoRA's dA, dB): gemm() splits that
+// long K (split-K, see gemmSplit).
 
 import source from '../../shaders/matmul.wgsl';
 import { f32, type Gpu } from '../gpu/runtime';
 import { shaderVariant } from '../gpu/shader';
 import type { Tensor } from '../gpu/tensor';
+import type { GemmArgs } from './gemm-args';
+import { toScaledF16, type ScaledF16 } from './f16';
+import { gemmF16 } from './matmul-f16';
 import { isQuantized, qlinearForward, qlinearBackwardInput } from './quant';
 import { scratch } from './scratch';
 
-export interface GemmArgs {
-  a: Tensor;
-  b: Tensor;
-  c: Tensor;
-  M: number;
-  N: number;
-  K: number;
-  transA?: boolean;
-  transB?: boolean;
-  /** Leading dimensions (elements); default to the dense layout implied by M, N, K. */
-  lda?: number;
-  ldb?: number;
-  ldc?: number;
-  /** Element offsets into a, b, c. */
-  offA?: number;
-  offB?: number;
-  offC?: number;
-  batch?: number;
-  strideA?: number;
-  strideB?: number;
-  strideC?: number;
-  alpha?: number;
-  /** 0 overwrites C (never reading it), 1 accumulates into it. */
-  beta?: number;
-  /**
-   * Split-K: sum K in this many chunks (one workgroup grid each, then their ordered sum; batch 1
-   * only). 1 keeps one pass. Default: splitForShape() for the dYᵀ·X layout (TN), else 1.
-   */
-  splits?: number;
-}
+export type { GemmArgs } from './gemm-args';
 
 /** Output tile and reduction step of shaders/matmul.wgsl gemm. */
 const TILE = 64;
@@ -130,9 +107,15 @@ function rows(x: Tensor): number {
 }
 const cols = (x: Tensor): number => x.shape[x.shape.length - 1]!;
 
+/** The f16 tier's operand for a product with `w`: an f16 copy of `x`, when w is f16 and the device has shader-f16. */
+function f16Operand(gpu: Gpu, w: Weight, x: Tensor, key: string): ScaledF16 | null {
+  return gpu.caps.f16 && weightParts(w).every((p) => p.dtype === 'f16') ? toScaledF16(gpu, x, key) : null;
+}
+
 /** y[T, N] (=|+=) x[T, K] · Wᵀ, W [N, K]. */
 export function linear(gpu: Gpu, x: Tensor, w: Weight, y: Tensor, accumulate = false, scale = 1): void {
   const T = rows(x), K = cols(x), N = cols(y);
+  const half = T > GEMV_MAX_T ? f16Operand(gpu, w, x, 'linear.x') : null;
   let n0 = 0;
   for (const part of weightParts(w)) {
     const n = part.shape[0]!;
@@ -140,6 +123,7 @@ export function linear(gpu: Gpu, x: Tensor, w: Weight, y: Tensor, accumulate = f
     if (n0 + n > N) throw new Error(`linear: weight has at least ${n0 + n} rows, output has ${N} columns`);
     if (isQuantized(part)) qlinearForward(gpu, x, part, y, accumulate, scale, { ldc: N, offC: n0 });
     else if (T <= GEMV_MAX_T && T > 0) linearDecode(gpu, x, part, y, { T, n, K, ldc: N, offC: n0, scale, accumulate });
+    else if (half) gemmF16(gpu, { a: half.value, b: part, c: y, M: T, N: n, K, transB: true, ldc: N, offC: n0, alpha: scale, beta: accumulate ? 1 : 0 }, half.descale);
     else gemm(gpu, { a: x, b: part, c: y, M: T, N: n, K, transB: true, ldc: N, offC: n0, alpha: scale, beta: accumulate ? 1 : 0 });
     n0 += n;
   }
@@ -179,6 +163,7 @@ export function linearDecode(gpu: Gpu, x: Tensor, w: Tensor, y: Tensor, d: Decod
 /** dx[T, K] (=|+=) dy[T, N] · W, W [N, K]. */
 export function linearBackwardInput(gpu: Gpu, dy: Tensor, w: Weight, dx: Tensor, accumulate = false, scale = 1): void {
   const T = rows(dy), N = cols(dy), K = cols(dx);
+  const half = f16Operand(gpu, w, dy, 'linear.dy');
   let n0 = 0;
   weightParts(w).forEach((part, i) => {
     const n = part.shape[0]!;
@@ -186,6 +171,7 @@ export function linearBackwardInput(gpu: Gpu, dy: Tensor, w: Weight, dx: Tensor,
     if (n0 + n > N) throw new Error(`linearBackwardInput: weight has at least ${n0 + n} rows, gradient has ${N} columns`);
     const acc = accumulate || i > 0;
     if (isQuantized(part)) qlinearBackwardInput(gpu, dy, part, dx, acc, scale, { lda: N, offA: n0 });
+    else if (half) gemmF16(gpu, { a: half.value, b: part, c: dx, M: T, N: K, K: n, lda: N, offA: n0, alpha: scale, beta: acc ? 1 : 0 }, half.descale);
     else gemm(gpu, { a: dy, b: part, c: dx, M: T, N: K, K: n, lda: N, offA: n0, alpha: scale, beta: acc ? 1 : 0 });
     n0 += n;
   });
