@@ -338,6 +338,9 @@ export const SCHEMA = {
     help: 'Parallel workers for tokenization (Node worker threads).',
   }),
   disable_shuffling: bool(false, { group: 'dataset', commands: TRAIN, help: 'Keep the training set in file order.' }),
+  media_dir: strOrNull({ group: 'dataset', commands: DATA, help: 'Folder the image paths of multimodal records are relative to (default: dataset_dir).' }),
+  image_max_pixels: int(768 * 768, { group: 'dataset', commands: DATA, min: 1, help: 'Images larger than this many pixels are first resized down to it (LLaMA-Factory).' }),
+  image_min_pixels: int(32 * 32, { group: 'dataset', commands: DATA, min: 1, help: 'Images smaller than this many pixels are first resized up to it (LLaMA-Factory).' }),
 
   // ---- training ------------------------------------------------------------------------------
   learning_rate: float(5e-5, { group: 'train', commands: TRAIN, min: 0, help: 'Peak learning rate of AdamW.' }),
@@ -750,9 +753,6 @@ export const UNSUPPORTED_KEYS: Readonly<Record<string, UnsupportedKey>> = {
     freeze_vision_tower: true,
     freeze_multi_modal_projector: true,
     freeze_language_model: false,
-    media_dir: null,
-    image_max_pixels: 768 * 768,
-    image_min_pixels: 32 * 32,
     image_do_pan_and_scan: false,
     crop_to_patches: false,
     video_max_pixels: 256 * 256,
