@@ -160,6 +160,6 @@ describe('config keys', () => {
   it('image_max_pixels below image_min_pixels is an error; video keys are still refused', () => {
     const base = { model_name_or_path: 'm', dataset: 'mllm_demo', output_dir: 'o' };
     expect(() => configFromObject({ ...base, image_max_pixels: 100, image_min_pixels: 200 })).toThrow(/image_max_pixels \(100\) cannot be smaller than image_min_pixels \(200\)/);
-    expect(() => configFromObject({ ...base, video_maxlen: 64 })).toThrow(/video_maxlen: 64 asks for multimodal models/);
+    expect(() => configFromObject({ ...base, video_maxlen: 64 })).toThrow(/video_maxlen: 64 asks for video and audio inputs, which Crucible does not implement/);
   });
 });

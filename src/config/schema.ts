@@ -749,12 +749,14 @@ export const UNSUPPORTED_KEYS: Readonly<Record<string, UnsupportedKey>> = {
     optim_args: null,
     optim_target_modules: null,
   }),
-  ...unsupported('multimodal models', {
+  ...unsupported('vision-language models', {
     freeze_vision_tower: true,
     freeze_multi_modal_projector: true,
     freeze_language_model: false,
     image_do_pan_and_scan: false,
     crop_to_patches: false,
+  }),
+  ...unsupported('video and audio inputs', {
     video_max_pixels: 256 * 256,
     video_min_pixels: 16 * 16,
     video_fps: 2.0,
