@@ -155,7 +155,15 @@ export async function decodePng(bytes: Uint8Array): Promise<RgbImage> {
   if (!h.interlaced) {
     const rowBytes = Math.ceil((W * bitsPerPixel) / 8);
     const { rows } = unfilter(data, 0, rowBytes, H, bpp);
-    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) put(rows, rowBytes, x, y, x, y);
+    if (h.depth === 8 && h.colorType !== 3) {
+      // the common case, without the per-sample unpacking
+      const grey = h.colorType === 0 || h.colorType === 4;
+      for (let p = 0, i = 0; p < W * H; p++, i += channels) {
+        rgb[3 * p] = rows[i];
+        rgb[3 * p + 1] = rows[grey ? i : i + 1];
+        rgb[3 * p + 2] = rows[grey ? i : i + 2];
+      }
+    } else for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) put(rows, rowBytes, x, y, x, y);
   } else {
     let pos = 0;
     for (const [x0, y0, dx, dy] of ADAM7) {
