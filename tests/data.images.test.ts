@@ -163,3 +163,19 @@ describe('config keys', () => {
     expect(() => configFromObject({ ...base, video_maxlen: 64 })).toThrow(/video_maxlen: 64 asks for video and audio inputs, which Crucible does not implement/);
   });
 });
+
+describe('data files without a dataset_info.json entry', () => {
+  it('an images key is mapped when the columns are guessed, so the images are read and checked, not dropped', async () => {
+    const files = { 'data/chat.json': JSON.stringify([chat('<image>What is it?', ['a.png'])]), 'data/a.png': PNG };
+    const d = await load({ dataset: 'chat.json' }, files);
+    expect(d.attr.columns.images).toBe('images');
+    expect(d.aligned[0].images).toEqual(['data/a.png']);
+    const msg = await loadError({ dataset: 'chat.json' }, { ...files, 'data/chat.json': JSON.stringify([chat('No placeholder', ['a.png'])]) });
+    expect(msg).toContain('0 <image> placeholders in the messages but 1 image in "images"');
+  });
+
+  it('a videos key is mapped too, and refused', async () => {
+    const files = { 'data/clips.jsonl': JSON.stringify({ instruction: '<video>Describe', output: 'A dog.', videos: ['a.mp4'] }) };
+    expect(await loadError({ dataset: 'clips.jsonl' }, files)).toContain('videos are not supported yet');
+  });
+});

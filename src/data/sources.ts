@@ -64,6 +64,8 @@ export function detectAttr(name: string, loadFrom: DatasetAttr['loadFrom'], sour
   for (const k of ['kto_tag', 'label']) {
     if (has(k) && typeof first[k] === 'boolean') attr.columns.kto_tag = k;
   }
+  // media columns are mapped so their contents are read or refused, never dropped unseen
+  for (const k of ['images', 'videos', 'audios'] as const) if ([first, ...rows].some((r) => k in r)) attr.columns[k] = k;
   return attr;
 }
 
