@@ -140,3 +140,27 @@ describe('other formats', () => {
     expect(() => imageInfo(new Uint8Array(0))).toThrow('the image file is empty');
   });
 });
+
+describe('limits and layouts that are refused', () => {
+  it("an image over Pillow's decompression-bomb limit is refused from its header, before any pixel is decoded", () => {
+    const png = encodePng({ width: 1, height: 1, colorType: 0, depth: 8, samples: [0] });
+    const big = new Uint8Array(png);
+    const header = new DataView(big.buffer, big.byteOffset);
+    header.setUint32(16, 20000);
+    header.setUint32(20, 10000);
+    expect(() => imageInfo(big)).toThrow('image is 20000x10000 = 200000000 pixels, over the 178956970-pixel limit');
+    const jpeg = new Uint8Array(readFileSync(join(JPEG_DIR, 'baseline-444.jpg')));
+    const sof = jpeg.findIndex((b, i) => b === 0xff && jpeg[i + 1] === 0xc0);
+    const huge = jpeg.slice();
+    huge.set([0xff, 0xff, 0xff, 0xff], sof + 5);
+    expect(() => imageInfo(huge)).toThrow('image is 65535x65535');
+  });
+
+  it('a CMYK JPEG (four components) is refused by name', () => {
+    const jpeg = new Uint8Array(readFileSync(join(JPEG_DIR, 'baseline-444.jpg')));
+    const sof = jpeg.findIndex((b, i) => b === 0xff && jpeg[i + 1] === 0xc0);
+    const cmyk = jpeg.slice();
+    cmyk[sof + 9] = 4;
+    expect(() => imageInfo(cmyk)).toThrow('CMYK/YCCK JPEGs are not supported yet');
+  });
+});

@@ -121,5 +121,5 @@ export function encodePng(s: PngSpec): Uint8Array {
   const step = Math.ceil(z.length / n);
   for (let i = 0; i < z.length; i += step) out.push(chunk('IDAT', z.subarray(i, i + step)));
   out.push(chunk('IEND', new Uint8Array(0)));
-  return Buffer.concat(out);
+  return new Uint8Array(Buffer.concat(out));
 }

@@ -4,7 +4,7 @@
 // identical to Image.open(...).convert("RGB"), not merely close.
 import { buildHuffman, BitReader, decodeScan, ZIGZAG, type Component, type Frame, type Huffman, type Scan } from './jpeg-entropy.ts';
 import { upsample } from './jpeg-upsample.ts';
-import { ImageError, type ImageInfo, type RgbImage } from './types.ts';
+import { checkPixelCount, ImageError, type ImageInfo, type RgbImage } from './types.ts';
 
 export function isJpeg(bytes: Uint8Array): boolean {
   return bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff;
@@ -40,7 +40,9 @@ function readFrame(bytes: Uint8Array, at: number, progressive: boolean): Frame {
   const width = (bytes[at + 3] << 8) | bytes[at + 4];
   const n = bytes[at + 5];
   if (!width || !height) throw new ImageError(`JPEG frame has no pixels (${width}x${height})`);
-  if (n !== 1 && n !== 3) throw new ImageError(`JPEG with ${n} components (CMYK/YCCK) is not supported yet; convert it to RGB`);
+  checkPixelCount(width, height);
+  if (n === 4) throw new ImageError('CMYK/YCCK JPEGs are not supported yet; convert the image to RGB');
+  if (n !== 1 && n !== 3) throw new ImageError(`JPEG with ${n} colour components is not supported (1 or 3)`);
   const components: Component[] = [];
   for (let i = 0; i < n; i++) {
     const o = at + 6 + i * 3;

@@ -2,7 +2,7 @@
 // grey depths 1/2/4 are scaled to 0..255, 16-bit RGB keeps the high byte, alpha is dropped (not
 // composited), palettes are looked up, tRNS is ignored. zlib comes from DecompressionStream, which
 // Node (18+) and browsers both have.
-import { ImageError, type ImageInfo, type RgbImage } from './types.ts';
+import { checkPixelCount, ImageError, type ImageInfo, type RgbImage } from './types.ts';
 
 const SIGNATURE = [137, 80, 78, 71, 13, 10, 26, 10];
 
@@ -33,6 +33,7 @@ function readHeader(bytes: Uint8Array): Header {
   if (!(h.colorType in CHANNELS)) throw new ImageError(`PNG colour type ${h.colorType} is not valid`);
   if (!DEPTHS[h.colorType].includes(h.depth)) throw new ImageError(`PNG bit depth ${h.depth} is not valid for colour type ${h.colorType}`);
   if (h.width === 0 || h.height === 0) throw new ImageError(`PNG image has no pixels (${h.width}x${h.height})`);
+  checkPixelCount(h.width, h.height);
   if (bytes[28] > 1) throw new ImageError(`PNG interlace method ${bytes[28]} is not valid`);
   if (h.colorType === 0 && h.depth === 16) throw new ImageError('16-bit greyscale PNGs are not supported yet (convert the image to 8 bits)');
   return h;

@@ -20,3 +20,12 @@ export class ImageError extends Error {
     this.name = 'ImageError';
   }
 }
+
+/** Pillow's DecompressionBombError threshold (2 * Image.MAX_IMAGE_PIXELS): larger images are refused before decoding. */
+export const MAX_IMAGE_PIXELS = 2 * 89478485;
+
+export function checkPixelCount(width: number, height: number): void {
+  if (width * height > MAX_IMAGE_PIXELS) {
+    throw new ImageError(`image is ${width}x${height} = ${width * height} pixels, over the ${MAX_IMAGE_PIXELS}-pixel limit (Pillow's decompression-bomb check); shrink it first`);
+  }
+}
