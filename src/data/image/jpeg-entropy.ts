@@ -15,6 +15,8 @@ export interface Huffman {
   valptr: Int32Array;
   mincode: Int32Array;
   symbols: Uint8Array;
+  /** By the next 8 bits: (code length << 8) | symbol for codes of at most 8 bits, else 0. */
+  lookup: Uint16Array;
 }
 
 export interface Component {
@@ -65,7 +67,14 @@ export function buildHuffman(counts: Uint8Array, symbols: Uint8Array): Huffman {
     code <<= 1;
   }
   maxcode[17] = 0x7fffffff;
-  return { maxcode, valptr, mincode, symbols };
+  const lookup = new Uint16Array(256);
+  for (let len = 1, k = 0, code = 0; len <= 8; len++, code <<= 1) {
+    for (let i = 0; i < counts[len - 1]; i++, k++, code++) {
+      const first = code << (8 - len);
+      lookup.fill((len << 8) | symbols[k], first, first + (1 << (8 - len)));
+    }
+  }
+  return { maxcode, valptr, mincode, symbols, lookup };
 }
 
 /** Entropy-coded data: bits MSB first, 0xFF00 stuffing, and zeros once a marker is reached (as libjpeg does). */
@@ -102,10 +111,11 @@ export class BitReader {
     return (this.acc >> this.bits) & 1;
   }
 
+  /** The next n (at most 16) bits as an unsigned number. */
   receive(n: number): number {
-    let v = 0;
-    for (let i = 0; i < n; i++) v = (v << 1) | this.bit();
-    return v;
+    while (this.bits < n) this.fill();
+    this.bits -= n;
+    return (this.acc >> this.bits) & ((1 << n) - 1);
   }
 
   /** receive(n) as a signed value (JPEG's EXTEND). */
@@ -116,6 +126,13 @@ export class BitReader {
   }
 
   decode(t: Huffman): number {
+    // codes up to 8 bits come from the lookup table; longer ones bit by bit
+    while (this.bits < 8) this.fill();
+    const hit = t.lookup[(this.acc >> (this.bits - 8)) & 255];
+    if (hit) {
+      this.bits -= hit >> 8;
+      return hit & 255;
+    }
     let code = this.bit();
     let len = 1;
     while (code > t.maxcode[len]) {

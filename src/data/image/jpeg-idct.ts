@@ -12,23 +12,36 @@ const RANGE_LIMIT = (() => {
   return t;
 })();
 
-const descale = (x: number, n: number) => Math.floor((x + 2 ** (n - 1)) / 2 ** n);
+/** DESCALE: x / 2^n rounded, with an arithmetic shift's floor (multiplying by 2^-n is exact). */
+const descale = (x: number, n: number) => Math.floor((x + HALF[n]) * INVERSE[n]);
+const HALF = Array.from({ length: 32 }, (_, n) => (n ? 2 ** (n - 1) : 0));
+const INVERSE = Array.from({ length: 32 }, (_, n) => 2 ** -n);
 
 /** One 8x8 block through libjpeg's jpeg_idct_islow, into `out` at (x, y) of a plane `stride` wide. */
 export function idctBlock(coefs: Int32Array, at: number, quant: Int32Array, ws: Float64Array, out: Uint8Array, stride: number, x0: number, y0: number): void {
   for (let c = 0; c < 8; c++) {
-    const q = (i: number) => coefs[at + i * 8 + c] * quant[i * 8 + c];
-    if (coefs[at + 8 + c] === 0 && coefs[at + 16 + c] === 0 && coefs[at + 24 + c] === 0 && coefs[at + 32 + c] === 0 && coefs[at + 40 + c] === 0 && coefs[at + 48 + c] === 0 && coefs[at + 56 + c] === 0) {
-      const dc = q(0) * (1 << PASS1_BITS);
+    const k = at + c;
+    if (coefs[k + 8] === 0 && coefs[k + 16] === 0 && coefs[k + 24] === 0 && coefs[k + 32] === 0 && coefs[k + 40] === 0 && coefs[k + 48] === 0 && coefs[k + 56] === 0) {
+      const dc = coefs[k] * quant[c] * (1 << PASS1_BITS);
       for (let i = 0; i < 8; i++) ws[i * 8 + c] = dc;
       continue;
     }
-    const r = odd1d(q(0), q(1), q(2), q(3), q(4), q(5), q(6), q(7), CONST_BITS - PASS1_BITS);
+    const r = odd1d(
+      coefs[k] * quant[c],
+      coefs[k + 8] * quant[8 + c],
+      coefs[k + 16] * quant[16 + c],
+      coefs[k + 24] * quant[24 + c],
+      coefs[k + 32] * quant[32 + c],
+      coefs[k + 40] * quant[40 + c],
+      coefs[k + 48] * quant[48 + c],
+      coefs[k + 56] * quant[56 + c],
+      CONST_BITS - PASS1_BITS,
+    );
     for (let i = 0; i < 8; i++) ws[i * 8 + c] = r[i];
   }
   for (let row = 0; row < 8; row++) {
-    const w = (i: number) => ws[row * 8 + i];
-    const r = odd1d(w(0), w(1), w(2), w(3), w(4), w(5), w(6), w(7), CONST_BITS + PASS1_BITS + 3);
+    const w = row * 8;
+    const r = odd1d(ws[w], ws[w + 1], ws[w + 2], ws[w + 3], ws[w + 4], ws[w + 5], ws[w + 6], ws[w + 7], CONST_BITS + PASS1_BITS + 3);
     const o = (y0 + row) * stride + x0;
     for (let i = 0; i < 8; i++) out[o + i] = RANGE_LIMIT[r[i] & 1023];
   }
