@@ -82,7 +82,7 @@ export class BitReader {
   private acc = 0;
   private bits = 0;
   /** A marker stopped the reading. */
-  marker = false;
+  private marker = false;
   constructor(
     private readonly bytes: Uint8Array,
     public pos: number,
