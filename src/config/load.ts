@@ -290,6 +290,9 @@ function crossCheck(
       problems.push(`${at('adapter_name_or_path')}: adapter_name_or_path is only valid for finetuning_type: lora`);
     }
   }
+  if (c.image_max_pixels < c.image_min_pixels) {
+    problems.push(`${at(isGiven('image_max_pixels') ? 'image_max_pixels' : 'image_min_pixels')}: image_max_pixels (${c.image_max_pixels}) cannot be smaller than image_min_pixels (${c.image_min_pixels})`);
+  }
   if (c.use_llama_pro && c.finetuning_type !== 'freeze') {
     problems.push(`${at('use_llama_pro')}: use_llama_pro trains the expanded blocks with finetuning_type: freeze (LoRA on them is not supported yet; LLaMA-Factory refuses full)`);
   }

@@ -338,6 +338,9 @@ export const SCHEMA = {
     help: 'Parallel workers for tokenization (Node worker threads).',
   }),
   disable_shuffling: bool(false, { group: 'dataset', commands: TRAIN, help: 'Keep the training set in file order.' }),
+  media_dir: strOrNull({ group: 'dataset', commands: DATA, help: 'Folder the image paths of multimodal records are relative to (default: dataset_dir).' }),
+  image_max_pixels: int(768 * 768, { group: 'dataset', commands: DATA, min: 1, help: 'Images larger than this many pixels are first resized down to it (LLaMA-Factory).' }),
+  image_min_pixels: int(32 * 32, { group: 'dataset', commands: DATA, min: 1, help: 'Images smaller than this many pixels are first resized up to it (LLaMA-Factory).' }),
 
   // ---- training ------------------------------------------------------------------------------
   learning_rate: float(5e-5, { group: 'train', commands: TRAIN, min: 0, help: 'Peak learning rate of AdamW.' }),
@@ -765,15 +768,14 @@ export const UNSUPPORTED_KEYS: Readonly<Record<string, UnsupportedKey>> = {
     optim_args: null,
     optim_target_modules: null,
   }),
-  ...unsupported('multimodal models', {
+  ...unsupported('vision-language models', {
     freeze_vision_tower: true,
     freeze_multi_modal_projector: true,
     freeze_language_model: false,
-    media_dir: null,
-    image_max_pixels: 768 * 768,
-    image_min_pixels: 32 * 32,
     image_do_pan_and_scan: false,
     crop_to_patches: false,
+  }),
+  ...unsupported('video and audio inputs', {
     video_max_pixels: 256 * 256,
     video_min_pixels: 16 * 16,
     video_fps: 2.0,

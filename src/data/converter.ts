@@ -10,6 +10,7 @@
  */
 import { DataError, describeType, type DataErrorLocation } from './errors.ts';
 import type { DatasetAttr } from './dataset-info.ts';
+import { checkPlaceholders, recordImages } from './media.ts';
 import type { Row, RecordSource } from './formats.ts';
 import type { Message } from './templates/types.ts';
 
@@ -20,6 +21,8 @@ export interface Aligned {
   tools: string;
   /** Present for KTO records. */
   ktoTag?: boolean;
+  /** Image paths, one per <image> placeholder in order (after loading: the files that were read). */
+  images?: string[];
   source: RecordSource;
   dataset: string;
 }
@@ -75,19 +78,7 @@ function ktoTag(row: Row, attr: DatasetAttr): boolean | undefined {
   return undefined;
 }
 
-function checkMedia(row: Row, attr: DatasetAttr, src: RecordSource): void {
-  for (const k of ['images', 'videos', 'audios'] as const) {
-    const col = attr.columns[k];
-    if (!col) continue;
-    const v = row[col];
-    if (v !== undefined && v !== null && !(Array.isArray(v) && v.length === 0) && v !== '') {
-      throw new DataError(`${k} are not supported (text-only training); remove the "${k}" column mapping or the media`, loc(attr, src, col));
-    }
-  }
-}
-
-export function convertAlpaca(row: Row, attr: DatasetAttr, src: RecordSource): ConvertResult {
-  checkMedia(row, attr, src);
+function convertAlpaca(row: Row, attr: DatasetAttr, src: RecordSource): ConvertResult {
   const c = attr.columns;
   const prompt: Message[] = [];
   if (c.history) {
@@ -244,8 +235,7 @@ function finishChat(
   return { ok: { prompt: aligned.slice(0, -1), response, system, tools, ktoTag: tag, source: src, dataset: attr.name } };
 }
 
-export function convertSharegpt(row: Row, attr: DatasetAttr, src: RecordSource): ConvertResult {
-  checkMedia(row, attr, src);
+function convertSharegpt(row: Row, attr: DatasetAttr, src: RecordSource): ConvertResult {
   const t = attr.tags;
   const map = tagMap(attr);
   let { list, col } = readMessages(row, attr, src);
@@ -284,7 +274,7 @@ export function thinkingOffSystem(system: string, tools: string): string {
   return system.includes('detailed thinking on') || system.includes(off) ? system : `${system}\n${off}`;
 }
 
-export function convertOpenai(row: Row, attr: DatasetAttr, src: RecordSource): ConvertResult {
+function convertOpenai(row: Row, attr: DatasetAttr, src: RecordSource): ConvertResult {
   const r = openaiMessages(row, attr, src);
   return 'ok' in r ? { ok: { ...r.ok, system: thinkingOffSystem(r.ok.system, r.ok.tools) } } : r;
 }
@@ -314,7 +304,6 @@ function isPairRecord(row: Row, attr: DatasetAttr): boolean {
 }
 
 function openaiMessages(row: Row, attr: DatasetAttr, src: RecordSource): ConvertResult {
-  checkMedia(row, attr, src);
   const t = attr.tags;
   const map = tagMap(attr);
   let { list, col } = readMessages(row, attr, src);
@@ -370,7 +359,7 @@ function openaiMessages(row: Row, attr: DatasetAttr, src: RecordSource): Convert
   return finishChat(aligned, row, attr, src, system, toolsString(row, attr, src), col);
 }
 
-export function convertRecord(row: Row, attr: DatasetAttr, src: RecordSource): ConvertResult {
+function convertText(row: Row, attr: DatasetAttr, src: RecordSource): ConvertResult {
   switch (attr.formatting) {
     case 'alpaca':
       return convertAlpaca(row, attr, src);
@@ -379,6 +368,15 @@ export function convertRecord(row: Row, attr: DatasetAttr, src: RecordSource): C
     case 'openai':
       return isPairRecord(row, attr) ? convertPair(row, attr, src) : convertOpenai(row, attr, src);
   }
+}
+
+/** A record in its aligned form, with its image paths (as written) when the dataset maps an images column. */
+export function convertRecord(row: Row, attr: DatasetAttr, src: RecordSource): ConvertResult {
+  const images = recordImages(row, attr, src);
+  const res = convertText(row, attr, src);
+  if ('drop' in res || !attr.columns.images) return res;
+  checkPlaceholders(res.ok.prompt, res.ok.response, images.length, attr, src);
+  return images.length ? { ok: { ...res.ok, images } } : res;
 }
 
 // ---------------------------------------------------------------------------------------------

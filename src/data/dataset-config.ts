@@ -35,6 +35,11 @@ export interface DataConfig {
    * LLaMA-Factory does for do_predict / predict_with_generate; `dataset` may then be absent.
    */
   predict_with_generate?: boolean;
+  /** Folder the image paths of records are relative to (default: dataset_dir). */
+  media_dir?: string | null;
+  /** LLaMA-Factory's image_max_pixels / image_min_pixels: images are resized into this area first. */
+  image_max_pixels?: number;
+  image_min_pixels?: number;
   /** Crucible: shuffle the train examples with `seed` (default true). */
   shuffle?: boolean;
   /**

@@ -15,6 +15,7 @@ import type { Example, KtoExample } from './processor.ts';
 import { permutation, shuffled } from './random.ts';
 import { checkStage, loadDataset, resolveAttrs, splitNames, type Access, type LoadedDataset } from './sources.ts';
 import { getTemplate, type ChatTemplate } from './templates.ts';
+import { LLAMAFACTORY_PIXEL_LIMITS } from './image/qwen2vl.ts';
 
 export interface DatasetSourceStats {
   name: string;
@@ -99,7 +100,11 @@ export async function buildDataset(config: DataConfig, deps: DataDeps): Promise<
     warnings.push(m);
     deps.log?.(m);
   };
-  for (const k of ['tokenized_path', 'eval_on_each_dataset', 'media_dir']) {
+  const maxPixels = config.image_max_pixels ?? LLAMAFACTORY_PIXEL_LIMITS.maxPixels;
+  const minPixels = config.image_min_pixels ?? LLAMAFACTORY_PIXEL_LIMITS.minPixels;
+  if (!(Number.isInteger(maxPixels) && maxPixels > 0 && Number.isInteger(minPixels) && minPixels > 0)) throw new DataError(`\`image_max_pixels\` and \`image_min_pixels\` must be positive integers, got ${maxPixels} and ${minPixels}`);
+  if (maxPixels < minPixels) throw new DataError(`\`image_max_pixels\` (${maxPixels}) cannot be smaller than \`image_min_pixels\` (${minPixels})`);
+  for (const k of ['tokenized_path', 'eval_on_each_dataset']) {
     if (config[k] !== undefined && config[k] !== null && config[k] !== false) log(`\`${k}\` is not supported and is ignored`);
   }
   const access: Access = {
@@ -128,6 +133,7 @@ export async function buildDataset(config: DataConfig, deps: DataDeps): Promise<
   };
   const loaded = await loadAll(names);
   const loadedEval = evalNames.length ? await loadAll(evalNames) : [];
+  for (const d of [...loaded, ...loadedEval]) refuseImages(d);
 
   const toItems = (ds: LoadedDataset[]): Item[] => {
     const lists = ds.map((d) => [...d.aligned.map((a): Item => ({ kind: 'aligned', a })), ...d.tokenized.map((t): Item => ({ kind: 'tok', t }))]);
@@ -221,4 +227,18 @@ export async function buildDataset(config: DataConfig, deps: DataDeps): Promise<
       warnings,
     },
   };
+}
+
+/**
+ * Images are read and checked while loading, but no template Crucible runs places them in the
+ * prompt yet: training on such records as text would drop the pictures silently.
+ */
+function refuseImages(d: LoadedDataset): void {
+  const a = d.aligned.find((x) => x.images?.length);
+  if (!a) return;
+  const n = d.aligned.filter((x) => x.images?.length).length;
+  throw new DataError(
+    `${n} record${n === 1 ? ' has' : 's have'} images (the first: ${a.images!.join(', ')}); the files were found and read, but training on images needs a vision-language model and template, which Crucible does not run yet`,
+    { dataset: d.attr.name, file: a.source.file, line: a.source.line, index: a.source.index, field: d.attr.columns.images },
+  );
 }

@@ -56,6 +56,17 @@
  *     Files: json, jsonl, csv, parquet, txt; formats alpaca / sharegpt / openai, tools,
  *     preference and KTO columns; rows with input_ids (labels, attention_mask optional) are used
  *     as already tokenized. Data errors are DataError with file, line/record and field.
+ *     Images (columns.images): paths under media_dir (default dataset_dir) or as written, one
+ *     <image> per image (checked), URLs refused; records with images are refused at processing
+ *     until a vision-language model runs. Videos and audios are refused.
+ *
+ * Images (./image, the same code in Node and the browser)
+ *   decodeImage(bytes) → { width, height, data: RGB bytes } (PNG, JPEG baseline/progressive;
+ *     Pillow's pixels exactly); imageInfo(bytes) → format and size from the header
+ *   resizeBicubic(img, w, h): Pillow's Image.resize(..., BICUBIC), byte for byte
+ *   processQwen2VLImage(img, qwen2vlImageConfig(preprocessor_config), limits) → { pixelValues, grid }
+ *     (LLaMA-Factory's pre-resize, smart_resize, rescale, normalize, patches);
+ *     expandQwen2VLImages(messages, grids, mergeSize): <image> → <|vision_start|><|image_pad|>*n<|vision_end|>
  *
  * Batching and preview
  *   collate(examples, batchSize, padId, { padToMultipleOf, seqLen }) → Batch[] (Int32Array
@@ -95,6 +106,20 @@ export { collate, collatePairwise, collateKto, padRows, isPairwise, isKto, type 
 export { previewExamples, previewWindow, describeTokens, type Preview, type PreviewExample, type PreviewItem, type PreviewSegment } from './preview.ts';
 export { memoryFileAccess } from './memory.ts';
 export { DataError } from './errors.ts';
+export { decodeImage, imageInfo } from './image/decode.ts';
+export { resizeBicubic } from './image/resample.ts';
+export {
+  processQwen2VLImage,
+  expandQwen2VLImages,
+  qwen2vlImageConfig,
+  qwen2vlGrid,
+  imageTokenCount,
+  LLAMAFACTORY_PIXEL_LIMITS,
+  type Qwen2VLImageConfig,
+  type PixelLimits,
+  type ProcessedImage,
+} from './image/qwen2vl.ts';
+export { ImageError, type RgbImage, type ImageInfo } from './image/types.ts';
 export { parseJsonFile } from './json-file.ts';
 export { parseDataFile } from './formats.ts';
 export { setLlama3ToolDate } from './tools.ts';

@@ -7,12 +7,10 @@ import { exampleKind, type DataConfig, type DataDeps, type Stage } from './datas
 import { addDrop, type DropCount } from './drops.ts';
 import { fileType, parseDataFile, FILE_TYPES, type LoadedFile, type RecordSource, type Row } from './formats.ts';
 import { convertRecord, convertTokenized, isTokenizedRow, type Aligned, type TokenizedRecord } from './converter.ts';
+import { checkPlaceholders, resolveImages } from './media.ts';
+import { joinPath } from './paths.ts';
 import { permutation, rng } from './random.ts';
 
-export function joinPath(dir: string, name: string): string {
-  if (!dir || dir === '.' || name.startsWith('/')) return name;
-  return dir.replace(/\/+$/, '') + '/' + name.replace(/^\.\//, '');
-}
 
 export function splitNames(v: string | string[] | null | undefined): string[] {
   if (v === undefined || v === null) return [];
@@ -66,6 +64,8 @@ export function detectAttr(name: string, loadFrom: DatasetAttr['loadFrom'], sour
   for (const k of ['kto_tag', 'label']) {
     if (has(k) && typeof first[k] === 'boolean') attr.columns.kto_tag = k;
   }
+  // media columns are mapped so their contents are read or refused, never dropped unseen
+  for (const k of ['images', 'videos', 'audios'] as const) if ([first, ...rows].some((r) => k in r)) attr.columns[k] = k;
   return attr;
 }
 
@@ -183,7 +183,10 @@ export async function loadDataset(attr: DatasetAttr, config: DataConfig, deps: D
     if (isTokenizedRow(rows[i])) throw new DataError('has input_ids but the first record of the file does not; a dataset is either all pre-tokenized or all text', { dataset: attr.name, file: src.file, line: src.line, index: src.index, field: 'input_ids' });
     const res = convertRecord(rows[i], attr, src);
     if ('drop' in res) addDrop(drops, res.drop, { file: src.file, line: src.line, index: src.index });
-    else aligned.push(res.ok);
+    else {
+      if (res.ok.images) res.ok.images = await resolveImages(res.ok.images, attr.loadFrom === 'file' ? (config.media_dir ?? datasetDir) : null, access.readLocal, attr, src);
+      aligned.push(res.ok);
+    }
   }
   return { attr, files: blobs.map((b) => b.path), records, aligned, tokenized, drops, warnings };
 }
