@@ -3,7 +3,8 @@
 
 import type { Gpu } from '../../gpu/runtime';
 import type { Tensor } from '../../gpu/tensor';
-import { clipScale, gradNormSquared } from '../../kernels/optim';
+import { clipScale } from '../../kernels/optim';
+import type { TrainableArena } from './arena';
 
 export interface Optimizer {
   /** Optimizer steps taken (torch's `step` state). */
@@ -39,9 +40,9 @@ export class GradientClip {
     this.scale = gpu.upload(new Float32Array([1]), [1], 'f32', 'clip_scale');
   }
 
-  /** Measures the gradients and sets `scale`; no readback. */
-  apply(grads: readonly Tensor[]): void {
-    gradNormSquared(this.gpu, grads, this.sumSq);
+  /** Measures the arena's gradients and sets `scale`; no readback. */
+  apply(arena: TrainableArena): void {
+    arena.gradNormSquared(this.sumSq);
     if (this.maxNorm > 0) clipScale(this.gpu, this.sumSq, this.maxNorm, this.scale);
   }
 
