@@ -1,4 +1,5 @@
-// The optimizer a run asks for: AdamW (torch's), or LLaMA-Factory's use_muon / use_adam_mini.
+// The optimizer a run asks for: AdamW (torch's), or LLaMA-Factory's use_muon / use_adam_mini. Each
+// moves the parameters into its arena (arena.ts) when it is made.
 
 import type { Gpu } from '../../gpu/runtime';
 import type { TrainableTensor } from '../../model/adapter';
