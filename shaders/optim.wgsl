@@ -8,7 +8,9 @@
 //       denom = sqrt(v) / sqrt(1 - beta2^t) + eps
 //       p = p + (-lr / (1 - beta1^t)) * (m / denom)
 //     adamw_scaled first multiplies g by scale[0] (the gradient-clipping factor).
-//   grad_norm_squared_partial / _sum: deterministic two-level sum of squares over several tensors.
+//   adamw_segments: the same update over every tensor of an arena at once (see "arena" below).
+//   grad_norm_squared_partial / _sum: deterministic two-level sum of squares over several tensors;
+//     grad_norm_squared_segments: the first level over an arena's tensors.
 //   clip_scale: torch.nn.utils.clip_grad_norm_'s factor min(1, max_norm / (sqrt(sum_sq) + 1e-6)).
 
 struct AdamParams {
@@ -113,6 +115,86 @@ fn grad_norm_squared_sum(@builtin(local_invocation_index) lid: u32) {
 fn clip_scale() {
   let c = rp.maxNorm / (sqrt(partialsIn[0]) + 1e-6);
   result[0] = select(c, 1.0, c > 1.0); // NaN stays NaN, as torch.clamp
+}
+
+// ---- arena: many tensors in one buffer --------------------------------------------------------------
+// A segment table lists them: vec4u(first, end, group, 0) per tensor, elements [first, end) of the
+// buffer, sorted by first. The padding between segments is never read nor written.
+//   adamw_segments: update above for each element of a segment, with its group's decay and step size.
+//   grad_norm_squared_segments: workgroup w of `groups` sums x[i]^2 over the segments' elements with
+//     i = w*256 + lid + k*groups*256 (fixed by the layout alone), then _sum adds the partials.
+
+struct SegmentAdamParams {
+  n: u32,        // elements spanned: the last segment's end
+  segments: u32,
+  lerpHigh: u32,
+  pad0: u32,
+  w1: f32,
+  beta2: f32,
+  c2: f32,
+  bc2sqrt: f32,
+  eps: f32,
+  pad1: f32,
+  pad2: f32,
+  pad3: f32,
+  groups: array<vec4f, 4>, // group k's (decay, stepSize): groups[k / 2].xy for even k, .zw for odd
+}
+
+@group(0) @binding(5) var<storage, read> Segs: array<vec4u>;
+@group(1) @binding(0) var<uniform> sp: SegmentAdamParams;
+
+// The segment holding element i if any: the last one starting at or before it.
+fn segmentOf(i: u32) -> vec4u {
+  var lo = 0u;
+  var hi = sp.segments;
+  while (hi - lo > 1u) {
+    let mid = (lo + hi) / 2u;
+    if (Segs[mid].x <= i) { lo = mid; } else { hi = mid; }
+  }
+  return Segs[lo];
+}
+
+@compute @workgroup_size(256)
+fn adamw_segments(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                  @builtin(local_invocation_index) lid: u32) {
+  let i = (wg.y * nwg.x + wg.x) * 256u + lid;
+  if (i >= sp.n) { return; }
+  let seg = segmentOf(i);
+  if (i < seg.x || i >= seg.y) { return; }
+  let pair = sp.groups[seg.z / 2u];
+  let odd = (seg.z & 1u) == 1u;
+  let a = AdamParams(sp.n, sp.lerpHigh, select(pair.x, pair.z, odd), sp.w1, sp.beta2, sp.c2,
+                     select(pair.y, pair.w, odd), sp.bc2sqrt, sp.eps);
+  update(i, G[i] * S[0], a);
+}
+
+struct SegmentReduceParams {
+  segments: u32,
+  base: u32,   // first partial slot of this arena
+  groups: u32, // workgroups
+  pad: u32,
+}
+
+@group(0) @binding(2) var<storage, read> NormSegs: array<vec4u>;
+@group(1) @binding(0) var<uniform> srp: SegmentReduceParams;
+
+@compute @workgroup_size(256)
+fn grad_norm_squared_segments(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let stride = srp.groups * 256u;
+  let own = wg.x * 256u + lid;
+  var s = 0.0;
+  for (var k = 0u; k < srp.segments; k++) {
+    let seg = NormSegs[k];
+    var i = own;
+    if (i < seg.x) { i += (seg.x - i + stride - 1u) / stride * stride; }
+    for (; i < seg.y; i += stride) {
+      let x = X[i];
+      s += x * x;
+    }
+  }
+  red[lid] = s;
+  reduceTree(lid);
+  if (lid == 0u) { partials[srp.base + wg.x] = red[0]; }
 }
 
 // ---- Adam-mini (adam-mini 1.1.1): one second moment per block of B consecutive elements ------------

@@ -13,6 +13,23 @@ describe('gpu runtime', () => {
     expect([...(await gpu.readF32(t))]).toEqual([5, 6, 7, 8]);
   });
 
+  it('an arena of views is freed with its last view, once, and refuses unaligned views', async () => {
+    const gpu = await testGpu();
+    const before = gpu.allocated;
+    const [a, b] = gpu.views(1024, [{ shape: [3], offset: 0 }, { shape: [10], offset: 256 }], 'f32', 'test arena');
+    const size = gpu.allocated - before;
+    expect(size).toBe(1024);
+    gpu.write(b!, new Float32Array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]));
+    expect([...(await gpu.readF32(b!))]).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    gpu.release(a, a, { ...b!, shape: [2] }); // a copy of a view is not the view
+    expect(gpu.allocated - before).toBe(size);
+    expect([...(await gpu.readF32(b!))]).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    gpu.release(b);
+    expect(gpu.allocated).toBe(before);
+    expect(() => gpu.views(1024, [{ shape: [4], offset: 100 }], 'f32', 'bad')).toThrow(/arena bad: a view \[4\] at byte 100 is unaligned/);
+    expect(() => gpu.views(512, [{ shape: [100], offset: 256 }], 'f32', 'bad')).toThrow(/outside its 512 bytes/);
+  });
+
   it('reports capabilities as a plain object', async () => {
     const gpu = await testGpu();
     const caps = JSON.parse(JSON.stringify(gpu.caps));

@@ -44,6 +44,8 @@ export class Gpu {
   private readonly bindGroups: BindGroupCache;
   private readonly params: ParamArena;
   private readonly transients: Tensor[] = [];
+  /** The views of each arena buffer not yet released. */
+  private readonly arenaViews = new Map<GPUBuffer, Set<Tensor>>();
   private readonly paceMarks: Promise<undefined>[] = [];
   private lost: string | null = null;
   private error: string | null = null;
@@ -94,6 +96,27 @@ export class Gpu {
     this.allocated += buffer.size;
     this.peakAllocated = Math.max(this.peakAllocated, this.allocated);
     return { buffer, shape: [...shape], dtype, offset: 0 };
+  }
+
+  /**
+   * One buffer of `bytes` (an arena) holding several tensors at the given byte offsets (multiples
+   * of 256). It is freed once release() has been called on each of these views; the bytes between
+   * views start as zeros.
+   */
+  views(bytes: number, views: readonly { shape: readonly number[]; offset: number }[], dtype: DType, label?: string): Tensor[] {
+    this.check();
+    const max = Math.min(this.caps.limits.maxBufferSize, this.caps.limits.maxStorageBufferBindingSize);
+    if (bytes > max) throw new GpuError(`arena ${label ?? ''} needs ${bytes} bytes; this GPU allows ${max} per buffer binding`);
+    for (const v of views) {
+      if (v.offset % 256 !== 0 || v.offset + byteSize(v.shape, dtype) > bytes)
+        throw new GpuError(`arena ${label ?? ''}: a view ${shapeStr(v.shape)} at byte ${v.offset} is unaligned or outside its ${bytes} bytes`);
+    }
+    const buffer = this.device.createBuffer({ label, size: Math.max(16, Math.ceil(bytes / 16) * 16), usage: STORAGE | COPY_SRC | COPY_DST });
+    this.allocated += buffer.size;
+    this.peakAllocated = Math.max(this.peakAllocated, this.allocated);
+    const out = views.map((v): Tensor => ({ buffer, shape: [...v.shape], dtype, offset: v.offset }));
+    this.arenaViews.set(buffer, new Set(out));
+    return out;
   }
 
   upload(data: ArrayBufferView, shape: readonly number[], dtype: DType = 'f32', label?: string): Tensor {
@@ -177,11 +200,19 @@ export class Gpu {
     return (await this.read(t)) as Float32Array;
   }
 
-  /** Free tensors. Recorded work is submitted first: it may still use them. */
+  /**
+   * Free tensors. Recorded work is submitted first: it may still use them. A view of an arena
+   * (views()) frees the arena with its last view; other views (a non-zero offset) free nothing.
+   */
   release(...ts: (Tensor | undefined | null)[]): void {
     this.flush();
     for (const t of ts) {
-      if (!t || t.offset !== 0) continue;
+      if (!t) continue;
+      const arena = this.arenaViews.get(t.buffer);
+      if (arena) {
+        if (!arena.delete(t) || arena.size > 0) continue;
+        this.arenaViews.delete(t.buffer);
+      } else if (t.offset !== 0) continue;
       this.allocated -= t.buffer.size;
       this.bindGroups.forget(t.buffer);
       t.buffer.destroy();

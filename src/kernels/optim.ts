@@ -1,4 +1,5 @@
-// Optimizer kernels: torch.optim.AdamW (element-wise, in torch's operation order), Adam-mini's
+// Optimizer kernels: torch.optim.AdamW (element-wise, in torch's operation order; per tensor, or
+// over all the tensors of an arena at once, described by a segment table), Adam-mini's
 // block-wise second moments, Muon's momentum and Newton-Schulz orthogonalisation, transformers'
 // AdamW direction (GaLore, APOLLO), APOLLO's scaling and limiter, BAdam's masked Adam, the global
 // gradient norm (deterministic two-level reduction) and clip_grad_norm_'s clip factor, all on the
@@ -11,7 +12,7 @@ import { numel, shapeStr, type Tensor } from '../gpu/tensor';
 import { gemm } from './matmul';
 import { scratch } from './scratch';
 
-type Entry = 'adamw' | 'adamw_scaled' | 'grad_norm_squared_partial' | 'grad_norm_squared_sum' | 'clip_scale'
+type Entry = 'adamw' | 'adamw_scaled' | 'adamw_segments' | 'grad_norm_squared_partial' | 'grad_norm_squared_segments' | 'grad_norm_squared_sum' | 'clip_scale'
   | 'adam_mini_vmean' | 'adam_mini_update' | 'muon_momentum' | 'muon_normalize' | 'muon_apply'
   | 'adam_direction' | 'apollo_factor' | 'apollo_scale_grad' | 'apollo_limit' | 'scaled_step' | 'masked_gather' | 'masked_adam';
 
@@ -63,6 +64,77 @@ export function adamw(gpu: Gpu, p: Tensor, g: Tensor, m: Tensor, v: Tensor, opts
   }
 }
 
+/** A tensor inside an arena buffer: its elements [first, end) and its hyper-parameter group. */
+export interface Segment {
+  first: number;
+  end: number;
+  group: number;
+}
+
+/** The segments of one arena on the GPU (vec4u(first, end, group, 0) each), for the fused kernels. */
+export interface SegmentTable {
+  tensor: Tensor;
+  count: number;
+  /** The last segment's end: the elements the arena's bindings must hold. */
+  span: number;
+  /** Elements inside segments. */
+  elements: number;
+}
+
+/** Uploads segments sorted by position, each non-empty and clear of the next. */
+export function segmentTable(gpu: Gpu, segments: readonly Segment[], label = 'segments'): SegmentTable {
+  if (segments.length === 0) throw new GpuError(`${label}: a segment table needs at least one segment`);
+  const rows = new Uint32Array(segments.length * 4);
+  let elements = 0;
+  segments.forEach((sg, k) => {
+    const prev = segments[k - 1];
+    if (!(Number.isInteger(sg.first) && Number.isInteger(sg.end) && sg.first >= 0 && sg.end > sg.first) || (prev && sg.first < prev.end))
+      throw new GpuError(`${label}: segment ${k} [${sg.first}, ${sg.end}) is empty, unsorted or overlaps the one before`);
+    if (!Number.isInteger(sg.group) || sg.group < 0 || sg.group >= SEGMENT_GROUPS)
+      throw new GpuError(`${label}: segment ${k} has group ${sg.group}; groups are 0 to ${SEGMENT_GROUPS - 1}`);
+    rows.set([sg.first, sg.end, sg.group, 0], k * 4);
+    elements += sg.end - sg.first;
+  });
+  return { tensor: gpu.upload(rows, [segments.length, 4], 'u32', label), count: segments.length, span: segments.at(-1)!.end, elements };
+}
+
+/** Hyper-parameter groups one adamwSegments dispatch takes (distinct learning rate and weight decay). */
+export const SEGMENT_GROUPS = 8;
+
+export interface SegmentAdamWOptions extends Omit<AdamWOptions, 'lr' | 'weightDecay' | 'gradScale'> {
+  /** Learning rate and weight decay of each group the table names. */
+  groups: readonly { lr: number; weightDecay: number }[];
+  /** f32 [1]: g is multiplied by it first (the clip factor, or 1). */
+  gradScale: Tensor;
+}
+
+/**
+ * adamw() over every segment of an arena in one dispatch: p, g, m and v are the arena's buffers
+ * (same layout), each element updated with its segment's group; elements outside segments are
+ * left as they are.
+ */
+export function adamwSegments(gpu: Gpu, p: Tensor, g: Tensor, m: Tensor, v: Tensor, table: SegmentTable, opts: SegmentAdamWOptions): void {
+  for (const [name, t] of [['p', p], ['g', g], ['m', m], ['v', v]] as const) {
+    if (t.dtype !== 'f32') throw new GpuError(`adamwSegments: ${name} must be f32, not ${t.dtype}`);
+    if (numel(t.shape) < table.span) throw new GpuError(`adamwSegments: ${name} ${shapeStr(t.shape)} is shorter than the segments' ${table.span} elements`);
+  }
+  const { beta1, beta2, eps, step, groups } = opts;
+  if (!Number.isInteger(step) || step < 1) throw new GpuError(`adamwSegments: step must be a positive integer (1-based), got ${step}`);
+  if (groups.length < 1 || groups.length > SEGMENT_GROUPS) throw new GpuError(`adamwSegments: ${groups.length} groups; 1 to ${SEGMENT_GROUPS} are supported`);
+  const bc1 = 1 - beta1 ** step;
+  const w1 = 1 - beta1;
+  const perGroup = Array.from({ length: SEGMENT_GROUPS }, (_, k) => {
+    const grp = groups[k];
+    return grp ? [f32(1 - grp.lr * grp.weightDecay), f32(grp.lr / bc1)] : [f32(1), f32(0)];
+  }).flat();
+  const params = [
+    table.span, table.count, Math.abs(w1) < 0.5 ? 0 : 1, 0,
+    f32(w1), f32(beta2), f32(1 - beta2), f32(Math.sqrt(1 - beta2 ** step)), f32(eps), f32(0), f32(0), f32(0),
+    ...perGroup,
+  ];
+  gpu.dispatch(pipeline(gpu, 'adamw_segments'), [p, g, m, v, one(opts.gradScale), table.tensor], gpu.grid(Math.ceil(table.span / 256)), params);
+}
+
 /** Elements per workgroup of the first reduction level before the workgroup count is capped. */
 const SUMSQ_BLOCK = 4096;
 const SUMSQ_MAX_GROUPS = 1024;
@@ -101,6 +173,31 @@ export function gradNormSquared(gpu: Gpu, grads: readonly Tensor[], out: Tensor,
     base += groups;
   }
   gpu.dispatch(pipeline(gpu, 'grad_norm_squared_sum'), [{ ...ws, shape: [total] }, one], [1], [total, 0, 0, f32(0)]);
+}
+
+/**
+ * gradNormSquared over the segments of arenas (the gradients' buffers, with their tables): one
+ * dispatch per arena and one for the sum, deterministic like gradNormSquared.
+ */
+export function gradNormSquaredSegments(gpu: Gpu, arenas: readonly { grads: Tensor; table: SegmentTable }[], out: Tensor): void {
+  if (out.dtype !== 'f32' || numel(out.shape) < 1) throw new GpuError(`gradNormSquaredSegments: out must be f32 [1], got ${out.dtype} ${shapeStr(out.shape)}`);
+  for (const { grads, table } of arenas) {
+    if (grads.dtype !== 'f32' || numel(grads.shape) < table.span)
+      throw new GpuError(`gradNormSquaredSegments: gradients ${grads.dtype} ${shapeStr(grads.shape)} do not hold f32 segments up to ${table.span}`);
+  }
+  const total = arenas.reduce((sum, a) => sum + sumsqGroups(a.table.elements), 0);
+  if (total === 0) {
+    gpu.zero(one(out));
+    return;
+  }
+  const ws = scratch(gpu, 'gradNorm', total);
+  let base = 0;
+  for (const { grads, table } of arenas) {
+    const groups = sumsqGroups(table.elements);
+    gpu.dispatch(pipeline(gpu, 'grad_norm_squared_segments'), [grads, ws, table.tensor], [groups], [table.count, base, groups, 0]);
+    base += groups;
+  }
+  gpu.dispatch(pipeline(gpu, 'grad_norm_squared_sum'), [{ ...ws, shape: [total] }, one(out)], [1], [total, 0, 0, f32(0)]);
 }
 
 /** Number of partial sums (workspace elements) gradNormSquared uses for these tensors. */

@@ -22,6 +22,11 @@ export interface TrainableTensor {
   decay: boolean;
   /** Learning-rate multiplier (LoRA+ gives B a larger rate). */
   lrScale: number;
+  /**
+   * Points the owner (the layers that read and write this tensor) at new storage holding the same
+   * values and gradient, the optimizer's arena (train/optimizers/arena.ts), and frees the old.
+   */
+  relocate?(value: Tensor, grad: Tensor): void;
 }
 
 /**
@@ -79,7 +84,7 @@ interface ModuleTensors {
   dB: Tensor | null;
   magnitude: Tensor | null;
   dMagnitude: Tensor | null;
-  /** Tensors allocated for this module (released with it). */
+  /** Tensors allocated for this module, or arena views handed to it (released with it). */
   owned: Tensor[];
 }
 
@@ -187,10 +192,9 @@ export class Adapter {
     const a = own(gpu.upload(A, [r, K], 'f32', `${key}.lora_A.weight`));
     const dA = own(gpu.tensor([r, K], 'f32'));
     const t: ModuleTensors = { ref: mod, key, A: a, dA, B: null, dB: null, magnitude: null, dMagnitude: null, owned };
-    // Rows [row, row + n) of a row-stacked tensor with `cols` columns: a view where aligned.
+    this.modules.push(t);
+    this.sites.push(...mod.parts.map((p) => p.site));
     const aligned = mod.parts.every((p) => (p.row * r * 4) % VIEW_ALIGN === 0 && (!magnitude || (p.row * 4) % VIEW_ALIGN === 0));
-    const rowsOf = (whole: Tensor, row: number, n: number, cols: number, shape: number[]): Tensor =>
-      n === N ? whole : { buffer: whole.buffer, dtype: whole.dtype, offset: whole.offset + row * cols * 4, shape };
     if (aligned) {
       t.B = own(gpu.upload(B, [N, r], 'f32', `${key}.lora_B.weight`));
       t.dB = own(gpu.tensor([N, r], 'f32'));
@@ -198,27 +202,58 @@ export class Adapter {
         t.magnitude = own(gpu.upload(magnitude, [N], 'f32', `${key}.lora_magnitude_vector`));
         t.dMagnitude = own(gpu.tensor([N], 'f32'));
       }
+      this.bindSites(t);
+      return;
     }
     for (const { site, row } of mod.parts) {
       const n = site.outFeatures;
-      const part = (whole: Tensor | null, host: Float32Array, cols: number, shape: number[], label: string): Tensor =>
-        whole ? rowsOf(whole, row, n, cols, shape) : own(gpu.upload(host.subarray(row * cols, (row + n) * cols), shape, 'f32', label));
-      const grad = (whole: Tensor | null, cols: number, shape: number[]): Tensor =>
-        whole ? rowsOf(whole, row, n, cols, shape) : own(gpu.tensor(shape, 'f32'));
+      const part = (host: Float32Array, cols: number, shape: number[], label: string): Tensor =>
+        own(gpu.upload(host.subarray(row * cols, (row + n) * cols), shape, 'f32', label));
       site.lora = {
         A: a,
-        B: part(t.B, B, r, [n, r], `${key}.lora_B.weight`),
+        B: part(B, r, [n, r], `${key}.lora_B.weight`),
         scaling: loraScaling(this.settings),
-        ...(magnitude ? { magnitude: part(t.magnitude, magnitude, 1, [n], `${key}.lora_magnitude_vector`) } : {}),
+        ...(magnitude ? { magnitude: part(magnitude, 1, [n], `${key}.lora_magnitude_vector`) } : {}),
       };
       site.loraGrads = {
         dA,
-        dB: grad(t.dB, r, [n, r]),
-        ...(magnitude ? { dMagnitude: grad(t.dMagnitude, 1, [n]) } : {}),
+        dB: own(gpu.tensor([n, r], 'f32')),
+        ...(magnitude ? { dMagnitude: own(gpu.tensor([n], 'f32')) } : {}),
       };
-      this.sites.push(site);
     }
-    this.modules.push(t);
+  }
+
+  /** Points the part sites of a module with row-stacked tensors at their rows of them (views). */
+  private bindSites(t: ModuleTensors): void {
+    const r = this.settings.rank, N = t.ref.outFeatures;
+    const rowsOf = (whole: Tensor, row: number, n: number, cols: number, shape: number[]): Tensor =>
+      n === N ? whole : { buffer: whole.buffer, dtype: whole.dtype, offset: whole.offset + row * cols * 4, shape };
+    for (const { site, row } of t.ref.parts) {
+      const n = site.outFeatures;
+      site.lora = {
+        A: t.A,
+        B: rowsOf(t.B!, row, n, r, [n, r]),
+        scaling: loraScaling(this.settings),
+        ...(t.magnitude ? { magnitude: rowsOf(t.magnitude, row, n, 1, [n]) } : {}),
+      };
+      site.loraGrads = {
+        dA: t.dA,
+        dB: rowsOf(t.dB!, row, n, r, [n, r]),
+        ...(t.dMagnitude ? { dMagnitude: rowsOf(t.dMagnitude, row, n, 1, [n]) } : {}),
+      };
+    }
+  }
+
+  /** TrainableTensor.relocate of one of a module's tensors and its gradient. */
+  private relocator(t: ModuleTensors, value: 'A' | 'B' | 'magnitude', grad: 'dA' | 'dB' | 'dMagnitude'): (v: Tensor, g: Tensor) => void {
+    return (v, g) => {
+      const old = [t[value], t[grad]];
+      t.owned = [...t.owned.filter((o) => !old.includes(o)), v, g];
+      t[value] = v;
+      t[grad] = g;
+      this.bindSites(t);
+      this.model.gpu.release(...old);
+    };
   }
 
   /** Trainable tensors in PEFT key order; LoRA+ multiplies B's learning rate by `loraPlusRatio`. */
@@ -229,10 +264,12 @@ export class Adapter {
           + `(rows ${m.ref.parts.map((p) => p.row).join(', ')} at rank ${this.settings.rank} do not); a rank that is a multiple of 64 always works`);
       }
       const out: TrainableTensor[] = [
-        { name: `${m.key}.lora_A.weight`, value: m.A, grad: m.dA, decay: true, lrScale: 1 },
-        { name: `${m.key}.lora_B.weight`, value: m.B, grad: m.dB, decay: true, lrScale: loraPlusRatio },
+        { name: `${m.key}.lora_A.weight`, value: m.A, grad: m.dA, decay: true, lrScale: 1, relocate: this.relocator(m, 'A', 'dA') },
+        { name: `${m.key}.lora_B.weight`, value: m.B, grad: m.dB, decay: true, lrScale: loraPlusRatio, relocate: this.relocator(m, 'B', 'dB') },
       ];
-      if (m.magnitude) out.push({ name: `${m.key}.lora_magnitude_vector`, value: m.magnitude, grad: m.dMagnitude!, decay: true, lrScale: 1 });
+      if (m.magnitude) {
+        out.push({ name: `${m.key}.lora_magnitude_vector`, value: m.magnitude, grad: m.dMagnitude!, decay: true, lrScale: 1, relocate: this.relocator(m, 'magnitude', 'dMagnitude') });
+      }
       return out;
     });
   }

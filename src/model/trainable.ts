@@ -14,9 +14,22 @@ import { layerParams, SITE_KINDS } from './model';
 export function makeTrainable(model: Model, layers: readonly number[], embeddings: boolean): TrainableTensor[] {
   const gpu = model.gpu;
   const out: TrainableTensor[] = [];
+  // an optimizer's arena takes the place of the tensors: the model then reads and frees its views
+  const moved = (old: readonly (Tensor | null)[], place: (v: Tensor, g: Tensor) => void) => (v: Tensor, g: Tensor) => {
+    place(v, g);
+    gpu.release(...old);
+  };
   const param = (p: Param) => {
     p.grad ??= gpu.tensor(p.value.shape, 'f32', `${p.name}.grad`);
-    out.push({ name: p.name, value: p.value, grad: p.grad, decay: !/norm|bias/.test(p.name), lrScale: 1 });
+    const tiedHead = p === model.embed && model.lmHead.tied;
+    out.push({
+      name: p.name, value: p.value, grad: p.grad, decay: !/norm|bias/.test(p.name), lrScale: 1,
+      relocate: moved([p.value, p.grad], (v, g) => {
+        p.value = v;
+        p.grad = g;
+        if (tiedHead) Object.assign(model.lmHead, { weight: v, grad: model.lmHead.grad ? g : null });
+      }),
+    });
   };
   if (embeddings) param(model.embed);
   const wanted = new Set(layers);
@@ -33,10 +46,16 @@ export function makeTrainable(model: Model, layers: readonly number[], embedding
         throw new Error(`${s.name}: full/freeze training needs f32 weights in one binding (this one is ${w.dtype}${parts.length > 1 ? ', split' : ''})${quantized}`);
       }
       s.weightGrad ??= gpu.tensor(w.shape, 'f32', `${s.name}.weight.grad`);
-      out.push({ name: `${s.name}.weight`, value: w, grad: s.weightGrad, decay: true, lrScale: 1 });
+      out.push({
+        name: `${s.name}.weight`, value: w, grad: s.weightGrad, decay: true, lrScale: 1,
+        relocate: moved([w, s.weightGrad], (v, g) => Object.assign(s, { weight: v, weightGrad: g })),
+      });
       if (s.bias) {
         s.biasGrad ??= gpu.tensor(s.bias.shape, 'f32', `${s.name}.bias.grad`);
-        out.push({ name: `${s.name}.bias`, value: s.bias, grad: s.biasGrad, decay: false, lrScale: 1 });
+        out.push({
+          name: `${s.name}.bias`, value: s.bias, grad: s.biasGrad, decay: false, lrScale: 1,
+          relocate: moved([s.bias, s.biasGrad], (v, g) => Object.assign(s, { bias: v, biasGrad: g })),
+        });
       }
     }
   }
@@ -46,7 +65,10 @@ export function makeTrainable(model: Model, layers: readonly number[], embedding
       const w = weightParts(model.lmHead.weight)[0] as Tensor;
       const grad = gpu.tensor(w.shape, 'f32', 'lm_head.weight.grad');
       model.lmHead.grad = grad;
-      out.push({ name: 'lm_head.weight', value: w, grad, decay: true, lrScale: 1 });
+      out.push({
+        name: 'lm_head.weight', value: w, grad, decay: true, lrScale: 1,
+        relocate: moved([w, grad], (v, g) => Object.assign(model.lmHead, { weight: v, grad: g })),
+      });
     } else {
       model.lmHead.grad = model.embed.grad;
     }

@@ -18,10 +18,11 @@ export const V_HEAD_WEIGHT = 'v_head.summary.weight';
 export const V_HEAD_BIAS = 'v_head.summary.bias';
 
 export class ValueHead {
-  readonly weight: Tensor;
-  readonly bias: Tensor;
-  readonly dWeight: Tensor;
-  readonly dBias: Tensor;
+  /** Moved into the optimizer's arena when trained (params()' relocate). */
+  weight: Tensor;
+  bias: Tensor;
+  dWeight: Tensor;
+  dBias: Tensor;
   /** Per row count R: gathered rows [R, D], scores / their gradients [R], d final rows [R, D]. */
   private readonly bufs = new Map<number, { sel: Tensor; r: Tensor; dSel: Tensor }>();
 
@@ -48,8 +49,20 @@ export class ValueHead {
   /** HF Trainer's grouping: weight decay on the weight, not on the bias. */
   params(): TrainableTensor[] {
     return [
-      { name: V_HEAD_WEIGHT, value: this.weight, grad: this.dWeight, decay: true, lrScale: 1 },
-      { name: V_HEAD_BIAS, value: this.bias, grad: this.dBias, decay: false, lrScale: 1 },
+      {
+        name: V_HEAD_WEIGHT, value: this.weight, grad: this.dWeight, decay: true, lrScale: 1,
+        relocate: (v, g) => {
+          this.gpu.release(this.weight, this.dWeight);
+          [this.weight, this.dWeight] = [v, g];
+        },
+      },
+      {
+        name: V_HEAD_BIAS, value: this.bias, grad: this.dBias, decay: false, lrScale: 1,
+        relocate: (v, g) => {
+          this.gpu.release(this.bias, this.dBias);
+          [this.bias, this.dBias] = [v, g];
+        },
+      },
     ];
   }
 

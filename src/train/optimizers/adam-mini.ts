@@ -9,6 +9,7 @@ import type { Tensor } from '../../gpu/tensor';
 import { numel } from '../../gpu/tensor';
 import { adamMini } from '../../kernels/optim';
 import type { TrainableTensor } from '../../model/adapter';
+import { TrainableArena } from './arena';
 import { GradientClip, type Optimizer, type OptimizerSettings } from './optimizer';
 
 const QUERY_KEY = ['k_proj', 'q_proj', 'wq', 'wk', 'query', 'key'];
@@ -52,8 +53,11 @@ export class AdamMini implements Optimizer {
   step = 0;
   private readonly blocks: Block[];
   private readonly clip: GradientClip;
+  /** The parameters and gradients (arena.ts): cleared and measured at once; the updates stay per tensor. */
+  private readonly arena: TrainableArena;
 
   constructor(readonly gpu: Gpu, readonly params: TrainableTensor[], readonly settings: OptimizerSettings, dims: AdamMiniDims) {
+    this.arena = TrainableArena.pack(gpu, params);
     this.blocks = params.map((p) => {
       const size = adamMiniBlock(p, dims);
       const m = gpu.tensor(p.value.shape, 'f32', `${p.name}.exp_avg`);
@@ -66,13 +70,13 @@ export class AdamMini implements Optimizer {
   }
 
   zeroGrad(): void {
-    for (const p of this.params) this.gpu.zero(p.grad);
+    this.arena.clearGrads();
   }
 
   update(lr: number): Tensor {
     const s = this.settings;
     this.step++;
-    this.clip.apply(this.params.map((p) => p.grad));
+    this.clip.apply(this.arena);
     for (const b of this.blocks) {
       adamMini(this.gpu, b.p.value, b.p.grad, b.m, b.vmean, {
         lr: lr * b.p.lrScale, beta1: s.beta1, beta2: s.beta2, eps: s.eps, weightDecay: noDecay(b.p.name) ? 0 : s.weightDecay,
@@ -88,6 +92,7 @@ export class AdamMini implements Optimizer {
 
   release(): void {
     this.gpu.release(...this.blocks.flatMap((b) => [b.m, b.vmean]));
+    this.arena.release();
     this.clip.release();
   }
 }

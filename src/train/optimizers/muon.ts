@@ -9,6 +9,7 @@ import type { Gpu } from '../../gpu/runtime';
 import type { Tensor } from '../../gpu/tensor';
 import { adamw, muonApply, muonMomentum, newtonSchulz, type NewtonSchulzScratch } from '../../kernels/optim';
 import type { TrainableTensor } from '../../model/adapter';
+import { TrainableArena } from './arena';
 import { GradientClip, type Optimizer, type OptimizerSettings } from './optimizer';
 
 const MOMENTUM = 0.95;
@@ -38,10 +39,13 @@ export class Muon implements Optimizer {
   private readonly muon: MuonParam[] = [];
   private readonly adam: AdamParam[] = [];
   private readonly clip: GradientClip;
+  /** The parameters and gradients (arena.ts): cleared and measured at once; the updates stay per tensor. */
+  private readonly arena: TrainableArena;
   /** The shared Newton-Schulz buffers (released with the optimizer). */
   private readonly scratch: Tensor[];
 
   constructor(readonly gpu: Gpu, readonly params: TrainableTensor[], readonly settings: OptimizerSettings) {
+    this.arena = TrainableArena.pack(gpu, params);
     this.clip = new GradientClip(gpu, settings.maxGradNorm);
     // one Newton-Schulz scratch per distinct shape: LoRA's many A and B share a few
     const scratch = new Map<string, { u: Tensor; work: NewtonSchulzScratch }>();
@@ -69,13 +73,13 @@ export class Muon implements Optimizer {
   }
 
   zeroGrad(): void {
-    for (const p of this.params) this.gpu.zero(p.grad);
+    this.arena.clearGrads();
   }
 
   update(lr: number): Tensor {
     const s = this.settings;
     this.step++;
-    this.clip.apply(this.params.map((p) => p.grad));
+    this.clip.apply(this.arena);
     for (const m of this.muon) {
       const rate = lr * m.p.lrScale;
       muonMomentum(this.gpu, m.p.grad, m.buf, m.u, { momentum: MOMENTUM, nesterov: true, gradScale: this.clip.scale });
@@ -101,6 +105,7 @@ export class Muon implements Optimizer {
 
   release(): void {
     this.gpu.release(...this.muon.map((m) => m.buf), ...this.adam.flatMap((a) => [a.m, a.v]), ...this.scratch);
+    this.arena.release();
     this.clip.release();
   }
 }
