@@ -115,7 +115,8 @@ describe('schema', () => {
       max_new_tokens: 1024,
       repetition_penalty: 1,
       enable_thinking: true,
-      disable_gradient_checkpointing: false,
+      disable_gradient_checkpointing: null,
+      memory_budget: null,
       passthrough: {},
     });
   });
@@ -231,7 +232,7 @@ describe('parseConfig', () => {
       'note: tf32 is a PyTorch setting; Crucible ignores it',
       'note: deepspeed is a distributed-training setting; Crucible ignores it',
       'note: run_name is an experiment-tracking setting; Crucible ignores it',
-      'note: gradient_checkpointing is a PyTorch setting; Crucible ignores it (activation recomputation is on unless disable_gradient_checkpointing: true)',
+      'note: gradient_checkpointing is a PyTorch setting; Crucible ignores it (disable_gradient_checkpointing decides activation recomputation)',
     ]);
     expect(config.passthrough).toEqual({ tf32: true, deepspeed: 'ds_z3.json', run_name: 'demo', gradient_checkpointing: true });
   });

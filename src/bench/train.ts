@@ -45,14 +45,15 @@ export async function benchTraining(model: Model, o: TrainBenchOptions): Promise
     const ids = Array.from({ length: o.seq }, rand);
     return { input_ids: ids, labels: ids };
   });
+  const recompute = o.recompute ?? true;
   const opts: TrainOptions = {
     finetuningType: 'lora', lora: { rank: o.rank, alpha: 2 * o.rank, targets: 'all' }, ...o.method, learningRate: 0, scheduler: 'constant',
     warmupSteps: 0, warmupRatio: 0, epochs: 1, maxSteps: o.warmup + o.steps, batchSize: o.batch, gradAccum: 1, maxGradNorm: 1, weightDecay: 0,
     beta1: 0.9, beta2: 0.999, eps: 1e-8, neftuneAlpha: 0, seed: 1, loggingSteps: 1, saveSteps: 0, evalSteps: 0,
-    cutoffLen: o.seq, recompute: o.recompute ?? true,
+    cutoffLen: o.seq, recompute,
   };
   const trainer = await Trainer.create(model, rows, [], opts, 0);
-  const activations = activationBytes(model.spec, { B: o.batch, S: o.seq, recompute: opts.recompute, lora: loraSitesByMixer(model.layers) });
+  const activations = activationBytes(model.spec, { B: o.batch, S: o.seq, recompute, lora: loraSitesByMixer(model.layers) });
   // the loss read back at each logged step marks its end; timing starts after the warm-up steps
   let t0 = performance.now();
   const perStep: GpuCounters[] = [];

@@ -112,6 +112,8 @@ export function toLlamaFactory(config: CrucibleConfig, options: ToLlamaFactoryOp
       if (!(groups as readonly string[]).includes(spec.group)) continue;
       // llamafactory-cli chat/export parse no training arguments (seed is one) and reject them
       if (!training && TRAINING_GROUPS.includes(spec.group)) continue;
+      // Crucible's own key, which llamafactory-cli would reject
+      if (key === 'memory_budget') continue;
       const v = values[key];
       if (key === 'lora_alpha') {
         if (v !== config.lora_rank * 2) section.push(`lora_alpha: ${formatValue(key, v)}`);

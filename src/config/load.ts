@@ -266,7 +266,7 @@ function resolve(entries: readonly Entry[]): LoadResult {
 function ignoredNotice(key: string): string {
   const what = IGNORED_KEYS[key]!;
   if (key === 'gradient_checkpointing') {
-    return `note: ${key} is a ${what} setting; Crucible ignores it (activation recomputation is on unless disable_gradient_checkpointing: true)`;
+    return `note: ${key} is a ${what} setting; Crucible ignores it (disable_gradient_checkpointing decides activation recomputation)`;
   }
   return `note: ${key} is ${/^[aeiou]/i.test(what) ? 'an' : 'a'} ${what} setting; Crucible ignores it`;
 }

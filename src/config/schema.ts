@@ -474,10 +474,17 @@ export const SCHEMA = {
     min: 0,
     help: 'NEFTune: add uniform noise of this scale to input embeddings while training.',
   }),
-  disable_gradient_checkpointing: bool(false, {
+  disable_gradient_checkpointing: boolOrNull(null, {
     group: 'train',
     commands: TRAIN,
-    help: 'Keep all activations instead of recomputing each layer in backward (activation recomputation is on by default).',
+    help: 'true: keep all activations; false: recompute each layer in backward (activation checkpointing); '
+      + 'unset: recompute only when the step would not fit memory_budget without it.',
+  }),
+  memory_budget: floatOrNull({
+    group: 'train',
+    commands: TRAIN,
+    gt: 0,
+    help: 'GPU memory (GiB) a run may use, for the recomputation choice (default: the device\'s reported memory, else 2).',
   }),
   bf16: bool(false, {
     group: 'train',

@@ -15,7 +15,7 @@ export type TrainConfig = Pick<CrucibleConfig,
   | 'warmup_ratio' | 'warmup_steps' | 'num_train_epochs' | 'max_steps' | 'per_device_train_batch_size'
   | 'gradient_accumulation_steps' | 'max_grad_norm' | 'weight_decay' | 'adam_beta1' | 'adam_beta2' | 'adam_epsilon'
   | 'neftune_noise_alpha' | 'seed' | 'logging_steps' | 'save_steps' | 'save_strategy' | 'eval_strategy' | 'eval_steps'
-  | 'cutoff_len' | 'disable_gradient_checkpointing'
+  | 'cutoff_len' | 'disable_gradient_checkpointing' | 'memory_budget'
   | 'use_muon' | 'use_adam_mini' | 'use_llama_pro'
   | 'use_galore' | 'galore_layerwise' | 'use_apollo' | 'apollo_layerwise' | 'galore_target' | 'galore_rank' | 'galore_update_interval' | 'galore_scale' | 'galore_proj_type'
   | 'apollo_target' | 'apollo_rank' | 'apollo_update_interval' | 'apollo_scale' | 'apollo_proj' | 'apollo_proj_type' | 'apollo_scale_type' | 'apollo_scale_front'
@@ -69,7 +69,8 @@ export function trainOptionsFromConfig(c: TrainConfig): TrainOptions {
     saveSteps: c.save_strategy === 'no' ? 0 : Number(c.save_steps),
     evalSteps,
     cutoffLen: c.cutoff_len,
-    recompute: !c.disable_gradient_checkpointing,
+    recompute: c.disable_gradient_checkpointing === null ? 'auto' : !c.disable_gradient_checkpointing,
+    memoryBudget: c.memory_budget,
     preference: preferenceOptions(c),
     optimizer: optimizerChoice(c),
     tokenLoss: c.use_dft_loss ? { kind: 'dft' } : c.use_eaft_loss ? { kind: 'eaft', alpha: c.eaft_alpha }

@@ -17,6 +17,8 @@ export interface Capabilities {
   subgroupMatrix: SubgroupMatrixConfig[];
   timestampQuery: boolean;
   software: boolean;
+  /** Device-local memory in bytes, where the adapter reports its heaps (Dawn's memoryHeaps). */
+  memoryBytes?: number;
   limits: {
     maxBufferSize: number;
     maxStorageBufferBindingSize: number;
@@ -66,6 +68,7 @@ export function describe(adapter: GPUAdapter, device: GPUDevice): Capabilities {
     subgroupMaxSize?: number;
     subgroupMatrixConfigs?: SubgroupMatrixConfig[];
     backendType?: string;
+    memoryHeaps?: { size: number; properties: number }[];
   };
   const name = [info.vendor, info.architecture, info.device, info.description]
     .filter((s) => s && s.length > 0)
@@ -73,6 +76,8 @@ export function describe(adapter: GPUAdapter, device: GPUDevice): Capabilities {
     .trim();
   const software = /swiftshader|llvmpipe|lavapipe|software/i.test(name);
   const l = device.limits;
+  // heap property bit 1 is device-local memory
+  const memoryBytes = [...(info.memoryHeaps ?? [])].filter((h) => (h.properties & 1) !== 0).reduce((a, h) => a + Number(h.size), 0);
   return {
     adapter: name || 'unknown adapter',
     backend: info.backendType ?? 'webgpu',
@@ -87,6 +92,7 @@ export function describe(adapter: GPUAdapter, device: GPUDevice): Capabilities {
       : [],
     timestampQuery: device.features.has('timestamp-query'),
     software,
+    ...(memoryBytes > 0 ? { memoryBytes } : {}),
     limits: {
       maxBufferSize: l.maxBufferSize,
       maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,

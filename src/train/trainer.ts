@@ -23,7 +23,9 @@ import type { TokenLoss } from '../kernels/loss';
 import type { PreferenceLogFields } from './preference/metrics';
 import type { PreferenceOptions } from './preference/options';
 import type { ReferenceTable } from './reference';
+import { chooseRecompute, memoryBudget, type RecomputeChoice, type RecomputeSetting } from './recompute';
 import { lrMultiplier, warmupSteps, type SchedulerType } from './schedule';
+import { loraSitesByMixer } from '../model/activations';
 import { inDir, storedSource, type RunStore } from './store';
 
 export type { RunStore } from './store';
@@ -60,8 +62,10 @@ export interface TrainOptions {
   saveSteps: number;
   evalSteps: number;
   cutoffLen: number;
-  /** Keep only layer inputs and recompute activations in backward. */
-  recompute: boolean;
+  /** Keep only layer inputs and recompute activations in backward: always, never, or when memory needs it (recompute.ts). */
+  recompute: RecomputeSetting;
+  /** GPU memory (GiB) the run may use, for the 'auto' recomputation choice; null: the device's reported memory or the default. */
+  memoryBudget?: number | null;
   /** AdamW unless use_muon / use_adam_mini / use_galore / use_apollo / use_badam. */
   optimizer?: OptimizerChoice;
   /** pt / sft token loss: cross-entropy unless use_dft_loss, use_eaft_loss or label_smoothing_factor. */
@@ -122,6 +126,9 @@ export class Trainer {
   readonly objective: Objective;
   state: TrainerState;
   private readonly workspaces = new Map<string, Workspace>();
+  /** Made with the first workspace, for every micro-batch shape of the run. */
+  private recomputeChoice: RecomputeChoice | null = null;
+  private status: ((message: string) => void) | undefined;
   private stepsSinceLog = 0;
   private tokensSinceLog = 0;
   private timeSinceLog = 0;
@@ -184,6 +191,7 @@ export class Trainer {
     const o = this.opts;
     const schedule = { type: o.scheduler, warmupSteps: warmupSteps(this.totalSteps, o.warmupSteps, o.warmupRatio), totalSteps: this.totalSteps };
     this.firstStep = this.state.global_step;
+    this.status = hooks.onStatus;
     await this.objective.prepare([...this.train, ...this.evalSet], o.batchSize, hooks.onStatus);
     this.intervalStart = performance.now();
     const every = (n: number, step: number) => n > 0 && step % n === 0;
@@ -330,10 +338,23 @@ export class Trainer {
     const key = `${B}x${S}${packed ? 'p' : ''}`;
     let ws = this.workspaces.get(key);
     if (!ws) {
-      ws = new Workspace(this.model, B, S, this.opts.recompute, packed);
+      ws = new Workspace(this.model, B, S, this.recompute(B, packed).recompute, packed);
       this.workspaces.set(key, ws);
     }
     return ws;
+  }
+
+  /** Decided once, for the first workspace's rows at the longest sequence (cutoff_len), and logged. */
+  recompute(B: number, packed: boolean): RecomputeChoice {
+    if (this.recomputeChoice) return this.recomputeChoice;
+    const { model, opts } = this;
+    const caps = model.gpu.caps;
+    this.recomputeChoice = chooseRecompute({
+      setting: opts.recompute, spec: model.spec, B, S: opts.cutoffLen, packed, lora: loraSitesByMixer(model.layers),
+      residentBytes: model.gpu.allocated, limits: caps.limits, budget: memoryBudget(opts.memoryBudget, caps.memoryBytes),
+    });
+    this.status?.(this.recomputeChoice.reason);
+    return this.recomputeChoice;
   }
 
   /** NEFTune (Jain et al.): uniform noise scaled by alpha / sqrt(seq_len * hidden), drawn per forward (`n`: the step's n-th noisy forward). */
