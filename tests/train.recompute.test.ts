@@ -1,5 +1,10 @@
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config';
+import { dirFiles } from '../src/model/files-node';
+import { Model } from '../src/model/model';
+import { Trainer, type TrainOptions } from '../src/train/trainer';
+import { testGpu } from './helpers/gpu';
 import { trainOptionsFromConfig } from '../src/engine/options';
 import { activationBytes, type ActivationSpec } from '../src/model/activations';
 import { chooseRecompute, DEFAULT_MEMORY_BUDGET, memoryBudget, type RecomputeInput } from '../src/train/recompute';
@@ -60,5 +65,29 @@ describe('the recomputation choice', () => {
     expect(setting('disable_gradient_checkpointing: true')).toBe(false);
     expect(setting('disable_gradient_checkpointing: false')).toBe(true);
     expect(trainOptionsFromConfig(parseConfig('memory_budget: 6.5').config).memoryBudget).toBe(6.5);
+  });
+});
+
+describe('the trainer', () => {
+  const rows = Array.from({ length: 2 }, (_, i) => {
+    const ids = Array.from({ length: 8 }, (_, t) => (i * 31 + t * 7) % 256);
+    return { input_ids: ids, labels: ids };
+  });
+  const options = (over: Partial<TrainOptions>): TrainOptions => ({
+    finetuningType: 'lora', lora: { rank: 2, alpha: 4, targets: 'all' }, learningRate: 1e-3, scheduler: 'constant', warmupSteps: 0,
+    warmupRatio: 0, epochs: 1, maxSteps: 1, batchSize: 2, gradAccum: 1, maxGradNorm: 1, weightDecay: 0, beta1: 0.9, beta2: 0.999,
+    eps: 1e-8, neftuneAlpha: 0, seed: 3, loggingSteps: 1, saveSteps: 0, evalSteps: 0, cutoffLen: 8, recompute: 'auto', ...over,
+  });
+
+  it('logs its choice once: off for the tiny model in the default budget, on under a budget it does not fit', async () => {
+    const gpu = await testGpu();
+    const model = await Model.load(gpu, dirFiles(join(import.meta.dirname, 'fixtures/models/llama')));
+    for (const [over, want] of [[{}, /^activation recomputation off: /], [{ memoryBudget: 1e-6 }, /^activation recomputation on: .*memory_budget/]] as const) {
+      const trainer = await Trainer.create(model, rows, [], options(over), 0);
+      const status: string[] = [];
+      await trainer.run(null, { onStatus: (m) => status.push(m) });
+      trainer.release();
+      expect(status.filter((m) => m.startsWith('activation recomputation'))).toEqual([expect.stringMatching(want)]);
+    }
   });
 });
