@@ -344,7 +344,7 @@ export class Trainer {
     return ws;
   }
 
-  /** Decided once, for the first workspace's rows at the longest sequence (cutoff_len), and logged. */
+  /** Decided once, for the first workspace's rows at the longest sequence (cutoff_len); logged when decided from memory (not the user's). */
   recompute(B: number, packed: boolean): RecomputeChoice {
     if (this.recomputeChoice) return this.recomputeChoice;
     const { model, opts } = this;
@@ -353,7 +353,7 @@ export class Trainer {
       setting: opts.recompute, spec: model.spec, B, S: opts.cutoffLen, packed, lora: loraSitesByMixer(model.layers),
       residentBytes: model.gpu.allocated, limits: caps.limits, budget: memoryBudget(opts.memoryBudget, caps.memoryBytes),
     });
-    this.status?.(this.recomputeChoice.reason);
+    if (opts.recompute === 'auto') this.status?.(this.recomputeChoice.reason);
     return this.recomputeChoice;
   }
 
