@@ -410,16 +410,16 @@ struct ScaleParams {
 @group(0) @binding(1) var<storage, read> FactorIn: array<f32>;
 @group(0) @binding(2) var<storage, read_write> Ys: array<f32>;
 @group(0) @binding(3) var<storage, read> Ss: array<f32>;
-@group(1) @binding(0) var<uniform> sp: ScaleParams;
+@group(1) @binding(0) var<uniform> scaleP: ScaleParams;
 
 @compute @workgroup_size(256)
 fn apollo_scale_grad(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                      @builtin(local_invocation_index) lid: u32) {
   let i = (wg.y * nwg.x + wg.x) * 256u + lid;
-  if (i >= sp.n) { return; }
+  if (i >= scaleP.n) { return; }
   var c = 0u;
-  if (sp.mode == 1u) { c = i / sp.cols; } else if (sp.mode == 2u) { c = i % sp.cols; }
-  Ys[i] = Gs[i] * Ss[0] * FactorIn[c] * sp.mul;
+  if (scaleP.mode == 1u) { c = i / scaleP.cols; } else if (scaleP.mode == 2u) { c = i % scaleP.cols; }
+  Ys[i] = Gs[i] * Ss[0] * FactorIn[c] * scaleP.mul;
 }
 
 @group(0) @binding(0) var<storage, read> NormSq: array<f32>;

@@ -10,7 +10,7 @@ import { activationBytes, type ActivationSpec } from '../src/model/activations';
 import { chooseRecompute, DEFAULT_MEMORY_BUDGET, memoryBudget, type RecomputeInput } from '../src/train/recompute';
 
 const spec: ActivationSpec = {
-  hidden: 256, heads: 4, kvHeads: 2, headDim: 64, intermediate: 768, qkNorm: false, sandwichNorms: false, vocab: 1000, layers: new Array(12).fill(null),
+  hidden: 256, heads: 4, kvHeads: 2, headDim: 64, intermediate: 768, qkNorm: false, sandwichNorms: false, vocab: 1000, layers: Array.from({ length: 12 }, () => ({})),
 };
 const B = 2, S = 512;
 const resident = 300 * 2 ** 20;
