@@ -285,7 +285,9 @@ describe('Qwen3.5 in the engine vs the f64 reference', () => {
         const along = (eps: number) => loss(new Map<string, ArrayLike<number>>(weights).set(t.name, base.map((v, i) => v + eps * u[i]!)));
         return (along(h) - along(-h)) / (2 * h);
       });
-      expect(relErr(got, want), `gradient of ${t.name}: ${got} vs ${want} ${at}`).toBeLessThan(TOL);
+      // a random direction sums a whole f32 gradient (in_proj_qkv's passes the chunked delta rule
+      // and the conv): some seeds reach 3e-4 there, so 1e-3 here
+      expect(relErr(got, want), `gradient of ${t.name}: ${got} vs ${want} ${at}`).toBeLessThan(1e-3);
     }
     ws.release();
     model.release();
