@@ -246,10 +246,10 @@ describe('chart panels', () => {
       { title: 'rewards/margins', series: ['rewards/margins'] },
       { title: 'rewards', series: ['rewards/chosen', 'rewards/rejected'] },
     ]);
-    expect(stagePanels({ stage: 'rm' }).map((p) => p.title)).toEqual(['loss', 'accuracy']);
-    expect(stagePanels({ stage: 'kto' }).map((p) => p.title)).toEqual(['loss', 'rewards', 'rewards/margins', 'kl']);
+    expect(stagePanels({ stage: 'rm' }).map((p) => p.title)).toEqual(['loss', 'accuracy', 'lr']);
+    expect(stagePanels({ stage: 'kto' }).map((p) => p.title)).toEqual(['loss', 'rewards', 'rewards/margins', 'kl', 'lr']);
     expect(stagePanels({ stage: 'dpo', pref_loss: 'orpo' }).map((p) => p.title)).toContain('odds_ratio_loss');
-    expect(stagePanels({ stage: 'sft' })).toEqual([{ title: 'loss', series: ['loss', 'eval_loss'] }]);
+    expect(stagePanels({ stage: 'sft' })).toEqual([{ title: 'loss', series: ['loss', 'eval_loss'] }, { title: 'lr', series: ['lr'] }]);
     const log = [
       { current_steps: 1, loss: 0.7, 'rewards/chosen': 0.01 },
       { current_steps: 2, eval_loss: 0.69 },
