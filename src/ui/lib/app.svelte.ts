@@ -65,7 +65,7 @@ export interface GenSettings {
   compare: boolean;
 }
 
-const DEMO_MODEL_ID = 'crucible-demo';
+export const DEMO_MODEL_ID = 'crucible-demo';
 
 export const demoModelBase = () => new URL('./demo/model/', document.baseURI).href;
 export const demoDataBase = () => new URL('./demo/data/', document.baseURI).href;
