@@ -190,6 +190,8 @@ export interface EngineApi {
   deleteStored(id: string): Promise<boolean>;
   listRuns(): Promise<RunRecord[]>;
   deleteRun(id: string): Promise<void>;
+  /** A new display name, also while the run trains (the worker holds its record then). */
+  renameRun(id: string, name: string): Promise<void>;
   /** The dataset files kept with a run (uploads), to resume it. */
   runData(id: string): Promise<Record<string, Uint8Array> | null>;
 

@@ -74,6 +74,8 @@ let lastTrained: { runId: string; finetuningType: string } | null = null;
 let baseModified = false;
 let training = false;
 let currentRun: string | null = null;
+/** Renames the training run's record (held by trainRun while it trains). */
+let renameCurrent: ((name: string) => Promise<void>) | null = null;
 let trainAbort: AbortController | null = null;
 let stopKind: 'pause' | 'stop' | null = null;
 let chatAbort: AbortController | null = null;
@@ -286,6 +288,13 @@ const api: EngineApi = {
     await deleteRun(id);
   },
 
+  async renameRun(id, name) {
+    const clean = name.trim();
+    if (!clean) throw new Error('a run name cannot be empty');
+    if (training && currentRun === id && renameCurrent) return renameCurrent(clean);
+    if (!(await updateRun(id, (r) => ({ ...r, name: clean })))) throw new Error(`run ${id} is not stored any more`);
+  },
+
   async runData(id) {
     const d = await getRunData(id);
     if (!d) return null;
@@ -349,6 +358,7 @@ const api: EngineApi = {
     return exclusive(() => trainRun(start, onEvent)).finally(() => {
       training = false;
       currentRun = null;
+      renameCurrent = null;
       trainAbort = null;
       stopKind = null;
     });
@@ -541,6 +551,13 @@ async function trainRun(start: TrainStart, onEvent: (e: TrainEvent) => void): Pr
       const snap = record!;
       pending = pending.then(() => saveRun(snap)).catch(() => undefined);
     };
+    let pendingName: string | null = null;
+    renameCurrent = async (name) => {
+      if (!record) return void (pendingName = name);
+      record = { ...record, name };
+      persist();
+      await pending;
+    };
     await trainModel(dataConfig(c, dataset, dir), {
       session: s,
       data: files,
@@ -556,7 +573,7 @@ async function trainRun(start: TrainStart, onEvent: (e: TrainEvent) => void): Pr
           if (!record) {
             record = {
               id: start.runId,
-              name: start.name ?? `${dataset} on ${start.model.id}`,
+              name: pendingName ?? start.name ?? `${dataset} on ${start.model.id}`,
               createdAt: Date.now(),
               updatedAt: Date.now(),
               status: 'running',
@@ -581,7 +598,7 @@ async function trainRun(start: TrainStart, onEvent: (e: TrainEvent) => void): Pr
         onLog: (rec) => {
           if (rec.loss !== undefined) lastLoss = rec.loss;
           if (rec.eval_loss !== undefined) lastEval = rec.eval_loss;
-          record = { ...record!, log: [...record!.log, rec], step: rec.current_steps };
+          record = { ...record!, log: [...record!.log, rec], step: rec.current_steps, peakMemory: Math.max(record!.peakMemory ?? 0, g.peakAllocated) };
           persist();
           emit({ kind: 'log', log: rec });
           emit({ kind: 'memory', memory: { allocated: g.allocated, peak: g.peakAllocated } });

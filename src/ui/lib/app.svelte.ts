@@ -21,7 +21,6 @@ import { etaSeconds, type StepMark } from './eta';
 import { errorText } from './format';
 import { adapterRunFor, cleanRunName, modelShortName, runName } from './run-names';
 import { loadPersisted, savePersisted, withStageKeys, type Persisted, type Settings } from './settings';
-import { updateRun } from '../../train/store-browser';
 import { checkSettings } from './validate';
 
 export type ModelChoice = { kind: 'demo' } | { kind: 'hub'; id: string };
@@ -478,15 +477,11 @@ export async function deleteRun(id: string): Promise<void> {
   await refreshRuns();
 }
 
-/**
- * A new display name, written to the run store (IndexedDB, shared with the worker). Not while the
- * run trains: the worker holds its record then and would write the old name back.
- */
+/** A new display name, kept by the worker (which holds the record of a training run). */
 export async function renameRun(id: string, name: string): Promise<void> {
   const clean = cleanRunName(name);
   if (!clean) throw new Error('a run name cannot be empty');
-  if (isTraining() && app.run?.id === id) throw new Error('this run is training: rename it when it pauses or ends');
-  if (!(await updateRun(id, (r) => ({ ...r, name: clean })))) throw new Error(`run ${id} is not stored any more`);
+  await getEngine().renameRun(id, clean);
   await refreshRuns();
 }
 
@@ -532,7 +527,7 @@ export function showRun(r: RunRecord): void {
     marks: [],
     message: '',
     messageKind: 'status',
-    memory: { allocated: 0, peak: 0 },
+    memory: { allocated: 0, peak: r.peakMemory ?? 0 },
     ...(last?.loss !== undefined ? { loss: last.loss } : {}),
     ...(lastEval?.eval_loss !== undefined ? { evalLoss: lastEval.eval_loss } : {}),
     ...(last?.tokens_per_second ? { tokensPerSecond: last.tokens_per_second } : {}),
