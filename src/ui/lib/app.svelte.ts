@@ -22,6 +22,7 @@ import { errorText } from './format';
 import { adapterRunFor, cleanRunName, modelShortName, runName } from './run-names';
 import { loadPersisted, savePersisted, withStageKeys, type Persisted, type Settings } from './settings';
 import { checkSettings } from './validate';
+import { LOG_LINES, logLine, withLine } from './run-log';
 
 export type ModelChoice = { kind: 'demo' } | { kind: 'hub'; id: string };
 export type DataChoice =
@@ -43,6 +44,8 @@ export interface RunView {
   remaining?: number;
   elapsed?: number;
   log: LogRecord[];
+  /** The live log panel's lines: engine messages and log records. */
+  lines: string[];
   /** When each step of this session's training arrived (the ETA's pace). */
   marks: StepMark[];
   message: string;
@@ -347,11 +350,13 @@ function onTrainEvent(e: TrainEvent): void {
     r.total = e.start.totalSteps;
     r.step = e.start.step;
     r.log = e.start.log;
+    r.lines = withLine(r.lines, `${e.start.examples} examples${e.start.evalExamples ? ` (+${e.start.evalExamples} eval)` : ''}, ${e.start.totalSteps} steps${e.start.step ? `, from step ${e.start.step}` : ''}`);
     r.status = 'running';
     void refreshRuns();
   } else if (e.kind === 'log' && e.log) {
     const l = e.log;
     r.log.push(l);
+    r.lines = withLine(r.lines, logLine(l));
     r.step = l.current_steps;
     r.total = l.total_steps;
     if (l.loss !== undefined) r.loss = l.loss;
@@ -364,12 +369,14 @@ function onTrainEvent(e: TrainEvent): void {
     // "resuming from checkpoint-10", "tokenizing ...": over once steps arrive
     if (r.messageKind === 'status') r.message = '';
   } else if (e.kind === 'status' && e.status) {
+    r.lines = withLine(r.lines, e.status);
     r.message = e.status;
     r.messageKind = 'status';
   } else if (e.kind === 'memory' && e.memory) {
     r.memory = e.memory;
   } else if (e.kind === 'checkpoint' && e.checkpoint) {
     r.message = `saved ${e.checkpoint.dir}`;
+    r.lines = withLine(r.lines, r.message);
     r.messageKind = 'action';
   }
 }
@@ -382,6 +389,7 @@ async function train(runId: string, data: DataSource, settings: Settings, resume
     step: prior.at(-1)?.current_steps ?? 0,
     total: prior.at(-1)?.total_steps ?? 0,
     log: [...prior],
+    lines: prior.map(logLine),
     marks: [],
     message: resume ? 'resuming' : 'starting',
     messageKind: 'status',
@@ -406,6 +414,7 @@ async function train(runId: string, data: DataSource, settings: Settings, resume
     if (app.run?.id === runId) {
       app.run.status = 'failed';
       app.run.error = errorText(e);
+      app.run.lines = withLine(app.run.lines, `error: ${app.run.error}`);
       app.run.message = '';
     }
   }
@@ -426,7 +435,7 @@ export async function resumeRun(proxied: RunRecord): Promise<void> {
   if (run.dataset.kind === 'upload') {
     const files = await getEngine().runData(run.id);
     if (!files) {
-      app.run = { id: run.id, settings: run.settings, status: 'failed', step: run.step, total: run.totalSteps, log: run.log, marks: [], message: '', messageKind: 'status', memory: { allocated: 0, peak: 0 }, error: 'the uploaded dataset of this run is gone' };
+      app.run = { id: run.id, settings: run.settings, status: 'failed', step: run.step, total: run.totalSteps, log: run.log, lines: [], marks: [], message: '', messageKind: 'status', memory: { allocated: 0, peak: 0 }, error: 'the uploaded dataset of this run is gone' };
       return;
     }
     data = { kind: 'upload', files, dataset: run.dataset.name };
@@ -524,6 +533,7 @@ export function showRun(r: RunRecord): void {
     step: r.step,
     total: r.totalSteps,
     log: r.log,
+    lines: r.log.map(logLine).slice(-LOG_LINES),
     marks: [],
     message: '',
     messageKind: 'status',
