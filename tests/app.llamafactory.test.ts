@@ -159,3 +159,18 @@ describe('smoothEma (LLaMA Board)', () => {
     expect(step[99]!).toBeGreaterThan(step[60]!);
   });
 });
+
+describe('run log lines', () => {
+  it('say the step, every metric, tokens/s only when measured, and keep the newest lines', async () => {
+    const { LOG_LINES, logLine, withLine } = await import('../src/ui/lib/run-log');
+    const loss = (1000 + Math.floor(Math.random() * 1000)) / 1000;
+    const base = { current_steps: 3, total_steps: 30, loss, lr: 0.0001234, epoch: 0.25, percentage: 10, grad_norm: 0.5, elapsed_time: 3, remaining_time: 27 };
+    expect(logLine({ ...base, tokens_per_second: 812 })).toBe(`step 3/30 · loss ${loss} · lr 1.23e-4 · grad_norm 0.5 · 812 tokens/s · epoch 0.25`);
+    expect(logLine({ ...base, tokens_per_second: 0 })).not.toMatch(/tokens\/s/);
+    let lines: string[] = [];
+    for (let i = 0; i < LOG_LINES + 5; i++) lines = withLine(lines, `line ${i}`);
+    expect(lines).toHaveLength(LOG_LINES);
+    expect(lines[0]).toBe('line 5');
+    expect(lines.at(-1)).toBe(`line ${LOG_LINES + 4}`);
+  });
+});
