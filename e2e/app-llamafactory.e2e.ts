@@ -2,7 +2,8 @@
 // export-config --to llamafactory --out crucible-run` writes, byte for byte; Download and
 // Download as zip save it (the zip with dataset_info.json and the data file, checked with unzip);
 // Load config fills the form and lists the keys it did not take; Evaluate & predict answers a few
-// demo examples with the demo model and shows BLEU-4 / ROUGE and the predictions.
+// demo examples with the demo model and shows BLEU-4 / ROUGE and the predictions; a 2-step run
+// shows its live log, the smoothed loss and the lr curve.
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
@@ -145,5 +146,32 @@ describe.skipIf(!hasChromium() || !existsSync(join(ROOT, 'public/demo/model/mode
     await shot('03-predict');
     expect(errors).toEqual([]);
     log(`predict: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  }, 300_000);
+
+  it('a 2-step run shows its live log (tokens/s only after the compile step), the smoothed loss and the lr curve', async () => {
+    const t0 = performance.now();
+    const set = async (name: string, v: string) => {
+      const f = page.getByRole('spinbutton', { name, exact: true });
+      await f.fill(v);
+      await f.press('Tab');
+    };
+    await set('Max steps', '2');
+    await set('Batch size', '1');
+    await set('Cutoff length', '16');
+    await set('Checkpoint every', '2');
+    await page.getByText('Advanced', { exact: true }).click();
+    await set('Log every', '1');
+    await page.getByRole('button', { name: 'Start training' }).click();
+    await expect.poll(() => page.getByTestId('run-status').textContent(), { timeout: 300_000, interval: 500 }).toMatch(/^(done|failed)$/);
+    expect(await page.getByTestId('run-status').textContent()).toBe('done');
+    const lines = ((await page.getByTestId('run-log').textContent()) ?? '').split('\n');
+    const step = (n: number) => lines.find((l) => l.startsWith(`step ${n}/2 · loss`)) ?? `no line for step ${n} in: ${lines.join(' | ')}`;
+    expect(step(1)).not.toMatch(/tokens\/s/);
+    expect(step(2)).toMatch(/ · lr [\d.e-]+ · .*\d+ tokens\/s/);
+    expect(lines.some((l) => /saved checkpoint-2/.test(l)), lines.join(' | ')).toBe(true);
+    expect(await page.getByTestId('chart-lr').getAttribute('data-points')).toBe('2');
+    expect(await page.getByTestId('loss-chart-smoothed').count()).toBe(1);
+    await shot('04-trained');
+    log(`2-step run: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }, 300_000);
 });
