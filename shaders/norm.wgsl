@@ -10,6 +10,9 @@
 // Gated (Qwen3.5's RMSNormGated, z the gate): y = x * rstd * (OFFSET + w) * silu(z). With
 // dn = dy * silu(z) the input gradient is the plain one with dy -> dn, dw the plain one with dn,
 // and dz = dy * x * rstd * (OFFSET + w) * silu'(z); the backward writes dn for the dw passes.
+// Residual add + RMSNorm: s = a + b (written: the residual stream) and y = RMSNorm(s) in one pass.
+// Its backward is the plain one on s, added into the gradient already flowing into s (which both a
+// and b receive), so it reuses rms_norm_backward_input with accumulate.
 // L2 norm (FLA's, for Gated DeltaNet's q/k): y = x * r, r = 1 / sqrt(sum(x^2) + eps);
 //   dx = r * dy - x * r^3 * sum_k dy_k x_k.
 // Entry points alias binding numbers; each uses one consistent set. WG threads per workgroup (the
@@ -68,6 +71,35 @@ fn rms_norm_forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) n
     fY[base + j] = (fX[base + j] * r) * (OFFSET + fW[j]);
   }
   if (lane == 0u) { fRstd[row] = r; }
+}
+
+// ---- residual add + forward -------------------------------------------------------------------
+
+@group(0) @binding(0) var<storage, read> aA: array<f32>;
+@group(0) @binding(1) var<storage, read> aB: array<f32>;
+@group(0) @binding(2) var<storage, read> aW: array<f32>;
+@group(0) @binding(3) var<storage, read_write> aS: array<f32>;
+@group(0) @binding(4) var<storage, read_write> aY: array<f32>;
+@group(0) @binding(5) var<storage, read_write> aRstd: array<f32>;
+
+@compute @workgroup_size(WG)
+fn add_rms_norm_forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
+  let row = rowIndex(wg, nwg);
+  if (row >= p.R) { return; }
+  let base = row * p.D;
+  var ss = 0.0;
+  for (var j = lane; j < p.D; j += WG) {
+    let v = aA[base + j] + aB[base + j];
+    aS[base + j] = v;
+    ss += v * v;
+  }
+  let total = workgroupSum(ss, lane);
+  let r = inverseSqrt(total / f32(p.D) + p.eps);
+  // each invocation reads back only the elements it wrote above
+  for (var j = lane; j < p.D; j += WG) {
+    aY[base + j] = (aS[base + j] * r) * (OFFSET + aW[j]);
+  }
+  if (lane == 0u) { aRstd[row] = r; }
 }
 
 // ---- backward: input gradient ------------------------------------------------------------------

@@ -1,12 +1,12 @@
 // Kernel family: norm (shaders/norm.wgsl, src/kernels/norm.ts)
 import { describe, expect, it } from 'vitest';
 import { RMS_NORM_CASES } from '../src/bench/cases/norm';
-import { l2NormBackward, l2NormForward, rmsNormBackward, rmsNormForward, rmsNormGatedBackward, rmsNormGatedForward } from '../src/kernels/norm';
+import { addRmsNormBackward, addRmsNormForward, l2NormBackward, l2NormForward, rmsNormBackward, rmsNormForward, rmsNormGatedBackward, rmsNormGatedForward } from '../src/kernels/norm';
 import { Gpu } from '../src/gpu/runtime';
 import { testGpu, poisoned } from './helpers/gpu';
 import { expectClose, makeRng } from './helpers/check';
 import { l2NormBackwardRef, l2NormRef, rmsNormGatedBackwardRef, rmsNormGatedRef } from './reference/delta-rule';
-import { rmsNormBackwardRef, rmsNormRef } from './reference/norm';
+import { addRmsNormBackwardRef, addRmsNormRef, rmsNormBackwardRef, rmsNormRef } from './reference/norm';
 
 describe('norm', () => {
   it('the reference gradient matches finite differences of the reference forward', () => {
@@ -68,6 +68,57 @@ describe('norm', () => {
       rmsNormBackward(gpu, tdy, tx, tw, rstd, dxOnly, null, { offset });
       expectClose(await gpu.readF32(dxOnly), g.dx, 1e-5, 'dx without dw', rng.seed);
       gpu.release(tx, tw, tdy, y, rstd, dx, dw, tdx, tdw, dxOnly);
+    });
+
+  it('the fused residual add + RMSNorm reference gradient matches finite differences', () => {
+    const rng = makeRng();
+    const [R, D, eps, offset] = [2, 6, 1e-6, 1];
+    const a = Float64Array.from(rng.randn(R * D)), b = Float64Array.from(rng.randn(R * D)), w = Float64Array.from(rng.randn(D));
+    const dy = rng.randn(R * D), dS = rng.randn(R * D);
+    const { da, dw } = addRmsNormBackwardRef(dy, dS, a, b, w, R, D, eps, offset);
+    const loss = () => {
+      const { s, y } = addRmsNormRef(a, b, w, R, D, eps, offset);
+      return y.reduce((t, v, i) => t + v * dy[i]!, 0) + s.reduce((t, v, i) => t + v * dS[i]!, 0);
+    };
+    const h = 1e-6;
+    const fd = (arr: Float64Array, i: number) => {
+      const v = arr[i]!;
+      arr[i] = v + h;
+      const lp = loss();
+      arr[i] = v - h;
+      const lm = loss();
+      arr[i] = v;
+      return (lp - lm) / (2 * h);
+    };
+    for (const i of [0, 4, 7, 11]) {
+      expect(Math.abs(fd(a, i) - da[i]!), `da[${i}] (SEED=${rng.seed})`).toBeLessThan(1e-7);
+      expect(Math.abs(fd(b, i) - da[i]!), `db[${i}] (SEED=${rng.seed})`).toBeLessThan(1e-7);
+    }
+    for (const j of [0, 5]) expect(Math.abs(fd(w, j) - dw[j]!), `dw[${j}] (SEED=${rng.seed})`).toBeLessThan(1e-7);
+  });
+
+  for (const { shape, offset } of RMS_NORM_CASES.filter((c) => !c.bench))
+    it(`fused residual add + RMSNorm forward and backward on ${JSON.stringify(shape)}, offset ${offset}`, async () => {
+      const gpu = await testGpu();
+      const rng = makeRng();
+      const D = shape[shape.length - 1]!;
+      const R = shape.reduce((x, y) => x * y, 1) / D;
+      const eps = D === 1 ? 0.5 : 1e-6;
+      const a = rng.randn(R * D, 2), b = rng.randn(R * D), w = rng.randn(D, 0.5), dy = rng.randn(R * D), dS = rng.randn(R * D);
+      const ta = gpu.upload(a, shape), tb = gpu.upload(b, shape), tw = gpu.upload(w, [D]), tdy = gpu.upload(dy, shape);
+      const s = poisoned(gpu, shape), y = poisoned(gpu, shape), rstd = poisoned(gpu, [R]);
+      addRmsNormForward(gpu, ta, tb, tw, s, y, rstd, { eps, offset });
+      const ref = addRmsNormRef(a, b, w, R, D, eps, offset);
+      expectClose(await gpu.readF32(s), ref.s, 1e-6, 's', rng.seed);
+      expectClose(await gpu.readF32(y), ref.y, 1e-5, 'y', rng.seed);
+      expectClose(await gpu.readF32(rstd), ref.rstd, 1e-6, 'rstd', rng.seed);
+
+      const g = addRmsNormBackwardRef(dy, dS, a, b, w, R, D, eps, offset);
+      const tdS = gpu.upload(dS, shape), dw = poisoned(gpu, [D]);
+      addRmsNormBackward(gpu, tdy, s, tw, rstd, tdS, dw, { offset });
+      expectClose(await gpu.readF32(tdS), g.da, 1e-5, 'da = db', rng.seed);
+      expectClose(await gpu.readF32(dw), g.dw, 1e-5, 'dw', rng.seed);
+      gpu.release(ta, tb, tw, tdy, s, y, rstd, tdS, dw);
     });
 
   it('rows beyond one grid dimension fold into y', async () => {
@@ -139,6 +190,8 @@ describe('norm', () => {
     expect(() => rmsNormGatedForward(gpu, x, gpu.tensor([4, 7]), w8, y, rstd, { eps: 1e-6 })).toThrow(/z \[4, 7\] must have 32 elements/);
     expect(() => rmsNormGatedBackward(gpu, y, x, x, w8, rstd, gpu.tensor([32]), y, null)).toThrow(/dz must not share a buffer with dy/);
     expect(() => l2NormForward(gpu, x, 5, y, rstd, { eps: 1e-6 })).toThrow(/x \[4, 8\] is not rows of 5/);
+    expect(() => addRmsNormForward(gpu, x, y, w8, x, gpu.tensor([4, 8]), rstd, { eps: 1e-6 })).toThrow(/addRmsNormForward: s must not share a buffer with a/);
+    expect(() => addRmsNormForward(gpu, x, gpu.tensor([4, 7]), w8, gpu.tensor([4, 8]), y, rstd, { eps: 1e-6 })).toThrow(/b \[4, 7\] must have 32 elements/);
   });
 });
 

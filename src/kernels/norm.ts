@@ -3,6 +3,8 @@
 // (Qwen3.5's RMSNormGated: times silu(z)) and the plain L2 norm of Gated DeltaNet's q/k. The forward saves the
 // per-row rstd for the backward. The weight gradient is a deterministic reduction over rows (no
 // float atomics): partial sums per chunk of rows, then a sum over chunks in a fixed order.
+// The residual add fused with the norm that reads its sum saves the transformer one dispatch and
+// one pass over the stream per norm.
 
 import source from '../../shaders/norm.wgsl';
 import { f32, type Gpu } from '../gpu/runtime';
@@ -27,7 +29,7 @@ export interface RmsNormBackwardOptions {
 const DW_COLS = 64;
 
 type Entry =
-  | 'rms_norm_forward' | 'rms_norm_backward_input' | 'rms_norm_backward_weight_partial' | 'rms_norm_backward_weight_sum'
+  | 'rms_norm_forward' | 'add_rms_norm_forward' | 'rms_norm_backward_input' | 'rms_norm_backward_weight_partial' | 'rms_norm_backward_weight_sum'
   | 'rms_norm_gated_forward' | 'rms_norm_gated_backward_input' | 'l2_norm_forward' | 'l2_norm_backward';
 
 /** The entry point with WG threads per workgroup and the weight offset (0, or Gemma's 1). */
@@ -121,6 +123,33 @@ function weightGradient(gpu: Gpu, dy: Tensor, x: Tensor, rstd: Tensor, dw: Tenso
   const part = scratch(gpu, 'rmsNorm.dwPartials', chunks * D);
   gpu.dispatch(partial, [dy, x, rstd, part], [colBlocks, chunks], params);
   gpu.dispatch(pipeline(gpu, 'rms_norm_backward_weight_sum', 256), [part, dw], [Math.ceil(D / 256)], params);
+}
+
+/** s = a + b and y = RMSNorm(s) (rstd [rows]) in one dispatch: a residual add and the norm that reads it. */
+export function addRmsNormForward(gpu: Gpu, a: Tensor, b: Tensor, w: Tensor, s: Tensor, y: Tensor, rstd: Tensor, opts: RmsNormOptions): void {
+  const fn = 'addRmsNormForward';
+  requireF32(fn, { a, b, w, s, y, rstd });
+  const { R, D } = rowsAndCols(fn, a, w);
+  for (const [name, t] of [['b', b], ['s', s], ['y', y]] as const) sameCount(fn, name, t, R * D, `a is ${shapeStr(a.shape)}`);
+  sameCount(fn, 'rstd', rstd, R, 'one per row');
+  const read: [string, Tensor][] = [['a', a], ['b', b], ['w', w]];
+  distinct(fn, ['s', s], ...read);
+  distinct(fn, ['y', y], ...read, ['s', s]);
+  distinct(fn, ['rstd', rstd], ...read, ['s', s], ['y', y]);
+  if (!(opts.eps >= 0)) throw new Error(`${fn}: eps = ${opts.eps} must be a non-negative number`);
+  if (R === 0 || D === 0) return;
+  gpu.dispatch(pipeline(gpu, 'add_rms_norm_forward', workgroupSize(D), opts.offset ?? 0), [a, b, w, s, y, rstd], gpu.grid(R), [R, D, f32(opts.eps), 0, 0, 0]);
+}
+
+/**
+ * Backward of addRmsNormForward: dS already holds the gradient reaching the sum from elsewhere
+ * (the residual stream); the norm's input gradient is added to it, and dS is then the gradient of
+ * both a and b. dw (=|+=) as rmsNormBackward.
+ */
+export function addRmsNormBackward(
+  gpu: Gpu, dy: Tensor, s: Tensor, w: Tensor, rstd: Tensor, dS: Tensor, dw: Tensor | null, opts: Omit<RmsNormBackwardOptions, 'accumulateDx'> = {},
+): void {
+  rmsNormBackward(gpu, dy, s, w, rstd, dS, dw, { ...opts, accumulateDx: true });
 }
 
 /** y = x * rstd * (offset + w) * silu(z) over the last dimension (Qwen3.5's RMSNormGated); rstd [rows]. */

@@ -33,3 +33,16 @@ export function rmsNormBackwardRef(dy: Arr, x: Arr, w: Arr, R: number, D: number
   }
   return { dx, dw };
 }
+
+/** Residual add + RMSNorm: s = a + b, y = RMSNorm(s). */
+export function addRmsNormRef(a: Arr, b: Arr, w: Arr, R: number, D: number, eps: number, offset = 0): { s: Float64Array; y: Float64Array; rstd: Float64Array } {
+  const s = Float64Array.from({ length: R * D }, (_, i) => a[i]! + b[i]!);
+  return { s, ...rmsNormRef(s, w, R, D, eps, offset) };
+}
+
+/** Gradients of sum(dy * y) + sum(dS * s): da = db = dS + the norm's dx, and dw. */
+export function addRmsNormBackwardRef(dy: Arr, dS: Arr, a: Arr, b: Arr, w: Arr, R: number, D: number, eps: number, offset = 0): { da: Float64Array; dw: Float64Array } {
+  const { s } = addRmsNormRef(a, b, w, R, D, eps, offset);
+  const { dx, dw } = rmsNormBackwardRef(dy, s, w, R, D, eps, offset);
+  return { da: dx.map((v, i) => v + dS[i]!), dw };
+}
