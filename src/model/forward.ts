@@ -16,7 +16,7 @@ import { attentionForward, attentionBackward, type AttentionShape } from '../ker
 import { embeddingForward, embeddingBackward } from '../kernels/embedding';
 import type { LoraDropout } from '../kernels/lora';
 import { lmHeadCrossEntropy, logitsForRows, type TokenLoss } from '../kernels/loss';
-import { l2NormBackward, l2NormForward, rmsNormForward, rmsNormBackward, rmsNormGatedBackward, rmsNormGatedForward } from '../kernels/norm';
+import { addRmsNormForward, l2NormBackward, l2NormForward, rmsNormForward, rmsNormBackward, rmsNormGatedBackward, rmsNormGatedForward } from '../kernels/norm';
 import { ropeForward, ropeBackward } from '../kernels/rope';
 import {
   attentionActivationShapes, blockActivationShapes, DELTA_RULE_CHUNK, deltaNetActivationShapes, gradientShapes, streamShapes, type ShapeTable,
@@ -189,6 +189,27 @@ function norm(gpu: Gpu, model: Model, x: Tensor, p: Param, y: Tensor, rstd: Tens
   rmsNormForward(gpu, x, p.value, y, rstd, { eps: model.spec.rmsEps, offset: model.spec.normOffset });
 }
 
+/** s = a + b, y = norm(s) in one dispatch (its backward is normBack accumulating into the residual's gradient). */
+function addNorm(gpu: Gpu, model: Model, a: Tensor, b: Tensor, p: Param, s: Tensor, y: Tensor, rstd: Tensor): void {
+  addRmsNormForward(gpu, a, b, p.value, s, y, rstd, { eps: model.spec.rmsEps, offset: model.spec.normOffset });
+}
+
+/**
+ * What ends a layer: its residual add fused with the norm that reads the sum next (the next
+ * layer's input norm or the final norm), or nothing when the output is already kept (a layer
+ * recomputed in backward).
+ */
+type LayerEnd = { norm: Param; y: Tensor; rstd: Tensor } | 'kept';
+
+/** The norm after layer l in a full forward: layer l + 1's input norm, or the final norm. */
+function endOf(ws: Workspace, l: number): LayerEnd {
+  const { model } = ws;
+  const next = model.layers[l + 1];
+  if (!next) return { norm: model.finalNorm, y: ws.final, rstd: ws.rstdFinal };
+  const a = ws.actsFor(l + 1);
+  return { norm: next.attnNorm, y: a.h1, rstd: a.rstd1 };
+}
+
 function normBack(gpu: Gpu, model: Model, dy: Tensor, x: Tensor, p: Param, rstd: Tensor, dx: Tensor, accumulateDx: boolean): void {
   rmsNormBackward(gpu, dy, x, p.value, rstd, dx, p.grad, { offset: model.spec.normOffset, accumulateDx, accumulateDw: true });
 }
@@ -277,15 +298,14 @@ function deltaNetForward(
   siteFwd(gpu, model, layer, a, 'out_proj', dn.normed, a.oOut, ones, drop);
 }
 
-/** Everything after the token mixer's output a.oOut: residual, MLP, residual. */
-function residAndMlp(gpu: Gpu, model: Model, layer: Layer, a: LayerActs, xIn: Tensor, xOut: Tensor, ones: Tensor, drop?: LoraDropoutStep): void {
+/** Everything after the token mixer's output a.oOut: residual + MLP norm, MLP, and (per `end`) the residual with the next norm. */
+function residAndMlp(gpu: Gpu, model: Model, layer: Layer, a: LayerActs, xIn: Tensor, xOut: Tensor, end: LayerEnd, ones: Tensor, drop?: LoraDropoutStep): void {
   let r = a.oOut;
   if (layer.attnPostNorm) {
     norm(gpu, model, a.oOut, layer.attnPostNorm, a.oNormed!, a.rstdPostAttn!);
     r = a.oNormed!;
   }
-  add(gpu, xIn, r, a.xMid);
-  norm(gpu, model, a.xMid, layer.mlpNorm, a.h2, a.rstd2);
+  addNorm(gpu, model, xIn, r, layer.mlpNorm, a.xMid, a.h2, a.rstd2);
   siteFwd(gpu, model, layer, a, 'gate_proj', a.h2, a.gate, ones, drop);
   siteFwd(gpu, model, layer, a, 'up_proj', a.h2, a.up, ones, drop);
   gatedActForward(gpu, a.gate, a.up, a.act, model.spec.act);
@@ -295,17 +315,17 @@ function residAndMlp(gpu: Gpu, model: Model, layer: Layer, a: LayerActs, xIn: Te
     norm(gpu, model, a.down, layer.mlpPostNorm, a.downNormed!, a.rstdPostMlp!);
     r2 = a.downNormed!;
   }
-  add(gpu, a.xMid, r2, xOut);
+  if (end !== 'kept') addNorm(gpu, model, a.xMid, r2, end.norm, xOut, end.y, end.rstd);
 }
 
-function layerForward(ws: Workspace, l: number, drop: LoraDropoutStep | undefined): void {
+/** Layer l from its normed input (a.h1, a.rstd1: written by the previous layer's end, or the caller). */
+function layerForward(ws: Workspace, l: number, drop: LoraDropoutStep | undefined, end: LayerEnd): void {
   const { model } = ws;
   const gpu = model.gpu;
   const layer = model.layers[l]!;
   const a = ws.actsFor(l);
   const xIn = ws.resid[l]!;
   const [B, S] = [ws.B, ws.S];
-  norm(gpu, model, xIn, layer.attnNorm, a.h1, a.rstd1);
   if (a.deltaNet) {
     deltaNetForward(gpu, model, layer, a, a.deltaNet, B, S, ws.ones, { segments: ws.segments, state: null, drop });
   } else {
@@ -316,7 +336,29 @@ function layerForward(ws: Workspace, l: number, drop: LoraDropoutStep | undefine
       attnShape(model, layer, B, S, ws.segments));
     siteFwd(gpu, model, layer, a, 'o_proj', gatedOutput(gpu, at), a.oOut, ws.ones, drop);
   }
-  residAndMlp(gpu, model, layer, a, xIn, ws.resid[l + 1]!, ws.ones, drop);
+  residAndMlp(gpu, model, layer, a, xIn, ws.resid[l + 1]!, end, ws.ones, drop);
+}
+
+/** The norm that reads the embeddings in resid[0]: layer 0's input norm (the final norm without layers). */
+function normEmbeddings(ws: Workspace): void {
+  const { model } = ws;
+  const first = model.layers[0];
+  if (!first) return norm(model.gpu, model, ws.resid[0]!, model.finalNorm, ws.final, ws.rstdFinal);
+  norm(model.gpu, model, ws.resid[0]!, first.attnNorm, ws.actsFor(0).h1, ws.actsFor(0).rstd1);
+}
+
+/** Every layer and the final norm, from the embeddings in resid[0]. */
+function forwardLayers(ws: Workspace, drop: LoraDropoutStep | undefined): void {
+  normEmbeddings(ws);
+  for (let l = 0; l < ws.model.layers.length; l++) layerForward(ws, l, drop, endOf(ws, l));
+}
+
+/** Layer l's activations again for its backward; its output is kept in resid[l + 1]. */
+function recomputeLayer(ws: Workspace, l: number, drop: LoraDropoutStep | undefined): void {
+  const { model } = ws;
+  const a = ws.actsFor(l);
+  norm(model.gpu, model, ws.resid[l]!, model.layers[l]!.attnNorm, a.h1, a.rstd1);
+  layerForward(ws, l, drop, 'kept');
 }
 
 /** Gradient of the layer's output arrives in g.dResid; on return g.dResid holds the gradient of its input. */
@@ -462,8 +504,7 @@ export function forwardBackward(ws: Workspace, opts: StepOptions): void {
   if (!opts.reuseForward) {
     embeddingForward(gpu, ws.ids, model.embed.value, ws.resid[0]!, s.embedScale);
     if (opts.embedNoise) add(gpu, ws.resid[0]!, opts.embedNoise, ws.resid[0]!);
-    for (let l = 0; l < model.layers.length; l++) layerForward(ws, l, opts.loraDropout);
-    norm(gpu, model, ws.resid[model.layers.length]!, model.finalNorm, ws.final, ws.rstdFinal);
+    forwardLayers(ws, opts.loraDropout);
   }
   const g = opts.backward ? ws.gradBuffers() : null;
   if (opts.head) {
@@ -483,7 +524,7 @@ export function forwardBackward(ws: Workspace, opts: StepOptions): void {
   if (!g) return;
   normBack(gpu, model, g.dFinal, ws.resid[model.layers.length]!, model.finalNorm, ws.rstdFinal, g.dResid, false);
   for (let l = model.layers.length - 1; l >= 0; l--) {
-    if (ws.recompute) layerForward(ws, l, opts.loraDropout);
+    if (ws.recompute) recomputeLayer(ws, l, opts.loraDropout);
     layerBackward(ws, l, g, opts.loraDropout);
   }
   if (model.embed.grad) embeddingBackward(gpu, ws.loadedIds(), g.dResid, model.embed.grad, s.embedScale, true);
@@ -494,8 +535,7 @@ export function fullLogits(ws: Workspace, out: Tensor): void {
   const { model } = ws;
   const gpu = model.gpu;
   embeddingForward(gpu, ws.ids, model.embed.value, ws.resid[0]!, model.spec.embedScale);
-  for (let l = 0; l < model.layers.length; l++) layerForward(ws, l, undefined);
-  norm(gpu, model, ws.resid[model.layers.length]!, model.finalNorm, ws.final, ws.rstdFinal);
+  forwardLayers(ws, undefined);
   const softcap = model.spec.finalSoftcap;
   logitsForRows(gpu, ws.final, model.lmHead.weight, out, softcap ? { softcap } : {});
 }
@@ -559,10 +599,10 @@ export function forwardCached(ws: Workspace, cache: KVCache): void {
   if (cache.length + T > cache.capacity) throw new Error(`KV cache full: ${cache.length} + ${T} > ${cache.capacity} positions`);
   embeddingForward(gpu, ws.ids, model.embed.value, ws.resid[0]!, model.spec.embedScale);
   const rowBytes = Hkv * Dh * 4;
+  normEmbeddings(ws);
   for (let l = 0; l < model.layers.length; l++) {
     const layer = model.layers[l]!;
     const a = ws.actsFor(l);
-    norm(gpu, model, ws.resid[l]!, layer.attnNorm, a.h1, a.rstd1);
     if (a.deltaNet) {
       deltaNetForward(gpu, model, layer, a, a.deltaNet, 1, T, ws.ones, { segments: null, state: { conv: cache.conv[l]!, rule: cache.rule[l]! } });
     } else {
@@ -580,8 +620,7 @@ export function forwardCached(ws: Workspace, cache: KVCache): void {
       });
       siteFwd(gpu, model, layer, a, 'o_proj', gatedOutput(gpu, at), a.oOut, ws.ones);
     }
-    residAndMlp(gpu, model, layer, a, ws.resid[l]!, ws.resid[l + 1]!, ws.ones);
+    residAndMlp(gpu, model, layer, a, ws.resid[l]!, ws.resid[l + 1]!, endOf(ws, l), ws.ones);
   }
-  norm(gpu, model, ws.resid[model.layers.length]!, model.finalNorm, ws.final, ws.rstdFinal);
   cache.length += T;
 }
