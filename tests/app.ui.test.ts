@@ -75,6 +75,20 @@ describe('memory estimate', () => {
     expect(f.optimizer).toBe(l.params * 12);
   });
 
+  it('counts activations with or without recomputation as the trainer would choose it', () => {
+    const config = { architectures: ['LlamaForCausalLM'], hidden_size: 2048, intermediate_size: 8192, num_attention_heads: 32, num_key_value_heads: 8, num_hidden_layers: 16, vocab_size: 128256, tie_word_embeddings: true };
+    const s = { finetuning_type: 'lora', per_device_train_batch_size: 1, cutoff_len: 64 };
+    const on = estimateMemory(config, { ...s, disable_gradient_checkpointing: false });
+    const off = estimateMemory(config, { ...s, disable_gradient_checkpointing: true });
+    expect(off.activations).toBeGreaterThan(on.activations);
+    // unset: with 16 GiB a short sequence fits without recomputation, a long one does not
+    expect(estimateMemory(config, { ...s, memory_budget: 16 }).activations).toBe(off.activations);
+    const long = { ...s, cutoff_len: 4096, memory_budget: 16 };
+    expect(estimateMemory(config, long).activations).toBe(estimateMemory(config, { ...long, disable_gradient_checkpointing: false }).activations);
+    // the 2 GiB default does not hold this model's 5 GB of f32 weights: recomputation stays on
+    expect(estimateMemory(config, s).activations).toBe(on.activations);
+  });
+
   it('names an unsupported architecture', () => {
     expect(() => estimateMemory({ architectures: ['GPT2LMHeadModel'] }, {})).toThrow(/unsupported architecture "GPT2LMHeadModel"/);
   });

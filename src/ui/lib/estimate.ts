@@ -2,9 +2,11 @@
 // downloaded. It follows what the engine allocates: base linear weights in their stored format
 // (f32, or 4/8-bit blocks of 32 with an f16 scale), embedding and head in f32, trainable tensors
 // with their gradient and two AdamW moments, and the training buffers of one micro-batch as the
-// model's activation table lists them (model/activations.ts).
+// model's activation table lists them (model/activations.ts), with or without recomputation as the
+// trainer would choose it (train/recompute.ts) under memory_budget or the default budget.
 
 import { activationBytes, type LoraSiteSize } from '../../model/activations';
+import { chooseRecompute, memoryBudget } from '../../train/recompute';
 import { specFromConfig, type Mixer, type ModelSpec } from '../../model/spec';
 
 export interface MemoryEstimate {
@@ -29,6 +31,7 @@ export interface EstimateSettings {
   per_device_train_batch_size?: unknown;
   cutoff_len?: unknown;
   disable_gradient_checkpointing?: unknown;
+  memory_budget?: unknown;
 }
 
 /** The linear modules of one layer, [out, in] by PEFT name: attention or Gated DeltaNet (Qwen3.5), then the MLP. */
@@ -81,9 +84,14 @@ export function estimateMemory(config: Record<string, unknown>, s: EstimateSetti
   }
   // value (already in the weights for full/freeze) + gradient + two moments
   const optimizer = trainable * (method === 'lora' ? 16 : 12);
-  const activations = activationBytes(spec, {
-    B: num(s.per_device_train_batch_size, 8), S: num(s.cutoff_len, 2048), recompute: s.disable_gradient_checkpointing !== true, lora: loraSites,
-  }).total;
+  const B = num(s.per_device_train_batch_size, 8), S = num(s.cutoff_len, 2048);
+  const setting = typeof s.disable_gradient_checkpointing === 'boolean' ? !s.disable_gradient_checkpointing : 'auto';
+  const { recompute } = chooseRecompute({
+    setting, spec, B, S, lora: loraSites, residentBytes: weights + optimizer,
+    limits: { maxBufferSize: Infinity, maxStorageBufferBindingSize: Infinity },
+    budget: memoryBudget(typeof s.memory_budget === 'number' && s.memory_budget > 0 ? s.memory_budget : null, null),
+  });
+  const activations = activationBytes(spec, { B, S, recompute, lora: loraSites }).total;
   const total = weights + optimizer + activations;
   return { params: p.linear + p.embed + p.head + p.norms, weights, trainable, optimizer, activations, total, spec };
 }
