@@ -74,10 +74,15 @@ describe('bin/crucible.js', () => {
     const child = spawn(process.execPath, ['bin/crucible.js', ...args], { cwd: ROOT, env: { ...process.env, CRUCIBLE_DEBUG: '' } });
     let err = '';
     let interruptedAt = 0;
+    let scheduled = false;
     child.stderr.setEncoding('utf8').on('data', (d: string) => {
       err += d;
-      // training runs once the data is built: interrupt a moment into the steps
-      if (!interruptedAt && /^data: /m.test(err)) setTimeout(() => { interruptedAt = Date.now(); child.kill('SIGINT'); }, 3000);
+      // training runs once the data is built: interrupt a moment into the steps, once (a second
+      // Ctrl-C would quit without the checkpoint)
+      if (!scheduled && /^data: /m.test(err)) {
+        scheduled = true;
+        setTimeout(() => { interruptedAt = Date.now(); child.kill('SIGINT'); }, 3000);
+      }
     });
     const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
     const stoppedWithin = Date.now() - interruptedAt;
