@@ -2,6 +2,5 @@
 export * from './schema';
 export * from './load';
 export * from './llamafactory';
-export * from './llamafactory-export';
 export { checkOutputDir, MODEL_SIDE_FILES } from './output-dir';
 export { editDistance, nearest } from './suggest';

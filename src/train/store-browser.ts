@@ -33,8 +33,6 @@ export interface RunRecord {
   checkpoints: { dir: string; step: number }[];
   totalSteps: number;
   step: number;
-  /** The most GPU memory the run's device held (bytes), measured at its logs. */
-  peakMemory?: number;
   error?: string;
 }
 
