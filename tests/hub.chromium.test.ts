@@ -3,16 +3,10 @@
 // to the "CDN"), navigator.storage, and a real page reload between a cut download and its resume.
 // Skipped where there is no Chromium (scripts/setup.sh installs it).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import { tmpdir } from 'node:os';
-import { extname, join, resolve } from 'node:path';
-import type { AddressInfo } from 'node:net';
 import { startMockHub, type MockHub } from './mockhub/server';
 import { pseudoRandomBytes, sha256Hex } from './mockhub/fixtures';
+import { hasChromium, openModulePage, type ModulePage } from './helpers/module-page.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ID = 'org/tiny';
 const TOKEN = 'hf_mock_token';
 const CHUNK = 64 * 1024;
@@ -20,48 +14,21 @@ const WEIGHTS = pseudoRandomBytes(400_000, 9);
 const CONFIG = JSON.stringify({ hidden_size: 8 });
 
 type Page = import('playwright-core').Page;
-type Browser = import('playwright-core').Browser;
 
-describe.skipIf(!existsSync(CHROMIUM))('hub: in Chromium (real IndexedDB and fetch)', () => {
+describe.skipIf(!hasChromium)('hub: in Chromium (real IndexedDB and fetch)', () => {
   let hub: MockHub;
-  let dir: string;
-  let site: Server;
-  let siteUrl: string;
-  let browser: Browser;
+  let browserPage: ModulePage;
   let page: Page;
 
   beforeAll(async () => {
     hub = await startMockHub({ repos: { [ID]: { files: { 'config.json': CONFIG, 'model.safetensors': WEIGHTS } } }, tokens: [TOKEN] });
-    dir = await mkdtemp(join(tmpdir(), 'crucible-hub-page-'));
-    await writeFile(join(dir, 'index.html'), '<!doctype html><html><body><script type="module" src="./main.ts"></script></body></html>');
-    await writeFile(join(dir, 'main.ts'), `import * as hub from ${JSON.stringify(resolve('src/hub/index.ts'))};\n(globalThis as any).hub = hub;\n`);
-    const { build } = await import('vite');
-    await build({ root: dir, configFile: false, logLevel: 'silent', build: { outDir: join(dir, 'dist'), target: 'es2022' } });
-    site = createServer(async (req, res) => {
-      const p = join(dir, 'dist', new URL(req.url ?? '/', 'http://x').pathname.replace(/^\/$/, '/index.html'));
-      try {
-        const body = await readFile(p);
-        res.writeHead(200, { 'content-type': extname(p) === '.js' ? 'text/javascript' : 'text/html' });
-        res.end(body);
-      } catch {
-        res.writeHead(404);
-        res.end();
-      }
-    });
-    await new Promise<void>((r) => site.listen(0, '127.0.0.1', () => r()));
-    siteUrl = `http://127.0.0.1:${(site.address() as AddressInfo).port}/`;
-    const { chromium } = await import('playwright-core');
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--headless=new'] });
-    page = await browser.newPage();
-    await page.goto(siteUrl);
-    await page.waitForFunction(() => 'hub' in globalThis);
+    browserPage = await openModulePage('hub', ['src/hub/index.ts']);
+    page = browserPage.page;
   });
 
   afterAll(async () => {
-    await browser?.close();
-    await new Promise<void>((r) => (site ? site.close(() => r()) : r()));
+    await browserPage?.close();
     await hub?.close();
-    if (dir) await rm(dir, { recursive: true, force: true });
   });
 
   /** downloadModel in the page; returns what it read back, or the error. */
