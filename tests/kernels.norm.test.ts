@@ -5,6 +5,7 @@ import { addRmsNormBackward, addRmsNormForward, l2NormBackward, l2NormForward, r
 import { Gpu } from '../src/gpu/runtime';
 import { testGpu, poisoned } from './helpers/gpu';
 import { expectClose, makeRng } from './helpers/check';
+import { finiteDiff } from './helpers/finite-diff';
 import { l2NormBackwardRef, l2NormRef, rmsNormGatedBackwardRef, rmsNormGatedRef } from './reference/delta-rule';
 import { addRmsNormBackwardRef, addRmsNormRef, rmsNormBackwardRef, rmsNormRef } from './reference/norm';
 
@@ -16,16 +17,7 @@ describe('norm', () => {
       const x = Float64Array.from(rng.randn(R * D)), w = Float64Array.from(rng.randn(D)), dy = rng.randn(R * D);
       const { dx, dw } = rmsNormBackwardRef(dy, x, w, R, D, eps, offset);
       const loss = () => rmsNormRef(x, w, R, D, eps, offset).y.reduce((s, v, i) => s + v * dy[i]!, 0);
-      const h = 1e-6;
-      const fd = (arr: Float64Array, i: number) => {
-        const v = arr[i]!;
-        arr[i] = v + h;
-        const lp = loss();
-        arr[i] = v - h;
-        const lm = loss();
-        arr[i] = v;
-        return (lp - lm) / (2 * h);
-      };
+      const fd = (arr: Float64Array, i: number) => finiteDiff(arr, i, loss);
       for (const i of [0, 5, 11, 20]) expect(Math.abs(fd(x, i) - dx[i]!), `dx[${i}] offset ${offset} (SEED=${rng.seed})`).toBeLessThan(1e-7);
       for (const j of [0, 3, 6]) expect(Math.abs(fd(w, j) - dw[j]!), `dw[${j}] offset ${offset} (SEED=${rng.seed})`).toBeLessThan(1e-7);
     }
@@ -80,16 +72,7 @@ describe('norm', () => {
       const { s, y } = addRmsNormRef(a, b, w, R, D, eps, offset);
       return y.reduce((t, v, i) => t + v * dy[i]!, 0) + s.reduce((t, v, i) => t + v * dS[i]!, 0);
     };
-    const h = 1e-6;
-    const fd = (arr: Float64Array, i: number) => {
-      const v = arr[i]!;
-      arr[i] = v + h;
-      const lp = loss();
-      arr[i] = v - h;
-      const lm = loss();
-      arr[i] = v;
-      return (lp - lm) / (2 * h);
-    };
+    const fd = (arr: Float64Array, i: number) => finiteDiff(arr, i, loss);
     for (const i of [0, 4, 7, 11]) {
       expect(Math.abs(fd(a, i) - da[i]!), `da[${i}] (SEED=${rng.seed})`).toBeLessThan(1e-7);
       expect(Math.abs(fd(b, i) - da[i]!), `db[${i}] (SEED=${rng.seed})`).toBeLessThan(1e-7);
