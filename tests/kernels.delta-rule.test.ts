@@ -32,6 +32,25 @@ function tokens(a: Float32Array, B: number, T: number, per: number, t0: number, 
   return out;
 }
 
+/** Runs the chunked backward from `saved` and checks every gradient against the f64 reference; returns what to release. */
+async function expectBackwardMatches(
+  gpu: Gpu, rng: Rng, s: DeltaRuleShape, dev: ReturnType<typeof inputs>['dev'], x: Parameters<typeof deltaRuleBackwardRef>[1],
+  saved: Tensor, chunk: number,
+) {
+  const nv = x.v.length;
+  const dout = rng.randn(nv);
+  const ref = deltaRuleBackwardRef(refShape(s), x, dout);
+  const tdout = gpu.upload(dout, [nv]);
+  const grads = {
+    dq: poisoned(gpu, [x.q.length]), dk: poisoned(gpu, [x.k.length]), dv: poisoned(gpu, [nv]),
+    dg: poisoned(gpu, [x.g.length]), dbeta: poisoned(gpu, [x.beta.length]),
+  };
+  const run = () => deltaRuleBackward(gpu, s, dev, saved, chunk, tdout, grads);
+  run();
+  for (const [name, t] of Object.entries(grads)) expectClose(await gpu.readF32(t), ref[name as keyof typeof grads], 1e-4, name, rng.seed);
+  return { run, grads, tensors: [tdout, ...Object.values(grads)] };
+}
+
 describe('delta rule', () => {
   for (const c of DELTA_RULE_CASES.filter((c) => !c.bench))
     it(`chunked forward, recurrent and backward on ${JSON.stringify(c)}`, async () => {
@@ -56,24 +75,12 @@ describe('delta rule', () => {
       expectClose(await gpu.readF32(stateR), withState.state, 1e-5, 'recurrent state', rng.seed);
 
       // backward of the chunked forward (whose record starts from the initial state)
-      const dout = rng.randn(nv);
-      const ref = deltaRuleBackwardRef(refShape(s), host, dout);
-      const tdout = gpu.upload(dout, [nv]);
-      const grads = {
-        dq: poisoned(gpu, [host.q.length]), dk: poisoned(gpu, [host.k.length]), dv: poisoned(gpu, [nv]),
-        dg: poisoned(gpu, [host.g.length]), dbeta: poisoned(gpu, [host.beta.length]),
-      };
-      deltaRuleBackward(gpu, s, dev, saved, c.chunk, tdout, grads);
-      expectClose(await gpu.readF32(grads.dq), ref.dq, 1e-4, 'dq', rng.seed);
-      expectClose(await gpu.readF32(grads.dk), ref.dk, 1e-4, 'dk', rng.seed);
-      expectClose(await gpu.readF32(grads.dv), ref.dv, 1e-4, 'dv', rng.seed);
-      expectClose(await gpu.readF32(grads.dg), ref.dg, 1e-4, 'dg', rng.seed);
-      expectClose(await gpu.readF32(grads.dbeta), ref.dbeta, 1e-4, 'dbeta', rng.seed);
-      const first = await gpu.readF32(grads.dk);
-      deltaRuleBackward(gpu, s, dev, saved, c.chunk, tdout, grads);
-      expect(Array.from(await gpu.readF32(grads.dk)), 'the backward is deterministic').toEqual(Array.from(first));
+      const back = await expectBackwardMatches(gpu, rng, s, dev, host, saved, c.chunk);
+      const first = await gpu.readF32(back.grads.dk);
+      back.run();
+      expect(Array.from(await gpu.readF32(back.grads.dk)), 'the backward is deterministic').toEqual(Array.from(first));
       release();
-      gpu.release(out, state, saved, outR, stateR, tdout, ...Object.values(grads));
+      gpu.release(out, state, saved, outR, stateR, ...back.tensors);
     });
 
   it('packed segments: chunked forward and backward', async () => {
@@ -89,17 +96,9 @@ describe('delta rule', () => {
     const out = poisoned(gpu, [nv]), saved = poisoned(gpu, [deltaRuleSavedElements(s, chunk)]);
     deltaRuleForward(gpu, s, dev, out, { chunk, saved, segments: tseg });
     expectClose(await gpu.readF32(out), deltaRuleRecurrentRef(refShape(s), x).out, 1e-5, 'out', rng.seed);
-    const dout = rng.randn(nv);
-    const ref = deltaRuleBackwardRef(refShape(s), x, dout);
-    const tdout = gpu.upload(dout, [nv]);
-    const grads = {
-      dq: poisoned(gpu, [host.q.length]), dk: poisoned(gpu, [host.k.length]), dv: poisoned(gpu, [nv]),
-      dg: poisoned(gpu, [host.g.length]), dbeta: poisoned(gpu, [host.beta.length]),
-    };
-    deltaRuleBackward(gpu, s, dev, saved, chunk, tdout, grads);
-    for (const [name, t] of Object.entries(grads)) expectClose(await gpu.readF32(t), ref[name as keyof typeof ref], 1e-4, name, rng.seed);
+    const back = await expectBackwardMatches(gpu, rng, s, dev, x, saved, chunk);
     release();
-    gpu.release(tseg, out, saved, tdout, ...Object.values(grads));
+    gpu.release(tseg, out, saved, ...back.tensors);
   });
 
   it('batches beyond the scratch binding limit run in slices of rows', async () => {
@@ -115,19 +114,11 @@ describe('delta rule', () => {
     const out = poisoned(gpu, [nv]), saved = poisoned(gpu, [deltaRuleSavedElements(s, chunk)]);
     deltaRuleForward(gpu, s, dev, out, { chunk, saved });
     expectClose(await gpu.readF32(out), deltaRuleRecurrentRef(refShape(s), host).out, 1e-5, 'out', rng.seed);
-    const dout = rng.randn(nv);
-    const ref = deltaRuleBackwardRef(refShape(s), host, dout);
-    const tdout = gpu.upload(dout, [nv]);
-    const grads = {
-      dq: poisoned(gpu, [host.q.length]), dk: poisoned(gpu, [host.k.length]), dv: poisoned(gpu, [nv]),
-      dg: poisoned(gpu, [host.g.length]), dbeta: poisoned(gpu, [host.beta.length]),
-    };
-    deltaRuleBackward(gpu, s, dev, saved, chunk, tdout, grads);
-    for (const [name, t] of Object.entries(grads)) expectClose(await gpu.readF32(t), ref[name as keyof typeof ref], 1e-4, name, rng.seed);
+    const back = await expectBackwardMatches(gpu, rng, s, dev, host, saved, chunk);
     const tiny = new Gpu(full.device, { ...full.caps, limits: { ...full.caps.limits, maxStorageBufferBindingSize: 4 * 200 } });
     expect(() => deltaRuleForward(tiny, s, dev, out, { chunk })).toThrow(/one batch row needs 972 bytes of scratch, over this GPU's 800-byte binding limit/);
     release();
-    gpu.release(out, saved, tdout, ...Object.values(grads));
+    gpu.release(out, saved, ...back.tensors);
   });
 
   it('a chunked prefill without a state, then decode steps with the carried state, equal one pass', async () => {
