@@ -18,23 +18,33 @@ describe('prompt bounds', () => {
   it('counts a long text in pieces, letting the event loop run, and stops soon after twice the context', async () => {
     // just under the length bound of a 4096-token context: one whole encode of it takes a while
     const text = words(4096 * qwen.maxTokenChars - 1);
-    let t = performance.now();
-    qwen.countTokens(text);
-    const whole = performance.now() - t;
-
-    let gap = 0;
-    let last = performance.now();
-    const timer = setInterval(() => {
-      const now = performance.now();
-      gap = Math.max(gap, now - last);
-      last = now;
-    }, 1);
-    t = performance.now();
-    await expect(checkPromptTokens(text, 4096, qwen)).rejects.toThrow("the messages are more than 8192 tokens long; the model's context is 4096 tokens");
-    const took = performance.now() - t;
-    clearInterval(timer);
-    expect(gap).toBeLessThan(whole / 4);
-    expect(took).toBeLessThan(whole);
+    // a tokenizer that records each piece it counts, and how many event-loop turns had passed
+    let turns = 0;
+    let immediate = setImmediate(function turn() {
+      turns++;
+      immediate = setImmediate(turn);
+    });
+    const pieces: { chars: number; tokens: number; turns: number }[] = [];
+    const spy = Object.assign(Object.create(qwen) as typeof qwen, {
+      countTokens(piece: string) {
+        const tokens = qwen.countTokens(piece);
+        pieces.push({ chars: piece.length, tokens, turns });
+        return tokens;
+      },
+    });
+    try {
+      await expect(checkPromptTokens(text, 4096, spy)).rejects.toThrow("the messages are more than 8192 tokens long; the model's context is 4096 tokens");
+    } finally {
+      clearImmediate(immediate);
+    }
+    expect(pieces.length).toBeGreaterThan(2);
+    expect(Math.max(...pieces.map((p) => p.chars))).toBeLessThanOrEqual(4096);
+    for (let i = 1; i < pieces.length; i++) expect(pieces[i]!.turns, `the event loop ran before piece ${i}`).toBeGreaterThan(pieces[i - 1]!.turns);
+    // it stopped at the first piece that took the count past twice the context
+    const counted = pieces.reduce((n, p) => n + p.tokens, 0);
+    expect(counted).toBeGreaterThan(8192);
+    expect(counted - pieces.at(-1)!.tokens).toBeLessThanOrEqual(8192);
+    expect(pieces.reduce((n, p) => n + p.chars, 0)).toBeLessThan(text.length / 4);
   });
 
   it('passes a text that fits, and counts close to the whole encode', async () => {
