@@ -52,7 +52,7 @@ if (a['memory-target']) {
   const train = await benchTraining(model, { batch, seq, rank, steps: 1, warmup: 0 });
   log({
     system: 'crucible', kind: 'memory-target', model: name, base: model.format, batch, seq, rank, peak_gib: train.peakBytes / 2 ** 30,
-    activations_gib: train.activations.total / 2 ** 30, target_gib: 3,
+    activations_gib: train.activations.total / 2 ** 30, recompute: train.recompute.recompute, target_gib: 3,
     measured: software ? 'allocations of one training step, kernels not run (software adapter)' : 'allocations of one training step',
     ...(software ? {} : { step_s: train.stepSeconds }), device, date,
   });
@@ -69,7 +69,7 @@ for (const name of models) {
     const dec = await benchDecode(model, software ? 16 : 128, software ? 4 : Number(a.decode));
     log({
       system: 'crucible', model: name, base, batch, seq, rank,
-      ...(train ? { train_tokens_per_s: Math.round(train.tokensPerSecond), step_s: train.stepSeconds, peak_gib: train.peakBytes / 2 ** 30, activations_gib: train.activations.total / 2 ** 30, per_step: train.perStep.map(stepFigures) } : {}),
+      ...(train ? { train_tokens_per_s: Math.round(train.tokensPerSecond), step_s: train.stepSeconds, peak_gib: train.peakBytes / 2 ** 30, activations_gib: train.activations.total / 2 ** 30, recompute: train.recompute.recompute, per_step: train.perStep.map(stepFigures) } : {}),
       prefill_tokens_per_s: Math.round(dec.prefillTokensPerSecond), decode_tokens_per_s: Math.round(dec.decodeTokensPerSecond * 10) / 10,
       device, date,
     });

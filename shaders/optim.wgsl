@@ -32,6 +32,11 @@ struct ReduceParams {
   maxNorm: f32,
 }
 
+// The flat index of an invocation of a 256-wide workgroup, the grid folded over x/y (Gpu.grid()).
+fn element(wg: vec3u, nwg: vec3u, lid: u32) -> u32 {
+  return (wg.y * nwg.x + wg.x) * 256u + lid;
+}
+
 @group(0) @binding(0) var<storage, read_write> P: array<f32>;
 @group(0) @binding(1) var<storage, read> G: array<f32>;
 @group(0) @binding(2) var<storage, read_write> M: array<f32>;
@@ -57,7 +62,7 @@ fn update(i: u32, g: f32, a: AdamParams) {
 @compute @workgroup_size(256)
 fn adamw(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
          @builtin(local_invocation_index) lid: u32) {
-  let i = (wg.y * nwg.x + wg.x) * 256u + lid;
+  let i = element(wg, nwg, lid);
   if (i >= ap.n) { return; }
   update(i, G[i], ap);
 }
@@ -65,7 +70,7 @@ fn adamw(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
 @compute @workgroup_size(256)
 fn adamw_scaled(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                 @builtin(local_invocation_index) lid: u32) {
-  let i = (wg.y * nwg.x + wg.x) * 256u + lid;
+  let i = element(wg, nwg, lid);
   if (i >= ap.n) { return; }
   update(i, G[i] * S[0], ap);
 }
@@ -157,7 +162,7 @@ fn segmentOf(i: u32) -> vec4u {
 @compute @workgroup_size(256)
 fn adamw_segments(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                   @builtin(local_invocation_index) lid: u32) {
-  let i = (wg.y * nwg.x + wg.x) * 256u + lid;
+  let i = element(wg, nwg, lid);
   if (i >= sp.n) { return; }
   let seg = segmentOf(i);
   if (i < seg.x || i >= seg.y) { return; }
@@ -250,7 +255,7 @@ fn adam_mini_vmean(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw
 @compute @workgroup_size(256)
 fn adam_mini_update(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                     @builtin(local_invocation_index) lid: u32) {
-  let i = (wg.y * nwg.x + wg.x) * 256u + lid;
+  let i = element(wg, nwg, lid);
   if (i >= bp.n) { return; }
   let g = Gm[i] * Sm[0];
   let p = Pm[i] * bp.decay;
@@ -287,7 +292,7 @@ struct MuonParams {
 @compute @workgroup_size(256)
 fn muon_momentum(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                  @builtin(local_invocation_index) lid: u32) {
-  let i = (wg.y * nwg.x + wg.x) * 256u + lid;
+  let i = element(wg, nwg, lid);
   if (i >= mp.n) { return; }
   let g = Gu[i] * Su[0];
   let b = Buf[i] * mp.momentum + g;
@@ -301,7 +306,7 @@ fn muon_momentum(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg:
 @compute @workgroup_size(256)
 fn muon_normalize(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                   @builtin(local_invocation_index) lid: u32) {
-  let i = (wg.y * nwg.x + wg.x) * 256u + lid;
+  let i = element(wg, nwg, lid);
   if (i >= mp.n) { return; }
   Un[i] = Un[i] / (sqrt(SumSq[0]) + 1e-7);
 }
@@ -312,7 +317,7 @@ fn muon_normalize(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg
 @compute @workgroup_size(256)
 fn muon_apply(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
               @builtin(local_invocation_index) lid: u32) {
-  let i = (wg.y * nwg.x + wg.x) * 256u + lid;
+  let i = element(wg, nwg, lid);
   if (i >= mp.n) { return; }
   Pu[i] = Pu[i] * mp.decay - mp.stepSize * Ua[i];
 }
@@ -338,7 +343,7 @@ struct DirectionParams {
 @compute @workgroup_size(256)
 fn adam_direction(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                   @builtin(local_invocation_index) lid: u32) {
-  let i = (wg.y * nwg.x + wg.x) * 256u + lid;
+  let i = element(wg, nwg, lid);
   if (i >= dp.n) { return; }
   let g = Gd[i] * Sd[0];
   let m = Md[i] * dp.beta1 + (1.0 - dp.beta1) * g;
@@ -415,7 +420,7 @@ struct ScaleParams {
 @compute @workgroup_size(256)
 fn apollo_scale_grad(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                      @builtin(local_invocation_index) lid: u32) {
-  let i = (wg.y * nwg.x + wg.x) * 256u + lid;
+  let i = element(wg, nwg, lid);
   if (i >= scaleP.n) { return; }
   var c = 0u;
   if (scaleP.mode == 1u) { c = i / scaleP.cols; } else if (scaleP.mode == 2u) { c = i % scaleP.cols; }
@@ -454,7 +459,7 @@ struct StepParams {
 @compute @workgroup_size(256)
 fn scaled_step(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                @builtin(local_invocation_index) lid: u32) {
-  let i = (wg.y * nwg.x + wg.x) * 256u + lid;
+  let i = element(wg, nwg, lid);
   if (i >= stp.n) { return; }
   Pst[i] = (Pst[i] - stp.stepSize * (Yst[i] / Lst[0])) * stp.decay;
 }
@@ -480,7 +485,7 @@ struct MaskedParams {
 @compute @workgroup_size(256)
 fn masked_gather(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                  @builtin(local_invocation_index) lid: u32) {
-  let t = (wg.y * nwg.x + wg.x) * 256u + lid;
+  let t = element(wg, nwg, lid);
   if (t >= mkp.k) { return; }
   Gmasked[t] = Gg[Idx[t]];
 }
@@ -495,7 +500,7 @@ fn masked_gather(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg:
 @compute @workgroup_size(256)
 fn masked_adam(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                @builtin(local_invocation_index) lid: u32) {
-  let t = (wg.y * nwg.x + wg.x) * 256u + lid;
+  let t = element(wg, nwg, lid);
   if (t >= mkp.k) { return; }
   let g = GmIn[t] * Sk[0];
   let m = Mk[t] + (g - Mk[t]) * (1.0 - mkp.beta1);

@@ -11,6 +11,9 @@
 // ~2e5 rad; no reliance on fma) and evaluated with Cephes' single-precision minimax polynomials:
 // about 2^-23 absolute error over that range, the same on every GPU.
 //
+// With a bias (the q/k projection's, fused into this pass): x + bias[head * Dh + d] is rotated,
+// out of place only; the backward is unchanged (the bias gradient is the rotated-back gradient).
+//
 // One invocation per (token, head, j): j < half rotates a pair; half <= j < P copies one
 // pass-through element (out-of-place only). Element count folded into x/y by Gpu.grid(). In-place
 // forms have their own entry points (one read_write binding).
@@ -85,6 +88,32 @@ fn rotate(i: u32, sign: f32) {
   let y = rotatePair(X[i1], X[i2], POS[th / p.H], INV[j], p.scaling, sign);
   Y[i1] = y.x;
   Y[i2] = y.y;
+}
+
+// ---- out of place with the projection's bias ---------------------------------------------------
+
+@group(0) @binding(0) var<storage, read> bX: array<f32>;
+@group(0) @binding(1) var<storage, read> bPOS: array<i32>;
+@group(0) @binding(2) var<storage, read> bINV: array<f32>;
+@group(0) @binding(3) var<storage, read> bBIAS: array<f32>;
+@group(0) @binding(4) var<storage, read_write> bY: array<f32>;
+
+@compute @workgroup_size(WG)
+fn rope_forward_bias(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
+  let i = element(wg, nwg, lane);
+  if (i >= p.n) { return; }
+  let th = i / p.P; // token * H + head
+  let j = i - th * p.P;
+  let i1 = th * p.Dh + j;
+  let b1 = (th % p.H) * p.Dh + j;
+  if (j >= p.half) {
+    bY[i1 + p.half] = bX[i1 + p.half] + bBIAS[b1 + p.half];
+    return;
+  }
+  let i2 = i1 + p.half;
+  let y = rotatePair(bX[i1] + bBIAS[b1], bX[i2] + bBIAS[b1 + p.half], bPOS[th / p.H], bINV[j], p.scaling, 1.0);
+  bY[i1] = y.x;
+  bY[i2] = y.y;
 }
 
 // ---- in place ----------------------------------------------------------------------------------

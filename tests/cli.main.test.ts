@@ -413,6 +413,11 @@ describe('export, preview, bench', () => {
     expect(bench.code).toBe(0);
     expect(steps).toBe(3);
     expect(JSON.parse(bench.out)).toMatchObject({ tokensPerSecond: 1000, steps: 3 });
+    const text = await run(['bench', SFT], {
+      signal: new AbortController().signal,
+      engines: { benchmarkTraining: async (_c, o) => ({ device: 'gpu', model: 'm', steps: o.steps, tokensPerSecond: 1000, stepSeconds: 0.5, peakBytes: 1 << 30, recompute: false }) },
+    });
+    expect(text.out).toMatch(/^recomputation +off$/m);
   });
 });
 

@@ -101,6 +101,23 @@ describe('rope', () => {
       gpu.release(tInv, tPos, tx, y, tdy, dx);
     });
 
+  for (const { T, H, Dh, theta, partial, scaling } of [...ROPE_CASES.filter((c) => !c.bench), { T: 3, H: 2, Dh: 8, theta: 10000, partial: 0, scaling: 1 }])
+    it(`rope forward with the projection's bias on [${T}, ${H}, ${Dh}], partial ${partial}`, async () => {
+      const gpu = await testGpu();
+      const rng = makeRng();
+      const inv = ropeInvFreq({ headDim: Dh, theta, partialRotaryFactor: partial });
+      const pos = Int32Array.from({ length: T }, () => Math.floor(rng.next() * 40000));
+      const x = rng.randn(T * H * Dh), bias = rng.randn(H * Dh);
+      const tInv = gpu.upload(inv, [inv.length]), tPos = gpu.upload(pos, [T], 'i32');
+      const tx = gpu.upload(x, [T, H, Dh]), tb = gpu.upload(bias, [H * Dh]), y = poisoned(gpu, [T, H, Dh]);
+      ropeForward(gpu, tx, y, tPos, tInv, { attentionScaling: scaling, bias: tb });
+      const biased = Float64Array.from(x, (v, i) => v + bias[i % (H * Dh)]!);
+      expectClose(await gpu.readF32(y), ropeRef(biased, T, H, Dh, pos, inv, scaling), 1e-5, 'y', rng.seed);
+      expect(() => ropeForward(gpu, tx, tx, tPos, tInv, { bias: tb })).toThrow(/with a bias, y must not be x/);
+      expect(() => ropeForward(gpu, tx, y, tPos, tInv, { bias: gpu.upload(bias.subarray(1), [H * Dh - 1]) })).toThrow(/bias f32 \[\d+\] must be f32 with/);
+      gpu.release(tInv, tPos, tx, tb, y);
+    });
+
   it('cos/sin of large angles (positions up to 2e5) stay accurate element by element', async () => {
     const gpu = await testGpu();
     const rng = makeRng();

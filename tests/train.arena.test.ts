@@ -20,8 +20,8 @@ const DIR = join(import.meta.dirname, 'fixtures/models/llama');
 const SETTINGS = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 };
 
 /** Dispatches and buffer clears of one zeroGrad + update. */
-async function stepCounts(gpu: Gpu, model: Model, params: TrainableTensor[], kind: 'adamw' | 'muon' | 'adam_mini' = 'adamw') {
-  const choice: OptimizerChoice = { kind };
+async function stepCounts(gpu: Gpu, model: Model, params: TrainableTensor[], kind: 'adamw' | 'muon' | 'adam_mini' | OptimizerChoice = 'adamw') {
+  const choice: OptimizerChoice = typeof kind === 'string' ? { kind } : kind;
   const opt = createOptimizer(gpu, params, SETTINGS, choice, { hidden: model.spec.hidden, heads: model.spec.heads }, 0);
   await gpu.sync();
   gpu.resetCounters();
@@ -103,5 +103,36 @@ it('one optimizer step over a LoRA adapter or a full model takes the same few di
   expect(few).toEqual({ dispatches: 4, clears: 1 });
   // Muon and Adam-mini update per tensor, but clear all gradients at once
   for (const c of [fewMuon, manyMuon, fullMini]) expect(c.clears).toBe(1);
+  model.release();
+});
+
+it('GaLore, APOLLO and BAdam clear all gradients at once and measure them with one reduction', async () => {
+  const gpu = await testGpu();
+  const model = await Model.load(gpu, dirFiles(DIR));
+  const lowRank = { targets: ['all'], rank: 2, updateInterval: 1, scale: 1 };
+  // BAdam layer mode never switching: a switch clears the next block's fresh moments
+  const badam = { startBlock: null, switchMode: 'ascending', switchInterval: -1, updateRatio: 0.5, maskMode: 'adjacent', seed: 1 } as const;
+  const choices: OptimizerChoice[] = [
+    { kind: 'galore', galore: { ...lowRank, projType: 'std' } },
+    { kind: 'apollo', apollo: { ...lowRank, proj: 'random', projType: 'std', scaleType: 'channel', scaleFront: false } },
+    { kind: 'badam', badam: { ...badam, mode: 'layer' } },
+    { kind: 'badam', badam: { ...badam, mode: 'ratio' } },
+  ];
+  for (const choice of choices) {
+    const full = makeTrainable(model, model.layers.map((l) => l.index), true);
+    const counts = await stepCounts(gpu, model, full, choice);
+    expect(counts.clears, choice.kind).toBe(1);
+    expect(new Set(full.map((p) => p.grad.buffer)).size, choice.kind).toBe(1);
+  }
+  // the clip sees one norm: partials over the arena and their sum, whatever the number of tensors
+  const full = makeTrainable(model, model.layers.map((l) => l.index), true);
+  const opt = createOptimizer(gpu, full, SETTINGS, choices[0]!, { hidden: model.spec.hidden, heads: model.spec.heads }, 0);
+  const grads = full.map((p) => makeRng().randn(p.value.shape.reduce((a, b) => a * b, 1)));
+  full.forEach((p, i) => gpu.write(p.grad, grads[i]!));
+  await opt.prepare?.();
+  const sumSq = (await gpu.readF32(opt.update(0)))[0]!;
+  const want = grads.reduce((t, g) => t + g.reduce((u, x) => u + x * x, 0), 0);
+  expect(Math.abs(sumSq - want) / want).toBeLessThan(1e-5);
+  opt.release();
   model.release();
 });

@@ -5,6 +5,7 @@ import { dirFiles } from '../src/model/files-node';
 import { Model } from '../src/model/model';
 import { Trainer, type TrainOptions } from '../src/train/trainer';
 import { testGpu } from './helpers/gpu';
+import { benchmarkModel } from '../src/engine/bench';
 import { trainOptionsFromConfig } from '../src/engine/options';
 import { activationBytes, type ActivationSpec } from '../src/model/activations';
 import { chooseRecompute, DEFAULT_MEMORY_BUDGET, memoryBudget, type RecomputeInput } from '../src/train/recompute';
@@ -89,5 +90,26 @@ describe('the trainer', () => {
       trainer.release();
       expect(status.filter((m) => m.startsWith('activation recomputation'))).toEqual([expect.stringMatching(want)]);
     }
+  });
+});
+
+describe('crucible bench', () => {
+  it('recomputes as a run of the config would, and says so', async () => {
+    const gpu = await testGpu();
+    const model = await Model.load(gpu, dirFiles(join(import.meta.dirname, 'fixtures/models/llama')));
+    const base = 'per_device_train_batch_size: 2\ncutoff_len: 8\nlora_rank: 2\n';
+    for (const [yaml, on, why] of [
+      ['', false, /^activation recomputation off: .*default budget/],
+      ['memory_budget: 0.000001', true, /^activation recomputation on: .*memory_budget/],
+      ['disable_gradient_checkpointing: false', true, /disable_gradient_checkpointing is false/],
+    ] as const) {
+      const status: string[] = [];
+      const r = await benchmarkModel(model, parseConfig(base + yaml).config, { steps: 1, warmup: 0, onStatus: (m) => status.push(m) });
+      expect(r.recompute, yaml).toBe(on);
+      expect(r.recomputeReason, yaml).toMatch(why);
+      // the trainer's own line, where it decided from memory
+      expect(status.filter((m) => m.startsWith('activation recomputation')), yaml).toEqual(yaml.startsWith('disable') ? [] : [r.recomputeReason]);
+    }
+    model.release();
   });
 });

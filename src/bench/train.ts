@@ -5,6 +5,7 @@ import type { GpuCounters } from '../gpu/runtime';
 import { activationBytes, loraSitesByMixer, type ActivationBytes } from '../model/activations';
 import { Generator } from '../model/generate';
 import type { Model } from '../model/model';
+import type { RecomputeChoice, RecomputeSetting } from '../train/recompute';
 import { Trainer, type TrainOptions } from '../train/trainer';
 
 export interface TrainBenchOptions {
@@ -13,7 +14,11 @@ export interface TrainBenchOptions {
   rank: number;
   steps: number;
   warmup: number;
-  recompute?: boolean;
+  /** As a run's (train/recompute.ts): on (the default), off, or decided from memory under `memoryBudget` (GiB). */
+  recompute?: RecomputeSetting;
+  memoryBudget?: number | null;
+  /** Status lines of the trainer (its recomputation choice when decided from memory). */
+  onStatus?: (message: string) => void;
   /** What trains (a run's method and LoRA settings); LoRA of `rank` on every linear layer when absent. */
   method?: Pick<TrainOptions, 'finetuningType' | 'lora' | 'freezeTrainableLayers'>;
   /** After each step (warm-up included), 1-based. */
@@ -25,6 +30,8 @@ export interface TrainBenchResult {
   stepSeconds: number;
   /** Bytes the engine had allocated at its peak (weights, adapter, optimizer, activations). */
   peakBytes: number;
+  /** Whether the steps recomputed activations, and why. */
+  recompute: RecomputeChoice;
   /** The activation table's share of the peak (model/activations.ts): what the batch shape itself costs. */
   activations: ActivationBytes;
   /** The host's recording work of each measured step (dispatches, passes, submits, encode time). */
@@ -45,15 +52,13 @@ export async function benchTraining(model: Model, o: TrainBenchOptions): Promise
     const ids = Array.from({ length: o.seq }, rand);
     return { input_ids: ids, labels: ids };
   });
-  const recompute = o.recompute ?? true;
   const opts: TrainOptions = {
     finetuningType: 'lora', lora: { rank: o.rank, alpha: 2 * o.rank, targets: 'all' }, ...o.method, learningRate: 0, scheduler: 'constant',
     warmupSteps: 0, warmupRatio: 0, epochs: 1, maxSteps: o.warmup + o.steps, batchSize: o.batch, gradAccum: 1, maxGradNorm: 1, weightDecay: 0,
     beta1: 0.9, beta2: 0.999, eps: 1e-8, neftuneAlpha: 0, seed: 1, loggingSteps: 1, saveSteps: 0, evalSteps: 0,
-    cutoffLen: o.seq, recompute,
+    cutoffLen: o.seq, recompute: o.recompute ?? true, memoryBudget: o.memoryBudget ?? null,
   };
   const trainer = await Trainer.create(model, rows, [], opts, 0);
-  const activations = activationBytes(model.spec, { B: o.batch, S: o.seq, recompute, lora: loraSitesByMixer(model.layers) });
   // the loss read back at each logged step marks its end; timing starts after the warm-up steps
   let t0 = performance.now();
   const perStep: GpuCounters[] = [];
@@ -65,9 +70,12 @@ export async function benchTraining(model: Model, o: TrainBenchOptions): Promise
     gpu.resetCounters();
   };
   try {
-    await trainer.run(null, { onLog });
+    await trainer.run(null, { onLog, ...(o.onStatus ? { onStatus: o.onStatus } : {}) });
     const seconds = (performance.now() - t0) / 1000;
-    return { tokensPerSecond: (o.batch * o.seq * o.steps) / seconds, stepSeconds: seconds / o.steps, peakBytes: gpu.peakAllocated, activations, perStep };
+    // the choice the first step made (rows are not packed)
+    const recompute = trainer.recompute(o.batch, false);
+    const activations = activationBytes(model.spec, { B: o.batch, S: o.seq, recompute: recompute.recompute, lora: loraSitesByMixer(model.layers) });
+    return { tokensPerSecond: (o.batch * o.seq * o.steps) / seconds, stepSeconds: seconds / o.steps, peakBytes: gpu.peakAllocated, recompute, activations, perStep };
   } finally {
     trainer.adapter?.release();
     trainer.release();

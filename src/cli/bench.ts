@@ -44,6 +44,7 @@ export const benchCommand: CommandDef = {
             ['tokens/s', r.tokensPerSecond.toFixed(0)],
             ['step time', `${(r.stepSeconds * 1000).toFixed(1)} ms`],
             ['peak GPU memory', formatBytes(r.peakBytes)],
+            ...(r.recompute !== undefined ? [['recomputation', r.recompute ? 'on' : 'off'] as [string, string]] : []),
           ])}\n`,
         );
       }

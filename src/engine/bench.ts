@@ -1,5 +1,6 @@
 // Training throughput as a job, whatever the host: optimizer steps of the config's method on
-// random token rows of its batch shape (bench/train.ts measures), on a model the host loaded. On a
+// random token rows of its batch shape (bench/train.ts measures), on a model the host loaded, with
+// activation recomputation as a run of the config would choose it. On a
 // session, its own adapter is put back afterwards, so the app benchmarks the model it holds.
 
 import type { CrucibleConfig } from '../config';
@@ -11,15 +12,16 @@ import type { Session } from './session';
 
 export async function benchmarkModel(model: Model, config: CrucibleConfig, o: BenchOptions): Promise<Required<BenchResult>> {
   const status = o.onStatus ?? (() => {});
-  const { finetuningType, lora, freezeTrainableLayers } = trainOptionsFromConfig(config);
+  const { finetuningType, lora, freezeTrainableLayers, recompute, memoryBudget } = trainOptionsFromConfig(config);
   const batch = config.per_device_train_batch_size;
   const seq = config.cutoff_len;
   const total = o.warmup + o.steps;
   status(`benchmark: ${total} steps of ${batch} x ${seq} tokens`);
   const r = await benchTraining(model, {
-    batch, seq, rank: config.lora_rank, steps: o.steps, warmup: o.warmup, recompute: !config.disable_gradient_checkpointing,
+    batch, seq, rank: config.lora_rank, steps: o.steps, warmup: o.warmup, recompute, memoryBudget: memoryBudget ?? null,
     method: { finetuningType, ...(lora ? { lora } : {}), ...(freezeTrainableLayers !== undefined ? { freezeTrainableLayers } : {}) },
     onStep: (step) => status(`benchmark: step ${step}/${total}`),
+    onStatus: status,
   });
   const q = config.quantization_bit;
   return {
@@ -31,6 +33,8 @@ export async function benchmarkModel(model: Model, config: CrucibleConfig, o: Be
     tokensPerSecond: r.tokensPerSecond,
     stepSeconds: r.stepSeconds,
     peakBytes: r.peakBytes,
+    recompute: r.recompute.recompute,
+    recomputeReason: r.recompute.reason,
     perStep: r.perStep,
   };
 }

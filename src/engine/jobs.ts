@@ -72,6 +72,9 @@ export interface BenchResult {
   tokensPerSecond: number;
   stepSeconds: number;
   peakBytes: number;
+  /** Whether the steps recomputed activations (disable_gradient_checkpointing, or decided from memory as a run would), and why. */
+  recompute?: boolean;
+  recomputeReason?: string;
   /** "LoRA r8", "QLoRA r8 (4-bit)", "freeze", "full". */
   method?: string;
   tokensPerStep?: number;

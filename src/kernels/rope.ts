@@ -3,7 +3,8 @@
 // f32 angle position * invFreq[i] (HF's order), see shaders/rope.wgsl. The backward is the
 // rotation by the negated angle (dx = R^T dy). ropeInvFreq() reproduces transformers' inverse
 // frequencies (default, linear, llama3) bit for bit in f32. An empty invFreq (rotary dim 0:
-// SmolLM3's NoPE layers) rotates nothing: y = x.
+// SmolLM3's NoPE layers) rotates nothing: y = x. The forward can add the q/k projection's bias
+// first (out of place), which saves the projection its bias dispatch.
 
 import source from '../../shaders/rope.wgsl';
 import { f32, type Gpu } from '../gpu/runtime';
@@ -15,6 +16,11 @@ export interface RopeOptions {
   attentionScaling?: number;
 }
 
+export interface RopeForwardOptions extends RopeOptions {
+  /** [H * Dh] added to x before the rotation (a projection's bias); y must not be x. */
+  bias?: Tensor;
+}
+
 const WG = 256;
 
 type Direction = 'forward' | 'backward';
@@ -23,7 +29,7 @@ type Direction = 'forward' | 'backward';
  * y = rope(x) for x [T, H, Dh] (or [B, S, H, Dh]); y may be x itself (in place). positions: i32
  * [T]; invFreq: f32 [rotaryDim / 2] with rotaryDim <= Dh.
  */
-export function ropeForward(gpu: Gpu, x: Tensor, y: Tensor, positions: Tensor, invFreq: Tensor, opts: RopeOptions = {}): void {
+export function ropeForward(gpu: Gpu, x: Tensor, y: Tensor, positions: Tensor, invFreq: Tensor, opts: RopeForwardOptions = {}): void {
   rotate(gpu, 'forward', x, y, positions, invFreq, opts);
 }
 
@@ -32,7 +38,7 @@ export function ropeBackward(gpu: Gpu, dy: Tensor, dx: Tensor, positions: Tensor
   rotate(gpu, 'backward', dy, dx, positions, invFreq, opts);
 }
 
-function rotate(gpu: Gpu, direction: Direction, x: Tensor, y: Tensor, positions: Tensor, invFreq: Tensor, opts: RopeOptions): void {
+function rotate(gpu: Gpu, direction: Direction, x: Tensor, y: Tensor, positions: Tensor, invFreq: Tensor, opts: RopeForwardOptions): void {
   const fn = direction === 'forward' ? 'ropeForward' : 'ropeBackward';
   if (x.dtype !== 'f32' || y.dtype !== 'f32') throw new Error(`${fn}: x and y must be f32 (got ${x.dtype}, ${y.dtype})`);
   if (positions.dtype !== 'i32') throw new Error(`${fn}: positions must be i32, not ${positions.dtype}`);
@@ -45,14 +51,30 @@ function rotate(gpu: Gpu, direction: Direction, x: Tensor, y: Tensor, positions:
   const half = numel(invFreq.shape);
   if (2 * half > Dh) throw new Error(`${fn}: invFreq ${shapeStr(invFreq.shape)} gives rotary dim ${2 * half} > head dim ${Dh}`);
   const inPlace = x.buffer === y.buffer && x.offset === y.offset;
-  for (const [name, t] of [['positions', positions], ['invFreq', invFreq], ...(inPlace ? [] : [['x', x]])] as [string, Tensor][]) {
+  const bias = opts.bias;
+  if (bias) {
+    if (bias.dtype !== 'f32' || numel(bias.shape) !== H * Dh) throw new Error(`${fn}: bias ${bias.dtype} ${shapeStr(bias.shape)} must be f32 with ${H} x ${Dh} elements`);
+    if (inPlace) throw new Error(`${fn}: with a bias, y must not be x`);
+  }
+  for (const [name, t] of [['positions', positions], ['invFreq', invFreq], ...(bias ? [['bias', bias]] : []), ...(inPlace ? [] : [['x', x]])] as [string, Tensor][]) {
     if (t.buffer === y.buffer) throw new Error(`${fn}: y must not share a buffer with ${name}${name === 'x' ? ' unless it is x itself' : ''}`);
+  }
+  const scaling = opts.attentionScaling ?? 1;
+  if (bias) {
+    // every dim is written: pairs below half, the rest (pass-through and, without rope, all) added
+    const P = Dh - half;
+    const n = T * H * P;
+    if (n === 0) return;
+    const entry = 'rope_forward_bias';
+    // without rotary dims invFreq is empty and unread, but WebGPU refuses an empty binding
+    const inv = half === 0 ? bias : invFreq;
+    gpu.dispatch(gpu.pipeline(entry, () => shaderVariant(source, entry)), [x, positions, inv, bias, y], gpu.grid(Math.ceil(n / WG)), [n, H, Dh, half, P, f32(scaling)]);
+    return;
   }
   if (half === 0) {
     if (!inPlace) gpu.copy(x, y);
     return;
   }
-  const scaling = opts.attentionScaling ?? 1;
   // pass-through dims are untouched in place, copied otherwise
   const P = inPlace ? half : half + (Dh - 2 * half);
   const n = T * H * P;

@@ -214,34 +214,49 @@ function normBack(gpu: Gpu, model: Model, dy: Tensor, x: Tensor, p: Param, rstd:
   rmsNormBackward(gpu, dy, x, p.value, rstd, dx, p.grad, { offset: model.spec.normOffset, accumulateDx, accumulateDw: true });
 }
 
-/** y = site(x) for one of the layer's sites, with its saved activations and lora_dropout. */
-function siteFwd(gpu: Gpu, model: Model, layer: Layer, a: LayerActs, kind: SiteKind, x: Tensor, y: Tensor, ones: Tensor, drop?: LoraDropoutStep): void {
-  siteForward(gpu, siteOf(layer, kind), x, y, sv(gpu, a, layer, kind), ones, siteDropouts(model, layer, drop)(kind));
+/**
+ * y = site(x) for one of the layer's sites, with its saved activations and lora_dropout;
+ * `withBias` false leaves the site's bias to the next kernel (RoPE adds q/k's).
+ */
+function siteFwd(
+  gpu: Gpu, model: Model, layer: Layer, a: LayerActs, kind: SiteKind, x: Tensor, y: Tensor, ones: Tensor, drop?: LoraDropoutStep, withBias = true,
+): void {
+  siteForward(gpu, siteOf(layer, kind), x, y, sv(gpu, a, layer, kind), ones, siteDropouts(model, layer, drop)(kind), withBias);
 }
 
-/** Attention inputs for one layer: q, k (normed, roped) and v, from the normed hidden state; Qwen3.5's output gate beside q. */
+/**
+ * Attention inputs for one layer: q, k (normed, roped) and v, from the normed hidden state; Qwen3.5's
+ * output gate beside q. Where nothing reads the raw projections between them (no q/k norms, no
+ * gate interleaved with q), RoPE adds the q/k biases in its pass instead of the projections.
+ */
 function qkv(gpu: Gpu, model: Model, layer: Layer, a: LayerActs, at: AttentionActs, ones: Tensor, positions: Tensor, drop?: LoraDropoutStep): void {
   const { heads: Hq, kvHeads: Hkv, headDim: Dh } = model.spec;
   const T = a.h1.shape[0]!;
-  if (at.qGateRaw && at.outGate) {
-    siteFwd(gpu, model, layer, a, 'q_proj', a.h1, at.qGateRaw, ones, drop);
+  const qkNorm = !!(layer.qNorm && layer.kNorm);
+  const gated = !!(at.qGateRaw && at.outGate);
+  const kBiasByRope = !qkNorm;
+  const qBiasByRope = !qkNorm && !gated;
+  if (gated) {
+    siteFwd(gpu, model, layer, a, 'q_proj', a.h1, at.qGateRaw!, ones, drop);
     // per head: Dh query values, then Dh gate values
-    copyInto(gpu, at.qGateRaw, at.qRaw, { rows: T * Hq, cols: Dh, srcStride: 2 * Dh });
-    copyInto(gpu, at.qGateRaw, at.outGate, { rows: T * Hq, cols: Dh, srcOffset: Dh, srcStride: 2 * Dh });
+    copyInto(gpu, at.qGateRaw!, at.qRaw, { rows: T * Hq, cols: Dh, srcStride: 2 * Dh });
+    copyInto(gpu, at.qGateRaw!, at.outGate!, { rows: T * Hq, cols: Dh, srcOffset: Dh, srcStride: 2 * Dh });
   } else {
-    siteFwd(gpu, model, layer, a, 'q_proj', a.h1, at.qRaw, ones, drop);
+    siteFwd(gpu, model, layer, a, 'q_proj', a.h1, at.qRaw, ones, drop, !qBiasByRope);
   }
-  siteFwd(gpu, model, layer, a, 'k_proj', a.h1, at.kRaw, ones, drop);
+  siteFwd(gpu, model, layer, a, 'k_proj', a.h1, at.kRaw, ones, drop, !kBiasByRope);
   siteFwd(gpu, model, layer, a, 'v_proj', a.h1, at.v, ones, drop);
   let qIn = at.qRaw, kIn = at.kRaw;
-  if (layer.qNorm && layer.kNorm) {
-    norm(gpu, model, view(at.qRaw, [T * Hq, Dh]), layer.qNorm, view(at.qNormed!, [T * Hq, Dh]), at.rstdQ!);
-    norm(gpu, model, view(at.kRaw, [T * Hkv, Dh]), layer.kNorm, view(at.kNormed!, [T * Hkv, Dh]), at.rstdK!);
+  if (qkNorm) {
+    norm(gpu, model, view(at.qRaw, [T * Hq, Dh]), layer.qNorm!, view(at.qNormed!, [T * Hq, Dh]), at.rstdQ!);
+    norm(gpu, model, view(at.kRaw, [T * Hkv, Dh]), layer.kNorm!, view(at.kNormed!, [T * Hkv, Dh]), at.rstdK!);
     qIn = at.qNormed!;
     kIn = at.kNormed!;
   }
-  ropeForward(gpu, view(qIn, [T, Hq, Dh]), view(at.q, [T, Hq, Dh]), positions, layer.invFreq!);
-  ropeForward(gpu, view(kIn, [T, Hkv, Dh]), view(at.k, [T, Hkv, Dh]), positions, layer.invFreq!);
+  const qBias = qBiasByRope ? siteOf(layer, 'q_proj').bias : null;
+  const kBias = kBiasByRope ? siteOf(layer, 'k_proj').bias : null;
+  ropeForward(gpu, view(qIn, [T, Hq, Dh]), view(at.q, [T, Hq, Dh]), positions, layer.invFreq!, qBias ? { bias: qBias } : {});
+  ropeForward(gpu, view(kIn, [T, Hkv, Dh]), view(at.k, [T, Hkv, Dh]), positions, layer.invFreq!, kBias ? { bias: kBias } : {});
 }
 
 /** What o_proj reads: the attention output, times sigmoid(gate) on Qwen3.5. */

@@ -37,16 +37,22 @@ export function onesFor(gpu: Gpu, T: number): Tensor {
   return gpu.upload(new Float32Array(T).fill(1), [T, 1]);
 }
 
-/** y = x·Wᵀ + b (+ LoRA); `dropout` (training only) applies to the adapter's input, as PEFT's lora_dropout. */
-export function siteForward(gpu: Gpu, site: LinearSite, x: Tensor, y: Tensor, saved: SiteSaved, ones: Tensor, dropout?: LoraDropout): void {
+/**
+ * y = x·Wᵀ + b (+ LoRA); `dropout` (training only) applies to the adapter's input, as PEFT's
+ * lora_dropout. `withBias` false leaves the bias to the caller's next kernel (RoPE adds q/k's).
+ */
+export function siteForward(
+  gpu: Gpu, site: LinearSite, x: Tensor, y: Tensor, saved: SiteSaved, ones: Tensor, dropout?: LoraDropout, withBias = true,
+): void {
+  const bias = withBias ? site.bias : null;
   if (site.lora) {
-    loraForward(gpu, x, site.weight, site.bias, site.lora, y, saved!, { dropout });
+    loraForward(gpu, x, site.weight, bias, site.lora, y, saved!, { dropout });
     return;
   }
   linear(gpu, x, site.weight, y);
-  if (site.bias) {
+  if (bias) {
     const T = x.shape[0]!;
-    gemm(gpu, { a: ones, b: site.bias, c: y, M: T, N: site.outFeatures, K: 1, beta: 1 });
+    gemm(gpu, { a: ones, b: bias, c: y, M: T, N: site.outFeatures, K: 1, beta: 1 });
   }
 }
 

@@ -15,6 +15,7 @@ import type { TrainableTensor } from '../../model/adapter';
 import { mulberry32 } from '../../data/random';
 import { hfAdamWStep, hfStepSize, isLowRankTarget, plainState, type PlainState } from './hf-adamw';
 import { gradientOps, normalFrom, project, projectedShape, projectionShape, projectionSide, topSingularProjection, type ProjType, type Side } from './low-rank';
+import { TrainableArena } from './arena';
 import { GradientClip, type Optimizer, type OptimizerSettings } from './optimizer';
 
 export interface ApolloSettings {
@@ -75,12 +76,15 @@ export class Apollo implements Optimizer {
   private readonly projected: Projected[] = [];
   private readonly plain: PlainState[] = [];
   private readonly clip: GradientClip;
+  /** The parameters and gradients (arena.ts): cleared and measured at once; the updates stay per tensor. */
+  private readonly arena: TrainableArena;
   private readonly scratch: Tensor;
   private readonly normSq: Tensor;
   private readonly one: Tensor;
   private readonly normal: () => number;
 
   constructor(readonly gpu: Gpu, readonly params: TrainableTensor[], readonly settings: OptimizerSettings, readonly apollo: ApolloSettings, seed: number) {
+    this.arena = TrainableArena.pack(gpu, params);
     this.clip = new GradientClip(gpu, settings.maxGradNorm);
     this.normal = normalFrom(mulberry32((seed ^ 0x3c6ef372) >>> 0));
     const zeroed = (shape: readonly number[], name: string) => {
@@ -119,7 +123,7 @@ export class Apollo implements Optimizer {
   }
 
   zeroGrad(): void {
-    for (const p of this.params) this.gpu.zero(p.grad);
+    this.arena.clearGrads();
   }
 
   /** A new projection at steps 0, T, 2T, ... (a random draw, or the SVD of the gradient). */
@@ -136,7 +140,7 @@ export class Apollo implements Optimizer {
   update(lr: number): Tensor {
     const s = this.settings, a = this.apollo;
     this.step++;
-    this.clip.apply(this.params.map((p) => p.grad));
+    this.clip.apply(this.arena);
     const root = Math.sqrt(a.scale);
     for (const x of this.projected) {
       project(this.gpu, x.side, x.p.grad, x.Q, x.low, x.R, x.C, x.k);
@@ -167,6 +171,7 @@ export class Apollo implements Optimizer {
   release(): void {
     this.gpu.release(...this.projected.flatMap((x) => [x.Q, x.low, x.m, x.v, x.u, x.factor, x.prev, x.limiter]), ...this.plain.flatMap((p) => [p.m, p.v]),
       this.scratch, this.normSq, this.one);
+    this.arena.release();
     this.clip.release();
   }
 }

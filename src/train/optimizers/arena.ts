@@ -17,6 +17,12 @@ import type { TrainableTensor } from '../../model/adapter';
 /** View offsets are multiples of this many f32 elements (256 bytes, WebGPU's storage offset alignment). */
 const ALIGN = 64;
 
+/** The most f32 elements one arena holds on this GPU (one buffer, bound whole), a multiple of ALIGN. */
+function maxArenaElements(gpu: Gpu): number {
+  const limits = gpu.caps.limits;
+  return Math.floor(Math.min(limits.maxBufferSize, limits.maxStorageBufferBindingSize) / 4 / ALIGN) * ALIGN;
+}
+
 /** Where a tensor of a packed list lies: its arena and its first element there. */
 export interface Placement {
   arena: number;
@@ -41,6 +47,31 @@ export function planArenas(sizes: readonly number[], maxElements: number): Place
   });
 }
 
+/** Per arena, the end of its last tensor. */
+function spansOf(placements: readonly Placement[], sizes: readonly number[]): number[] {
+  const spans: number[] = [];
+  placements.forEach((at, i) => (spans[at.arena] = Math.max(spans[at.arena] ?? 0, at.offset + sizes[i]!)));
+  return spans;
+}
+
+/** One zeroed buffer per arena, with a whole-arena tensor and a view per placed tensor. */
+function arenaViews(gpu: Gpu, shapes: readonly (readonly number[])[], placements: readonly Placement[], spans: readonly number[], label: string): ArenaBuffers {
+  const whole: Tensor[] = [], views: Tensor[] = [];
+  spans.forEach((span, a) => {
+    const members = placements.flatMap((at, i) => (at.arena === a ? [i] : []));
+    const [all, ...each] = gpu.views(span * 4, [{ shape: [span], offset: 0 }, ...members.map((i) => ({ shape: shapes[i]!, offset: placements[i]!.offset * 4 }))], 'f32', label);
+    whole.push(all!);
+    members.forEach((i, k) => (views[i] = each[k]!));
+  });
+  return { whole, views };
+}
+
+/** Gradients GradientClip measures: an arena's, a part of them, or packed copies (BAdam's gathered entries). */
+export interface GradientSet {
+  /** out[0] = the sum of squares of the gradients. */
+  gradNormSquared(out: Tensor): void;
+}
+
 /** One buffer per arena, laid out as the values: whole-arena tensors for the fused kernels, one view per parameter. */
 export interface ArenaBuffers {
   whole: Tensor[];
@@ -59,7 +90,7 @@ export interface AdamWSegments {
   rules: AdamWRule[];
 }
 
-export class TrainableArena {
+export class TrainableArena implements GradientSet {
   readonly values: ArenaBuffers;
   readonly grads: ArenaBuffers;
   /** Every parameter's segment, per arena (the gradient norm's tables). */
@@ -83,14 +114,9 @@ export class TrainableArena {
           throw new Error(`${p.name}: its ${what} must be one f32 tensor of ${numel(p.value.shape)} values to be trained`);
       }
     }
-    const limits = gpu.caps.limits;
-    const maxElements = Math.floor(Math.min(limits.maxBufferSize, limits.maxStorageBufferBindingSize) / 4 / ALIGN) * ALIGN;
-    const placements = planArenas(params.map((p) => numel(p.value.shape)), maxElements);
-    const spans: number[] = [];
-    placements.forEach((at, i) => {
-      spans[at.arena] = Math.max(spans[at.arena] ?? 0, at.offset + numel(params[i]!.value.shape));
-    });
-    const arena = new TrainableArena(gpu, params, placements, spans);
+    const sizes = params.map((p) => numel(p.value.shape));
+    const placements = planArenas(sizes, maxArenaElements(gpu));
+    const arena = new TrainableArena(gpu, params, placements, spansOf(placements, sizes));
     params.forEach((p, i) => {
       const value = arena.values.views[i]!, grad = arena.grads.views[i]!;
       gpu.copy(p.value, value, byteSize(p.value.shape, 'f32'));
@@ -104,15 +130,7 @@ export class TrainableArena {
 
   /** Zeroed buffers laid out as the values (an optimizer moment), freed with release(...whole, ...views). */
   buffers(label: string): ArenaBuffers {
-    const whole: Tensor[] = [], views: Tensor[] = [];
-    this.spans.forEach((span, a) => {
-      const members = this.placements.flatMap((at, i) => (at.arena === a ? [i] : []));
-      const [all, ...each] = this.gpu.views(span * 4, [{ shape: [span], offset: 0 },
-        ...members.map((i) => ({ shape: this.params[i]!.value.shape, offset: this.placements[i]!.offset * 4 }))], 'f32', label);
-      whole.push(all!);
-      members.forEach((i, k) => (views[i] = each[k]!));
-    });
-    return { whole, views };
+    return arenaViews(this.gpu, this.params.map((p) => p.value.shape), this.placements, this.spans, label);
   }
 
   /** Zeroes every gradient: one clear per arena. */
@@ -122,7 +140,13 @@ export class TrainableArena {
 
   /** out[0] = the sum of squares of all gradients. */
   gradNormSquared(out: Tensor): void {
-    gradNormSquaredSegments(this.gpu, this.grads.whole.flatMap((grads, a) => (this.all[a] ? [{ grads, table: this.all[a] }] : [])), out);
+    segmentNormSquared(this.gpu, this.grads.whole, this.all, out);
+  }
+
+  /** The gradients of the parameters `include` picks, measured over this arena's buffers (BAdam's active layer). */
+  part(include: (p: TrainableTensor) => boolean): GradientSet {
+    const tables = this.segmentTables((p) => (include(p) ? 0 : null));
+    return { gradNormSquared: (out) => segmentNormSquared(this.gpu, this.grads.whole, tables, out) };
   }
 
   /**
@@ -167,5 +191,38 @@ export class TrainableArena {
       this.tables.push(table);
       return table;
     });
+  }
+}
+
+/** out[0] = the sum of squares over the tables' segments of each buffer (a null table: none there). */
+function segmentNormSquared(gpu: Gpu, buffers: readonly Tensor[], tables: readonly (SegmentTable | null)[], out: Tensor): void {
+  gradNormSquaredSegments(gpu, buffers.flatMap((grads, a) => (tables[a] ? [{ grads, table: tables[a] }] : [])), out);
+}
+
+/**
+ * f32 tensors of the given sizes as aligned views of one buffer (more where a binding is full),
+ * measured with one reduction: BAdam's gathered gradient entries.
+ */
+export class PackedTensors implements GradientSet {
+  readonly whole: Tensor[];
+  readonly views: Tensor[];
+  private readonly tables: (SegmentTable | null)[];
+
+  constructor(readonly gpu: Gpu, sizes: readonly number[], label: string) {
+    const placements = planArenas(sizes, maxArenaElements(gpu));
+    const spans = spansOf(placements, sizes);
+    ({ whole: this.whole, views: this.views } = arenaViews(gpu, sizes.map((n) => [n]), placements, spans, label));
+    this.tables = spans.map((_, a) => {
+      const segments = placements.flatMap((at, i) => (at.arena === a && sizes[i]! > 0 ? [{ first: at.offset, end: at.offset + sizes[i]!, group: 0 }] : []));
+      return segments.length > 0 ? segmentTable(gpu, segments, `${label} segments`) : null;
+    });
+  }
+
+  gradNormSquared(out: Tensor): void {
+    segmentNormSquared(this.gpu, this.whole, this.tables, out);
+  }
+
+  release(): void {
+    this.gpu.release(...this.whole, ...this.views, ...this.tables.flatMap((t) => (t ? [t.tensor] : [])));
   }
 }

@@ -21,6 +21,7 @@ import { numel } from '../../gpu/tensor';
 import { adamw, maskedAdam, maskedGather } from '../../kernels/optim';
 import type { TrainableTensor } from '../../model/adapter';
 import { permutation } from '../../data/random';
+import { PackedTensors, TrainableArena, type GradientSet } from './arena';
 import { GradientClip, type Optimizer, type OptimizerSettings } from './optimizer';
 
 export interface BadamSettings {
@@ -69,6 +70,9 @@ export class BadamLayer implements Optimizer {
   /** The layer indices in order; a block is one layer's parameters. */
   private readonly layers: number[];
   private readonly blocks: TrainableTensor[][];
+  /** The parameters and gradients (arena.ts): cleared at once, each block's gradients measured at once. */
+  private readonly arena: TrainableArena;
+  private readonly blockGrads: GradientSet[];
   private active: LayerParam[] = [];
   private activeIndex = -1;
   private readonly clip: GradientClip;
@@ -85,6 +89,8 @@ export class BadamLayer implements Optimizer {
     if (badam.startBlock !== null && badam.startBlock >= this.blocks.length) {
       throw new Error(`badam_start_block ${badam.startBlock} is out of range: the model has ${this.blocks.length} trainable layers`);
     }
+    this.arena = TrainableArena.pack(gpu, params);
+    this.blockGrads = this.blocks.map((block) => this.arena.part((p) => block.includes(p)));
     this.clip = new GradientClip(gpu, settings.maxGradNorm);
     this.activate();
   }
@@ -124,13 +130,13 @@ export class BadamLayer implements Optimizer {
   }
 
   zeroGrad(): void {
-    for (const p of this.params) this.gpu.zero(p.grad);
+    this.arena.clearGrads();
   }
 
   update(lr: number): Tensor {
     const s = this.settings;
     const local = (this.badam.switchInterval > 0 ? this.done % this.badam.switchInterval : this.done) + 1;
-    this.clip.apply(this.active.map((a) => a.p.grad));
+    this.clip.apply(this.blockGrads[this.activeIndex]!);
     for (const a of this.active) {
       adamw(this.gpu, a.p.value, a.p.grad, a.m, a.v, {
         lr: lr * a.p.lrScale, beta1: s.beta1, beta2: s.beta2, eps: s.eps, weightDecay: 0, step: local, gradScale: this.clip.scale,
@@ -146,6 +152,7 @@ export class BadamLayer implements Optimizer {
 
   release(): void {
     this.gpu.release(...this.active.flatMap((a) => [a.m, a.v]));
+    this.arena.release();
     this.clip.release();
   }
 }
@@ -176,6 +183,7 @@ interface MaskedParam {
   /** The mask's seed (scatter): one per shape, as BAdam shares masks between same-shaped weights. */
   seed: number;
   idx: Tensor;
+  /** The masked gradient entries, a view of `gathered`. */
   gm: Tensor;
   m: Tensor;
   v: Tensor;
@@ -185,26 +193,36 @@ export class BadamRatio implements Optimizer {
   private done = 0;
   private period = -1;
   private readonly masked: MaskedParam[] = [];
+  /** The parameters and gradients (arena.ts): cleared at once. */
+  private readonly arena: TrainableArena;
+  /** Every weight's masked gradient entries in one buffer: measured at once. */
+  private readonly gathered: PackedTensors;
   private readonly clip: GradientClip;
 
   constructor(readonly gpu: Gpu, readonly params: TrainableTensor[], readonly settings: OptimizerSettings, readonly badam: BadamSettings) {
     // include_embedding / include_lm_head are off: the first embedding and output-head weights stay frozen
     const embed = params.find((p) => p.name.includes('embed'));
     const head = params.find((p) => p.name.includes('lm_head'));
+    this.arena = TrainableArena.pack(gpu, params);
     const seeds = new Map<string, number>();
+    const chosen: { p: TrainableTensor; k: number; seed: number }[] = [];
     for (const p of params) {
       if (p === embed || p === head) continue;
       const shape = p.value.shape.join('x');
       if (!seeds.has(shape)) seeds.set(shape, badam.seed + seeds.size);
       const k = Math.floor(numel(p.value.shape) * badam.updateRatio);
       if (k === 0) continue; // too small for one entry at this ratio: BAdam's mask is empty too
+      chosen.push({ p, k, seed: seeds.get(shape)! });
+    }
+    this.gathered = new PackedTensors(gpu, chosen.map((c) => c.k), 'badam_grad');
+    chosen.forEach(({ p, k, seed }, i) => {
       const zeroed = (name: string) => {
         const t = gpu.tensor([k], 'f32', `${p.name}.${name}`);
         gpu.zero(t);
         return t;
       };
-      this.masked.push({ p, k, seed: seeds.get(shape)!, idx: gpu.tensor([k], 'u32', `${p.name}.badam_mask`), gm: gpu.tensor([k], 'f32', `${p.name}.badam_grad`), m: zeroed('exp_avg'), v: zeroed('exp_avg_sq') });
-    }
+      this.masked.push({ p, k, seed, idx: gpu.tensor([k], 'u32', `${p.name}.badam_mask`), gm: this.gathered.views[i]!, m: zeroed('exp_avg'), v: zeroed('exp_avg_sq') });
+    });
     this.clip = new GradientClip(gpu, settings.maxGradNorm);
     this.remask();
   }
@@ -231,7 +249,7 @@ export class BadamRatio implements Optimizer {
   }
 
   zeroGrad(): void {
-    for (const p of this.params) this.gpu.zero(p.grad);
+    this.arena.clearGrads();
   }
 
   update(lr: number): Tensor {
@@ -239,7 +257,7 @@ export class BadamRatio implements Optimizer {
     const t = (this.done % RATIO_SWITCH_EVERY) + 1;
     for (const x of this.masked) maskedGather(this.gpu, x.p.grad, x.idx, x.gm);
     // clip_grad_norm_ sees the masked (sparse) gradients only
-    this.clip.apply(this.masked.map((x) => x.gm));
+    this.clip.apply(this.gathered);
     for (const x of this.masked) {
       const rate = lr * x.p.lrScale;
       maskedAdam(this.gpu, x.p.value, x.gm, x.idx, x.m, x.v, {
@@ -255,7 +273,9 @@ export class BadamRatio implements Optimizer {
   }
 
   release(): void {
-    this.gpu.release(...this.masked.flatMap((x) => [x.idx, x.gm, x.m, x.v]));
+    this.gpu.release(...this.masked.flatMap((x) => [x.idx, x.m, x.v]));
+    this.gathered.release();
+    this.arena.release();
     this.clip.release();
   }
 }

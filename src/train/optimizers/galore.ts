@@ -14,6 +14,7 @@ import type { TrainableTensor } from '../../model/adapter';
 import { mulberry32 } from '../../data/random';
 import { hfAdamWStep, hfStepSize, isLowRankTarget, plainState, type PlainState } from './hf-adamw';
 import { gradientOps, normalFrom, project, projectBack, projectedShape, projectionShape, projectionSide, topSingularProjection, type ProjType, type Side } from './low-rank';
+import { TrainableArena } from './arena';
 import { GradientClip, type Optimizer, type OptimizerSettings } from './optimizer';
 
 export interface GaloreSettings {
@@ -42,11 +43,14 @@ export class Galore implements Optimizer {
   private readonly projected: Projected[] = [];
   private readonly plain: PlainState[] = [];
   private readonly clip: GradientClip;
+  /** The parameters and gradients (arena.ts): cleared and measured at once; the updates stay per tensor. */
+  private readonly arena: TrainableArena;
   private readonly scratch: Tensor;
   private readonly one: Tensor;
   private readonly normal: () => number;
 
   constructor(readonly gpu: Gpu, readonly params: TrainableTensor[], readonly settings: OptimizerSettings, readonly galore: GaloreSettings, seed: number) {
+    this.arena = TrainableArena.pack(gpu, params);
     this.clip = new GradientClip(gpu, settings.maxGradNorm);
     this.normal = normalFrom(mulberry32((seed ^ 0x6a1023e5) >>> 0));
     const zeroed = (shape: readonly number[], name: string) => {
@@ -79,7 +83,7 @@ export class Galore implements Optimizer {
   }
 
   zeroGrad(): void {
-    for (const p of this.params) this.gpu.zero(p.grad);
+    this.arena.clearGrads();
   }
 
   /** At steps 0, T, 2T, ...: the SVD of each projected gradient (galore_torch's iter % update_proj_gap == 0). */
@@ -93,7 +97,7 @@ export class Galore implements Optimizer {
   update(lr: number): Tensor {
     const s = this.settings;
     this.step++;
-    this.clip.apply(this.params.map((p) => p.grad));
+    this.clip.apply(this.arena);
     for (const x of this.projected) {
       project(this.gpu, x.side, x.p.grad, x.Q, x.low, x.R, x.C, x.k);
       adamDirection(this.gpu, x.low, x.m, x.v, x.u, { beta1: s.beta1, beta2: s.beta2, eps: s.eps, gradScale: this.clip.scale });
@@ -117,6 +121,7 @@ export class Galore implements Optimizer {
 
   release(): void {
     this.gpu.release(...this.projected.flatMap((x) => [x.Q, x.low, x.m, x.v, x.u]), ...this.plain.flatMap((a) => [a.m, a.v]), this.scratch, this.one);
+    this.arena.release();
     this.clip.release();
   }
 }

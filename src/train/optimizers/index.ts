@@ -1,6 +1,6 @@
 // The optimizer a run asks for: AdamW (torch's), or LLaMA-Factory's use_muon / use_adam_mini /
-// use_galore / use_apollo / use_badam. AdamW, Muon and Adam-mini move the parameters into their
-// arena (arena.ts) when they are made.
+// use_galore / use_apollo / use_badam. Each moves the parameters into its arena (arena.ts) when it
+// is made.
 
 import type { Gpu } from '../../gpu/runtime';
 import type { TrainableTensor } from '../../model/adapter';

@@ -3,8 +3,8 @@
 
 import type { Gpu } from '../../gpu/runtime';
 import type { Tensor } from '../../gpu/tensor';
-import { clipScale, gradNormSquared } from '../../kernels/optim';
-import type { TrainableArena } from './arena';
+import { clipScale } from '../../kernels/optim';
+import type { GradientSet } from './arena';
 
 export interface Optimizer {
   /** Optimizer steps taken (torch's `step` state). */
@@ -42,10 +42,9 @@ export class GradientClip {
     this.scale = gpu.upload(new Float32Array([1]), [1], 'f32', 'clip_scale');
   }
 
-  /** Measures the gradients (an arena's, or a list: BAdam's active block, GaLore's, APOLLO's) and sets `scale`; no readback. */
-  apply(grads: TrainableArena | readonly Tensor[]): void {
-    if ('gradNormSquared' in grads) grads.gradNormSquared(this.sumSq);
-    else gradNormSquared(this.gpu, grads, this.sumSq);
+  /** Measures the gradients (an arena's, or part of them: BAdam's active block or masked entries) and sets `scale`; no readback. */
+  apply(grads: GradientSet): void {
+    grads.gradNormSquared(this.sumSq);
     if (this.maxNorm > 0) clipScale(this.gpu, this.sumSq, this.maxNorm, this.scale);
   }
 
