@@ -4,6 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { makeRng, type Rng } from './helpers/check';
 import { dotAll, finiteDiff } from './helpers/finite-diff';
+import { conv1dBackwardRef, conv1dRef } from './reference/conv1d';
 import { ssdBackwardRef, ssdChunkedRef, ssdRecurrentRef, type SsdShape } from './reference/ssd';
 
 const f64 = (a: ArrayLike<number>) => Float64Array.from(a);
@@ -92,5 +93,18 @@ describe('SSD reference', () => {
           expect(Math.abs(fd - grad[i]!), `d${name}[${i}] fd ${fd} vs ${grad[i]} ${JSON.stringify(s)} (SEED=${rng.seed})`).toBeLessThan(1e-6 * Math.max(1, Math.abs(fd)));
         }
     }
+  });
+
+  it("Mamba-2's conv1d with a bias: the gradients match finite differences", () => {
+    const rng = makeRng();
+    const s = { B: 2, T: 5, C: 3, K: 4, bias: f64(rng.randn(3)) };
+    const x = f64(rng.randn(s.B * s.T * s.C)), w = f64(rng.randn(s.C * s.K, 0.7)), dy = rng.randn(x.length);
+    const loss = () => dotAll(conv1dRef(s, x, w).y, dy);
+    const grads = conv1dBackwardRef(s, dy, x, w);
+    for (const [name, arr, grad] of [['x', x, grads.dx], ['w', w, grads.dw], ['bias', s.bias, grads.dbias]] as const)
+      for (let i = 0; i < arr.length; i++) {
+        const fd = finiteDiff(arr, i, loss);
+        expect(Math.abs(fd - grad[i]!), `d${name}[${i}] (SEED=${rng.seed})`).toBeLessThan(1e-6 * Math.max(1, Math.abs(fd)));
+      }
   });
 });
