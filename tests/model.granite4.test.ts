@@ -7,8 +7,10 @@
 // with a PEFT LoRA on every linear module (recomputed layers), across SSD chunks; LoRA gradients and
 // full fine-tuning gradients of the Mamba parameters against central differences of the reference
 // loss; prefill + decode with the recurrent state equal to one full forward (logits and greedy
-// tokens); an engine-made adapter saved under PEFT's names, and its merge.
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+// tokens); an engine-made adapter saved under PEFT's names, and its merge. Once the GPU server has
+// run gen_new_archs.py into tests/fixtures/models (granite4_h, granite4_h_long), the same parity
+// steps as the other architectures run against transformers + PEFT; until then they are skipped.
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -23,9 +25,11 @@ import { Generator } from '../src/model/generate';
 import { Model } from '../src/model/model';
 import { encodeSafetensors } from '../src/model/safetensors';
 import { specFromConfig } from '../src/model/spec';
+import { countParams, estimateMemory } from '../src/ui/lib/estimate';
 import { makeTrainable } from '../src/model/trainable';
 import { makeRng, relErr, type Rng } from './helpers/check';
 import { testGpu } from './helpers/gpu';
+import { loraParity, ROOT } from './helpers/parity';
 import { refGraniteLinearModules, refGraniteLogits, refGraniteParameters } from './reference/granite';
 import type { RefLora } from './reference/transformer';
 
@@ -157,6 +161,18 @@ describe('Granite 4.0 H spec', () => {
     expect(() => specFromConfig(moeByDefault)).toThrow(/num_local_experts 8/);
     expect(() => specFromConfig({ ...config, layer_types: ['mamba', 'linear_attention'] })).toThrow(/layer_types\[1\] "linear_attention" is not a layer type/);
     expect(() => specFromConfig({ ...config, mamba_d_head: 12 })).toThrow(/mamba_n_heads 4 x mamba_d_head 12 must equal mamba_expand x hidden_size = 64/);
+  });
+});
+
+describe('Granite 4.0 H outside the engine', () => {
+  it('the memory estimate counts its parameters and LoRA tensors', () => {
+    const params = refGraniteParameters(config);
+    const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+    const p = countParams(specFromConfig(config));
+    expect(p.linear + p.embed + p.head + p.norms).toBe(params.reduce((a, [, s]) => a + size(s), 0));
+    const linear = params.filter(([n, s]) => s.length === 2 && refGraniteLinearModules(config).includes(n.split('.').at(-2)!));
+    const lora = linear.reduce((a, [, [N, K]]) => a + RANK * (N! + K!), 0);
+    expect(estimateMemory(config, { finetuning_type: 'lora', lora_rank: RANK, lora_target: 'all', per_device_train_batch_size: 1, cutoff_len: 16 }).trainable).toBe(lora);
   });
 });
 
@@ -321,4 +337,11 @@ describe('Granite 4.0 H in the engine vs the f64 reference', () => {
     expect(relErr(await engineLogits(gpu, merged, batchOf(ids, ids)), refGraniteLogits(config, weights, ids, lora)), `merged model ${at}`).toBeLessThan(TOL);
     merged.release();
   });
+});
+
+describe('Granite 4.0 H against transformers + PEFT (gen_new_archs.py fixtures)', () => {
+  for (const name of ['granite4_h', 'granite4_h_long']) {
+    it.skipIf(!existsSync(join(ROOT, name, 'case.json')))(`${name}: base logits and greedy tokens, LoRA loss and gradients, 5 AdamW steps, final adapter`,
+      () => loraParity(name));
+  }
 });
