@@ -24,6 +24,7 @@ import { allocKVCache, cacheTensors, forwardBackward, forwardCached, fullLogits,
 import { Generator } from '../src/model/generate';
 import { Model } from '../src/model/model';
 import { encodeSafetensors } from '../src/model/safetensors';
+import { parseHfConfig } from '../src/model/hf-config';
 import { specFromConfig } from '../src/model/spec';
 import { countParams, estimateMemory } from '../src/ui/lib/estimate';
 import { makeTrainable } from '../src/model/trainable';
@@ -58,10 +59,11 @@ function synthesize(rng: Rng): Map<string, Float32Array> {
   return w;
 }
 
-function writeCheckpoint(weights: Map<string, Float32Array>): string {
+/** A checkpoint folder: config.json (as given, or the synthetic one) and the weights. */
+function writeCheckpoint(weights: Map<string, Float32Array>, configText = JSON.stringify(config, null, 2)): string {
   const dir = mkdtempSync(join(tmpdir(), 'granite4-'));
   const shapes = new Map(refGraniteParameters(config));
-  writeFileSync(join(dir, 'config.json'), JSON.stringify(config, null, 2));
+  writeFileSync(join(dir, 'config.json'), configText);
   writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors(
     Object.fromEntries([...weights].map(([n, data]) => [n, { dtype: 'F32' as const, shape: shapes.get(n)!, data }])), { format: 'pt' },
   ));
@@ -162,6 +164,13 @@ describe('Granite 4.0 H spec', () => {
     expect(() => specFromConfig({ ...config, layer_types: ['mamba', 'linear_attention'] })).toThrow(/layer_types\[1\] "linear_attention" is not a layer type/);
     expect(() => specFromConfig({ ...config, mamba_d_head: 12 })).toThrow(/mamba_n_heads 4 x mamba_d_head 12 must equal mamba_expand x hidden_size = 64/);
   });
+
+  it("reads config.json's Python constants (time_step_limit [0.0, Infinity]) and leaves strings alone", () => {
+    const parsed = parseHfConfig('{"time_step_limit": [0.0, Infinity], "x": -Infinity, "y": NaN, "name": "Infinity \\" NaN"}', 'config.json');
+    expect(parsed).toEqual({ time_step_limit: [0, 'Infinity'], x: '-Infinity', y: 'NaN', name: 'Infinity " NaN' });
+    expect(specFromConfig({ ...config, time_step_limit: parsed.time_step_limit }).mamba!.dtMax).toBe(Infinity);
+    expect(() => parseHfConfig('{"a": Infinit}', 'dir/config.json')).toThrow(/not valid JSON/);
+  });
 });
 
 describe('Granite 4.0 H outside the engine', () => {
@@ -198,6 +207,15 @@ describe('Granite 4.0 H in the engine vs the f64 reference', () => {
     const loss = (await gpu.readF32(ws.loss)).reduce((a, b) => a + b, 0) / batch.valid;
     expect(Math.abs(loss - refLoss(ref, labels)) / refLoss(ref, labels), `base loss ${at}`).toBeLessThan(TOL);
     ws.release();
+
+    // time_step_limit as transformers writes it (Python's Infinity), and a clamp that holds some steps
+    for (const limit of ['[0.0, Infinity]', '[0.4, 1.1]']) {
+      const text = JSON.stringify({ ...config, time_step_limit: 'LIMIT' }).replace('"LIMIT"', limit);
+      const limited = await Model.load(gpu, dirFiles(writeCheckpoint(weights, text)));
+      const want = refGraniteLogits({ ...config, time_step_limit: limit.includes('Infinity') ? [0, Infinity] : [0.4, 1.1] }, weights, ids);
+      expect(relErr(await engineLogits(gpu, limited, batch), want), `logits with time_step_limit ${limit} ${at}`).toBeLessThan(TOL);
+      limited.release();
+    }
 
     // longer than one engine SSD chunk (64 tokens) and many of the reference's (8)
     const long = [randomIds(rng, 75)];

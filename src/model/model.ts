@@ -2,11 +2,11 @@
 // with every linear layer as a LinearSite (so LoRA, DoRA, quantized and trainable weights plug in
 // the same way). Computation lives in forward.ts; this module owns structure and loading.
 
-import { parseJsonFile } from '../data/json-file';
 import type { Gpu } from '../gpu/runtime';
 import type { Tensor } from '../gpu/tensor';
 import { weightParts, type Weight } from '../kernels/matmul';
 import { ropeInvFreq } from '../kernels/rope';
+import { parseHfConfig } from './hf-config';
 import type { LinearSite } from './linear';
 import { specFromConfig, type Mixer, type ModelSpec } from './spec';
 import { Checkpoint, layerNames, uploadMatrix, uploadTensor, type ModelFiles, type WeightFormat } from './weights';
@@ -129,7 +129,7 @@ export class Model {
   ) {}
 
   static async load(gpu: Gpu, files: ModelFiles, opts: LoadOptions = {}): Promise<Model> {
-    const config = parseJsonFile<Record<string, unknown>>(await files.readText('config.json'), `${files.name}/config.json`);
+    const config = parseHfConfig(await files.readText('config.json'), `${files.name}/config.json`);
     const spec = specFromConfig(config, `${files.name}/config.json`);
     const ckpt = await Checkpoint.open(files);
     const format = baseFormat(opts.format ?? 'f32', ckpt);

@@ -293,7 +293,8 @@ function mambaOf(c: Json, hidden: number, where: string): MambaSpec {
   const groups = int('mamba_n_groups', 1);
   if (heads % groups !== 0) throw new Error(`${where}: mamba_n_heads ${heads} is not a multiple of mamba_n_groups ${groups}`);
   const limit = Array.isArray(c.time_step_limit) ? (c.time_step_limit as unknown[]) : [0, Infinity];
-  const bound = (v: unknown, fallback: number) => (typeof v === 'number' ? v : v === 'inf' || v === 'Infinity' ? Infinity : fallback);
+  // (config.json writes float('inf') as Infinity: hf-config.ts reads it as the string)
+  const bound = (v: unknown, fallback: number) => (typeof v === 'number' ? v : v === 'Infinity' ? Infinity : fallback);
   return {
     heads, headDim, groups, stateDim: int('mamba_d_state', 256), convKernel: int('mamba_d_conv', 4),
     convBias: c.mamba_conv_bias !== false, projBias: c.mamba_proj_bias === true,

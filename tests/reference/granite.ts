@@ -5,7 +5,8 @@
 //
 //   embeddings * embedding_multiplier; per layer (layer_types "mamba" / "attention"):
 //     h = x + residual_multiplier * mixer(RMSNorm(x));  x' = h + residual_multiplier * shared_mlp(RMSNorm(h))
-//   mamba (torch_forward without cache): in_proj -> gate z | x, B, C | dt; causal conv1d (+ bias) + SiLU
+//   mamba (torch_forward without cache): in_proj -> gate z | x, B, C | dt (clamped to time_step_limit after
+//     softplus); causal conv1d (+ bias) + SiLU
 //     over x, B, C; the chunked SSD of tests/reference/ssd.ts (chunks of mamba_chunk_size, as
 //     torch_forward); RMSNorm(y * silu(z)) * w over the whole width; out_proj.
 //   attention: q/k/v/o_proj, GQA, scaling attention_multiplier, rope only when
@@ -24,7 +25,7 @@ interface Granite {
   V: number; D: number; L: number; I: number; Hq: number; Hkv: number; Dh: number; eps: number;
   types: string[];
   embedMult: number; attnMult: number; residMult: number; logitsScale: number; rope: boolean; theta: number; tied: boolean;
-  mamba: { H: number; P: number; G: number; N: number; K: number; chunk: number; convBias: boolean; projBias: boolean };
+  mamba: { H: number; P: number; G: number; N: number; K: number; chunk: number; convBias: boolean; projBias: boolean; dtLimit: [number, number] };
 }
 
 function arch(c: Json): Granite {
@@ -44,6 +45,7 @@ function arch(c: Json): Granite {
     mamba: {
       H, P: dHead, G: n('mamba_n_groups', 1), N: n('mamba_d_state', 256), K: n('mamba_d_conv', 4), chunk: n('mamba_chunk_size', 256),
       convBias: c.mamba_conv_bias !== false, projBias: c.mamba_proj_bias === true,
+      dtLimit: (c.time_step_limit as [number, number] | undefined) ?? [0, Infinity],
     },
   };
 }
@@ -134,13 +136,13 @@ function cols(x: Float64Array, T: number, width: number, from: number, n: number
 }
 
 function mambaMixer(a: Granite, w: RefWeights, lora: RefLora | undefined, m: string, x: Float64Array, B: number, S: number): Float64Array {
-  const { H, P, G, N, K, chunk } = a.mamba;
+  const { H, P, G, N, K, chunk, dtLimit } = a.mamba;
   const T = B * S, W = H * P, C = W + 2 * G * N, F = W + C + H;
   const proj = linear(w, lora, `${m}.in_proj`, x, T, a.D, F);
   const z = cols(proj, T, F, 0, W), dt = cols(proj, T, F, W + C, H);
   const bias = w.get(`${m}.conv1d.bias`);
   const xbc = conv1dRef({ B, T: S, C, K, ...(bias ? { bias } : {}) }, cols(proj, T, F, W, C), get(w, `${m}.conv1d.weight`)).y;
-  const y = ssdChunkedRef({ B, T: S, H, G, N, P }, {
+  const y = ssdChunkedRef({ B, T: S, H, G, N, P, dtMin: dtLimit[0], dtMax: dtLimit[1] }, {
     x: cols(xbc, T, C, 0, W), Bm: cols(xbc, T, C, W, G * N), Cm: cols(xbc, T, C, W + G * N, G * N), dt,
     dtBias: get(w, `${m}.dt_bias`), aLog: get(w, `${m}.A_log`), D: get(w, `${m}.D`),
   }, chunk).y;
