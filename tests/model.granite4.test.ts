@@ -18,6 +18,7 @@ import { configFromObject } from '../src/config';
 import { exportModel } from '../src/engine/export-node';
 import type { Gpu } from '../src/gpu/runtime';
 import { logitsForRows } from '../src/kernels/loss';
+import { activationBytes, loraSitesByMixer } from '../src/model/activations';
 import { Adapter } from '../src/model/adapter';
 import { dirFiles, fileSource } from '../src/model/files-node';
 import { allocKVCache, cacheTensors, forwardBackward, forwardCached, fullLogits, shiftLabels, Workspace, type Batch } from '../src/model/forward';
@@ -241,6 +242,18 @@ describe('Granite 4.0 H in the engine vs the f64 reference', () => {
       expect(relErr(got, want), `gradient of ${p.name}: ${got} vs ${want} ${at}`).toBeLessThan(1e-3);
     }
     ws2.release();
+
+    // the activation table (the app's estimate and the recompute choice) is what a workspace allocates
+    for (const recompute of [false, true]) {
+      const table = activationBytes(model.spec, { B, S, recompute, lora: loraSitesByMixer(model.layers) });
+      const before = gpu.allocated;
+      const w = new Workspace(model, B, S, recompute);
+      w.load(batch);
+      forwardBackward(w, { backward: true, gradScale: 1 / batch.valid });
+      await gpu.sync();
+      expect(gpu.allocated - before, `workspace bytes${recompute ? ', recomputed' : ''}`).toBe(table.total - table.lossChunk);
+      w.release();
+    }
     adapter.release();
     model.release();
   });

@@ -58,7 +58,7 @@ type AttentionActs = Tensors<ReturnType<typeof attentionActivationShapes>>;
 type DeltaNetActs = Tensors<ReturnType<typeof deltaNetActivationShapes>>;
 
 type LayerActs = Tensors<ReturnType<typeof blockActivationShapes>> & {
-  /** The token mixer's activations: attention's on attention layers, Gated DeltaNet's on linear-attention ones. */
+  /** The token mixer's activations: attention's, Gated DeltaNet's or Mamba's, by the layer's kind. */
   attention: AttentionActs | null;
   deltaNet: DeltaNetActs | null;
   mamba: MambaActs | null;
@@ -591,8 +591,8 @@ export function fullLogits(ws: Workspace, out: Tensor): void {
 
 /**
  * What generation keeps of one sequence: keys and values of each attention layer ([capacity,
- * Hkv * Dh] each), and the conv and delta-rule state of each Gated DeltaNet layer (null where the
- * layer has the other kind).
+ * Hkv * Dh] each), and the conv and recurrent state of each Gated DeltaNet or Mamba layer (null
+ * where the layer has another kind).
  */
 export interface KVCache {
   k: (Tensor | null)[];
@@ -636,7 +636,7 @@ export function allocKVCache(model: Model, capacity: number): KVCache {
 /** Whether the cache holds recurrent state, which cannot be rewound to an earlier position. */
 export const hasRecurrentState = (cache: KVCache): boolean => cache.rule.some((t) => t !== null);
 
-/** Zeroes the Gated DeltaNet layers' state (a sequence starting from position 0). */
+/** Zeroes the Gated DeltaNet and Mamba layers' state (a sequence starting from position 0). */
 export function clearRecurrentState(model: Model, cache: KVCache): void {
   for (const t of [...cache.conv, ...cache.rule]) if (t) model.gpu.zero(t);
 }
@@ -647,7 +647,7 @@ export const cacheTensors = (cache: KVCache): Tensor[] => [...cache.k, ...cache.
 /**
  * Incremental forward for generation: the T tokens loaded in `ws` (B = 1, positions
  * cache.length ...) attend to the cache and to each other; their keys and values are appended, and
- * the Gated DeltaNet layers carry their state on. The final hidden states land in ws.final.
+ * the Gated DeltaNet and Mamba layers carry their state on. The final hidden states land in ws.final.
  */
 export function forwardCached(ws: Workspace, cache: KVCache): void {
   const { model } = ws;
