@@ -20,6 +20,7 @@ import type { Gpu } from '../src/gpu/runtime';
 import { logitsForRows } from '../src/kernels/loss';
 import { activationBytes, loraSitesByMixer } from '../src/model/activations';
 import { Adapter } from '../src/model/adapter';
+import { dequantizeWeight } from '../src/model/dequant';
 import { dirFiles, fileSource } from '../src/model/files-node';
 import { allocKVCache, cacheTensors, forwardBackward, forwardCached, fullLogits, shiftLabels, Workspace, type Batch } from '../src/model/forward';
 import { Generator } from '../src/model/generate';
@@ -256,6 +257,26 @@ describe('Granite 4.0 H in the engine vs the f64 reference', () => {
     }
     adapter.release();
     model.release();
+  });
+
+  it('QLoRA: a 4- and 8-bit base with an adapter computes the model of its dequantized weights', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const at = `(SEED=${rng.seed})`;
+    const weights = synthesize(rng);
+    const base = writeCheckpoint(weights);
+    const { dir, lora } = writeAdapter(rng);
+    const ids = [randomIds(rng, 11), randomIds(rng, 11)];
+    for (const format of ['q4', 'q8'] as const) {
+      const model = await Model.load(gpu, dirFiles(base), { format });
+      const dequantized = new Map<string, ArrayLike<number>>(weights);
+      for (const s of model.sites()) dequantized.set(`${s.name}.weight`, await dequantizeWeight(gpu, s.weight, s.outFeatures, s.inFeatures));
+      const adapter = await Adapter.load(model, readFileSync(join(dir, 'adapter_config.json'), 'utf8'), await fileSource(join(dir, 'adapter_model.safetensors')));
+      const got = await engineLogits(gpu, model, batchOf(ids, ids), true);
+      expect(relErr(got, refGraniteLogits(config, dequantized, ids, lora)), `${format} logits ${at}`).toBeLessThan(TOL);
+      adapter.release();
+      model.release();
+    }
   });
 
   it('full fine-tuning: the gradients of the Mamba layer\'s conv, bias, A_log, dt_bias, D and gated norm vs finite differences; packing is refused', async () => {
