@@ -187,6 +187,30 @@ describe('Granite 4.0 H outside the engine', () => {
   });
 });
 
+describe('Granite 4.0 H reference case', () => {
+  it('exercises each feature: switching one off moves the reference logits by > 10x the tolerance', () => {
+    const rng = makeRng();
+    const weights = synthesize(rng);
+    const ids = [randomIds(rng, 12)];
+    const base = refGraniteLogits(config, weights, ids);
+    const zeroed = (name: string) => new Map<string, ArrayLike<number>>(weights).set(name, new Float32Array(weights.get(name)!.length));
+    const { ['model.layers.0.mamba.conv1d.bias']: _, ...noConvBias } = Object.fromEntries(weights);
+    const variants: [string, Json, Map<string, ArrayLike<number>>][] = [
+      ['embedding_multiplier', { ...config, embedding_multiplier: 1 }, weights],
+      ['attention_multiplier', { ...config, attention_multiplier: 0.25 }, weights],
+      ['residual_multiplier', { ...config, residual_multiplier: 1 }, weights],
+      ['logits_scaling', { ...config, logits_scaling: 1 }, weights],
+      ['conv1d.bias', { ...config, mamba_conv_bias: false }, new Map(Object.entries(noConvBias))],
+      ['D', config, zeroed('model.layers.0.mamba.D')],
+      ['dt_bias', config, zeroed('model.layers.0.mamba.dt_bias')],
+      ['rope', { ...config, position_embedding_type: 'rope' }, weights],
+    ];
+    for (const [what, cfg, w] of variants) {
+      expect(relErr(refGraniteLogits(cfg, w, ids), base), `${what} (SEED=${rng.seed})`).toBeGreaterThan(10 * TOL);
+    }
+  });
+});
+
 describe('Granite 4.0 H in the engine vs the f64 reference', () => {
   it('logits and loss, base and with LoRA on every linear module (recomputed); LoRA gradients vs finite differences', async () => {
     const gpu = await testGpu();
