@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { configFromObject } from '../src/config';
+import { expandBlocks } from '../src/export/block-expansion';
 import { exportModel } from '../src/engine/export-node';
 import type { Gpu } from '../src/gpu/runtime';
 import { logitsForRows } from '../src/kernels/loss';
@@ -379,7 +380,7 @@ describe('Granite 4.0 H in the engine vs the f64 reference', () => {
     model.release();
   });
 
-  it('an engine-made adapter is saved under PEFT names and merges into a checkpoint that loads', async () => {
+  it('an engine-made adapter is saved under PEFT names and merges into a checkpoint that loads; LLaMA Pro expansion', async () => {
     const gpu = await testGpu();
     const rng = makeRng();
     const at = `(SEED=${rng.seed})`;
@@ -412,6 +413,14 @@ describe('Granite 4.0 H in the engine vs the f64 reference', () => {
     const merged = await Model.load(gpu, dirFiles(out));
     expect(relErr(await engineLogits(gpu, merged, batchOf(ids, ids)), refGraniteLogits(config, weights, ids, lora)), `merged model ${at}`).toBeLessThan(TOL);
     merged.release();
+
+    // LLaMA Pro: a zeroed copy after each layer (out_proj / o_proj and output_linear zero) computes the same
+    const expanded = mkdtempSync(join(tmpdir(), 'granite4-expanded-'));
+    await expandBlocks(dirFiles(base), 2, async (f, data) => writeFileSync(join(expanded, f), data), { maxBytes: 5e9 });
+    const pro = await Model.load(gpu, dirFiles(expanded));
+    expect(pro.layers.map((l) => l.mixer)).toEqual(['mamba', 'mamba', 'attention', 'attention']);
+    expect(relErr(await engineLogits(gpu, pro, batchOf(ids, ids)), refGraniteLogits(config, weights, ids)), `expanded model ${at}`).toBeLessThan(TOL);
+    pro.release();
   });
 });
 
