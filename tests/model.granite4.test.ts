@@ -30,6 +30,7 @@ import { encodeSafetensors } from '../src/model/safetensors';
 import { parseHfConfig } from '../src/model/hf-config';
 import { specFromConfig } from '../src/model/spec';
 import { countParams, estimateMemory } from '../src/ui/lib/estimate';
+import { syntheticModelFiles } from '../src/bench/synthetic';
 import { makeTrainable } from '../src/model/trainable';
 import { makeRng, relErr, type Rng } from './helpers/check';
 import { testGpu } from './helpers/gpu';
@@ -177,6 +178,14 @@ describe('Granite 4.0 H spec', () => {
 });
 
 describe('Granite 4.0 H outside the engine', () => {
+  it("the bench's synthetic checkpoint has every tensor the model loads", async () => {
+    const model = await Model.load(await testGpu(), syntheticModelFiles(config));
+    const linear = refGraniteParameters(config).filter(([n, s]) => s.length === 2 && refGraniteLinearModules(config).includes(n.split('.').at(-2)!));
+    expect(model.modules().map((m) => m.name)).toEqual(linear.map(([n]) => n.replace(/\.weight$/, '')));
+    expect(model.params().map((p) => p.name).sort()).toEqual(refGraniteParameters(config).map(([n]) => n).filter((n) => !linear.some(([l]) => l === n)).sort());
+    model.release();
+  });
+
   it('the memory estimate counts its parameters and LoRA tensors', () => {
     const params = refGraniteParameters(config);
     const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
