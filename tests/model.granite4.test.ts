@@ -244,6 +244,12 @@ describe('Granite 4.0 H in the engine vs the f64 reference', () => {
     expect(Math.abs(loss - refLoss(ref, labels)) / refLoss(ref, labels), `base loss ${at}`).toBeLessThan(TOL);
     ws.release();
 
+    // position_embedding_type "rope" (transformers 5 writes rope_parameters)
+    const roped = { ...config, position_embedding_type: 'rope', rope_parameters: { rope_type: 'default', rope_theta: 10000 } };
+    const ropeModel = await Model.load(gpu, dirFiles(writeCheckpoint(weights, JSON.stringify(roped))));
+    expect(relErr(await engineLogits(gpu, ropeModel, batch), refGraniteLogits(roped, weights, ids)), `rope logits ${at}`).toBeLessThan(TOL);
+    ropeModel.release();
+
     // time_step_limit as transformers writes it (Python's Infinity), and a clamp that holds some steps
     for (const limit of ['[0.0, Infinity]', '[0.4, 1.1]']) {
       const text = JSON.stringify({ ...config, time_step_limit: 'LIMIT' }).replace('"LIMIT"', limit);
