@@ -24,6 +24,10 @@
 //   order into dx = dtp dv + D dy and ddt = (x.dv + a dg) d dtp / d dt; ssd_backward_reduce_bc sums
 //   dB and dC over the blocks and the heads of a group; ssd_backward_params the gradients of
 //   dt_bias (sum ddt), A_log (sum dg g) and D (sum x.dy) over the tokens.
+// Packed sequences (segments [B, T]): the state is zeroed before each segment's first token (after
+// the row's first), so a chunk masks its decays between tokens of different segments (a segment
+// number sn counts the starts inside the chunk; only sn 0 reads the state from before the chunk),
+// and the backward's step decay is zero at a segment start.
 // Large batches run in slices of SB rows (workgroup z = row in the slice) so that the scratch
 // regions stay within one binding; the parameter gradients accumulate over the slices.
 // Entry points alias binding numbers; each uses one consistent set.
@@ -37,7 +41,8 @@ struct Params {
   // chunk size, number of chunks, number of column blocks
   C: u32, NC: u32, NCB: u32,
   // bit 0: read the initial state; bit 1: write the final state; bit 2: save for the backward;
-  // bit 3: accumulate the parameter gradients (slices after the first)
+  // bit 3: accumulate the parameter gradients (slices after the first); bit 4: segment ids given;
+  // bit 5: ssd_steps writes the segment-start flags (the chunked forward's prep)
   flags: u32,
   dtMin: f32, dtMax: f32,
   // the batch rows of this dispatch: b0 .. b0 + SB (scratch regions hold SB rows, indexed locally)
@@ -58,17 +63,23 @@ fn headIndex(b: u32, t: u32, h: u32) -> u32 {
 fn stateBase(b: u32, h: u32) -> u32 {
   return (b * p.H + h) * p.N * p.P;
 }
-// the saved chunk-start states [B, H, NC, N, P]
+// the saved chunk-start states [B, H, NC, N, P], then the segment-start flags [B, T]
 fn checkpointBase(b: u32, h: u32, n: u32) -> u32 {
   return ((b * p.H + h) * p.NC + n) * p.N * p.P;
 }
+fn savedReset(b: u32, t: u32) -> u32 {
+  return p.B * p.H * p.NC * p.N * p.P + b * p.T + t;
+}
 // the prep scratch (rows of the slice): steps [SB, T, H, 4] = (dtp, d dtp / d dt, g, a), then the
-// scores QK [SB, H, T, C]
+// scores QK [SB, H, T, C], then the segment-start flags [SB, T]
 fn prepStep(lb: u32, t: u32, h: u32) -> u32 {
   return ((lb * p.T + t) * p.H + h) * 4u;
 }
 fn prepQK(lb: u32, h: u32, t: u32) -> u32 {
   return p.SB * p.T * p.H * 4u + ((lb * p.H + h) * p.T + t) * p.C;
+}
+fn prepReset(lb: u32, t: u32) -> u32 {
+  return p.SB * p.T * p.H * (4u + p.C) + lb * p.T + t;
 }
 
 fn softplus(u: f32) -> f32 {
@@ -78,7 +89,19 @@ fn softplus(u: f32) -> f32 {
 
 var<workgroup> S: array<f32, DN * CB>;
 var<workgroup> gc: array<f32, CHUNK>;
+var<workgroup> sn: array<u32, CHUNK>;
 var<workgroup> colpart: array<f32, WG>;
+
+// decay from token m to token i of the chunk (m <= i): zero across a segment start
+fn decayBetween(i: u32, m: u32) -> f32 {
+  if (sn[i] != sn[m]) { return 0.0; }
+  return exp(gc[i] - gc[m]);
+}
+// decay of the state from before the chunk to token i: zero once a segment started
+fn decayFromStart(i: u32) -> f32 {
+  if (sn[i] != 0u) { return 0.0; }
+  return exp(gc[i]);
+}
 
 // ---- steps: dtp, its slope, the log decay --------------------------------------------------------
 
@@ -86,6 +109,7 @@ var<workgroup> colpart: array<f32, WG>;
 @group(0) @binding(1) var<storage, read> tBias: array<f32>;
 @group(0) @binding(2) var<storage, read> tALog: array<f32>;
 @group(0) @binding(3) var<storage, read_write> tPrep: array<f32>;
+@group(0) @binding(4) var<storage, read> tSeg: array<i32>;
 
 @compute @workgroup_size(WG)
 fn ssd_steps(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
@@ -104,6 +128,13 @@ fn ssd_steps(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec
   tPrep[o + 1u] = slope;
   tPrep[o + 2u] = dtp * a;
   tPrep[o + 3u] = a;
+  if ((p.flags & 32u) != 0u && h == 0u) {
+    let t = lt % p.T;
+    let row = (p.b0 + lt / p.T) * p.T;
+    var reset = 0.0;
+    if ((p.flags & 16u) != 0u && t > 0u && tSeg[row + t] != tSeg[row + t - 1u]) { reset = 1.0; }
+    tPrep[prepReset(lt / p.T, t)] = reset;
+  }
 }
 
 // ---- chunked forward: prepare --------------------------------------------------------------------
@@ -122,9 +153,12 @@ fn ssd_chunk_prepare(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation
   let L = min(p.C, p.T - t0);
   if (lane == 0u) {
     var acc = 0.0;
+    var starts = 0u;
     for (var i = 0u; i < L; i++) {
       acc += pPrep[prepStep(lb, t0 + i, h) + 2u];
       gc[i] = acc;
+      starts += u32(pPrep[prepReset(lb, t0 + i)]);
+      sn[i] = starts;
     }
   }
   workgroupBarrier();
@@ -136,7 +170,7 @@ fn ssd_chunk_prepare(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation
       let ci = bcRow(b, t0 + i, h);
       let bm = bcRow(b, t0 + m, h);
       for (var k = 0u; k < p.N; k++) { s += pC[ci + k] * pB[bm + k]; }
-      s *= exp(gc[i] - gc[m]);
+      s *= decayBetween(i, m);
     }
     pPrep[prepQK(lb, h, t0 + i) + m] = s;
   }
@@ -175,11 +209,16 @@ fn ssd_chunk_scan(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_in
     let L = min(p.C, p.T - t0);
     if (lane == 0u) {
       var acc = 0.0;
+      var starts = 0u;
       for (var i = 0u; i < L; i++) {
         let st = prepStep(lb, t0 + i, h);
         acc += sPrep[st + 2u];
         gc[i] = acc;
         dtc[i] = sPrep[st];
+        let reset = sPrep[prepReset(lb, t0 + i)];
+        starts += u32(reset);
+        sn[i] = starts;
+        if (save && h == 0u && wg.x == 0u) { sSaved[savedReset(b, t0 + i)] = reset; }
       }
     }
     // each invocation saves the state elements it updates below
@@ -200,7 +239,7 @@ fn ssd_chunk_scan(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_in
         var inter = 0.0;
         for (var i = 0u; i < p.N; i++) { inter += sC[cr + i] * S[i * CB + j]; }
         let xr = xRow(b, t0 + t, h);
-        var o = exp(gc[t]) * inter + dskip * sX[xr + col];
+        var o = decayFromStart(t) * inter + dskip * sX[xr + col];
         let qk = prepQK(lb, h, t0 + t);
         for (var m = 0u; m <= t; m++) { o += sPrep[qk + m] * dtc[m] * sX[xRow(b, t0 + m, h) + col]; }
         sOut[xr + col] = o;
@@ -211,10 +250,9 @@ fn ssd_chunk_scan(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_in
       let i = e / CB;
       let col = col0 + e % CB;
       if (i < p.N && col < p.P) {
-        let last = gc[L - 1u];
-        var s = exp(last) * S[e];
+        var s = decayFromStart(L - 1u) * S[e];
         for (var m = 0u; m < L; m++) {
-          s += exp(last - gc[m]) * sB[bcRow(b, t0 + m, h) + i] * dtc[m] * sX[xRow(b, t0 + m, h) + col];
+          s += decayBetween(L - 1u, m) * sB[bcRow(b, t0 + m, h) + i] * dtc[m] * sX[xRow(b, t0 + m, h) + col];
         }
         S[e] = s;
       }
@@ -320,6 +358,12 @@ fn partsDV() -> u32 {
   return partsDG() + p.NCB * p.SB * p.T * p.H;
 }
 
+// exp(g_t), or zero at a segment start
+fn stepDecay(b: u32, t: u32, st: u32) -> f32 {
+  if (bSaved[savedReset(b, t)] != 0.0) { return 0.0; }
+  return exp(bPrep[st + 2u]);
+}
+
 fn workgroupSum(v: f32, lane: u32) -> f32 {
   red[lane] = v;
   workgroupBarrier();
@@ -355,7 +399,7 @@ fn ssd_backward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_inde
         var s = bSaved[checkpointBase(b, h, n) + i * p.P + col];
         for (var t = 0u; t < L; t++) {
           let st = prepStep(lb, t0 + t, h);
-          s *= exp(bPrep[st + 2u]);
+          s *= stepDecay(b, t0 + t, st);
           bP[pBase + t * DN * CB + e] = s;
           s += bB[bcRow(b, t0 + t, h) + i] * bPrep[st] * bX[xRow(b, t0 + t, h) + col];
         }
@@ -406,7 +450,7 @@ fn ssd_backward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_inde
       }
       let total = workgroupSum(dg, lane);
       if (lane == 0u) { bParts[partsDG() + ((cb * p.SB + lb) * p.T + ta) * p.H + h] = total; }
-      let decay = exp(bPrep[st + 2u]);
+      let decay = stepDecay(b, ta, st);
       for (var e = lane; e < DN * CB; e += WG) { S[e] *= decay; }
       workgroupBarrier();
     }

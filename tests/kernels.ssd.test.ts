@@ -6,6 +6,7 @@ import type { Tensor } from '../src/gpu/tensor';
 import { ssdBackward, ssdForward, ssdRecurrent, ssdSavedElements, type SsdShape } from '../src/kernels/ssd';
 import { expectClose, makeRng, type Rng } from './helpers/check';
 import { poisoned, testGpu } from './helpers/gpu';
+import { segmentIds } from './helpers/segments';
 import { ssdBackwardRef, ssdRecurrentRef, type SsdShape as RefShape } from './reference/ssd';
 
 const refShape = (s: SsdShape): RefShape => ({
@@ -95,14 +96,37 @@ describe('ssd', () => {
       releaseGrads(gpu, grads);
     });
 
+  it('packed segments: chunked forward and backward', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const s: SsdShape = { batch: 2, len: 30, heads: 4, groups: 2, stateDim: 6, headDim: 20 };
+    const chunk = 8;
+    const { host, x, w, release } = inputs(gpu, rng, s, false);
+    const seg = segmentIds(rng, s.batch, s.len, 0.15);
+    const tseg = gpu.upload(seg, [s.batch, s.len], 'i32');
+    const ref = { ...host, segments: seg };
+    const ny = host.x.length;
+    const y = poisoned(gpu, [ny]), saved = poisoned(gpu, [ssdSavedElements(s, chunk)]);
+    ssdForward(gpu, s, x, w, y, { chunk, saved, segments: tseg });
+    expectClose(await gpu.readF32(y), ssdRecurrentRef(refShape(s), ref).y, 1e-5, 'y', rng.seed);
+    const dy = rng.randn(ny);
+    const tdy = gpu.upload(dy, [ny]);
+    const grads = gradTensors(gpu, s, true);
+    ssdBackward(gpu, s, x, w, saved, chunk, tdy, grads);
+    await expectGrads(gpu, grads, ssdBackwardRef(refShape(s), ref, dy), rng.seed);
+    release();
+    gpu.release(tseg, y, saved, tdy);
+    releaseGrads(gpu, grads);
+  });
+
   it('batches beyond the scratch binding limit run in slices of rows, the parameter gradients summed over them', async () => {
     const full = await testGpu();
     const rng = makeRng();
     const s: SsdShape = { batch: 3, len: 9, heads: 2, groups: 1, stateDim: 4, headDim: 5 };
     const chunk = 4;
-    // room for 400 floats: the record (360 floats) fits, the forward's steps and scores
-    // (9 * 2 * (4 + 4) = 144 floats a row) run in slices of 2 and 1 rows, the backward's decayed
-    // states (2 * 4 * 4 * 8 = 256 a row) one row at a time
+    // room for 400 floats: the record (360 + 27 floats) fits, the forward's steps, scores and
+    // segment starts (9 * 2 * (4 + 4) + 9 = 153 floats a row) run in slices of 2 and 1 rows, the
+    // backward's decayed states (2 * 4 * 4 * 8 = 256 a row) one row at a time
     const gpu = new Gpu(full.device, { ...full.caps, limits: { ...full.caps.limits, maxStorageBufferBindingSize: 4 * 400 } });
     const { host, x, w, release } = inputs(gpu, rng, s, false);
     const ny = host.x.length;
@@ -115,7 +139,7 @@ describe('ssd', () => {
     ssdBackward(gpu, s, x, w, saved, chunk, tdy, grads);
     await expectGrads(gpu, grads, ssdBackwardRef(refShape(s), host, dy), rng.seed);
     const tiny = new Gpu(full.device, { ...full.caps, limits: { ...full.caps.limits, maxStorageBufferBindingSize: 4 * 100 } });
-    expect(() => ssdForward(tiny, s, x, w, y, { chunk })).toThrow(/one batch row needs 576 bytes of scratch, over this GPU's 400-byte binding limit/);
+    expect(() => ssdForward(tiny, s, x, w, y, { chunk })).toThrow(/one batch row needs 612 bytes of scratch, over this GPU's 400-byte binding limit/);
     release();
     gpu.release(y, saved, tdy);
     releaseGrads(gpu, grads);

@@ -6,9 +6,9 @@
 //   x, y: [B, T, H, P]   dt: [B, T, H]   Bm, Cm: [B, T, G, N]   dtBias, aLog, D: [H]   state: [B, H, N, P]
 //
 // ssdForward is the chunked form (training and prefill); with `saved` it keeps the state at each
-// chunk start for the backward (ssdSavedElements floats). ssdRecurrent steps token by token
-// (decode) with the state updated in place. Packed sequences are not supported: the model refuses
-// them for Mamba layers.
+// chunk start and where segments start for the backward (ssdSavedElements floats). Packed sequences
+// (segments i32 [B, T]) each start from a zero state, as if they ran alone (mamba_chunk_scan_combined's
+// seq_idx). ssdRecurrent steps token by token (decode) with the state updated in place.
 
 import source from '../../shaders/ssd.wgsl';
 import { f32, type Gpu, type Param } from '../gpu/runtime';
@@ -61,10 +61,12 @@ export interface SsdForwardOptions {
   state?: Tensor | null;
   /** Where the backward's input goes (ssdSavedElements floats); not kept when absent. */
   saved?: Tensor | null;
+  /** Segment ids i32 [B, T] of packed sequences (training). */
+  segments?: Tensor | null;
 }
 
 const WG = 256;
-const FLAG_READ_STATE = 1, FLAG_WRITE_STATE = 2, FLAG_SAVE = 4, FLAG_ACCUMULATE = 8;
+const FLAG_READ_STATE = 1, FLAG_WRITE_STATE = 2, FLAG_SAVE = 4, FLAG_ACCUMULATE = 8, FLAG_SEGMENTS = 16, FLAG_RESETS = 32;
 // the largest finite f32: the clamp's upper end when there is none
 const F32_MAX = 3.4028234663852886e38;
 
@@ -74,9 +76,9 @@ type Entry =
 
 const chunks = (s: SsdShape, chunk: number) => Math.ceil(s.len / chunk);
 
-/** Floats of the forward's record for the backward: the state at each chunk start. */
+/** Floats of the forward's record for the backward: the state at each chunk start, segment starts. */
 export function ssdSavedElements(s: SsdShape, chunk: number): number {
-  return s.batch * s.heads * chunks(s, chunk) * s.stateDim * s.headDim;
+  return s.batch * s.heads * chunks(s, chunk) * s.stateDim * s.headDim + s.batch * s.len;
 }
 
 function checkShape(fn: string, s: SsdShape, chunk: number | null): void {
@@ -151,10 +153,10 @@ function rowsPerSlice(gpu: Gpu, fn: string, s: SsdShape, perRow: number[]): numb
   return Math.min(s.batch, Math.floor(limit / worst));
 }
 
-/** The steps (dtp, slope, log decay, a) of a slice of rows into the front of `prep`. */
-function steps(gpu: Gpu, s: SsdShape, dt: Tensor, w: SsdParams, prep: Tensor, p: Param[], rows: number, CB: number, chunk: number): void {
+/** The steps (dtp, slope, log decay, a) of a slice of rows into the front of `prep` (and, with FLAG_RESETS, the segment starts). */
+function steps(gpu: Gpu, s: SsdShape, dt: Tensor, w: SsdParams, prep: Tensor, segments: Tensor | null, p: Param[], rows: number, CB: number, chunk: number): void {
   const n = rows * s.len * s.heads;
-  gpu.dispatch(pipeline(gpu, 'ssd_steps', s.stateDim, CB, chunk), [dt, w.dtBias, w.aLog, prep], gpu.grid(Math.ceil(n / WG)), p);
+  gpu.dispatch(pipeline(gpu, 'ssd_steps', s.stateDim, CB, chunk), [dt, w.dtBias, w.aLog, prep, segments ?? dt], gpu.grid(Math.ceil(n / WG)), p);
 }
 
 /** The chunked form: y (overwritten); the state and the backward's record as the options say. */
@@ -177,20 +179,26 @@ export function ssdForward(gpu: Gpu, s: SsdShape, x: SsdInputs, w: SsdParams, y:
   checkTensors(fn, named);
   distinctBuffers(fn, written, inputs);
   for (let i = 0; i < written.length; i++) distinctBuffers(fn, written.slice(i + 1), [written[i]!]);
+  const segments = opts.segments ?? null;
+  if (segments) {
+    if (segments.dtype !== 'i32') throw new Error(`${fn}: segments must be i32, not ${segments.dtype}`);
+    if (numel(segments.shape) !== s.batch * s.len) throw new Error(`${fn}: segments ${shapeStr(segments.shape)} must have ${s.batch * s.len} elements ([B, T])`);
+    distinctBuffers(fn, written, [['segments', segments]]);
+  }
 
   const CB = columnBlock(gpu, s, chunk);
   const NC = chunks(s, chunk), NCB = Math.ceil(s.headDim / CB);
-  const prepRow = s.len * s.heads * (4 + chunk);
+  const prepRow = s.len * s.heads * (4 + chunk) + s.len;
   const SB = rowsPerSlice(gpu, fn, s, [prepRow]);
   const prep = scratch(gpu, 'ssd.prep', SB * prepRow);
-  const flags = (opts.state ? FLAG_READ_STATE | FLAG_WRITE_STATE : 0) | (opts.saved ? FLAG_SAVE : 0);
+  const flags = (opts.state ? FLAG_READ_STATE | FLAG_WRITE_STATE : 0) | (opts.saved ? FLAG_SAVE : 0) | (segments ? FLAG_SEGMENTS : 0) | FLAG_RESETS;
   const state = opts.state ?? scratch(gpu, 'ssd.noState', 1);
   const saved = opts.saved ?? scratch(gpu, 'ssd.noSaved', 1);
   const prepare = pipeline(gpu, 'ssd_chunk_prepare', s.stateDim, CB, chunk), scan = pipeline(gpu, 'ssd_chunk_scan', s.stateDim, CB, chunk);
   for (let b0 = 0; b0 < s.batch; b0 += SB) {
     const rows = Math.min(SB, s.batch - b0);
     const p = params(s, chunk, CB, flags, b0, rows);
-    steps(gpu, s, x.dt, w, prep, p, rows, CB, chunk);
+    steps(gpu, s, x.dt, w, prep, segments, p, rows, CB, chunk);
     gpu.dispatch(prepare, [x.Bm, x.Cm, prep], [NC, s.heads, rows], p);
     gpu.dispatch(scan, [x.x, x.Bm, x.Cm, w.D, prep, state, y, saved], [NCB, s.heads, rows], p);
   }
@@ -213,7 +221,7 @@ export function ssdRecurrent(gpu: Gpu, s: SsdShape, x: SsdInputs, w: SsdParams, 
   for (let b0 = 0; b0 < s.batch; b0 += SB) {
     const rows = Math.min(SB, s.batch - b0);
     const p = params(s, 1, CB, 0, b0, rows);
-    steps(gpu, s, x.dt, w, prep, p, rows, CB, 1);
+    steps(gpu, s, x.dt, w, prep, null, p, rows, CB, 1);
     gpu.dispatch(recurrent, [x.x, x.Bm, x.Cm, w.D, prep, state, y], [Math.ceil(s.headDim / CB), s.heads, rows], p);
   }
 }
@@ -258,7 +266,7 @@ export function ssdBackward(gpu: Gpu, s: SsdShape, x: SsdInputs, w: SsdParams, s
   for (let b0 = 0; b0 < B; b0 += SB) {
     const rows = Math.min(SB, B - b0);
     const p = params(s, chunk, CB, b0 > 0 ? FLAG_ACCUMULATE : 0, b0, rows);
-    steps(gpu, s, x.dt, w, prep, p, rows, CB, chunk);
+    steps(gpu, s, x.dt, w, prep, null, p, rows, CB, chunk);
     gpu.dispatch(backward, [x.x, x.Bm, x.Cm, dy, prep, saved, states, parts], [NCB, H, rows], p);
     const nx = rows * T * H * (P + 1);
     gpu.dispatch(pipeline(gpu, 'ssd_backward_reduce_x', N, CB, chunk), [parts, x.x, dy, w.D, prep, grads.dx, grads.ddt], gpu.grid(Math.ceil(nx / WG)), p);

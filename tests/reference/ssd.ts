@@ -8,6 +8,8 @@
 // D [H]; state [B, H, N, P] (transformers keeps [B, H, P, N]: the same numbers transposed).
 // Per head, with a = -exp(A_log), dtp = clamp(softplus(dt + dt_bias), dtMin, dtMax):
 //   S <- exp(dtp a) S + B_t (dtp x_t)^T;   y_t = S^T C_t + D x_t
+// Packed sequences (segments [B, T], contiguous ids; the seq_idx of mamba_chunk_scan_combined): the
+// state is zeroed before the first token of each segment after the first, as if each ran alone.
 
 type Arr = ArrayLike<number>;
 
@@ -33,6 +35,13 @@ export interface SsdInputs {
   D: Arr;
   /** [B, H, N, P]; zeros when absent. */
   state?: Arr;
+  /** [B, T] segment ids of packed sequences. */
+  segments?: Arr;
+}
+
+/** Whether token t of row b starts a segment after the first (its state starts from zeros). */
+function resets(s: SsdShape, x: SsdInputs, b: number, t: number): boolean {
+  return !!x.segments && t > 0 && x.segments[b * s.T + t] !== x.segments[b * s.T + t - 1];
 }
 
 export interface SsdGrads {
@@ -85,6 +94,7 @@ export function ssdRecurrentRef(s: SsdShape, x: SsdInputs): { y: Float64Array; s
       for (let t = 0; t < s.T; t++) {
         const { dtp } = stepSize(s, x.dt[ix.dt(b, t, h)]!, x.dtBias[h]!);
         const decay = Math.exp(dtp * a), xo = ix.x(b, t, h), bo = ix.bc(b, t, h);
+        if (resets(s, x, b, t)) S.fill(0);
         for (let i = 0; i < N; i++)
           for (let j = 0; j < P; j++) S[i * P + j] = decay * S[i * P + j]! + x.Bm[bo + i]! * dtp * x.x[xo + j]!;
         for (let j = 0; j < P; j++) {
@@ -104,6 +114,7 @@ export function ssdRecurrentRef(s: SsdShape, x: SsdInputs): { y: Float64Array; s
  * exp(c_last), and the off-diagonal part Y_off[t] = exp(c_t) C_t^T S_prev; plus D x.
  */
 export function ssdChunkedRef(s: SsdShape, x: SsdInputs, C: number): { y: Float64Array; state: Float64Array } {
+  if (x.segments) throw new Error('reference: the chunked form has no packed segments (torch_forward has none)');
   const { N, P } = s;
   const ix = indexers(s);
   const y = new Float64Array(s.B * s.T * s.H * P);
@@ -161,8 +172,10 @@ export function ssdBackwardRef(s: SsdShape, x: SsdInputs, dy: Arr, dFinal?: Arr)
       const states = new Float64Array((s.T + 1) * N * P);
       if (x.state) for (let e = 0; e < N * P; e++) states[e] = x.state[ix.st(b, h) + e]!;
       const steps = Array.from({ length: s.T }, (_, t) => stepSize(s, x.dt[ix.dt(b, t, h)]!, x.dtBias[h]!));
+      // a segment start sees a zero state before it
+      const reset = (t: number) => resets(s, x, b, t);
       for (let t = 0; t < s.T; t++) {
-        const { dtp } = steps[t]!, decay = Math.exp(dtp * a), xo = ix.x(b, t, h), bo = ix.bc(b, t, h);
+        const { dtp } = steps[t]!, decay = reset(t) ? 0 : Math.exp(dtp * a), xo = ix.x(b, t, h), bo = ix.bc(b, t, h);
         for (let i = 0; i < N; i++)
           for (let j = 0; j < P; j++) {
             states[(t + 1) * N * P + i * P + j] = decay * states[t * N * P + i * P + j]! + x.Bm[bo + i]! * dtp * x.x[xo + j]!;
@@ -196,6 +209,11 @@ export function ssdBackwardRef(s: SsdShape, x: SsdInputs, dy: Arr, dFinal?: Arr)
             g.dBm[bo + i]! += dS[i * P + j]! * dtp * x.x[xo + j]!;
             ddecay += Sp[i * P + j]! * dS[i * P + j]!;
           }
+        if (reset(t)) {
+          // the state before a segment start is dropped: no gradient to it or to this step's decay
+          dS.fill(0);
+          ddecay = 0;
+        }
         for (let e = 0; e < N * P; e++) dS[e]! *= decay;
         // decay = exp(dtp a)
         ddtp += ddecay * decay * a;
