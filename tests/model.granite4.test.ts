@@ -6,7 +6,7 @@
 // Checked: the spec from config.json (and the refusal of the MoE variants); logits and loss, base and
 // with a PEFT LoRA on every linear module (recomputed layers), across SSD chunks; LoRA gradients and
 // full fine-tuning gradients of the Mamba parameters against central differences of the reference
-// loss; prefill + decode with the recurrent state equal to one full forward (logits and greedy
+// loss; packed sequences (neat_packing) each as if alone; prefill + decode with the recurrent state equal to one full forward (logits and greedy
 // tokens); an engine-made adapter saved under PEFT's names, and its merge. Once the GPU server has
 // run gen_new_archs.py into tests/fixtures/models (granite4_h, granite4_h_long), the same parity
 // steps as the other architectures run against transformers + PEFT; until then they are skipped.
@@ -319,7 +319,7 @@ describe('Granite 4.0 H in the engine vs the f64 reference', () => {
     }
   });
 
-  it('full fine-tuning: the gradients of the Mamba layer\'s conv, bias, A_log, dt_bias, D and gated norm vs finite differences; packing is refused', async () => {
+  it('full fine-tuning: the gradients of the Mamba layer\'s conv, bias, A_log, dt_bias, D and gated norm vs finite differences', async () => {
     const gpu = await testGpu();
     const rng = makeRng();
     const at = `(SEED=${rng.seed})`;
@@ -340,11 +340,54 @@ describe('Granite 4.0 H in the engine vs the f64 reference', () => {
       expect(relErr(got, want), `gradient of ${t.name}: ${got} vs ${want} ${at}`).toBeLessThan(1e-3);
     }
     ws.release();
+    model.release();
+  });
 
-    const packed = new Workspace(model, 1, 8, false, true);
-    packed.load({ B: 1, S: 8, ids: Int32Array.from(randomIds(rng, 8)), labels: new Int32Array(8).fill(-100), positions: Int32Array.from([0, 1, 2, 3, 0, 1, 2, 3]), segments: Int32Array.from([1, 1, 1, 1, 2, 2, 2, 2]) });
-    expect(() => forwardBackward(packed, { backward: false, gradScale: 1 })).toThrow(/layer 0: packed sequences \(neat_packing\) are not supported on Mamba layers/);
-    packed.release();
+  it('packed sequences (neat_packing) each see only themselves: logits, loss and LoRA gradients, kept and recomputed', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const at = `(SEED=${rng.seed})`;
+    const weights = synthesize(rng);
+    const model = await Model.load(gpu, dirFiles(writeCheckpoint(weights)));
+    const { dir, lora } = writeAdapter(rng);
+    const adapter = await Adapter.load(model, readFileSync(join(dir, 'adapter_config.json'), 'utf8'), await fileSource(join(dir, 'adapter_model.safetensors')));
+    // two rows, each packing a 7- and a 9-token sequence; each token's target is the next one of its own sequence
+    const seqs = [randomIds(rng, 7), randomIds(rng, 9), randomIds(rng, 9), randomIds(rng, 7)];
+    const ids = Int32Array.from(seqs.flat());
+    const positions = Int32Array.from(seqs.flatMap((q) => q.map((_, i) => i)));
+    const segments = Int32Array.from(seqs.flatMap((q, i) => q.map(() => 1 + (i % 2))));
+    const labels = Int32Array.from(seqs.flatMap((q) => q.map((_, i) => q[i + 1] ?? -100)));
+    const valid = labels.filter((l) => l !== -100).length;
+    const batch: Batch = { B: 2, S: 16, ids, labels, positions, segments };
+    const packedLoss = (l: RefLora) => seqs.reduce((a, q) => a + refLoss(refGraniteLogits(config, weights, [q], l), [q]) * (q.length - 1), 0) / valid;
+    const params = adapter.params();
+    let first: Float32Array[] | null = null;
+    for (const recompute of [false, true]) {
+      const ws = new Workspace(model, 2, 16, recompute, true);
+      ws.load(batch);
+      const out = gpu.tensor([32, V]);
+      fullLogits(ws, out);
+      const want = seqs.flatMap((q) => [...refGraniteLogits(config, weights, [q], lora)]);
+      expect(relErr(await gpu.readF32(out), want), `packed logits${recompute ? ', recomputed' : ''} ${at}`).toBeLessThan(TOL);
+      gpu.release(out);
+      for (const p of params) gpu.zero(p.grad);
+      forwardBackward(ws, { backward: true, gradScale: 1 / valid });
+      const loss = (await gpu.readF32(ws.loss)).reduce((a, b) => a + b, 0) / valid;
+      expect(Math.abs(loss - packedLoss(lora)) / packedLoss(lora), `packed loss ${at}`).toBeLessThan(TOL);
+      const grads = await Promise.all(params.map((p) => gpu.readF32(p.grad)));
+      if (first) grads.forEach((g, i) => expect(relErr(g, first![i]!), `${params[i]!.name} recomputed`).toBeLessThan(1e-6));
+      first = grads;
+      ws.release();
+    }
+    // the Mamba modules' gradients against central differences of the per-sequence reference
+    for (const [i, p] of params.entries()) {
+      if (!p.name.includes('.mamba.')) continue;
+      const m = /^base_model\.model\.(.+)\.lora_([AB])\.weight$/.exec(p.name)!;
+      const mod = lora.get(m[1]!)!, which = m[2] as 'A' | 'B';
+      const { got, want } = gradientError(first![i]!, mod[which], (v) => packedLoss(new Map(lora).set(m[1]!, { ...mod, [which]: v })), rng);
+      expect(relErr(got, want), `packed gradient of ${p.name}: ${got} vs ${want} ${at}`).toBeLessThan(1e-3);
+    }
+    adapter.release();
     model.release();
   });
 

@@ -431,7 +431,7 @@ function layerBackward(ws: Workspace, l: number, g: Grads, drop: LoraDropoutStep
     dO = g.dTmp;
   }
   if (a.deltaNet) deltaNetBackward(ws, layer, a, a.deltaNet, g, dO, back);
-  else if (a.mamba) mambaBackward(gpu, model, layer, a.mamba, a.h1, dO, g.dH, ws.B, ws.S, mambaGrads(g), back);
+  else if (a.mamba) mambaBackward(gpu, model, layer, a.mamba, a.h1, dO, g.dH, ws.B, ws.S, ws.segments, mambaGrads(g), back);
   else attentionBackwardOf(ws, layer, a, a.attention!, g, dO, back);
   normBack(gpu, model, g.dH, xIn, layer.attnNorm, a.rstd1, g.dResid, true);
 }

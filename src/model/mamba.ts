@@ -50,30 +50,29 @@ const scanInputs = (acts: MambaActs) => ({ x: acts.x, dt: acts.dt, Bm: acts.Bm, 
 
 /**
  * The mixer on h1 [B * S, hidden] into out. With a state (generation) the conv and the scan continue
- * from it; without, they start from zeros and the scan keeps its record for the backward.
+ * from it; without, they start from zeros (each packed segment afresh) and the scan keeps its
+ * record for the backward.
  */
 export function mambaForward(
   gpu: Gpu, model: Model, layer: Layer, acts: MambaActs, h1: Tensor, out: Tensor, B: number, S: number,
   ctx: { site: SiteForward; state: MambaState | null; segments: Tensor | null },
 ): void {
   const m = model.spec.mamba!, p = layer.mamba!;
-  if (ctx.segments && !ctx.state) {
-    throw new Error(`layer ${layer.index}: packed sequences (neat_packing) are not supported on Mamba layers: their scan would carry state across sequences`);
-  }
   const T = B * S, { W, GN, C, F } = widths(m), H = m.heads;
   const { state } = ctx;
+  const segments = state ? null : ctx.segments;
   ctx.site('in_proj', h1, acts.proj);
   copyInto(gpu, acts.proj, acts.z, { rows: T, cols: W, srcStride: F });
   copyInto(gpu, acts.proj, acts.xbcIn, { rows: T, cols: C, srcOffset: W, srcStride: F });
   copyInto(gpu, acts.proj, acts.dt, { rows: T, cols: H, srcOffset: W + C, srcStride: F });
-  conv1dForward(gpu, { batch: B, len: S, channels: C, kernel: m.convKernel, bias: p.convBias?.value ?? null }, acts.xbcIn,
+  conv1dForward(gpu, { batch: B, len: S, channels: C, kernel: m.convKernel, bias: p.convBias?.value ?? null, segments }, acts.xbcIn,
     view(p.conv.value, [C, m.convKernel]), acts.xbc, state?.conv ?? null);
   copyInto(gpu, acts.xbc, acts.x, { rows: T, cols: W, srcStride: C });
   copyInto(gpu, acts.xbc, acts.Bm, { rows: T, cols: GN, srcOffset: W, srcStride: C });
   copyInto(gpu, acts.xbc, acts.Cm, { rows: T, cols: GN, srcOffset: W + GN, srcStride: C });
   const shape = ssdShapeOf(m, B, S);
   if (state && S === 1) ssdRecurrent(gpu, shape, scanInputs(acts), scanParams(p), acts.y, state.ssd);
-  else ssdForward(gpu, shape, scanInputs(acts), scanParams(p), acts.y, { chunk: SSD_CHUNK, state: state?.ssd ?? null, saved: state ? null : acts.ssdSaved });
+  else ssdForward(gpu, shape, scanInputs(acts), scanParams(p), acts.y, { chunk: SSD_CHUNK, state: state?.ssd ?? null, saved: state ? null : acts.ssdSaved, segments });
   gatedActForward(gpu, acts.z, acts.y, acts.gated, 'silu');
   rmsNormForward(gpu, acts.gated, p.norm.value, acts.normed, acts.rstdGated, { eps: model.spec.rmsEps });
   ctx.site('out_proj', acts.normed, out);
@@ -81,7 +80,8 @@ export function mambaForward(
 
 /** mambaForward's backward from dOut to dH (overwritten); the conv, scan and norm parameters' gradients are added where they have them. */
 export function mambaBackward(
-  gpu: Gpu, model: Model, layer: Layer, acts: MambaActs, h1: Tensor, dOut: Tensor, dH: Tensor, B: number, S: number, g: MambaGrads, back: SiteBackward,
+  gpu: Gpu, model: Model, layer: Layer, acts: MambaActs, h1: Tensor, dOut: Tensor, dH: Tensor, B: number, S: number, segments: Tensor | null,
+  g: MambaGrads, back: SiteBackward,
 ): void {
   const m = model.spec.mamba!, p = layer.mamba!;
   const T = B * S, { W, GN, C, F } = widths(m), H = m.heads;
@@ -102,7 +102,7 @@ export function mambaBackward(
   copyInto(gpu, g.Cm, g.xbc, { rows: T, cols: GN, dstOffset: W + GN, dstStride: C });
   const convW = view(p.conv.value, [C, m.convKernel]);
   const biasGrad = p.convBias?.grad ? g.convBias : null;
-  conv1dBackward(gpu, { batch: B, len: S, channels: C, kernel: m.convKernel, bias: p.convBias?.value ?? null }, g.xbc, acts.xbcIn, convW, g.xbcIn,
+  conv1dBackward(gpu, { batch: B, len: S, channels: C, kernel: m.convKernel, bias: p.convBias?.value ?? null, segments }, g.xbc, acts.xbcIn, convW, g.xbcIn,
     p.conv.grad ? g.convW : null, biasGrad);
   if (p.conv.grad) axpy(gpu, g.convW, view(p.conv.grad, [C, m.convKernel]), 1);
   if (biasGrad) axpy(gpu, biasGrad, p.convBias!.grad!, 1);
