@@ -244,6 +244,20 @@ describe('Granite 4.0 H in the engine vs the f64 reference', () => {
     expect(Math.abs(loss - refLoss(ref, labels)) / refLoss(ref, labels), `base loss ${at}`).toBeLessThan(TOL);
     ws.release();
 
+    // a value head (reward models) reads the final hidden state undivided by logits_scaling
+    const wsHead = new Workspace(model, B, S, false);
+    wsHead.load(batch);
+    forwardBackward(wsHead, { backward: true, gradScale: 1, head: (dFinal) => gpu.zero(dFinal) });
+    const hidden = await gpu.readF32(wsHead.final), E = weights.get('model.embed_tokens.weight')!, D = Number(config.hidden_size);
+    const headLogits = Float64Array.from({ length: B * S * V }, (_, i) => {
+      const t = Math.floor(i / V), v = i % V;
+      let z = 0;
+      for (let d = 0; d < D; d++) z += hidden[t * D + d]! * E[v * D + d]!;
+      return z / Number(config.logits_scaling);
+    });
+    expect(relErr(headLogits, ref), `final hidden state under a value head ${at}`).toBeLessThan(TOL);
+    wsHead.release();
+
     // position_embedding_type "rope" (transformers 5 writes rope_parameters)
     const roped = { ...config, position_embedding_type: 'rope', rope_parameters: { rope_type: 'default', rope_theta: 10000 } };
     const ropeModel = await Model.load(gpu, dirFiles(writeCheckpoint(weights, JSON.stringify(roped))));

@@ -370,10 +370,12 @@ function normEmbeddings(ws: Workspace): void {
 function forwardLayers(ws: Workspace, drop: LoraDropoutStep | undefined): void {
   normEmbeddings(ws);
   for (let l = 0; l < ws.model.layers.length; l++) layerForward(ws, l, drop, endOf(ws, l));
-  scaleForLogits(ws);
 }
 
-/** Granite's logits_scaling divides the logits: the final hidden state is divided instead, before the lm_head. */
+/**
+ * Granite's logits_scaling divides the logits: the final hidden state is divided instead, just
+ * before the lm_head (a value head reads it undivided, as trl's does).
+ */
 function scaleForLogits(ws: Workspace): void {
   const s = ws.model.spec.logitsScale;
   if (s !== 1) scale(ws.model.gpu, ws.final, 1 / s, ws.final);
@@ -553,6 +555,7 @@ export function forwardBackward(ws: Workspace, opts: StepOptions): void {
     embeddingForward(gpu, ws.ids, model.embed.value, ws.resid[0]!, s.embedScale);
     if (opts.embedNoise) add(gpu, ws.resid[0]!, opts.embedNoise, ws.resid[0]!);
     forwardLayers(ws, opts.loraDropout);
+    if (!opts.head) scaleForLogits(ws);
   }
   const g = opts.backward ? ws.gradBuffers() : null;
   if (opts.head) {
@@ -570,7 +573,7 @@ export function forwardBackward(ws: Workspace, opts: StepOptions): void {
     });
   }
   if (!g) return;
-  if (s.logitsScale !== 1) scale(gpu, g.dFinal, 1 / s.logitsScale, g.dFinal);
+  if (!opts.head && s.logitsScale !== 1) scale(gpu, g.dFinal, 1 / s.logitsScale, g.dFinal);
   normBack(gpu, model, g.dFinal, ws.resid[model.layers.length]!, model.finalNorm, ws.rstdFinal, g.dResid, false);
   for (let l = model.layers.length - 1; l >= 0; l--) {
     if (ws.recompute) recomputeLayer(ws, l, opts.loraDropout);
@@ -585,6 +588,7 @@ export function fullLogits(ws: Workspace, out: Tensor): void {
   const gpu = model.gpu;
   embeddingForward(gpu, ws.ids, model.embed.value, ws.resid[0]!, model.spec.embedScale);
   forwardLayers(ws, undefined);
+  scaleForLogits(ws);
   const softcap = model.spec.finalSoftcap;
   logitsForRows(gpu, ws.final, model.lmHead.weight, out, softcap ? { softcap } : {});
 }
