@@ -535,7 +535,8 @@ export interface StepOptions {
   /**
    * Replaces the lm_head cross-entropy (ws.loss is left alone): the forward ends at ws.final,
    * and with backward, head(dFinal) must write d loss / d ws.final [T, D] (a reward model's value
-   * head on each sequence's last token).
+   * head on each sequence's last token). ws.final is then the final norm's output, not divided by
+   * Granite's logits_scaling.
    */
   head?: (dFinal: Tensor) => void;
   /** The lm_head token loss (default cross-entropy): DFT, EAFT, label smoothing. */
