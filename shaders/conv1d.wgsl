@@ -1,10 +1,11 @@
-// Causal depthwise conv1d + SiLU over time (Gated DeltaNet's short convolution), f32:
-//   y[b, t, c] = silu(a),  a = sum_k w[c, k] * xs[b, t + k, c],  xs = concat(left, x) along time,
+// Causal depthwise conv1d + SiLU over time (Gated DeltaNet's and Mamba-2's short convolution), f32:
+//   y[b, t, c] = silu(a),  a = sum_k w[c, k] * xs[b, t + k, c] (+ bias[c]),  xs = concat(left, x) along time,
 // left = the K - 1 inputs before x (the conv state [B, K - 1, C]) or zeros. x, y [B, T, C], w [C, K].
 // The state update keeps the last K - 1 inputs of xs. Packed sequences (segments [B, T]): an input
 // of another segment counts as zero (the left context belongs to the row's first segment).
 // Backward (training: zero left context):
-//   da = dy * silu'(a);  dx[t] = sum_k w[c, k] da[t + K - 1 - k];  dw[c, k] = sum_{b,t} da[t] xs[t + k]
+//   da = dy * silu'(a);  dx[t] = sum_k w[c, k] da[t + K - 1 - k];  dw[c, k] = sum_{b,t} da[t] xs[t + k];
+//   dbias[c] = sum_{b,t} da[t]
 // Elementwise entry points are 1-D over elements, folded into x/y by Gpu.grid().
 // Entry points alias binding numbers; each uses one consistent set.
 
@@ -16,6 +17,8 @@ struct Params {
   hasState: u32,
   // 1 when the segments binding holds segment ids
   hasSegments: u32,
+  // 1 when the bias binding holds a bias (Mamba-2's conv1d.bias)
+  hasBias: u32,
 }
 
 @group(1) @binding(0) var<uniform> p: Params;
@@ -44,6 +47,7 @@ fn visible(b: u32, t: u32, s: u32) -> bool {
 @group(0) @binding(2) var<storage, read> fW: array<f32>;
 @group(0) @binding(3) var<storage, read> fState: array<f32>;
 @group(0) @binding(4) var<storage, read_write> fY: array<f32>;
+@group(0) @binding(5) var<storage, read> fBias: array<f32>;
 
 // xs[b, s, c] for s in [0, K - 1 + T)
 fn forwardInput(b: u32, s: u32, c: u32) -> f32 {
@@ -61,6 +65,7 @@ fn conv1d_forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg
   let t = bt % p.T;
   let b = bt / p.T;
   var a = 0.0;
+  if (p.hasBias != 0u) { a = fBias[c]; }
   for (var k = 0u; k < p.K; k++) {
     if (visible(b, t, t + k)) { a += fW[c * p.K + k] * forwardInput(b, t + k, c); }
   }
@@ -94,6 +99,7 @@ fn conv1d_state_update(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups
 @group(0) @binding(2) var<storage, read> aX: array<f32>;
 @group(0) @binding(3) var<storage, read> aW: array<f32>;
 @group(0) @binding(4) var<storage, read_write> aDA: array<f32>;
+@group(0) @binding(5) var<storage, read> aBias: array<f32>;
 
 // xs with a zero left context
 fn trainInput(b: u32, s: u32, c: u32) -> f32 {
@@ -111,6 +117,7 @@ fn conv1d_backward_preact(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgro
   let t = bt % p.T;
   let b = bt / p.T;
   var a = 0.0;
+  if (p.hasBias != 0u) { a = aBias[c]; }
   for (var k = 0u; k < p.K; k++) {
     if (visible(b, t, t + k)) { a += aW[c * p.K + k] * trainInput(b, t + k, c); }
   }
@@ -158,4 +165,17 @@ fn conv1d_backward_weight(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgro
     }
   }
   wDW[e] = acc;
+}
+
+@group(0) @binding(0) var<storage, read> dbDA: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dbDBias: array<f32>;
+
+// dbias[c] = sum over (b, t) in order of da[b, t, c]: one invocation per channel
+@compute @workgroup_size(WG)
+fn conv1d_backward_bias(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
+  let c = element(wg, nwg, lane);
+  if (c >= p.C) { return; }
+  var acc = 0.0;
+  for (var bt = 0u; bt < p.B * p.T; bt++) { acc += dbDA[bt * p.C + c]; }
+  dbDBias[c] = acc;
 }

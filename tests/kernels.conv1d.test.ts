@@ -31,6 +31,30 @@ describe('conv1d', () => {
       gpu.release(tx, tw, tdy, y, dx, dw, dxOnly);
     });
 
+  it('with a bias (Mamba-2): forward, decode state and backward with the bias gradient', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const [B, T, C, K] = [2, 9, 7, 4];
+    const N = B * T * C;
+    const x = rng.randn(N), w = rng.randn(C * K, 0.7), bias = rng.randn(C), dy = rng.randn(N), state0 = rng.randn(B * (K - 1) * C);
+    const tx = gpu.upload(x, [N]), tw = gpu.upload(w, [C, K]), tb = gpu.upload(bias, [C]), tdy = gpu.upload(dy, [N]);
+    const s = { batch: B, len: T, channels: C, kernel: K, bias: tb };
+    const ref = { B, T, C, K, bias };
+    const y = poisoned(gpu, [N]), state = gpu.upload(state0, [B, K - 1, C]);
+    conv1dForward(gpu, s, tx, tw, y, state);
+    const whole = conv1dRef(ref, x, w, state0);
+    expectClose(await gpu.readF32(y), whole.y, 1e-5, 'y with a state', rng.seed);
+    expectClose(await gpu.readF32(state), whole.state, 1e-6, 'state', rng.seed);
+    const dx = poisoned(gpu, [N]), dw = poisoned(gpu, [C * K]), db = poisoned(gpu, [C]);
+    conv1dBackward(gpu, s, tdy, tx, tw, dx, dw, db);
+    const g = conv1dBackwardRef(ref, dy, x, w);
+    expectClose(await gpu.readF32(dx), g.dx, 1e-5, 'dx', rng.seed);
+    expectClose(await gpu.readF32(dw), g.dw, 1e-5, 'dw', rng.seed);
+    expectClose(await gpu.readF32(db), g.dbias, 1e-5, 'dbias', rng.seed);
+    expect(() => conv1dBackward(gpu, { ...s, bias: null }, tdy, tx, tw, dx, dw, db)).toThrow(/dbias is given but the convolution has no bias/);
+    gpu.release(tx, tw, tb, tdy, y, state, dx, dw, db);
+  });
+
   it('packed segments: no reads across sequences, forward and backward', async () => {
     const gpu = await testGpu();
     const rng = makeRng();

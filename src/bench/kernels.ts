@@ -10,6 +10,7 @@ import { GATED_ACT_CASES, gatedActTimed } from './cases/act';
 import { ATTENTION_CASES, attentionTimed } from './cases/attention';
 import { CONV1D_CASES, conv1dTimed } from './cases/conv1d';
 import { DELTA_RULE_CASES, deltaRuleDecodeTimed, deltaRuleTimed } from './cases/delta-rule';
+import { SSD_CASES, ssdDecodeTimed, ssdTimed } from './cases/ssd';
 import { ELEMENTWISE_CASES, elementwiseTimed } from './cases/elementwise';
 import { EMBEDDING_CASES, embeddingTimed } from './cases/embedding';
 import { LORA_CASES, loraTimed } from './cases/lora';
@@ -51,6 +52,8 @@ function cases(gpu: Gpu, n: Scale, matrices: SubgroupMatrixTier | string): (() =
     ...both(bench(CONV1D_CASES), conv1dTimed),
     ...both(bench(DELTA_RULE_CASES), deltaRuleTimed),
     ...bench(DELTA_RULE_CASES).map((c) => () => deltaRuleDecodeTimed(gpu, c)),
+    ...both(bench(SSD_CASES), ssdTimed),
+    ...bench(SSD_CASES).map((c) => () => ssdDecodeTimed(gpu, c)),
     ...bench(ELEMENTWISE_CASES).map((c) => () => elementwiseTimed(gpu, c, n)),
     ...bench(EMBEDDING_CASES).map((c) => () => embeddingTimed(gpu, c, n)),
     ...bench(OPTIM_CASES).map((c) => () => optimTimed(gpu, c, n)),

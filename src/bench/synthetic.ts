@@ -14,14 +14,23 @@ export function syntheticModelFiles(config: Record<string, unknown>, name = 'syn
   if (!spec.tiedEmbeddings) tensors.push(['lm_head.weight', [V, D]]);
   spec.layers.forEach((layer, i) => {
     const p = `${m}.layers.${i}`;
-    tensors.push([`${p}.input_layernorm.weight`, [D]], [`${p}.post_attention_layernorm.weight`, [D]],
-      [`${p}.mlp.gate_proj.weight`, [I, D]], [`${p}.mlp.up_proj.weight`, [I, D]], [`${p}.mlp.down_proj.weight`, [D, I]]);
+    tensors.push([`${p}.input_layernorm.weight`, [D]], [`${p}.post_attention_layernorm.weight`, [D]]);
+    if (spec.sharedMlp) tensors.push([`${p}.shared_mlp.input_linear.weight`, [2 * I, D]], [`${p}.shared_mlp.output_linear.weight`, [D, I]]);
+    else tensors.push([`${p}.mlp.gate_proj.weight`, [I, D]], [`${p}.mlp.up_proj.weight`, [I, D]], [`${p}.mlp.down_proj.weight`, [D, I]]);
     if (spec.sandwichNorms) tensors.push([`${p}.pre_feedforward_layernorm.weight`, [D]], [`${p}.post_feedforward_layernorm.weight`, [D]]);
     if (layer.mixer === 'deltaNet') {
       const d = spec.deltaNet!, K = d.keyHeads * d.keyDim, Vd = d.valueHeads * d.valueDim, la = `${p}.linear_attn`;
       tensors.push([`${la}.in_proj_qkv.weight`, [2 * K + Vd, D]], [`${la}.in_proj_z.weight`, [Vd, D]], [`${la}.in_proj_b.weight`, [d.valueHeads, D]],
         [`${la}.in_proj_a.weight`, [d.valueHeads, D]], [`${la}.conv1d.weight`, [2 * K + Vd, 1, d.convKernel]], [`${la}.dt_bias`, [d.valueHeads]],
         [`${la}.A_log`, [d.valueHeads]], [`${la}.norm.weight`, [d.valueDim]], [`${la}.out_proj.weight`, [D, Vd]]);
+      return;
+    }
+    if (layer.mixer === 'mamba') {
+      const mb = spec.mamba!, W = mb.heads * mb.headDim, C = W + 2 * mb.groups * mb.stateDim, mp = `${p}.mamba`;
+      tensors.push([`${mp}.in_proj.weight`, [W + C + mb.heads, D]], [`${mp}.conv1d.weight`, [C, 1, mb.convKernel]], [`${mp}.dt_bias`, [mb.heads]],
+        [`${mp}.A_log`, [mb.heads]], [`${mp}.D`, [mb.heads]], [`${mp}.norm.weight`, [W]], [`${mp}.out_proj.weight`, [D, W]]);
+      if (mb.convBias) tensors.push([`${mp}.conv1d.bias`, [C]]);
+      if (mb.projBias) tensors.push([`${mp}.in_proj.bias`, [W + C + mb.heads]], [`${mp}.out_proj.bias`, [D]]);
       return;
     }
     tensors.push([`${p}.self_attn.q_proj.weight`, [(spec.attnOutputGate ? 2 : 1) * Hq * Dh, D]], [`${p}.self_attn.k_proj.weight`, [Hkv * Dh, D]],

@@ -1,5 +1,6 @@
 // Causal depthwise conv1d + SiLU over time (shaders/conv1d.wgsl): Gated DeltaNet's short
-// convolution of its q/k/v channels, transformers' causal_conv1d_fn / causal_conv1d_update.
+// convolution of its q/k/v channels and Mamba-2's of x, B and C (with a bias), transformers'
+// causal_conv1d_fn / causal_conv1d_update.
 //
 //   x, y: [B, T, C]   w: [C, K] (conv1d.weight squeezed)   state: [B, K - 1, C]
 //
@@ -23,11 +24,13 @@ export interface Conv1dShape {
   kernel: number;
   /** Segment ids i32 [B, T] of packed sequences. */
   segments?: Tensor | null;
+  /** conv1d.bias [C], added before the SiLU (Mamba-2). */
+  bias?: Tensor | null;
 }
 
 const WG = 256;
 
-type Entry = 'conv1d_forward' | 'conv1d_state_update' | 'conv1d_backward_preact' | 'conv1d_backward_input' | 'conv1d_backward_weight';
+type Entry = 'conv1d_forward' | 'conv1d_state_update' | 'conv1d_backward_preact' | 'conv1d_backward_input' | 'conv1d_backward_weight' | 'conv1d_backward_bias';
 
 function launch(gpu: Gpu, entry: Entry, bindings: Tensor[], n: number, params: Param[]): void {
   if (n === 0) return;
@@ -46,6 +49,10 @@ function check(fn: string, s: Conv1dShape, named: [string, Tensor, number][]): P
     if (s.segments.dtype !== 'i32') throw new Error(`${fn}: segments must be i32, not ${s.segments.dtype}`);
     if (numel(s.segments.shape) !== s.batch * s.len) throw new Error(`${fn}: segments ${shapeStr(s.segments.shape)} must have ${s.batch * s.len} elements ([B, T])`);
   }
+  if (s.bias) {
+    requireF32(fn, ['bias', s.bias]);
+    if (numel(s.bias.shape) !== s.channels) throw new Error(`${fn}: bias ${shapeStr(s.bias.shape)} must have ${s.channels} elements (one per channel)`);
+  }
   return [s.batch, s.len, s.channels, s.kernel];
 }
 
@@ -60,12 +67,16 @@ export function conv1dForward(gpu: Gpu, s: Conv1dShape, x: Tensor, w: Tensor, y:
   if (state) distinctBuffers(fn, [['state', state]], [['x', x]]);
   if (state && s.segments) throw new Error(`${fn}: a conv state and packed segments do not go together (segments are for training)`);
   if (s.segments) distinctBuffers(fn, [['y', y]], [['segments', s.segments]]);
-  launch(gpu, 'conv1d_forward', [s.segments ?? x, x, w, state ?? x, y], N, [...dims, state ? 1 : 0, s.segments ? 1 : 0]);
-  if (state && s.kernel > 1) launch(gpu, 'conv1d_state_update', [x, state], s.batch * s.channels, [...dims, 1, 0]);
+  if (s.bias) distinctBuffers(fn, [['y', y], ...(state ? [['state', state] as [string, Tensor]] : [])], [['bias', s.bias]]);
+  launch(gpu, 'conv1d_forward', [s.segments ?? x, x, w, state ?? x, y, s.bias ?? x], N, [...dims, state ? 1 : 0, s.segments ? 1 : 0, s.bias ? 1 : 0]);
+  if (state && s.kernel > 1) launch(gpu, 'conv1d_state_update', [x, state], s.batch * s.channels, [...dims, 1, 0, 0]);
 }
 
-/** dx (overwritten) and, when dw is given, the weight gradient (overwritten); zero left context. */
-export function conv1dBackward(gpu: Gpu, s: Conv1dShape, dy: Tensor, x: Tensor, w: Tensor, dx: Tensor, dw: Tensor | null): void {
+/**
+ * dx (overwritten) and, when dw / dbias are given, the weight and bias gradients (overwritten);
+ * zero left context.
+ */
+export function conv1dBackward(gpu: Gpu, s: Conv1dShape, dy: Tensor, x: Tensor, w: Tensor, dx: Tensor, dw: Tensor | null, dbias: Tensor | null = null): void {
   const fn = 'conv1dBackward';
   const N = s.batch * s.len * s.channels;
   const named: [string, Tensor, number][] = [['dy', dy, N], ['x', x, N], ['w', w, s.channels * s.kernel], ['dx', dx, N]];
@@ -74,10 +85,17 @@ export function conv1dBackward(gpu: Gpu, s: Conv1dShape, dy: Tensor, x: Tensor, 
   distinctBuffers(fn, [['dx', dx], ...(dw ? [['dw', dw] as [string, Tensor]] : [])], [['dy', dy], ['x', x], ['w', w]]);
   if (dw && dw.buffer === dx.buffer) throw new Error(`${fn}: dw must not share a buffer with dx`);
   if (s.segments) distinctBuffers(fn, [['dx', dx], ...(dw ? [['dw', dw] as [string, Tensor]] : [])], [['segments', s.segments]]);
+  if (dbias) {
+    if (!s.bias) throw new Error(`${fn}: dbias is given but the convolution has no bias`);
+    requireF32(fn, ['dbias', dbias]);
+    if (numel(dbias.shape) !== s.channels) throw new Error(`${fn}: dbias ${shapeStr(dbias.shape)} must have ${s.channels} elements (one per channel)`);
+    distinctBuffers(fn, [['dbias', dbias]], [['dy', dy], ['x', x], ['w', w], ['dx', dx], ['bias', s.bias], ...(dw ? [['dw', dw] as [string, Tensor]] : [])]);
+  }
   const da = scratch(gpu, 'conv1d.da', N);
   const seg = s.segments ?? x;
-  const p = [...dims, 0, s.segments ? 1 : 0];
-  launch(gpu, 'conv1d_backward_preact', [seg, dy, x, w, da], N, p);
+  const p = [...dims, 0, s.segments ? 1 : 0, s.bias ? 1 : 0];
+  launch(gpu, 'conv1d_backward_preact', [seg, dy, x, w, da, s.bias ?? x], N, p);
   launch(gpu, 'conv1d_backward_input', [seg, da, w, dx], N, p);
   if (dw) launch(gpu, 'conv1d_backward_weight', [seg, da, x, dw], s.channels * s.kernel, p);
+  if (dbias) launch(gpu, 'conv1d_backward_bias', [da, dbias], s.channels, p);
 }

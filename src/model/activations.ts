@@ -10,16 +10,20 @@ import { LOSS_WORKSPACE_BYTES, lossChunkFor, lossWorkspaceElements } from '../ke
 import type { Layer } from './model';
 import type { Mixer, ModelSpec } from './spec';
 import { deltaRuleSavedElements } from '../kernels/delta-rule';
+import { ssdSavedElements } from '../kernels/ssd';
 
 /** The model dimensions the sizes depend on. */
 export type ActivationSpec = Pick<ModelSpec, 'hidden' | 'heads' | 'kvHeads' | 'headDim' | 'intermediate' | 'qkNorm' | 'sandwichNorms' | 'vocab'>
-  & Partial<Pick<ModelSpec, 'attnOutputGate' | 'deltaNet'>> & { layers: readonly { mixer?: Mixer }[] };
+  & Partial<Pick<ModelSpec, 'attnOutputGate' | 'deltaNet' | 'mamba' | 'sharedMlp'>> & { layers: readonly { mixer?: Mixer }[] };
 
 /** Buffer shapes by name; null where this model has no such buffer. */
 export type ShapeTable = Record<string, number[] | null>;
 
 /** Tokens per chunk of the chunked delta rule (transformers' chunk_size). */
 export const DELTA_RULE_CHUNK = 64;
+
+/** Tokens per chunk of the chunked SSD scan (the checkpoints' mamba_chunk_size is 256; the result does not depend on it). */
+export const SSD_CHUNK = 64;
 
 /** What every layer keeps around its token mixer: the norms, the residual and the MLP (f32). */
 export function blockActivationShapes(s: ActivationSpec, B: number, S: number) {
@@ -29,7 +33,7 @@ export function blockActivationShapes(s: ActivationSpec, B: number, S: number) {
     h1: [T, D], rstd1: [T],
     oOut: [T, D], oNormed: sandwich ? [T, D] : null, rstdPostAttn: sandwich ? [T] : null,
     xMid: [T, D], h2: [T, D], rstd2: [T],
-    gate: [T, I], up: [T, I], act: [T, I],
+    gateUp: s.sharedMlp ? [T, 2 * I] : null, gate: [T, I], up: [T, I], act: [T, I],
     down: [T, D], downNormed: sandwich ? [T, D] : null, rstdPostMlp: sandwich ? [T] : null,
   } satisfies ShapeTable;
 }
@@ -59,9 +63,22 @@ export function deltaNetActivationShapes(s: ActivationSpec, B: number, S: number
   } satisfies ShapeTable;
 }
 
+/** A Mamba-2 layer's token mixer: in_proj's output and its parts, the conv, the scan's inputs, output and record, the gated norm. */
+export function mambaActivationShapes(s: ActivationSpec, B: number, S: number) {
+  const m = s.mamba;
+  if (!m) throw new Error('mambaActivationShapes: the model has no Mamba layers');
+  const T = B * S, W = m.heads * m.headDim, GN = m.groups * m.stateDim, C = W + 2 * GN;
+  const scan = { batch: B, len: S, heads: m.heads, groups: m.groups, stateDim: m.stateDim, headDim: m.headDim };
+  return {
+    proj: [T, W + C + m.heads], z: [T, W], xbcIn: [T, C], dt: [T, m.heads], xbc: [T, C], x: [T, W], Bm: [T, GN], Cm: [T, GN],
+    y: [T, W], ssdSaved: [ssdSavedElements(scan, SSD_CHUNK)], gated: [T, W], normed: [T, W], rstdGated: [T],
+  } satisfies ShapeTable;
+}
+
 /** All of one layer's forward activations kept for its backward. With recomputation one set per mixer kind is reused by all layers. */
 export function layerActivationShapes(s: ActivationSpec, B: number, S: number, mixer: Mixer): ShapeTable {
-  return { ...blockActivationShapes(s, B, S), ...(mixer === 'deltaNet' ? deltaNetActivationShapes(s, B, S) : attentionActivationShapes(s, B, S)) };
+  const mixerShapes = mixer === 'deltaNet' ? deltaNetActivationShapes(s, B, S) : mixer === 'mamba' ? mambaActivationShapes(s, B, S) : attentionActivationShapes(s, B, S);
+  return { ...blockActivationShapes(s, B, S), ...mixerShapes };
 }
 
 /** The backward's working set (f32), allocated on the first backward: one layer's gradients, reused by every layer. */
@@ -69,6 +86,8 @@ export function gradientShapes(s: ActivationSpec, T: number) {
   const D = s.hidden, Q = s.heads * s.headDim, KV = s.kvHeads * s.headDim, I = s.intermediate;
   const gated = !!s.attnOutputGate, d = s.deltaNet ?? null;
   const K = d ? d.keyHeads * d.keyDim : 0, V = d ? d.valueHeads * d.valueDim : 0, Hv = d?.valueHeads ?? 0;
+  const m = s.mamba ?? null;
+  const mW = m ? m.heads * m.headDim : 0, mGN = m ? m.groups * m.stateDim : 0, mC = mW + 2 * mGN, mH = m?.heads ?? 0;
   return {
     dResid: [T, D], dTmp: [T, D], dH: [T, D],
     dAct: [T, I], dGate: [T, I], dUp: [T, I],
@@ -78,6 +97,11 @@ export function gradientShapes(s: ActivationSpec, T: number) {
     dDq: d ? [T, K] : null, dDk: d ? [T, K] : null, dDv: d ? [T, V] : null, dG: d ? [T, Hv] : null, dBeta: d ? [T, Hv] : null,
     dA: d ? [T, Hv] : null, dB: d ? [T, Hv] : null, dQRaw: d ? [T, K] : null, dKRaw: d ? [T, K] : null,
     dConv: d ? [T, 2 * K + V] : null, dMixed: d ? [T, 2 * K + V] : null, dConvW: d ? [2 * K + V, d.convKernel] : null,
+    dGateUp: s.sharedMlp ? [T, 2 * I] : null,
+    mdProj: m ? [T, mW + mC + mH] : null, mdNormed: m ? [T, mW] : null, mdGated: m ? [T, mW] : null, mdY: m ? [T, mW] : null, mdZ: m ? [T, mW] : null,
+    mdX: m ? [T, mW] : null, mdDt: m ? [T, mH] : null, mdBm: m ? [T, mGN] : null, mdCm: m ? [T, mGN] : null, mdXbc: m ? [T, mC] : null,
+    mdXbcIn: m ? [T, mC] : null, mdConvW: m ? [mC, m.convKernel] : null, mdConvBias: m ? [mC] : null,
+    mdALog: m ? [mH] : null, mdDtBias: m ? [mH] : null, mdD: m ? [mH] : null,
     dFinal: [T, D],
   } satisfies ShapeTable;
 }

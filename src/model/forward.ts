@@ -10,7 +10,7 @@ import type { Tensor } from '../gpu/tensor';
 import { gatedActForward, gatedActBackward } from '../kernels/act';
 import { conv1dBackward, conv1dForward } from '../kernels/conv1d';
 import { deltaRuleBackward, deltaRuleForward, deltaRuleRecurrent, type DeltaRuleShape } from '../kernels/delta-rule';
-import { add, axpy, copyInto } from '../kernels/elementwise';
+import { add, axpy, copyInto, scale } from '../kernels/elementwise';
 import { deltaGatesBackward, deltaGatesForward } from '../kernels/gates';
 import { attentionForward, attentionBackward, type AttentionShape } from '../kernels/attention';
 import { embeddingForward, embeddingBackward } from '../kernels/embedding';
@@ -19,8 +19,10 @@ import { lmHeadCrossEntropy, logitsForRows, type TokenLoss } from '../kernels/lo
 import { addRmsNormForward, l2NormBackward, l2NormForward, rmsNormForward, rmsNormBackward, rmsNormGatedBackward, rmsNormGatedForward } from '../kernels/norm';
 import { ropeForward, ropeBackward } from '../kernels/rope';
 import {
-  attentionActivationShapes, blockActivationShapes, DELTA_RULE_CHUNK, deltaNetActivationShapes, gradientShapes, streamShapes, type ShapeTable,
+  attentionActivationShapes, blockActivationShapes, DELTA_RULE_CHUNK, deltaNetActivationShapes, gradientShapes, mambaActivationShapes, streamShapes,
+  type ShapeTable,
 } from './activations';
+import { mambaBackward, mambaForward, type MambaActs, type MambaGrads } from './mamba';
 import { allocSiteSaved, onesFor, siteBackward, siteForward, type SiteSaved } from './linear';
 import { siteOf, type Layer, type Model, type Param, type SiteKind } from './model';
 import type { Mixer } from './spec';
@@ -56,9 +58,10 @@ type AttentionActs = Tensors<ReturnType<typeof attentionActivationShapes>>;
 type DeltaNetActs = Tensors<ReturnType<typeof deltaNetActivationShapes>>;
 
 type LayerActs = Tensors<ReturnType<typeof blockActivationShapes>> & {
-  /** The token mixer's activations: attention's on attention layers, Gated DeltaNet's on linear-attention ones. */
+  /** The token mixer's activations: attention's, Gated DeltaNet's or Mamba's, by the layer's kind. */
   attention: AttentionActs | null;
   deltaNet: DeltaNetActs | null;
+  mamba: MambaActs | null;
   /** LoRA activations per site kind, allocated on first use (adapters come and go). */
   saved: Partial<Record<SiteKind, SiteSaved>>;
 };
@@ -91,6 +94,7 @@ export class Workspace {
       ...allocate(gpu, blockActivationShapes(model.spec, B, S)),
       attention: mixer === 'attention' ? allocate(gpu, attentionActivationShapes(model.spec, B, S)) : null,
       deltaNet: mixer === 'deltaNet' ? allocate(gpu, deltaNetActivationShapes(model.spec, B, S)) : null,
+      mamba: mixer === 'mamba' ? allocate(gpu, mambaActivationShapes(model.spec, B, S)) : null,
       saved: {},
     });
     // with recomputation, layers of one mixer kind share one set
@@ -141,8 +145,8 @@ export class Workspace {
   release(): void {
     const all: Tensor[] = [...this.resid, this.final, this.rstdFinal, this.loss, this.ones, this.ids, this.labels, this.positions];
     if (this.segments) all.push(this.segments);
-    for (const { saved, attention, deltaNet, ...acts } of new Set(this.acts)) {
-      all.push(...allocated(acts), ...(attention ? allocated(attention) : []), ...(deltaNet ? allocated(deltaNet) : []));
+    for (const { saved, attention, deltaNet, mamba, ...acts } of new Set(this.acts)) {
+      all.push(...allocated(acts), ...(attention ? allocated(attention) : []), ...(deltaNet ? allocated(deltaNet) : []), ...(mamba ? allocated(mamba) : []));
       for (const s of Object.values(saved)) if (s) all.push(...(Object.values(s).filter(Boolean) as Tensor[]));
     }
     if (this.grads) all.push(...allocated(this.grads));
@@ -315,21 +319,33 @@ function deltaNetForward(
 
 /** Everything after the token mixer's output a.oOut: residual + MLP norm, MLP, and (per `end`) the residual with the next norm. */
 function residAndMlp(gpu: Gpu, model: Model, layer: Layer, a: LayerActs, xIn: Tensor, xOut: Tensor, end: LayerEnd, ones: Tensor, drop?: LoraDropoutStep): void {
+  const rs = model.spec.residualScale;
   let r = a.oOut;
   if (layer.attnPostNorm) {
     norm(gpu, model, a.oOut, layer.attnPostNorm, a.oNormed!, a.rstdPostAttn!);
     r = a.oNormed!;
   }
+  // Granite's residual_multiplier, in place: nothing reads the branch output again
+  if (rs !== 1) scale(gpu, r, rs, r);
   addNorm(gpu, model, xIn, r, layer.mlpNorm, a.xMid, a.h2, a.rstd2);
-  siteFwd(gpu, model, layer, a, 'gate_proj', a.h2, a.gate, ones, drop);
-  siteFwd(gpu, model, layer, a, 'up_proj', a.h2, a.up, ones, drop);
+  if (layer.sites.input_linear) {
+    // Granite 4's shared_mlp: input_linear's rows are gate, then up
+    const I = model.spec.intermediate, T = a.h2.shape[0]!;
+    siteFwd(gpu, model, layer, a, 'input_linear', a.h2, a.gateUp!, ones, drop);
+    copyInto(gpu, a.gateUp!, a.gate, { rows: T, cols: I, srcStride: 2 * I });
+    copyInto(gpu, a.gateUp!, a.up, { rows: T, cols: I, srcOffset: I, srcStride: 2 * I });
+  } else {
+    siteFwd(gpu, model, layer, a, 'gate_proj', a.h2, a.gate, ones, drop);
+    siteFwd(gpu, model, layer, a, 'up_proj', a.h2, a.up, ones, drop);
+  }
   gatedActForward(gpu, a.gate, a.up, a.act, model.spec.act);
-  siteFwd(gpu, model, layer, a, 'down_proj', a.act, a.down, ones, drop);
+  siteFwd(gpu, model, layer, a, layer.sites.output_linear ? 'output_linear' : 'down_proj', a.act, a.down, ones, drop);
   let r2 = a.down;
   if (layer.mlpPostNorm) {
     norm(gpu, model, a.down, layer.mlpPostNorm, a.downNormed!, a.rstdPostMlp!);
     r2 = a.downNormed!;
   }
+  if (rs !== 1) scale(gpu, r2, rs, r2);
   if (end !== 'kept') addNorm(gpu, model, a.xMid, r2, end.norm, xOut, end.y, end.rstd);
 }
 
@@ -343,6 +359,9 @@ function layerForward(ws: Workspace, l: number, drop: LoraDropoutStep | undefine
   const [B, S] = [ws.B, ws.S];
   if (a.deltaNet) {
     deltaNetForward(gpu, model, layer, a, a.deltaNet, B, S, ws.ones, { segments: ws.segments, state: null, drop });
+  } else if (a.mamba) {
+    const site = (kind: SiteKind, x: Tensor, y: Tensor) => siteFwd(gpu, model, layer, a, kind, x, y, ws.ones, drop);
+    mambaForward(gpu, model, layer, a.mamba, a.h1, a.oOut, B, S, { site, state: null, segments: ws.segments });
   } else {
     const at = a.attention!;
     qkv(gpu, model, layer, a, at, ws.ones, ws.positions, drop);
@@ -368,6 +387,15 @@ function forwardLayers(ws: Workspace, drop: LoraDropoutStep | undefined): void {
   for (let l = 0; l < ws.model.layers.length; l++) layerForward(ws, l, drop, endOf(ws, l));
 }
 
+/**
+ * Granite's logits_scaling divides the logits: the final hidden state is divided instead, just
+ * before the lm_head (a value head reads it undivided, as trl's does).
+ */
+function scaleForLogits(ws: Workspace): void {
+  const s = ws.model.spec.logitsScale;
+  if (s !== 1) scale(ws.model.gpu, ws.final, 1 / s, ws.final);
+}
+
 /** Layer l's activations again for its backward; its output is kept in resid[l + 1]. */
 function recomputeLayer(ws: Workspace, l: number, drop: LoraDropoutStep | undefined): void {
   const { model } = ws;
@@ -388,29 +416,51 @@ function layerBackward(ws: Workspace, l: number, g: Grads, drop: LoraDropoutStep
     siteBackward(gpu, siteOf(layer, kind), x, dy, dx, sv(gpu, a, layer, kind), ws.ones, { accumulateDx, accumulateGrads: true, dropout: dropout(kind) });
 
   // MLP branch: xOut = xMid + post(down(act(gate(h2)) * up(h2)))
-  let dDown = g.dResid;
+  // (Granite's residual_multiplier and the Gemma post-norms are never both present: both use dTmp)
+  const rs = model.spec.residualScale;
+  const dBranch = (): Tensor => {
+    if (rs === 1) return g.dResid;
+    scale(gpu, g.dResid, rs, g.dTmp);
+    return g.dTmp;
+  };
+  let dDown = dBranch();
   if (layer.mlpPostNorm) {
     normBack(gpu, model, g.dResid, a.down, layer.mlpPostNorm, a.rstdPostMlp!, g.dTmp, false);
     dDown = g.dTmp;
   }
-  back('down_proj', a.act, dDown, g.dAct, false);
+  back(layer.sites.output_linear ? 'output_linear' : 'down_proj', a.act, dDown, g.dAct, false);
   gatedActBackward(gpu, g.dAct, a.gate, a.up, g.dGate, g.dUp, model.spec.act);
-  back('gate_proj', a.h2, g.dGate, g.dH, false);
-  back('up_proj', a.h2, g.dUp, g.dH, true);
+  if (layer.sites.input_linear) {
+    const I = model.spec.intermediate, T = ws.T;
+    copyInto(gpu, g.dGate, g.dGateUp!, { rows: T, cols: I, dstStride: 2 * I });
+    copyInto(gpu, g.dUp, g.dGateUp!, { rows: T, cols: I, dstOffset: I, dstStride: 2 * I });
+    back('input_linear', a.h2, g.dGateUp!, g.dH, false);
+  } else {
+    back('gate_proj', a.h2, g.dGate, g.dH, false);
+    back('up_proj', a.h2, g.dUp, g.dH, true);
+  }
   normBack(gpu, model, g.dH, a.xMid, layer.mlpNorm, a.rstd2, g.dResid, true);
 
   // token mixer branch: xMid = xIn + post(mixer(h1)); the mixer's input gradient is summed into g.dH
-  let dO = g.dResid;
+  let dO = dBranch();
   if (layer.attnPostNorm) {
     normBack(gpu, model, g.dResid, a.oOut, layer.attnPostNorm, a.rstdPostAttn!, g.dTmp, false);
     dO = g.dTmp;
   }
   if (a.deltaNet) deltaNetBackward(ws, layer, a, a.deltaNet, g, dO, back);
+  else if (a.mamba) mambaBackward(gpu, model, layer, a.mamba, a.h1, dO, g.dH, ws.B, ws.S, ws.segments, mambaGrads(g), back);
   else attentionBackwardOf(ws, layer, a, a.attention!, g, dO, back);
   normBack(gpu, model, g.dH, xIn, layer.attnNorm, a.rstd1, g.dResid, true);
 }
 
 type SiteBack = (kind: SiteKind, x: Tensor, dy: Tensor, dx: Tensor, accumulateDx: boolean) => void;
+
+function mambaGrads(g: Grads): MambaGrads {
+  return {
+    proj: g.mdProj!, normed: g.mdNormed!, gated: g.mdGated!, y: g.mdY!, z: g.mdZ!, x: g.mdX!, dt: g.mdDt!, Bm: g.mdBm!, Cm: g.mdCm!,
+    xbc: g.mdXbc!, xbcIn: g.mdXbcIn!, convW: g.mdConvW!, convBias: g.mdConvBias!, aLog: g.mdALog!, dtBias: g.mdDtBias!, D: g.mdD!,
+  };
+}
 
 /** o_proj(gate · attention(rope(norm(q)), rope(norm(k)), v)) backward to g.dH (overwritten). */
 function attentionBackwardOf(ws: Workspace, layer: Layer, a: LayerActs, at: AttentionActs, g: Grads, dO: Tensor, back: SiteBack): void {
@@ -500,7 +550,8 @@ export interface StepOptions {
   /**
    * Replaces the lm_head cross-entropy (ws.loss is left alone): the forward ends at ws.final,
    * and with backward, head(dFinal) must write d loss / d ws.final [T, D] (a reward model's value
-   * head on each sequence's last token).
+   * head on each sequence's last token). ws.final is then the final norm's output, not divided by
+   * Granite's logits_scaling.
    */
   head?: (dFinal: Tensor) => void;
   /** The lm_head token loss (default cross-entropy): DFT, EAFT, label smoothing. */
@@ -520,6 +571,7 @@ export function forwardBackward(ws: Workspace, opts: StepOptions): void {
     embeddingForward(gpu, ws.ids, model.embed.value, ws.resid[0]!, s.embedScale);
     if (opts.embedNoise) add(gpu, ws.resid[0]!, opts.embedNoise, ws.resid[0]!);
     forwardLayers(ws, opts.loraDropout);
+    if (!opts.head) scaleForLogits(ws);
   }
   const g = opts.backward ? ws.gradBuffers() : null;
   if (opts.head) {
@@ -537,6 +589,7 @@ export function forwardBackward(ws: Workspace, opts: StepOptions): void {
     });
   }
   if (!g) return;
+  if (!opts.head && s.logitsScale !== 1) scale(gpu, g.dFinal, 1 / s.logitsScale, g.dFinal);
   normBack(gpu, model, g.dFinal, ws.resid[model.layers.length]!, model.finalNorm, ws.rstdFinal, g.dResid, false);
   for (let l = model.layers.length - 1; l >= 0; l--) {
     if (ws.recompute) recomputeLayer(ws, l, opts.loraDropout);
@@ -551,21 +604,22 @@ export function fullLogits(ws: Workspace, out: Tensor): void {
   const gpu = model.gpu;
   embeddingForward(gpu, ws.ids, model.embed.value, ws.resid[0]!, model.spec.embedScale);
   forwardLayers(ws, undefined);
+  scaleForLogits(ws);
   const softcap = model.spec.finalSoftcap;
   logitsForRows(gpu, ws.final, model.lmHead.weight, out, softcap ? { softcap } : {});
 }
 
 /**
  * What generation keeps of one sequence: keys and values of each attention layer ([capacity,
- * Hkv * Dh] each), and the conv and delta-rule state of each Gated DeltaNet layer (null where the
- * layer has the other kind).
+ * Hkv * Dh] each), and the conv and recurrent state of each Gated DeltaNet or Mamba layer (null
+ * where the layer has another kind).
  */
 export interface KVCache {
   k: (Tensor | null)[];
   v: (Tensor | null)[];
   /** [K - 1, C]: the conv's last inputs. */
   conv: (Tensor | null)[];
-  /** [Hv, Dk, Dv]: the delta rule's memory. */
+  /** [Hv, Dk, Dv]: the delta rule's memory; [H, N, P]: Mamba-2's scan state. */
   rule: (Tensor | null)[];
   capacity: number;
   /** Positions filled so far. */
@@ -573,15 +627,25 @@ export interface KVCache {
 }
 
 export function allocKVCache(model: Model, capacity: number): KVCache {
-  const { kvHeads: Hkv, headDim: Dh, deltaNet: d } = model.spec;
+  const { kvHeads: Hkv, headDim: Dh, deltaNet: d, mamba: m } = model.spec;
   const gpu = model.gpu;
   const attention = (i: number) => model.layers[i]!.mixer === 'attention';
-  const convChannels = d ? 2 * d.keyHeads * d.keyDim + d.valueHeads * d.valueDim : 0;
+  // the recurrent layers' state shapes: Gated DeltaNet's, or Mamba-2's conv over x, B, C and scan state [H, N, P]
+  const stateShapes = (i: number): { conv: number[]; rule: number[] } | null => {
+    const mixer = model.layers[i]!.mixer;
+    if (mixer === 'deltaNet') return { conv: [d!.convKernel - 1, 2 * d!.keyHeads * d!.keyDim + d!.valueHeads * d!.valueDim], rule: [d!.valueHeads, d!.keyDim, d!.valueDim] };
+    if (mixer === 'mamba') return { conv: [m!.convKernel - 1, m!.heads * m!.headDim + 2 * m!.groups * m!.stateDim], rule: [m!.heads, m!.stateDim, m!.headDim] };
+    return null;
+  };
+  const state = (i: number, part: 'conv' | 'rule') => {
+    const shapes = stateShapes(i);
+    return shapes ? gpu.tensor(shapes[part], 'f32', `${part}state${i}`) : null;
+  };
   const cache: KVCache = {
     k: model.layers.map((_, i) => (attention(i) ? gpu.tensor([capacity, Hkv * Dh], 'f32', `kcache${i}`) : null)),
     v: model.layers.map((_, i) => (attention(i) ? gpu.tensor([capacity, Hkv * Dh], 'f32', `vcache${i}`) : null)),
-    conv: model.layers.map((_, i) => (attention(i) ? null : gpu.tensor([d!.convKernel - 1, convChannels], 'f32', `convstate${i}`))),
-    rule: model.layers.map((_, i) => (attention(i) ? null : gpu.tensor([d!.valueHeads, d!.keyDim, d!.valueDim], 'f32', `rulestate${i}`))),
+    conv: model.layers.map((_, i) => state(i, 'conv')),
+    rule: model.layers.map((_, i) => state(i, 'rule')),
     capacity,
     length: 0,
   };
@@ -592,7 +656,7 @@ export function allocKVCache(model: Model, capacity: number): KVCache {
 /** Whether the cache holds recurrent state, which cannot be rewound to an earlier position. */
 export const hasRecurrentState = (cache: KVCache): boolean => cache.rule.some((t) => t !== null);
 
-/** Zeroes the Gated DeltaNet layers' state (a sequence starting from position 0). */
+/** Zeroes the Gated DeltaNet and Mamba layers' state (a sequence starting from position 0). */
 export function clearRecurrentState(model: Model, cache: KVCache): void {
   for (const t of [...cache.conv, ...cache.rule]) if (t) model.gpu.zero(t);
 }
@@ -603,7 +667,7 @@ export const cacheTensors = (cache: KVCache): Tensor[] => [...cache.k, ...cache.
 /**
  * Incremental forward for generation: the T tokens loaded in `ws` (B = 1, positions
  * cache.length ...) attend to the cache and to each other; their keys and values are appended, and
- * the Gated DeltaNet layers carry their state on. The final hidden states land in ws.final.
+ * the Gated DeltaNet and Mamba layers carry their state on. The final hidden states land in ws.final.
  */
 export function forwardCached(ws: Workspace, cache: KVCache): void {
   const { model } = ws;
@@ -620,6 +684,9 @@ export function forwardCached(ws: Workspace, cache: KVCache): void {
     const a = ws.actsFor(l);
     if (a.deltaNet) {
       deltaNetForward(gpu, model, layer, a, a.deltaNet, 1, T, ws.ones, { segments: null, state: { conv: cache.conv[l]!, rule: cache.rule[l]! } });
+    } else if (a.mamba) {
+      const site = (kind: SiteKind, x: Tensor, y: Tensor) => siteFwd(gpu, model, layer, a, kind, x, y, ws.ones);
+      mambaForward(gpu, model, layer, a.mamba, a.h1, a.oOut, 1, T, { site, state: { conv: cache.conv[l]!, ssd: cache.rule[l]! }, segments: null });
     } else {
       const at = a.attention!;
       const kc = cache.k[l]!, vc = cache.v[l]!;
@@ -637,5 +704,6 @@ export function forwardCached(ws: Workspace, cache: KVCache): void {
     }
     residAndMlp(gpu, model, layer, a, ws.resid[l]!, ws.resid[l + 1]!, endOf(ws, l), ws.ones);
   }
+  scaleForLogits(ws);
   cache.length += T;
 }

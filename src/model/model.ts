@@ -2,11 +2,11 @@
 // with every linear layer as a LinearSite (so LoRA, DoRA, quantized and trainable weights plug in
 // the same way). Computation lives in forward.ts; this module owns structure and loading.
 
-import { parseJsonFile } from '../data/json-file';
 import type { Gpu } from '../gpu/runtime';
 import type { Tensor } from '../gpu/tensor';
 import { weightParts, type Weight } from '../kernels/matmul';
 import { ropeInvFreq } from '../kernels/rope';
+import { parseHfConfig } from './hf-config';
 import type { LinearSite } from './linear';
 import { specFromConfig, type Mixer, type ModelSpec } from './spec';
 import { Checkpoint, layerNames, uploadMatrix, uploadTensor, type ModelFiles, type WeightFormat } from './weights';
@@ -20,11 +20,16 @@ export interface Param {
 
 export type SiteKind =
   | 'q_proj' | 'k_proj' | 'v_proj' | 'o_proj'
-  | 'in_proj_qkv' | 'in_proj_z' | 'in_proj_b' | 'in_proj_a' | 'out_proj'
-  | 'gate_proj' | 'up_proj' | 'down_proj';
-/** Linear modules as the checkpoint (and PEFT) names them, in module order: attention, Gated DeltaNet (Qwen3.5), MLP. */
+  | 'in_proj_qkv' | 'in_proj_z' | 'in_proj_b' | 'in_proj_a' | 'in_proj' | 'out_proj'
+  | 'gate_proj' | 'up_proj' | 'down_proj' | 'input_linear' | 'output_linear';
+/**
+ * Linear modules as the checkpoint (and PEFT) names them, in module order: attention, Gated
+ * DeltaNet (Qwen3.5) or Mamba-2 (Granite 4: in_proj, out_proj), MLP (Granite 4's shared_mlp:
+ * input_linear, output_linear).
+ */
 export const SITE_KINDS: readonly SiteKind[] = [
-  'q_proj', 'k_proj', 'v_proj', 'o_proj', 'in_proj_qkv', 'in_proj_z', 'in_proj_b', 'in_proj_a', 'out_proj', 'gate_proj', 'up_proj', 'down_proj',
+  'q_proj', 'k_proj', 'v_proj', 'o_proj', 'in_proj_qkv', 'in_proj_z', 'in_proj_b', 'in_proj_a', 'in_proj', 'out_proj', 'gate_proj', 'up_proj', 'down_proj',
+  'input_linear', 'output_linear',
 ];
 /** Phi-3 stores q/k/v as one qkv_proj (rows q, k, v) and gate/up as one gate_up_proj (gate rows first). */
 export const FUSED_MODULE_KINDS = ['qkv_proj', 'o_proj', 'gate_up_proj', 'down_proj'] as const;
@@ -55,6 +60,18 @@ export interface DeltaNetParams {
   norm: Param;
 }
 
+/** The per-head and per-channel parameters of a Mamba-2 layer (its in_proj and out_proj are sites). */
+export interface MambaParams {
+  /** conv1d.weight [C, 1, K] as stored (the kernel reads it as [C, K]), C = width + 2 * groups * stateDim. */
+  conv: Param;
+  convBias: Param | null;
+  aLog: Param;
+  dtBias: Param;
+  D: Param;
+  /** The gated RMSNorm's weight [width]. */
+  norm: Param;
+}
+
 export interface Layer {
   index: number;
   mixer: Mixer;
@@ -67,6 +84,7 @@ export interface Layer {
   /** q/k/v/o_proj on attention layers, in_proj_* and out_proj on Gated DeltaNet layers; the MLP's on all. */
   sites: Partial<Record<SiteKind, LinearSite>>;
   deltaNet: DeltaNetParams | null;
+  mamba: MambaParams | null;
   window: number | null;
   /** Rope frequencies of an attention layer; null on Gated DeltaNet layers. */
   invFreq: Tensor | null;
@@ -81,8 +99,11 @@ export function siteOf(layer: Layer, kind: SiteKind): LinearSite {
 
 /** A layer's non-linear parameters (norms, Gated DeltaNet's conv and gates), in checkpoint order. */
 export function layerParams(l: Layer): Param[] {
-  const d = l.deltaNet;
-  const all = [l.attnNorm, l.qNorm, l.kNorm, l.attnPostNorm, l.mlpNorm, l.mlpPostNorm, ...(d ? [d.conv, d.aLog, d.dtBias, d.norm] : [])];
+  const d = l.deltaNet, m = l.mamba;
+  const all = [
+    l.attnNorm, l.qNorm, l.kNorm, l.attnPostNorm, l.mlpNorm, l.mlpPostNorm, ...(d ? [d.conv, d.aLog, d.dtBias, d.norm] : []),
+    ...(m ? [m.conv, m.convBias, m.aLog, m.dtBias, m.D, m.norm] : []),
+  ];
   return all.filter((p): p is Param => p !== null);
 }
 
@@ -108,12 +129,13 @@ export class Model {
   ) {}
 
   static async load(gpu: Gpu, files: ModelFiles, opts: LoadOptions = {}): Promise<Model> {
-    const config = parseJsonFile<Record<string, unknown>>(await files.readText('config.json'), `${files.name}/config.json`);
+    const config = parseHfConfig(await files.readText('config.json'), `${files.name}/config.json`);
     const spec = specFromConfig(config, `${files.name}/config.json`);
     const ckpt = await Checkpoint.open(files);
     const format = baseFormat(opts.format ?? 'f32', ckpt);
     const { hidden: D, heads: Hq, kvHeads: Hkv, headDim: Dh, intermediate: I, vocab: V } = spec;
-    const total = 3 + spec.layers.reduce((n, l) => n + (l.mixer === 'deltaNet' ? 14 : 9), 0);
+    const mixerTensors = { attention: 6, deltaNet: 11, mamba: 8 };
+    const total = 3 + spec.layers.reduce((n, l) => n + mixerTensors[l.mixer] + (spec.sharedMlp ? 2 : 3), 0);
     let done = 0;
     const tick = (name: string) => opts.onProgress?.(++done, total, name);
 
@@ -148,11 +170,17 @@ export class Model {
       const m = `${n.prefix}.mlp`;
       const ls = spec.layers[i]!;
       const bias = (kind: string) => spec.qkvBias && ckpt.has(`${a}.${kind}.bias`);
-      const mlp = async () => ({
-        gate_proj: await site(`${m}.gate_proj`, I, D, ckpt.has(`${m}.gate_proj.bias`)),
-        up_proj: await site(`${m}.up_proj`, I, D, ckpt.has(`${m}.up_proj.bias`)),
-        down_proj: await site(`${m}.down_proj`, D, I, ckpt.has(`${m}.down_proj.bias`)),
-      });
+      const mlp = async (): Promise<Layer['sites']> => {
+        if (spec.sharedMlp) {
+          const sm = `${n.prefix}.shared_mlp`;
+          return { input_linear: await site(`${sm}.input_linear`, 2 * I, D, false), output_linear: await site(`${sm}.output_linear`, D, I, false) };
+        }
+        return {
+          gate_proj: await site(`${m}.gate_proj`, I, D, ckpt.has(`${m}.gate_proj.bias`)),
+          up_proj: await site(`${m}.up_proj`, I, D, ckpt.has(`${m}.up_proj.bias`)),
+          down_proj: await site(`${m}.down_proj`, D, I, ckpt.has(`${m}.down_proj.bias`)),
+        };
+      };
       const norms = {
         attnNorm: await param(n.attnNorm, [D]),
         attnPostNorm: n.attnPostNorm ? await param(n.attnPostNorm, [D]) : null,
@@ -179,6 +207,33 @@ export class Model {
             aLog: await param(`${la}.A_log`, [Hv]),
             dtBias: await param(`${la}.dt_bias`, [Hv]),
             norm: await param(`${la}.norm.weight`, [Dv]),
+          },
+          mamba: null,
+          window: null,
+          invFreq: null,
+        });
+        continue;
+      }
+      if (ls.mixer === 'mamba') {
+        // GraniteMoeHybridMambaLayer: in_proj rows are z | x, B, C (the conv channels) | dt
+        const { heads: H, headDim: P, groups: G, stateDim: N, convKernel, convBias, projBias } = spec.mamba!;
+        const mp = `${n.prefix}.mamba`;
+        const W = H * P, C = W + 2 * G * N;
+        layers.push({
+          index: i, mixer: 'mamba', ...norms, qNorm: null, kNorm: null,
+          sites: {
+            in_proj: await site(`${mp}.in_proj`, W + C + H, D, projBias),
+            out_proj: await site(`${mp}.out_proj`, D, W, projBias),
+            ...(await mlp()),
+          },
+          deltaNet: null,
+          mamba: {
+            conv: await param(`${mp}.conv1d.weight`, [C, 1, convKernel]),
+            convBias: convBias ? await param(`${mp}.conv1d.bias`, [C]) : null,
+            aLog: await param(`${mp}.A_log`, [H]),
+            dtBias: await param(`${mp}.dt_bias`, [H]),
+            D: await param(`${mp}.D`, [H]),
+            norm: await param(`${mp}.norm.weight`, [W]),
           },
           window: null,
           invFreq: null,
@@ -212,6 +267,7 @@ export class Model {
             ...(await mlp()),
           },
         deltaNet: null,
+        mamba: null,
         window: ls.window,
         invFreq: gpu.upload(
           ropeInvFreq({ headDim: Dh, theta: ls.rope.theta, partialRotaryFactor: ls.rope.partialRotaryFactor, scaling: ls.rope.scaling }),

@@ -1,7 +1,7 @@
 // Hugging Face config.json -> ModelSpec: every architectural choice the engine branches on, made
 // explicit once, so the transformer code reads as one model with a few switches.
 
-export type Arch = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'qwen3_5' | 'gemma' | 'gemma2' | 'gemma3' | 'phi3' | 'smollm3';
+export type Arch = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'qwen3_5' | 'gemma' | 'gemma2' | 'gemma3' | 'phi3' | 'smollm3' | 'granitemoehybrid';
 export type Activation = 'silu' | 'gelu_tanh' | 'gelu';
 
 export interface RopeSpec {
@@ -17,8 +17,8 @@ export interface RopeSpec {
   };
 }
 
-/** The token mixer of a layer: softmax attention, or Qwen3.5's Gated DeltaNet (linear attention). */
-export type Mixer = 'attention' | 'deltaNet';
+/** The token mixer of a layer: softmax attention, Qwen3.5's Gated DeltaNet (linear attention), or Granite 4's Mamba-2. */
+export type Mixer = 'attention' | 'deltaNet' | 'mamba';
 
 export interface LayerSpec {
   mixer: Mixer;
@@ -35,6 +35,24 @@ export interface DeltaNetSpec {
   valueDim: number;
   /** Taps of the causal depthwise conv1d. */
   convKernel: number;
+}
+
+/** Mamba-2 dimensions (Granite 4.0 H's mamba_* config keys). */
+export interface MambaSpec {
+  heads: number;
+  /** d_head: heads * headDim = the mixer's width (mamba_expand * hidden). */
+  headDim: number;
+  /** n_groups of B and C. */
+  groups: number;
+  /** d_state */
+  stateDim: number;
+  /** Taps of the causal depthwise conv1d over x, B and C. */
+  convKernel: number;
+  convBias: boolean;
+  projBias: boolean;
+  /** time_step_limit: the step size is clamped to [dtMin, dtMax]. */
+  dtMin: number;
+  dtMax: number;
 }
 
 export interface ModelSpec {
@@ -65,6 +83,14 @@ export interface ModelSpec {
   attnOutputGate: boolean;
   /** Qwen3.5's linear-attention layers; null when every layer is attention. */
   deltaNet: DeltaNetSpec | null;
+  /** Granite 4.0 H's Mamba-2 layers; null when the model has none. */
+  mamba: MambaSpec | null;
+  /** Granite's residual_multiplier: each block adds mixer and MLP outputs times this (1 elsewhere). */
+  residualScale: number;
+  /** Granite's logits_scaling: the logits are divided by it (1 elsewhere). */
+  logitsScale: number;
+  /** Granite 4: the MLP is shared_mlp.input_linear (gate rows, then up rows) and shared_mlp.output_linear. */
+  sharedMlp: boolean;
   /** Module path of the text model in the checkpoint: "model", or "model.language_model" in Qwen3.5's multimodal checkpoints. */
   textPrefix: string;
   tiedEmbeddings: boolean;
@@ -87,6 +113,7 @@ const ARCHS: Record<string, Arch> = {
   Gemma3ForConditionalGeneration: 'gemma3',
   Phi3ForCausalLM: 'phi3',
   SmolLM3ForCausalLM: 'smollm3',
+  GraniteMoeHybridForCausalLM: 'granitemoehybrid',
 };
 export const SUPPORTED_ARCHITECTURES = Object.keys(ARCHS);
 
@@ -104,6 +131,12 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
   const outer = arch === 'qwen3_5' ? raw : {};
   const c: Json = nested ? { ...outer, ...(raw.text_config as Json), architectures: raw.architectures } : raw;
   const qwen35 = arch === 'qwen3_5';
+  const granite = arch === 'granitemoehybrid';
+  // GraniteMoeHybridConfig defaults to 8 experts
+  const experts = c.num_local_experts ?? 8;
+  if (granite && experts !== 0) {
+    throw new Error(`${where}: Granite 4 with experts (num_local_experts ${JSON.stringify(experts)}: granite-4.0-h-tiny, h-small) is not supported; the dense ones (num_local_experts 0: granite-4.0-h-350m, h-1b) are`);
+  }
   const num = (key: string, fallback?: number): number => {
     const v = c[key];
     if (typeof v === 'number') return v;
@@ -122,11 +155,10 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
   const noRope = noRopeLayersOf(c, arch, nLayers, where);
   const layers: LayerSpec[] = layerTypes.map((type, i) => {
     const rope = ropeOf(c, type, where, qwen35 ? 0.25 : 1);
-    if (type !== 'full_attention' && type !== 'sliding_attention' && !(qwen35 && type === 'linear_attention')) {
-      throw new Error(`${where}: layer_types[${i}] "${type}" is not a layer type of ${archName}`);
-    }
+    const known = granite ? type === 'attention' || type === 'mamba' : type === 'full_attention' || type === 'sliding_attention' || (qwen35 && type === 'linear_attention');
+    if (!known) throw new Error(`${where}: layer_types[${i}] "${type}" is not a layer type of ${archName}`);
     return {
-      mixer: type === 'linear_attention' ? 'deltaNet' : 'attention',
+      mixer: type === 'linear_attention' ? 'deltaNet' : type === 'mamba' ? 'mamba' : 'attention',
       window: type === 'sliding_attention' ? slidingWindow : arch === 'mistral' || arch === 'phi3' ? slidingWindow : null,
       rope: noRope[i] ? { ...rope, partialRotaryFactor: 0 } : rope,
     };
@@ -138,7 +170,7 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
     arch,
     vocab: num('vocab_size'),
     hidden,
-    intermediate: num('intermediate_size'),
+    intermediate: granite ? num('shared_intermediate_size') : num('intermediate_size'),
     layers,
     heads,
     kvHeads: num('num_key_value_heads', heads),
@@ -147,8 +179,8 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
     // Qwen3.5's RMSNorm is zero-centred like Gemma's: (1 + w)
     normOffset: gemma || qwen35 ? 1 : 0,
     act,
-    embedScale: gemma ? Math.sqrt(hidden) : 1,
-    attnScale: 1 / Math.sqrt(pre ?? headDim),
+    embedScale: gemma ? Math.sqrt(hidden) : granite ? num('embedding_multiplier', 1) : 1,
+    attnScale: granite ? num('attention_multiplier', 1 / Math.sqrt(headDim)) : 1 / Math.sqrt(pre ?? headDim),
     attnSoftcap: typeof c.attn_logit_softcapping === 'number' ? c.attn_logit_softcapping : null,
     finalSoftcap: typeof c.final_logit_softcapping === 'number' ? c.final_logit_softcapping : null,
     qkvBias: arch === 'qwen2' || c.attention_bias === true,
@@ -162,6 +194,10 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
         valueDim: num('linear_value_head_dim', 128), convKernel: num('linear_conv_kernel_dim', 4),
       }
       : null,
+    mamba: layers.some((l) => l.mixer === 'mamba') ? mambaOf(c, hidden, where) : null,
+    residualScale: granite ? num('residual_multiplier', 1) : 1,
+    logitsScale: granite ? num('logits_scaling', 1) : 1,
+    sharedMlp: granite,
     textPrefix: nested && qwen35 ? 'model.language_model' : 'model',
     tiedEmbeddings: c.tie_word_embeddings === undefined ? gemma : c.tie_word_embeddings === true,
     maxPositions: num('max_position_embeddings', 4096),
@@ -180,6 +216,7 @@ function activation(name: string, where: string): Activation {
 
 function layerTypesOf(c: Json, arch: Arch, n: number): string[] {
   if (Array.isArray(c.layer_types) && c.layer_types.length === n) return c.layer_types as string[];
+  if (arch === 'granitemoehybrid') return Array.from({ length: n }, () => 'mamba');
   if (arch === 'qwen3_5') {
     const every = typeof c.full_attention_interval === 'number' ? c.full_attention_interval : 4;
     return Array.from({ length: n }, (_, i) => ((i + 1) % every === 0 ? 'full_attention' : 'linear_attention'));
@@ -197,6 +234,8 @@ function layerTypesOf(c: Json, arch: Arch, n: number): string[] {
  * (the name says the opposite); without the list, every `no_rope_layer_interval`-th layer (4).
  */
 function noRopeLayersOf(c: Json, arch: Arch, n: number, where: string): boolean[] {
+  // Granite 4: position_embedding_type "rope", or none (NoPE: the Mamba layers carry the order)
+  if (arch === 'granitemoehybrid') return Array.from({ length: n }, () => c.position_embedding_type !== 'rope');
   if (arch !== 'smollm3') return Array.from({ length: n }, () => false);
   const list = c.no_rope_layers;
   if (list === undefined || list === null) {
@@ -234,5 +273,31 @@ function ropeOf(c: Json, layerType: string, where: string, defaultPartial: numbe
       high_freq_factor: scaling.high_freq_factor as number | undefined,
       original_max_position_embeddings: scaling.original_max_position_embeddings as number | undefined,
     },
+  };
+}
+
+/** Granite 4.0 H's Mamba-2 layer shape (GraniteMoeHybridConfig's mamba_* keys and their defaults). */
+function mambaOf(c: Json, hidden: number, where: string): MambaSpec {
+  const int = (key: string, fallback: number): number => {
+    const v = c[key] ?? fallback;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new Error(`${where}: "${key}" must be a positive integer, not ${JSON.stringify(v)}`);
+    return v;
+  };
+  const expand = typeof c.mamba_expand === 'number' ? c.mamba_expand : 2;
+  const width = expand * hidden;
+  const heads = int('mamba_n_heads', 128);
+  const headDim = c.mamba_d_head === undefined || c.mamba_d_head === 'auto' ? width / heads : c.mamba_d_head;
+  if (typeof headDim !== 'number' || !Number.isInteger(headDim) || headDim * heads !== width) {
+    throw new Error(`${where}: mamba_n_heads ${heads} x mamba_d_head ${JSON.stringify(c.mamba_d_head)} must equal mamba_expand x hidden_size = ${width}`);
+  }
+  const groups = int('mamba_n_groups', 1);
+  if (heads % groups !== 0) throw new Error(`${where}: mamba_n_heads ${heads} is not a multiple of mamba_n_groups ${groups}`);
+  const limit = Array.isArray(c.time_step_limit) ? (c.time_step_limit as unknown[]) : [0, Infinity];
+  // (config.json writes float('inf') as Infinity: hf-config.ts reads it as the string)
+  const bound = (v: unknown, fallback: number) => (typeof v === 'number' ? v : v === 'Infinity' ? Infinity : fallback);
+  return {
+    heads, headDim, groups, stateDim: int('mamba_d_state', 256), convKernel: int('mamba_d_conv', 4),
+    convBias: c.mamba_conv_bias !== false, projBias: c.mamba_proj_bias === true,
+    dtMin: bound(limit[0], 0), dtMax: bound(limit[1], Infinity),
   };
 }

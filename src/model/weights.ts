@@ -2,6 +2,7 @@
 // time (converted to f32 or f16, or quantized on the way), never the whole model.
 
 import { parseJsonFile } from '../data/json-file';
+import { parseHfConfig } from './hf-config';
 import type { Gpu } from '../gpu/runtime';
 import type { DType, Tensor } from '../gpu/tensor';
 import { byteSize } from '../gpu/tensor';
@@ -58,7 +59,7 @@ export class Checkpoint {
       throw new Error(`${files.name}: no model.safetensors or model.safetensors.index.json (only safetensors checkpoints are supported)`);
     }
     const where = `${files.name}/config.json`;
-    const scheme = await files.exists('config.json') ? prequantizedScheme(parseJsonFile(await files.readText('config.json'), where), where) : null;
+    const scheme = await files.exists('config.json') ? prequantizedScheme(parseHfConfig(await files.readText('config.json'), where), where) : null;
     const infos = new Map([...index].map(([name, f]) => [name, f.tensors.get(name)!]));
     const packed = scheme ? packedLinears(scheme, infos, files.name) : new Map<string, PackedLinear>();
     return new Checkpoint(index, files.name, scheme, packed);

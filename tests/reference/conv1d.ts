@@ -13,6 +13,8 @@ export interface ConvShape {
   T: number;
   C: number;
   K: number;
+  /** conv1d.bias [C], added before the SiLU (Mamba-2). */
+  bias?: Arr;
 }
 
 /** The input extended on the left by the state (or zeros): [B, K - 1 + T, C]. */
@@ -42,7 +44,7 @@ export function conv1dRef(s: ConvShape, x: Arr, w: Arr, state?: Arr, segments?: 
     const base = b * (K - 1 + T) * C;
     for (let t = 0; t < T; t++)
       for (let c = 0; c < C; c++) {
-        let a = 0;
+        let a = s.bias ? s.bias[c]! : 0;
         for (let k = 0; k < K; k++) if (visible(s, segments, b, t, k)) a += w[c * K + k]! * xs[base + (t + k) * C + c]!;
         y[(b * T + t) * C + c] = a / (1 + Math.exp(-a));
       }
@@ -51,19 +53,20 @@ export function conv1dRef(s: ConvShape, x: Arr, w: Arr, state?: Arr, segments?: 
   return { y, state: next };
 }
 
-/** Gradients of sum(dy * y) with respect to x, w and the incoming state. */
+/** Gradients of sum(dy * y) with respect to x, w, the bias and the incoming state. */
 export function conv1dBackwardRef(s: ConvShape, dy: Arr, x: Arr, w: Arr, state?: Arr, segments?: Arr) {
   const { B, T, C, K } = s;
   const xs = extended(s, x, state);
-  const dxs = new Float64Array(xs.length), dw = new Float64Array(C * K);
+  const dxs = new Float64Array(xs.length), dw = new Float64Array(C * K), dbias = new Float64Array(C);
   for (let b = 0; b < B; b++) {
     const base = b * (K - 1 + T) * C;
     for (let t = 0; t < T; t++)
       for (let c = 0; c < C; c++) {
-        let a = 0;
+        let a = s.bias ? s.bias[c]! : 0;
         for (let k = 0; k < K; k++) if (visible(s, segments, b, t, k)) a += w[c * K + k]! * xs[base + (t + k) * C + c]!;
         const sig = 1 / (1 + Math.exp(-a));
         const da = dy[(b * T + t) * C + c]! * sig * (1 + a * (1 - sig));
+        dbias[c]! += da;
         for (let k = 0; k < K; k++) {
           if (!visible(s, segments, b, t, k)) continue;
           dw[c * K + k]! += da * xs[base + (t + k) * C + c]!;
@@ -77,5 +80,5 @@ export function conv1dBackwardRef(s: ConvShape, dy: Arr, x: Arr, w: Arr, state?:
     for (let e = 0; e < (K - 1) * C; e++) dstate[b * (K - 1) * C + e] = dxs[base + e]!;
     for (let e = 0; e < T * C; e++) dx[b * T * C + e] = dxs[base + (K - 1) * C + e]!;
   }
-  return { dx, dw, dstate };
+  return { dx, dw, dbias, dstate };
 }
