@@ -55,7 +55,7 @@ export function whiten(rows: readonly Float64Array[], keepMean: boolean): Float6
 export function computeAdvantages(rows: readonly ScoredRow[], klCoef: number, o: AdvantageOptions): Advantages {
   const kls = rows.map((r) => Float64Array.from(r.logps, (l, t) => l - r.refLogps[t]!));
   const nonScoreRewards = kls.map((k) => k.map((x) => -klCoef * x));
-  let rewards = rows.map((r, i) => {
+  let rewards: Float64Array[] = rows.map((r, i) => {
     const n = r.logps.length;
     if (n === 0) throw new Error(`rollout row ${i} has no response token`);
     if (r.values.length !== n || r.refLogps.length !== n) throw new Error(`rollout row ${i}: ${n} log-probabilities, ${r.refLogps.length} reference ones, ${r.values.length} values`);
