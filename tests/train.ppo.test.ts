@@ -2,7 +2,23 @@
 // policy and value losses on fixed rollouts against f64 references written as TRL computes on
 // padded tensors (tests/reference/ppo.ts), the loss's gradients by central differences, and the
 // KL controller and score normalisation against their published update rules.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { Adapter } from '../src/model/adapter';
+import { dirFiles, fileSource } from '../src/model/files-node';
+import { Workspace } from '../src/model/forward';
+import { Model } from '../src/model/model';
+import type { TokenExample } from '../src/train/batches';
+import { PpoObjective, type Rollout } from '../src/train/ppo/objective';
+import type { PpoOptions } from '../src/train/ppo/options';
+import type { RewardSource } from '../src/train/ppo/reward-model';
+import { rowsBatch, sequenceLogps } from '../src/train/sequences';
+import { storedSource } from '../src/train/store';
+import { Trainer, type LogRecord } from '../src/train/trainer';
+import { testGpu } from './helpers/gpu';
+import { prefOptions, prefTrainOptions, randomPairs } from './helpers/preference';
+import { memoryStore } from './helpers/run-store';
 import { computeAdvantages, type ScoredRow } from '../src/train/ppo/advantages';
 import { AdaptiveKl } from '../src/train/ppo/kl-control';
 import { ppoLoss, type LossRow } from '../src/train/ppo/loss';
@@ -138,5 +154,129 @@ describe('KL controller and score normalisation', () => {
       expect(m.state.std).toBeCloseTo(std, 9);
       expect(last[0]).toBeCloseTo((xs[0]! - mean) / (std + 1.1920928955078125e-7), 9);
     }
+  });
+});
+
+// ---- the GPU path ---------------------------------------------------------------------------
+
+const FIXTURE = join(import.meta.dirname, 'fixtures/models/llama_dpo');
+let shared: Promise<Model> | null = null;
+/** The llama_dpo base model, loaded once per file (adapters attach to it and are released after each test). */
+const fixtureModel = async (): Promise<Model> => (shared ??= testGpu().then((gpu) => Model.load(gpu, dirFiles(FIXTURE))));
+
+function ppoRunOptions(over: Partial<PpoOptions> = {}): PpoOptions {
+  return {
+    ...TRL_PPO_DEFAULTS, whitenRewards: false, epochs: 2, bufferSize: 1, miniBatch: 2, gradAccum: 1, scoreNorm: false, target: 6,
+    sampling: { maxNewTokens: 5, temperature: 0.95, topK: 0, topP: 0.9, repetitionPenalty: 1, stopIds: [2] }, ...over,
+  };
+}
+
+function queries(rng: Rng, n: number, vocab: number): TokenExample[] {
+  return Array.from({ length: n }, () => {
+    const q = Array.from(rng.int(3 + Math.floor(rng.next() * 4), vocab - 3), (x) => x + 3);
+    return { input_ids: q, labels: q.map(() => -100) };
+  });
+}
+
+/** A LoRA reward model trained here (stage rm, one step): its adapter and value head as a reward source. */
+async function rewardSource(model: Model, rng: Rng): Promise<RewardSource> {
+  const s = memoryStore();
+  const rm = await Trainer.create(model, randomPairs(rng, 4, model.spec.vocab), [], prefTrainOptions({ maxSteps: 1, batchSize: 4, saveSteps: 1, preference: prefOptions({ stage: 'rm' }) }), 0);
+  await rm.run(s);
+  rm.release();
+  rm.objective.valueHead?.release();
+  rm.adapter?.release();
+  const src = async (p: string) => storedSource(s, p);
+  return { type: 'lora', configJson: new TextDecoder().decode(await s.read('checkpoint-1/adapter_config.json')), weights: await src('checkpoint-1/adapter_model.safetensors'), valueHead: await src('checkpoint-1/value_head.safetensors') };
+}
+
+describe('PPO on the GPU', () => {
+  it('per-token log-probabilities match the sequence log-probabilities; directional finite difference of the mini-batch loss (policy and value head) matches the gradient norm', async () => {
+    const gpu = await testGpu();
+    const model = await fixtureModel();
+    const rng = makeRng();
+    const adapter = await Adapter.load(model, readFileSync(join(FIXTURE, 'adapter_init/adapter_config.json'), 'utf8'), await fileSource(join(FIXTURE, 'adapter_init/adapter_model.safetensors')));
+    const workspaces = new Map<string, Workspace>();
+    const workspace = (B: number, S: number) => workspaces.get(`${B}x${S}`) ?? workspaces.set(`${B}x${S}`, new Workspace(model, B, S, false)).get(`${B}x${S}`)!;
+    const reward: RewardSource = { type: 'full', model, valueHead: { name: 'unused', size: 0, read: async () => new Uint8Array() } };
+    const obj = new PpoObjective({ model, adapter, padId: 0, cutoffLen: 64, workspace, random: rng.next, applyUpdate: async () => {} }, { options: ppoRunOptions(), reward, seed: 1 });
+    const rollouts: Rollout[] = queries(rng, 3, model.spec.vocab).map((q) => ({ query: q.input_ids, response: Array.from(rng.int(2 + Math.floor(rng.next() * 4), model.spec.vocab - 3), (x) => x + 3) }));
+    const { old, ref } = await obj.scoreRollouts(rollouts);
+    // the fused loss read per token, against the summed sequence log-probabilities
+    for (const [i, r] of rollouts.entries()) {
+      const row = { input_ids: [...r.query, ...r.response], labels: [...r.query.map(() => -100), ...r.response] };
+      const batch = rowsBatch([row], 0, 16);
+      const { logps } = await sequenceLogps(workspace(1, 16), batch);
+      expect(old.logps[i]!.reduce((a, x) => a + x, 0)).toBeCloseTo(logps[0]!, 4);
+      const refSum = await adapter.withDisabled(async () => (await sequenceLogps(workspace(1, 16), batch)).logps[0]!);
+      expect(ref.logps[i]!.reduce((a, x) => a + x, 0)).toBeCloseTo(refSum, 4);
+    }
+    // old numbers a little off the current policy: ratios away from 1, values away from the old ones
+    const shifted = { logps: old.logps.map((l) => l.map((x) => x + 0.05 * rng.normal())), values: old.values.map((v) => v.map((x) => x + 0.05 * rng.normal())) };
+    const adv = computeAdvantages(rollouts.map((_, i) => ({ logps: old.logps[i]!, refLogps: ref.logps[i]!, values: old.values[i]!, score: rng.normal() })), 0.2, { gamma: 1, lam: 0.95, whitenRewards: false });
+    const t = { rollouts, old: shifted, adv };
+    const params = [...adapter.params(), ...obj.params];
+    for (const p of params) gpu.zero(p.grad);
+    await obj.miniBatch(t, [0, 2], 1, true);
+    const theta = await Promise.all(params.map((p) => gpu.readF32(p.value)));
+    const grads = await Promise.all(params.map((p) => gpu.readF32(p.grad)));
+    const headNorm = Math.hypot(...grads.slice(-2).flatMap((g) => Array.from(g)));
+    expect(headNorm, 'the value head has a gradient').toBeGreaterThan(0);
+    const norm = Math.sqrt(grads.reduce((a, g) => a + g.reduce((s, x) => s + x * x, 0), 0));
+    const eps = 1e-2;
+    const lossAt = async (s: number) => {
+      params.forEach((p, i) => gpu.write(p.value, theta[i]!.map((x, j) => x + (s * eps * grads[i]![j]!) / norm)));
+      return (await obj.miniBatch(t, [0, 2], 1, false)).loss.loss;
+    };
+    const fd = ((await lossAt(1)) - (await lossAt(-1))) / (2 * eps);
+    expect(Math.abs(fd - norm) / norm, `fd ${fd} vs |g| ${norm} (SEED=${rng.seed})`).toBeLessThan(5e-3);
+    obj.release();
+    obj.valueHead.release();
+    for (const ws of workspaces.values()) ws.release();
+    adapter.release();
+  });
+
+  it('trains in the Trainer with a LoRA reward model: TRL metric names, value_head.safetensors, and a resumed run repeats the uninterrupted one', async () => {
+    const model = await fixtureModel();
+    const rng = makeRng();
+    const reward = await rewardSource(model, rng);
+    const train = queries(rng, 4, model.spec.vocab);
+    const opts = prefTrainOptions({ maxSteps: 2, batchSize: 2, gradAccum: 1, saveSteps: 1, learningRate: 1e-2, ppo: { options: ppoRunOptions(), reward, seed: 7 } });
+    const s = memoryStore();
+    const full = await Trainer.create(model, train, [], opts, 0);
+    const logs: LogRecord[] = [];
+    await full.run(s, { onLog: (r) => logs.push(r) });
+    expect(logs).toHaveLength(2);
+    const rec = logs[0] as LogRecord & Record<string, number>;
+    for (const k of ['loss', 'reward', 'grad_norm', 'objective/kl', 'objective/kl_coef', 'ppo/mean_scores', 'ppo/loss/policy', 'ppo/loss/value', 'ppo/loss/total', 'ppo/policy/clipfrac', 'ppo/returns/mean', 'ppo/val/vpred']) {
+      expect(rec[k], k).toBeTypeOf('number');
+    }
+    // a fresh adapter is the reference: no KL in the first rollout
+    expect(rec['objective/kl']).toBeCloseTo(0, 4);
+    expect(rec['objective/kl_coef']).toBe(0.2);
+    expect([...s.files.keys()]).toEqual(expect.arrayContaining(['checkpoint-1/value_head.safetensors', 'checkpoint-1/ppo_state.json', 'checkpoint-2/adapter_model.safetensors']));
+    full.release();
+    full.objective.valueHead?.release();
+    full.adapter?.release();
+
+    const resumed = await Trainer.create(model, train, [], opts, 0);
+    await resumed.resume(s, 'checkpoint-1');
+    const again: LogRecord[] = [];
+    await resumed.run(null, { onLog: (r) => again.push(r) });
+    expect(again).toHaveLength(1);
+    const a = again[0] as LogRecord & Record<string, number>, b = logs[1] as LogRecord & Record<string, number>;
+    for (const k of ['loss', 'reward', 'objective/kl', 'objective/kl_coef']) expect(a[k], `${k} (SEED=${rng.seed})`).toBeCloseTo(b[k]!, 3);
+    resumed.release();
+    resumed.objective.valueHead?.release();
+    resumed.adapter?.release();
+  });
+
+  it('refuses preference pairs and full fine-tuning', async () => {
+    const model = await fixtureModel();
+    const rng = makeRng();
+    const reward: RewardSource = { type: 'full', model, valueHead: { name: 'unused', size: 0, read: async () => new Uint8Array() } };
+    const ppo = { options: ppoRunOptions(), reward, seed: 1 };
+    await expect(Trainer.create(model, randomPairs(rng, 2, model.spec.vocab), [], prefTrainOptions({ ppo }), 0)).rejects.toThrow(/stage ppo needs prompts/);
+    await expect(Trainer.create(model, queries(rng, 2, model.spec.vocab), [], prefTrainOptions({ finetuningType: 'full', ppo }), 0)).rejects.toThrow(/LoRA adapter/);
   });
 });

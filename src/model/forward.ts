@@ -488,6 +488,11 @@ export interface StepOptions {
    * head on each sequence's last token).
    */
   head?: (dFinal: Tensor) => void;
+  /**
+   * With backward: after the lm_head loss wrote its d loss / d ws.final, adds a second head's
+   * gradient to it (PPO's value head beside the policy's token loss).
+   */
+  addHead?: (dFinal: Tensor) => void;
   /** The lm_head token loss (default cross-entropy): DFT, EAFT, label smoothing. */
   tokenLoss?: TokenLoss;
 }
@@ -520,6 +525,7 @@ export function forwardBackward(ws: Workspace, opts: StepOptions): void {
       ...(opts.tokenWeights ? { tokenWeights: opts.tokenWeights } : {}),
       ...(opts.tokenLoss ? { tokenLoss: opts.tokenLoss } : {}),
     });
+    if (g) opts.addHead?.(g.dFinal);
   }
   if (!g) return;
   normBack(gpu, model, g.dFinal, ws.resid[model.layers.length]!, model.finalNorm, ws.rstdFinal, g.dResid, false);
