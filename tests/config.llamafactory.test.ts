@@ -27,6 +27,7 @@ describe('LLaMA-Factory example configs', () => {
       'extras/galore/llama3_full_sft.yaml',
       'inference/qwen3_lora_sft.yaml',
       'merge_lora/qwen3_lora_sft.yaml',
+      'ppo/llama3_lora_ppo.yaml',
       'train_lora/qwen3_lora_dpo.yaml',
       'train_lora/qwen3_lora_kto.yaml',
       'train_lora/qwen3_lora_pretrain.yaml',

@@ -85,6 +85,8 @@ export interface LogRecord extends PreferenceLogFields {
   total_steps: number;
   loss?: number;
   eval_loss?: number;
+  /** Stage ppo: the reward model's mean score of the rollouts (LLaMA-Factory's `reward`); TRL's ppo/... and objective/... keys ride along. */
+  reward?: number;
   lr: number;
   epoch: number;
   percentage: number;

@@ -3,6 +3,7 @@
 // leaves as they are (gamma, lam, cliprange, cliprange_value, vf_coef, init_kl_coef, horizon,
 // ratio_threshold), with the sampling settings of the rollouts.
 
+import type { CrucibleConfig } from '../../config/schema';
 import type { AdvantageOptions } from './advantages';
 import type { PpoLossOptions } from './loss';
 
@@ -48,4 +49,29 @@ export function checkPpoOptions(o: PpoOptions): void {
   }
   if (o.target !== null && !(o.target > 0)) throw new Error(`ppo_target must be > 0, got ${o.target}`);
   if (!(o.sampling.maxNewTokens >= 1)) throw new Error(`max_new_tokens must be >= 1 for PPO rollouts, got ${o.sampling.maxNewTokens}`);
+}
+
+type PpoKeys = 'ppo_epochs' | 'ppo_buffer_size' | 'ppo_score_norm' | 'ppo_whiten_rewards' | 'ppo_target' | 'per_device_train_batch_size' | 'gradient_accumulation_steps'
+  | 'do_sample' | 'temperature' | 'top_k' | 'top_p' | 'max_new_tokens' | 'repetition_penalty';
+
+/** LLaMA-Factory's PPOConfig from the run's keys; `stopIds`: the template's stop tokens (its eos and additional special tokens). */
+export function ppoOptions(c: Pick<CrucibleConfig, PpoKeys>, stopIds: readonly number[]): PpoOptions {
+  return {
+    ...TRL_PPO_DEFAULTS,
+    whitenRewards: c.ppo_whiten_rewards,
+    epochs: c.ppo_epochs,
+    bufferSize: c.ppo_buffer_size,
+    miniBatch: c.per_device_train_batch_size,
+    gradAccum: c.gradient_accumulation_steps,
+    scoreNorm: c.ppo_score_norm,
+    target: c.ppo_target,
+    sampling: {
+      maxNewTokens: c.max_new_tokens,
+      temperature: c.do_sample ? c.temperature : 0,
+      topK: c.top_k,
+      topP: c.top_p,
+      repetitionPenalty: c.repetition_penalty,
+      stopIds: [...stopIds],
+    },
+  };
 }
