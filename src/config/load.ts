@@ -549,7 +549,6 @@ function expected(spec: ArgSpec): string {
 }
 
 const ENUM_HINTS: Record<string, Record<string, string>> = {
-  stage: { ppo: 'PPO training is not implemented in Crucible' },
   finetuning_type: { oft: 'OFT is not implemented in Crucible' },
   lr_scheduler_type: Object.fromEntries(
     ['cosine_with_restarts', 'polynomial', 'inverse_sqrt', 'reduce_lr_on_plateau', 'cosine_warmup_with_min_lr', 'warmup_stable_decay'].map(
