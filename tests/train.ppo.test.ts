@@ -12,7 +12,7 @@ import { Model } from '../src/model/model';
 import type { TokenExample } from '../src/train/batches';
 import { PpoObjective, type Rollout } from '../src/train/ppo/objective';
 import type { PpoOptions } from '../src/train/ppo/options';
-import type { RewardSource } from '../src/train/ppo/reward-model';
+import { RewardModel, type RewardSource } from '../src/train/ppo/reward-model';
 import { rowsBatch, sequenceLogps } from '../src/train/sequences';
 import { storedSource } from '../src/train/store';
 import { Trainer, type LogRecord } from '../src/train/trainer';
@@ -269,6 +269,33 @@ describe('PPO on the GPU', () => {
     resumed.release();
     resumed.objective.valueHead?.release();
     resumed.adapter?.release();
+  });
+
+  it('a LoRA reward model scores as its adapter and value head on a separate model (full), and leaves the policy adapter in place', async () => {
+    const gpu = await testGpu();
+    const model = await fixtureModel();
+    const rng = makeRng();
+    const source = await rewardSource(model, rng);
+    if (source.type !== 'lora') throw new Error('a LoRA reward source');
+    const policy = await Adapter.load(model, readFileSync(join(FIXTURE, 'adapter_init/adapter_config.json'), 'utf8'), await fileSource(join(FIXTURE, 'adapter_init/adapter_model.safetensors')));
+    const other = await Model.load(gpu, dirFiles(FIXTURE));
+    const otherAdapter = await Adapter.load(other, source.configJson, source.weights);
+    const seqs = queries(rng, 3, model.spec.vocab).map((q) => q.input_ids);
+    const row = { input_ids: seqs[0]!, labels: seqs[0]!.map((x, i) => (i === 0 ? -100 : x)) };
+    const ws = new Workspace(model, 1, 8, false);
+    const before = (await sequenceLogps(ws, rowsBatch([row], 0, 8))).logps[0]!;
+    const lora = await RewardModel.load(model, source);
+    const full = await RewardModel.load(model, { type: 'full', model: other, valueHead: source.valueHead });
+    const a = await lora.score(seqs, 2, 32), b = await full.score(seqs, 2, 32);
+    for (let i = 0; i < seqs.length; i++) expect(a[i], `score ${i} (SEED=${rng.seed})`).toBeCloseTo(b[i]!, 4);
+    lora.release();
+    expect((await sequenceLogps(ws, rowsBatch([row], 0, 8))).logps[0]).toBeCloseTo(before, 5);
+    expect(policy.sites.every((s) => s.lora !== null), 'the policy adapter is attached').toBe(true);
+    full.release();
+    ws.release();
+    otherAdapter.release();
+    other.release();
+    policy.release();
   });
 
   it('refuses preference pairs and full fine-tuning', async () => {
