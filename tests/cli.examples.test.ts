@@ -70,6 +70,19 @@ describe("LLaMA-Factory's example configs", () => {
     expect(api.err).toMatch(/reward_model_type: api .* not supported/);
   });
 
+  it('ppo/llama3_lora_ppo.yaml with reward_model_type: full scores with a full rm run; a folder without a value head is refused', async () => {
+    const rm = await crucible(['train', join(EXAMPLES, 'train_lora', 'qwen3_lora_reward.yaml'), MODEL, ...SHORT, 'finetuning_type=full', 'output_dir=saves/rm-full']);
+    expect(rm.code, rm.err).toBe(0);
+    const ppo = [join(EXAMPLES, 'ppo', 'llama3_lora_ppo.yaml'), MODEL, 'template=qwen3_nothink', ...SHORT, 'max_new_tokens=4', 'output_dir=saves/ppo-full'];
+    const r = await crucible(['train', ...ppo, 'reward_model=saves/rm-full', 'reward_model_type=full']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.err).toMatch(/loading the reward model saves\/rm-full/);
+    expect(r.out).toMatch(/^step 1\/1 .*reward /m);
+    const bare = await crucible(['train', ...ppo, `reward_model=${join(FIX, 'tiny-chat')}`, 'reward_model_type=full']);
+    expect(bare.code).not.toBe(0);
+    expect(bare.err).toMatch(/no value_head\.safetensors; a reward model is the output of a `crucible train` run with stage: rm/);
+  });
+
   const STAGE: Record<string, string> = { c4_demo: 'pt', dpo_en_demo: 'dpo', kto_en_demo: 'kto' };
   for (const dataset of ['alpaca_en_demo', 'identity', 'glaive_toolcall_en_demo', 'c4_demo', 'dpo_en_demo', 'kto_en_demo']) {
     it(`crucible preview --json shows ${dataset} as training sees it`, async () => {

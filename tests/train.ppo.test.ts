@@ -81,7 +81,7 @@ describe('PPO advantages vs TRL on padded tensors (f64)', () => {
 
   it('refuses a batch too small to whiten', () => {
     expect(() => computeAdvantages([{ logps: [-1], refLogps: [-1], values: [0], score: 1 }], 0.2, { gamma: 1, lam: 0.95, whitenRewards: false }))
-      .toThrow(/at least 2 response tokens/);
+      .toThrow(/needs at least 2, got 1/);
   });
 });
 

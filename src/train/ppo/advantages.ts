@@ -38,7 +38,7 @@ export interface Advantages {
 export function tokenMoments(rows: readonly ArrayLike<number>[]): { mean: number; variance: number } {
   let n = 0, s = 0;
   for (const r of rows) for (let i = 0; i < r.length; i++) (s += r[i]!), n++;
-  if (n < 2) throw new Error(`whitening needs at least 2 response tokens in the batch, got ${n}`);
+  if (n < 2) throw new Error(`PPO whitens over a step's response tokens and needs at least 2, got ${n} (as TRL): sample more rollouts per step (per_device_train_batch_size × gradient_accumulation_steps) or longer responses`);
   const mean = s / n;
   let q = 0;
   for (const r of rows) for (let i = 0; i < r.length; i++) q += (r[i]! - mean) ** 2;
