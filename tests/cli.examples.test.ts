@@ -81,6 +81,8 @@ describe("LLaMA-Factory's example configs", () => {
     const bare = await crucible(['train', ...ppo, `reward_model=${join(FIX, 'tiny-chat')}`, 'reward_model_type=full']);
     expect(bare.code).not.toBe(0);
     expect(bare.err).toMatch(/no value_head\.safetensors; a reward model is the output of a `crucible train` run with stage: rm/);
+    const noisy = await crucible(['train', ...ppo, 'reward_model=saves/rm-full', 'reward_model_type=full', 'neftune_noise_alpha=5']);
+    expect(noisy.err).toMatch(/neftune_noise_alpha is not supported with stage ppo/);
   });
 
   const STAGE: Record<string, string> = { c4_demo: 'pt', dpo_en_demo: 'dpo', kto_en_demo: 'kto' };

@@ -263,6 +263,7 @@ describe('parseConfig', () => {
     expect(problem(() => parseConfig('val_size: 0.1'))).toMatch(/val_size needs a dataset/);
     expect(problem(() => parseConfig('stage: dpo\npref_loss: ipo\ndpo_label_smoothing: 0.1'))).toMatch(/only valid with pref_loss: sigmoid/);
     expect(problem(() => parseConfig('stage: kto\npissa_init: true'))).toMatch(/pissa_init cannot be used with stage kto/);
+    expect(problem(() => parseConfig('stage: ppo\npissa_init: true'))).toMatch(/pissa_init cannot be used with stage ppo/);
   });
 
   it('notes keys given for another stage or method', () => {

@@ -349,7 +349,7 @@ function crossCheck(
     problems.push(`${at('val_size')}: val_size cannot be combined with eval_dataset (use one or the other)`);
   }
   const usesRef = c.stage === 'dpo' && c.pref_loss !== 'orpo' && c.pref_loss !== 'simpo';
-  if (c.pissa_init && (c.stage === 'kto' || usesRef)) {
+  if (c.pissa_init && (c.stage === 'kto' || c.stage === 'ppo' || usesRef)) {
     problems.push(`${at('pissa_init')}: pissa_init cannot be used with stage ${c.stage} (it needs the untouched base as reference)`);
   }
   if (c.stage === 'dpo' && c.pref_loss !== 'sigmoid' && c.dpo_label_smoothing > 1e-6) {

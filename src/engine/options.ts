@@ -26,7 +26,7 @@ export type TrainConfig = Pick<CrucibleConfig,
 export function trainOptionsFromConfig(c: TrainConfig): TrainOptions {
   const pissa = c.finetuning_type === 'lora' && c.pissa_init ? { iter: c.pissa_iter, convert: c.pissa_convert } : null;
   // LLaMA-Factory (hparams/finetuning_args.py): "Cannot use PiSSA for current training stage." for kto and reference-using dpo
-  if (pissa && (c.stage === 'kto' || (c.stage === 'dpo' && c.pref_loss !== 'orpo' && c.pref_loss !== 'simpo'))) {
+  if (pissa && (c.stage === 'kto' || c.stage === 'ppo' || (c.stage === 'dpo' && c.pref_loss !== 'orpo' && c.pref_loss !== 'simpo'))) {
     throw new Error(`pissa_init cannot be used with stage ${c.stage}${c.stage === 'dpo' ? ` (pref_loss ${c.pref_loss})` : ''}: `
       + 'LLaMA-Factory refuses PiSSA for stages with a reference model; use pref_loss orpo or simpo, or drop pissa_init');
   }

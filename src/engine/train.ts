@@ -72,6 +72,7 @@ export async function trainModel(config: CrucibleConfig & { shuffle?: boolean },
 
   let rewardSession: Session | null = null;
   if (config.stage === 'ppo') {
+    if (config.neftune_noise_alpha) throw new Error('neftune_noise_alpha is not supported with stage ppo (Crucible adds no noise to the rollouts and PPO passes); remove it');
     if (evalSet.length > 0) throw new Error("stage ppo does not evaluate (LLaMA-Factory's PPO trainer has no evaluation): remove eval_dataset / val_size");
     const reward = await ppoReward(config, job, status);
     rewardSession = reward.session;

@@ -132,11 +132,12 @@ export class PpoObjective implements Objective {
     return tokens;
   }
 
-  async takeMetrics(steps: number): Promise<Record<string, number>> {
+  async takeMetrics(): Promise<Record<string, number>> {
     const stored = this.stored;
     this.stored = [];
     const out: Record<string, number> = {};
-    for (const k of Object.keys(stored[0] ?? {})) out[k] = stored.reduce((a, m) => a + m[k]!, 0) / Math.max(1, Math.min(steps, stored.length));
+    // LLaMA-Factory's meters: the mean over the PPO steps since the last log
+    for (const k of Object.keys(stored[0] ?? {})) out[k] = stored.reduce((a, m) => a + m[k]!, 0) / stored.length;
     return out;
   }
 
