@@ -2,7 +2,7 @@
 // extras for GaLore, APOLLO and BAdam) run through
 // `crucible` with their relative paths (data/, saves/...), the model path switched to a tiny
 // local model, and the run shortened for a software GPU (one step, short sequences).
-import { cpSync, existsSync, mkdtempSync, readdirSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -47,6 +47,43 @@ describe("LLaMA-Factory's example configs", () => {
       expect(r.out).toMatch(/^step 2\/2 /m);
     });
   }
+
+  it('ppo/llama3_lora_ppo.yaml trains 2 PPO steps against the reward model the rm example trains first, checkpoints and resumes', async () => {
+    const rm = await crucible(['train', join(EXAMPLES, 'train_lora', 'qwen3_lora_reward.yaml'), MODEL, ...SHORT, 'output_dir=saves/llama3-8b/lora/reward']);
+    expect(rm.code, rm.err).toBe(0);
+    // the tiny model's vocabulary has no Llama 3 special tokens: its own template
+    const ppo = [join(EXAMPLES, 'ppo', 'llama3_lora_ppo.yaml'), MODEL, 'template=qwen3_nothink', ...SHORT, 'max_new_tokens=8', 'save_steps=1'];
+    const r = await crucible(['train', ...ppo, 'max_steps=2']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/^step 2\/2 .*reward /m);
+    const out = join(cwd, 'saves/llama3-8b/lora/ppo');
+    for (const f of ['adapter_model.safetensors', 'value_head.safetensors', 'checkpoint-1/ppo_state.json']) expect(existsSync(join(out, f)), f).toBe(true);
+    const log = readFileSync(join(out, 'trainer_log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(log).toHaveLength(2);
+    for (const k of ['loss', 'reward', 'lr', 'epoch', 'objective/kl', 'objective/kl_coef', 'ppo/loss/policy', 'ppo/loss/value', 'ppo/mean_scores']) expect(log[1][k], k).toBeTypeOf('number');
+    const resumed = await crucible(['train', ...ppo, 'max_steps=3', 'overwrite_output_dir=false']);
+    expect(resumed.code, resumed.err).toBe(0);
+    expect(resumed.err).toMatch(/resuming from checkpoint-2/);
+    expect(resumed.out).toMatch(/^step 3\/3 /m);
+    const api = await crucible(['train', ...ppo, 'reward_model_type=api']);
+    expect(api.code).not.toBe(0);
+    expect(api.err).toMatch(/reward_model_type: api .* not supported/);
+  });
+
+  it('ppo/llama3_lora_ppo.yaml with reward_model_type: full scores with a full rm run; a folder without a value head is refused', async () => {
+    const rm = await crucible(['train', join(EXAMPLES, 'train_lora', 'qwen3_lora_reward.yaml'), MODEL, ...SHORT, 'finetuning_type=full', 'output_dir=saves/rm-full']);
+    expect(rm.code, rm.err).toBe(0);
+    const ppo = [join(EXAMPLES, 'ppo', 'llama3_lora_ppo.yaml'), MODEL, 'template=qwen3_nothink', ...SHORT, 'max_new_tokens=4', 'output_dir=saves/ppo-full'];
+    const r = await crucible(['train', ...ppo, 'reward_model=saves/rm-full', 'reward_model_type=full']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.err).toMatch(/loading the reward model saves\/rm-full/);
+    expect(r.out).toMatch(/^step 1\/1 .*reward /m);
+    const bare = await crucible(['train', ...ppo, `reward_model=${join(FIX, 'tiny-chat')}`, 'reward_model_type=full']);
+    expect(bare.code).not.toBe(0);
+    expect(bare.err).toMatch(/no value_head\.safetensors; a reward model is the output of a `crucible train` run with stage: rm/);
+    const noisy = await crucible(['train', ...ppo, 'reward_model=saves/rm-full', 'reward_model_type=full', 'neftune_noise_alpha=5']);
+    expect(noisy.err).toMatch(/neftune_noise_alpha is not supported with stage ppo/);
+  });
 
   const STAGE: Record<string, string> = { c4_demo: 'pt', dpo_en_demo: 'dpo', kto_en_demo: 'kto' };
   for (const dataset of ['alpaca_en_demo', 'identity', 'glaive_toolcall_en_demo', 'c4_demo', 'dpo_en_demo', 'kto_en_demo']) {

@@ -101,7 +101,9 @@ describe('help', () => {
     const train = await run(['train', '--keys']);
     expect(train.out).toMatch(/^  learning_rate \(float, default 5\.0e-5\)\n      Peak learning rate/m);
     expect(train.out).toContain('lora_alpha (int?, default 2*lora_rank)');
-    expect(train.out).not.toContain('  temperature ');
+    // the sampling keys: stage ppo's rollouts
+    expect(train.out).toContain('  temperature (float, default 0.95)');
+    expect(train.out).not.toContain('  skip_special_tokens ');
     const chat = await run(['chat', '--keys']);
     expect(chat.out).toContain('  temperature (float, default 0.95)');
     expect(chat.out).toContain('  max_new_tokens (int, default 1024)');

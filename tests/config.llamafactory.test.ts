@@ -27,6 +27,7 @@ describe('LLaMA-Factory example configs', () => {
       'extras/galore/llama3_full_sft.yaml',
       'inference/qwen3_lora_sft.yaml',
       'merge_lora/qwen3_lora_sft.yaml',
+      'ppo/llama3_lora_ppo.yaml',
       'train_lora/qwen3_lora_dpo.yaml',
       'train_lora/qwen3_lora_kto.yaml',
       'train_lora/qwen3_lora_pretrain.yaml',
@@ -45,7 +46,7 @@ describe('LLaMA-Factory example configs', () => {
       expect(read || noted, key).toBe(true);
     }
     for (const n of notices) expect(n).toMatch(/^note: \w+ is an? [\w -]+ setting; Crucible ignores it/);
-    expect(config.model_name_or_path).toBe(file.includes('/extras/') ? 'meta-llama/Meta-Llama-3-8B-Instruct' : 'Qwen/Qwen3-4B-Instruct-2507');
+    expect(config.model_name_or_path).toBe(file.includes('/extras/') || file.includes('/ppo/') ? 'meta-llama/Meta-Llama-3-8B-Instruct' : 'Qwen/Qwen3-4B-Instruct-2507');
   });
 
   it('reads the values of the SFT example', async () => {

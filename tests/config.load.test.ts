@@ -175,7 +175,7 @@ describe('parseConfig', () => {
       ['learning_rate: abc', /run\.yaml:2: learning_rate: expected a float .*, got "abc"/],
       ['lora_rank: 8.5', /lora_rank: expected an integer, got 8\.5/],
       ['do_train: maybe', /do_train: expected true or false, got "maybe"/],
-      ['stage: SFT', /stage: expected one of pt, sft, rm, dpo, kto, got "SFT" \(did you mean "sft"\?\)/],
+      ['stage: SFT', /stage: expected one of pt, sft, rm, dpo, kto, ppo, got "SFT" \(did you mean "sft"\?\)/],
       ['lora_target: {a: 1}', /lora_target: expected a comma-separated list .*, got \{"a":1\}/],
       ['cutoff_len: null', /cutoff_len: expected an integer, got null/],
       ['lora_dropout: 1.5', /lora_dropout: must be < 1, got 1\.5/],
@@ -240,7 +240,7 @@ describe('parseConfig', () => {
   it('accepts LLaMA-Factory features Crucible lacks only at their default', () => {
     expect(() => parseConfig('oft_rank: 0\nmix_strategy: concat\nnum_beams: 1\nref_model: null')).not.toThrow();
     expect(problem(() => parseConfig('oft_rank: 8'))).toMatch(/oft_rank: 8 asks for OFT fine-tuning, which Crucible does not implement/);
-    expect(problem(() => parseConfig('stage: ppo'))).toMatch(/PPO training is not implemented in Crucible/);
+    expect(problem(() => parseConfig('stage: ppo\nreward_model_adapters: a'))).toMatch(/reward_model_adapters: .* adapters on or quantization of a PPO reward model, which Crucible does not implement/);
     expect(problem(() => parseConfig('lr_scheduler_type: polynomial'))).toMatch(/HF schedule Crucible does not implement/);
     expect(problem(() => parseConfig('optim: sgd'))).toMatch(/Crucible implements AdamW only/);
   });
@@ -263,6 +263,7 @@ describe('parseConfig', () => {
     expect(problem(() => parseConfig('val_size: 0.1'))).toMatch(/val_size needs a dataset/);
     expect(problem(() => parseConfig('stage: dpo\npref_loss: ipo\ndpo_label_smoothing: 0.1'))).toMatch(/only valid with pref_loss: sigmoid/);
     expect(problem(() => parseConfig('stage: kto\npissa_init: true'))).toMatch(/pissa_init cannot be used with stage kto/);
+    expect(problem(() => parseConfig('stage: ppo\npissa_init: true'))).toMatch(/pissa_init cannot be used with stage ppo/);
   });
 
   it('notes keys given for another stage or method', () => {

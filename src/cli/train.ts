@@ -23,6 +23,7 @@ export function formatTrainLog(r: TrainLog): string {
   if (r['rewards/accuracies'] !== undefined) parts.push(`reward_acc ${r['rewards/accuracies'].toFixed(2)}`);
   if (r['rewards/margins'] !== undefined) parts.push(`margin ${r['rewards/margins'].toFixed(3)}`);
   if (r.accuracy !== undefined) parts.push(`accuracy ${r.accuracy.toFixed(2)}`);
+  if (r.reward !== undefined) parts.push(`reward ${r.reward.toFixed(3)}`);
   parts.push(`lr ${r.lr.toExponential(2)}`, `epoch ${r.epoch.toFixed(2)}`);
   if (r.tokens_per_second > 0) parts.push(`${Math.round(r.tokens_per_second)} tok/s`);
   parts.push(`${formatDuration(r.elapsed_time)} elapsed, ${formatDuration(r.remaining_time)} left`);

@@ -349,7 +349,7 @@ function crossCheck(
     problems.push(`${at('val_size')}: val_size cannot be combined with eval_dataset (use one or the other)`);
   }
   const usesRef = c.stage === 'dpo' && c.pref_loss !== 'orpo' && c.pref_loss !== 'simpo';
-  if (c.pissa_init && (c.stage === 'kto' || usesRef)) {
+  if (c.pissa_init && (c.stage === 'kto' || c.stage === 'ppo' || usesRef)) {
     problems.push(`${at('pissa_init')}: pissa_init cannot be used with stage ${c.stage} (it needs the untouched base as reference)`);
   }
   if (c.stage === 'dpo' && c.pref_loss !== 'sigmoid' && c.dpo_label_smoothing > 1e-6) {
@@ -549,7 +549,6 @@ function expected(spec: ArgSpec): string {
 }
 
 const ENUM_HINTS: Record<string, Record<string, string>> = {
-  stage: { ppo: 'PPO training is not implemented in Crucible' },
   finetuning_type: { oft: 'OFT is not implemented in Crucible' },
   lr_scheduler_type: Object.fromEntries(
     ['cosine_with_restarts', 'polynomial', 'inverse_sqrt', 'reduce_lr_on_plateau', 'cosine_warmup_with_min_lr', 'warmup_stable_decay'].map(

@@ -13,7 +13,7 @@
 //    ignoring it would silently train something else.
 // Anything else is an unknown key (an error naming the nearest known key).
 
-export const STAGES = ['pt', 'sft', 'rm', 'dpo', 'kto'] as const;
+export const STAGES = ['pt', 'sft', 'rm', 'dpo', 'kto', 'ppo'] as const;
 export type Stage = (typeof STAGES)[number];
 export const FINETUNING_TYPES = ['lora', 'freeze', 'full'] as const;
 export type FinetuningType = (typeof FINETUNING_TYPES)[number];
@@ -76,6 +76,8 @@ const ALL: readonly Command[] = ['train', 'chat', 'api', 'export', 'preview', 'b
 const TRAIN: readonly Command[] = ['train', 'bench'];
 const DATA: readonly Command[] = ['train', 'preview', 'bench'];
 const GEN: readonly Command[] = ['chat', 'api'];
+/** Sampling keys: chat, the server, and stage ppo's rollouts. */
+const SAMPLING: readonly Command[] = ['chat', 'api', 'train'];
 const TEMPLATE: readonly Command[] = ['train', 'chat', 'api', 'preview', 'bench', 'export', 'eval'];
 const EVAL: readonly Command[] = ['eval'];
 
@@ -160,7 +162,7 @@ export const SCHEMA = {
   stage: oneOf(STAGES, 'sft', {
     group: 'method',
     commands: TRAIN,
-    help: 'pt: pre-training; sft: supervised fine-tuning; rm: reward model; dpo: preference (DPO/ORPO/SimPO); kto: KTO.',
+    help: 'pt: pre-training; sft: supervised fine-tuning; rm: reward model; dpo: preference (DPO/ORPO/SimPO); kto: KTO; ppo: PPO against a reward model.',
   }),
   do_train: bool(false, { group: 'method', commands: TRAIN, help: 'Run training (LLaMA-Factory configs set it to true).' }),
   do_eval: bool(false, { group: 'eval', commands: TRAIN, help: 'Evaluate on eval_dataset or the val_size split.' }),
@@ -615,6 +617,31 @@ export const SCHEMA = {
     help: 'Quantize ref_model on load: 4 or 8 bits.',
   }),
 
+  // ---- ppo -----------------------------------------------------------------------------------
+  reward_model: strOrNull({
+    group: 'preference',
+    commands: TRAIN,
+    stages: ['ppo'],
+    help: 'The reward model: a `crucible train` stage rm output (LoRA adapter, or a full model) with its value_head.safetensors.',
+  }),
+  reward_model_type: oneOf(['lora', 'full', 'api'], 'lora', {
+    group: 'preference',
+    commands: TRAIN,
+    stages: ['ppo'],
+    help: 'lora: reward_model is an adapter on this base (swapped in to score); full: a separate model; api is not supported.',
+  }),
+  ppo_epochs: int(4, { group: 'preference', commands: TRAIN, stages: ['ppo'], min: 1, help: 'Passes over each batch of rollouts.' }),
+  ppo_buffer_size: int(1, {
+    group: 'preference',
+    commands: TRAIN,
+    stages: ['ppo'],
+    min: 1,
+    help: 'Backward batches (batch size x gradient accumulation rollouts) sampled per PPO step.',
+  }),
+  ppo_score_norm: bool(false, { group: 'preference', commands: TRAIN, stages: ['ppo'], help: 'Normalise the reward scores by their running mean and std.' }),
+  ppo_target: float(6.0, { group: 'preference', commands: TRAIN, stages: ['ppo'], gt: 0, help: 'Target KL of the adaptive KL controller.' }),
+  ppo_whiten_rewards: bool(false, { group: 'preference', commands: TRAIN, stages: ['ppo'], help: 'Whiten the per-token rewards before GAE.' }),
+
   // ---- export --------------------------------------------------------------------------------
   export_dir: strOrNull({ group: 'export', commands: ['export'], help: 'Where `crucible export` writes the merged model.' }),
   export_size: int(5, { group: 'export', commands: ['export'], min: 1, help: 'Shard size of the exported safetensors, in GB.' }),
@@ -625,18 +652,18 @@ export const SCHEMA = {
   }),
 
   // ---- generation ----------------------------------------------------------------------------
-  do_sample: bool(true, { group: 'generation', commands: GEN, help: 'Sample; false: greedy decoding.' }),
-  temperature: float(0.95, { group: 'generation', commands: GEN, min: 0, help: 'Sampling temperature.' }),
-  top_p: float(0.7, { group: 'generation', commands: GEN, gt: 0, max: 1, help: 'Nucleus sampling: keep the smallest set of tokens with this total probability.' }),
-  top_k: int(50, { group: 'generation', commands: GEN, min: 0, help: 'Keep the k most probable tokens (0: no limit).' }),
-  max_new_tokens: int(1024, { group: 'generation', commands: GEN, min: 1, help: 'Maximum tokens generated per reply.' }),
+  do_sample: bool(true, { group: 'generation', commands: SAMPLING, help: 'Sample; false: greedy decoding.' }),
+  temperature: float(0.95, { group: 'generation', commands: SAMPLING, min: 0, help: 'Sampling temperature.' }),
+  top_p: float(0.7, { group: 'generation', commands: SAMPLING, gt: 0, max: 1, help: 'Nucleus sampling: keep the smallest set of tokens with this total probability.' }),
+  top_k: int(50, { group: 'generation', commands: SAMPLING, min: 0, help: 'Keep the k most probable tokens (0: no limit).' }),
+  max_new_tokens: int(1024, { group: 'generation', commands: SAMPLING, min: 1, help: 'Maximum tokens generated per reply.' }),
   max_length: int(1024, {
     group: 'generation',
     commands: GEN,
     min: 1,
     help: 'Maximum prompt + reply tokens; max_new_tokens takes precedence.',
   }),
-  repetition_penalty: float(1, { group: 'generation', commands: GEN, gt: 0, help: 'Penalty on repeated tokens; 1.0: none.' }),
+  repetition_penalty: float(1, { group: 'generation', commands: SAMPLING, gt: 0, help: 'Penalty on repeated tokens; 1.0: none.' }),
   skip_special_tokens: bool(true, { group: 'generation', commands: GEN, help: 'Drop special tokens from decoded text.' }),
 } as const satisfies Record<string, ArgSpec<unknown>>;
 
@@ -756,16 +783,9 @@ function unsupported(feature: string, defaults: Record<string, unknown>): Record
 }
 
 export const UNSUPPORTED_KEYS: Readonly<Record<string, UnsupportedKey>> = {
-  ...unsupported('PPO training', {
-    ppo_buffer_size: 1,
-    ppo_epochs: 4,
-    ppo_score_norm: false,
-    ppo_target: 6.0,
-    ppo_whiten_rewards: false,
-    reward_model: null,
+  ...unsupported('adapters on or quantization of a PPO reward model', {
     reward_model_adapters: null,
     reward_model_quantization_bit: null,
-    reward_model_type: 'lora',
   }),
   ...unsupported('BCO / LD-DPO preference losses', { pref_bco_weight: 0.0, ld_alpha: null }),
   ...unsupported('OFT fine-tuning', { oft_rank: 0, oft_block_size: 32, oft_target: 'all', module_dropout: 0.0 }),

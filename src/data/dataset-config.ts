@@ -3,7 +3,7 @@
 import type { ChatTemplate } from './templates.ts';
 import type { Tokenizer } from './tokenizer.ts';
 
-export type Stage = 'pt' | 'sft' | 'rm' | 'dpo' | 'orpo' | 'simpo' | 'kto';
+export type Stage = 'pt' | 'sft' | 'rm' | 'dpo' | 'orpo' | 'simpo' | 'kto' | 'ppo';
 
 /** LLaMA-Factory data keys (other keys of a training YAML are accepted and ignored). */
 export interface DataConfig {
@@ -73,7 +73,7 @@ export interface ExampleWindow {
 
 export type ExampleKind = 'lm' | 'pairwise' | 'kto';
 
-export const STAGES: Stage[] = ['pt', 'sft', 'rm', 'dpo', 'orpo', 'simpo', 'kto'];
+export const STAGES: Stage[] = ['pt', 'sft', 'rm', 'dpo', 'orpo', 'simpo', 'kto', 'ppo'];
 
 export function exampleKind(stage: Stage): ExampleKind {
   if (stage === 'rm' || stage === 'dpo' || stage === 'orpo' || stage === 'simpo') return 'pairwise';

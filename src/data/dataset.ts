@@ -74,6 +74,8 @@ export async function buildDataset(config: DataConfig, deps: DataDeps): Promise<
   const names = splitNames(config.dataset);
   const evalNames = splitNames(config.eval_dataset);
   const generate = stage === 'sft' && config.predict_with_generate === true;
+  // ppo trains on prompts: LLaMA-Factory's unsupervised processing (prompt as input, response as labels)
+  const prompts = stage === 'ppo';
   if (!names.length && !(generate && evalNames.length)) throw new DataError('no `dataset` given');
   const valSize = config.val_size ?? 0;
   if (valSize < 0) throw new DataError('`val_size` must be >= 0');
@@ -178,8 +180,8 @@ export async function buildDataset(config: DataConfig, deps: DataDeps): Promise<
   if (stage === 'pt') ctx.packedLen = cutoffLen;
   const procDrops = new Map<string, Map<string, DropCount>>();
   const window = config.window;
-  const train = processItems(trainItems, ctx, procDrops, window);
-  const evalRes = processItems(evalItems, generate ? { ...ctx, generate, packing: false } : ctx, procDrops);
+  const train = processItems(trainItems, prompts ? { ...ctx, generate: true } : ctx, procDrops, window);
+  const evalRes = processItems(evalItems, generate || prompts ? { ...ctx, generate: true, packing: false } : ctx, procDrops);
 
   if (names.length && train.stats.examples === 0) {
     let hint = '';
@@ -187,7 +189,7 @@ export async function buildDataset(config: DataConfig, deps: DataDeps): Promise<
     throw new DataError(explainEmpty(loaded, procDrops, ctx, hint));
   }
   // With a window these look at a few examples only: a training run makes them on the whole set.
-  if (names.length && !window && ctx.kind !== 'pairwise' && train.stats.learnedTokens === 0) {
+  if (names.length && !window && ctx.kind !== 'pairwise' && !prompts && train.stats.learnedTokens === 0) {
     throw new DataError(`no training example has a token to learn (all labels are -100): cutoff_len ${cutoff0} leaves no room for the responses, or the responses are empty. ${train.stats.truncated} of ${train.stats.sequences} examples were truncated.`);
   }
   if (!window && ctx.kind === 'kto') {

@@ -20,12 +20,13 @@ export type TrainConfig = Pick<CrucibleConfig,
   | 'use_galore' | 'galore_layerwise' | 'use_apollo' | 'apollo_layerwise' | 'galore_target' | 'galore_rank' | 'galore_update_interval' | 'galore_scale' | 'galore_proj_type'
   | 'apollo_target' | 'apollo_rank' | 'apollo_update_interval' | 'apollo_scale' | 'apollo_proj' | 'apollo_proj_type' | 'apollo_scale_type' | 'apollo_scale_front'
   | 'use_badam' | 'badam_mode' | 'badam_start_block' | 'badam_switch_mode' | 'badam_switch_interval' | 'badam_update_ratio' | 'badam_mask_mode' | 'use_dft_loss' | 'use_eaft_loss' | 'eaft_alpha' | 'label_smoothing_factor'
-  | 'stage' | 'pref_beta' | 'pref_ftx' | 'pref_loss' | 'dpo_label_smoothing' | 'simpo_gamma' | 'kto_chosen_weight' | 'kto_rejected_weight'>;
+  | 'stage' | 'pref_beta' | 'pref_ftx' | 'pref_loss' | 'dpo_label_smoothing' | 'simpo_gamma' | 'kto_chosen_weight' | 'kto_rejected_weight'>
+  & Partial<Pick<CrucibleConfig, 'ppo_buffer_size'>>;
 
 export function trainOptionsFromConfig(c: TrainConfig): TrainOptions {
   const pissa = c.finetuning_type === 'lora' && c.pissa_init ? { iter: c.pissa_iter, convert: c.pissa_convert } : null;
   // LLaMA-Factory (hparams/finetuning_args.py): "Cannot use PiSSA for current training stage." for kto and reference-using dpo
-  if (pissa && (c.stage === 'kto' || (c.stage === 'dpo' && c.pref_loss !== 'orpo' && c.pref_loss !== 'simpo'))) {
+  if (pissa && (c.stage === 'kto' || c.stage === 'ppo' || (c.stage === 'dpo' && c.pref_loss !== 'orpo' && c.pref_loss !== 'simpo'))) {
     throw new Error(`pissa_init cannot be used with stage ${c.stage}${c.stage === 'dpo' ? ` (pref_loss ${c.pref_loss})` : ''}: `
       + 'LLaMA-Factory refuses PiSSA for stages with a reference model; use pref_loss orpo or simpo, or drop pissa_init');
   }
@@ -55,7 +56,7 @@ export function trainOptionsFromConfig(c: TrainConfig): TrainOptions {
     epochs: c.num_train_epochs,
     maxSteps: c.max_steps,
     batchSize: c.per_device_train_batch_size,
-    gradAccum: c.gradient_accumulation_steps,
+    gradAccum: draws(c),
     // layerwise GaLore / APOLLO step each weight inside the backward pass (a gradient hook): HF's
     // clipping afterwards finds no gradient left, so nothing is clipped
     maxGradNorm: (c.use_galore && c.galore_layerwise) || (c.use_apollo && c.apollo_layerwise) ? 0 : c.max_grad_norm,
@@ -98,10 +99,19 @@ function optimizerChoice(c: TrainConfig): OptimizerChoice {
   return { kind: c.use_muon ? 'muon' : c.use_adam_mini ? 'adam_mini' : 'adamw' };
 }
 
-/** Optimizer steps of a run, as Trainer computes them. */
-export function totalSteps(c: Pick<CrucibleConfig, 'per_device_train_batch_size' | 'gradient_accumulation_steps' | 'max_steps' | 'num_train_epochs'>, trainExamples: number): number {
+/**
+ * Micro-batches of examples one step draws: gradient_accumulation_steps, and for stage ppo times
+ * ppo_buffer_size (a PPO step samples that many backward batches of rollouts; the PPO objective
+ * makes the updates inside it).
+ */
+function draws(c: Pick<CrucibleConfig, 'gradient_accumulation_steps'> & Partial<Pick<CrucibleConfig, 'stage' | 'ppo_buffer_size'>>): number {
+  return c.gradient_accumulation_steps * (c.stage === 'ppo' ? c.ppo_buffer_size ?? 1 : 1);
+}
+
+/** Steps of a run, as Trainer computes them (stage ppo: PPO steps, as LLaMA-Factory counts them). */
+export function totalSteps(c: Pick<CrucibleConfig, 'per_device_train_batch_size' | 'gradient_accumulation_steps' | 'max_steps' | 'num_train_epochs'> & Partial<Pick<CrucibleConfig, 'stage' | 'ppo_buffer_size'>>, trainExamples: number): number {
   const micro = Math.ceil(trainExamples / c.per_device_train_batch_size);
-  const perEpoch = Math.max(1, Math.ceil(micro / c.gradient_accumulation_steps));
+  const perEpoch = Math.max(1, Math.ceil(micro / draws(c)));
   return c.max_steps > 0 ? c.max_steps : Math.ceil(c.num_train_epochs * perEpoch);
 }
 

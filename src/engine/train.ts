@@ -7,7 +7,11 @@ import type { CrucibleConfig } from '../config';
 import { buildDataset, type DataDeps } from '../data';
 import type { ModelFiles } from '../model/weights';
 import { usesReference, type PreferenceExample } from '../train/preference';
+import type { PpoRun } from '../train/ppo/objective';
+import { ppoOptions } from '../train/ppo/options';
+import type { RewardSource } from '../train/ppo/reward-model';
 import { ReferenceTable, referenceRows, scoreReference } from '../train/reference';
+import { VALUE_HEAD_FILE } from '../train/value-head';
 import type { RunStore, Trainer, TrainExample } from '../train/trainer';
 import type { TrainRunHooks } from './jobs';
 import { runOptions, totalSteps } from './options';
@@ -66,17 +70,53 @@ export async function trainModel(config: CrucibleConfig & { shuffle?: boolean },
     opts.referenceTable = job.resumeFrom ? new ReferenceTable() : await referenceModelTable(config, job, [...train, ...evalSet] as PreferenceExample[], status);
   } else if (config.ref_model) status(`ref_model is not used: stage ${config.stage}${config.stage === 'dpo' ? ` with pref_loss ${config.pref_loss}` : ''} needs no reference model`);
 
+  let rewardSession: Session | null = null;
+  if (config.stage === 'ppo') {
+    if (config.neftune_noise_alpha) throw new Error('neftune_noise_alpha is not supported with stage ppo (Crucible adds no noise to the rollouts and PPO passes); remove it');
+    if (evalSet.length > 0) throw new Error("stage ppo does not evaluate (LLaMA-Factory's PPO trainer has no evaluation): remove eval_dataset / val_size");
+    const reward = await ppoReward(config, job, status);
+    rewardSession = reward.session;
+    opts.ppo = { options: ppoOptions(config, data.template.stopIds), reward: reward.source, seed: config.seed } satisfies PpoRun;
+  }
+
   const total = totalSteps(config, train.length);
   await hooks.onStart?.({ totalSteps: total, examples: train.length, evalExamples: evalSet.length });
   if (job.resumeFrom) status(`resuming from ${job.resumeFrom}`);
-  return session.train(opts, train, evalSet, job.store, {
-    ...(hooks.signal ? { signal: hooks.signal } : {}),
-    onStatus: status,
-    ...(job.resumeFrom ? { resumeFrom: job.resumeFrom } : {}),
-    ...(hooks.onLog ? { onLog: hooks.onLog } : {}),
-    ...(hooks.onCheckpoint ? { onCheckpoint: hooks.onCheckpoint } : {}),
-    ...(hooks.onDone ? { onDone: hooks.onDone } : {}),
-  });
+  try {
+    return await session.train(opts, train, evalSet, job.store, {
+      ...(hooks.signal ? { signal: hooks.signal } : {}),
+      onStatus: status,
+      ...(job.resumeFrom ? { resumeFrom: job.resumeFrom } : {}),
+      ...(hooks.onLog ? { onLog: hooks.onLog } : {}),
+      ...(hooks.onCheckpoint ? { onCheckpoint: hooks.onCheckpoint } : {}),
+      ...(hooks.onDone ? { onDone: hooks.onDone } : {}),
+    });
+  } finally {
+    rewardSession?.release();
+  }
+}
+
+/**
+ * Stage ppo's reward model (LLaMA-Factory's reward_model, reward_model_type): a LoRA adapter with
+ * its value head on the trained base (lora), or a separate model with its value head (full), which
+ * the returned session holds until the run ends.
+ */
+async function ppoReward(config: CrucibleConfig, job: TrainJob, status: (m: string) => void): Promise<{ source: RewardSource; session: Session | null }> {
+  if (config.finetuning_type !== 'lora') throw new Error(`stage ppo: finetuning_type ${config.finetuning_type} is not supported; PPO trains a LoRA adapter (its reference model is the base with the adapter switched off)`);
+  if (!config.reward_model) throw new Error('stage ppo needs reward_model: the output folder of a `crucible train` stage rm run');
+  if (config.reward_model_type === 'api') throw new Error('reward_model_type: api (a reward served over HTTP) is not supported; use lora (an rm run\'s adapter) or full (an rm run\'s full model)');
+  const name = config.reward_model;
+  const files = await job.openModel(name);
+  if (!(await files.exists(VALUE_HEAD_FILE))) throw new Error(`reward_model ${name}: no ${VALUE_HEAD_FILE}; a reward model is the output of a \`crucible train\` run with stage: rm`);
+  const valueHead = await files.open(VALUE_HEAD_FILE);
+  if (config.reward_model_type === 'lora') {
+    if (!(await files.exists('adapter_config.json'))) throw new Error(`reward_model ${name}: no adapter_config.json; with reward_model_type: lora it must be an rm run's LoRA output (reward_model_type: full for a full model)`);
+    return { source: { type: 'lora', configJson: await files.readText('adapter_config.json'), weights: await files.open('adapter_model.safetensors'), valueHead }, session: null };
+  }
+  status(`loading the reward model ${name}`);
+  const policy = job.session;
+  const session = await Session.open(policy.gpu, files, { quantizationBit: null, f16: policy.model.format === 'f16' });
+  return { source: { type: 'full', model: session.model, valueHead }, session };
 }
 
 /**

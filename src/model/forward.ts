@@ -554,6 +554,11 @@ export interface StepOptions {
    * Granite's logits_scaling.
    */
   head?: (dFinal: Tensor) => void;
+  /**
+   * With backward: after the lm_head loss wrote its d loss / d ws.final, adds a second head's
+   * gradient to it (PPO's value head beside the policy's token loss).
+   */
+  addHead?: (dFinal: Tensor) => void;
   /** The lm_head token loss (default cross-entropy): DFT, EAFT, label smoothing. */
   tokenLoss?: TokenLoss;
 }
@@ -587,6 +592,7 @@ export function forwardBackward(ws: Workspace, opts: StepOptions): void {
       ...(opts.tokenWeights ? { tokenWeights: opts.tokenWeights } : {}),
       ...(opts.tokenLoss ? { tokenLoss: opts.tokenLoss } : {}),
     });
+    if (g) opts.addHead?.(g.dFinal);
   }
   if (!g) return;
   if (!opts.head && s.logitsScale !== 1) scale(gpu, g.dFinal, 1 / s.logitsScale, g.dFinal);

@@ -45,6 +45,8 @@ export class Generator {
   /** Tokens sampled in the current burst. */
   private readonly sampled: Tensor;
   private readonly history: Tensor;
+  /** The stop token that ended the last generation; null when it ran to max_new_tokens (or was aborted). */
+  lastStop: number | null = null;
 
   constructor(readonly model: Model, capacity = contextLength(model)) {
     const gpu = model.gpu;
@@ -64,6 +66,7 @@ export class Generator {
     if (prompt.length === 0) throw new Error('generate: the prompt is empty');
     const gpu = this.model.gpu;
     const stop = new Set(opts.stopIds ?? this.model.spec.eosIds);
+    this.lastStop = null;
     if (prompt.length + opts.maxNewTokens > this.cache.capacity) {
       throw new Error(`prompt (${prompt.length} tokens) + max_new_tokens (${opts.maxNewTokens}) exceeds the context of ${this.cache.capacity}`);
     }
@@ -111,6 +114,7 @@ export class Generator {
       });
       produced += kept.length;
       tokens.push(...kept);
+      if (stopAt >= 0) this.lastStop = ids[stopAt]!;
       yield* kept;
       if (stopAt >= 0) return;
     }

@@ -1,8 +1,8 @@
 // What a training run optimises, behind one interface: the Trainer owns the loop (data order,
 // optimizer, schedule, logging, checkpoints) and asks its Objective for each step's forward and
 // backward, for evaluation, and for whatever the objective adds to the model or to a checkpoint.
-// Implementations: SftObjective (sft.ts: pt / sft) and PreferenceObjective (preference/: dpo and
-// its pref_loss family, kto, rm); objectives.ts picks one from the run's options.
+// Implementations: SftObjective (sft.ts: pt / sft), PreferenceObjective (preference/: dpo and
+// its pref_loss family, kto, rm) and PpoObjective (ppo/); objectives.ts picks one from the run's options.
 
 import type { TokenLoss } from '../kernels/loss';
 import type { Tensor } from '../gpu/tensor';
@@ -37,6 +37,12 @@ export interface ObjectiveContext {
   random: () => number;
   /** pt / sft: the token loss (cross-entropy unless DFT, EAFT or label smoothing). */
   tokenLoss?: TokenLoss;
+  /**
+   * An optimizer update with the gradients accumulated so far, at the step's learning rate, then
+   * zeroed gradients: for objectives that update several times in one step (ppo). The trainer
+   * makes the step's last update itself.
+   */
+  applyUpdate?: () => Promise<void>;
 }
 
 /**

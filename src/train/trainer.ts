@@ -21,6 +21,7 @@ import { llamaProLayers } from '../model/llama-pro';
 import { createOptimizer, type Optimizer, type OptimizerChoice } from './optimizers';
 import type { TokenLoss } from '../kernels/loss';
 import type { PreferenceLogFields } from './preference/metrics';
+import type { PpoRun } from './ppo/objective';
 import type { PreferenceOptions } from './preference/options';
 import type { ReferenceTable } from './reference';
 import { chooseRecompute, memoryBudget, type RecomputeChoice, type RecomputeSetting } from './recompute';
@@ -72,6 +73,8 @@ export interface TrainOptions {
   tokenLoss?: TokenLoss;
   /** Stages rm, dpo, kto (preferenceOptions(config)); absent or null: pt / sft. */
   preference?: PreferenceOptions | null;
+  /** Stage ppo: its options and reward model (with preference absent). */
+  ppo?: PpoRun | null;
   /** Reference log-probabilities scored beforehand on a separate model (ref_model); otherwise LoRA switches its adapter off, and full / freeze score the initial weights before the first step. */
   referenceTable?: ReferenceTable;
 }
@@ -82,6 +85,8 @@ export interface LogRecord extends PreferenceLogFields {
   total_steps: number;
   loss?: number;
   eval_loss?: number;
+  /** Stage ppo: the reward model's mean score of the rollouts (LLaMA-Factory's `reward`); TRL's ppo/... and objective/... keys ride along. */
+  reward?: number;
   lr: number;
   epoch: number;
   percentage: number;
@@ -137,6 +142,8 @@ export class Trainer {
   private readonly started = performance.now();
   /** The step this process started from (a resumed run's checkpoint): the pace is measured from there. */
   private firstStep = 0;
+  /** The current step's learning rate (for updates inside a step: applyUpdate). */
+  private stepLr = 0;
 
   private constructor(
     readonly model: Model,
@@ -153,7 +160,8 @@ export class Trainer {
       loraDropout: (micro) => this.loraDropout(micro),
       ...(opts.neftuneAlpha > 0 ? { embedNoise: (batch: TrainBatch, n: number) => this.neftuneNoise(batch, n) } : {}),
       ...(opts.tokenLoss ? { tokenLoss: opts.tokenLoss } : {}),
-    }, opts.preference);
+      applyUpdate: () => this.applyUpdate(),
+    }, opts.preference, opts.ppo);
     this.params = adapter ? adapter.params(opts.lora?.plusRatio ?? 1) : trainableBase(model, opts);
     this.params = [...this.params, ...this.objective.params];
     if (this.params.length === 0) throw new Error('nothing to train: the chosen method selects no parameters');
@@ -168,8 +176,8 @@ export class Trainer {
 
   static async create(model: Model, train: readonly TrainExample[], evalSet: readonly TrainExample[], opts: TrainOptions, padId: number): Promise<Trainer> {
     if (train.length === 0) throw new Error('the training set is empty');
-    checkTrainingData(opts.preference, train, 'training data');
-    checkTrainingData(opts.preference, evalSet, 'evaluation data');
+    checkTrainingData(opts.preference, train, 'training data', opts.ppo);
+    checkTrainingData(opts.preference, evalSet, 'evaluation data', opts.ppo);
     let adapter: Adapter | null = null;
     if (opts.finetuningType === 'lora') {
       if (opts.initialAdapter && opts.lora?.pissa) throw new Error('pissa_init starts a new adapter; it cannot continue from adapter_name_or_path');
@@ -198,9 +206,10 @@ export class Trainer {
     while (this.state.global_step < this.totalSteps && !hooks.signal?.aborted) {
       const rows = this.nextMicroRows();
       this.optimizer.zeroGrad();
+      const lr = o.learningRate * lrMultiplier(schedule, this.state.global_step);
+      this.stepLr = lr;
       this.tokensSinceLog += await this.objective.step(rows);
       await this.optimizer.prepare?.();
-      const lr = o.learningRate * lrMultiplier(schedule, this.state.global_step);
       const sumSq = this.optimizer.update(lr);
       this.state.global_step++;
       this.stepsSinceLog++;
@@ -304,6 +313,13 @@ export class Trainer {
     for (const ws of this.workspaces.values()) ws.release();
     this.objective.release();
     this.optimizer.release();
+  }
+
+  /** An update inside the step (ObjectiveContext.applyUpdate). */
+  private async applyUpdate(): Promise<void> {
+    await this.optimizer.prepare?.();
+    this.optimizer.update(this.stepLr);
+    this.optimizer.zeroGrad();
   }
 
   /** The examples of the next optimizer step's micro-batches. */

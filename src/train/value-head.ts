@@ -8,6 +8,7 @@
 
 import type { Gpu } from '../gpu/runtime';
 import type { Tensor } from '../gpu/tensor';
+import { add } from '../kernels/elementwise';
 import { gemm } from '../kernels/matmul';
 import type { TrainableTensor } from '../model/adapter';
 import type { Workspace } from '../model/forward';
@@ -25,6 +26,8 @@ export class ValueHead {
   dBias: Tensor;
   /** Per row count R: gathered rows [R, D], scores / their gradients [R], d final rows [R, D]. */
   private readonly bufs = new Map<number, { sel: Tensor; r: Tensor; dSel: Tensor }>();
+  /** Per token count T: d final [T, D] of the head alone, for addBackward. */
+  private readonly dFinals = new Map<number, Tensor>();
 
   private constructor(readonly gpu: Gpu, readonly hidden: number, w: Float32Array, b: Float32Array) {
     this.weight = gpu.upload(w, [1, hidden], 'f32', V_HEAD_WEIGHT);
@@ -111,6 +114,14 @@ export class ValueHead {
     tokens.forEach((t, i) => gpu.copy(dSel, dFinal, D * 4, i * D * 4, t * D * 4));
   }
 
+  /** As backward, but adds the head's d loss / d final into dFinal (PPO: beside the lm_head loss's). */
+  addBackward(ws: Workspace, tokens: readonly number[], dScores: Float32Array, dFinal: Tensor): void {
+    let own = this.dFinals.get(ws.T);
+    if (!own) this.dFinals.set(ws.T, (own = this.gpu.tensor([ws.T, this.hidden], 'f32', 'value head d final')));
+    this.backward(ws, tokens, dScores, own);
+    add(this.gpu, dFinal, own, dFinal);
+  }
+
   private check(ws: Workspace, tokens: readonly number[]): void {
     if (ws.model.spec.hidden !== this.hidden) throw new Error(`value head has ${this.hidden} inputs, the model's hidden size is ${ws.model.spec.hidden}`);
     if (new Set(tokens).size !== tokens.length) throw new Error('value head: a token is scored twice');
@@ -136,7 +147,8 @@ export class ValueHead {
   }
 
   release(): void {
-    this.gpu.release(this.weight, this.bias, this.dWeight, this.dBias, ...[...this.bufs.values()].flatMap((b) => [b.sel, b.r, b.dSel]));
+    this.gpu.release(this.weight, this.bias, this.dWeight, this.dBias, ...[...this.bufs.values()].flatMap((b) => [b.sel, b.r, b.dSel]), ...this.dFinals.values());
     this.bufs.clear();
+    this.dFinals.clear();
   }
 }
