@@ -17,6 +17,7 @@
 // Linear.forward, so it has no effect there, nor here.
 
 import source from '../../shaders/oft.wgsl';
+import type { Param } from '../gpu/params';
 import { f32, type Gpu } from '../gpu/runtime';
 import { shaderVariant } from '../gpu/shader';
 import { shapeStr, type Tensor } from '../gpu/tensor';
@@ -85,7 +86,7 @@ function expectShape(fn: string, name: string, t: Tensor, shape: readonly number
 const rowsOf = (t: Tensor): number => t.shape.slice(0, -1).reduce((a, b) => a * b, 1);
 const colsOf = (t: Tensor): number => t.shape[t.shape.length - 1] ?? 1;
 
-function params(nb: number, oft: OftWeights, accumulate: boolean): number[] {
+function params(nb: number, oft: OftWeights, accumulate: boolean): Param[] {
   const { m, last } = oft.neumannTerms === null ? { m: 0, last: 0 } : neumann(oft.neumannTerms);
   return [nb, oft.blockSize, m, oft.neumannTerms === null ? 1 : 0, f32(last), accumulate ? 1 : 0, 0, 0];
 }
