@@ -323,8 +323,8 @@ function crossCheck(
     if (c.quantization_bit !== 4 && c.quantization_bit !== 8) {
       problems.push(`${at('quantization_bit')}: quantization_bit: Crucible quantizes to 4 or 8 bits, got ${c.quantization_bit}`);
     }
-    if (c.finetuning_type !== 'lora') {
-      problems.push(`${at('quantization_bit')}: quantization_bit needs finetuning_type: lora (a quantized base stays frozen)`);
+    if (c.finetuning_type !== 'lora' && c.finetuning_type !== 'oft') {
+      problems.push(`${at('quantization_bit')}: quantization_bit needs finetuning_type: lora or oft (a quantized base stays frozen)`);
     }
     if (c.pissa_init) {
       // LLaMA-Factory hparams/parser.py: "Please use scripts/pissa_init.py to initialize PiSSA for a quantized model."
@@ -550,7 +550,6 @@ function expected(spec: ArgSpec): string {
 
 const ENUM_HINTS: Record<string, Record<string, string>> = {
   stage: { ppo: 'PPO training is not implemented in Crucible' },
-  finetuning_type: { oft: 'OFT is not implemented in Crucible' },
   lr_scheduler_type: Object.fromEntries(
     ['cosine_with_restarts', 'polynomial', 'inverse_sqrt', 'reduce_lr_on_plateau', 'cosine_warmup_with_min_lr', 'warmup_stable_decay'].map(
       (s) => [s, `${s} is an HF schedule Crucible does not implement`],
