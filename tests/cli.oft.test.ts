@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../src/cli/main';
 import type { CliIO } from '../src/cli/io';
-import { openSafetensors } from '../src/model/safetensors';
+import { openSafetensors, readF32 } from '../src/model/safetensors';
 import { fileSource } from '../src/model/files-node';
 
 const FIX = join(import.meta.dirname, 'fixtures');
@@ -35,7 +35,7 @@ describe("LLaMA-Factory's OFT example configs", () => {
     process.chdir(cwd);
   });
 
-  it('extras/oft/llama3_oft_sft.yaml trains a PEFT OFT adapter, and a resumed run continues its loss curve', async () => {
+  it('extras/oft/llama3_oft_sft.yaml trains a PEFT OFT adapter, a resumed run continues its loss curve, crucible export merges it', async () => {
     const yaml = join(EXAMPLES, 'oft', 'llama3_oft_sft.yaml');
     const r = await crucible(['train', yaml, MODEL, ...SHORT, 'max_steps=2', 'save_steps=1', 'output_dir=saves/oft']);
     expect(r.code, r.err).toBe(0);
@@ -56,6 +56,14 @@ describe("LLaMA-Factory's OFT example configs", () => {
       'output_dir=saves/oft-resumed', 'resume_from_checkpoint=checkpoint-1']);
     expect(resumed.code, resumed.err).toBe(0);
     expect(losses('saves/oft-resumed').at(-1)).toBeCloseTo(full[1]!, 5);
+
+    const merged = await crucible(['export', MODEL, 'adapter_name_or_path=saves/oft', 'export_dir=saves/oft-merged', 'template=qwen3_nothink']);
+    expect(merged.code, merged.err).toBe(0);
+    const base = await openSafetensors(await fileSource(join(FIX, 'tiny-chat/model.safetensors')));
+    const out = await openSafetensors(await fileSource(join(cwd, 'saves/oft-merged/model.safetensors')));
+    const q = 'model.layers.0.self_attn.q_proj.weight';
+    expect(await readF32(out, q)).not.toEqual(await readF32(base, q));
+    expect(await readF32(out, 'model.embed_tokens.weight')).toEqual(await readF32(base, 'model.embed_tokens.weight'));
   });
 
   it('extras/qoft/llama3_oft_sft_bnb_npu.yaml trains OFT on a 4-bit base (QOFT)', async () => {

@@ -60,6 +60,26 @@ export function oftBlocks(inFeatures: number, s: Pick<OftSettings, 'rank' | 'blo
   return { r, b: inFeatures / r };
 }
 
+/** The settings of a saved OFTConfig; refuses the options Crucible does not implement by name. */
+export function oftSettingsOf(cfg: Record<string, unknown>, where: string): OftSettings {
+  if (cfg.peft_type !== 'OFT') throw new Error(`${where}: adapter type ${String(cfg.peft_type)} is not OFT`);
+  for (const [key, unsupported] of UNSUPPORTED) {
+    if (unsupported(cfg[key])) throw new Error(`${where}: OFT with ${key} = ${JSON.stringify(cfg[key])} is not supported`);
+  }
+  if (cfg.oft_block_size === undefined) {
+    throw new Error(`${where}: an OFT adapter without oft_block_size was saved by PEFT before 0.14, whose OFT weights differ; retrain it`);
+  }
+  const targets = cfg.target_modules;
+  return {
+    rank: Number(cfg.r ?? 0),
+    blockSize: Number(cfg.oft_block_size),
+    targets: typeof targets === 'string' ? (targets === 'all-linear' ? 'all' : [targets]) : ((targets as string[]) ?? 'all'),
+    moduleDropout: Number(cfg.module_dropout ?? 0),
+    // OFTConfig's default is the Neumann series with 5 terms
+    neumannTerms: cfg.use_cayley_neumann === false ? null : Number(cfg.num_cayley_neumann_terms ?? 5),
+  };
+}
+
 interface OftModule {
   ref: ModuleRef;
   key: string;
@@ -91,22 +111,7 @@ export class OftAdapter implements PeftAdapter {
   /** Load a PEFT OFT adapter (adapter_config.json + adapter_model.safetensors). */
   static async load(model: Model, cfg: Record<string, unknown>, weights: ByteSource): Promise<OftAdapter> {
     const where = weights.name;
-    if (cfg.peft_type !== 'OFT') throw new Error(`${where}: adapter type ${String(cfg.peft_type)} is not OFT`);
-    for (const [key, unsupported] of UNSUPPORTED) {
-      if (unsupported(cfg[key])) throw new Error(`${where}: OFT with ${key} = ${JSON.stringify(cfg[key])} is not supported`);
-    }
-    if (cfg.oft_block_size === undefined) {
-      throw new Error(`${where}: an OFT adapter without oft_block_size was saved by PEFT before 0.14, whose OFT weights differ; retrain it`);
-    }
-    const targets = cfg.target_modules;
-    const settings: OftSettings = {
-      rank: Number(cfg.r ?? 0),
-      blockSize: Number(cfg.oft_block_size),
-      targets: typeof targets === 'string' ? (targets === 'all-linear' ? 'all' : [targets]) : ((targets as string[]) ?? 'all'),
-      moduleDropout: Number(cfg.module_dropout ?? 0),
-      // OFTConfig's default is the Neumann series with 5 terms
-      neumannTerms: cfg.use_cayley_neumann === false ? null : Number(cfg.num_cayley_neumann_terms ?? 5),
-    };
+    const settings = oftSettingsOf(cfg, where);
     const file = await openSafetensors(weights);
     const ad = new OftAdapter(model, settings);
     const used = new Set<string>();
