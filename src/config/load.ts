@@ -290,6 +290,10 @@ function crossCheck(
       problems.push(`${at('adapter_name_or_path')}: adapter_name_or_path is only valid for finetuning_type: lora`);
     }
   }
+  // PEFT's OFTConfig: "You can only specify either r or oft_block_size, but not both simultaneously"
+  if (c.finetuning_type === 'oft' && (c.oft_rank !== 0) === (c.oft_block_size !== 0)) {
+    problems.push(`${at(isGiven('oft_rank') ? 'oft_rank' : 'oft_block_size')}: set exactly one of oft_rank (${c.oft_rank}) and oft_block_size (${c.oft_block_size}), the other 0: oft_rank x oft_block_size = in_features`);
+  }
   if (c.image_max_pixels < c.image_min_pixels) {
     problems.push(`${at(isGiven('image_max_pixels') ? 'image_max_pixels' : 'image_min_pixels')}: image_max_pixels (${c.image_max_pixels}) cannot be smaller than image_min_pixels (${c.image_min_pixels})`);
   }
