@@ -35,7 +35,7 @@ describe("LLaMA-Factory's OFT example configs", () => {
     process.chdir(cwd);
   });
 
-  it('extras/oft/llama3_oft_sft.yaml trains a PEFT OFT adapter, a resumed run continues its loss curve, crucible export merges it', async () => {
+  it('extras/oft/llama3_oft_sft.yaml trains a PEFT OFT adapter, a resumed run continues its loss curve, chat loads it, export merges it', async () => {
     const yaml = join(EXAMPLES, 'oft', 'llama3_oft_sft.yaml');
     const r = await crucible(['train', yaml, MODEL, ...SHORT, 'max_steps=2', 'save_steps=1', 'output_dir=saves/oft']);
     expect(r.code, r.err).toBe(0);
@@ -56,6 +56,10 @@ describe("LLaMA-Factory's OFT example configs", () => {
       'output_dir=saves/oft-resumed', 'resume_from_checkpoint=checkpoint-1']);
     expect(resumed.code, resumed.err).toBe(0);
     expect(losses('saves/oft-resumed').at(-1)).toBeCloseTo(full[1]!, 5);
+
+    const chat = await crucible(['chat', MODEL, 'adapter_name_or_path=saves/oft', 'template=qwen3_nothink', 'max_new_tokens=4', '-p', 'Who are you?']);
+    expect(chat.code, chat.err).toBe(0);
+    expect(chat.err).toMatch(/adapter: saves\/oft/);
 
     const merged = await crucible(['export', MODEL, 'adapter_name_or_path=saves/oft', 'export_dir=saves/oft-merged', 'template=qwen3_nothink']);
     expect(merged.code, merged.err).toBe(0);
