@@ -133,7 +133,7 @@ describe('oft', () => {
     const gpu = await testGpu();
     const rng = makeRng();
     const b = 16, nb = 2;
-    const skew = rng.randn(nb * triangleSize(b), 0.05);
+    const skew = rng.randn(nb * triangleSize(b), 0.02); // ||Q|| well below 1: the 12-term series error is far under the bound
     const run = async (terms: number | null) => {
       const rot = poisoned(gpu, [nb, b, b]);
       oftRotationForward(gpu, { skew: gpu.upload(skew, [nb, triangleSize(b)]), blockSize: b, neumannTerms: terms }, rot);
