@@ -25,6 +25,8 @@ describe('LLaMA-Factory example configs', () => {
       'extras/apollo/llama3_full_sft.yaml',
       'extras/badam/llama3_full_sft.yaml',
       'extras/galore/llama3_full_sft.yaml',
+      'extras/oft/llama3_oft_sft.yaml',
+      'extras/qoft/llama3_oft_sft_bnb_npu.yaml',
       'inference/qwen3_lora_sft.yaml',
       'merge_lora/qwen3_lora_sft.yaml',
       'ppo/llama3_lora_ppo.yaml',

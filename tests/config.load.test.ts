@@ -238,9 +238,10 @@ describe('parseConfig', () => {
   });
 
   it('accepts LLaMA-Factory features Crucible lacks only at their default', () => {
-    expect(() => parseConfig('oft_rank: 0\nmix_strategy: concat\nnum_beams: 1\nref_model: null')).not.toThrow();
-    expect(problem(() => parseConfig('oft_rank: 8'))).toMatch(/oft_rank: 8 asks for OFT fine-tuning, which Crucible does not implement/);
+    expect(() => parseConfig('mix_strategy: concat\nnum_beams: 1\nref_model: null')).not.toThrow();
     expect(problem(() => parseConfig('stage: ppo\nreward_model_adapters: a'))).toMatch(/reward_model_adapters: .* adapters on or quantization of a PPO reward model, which Crucible does not implement/);
+    expect(problem(() => parseConfig('finetuning_type: oft\noft_rank: 8'))).toMatch(/set exactly one of oft_rank \(8\) and oft_block_size \(32\)/);
+    expect(() => parseConfig('finetuning_type: oft\noft_rank: 8\noft_block_size: 0\nquantization_bit: 4')).not.toThrow();
     expect(problem(() => parseConfig('lr_scheduler_type: polynomial'))).toMatch(/HF schedule Crucible does not implement/);
     expect(problem(() => parseConfig('optim: sgd'))).toMatch(/Crucible implements AdamW only/);
   });

@@ -6,6 +6,7 @@ const GROUP_TITLES: Record<Group, string> = {
   model: 'model',
   method: 'method',
   lora: 'LoRA (finetuning_type: lora)',
+  oft: 'OFT (finetuning_type: oft)',
   freeze: 'freeze (finetuning_type: freeze)',
   quantization: 'quantization',
   dataset: 'dataset',

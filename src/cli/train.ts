@@ -34,6 +34,8 @@ export function describeRun(c: CrucibleConfig): string {
   const method =
     c.finetuning_type === 'lora'
       ? `LoRA r=${c.lora_rank} alpha=${c.lora_alpha}${c.use_dora ? ' DoRA' : ''}${c.use_rslora ? ' rsLoRA' : ''}${c.quantization_bit ? ` on a ${c.quantization_bit}-bit base` : ''}`
+      : c.finetuning_type === 'oft'
+        ? `OFT ${c.oft_rank ? `${c.oft_rank} blocks` : `blocks of ${c.oft_block_size}`}${c.quantization_bit ? ` on a ${c.quantization_bit}-bit base` : ''}`
       : c.finetuning_type === 'freeze'
         ? `freeze (${c.freeze_trainable_layers} trainable layers)`
         : 'full fine-tuning';

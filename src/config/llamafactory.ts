@@ -49,7 +49,7 @@ export function isDatasetFile(entry: string): boolean {
 
 const SECTIONS: ReadonlyArray<[string, readonly Group[]]> = [
   ['model', ['model', 'quantization']],
-  ['method', ['method', 'lora', 'freeze', 'preference']],
+  ['method', ['method', 'lora', 'oft', 'freeze', 'preference']],
   ['dataset', ['dataset']],
   ['output', ['output']],
   ['train', ['train']],

@@ -290,6 +290,10 @@ function crossCheck(
       problems.push(`${at('adapter_name_or_path')}: adapter_name_or_path is only valid for finetuning_type: lora`);
     }
   }
+  // PEFT's OFTConfig: "You can only specify either r or oft_block_size, but not both simultaneously"
+  if (c.finetuning_type === 'oft' && (c.oft_rank !== 0) === (c.oft_block_size !== 0)) {
+    problems.push(`${at(isGiven('oft_rank') ? 'oft_rank' : 'oft_block_size')}: set exactly one of oft_rank (${c.oft_rank}) and oft_block_size (${c.oft_block_size}), the other 0: oft_rank x oft_block_size = in_features`);
+  }
   if (c.image_max_pixels < c.image_min_pixels) {
     problems.push(`${at(isGiven('image_max_pixels') ? 'image_max_pixels' : 'image_min_pixels')}: image_max_pixels (${c.image_max_pixels}) cannot be smaller than image_min_pixels (${c.image_min_pixels})`);
   }
@@ -323,8 +327,8 @@ function crossCheck(
     if (c.quantization_bit !== 4 && c.quantization_bit !== 8) {
       problems.push(`${at('quantization_bit')}: quantization_bit: Crucible quantizes to 4 or 8 bits, got ${c.quantization_bit}`);
     }
-    if (c.finetuning_type !== 'lora') {
-      problems.push(`${at('quantization_bit')}: quantization_bit needs finetuning_type: lora (a quantized base stays frozen)`);
+    if (c.finetuning_type !== 'lora' && c.finetuning_type !== 'oft') {
+      problems.push(`${at('quantization_bit')}: quantization_bit needs finetuning_type: lora or oft (a quantized base stays frozen)`);
     }
     if (c.pissa_init) {
       // LLaMA-Factory hparams/parser.py: "Please use scripts/pissa_init.py to initialize PiSSA for a quantized model."
@@ -549,7 +553,6 @@ function expected(spec: ArgSpec): string {
 }
 
 const ENUM_HINTS: Record<string, Record<string, string>> = {
-  finetuning_type: { oft: 'OFT is not implemented in Crucible' },
   lr_scheduler_type: Object.fromEntries(
     ['cosine_with_restarts', 'polynomial', 'inverse_sqrt', 'reduce_lr_on_plateau', 'cosine_warmup_with_min_lr', 'warmup_stable_decay'].map(
       (s) => [s, `${s} is an HF schedule Crucible does not implement`],

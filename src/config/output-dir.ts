@@ -77,7 +77,7 @@ export async function checkOutputDir(c: CrucibleConfig, command: 'train' | 'expo
 /** What writing the command's output into the input folder would overwrite, or null for nothing. */
 function overwrites(command: 'train' | 'export', c: CrucibleConfig, present: string[]): string | null {
   if (command === 'export') return 'the merged model would be written over the files it is read from';
-  if (c.finetuning_type !== 'lora') return `${c.finetuning_type} fine-tuning would save the trained model over the model there`;
+  if (c.finetuning_type !== 'lora' && c.finetuning_type !== 'oft') return `${c.finetuning_type} fine-tuning would save the trained model over the model there`;
   const hit = LORA_OUTPUT_FILES.filter((f) => present.includes(f));
   return hit.length ? `the LoRA run would write over its ${hit.join(', ')}` : null;
 }

@@ -8,14 +8,14 @@
 //    unchanged.
 //  - IGNORED_KEYS: settings of PyTorch and its ecosystem (precision flags, DeepSpeed, DDP, loggers,
 //    vLLM ...) that have no meaning on WebGPU. Accepted with a one-line notice, and kept for export.
-//  - UNSUPPORTED_KEYS: LLaMA-Factory features Crucible does not implement (PPO, OFT,
+//  - UNSUPPORTED_KEYS: LLaMA-Factory features Crucible does not implement (PPO,
 //    multimodal ...). Accepted at their default value; any other value is an error, because
 //    ignoring it would silently train something else.
 // Anything else is an unknown key (an error naming the nearest known key).
 
 export const STAGES = ['pt', 'sft', 'rm', 'dpo', 'kto', 'ppo'] as const;
 export type Stage = (typeof STAGES)[number];
-export const FINETUNING_TYPES = ['lora', 'freeze', 'full'] as const;
+export const FINETUNING_TYPES = ['lora', 'oft', 'freeze', 'full'] as const;
 export type FinetuningType = (typeof FINETUNING_TYPES)[number];
 /** The CLI commands that read a key. */
 export type Command = 'train' | 'chat' | 'api' | 'export' | 'preview' | 'bench' | 'eval';
@@ -23,6 +23,7 @@ export type Group =
   | 'model'
   | 'method'
   | 'lora'
+  | 'oft'
   | 'freeze'
   | 'quantization'
   | 'dataset'
@@ -170,7 +171,7 @@ export const SCHEMA = {
   predict_with_generate: bool(false, { group: 'eval', commands: TRAIN, help: 'With do_predict: predict by generation (Crucible predicts only this way).' }),
   finetuning_type: oneOf(FINETUNING_TYPES, 'lora', {
     group: 'method',
-    help: 'lora: low-rank adapters; freeze: train the last layers only; full: all weights.',
+    help: 'lora: low-rank adapters; oft: orthogonal fine-tuning (block rotations of each input); freeze: train the last layers only; full: all weights.',
   }),
 
   // ---- LoRA ----------------------------------------------------------------------------------
@@ -252,6 +253,36 @@ export const SCHEMA = {
     methods: ['lora'],
     commands: TRAIN,
     help: 'Train a fresh adapter on top of adapter_name_or_path instead of continuing it.',
+  }),
+
+  // ---- OFT -----------------------------------------------------------------------------------
+  oft_rank: int(0, {
+    group: 'oft',
+    methods: ['oft'],
+    commands: TRAIN,
+    min: 0,
+    help: 'OFT blocks per layer (PEFT r); 0 takes them from oft_block_size. Set exactly one of the two.',
+  }),
+  oft_block_size: int(32, {
+    group: 'oft',
+    methods: ['oft'],
+    commands: TRAIN,
+    min: 0,
+    help: 'Size of each orthogonal block (in_features / oft_rank); 0 when oft_rank is set.',
+  }),
+  oft_target: list(['all'], {
+    group: 'oft',
+    methods: ['oft'],
+    commands: TRAIN,
+    help: 'Modules to adapt: comma-separated names (q_proj,v_proj,...) or "all" linear layers.',
+  }),
+  module_dropout: float(0, {
+    group: 'oft',
+    methods: ['oft'],
+    commands: TRAIN,
+    min: 0,
+    lt: 1,
+    help: "OFT's multiplicative dropout, saved in adapter_config.json; PEFT's OFT linear layers never apply it, nor does Crucible.",
   }),
 
   // ---- freeze --------------------------------------------------------------------------------
@@ -788,7 +819,6 @@ export const UNSUPPORTED_KEYS: Readonly<Record<string, UnsupportedKey>> = {
     reward_model_quantization_bit: null,
   }),
   ...unsupported('BCO / LD-DPO preference losses', { pref_bco_weight: 0.0, ld_alpha: null }),
-  ...unsupported('OFT fine-tuning', { oft_rank: 0, oft_block_size: 32, oft_target: 'all', module_dropout: 0.0 }),
   ...unsupported('alternative optimizers and losses', {
     use_asft_loss: false,
     asft_alpha: 0.1,

@@ -7,6 +7,7 @@ import { MODEL_SIDE_FILES } from '../config';
 import { withChatTemplate, type ChatTemplate } from '../data';
 import { parseJsonFile } from '../data/json-file';
 import { deltaFor, mergeLora, type AdapterOnHost } from '../export/lora-merge';
+import { oftMerged } from '../export/oft-merge';
 import { writeSharded, type TensorSource, type WriteFile } from '../export/shards';
 import { openSafetensors, readF32, type ByteSource, type SafetensorsFile } from '../model/safetensors';
 import { Checkpoint, type ModelFiles } from '../model/weights';
@@ -16,7 +17,7 @@ export interface MergeSources {
   base: ModelFiles;
   /** Fully trained tensors (HF names) in place of the base ones. */
   trained?: SafetensorsFile;
-  /** PEFT LoRA / DoRA adapters, merged in order. */
+  /** PEFT LoRA / DoRA / OFT adapters, merged in order. */
   adapters: readonly AdapterOnHost[];
   /** The chat template the tokenizer files get (config `template:`), as LLaMA-Factory's export saves it. */
   template?: ChatTemplate;
@@ -26,7 +27,7 @@ export interface MergeSources {
 export async function readAdapter(configJson: string, weights: ByteSource): Promise<AdapterOnHost> {
   const where = weights.name.replace(/[^/\\]*$/, 'adapter_config.json');
   const config = parseJsonFile<Record<string, unknown>>(configJson, where);
-  if (config.peft_type !== 'LORA') throw new Error(`${where}: adapter type ${String(config.peft_type)} is not LORA`);
+  if (config.peft_type !== 'LORA' && config.peft_type !== 'OFT') throw new Error(`${where}: adapter type ${String(config.peft_type)} is neither LORA nor OFT`);
   return { config, file: await openSafetensors(weights) };
 }
 
@@ -49,6 +50,12 @@ export async function exportMerged(src: MergeSources, out: { write: WriteFile; m
         hooks.signal?.throwIfAborted();
         let w = src.trained?.tensors.has(name) ? await readF32(src.trained, name) : await ckpt.read(name);
         for (const ad of src.adapters) {
+          const merged = ad.config.peft_type === 'OFT' ? await oftMerged(ad, name, w, info.shape) : null;
+          if (merged) {
+            w = merged;
+            unused.delete(`base_model.model.${name.replace(/\.weight$/, '')}.oft_R.weight`);
+            continue;
+          }
           const d = await deltaFor(ad, name);
           if (!d) continue;
           const [N, K] = info.shape as [number, number];

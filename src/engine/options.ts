@@ -10,7 +10,7 @@ import type { TrainOptions } from '../train/trainer';
 
 /** Fields of the config this mapping reads (the app builds them from its form). */
 export type TrainConfig = Pick<CrucibleConfig,
-  | 'finetuning_type' | 'lora_rank' | 'lora_alpha' | 'lora_dropout' | 'lora_target' | 'use_rslora' | 'use_dora' | 'pissa_init' | 'pissa_iter' | 'pissa_convert'
+  | 'finetuning_type' | 'oft_rank' | 'oft_block_size' | 'oft_target' | 'module_dropout' | 'lora_rank' | 'lora_alpha' | 'lora_dropout' | 'lora_target' | 'use_rslora' | 'use_dora' | 'pissa_init' | 'pissa_iter' | 'pissa_convert'
   | 'loraplus_lr_ratio' | 'freeze_trainable_layers' | 'freeze_trainable_modules' | 'learning_rate' | 'lr_scheduler_type'
   | 'warmup_ratio' | 'warmup_steps' | 'num_train_epochs' | 'max_steps' | 'per_device_train_batch_size'
   | 'gradient_accumulation_steps' | 'max_grad_norm' | 'weight_decay' | 'adam_beta1' | 'adam_beta2' | 'adam_epsilon'
@@ -47,6 +47,8 @@ export function trainOptionsFromConfig(c: TrainConfig): TrainOptions {
       plusRatio: c.loraplus_lr_ratio ?? 1,
       pissa,
     },
+    // LLaMA-Factory leaves OFTConfig's Cayley-Neumann default (5 terms) as it is
+    oft: { rank: c.oft_rank, blockSize: c.oft_block_size, targets: c.oft_target, moduleDropout: c.module_dropout, neumannTerms: 5 },
     freezeTrainableLayers: c.freeze_trainable_layers,
     llamaPro: c.use_llama_pro,
     learningRate: c.learning_rate,

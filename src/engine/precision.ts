@@ -21,6 +21,7 @@ export function basePrecision(
   if (!key) return { f16: false, note: null };
   const f32 = (why: string) => ({ f16: false, note: `note: ${key}: ${why}` });
   if (c.quantization_bit !== null) return f32(`the base is quantized (quantization_bit: ${c.quantization_bit}); its products run in f32`);
+  if (c.finetuning_type === 'oft') return f32('OFT trains in f32 (the f16 tier stores only a frozen LoRA base)');
   if (c.finetuning_type !== 'lora') return f32(`${c.finetuning_type} training updates the base weights, which stay f32 (the f16 tier stores only a frozen LoRA base)`);
   if (!caps.f16) return f32(`${caps.adapter} has no shader-f16; training runs in f32`);
   return { f16: true, note: null };

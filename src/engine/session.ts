@@ -4,7 +4,8 @@
 
 import type { Gpu } from '../gpu/runtime';
 import { getTemplate, loadTokenizer, parseJsonFile, type ChatTemplate, type Message, type TemplateOptions, type Tokenizer } from '../data';
-import { Adapter } from '../model/adapter';
+import type { PeftAdapter } from '../model/adapter';
+import { loadAdapter } from '../model/adapters';
 import { contextLength, Generator, type SamplingOptions } from '../model/generate';
 import { Model } from '../model/model';
 import type { ByteSource } from '../model/safetensors';
@@ -39,7 +40,7 @@ export interface ChatTurnResult {
 }
 
 export class Session {
-  adapter: Adapter | null = null;
+  adapter: PeftAdapter | null = null;
   private generator: Generator | null = null;
 
   private constructor(readonly gpu: Gpu, readonly model: Model, readonly tokenizer: Tokenizer, readonly name: string) {}
@@ -57,7 +58,7 @@ export class Session {
 
   async loadAdapter(configJson: string, weights: ByteSource): Promise<void> {
     this.adapter?.release();
-    this.adapter = await Adapter.load(this.model, configJson, weights);
+    this.adapter = await loadAdapter(this.model, configJson, weights);
     this.generator?.reset();
   }
 
@@ -68,7 +69,7 @@ export class Session {
    */
   async train(opts: TrainOptions, train: readonly TrainExample[], evalSet: readonly TrainExample[], store: RunStore | null,
     hooks: TrainHooks & { resumeFrom?: string; onDone?: (trainer: Trainer) => Promise<void> } = {}): Promise<Trainer> {
-    if (this.adapter && opts.finetuningType === 'lora' && !opts.initialAdapter) {
+    if (this.adapter && (opts.finetuningType === 'oft' || (opts.finetuningType === 'lora' && !opts.initialAdapter))) {
       this.adapter.release();
       this.adapter = null;
     }

@@ -107,7 +107,7 @@ export async function runTraining(config: CrucibleConfig, hooks: TrainRunHooks, 
 
 /** The adapter (with base_model_name_or_path) or the whole trained model, plus rm's value head. */
 async function saveFinal(session: Session, trainer: Trainer, files: ModelFiles, config: CrucibleConfig, out: string): Promise<void> {
-  if (config.finetuning_type === 'lora') {
+  if (config.finetuning_type === 'lora' || config.finetuning_type === 'oft') {
     const ad = await session.exportAdapter(config.model_name_or_path);
     await writeFileAtomic(join(out, 'adapter_config.json'), ad['adapter_config.json']);
     await writeFileAtomic(join(out, 'adapter_model.safetensors'), ad['adapter_model.safetensors']);
@@ -118,7 +118,7 @@ async function saveFinal(session: Session, trainer: Trainer, files: ModelFiles, 
   // the tokenizer files carry the template the model was trained with (LLaMA-Factory's fix_jinja_template)
   const template = templateFromConfig(config, session.tokenizer);
   for (const f of MODEL_SIDE_FILES) {
-    if (config.finetuning_type === 'lora' && f === 'config.json') continue;
+    if ((config.finetuning_type === 'lora' || config.finetuning_type === 'oft') && f === 'config.json') continue;
     if (await files.exists(f)) await writeFileAtomic(join(out, f), withChatTemplate(f, await files.readText(f), template));
   }
 }

@@ -53,6 +53,29 @@ export interface AdapterInitialiser {
   release(): void;
 }
 
+/**
+ * What trainers, sessions and objectives use of a PEFT adapter: LoRA / DoRA (Adapter, here) or
+ * OFT (OftAdapter, oft-adapter.ts); adapters.ts loads either from its adapter_config.json.
+ */
+export interface PeftAdapter {
+  readonly sites: readonly LinearSite[];
+  /** lora_dropout (0 for OFT). */
+  readonly dropout: number;
+  /** PiSSA's initial adapter when a LoRA adapter started from it. */
+  readonly pissa: AdapterInitialiser | null;
+  /** Trainable tensors in PEFT key order; LoRA+ multiplies lora_B's learning rate by `loraPlusRatio`. */
+  params(loraPlusRatio?: number): TrainableTensor[];
+  /** Run fn with the base model alone (DPO/KTO reference model, base-vs-tuned chat). */
+  withDisabled<T>(fn: () => Promise<T> | T): Promise<T>;
+  /** adapter_config.json as saved. */
+  configJson(baseModel: string | null): string;
+  /** PEFT's config of this adapter as trained. */
+  peftConfig(baseModel: string | null): Record<string, unknown>;
+  /** adapter_model.safetensors bytes, PEFT's keys. */
+  safetensors(): Promise<Uint8Array>;
+  release(): void;
+}
+
 export function resolveTargets(model: Model, targets: readonly string[] | 'all', where = 'lora_target'): Set<string> {
   const valid = new Set<string>(model.moduleKinds());
   const list = targets === 'all' || (targets.length === 1 && targets[0] === 'all') ? [...valid] : targets;
@@ -96,7 +119,7 @@ export function checkNotUnconvertedPissa(cfg: Record<string, unknown>, where: st
   }
 }
 
-export class Adapter {
+export class Adapter implements PeftAdapter {
   readonly sites: LinearSite[] = [];
   private readonly modules: ModuleTensors[] = [];
   private disabled = new Map<LinearSite, NonNullable<LinearSite['lora']>>();
@@ -104,6 +127,10 @@ export class Adapter {
   pissa: AdapterInitialiser | null = null;
 
   private constructor(readonly model: Model, readonly settings: LoraSettings) {}
+
+  get dropout(): number {
+    return this.settings.dropout ?? 0;
+  }
 
   /**
    * Fresh adapter as PEFT initialises it: A ~ kaiming-uniform(a=sqrt(5)), B = 0, DoRA magnitude =

@@ -158,7 +158,7 @@ const view = (t: Tensor, shape: number[]): Tensor => ({ ...t, shape });
 
 function sv(gpu: Gpu, a: LayerActs, layer: Layer, kind: SiteKind): SiteSaved {
   const site = siteOf(layer, kind);
-  if (!site.lora) return null;
+  if (!site.lora && !site.oft) return null;
   return (a.saved[kind] ??= allocSiteSaved(gpu, site, a.h1.shape[0]!));
 }
 

@@ -148,7 +148,7 @@ export class Model {
       const weight = await uploadMatrix(gpu, ckpt, `${name}.weight`, [N, K], format);
       const b = bias ? await uploadTensor(gpu, ckpt, `${name}.bias`, [N]) : null;
       tick(name);
-      return { name, inFeatures: K, outFeatures: N, weight, bias: b, lora: null, loraGrads: null, weightGrad: null, biasGrad: null };
+      return { name, inFeatures: K, outFeatures: N, weight, bias: b, lora: null, loraGrads: null, oft: null, oftGrads: null, weightGrad: null, biasGrad: null };
     };
     // Rows [row, row + N) of a fused module's [total, K] weight (and bias) as a site of its own.
     const part = async (fused: string, name: string, row: number, N: number, fusedRows: number, K: number): Promise<LinearSite> => {
@@ -157,7 +157,7 @@ export class Model {
         ? gpu.upload((await ckpt.read(`${fused}.bias`, [fusedRows])).subarray(row, row + N), [N], 'f32', `${fused}.bias`)
         : null;
       tick(name);
-      return { name, inFeatures: K, outFeatures: N, weight, bias: b, lora: null, loraGrads: null, weightGrad: null, biasGrad: null };
+      return { name, inFeatures: K, outFeatures: N, weight, bias: b, lora: null, loraGrads: null, oft: null, oftGrads: null, weightGrad: null, biasGrad: null };
     };
 
     const embedName = `${spec.textPrefix}.embed_tokens.weight`;

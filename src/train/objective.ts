@@ -6,7 +6,7 @@
 
 import type { TokenLoss } from '../kernels/loss';
 import type { Tensor } from '../gpu/tensor';
-import type { Adapter, TrainableTensor } from '../model/adapter';
+import type { PeftAdapter, TrainableTensor } from '../model/adapter';
 import type { LoraDropoutStep, Workspace } from '../model/forward';
 import type { Model } from '../model/model';
 import type { TokenExample, TrainBatch } from './batches';
@@ -22,7 +22,7 @@ export type TrainExample = TokenExample | PreferenceExample;
 export interface ObjectiveContext {
   model: Model;
   /** The trained adapter; without a reference table, dpo and kto use the base with it switched off as the reference model. */
-  adapter: Adapter | null;
+  adapter: PeftAdapter | null;
   /** Reference log-probabilities (full / freeze fine-tuning, ref_model); empty ones are scored in prepare(). */
   reference?: ReferenceTable | null;
   /** NEFTune noise for a training forward of `batch` (the n-th of the step), or none. */

@@ -6,7 +6,9 @@
 
 import type { Tensor } from '../gpu/tensor';
 import { mulberry32 } from '../data/random';
-import { Adapter, type LoraSettings, type TrainableTensor } from '../model/adapter';
+import { Adapter, type LoraSettings, type PeftAdapter, type TrainableTensor } from '../model/adapter';
+import { loadAdapter } from '../model/adapters';
+import { OftAdapter, type OftSettings } from '../model/oft-adapter';
 import { Workspace, type LoraDropoutStep } from '../model/forward';
 import type { Model } from '../model/model';
 import { encodeSafetensors, openSafetensors, readF32, type ByteSource } from '../model/safetensors';
@@ -36,8 +38,9 @@ export type { TrainExample } from './objective';
 const STEPS_IN_FLIGHT = 2;
 
 export interface TrainOptions {
-  finetuningType: 'lora' | 'freeze' | 'full';
+  finetuningType: 'lora' | 'oft' | 'freeze' | 'full';
   lora?: LoraSettings & { plusRatio?: number; pissa?: PissaOptions | null };
+  oft?: OftSettings;
   /** An adapter to continue from (adapter_name_or_path), instead of a fresh one. */
   initialAdapter?: { configJson: string; weights: ByteSource };
   /** freeze: train the last n layers (negative: the first n), as LLaMA-Factory's freeze_trainable_layers. */
@@ -147,7 +150,7 @@ export class Trainer {
 
   private constructor(
     readonly model: Model,
-    readonly adapter: Adapter | null,
+    readonly adapter: PeftAdapter | null,
     readonly train: readonly TrainExample[],
     readonly evalSet: readonly TrainExample[],
     readonly opts: TrainOptions,
@@ -178,10 +181,13 @@ export class Trainer {
     if (train.length === 0) throw new Error('the training set is empty');
     checkTrainingData(opts.preference, train, 'training data', opts.ppo);
     checkTrainingData(opts.preference, evalSet, 'evaluation data', opts.ppo);
-    let adapter: Adapter | null = null;
-    if (opts.finetuningType === 'lora') {
+    let adapter: PeftAdapter | null = null;
+    if (opts.finetuningType === 'oft') {
+      if (!opts.oft) throw new Error('finetuning_type oft needs OFT settings');
+      adapter = OftAdapter.create(model, opts.oft);
+    } else if (opts.finetuningType === 'lora') {
       if (opts.initialAdapter && opts.lora?.pissa) throw new Error('pissa_init starts a new adapter; it cannot continue from adapter_name_or_path');
-      if (opts.initialAdapter) adapter = await Adapter.load(model, opts.initialAdapter.configJson, opts.initialAdapter.weights);
+      if (opts.initialAdapter) adapter = await loadAdapter(model, opts.initialAdapter.configJson, opts.initialAdapter.weights);
       else {
         if (!opts.lora) throw new Error('finetuning_type lora needs LoRA settings');
         adapter = await createAdapter(model, opts.lora, opts.seed);
@@ -346,7 +352,7 @@ export class Trainer {
    * resumed run draws the same ones.
    */
   private loraDropout(micro: number): LoraDropoutStep | undefined {
-    const p = this.adapter?.settings.dropout ?? 0;
+    const p = this.adapter?.dropout ?? 0;
     return p > 0 ? { p, seed: this.opts.seed >>> 0, step: this.state.global_step, micro } : undefined;
   }
 
