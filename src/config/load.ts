@@ -396,6 +396,15 @@ function crossCheck(
     notice(`note: infer_backend ${c.infer_backend} is a LLaMA-Factory engine; Crucible generates with its WebGPU engine`);
   }
   if (c.export_legacy_format) notice('note: export_legacy_format: Crucible writes .safetensors only');
+  if (c.num_beams > 1 && c.do_sample) {
+    problems.push(`${at('num_beams')}: num_beams ${c.num_beams} with do_sample: true asks for beam sampling, which Crucible does not implement; set do_sample: false for beam search (LLaMA-Factory's default is true)`);
+  }
+  for (const key of ['eval_num_beams', 'generation_num_beams'] as const) {
+    const beams = c[key];
+    if (beams !== null && beams !== c.num_beams) {
+      notice(`note: ${key}: ${beams} does not change generation: as in LLaMA-Factory, num_beams (${c.num_beams}) is passed to it and takes precedence; set num_beams: ${beams} for beam search`);
+    }
+  }
 }
 
 /** Checks a command makes beyond the generic ones (what LLaMA-Factory's get_*_args require). */
