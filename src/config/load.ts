@@ -415,7 +415,6 @@ export function checkConfigFor(c: CrucibleConfig, command: Command): void {
     if (!c.do_train && !c.do_eval && !c.do_predict) problems.push('nothing to do: set do_train: true (LLaMA-Factory defaults it to false)');
     if (c.do_predict && !c.predict_with_generate) problems.push('do_predict: Crucible predicts by generation; set predict_with_generate: true');
     if (c.do_predict && c.eval_dataset === null && c.val_size < 1e-6) problems.push('do_predict needs eval_dataset (or val_size > 0)');
-    if (c.do_predict && c.do_train && c.finetuning_type !== 'lora') problems.push('do_predict after full or freeze training: run a second config with model_name_or_path set to output_dir');
     if (c.do_train && c.dataset === null) problems.push('do_train needs a dataset');
     if ((c.do_eval || c.eval_strategy !== 'no') && c.eval_dataset === null && c.val_size < 1e-6) {
       problems.push('evaluation needs eval_dataset or val_size > 0');
