@@ -246,6 +246,16 @@ describe('parseConfig', () => {
     expect(problem(() => parseConfig('optim: sgd'))).toMatch(/Crucible implements AdamW only/);
   });
 
+  it('takes num_beams and length_penalty for beam search; beam sampling is refused, eval_num_beams / generation_num_beams yield to num_beams', () => {
+    const { config } = parseConfig('num_beams: 4\nlength_penalty: 0.6\ndo_sample: false');
+    expect([config.num_beams, config.length_penalty]).toEqual([4, 0.6]);
+    expect(problem(() => parseConfig('num_beams: 4'))).toMatch(/num_beams 4 with do_sample: true asks for beam sampling, which Crucible does not implement; set do_sample: false/);
+    expect(parseConfig('eval_num_beams: 3').notices).toContain(
+      'note: eval_num_beams: 3 does not change generation: as in LLaMA-Factory, num_beams (1) is passed to it and takes precedence; set num_beams: 3 for beam search',
+    );
+    expect(parseConfig('generation_num_beams: 2\nnum_beams: 2\ndo_sample: false').notices).toEqual([]);
+  });
+
   it('reads an old key name as the new one', () => {
     const { config, notices } = parseConfig('evaluation_strategy: steps\nval_size: 0.1\ndataset: a');
     expect(config.eval_strategy).toBe('steps');

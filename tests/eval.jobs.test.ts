@@ -76,3 +76,18 @@ it('crucible train with do_predict (and no do_train) predicts, writes the files 
   expect(readFileSync(join(out, 'generated_predictions.jsonl'), 'utf8').trim().split('\n')).toHaveLength(2);
   expect(existsSync(join(out, 'adapter_model.safetensors'))).toBe(false); // nothing was trained
 }, 180_000);
+
+it('crucible train with do_train and do_predict after full training predicts with the model it wrote to output_dir', async () => {
+  const { main } = await import('../src/cli/main');
+  const { Readable } = await import('node:stream');
+  const out = mkdtempSync(join(tmpdir(), 'crucible-predict-full-'));
+  const stdout: string[] = [], stderr: string[] = [];
+  const io = { stdout: (t: string) => void stdout.push(t), stderr: (t: string) => void stderr.push(t), env: {}, cwd: process.cwd(), stdin: Readable.from([]), interactive: false };
+  const args = [`model_name_or_path=${join(FIX, 'tiny-chat')}`, 'stage=sft', 'do_train=true', 'finetuning_type=full', 'dataset=identity', 'do_predict=true',
+    'predict_with_generate=true', 'eval_dataset=identity', `dataset_dir=${join(FIX, 'tiny-chat-data')}`, 'template=chatml', 'cutoff_len=48', 'max_samples=2',
+    'max_steps=1', 'per_device_train_batch_size=1', 'max_new_tokens=3', 'do_sample=false', `output_dir=${out}`];
+  expect(await main(['train', ...args], io), stderr.join('')).toBe(0);
+  expect(existsSync(join(out, 'model.safetensors'))).toBe(true);
+  expect(stderr.join('')).toContain(`predict: ${out} on identity -> ${out}`);
+  expect(readFileSync(join(out, 'generated_predictions.jsonl'), 'utf8').trim().split('\n')).toHaveLength(2);
+}, 300_000);

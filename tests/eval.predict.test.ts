@@ -119,6 +119,24 @@ describe('runPredict', () => {
     }
   }, 120_000);
 
+  it('num_beams > 1 predicts each answer by beam search', async () => {
+    const { tokenizer, built, examples } = await evalSplit();
+    const gpu = await testGpu();
+    const model = await Model.load(gpu, dirFiles(MODEL));
+    const gen = new Generator(model);
+    try {
+      const beams = { maxNewTokens: 5, temperature: 0, numBeams: 3, lengthPenalty: 0.5, stopIds: built.template.stopIds };
+      const result = await runPredict(model, tokenizer, examples.slice(0, 2), { ...beams, batchSize: 1 });
+      for (const [i, ex] of examples.slice(0, 2).entries()) {
+        const want = await gen.beamSearch(ex.input_ids, beams);
+        expect(result.predictions[i]!.predict).toBe(tokenizer.decode(want!.tokens, { skipSpecialTokens: true }));
+      }
+    } finally {
+      gen.release();
+      model.release();
+    }
+  }, 120_000);
+
   it('speed metrics round as HF: runtime to 4 decimals, rates from the unrounded runtime to 3', () => {
     // 7 samples in 3 steps over 2.00005 s: the double 2.00005 is 2.0000499999999998834..., so
     // runtime rounds down to 2.0 (toFixed-style rounding of the decimal text would give 2.0001);

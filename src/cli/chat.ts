@@ -18,6 +18,8 @@ export function generationDefaults(c: CrucibleConfig): RequestDefaults {
     topP: c.top_p,
     topK: c.top_k,
     repetitionPenalty: c.repetition_penalty,
+    numBeams: c.num_beams,
+    lengthPenalty: c.length_penalty,
   };
 }
 
@@ -43,6 +45,8 @@ function request(model: string, messages: ChatMessage[], d: RequestDefaults, see
     topP: d.topP,
     topK: d.topK,
     repetitionPenalty: d.repetitionPenalty,
+    ...(d.numBeams !== undefined ? { numBeams: d.numBeams } : {}),
+    ...(d.lengthPenalty !== undefined ? { lengthPenalty: d.lengthPenalty } : {}),
     presencePenalty: 0,
     frequencyPenalty: 0,
     seed,

@@ -83,10 +83,18 @@ export const trainCommand: CommandDef = {
     } finally {
       stop.dispose();
     }
-    // as LLaMA-Factory: predict with the model just trained (its adapter in output_dir)
-    return config.do_predict ? predict({ ...config, adapter_name_or_path: [config.output_dir] }, io) : 0;
+    return config.do_predict ? predict(justTrained(config), io) : 0;
   },
 };
+
+/**
+ * As LLaMA-Factory, predict with the model just trained: the base model with the adapter in
+ * output_dir after LoRA, the whole model written to output_dir after full or freeze training.
+ */
+function justTrained(config: CrucibleConfig): CrucibleConfig {
+  if (config.finetuning_type === 'lora') return { ...config, adapter_name_or_path: [config.output_dir] };
+  return { ...config, model_name_or_path: config.output_dir, adapter_name_or_path: null };
+}
 
 /** do_predict: generated_predictions.jsonl and predict_results.json in output_dir, the metrics printed. */
 async function predict(config: CrucibleConfig, io: CliIO): Promise<number> {

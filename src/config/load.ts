@@ -400,6 +400,15 @@ function crossCheck(
     notice(`note: infer_backend ${c.infer_backend} is a LLaMA-Factory engine; Crucible generates with its WebGPU engine`);
   }
   if (c.export_legacy_format) notice('note: export_legacy_format: Crucible writes .safetensors only');
+  if (c.num_beams > 1 && c.do_sample) {
+    problems.push(`${at('num_beams')}: num_beams ${c.num_beams} with do_sample: true asks for beam sampling, which Crucible does not implement; set do_sample: false for beam search (LLaMA-Factory's default is true)`);
+  }
+  for (const key of ['eval_num_beams', 'generation_num_beams'] as const) {
+    const beams = c[key];
+    if (beams !== null && beams !== c.num_beams) {
+      notice(`note: ${key}: ${beams} does not change generation: as in LLaMA-Factory, num_beams (${c.num_beams}) is passed to it and takes precedence; set num_beams: ${beams} for beam search`);
+    }
+  }
 }
 
 /** Checks a command makes beyond the generic ones (what LLaMA-Factory's get_*_args require). */
@@ -410,7 +419,6 @@ export function checkConfigFor(c: CrucibleConfig, command: Command): void {
     if (!c.do_train && !c.do_eval && !c.do_predict) problems.push('nothing to do: set do_train: true (LLaMA-Factory defaults it to false)');
     if (c.do_predict && !c.predict_with_generate) problems.push('do_predict: Crucible predicts by generation; set predict_with_generate: true');
     if (c.do_predict && c.eval_dataset === null && c.val_size < 1e-6) problems.push('do_predict needs eval_dataset (or val_size > 0)');
-    if (c.do_predict && c.do_train && c.finetuning_type !== 'lora') problems.push('do_predict after full or freeze training: run a second config with model_name_or_path set to output_dir');
     if (c.do_train && c.dataset === null) problems.push('do_train needs a dataset');
     if ((c.do_eval || c.eval_strategy !== 'no') && c.eval_dataset === null && c.val_size < 1e-6) {
       problems.push('evaluation needs eval_dataset or val_size > 0');

@@ -578,6 +578,18 @@ export const SCHEMA = {
     gt: 0,
     help: 'Evaluate every N steps (default: logging_steps; below 1: a fraction of the total).',
   }),
+  generation_num_beams: intOrNull({
+    group: 'eval',
+    commands: TRAIN,
+    min: 1,
+    help: "Beams of generation in evaluation; as in LLaMA-Factory, num_beams (default 1) is passed to generation and takes precedence.",
+  }),
+  eval_num_beams: intOrNull({
+    group: 'eval',
+    commands: TRAIN,
+    min: 1,
+    help: 'LLaMA-Factory sets generation_num_beams from it; num_beams takes precedence as there.',
+  }),
   per_device_eval_batch_size: int(8, { group: 'eval', commands: TRAIN, min: 1, help: 'Sequences per evaluation batch.' }),
 
   // ---- preference (rm / dpo / kto) -----------------------------------------------------------
@@ -695,6 +707,17 @@ export const SCHEMA = {
     help: 'Maximum prompt + reply tokens; max_new_tokens takes precedence.',
   }),
   repetition_penalty: float(1, { group: 'generation', commands: SAMPLING, gt: 0, help: 'Penalty on repeated tokens; 1.0: none.' }),
+  num_beams: int(1, {
+    group: 'generation',
+    commands: GEN,
+    min: 1,
+    help: 'Beam search with this many beams (1: sampling or greedy decoding); needs do_sample: false.',
+  }),
+  length_penalty: float(1, {
+    group: 'generation',
+    commands: GEN,
+    help: 'Beam search: a finished answer scores its log-probability / length ** length_penalty (above 0 favours longer answers).',
+  }),
   skip_special_tokens: bool(true, { group: 'generation', commands: GEN, help: 'Drop special tokens from decoded text.' }),
 } as const satisfies Record<string, ArgSpec<unknown>>;
 
@@ -867,14 +890,10 @@ export const UNSUPPORTED_KEYS: Readonly<Record<string, UnsupportedKey>> = {
     train_sampling_strategy: 'random',
     length_column_name: 'length',
   }),
-  ...unsupported('beam search and best-model selection', {
+  ...unsupported('best-model selection and generation settings', {
     generation_max_length: null,
-    generation_num_beams: null,
     generation_config: null,
     sortish_sampler: false,
-    eval_num_beams: null,
-    num_beams: 1,
-    length_penalty: 1.0,
     compute_accuracy: false,
     load_best_model_at_end: false,
     metric_for_best_model: null,

@@ -20,6 +20,10 @@ export interface ChatRequest {
   topK: number;
   /** 1.0: none. */
   repetitionPenalty: number;
+  /** Beam search with this many beams (absent or 1: sampling or greedy; more needs temperature 0). */
+  numBeams?: number;
+  /** Beam search's length normalisation exponent (default 1). */
+  lengthPenalty?: number;
   /** OpenAI's penalties, -2..2 (0: none); a backend that cannot apply them should reject non-zero values. */
   presencePenalty: number;
   frequencyPenalty: number;

@@ -52,6 +52,8 @@ export async function createChatBackend(config: CrucibleConfig, hooks: RunHooks)
           topP: req.topP,
           topK: req.topK,
           repetitionPenalty: req.repetitionPenalty,
+          ...(req.numBeams !== undefined ? { numBeams: req.numBeams } : {}),
+          ...(req.lengthPenalty !== undefined ? { lengthPenalty: req.lengthPenalty } : {}),
           seed: req.seed ?? Math.floor(Math.random() * 2 ** 31),
           stop: req.stop,
           signal,

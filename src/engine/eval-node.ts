@@ -49,6 +49,8 @@ export async function runPredictJob(config: CrucibleConfig, hooks: EvalJobHooks 
       topP: config.top_p,
       topK: config.top_k,
       repetitionPenalty: config.repetition_penalty,
+      numBeams: config.num_beams,
+      lengthPenalty: config.length_penalty,
       seed: config.seed,
       stopIds: data.template.stopIds,
       batchSize: config.per_device_eval_batch_size,

@@ -632,7 +632,8 @@ export interface KVCache {
   length: number;
 }
 
-export function allocKVCache(model: Model, capacity: number): KVCache {
+/** A cache of `capacity` positions for each of `sequences` sequences (several: attention layers only). */
+export function allocKVCache(model: Model, capacity: number, sequences = 1): KVCache {
   const { kvHeads: Hkv, headDim: Dh, deltaNet: d, mamba: m } = model.spec;
   const gpu = model.gpu;
   const attention = (i: number) => model.layers[i]!.mixer === 'attention';
@@ -643,13 +644,14 @@ export function allocKVCache(model: Model, capacity: number): KVCache {
     if (mixer === 'mamba') return { conv: [m!.convKernel - 1, m!.heads * m!.headDim + 2 * m!.groups * m!.stateDim], rule: [m!.heads, m!.stateDim, m!.headDim] };
     return null;
   };
+  if (sequences > 1 && model.layers.some((_, i) => !attention(i))) throw new Error('a key/value cache for several sequences needs a model of attention layers only (this one has recurrent layers)');
   const state = (i: number, part: 'conv' | 'rule') => {
     const shapes = stateShapes(i);
     return shapes ? gpu.tensor(shapes[part], 'f32', `${part}state${i}`) : null;
   };
   const cache: KVCache = {
-    k: model.layers.map((_, i) => (attention(i) ? gpu.tensor([capacity, Hkv * Dh], 'f32', `kcache${i}`) : null)),
-    v: model.layers.map((_, i) => (attention(i) ? gpu.tensor([capacity, Hkv * Dh], 'f32', `vcache${i}`) : null)),
+    k: model.layers.map((_, i) => (attention(i) ? gpu.tensor([sequences * capacity, Hkv * Dh], 'f32', `kcache${i}`) : null)),
+    v: model.layers.map((_, i) => (attention(i) ? gpu.tensor([sequences * capacity, Hkv * Dh], 'f32', `vcache${i}`) : null)),
     conv: model.layers.map((_, i) => state(i, 'conv')),
     rule: model.layers.map((_, i) => state(i, 'rule')),
     capacity,
@@ -658,6 +660,9 @@ export function allocKVCache(model: Model, capacity: number): KVCache {
   clearRecurrentState(model, cache);
   return cache;
 }
+
+/** Rows of the cache's key/value buffers (sequences * capacity). */
+const cacheRows = (cache: KVCache): number => cache.k.find((t) => t !== null)?.shape[0] ?? cache.capacity;
 
 /** Whether the cache holds recurrent state, which cannot be rewound to an earlier position. */
 export const hasRecurrentState = (cache: KVCache): boolean => cache.rule.some((t) => t !== null);
@@ -671,16 +676,19 @@ export function clearRecurrentState(model: Model, cache: KVCache): void {
 export const cacheTensors = (cache: KVCache): Tensor[] => [...cache.k, ...cache.v, ...cache.conv, ...cache.rule].filter((t): t is Tensor => t !== null);
 
 /**
- * Incremental forward for generation: the T tokens loaded in `ws` (B = 1, positions
- * cache.length ...) attend to the cache and to each other; their keys and values are appended, and
- * the Gated DeltaNet and Mamba layers carry their state on. The final hidden states land in ws.final.
+ * Incremental forward for generation: the S tokens of each of the ws.B sequences loaded in `ws`
+ * (positions cache.length ...) attend to their sequence's cache and to each other; their keys and
+ * values are appended, and the recurrent (Gated DeltaNet, Mamba) layers carry their state on (one sequence only).
+ * With B sequences the cache holds B * capacity rows, sequence b's from b * capacity (beam search
+ * runs its beams so). The final hidden states land in ws.final.
  */
 export function forwardCached(ws: Workspace, cache: KVCache): void {
   const { model } = ws;
   const gpu = model.gpu;
   const { heads: Hq, kvHeads: Hkv, headDim: Dh } = model.spec;
-  const T = ws.T;
-  if (ws.B !== 1) throw new Error('forwardCached runs one sequence at a time');
+  const [B, T] = [ws.B, ws.S];
+  if (B > 1 && hasRecurrentState(cache)) throw new Error('forwardCached: Gated DeltaNet layers run one sequence at a time');
+  if (cacheRows(cache) < B * cache.capacity) throw new Error(`forwardCached: a cache of ${cacheRows(cache)} rows does not hold ${B} sequences of ${cache.capacity}`);
   if (cache.length + T > cache.capacity) throw new Error(`KV cache full: ${cache.length} + ${T} > ${cache.capacity} positions`);
   embeddingForward(gpu, ws.ids, model.embed.value, ws.resid[0]!, model.spec.embedScale);
   const rowBytes = Hkv * Dh * 4;
@@ -697,11 +705,14 @@ export function forwardCached(ws: Workspace, cache: KVCache): void {
       const at = a.attention!;
       const kc = cache.k[l]!, vc = cache.v[l]!;
       qkv(gpu, model, layer, a, at, ws.ones, ws.positions);
-      gpu.copy(at.k, kc, T * rowBytes, 0, cache.length * rowBytes);
-      gpu.copy(at.v, vc, T * rowBytes, 0, cache.length * rowBytes);
-      const kvShape = [1, cache.capacity, Hkv, Dh];
-      attentionForward(gpu, view(at.q, [1, T, Hq, Dh]), view(kc, kvShape), view(vc, kvShape), view(at.attn, [1, T, Hq, Dh]), null, {
-        ...attnShape(model, layer, 1, T, null),
+      for (let b = 0; b < B; b++) {
+        const at0 = (b * cache.capacity + cache.length) * rowBytes;
+        gpu.copy(at.k, kc, T * rowBytes, b * T * rowBytes, at0);
+        gpu.copy(at.v, vc, T * rowBytes, b * T * rowBytes, at0);
+      }
+      const kvShape = [B, cache.capacity, Hkv, Dh];
+      attentionForward(gpu, view(at.q, [B, T, Hq, Dh]), view(kc, kvShape), view(vc, kvShape), view(at.attn, [B, T, Hq, Dh]), null, {
+        ...attnShape(model, layer, B, T, null),
         kvLen: cache.length + T,
         kvCapacity: cache.capacity,
         qOffset: cache.length,

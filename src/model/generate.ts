@@ -9,6 +9,7 @@
 import { logitsForRows } from '../kernels/loss';
 import { feedToken, sampleToken } from '../kernels/sample';
 import type { Tensor } from '../gpu/tensor';
+import { BeamSearch, type BeamResult, type EarlyStopping } from './beam-search';
 import { allocKVCache, cacheTensors, clearRecurrentState, forwardCached, hasRecurrentState, Workspace, type KVCache } from './forward';
 import type { Model } from './model';
 
@@ -22,6 +23,12 @@ export interface SamplingOptions {
   seed?: number;
   /** Token ids that end generation (the model's eos ids by default). */
   stopIds?: number[];
+  /** Beam search with this many beams (1: sampling or greedy as above; above 1 needs temperature 0). */
+  numBeams?: number;
+  /** Beam search's length normalisation exponent (HF length_penalty, default 1). */
+  lengthPenalty?: number;
+  /** Beam search's early_stopping (HF default false). */
+  earlyStopping?: EarlyStopping;
   signal?: AbortSignal;
 }
 
@@ -63,25 +70,17 @@ export class Generator {
   }
 
   async *generate(prompt: readonly number[], opts: SamplingOptions): AsyncGenerator<number> {
-    if (prompt.length === 0) throw new Error('generate: the prompt is empty');
+    if ((opts.numBeams ?? 1) > 1) {
+      const result = await this.beamSearch(prompt, opts);
+      if (result) yield* result.tokens;
+      return;
+    }
     const gpu = this.model.gpu;
     const stop = new Set(opts.stopIds ?? this.model.spec.eosIds);
     this.lastStop = null;
-    if (prompt.length + opts.maxNewTokens > this.cache.capacity) {
-      throw new Error(`prompt (${prompt.length} tokens) + max_new_tokens (${opts.maxNewTokens}) exceeds the context of ${this.cache.capacity}`);
-    }
-    // reuse the common prefix; at least the last prompt token is run to get fresh logits
-    let keep = 0;
-    while (keep < this.cached.length && keep < prompt.length - 1 && this.cached[keep] === prompt[keep]) keep++;
-    // a recurrent state holds every token fed (cache.length of them, steps after a stop included):
-    // it is reused only when those are exactly the cached tokens and all of them prefix the prompt
-    if ((keep < this.cached.length || this.cache.length !== this.cached.length) && hasRecurrentState(this.cache)) keep = 0;
-    if (keep === 0) clearRecurrentState(this.model, this.cache);
-    this.cached = this.cached.slice(0, keep);
-    this.cache.length = keep;
+    await this.prefill(prompt, opts.maxNewTokens);
     const tokens = [...prompt];
     gpu.write(this.history, Uint32Array.from(tokens));
-    await this.run(tokens.slice(keep));
     let rng = (opts.seed ?? 0) >>> 0 || 0x9e3779b9;
     const uniform = () => {
       rng ^= rng << 13; rng >>>= 0; rng ^= rng >>> 17; rng ^= rng << 5; rng >>>= 0;
@@ -118,6 +117,103 @@ export class Generator {
       yield* kept;
       if (stopAt >= 0) return;
     }
+  }
+
+  /**
+   * Beam search (num_beams > 1, see beam-search.ts) for one answer: the prompt is prefilled in the
+   * Generator's cache as for sampling, its keys and values copied to each beam's rows of a beam
+   * cache, and each step runs the beams as one batch. Reordering the beams copies each new beam's
+   * generated rows from its parent's into a spare cache, which then becomes the current one.
+   * Resolves to null when aborted.
+   */
+  async beamSearch(prompt: readonly number[], opts: SamplingOptions): Promise<BeamResult | null> {
+    const numBeams = opts.numBeams ?? 1;
+    if ((opts.temperature ?? 0) > 0) throw new Error(`beam search with sampling (do_sample with num_beams ${numBeams}) is not supported; set do_sample: false, or num_beams: 1 to sample`);
+    if (hasRecurrentState(this.cache)) throw new Error(`beam search (num_beams ${numBeams}) is not supported for models with recurrent layers (Gated DeltaNet, Mamba-2); use num_beams: 1`);
+    const search = new BeamSearch(prompt, {
+      numBeams,
+      maxNewTokens: opts.maxNewTokens,
+      stopIds: opts.stopIds ?? this.model.spec.eosIds,
+      ...(opts.lengthPenalty !== undefined ? { lengthPenalty: opts.lengthPenalty } : {}),
+      ...(opts.earlyStopping !== undefined ? { earlyStopping: opts.earlyStopping } : {}),
+      ...(opts.repetitionPenalty !== undefined ? { repetitionPenalty: opts.repetitionPenalty } : {}),
+    });
+    await this.prefill(prompt, opts.maxNewTokens);
+    const gpu = this.model.gpu;
+    const P = prompt.length;
+    const capacity = P + opts.maxNewTokens;
+    const rowBytes = this.model.spec.kvHeads * this.model.spec.headDim * 4;
+    let current = allocKVCache(this.model, capacity, numBeams);
+    let spare = allocKVCache(this.model, capacity, numBeams);
+    const ws = new Workspace(this.model, numBeams, 1, true);
+    const logits = gpu.tensor([numBeams, this.model.spec.vocab], 'f32', 'beam logits');
+    try {
+      // every beam starts from the prompt's rows (the spare too: reordering copies generated rows only)
+      for (const c of [current, spare]) {
+        for (let l = 0; l < this.model.layers.length; l++) {
+          for (let b = 0; b < numBeams; b++) {
+            gpu.copy(this.cache.k[l]!, c.k[l]!, P * rowBytes, 0, b * capacity * rowBytes);
+            gpu.copy(this.cache.v[l]!, c.v[l]!, P * rowBytes, 0, b * capacity * rowBytes);
+          }
+        }
+        c.length = P;
+      }
+      // the first step's beams are all the prompt
+      const first = await gpu.readF32(this.logits);
+      let rows: Float32Array = new Float32Array(numBeams * first.length);
+      for (let b = 0; b < numBeams; b++) rows.set(first, b * first.length);
+      for (;;) {
+        if (opts.signal?.aborted) return null;
+        const step = search.step(rows);
+        if (search.done) break;
+        if (step.parents.some((p, b) => p !== b)) {
+          const generated = current.length - P;
+          for (let l = 0; l < this.model.layers.length; l++) {
+            for (let b = 0; b < numBeams; b++) {
+              const [from, to] = [(step.parents[b]! * capacity + P) * rowBytes, (b * capacity + P) * rowBytes];
+              gpu.copy(current.k[l]!, spare.k[l]!, generated * rowBytes, from, to);
+              gpu.copy(current.v[l]!, spare.v[l]!, generated * rowBytes, from, to);
+            }
+          }
+          spare.length = current.length;
+          [current, spare] = [spare, current];
+        }
+        ws.load({
+          B: numBeams, S: 1,
+          ids: Int32Array.from(step.tokens),
+          labels: new Int32Array(numBeams).fill(-100),
+          positions: new Int32Array(numBeams).fill(current.length),
+        });
+        forwardCached(ws, current);
+        const softcap = this.model.spec.finalSoftcap;
+        logitsForRows(gpu, ws.final, this.model.lmHead.weight, logits, { row: 0, rows: numBeams, ...(softcap ? { softcap } : {}) });
+        rows = await gpu.readF32(logits);
+      }
+      return search.result();
+    } finally {
+      ws.release();
+      gpu.release(...cacheTensors(current), ...cacheTensors(spare), logits);
+    }
+  }
+
+  /**
+   * Runs the prompt at the end of the cache, reusing the common prefix of what is cached (at least
+   * the last prompt token runs, for fresh logits in this.logits).
+   */
+  private async prefill(prompt: readonly number[], maxNewTokens: number): Promise<void> {
+    if (prompt.length === 0) throw new Error('generate: the prompt is empty');
+    if (prompt.length + maxNewTokens > this.cache.capacity) {
+      throw new Error(`prompt (${prompt.length} tokens) + max_new_tokens (${maxNewTokens}) exceeds the context of ${this.cache.capacity}`);
+    }
+    let keep = 0;
+    while (keep < this.cached.length && keep < prompt.length - 1 && this.cached[keep] === prompt[keep]) keep++;
+    // a recurrent state holds every token fed (cache.length of them, steps after a stop included):
+    // it is reused only when those are exactly the cached tokens and all of them prefix the prompt
+    if ((keep < this.cached.length || this.cache.length !== this.cached.length) && hasRecurrentState(this.cache)) keep = 0;
+    if (keep === 0) clearRecurrentState(this.model, this.cache);
+    this.cached = this.cached.slice(0, keep);
+    this.cache.length = keep;
+    await this.run(prompt.slice(keep));
   }
 
   /** One decode step on sampled[index], with no readback: its logits land in this.logits. */

@@ -28,6 +28,9 @@ export interface RequestDefaults {
   topP: number;
   topK: number;
   repetitionPenalty: number;
+  /** The config's num_beams and length_penalty (absent: 1 beam). */
+  numBeams?: number;
+  lengthPenalty?: number;
 }
 
 export const FALLBACK_DEFAULTS: RequestDefaults = { maxTokens: 1024, temperature: 0.95, topP: 0.7, topK: 50, repetitionPenalty: 1 };
@@ -169,6 +172,12 @@ export function parseChatRequest(body: unknown, defaults: RequestDefaults, conte
   const topP = optNumber(body, 'top_p', { min: 0, max: 1 });
   const topK = optNumber(body, 'top_k', { int: true, min: -1 });
   const repetitionPenalty = optNumber(body, 'repetition_penalty', { gt: 0 });
+  // extensions as vLLM and Hugging Face name them; the served config's values are the default
+  const numBeams = optNumber(body, 'num_beams', { int: true, min: 1 }) ?? defaults.numBeams;
+  const lengthPenalty = optNumber(body, 'length_penalty', {}) ?? defaults.lengthPenalty;
+  if ((numBeams ?? 1) > 1 && (temperature ?? defaults.temperature) > 0) {
+    throw bad(`'num_beams' ${numBeams} asks for beam search, which does not sample: set 'temperature' to 0 (beam search with sampling is not supported).`, 'num_beams', 'unsupported_parameter');
+  }
   const presencePenalty = optNumber(body, 'presence_penalty', { min: -2, max: 2 }) ?? 0;
   const frequencyPenalty = optNumber(body, 'frequency_penalty', { min: -2, max: 2 }) ?? 0;
   const seed = optNumber(body, 'seed', { int: true }) ?? null;
@@ -189,6 +198,8 @@ export function parseChatRequest(body: unknown, defaults: RequestDefaults, conte
       topP: topP ?? defaults.topP,
       topK: topK === undefined ? defaults.topK : Math.max(0, topK),
       repetitionPenalty: repetitionPenalty ?? defaults.repetitionPenalty,
+      ...(numBeams !== undefined ? { numBeams } : {}),
+      ...(lengthPenalty !== undefined ? { lengthPenalty } : {}),
       presencePenalty,
       frequencyPenalty,
       seed,
