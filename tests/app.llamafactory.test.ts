@@ -74,7 +74,7 @@ describe('form -> LLaMA-Factory YAML -> form', () => {
     expect(Object.fromEntries(back.skipped.map((s) => [s.key, s.why]))).toEqual({
       learning_rat: 'not a LLaMA-Factory or Crucible key',
       ppo_buffer_size: 'PPO training is not implemented',
-      bf16: 'a PyTorch setting, without effect here',
+      bf16: 'the app trains in f32 (half precision runs with crucible train)',
       output_dir: 'runs are kept in this browser',
       max_new_tokens: 'a generation setting, not part of the training form',
       dataset: 'the app trains one dataset: a is chosen, b left out',

@@ -81,6 +81,8 @@ const NOT_IN_FORM: Readonly<Record<string, string>> = {
   save_dir: 'not an app setting',
   task: 'not an app setting',
   task_dir: 'not an app setting',
+  bf16: 'the app trains in f32 (half precision runs with crucible train)',
+  fp16: 'the app trains in f32 (half precision runs with crucible train)',
 };
 
 export interface LoadedConfig {
