@@ -131,8 +131,8 @@ describe.skipIf(!hasChromium() || !existsSync(join(ROOT, 'public/demo/model/mode
     const t0 = performance.now();
     const panel = page.getByRole('region', { name: 'Evaluate & predict' });
     await panel.getByLabel('Examples (max_samples)').fill('2');
-    await panel.getByLabel('Max new tokens').fill('4');
-    await panel.getByLabel('Use adapter').uncheck();
+    await panel.getByLabel('Answer length (max_new_tokens)').fill('4');
+    await panel.getByLabel('Answer with the adapter').uncheck();
     await panel.getByRole('button', { name: 'Run predict' }).click();
     const metrics = panel.getByTestId('predict-metrics');
     await metrics.waitFor({ timeout: 300_000 });

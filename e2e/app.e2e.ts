@@ -447,7 +447,7 @@ describe.skipIf(!hasChromium())('app in Chromium (WebGPU on SwiftShader)', () =>
     // the DPO preset: the bundled dpo_en_demo, a short run with the reward metrics charted
     await page.getByLabel('Preset').selectOption('DPO');
     await expect.poll(() => page.getByRole('radio', { name: /^Demo dataset/ }).isChecked()).toBe(true);
-    await expect.poll(() => page.locator('select:has(option[value="dpo_en_demo"])').inputValue()).toBe('dpo_en_demo');
+    await expect.poll(() => page.locator('#demo-dataset').inputValue()).toBe('dpo_en_demo');
     expect(await page.getByLabel('Stage').inputValue()).toBe('dpo');
     expect(await page.getByLabel('Preference loss').inputValue()).toBe('sigmoid');
     expect(await page.getByRole('spinbutton', { name: 'Beta', exact: true }).inputValue()).toBe('0.1');
@@ -477,7 +477,7 @@ describe.skipIf(!hasChromium())('app in Chromium (WebGPU on SwiftShader)', () =>
 
     // kto: the stage picks the bundled KTO data
     await page.getByLabel('Stage').selectOption('kto');
-    await expect.poll(() => page.locator('select:has(option[value="kto_en_demo"])').inputValue()).toBe('kto_en_demo');
+    await expect.poll(() => page.locator('#demo-dataset').inputValue()).toBe('kto_en_demo');
     expect(await page.getByTestId('data-note').textContent()).toMatch(/Demo dataset kto_en_demo/);
     await page.getByTestId('example-kto-tag').first().waitFor({ timeout: 60_000 });
     await tiny(1);
@@ -486,7 +486,7 @@ describe.skipIf(!hasChromium())('app in Chromium (WebGPU on SwiftShader)', () =>
 
     // rm: a reward model on the pairs; its value head is exported beside the adapter
     await page.getByLabel('Stage').selectOption('rm');
-    await expect.poll(() => page.locator('select:has(option[value="dpo_en_demo"])').inputValue()).toBe('dpo_en_demo');
+    await expect.poll(() => page.locator('#demo-dataset').inputValue()).toBe('dpo_en_demo');
     await tiny(1);
     await train('rm 1 step');
     expect(await page.getByTestId('run-metrics').textContent()).toMatch(/accuracy \d+\.\d+/);
@@ -526,7 +526,7 @@ describe.skipIf(!hasChromium())('app in Chromium (WebGPU on SwiftShader)', () =>
     }
     // back to sft on the demo
     await page.getByLabel('Stage').selectOption('sft');
-    await expect.poll(() => page.locator('select:has(option[value="identity"])').inputValue()).toBe('identity');
+    await expect.poll(() => page.locator('#demo-dataset').inputValue()).toBe('identity');
     expect(errors).toEqual([]);
     log('preference ok');
   });
