@@ -11,7 +11,8 @@ import { main } from '../src/cli/main';
 import { formatValue, type ConfigKey } from '../src/config';
 import type { CliIO } from '../src/cli/io';
 import { crc32, zipStore } from '../src/files/zip';
-import { RUN_DIR, appConfig, exportRun, loadRunYaml, memoryFolder, zipRun } from '../src/ui/lib/llamafactory';
+import { describeDataset, type DataFormat } from '../src/data/describe';
+import { RUN_DIR, appConfig, exportRun, loadRunYaml, memoryFolder, uploadRun, zipRun, type UploadChoice } from '../src/ui/lib/llamafactory';
 import { DEFAULT_SETTINGS, PRESETS, withStageKeys, type Settings } from '../src/ui/lib/settings';
 import { emaWeight, smoothEma } from '../src/ui/lib/smooth';
 
@@ -111,6 +112,63 @@ describe('the app writes what crucible export-config writes', () => {
     expect([...files.keys()].sort()).toEqual([`${RUN_DIR}/crucible.yaml`, `${RUN_DIR}/dataset_info.json`, `${RUN_DIR}/set.json`]);
     for (const [name, bytes] of files) expect(dec.decode(bytes), name).toBe(readFileSync(join(dir, name), 'utf8'));
     if (settings.stage === 'dpo') expect(JSON.parse(dec.decode(files.get(`${RUN_DIR}/dataset_info.json`)!)).set).toMatchObject({ ranking: true, formatting: 'sharegpt' });
+  });
+});
+
+describe('an upload whose format the user chose', () => {
+  /** Fresh KTO rows (role/content messages, a boolean label): detected as sharegpt KTO data. */
+  const ktoRows = () => {
+    const r = Math.random().toString(36).slice(2, 8);
+    return [1, 2, 3].map((i) => JSON.stringify({ messages: [{ role: 'user', content: `${r} ${i}?` }, { role: 'assistant', content: `${r}.` }], label: i % 2 === 1 })).join('\n');
+  };
+  /** Uploaded files as the worker reads them, in the folder "upload". */
+  const uploaded = (files: Record<string, Uint8Array>) => ({
+    readFile: async (path: string) => {
+      const name = path.replace(/^upload\//, '');
+      if (!Object.hasOwn(files, name)) throw new Error(`${path} does not exist`);
+      return files[name]!;
+    },
+  });
+  /** The format LLaMA-Factory (and Crucible) will read the exported dataset with. */
+  async function exportedFormat(upload: UploadChoice, detected: DataFormat) {
+    const { sources, folder } = uploadRun(upload, detected);
+    const plan = await exportRun(appConfig({ ...DEFAULT_SETTINGS, stage: 'sft' }, { model: 'crucible-demo', ...sources }), folder);
+    const files = unzipStore(await zipRun(plan, folder));
+    const read = async (path: string) => {
+      const b = files.get(path.replace(/^run\//, `${RUN_DIR}/`));
+      if (!b) throw new Error(`${path} is not in the zip`);
+      return b;
+    };
+    const dataset = /^dataset: (.+)$/m.exec(plan.run.yaml)![1]!;
+    return { dataset, format: (await describeDataset({ readFile: read }, dataset, 'run'))!, names: [...files.keys()].sort() };
+  }
+
+  it('exports with the chosen format, not the detected one; without a choice, as detected', async () => {
+    const files = { 'kto.jsonl': enc.encode(ktoRows()) };
+    const detected = (await describeDataset(uploaded(files), 'kto.jsonl', 'upload'))!;
+    expect(detected).toMatchObject({ formatting: 'sharegpt', kind: 'kto' });
+
+    const chosen = await exportedFormat({ dataset: 'kto.jsonl', files, format: { formatting: 'sharegpt', kind: 'lm' } }, detected);
+    expect(chosen.format).toMatchObject({ formatting: 'sharegpt', kind: 'lm', from: 'dataset_info.json', columns: { messages: 'messages' } });
+    expect(chosen.format.columns.kto_tag).toBeUndefined();
+    expect(chosen.names).toEqual([`${RUN_DIR}/crucible.yaml`, `${RUN_DIR}/dataset_info.json`, `${RUN_DIR}/kto.jsonl`]);
+
+    const plain = await exportedFormat({ dataset: 'kto.jsonl', files }, detected);
+    expect(plain.format).toMatchObject({ formatting: 'sharegpt', kind: 'kto', columns: { kto_tag: 'label' } });
+    expect(plain.dataset).toBe(chosen.dataset);
+  });
+
+  it('a dataset an uploaded dataset_info.json declares: exported as its file, read as declared or as chosen', async () => {
+    const info = { mine: { file_name: 'data.jsonl', formatting: 'sharegpt', columns: { messages: 'messages', kto_tag: 'label' }, tags: { role_tag: 'role', content_tag: 'content', user_tag: 'user', assistant_tag: 'assistant' } } };
+    const files = { 'data.jsonl': enc.encode(ktoRows()), 'dataset_info.json': enc.encode(JSON.stringify(info)) };
+    const detected = (await describeDataset(uploaded(files), 'mine', 'upload'))!;
+    expect(detected.kind).toBe('kto');
+    const chosen = await exportedFormat({ dataset: 'mine', files, format: { formatting: 'sharegpt', kind: 'lm' } }, detected);
+    expect(chosen.dataset).toBe('data');
+    expect(chosen.format).toMatchObject({ formatting: 'sharegpt', kind: 'lm', tags: info.mine.tags });
+    const declared = await exportedFormat({ dataset: 'mine', files }, detected);
+    expect(declared.format).toMatchObject({ formatting: 'sharegpt', kind: 'kto', columns: info.mine.columns, tags: info.mine.tags, from: 'dataset_info.json' });
+    expect(declared.names).toEqual([`${RUN_DIR}/crucible.yaml`, `${RUN_DIR}/data.jsonl`, `${RUN_DIR}/dataset_info.json`]);
   });
 });
 

@@ -15,6 +15,11 @@ export interface DataFolder {
   read(path: string): Promise<Uint8Array>;
   /** The path as messages show it. */
   shown(path: string): string;
+  /**
+   * How a data file is to be read, when someone said so (the app's format choice for an upload):
+   * its dataset_info.json entry without file_name. Otherwise it is described from its first records.
+   */
+  declared?(path: string): Omit<DatasetInfoEntry, 'file_name'> | undefined;
 }
 
 export interface ExportOptions {
@@ -107,7 +112,8 @@ export async function planLlamaFactoryExport(config: CrucibleConfig, folder: Dat
       // as the data pipeline (and LLaMA-Factory's file_name) reads them: relative to dataset_dir
       const src = folder.locate(config.dataset_dir, f);
       if (!(await folder.exists(src))) throw new Error(`dataset file ${folder.shown(src)} does not exist`);
-      describe.set(f, datasetInfoFromRecords(place(src), await sampleRecords(src, await folder.read(src)), config.stage));
+      const declared = folder.declared?.(src);
+      describe.set(f, declared ? { file_name: place(src), ...declared } : datasetInfoFromRecords(place(src), await sampleRecords(src, await folder.read(src)), config.stage));
     }
     // named datasets used next to files move into the new dataset_info.json too
     Object.assign(named, await namedEntries(config, entries.filter((e) => !isDatasetFile(e)), folder, place));

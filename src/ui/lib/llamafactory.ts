@@ -6,9 +6,11 @@
 
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, IGNORED_KEYS, SCHEMA, UNSUPPORTED_KEYS, configFromObject, datasetInfoText, knownKeys, parseConfig, planLlamaFactoryExport } from '../../config';
-import type { ConfigKey, CrucibleConfig, DataFolder, LlamaFactoryExport } from '../../config';
+import type { ConfigKey, CrucibleConfig, DataFolder, DatasetInfoEntry, LlamaFactoryExport } from '../../config';
 import { isV1Config } from '../../config/llamafactory-v1';
+import type { DataFormat } from '../../data/describe';
 import { zipStore } from '../../files/zip';
+import { infoEntry, withInfoEntry, type FormatChoice } from './data-format';
 import { DEFAULT_SETTINGS, withStageKeys, type Settings } from './settings';
 
 /** The folder the app's run is written as (the zip's top folder, the YAML's dataset_dir). */
@@ -59,6 +61,40 @@ export function memoryFolder(files: Readonly<Record<string, Uint8Array>>, fetchF
     shown: (path) => path.replace(/^.*\//, ''),
   };
 }
+
+/** An uploaded dataset: its files by name, the dataset (a file or an entry of an uploaded dataset_info.json) and the user's format. */
+export interface UploadChoice {
+  dataset: string;
+  files: Readonly<Record<string, Uint8Array>>;
+  format?: FormatChoice;
+}
+
+/**
+ * An upload as the export reads it, in the folder "upload": the data file is exported (a dataset
+ * named by an uploaded dataset_info.json as its file), read as the user chose (`detected` being
+ * what the file reads as without the choice), else as its uploaded entry declares, else as
+ * described from its records.
+ */
+export function uploadRun(upload: UploadChoice, detected: DataFormat | null): { sources: Omit<RunSources, 'model'>; folder: DataFolder } {
+  const files: Record<string, Uint8Array> = {};
+  for (const [name, bytes] of Object.entries(upload.files)) files[`upload/${name}`] = bytes;
+  const info = upload.files['dataset_info.json'];
+  let file = upload.dataset;
+  let declared: Omit<DatasetInfoEntry, 'file_name'> | undefined;
+  if (info && !Object.hasOwn(upload.files, file)) {
+    const entry = (JSON.parse(new TextDecoder().decode(info)) as Record<string, DatasetInfoEntry>)[upload.dataset];
+    if (typeof entry?.file_name === 'string') {
+      file = entry.file_name;
+      declared = withoutFileName(entry);
+    }
+  }
+  if (upload.format && detected) declared = withoutFileName(infoEntry(file, detected, upload.format));
+  const path = `upload/${file}`;
+  const folder = memoryFolder(files);
+  return { sources: { dataset: file, dir: 'upload' }, folder: { ...folder, declared: (p) => (p === path ? declared : undefined) } };
+}
+
+const withoutFileName = ({ file_name: _, ...rest }: Record<string, unknown>): Omit<DatasetInfoEntry, 'file_name'> => rest;
 
 // ---- loading a YAML into the form ---------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 
 import type { DataFolder, LlamaFactoryExport } from '../../config';
 import { app, chooseData, chooseModel, DEMO_MODEL_ID, demoDataBase, persist, refreshPreview } from './app.svelte';
-import { appConfig, exportRun, loadRunYaml, memoryFolder, type LoadedConfig, type RunSources } from './llamafactory';
+import type { DataFormat } from '../../data/describe';
+import { appConfig, exportRun, loadRunYaml, memoryFolder, uploadRun, type LoadedConfig, type RunSources, type UploadChoice } from './llamafactory';
 
 /** Where the chosen dataset's files are read, and how the config names it. */
 function dataSources(): { sources: Omit<RunSources, 'model'>; folder: DataFolder } {
@@ -18,16 +19,7 @@ function dataSources(): { sources: Omit<RunSources, 'model'>; folder: DataFolder
     };
     return { sources: { dataset: file, dir: demoDataBase() }, folder: memoryFolder({}, fetchFile) };
   }
-  const files: Record<string, Uint8Array> = {};
-  for (const [name, bytes] of Object.entries(d.files)) files[`upload/${name}`] = bytes;
-  // a dataset named by an uploaded dataset_info.json is exported as its file
-  let dataset = d.dataset;
-  const info = d.files['dataset_info.json'];
-  if (info && !Object.hasOwn(d.files, dataset)) {
-    const entry = (JSON.parse(new TextDecoder().decode(info)) as Record<string, { file_name?: unknown }>)[dataset];
-    if (typeof entry?.file_name === 'string') dataset = entry.file_name;
-  }
-  return { sources: { dataset, dir: 'upload' }, folder: memoryFolder(files) };
+  return uploadRun($state.snapshot(d) as UploadChoice, app.dataFormat ? ($state.snapshot(app.dataFormat) as DataFormat) : null);
 }
 
 export const modelName = () => (app.model.kind === 'demo' ? DEMO_MODEL_ID : app.model.id);
