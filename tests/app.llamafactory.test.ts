@@ -105,6 +105,8 @@ describe('the app writes what crucible export-config writes', () => {
     const folder = memoryFolder({ 'data/set.json': enc.encode(data) });
     const plan = await exportRun(appConfig(settings, { model: 'crucible-demo', dataset: 'set.json', dir: 'data' }), folder);
     expect(plan.run.yaml).toBe(readFileSync(join(dir, RUN_DIR, 'crucible.yaml'), 'utf8'));
+    // the demo model's name is Crucible's only: the YAML says what to put there instead
+    expect(plan.run.yaml).toMatch(/^# crucible-demo is Crucible's embedded demo model, which LLaMA-Factory cannot load by that name: set model_name_or_path$/m);
     const zip = await zipRun(plan, folder);
     writeFileSync(join(dir, 'run.zip'), zip);
     expect(execFileSync('unzip', ['-t', join(dir, 'run.zip')], { encoding: 'utf8' })).toMatch(/No errors detected/);

@@ -22,6 +22,9 @@ export interface DataFolder {
   declared?(path: string): Omit<DatasetInfoEntry, 'file_name'> | undefined;
 }
 
+/** The app's embedded demo model (public/demo/model): a name only Crucible knows. */
+export const DEMO_MODEL = 'crucible-demo';
+
 export interface ExportOptions {
   /** The config file the run came from (named in the header; its stem names the YAML). */
   source?: string;
@@ -128,6 +131,9 @@ export async function planLlamaFactoryExport(config: CrucibleConfig, folder: Dat
     header: [
       `LLaMA-Factory run exported by Crucible${options.source ? ` from ${options.source}` : ''}.`,
       `Run: llamafactory-cli ${command} ${options.out !== undefined ? joinPath(options.out, yamlName) : yamlName}`,
+      ...(config.model_name_or_path === DEMO_MODEL
+        ? [`${DEMO_MODEL} is Crucible's embedded demo model, which LLaMA-Factory cannot load by that name: set model_name_or_path`, `to the folder of its files (public/demo/model in Crucible's repository) or to a Hugging Face model id.`]
+        : []),
     ],
   });
   if (options.out === undefined && run.datasetInfo) {

@@ -14,6 +14,7 @@ import type {
   StoredModelSummary,
   TrainEvent,
 } from '../../../workers/api';
+import { DEMO_MODEL } from '../../config/llamafactory-export';
 import { kindOf, type DataFormat, type DataKind } from '../../data/describe';
 import { demoDatasetFor, infoEntry, stageFits, stageFor, withInfoEntry, type FormatChoice } from './data-format';
 import { cb, getEngine } from './engine';
@@ -67,7 +68,7 @@ export interface GenSettings {
   compare: boolean;
 }
 
-export const DEMO_MODEL_ID = 'crucible-demo';
+export const DEMO_MODEL_ID = DEMO_MODEL;
 
 export const demoModelBase = () => new URL('./demo/model/', document.baseURI).href;
 export const demoDataBase = () => new URL('./demo/data/', document.baseURI).href;
