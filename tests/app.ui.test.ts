@@ -18,7 +18,7 @@ import { demoDatasetFor, infoEntry, stageFits, stageFor, uploadDataset, withInfo
 import { exampleView, splitPrompt } from '../src/data/preview-view';
 import { openSafetensors } from '../src/model/safetensors';
 import { countParams, estimateMemory } from '../src/ui/lib/estimate';
-import { DEFAULT_SETTINGS, METHODS, PRESETS, methodOf, toYaml, withMethod, withStageKeys } from '../src/ui/lib/settings';
+import { DEFAULT_SETTINGS, METHODS, PRESETS, methodOf, withMethod, withStageKeys } from '../src/ui/lib/settings';
 import {
   browserRunStore,
   deleteRun,
@@ -101,12 +101,12 @@ describe('settings', () => {
   });
 
   it('every preset is a valid LLaMA-Factory config, and its YAML reads back the same', async () => {
-    const { parseConfig } = await import('../src/config');
+    const { parseConfig, toLlamaFactory } = await import('../src/config');
     const demo = JSON.parse(readFileSync(join(DEMO_DATA, 'dataset_info.json'), 'utf8'));
     for (const p of PRESETS) {
-      const { config, notices } = configFromObject(p.settings);
+      const { config, notices } = configFromObject({ do_train: true, ...p.settings });
       expect(notices.filter((n) => /only applies to stage/.test(n)), p.name).toEqual([]);
-      const back = parseConfig(toYaml(p.settings)).config;
+      const back = parseConfig(toLlamaFactory(config).yaml).config;
       expect(back).toEqual(config);
       // a preset's demo dataset is bundled and fits its stage
       const data = p.demoDataset ?? 'identity';
@@ -260,10 +260,10 @@ describe('chart panels', () => {
       { title: 'rewards/margins', series: ['rewards/margins'] },
       { title: 'rewards', series: ['rewards/chosen', 'rewards/rejected'] },
     ]);
-    expect(stagePanels({ stage: 'rm' }).map((p) => p.title)).toEqual(['loss', 'accuracy']);
-    expect(stagePanels({ stage: 'kto' }).map((p) => p.title)).toEqual(['loss', 'rewards', 'rewards/margins', 'kl']);
+    expect(stagePanels({ stage: 'rm' }).map((p) => p.title)).toEqual(['loss', 'accuracy', 'lr']);
+    expect(stagePanels({ stage: 'kto' }).map((p) => p.title)).toEqual(['loss', 'rewards', 'rewards/margins', 'kl', 'lr']);
     expect(stagePanels({ stage: 'dpo', pref_loss: 'orpo' }).map((p) => p.title)).toContain('odds_ratio_loss');
-    expect(stagePanels({ stage: 'sft' })).toEqual([{ title: 'loss', series: ['loss', 'eval_loss'] }]);
+    expect(stagePanels({ stage: 'sft' })).toEqual([{ title: 'loss', series: ['loss', 'eval_loss'] }, { title: 'lr', series: ['lr'] }]);
     const log = [
       { current_steps: 1, loss: 0.7, 'rewards/chosen': 0.01 },
       { current_steps: 2, eval_loss: 0.69 },

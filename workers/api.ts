@@ -116,6 +116,11 @@ export interface AdapterFiles {
 /** Every figure of a benchmark: the app's runs measure the method and the batch shape too. */
 export type BenchResult = Required<JobBenchResult>;
 
+export interface MergeOptions {
+  /** export_size: shards of at most this many GB (1e9 bytes); null: one model.safetensors. */
+  shardGB: number | null;
+}
+
 export interface MergedModel {
   /** File name -> bytes: model.safetensors, config.json, tokenizer files. */
   files: Record<string, Uint8Array>;
@@ -175,6 +180,27 @@ export interface DownloadEvent {
   retry?: DownloadRetry;
 }
 
+export interface PredictRequest {
+  model: ModelSource;
+  data: DataSource;
+  /** The form's settings (template, cutoff_len, seed ...). */
+  settings: Settings;
+  /** The first examples of the dataset only (max_samples). */
+  maxSamples: number;
+  maxNewTokens: number;
+  /** false: the base model alone. */
+  useAdapter: boolean;
+}
+
+/** do_predict with predict_with_generate: each example's answer beside its label, BLEU-4 and ROUGE. */
+export interface PredictOutcome {
+  predictions: { prompt: string; predict: string; label: string }[];
+  /** predict_bleu-4, predict_rouge-1, predict_rouge-2, predict_rouge-l, predict_runtime, ... */
+  metrics: Record<string, number>;
+  /** Who answered: the adapter's origin, or null for the base model. */
+  adapter: string | null;
+}
+
 /** What engine.worker.ts exposes. Callbacks are comlink proxies. */
 export interface EngineApi {
   /** Hub endpoint (default https://huggingface.co) and a session token (kept in memory only). */
@@ -190,6 +216,8 @@ export interface EngineApi {
   deleteStored(id: string): Promise<boolean>;
   listRuns(): Promise<RunRecord[]>;
   deleteRun(id: string): Promise<void>;
+  /** A new display name, also while the run trains (the worker holds its record then). */
+  renameRun(id: string, name: string): Promise<void>;
   /** The dataset files kept with a run (uploads), to resume it. */
   runData(id: string): Promise<Record<string, Uint8Array> | null>;
 
@@ -214,8 +242,11 @@ export interface EngineApi {
   /** The adapter of a run's newest checkpoint becomes the session's adapter. */
   loadRunAdapter(runId: string): Promise<void>;
   /** The base model with the adapter merged in (PEFT's merge_and_unload), when it fits in memory. */
-  mergedModel(): Promise<MergedModel>;
+  mergedModel(options?: MergeOptions): Promise<MergedModel>;
   benchmark(model: ModelSource, settings: Settings, steps: number, onStatus?: (s: string) => void): Promise<BenchResult>;
+  /** Generate an answer to every example of a dataset (sft) with the loaded model and adapter, and score them. */
+  predict(req: PredictRequest, onProgress?: (done: number, total: number) => void): Promise<PredictOutcome>;
+  stopPredict(): Promise<void>;
   /** URLs of the scripts this worker loaded (for the offline cache). */
   loadedUrls(): Promise<string[]>;
 }

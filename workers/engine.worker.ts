@@ -12,7 +12,8 @@ import { describeModel, type ModelInfo } from '../src/engine/model-info';
 import { loadModelTokenizer, Session } from '../src/engine/session';
 import { trainModel } from '../src/engine/train';
 import { configFromObject, type CrucibleConfig } from '../src/config';
-import { buildDataset, DataError, previewExamples, type DataDeps, type PreviewExample } from '../src/data';
+import { buildDataset, DataError, previewExamples, type DataDeps, type LmExample, type PreviewExample } from '../src/data';
+import { runPredict } from '../src/eval/predict';
 import { describeDataset, type DataFormat } from '../src/data/describe';
 import { exampleView } from '../src/data/preview-view';
 import { browserStore, deleteStoredModel, downloadModel, HubError, listStoredModels, openStoredModel, resolveModel, setOfflineMode, type HubFile, type ModelStore } from '../src/hub';
@@ -49,6 +50,8 @@ import type {
   StoredModelSummary,
   MergedModel,
   ModelSource,
+  PredictOutcome,
+  PredictRequest,
   PreviewResult,
   Settings,
   TrainEvent,
@@ -74,9 +77,12 @@ let lastTrained: { runId: string; finetuningType: string } | null = null;
 let baseModified = false;
 let training = false;
 let currentRun: string | null = null;
+/** Renames the training run's record (held by trainRun while it trains). */
+let renameCurrent: ((name: string) => Promise<void>) | null = null;
 let trainAbort: AbortController | null = null;
 let stopKind: 'pause' | 'stop' | null = null;
 let chatAbort: AbortController | null = null;
+let predictAbort: AbortController | null = null;
 /** One GPU job at a time: training, chat, benchmark and loading share the device. */
 let queue: Promise<unknown> = Promise.resolve();
 let hubStore: ModelStore | null = null;
@@ -286,6 +292,13 @@ const api: EngineApi = {
     await deleteRun(id);
   },
 
+  async renameRun(id, name) {
+    const clean = name.trim();
+    if (!clean) throw new Error('a run name cannot be empty');
+    if (training && currentRun === id && renameCurrent) return renameCurrent(clean);
+    if (!(await updateRun(id, (r) => ({ ...r, name: clean })))) throw new Error(`run ${id} is not stored any more`);
+  },
+
   async runData(id) {
     const d = await getRunData(id);
     if (!d) return null;
@@ -349,6 +362,7 @@ const api: EngineApi = {
     return exclusive(() => trainRun(start, onEvent)).finally(() => {
       training = false;
       currentRun = null;
+      renameCurrent = null;
       trainAbort = null;
       stopKind = null;
     });
@@ -446,7 +460,7 @@ const api: EngineApi = {
     });
   },
 
-  mergedModel() {
+  mergedModel(options) {
     return exclusive(async (): Promise<MergedModel> => {
       if (!session || !sessionFiles) throw new Error('load a model first');
       const size = await checkpointBytes(sessionFiles);
@@ -468,8 +482,8 @@ const api: EngineApi = {
       } else throw new Error('there is nothing to merge: train or import an adapter first');
       const out: Record<string, Uint8Array> = {};
       const write = async (path: string, data: Uint8Array | string) => void (out[path] = typeof data === 'string' ? new TextEncoder().encode(data) : data);
-      // one model.safetensors: the download is one file per tensor file
-      await exportMerged(sources, { write, maxBytes: Infinity });
+      // without a shard size, one model.safetensors: the download is one file per tensor file
+      await exportMerged(sources, { write, maxBytes: options?.shardGB ? options.shardGB * 1e9 : Infinity });
       if (valueHead) out[VALUE_HEAD_FILE] = valueHead.slice();
       const bytes = Object.values(out).reduce((a, b) => a + b.length, 0);
       return Comlink.transfer({ files: out, bytes }, Object.values(out).map((b) => b.buffer as ArrayBuffer));
@@ -479,6 +493,20 @@ const api: EngineApi = {
   benchmark(model, settings, steps, onStatus) {
     if (training) return Promise.reject(new Error('training is running: benchmark after it'));
     return exclusive(() => benchmarkRun(model, settings, steps, onStatus));
+  },
+
+  predict(req, onProgress) {
+    if (training) return Promise.reject(new Error('training is running: predict after it'));
+    const abort = new AbortController();
+    predictAbort?.abort();
+    predictAbort = abort;
+    return exclusive(() => predictRun(req, abort.signal, onProgress)).catch((e: unknown) => {
+      throw new Error(errorText(e));
+    });
+  },
+
+  async stopPredict() {
+    predictAbort?.abort();
   },
 
   async loadedUrls() {
@@ -541,6 +569,13 @@ async function trainRun(start: TrainStart, onEvent: (e: TrainEvent) => void): Pr
       const snap = record!;
       pending = pending.then(() => saveRun(snap)).catch(() => undefined);
     };
+    let pendingName: string | null = null;
+    renameCurrent = async (name) => {
+      if (!record) return void (pendingName = name);
+      record = { ...record, name };
+      persist();
+      await pending;
+    };
     await trainModel(dataConfig(c, dataset, dir), {
       session: s,
       data: files,
@@ -556,7 +591,7 @@ async function trainRun(start: TrainStart, onEvent: (e: TrainEvent) => void): Pr
           if (!record) {
             record = {
               id: start.runId,
-              name: start.name ?? `${dataset} on ${start.model.id}`,
+              name: pendingName ?? start.name ?? `${dataset} on ${start.model.id}`,
               createdAt: Date.now(),
               updatedAt: Date.now(),
               status: 'running',
@@ -581,7 +616,7 @@ async function trainRun(start: TrainStart, onEvent: (e: TrainEvent) => void): Pr
         onLog: (rec) => {
           if (rec.loss !== undefined) lastLoss = rec.loss;
           if (rec.eval_loss !== undefined) lastEval = rec.eval_loss;
-          record = { ...record!, log: [...record!.log, rec], step: rec.current_steps };
+          record = { ...record!, log: [...record!.log, rec], step: rec.current_steps, peakMemory: Math.max(record!.peakMemory ?? 0, g.peakAllocated) };
           persist();
           emit({ kind: 'log', log: rec });
           emit({ kind: 'memory', memory: { allocated: g.allocated, peak: g.peakAllocated } });
@@ -608,6 +643,35 @@ async function trainRun(start: TrainStart, onEvent: (e: TrainEvent) => void): Pr
   } catch (e) {
     return fail(e);
   }
+}
+
+/**
+ * LLaMA-Factory's do_predict with predict_with_generate on the chosen dataset (as eval_dataset),
+ * with the loaded model and its adapter (switched off for useAdapter false), greedy unless the
+ * settings sample; nothing is written (the page shows and downloads the results).
+ */
+async function predictRun(req: PredictRequest, signal: AbortSignal, onProgress?: (done: number, total: number) => void): Promise<PredictOutcome> {
+  const c = parseSettings(req.settings);
+  if (c.stage !== 'sft') throw new Error(`predict generates answers of sft data; the form's stage is ${c.stage}`);
+  const s = await ensureSession(req.model, c.quantization_bit === 4 || c.quantization_bit === 8 ? c.quantization_bit : null);
+  const { files, dataset, dir } = dataFiles(req.data);
+  const cfg = { ...dataConfig(c, dataset, dir), dataset: null, eval_dataset: [dataset], val_size: 0, max_samples: req.maxSamples, predict_with_generate: true };
+  const data = await buildDataset(cfg, { tokenizer: s.tokenizer, ...files });
+  const useAdapter = req.useAdapter && !!s.adapter;
+  const run = () =>
+    runPredict(s.model, s.tokenizer, data.eval as LmExample[], {
+      maxNewTokens: req.maxNewTokens,
+      temperature: c.do_sample ? c.temperature : 0,
+      topP: c.top_p,
+      topK: c.top_k,
+      repetitionPenalty: c.repetition_penalty,
+      seed: c.seed,
+      stopIds: data.template.stopIds,
+      batchSize: c.per_device_eval_batch_size,
+      skipSpecialTokens: c.skip_special_tokens,
+    }, { signal, ...(onProgress ? { onProgress: (d: number, t: number) => notify(onProgress, d, t) } : {}) });
+  const result = useAdapter || !s.adapter ? await run() : await s.adapter.withDisabled(run);
+  return { ...result, adapter: useAdapter ? adapterOrigin : null };
 }
 
 /** The engine's benchmark on the model this worker holds (its adapter is kept), at most 256 tokens a row. */

@@ -2,5 +2,6 @@
 export * from './schema';
 export * from './load';
 export * from './llamafactory';
+export * from './llamafactory-export';
 export { checkOutputDir, MODEL_SIDE_FILES } from './output-dir';
 export { editDistance, nearest } from './suggest';

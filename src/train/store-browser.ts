@@ -33,6 +33,8 @@ export interface RunRecord {
   checkpoints: { dir: string; step: number }[];
   totalSteps: number;
   step: number;
+  /** The most GPU memory the run's device held (bytes), measured at its logs. */
+  peakMemory?: number;
   error?: string;
 }
 

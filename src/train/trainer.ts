@@ -138,6 +138,7 @@ export class Trainer {
   private recomputeChoice: RecomputeChoice | null = null;
   private status: ((message: string) => void) | undefined;
   private stepsSinceLog = 0;
+  /** Real (unpadded) tokens of the steps since the last log, the compile step left out. */
   private tokensSinceLog = 0;
   private timeSinceLog = 0;
   /** Start of the current logging interval (evaluation and checkpoints are not counted). */
@@ -224,6 +225,12 @@ export class Trainer {
       await gpu.pace(STEPS_IN_FLIGHT);
       const step = this.state.global_step;
       const final = step === this.totalSteps;
+      if (step === this.firstStep + 1 && !final) {
+        // this process's first step compiles the GPU pipelines: its tokens and time are not the pace
+        await gpu.sync();
+        this.tokensSinceLog = 0;
+        this.intervalStart = performance.now();
+      }
       if (every(Math.max(1, o.loggingSteps), step) || final) await this.log(lr, sumSq, hooks);
       const pausedAt = performance.now();
       if (this.evalSet.length > 0 && (every(o.evalSteps, step) || (o.evalSteps > 0 && final))) await this.evaluate(lr, hooks);

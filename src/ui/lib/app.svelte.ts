@@ -14,6 +14,7 @@ import type {
   StoredModelSummary,
   TrainEvent,
 } from '../../../workers/api';
+import { DEMO_MODEL } from '../../config/llamafactory-export';
 import { kindOf, type DataFormat, type DataKind } from '../../data/describe';
 import { demoDatasetFor, infoEntry, stageFits, stageFor, withInfoEntry, type FormatChoice } from './data-format';
 import { cb, getEngine } from './engine';
@@ -21,8 +22,8 @@ import { etaSeconds, type StepMark } from './eta';
 import { errorText } from './format';
 import { adapterRunFor, cleanRunName, modelShortName, runName } from './run-names';
 import { loadPersisted, savePersisted, withStageKeys, type Persisted, type Settings } from './settings';
-import { updateRun } from '../../train/store-browser';
 import { checkSettings } from './validate';
+import { LOG_LINES, logLine, withLine } from './run-log';
 
 export type ModelChoice = { kind: 'demo' } | { kind: 'hub'; id: string };
 export type DataChoice =
@@ -44,6 +45,8 @@ export interface RunView {
   remaining?: number;
   elapsed?: number;
   log: LogRecord[];
+  /** The live log panel's lines: engine messages and log records. */
+  lines: string[];
   /** When each step of this session's training arrived (the ETA's pace). */
   marks: StepMark[];
   message: string;
@@ -65,7 +68,7 @@ export interface GenSettings {
   compare: boolean;
 }
 
-const DEMO_MODEL_ID = 'crucible-demo';
+export const DEMO_MODEL_ID = DEMO_MODEL;
 
 export const demoModelBase = () => new URL('./demo/model/', document.baseURI).href;
 export const demoDataBase = () => new URL('./demo/data/', document.baseURI).href;
@@ -348,11 +351,13 @@ function onTrainEvent(e: TrainEvent): void {
     r.total = e.start.totalSteps;
     r.step = e.start.step;
     r.log = e.start.log;
+    r.lines = withLine(r.lines, `${e.start.examples} examples${e.start.evalExamples ? ` (+${e.start.evalExamples} eval)` : ''}, ${e.start.totalSteps} steps${e.start.step ? `, from step ${e.start.step}` : ''}`);
     r.status = 'running';
     void refreshRuns();
   } else if (e.kind === 'log' && e.log) {
     const l = e.log;
     r.log.push(l);
+    r.lines = withLine(r.lines, logLine(l));
     r.step = l.current_steps;
     r.total = l.total_steps;
     if (l.loss !== undefined) r.loss = l.loss;
@@ -365,12 +370,14 @@ function onTrainEvent(e: TrainEvent): void {
     // "resuming from checkpoint-10", "tokenizing ...": over once steps arrive
     if (r.messageKind === 'status') r.message = '';
   } else if (e.kind === 'status' && e.status) {
+    r.lines = withLine(r.lines, e.status);
     r.message = e.status;
     r.messageKind = 'status';
   } else if (e.kind === 'memory' && e.memory) {
     r.memory = e.memory;
   } else if (e.kind === 'checkpoint' && e.checkpoint) {
     r.message = `saved ${e.checkpoint.dir}`;
+    r.lines = withLine(r.lines, r.message);
     r.messageKind = 'action';
   }
 }
@@ -383,6 +390,7 @@ async function train(runId: string, data: DataSource, settings: Settings, resume
     step: prior.at(-1)?.current_steps ?? 0,
     total: prior.at(-1)?.total_steps ?? 0,
     log: [...prior],
+    lines: prior.map(logLine),
     marks: [],
     message: resume ? 'resuming' : 'starting',
     messageKind: 'status',
@@ -407,6 +415,7 @@ async function train(runId: string, data: DataSource, settings: Settings, resume
     if (app.run?.id === runId) {
       app.run.status = 'failed';
       app.run.error = errorText(e);
+      app.run.lines = withLine(app.run.lines, `error: ${app.run.error}`);
       app.run.message = '';
     }
   }
@@ -427,7 +436,7 @@ export async function resumeRun(proxied: RunRecord): Promise<void> {
   if (run.dataset.kind === 'upload') {
     const files = await getEngine().runData(run.id);
     if (!files) {
-      app.run = { id: run.id, settings: run.settings, status: 'failed', step: run.step, total: run.totalSteps, log: run.log, marks: [], message: '', messageKind: 'status', memory: { allocated: 0, peak: 0 }, error: 'the uploaded dataset of this run is gone' };
+      app.run = { id: run.id, settings: run.settings, status: 'failed', step: run.step, total: run.totalSteps, log: run.log, lines: [], marks: [], message: '', messageKind: 'status', memory: { allocated: 0, peak: 0 }, error: 'the uploaded dataset of this run is gone' };
       return;
     }
     data = { kind: 'upload', files, dataset: run.dataset.name };
@@ -478,15 +487,11 @@ export async function deleteRun(id: string): Promise<void> {
   await refreshRuns();
 }
 
-/**
- * A new display name, written to the run store (IndexedDB, shared with the worker). Not while the
- * run trains: the worker holds its record then and would write the old name back.
- */
+/** A new display name, kept by the worker (which holds the record of a training run). */
 export async function renameRun(id: string, name: string): Promise<void> {
   const clean = cleanRunName(name);
   if (!clean) throw new Error('a run name cannot be empty');
-  if (isTraining() && app.run?.id === id) throw new Error('this run is training: rename it when it pauses or ends');
-  if (!(await updateRun(id, (r) => ({ ...r, name: clean })))) throw new Error(`run ${id} is not stored any more`);
+  await getEngine().renameRun(id, clean);
   await refreshRuns();
 }
 
@@ -529,10 +534,11 @@ export function showRun(r: RunRecord): void {
     step: r.step,
     total: r.totalSteps,
     log: r.log,
+    lines: r.log.map(logLine).slice(-LOG_LINES),
     marks: [],
     message: '',
     messageKind: 'status',
-    memory: { allocated: 0, peak: 0 },
+    memory: { allocated: 0, peak: r.peakMemory ?? 0 },
     ...(last?.loss !== undefined ? { loss: last.loss } : {}),
     ...(lastEval?.eval_loss !== undefined ? { evalLoss: lastEval.eval_loss } : {}),
     ...(last?.tokens_per_second ? { tokensPerSecond: last.tokens_per_second } : {}),

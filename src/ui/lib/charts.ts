@@ -28,10 +28,10 @@ export function chartPanels(keys: readonly string[]): ChartPanel[] {
   return panels;
 }
 
-/** The panels of a run with these settings (stage, pref_loss). */
+/** The panels of a run with these settings (stage, pref_loss), then the learning rate's (as LLaMA Board plots it). */
 export function stagePanels(settings: Record<string, unknown>): ChartPanel[] {
   const stage = settings.stage === 'dpo' || settings.stage === 'kto' || settings.stage === 'rm' || settings.stage === 'pt' ? settings.stage : 'sft';
-  return chartPanels(chartKeys(stage, (settings.pref_loss as PrefLoss | undefined) ?? 'sigmoid'));
+  return [...chartPanels(chartKeys(stage, (settings.pref_loss as PrefLoss | undefined) ?? 'sigmoid')), { title: 'lr', series: ['lr'] }];
 }
 
 /** [step, value] of every log record that has `key`. */

@@ -247,19 +247,3 @@ export function savePersisted(p: Persisted): void {
     /* storage full or disabled */
   }
 }
-
-/** The settings as a LLaMA-Factory YAML (for copying a run to the CLI or a cluster). */
-export function toYaml(s: Settings, extra: Settings = {}): string {
-  const lines: string[] = [];
-  for (const [k, v] of Object.entries({ ...extra, ...s })) {
-    if (v === undefined) continue;
-    lines.push(`${k}: ${v === null ? 'null' : typeof v === 'string' ? yamlString(v) : Array.isArray(v) ? yamlString(v.join(',')) : String(v)}`);
-  }
-  return lines.join('\n') + '\n';
-}
-
-/** Plain when YAML 1.1 (LLaMA-Factory's reader) keeps it a string; quoted otherwise (no, on, 1e-4, null). */
-function yamlString(v: string): string {
-  const special = /^(y|yes|n|no|true|false|on|off|null|~)$/i.test(v) || /^[-+]?(\d|\.\d)/.test(v) || v === '';
-  return !special && /^[\w./,-]+$/.test(v) ? v : JSON.stringify(v);
-}
