@@ -13,6 +13,8 @@ export interface ConvShape {
   T: number;
   C: number;
   K: number;
+  /** false: no SiLU, y = the convolution (LFM2's Lfm2ShortConv). */
+  silu?: boolean;
 }
 
 /** The input extended on the left by the state (or zeros): [B, K - 1 + T, C]. */
@@ -44,7 +46,7 @@ export function conv1dRef(s: ConvShape, x: Arr, w: Arr, state?: Arr, segments?: 
       for (let c = 0; c < C; c++) {
         let a = 0;
         for (let k = 0; k < K; k++) if (visible(s, segments, b, t, k)) a += w[c * K + k]! * xs[base + (t + k) * C + c]!;
-        y[(b * T + t) * C + c] = a / (1 + Math.exp(-a));
+        y[(b * T + t) * C + c] = s.silu === false ? a : a / (1 + Math.exp(-a));
       }
     for (let e = 0; e < (K - 1) * C; e++) next[b * (K - 1) * C + e] = xs[base + T * C + e]!;
   }
@@ -63,7 +65,7 @@ export function conv1dBackwardRef(s: ConvShape, dy: Arr, x: Arr, w: Arr, state?:
         let a = 0;
         for (let k = 0; k < K; k++) if (visible(s, segments, b, t, k)) a += w[c * K + k]! * xs[base + (t + k) * C + c]!;
         const sig = 1 / (1 + Math.exp(-a));
-        const da = dy[(b * T + t) * C + c]! * sig * (1 + a * (1 - sig));
+        const da = s.silu === false ? dy[(b * T + t) * C + c]! : dy[(b * T + t) * C + c]! * sig * (1 + a * (1 - sig));
         for (let k = 0; k < K; k++) {
           if (!visible(s, segments, b, t, k)) continue;
           dw[c * K + k]! += da * xs[base + (t + k) * C + c]!;
