@@ -13,7 +13,7 @@ import { deltaRuleSavedElements } from '../kernels/delta-rule';
 
 /** The model dimensions the sizes depend on. */
 export type ActivationSpec = Pick<ModelSpec, 'hidden' | 'heads' | 'kvHeads' | 'headDim' | 'intermediate' | 'qkNorm' | 'sandwichNorms' | 'vocab'>
-  & Partial<Pick<ModelSpec, 'attnOutputGate' | 'deltaNet'>> & { layers: readonly { mixer?: Mixer }[] };
+  & Partial<Pick<ModelSpec, 'attnOutputGate' | 'deltaNet' | 'shortConv'>> & { layers: readonly { mixer?: Mixer }[] };
 
 /** Buffer shapes by name; null where this model has no such buffer. */
 export type ShapeTable = Record<string, number[] | null>;
@@ -59,15 +59,29 @@ export function deltaNetActivationShapes(s: ActivationSpec, B: number, S: number
   } satisfies ShapeTable;
 }
 
+/** An LFM2 short-convolution layer's token mixer: in_proj's B | C | x, each third, B * x, its convolution, C * conv. */
+export function shortConvActivationShapes(s: ActivationSpec, B: number, S: number) {
+  const T = B * S, D = s.hidden;
+  return { bcx: [T, 3 * D], b: [T, D], c: [T, D], x: [T, D], bx: [T, D], conv: [T, D], y: [T, D] } satisfies ShapeTable;
+}
+
+/** The token mixer's activations of a layer of this kind. */
+export function mixerActivationShapes(s: ActivationSpec, B: number, S: number, mixer: Mixer): ShapeTable {
+  if (mixer === 'deltaNet') return deltaNetActivationShapes(s, B, S);
+  if (mixer === 'shortConv') return shortConvActivationShapes(s, B, S);
+  return attentionActivationShapes(s, B, S);
+}
+
 /** All of one layer's forward activations kept for its backward. With recomputation one set per mixer kind is reused by all layers. */
 export function layerActivationShapes(s: ActivationSpec, B: number, S: number, mixer: Mixer): ShapeTable {
-  return { ...blockActivationShapes(s, B, S), ...(mixer === 'deltaNet' ? deltaNetActivationShapes(s, B, S) : attentionActivationShapes(s, B, S)) };
+  return { ...blockActivationShapes(s, B, S), ...mixerActivationShapes(s, B, S, mixer) };
 }
 
 /** The backward's working set (f32), allocated on the first backward: one layer's gradients, reused by every layer. */
 export function gradientShapes(s: ActivationSpec, T: number) {
   const D = s.hidden, Q = s.heads * s.headDim, KV = s.kvHeads * s.headDim, I = s.intermediate;
   const gated = !!s.attnOutputGate, d = s.deltaNet ?? null;
+  const sc = s.shortConv ?? null;
   const K = d ? d.keyHeads * d.keyDim : 0, V = d ? d.valueHeads * d.valueDim : 0, Hv = d?.valueHeads ?? 0;
   return {
     dResid: [T, D], dTmp: [T, D], dH: [T, D],
@@ -78,6 +92,9 @@ export function gradientShapes(s: ActivationSpec, T: number) {
     dDq: d ? [T, K] : null, dDk: d ? [T, K] : null, dDv: d ? [T, V] : null, dG: d ? [T, Hv] : null, dBeta: d ? [T, Hv] : null,
     dA: d ? [T, Hv] : null, dB: d ? [T, Hv] : null, dQRaw: d ? [T, K] : null, dKRaw: d ? [T, K] : null,
     dConv: d ? [T, 2 * K + V] : null, dMixed: d ? [T, 2 * K + V] : null, dConvW: d ? [2 * K + V, d.convKernel] : null,
+    // LFM2's short convolution: d(C * conv), d conv, d(B * x), dB, dC, dx, d in_proj's output, the taps' gradient
+    dScY: sc ? [T, D] : null, dScConv: sc ? [T, D] : null, dScBx: sc ? [T, D] : null, dScB: sc ? [T, D] : null, dScC: sc ? [T, D] : null,
+    dScX: sc ? [T, D] : null, dScBcx: sc ? [T, 3 * D] : null, dScW: sc ? [D, sc.convKernel] : null,
     dFinal: [T, D],
   } satisfies ShapeTable;
 }

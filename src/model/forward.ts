@@ -19,10 +19,12 @@ import { lmHeadCrossEntropy, logitsForRows, type TokenLoss } from '../kernels/lo
 import { addRmsNormForward, l2NormBackward, l2NormForward, rmsNormForward, rmsNormBackward, rmsNormGatedBackward, rmsNormGatedForward } from '../kernels/norm';
 import { ropeForward, ropeBackward } from '../kernels/rope';
 import {
-  attentionActivationShapes, blockActivationShapes, DELTA_RULE_CHUNK, deltaNetActivationShapes, gradientShapes, streamShapes, type ShapeTable,
+  attentionActivationShapes, blockActivationShapes, DELTA_RULE_CHUNK, deltaNetActivationShapes, gradientShapes, shortConvActivationShapes, streamShapes,
+  type ShapeTable,
 } from './activations';
 import { allocSiteSaved, onesFor, siteBackward, siteForward, type SiteSaved } from './linear';
 import { siteOf, type Layer, type Model, type Param, type SiteKind } from './model';
+import { shortConvBackward, shortConvForward, type ShortConvGrads, type ShortConvShape } from './short-conv';
 import type { Mixer } from './spec';
 
 /** One micro-batch: B rows of S tokens. Labels are already shifted (labels[t] is the target after token t). */
@@ -54,11 +56,14 @@ const allocated = (tensors: Record<string, Tensor | null>): Tensor[] => Object.v
 
 type AttentionActs = Tensors<ReturnType<typeof attentionActivationShapes>>;
 type DeltaNetActs = Tensors<ReturnType<typeof deltaNetActivationShapes>>;
+type ShortConvActs = Tensors<ReturnType<typeof shortConvActivationShapes>>;
 
 type LayerActs = Tensors<ReturnType<typeof blockActivationShapes>> & {
   /** The token mixer's activations: attention's on attention layers, Gated DeltaNet's on linear-attention ones. */
   attention: AttentionActs | null;
   deltaNet: DeltaNetActs | null;
+  /** LFM2's short convolution's, on its conv layers. */
+  shortConv: ShortConvActs | null;
   /** LoRA activations per site kind, allocated on first use (adapters come and go). */
   saved: Partial<Record<SiteKind, SiteSaved>>;
 };
@@ -91,6 +96,7 @@ export class Workspace {
       ...allocate(gpu, blockActivationShapes(model.spec, B, S)),
       attention: mixer === 'attention' ? allocate(gpu, attentionActivationShapes(model.spec, B, S)) : null,
       deltaNet: mixer === 'deltaNet' ? allocate(gpu, deltaNetActivationShapes(model.spec, B, S)) : null,
+      shortConv: mixer === 'shortConv' ? allocate(gpu, shortConvActivationShapes(model.spec, B, S)) : null,
       saved: {},
     });
     // with recomputation, layers of one mixer kind share one set
@@ -141,8 +147,8 @@ export class Workspace {
   release(): void {
     const all: Tensor[] = [...this.resid, this.final, this.rstdFinal, this.loss, this.ones, this.ids, this.labels, this.positions];
     if (this.segments) all.push(this.segments);
-    for (const { saved, attention, deltaNet, ...acts } of new Set(this.acts)) {
-      all.push(...allocated(acts), ...(attention ? allocated(attention) : []), ...(deltaNet ? allocated(deltaNet) : []));
+    for (const { saved, attention, deltaNet, shortConv, ...acts } of new Set(this.acts)) {
+      all.push(...allocated(acts), ...[attention, deltaNet, shortConv].flatMap((m) => (m ? allocated(m) : [])));
       for (const s of Object.values(saved)) if (s) all.push(...(Object.values(s).filter(Boolean) as Tensor[]));
     }
     if (this.grads) all.push(...allocated(this.grads));
@@ -217,6 +223,14 @@ function normBack(gpu: Gpu, model: Model, dy: Tensor, x: Tensor, p: Param, rstd:
 /** y = site(x) for one of the layer's sites, with its saved activations and lora_dropout. */
 function siteFwd(gpu: Gpu, model: Model, layer: Layer, a: LayerActs, kind: SiteKind, x: Tensor, y: Tensor, ones: Tensor, drop?: LoraDropoutStep): void {
   siteForward(gpu, siteOf(layer, kind), x, y, sv(gpu, a, layer, kind), ones, siteDropouts(model, layer, drop)(kind));
+}
+
+/** siteFwd for one layer's sites, as the short convolution calls them. */
+const siteRunner = (model: Model, layer: Layer, a: LayerActs, ones: Tensor, drop?: LoraDropoutStep) => (kind: SiteKind, x: Tensor, y: Tensor) =>
+  siteFwd(model.gpu, model, layer, a, kind, x, y, ones, drop);
+
+function shortConvShape(model: Model, B: number, S: number, segments: Tensor | null): ShortConvShape {
+  return { B, S, hidden: model.spec.hidden, kernel: model.spec.shortConv!.convKernel, segments };
 }
 
 /** Attention inputs for one layer: q, k (normed, roped) and v, from the normed hidden state; Qwen3.5's output gate beside q. */
@@ -328,6 +342,8 @@ function layerForward(ws: Workspace, l: number, drop: LoraDropoutStep | undefine
   const [B, S] = [ws.B, ws.S];
   if (a.deltaNet) {
     deltaNetForward(gpu, model, layer, a, a.deltaNet, B, S, ws.ones, { segments: ws.segments, state: null, drop });
+  } else if (a.shortConv) {
+    shortConvForward(gpu, shortConvShape(model, B, S, ws.segments), layer.shortConv!, a.h1, a.shortConv, a.oOut, siteRunner(model, layer, a, ws.ones, drop), null);
   } else {
     const at = a.attention!;
     qkv(gpu, model, layer, a, at, ws.ones, ws.positions, drop);
@@ -391,9 +407,15 @@ function layerBackward(ws: Workspace, l: number, g: Grads, drop: LoraDropoutStep
     dO = g.dTmp;
   }
   if (a.deltaNet) deltaNetBackward(ws, layer, a, a.deltaNet, g, dO, back);
+  else if (a.shortConv) shortConvBackward(gpu, shortConvShape(model, ws.B, ws.S, ws.segments), layer.shortConv!, a.h1, a.shortConv, dO, shortConvGrads(g), g.dH, back);
   else attentionBackwardOf(ws, layer, a, a.attention!, g, dO, back);
   normBack(gpu, model, g.dH, xIn, layer.attnNorm, a.rstd1, g.dResid, true);
 }
+
+/** The short convolution's part of the backward's working set (allocated when the model has such layers). */
+const shortConvGrads = (g: Grads): ShortConvGrads => ({
+  dScY: g.dScY!, dScConv: g.dScConv!, dScBx: g.dScBx!, dScB: g.dScB!, dScC: g.dScC!, dScX: g.dScX!, dScBcx: g.dScBcx!, dScW: g.dScW!,
+});
 
 type SiteBack = (kind: SiteKind, x: Tensor, dy: Tensor, dx: Tensor, accumulateDx: boolean) => void;
 
@@ -542,13 +564,13 @@ export function fullLogits(ws: Workspace, out: Tensor): void {
 
 /**
  * What generation keeps of one sequence: keys and values of each attention layer ([capacity,
- * Hkv * Dh] each), and the conv and delta-rule state of each Gated DeltaNet layer (null where the
- * layer has the other kind).
+ * Hkv * Dh] each), the conv and delta-rule state of each Gated DeltaNet layer, the conv state of
+ * each LFM2 short-convolution layer (null where the layer has another kind).
  */
 export interface KVCache {
   k: (Tensor | null)[];
   v: (Tensor | null)[];
-  /** [K - 1, C]: the conv's last inputs. */
+  /** [K - 1, C]: the conv's last inputs (Gated DeltaNet's q/k/v channels, or LFM2's B * x). */
   conv: (Tensor | null)[];
   /** [Hv, Dk, Dv]: the delta rule's memory. */
   rule: (Tensor | null)[];
@@ -565,8 +587,11 @@ export function allocKVCache(model: Model, capacity: number): KVCache {
   const cache: KVCache = {
     k: model.layers.map((_, i) => (attention(i) ? gpu.tensor([capacity, Hkv * Dh], 'f32', `kcache${i}`) : null)),
     v: model.layers.map((_, i) => (attention(i) ? gpu.tensor([capacity, Hkv * Dh], 'f32', `vcache${i}`) : null)),
-    conv: model.layers.map((_, i) => (attention(i) ? null : gpu.tensor([d!.convKernel - 1, convChannels], 'f32', `convstate${i}`))),
-    rule: model.layers.map((_, i) => (attention(i) ? null : gpu.tensor([d!.valueHeads, d!.keyDim, d!.valueDim], 'f32', `rulestate${i}`))),
+    conv: model.layers.map((l, i) => {
+      if (l.mixer === 'shortConv') return gpu.tensor([model.spec.shortConv!.convKernel - 1, model.spec.hidden], 'f32', `convstate${i}`);
+      return attention(i) ? null : gpu.tensor([d!.convKernel - 1, convChannels], 'f32', `convstate${i}`);
+    }),
+    rule: model.layers.map((l, i) => (l.mixer === 'deltaNet' ? gpu.tensor([d!.valueHeads, d!.keyDim, d!.valueDim], 'f32', `rulestate${i}`) : null)),
     capacity,
     length: 0,
   };
@@ -575,9 +600,9 @@ export function allocKVCache(model: Model, capacity: number): KVCache {
 }
 
 /** Whether the cache holds recurrent state, which cannot be rewound to an earlier position. */
-export const hasRecurrentState = (cache: KVCache): boolean => cache.rule.some((t) => t !== null);
+export const hasRecurrentState = (cache: KVCache): boolean => cache.conv.some((t) => t !== null);
 
-/** Zeroes the Gated DeltaNet layers' state (a sequence starting from position 0). */
+/** Zeroes the Gated DeltaNet and short-convolution layers' state (a sequence starting from position 0). */
 export function clearRecurrentState(model: Model, cache: KVCache): void {
   for (const t of [...cache.conv, ...cache.rule]) if (t) model.gpu.zero(t);
 }
@@ -605,6 +630,8 @@ export function forwardCached(ws: Workspace, cache: KVCache): void {
     const a = ws.actsFor(l);
     if (a.deltaNet) {
       deltaNetForward(gpu, model, layer, a, a.deltaNet, 1, T, ws.ones, { segments: null, state: { conv: cache.conv[l]!, rule: cache.rule[l]! } });
+    } else if (a.shortConv) {
+      shortConvForward(gpu, shortConvShape(model, 1, T, null), layer.shortConv!, a.h1, a.shortConv, a.oOut, siteRunner(model, layer, a, ws.ones), cache.conv[l]!);
     } else {
       const at = a.attention!;
       const kc = cache.k[l]!, vc = cache.v[l]!;

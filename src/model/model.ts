@@ -9,7 +9,7 @@ import { weightParts, type Weight } from '../kernels/matmul';
 import { ropeInvFreq } from '../kernels/rope';
 import type { LinearSite } from './linear';
 import { specFromConfig, type Mixer, type ModelSpec } from './spec';
-import { Checkpoint, layerNames, uploadMatrix, uploadTensor, type ModelFiles, type WeightFormat } from './weights';
+import { Checkpoint, finalNormName, layerNames, uploadMatrix, uploadTensor, type ModelFiles, type WeightFormat } from './weights';
 
 /** A weight that is not a linear layer (norm, embedding), with its gradient when trainable. */
 export interface Param {
@@ -20,11 +20,16 @@ export interface Param {
 
 export type SiteKind =
   | 'q_proj' | 'k_proj' | 'v_proj' | 'o_proj'
-  | 'in_proj_qkv' | 'in_proj_z' | 'in_proj_b' | 'in_proj_a' | 'out_proj'
+  | 'in_proj_qkv' | 'in_proj_z' | 'in_proj_b' | 'in_proj_a' | 'in_proj' | 'out_proj'
   | 'gate_proj' | 'up_proj' | 'down_proj';
-/** Linear modules as the checkpoint (and PEFT) names them, in module order: attention, Gated DeltaNet (Qwen3.5), MLP. */
+/**
+ * The roles of linear modules, in module order: attention, Gated DeltaNet (Qwen3.5) or short
+ * convolution (LFM2: in_proj, out_proj), MLP. Most checkpoints name the modules so; LFM2 names its
+ * attention output out_proj and its MLP w1 (gate), w3 (up), w2 (down): a site's `name` is the
+ * checkpoint's (and PEFT's) module path either way.
+ */
 export const SITE_KINDS: readonly SiteKind[] = [
-  'q_proj', 'k_proj', 'v_proj', 'o_proj', 'in_proj_qkv', 'in_proj_z', 'in_proj_b', 'in_proj_a', 'out_proj', 'gate_proj', 'up_proj', 'down_proj',
+  'q_proj', 'k_proj', 'v_proj', 'o_proj', 'in_proj_qkv', 'in_proj_z', 'in_proj_b', 'in_proj_a', 'in_proj', 'out_proj', 'gate_proj', 'up_proj', 'down_proj',
 ];
 /** Phi-3 stores q/k/v as one qkv_proj (rows q, k, v) and gate/up as one gate_up_proj (gate rows first). */
 export const FUSED_MODULE_KINDS = ['qkv_proj', 'o_proj', 'gate_up_proj', 'down_proj'] as const;
@@ -55,6 +60,12 @@ export interface DeltaNetParams {
   norm: Param;
 }
 
+/** LFM2's short-convolution taps (its in_proj and out_proj are sites). */
+export interface ShortConvParams {
+  /** conv.weight [D, 1, K] as stored (the kernel reads it as [D, K]). */
+  conv: Param;
+}
+
 export interface Layer {
   index: number;
   mixer: Mixer;
@@ -67,6 +78,7 @@ export interface Layer {
   /** q/k/v/o_proj on attention layers, in_proj_* and out_proj on Gated DeltaNet layers; the MLP's on all. */
   sites: Partial<Record<SiteKind, LinearSite>>;
   deltaNet: DeltaNetParams | null;
+  shortConv: ShortConvParams | null;
   window: number | null;
   /** Rope frequencies of an attention layer; null on Gated DeltaNet layers. */
   invFreq: Tensor | null;
@@ -79,10 +91,12 @@ export function siteOf(layer: Layer, kind: SiteKind): LinearSite {
   return s;
 }
 
-/** A layer's non-linear parameters (norms, Gated DeltaNet's conv and gates), in checkpoint order. */
+/** A layer's non-linear parameters (norms, Gated DeltaNet's conv and gates, LFM2's conv taps), in checkpoint order. */
 export function layerParams(l: Layer): Param[] {
   const d = l.deltaNet;
-  const all = [l.attnNorm, l.qNorm, l.kNorm, l.attnPostNorm, l.mlpNorm, l.mlpPostNorm, ...(d ? [d.conv, d.aLog, d.dtBias, d.norm] : [])];
+  const all = [
+    l.attnNorm, l.qNorm, l.kNorm, l.attnPostNorm, l.mlpNorm, l.mlpPostNorm, ...(d ? [d.conv, d.aLog, d.dtBias, d.norm] : []), ...(l.shortConv ? [l.shortConv.conv] : []),
+  ];
   return all.filter((p): p is Param => p !== null);
 }
 
@@ -113,7 +127,7 @@ export class Model {
     const ckpt = await Checkpoint.open(files);
     const format = baseFormat(opts.format ?? 'f32', ckpt);
     const { hidden: D, heads: Hq, kvHeads: Hkv, headDim: Dh, intermediate: I, vocab: V } = spec;
-    const total = 3 + spec.layers.reduce((n, l) => n + (l.mixer === 'deltaNet' ? 14 : 9), 0);
+    const total = 3 + spec.layers.reduce((n, l) => n + (l.mixer === 'deltaNet' ? 14 : l.mixer === 'shortConv' ? 8 : 9), 0);
     let done = 0;
     const tick = (name: string) => opts.onProgress?.(++done, total, name);
 
@@ -149,9 +163,9 @@ export class Model {
       const ls = spec.layers[i]!;
       const bias = (kind: string) => spec.qkvBias && ckpt.has(`${a}.${kind}.bias`);
       const mlp = async () => ({
-        gate_proj: await site(`${m}.gate_proj`, I, D, ckpt.has(`${m}.gate_proj.bias`)),
-        up_proj: await site(`${m}.up_proj`, I, D, ckpt.has(`${m}.up_proj.bias`)),
-        down_proj: await site(`${m}.down_proj`, D, I, ckpt.has(`${m}.down_proj.bias`)),
+        gate_proj: await site(n.gate, I, D, ckpt.has(`${n.gate}.bias`)),
+        up_proj: await site(n.up, I, D, ckpt.has(`${n.up}.bias`)),
+        down_proj: await site(n.down, D, I, ckpt.has(`${n.down}.bias`)),
       });
       const norms = {
         attnNorm: await param(n.attnNorm, [D]),
@@ -159,6 +173,19 @@ export class Model {
         mlpNorm: await param(n.mlpNorm, [D]),
         mlpPostNorm: n.mlpPostNorm ? await param(n.mlpPostNorm, [D]) : null,
       };
+      if (ls.mixer === 'shortConv') {
+        // Lfm2ShortConv: in_proj rows are B | C | x
+        const c = `${n.prefix}.conv`;
+        layers.push({
+          index: i, mixer: 'shortConv', ...norms, qNorm: null, kNorm: null,
+          sites: { in_proj: await site(`${c}.in_proj`, 3 * D, D, false), out_proj: await site(`${c}.out_proj`, D, D, false), ...(await mlp()) },
+          deltaNet: null,
+          shortConv: { conv: await param(`${c}.conv.weight`, [D, 1, spec.shortConv!.convKernel]) },
+          window: null,
+          invFreq: null,
+        });
+        continue;
+      }
       if (ls.mixer === 'deltaNet') {
         // Qwen3_5GatedDeltaNet: in_proj_qkv rows are q | k | v (conv channels in that order)
         const { keyHeads: Hk, valueHeads: Hv, keyDim: Dk, valueDim: Dv, convKernel } = spec.deltaNet!;
@@ -180,6 +207,7 @@ export class Model {
             dtBias: await param(`${la}.dt_bias`, [Hv]),
             norm: await param(`${la}.norm.weight`, [Dv]),
           },
+          shortConv: null,
           window: null,
           invFreq: null,
         });
@@ -208,10 +236,11 @@ export class Model {
             q_proj: await site(`${a}.q_proj`, qRows, D, bias('q_proj')),
             k_proj: await site(`${a}.k_proj`, Hkv * Dh, D, bias('k_proj')),
             v_proj: await site(`${a}.v_proj`, Hkv * Dh, D, bias('v_proj')),
-            o_proj: await site(`${a}.o_proj`, D, Hq * Dh, ckpt.has(`${a}.o_proj.bias`)),
+            o_proj: await site(n.attnOut, D, Hq * Dh, ckpt.has(`${n.attnOut}.bias`)),
             ...(await mlp()),
           },
         deltaNet: null,
+        shortConv: null,
         window: ls.window,
         invFreq: gpu.upload(
           ropeInvFreq({ headDim: Dh, theta: ls.rope.theta, partialRotaryFactor: ls.rope.partialRotaryFactor, scaling: ls.rope.scaling }),
@@ -219,7 +248,7 @@ export class Model {
         ),
       });
     }
-    const finalNorm = await param(`${spec.textPrefix}.norm.weight`, [D]);
+    const finalNorm = await param(finalNormName(spec), [D]);
     const tied = spec.tiedEmbeddings || !ckpt.has('lm_head.weight');
     const lmHead = tied
       ? { weight: embed.value as Weight, grad: null, tied: true }
@@ -257,9 +286,11 @@ export class Model {
     });
   }
 
-  /** The module kinds a LoRA target list may name for this architecture. */
+  /** The module kinds a LoRA target list may name for this architecture: the modules' last name parts, in SITE_KINDS order. */
   moduleKinds(): readonly string[] {
-    return this.spec.fusedProjections ? FUSED_MODULE_KINDS : this.siteKinds();
+    if (this.spec.fusedProjections) return FUSED_MODULE_KINDS;
+    const last = (name: string) => name.slice(name.lastIndexOf('.') + 1);
+    return [...new Set(this.siteKinds().flatMap((k) => this.layers.flatMap((l) => (l.sites[k] ? [last(l.sites[k].name)] : []))))];
   }
 
   /** The site kinds some layer of this model has, in SITE_KINDS order. */
