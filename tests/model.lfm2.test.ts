@@ -5,8 +5,13 @@
 // (SEED=... replays). Checked: the spec read from config.json (and LFM2's original keys); logits
 // and loss, base and with a PEFT LoRA on every linear module (q/k/v/out_proj, in_proj, w1/w3/w2);
 // LoRA and full gradients against central differences; packed sequences; prefill + decode with the
-// conv state equal to one full forward; an engine-made adapter under PEFT's names, and its merge.
+// conv state equal to one full forward; an engine-made adapter under PEFT's names, and its merge;
+// the app's parameter and LoRA counts; LLaMA Pro block expansion.
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { configFromObject } from '../src/config';
+import { expandBlocks } from '../src/export/block-expansion';
+import { exportModel } from '../src/engine/export-node';
+import { countParams, estimateMemory } from '../src/ui/lib/estimate';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -329,5 +334,58 @@ describe('LFM2 in the engine vs the f64 reference', () => {
     expect(await run(other, 4), `diverging prompt (the state restarted) ${at}`).toEqual(greedy(other, 4));
     gen.release();
     model.release();
+  });
+
+  it('an engine-made adapter is saved under PEFT names and merges; the memory estimate counts its parameters; LLaMA Pro expansion', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const at = `(SEED=${rng.seed})`;
+    const params0 = refParameters(config);
+    const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+    const p = countParams(specFromConfig(config));
+    const qkNorms = params0.filter(([n]) => /[qk]_layernorm/.test(n)).reduce((a, [, sh]) => a + size(sh), 0);
+    expect(p.linear + p.embed + p.head + p.norms + qkNorms).toBe(params0.reduce((a, [, sh]) => a + size(sh), 0));
+    const kinds = refLinearModules(config);
+    const linearParams = params0.filter(([n]) => kinds.includes(n.split('.').at(-2)!));
+    const loraSize = linearParams.reduce((a, [, [N, K]]) => a + RANK * (N! + K!), 0);
+    expect(estimateMemory(config, { finetuning_type: 'lora', lora_rank: RANK, lora_target: 'all', per_device_train_batch_size: 1, cutoff_len: 16 }).trainable).toBe(loraSize);
+
+    const weights = synthesize(rng);
+    const base = writeCheckpoint(config, weights);
+    const model = await Model.load(gpu, dirFiles(base));
+    const fresh = await Adapter.create(model, { rank: RANK, alpha: ALPHA, targets: 'all' }, rng.next);
+    const params = fresh.params();
+    const keys = linearParams.map(([n]) => n).flatMap((n) => ['A', 'B'].map((w) => `base_model.model.${n.replace(/\.weight$/, '')}.lora_${w}.weight`));
+    expect(params.map((q) => q.name).sort()).toEqual(keys.sort());
+    expect(new Set(JSON.parse(fresh.configJson(null)).target_modules)).toEqual(new Set(kinds));
+    const lora: RefLora = new Map();
+    for (const q of params) {
+      const values = q.name.includes('lora_B') ? rng.randn(q.value.shape[0]! * q.value.shape[1]!, 0.05) : await gpu.readF32(q.value);
+      if (q.name.includes('lora_B')) gpu.write(q.value, values);
+      const mod = q.name.replace(/^base_model\.model\./, '').replace(/\.lora_[AB]\.weight$/, '');
+      const e = lora.get(mod) ?? { A: [], B: [], r: RANK, scaling: ALPHA / RANK };
+      lora.set(mod, { ...e, [q.name.includes('lora_A') ? 'A' : 'B']: values });
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'lfm2-trained-'));
+    writeFileSync(join(dir, 'adapter_model.safetensors'), await fresh.safetensors());
+    writeFileSync(join(dir, 'adapter_config.json'), fresh.configJson(null));
+    fresh.release();
+    model.release();
+
+    const ids = [randomIds(rng, 12)];
+    const batch = batchOf(ids, ids);
+    const out = mkdtempSync(join(tmpdir(), 'lfm2-merged-'));
+    await exportModel(configFromObject({ model_name_or_path: base, adapter_name_or_path: dir, export_dir: out }).config, {});
+    const merged = await Model.load(gpu, dirFiles(out));
+    expect(relErr(await engineLogits(gpu, merged, batch), refLogits(config, weights, ids, lora)), `merged model ${at}`).toBeLessThan(TOL);
+    merged.release();
+
+    // LLaMA Pro: a copy after each layer with out_proj and w2 zero computes the same
+    const expanded = mkdtempSync(join(tmpdir(), 'lfm2-expanded-'));
+    await expandBlocks(dirFiles(base), 3, async (f, data) => writeFileSync(join(expanded, f), data), { maxBytes: 5e9 });
+    const pro = await Model.load(gpu, dirFiles(expanded));
+    expect(pro.layers.map((l) => l.mixer)).toEqual(['shortConv', 'shortConv', 'attention', 'attention', 'shortConv', 'shortConv']);
+    expect(relErr(await engineLogits(gpu, pro, batch), refLogits(config, weights, ids)), `expanded model ${at}`).toBeLessThan(TOL);
+    pro.release();
   });
 });
