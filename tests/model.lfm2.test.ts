@@ -12,6 +12,7 @@ import { configFromObject } from '../src/config';
 import { expandBlocks } from '../src/export/block-expansion';
 import { exportModel } from '../src/engine/export-node';
 import { countParams, estimateMemory } from '../src/ui/lib/estimate';
+import { syntheticModelFiles } from '../src/bench/synthetic';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -387,5 +388,9 @@ describe('LFM2 in the engine vs the f64 reference', () => {
     expect(pro.layers.map((l) => l.mixer)).toEqual(['shortConv', 'shortConv', 'attention', 'attention', 'shortConv', 'shortConv']);
     expect(relErr(await engineLogits(gpu, pro, batch), refLogits(config, weights, ids)), `expanded model ${at}`).toBeLessThan(TOL);
     pro.release();
+    // the bench's random checkpoint of the same config loads (names and shapes as transformers has them)
+    const synthetic = await Model.load(gpu, syntheticModelFiles(config));
+    expect(synthetic.modules().map((m) => m.name).sort()).toEqual(linearParams.map(([n]) => n.replace(/\.weight$/, '')).sort());
+    synthetic.release();
   });
 });
