@@ -3,8 +3,9 @@
 // samples there and feeds the token to the next step without a readback, and a burst's tokens are
 // read back together. Bursts grow 1, 2, 4 ... MAX_BURST, so the first token shows at once; a stop
 // token inside a burst wastes the steps recorded after it (they are dropped from the cache).
-// Gated DeltaNet layers keep a recurrent state instead of keys and values (forward.ts's KVCache):
-// it cannot drop steps, so after such waste the next call runs its prompt from the start.
+// Gated DeltaNet and LFM2 short-convolution layers keep a recurrent state instead of keys and
+// values (forward.ts's KVCache): it cannot drop steps, so after such waste the next call runs its
+// prompt from the start.
 
 import { logitsForRows } from '../kernels/loss';
 import { feedToken, sampleToken } from '../kernels/sample';
