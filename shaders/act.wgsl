@@ -6,7 +6,8 @@
 // gate[gOff + t * gStride + f] and up[uOff + t * uStride + f]; separate tensors use F = n and
 // strides 0, the fused [T, 2F] gate_up layout uses strides 2F and uOff = F.
 
-// ACT: 0 silu, 1 gelu with the tanh approximation (gelu_pytorch_tanh), 2 exact erf gelu, 3 sigmoid
+// ACT: 0 silu, 1 gelu with the tanh approximation (gelu_pytorch_tanh), 2 exact erf gelu, 3 sigmoid,
+// 4 identity (a plain product gate * up: LFM2's short-convolution gates)
 // variant: ACT
 
 const WG = 256u;
@@ -61,6 +62,8 @@ fn act(x: f32) -> f32 {
     return x * sigmoid(geluTanhArg(x));
   } else if (ACT == 3u) {
     return sigmoid(x);
+  } else if (ACT == 4u) {
+    return x;
   }
   return x * Phi(x);
 }
@@ -74,6 +77,8 @@ fn actGrad(x: f32) -> f32 {
     return sigmoid(v) + 2.0 * x * sigmoid(v) * sigmoid(-v) * SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * x * x);
   } else if (ACT == 3u) {
     return sigmoid(x) * sigmoid(-x);
+  } else if (ACT == 4u) {
+    return 1.0;
   }
   return Phi(x) + x * INV_SQRT_2PI * exp(-0.5 * x * x);
 }

@@ -1,5 +1,6 @@
-// Causal depthwise conv1d + SiLU over time (Gated DeltaNet's and Mamba-2's short convolution), f32:
-//   y[b, t, c] = silu(a),  a = sum_k w[c, k] * xs[b, t + k, c] (+ bias[c]),  xs = concat(left, x) along time,
+// Causal depthwise conv1d + SiLU over time (Gated DeltaNet's and Mamba-2's short convolution; without
+// the SiLU, LFM2's), f32:
+//   y[b, t, c] = silu(a) (or a),  a = sum_k w[c, k] * xs[b, t + k, c] (+ bias[c]),  xs = concat(left, x) along time,
 // left = the K - 1 inputs before x (the conv state [B, K - 1, C]) or zeros. x, y [B, T, C], w [C, K].
 // The state update keeps the last K - 1 inputs of xs. Packed sequences (segments [B, T]): an input
 // of another segment counts as zero (the left context belongs to the row's first segment).
@@ -8,6 +9,9 @@
 //   dbias[c] = sum_{b,t} da[t]
 // Elementwise entry points are 1-D over elements, folded into x/y by Gpu.grid().
 // Entry points alias binding numbers; each uses one consistent set.
+
+// SILU: whether the output is silu(a) (Gated DeltaNet) or a itself (LFM2's short convolution)
+// variant: SILU
 
 const WG = 256u;
 
@@ -69,7 +73,7 @@ fn conv1d_forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg
   for (var k = 0u; k < p.K; k++) {
     if (visible(b, t, t + k)) { a += fW[c * p.K + k] * forwardInput(b, t + k, c); }
   }
-  fY[e] = a * sigmoid(a);
+  if (SILU) { fY[e] = a * sigmoid(a); } else { fY[e] = a; }
 }
 
 // ---- state update: state <- the last K - 1 entries of concat(state, x), one invocation per (b, c)
@@ -107,7 +111,7 @@ fn trainInput(b: u32, s: u32, c: u32) -> f32 {
   return 0.0;
 }
 
-// da = dy * silu'(a), the pre-activation recomputed
+// da = dy * silu'(a), the pre-activation recomputed (da = dy without the SiLU)
 @compute @workgroup_size(WG)
 fn conv1d_backward_preact(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
   let e = element(wg, nwg, lane);
@@ -121,6 +125,7 @@ fn conv1d_backward_preact(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgro
   for (var k = 0u; k < p.K; k++) {
     if (visible(b, t, t + k)) { a += aW[c * p.K + k] * trainInput(b, t + k, c); }
   }
+  if (!SILU) { aDA[e] = aDY[e]; return; }
   let s = sigmoid(a);
   aDA[e] = aDY[e] * s * (1.0 + a * (1.0 - s));
 }

@@ -8,7 +8,7 @@ import { testGpu, poisoned } from './helpers/gpu';
 import { expectClose, makeRng } from './helpers/check';
 import { act, erf, gatedActBackwardRef, gatedActRef } from './reference/act';
 
-const KINDS: GatedActKind[] = ['silu', 'gelu_tanh', 'gelu', 'sigmoid'];
+const KINDS: GatedActKind[] = ['silu', 'gelu_tanh', 'gelu', 'sigmoid', 'identity'];
 const checked = GATED_ACT_CASES.filter((c) => !c.bench);
 
 describe('act', () => {

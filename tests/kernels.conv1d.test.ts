@@ -98,6 +98,40 @@ describe('conv1d', () => {
     gpu.release(tw, state);
   });
 
+  it('without the SiLU (LFM2): forward, backward, and decode steps with the state equal one pass', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const [B, T, C, K] = [2, 9, 5, 3];
+    const N = B * T * C;
+    const x = rng.randn(N), w = rng.randn(C * K, 0.7), dy = rng.randn(N);
+    const ref = { B, T, C, K, silu: false };
+    const s = { batch: B, len: T, channels: C, kernel: K, silu: false };
+    const tx = gpu.upload(x, [N]), tw = gpu.upload(w, [C, K]), tdy = gpu.upload(dy, [N]);
+    const y = poisoned(gpu, [N]), dx = poisoned(gpu, [N]), dw = poisoned(gpu, [C * K]);
+    conv1dForward(gpu, s, tx, tw, y);
+    expectClose(await gpu.readF32(y), conv1dRef(ref, x, w).y, 1e-5, 'y', rng.seed);
+    conv1dBackward(gpu, s, tdy, tx, tw, dx, dw);
+    const g = conv1dBackwardRef(ref, dy, x, w);
+    expectClose(await gpu.readF32(dx), g.dx, 1e-5, 'dx', rng.seed);
+    expectClose(await gpu.readF32(dw), g.dw, 1e-5, 'dw', rng.seed);
+    const whole = conv1dRef(ref, x, w);
+    const state = gpu.upload(new Float32Array(B * (K - 1) * C), [B, K - 1, C]);
+    for (const [t0, t1] of [[0, 4], [4, 5], [5, 6], [6, 9]] as const) {
+      const n = t1 - t0;
+      const xp = new Float32Array(B * n * C), want = new Float64Array(B * n * C);
+      for (let b = 0; b < B; b++) {
+        xp.set(x.subarray((b * T + t0) * C, (b * T + t1) * C), b * n * C);
+        want.set(whole.y.subarray((b * T + t0) * C, (b * T + t1) * C), b * n * C);
+      }
+      const tp = gpu.upload(xp, [B, n, C]), yp = poisoned(gpu, [B, n, C]);
+      conv1dForward(gpu, { ...s, len: n }, tp, tw, yp, state);
+      expectClose(await gpu.readF32(yp), want, 1e-5, `y of tokens ${t0}..${t1}`, rng.seed);
+      gpu.release(tp, yp);
+    }
+    expectClose(await gpu.readF32(state), whole.state, 1e-6, 'state', rng.seed);
+    gpu.release(tx, tw, tdy, y, dx, dw, state);
+  });
+
   it('reports mismatched shapes and aliasing', async () => {
     const gpu = await testGpu();
     const s = { batch: 1, len: 3, channels: 4, kernel: 4 };

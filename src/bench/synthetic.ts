@@ -4,20 +4,26 @@
 
 import type { ByteSource } from '../model/safetensors';
 import { specFromConfig } from '../model/spec';
-import type { ModelFiles } from '../model/weights';
+import { finalNormName, layerNames, type ModelFiles } from '../model/weights';
 
 export function syntheticModelFiles(config: Record<string, unknown>, name = 'synthetic', seed = 1): ModelFiles {
   const spec = specFromConfig(config, name);
   const { hidden: D, heads: Hq, kvHeads: Hkv, headDim: Dh, intermediate: I, vocab: V } = spec;
   const m = spec.textPrefix;
-  const tensors: [string, number[]][] = [[`${m}.embed_tokens.weight`, [V, D]], [`${m}.norm.weight`, [D]]];
+  const tensors: [string, number[]][] = [[`${m}.embed_tokens.weight`, [V, D]], [finalNormName(spec), [D]]];
   if (!spec.tiedEmbeddings) tensors.push(['lm_head.weight', [V, D]]);
   spec.layers.forEach((layer, i) => {
-    const p = `${m}.layers.${i}`;
-    tensors.push([`${p}.input_layernorm.weight`, [D]], [`${p}.post_attention_layernorm.weight`, [D]]);
+    const n = layerNames(spec, i);
+    const p = n.prefix;
+    tensors.push([n.attnNorm, [D]], [n.mlpNorm, [D]]);
     if (spec.sharedMlp) tensors.push([`${p}.shared_mlp.input_linear.weight`, [2 * I, D]], [`${p}.shared_mlp.output_linear.weight`, [D, I]]);
-    else tensors.push([`${p}.mlp.gate_proj.weight`, [I, D]], [`${p}.mlp.up_proj.weight`, [I, D]], [`${p}.mlp.down_proj.weight`, [D, I]]);
-    if (spec.sandwichNorms) tensors.push([`${p}.pre_feedforward_layernorm.weight`, [D]], [`${p}.post_feedforward_layernorm.weight`, [D]]);
+    else tensors.push([`${n.gate}.weight`, [I, D]], [`${n.up}.weight`, [I, D]], [`${n.down}.weight`, [D, I]]);
+    for (const post of [n.attnPostNorm, n.mlpPostNorm]) if (post) tensors.push([post, [D]]);
+    if (layer.mixer === 'shortConv') {
+      const c = `${p}.conv`;
+      tensors.push([`${c}.in_proj.weight`, [3 * D, D]], [`${c}.out_proj.weight`, [D, D]], [`${c}.conv.weight`, [D, 1, spec.shortConv!.convKernel]]);
+      return;
+    }
     if (layer.mixer === 'deltaNet') {
       const d = spec.deltaNet!, K = d.keyHeads * d.keyDim, Vd = d.valueHeads * d.valueDim, la = `${p}.linear_attn`;
       tensors.push([`${la}.in_proj_qkv.weight`, [2 * K + Vd, D]], [`${la}.in_proj_z.weight`, [Vd, D]], [`${la}.in_proj_b.weight`, [d.valueHeads, D]],
@@ -34,9 +40,9 @@ export function syntheticModelFiles(config: Record<string, unknown>, name = 'syn
       return;
     }
     tensors.push([`${p}.self_attn.q_proj.weight`, [(spec.attnOutputGate ? 2 : 1) * Hq * Dh, D]], [`${p}.self_attn.k_proj.weight`, [Hkv * Dh, D]],
-      [`${p}.self_attn.v_proj.weight`, [Hkv * Dh, D]], [`${p}.self_attn.o_proj.weight`, [D, Hq * Dh]]);
+      [`${p}.self_attn.v_proj.weight`, [Hkv * Dh, D]], [`${n.attnOut}.weight`, [D, Hq * Dh]]);
     if (spec.qkvBias) for (const k of ['q', 'k', 'v']) tensors.push([`${p}.self_attn.${k}_proj.bias`, [(k === 'q' ? Hq : Hkv) * Dh]]);
-    if (spec.qkNorm) tensors.push([`${p}.self_attn.q_norm.weight`, [Dh]], [`${p}.self_attn.k_norm.weight`, [Dh]]);
+    if (n.qNorm && n.kNorm) tensors.push([n.qNorm, [Dh]], [n.kNorm, [Dh]]);
   });
   const header: Record<string, unknown> = {};
   const ranges: { begin: number; end: number; norm: boolean }[] = [];

@@ -1,9 +1,10 @@
 // LLaMA Pro block expansion (LLaMA-Factory's scripts/llama_pro.py): a model of L layers becomes one
 // of L + E. After every L/E original layers comes a copy of the last of them whose o_proj (out_proj
-// on Qwen3.5's Gated DeltaNet and Granite 4's Mamba layers) and down_proj (Granite 4's
-// shared_mlp.output_linear) are zero, so the expanded model computes exactly
-// what the original does (layer_types, where listed, follows the copies); training
-// with use_llama_pro then updates only the copies (finetuning_type freeze, freeze_trainable_layers E).
+// on Qwen3.5's Gated DeltaNet, Granite 4's Mamba and LFM2's short-convolution layers, and LFM2's
+// attention) and down_proj (Granite 4's shared_mlp.output_linear, LFM2's w2) are zero, so the
+// expanded model computes exactly what the original does (layer_types, where listed, follows the
+// copies); training with use_llama_pro then updates only the copies (finetuning_type freeze,
+// freeze_trainable_layers E).
 
 import type { ModelFiles } from '../model/weights';
 import { Checkpoint } from '../model/weights';
@@ -60,7 +61,7 @@ export async function expandBlocks(base: ModelFiles, expand: number, write: Writ
   const sources: TensorSource[] = [];
   plan.forEach(({ from, copy }, to) => {
     for (const name of byLayer.get(from) ?? []) {
-      const zero = copy && /\.(o_proj|out_proj|down_proj|output_linear)\./.test(name);
+      const zero = copy && /\.(o_proj|out_proj|down_proj|output_linear|w2)\./.test(name);
       const shape = ckpt.info(name).shape;
       sources.push({
         name: name.replace(`.layers.${from}.`, `.layers.${to}.`),

@@ -8,13 +8,14 @@ import { shaderVariant } from '../gpu/shader';
 import { numel, shapeStr, type Tensor } from '../gpu/tensor';
 import { distinctBuffers, requireF32 } from './checks';
 
-export type GatedActKind = 'silu' | 'gelu_tanh' | 'gelu' | 'sigmoid';
+/** identity: out = gate * up (LFM2's short-convolution gates). */
+export type GatedActKind = 'silu' | 'gelu_tanh' | 'gelu' | 'sigmoid' | 'identity';
 
 const WG = 256;
-const ACT: Record<GatedActKind, number> = { silu: 0, gelu_tanh: 1, gelu: 2, sigmoid: 3 };
+const ACT: Record<GatedActKind, number> = { silu: 0, gelu_tanh: 1, gelu: 2, sigmoid: 3, identity: 4 };
 
 function checkKind(kind: GatedActKind, fn: string): GatedActKind {
-  if (ACT[kind] === undefined) throw new Error(`${fn}: unknown activation "${String(kind)}" (silu, gelu_tanh, gelu, sigmoid)`);
+  if (ACT[kind] === undefined) throw new Error(`${fn}: unknown activation "${String(kind)}" (silu, gelu_tanh, gelu, sigmoid, identity)`);
   return kind;
 }
 

@@ -1,6 +1,7 @@
 // Causal depthwise conv1d + SiLU over time (shaders/conv1d.wgsl): Gated DeltaNet's short
 // convolution of its q/k/v channels and Mamba-2's of x, B and C (with a bias), transformers'
-// causal_conv1d_fn / causal_conv1d_update.
+// causal_conv1d_fn / causal_conv1d_update; with `silu: false`, LFM2's short convolution (no
+// activation).
 //
 //   x, y: [B, T, C]   w: [C, K] (conv1d.weight squeezed)   state: [B, K - 1, C]
 //
@@ -26,15 +27,17 @@ export interface Conv1dShape {
   segments?: Tensor | null;
   /** conv1d.bias [C], added before the SiLU (Mamba-2). */
   bias?: Tensor | null;
+  /** SiLU on the output (default true); false for LFM2's plain convolution. */
+  silu?: boolean;
 }
 
 const WG = 256;
 
 type Entry = 'conv1d_forward' | 'conv1d_state_update' | 'conv1d_backward_preact' | 'conv1d_backward_input' | 'conv1d_backward_weight' | 'conv1d_backward_bias';
 
-function launch(gpu: Gpu, entry: Entry, bindings: Tensor[], n: number, params: Param[]): void {
+function launch(gpu: Gpu, entry: Entry, silu: boolean, bindings: Tensor[], n: number, params: Param[]): void {
   if (n === 0) return;
-  gpu.dispatch(gpu.pipeline(entry, () => shaderVariant(source, entry)), bindings, gpu.grid(Math.ceil(n / WG)), params);
+  gpu.dispatch(gpu.pipeline(`${entry}:${silu ? 'silu' : 'linear'}`, () => shaderVariant(source, entry, { SILU: silu })), bindings, gpu.grid(Math.ceil(n / WG)), params);
 }
 
 function check(fn: string, s: Conv1dShape, named: [string, Tensor, number][]): Param[] {
@@ -56,7 +59,7 @@ function check(fn: string, s: Conv1dShape, named: [string, Tensor, number][]): P
   return [s.batch, s.len, s.channels, s.kernel];
 }
 
-/** y = silu(causal depthwise conv of x); with a state, it is the left context and is updated in place. */
+/** y = silu(causal depthwise conv of x) (or the conv itself with silu: false); with a state, it is the left context and is updated in place. */
 export function conv1dForward(gpu: Gpu, s: Conv1dShape, x: Tensor, w: Tensor, y: Tensor, state: Tensor | null = null): void {
   const fn = 'conv1dForward';
   const N = s.batch * s.len * s.channels;
@@ -68,8 +71,9 @@ export function conv1dForward(gpu: Gpu, s: Conv1dShape, x: Tensor, w: Tensor, y:
   if (state && s.segments) throw new Error(`${fn}: a conv state and packed segments do not go together (segments are for training)`);
   if (s.segments) distinctBuffers(fn, [['y', y]], [['segments', s.segments]]);
   if (s.bias) distinctBuffers(fn, [['y', y], ...(state ? [['state', state] as [string, Tensor]] : [])], [['bias', s.bias]]);
-  launch(gpu, 'conv1d_forward', [s.segments ?? x, x, w, state ?? x, y, s.bias ?? x], N, [...dims, state ? 1 : 0, s.segments ? 1 : 0, s.bias ? 1 : 0]);
-  if (state && s.kernel > 1) launch(gpu, 'conv1d_state_update', [x, state], s.batch * s.channels, [...dims, 1, 0, 0]);
+  const silu = s.silu ?? true;
+  launch(gpu, 'conv1d_forward', silu, [s.segments ?? x, x, w, state ?? x, y, s.bias ?? x], N, [...dims, state ? 1 : 0, s.segments ? 1 : 0, s.bias ? 1 : 0]);
+  if (state && s.kernel > 1) launch(gpu, 'conv1d_state_update', silu, [x, state], s.batch * s.channels, [...dims, 1, 0, 0]);
 }
 
 /**
@@ -94,8 +98,9 @@ export function conv1dBackward(gpu: Gpu, s: Conv1dShape, dy: Tensor, x: Tensor, 
   const da = scratch(gpu, 'conv1d.da', N);
   const seg = s.segments ?? x;
   const p = [...dims, 0, s.segments ? 1 : 0, s.bias ? 1 : 0];
-  launch(gpu, 'conv1d_backward_preact', [seg, dy, x, w, da, s.bias ?? x], N, p);
-  launch(gpu, 'conv1d_backward_input', [seg, da, w, dx], N, p);
-  if (dw) launch(gpu, 'conv1d_backward_weight', [seg, da, x, dw], s.channels * s.kernel, p);
-  if (dbias) launch(gpu, 'conv1d_backward_bias', [da, dbias], s.channels, p);
+  const silu = s.silu ?? true;
+  launch(gpu, 'conv1d_backward_preact', silu, [seg, dy, x, w, da, s.bias ?? x], N, p);
+  launch(gpu, 'conv1d_backward_input', silu, [seg, da, w, dx], N, p);
+  if (dw) launch(gpu, 'conv1d_backward_weight', silu, [seg, da, x, dw], s.channels * s.kernel, p);
+  if (dbias) launch(gpu, 'conv1d_backward_bias', silu, [da, dbias], s.channels, p);
 }

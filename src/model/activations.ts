@@ -14,7 +14,7 @@ import { ssdSavedElements } from '../kernels/ssd';
 
 /** The model dimensions the sizes depend on. */
 export type ActivationSpec = Pick<ModelSpec, 'hidden' | 'heads' | 'kvHeads' | 'headDim' | 'intermediate' | 'qkNorm' | 'sandwichNorms' | 'vocab'>
-  & Partial<Pick<ModelSpec, 'attnOutputGate' | 'deltaNet' | 'mamba' | 'sharedMlp'>> & { layers: readonly { mixer?: Mixer }[] };
+  & Partial<Pick<ModelSpec, 'attnOutputGate' | 'deltaNet' | 'mamba' | 'sharedMlp' | 'shortConv'>> & { layers: readonly { mixer?: Mixer }[] };
 
 /** Buffer shapes by name; null where this model has no such buffer. */
 export type ShapeTable = Record<string, number[] | null>;
@@ -75,16 +75,30 @@ export function mambaActivationShapes(s: ActivationSpec, B: number, S: number) {
   } satisfies ShapeTable;
 }
 
+/** An LFM2 short-convolution layer's token mixer: in_proj's B | C | x, each third, B * x, its convolution, C * conv. */
+export function shortConvActivationShapes(s: ActivationSpec, B: number, S: number) {
+  const T = B * S, D = s.hidden;
+  return { bcx: [T, 3 * D], b: [T, D], c: [T, D], x: [T, D], bx: [T, D], conv: [T, D], y: [T, D] } satisfies ShapeTable;
+}
+
+/** The token mixer's activations of a layer of this kind. */
+export function mixerActivationShapes(s: ActivationSpec, B: number, S: number, mixer: Mixer): ShapeTable {
+  if (mixer === 'deltaNet') return deltaNetActivationShapes(s, B, S);
+  if (mixer === 'mamba') return mambaActivationShapes(s, B, S);
+  if (mixer === 'shortConv') return shortConvActivationShapes(s, B, S);
+  return attentionActivationShapes(s, B, S);
+}
+
 /** All of one layer's forward activations kept for its backward. With recomputation one set per mixer kind is reused by all layers. */
 export function layerActivationShapes(s: ActivationSpec, B: number, S: number, mixer: Mixer): ShapeTable {
-  const mixerShapes = mixer === 'deltaNet' ? deltaNetActivationShapes(s, B, S) : mixer === 'mamba' ? mambaActivationShapes(s, B, S) : attentionActivationShapes(s, B, S);
-  return { ...blockActivationShapes(s, B, S), ...mixerShapes };
+  return { ...blockActivationShapes(s, B, S), ...mixerActivationShapes(s, B, S, mixer) };
 }
 
 /** The backward's working set (f32), allocated on the first backward: one layer's gradients, reused by every layer. */
 export function gradientShapes(s: ActivationSpec, T: number) {
   const D = s.hidden, Q = s.heads * s.headDim, KV = s.kvHeads * s.headDim, I = s.intermediate;
   const gated = !!s.attnOutputGate, d = s.deltaNet ?? null;
+  const sc = s.shortConv ?? null;
   const K = d ? d.keyHeads * d.keyDim : 0, V = d ? d.valueHeads * d.valueDim : 0, Hv = d?.valueHeads ?? 0;
   const m = s.mamba ?? null;
   const mW = m ? m.heads * m.headDim : 0, mGN = m ? m.groups * m.stateDim : 0, mC = mW + 2 * mGN, mH = m?.heads ?? 0;
@@ -102,6 +116,9 @@ export function gradientShapes(s: ActivationSpec, T: number) {
     mdX: m ? [T, mW] : null, mdDt: m ? [T, mH] : null, mdBm: m ? [T, mGN] : null, mdCm: m ? [T, mGN] : null, mdXbc: m ? [T, mC] : null,
     mdXbcIn: m ? [T, mC] : null, mdConvW: m ? [mC, m.convKernel] : null, mdConvBias: m ? [mC] : null,
     mdALog: m ? [mH] : null, mdDtBias: m ? [mH] : null, mdD: m ? [mH] : null,
+    // LFM2's short convolution: d(C * conv), d conv, d(B * x), dB, dC, dx, d in_proj's output, the taps' gradient
+    dScY: sc ? [T, D] : null, dScConv: sc ? [T, D] : null, dScBx: sc ? [T, D] : null, dScB: sc ? [T, D] : null, dScC: sc ? [T, D] : null,
+    dScX: sc ? [T, D] : null, dScBcx: sc ? [T, 3 * D] : null, dScW: sc ? [D, sc.convKernel] : null,
     dFinal: [T, D],
   } satisfies ShapeTable;
 }

@@ -19,12 +19,14 @@ import { lmHeadCrossEntropy, logitsForRows, type TokenLoss } from '../kernels/lo
 import { addRmsNormForward, l2NormBackward, l2NormForward, rmsNormForward, rmsNormBackward, rmsNormGatedBackward, rmsNormGatedForward } from '../kernels/norm';
 import { ropeForward, ropeBackward } from '../kernels/rope';
 import {
-  attentionActivationShapes, blockActivationShapes, DELTA_RULE_CHUNK, deltaNetActivationShapes, gradientShapes, mambaActivationShapes, streamShapes,
+  attentionActivationShapes, blockActivationShapes, DELTA_RULE_CHUNK, deltaNetActivationShapes, gradientShapes, mambaActivationShapes, shortConvActivationShapes,
+  streamShapes,
   type ShapeTable,
 } from './activations';
 import { mambaBackward, mambaForward, type MambaActs, type MambaGrads } from './mamba';
 import { allocSiteSaved, onesFor, siteBackward, siteForward, type SiteSaved } from './linear';
 import { siteOf, type Layer, type Model, type Param, type SiteKind } from './model';
+import { shortConvBackward, shortConvForward, type ShortConvGrads, type ShortConvShape } from './short-conv';
 import type { Mixer } from './spec';
 
 /** One micro-batch: B rows of S tokens. Labels are already shifted (labels[t] is the target after token t). */
@@ -56,12 +58,15 @@ const allocated = (tensors: Record<string, Tensor | null>): Tensor[] => Object.v
 
 type AttentionActs = Tensors<ReturnType<typeof attentionActivationShapes>>;
 type DeltaNetActs = Tensors<ReturnType<typeof deltaNetActivationShapes>>;
+type ShortConvActs = Tensors<ReturnType<typeof shortConvActivationShapes>>;
 
 type LayerActs = Tensors<ReturnType<typeof blockActivationShapes>> & {
   /** The token mixer's activations: attention's, Gated DeltaNet's or Mamba's, by the layer's kind. */
   attention: AttentionActs | null;
   deltaNet: DeltaNetActs | null;
   mamba: MambaActs | null;
+  /** LFM2's short convolution's, on its conv layers. */
+  shortConv: ShortConvActs | null;
   /** LoRA activations per site kind, allocated on first use (adapters come and go). */
   saved: Partial<Record<SiteKind, SiteSaved>>;
 };
@@ -95,6 +100,7 @@ export class Workspace {
       attention: mixer === 'attention' ? allocate(gpu, attentionActivationShapes(model.spec, B, S)) : null,
       deltaNet: mixer === 'deltaNet' ? allocate(gpu, deltaNetActivationShapes(model.spec, B, S)) : null,
       mamba: mixer === 'mamba' ? allocate(gpu, mambaActivationShapes(model.spec, B, S)) : null,
+      shortConv: mixer === 'shortConv' ? allocate(gpu, shortConvActivationShapes(model.spec, B, S)) : null,
       saved: {},
     });
     // with recomputation, layers of one mixer kind share one set
@@ -145,8 +151,8 @@ export class Workspace {
   release(): void {
     const all: Tensor[] = [...this.resid, this.final, this.rstdFinal, this.loss, this.ones, this.ids, this.labels, this.positions];
     if (this.segments) all.push(this.segments);
-    for (const { saved, attention, deltaNet, mamba, ...acts } of new Set(this.acts)) {
-      all.push(...allocated(acts), ...(attention ? allocated(attention) : []), ...(deltaNet ? allocated(deltaNet) : []), ...(mamba ? allocated(mamba) : []));
+    for (const { saved, attention, deltaNet, mamba, shortConv, ...acts } of new Set(this.acts)) {
+      all.push(...allocated(acts), ...[attention, deltaNet, mamba, shortConv].flatMap((m) => (m ? allocated(m) : [])));
       for (const s of Object.values(saved)) if (s) all.push(...(Object.values(s).filter(Boolean) as Tensor[]));
     }
     if (this.grads) all.push(...allocated(this.grads));
@@ -226,6 +232,14 @@ function siteFwd(
   gpu: Gpu, model: Model, layer: Layer, a: LayerActs, kind: SiteKind, x: Tensor, y: Tensor, ones: Tensor, drop?: LoraDropoutStep, withBias = true,
 ): void {
   siteForward(gpu, siteOf(layer, kind), x, y, sv(gpu, a, layer, kind), ones, siteDropouts(model, layer, drop)(kind), withBias);
+}
+
+/** siteFwd for one layer's sites, as the short convolution and Mamba-2 call them. */
+const siteRunner = (model: Model, layer: Layer, a: LayerActs, ones: Tensor, drop?: LoraDropoutStep) => (kind: SiteKind, x: Tensor, y: Tensor) =>
+  siteFwd(model.gpu, model, layer, a, kind, x, y, ones, drop);
+
+function shortConvShape(model: Model, B: number, S: number, segments: Tensor | null): ShortConvShape {
+  return { B, S, hidden: model.spec.hidden, kernel: model.spec.shortConv!.convKernel, segments };
 }
 
 /**
@@ -360,8 +374,9 @@ function layerForward(ws: Workspace, l: number, drop: LoraDropoutStep | undefine
   if (a.deltaNet) {
     deltaNetForward(gpu, model, layer, a, a.deltaNet, B, S, ws.ones, { segments: ws.segments, state: null, drop });
   } else if (a.mamba) {
-    const site = (kind: SiteKind, x: Tensor, y: Tensor) => siteFwd(gpu, model, layer, a, kind, x, y, ws.ones, drop);
-    mambaForward(gpu, model, layer, a.mamba, a.h1, a.oOut, B, S, { site, state: null, segments: ws.segments });
+    mambaForward(gpu, model, layer, a.mamba, a.h1, a.oOut, B, S, { site: siteRunner(model, layer, a, ws.ones, drop), state: null, segments: ws.segments });
+  } else if (a.shortConv) {
+    shortConvForward(gpu, shortConvShape(model, B, S, ws.segments), layer.shortConv!, a.h1, a.shortConv, a.oOut, siteRunner(model, layer, a, ws.ones, drop), null);
   } else {
     const at = a.attention!;
     qkv(gpu, model, layer, a, at, ws.ones, ws.positions, drop);
@@ -449,9 +464,15 @@ function layerBackward(ws: Workspace, l: number, g: Grads, drop: LoraDropoutStep
   }
   if (a.deltaNet) deltaNetBackward(ws, layer, a, a.deltaNet, g, dO, back);
   else if (a.mamba) mambaBackward(gpu, model, layer, a.mamba, a.h1, dO, g.dH, ws.B, ws.S, ws.segments, mambaGrads(g), back);
+  else if (a.shortConv) shortConvBackward(gpu, shortConvShape(model, ws.B, ws.S, ws.segments), layer.shortConv!, a.h1, a.shortConv, dO, shortConvGrads(g), g.dH, back);
   else attentionBackwardOf(ws, layer, a, a.attention!, g, dO, back);
   normBack(gpu, model, g.dH, xIn, layer.attnNorm, a.rstd1, g.dResid, true);
 }
+
+/** The short convolution's part of the backward's working set (allocated when the model has such layers). */
+const shortConvGrads = (g: Grads): ShortConvGrads => ({
+  dScY: g.dScY!, dScConv: g.dScConv!, dScBx: g.dScBx!, dScB: g.dScB!, dScC: g.dScC!, dScX: g.dScX!, dScBcx: g.dScBcx!, dScW: g.dScW!,
+});
 
 type SiteBack = (kind: SiteKind, x: Tensor, dy: Tensor, dx: Tensor, accumulateDx: boolean) => void;
 
@@ -617,13 +638,13 @@ export function fullLogits(ws: Workspace, out: Tensor): void {
 
 /**
  * What generation keeps of one sequence: keys and values of each attention layer ([capacity,
- * Hkv * Dh] each), and the conv and recurrent state of each Gated DeltaNet or Mamba layer (null
- * where the layer has another kind).
+ * Hkv * Dh] each), the conv and recurrent state of each Gated DeltaNet or Mamba layer, the conv
+ * state of each LFM2 short-convolution layer (null where the layer has another kind).
  */
 export interface KVCache {
   k: (Tensor | null)[];
   v: (Tensor | null)[];
-  /** [K - 1, C]: the conv's last inputs. */
+  /** [K - 1, C]: the conv's last inputs (Gated DeltaNet's q/k/v channels, Mamba-2's x, B, C, or LFM2's B * x). */
   conv: (Tensor | null)[];
   /** [Hv, Dk, Dv]: the delta rule's memory; [H, N, P]: Mamba-2's scan state. */
   rule: (Tensor | null)[];
@@ -634,20 +655,22 @@ export interface KVCache {
 
 /** A cache of `capacity` positions for each of `sequences` sequences (several: attention layers only). */
 export function allocKVCache(model: Model, capacity: number, sequences = 1): KVCache {
-  const { kvHeads: Hkv, headDim: Dh, deltaNet: d, mamba: m } = model.spec;
+  const { kvHeads: Hkv, headDim: Dh, deltaNet: d, mamba: m, shortConv: sc, hidden } = model.spec;
   const gpu = model.gpu;
   const attention = (i: number) => model.layers[i]!.mixer === 'attention';
-  // the recurrent layers' state shapes: Gated DeltaNet's, or Mamba-2's conv over x, B, C and scan state [H, N, P]
-  const stateShapes = (i: number): { conv: number[]; rule: number[] } | null => {
+  // the recurrent layers' state shapes: Gated DeltaNet's, Mamba-2's conv over x, B, C and scan state
+  // [H, N, P], or LFM2's conv over B * x alone
+  const stateShapes = (i: number): { conv: number[]; rule: number[] | null } | null => {
     const mixer = model.layers[i]!.mixer;
     if (mixer === 'deltaNet') return { conv: [d!.convKernel - 1, 2 * d!.keyHeads * d!.keyDim + d!.valueHeads * d!.valueDim], rule: [d!.valueHeads, d!.keyDim, d!.valueDim] };
     if (mixer === 'mamba') return { conv: [m!.convKernel - 1, m!.heads * m!.headDim + 2 * m!.groups * m!.stateDim], rule: [m!.heads, m!.stateDim, m!.headDim] };
+    if (mixer === 'shortConv') return { conv: [sc!.convKernel - 1, hidden], rule: null };
     return null;
   };
   if (sequences > 1 && model.layers.some((_, i) => !attention(i))) throw new Error('a key/value cache for several sequences needs a model of attention layers only (this one has recurrent layers)');
   const state = (i: number, part: 'conv' | 'rule') => {
-    const shapes = stateShapes(i);
-    return shapes ? gpu.tensor(shapes[part], 'f32', `${part}state${i}`) : null;
+    const shape = stateShapes(i)?.[part];
+    return shape ? gpu.tensor(shape, 'f32', `${part}state${i}`) : null;
   };
   const cache: KVCache = {
     k: model.layers.map((_, i) => (attention(i) ? gpu.tensor([sequences * capacity, Hkv * Dh], 'f32', `kcache${i}`) : null)),
@@ -665,9 +688,9 @@ export function allocKVCache(model: Model, capacity: number, sequences = 1): KVC
 const cacheRows = (cache: KVCache): number => cache.k.find((t) => t !== null)?.shape[0] ?? cache.capacity;
 
 /** Whether the cache holds recurrent state, which cannot be rewound to an earlier position. */
-export const hasRecurrentState = (cache: KVCache): boolean => cache.rule.some((t) => t !== null);
+export const hasRecurrentState = (cache: KVCache): boolean => cache.conv.some((t) => t !== null);
 
-/** Zeroes the Gated DeltaNet and Mamba layers' state (a sequence starting from position 0). */
+/** Zeroes the Gated DeltaNet, short-convolution and Mamba layers' state (a sequence starting from position 0). */
 export function clearRecurrentState(model: Model, cache: KVCache): void {
   for (const t of [...cache.conv, ...cache.rule]) if (t) model.gpu.zero(t);
 }
@@ -678,7 +701,8 @@ export const cacheTensors = (cache: KVCache): Tensor[] => [...cache.k, ...cache.
 /**
  * Incremental forward for generation: the S tokens of each of the ws.B sequences loaded in `ws`
  * (positions cache.length ...) attend to their sequence's cache and to each other; their keys and
- * values are appended, and the recurrent (Gated DeltaNet, Mamba) layers carry their state on (one sequence only).
+ * values are appended, and the recurrent (Gated DeltaNet, short-convolution, Mamba) layers carry their
+ * state on (one sequence only).
  * With B sequences the cache holds B * capacity rows, sequence b's from b * capacity (beam search
  * runs its beams so). The final hidden states land in ws.final.
  */
@@ -687,7 +711,7 @@ export function forwardCached(ws: Workspace, cache: KVCache): void {
   const gpu = model.gpu;
   const { heads: Hq, kvHeads: Hkv, headDim: Dh } = model.spec;
   const [B, T] = [ws.B, ws.S];
-  if (B > 1 && hasRecurrentState(cache)) throw new Error('forwardCached: Gated DeltaNet layers run one sequence at a time');
+  if (B > 1 && hasRecurrentState(cache)) throw new Error('forwardCached: recurrent (Gated DeltaNet, short-convolution, Mamba) layers run one sequence at a time');
   if (cacheRows(cache) < B * cache.capacity) throw new Error(`forwardCached: a cache of ${cacheRows(cache)} rows does not hold ${B} sequences of ${cache.capacity}`);
   if (cache.length + T > cache.capacity) throw new Error(`KV cache full: ${cache.length} + ${T} > ${cache.capacity} positions`);
   embeddingForward(gpu, ws.ids, model.embed.value, ws.resid[0]!, model.spec.embedScale);
@@ -699,8 +723,9 @@ export function forwardCached(ws: Workspace, cache: KVCache): void {
     if (a.deltaNet) {
       deltaNetForward(gpu, model, layer, a, a.deltaNet, 1, T, ws.ones, { segments: null, state: { conv: cache.conv[l]!, rule: cache.rule[l]! } });
     } else if (a.mamba) {
-      const site = (kind: SiteKind, x: Tensor, y: Tensor) => siteFwd(gpu, model, layer, a, kind, x, y, ws.ones);
-      mambaForward(gpu, model, layer, a.mamba, a.h1, a.oOut, 1, T, { site, state: { conv: cache.conv[l]!, ssd: cache.rule[l]! }, segments: null });
+      mambaForward(gpu, model, layer, a.mamba, a.h1, a.oOut, 1, T, { site: siteRunner(model, layer, a, ws.ones), state: { conv: cache.conv[l]!, ssd: cache.rule[l]! }, segments: null });
+    } else if (a.shortConv) {
+      shortConvForward(gpu, shortConvShape(model, 1, T, null), layer.shortConv!, a.h1, a.shortConv, a.oOut, siteRunner(model, layer, a, ws.ones), cache.conv[l]!);
     } else {
       const at = a.attention!;
       const kc = cache.k[l]!, vc = cache.v[l]!;

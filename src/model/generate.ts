@@ -3,8 +3,9 @@
 // samples there and feeds the token to the next step without a readback, and a burst's tokens are
 // read back together. Bursts grow 1, 2, 4 ... MAX_BURST, so the first token shows at once; a stop
 // token inside a burst wastes the steps recorded after it (they are dropped from the cache).
-// Gated DeltaNet and Mamba-2 layers keep a recurrent state instead of keys and values (forward.ts's KVCache):
-// it cannot drop steps, so after such waste the next call runs its prompt from the start.
+// Gated DeltaNet, Mamba-2 and LFM2 short-convolution layers keep a recurrent state instead of keys
+// and values (forward.ts's KVCache): it cannot drop steps, so after such waste the next call runs
+// its prompt from the start.
 
 import { logitsForRows } from '../kernels/loss';
 import { feedToken, sampleToken } from '../kernels/sample';
@@ -129,7 +130,7 @@ export class Generator {
   async beamSearch(prompt: readonly number[], opts: SamplingOptions): Promise<BeamResult | null> {
     const numBeams = opts.numBeams ?? 1;
     if ((opts.temperature ?? 0) > 0) throw new Error(`beam search with sampling (do_sample with num_beams ${numBeams}) is not supported; set do_sample: false, or num_beams: 1 to sample`);
-    if (hasRecurrentState(this.cache)) throw new Error(`beam search (num_beams ${numBeams}) is not supported for models with recurrent layers (Gated DeltaNet, Mamba-2); use num_beams: 1`);
+    if (hasRecurrentState(this.cache)) throw new Error(`beam search (num_beams ${numBeams}) is not supported for models with recurrent layers (Gated DeltaNet, Mamba-2, short convolution); use num_beams: 1`);
     const search = new BeamSearch(prompt, {
       numBeams,
       maxNewTokens: opts.maxNewTokens,

@@ -9,7 +9,7 @@ import { ropeInvFreq } from '../kernels/rope';
 import { parseHfConfig } from './hf-config';
 import type { LinearSite } from './linear';
 import { specFromConfig, type Mixer, type ModelSpec } from './spec';
-import { Checkpoint, layerNames, uploadMatrix, uploadTensor, type ModelFiles, type WeightFormat } from './weights';
+import { Checkpoint, finalNormName, layerNames, uploadMatrix, uploadTensor, type ModelFiles, type WeightFormat } from './weights';
 
 /** A weight that is not a linear layer (norm, embedding), with its gradient when trainable. */
 export interface Param {
@@ -23,9 +23,11 @@ export type SiteKind =
   | 'in_proj_qkv' | 'in_proj_z' | 'in_proj_b' | 'in_proj_a' | 'in_proj' | 'out_proj'
   | 'gate_proj' | 'up_proj' | 'down_proj' | 'input_linear' | 'output_linear';
 /**
- * Linear modules as the checkpoint (and PEFT) names them, in module order: attention, Gated
- * DeltaNet (Qwen3.5) or Mamba-2 (Granite 4: in_proj, out_proj), MLP (Granite 4's shared_mlp:
- * input_linear, output_linear).
+ * The roles of linear modules, in module order: attention, Gated DeltaNet (Qwen3.5), short
+ * convolution (LFM2: in_proj, out_proj) or Mamba-2 (Granite 4: in_proj, out_proj), MLP (Granite 4's
+ * shared_mlp: input_linear, output_linear). Most checkpoints name the modules so; LFM2 names its
+ * attention output out_proj and its MLP w1 (gate), w3 (up), w2 (down): a site's `name` is the
+ * checkpoint's (and PEFT's) module path either way.
  */
 export const SITE_KINDS: readonly SiteKind[] = [
   'q_proj', 'k_proj', 'v_proj', 'o_proj', 'in_proj_qkv', 'in_proj_z', 'in_proj_b', 'in_proj_a', 'in_proj', 'out_proj', 'gate_proj', 'up_proj', 'down_proj',
@@ -72,6 +74,12 @@ export interface MambaParams {
   norm: Param;
 }
 
+/** LFM2's short-convolution taps (its in_proj and out_proj are sites). */
+export interface ShortConvParams {
+  /** conv.weight [D, 1, K] as stored (the kernel reads it as [D, K]). */
+  conv: Param;
+}
+
 export interface Layer {
   index: number;
   mixer: Mixer;
@@ -85,6 +93,7 @@ export interface Layer {
   sites: Partial<Record<SiteKind, LinearSite>>;
   deltaNet: DeltaNetParams | null;
   mamba: MambaParams | null;
+  shortConv: ShortConvParams | null;
   window: number | null;
   /** Rope frequencies of an attention layer; null on Gated DeltaNet layers. */
   invFreq: Tensor | null;
@@ -97,12 +106,12 @@ export function siteOf(layer: Layer, kind: SiteKind): LinearSite {
   return s;
 }
 
-/** A layer's non-linear parameters (norms, Gated DeltaNet's conv and gates), in checkpoint order. */
+/** A layer's non-linear parameters (norms, Gated DeltaNet's conv and gates, LFM2's conv taps), in checkpoint order. */
 export function layerParams(l: Layer): Param[] {
   const d = l.deltaNet, m = l.mamba;
   const all = [
     l.attnNorm, l.qNorm, l.kNorm, l.attnPostNorm, l.mlpNorm, l.mlpPostNorm, ...(d ? [d.conv, d.aLog, d.dtBias, d.norm] : []),
-    ...(m ? [m.conv, m.convBias, m.aLog, m.dtBias, m.D, m.norm] : []),
+    ...(m ? [m.conv, m.convBias, m.aLog, m.dtBias, m.D, m.norm] : []), ...(l.shortConv ? [l.shortConv.conv] : []),
   ];
   return all.filter((p): p is Param => p !== null);
 }
@@ -134,7 +143,7 @@ export class Model {
     const ckpt = await Checkpoint.open(files);
     const format = baseFormat(opts.format ?? 'f32', ckpt);
     const { hidden: D, heads: Hq, kvHeads: Hkv, headDim: Dh, intermediate: I, vocab: V } = spec;
-    const mixerTensors = { attention: 6, deltaNet: 11, mamba: 8 };
+    const mixerTensors = { attention: 6, deltaNet: 11, mamba: 8, shortConv: 5 };
     const total = 3 + spec.layers.reduce((n, l) => n + mixerTensors[l.mixer] + (spec.sharedMlp ? 2 : 3), 0);
     let done = 0;
     const tick = (name: string) => opts.onProgress?.(++done, total, name);
@@ -176,9 +185,9 @@ export class Model {
           return { input_linear: await site(`${sm}.input_linear`, 2 * I, D, false), output_linear: await site(`${sm}.output_linear`, D, I, false) };
         }
         return {
-          gate_proj: await site(`${m}.gate_proj`, I, D, ckpt.has(`${m}.gate_proj.bias`)),
-          up_proj: await site(`${m}.up_proj`, I, D, ckpt.has(`${m}.up_proj.bias`)),
-          down_proj: await site(`${m}.down_proj`, D, I, ckpt.has(`${m}.down_proj.bias`)),
+          gate_proj: await site(n.gate, I, D, ckpt.has(`${n.gate}.bias`)),
+          up_proj: await site(n.up, I, D, ckpt.has(`${n.up}.bias`)),
+          down_proj: await site(n.down, D, I, ckpt.has(`${n.down}.bias`)),
         };
       };
       const norms = {
@@ -187,6 +196,20 @@ export class Model {
         mlpNorm: await param(n.mlpNorm, [D]),
         mlpPostNorm: n.mlpPostNorm ? await param(n.mlpPostNorm, [D]) : null,
       };
+      if (ls.mixer === 'shortConv') {
+        // Lfm2ShortConv: in_proj rows are B | C | x
+        const c = `${n.prefix}.conv`;
+        layers.push({
+          index: i, mixer: 'shortConv', ...norms, qNorm: null, kNorm: null,
+          sites: { in_proj: await site(`${c}.in_proj`, 3 * D, D, false), out_proj: await site(`${c}.out_proj`, D, D, false), ...(await mlp()) },
+          deltaNet: null,
+          mamba: null,
+          shortConv: { conv: await param(`${c}.conv.weight`, [D, 1, spec.shortConv!.convKernel]) },
+          window: null,
+          invFreq: null,
+        });
+        continue;
+      }
       if (ls.mixer === 'deltaNet') {
         // Qwen3_5GatedDeltaNet: in_proj_qkv rows are q | k | v (conv channels in that order)
         const { keyHeads: Hk, valueHeads: Hv, keyDim: Dk, valueDim: Dv, convKernel } = spec.deltaNet!;
@@ -209,6 +232,7 @@ export class Model {
             norm: await param(`${la}.norm.weight`, [Dv]),
           },
           mamba: null,
+          shortConv: null,
           window: null,
           invFreq: null,
         });
@@ -235,6 +259,7 @@ export class Model {
             D: await param(`${mp}.D`, [H]),
             norm: await param(`${mp}.norm.weight`, [W]),
           },
+          shortConv: null,
           window: null,
           invFreq: null,
         });
@@ -263,11 +288,12 @@ export class Model {
             q_proj: await site(`${a}.q_proj`, qRows, D, bias('q_proj')),
             k_proj: await site(`${a}.k_proj`, Hkv * Dh, D, bias('k_proj')),
             v_proj: await site(`${a}.v_proj`, Hkv * Dh, D, bias('v_proj')),
-            o_proj: await site(`${a}.o_proj`, D, Hq * Dh, ckpt.has(`${a}.o_proj.bias`)),
+            o_proj: await site(n.attnOut, D, Hq * Dh, ckpt.has(`${n.attnOut}.bias`)),
             ...(await mlp()),
           },
         deltaNet: null,
         mamba: null,
+        shortConv: null,
         window: ls.window,
         invFreq: gpu.upload(
           ropeInvFreq({ headDim: Dh, theta: ls.rope.theta, partialRotaryFactor: ls.rope.partialRotaryFactor, scaling: ls.rope.scaling }),
@@ -275,7 +301,7 @@ export class Model {
         ),
       });
     }
-    const finalNorm = await param(`${spec.textPrefix}.norm.weight`, [D]);
+    const finalNorm = await param(finalNormName(spec), [D]);
     const tied = spec.tiedEmbeddings || !ckpt.has('lm_head.weight');
     const lmHead = tied
       ? { weight: embed.value as Weight, grad: null, tied: true }
@@ -313,9 +339,11 @@ export class Model {
     });
   }
 
-  /** The module kinds a LoRA target list may name for this architecture. */
+  /** The module kinds a LoRA target list may name for this architecture: the modules' last name parts, in SITE_KINDS order. */
   moduleKinds(): readonly string[] {
-    return this.spec.fusedProjections ? FUSED_MODULE_KINDS : this.siteKinds();
+    if (this.spec.fusedProjections) return FUSED_MODULE_KINDS;
+    const last = (name: string) => name.slice(name.lastIndexOf('.') + 1);
+    return [...new Set(this.siteKinds().flatMap((k) => this.layers.flatMap((l) => (l.sites[k] ? [last(l.sites[k].name)] : []))))];
   }
 
   /** The site kinds some layer of this model has, in SITE_KINDS order. */

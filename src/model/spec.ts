@@ -1,7 +1,7 @@
 // Hugging Face config.json -> ModelSpec: every architectural choice the engine branches on, made
 // explicit once, so the transformer code reads as one model with a few switches.
 
-export type Arch = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'qwen3_5' | 'gemma' | 'gemma2' | 'gemma3' | 'phi3' | 'smollm3' | 'granitemoehybrid';
+export type Arch = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'qwen3_5' | 'gemma' | 'gemma2' | 'gemma3' | 'phi3' | 'smollm3' | 'granitemoehybrid' | 'lfm2';
 export type Activation = 'silu' | 'gelu_tanh' | 'gelu';
 
 export interface RopeSpec {
@@ -17,8 +17,11 @@ export interface RopeSpec {
   };
 }
 
-/** The token mixer of a layer: softmax attention, Qwen3.5's Gated DeltaNet (linear attention), or Granite 4's Mamba-2. */
-export type Mixer = 'attention' | 'deltaNet' | 'mamba';
+/**
+ * The token mixer of a layer: softmax attention, Qwen3.5's Gated DeltaNet (linear attention),
+ * LFM2's gated short convolution, or Granite 4's Mamba-2.
+ */
+export type Mixer = 'attention' | 'deltaNet' | 'shortConv' | 'mamba';
 
 export interface LayerSpec {
   mixer: Mixer;
@@ -53,6 +56,12 @@ export interface MambaSpec {
   /** time_step_limit: the step size is clamped to [dtMin, dtMax]. */
   dtMin: number;
   dtMax: number;
+}
+
+/** LFM2's short convolution (Lfm2ShortConv): in_proj to B, C, x of `hidden` channels each, out = out_proj(C * conv(B * x)). */
+export interface ShortConvSpec {
+  /** Taps of the causal depthwise conv1d (conv_L_cache). */
+  convKernel: number;
 }
 
 export interface ModelSpec {
@@ -91,6 +100,8 @@ export interface ModelSpec {
   logitsScale: number;
   /** Granite 4: the MLP is shared_mlp.input_linear (gate rows, then up rows) and shared_mlp.output_linear. */
   sharedMlp: boolean;
+  /** LFM2's short-convolution layers; null when the model has none. */
+  shortConv: ShortConvSpec | null;
   /** Module path of the text model in the checkpoint: "model", or "model.language_model" in Qwen3.5's multimodal checkpoints. */
   textPrefix: string;
   tiedEmbeddings: boolean;
@@ -114,6 +125,7 @@ const ARCHS: Record<string, Arch> = {
   Phi3ForCausalLM: 'phi3',
   SmolLM3ForCausalLM: 'smollm3',
   GraniteMoeHybridForCausalLM: 'granitemoehybrid',
+  Lfm2ForCausalLM: 'lfm2',
 };
 export const SUPPORTED_ARCHITECTURES = Object.keys(ARCHS);
 
@@ -137,6 +149,8 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
   if (granite && experts !== 0) {
     throw new Error(`${where}: Granite 4 with experts (num_local_experts ${JSON.stringify(experts)}: granite-4.0-h-tiny, h-small) is not supported; the dense ones (num_local_experts 0: granite-4.0-h-350m, h-1b) are`);
   }
+  const lfm2 = arch === 'lfm2';
+  if (lfm2 && c.conv_bias === true) throw new Error(`${where}: LFM2 with conv_bias is not supported (released LFM2 checkpoints have none)`);
   const num = (key: string, fallback?: number): number => {
     const v = c[key];
     if (typeof v === 'number') return v;
@@ -154,11 +168,13 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
   const slidingWindow = typeof c.sliding_window === 'number' && c.use_sliding_window !== false ? c.sliding_window : null;
   const noRope = noRopeLayersOf(c, arch, nLayers, where);
   const layers: LayerSpec[] = layerTypes.map((type, i) => {
-    const rope = ropeOf(c, type, where, qwen35 ? 0.25 : 1);
-    const known = granite ? type === 'attention' || type === 'mamba' : type === 'full_attention' || type === 'sliding_attention' || (qwen35 && type === 'linear_attention');
+    const rope = ropeOf(lfm2 ? lfm2Rope(c) : c, type, where, qwen35 ? 0.25 : 1);
+    const known = granite
+      ? type === 'attention' || type === 'mamba'
+      : type === 'full_attention' || type === 'sliding_attention' || (qwen35 && type === 'linear_attention') || (lfm2 && type === 'conv');
     if (!known) throw new Error(`${where}: layer_types[${i}] "${type}" is not a layer type of ${archName}`);
     return {
-      mixer: type === 'linear_attention' ? 'deltaNet' : type === 'mamba' ? 'mamba' : 'attention',
+      mixer: type === 'linear_attention' ? 'deltaNet' : type === 'mamba' ? 'mamba' : type === 'conv' ? 'shortConv' : 'attention',
       window: type === 'sliding_attention' ? slidingWindow : arch === 'mistral' || arch === 'phi3' ? slidingWindow : null,
       rope: noRope[i] ? { ...rope, partialRotaryFactor: 0 } : rope,
     };
@@ -170,12 +186,12 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
     arch,
     vocab: num('vocab_size'),
     hidden,
-    intermediate: granite ? num('shared_intermediate_size') : num('intermediate_size'),
+    intermediate: granite ? num('shared_intermediate_size') : lfm2 ? lfm2FeedForward(c, where) : num('intermediate_size'),
     layers,
     heads,
     kvHeads: num('num_key_value_heads', heads),
     headDim,
-    rmsEps: num('rms_norm_eps', 1e-6),
+    rmsEps: lfm2 ? num('norm_eps', 1e-5) : num('rms_norm_eps', 1e-6),
     // Qwen3.5's RMSNorm is zero-centred like Gemma's: (1 + w)
     normOffset: gemma || qwen35 ? 1 : 0,
     act,
@@ -184,7 +200,7 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
     attnSoftcap: typeof c.attn_logit_softcapping === 'number' ? c.attn_logit_softcapping : null,
     finalSoftcap: typeof c.final_logit_softcapping === 'number' ? c.final_logit_softcapping : null,
     qkvBias: arch === 'qwen2' || c.attention_bias === true,
-    qkNorm: arch === 'qwen3' || arch === 'gemma3' || qwen35,
+    qkNorm: arch === 'qwen3' || arch === 'gemma3' || qwen35 || lfm2,
     sandwichNorms: arch === 'gemma2' || arch === 'gemma3',
     fusedProjections: arch === 'phi3',
     attnOutputGate: qwen35,
@@ -198,8 +214,10 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
     residualScale: granite ? num('residual_multiplier', 1) : 1,
     logitsScale: granite ? num('logits_scaling', 1) : 1,
     sharedMlp: granite,
+    shortConv: layers.some((l) => l.mixer === 'shortConv') ? { convKernel: num('conv_L_cache', 3) } : null,
     textPrefix: nested && qwen35 ? 'model.language_model' : 'model',
-    tiedEmbeddings: c.tie_word_embeddings === undefined ? gemma : c.tie_word_embeddings === true,
+    // LFM2's original keys: tie_embedding (tied by default)
+    tiedEmbeddings: c.tie_word_embeddings === undefined ? (lfm2 ? c.tie_embedding !== false : gemma) : c.tie_word_embeddings === true,
     maxPositions: num('max_position_embeddings', 4096),
     bosId: typeof c.bos_token_id === 'number' ? c.bos_token_id : null,
     eosIds: Array.isArray(eos) ? (eos as number[]) : typeof eos === 'number' ? [eos] : [],
@@ -214,9 +232,39 @@ function activation(name: string, where: string): Activation {
   throw new Error(`${where}: unsupported activation "${name}"`);
 }
 
+/**
+ * Lfm2MLP's width: intermediate_size (block_ff_dim in LFM2's original keys); with
+ * block_auto_adjust_ff_dim, 2/3 of it, and with a block_ffn_dim_multiplier, that times the
+ * multiplier rounded up to block_multiple_of.
+ */
+function lfm2FeedForward(c: Json, where: string): number {
+  const base = typeof c.block_ff_dim === 'number' ? c.block_ff_dim : c.intermediate_size;
+  if (typeof base !== 'number') throw new Error(`${where}: "intermediate_size" (or "block_ff_dim") is missing or not a number`);
+  if (c.block_auto_adjust_ff_dim === false) return base;
+  let size = Math.trunc((2 * base) / 3);
+  const multiplier = c.block_ffn_dim_multiplier === undefined ? 1 : c.block_ffn_dim_multiplier;
+  if (typeof multiplier === 'number') {
+    const multiple = typeof c.block_multiple_of === 'number' ? c.block_multiple_of : 256;
+    size = Math.trunc(multiplier * size);
+    size = multiple * Math.ceil(size / multiple);
+  }
+  return size;
+}
+
+/** LFM2's original keys name the rope base `theta`; transformers defaults it to 1e6. */
+function lfm2Rope(c: Json): Json {
+  if (c.rope_parameters || typeof c.rope_theta === 'number') return c;
+  return { ...c, rope_theta: typeof c.theta === 'number' ? c.theta : 1e6 };
+}
+
 function layerTypesOf(c: Json, arch: Arch, n: number): string[] {
   if (Array.isArray(c.layer_types) && c.layer_types.length === n) return c.layer_types as string[];
   if (arch === 'granitemoehybrid') return Array.from({ length: n }, () => 'mamba');
+  if (arch === 'lfm2') {
+    // LFM2's original keys: the attention layers by index (all of them when absent)
+    const attn = Array.isArray(c.full_attn_idxs) ? new Set(c.full_attn_idxs as number[]) : null;
+    return Array.from({ length: n }, (_, i) => (!attn || attn.has(i) ? 'full_attention' : 'conv'));
+  }
   if (arch === 'qwen3_5') {
     const every = typeof c.full_attention_interval === 'number' ? c.full_attention_interval : 4;
     return Array.from({ length: n }, (_, i) => ((i + 1) % every === 0 ? 'full_attention' : 'linear_attention'));

@@ -163,17 +163,27 @@ function toHalfBits(x: Float32Array): Uint16Array {
   return out;
 }
 
-/** The HF names of a layer's tensors, by architecture. */
+/** The HF names of a layer's tensors, by architecture (LFM2 names its norms, attention output and MLP its own way). */
 export function layerNames(spec: ModelSpec, i: number) {
   const p = `${spec.textPrefix}.layers.${i}`;
   const attention = spec.layers[i]!.mixer === 'attention';
+  const lfm2 = spec.arch === 'lfm2';
+  const mlp = lfm2 ? `${p}.feed_forward` : `${p}.mlp`;
   return {
-    attnNorm: `${p}.input_layernorm.weight`,
+    attnNorm: lfm2 ? `${p}.operator_norm.weight` : `${p}.input_layernorm.weight`,
     attnPostNorm: spec.sandwichNorms ? `${p}.post_attention_layernorm.weight` : null,
-    mlpNorm: spec.sandwichNorms ? `${p}.pre_feedforward_layernorm.weight` : `${p}.post_attention_layernorm.weight`,
+    mlpNorm: lfm2 ? `${p}.ffn_norm.weight` : spec.sandwichNorms ? `${p}.pre_feedforward_layernorm.weight` : `${p}.post_attention_layernorm.weight`,
     mlpPostNorm: spec.sandwichNorms ? `${p}.post_feedforward_layernorm.weight` : null,
-    qNorm: spec.qkNorm && attention ? `${p}.self_attn.q_norm.weight` : null,
-    kNorm: spec.qkNorm && attention ? `${p}.self_attn.k_norm.weight` : null,
+    qNorm: spec.qkNorm && attention ? `${p}.self_attn.${lfm2 ? 'q_layernorm' : 'q_norm'}.weight` : null,
+    kNorm: spec.qkNorm && attention ? `${p}.self_attn.${lfm2 ? 'k_layernorm' : 'k_norm'}.weight` : null,
+    /** Modules: the attention output, the MLP's gate, up and down. */
+    attnOut: `${p}.self_attn.${lfm2 ? 'out_proj' : 'o_proj'}`,
+    gate: lfm2 ? `${mlp}.w1` : `${mlp}.gate_proj`,
+    up: lfm2 ? `${mlp}.w3` : `${mlp}.up_proj`,
+    down: lfm2 ? `${mlp}.w2` : `${mlp}.down_proj`,
     prefix: p,
   };
 }
+
+/** The final norm's HF name (LFM2: embedding_norm). */
+export const finalNormName = (spec: ModelSpec): string => `${spec.textPrefix}.${spec.arch === 'lfm2' ? 'embedding_norm' : 'norm'}.weight`;

@@ -2,7 +2,7 @@
 // approximation as torch's gelu(approximate='tanh'), exact erf gelu as torch's gelu()).
 
 type Arr = ArrayLike<number>;
-export type Kind = 'silu' | 'gelu_tanh' | 'gelu' | 'sigmoid';
+export type Kind = 'silu' | 'gelu_tanh' | 'gelu' | 'sigmoid' | 'identity';
 
 /** erf(x) to ~1e-15: Maclaurin series for |x| < 2.5, continued fraction for erfc beyond. */
 export function erf(x: number): number {
@@ -49,6 +49,8 @@ export function act(kind: Kind, x: number): number {
       return x * Phi(x); // 0.5 x (1 + erf(x / sqrt 2))
     case 'sigmoid':
       return sigmoid(x); // Qwen3.5's attention output gate
+    case 'identity':
+      return x; // LFM2's short-convolution gates: a plain product
   }
 }
 
@@ -68,6 +70,8 @@ export function actGrad(kind: Kind, x: number): number {
       return Phi(x) + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI);
     case 'sigmoid':
       return sigmoid(x) * sigmoid(-x);
+    case 'identity':
+      return 1;
   }
 }
 

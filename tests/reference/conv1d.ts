@@ -2,7 +2,8 @@
 // from transformers' causal_conv1d_fn / causal_conv1d_update (models/qwen3_5/modeling_qwen3_5.py):
 // each channel c is convolved with its own K taps over time, left-padded by K - 1 zeros or, with a
 // state, by the K - 1 inputs that came before; the new state is the last K - 1 inputs.
-//   y[b, t, c] = silu(sum_k w[c, k] * xs[b, t + k, c]),   xs = concat(state or zeros, x) along time
+//   y[b, t, c] = silu(sum_k w[c, k] * xs[b, t + k, c] (+ bias[c])),   xs = concat(state or zeros, x) along time
+// (Mamba-2's conv adds a bias; LFM2's drops the SiLU).
 // Layouts: x, y [B, T, C]; w [C, K]; state [B, K - 1, C]. Packed sequences (segments [B, T]):
 // inputs of another segment count as zeros (the state belongs to the row's first segment).
 
@@ -15,6 +16,8 @@ export interface ConvShape {
   K: number;
   /** conv1d.bias [C], added before the SiLU (Mamba-2). */
   bias?: Arr;
+  /** false: no SiLU, y = the convolution (LFM2's Lfm2ShortConv). */
+  silu?: boolean;
 }
 
 /** The input extended on the left by the state (or zeros): [B, K - 1 + T, C]. */
@@ -46,7 +49,7 @@ export function conv1dRef(s: ConvShape, x: Arr, w: Arr, state?: Arr, segments?: 
       for (let c = 0; c < C; c++) {
         let a = s.bias ? s.bias[c]! : 0;
         for (let k = 0; k < K; k++) if (visible(s, segments, b, t, k)) a += w[c * K + k]! * xs[base + (t + k) * C + c]!;
-        y[(b * T + t) * C + c] = a / (1 + Math.exp(-a));
+        y[(b * T + t) * C + c] = s.silu === false ? a : a / (1 + Math.exp(-a));
       }
     for (let e = 0; e < (K - 1) * C; e++) next[b * (K - 1) * C + e] = xs[base + T * C + e]!;
   }
@@ -65,7 +68,7 @@ export function conv1dBackwardRef(s: ConvShape, dy: Arr, x: Arr, w: Arr, state?:
         let a = s.bias ? s.bias[c]! : 0;
         for (let k = 0; k < K; k++) if (visible(s, segments, b, t, k)) a += w[c * K + k]! * xs[base + (t + k) * C + c]!;
         const sig = 1 / (1 + Math.exp(-a));
-        const da = dy[(b * T + t) * C + c]! * sig * (1 + a * (1 - sig));
+        const da = s.silu === false ? dy[(b * T + t) * C + c]! : dy[(b * T + t) * C + c]! * sig * (1 + a * (1 - sig));
         dbias[c]! += da;
         for (let k = 0; k < K; k++) {
           if (!visible(s, segments, b, t, k)) continue;

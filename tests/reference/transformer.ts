@@ -32,6 +32,14 @@
 //     is Gated DeltaNet (in_proj_qkv -> causal conv1d + SiLU -> q, k, v heads; beta = sigmoid(in_proj_b),
 //     g = -exp(A_log) softplus(in_proj_a + dt_bias); l2-normalised q/k, the gated delta rule,
 //     RMSNormGated(core, in_proj_z), out_proj), from tests/reference/delta-rule.ts and conv1d.ts.
+//   lfm2 (Lfm2ForCausalLM): layer_types mix full_attention and conv (or full_attn_idxs lists the
+//     attention layers); every layer is operator_norm -> mixer -> residual, ffn_norm -> feed_forward
+//     (w2(silu(w1 x) * w3 x), width intermediate_size, or block_ff_dim, auto-adjusted to 2/3 and
+//     rounded up to block_multiple_of after block_ffn_dim_multiplier) -> residual; RMSNorm w * x̂
+//     with norm_eps; attention has q_layernorm/k_layernorm per head before rope and out_proj;
+//     the conv layer (Lfm2ShortConv.slow_forward) is in_proj -> B, C, x (thirds of the channels),
+//     y = out_proj(C * conv(B * x)) with a causal depthwise conv of conv_L_cache taps, no bias, no
+//     activation; the final norm is model.embedding_norm; tied embeddings by default.
 // LoRA (PEFT Linear.forward, dropout 0): y = x Wᵀ + b + scaling · (x Aᵀ) Bᵀ, A [r, K], B [N, r],
 // keyed by the module path ("model.layers.0.self_attn.qkv_proj"); DoRA is not modelled.
 
@@ -55,6 +63,8 @@ export type RefLora = Map<string, RefLoraModule>;
 interface RefLayer {
   /** Qwen3.5: Gated DeltaNet in place of attention. */
   linear: boolean;
+  /** LFM2: the short convolution in place of attention. */
+  conv: boolean;
   window: number | null;
   invFreq: Float64Array;
   /** Rotated dims per head (int(Dh * partial_rotary_factor)). */
@@ -83,6 +93,8 @@ export interface RefArch {
   gatedAttention: boolean;
   /** Qwen3.5's Gated DeltaNet dimensions (linear_* config keys). */
   deltaNet: { Hk: number; Hv: number; Dk: number; Dv: number; kernel: number } | null;
+  /** LFM2's conv_L_cache (taps of the short convolution); null on other architectures. */
+  convTaps: number | null;
   tied: boolean;
   layers: RefLayer[];
 }
@@ -126,7 +138,7 @@ export function refArch(config: Json): RefArch {
     {
       LlamaForCausalLM: 'llama', MistralForCausalLM: 'mistral', Qwen2ForCausalLM: 'qwen2', Qwen3ForCausalLM: 'qwen3',
       GemmaForCausalLM: 'gemma', Gemma2ForCausalLM: 'gemma2', Gemma3ForCausalLM: 'gemma3', Phi3ForCausalLM: 'phi3',
-      SmolLM3ForCausalLM: 'smollm3', Qwen3_5ForCausalLM: 'qwen3_5_text',
+      SmolLM3ForCausalLM: 'smollm3', Qwen3_5ForCausalLM: 'qwen3_5_text', Lfm2ForCausalLM: 'lfm2',
     } as Record<string, string>
   )[archName ?? ''];
   if (!name) throw new Error(`reference: architecture ${archName} is not modelled`);
@@ -138,6 +150,7 @@ export function refArch(config: Json): RefArch {
   const gemmaFamily = name === 'gemma' || name === 'gemma2' || name === 'gemma3';
   const qwen35 = name === 'qwen3_5_text';
   const late = name === 'gemma2' || name === 'gemma3';
+  const lfm2 = name === 'lfm2';
 
   // layer types
   let types: string[];
@@ -162,7 +175,7 @@ export function refArch(config: Json): RefArch {
     if (p && name === 'gemma3') rp = p[type] as Json;
     else if (p) rp = p;
     else if (name === 'gemma3' && type === 'sliding_attention') rp = { rope_type: 'default', rope_theta: num(c, 'rope_local_base_freq', 10000) };
-    else rp = { ...((c.rope_scaling as Json | null) ?? {}), rope_theta: num(c, 'rope_theta', 10000) };
+    else rp = { ...((c.rope_scaling as Json | null) ?? {}), rope_theta: lfm2 ? num(c, 'rope_theta', num(c, 'theta', 1e6)) : num(c, 'rope_theta', 10000) };
     const partial = useRope(i) ? Number(rp.partial_rotary_factor ?? c.partial_rotary_factor ?? (qwen35 ? 0.25 : 1)) : 0;
     const { inv, dim } = invFreqOf(rp, headDim, partial);
     let w: number | null = null;
@@ -170,21 +183,21 @@ export function refArch(config: Json): RefArch {
     else if (name === 'mistral' || name === 'phi3') w = window;
     else if (name === 'qwen2' || name === 'qwen3') w = c.use_sliding_window && type === 'sliding_attention' ? window : null;
     else if (name === 'smollm3') w = c.use_sliding_window && !useRope(i) ? window : null;
-    return { linear: type === 'linear_attention', window: w, invFreq: inv, rotaryDim: dim };
+    return { linear: type === 'linear_attention', conv: type === 'conv', window: w, invFreq: inv, rotaryDim: dim };
   });
 
-  const actName = String(late ? c.hidden_activation : c.hidden_act);
+  const actName = lfm2 ? 'silu' : String(late ? c.hidden_activation : c.hidden_act);
   const act = actName === 'silu' ? 'silu' : actName === 'gelu_pytorch_tanh' || actName === 'gelu_new' ? 'gelu_tanh' : null;
   if (!act) throw new Error(`reference: activation ${actName} is not modelled`);
   return {
     name,
     vocab: num(c, 'vocab_size'),
     hidden,
-    intermediate: num(c, 'intermediate_size'),
+    intermediate: lfm2 ? lfm2Width(c) : num(c, 'intermediate_size'),
     heads,
     kvHeads: num(c, 'num_key_value_heads', heads),
     headDim,
-    eps: num(c, 'rms_norm_eps'),
+    eps: lfm2 ? num(c, 'norm_eps', 1e-5) : num(c, 'rms_norm_eps'),
     gemmaNorm: gemmaFamily || qwen35,
     // GemmaTextScaledWordEmbedding: embed_scale (an f32 tensor of hidden**0.5) cast to the weights' dtype
     embedScale: gemmaFamily ? Math.fround(Math.sqrt(hidden)) : 1,
@@ -193,7 +206,7 @@ export function refArch(config: Json): RefArch {
     attnSoftcap: late && typeof c.attn_logit_softcapping === 'number' ? c.attn_logit_softcapping : null,
     finalSoftcap: late && typeof c.final_logit_softcapping === 'number' ? c.final_logit_softcapping : null,
     sandwich: late,
-    qkNorm: name === 'qwen3' || name === 'gemma3' || qwen35,
+    qkNorm: name === 'qwen3' || name === 'gemma3' || qwen35 || lfm2,
     fused: name === 'phi3',
     gatedAttention: qwen35,
     deltaNet: qwen35
@@ -202,9 +215,22 @@ export function refArch(config: Json): RefArch {
         Dv: num(c, 'linear_value_head_dim', 128), kernel: num(c, 'linear_conv_kernel_dim', 4),
       }
       : null,
-    tied: c.tie_word_embeddings === undefined ? gemmaFamily : c.tie_word_embeddings === true,
+    convTaps: lfm2 ? num(c, 'conv_L_cache', 3) : null,
+    tied: c.tie_word_embeddings === undefined ? gemmaFamily || lfm2 : c.tie_word_embeddings === true,
     layers,
   };
+}
+
+/** Lfm2MLP's width from the config (Lfm2Config maps block_ff_dim to intermediate_size). */
+function lfm2Width(c: Json): number {
+  let width = num(c, 'block_ff_dim', num(c, 'intermediate_size', 12288));
+  if (c.block_auto_adjust_ff_dim === false) return width;
+  width = Math.floor((2 * width) / 3);
+  const mult = c.block_ffn_dim_multiplier === undefined ? 1 : c.block_ffn_dim_multiplier;
+  if (mult === null) return width;
+  width = Math.floor(Number(mult) * width);
+  const of = num(c, 'block_multiple_of', 256);
+  return of * Math.floor((width + of - 1) / of);
 }
 
 /** Every parameter transformers creates for this config, [name, shape], in module order. */
@@ -214,6 +240,21 @@ export function refParameters(config: Json): [string, number[]][] {
   const out: [string, number[]][] = [['model.embed_tokens.weight', [V, D]]];
   for (let i = 0; i < a.layers.length; i++) {
     const p = `model.layers.${i}`;
+    if (a.name === 'lfm2') {
+      if (a.layers[i]!.conv) {
+        out.push([`${p}.conv.conv.weight`, [D, 1, a.convTaps!]], [`${p}.conv.in_proj.weight`, [3 * D, D]], [`${p}.conv.out_proj.weight`, [D, D]]);
+      } else {
+        out.push(
+          [`${p}.self_attn.q_proj.weight`, [Hq * Dh, D]], [`${p}.self_attn.k_proj.weight`, [Hkv * Dh, D]], [`${p}.self_attn.v_proj.weight`, [Hkv * Dh, D]],
+          [`${p}.self_attn.out_proj.weight`, [D, Hq * Dh]], [`${p}.self_attn.q_layernorm.weight`, [Dh]], [`${p}.self_attn.k_layernorm.weight`, [Dh]],
+        );
+      }
+      out.push(
+        [`${p}.feed_forward.w1.weight`, [I, D]], [`${p}.feed_forward.w3.weight`, [I, D]], [`${p}.feed_forward.w2.weight`, [D, I]],
+        [`${p}.operator_norm.weight`, [D]], [`${p}.ffn_norm.weight`, [D]],
+      );
+      continue;
+    }
     if (a.layers[i]!.linear) {
       const { Hk, Hv, Dk, Dv, kernel } = a.deltaNet!;
       const la = `${p}.linear_attn`;
@@ -240,7 +281,7 @@ export function refParameters(config: Json): [string, number[]][] {
     out.push([`${p}.input_layernorm.weight`, [D]], [`${p}.post_attention_layernorm.weight`, [D]]);
     if (a.sandwich) out.push([`${p}.pre_feedforward_layernorm.weight`, [D]], [`${p}.post_feedforward_layernorm.weight`, [D]]);
   }
-  out.push(['model.norm.weight', [D]]);
+  out.push([a.name === 'lfm2' ? 'model.embedding_norm.weight' : 'model.norm.weight', [D]]);
   if (!a.tied) out.push(['lm_head.weight', [V, D]]);
   return out;
 }
@@ -249,6 +290,7 @@ export function refParameters(config: Json): [string, number[]][] {
 export function refLinearModules(config: Json): string[] {
   const a = refArch(config);
   if (a.fused) return ['qkv_proj', 'o_proj', 'gate_up_proj', 'down_proj'];
+  if (a.name === 'lfm2') return ['q_proj', 'k_proj', 'v_proj', 'out_proj', 'in_proj', 'w1', 'w3', 'w2'];
   const linear = a.deltaNet ? ['in_proj_qkv', 'in_proj_z', 'in_proj_b', 'in_proj_a', 'out_proj'] : [];
   return ['q_proj', 'k_proj', 'v_proj', 'o_proj', ...linear, 'gate_proj', 'up_proj', 'down_proj'];
 }
@@ -410,6 +452,56 @@ export function refGatedDeltaNet(a: RefArch, w: RefWeights, lora: RefLora | unde
   return linear(w, lora, `${m}.out_proj`, normed, T, valueDim, D);
 }
 
+/** Lfm2ShortConv.slow_forward without a cache on x [B*S, D]: out_proj(C * conv(B * x)). */
+export function refShortConv(a: RefArch, w: RefWeights, lora: RefLora | undefined, m: string, x: Float64Array, B: number, S: number): Float64Array {
+  const D = a.hidden, T = B * S, K = a.convTaps!;
+  const bcx = linear(w, lora, `${m}.in_proj`, x, T, D, 3 * D);
+  const taps = get(w, `${m}.conv.weight`);
+  const y = new Float64Array(T * D);
+  for (let b = 0; b < B; b++)
+    for (let t = 0; t < S; t++)
+      for (let d = 0; d < D; d++) {
+        // nn.Conv1d with padding K - 1, cut to the first S outputs: tap k reads position t - (K - 1) + k
+        let conv = 0;
+        for (let k = 0; k < K; k++) {
+          const src = t - (K - 1) + k;
+          if (src < 0) continue;
+          const row = (b * S + src) * 3 * D;
+          conv += taps[d * K + k]! * bcx[row + d]! * bcx[row + 2 * D + d]!;
+        }
+        y[(b * S + t) * D + d] = bcx[(b * S + t) * 3 * D + D + d]! * conv;
+      }
+  return linear(w, lora, `${m}.out_proj`, y, T, D, D);
+}
+
+/** Lfm2MLP: w2(silu(w1 x) * w3 x). */
+function lfm2FeedForward(a: RefArch, w: RefWeights, lora: RefLora | undefined, p: string, x: Float64Array, T: number): Float64Array {
+  const { hidden: D, intermediate: I } = a;
+  const g = linear(w, lora, `${p}.feed_forward.w1`, x, T, D, I);
+  const u = linear(w, lora, `${p}.feed_forward.w3`, x, T, D, I);
+  return linear(w, lora, `${p}.feed_forward.w2`, g.map((v, i) => act(a, v) * u[i]!), T, I, D);
+}
+
+/** Lfm2DecoderLayer: operator_norm -> attention or short conv -> residual; ffn_norm -> feed_forward -> residual. */
+function lfm2Layer(a: RefArch, layer: RefLayer, w: RefWeights, lora: RefLora | undefined, p: string, h: Float64Array<ArrayBuffer>, B: number, S: number): Float64Array<ArrayBuffer> {
+  const { hidden: D, heads: Hq, kvHeads: Hkv, headDim: Dh } = a;
+  const T = B * S;
+  const x = rmsNorm(a, h, T, D, get(w, `${p}.operator_norm.weight`));
+  let o: Float64Array;
+  if (layer.conv) o = refShortConv(a, w, lora, `${p}.conv`, x, B, S);
+  else {
+    const q = rmsNorm(a, linear(w, lora, `${p}.self_attn.q_proj`, x, T, D, Hq * Dh), T * Hq, Dh, get(w, `${p}.self_attn.q_layernorm.weight`));
+    const k = rmsNorm(a, linear(w, lora, `${p}.self_attn.k_proj`, x, T, D, Hkv * Dh), T * Hkv, Dh, get(w, `${p}.self_attn.k_layernorm.weight`));
+    const v = linear(w, lora, `${p}.self_attn.v_proj`, x, T, D, Hkv * Dh);
+    rope(q, T, S, Hq, Dh, layer);
+    rope(k, T, S, Hkv, Dh, layer);
+    o = linear(w, lora, `${p}.self_attn.out_proj`, attention(a, layer, q, k, v, B, S), T, Hq * Dh, D);
+  }
+  const mid = h.map((v, i) => v + o[i]!);
+  const f = lfm2FeedForward(a, w, lora, p, rmsNorm(a, mid, T, D, get(w, `${p}.ffn_norm.weight`)), T);
+  return mid.map((v, i) => v + f[i]!);
+}
+
 // ---- the model ---------------------------------------------------------------------------------
 
 /** Logits [B*S, V] (soft-capped where the architecture caps them) for B rows of S token ids. */
@@ -427,6 +519,10 @@ export function refLogits(config: Json, w: RefWeights, ids: readonly (readonly n
 
   a.layers.forEach((layer, l) => {
     const p = `model.layers.${l}`;
+    if (a.name === 'lfm2') {
+      h = lfm2Layer(a, layer, w, lora, p, h, B, S);
+      return;
+    }
     const x = rmsNorm(a, h, T, D, get(w, `${p}.input_layernorm.weight`));
     let q: Float64Array, k: Float64Array, v: Float64Array;
     let gate: Float64Array | null = null;
@@ -481,7 +577,7 @@ export function refLogits(config: Json, w: RefWeights, ids: readonly (readonly n
     h = add(h, d);
   });
 
-  const hf = rmsNorm(a, h, T, D, get(w, 'model.norm.weight'));
+  const hf = rmsNorm(a, h, T, D, get(w, a.name === 'lfm2' ? 'model.embedding_norm.weight' : 'model.norm.weight'));
   const head = a.tied ? E : w.get('lm_head.weight') ?? E;
   const logits = new Float64Array(T * V);
   for (let t = 0; t < T; t++)

@@ -34,21 +34,26 @@ export interface EstimateSettings {
   memory_budget?: unknown;
 }
 
-/** The linear modules of one layer, [out, in] by PEFT name: attention, Gated DeltaNet (Qwen3.5) or Mamba-2 (Granite 4), then the MLP. */
+/**
+ * The linear modules of one layer, [out, in] by PEFT name: attention, Gated DeltaNet (Qwen3.5),
+ * Mamba-2 (Granite 4) or short convolution (LFM2), then the MLP.
+ */
 function layerSites(s: ModelSpec, mixer: Mixer): Record<string, [number, number]> {
   const { hidden: D, heads: H, kvHeads: KV, headDim: Dh, intermediate: I, deltaNet: d, mamba: m } = s;
+  const lfm2 = s.arch === 'lfm2';
   const mlp: Record<string, [number, number]> = s.sharedMlp
     ? { input_linear: [2 * I, D], output_linear: [D, I] }
-    : { gate_proj: [I, D], up_proj: [I, D], down_proj: [D, I] };
+    : lfm2 ? { w1: [I, D], w3: [I, D], w2: [D, I] } : { gate_proj: [I, D], up_proj: [I, D], down_proj: [D, I] };
   if (mixer === 'mamba' && m) {
     const W = m.heads * m.headDim;
     return { in_proj: [2 * W + 2 * m.groups * m.stateDim + m.heads, D], out_proj: [D, W], ...mlp };
   }
+  if (mixer === 'shortConv') return { in_proj: [3 * D, D], out_proj: [D, D], ...mlp };
   if (mixer === 'deltaNet' && d) {
     const K = d.keyHeads * d.keyDim, V = d.valueHeads * d.valueDim;
     return { in_proj_qkv: [2 * K + V, D], in_proj_z: [V, D], in_proj_b: [d.valueHeads, D], in_proj_a: [d.valueHeads, D], out_proj: [D, V], ...mlp };
   }
-  return { q_proj: [(s.attnOutputGate ? 2 : 1) * H * Dh, D], k_proj: [KV * Dh, D], v_proj: [KV * Dh, D], o_proj: [D, H * Dh], ...mlp };
+  return { q_proj: [(s.attnOutputGate ? 2 : 1) * H * Dh, D], k_proj: [KV * Dh, D], v_proj: [KV * Dh, D], [lfm2 ? 'out_proj' : 'o_proj']: [D, H * Dh], ...mlp };
 }
 
 export function countParams(spec: ModelSpec): { linear: number; embed: number; head: number; norms: number } {
@@ -58,12 +63,14 @@ export function countParams(spec: ModelSpec): { linear: number; embed: number; h
   const d = spec.deltaNet;
   const perDeltaNet = d ? (2 * d.keyHeads * d.keyDim + d.valueHeads * d.valueDim) * d.convKernel + 2 * d.valueHeads + d.valueDim : 0;
   const deltaNets = spec.layers.filter((l) => l.mixer === 'deltaNet').length;
-  // and Mamba-2's conv taps and bias, A_log, dt_bias, D and gated norm
+  // Mamba-2's conv taps and bias, A_log, dt_bias, D and gated norm
   const m = spec.mamba;
   const mConv = m ? m.heads * m.headDim + 2 * m.groups * m.stateDim : 0;
   const perMamba = m ? mConv * (m.convKernel + (m.convBias ? 1 : 0)) + 3 * m.heads + m.heads * m.headDim : 0;
   const mambas = spec.layers.filter((l) => l.mixer === 'mamba').length;
-  const norms = (2 * spec.layers.length + 1) * spec.hidden + deltaNets * perDeltaNet + mambas * perMamba;
+  // and LFM2's short-convolution taps
+  const convTaps = spec.layers.filter((l) => l.mixer === 'shortConv').length * spec.hidden * (spec.shortConv?.convKernel ?? 0);
+  const norms = (2 * spec.layers.length + 1) * spec.hidden + deltaNets * perDeltaNet + mambas * perMamba + convTaps;
   return { linear, embed, head: spec.tiedEmbeddings ? 0 : embed, norms };
 }
 
