@@ -17,7 +17,6 @@ import { add, copyInto } from '../kernels/elementwise';
 import { layerNormForward } from '../kernels/norm';
 import { ropeForward, ropeInvFreq } from '../kernels/rope';
 import { onesFor, siteForward, type LinearSite } from './linear';
-import type { Param } from './model';
 import type { VisionSpec } from './spec';
 import { uploadTensor, type Checkpoint } from './weights';
 
@@ -26,8 +25,8 @@ export type ImageGrid = readonly [number, number, number];
 
 /** torch.nn.LayerNorm's parameters, eps 1e-6 in every Qwen2-VL vision norm. */
 interface LayerNormParams {
-  weight: Param;
-  bias: Param;
+  weight: Tensor;
+  bias: Tensor;
 }
 
 interface VisionBlock {
@@ -84,8 +83,8 @@ export class VisionTower {
       return { name, inFeatures: K, outFeatures: N, weight, bias: b, lora: null, loraGrads: null, weightGrad: null, biasGrad: null };
     };
     const layerNorm = async (name: string, D: number): Promise<LayerNormParams> => ({
-      weight: { name: `${name}.weight`, value: await uploadTensor(gpu, ckpt, `${name}.weight`, [D]), grad: null },
-      bias: { name: `${name}.bias`, value: await uploadTensor(gpu, ckpt, `${name}.bias`, [D]), grad: null },
+      weight: await uploadTensor(gpu, ckpt, `${name}.weight`, [D]),
+      bias: await uploadTensor(gpu, ckpt, `${name}.bias`, [D]),
     });
     const K = C * Tp * P * P;
     const patchEmbed = await site(`${prefix}.patch_embed.proj`, E, K, false, [E, C, Tp, P, P]);
@@ -157,7 +156,7 @@ export class VisionTower {
     const fv = split ? t([longest, E], 'frameV') : v, fo = split ? t([longest, E], 'frameOut') : attn;
 
     siteForward(gpu, this.patchEmbed, x, h, null, ones);
-    const ln = (p: LayerNormParams, src: Tensor, dst: Tensor) => layerNormForward(gpu, src, p.weight.value, p.bias.value, dst, { eps: LN_EPS });
+    const ln = (p: LayerNormParams, src: Tensor, dst: Tensor) => layerNormForward(gpu, src, p.weight, p.bias, dst, { eps: LN_EPS });
     for (const b of this.blocks) {
       ln(b.norm1, h, normed);
       siteForward(gpu, b.qkv, normed, qkv, null, ones);
@@ -207,7 +206,7 @@ export class VisionTower {
     const norms = [this.mergerNorm, ...this.blocks.flatMap((b) => [b.norm1, b.norm2])];
     return [
       ...sites.flatMap((s) => [s.weight as Tensor, ...(s.bias ? [s.bias] : [])]),
-      ...norms.flatMap((n) => [n.weight.value, n.bias.value]),
+      ...norms.flatMap((n) => [n.weight, n.bias]),
       this.invFreq,
     ];
   }
