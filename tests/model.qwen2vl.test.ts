@@ -10,14 +10,19 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { dirFiles } from '../src/model/files-node';
+import { Adapter } from '../src/model/adapter';
+import { dirFiles, fileSource } from '../src/model/files-node';
+import { forwardBackward, fullLogits, shiftLabels, Workspace, type Batch } from '../src/model/forward';
 import { Model } from '../src/model/model';
+import { mropeBatchPositions, mropePositions } from '../src/model/mrope';
 import { encodeSafetensors } from '../src/model/safetensors';
 import { specFromConfig } from '../src/model/spec';
 import { visionPositions } from '../src/model/vision';
-import { expectClose, makeRng, type Rng } from './helpers/check';
+import type { Gpu } from '../src/gpu/runtime';
+import { expectClose, makeRng, relErr, type Rng } from './helpers/check';
 import { testGpu } from './helpers/gpu';
-import { refQwen2VLParameters, refQwen2VLVision, refRopeIndex } from './reference/qwen2vl';
+import { refQwen2VLLogits, refQwen2VLParameters, refQwen2VLVision, refRopeIndex } from './reference/qwen2vl';
+import { refCausalLoss, type RefLora } from './reference/transformer';
 
 type Json = Record<string, unknown>;
 type Grid = [number, number, number];
@@ -25,6 +30,9 @@ const config = JSON.parse(readFileSync(join(import.meta.dirname, 'fixtures/synth
 const vision = config.vision_config as Json;
 const FEATURES = 3 * Number(vision.temporal_patch_size) * Number(vision.patch_size) ** 2;
 const TOL = 1e-4;
+const V = Number((config.text_config as Json).vocab_size);
+const RANK = 4, ALPHA = 8;
+const [IMAGE, START, END] = [250, 252, 253];
 
 /** Weights of every parameter transformers creates, around the values a trained model has. */
 function synthesize(rng: Rng): Map<string, Float32Array> {
@@ -112,5 +120,127 @@ describe('M-RoPE position ids', () => {
       [0, 1, 2, 3, 3, 3, 4, 4, 4, 6, 7],
       [0, 1, 2, 3, 4, 5, 3, 4, 5, 6, 7],
     ]);
+  });
+});
+
+describe('M-RoPE in the engine', () => {
+  it('mropePositions is get_rope_index (two images between text), and a padded batch continues each row', () => {
+    const rng = makeRng();
+    const grids: Grid[] = [[1, 4, 6], [2, 2, 4]];
+    const ids = exampleIds(rng, grids);
+    const v = specFromConfig(config).vision!;
+    const ref = refRopeIndex(config, ids, grids);
+    expect(Array.from(mropePositions(ids, ids.length, grids, v))).toEqual(ref.flat());
+    const S = ids.length + 3;
+    const padded = Int32Array.from([...ids, 0, 0, 0]);
+    const batch = mropeBatchPositions(padded, 1, S, [ids.length], [grids], v);
+    for (let c = 0; c < 3; c++) expect(Array.from(batch.subarray(c * S, c * S + ids.length))).toEqual(ref[c]);
+    expect(() => mropePositions(ids, ids.length, grids.slice(0, 1), v)).toThrow(/image 2 .* has no image grid/);
+  });
+});
+
+/** Random text around each image's <|vision_start|> <|image_pad|> x tokens <|vision_end|>. */
+function exampleIds(rng: Rng, grids: Grid[]): number[] {
+  const text = (n: number) => Array.from({ length: n }, () => Math.floor(rng.next() * 240));
+  const ids = text(3);
+  for (const [t, h, w] of grids) ids.push(START, ...Array.from({ length: (t * h * w) / 4 }, () => IMAGE), END, ...text(4));
+  return ids;
+}
+
+/** A PEFT adapter on every linear module of the language model, as LLaMA-Factory targets it (the tower frozen). */
+function writeAdapter(rng: Rng): { dir: string; lora: RefLora } {
+  const dir = mkdtempSync(join(tmpdir(), 'qwen2vl-adapter-'));
+  const kinds = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+  const lora: RefLora = new Map();
+  const tensors: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
+  for (const [n, shape] of refQwen2VLParameters(config)) {
+    const module = n.replace(/\.weight$/, '');
+    if (!n.startsWith('model.language_model.') || !n.endsWith('.weight') || !kinds.includes(module.split('.').pop()!)) continue;
+    const [N, K] = shape as [number, number];
+    const A = rng.uniform(RANK * K, -1 / Math.sqrt(K), 1 / Math.sqrt(K)), Bm = rng.randn(N * RANK, 0.05);
+    lora.set(module, { A, B: Bm, r: RANK, scaling: ALPHA / RANK });
+    tensors[`base_model.model.${module}.lora_A.weight`] = { dtype: 'F32', shape: [RANK, K], data: A };
+    tensors[`base_model.model.${module}.lora_B.weight`] = { dtype: 'F32', shape: [N, RANK], data: Bm };
+  }
+  writeFileSync(join(dir, 'adapter_model.safetensors'), encodeSafetensors(tensors, { format: 'pt' }));
+  writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({
+    peft_type: 'LORA', task_type: 'CAUSAL_LM', base_model_name_or_path: null, r: RANK, lora_alpha: ALPHA, lora_dropout: 0.0,
+    target_modules: kinds, bias: 'none', use_rslora: false, use_dora: false, init_lora_weights: true, inference_mode: true,
+  }, null, 2));
+  return { dir, lora };
+}
+
+async function engineLogits(gpu: Gpu, model: Model, batch: Batch, recompute = false): Promise<Float32Array> {
+  const ws = new Workspace(model, batch.B, batch.S, recompute);
+  ws.load(batch);
+  const out = gpu.tensor([batch.B * batch.S, V]);
+  fullLogits(ws, out);
+  const z = await gpu.readF32(out);
+  gpu.release(out);
+  ws.release();
+  return z;
+}
+
+describe('Qwen2-VL image + text in the engine vs the f64 reference', () => {
+  it('logits and loss, base and with LoRA on the language model (recomputed); LoRA gradients vs finite differences', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const at = `(SEED=${rng.seed})`;
+    const weights = synthesize(rng);
+    const model = await Model.load(gpu, dirFiles(writeCheckpoint(weights)));
+    const grids: Grid[] = [[1, 4, 6], [1, 2, 2]];
+    const ids = exampleIds(rng, grids);
+    const S = ids.length;
+    const labels = ids.map((id, t) => (t < S - 6 ? -100 : id));
+    const pixels = rng.randn(patchesOf(grids) * FEATURES);
+    const v = model.spec.vision!;
+    const batch: Batch = {
+      B: 1, S, ids: Int32Array.from(ids), labels: shiftLabels(Int32Array.from(labels), 1, S),
+      positions: mropeBatchPositions(Int32Array.from(ids), 1, S, [S], [grids], v), images: { pixels, grids },
+    };
+    const valid = batch.labels.filter((l) => l !== -100).length;
+    const image = refQwen2VLVision(config, weights, pixels, grids);
+
+    const ref = refQwen2VLLogits(config, weights, ids, image, grids);
+    expect(relErr(await engineLogits(gpu, model, batch), ref), `base logits ${at}`).toBeLessThan(TOL);
+    // the image changes the text's logits: the embeddings are really placed
+    const blank = { ...batch, images: { pixels: rng.randn(pixels.length), grids } };
+    expect(relErr(await engineLogits(gpu, model, blank), ref), `other pixels ${at}`).toBeGreaterThan(1e-2);
+    expect(() => new Workspace(model, 1, S, false).load({ ...batch, images: { pixels, grids: grids.slice(0, 1) } })).toThrow(/7 image tokens but its 1 image\(s\) give 6/);
+
+    const { dir, lora } = writeAdapter(rng);
+    const adapter = await Adapter.load(model, readFileSync(join(dir, 'adapter_config.json'), 'utf8'), await fileSource(join(dir, 'adapter_model.safetensors')));
+    const refL = refQwen2VLLogits(config, weights, ids, image, grids, lora);
+    expect(relErr(await engineLogits(gpu, model, batch, true), refL), `LoRA logits ${at}`).toBeLessThan(TOL);
+    const params = adapter.params();
+    expect(params.length).toBe(2 * lora.size);
+    for (const p of params) gpu.zero(p.grad);
+    const ws = new Workspace(model, 1, S, true);
+    ws.load(batch);
+    forwardBackward(ws, { backward: true, gradScale: 1 / valid });
+    const loss = (await gpu.readF32(ws.loss)).reduce((a, b) => a + b, 0) / valid;
+    const refLoss = refCausalLoss(refL, [labels], V);
+    expect(Math.abs(loss - refLoss) / refLoss, `LoRA loss ${loss} vs ${refLoss} ${at}`).toBeLessThan(TOL);
+    // gradients: the largest element and a random direction of a few tensors, against central differences
+    const h = 1e-4;
+    const refLossOf = (l: RefLora) => refCausalLoss(refQwen2VLLogits(config, weights, ids, image, grids, l), [labels], V);
+    for (const p of params.filter((_, i) => i % 5 === 0)) {
+      const m = /^base_model\.model\.(.+)\.lora_([AB])\.weight$/.exec(p.name)!;
+      const mod = lora.get(m[1]!)!, which = m[2] as 'A' | 'B';
+      const g = await gpu.readF32(p.grad);
+      const base = Float64Array.from(mod[which]);
+      let arg = 0;
+      for (let i = 1; i < g.length; i++) if (Math.abs(g[i]!) > Math.abs(g[arg]!)) arg = i;
+      const units = [Float64Array.from({ length: g.length }, (_, i) => (i === arg ? 1 : 0)), Float64Array.from({ length: g.length }, () => rng.normal())];
+      const got = units.map((u) => g.reduce((a, x, i) => a + x * u[i]!, 0));
+      const want = units.map((u) => {
+        const along = (eps: number) => refLossOf(new Map(lora).set(m[1]!, { ...mod, [which]: base.map((x, i) => x + eps * u[i]!) }));
+        return (along(h) - along(-h)) / (2 * h);
+      });
+      expect(relErr(got, want), `gradient of ${p.name}: ${got} vs ${want} ${at}`).toBeLessThan(1e-3);
+    }
+    ws.release();
+    adapter.release();
+    model.release();
   });
 });

@@ -228,14 +228,17 @@ export function refRopeIndex(config: Json, ids: readonly number[], grids: readon
   return pos;
 }
 
-/** Logits [S, V] of one image + text row: the tower's embeddings at the image tokens, M-RoPE positions, then the Qwen2 decoder. */
+/**
+ * Logits [S, V] of one image + text row: the tower's embeddings (refQwen2VLVision of the row's
+ * images, computed once by the caller: the tower is frozen) at the image tokens, M-RoPE positions,
+ * then the Qwen2 decoder.
+ */
 export function refQwen2VLLogits(
-  config: Json, w: RefWeights, ids: readonly number[], pixels: ArrayLike<number>, grids: readonly Grid[], lora?: RefLora,
+  config: Json, w: RefWeights, ids: readonly number[], image: Float64Array, grids: readonly Grid[], lora?: RefLora,
 ): Float64Array {
   const text = config.text_config as Json;
   const D = num(text, 'hidden_size');
   const imageToken = num(config, 'image_token_id');
-  const image = refQwen2VLVision(config, w, pixels, grids);
   const embeds = new Map<number, Float64Array>();
   let row = 0;
   ids.forEach((id, t) => {
