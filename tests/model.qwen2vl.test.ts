@@ -208,6 +208,13 @@ describe('Qwen2-VL image + text in the engine vs the f64 reference', () => {
     expect(relErr(await engineLogits(gpu, model, blank), ref), `other pixels ${at}`).toBeGreaterThan(1e-2);
     expect(() => new Workspace(model, 1, S, false).load({ ...batch, images: { pixels, grids: grids.slice(0, 1) } })).toThrow(/7 image tokens but its 1 image\(s\) give 6/);
 
+    // text only (no images): 1-D positions are get_rope_index's three equal components
+    const text = exampleIds(rng, []);
+    const plain: Batch = { B: 1, S: text.length, ids: Int32Array.from(text), labels: new Int32Array(text.length).fill(-100), positions: Int32Array.from(text, (_, t) => t) };
+    const triple = { ...plain, positions: mropeBatchPositions(plain.ids, 1, text.length, [text.length], [[]], v) };
+    expect(Array.from(await engineLogits(gpu, model, plain))).toEqual(Array.from(await engineLogits(gpu, model, triple)));
+    expect(() => new Workspace(model, 1, S, false).load({ ...batch, positions: batch.positions.subarray(0, S) })).toThrow(/needs 66 \(\[3, B \* S\]/);
+
     const { dir, lora } = writeAdapter(rng);
     const adapter = await Adapter.load(model, readFileSync(join(dir, 'adapter_config.json'), 'utf8'), await fileSource(join(dir, 'adapter_model.safetensors')));
     const refL = refQwen2VLLogits(config, weights, ids, image, grids, lora);

@@ -141,19 +141,35 @@ export class Workspace {
       const id = batch.ids[i]!;
       if (id < 0 || id >= V) throw new Error(`token id ${id} at batch position ${i} is outside the vocabulary (0..${V - 1})`);
     }
-    const positionCount = (this.model.spec.mrope ? 3 : 1) * this.T;
-    if (batch.positions.length !== positionCount) {
-      throw new Error(`batch positions have ${batch.positions.length} entries; this model needs ${positionCount}${this.model.spec.mrope ? ' ([3, B * S]: M-RoPE)' : ''}`);
-    }
+    const positions = this.positionsFor(batch);
     this.images = imageRuns(this.model, batch);
     this.hostIds = batch.ids;
     gpu.write(this.ids, batch.ids);
     gpu.write(this.labels, batch.labels);
-    gpu.write(this.positions, batch.positions);
+    gpu.write(this.positions, positions);
     if (this.segments) {
       if (!batch.segments) throw new Error('this workspace is for packed batches: segment ids are required');
       gpu.write(this.segments, batch.segments);
     }
+  }
+
+  /**
+   * The batch's positions as the workspace holds them. M-RoPE: [3, B * S]; a batch without images
+   * may give [B * S], since get_rope_index makes the three components of text tokens equal.
+   */
+  private positionsFor(batch: Batch): Int32Array {
+    const T = this.T;
+    const mrope = this.model.spec.mrope !== null;
+    if (mrope && batch.positions.length === T && !batch.images?.grids.length) {
+      const out = new Int32Array(3 * T);
+      for (let c = 0; c < 3; c++) out.set(batch.positions, c * T);
+      return out;
+    }
+    const count = (mrope ? 3 : 1) * T;
+    if (batch.positions.length !== count) {
+      throw new Error(`batch positions have ${batch.positions.length} entries; this model needs ${count}${mrope ? ' ([3, B * S]: M-RoPE, as mrope.ts computes them for images)' : ''}`);
+    }
+    return batch.positions;
   }
 
   /** resid[0]'s rows at the image tokens := the vision tower's embeddings of the loaded images (transformers' masked_scatter). */
