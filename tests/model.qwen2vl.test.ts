@@ -10,6 +10,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { modelTensors } from '../src/export/model-tensors';
 import { Adapter } from '../src/model/adapter';
 import { dirFiles, fileSource } from '../src/model/files-node';
 import { forwardBackward, fullLogits, shiftLabels, Workspace, type Batch } from '../src/model/forward';
@@ -97,6 +98,14 @@ describe('Qwen2-VL vision tower vs the f64 reference', () => {
       expect(out.shape).toEqual([patchesOf(grids) / 4, 64]);
       expectClose(await gpu.readF32(out), ref, TOL, `image embeddings${legacy ? ' (legacy layout)' : ''}`, rng.seed);
       gpu.release(out);
+      if (!legacy) {
+        // a merged export writes every tensor of the checkpoint back, the tower's included, under transformers 5's names
+        const exported = modelTensors(model);
+        expect(exported.map((t) => t.name).sort()).toEqual([...weights.keys()].sort());
+        const conv = exported.find((t) => t.name === 'model.visual.patch_embed.proj.weight')!;
+        expect(conv.shape).toEqual([32, 3, 2, 2, 2]);
+        expect(Array.from(await conv.read())).toEqual(Array.from(weights.get(conv.name)!));
+      }
       model.release();
     }
   });

@@ -25,6 +25,8 @@ export type ImageGrid = readonly [number, number, number];
 
 /** torch.nn.LayerNorm's parameters, eps 1e-6 in every Qwen2-VL vision norm. */
 interface LayerNormParams {
+  /** Module path ("model.visual.blocks.0.norm1"). */
+  name: string;
   weight: Tensor;
   bias: Tensor;
 }
@@ -83,6 +85,7 @@ export class VisionTower {
       return { name, inFeatures: K, outFeatures: N, weight, bias: b, lora: null, loraGrads: null, weightGrad: null, biasGrad: null };
     };
     const layerNorm = async (name: string, D: number): Promise<LayerNormParams> => ({
+      name,
       weight: await uploadTensor(gpu, ckpt, `${name}.weight`, [D]),
       bias: await uploadTensor(gpu, ckpt, `${name}.bias`, [D]),
     });
@@ -200,14 +203,25 @@ export class VisionTower {
     return embeds;
   }
 
+  /** The tower's weights under their checkpoint names and stored shapes (a merged export writes them back unchanged). */
+  namedTensors(): { name: string; shape: number[]; tensor: Tensor }[] {
+    const s = this.spec;
+    const sites = [this.patchEmbed, ...this.blocks.flatMap((b) => [b.qkv, b.proj, b.fc1, b.fc2]), this.mergerFc1, this.mergerFc2];
+    const norms = [...this.blocks.flatMap((b) => [b.norm1, b.norm2]), this.mergerNorm];
+    return [
+      ...sites.flatMap((site) => [
+        {
+          name: `${site.name}.weight`, tensor: site.weight as Tensor,
+          shape: site === this.patchEmbed ? [s.embedDim, s.inChannels, s.temporalPatch, s.patchSize, s.patchSize] : [site.outFeatures, site.inFeatures],
+        },
+        ...(site.bias ? [{ name: `${site.name}.bias`, shape: [site.outFeatures], tensor: site.bias }] : []),
+      ]),
+      ...norms.flatMap((n) => [{ name: `${n.name}.weight`, shape: [...n.weight.shape], tensor: n.weight }, { name: `${n.name}.bias`, shape: [...n.bias.shape], tensor: n.bias }]),
+    ];
+  }
+
   /** Every buffer the tower owns. */
   tensors(): Tensor[] {
-    const sites = [this.patchEmbed, this.mergerFc1, this.mergerFc2, ...this.blocks.flatMap((b) => [b.qkv, b.proj, b.fc1, b.fc2])];
-    const norms = [this.mergerNorm, ...this.blocks.flatMap((b) => [b.norm1, b.norm2])];
-    return [
-      ...sites.flatMap((s) => [s.weight as Tensor, ...(s.bias ? [s.bias] : [])]),
-      ...norms.flatMap((n) => [n.weight, n.bias]),
-      this.invFreq,
-    ];
+    return [...this.namedTensors().map((t) => t.tensor), this.invFreq];
   }
 }
