@@ -225,6 +225,8 @@ describe('Qwen2-VL image + text in the engine vs the f64 reference', () => {
     expect(() => new Workspace(model, 1, S, false).load({ ...batch, positions: batch.positions.subarray(0, S) })).toThrow(/needs 66 \(\[3, B \* S\]/);
 
     const { dir, lora } = writeAdapter(rng);
+    // LoRA targets only the language model (the tower is not adaptable), named as PEFT names the HF class's modules
+    expect(model.modules().map((m) => m.name)).toEqual([...lora.keys()]);
     const adapter = await Adapter.load(model, readFileSync(join(dir, 'adapter_config.json'), 'utf8'), await fileSource(join(dir, 'adapter_model.safetensors')));
     const refL = refQwen2VLLogits(config, weights, ids, image, grids, lora);
     expect(relErr(await engineLogits(gpu, model, batch, true), refL), `LoRA logits ${at}`).toBeLessThan(TOL);
