@@ -6,8 +6,11 @@
 // gate[gOff + t * gStride + f] and up[uOff + t * uStride + f]; separate tensors use F = n and
 // strides 0, the fused [T, 2F] gate_up layout uses strides 2F and uOff = F.
 
+// Plain activations y = act(x) (vision towers' MLPs, forward only): act_forward.
+//
 // ACT: 0 silu, 1 gelu with the tanh approximation (gelu_pytorch_tanh), 2 exact erf gelu, 3 sigmoid,
-// 4 identity (a plain product gate * up: LFM2's short-convolution gates)
+// 4 identity (a plain product gate * up: LFM2's short-convolution gates),
+// 5 quick_gelu (x * sigmoid(1.702 x), CLIP's and Qwen2-VL's vision MLP; forward only)
 // variant: ACT
 
 const WG = 256u;
@@ -64,6 +67,8 @@ fn act(x: f32) -> f32 {
     return sigmoid(x);
   } else if (ACT == 4u) {
     return x;
+  } else if (ACT == 5u) {
+    return x * sigmoid(1.702 * x);
   }
   return x * Phi(x);
 }
@@ -98,6 +103,18 @@ fn gated_act_forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) 
   let g = gG[p.gOff + t * p.gStride + f];
   let u = gU[p.uOff + t * p.uStride + f];
   gOut[i] = act(g) * u;
+}
+
+// ---- plain activation --------------------------------------------------------------------------
+
+@group(0) @binding(0) var<storage, read> aX: array<f32>;
+@group(0) @binding(1) var<storage, read_write> aY: array<f32>;
+
+@compute @workgroup_size(WG)
+fn act_forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
+  let i = element(wg, nwg, lane);
+  if (i >= p.n) { return; }
+  aY[i] = act(aX[i]);
 }
 
 @group(0) @binding(0) var<storage, read> bDOut: array<f32>;

@@ -15,6 +15,8 @@
 // and b receive), so it reuses rms_norm_backward_input with accumulate.
 // L2 norm (FLA's, for Gated DeltaNet's q/k): y = x * r, r = 1 / sqrt(sum(x^2) + eps);
 //   dx = r * dy - x * r^3 * sum_k dy_k x_k.
+// LayerNorm (vision towers; forward only, the towers are frozen): y = (x - mean) * rstd * w + b,
+// rstd = 1 / sqrt(mean((x - mean)^2) + eps), the variance from the centred values (two passes).
 // Entry points alias binding numbers; each uses one consistent set. WG threads per workgroup (the
 // row kernels); OFFSET 0 or 1.
 // variant: WG, OFFSET
@@ -71,6 +73,32 @@ fn rms_norm_forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) n
     fY[base + j] = (fX[base + j] * r) * (OFFSET + fW[j]);
   }
   if (lane == 0u) { fRstd[row] = r; }
+}
+
+// ---- layer norm -------------------------------------------------------------------------------
+
+@group(0) @binding(0) var<storage, read> nX: array<f32>;
+@group(0) @binding(1) var<storage, read> nW: array<f32>;
+@group(0) @binding(2) var<storage, read> nB: array<f32>;
+@group(0) @binding(3) var<storage, read_write> nY: array<f32>;
+
+@compute @workgroup_size(WG)
+fn layer_norm_forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
+  let row = rowIndex(wg, nwg);
+  if (row >= p.R) { return; }
+  let base = row * p.D;
+  var s = 0.0;
+  for (var j = lane; j < p.D; j += WG) { s += nX[base + j]; }
+  let mean = workgroupSum(s, lane) / f32(p.D);
+  var ss = 0.0;
+  for (var j = lane; j < p.D; j += WG) {
+    let c = nX[base + j] - mean;
+    ss += c * c;
+  }
+  let r = inverseSqrt(workgroupSum(ss, lane) / f32(p.D) + p.eps);
+  for (var j = lane; j < p.D; j += WG) {
+    nY[base + j] = (nX[base + j] - mean) * r * nW[j] + nB[j];
+  }
 }
 
 // ---- residual add + forward -------------------------------------------------------------------

@@ -14,9 +14,16 @@
 // With a bias (the q/k projection's, fused into this pass): x + bias[head * Dh + d] is rotated,
 // out of place only; the backward is unchanged (the bias gradient is the rotated-back gradient).
 //
+// Sectioned positions (SECTIONS; Qwen2-VL's M-RoPE and its vision tower's 2-D rope): positions
+// are [C, T], and pair j takes its angle from component (j >= s1) + (j >= s2), so the text model's
+// mrope_section [16, 24, 24] rotates pairs 0..15 by the temporal, 16..39 by the height and 40..63 by
+// the width position, the vision tower's [Dh/4, Dh/4] pairs by (row, column).
+//
 // One invocation per (token, head, j): j < half rotates a pair; half <= j < P copies one
 // pass-through element (out-of-place only). Element count folded into x/y by Gpu.grid(). In-place
 // forms have their own entry points (one read_write binding).
+
+// variant: SECTIONS
 
 const WG = 256u;
 
@@ -26,6 +33,14 @@ struct Params {
   half: u32,     // rotaryDim / 2
   P: u32,        // invocations per head
   scaling: f32,  // attention scaling applied to cos and sin
+  T: u32,        // tokens (the stride between position components)
+  s1: u32, s2: u32, // first pairs of the second and third position components (SECTIONS)
+}
+
+// The position rotating pair j of token t.
+fn positionIndex(t: u32, j: u32) -> u32 {
+  if (!SECTIONS) { return t; }
+  return (u32(j >= p.s1) + u32(j >= p.s2)) * p.T + t;
 }
 
 fn element(wg: vec3u, nwg: vec3u, lane: u32) -> u32 {
@@ -85,7 +100,7 @@ fn rotate(i: u32, sign: f32) {
     return;
   }
   let i2 = i1 + p.half;
-  let y = rotatePair(X[i1], X[i2], POS[th / p.H], INV[j], p.scaling, sign);
+  let y = rotatePair(X[i1], X[i2], POS[positionIndex(th / p.H, j)], INV[j], p.scaling, sign);
   Y[i1] = y.x;
   Y[i2] = y.y;
 }
@@ -111,7 +126,7 @@ fn rope_forward_bias(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) 
     return;
   }
   let i2 = i1 + p.half;
-  let y = rotatePair(bX[i1] + bBIAS[b1], bX[i2] + bBIAS[b1 + p.half], bPOS[th / p.H], bINV[j], p.scaling, 1.0);
+  let y = rotatePair(bX[i1] + bBIAS[b1], bX[i2] + bBIAS[b1 + p.half], bPOS[positionIndex(th / p.H, j)], bINV[j], p.scaling, 1.0);
   bY[i1] = y.x;
   bY[i2] = y.y;
 }
@@ -138,7 +153,7 @@ fn rotateInPlace(i: u32, sign: f32) {
   let j = i - th * p.P;
   let i1 = th * p.Dh + j;
   let i2 = i1 + p.half;
-  let y = rotatePair(XY[i1], XY[i2], iPOS[th / p.H], iINV[j], p.scaling, sign);
+  let y = rotatePair(XY[i1], XY[i2], iPOS[positionIndex(th / p.H, j)], iINV[j], p.scaling, sign);
   XY[i1] = y.x;
   XY[i2] = y.y;
 }

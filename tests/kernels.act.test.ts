@@ -1,12 +1,12 @@
 // Kernel family: act (shaders/act.wgsl, src/kernels/act.ts)
 import { describe, expect, it } from 'vitest';
-import { gatedActForward, gatedActBackward, gatedActFusedForward, gatedActFusedBackward, type GatedActKind } from '../src/kernels/act';
+import { actForward, gatedActForward, gatedActBackward, gatedActFusedForward, gatedActFusedBackward, type GatedActKind } from '../src/kernels/act';
 import { scale } from '../src/kernels/elementwise';
 import { GATED_ACT_CASES } from '../src/bench/cases/act';
 import { Gpu } from '../src/gpu/runtime';
 import { testGpu, poisoned } from './helpers/gpu';
 import { expectClose, makeRng } from './helpers/check';
-import { act, erf, gatedActBackwardRef, gatedActRef } from './reference/act';
+import { act, erf, gatedActBackwardRef, gatedActRef, quickGelu } from './reference/act';
 
 const KINDS: GatedActKind[] = ['silu', 'gelu_tanh', 'gelu', 'sigmoid', 'identity'];
 const checked = GATED_ACT_CASES.filter((c) => !c.bench);
@@ -117,6 +117,19 @@ describe('act', () => {
     gpu.release(t, tu, out);
   });
 
+  for (const kind of ['quick_gelu', 'gelu', 'silu'] as const)
+    it(`actForward (${kind}) matches the reference on an odd shape`, async () => {
+      const gpu = await testGpu();
+      const rng = makeRng();
+      const n = 3 * 257;
+      const x = rng.randn(n, 3);
+      const tx = gpu.upload(x, [3, 257]), y = poisoned(gpu, [3, 257]);
+      actForward(gpu, tx, y, kind);
+      const ref = Float64Array.from(x, (v) => (kind === 'quick_gelu' ? quickGelu(v) : act(kind, v)));
+      expectClose(await gpu.readF32(y), ref, 1e-5, `act ${kind}`, rng.seed);
+      expect(() => actForward(gpu, tx, tx, kind)).toThrow(/must not share/);
+      gpu.release(tx, y);
+    });
 });
 
 /** The same device with a small per-dimension workgroup limit, so that grid() folds cheaply. */

@@ -1,15 +1,27 @@
 // Kernel family: norm (shaders/norm.wgsl, src/kernels/norm.ts)
 import { describe, expect, it } from 'vitest';
 import { RMS_NORM_CASES } from '../src/bench/cases/norm';
-import { addRmsNormBackward, addRmsNormForward, l2NormBackward, l2NormForward, rmsNormBackward, rmsNormForward, rmsNormGatedBackward, rmsNormGatedForward } from '../src/kernels/norm';
+import { addRmsNormBackward, addRmsNormForward, layerNormForward, l2NormBackward, l2NormForward, rmsNormBackward, rmsNormForward, rmsNormGatedBackward, rmsNormGatedForward } from '../src/kernels/norm';
 import { Gpu } from '../src/gpu/runtime';
 import { testGpu, poisoned } from './helpers/gpu';
 import { expectClose, makeRng } from './helpers/check';
 import { finiteDiff } from './helpers/finite-diff';
 import { l2NormBackwardRef, l2NormRef, rmsNormGatedBackwardRef, rmsNormGatedRef } from './reference/delta-rule';
-import { addRmsNormBackwardRef, addRmsNormRef, rmsNormBackwardRef, rmsNormRef } from './reference/norm';
+import { addRmsNormBackwardRef, addRmsNormRef, layerNormRef, rmsNormBackwardRef, rmsNormRef } from './reference/norm';
 
 describe('norm', () => {
+  for (const [R, D] of [[1, 1], [5, 48], [3, 1031]] as const)
+    it(`layerNorm forward on [${R}, ${D}] (offset mean, so the centring matters)`, async () => {
+      const gpu = await testGpu();
+      const rng = makeRng();
+      const x = Float32Array.from(rng.randn(R * D), (v) => 3 + v), w = rng.randn(D), b = rng.randn(D);
+      const tx = gpu.upload(x, [R, D]), tw = gpu.upload(w, [D]), tb = gpu.upload(b, [D]), y = poisoned(gpu, [R, D]);
+      layerNormForward(gpu, tx, tw, tb, y, { eps: 1e-6 });
+      expectClose(await gpu.readF32(y), layerNormRef(x, w, b, R, D, 1e-6), 1e-5, 'layerNorm y', rng.seed);
+      expect(() => layerNormForward(gpu, tx, tw, gpu.tensor([D + 1]), y, { eps: 1e-6 })).toThrow(/bias/);
+      gpu.release(tx, tw, tb, y);
+    });
+
   it('the reference gradient matches finite differences of the reference forward', () => {
     const rng = makeRng();
     const [R, D, eps] = [3, 7, 1e-6];

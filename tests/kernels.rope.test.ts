@@ -5,7 +5,7 @@ import { ropeForward, ropeBackward, ropeInvFreq } from '../src/kernels/rope';
 import { Gpu } from '../src/gpu/runtime';
 import { testGpu, poisoned } from './helpers/gpu';
 import { expectClose, makeRng } from './helpers/check';
-import { llama3InvFreqF64, ropeRef } from './reference/rope';
+import { llama3InvFreqF64, multimodalRopeRef, ropeRef } from './reference/rope';
 
 describe('rope', () => {
   it('ropeInvFreq: default frequencies are torch f32 values, partial rotary shortens them', () => {
@@ -116,6 +116,44 @@ describe('rope', () => {
       expect(() => ropeForward(gpu, tx, tx, tPos, tInv, { bias: tb })).toThrow(/with a bias, y must not be x/);
       expect(() => ropeForward(gpu, tx, y, tPos, tInv, { bias: gpu.upload(bias.subarray(1), [H * Dh - 1]) })).toThrow(/bias f32 \[\d+\] must be f32 with/);
       gpu.release(tInv, tPos, tx, tb, y);
+    });
+
+  for (const { T, H, Dh, sections } of [
+    { T: 6, H: 2, Dh: 16, sections: [2, 3, 3] }, // M-RoPE, mrope_section of a tiny Qwen2-VL
+    { T: 5, H: 3, Dh: 128, sections: [16, 24, 24] }, // Qwen2-VL-2B's
+    { T: 9, H: 2, Dh: 16, sections: [4, 4] }, // the vision tower's (row, column)
+  ])
+    it(`sectioned rope (M-RoPE) forward, in place and backward on [${T}, ${H}, ${Dh}], sections [${sections.join(', ')}]`, async () => {
+      const gpu = await testGpu();
+      const rng = makeRng();
+      const C = sections.length;
+      const inv = ropeInvFreq({ headDim: C === 2 ? Dh / 2 : Dh, theta: 10000 });
+      const invTable = C === 2 ? Float32Array.from([...inv, ...inv]) : inv;
+      const pos = Int32Array.from({ length: C * T }, () => Math.floor(rng.next() * 500));
+      const x = rng.randn(T * H * Dh), dy = rng.randn(T * H * Dh);
+      const tInv = gpu.upload(invTable, [invTable.length]), tPos = gpu.upload(pos, [C, T], 'i32');
+      const tx = gpu.upload(x, [T, H, Dh]), y = poisoned(gpu, [T, H, Dh]);
+      ropeForward(gpu, tx, y, tPos, tInv, { sections });
+      const yRef = multimodalRopeRef(x, T, H, Dh, pos, invTable, sections);
+      expectClose(await gpu.readF32(y), yRef, 1e-5, 'y', rng.seed);
+      ropeForward(gpu, tx, tx, tPos, tInv, { sections });
+      expectClose(await gpu.readF32(tx), yRef, 1e-5, 'y in place', rng.seed);
+      const tdy = gpu.upload(dy, [T, H, Dh]), dx = poisoned(gpu, [T, H, Dh]);
+      ropeBackward(gpu, tdy, dx, tPos, tInv, { sections });
+      expectClose(await gpu.readF32(dx), multimodalRopeRef(dy, T, H, Dh, pos, invTable, sections, true), 1e-5, 'dx', rng.seed);
+      // equal components reduce it to plain rope
+      const same = Int32Array.from({ length: C * T }, (_, i) => i % T);
+      const tSame = gpu.upload(same, [C, T], 'i32'), tx2 = gpu.upload(x, [T, H, Dh]);
+      ropeForward(gpu, tx2, y, tSame, tInv, { sections });
+      expectClose(await gpu.readF32(y), ropeRef(x, T, H, Dh, same.subarray(0, T), invTable), 1e-5, 'equal components', rng.seed);
+      // with the q/k projection's bias fused (Qwen2-VL's q/k have biases)
+      const bias = rng.randn(H * Dh);
+      const tb = gpu.upload(bias, [H * Dh]);
+      ropeForward(gpu, tx2, y, tPos, tInv, { sections, bias: tb });
+      const biased = Float64Array.from(x, (v, i) => v + bias[i % (H * Dh)]!);
+      expectClose(await gpu.readF32(y), multimodalRopeRef(biased, T, H, Dh, pos, invTable, sections), 1e-5, 'y with bias', rng.seed);
+      expect(() => ropeForward(gpu, tx, y, tPos, tInv, { sections: [1, ...sections] })).toThrow(/sections .* summing to/);
+      gpu.release(tInv, tPos, tx, y, tdy, dx, tSame, tb, tx2);
     });
 
   it('cos/sin of large angles (positions up to 2e5) stay accurate element by element', async () => {

@@ -240,7 +240,7 @@ function refuseImages(d: LoadedDataset): void {
   if (!a) return;
   const n = d.aligned.filter((x) => x.images?.length).length;
   throw new DataError(
-    `${n} record${n === 1 ? ' has' : 's have'} images (the first: ${a.images!.join(', ')}); the files were found and read, but training on images needs a vision-language model and template, which Crucible does not run yet`,
+    `${n} record${n === 1 ? ' has' : 's have'} images (the first: ${a.images!.join(', ')}); the files were found and read, but training on images needs a vision-language model and batches that carry pixel values, which Crucible's data path does not build yet (Qwen2-VL's vision tower runs in the engine): these records would train without their pictures`,
     { dataset: d.attr.name, file: a.source.file, line: a.source.line, index: a.source.index, field: d.attr.columns.images },
   );
 }

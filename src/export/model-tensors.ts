@@ -21,6 +21,8 @@ export function modelTensors(model: Model): TensorSource[] {
   }
   plain(model.finalNorm);
   if (!model.lmHead.tied) out.push({ name: 'lm_head.weight', shape: [V, D], read: () => dequantizeWeight(gpu, model.lmHead.weight, V, D) });
+  // a vision-language model's frozen tower and merger, as loaded
+  for (const t of model.vision?.namedTensors() ?? []) out.push({ name: t.name, shape: t.shape, read: () => gpu.readF32(t.tensor) });
   return out.sort((a, b) => a.name.localeCompare(b.name));
 }
 

@@ -1,6 +1,6 @@
 // Gated activations of the MLP (SwiGLU: silu(gate) * up; GeGLU: gelu(gate) * up with the tanh
 // approximation or exact erf), and Qwen3.5's attention output gate (sigmoid(gate) * attn) with their backward, for separate gate/up tensors and for the fused
-// [T, 2F] gate_up_proj layout (Phi-3).
+// [T, 2F] gate_up_proj layout (Phi-3); plain activations y = act(x) (vision MLPs, forward only).
 
 import source from '../../shaders/act.wgsl';
 import type { Gpu, Param } from '../gpu/runtime';
@@ -12,10 +12,13 @@ import { distinctBuffers, requireF32 } from './checks';
 export type GatedActKind = 'silu' | 'gelu_tanh' | 'gelu' | 'sigmoid' | 'identity';
 
 const WG = 256;
-const ACT: Record<GatedActKind, number> = { silu: 0, gelu_tanh: 1, gelu: 2, sigmoid: 3, identity: 4 };
+/** Activations of ungated MLPs (vision towers): quick_gelu is x * sigmoid(1.702 x). */
+export type ActKind = 'silu' | 'gelu_tanh' | 'gelu' | 'quick_gelu';
 
-function checkKind(kind: GatedActKind, fn: string): GatedActKind {
-  if (ACT[kind] === undefined) throw new Error(`${fn}: unknown activation "${String(kind)}" (silu, gelu_tanh, gelu, sigmoid, identity)`);
+const ACT: Record<GatedActKind | ActKind, number> = { silu: 0, gelu_tanh: 1, gelu: 2, sigmoid: 3, identity: 4, quick_gelu: 5 };
+
+function checkKind<K extends GatedActKind | ActKind>(kind: K, fn: string): K {
+  if (ACT[kind] === undefined) throw new Error(`${fn}: unknown activation "${String(kind)}" (silu, gelu_tanh, gelu, sigmoid, identity, quick_gelu)`);
   return kind;
 }
 
@@ -26,16 +29,28 @@ function sameShape(fn: string, a: [string, Tensor], b: [string, Tensor]): void {
   }
 }
 
-type Entry = 'gated_act_forward' | 'gated_act_backward' | 'gated_act_backward_fused';
+type Entry = 'act_forward' | 'gated_act_forward' | 'gated_act_backward' | 'gated_act_backward_fused';
 
 /** One invocation per element over n elements (grid-folded). */
-function launch(gpu: Gpu, entry: Entry, kind: GatedActKind, bindings: Tensor[], n: number, params: Param[]): void {
+function launch(gpu: Gpu, entry: Entry, kind: GatedActKind | ActKind, bindings: Tensor[], n: number, params: Param[]): void {
   if (n === 0) return;
   const pipeline = gpu.pipeline(`${entry}:${kind}`, () => shaderVariant(source, entry, { ACT: ACT[kind] }));
   gpu.dispatch(pipeline, bindings, gpu.grid(Math.ceil(n / WG)), params);
 }
 
 const lastDim = (t: Tensor): number => t.shape[t.shape.length - 1] ?? 1;
+
+// ---- plain activations -------------------------------------------------------------------------
+
+/** y = act(x), of the same shape (forward only). */
+export function actForward(gpu: Gpu, x: Tensor, y: Tensor, kind: ActKind): void {
+  const fn = 'actForward';
+  requireF32(fn, ['x', x], ['y', y]);
+  sameShape(fn, ['x', x], ['y', y]);
+  distinctBuffers(fn, [['y', y]], [['x', x]]);
+  const n = numel(x.shape);
+  launch(gpu, 'act_forward', checkKind(kind, fn), [x, y], n, [n, Math.max(n, 1), 0, 0, 0, 0]);
+}
 
 // ---- gated activations -------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 // (Qwen3.5's RMSNormGated: times silu(z)) and the plain L2 norm of Gated DeltaNet's q/k. The forward saves the
 // per-row rstd for the backward. The weight gradient is a deterministic reduction over rows (no
 // float atomics): partial sums per chunk of rows, then a sum over chunks in a fixed order.
+// LayerNorm (weight and bias) serves the vision towers, forward only while they stay frozen.
 // The residual add fused with the norm that reads its sum saves the transformer one dispatch and
 // one pass over the stream per norm.
 
@@ -30,7 +31,7 @@ const DW_COLS = 64;
 
 type Entry =
   | 'rms_norm_forward' | 'add_rms_norm_forward' | 'rms_norm_backward_input' | 'rms_norm_backward_weight_partial' | 'rms_norm_backward_weight_sum'
-  | 'rms_norm_gated_forward' | 'rms_norm_gated_backward_input' | 'l2_norm_forward' | 'l2_norm_backward';
+  | 'layer_norm_forward' | 'rms_norm_gated_forward' | 'rms_norm_gated_backward_input' | 'l2_norm_forward' | 'l2_norm_backward';
 
 /** The entry point with WG threads per workgroup and the weight offset (0, or Gemma's 1). */
 function pipeline(gpu: Gpu, entry: Entry, WG: number, offset: 0 | 1 = 0): GPUComputePipeline {
@@ -80,6 +81,19 @@ export function rmsNormForward(gpu: Gpu, x: Tensor, w: Tensor, y: Tensor, rstd: 
   if (!(opts.eps >= 0)) throw new Error(`${fn}: eps = ${opts.eps} must be a non-negative number`);
   if (R === 0 || D === 0) return;
   gpu.dispatch(pipeline(gpu, 'rms_norm_forward', workgroupSize(D), opts.offset ?? 0), [x, w, y, rstd], gpu.grid(R), [R, D, f32(opts.eps), 0, 0, 0]);
+}
+
+/** y = (x - mean) / sqrt(var + eps) * w + b over the last dimension (torch.nn.LayerNorm, biased variance). */
+export function layerNormForward(gpu: Gpu, x: Tensor, w: Tensor, b: Tensor, y: Tensor, opts: { eps: number }): void {
+  const fn = 'layerNormForward';
+  requireF32(fn, { x, w, b, y });
+  const { R, D } = rowsAndCols(fn, x, w);
+  sameCount(fn, 'bias', b, D, 'one per column');
+  sameCount(fn, 'y', y, R * D, `x is ${shapeStr(x.shape)}`);
+  distinct(fn, ['y', y], ['x', x], ['w', w], ['b', b]);
+  if (!(opts.eps >= 0)) throw new Error(`${fn}: eps = ${opts.eps} must be a non-negative number`);
+  if (R === 0 || D === 0) return;
+  gpu.dispatch(pipeline(gpu, 'layer_norm_forward', workgroupSize(D)), [x, w, b, y], gpu.grid(R), [R, D, f32(opts.eps), 0, 0, 0]);
 }
 
 /**

@@ -4,7 +4,9 @@
 // rotation by the negated angle (dx = R^T dy). ropeInvFreq() reproduces transformers' inverse
 // frequencies (default, linear, llama3) bit for bit in f32. An empty invFreq (rotary dim 0:
 // SmolLM3's NoPE layers) rotates nothing: y = x. The forward can add the q/k projection's bias
-// first (out of place), which saves the projection its bias dispatch.
+// first (out of place), which saves the projection its bias dispatch. With `sections` (Qwen2-VL's
+// M-RoPE, its vision tower's 2-D rope) each token has several positions and consecutive runs of
+// pairs use one each; the bias composes with them.
 
 import source from '../../shaders/rope.wgsl';
 import { f32, type Gpu } from '../gpu/runtime';
@@ -14,6 +16,11 @@ import { numel, shapeStr, type Tensor } from '../gpu/tensor';
 export interface RopeOptions {
   /** Multiplies cos and sin (transformers' attention_scaling; 1 for default/linear/llama3). */
   attentionScaling?: number;
+  /**
+   * Pairs per position component, summing to rotaryDim / 2 (at most 3 components): positions are
+   * then i32 [C, T], component c rotating the c-th run of pairs (Qwen2-VL's mrope_section).
+   */
+  sections?: readonly number[];
 }
 
 export interface RopeForwardOptions extends RopeOptions {
@@ -47,9 +54,16 @@ function rotate(gpu: Gpu, direction: Direction, x: Tensor, y: Tensor, positions:
   const Dh = x.shape[x.shape.length - 1]!, H = x.shape[x.shape.length - 2]!;
   const T = numel(x.shape) / Math.max(1, H * Dh);
   if (numel(y.shape) !== numel(x.shape)) throw new Error(`${fn}: y ${shapeStr(y.shape)} and x ${shapeStr(x.shape)} differ in size`);
-  if (numel(positions.shape) !== T) throw new Error(`${fn}: positions ${shapeStr(positions.shape)} must have one entry per token (${T}) of x ${shapeStr(x.shape)}`);
   const half = numel(invFreq.shape);
   if (2 * half > Dh) throw new Error(`${fn}: invFreq ${shapeStr(invFreq.shape)} gives rotary dim ${2 * half} > head dim ${Dh}`);
+  const sections = opts.sections ?? [half];
+  if (sections.length > 3 || sections.some((n) => !Number.isInteger(n) || n < 0) || sections.reduce((a, b) => a + b, 0) !== half) {
+    throw new Error(`${fn}: sections [${sections.join(', ')}] must be at most 3 counts of pairs summing to rotaryDim / 2 = ${half}`);
+  }
+  const C = sections.length;
+  if (numel(positions.shape) !== C * T) {
+    throw new Error(`${fn}: positions ${shapeStr(positions.shape)} must have ${C === 1 ? 'one entry' : `${C} entries ([${C}, T])`} per token (${T}) of x ${shapeStr(x.shape)}`);
+  }
   const inPlace = x.buffer === y.buffer && x.offset === y.offset;
   const bias = opts.bias;
   if (bias) {
@@ -60,15 +74,21 @@ function rotate(gpu: Gpu, direction: Direction, x: Tensor, y: Tensor, positions:
     if (t.buffer === y.buffer) throw new Error(`${fn}: y must not share a buffer with ${name}${name === 'x' ? ' unless it is x itself' : ''}`);
   }
   const scaling = opts.attentionScaling ?? 1;
+  const sectioned = C > 1;
+  // first pair of the second and third components (past the end where there is none)
+  const s1 = sectioned ? sections[0]! : half, s2 = C > 2 ? sections[0]! + sections[1]! : half;
+  const launch = (entry: string, bindings: Tensor[], n: number, P: number): void => {
+    const pipeline = gpu.pipeline(`${entry}${sectioned ? ':sections' : ''}`, () => shaderVariant(source, entry, { SECTIONS: sectioned }));
+    gpu.dispatch(pipeline, bindings, gpu.grid(Math.ceil(n / WG)), [n, H, Dh, half, P, f32(scaling), T, s1, s2]);
+  };
   if (bias) {
     // every dim is written: pairs below half, the rest (pass-through and, without rope, all) added
     const P = Dh - half;
     const n = T * H * P;
     if (n === 0) return;
-    const entry = 'rope_forward_bias';
     // without rotary dims invFreq is empty and unread, but WebGPU refuses an empty binding
     const inv = half === 0 ? bias : invFreq;
-    gpu.dispatch(gpu.pipeline(entry, () => shaderVariant(source, entry)), [x, positions, inv, bias, y], gpu.grid(Math.ceil(n / WG)), [n, H, Dh, half, P, f32(scaling)]);
+    launch('rope_forward_bias', [x, positions, inv, bias, y], n, P);
     return;
   }
   if (half === 0) {
@@ -79,9 +99,7 @@ function rotate(gpu: Gpu, direction: Direction, x: Tensor, y: Tensor, positions:
   const P = inPlace ? half : half + (Dh - 2 * half);
   const n = T * H * P;
   if (n === 0) return;
-  const entry = `rope_${direction}${inPlace ? '_in_place' : ''}`;
-  const bindings = inPlace ? [y, positions, invFreq] : [x, positions, invFreq, y];
-  gpu.dispatch(gpu.pipeline(entry, () => shaderVariant(source, entry)), bindings, gpu.grid(Math.ceil(n / WG)), [n, H, Dh, half, P, f32(scaling)]);
+  launch(`rope_${direction}${inPlace ? '_in_place' : ''}`, inPlace ? [y, positions, invFreq] : [x, positions, invFreq, y], n, P);
 }
 
 export interface RopeScaling {

@@ -14,7 +14,7 @@ import { ssdSavedElements } from '../kernels/ssd';
 
 /** The model dimensions the sizes depend on. */
 export type ActivationSpec = Pick<ModelSpec, 'hidden' | 'heads' | 'kvHeads' | 'headDim' | 'intermediate' | 'qkNorm' | 'sandwichNorms' | 'vocab'>
-  & Partial<Pick<ModelSpec, 'attnOutputGate' | 'deltaNet' | 'mamba' | 'sharedMlp' | 'shortConv'>> & { layers: readonly { mixer?: Mixer }[] };
+  & Partial<Pick<ModelSpec, 'attnOutputGate' | 'deltaNet' | 'mamba' | 'sharedMlp' | 'shortConv' | 'mrope'>> & { layers: readonly { mixer?: Mixer }[] };
 
 /** Buffer shapes by name; null where this model has no such buffer. */
 export type ShapeTable = Record<string, number[] | null>;
@@ -128,7 +128,8 @@ export function streamShapes(s: ActivationSpec, B: number, S: number, packed: bo
   const T = B * S, D = s.hidden;
   return {
     f32: { final: [T, D], rstdFinal: [T], loss: [T] } satisfies ShapeTable,
-    i32: { ids: [T], labels: [T], positions: [T], segments: packed ? [T] : null } satisfies ShapeTable,
+    // M-RoPE (Qwen2-VL): (temporal, height, width) positions, [3, T]
+    i32: { ids: [T], labels: [T], positions: s.mrope ? [3, T] : [T], segments: packed ? [T] : null } satisfies ShapeTable,
     /** resid[l] is the input of layer l; resid[L] feeds the final norm. */
     resid: Array.from({ length: s.layers.length + 1 }, () => [T, D]),
     /** Ones for bias broadcasts and sums as products (linear.ts's onesFor). */

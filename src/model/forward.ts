@@ -17,7 +17,7 @@ import { embeddingForward, embeddingBackward } from '../kernels/embedding';
 import type { LoraDropout } from '../kernels/lora';
 import { lmHeadCrossEntropy, logitsForRows, type TokenLoss } from '../kernels/loss';
 import { addRmsNormForward, l2NormBackward, l2NormForward, rmsNormForward, rmsNormBackward, rmsNormGatedBackward, rmsNormGatedForward } from '../kernels/norm';
-import { ropeForward, ropeBackward } from '../kernels/rope';
+import { ropeForward, ropeBackward, type RopeOptions } from '../kernels/rope';
 import {
   attentionActivationShapes, blockActivationShapes, DELTA_RULE_CHUNK, deltaNetActivationShapes, gradientShapes, mambaActivationShapes, shortConvActivationShapes,
   streamShapes,
@@ -28,6 +28,14 @@ import { allocSiteSaved, onesFor, siteBackward, siteForward, type SiteSaved } fr
 import { siteOf, type Layer, type Model, type Param, type SiteKind } from './model';
 import { shortConvBackward, shortConvForward, type ShortConvGrads, type ShortConvShape } from './short-conv';
 import type { Mixer } from './spec';
+import type { ImageGrid } from './vision';
+
+/** The images of a micro-batch, in the order of their <|image_pad|> runs (row by row). */
+export interface BatchImages {
+  /** The processor's pixel values of all images, [patches, C * T * P * P]. */
+  pixels: Float32Array;
+  grids: ImageGrid[];
+}
 
 /** One micro-batch: B rows of S tokens. Labels are already shifted (labels[t] is the target after token t). */
 export interface Batch {
@@ -35,7 +43,10 @@ export interface Batch {
   S: number;
   ids: Int32Array;
   labels: Int32Array;
+  /** [B * S], or [3, B * S] (temporal, height, width) for a model with M-RoPE (mrope.ts). */
   positions: Int32Array;
+  /** Vision-language models: the images whose embeddings replace the image tokens. */
+  images?: BatchImages;
   /** Packed sequences (neat_packing): attention stays within equal segment ids. */
   segments?: Int32Array;
 }
@@ -89,6 +100,8 @@ export class Workspace {
   private grads: Grads | null = null;
   /** The loaded batch's ids on the host (the embedding gradient groups rows by id). */
   private hostIds: Int32Array = new Int32Array(0);
+  /** The loaded batch's images and the runs of image-token rows their embeddings fill. */
+  private images: { images: BatchImages; runs: { row: number; length: number }[] } | null = null;
 
   constructor(readonly model: Model, readonly B: number, readonly S: number, readonly recompute: boolean, packed = false) {
     const gpu = model.gpu;
@@ -138,14 +151,48 @@ export class Workspace {
       const id = batch.ids[i]!;
       if (id < 0 || id >= V) throw new Error(`token id ${id} at batch position ${i} is outside the vocabulary (0..${V - 1})`);
     }
+    const positions = this.positionsFor(batch);
+    this.images = imageRuns(this.model, batch);
     this.hostIds = batch.ids;
     gpu.write(this.ids, batch.ids);
     gpu.write(this.labels, batch.labels);
-    gpu.write(this.positions, batch.positions);
+    gpu.write(this.positions, positions);
     if (this.segments) {
       if (!batch.segments) throw new Error('this workspace is for packed batches: segment ids are required');
       gpu.write(this.segments, batch.segments);
     }
+  }
+
+  /**
+   * The batch's positions as the workspace holds them. M-RoPE: [3, B * S]; a batch without images
+   * may give [B * S], since get_rope_index makes the three components of text tokens equal.
+   */
+  private positionsFor(batch: Batch): Int32Array {
+    const T = this.T;
+    const mrope = this.model.spec.mrope !== null;
+    if (mrope && batch.positions.length === T && !batch.images?.grids.length) {
+      const out = new Int32Array(3 * T);
+      for (let c = 0; c < 3; c++) out.set(batch.positions, c * T);
+      return out;
+    }
+    const count = (mrope ? 3 : 1) * T;
+    if (batch.positions.length !== count) {
+      throw new Error(`batch positions have ${batch.positions.length} entries; this model needs ${count}${mrope ? ' ([3, B * S]: M-RoPE, as mrope.ts computes them for images)' : ''}`);
+    }
+    return batch.positions;
+  }
+
+  /** resid[0]'s rows at the image tokens := the vision tower's embeddings of the loaded images (transformers' masked_scatter). */
+  placeImages(): void {
+    if (!this.images) return;
+    const { model } = this;
+    const embeds = model.vision!.forward(this.images.images.pixels, this.images.images.grids);
+    let from = 0;
+    for (const { row, length } of this.images.runs) {
+      copyInto(model.gpu, embeds, this.resid[0]!, { rows: length, cols: model.spec.hidden, srcOffset: from * model.spec.hidden, dstOffset: row * model.spec.hidden });
+      from += length;
+    }
+    model.gpu.releaseAtFlush(embeds);
   }
 
   release(): void {
@@ -160,7 +207,33 @@ export class Workspace {
   }
 }
 
+/** The runs of image-token rows of a batch, checked against its images' token counts. */
+function imageRuns(model: Model, batch: Batch): { images: BatchImages; runs: { row: number; length: number }[] } | null {
+  const v = model.spec.vision;
+  const images = batch.images;
+  if (!v) {
+    if (images?.grids.length) throw new Error('this model has no vision tower: a batch with images needs a vision-language model');
+    return null;
+  }
+  const runs: { row: number; length: number }[] = [];
+  batch.ids.forEach((id, i) => {
+    if (id !== v.imageTokenId) return;
+    const last = runs[runs.length - 1];
+    if (last && last.row + last.length === i && i % batch.S !== 0) last.length++;
+    else runs.push({ row: i, length: 1 });
+  });
+  const tokens = runs.reduce((n, r) => n + r.length, 0);
+  const expected = (images?.grids ?? []).reduce((n, [t, h, w]) => n + (t * h * w) / (v.mergeSize * v.mergeSize), 0);
+  if (tokens !== expected) {
+    throw new Error(`batch has ${tokens} image tokens but its ${images?.grids.length ?? 0} image(s) give ${expected} embeddings (truncated by cutoff_len?)`);
+  }
+  return tokens ? { images: images!, runs } : null;
+}
+
 const view = (t: Tensor, shape: number[]): Tensor => ({ ...t, shape });
+
+/** Rope options of the text model: M-RoPE's sections where it has them. */
+const ropeOptions = (model: Model): RopeOptions => (model.spec.mrope ? { sections: model.spec.mrope } : {});
 
 function sv(gpu: Gpu, a: LayerActs, layer: Layer, kind: SiteKind): SiteSaved {
   const site = siteOf(layer, kind);
@@ -273,8 +346,8 @@ function qkv(gpu: Gpu, model: Model, layer: Layer, a: LayerActs, at: AttentionAc
   }
   const qBias = qBiasByRope ? siteOf(layer, 'q_proj').bias : null;
   const kBias = kBiasByRope ? siteOf(layer, 'k_proj').bias : null;
-  ropeForward(gpu, view(qIn, [T, Hq, Dh]), view(at.q, [T, Hq, Dh]), positions, layer.invFreq!, qBias ? { bias: qBias } : {});
-  ropeForward(gpu, view(kIn, [T, Hkv, Dh]), view(at.k, [T, Hkv, Dh]), positions, layer.invFreq!, kBias ? { bias: kBias } : {});
+  ropeForward(gpu, view(qIn, [T, Hq, Dh]), view(at.q, [T, Hq, Dh]), positions, layer.invFreq!, { ...ropeOptions(model), ...(qBias ? { bias: qBias } : {}) });
+  ropeForward(gpu, view(kIn, [T, Hkv, Dh]), view(at.k, [T, Hkv, Dh]), positions, layer.invFreq!, { ...ropeOptions(model), ...(kBias ? { bias: kBias } : {}) });
 }
 
 /** What o_proj reads: the attention output, times sigmoid(gate) on Qwen3.5. */
@@ -498,8 +571,8 @@ function attentionBackwardOf(ws: Workspace, layer: Layer, a: LayerActs, at: Atte
   attentionBackward(gpu, view(g.dAttn, [B, S, Hq, Dh]), view(at.q, [B, S, Hq, Dh]), view(at.k, [B, S, Hkv, Dh]), view(at.v, [B, S, Hkv, Dh]),
     view(at.attn, [B, S, Hq, Dh]), at.lse, view(g.dQ, [B, S, Hq, Dh]), view(g.dK, [B, S, Hkv, Dh]), view(g.dV, [B, S, Hkv, Dh]),
     attnShape(model, layer, B, S, ws.segments));
-  ropeBackward(gpu, view(g.dQ, [T, Hq, Dh]), view(g.dQ, [T, Hq, Dh]), ws.positions, layer.invFreq!);
-  ropeBackward(gpu, view(g.dK, [T, Hkv, Dh]), view(g.dK, [T, Hkv, Dh]), ws.positions, layer.invFreq!);
+  ropeBackward(gpu, view(g.dQ, [T, Hq, Dh]), view(g.dQ, [T, Hq, Dh]), ws.positions, layer.invFreq!, ropeOptions(model));
+  ropeBackward(gpu, view(g.dK, [T, Hkv, Dh]), view(g.dK, [T, Hkv, Dh]), ws.positions, layer.invFreq!, ropeOptions(model));
   let dQ = g.dQ, dK = g.dK;
   if (layer.qNorm && layer.kNorm) {
     normBack(gpu, model, view(g.dQ, [T * Hq, Dh]), view(at.qRaw, [T * Hq, Dh]), layer.qNorm, at.rstdQ!, view(g.dQ2!, [T * Hq, Dh]), false);
@@ -596,6 +669,7 @@ export function forwardBackward(ws: Workspace, opts: StepOptions): void {
   if (!opts.reuseForward) {
     embeddingForward(gpu, ws.ids, model.embed.value, ws.resid[0]!, s.embedScale);
     if (opts.embedNoise) add(gpu, ws.resid[0]!, opts.embedNoise, ws.resid[0]!);
+    ws.placeImages();
     forwardLayers(ws, opts.loraDropout);
     if (!opts.head) scaleForLogits(ws);
   }
@@ -630,6 +704,7 @@ export function fullLogits(ws: Workspace, out: Tensor): void {
   const { model } = ws;
   const gpu = model.gpu;
   embeddingForward(gpu, ws.ids, model.embed.value, ws.resid[0]!, model.spec.embedScale);
+  ws.placeImages();
   forwardLayers(ws, undefined);
   scaleForLogits(ws);
   const softcap = model.spec.finalSoftcap;
@@ -715,6 +790,7 @@ export function forwardCached(ws: Workspace, cache: KVCache): void {
   if (cacheRows(cache) < B * cache.capacity) throw new Error(`forwardCached: a cache of ${cacheRows(cache)} rows does not hold ${B} sequences of ${cache.capacity}`);
   if (cache.length + T > cache.capacity) throw new Error(`KV cache full: ${cache.length} + ${T} > ${cache.capacity} positions`);
   embeddingForward(gpu, ws.ids, model.embed.value, ws.resid[0]!, model.spec.embedScale);
+  ws.placeImages();
   const rowBytes = Hkv * Dh * 4;
   normEmbeddings(ws);
   for (let l = 0; l < model.layers.length; l++) {

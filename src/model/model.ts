@@ -9,6 +9,7 @@ import { ropeInvFreq } from '../kernels/rope';
 import { parseHfConfig } from './hf-config';
 import type { LinearSite } from './linear';
 import { specFromConfig, type Mixer, type ModelSpec } from './spec';
+import { VisionTower } from './vision';
 import { Checkpoint, finalNormName, layerNames, uploadMatrix, uploadTensor, type ModelFiles, type WeightFormat } from './weights';
 
 /** A weight that is not a linear layer (norm, embedding), with its gradient when trainable. */
@@ -135,6 +136,8 @@ export class Model {
     /** The output projection; the same tensor as embed.value when embeddings are tied. */
     readonly lmHead: { weight: Weight; grad: Tensor | null; tied: boolean },
     readonly format: WeightFormat,
+    /** A vision-language checkpoint's (frozen) vision tower and merger; null for text-only models. */
+    readonly vision: VisionTower | null,
   ) {}
 
   static async load(gpu: Gpu, files: ModelFiles, opts: LoadOptions = {}): Promise<Model> {
@@ -307,7 +310,8 @@ export class Model {
       ? { weight: embed.value as Weight, grad: null, tied: true }
       : { weight: await uploadMatrix(gpu, ckpt, 'lm_head.weight', [V, D], 'f32'), grad: null, tied: false };
     tick('lm_head');
-    return new Model(gpu, spec, config, embed, layers, finalNorm, lmHead, format);
+    const vision = spec.vision ? await VisionTower.load(gpu, ckpt, spec.vision) : null;
+    return new Model(gpu, spec, config, embed, layers, finalNorm, lmHead, format, vision);
   }
 
   sites(): LinearSite[] {
@@ -364,6 +368,7 @@ export class Model {
     }
     if (!this.lmHead.tied) own.push(...weightParts(this.lmHead.weight));
     if (this.lmHead.grad) own.push(this.lmHead.grad);
+    if (this.vision) own.push(...this.vision.tensors());
     this.gpu.release(...new Set(own));
   }
 

@@ -1,7 +1,7 @@
 // Hugging Face config.json -> ModelSpec: every architectural choice the engine branches on, made
 // explicit once, so the transformer code reads as one model with a few switches.
 
-export type Arch = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'qwen3_5' | 'gemma' | 'gemma2' | 'gemma3' | 'phi3' | 'smollm3' | 'granitemoehybrid' | 'lfm2';
+export type Arch = 'llama' | 'mistral' | 'qwen2' | 'qwen2_vl' | 'qwen3' | 'qwen3_5' | 'gemma' | 'gemma2' | 'gemma3' | 'phi3' | 'smollm3' | 'granitemoehybrid' | 'lfm2';
 export type Activation = 'silu' | 'gelu_tanh' | 'gelu';
 
 export interface RopeSpec {
@@ -58,6 +58,30 @@ export interface MambaSpec {
   dtMax: number;
 }
 
+/**
+ * Qwen2-VL's vision tower (vision_config): a Conv3d patch embedding, `depth` ViT blocks (LayerNorm,
+ * bidirectional attention within each image with 2-D rope, an ungated MLP) and the patch merger
+ * (LayerNorm, then an MLP over each mergeSize x mergeSize window of patches) into the text model's
+ * hidden size.
+ */
+export interface VisionSpec {
+  depth: number;
+  embedDim: number;
+  heads: number;
+  mlpHidden: number;
+  act: 'quick_gelu' | 'gelu' | 'silu' | 'gelu_tanh';
+  inChannels: number;
+  patchSize: number;
+  temporalPatch: number;
+  mergeSize: number;
+  /** The merger's output: the text model's hidden size. */
+  outHidden: number;
+  /** Module path of the tower ("model.visual"). */
+  prefix: string;
+  imageTokenId: number;
+  visionStartId: number;
+}
+
 /** LFM2's short convolution (Lfm2ShortConv): in_proj to B, C, x of `hidden` channels each, out = out_proj(C * conv(B * x)). */
 export interface ShortConvSpec {
   /** Taps of the causal depthwise conv1d (conv_L_cache). */
@@ -105,6 +129,10 @@ export interface ModelSpec {
   /** Module path of the text model in the checkpoint: "model", or "model.language_model" in Qwen3.5's multimodal checkpoints. */
   textPrefix: string;
   tiedEmbeddings: boolean;
+  /** Qwen2-VL's mrope_section: rope pairs per (temporal, height, width) position; null for 1-D positions. */
+  mrope: number[] | null;
+  /** The vision tower of a vision-language checkpoint; null for text-only models. */
+  vision: VisionSpec | null;
   maxPositions: number;
   bosId: number | null;
   eosIds: number[];
@@ -115,6 +143,7 @@ const ARCHS: Record<string, Arch> = {
   LlamaForCausalLM: 'llama',
   MistralForCausalLM: 'mistral',
   Qwen2ForCausalLM: 'qwen2',
+  Qwen2VLForConditionalGeneration: 'qwen2_vl',
   Qwen3ForCausalLM: 'qwen3',
   Qwen3_5ForCausalLM: 'qwen3_5',
   Qwen3_5ForConditionalGeneration: 'qwen3_5',
@@ -137,10 +166,10 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
   if (!arch) {
     throw new Error(`${where}: unsupported architecture "${archName || '(none)'}". Supported: ${SUPPORTED_ARCHITECTURES.join(', ')}`);
   }
-  // Gemma 3 and Qwen3.5 multimodal checkpoints nest the text model's config.
-  const nested = (arch === 'gemma3' || arch === 'qwen3_5') && typeof raw.text_config === 'object' && raw.text_config !== null;
-  // (Qwen3.5's may keep tie_word_embeddings and token ids at the top level: the text config's win)
-  const outer = arch === 'qwen3_5' ? raw : {};
+  // Gemma 3, Qwen2-VL (transformers 5) and Qwen3.5 multimodal checkpoints nest the text model's config.
+  const nested = (arch === 'gemma3' || arch === 'qwen3_5' || arch === 'qwen2_vl') && typeof raw.text_config === 'object' && raw.text_config !== null;
+  // (Qwen3.5's and Qwen2-VL's may keep tie_word_embeddings and token ids at the top level: the text config's win)
+  const outer = arch === 'qwen3_5' || arch === 'qwen2_vl' ? raw : {};
   const c: Json = nested ? { ...outer, ...(raw.text_config as Json), architectures: raw.architectures } : raw;
   const qwen35 = arch === 'qwen3_5';
   const granite = arch === 'granitemoehybrid';
@@ -199,7 +228,7 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
     attnScale: granite ? num('attention_multiplier', 1 / Math.sqrt(headDim)) : 1 / Math.sqrt(pre ?? headDim),
     attnSoftcap: typeof c.attn_logit_softcapping === 'number' ? c.attn_logit_softcapping : null,
     finalSoftcap: typeof c.final_logit_softcapping === 'number' ? c.final_logit_softcapping : null,
-    qkvBias: arch === 'qwen2' || c.attention_bias === true,
+    qkvBias: arch === 'qwen2' || arch === 'qwen2_vl' || c.attention_bias === true,
     qkNorm: arch === 'qwen3' || arch === 'gemma3' || qwen35 || lfm2,
     sandwichNorms: arch === 'gemma2' || arch === 'gemma3',
     fusedProjections: arch === 'phi3',
@@ -215,9 +244,12 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
     logitsScale: granite ? num('logits_scaling', 1) : 1,
     sharedMlp: granite,
     shortConv: layers.some((l) => l.mixer === 'shortConv') ? { convKernel: num('conv_L_cache', 3) } : null,
-    textPrefix: nested && qwen35 ? 'model.language_model' : 'model',
+    // Qwen2-VL: transformers 5's module path (older checkpoints' model.* / visual.* are renamed at load)
+    textPrefix: (nested && qwen35) || arch === 'qwen2_vl' ? 'model.language_model' : 'model',
     // LFM2's original keys: tie_embedding (tied by default)
     tiedEmbeddings: c.tie_word_embeddings === undefined ? (lfm2 ? c.tie_embedding !== false : gemma) : c.tie_word_embeddings === true,
+    mrope: arch === 'qwen2_vl' ? mropeSectionOf(c, headDim, where) : null,
+    vision: arch === 'qwen2_vl' ? visionOf(raw, hidden, where) : null,
     maxPositions: num('max_position_embeddings', 4096),
     bosId: typeof c.bos_token_id === 'number' ? c.bos_token_id : null,
     eosIds: Array.isArray(eos) ? (eos as number[]) : typeof eos === 'number' ? [eos] : [],
@@ -306,7 +338,9 @@ function ropeOf(c: Json, layerType: string, where: string, defaultPartial: numbe
   if (!p && layerType === 'sliding_attention' && typeof c.rope_local_base_freq === 'number') {
     return { theta: c.rope_local_base_freq, partialRotaryFactor: 1, scaling: { rope_type: 'default' } };
   }
-  const type = String(scaling.rope_type ?? scaling.type ?? 'default');
+  // Qwen2-VL's "mrope" has the default frequencies; its sections are read by mropeSectionOf
+  const named = String(scaling.rope_type ?? scaling.type ?? 'default');
+  const type = named === 'mrope' ? 'default' : named;
   if (type !== 'default' && type !== 'linear' && type !== 'llama3') {
     throw new Error(`${where}: rope scaling "${type}" is not supported (supported: default, linear, llama3)`);
   }
@@ -347,5 +381,53 @@ function mambaOf(c: Json, hidden: number, where: string): MambaSpec {
     heads, headDim, groups, stateDim: int('mamba_d_state', 256), convKernel: int('mamba_d_conv', 4),
     convBias: c.mamba_conv_bias !== false, projBias: c.mamba_proj_bias === true,
     dtMin: bound(limit[0], 0), dtMax: bound(limit[1], Infinity),
+  };
+}
+
+/** mrope_section (rope_parameters in transformers 5, rope_scaling before): pairs per position component, summing to head_dim / 2. */
+function mropeSectionOf(c: Json, headDim: number, where: string): number[] {
+  const p = (c.rope_parameters ?? c.rope_scaling) as Json | undefined;
+  const section = p?.mrope_section;
+  if (!Array.isArray(section) || section.length !== 3 || section.some((n) => !Number.isInteger(n) || n < 0)
+    || section.reduce((a: number, b: number) => a + b, 0) !== headDim / 2) {
+    throw new Error(`${where}: Qwen2-VL needs rope "mrope_section": three counts summing to head_dim / 2 = ${headDim / 2} (got ${JSON.stringify(section)})`);
+  }
+  return section as number[];
+}
+
+function visionOf(raw: Json, textHidden: number, where: string): VisionSpec {
+  const v = raw.vision_config as Json | undefined;
+  if (!v || typeof v !== 'object') throw new Error(`${where}: "vision_config" is missing`);
+  const num = (o: Json, key: string, fallback?: number): number => {
+    const x = o[key];
+    if (typeof x === 'number') return x;
+    if (fallback !== undefined) return fallback;
+    throw new Error(`${where}: "${o === v ? 'vision_config.' : ''}${key}" is missing or not a number`);
+  };
+  const embedDim = num(v, 'embed_dim');
+  const heads = num(v, 'num_heads');
+  const act = String(v.hidden_act ?? 'quick_gelu');
+  if (act !== 'quick_gelu' && act !== 'gelu' && act !== 'silu' && act !== 'gelu_pytorch_tanh') {
+    throw new Error(`${where}: vision_config.hidden_act "${act}" is not supported (quick_gelu, gelu, silu, gelu_pytorch_tanh)`);
+  }
+  if (embedDim % heads !== 0 || (embedDim / heads) % 4 !== 0) {
+    throw new Error(`${where}: vision_config.embed_dim ${embedDim} must split into num_heads ${heads} heads of a multiple of 4 dims (2-D rope)`);
+  }
+  const outHidden = num(v, 'hidden_size', textHidden);
+  if (outHidden !== textHidden) throw new Error(`${where}: vision_config.hidden_size ${outHidden} must equal the text model's hidden_size ${textHidden}`);
+  return {
+    depth: num(v, 'depth'),
+    embedDim,
+    heads,
+    mlpHidden: Math.trunc(embedDim * num(v, 'mlp_ratio', 4)),
+    act: act === 'gelu_pytorch_tanh' ? 'gelu_tanh' : act,
+    inChannels: num(v, 'in_channels', num(v, 'in_chans', 3)),
+    patchSize: num(v, 'patch_size', num(v, 'spatial_patch_size', 14)),
+    temporalPatch: num(v, 'temporal_patch_size', 2),
+    mergeSize: num(v, 'spatial_merge_size', 2),
+    outHidden,
+    prefix: 'model.visual',
+    imageTokenId: num(raw, 'image_token_id'),
+    visionStartId: num(raw, 'vision_start_token_id'),
   };
 }

@@ -59,7 +59,9 @@ export class Checkpoint {
       throw new Error(`${files.name}: no model.safetensors or model.safetensors.index.json (only safetensors checkpoints are supported)`);
     }
     const where = `${files.name}/config.json`;
-    const scheme = await files.exists('config.json') ? prequantizedScheme(parseHfConfig(await files.readText('config.json'), where), where) : null;
+    const config = await files.exists('config.json') ? parseHfConfig(await files.readText('config.json'), where) : null;
+    const scheme = config ? prequantizedScheme(config, where) : null;
+    if (config && VLM_LEGACY_LAYOUT.has(((config.architectures as string[] | undefined) ?? [])[0] ?? '')) renameLegacyVlm(index);
     const infos = new Map([...index].map(([name, f]) => [name, f.tensors.get(name)!]));
     const packed = scheme ? packedLinears(scheme, infos, files.name) : new Map<string, PackedLinear>();
     return new Checkpoint(index, files.name, scheme, packed);
@@ -104,6 +106,23 @@ export class Checkpoint {
     };
     this.lastPacked = { name: p.name, data };
     return data;
+  }
+}
+
+/** Vision-language classes whose checkpoints before transformers 4.52 kept the text model at model.* and the tower at visual.*. */
+const VLM_LEGACY_LAYOUT = new Set(['Qwen2VLForConditionalGeneration']);
+
+/** transformers' checkpoint conversion: visual.* -> model.visual.*, model.* -> model.language_model.* (lm_head stays). */
+function renameLegacyVlm(index: Map<string, SafetensorsFile>): void {
+  if (![...index.keys()].some((n) => n.startsWith('visual.'))) return;
+  for (const [name, f] of [...index]) {
+    const renamed = name.startsWith('visual.') ? `model.${name}` : /^model\.(?!language_model\.|visual\.)/.test(name) ? name.replace(/^model\./, 'model.language_model.') : name;
+    if (renamed === name) continue;
+    index.delete(name);
+    index.set(renamed, f);
+    const info = f.tensors.get(name)!;
+    f.tensors.delete(name);
+    f.tensors.set(renamed, { ...info, name: renamed });
   }
 }
 

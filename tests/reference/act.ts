@@ -88,3 +88,6 @@ export function gatedActBackwardRef(kind: Kind, dOut: Arr, gate: Arr, up: Arr): 
   }
   return { dGate, dUp };
 }
+
+/** quick_gelu (transformers' QuickGELUActivation): x * sigmoid(1.702 x). */
+export const quickGelu = (x: number): number => x * sigmoid(1.702 * x);

@@ -46,3 +46,18 @@ export function addRmsNormBackwardRef(dy: Arr, dS: Arr, a: Arr, b: Arr, w: Arr, 
   const { dx, dw } = rmsNormBackwardRef(dy, s, w, R, D, eps, offset);
   return { da: dx.map((v, i) => v + dS[i]!), dw };
 }
+
+/** torch.nn.LayerNorm: (x - mean) / sqrt(var + eps) * w + b, biased variance. */
+export function layerNormRef(x: Arr, w: Arr, b: Arr, R: number, D: number, eps: number): Float64Array {
+  const y = new Float64Array(R * D);
+  for (let r = 0; r < R; r++) {
+    let mean = 0;
+    for (let j = 0; j < D; j++) mean += x[r * D + j]!;
+    mean /= D;
+    let v = 0;
+    for (let j = 0; j < D; j++) v += (x[r * D + j]! - mean) ** 2;
+    const s = 1 / Math.sqrt(v / D + eps);
+    for (let j = 0; j < D; j++) y[r * D + j] = (x[r * D + j]! - mean) * s * w[j]! + b[j]!;
+  }
+  return y;
+}

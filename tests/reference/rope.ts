@@ -39,3 +39,38 @@ export function llama3InvFreqF64(headDim: number, theta: number, factor: number,
   }
   return out;
 }
+
+/**
+ * transformers' apply_multimodal_rotary_pos_emb (Qwen2-VL): cos/sin of each position component over
+ * the whole head dim, split by mrope_section * 2 along the head dim, chunk i taken from component
+ * i % C; then q * cos + rotate_half(q) * sin. positions are [C, T]. With C = 2 and sections
+ * [Dh/4, Dh/4] over inv = cat(f, f) this is also the vision tower's rope (cat of the row and column
+ * frequencies).
+ */
+export function multimodalRopeRef(x: Arr, T: number, H: number, Dh: number, positions: Arr, invFreq: Arr, sections: readonly number[], inverse = false): Float64Array {
+  const C = sections.length;
+  const component = new Int32Array(Dh);
+  let d = 0;
+  [...sections, ...sections].forEach((n, i) => {
+    for (let k = 0; k < n; k++) component[d++] = i % C;
+  });
+  if (d !== Dh) throw new Error(`multimodalRopeRef: sections * 2 cover ${d} of ${Dh} dims`);
+  const y = new Float64Array(T * H * Dh);
+  const half = Dh / 2;
+  for (let t = 0; t < T; t++) {
+    const cos = new Float64Array(Dh), sin = new Float64Array(Dh);
+    for (let e = 0; e < Dh; e++) {
+      const angle = Math.fround(positions[component[e]! * T + t]! * invFreq[e % half]!);
+      cos[e] = Math.cos(angle);
+      sin[e] = (inverse ? -1 : 1) * Math.sin(angle);
+    }
+    for (let h = 0; h < H; h++) {
+      const b = (t * H + h) * Dh;
+      for (let e = 0; e < Dh; e++) {
+        const rot = e < half ? -x[b + e + half]! : x[b + e - half]!;
+        y[b + e] = x[b + e]! * cos[e]! + rot * sin[e]!;
+      }
+    }
+  }
+  return y;
+}

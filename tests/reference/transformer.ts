@@ -348,6 +348,35 @@ function rmsNorm(a: RefArch, x: Float64Array, rows: number, D: number, w: Arr): 
   return y;
 }
 
+/**
+ * Multimodal inputs of Qwen2-VL's text model (a Qwen2 decoder otherwise): rows of inputs_embeds
+ * replaced (the image embeddings at the <|image_pad|> tokens), and 3-component position ids [3, B*S]
+ * with mrope_section (apply_multimodal_rotary_pos_emb).
+ */
+export interface RefMultimodalInputs {
+  embeds?: Map<number, ArrayLike<number>>;
+  mrope?: { positions: ArrayLike<number>; section: readonly number[] };
+}
+
+/** apply_multimodal_rotary_pos_emb: cos/sin over the head dim split by mrope_section * 2, chunk i from component i % 3. */
+function multimodalRope(x: Float64Array, T: number, H: number, Dh: number, layer: RefLayer, m: NonNullable<RefMultimodalInputs['mrope']>): void {
+  const half = Dh / 2;
+  const component: number[] = [];
+  [...m.section, ...m.section].forEach((n, i) => component.push(...Array.from({ length: n }, () => i % 3)));
+  const y = new Float64Array(Dh);
+  for (let t = 0; t < T; t++) {
+    for (let h = 0; h < H; h++) {
+      const o = (t * H + h) * Dh;
+      for (let e = 0; e < Dh; e++) {
+        const ang = m.positions[component[e]! * T + t]! * layer.invFreq[e % half]!;
+        const rotated = e < half ? -x[o + e + half]! : x[o + e - half]!;
+        y[e] = x[o + e]! * Math.cos(ang) + rotated * Math.sin(ang);
+      }
+      x.set(y, o);
+    }
+  }
+}
+
 /** apply_rotary_pos_emb (Phi-3's partial form): rotate_half within the first rotaryDim dims of each head. */
 function rope(x: Float64Array, T: number, S: number, H: number, Dh: number, layer: RefLayer): void {
   const half = layer.rotaryDim / 2;
@@ -505,7 +534,7 @@ function lfm2Layer(a: RefArch, layer: RefLayer, w: RefWeights, lora: RefLora | u
 // ---- the model ---------------------------------------------------------------------------------
 
 /** Logits [B*S, V] (soft-capped where the architecture caps them) for B rows of S token ids. */
-export function refLogits(config: Json, w: RefWeights, ids: readonly (readonly number[])[], lora?: RefLora): Float64Array {
+export function refLogits(config: Json, w: RefWeights, ids: readonly (readonly number[])[], lora?: RefLora, mm: RefMultimodalInputs = {}): Float64Array {
   const a = refArch(config);
   const { hidden: D, heads: Hq, kvHeads: Hkv, headDim: Dh, intermediate: I, vocab: V } = a;
   const B = ids.length, S = ids[0]!.length, T = B * S;
@@ -515,6 +544,7 @@ export function refLogits(config: Json, w: RefWeights, ids: readonly (readonly n
     if (id < 0 || id >= V) throw new Error(`reference: token id ${id} outside the vocabulary`);
     for (let d = 0; d < D; d++) h[t * D + d] = E[id * D + d]! * a.embedScale;
   });
+  for (const [t, row] of mm.embeds ?? []) for (let d = 0; d < D; d++) h[t * D + d] = row[d]!;
   const add = (x: Float64Array, y: Float64Array) => x.map((v, i) => v + y[i]!);
 
   a.layers.forEach((layer, l) => {
@@ -563,8 +593,13 @@ export function refLogits(config: Json, w: RefWeights, ids: readonly (readonly n
       q = rmsNorm(a, q, T * Hq, Dh, get(w, `${p}.self_attn.q_norm.weight`));
       k = rmsNorm(a, k, T * Hkv, Dh, get(w, `${p}.self_attn.k_norm.weight`));
     }
-    rope(q, T, S, Hq, Dh, layer);
-    rope(k, T, S, Hkv, Dh, layer);
+    if (mm.mrope) {
+      multimodalRope(q, T, Hq, Dh, layer, mm.mrope);
+      multimodalRope(k, T, Hkv, Dh, layer, mm.mrope);
+    } else {
+      rope(q, T, S, Hq, Dh, layer);
+      rope(k, T, S, Hkv, Dh, layer);
+    }
     const attn = attention(a, layer, q, k, v, B, S);
     if (gate) for (let i = 0; i < attn.length; i++) attn[i]! *= 1 / (1 + Math.exp(-gate[i]!));
     let o = linear(w, lora, `${p}.self_attn.o_proj`, attn, T, Nq, D);
