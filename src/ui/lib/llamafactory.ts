@@ -121,6 +121,17 @@ const NOT_IN_FORM: Readonly<Record<string, string>> = {
   fp16: 'the app trains in f32 (half precision runs with crucible train)',
 };
 
+/** Methods the app has no controls for yet: their keys, stage and method values stay with crucible train. */
+function cliOnlyReason(key: string, value: unknown): string | null {
+  if ((key === 'stage' && value === 'ppo') || key.startsWith('ppo_') || key.startsWith('reward_model')) {
+    return 'PPO runs with crucible train (the app has no PPO stage yet)';
+  }
+  if ((key === 'finetuning_type' && value === 'oft') || key.startsWith('oft_') || key === 'module_dropout') {
+    return 'OFT runs with crucible train (the app has no OFT method yet)';
+  }
+  return null;
+}
+
 export interface LoadedConfig {
   settings: Settings;
   /** model_name_or_path, for the model choice. */
@@ -148,7 +159,9 @@ export function loadRunYaml(text: string, fileName = 'config'): LoadedConfig {
   const entries = isV1Config(Object.keys(raw)) ? [] : Object.entries(raw as Record<string, unknown>);
   for (const [key, value] of entries) {
     const unsupported = UNSUPPORTED_KEYS[key];
+    const cliOnly = cliOnlyReason(key, value);
     if (!known.has(key)) skipped.push({ key, why: 'not a LLaMA-Factory or Crucible key' });
+    else if (cliOnly) skipped.push({ key, why: cliOnly });
     else if (unsupported && JSON.stringify(value) !== JSON.stringify(unsupported.default)) skipped.push({ key, why: `${unsupported.feature} is not implemented` });
     else if (IGNORED_KEYS[key]) skipped.push({ key, why: `a ${IGNORED_KEYS[key]} setting, without effect here` });
     else kept.push(key);
