@@ -77,7 +77,7 @@ export const trainCommand: CommandDef = {
       io.stderr(
         result.interrupted
           ? `interrupted at step ${result.globalStep}/${result.totalSteps}; ${result.checkpoint ? `checkpoint ${result.checkpoint}: rerun the same command to resume` : 'no step finished, nothing to resume'}\n`
-          : `done: ${result.globalStep} steps${loss}${evalLoss}; saved to ${result.outputDir}\n`,
+          : `${result.stopped ? `${result.stopped}\n` : ''}done: ${result.globalStep} steps${loss}${evalLoss}; saved ${result.bestCheckpoint ? `the best model (${result.bestCheckpoint}) ` : ''}to ${result.outputDir}\n`,
       );
       if (result.interrupted) return 130;
     } finally {

@@ -18,6 +18,7 @@ import {
   type CrucibleConfig,
 } from './schema';
 import { nearest } from './suggest';
+import { bestModelProblems } from './best-model';
 import { isV1Config, translateV1, type V1Access } from './llamafactory-v1';
 
 export class ConfigError extends Error {
@@ -179,15 +180,23 @@ function overrideEntries(overrides: readonly string[]): Entry[] {
   });
 }
 
-/** `key=value` values are YAML scalars (as OmegaConf's from_cli): numbers, true/false, null ... */
+/**
+ * `key=value` values are YAML scalars (as OmegaConf's from_cli): numbers, true/false, null ...
+ * OmegaConf reads only true/false as booleans, so `save_strategy=no` is the string "no"
+ * (boolean keys still take yes/no/on/off: coerce reads those words).
+ */
 export function parseOverrideValue(raw: string): unknown {
   if (raw.trim() === '') return null;
   try {
-    return parseYaml(raw, { version: '1.1' });
+    const v: unknown = parseYaml(raw, { version: '1.1' });
+    return typeof v === 'boolean' && !/^(true|false)$/i.test(raw.trim()) ? raw.trim() : v;
   } catch {
     return raw;
   }
 }
+
+/** The YAML 1.1 words a boolean may have been written as (a file's `save_strategy: no` reads as false). */
+const BOOL_WORDS = { true: ['yes', 'on', 'true', 'y'], false: ['no', 'off', 'false', 'n'] } as const;
 
 // ---- resolution ------------------------------------------------------------------------------
 
@@ -365,6 +374,7 @@ function crossCheck(
       problems.push(`${at(key)}: ${key}: expected a whole number or a fraction below 1, got ${v}`);
     }
   }
+  for (const { key, message } of bestModelProblems(c)) problems.push(`${at(key)}: ${message}`);
 
   for (const name of c.report_to) {
     if (!(REPORT_TO as readonly string[]).includes(name)) {
@@ -486,8 +496,11 @@ function coerce(spec: ArgSpec, v: unknown): Coerced {
       const b = toBool(v);
       return b !== null ? { value: b } : { error: expected(spec) };
     }
-    case 'enum':
-      return typeof v === 'string' && spec.choices!.includes(v) ? { value: v } : { error: expected(spec) };
+    case 'enum': {
+      // a choice that YAML 1.1 reads as a boolean (no, off, yes ...): the choice it was written as
+      const word = typeof v === 'boolean' ? spec.choices!.find((c) => (BOOL_WORDS[`${v}`] as readonly string[]).includes(c)) : v;
+      return typeof word === 'string' && spec.choices!.includes(word) ? { value: word } : { error: expected(spec) };
+    }
     case 'list': {
       if (typeof v === 'string') {
         const items = v.split(',').map((s) => s.trim()).filter((s) => s.length > 0);

@@ -591,6 +591,25 @@ export const SCHEMA = {
     help: 'LLaMA-Factory sets generation_num_beams from it; num_beams takes precedence as there.',
   }),
   per_device_eval_batch_size: int(8, { group: 'eval', commands: TRAIN, min: 1, help: 'Sequences per evaluation batch.' }),
+  eval_on_start: bool(false, { group: 'eval', commands: TRAIN, help: 'Evaluate once before the first step (logged at step 0).' }),
+  eval_delay: num(0, { group: 'eval', commands: TRAIN, min: 0, help: 'No evaluation before this many steps (eval_strategy steps) or epochs (epoch).' }),
+  load_best_model_at_end: bool(false, {
+    group: 'eval',
+    commands: TRAIN,
+    help: 'Leave the best checkpoint\'s model in output_dir at the end (eval_strategy must equal save_strategy, save_steps a multiple of eval_steps).',
+  }),
+  metric_for_best_model: strOrNull({
+    group: 'eval',
+    commands: TRAIN,
+    help: 'Evaluation metric that picks the best checkpoint (eval_ is prepended; default with load_best_model_at_end: loss).',
+  }),
+  greater_is_better: boolOrNull(null, { group: 'eval', commands: TRAIN, help: 'Whether a larger metric is better (default: false for names ending in loss, true otherwise).' }),
+  early_stopping_steps: intOrNull({
+    group: 'eval',
+    commands: TRAIN,
+    min: 1,
+    help: 'Stop after this many evaluations without improvement of metric_for_best_model.',
+  }),
 
   // ---- preference (rm / dpo / kto) -----------------------------------------------------------
   pref_beta: float(0.1, {
@@ -890,17 +909,11 @@ export const UNSUPPORTED_KEYS: Readonly<Record<string, UnsupportedKey>> = {
     train_sampling_strategy: 'random',
     length_column_name: 'length',
   }),
-  ...unsupported('best-model selection and generation settings', {
+  ...unsupported('generation and evaluation settings', {
     generation_max_length: null,
     generation_config: null,
     sortish_sampler: false,
     compute_accuracy: false,
-    load_best_model_at_end: false,
-    metric_for_best_model: null,
-    greater_is_better: null,
-    early_stopping_steps: null,
-    eval_delay: 0,
-    eval_on_start: false,
     auto_find_batch_size: false,
   }),
   ...unsupported('quantized export and Hub push on export', {

@@ -18,7 +18,8 @@ export type TrainLog = LogRecord;
 
 export interface TrainRunHooks extends RunHooks {
   onLog?: (record: TrainLog) => void;
-  onCheckpoint?: (dir: string, step: number) => void;
+  /** `best`: the best model's checkpoint so far, with metric_for_best_model (save_total_limit keeps it). */
+  onCheckpoint?: (dir: string, step: number, best?: string | null) => void;
 }
 
 export interface TrainRunResult {
@@ -31,7 +32,12 @@ export interface TrainRunResult {
   /** The newest complete checkpoint folder (null: none, e.g. stopped before the first step). */
   checkpoint: string | null;
   trainLoss?: number;
+  /** The evaluation loss of the model left in outputDir (the best checkpoint's when it was loaded). */
   evalLoss?: number;
+  /** Why training ended before its last step without an abort (early stopping). */
+  stopped?: string;
+  /** load_best_model_at_end: the checkpoint whose model outputDir holds. */
+  bestCheckpoint?: string;
 }
 
 export interface ExportHooks extends RunHooks {

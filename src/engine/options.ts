@@ -4,6 +4,7 @@
 // of training examples.
 
 import type { CrucibleConfig } from '../config';
+import { bestModelSettings } from '../config/best-model';
 import { preferenceOptions } from '../train/preference';
 import type { OptimizerChoice } from '../train/optimizers';
 import type { TrainOptions } from '../train/trainer';
@@ -21,7 +22,8 @@ export type TrainConfig = Pick<CrucibleConfig,
   | 'apollo_target' | 'apollo_rank' | 'apollo_update_interval' | 'apollo_scale' | 'apollo_proj' | 'apollo_proj_type' | 'apollo_scale_type' | 'apollo_scale_front'
   | 'use_badam' | 'badam_mode' | 'badam_start_block' | 'badam_switch_mode' | 'badam_switch_interval' | 'badam_update_ratio' | 'badam_mask_mode' | 'use_dft_loss' | 'use_eaft_loss' | 'eaft_alpha' | 'label_smoothing_factor'
   | 'stage' | 'pref_beta' | 'pref_ftx' | 'pref_loss' | 'dpo_label_smoothing' | 'simpo_gamma' | 'kto_chosen_weight' | 'kto_rejected_weight'>
-  & Partial<Pick<CrucibleConfig, 'ppo_buffer_size'>>;
+  & Partial<Pick<CrucibleConfig, 'ppo_buffer_size' | 'eval_on_start' | 'eval_delay'
+    | 'load_best_model_at_end' | 'metric_for_best_model' | 'greater_is_better' | 'early_stopping_steps'>>;
 
 export function trainOptionsFromConfig(c: TrainConfig): TrainOptions {
   const pissa = c.finetuning_type === 'lora' && c.pissa_init ? { iter: c.pissa_iter, convert: c.pissa_convert } : null;
@@ -71,6 +73,11 @@ export function trainOptionsFromConfig(c: TrainConfig): TrainOptions {
     loggingSteps: c.logging_steps,
     saveSteps: c.save_strategy === 'no' ? 0 : Number(c.save_steps),
     evalSteps,
+    evalOnStart: c.eval_on_start ?? false,
+    bestModel: bestModelSettings({
+      load_best_model_at_end: c.load_best_model_at_end ?? false, metric_for_best_model: c.metric_for_best_model ?? null,
+      greater_is_better: c.greater_is_better ?? null, early_stopping_steps: c.early_stopping_steps ?? null,
+    }),
     cutoffLen: c.cutoff_len,
     recompute: c.disable_gradient_checkpointing === null ? 'auto' : !c.disable_gradient_checkpointing,
     memoryBudget: c.memory_budget,
@@ -129,6 +136,8 @@ export function runOptions(c: TrainConfig, trainExamples: number): TrainOptions 
     loggingSteps: Math.max(1, steps(c.logging_steps, total)),
     saveSteps: c.save_strategy === 'no' ? 0 : c.save_strategy === 'epoch' ? perEpoch : steps(Number(c.save_steps), total),
     evalSteps: c.eval_strategy === 'no' ? 0 : c.eval_strategy === 'epoch' ? perEpoch : steps(Number(c.eval_steps ?? c.logging_steps), total),
+    // HF compares eval_delay with the step (eval_strategy steps) or the epoch (epoch)
+    evalDelay: (c.eval_delay ?? 0) * (c.eval_strategy === 'epoch' ? perEpoch : 1),
     warmupSteps: steps(c.warmup_steps, total),
   };
 }

@@ -1,7 +1,9 @@
 // `crucible train`: a LLaMA-Factory config run end to end in Node, the train job (train.ts) over
 // an output folder as LLaMA-Factory leaves it: the adapter (or full model), trainer_log.jsonl,
-// checkpoint-N/ folders, training_loss.png with plot_loss, train_results.json. A rerun resumes
-// from the last checkpoint unless overwrite_output_dir is set; an abort (Ctrl-C) saves a
+// checkpoint-N/ folders, training_loss.png with plot_loss, trainer_state.json,
+// train_results.json, and with evaluation eval_results.json and all_results.json (the metrics of
+// the model left in output_dir: the best checkpoint's with load_best_model_at_end). A rerun
+// resumes from the last checkpoint unless overwrite_output_dir is set; an abort (Ctrl-C) saves a
 // checkpoint first.
 
 import { readdir, readFile, rm, stat } from 'node:fs/promises';
@@ -22,6 +24,9 @@ import { nodeGpu } from '../gpu/node';
 import type { Gpu } from '../gpu/runtime';
 import type { ModelFiles } from '../model/weights';
 import { lossPlotPng } from '../train/plot';
+import { checkpointsToDelete } from '../train/rotation';
+import { ALL_RESULTS_FILE } from '../eval/predict';
+import { flatJsonEntries, metricsJson } from '../eval/python-float';
 import { trackingHooks, type TrackingHooks } from '../train/tracking';
 import { folderStore } from '../train/store-node';
 import type { LogRecord, Trainer } from '../train/trainer';
@@ -72,13 +77,13 @@ export async function runTraining(config: CrucibleConfig, hooks: TrainRunHooks, 
         tracking?.onLog(rec);
         hooks.onLog?.(rec);
       },
-      onCheckpoint: (dir, step) => {
+      onCheckpoint: (dir, step, best) => {
         lastCheckpoint = dir;
         hooks.onCheckpoint?.(join(out, dir), step);
-        pruning = pruning.then(() => pruneCheckpoints(out, config.save_total_limit));
+        pruning = pruning.then(() => pruneCheckpoints(out, config.save_total_limit, best ?? null));
       },
       onDone: async (t) => {
-        if (t.state.global_step >= t.totalSteps) await saveFinal(session, t, files, config, out);
+        if (t.finished) await saveFinal(session, t, files, config, out);
       },
     },
   });
@@ -87,12 +92,15 @@ export async function runTraining(config: CrucibleConfig, hooks: TrainRunHooks, 
   await pruning;
   trainer.objective?.valueHead?.release();
   const state = trainer.state;
-  const interrupted = state.global_step < trainer.totalSteps;
+  const interrupted = !trainer.finished;
   const all = [...state.log_history];
   if (config.plot_loss) await writeFileAtomic(join(out, 'training_loss.png'), lossPlotPng(all.map((r) => ({ step: r.current_steps, ...(r.loss !== undefined ? { loss: r.loss } : {}), ...(r.eval_loss !== undefined ? { eval_loss: r.eval_loss } : {}) }))));
   const trainLoss = [...all].reverse().find((r) => r.loss !== undefined)?.loss;
-  const evalLoss = [...all].reverse().find((r) => r.eval_loss !== undefined)?.eval_loss;
-  await writeFileAtomic(join(out, 'train_results.json'), JSON.stringify({ epoch: state.epoch, global_step: state.global_step, train_loss: trainLoss, eval_loss: evalLoss }, null, 2));
+  const evalMetrics = interrupted ? null : finalEvalMetrics(trainer);
+  await writeFileAtomic(join(out, 'train_results.json'), JSON.stringify({ epoch: state.epoch, global_step: state.global_step, train_loss: trainLoss, eval_loss: evalMetrics?.eval_loss }, null, 2));
+  if (!interrupted) await writeFileAtomic(join(out, 'trainer_state.json'), trainer.stateJson());
+  if (evalMetrics) await writeEvalResults(out, evalMetrics, trainLoss);
+  const evalLoss = evalMetrics?.eval_loss;
   session.release();
   return {
     outputDir: out,
@@ -102,7 +110,34 @@ export async function runTraining(config: CrucibleConfig, hooks: TrainRunHooks, 
     checkpoint: lastCheckpoint ? join(out, lastCheckpoint) : null,
     ...(trainLoss !== undefined ? { trainLoss } : {}),
     ...(evalLoss !== undefined ? { evalLoss } : {}),
+    ...(state.stopped ? { stopped: state.stopped } : {}),
+    ...(trainer.opts.bestModel?.loadAtEnd && state.best.best_model_checkpoint ? { bestCheckpoint: join(out, state.best.best_model_checkpoint) } : {}),
   };
+}
+
+/**
+ * The evaluation metrics of the model left in output_dir: the best checkpoint's evaluation when it
+ * was loaded, otherwise the last step's. The weights are the ones evaluated then, so the final
+ * evaluation LLaMA-Factory runs after training (do_eval) is not repeated.
+ */
+function finalEvalMetrics(trainer: Trainer): Record<string, number> | null {
+  const { best, global_step: last, log_history: log } = trainer.state;
+  const loaded = trainer.opts.bestModel?.loadAtEnd && best.best_model_checkpoint ? best.best_global_step : null;
+  const step = loaded ?? last;
+  const rec = [...log].reverse().find((r) => r.eval_loss !== undefined && r.current_steps === step);
+  if (!rec) return null;
+  const metrics: Record<string, number> = { epoch: rec.epoch };
+  for (const [k, v] of Object.entries(rec)) if (k.startsWith('eval_') && typeof v === 'number') metrics[k] = v;
+  return metrics;
+}
+
+/** eval_results.json, and all_results.json with the train and eval results merged into what it held (HF's save_metrics). */
+async function writeEvalResults(out: string, metrics: Record<string, number>, trainLoss: number | undefined): Promise<void> {
+  await writeFileAtomic(join(out, 'eval_results.json'), metricsJson(metrics));
+  const previous = await readFile(join(out, ALL_RESULTS_FILE), 'utf8').catch(() => null);
+  const kept = previous === null ? new Map<string, string>() : flatJsonEntries(previous);
+  if (!kept) throw new Error(`${join(out, ALL_RESULTS_FILE)} is not a flat JSON object of results; remove it to start a fresh one`);
+  await writeFileAtomic(join(out, ALL_RESULTS_FILE), metricsJson({ ...metrics, ...(trainLoss !== undefined ? { train_loss: trainLoss } : {}) }, kept));
 }
 
 /** The adapter (with base_model_name_or_path) or the whole trained model, plus rm's value head. */
@@ -160,13 +195,15 @@ async function checkpointToResume(config: CrucibleConfig, out: string): Promise<
   return last?.dir ?? null;
 }
 
-async function pruneCheckpoints(out: string, limit: number | null | undefined): Promise<void> {
-  if (!limit || limit <= 0) return;
-  const all = await checkpoints(out);
-  for (const c of all.slice(0, Math.max(0, all.length - limit))) await rm(join(out, c.dir), { recursive: true, force: true });
+/** save_total_limit, never deleting the best model's checkpoint (rotation.ts). */
+async function pruneCheckpoints(out: string, limit: number | null | undefined, best: string | null): Promise<void> {
+  const bestStep = best ? Number(CHECKPOINT.exec(best)?.[1]) : null;
+  for (const step of checkpointsToDelete((await checkpoints(out)).map((c) => c.step), limit, bestStep)) {
+    await rm(join(out, `checkpoint-${step}`), { recursive: true, force: true });
+  }
 }
 
 async function clearRunFiles(out: string): Promise<void> {
   for (const c of await checkpoints(out)) await rm(join(out, c.dir), { recursive: true, force: true });
-  for (const f of ['trainer_log.jsonl', 'training_loss.png', 'train_results.json']) await rm(join(out, f), { force: true });
+  for (const f of ['trainer_log.jsonl', 'training_loss.png', 'train_results.json', 'trainer_state.json', 'eval_results.json']) await rm(join(out, f), { force: true });
 }

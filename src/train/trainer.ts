@@ -30,6 +30,7 @@ import { chooseRecompute, memoryBudget, type RecomputeChoice, type RecomputeSett
 import { lrMultiplier, warmupSteps, type SchedulerType } from './schedule';
 import { loraSitesByMixer } from '../model/activations';
 import { inDir, storedSource, type RunStore } from './store';
+import { afterEvaluation, afterSave, noBestModel, type BestModelOptions, type BestModelState } from './best-model';
 
 export type { RunStore } from './store';
 export type { TrainExample } from './objective';
@@ -65,6 +66,12 @@ export interface TrainOptions {
   loggingSteps: number;
   saveSteps: number;
   evalSteps: number;
+  /** eval_on_start: evaluate once before the first step (logged at step 0, not a candidate for the best model, as HF). */
+  evalOnStart?: boolean;
+  /** eval_delay in steps: no evaluation on the schedule before this step. */
+  evalDelay?: number;
+  /** metric_for_best_model and what follows from it (load_best_model_at_end, early_stopping_steps); null: no best model tracked. */
+  bestModel?: BestModelOptions | null;
   cutoffLen: number;
   /** Keep only layer inputs and recompute activations in backward: always, never, or when memory needs it (recompute.ts). */
   recompute: RecomputeSetting;
@@ -101,7 +108,8 @@ export interface LogRecord extends PreferenceLogFields {
 
 export interface TrainHooks {
   onLog?: (rec: LogRecord) => void;
-  onCheckpoint?: (dir: string, step: number) => void;
+  /** `best`: the best model's checkpoint so far (save_total_limit never deletes it). */
+  onCheckpoint?: (dir: string, step: number, best: string | null) => void;
   /** Progress of work outside the steps (scoring the reference model). */
   onStatus?: (message: string) => void;
   /** Aborting stops after the current optimizer step, with a checkpoint. */
@@ -115,6 +123,21 @@ interface TrainerState {
   batch_in_epoch: number;
   total_steps: number;
   log_history: LogRecord[];
+  best: BestModelState;
+  /** Why training stopped before total_steps other than an abort (early stopping); null: it did not. */
+  stopped: string | null;
+}
+
+/** trainer_state.json as Crucible writes it: its own fields, then HF's TrainerState fields. */
+interface TrainerStateFile extends Omit<TrainerState, 'best' | 'stopped'> {
+  seed: number;
+  log_interval?: LogInterval;
+  /** Why an earlier run stopped early: a rerun does not train on. */
+  stop_reason?: string | null;
+  best_metric?: number | null;
+  best_global_step?: number | null;
+  best_model_checkpoint?: string | null;
+  stateful_callbacks?: { EarlyStoppingCallback?: { attributes?: { early_stopping_patience_counter?: number } } };
 }
 
 /**
@@ -175,7 +198,7 @@ export class Trainer {
     this.microPerEpoch = Math.ceil(train.length / opts.batchSize);
     const stepsPerEpoch = Math.max(1, Math.ceil(this.microPerEpoch / opts.gradAccum));
     this.totalSteps = opts.maxSteps > 0 ? opts.maxSteps : Math.ceil(opts.epochs * stepsPerEpoch);
-    this.state = { global_step: 0, epoch: 0, batch_in_epoch: 0, total_steps: this.totalSteps, log_history: [] };
+    this.state = { global_step: 0, epoch: 0, batch_in_epoch: 0, total_steps: this.totalSteps, log_history: [], best: noBestModel(), stopped: null };
   }
 
   static async create(model: Model, train: readonly TrainExample[], evalSet: readonly TrainExample[], opts: TrainOptions, padId: number): Promise<Trainer> {
@@ -208,9 +231,11 @@ export class Trainer {
     this.firstStep = this.state.global_step;
     this.status = hooks.onStatus;
     await this.objective.prepare([...this.train, ...this.evalSet], o.batchSize, hooks.onStatus);
-    this.intervalStart = performance.now();
     const every = (n: number, step: number) => n > 0 && step % n === 0;
-    while (this.state.global_step < this.totalSteps && !hooks.signal?.aborted) {
+    // HF's eval_on_start: logged, but neither a best model nor an early-stopping count (best_metric is unset)
+    if (o.evalOnStart && this.state.global_step === 0 && this.evalSet.length > 0 && !hooks.signal?.aborted) await this.evaluate(0, hooks);
+    this.intervalStart = performance.now();
+    while (this.state.global_step < this.totalSteps && !this.state.stopped && !hooks.signal?.aborted) {
       const rows = this.nextMicroRows();
       this.optimizer.zeroGrad();
       const lr = o.learningRate * lrMultiplier(schedule, this.state.global_step);
@@ -233,26 +258,78 @@ export class Trainer {
       }
       if (every(Math.max(1, o.loggingSteps), step) || final) await this.log(lr, sumSq, hooks);
       const pausedAt = performance.now();
-      if (this.evalSet.length > 0 && (every(o.evalSteps, step) || (o.evalSteps > 0 && final))) await this.evaluate(lr, hooks);
+      if (this.evalSet.length > 0 && step >= (o.evalDelay ?? 0) && (every(o.evalSteps, step) || (o.evalSteps > 0 && final))) {
+        const metrics = await this.evaluate(lr, hooks);
+        if (o.bestModel) this.judge(o.bestModel, metrics, step, hooks);
+      }
       // decided after the awaits above: an abort that arrived during them still saves this step
-      if (store && (every(o.saveSteps, step) || final || hooks.signal?.aborted)) {
+      if (store && (every(o.saveSteps, step) || final || this.state.stopped || hooks.signal?.aborted)) {
         const dir = `checkpoint-${step}`;
+        this.state.best = afterSave(this.state.best, dir, step);
         await this.saveCheckpoint(store, dir);
-        hooks.onCheckpoint?.(dir, step);
+        hooks.onCheckpoint?.(dir, step, this.state.best.best_model_checkpoint);
       }
       this.intervalStart += performance.now() - pausedAt; // evaluation and saving are not training time
     }
     await gpu.sync();
+    const best = this.state.best.best_model_checkpoint;
+    if (store && o.bestModel?.loadAtEnd && best && this.finished && best !== `checkpoint-${this.state.global_step}`) {
+      hooks.onStatus?.(`loading the best model from ${best} (${o.bestModel.metric} ${this.state.best.best_metric} at step ${this.state.best.best_global_step})`);
+      await this.loadTrained(store, best);
+      await gpu.sync();
+    } else if (o.bestModel?.loadAtEnd && best && this.finished) {
+      hooks.onStatus?.(`the best model is the last one, ${best} (${o.bestModel.metric} ${this.state.best.best_metric})`);
+    }
     return this.state;
   }
 
-  /** Loss and the objective's metrics over the evaluation set; returns the loss. */
-  async evaluate(lr: number, hooks: TrainHooks): Promise<number> {
-    const metrics = await this.objective.evaluate(this.evalSet, this.opts.batchSize);
-    const rec = this.record(lr, roundAll(metrics));
+  /** The run reached its end: all its steps, or an early stop (not an abort). */
+  get finished(): boolean {
+    return this.state.global_step >= this.totalSteps || this.state.stopped !== null;
+  }
+
+  /** Loss and the objective's metrics over the evaluation set (rounded, as logged). */
+  async evaluate(lr: number, hooks: TrainHooks): Promise<Record<string, number>> {
+    const metrics = roundAll(await this.objective.evaluate(this.evalSet, this.opts.batchSize));
+    const rec = this.record(lr, metrics);
     this.state.log_history.push(rec);
     hooks.onLog?.(rec);
-    return metrics.eval_loss!;
+    return metrics;
+  }
+
+  /** The best model and early stopping after an evaluation at `step`. */
+  private judge(o: BestModelOptions, metrics: Record<string, number>, step: number, hooks: TrainHooks): void {
+    const { state, stop } = afterEvaluation(o, this.state.best, metrics, step);
+    this.state.best = state;
+    if (!stop) return;
+    const evals = state.early_stopping_patience_counter;
+    this.state.stopped = `early stopping at step ${step}: ${o.metric} has not improved on ${state.best_metric} (step ${state.best_global_step}) for ${evals} evaluation${evals === 1 ? '' : 's'} (early_stopping_steps: ${o.patience})`;
+    hooks.onStatus?.(this.state.stopped);
+  }
+
+  /**
+   * trainer_state.json: the resumable state, then HF's TrainerState fields (best_metric,
+   * best_global_step, best_model_checkpoint, max_steps, the step settings, stateful_callbacks
+   * with the early-stopping counter). log_history holds LLaMA-Factory's trainer_log records.
+   */
+  stateJson(extra: object = {}): string {
+    const { best, stopped, ...own } = this.state;
+    const o = this.opts;
+    const file = {
+      ...own, ...extra, seed: o.seed, stop_reason: stopped,
+      best_metric: best.best_metric, best_global_step: best.best_global_step, best_model_checkpoint: best.best_model_checkpoint,
+      eval_steps: o.evalSteps, logging_steps: o.loggingSteps, save_steps: o.saveSteps, max_steps: this.totalSteps,
+      num_train_epochs: o.maxSteps > 0 ? Math.ceil(this.totalSteps / Math.max(1, Math.ceil(this.microPerEpoch / o.gradAccum))) : Math.ceil(o.epochs),
+      train_batch_size: o.batchSize, is_local_process_zero: true, is_world_process_zero: true,
+      stateful_callbacks: {
+        ...(o.bestModel?.patience != null ? { EarlyStoppingCallback: {
+          args: { early_stopping_patience: o.bestModel.patience, early_stopping_threshold: 0 },
+          attributes: { early_stopping_patience_counter: best.early_stopping_patience_counter },
+        } } : {}),
+        TrainerControl: { args: { should_training_stop: stopped !== null || this.state.global_step >= this.totalSteps }, attributes: {} },
+      },
+    };
+    return JSON.stringify(file, null, 1);
   }
 
   async saveCheckpoint(store: RunStore, dir: string): Promise<void> {
@@ -264,7 +341,7 @@ export class Trainer {
     await this.objective.saveState(store, dir);
     const interval = this.stepsSinceLog > 0 ? { log_interval: await this.logInterval() } : {};
     // written last: a checkpoint without trainer_state.json is incomplete and is not resumed from
-    await store.write(`${dir}/trainer_state.json`, JSON.stringify({ ...this.state, ...interval, seed: this.opts.seed }, null, 1));
+    await store.write(`${dir}/trainer_state.json`, this.stateJson(interval));
   }
 
   /**
@@ -294,28 +371,51 @@ export class Trainer {
   async resume(store: RunStore, dir: string): Promise<void> {
     const gpu = this.model.gpu;
     if (!(await store.exists(`${dir}/trainer_state.json`))) throw new Error(`${dir}: no trainer_state.json (not a checkpoint, or an incomplete one)`);
-    const { log_interval: interval, ...state } = parseJsonFile<TrainerState & { seed: number; log_interval?: LogInterval }>(new TextDecoder().decode(await store.read(`${dir}/trainer_state.json`)), `${dir}/trainer_state.json`);
+    const { log_interval: interval, ...state } = parseJsonFile<TrainerStateFile>(new TextDecoder().decode(await store.read(`${dir}/trainer_state.json`)), `${dir}/trainer_state.json`);
     if (state.seed !== this.opts.seed) throw new Error(`${dir}: checkpoint was trained with seed ${state.seed}, this run uses ${this.opts.seed}; the data order would differ`);
-    const weights = await openSafetensors(await storedSource(store, `${dir}/${this.adapter ? 'adapter_model' : 'trained_weights'}.safetensors`));
+    const weights = await this.trainedWeights(store, dir);
     const opt = await openSafetensors(await storedSource(store, `${dir}/optimizer.safetensors`));
-    const own = new Set(this.objective.params);
-    const pissa = this.adapter?.pissa;
-    // before anything is written to the GPU: a changed lora_rank / lora_target / model is named
-    checkCheckpointTensors(weights, this.params.filter((p) => !own.has(p)).map((p) => ({ name: p.name, shape: pissa ? pissa.publishedShape(p.name, p.value.shape) : p.value.shape })));
     // the step first: BAdam's trained block and state, and GaLore's projection schedule, follow it
     this.optimizer.step = Number(opt.metadata.step ?? state.global_step);
     const moments = this.optimizer.stateTensors();
     checkCheckpointTensors(opt, moments.map(({ name, tensor }) => ({ name, shape: tensor.shape })));
-    await this.objective.load(store, dir);
+    const pissa = this.adapter?.pissa;
     if (pissa) await pissa.restoreInitial(await openSafetensors(await storedSource(store, `${dir}/${PISSA_INIT_DIR}/adapter_model.safetensors`)));
-    for (const p of this.params) {
-      if (!own.has(p)) gpu.write(p.value, pissa ? await pissa.readTrained(weights, p.name) : await readF32(weights, p.name));
-    }
+    await this.writeTrained(store, dir, weights);
     for (const { name, tensor } of moments) gpu.write(tensor, await readF32(opt, name));
-    const { seed: _, ...trainerState } = state;
-    this.state = { ...trainerState, total_steps: this.totalSteps };
+    this.state = {
+      global_step: state.global_step, epoch: state.epoch, batch_in_epoch: state.batch_in_epoch, total_steps: this.totalSteps, log_history: state.log_history,
+      best: {
+        best_metric: state.best_metric ?? null, best_global_step: state.best_global_step ?? null, best_model_checkpoint: state.best_model_checkpoint ?? null,
+        early_stopping_patience_counter: state.stateful_callbacks?.EarlyStoppingCallback?.attributes?.early_stopping_patience_counter ?? 0,
+      },
+      stopped: state.stop_reason ?? null,
+    };
     this.stepsSinceLog = interval?.steps ?? 0;
     this.objective.restoreUnlogged(interval);
+  }
+
+  /** The trained weights of checkpoint `dir` (load_best_model_at_end), without its optimizer state or step. */
+  async loadTrained(store: RunStore, dir: string): Promise<void> {
+    await this.writeTrained(store, dir, await this.trainedWeights(store, dir));
+  }
+
+  /** A checkpoint's trained tensors, checked against the run's before anything is written to the GPU (a changed lora_rank / lora_target / model is named). */
+  private async trainedWeights(store: RunStore, dir: string) {
+    const weights = await openSafetensors(await storedSource(store, `${dir}/${this.adapter ? 'adapter_model' : 'trained_weights'}.safetensors`));
+    const own = new Set(this.objective.params);
+    const pissa = this.adapter?.pissa;
+    checkCheckpointTensors(weights, this.params.filter((p) => !own.has(p)).map((p) => ({ name: p.name, shape: pissa ? pissa.publishedShape(p.name, p.value.shape) : p.value.shape })));
+    return weights;
+  }
+
+  private async writeTrained(store: RunStore, dir: string, weights: Awaited<ReturnType<typeof openSafetensors>>): Promise<void> {
+    await this.objective.load(store, dir);
+    const own = new Set(this.objective.params);
+    const pissa = this.adapter?.pissa;
+    for (const p of this.params) {
+      if (!own.has(p)) this.model.gpu.write(p.value, pissa ? await pissa.readTrained(weights, p.name) : await readF32(weights, p.name));
+    }
   }
 
   private async logInterval(): Promise<LogInterval> {
