@@ -93,6 +93,13 @@ describe('form -> LLaMA-Factory YAML -> form', () => {
     expect(oft.skipped).toEqual(['finetuning_type', 'oft_rank', 'oft_block_size', 'module_dropout'].map((key) => ({ key, why: 'OFT runs with crucible train (the app has no OFT method yet)' })));
   });
 
+  it('leaves best-model selection and early stopping to crucible train (keys at their defaults load silently)', () => {
+    const best = loadRunYaml('load_best_model_at_end: true\nearly_stopping_steps: 3\neval_delay: 0\nlora_rank: 4\n', 'best.yaml');
+    expect(best.settings.lora_rank).toBe(4);
+    expect(best.skipped.map((s) => s.key)).toEqual(['load_best_model_at_end', 'early_stopping_steps']);
+    expect(best.skipped[0]!.why).toMatch(/^best-model selection, early stopping .* run with crucible train/);
+  });
+
   it('refuses a YAML whose values are wrong, saying which', () => {
     expect(() => loadRunYaml('lora_rank: -1\n', 'run.yaml')).toThrow(/run\.yaml cannot be loaded:\n.*lora_rank: must be >= 1, got -1/);
     expect(() => loadRunYaml('- a\n- b\n', 'run.yaml')).toThrow('run.yaml: expected a mapping of keys to values');

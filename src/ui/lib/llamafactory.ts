@@ -129,6 +129,10 @@ function cliOnlyReason(key: string, value: unknown): string | null {
   if ((key === 'finetuning_type' && value === 'oft') || key.startsWith('oft_') || key === 'module_dropout') {
     return 'OFT runs with crucible train (the app has no OFT method yet)';
   }
+  const best = ['load_best_model_at_end', 'metric_for_best_model', 'greater_is_better', 'early_stopping_steps', 'eval_on_start', 'eval_delay'] as const;
+  if ((best as readonly string[]).includes(key) && value !== SCHEMA[key as (typeof best)[number]].default) {
+    return 'best-model selection, early stopping and eval_on_start / eval_delay run with crucible train (the app has no form fields for them yet)';
+  }
   return null;
 }
 
