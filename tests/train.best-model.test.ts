@@ -12,6 +12,12 @@ import { runTraining } from '../src/engine/train-node';
 import { openSafetensors, readF32 } from '../src/model/safetensors';
 import type { LogRecord } from '../src/train/trainer';
 import { testGpu } from './helpers/gpu';
+import { memoryStore } from './helpers/run-store';
+import { Session } from '../src/engine/session';
+import { dirFiles } from '../src/model/files-node';
+import { trainOptionsFromConfig } from '../src/engine/options';
+import type { TokenExample } from '../src/train/batches';
+import type { TrainOptions } from '../src/train/trainer';
 
 const MODEL = join(import.meta.dirname, 'fixtures/tiny-chat');
 const DATA = join(import.meta.dirname, 'fixtures/tiny-chat-data');
@@ -101,4 +107,29 @@ describe('best model and early stopping in crucible train', () => {
     expect(again).toMatchObject({ interrupted: false, globalStep: stop });
     expect(readFileSync(join(out, 'trainer_log.jsonl'), 'utf8').trim().split('\n')).toHaveLength(log.length);
   }, 240_000);
+
+  it('a resumed run keeps the best model and the early-stopping count of its checkpoint', async () => {
+    const session = await Session.open(await testGpu(), dirFiles(MODEL));
+    const { config: c } = configFromObject({ stage: 'sft', finetuning_type: 'lora', lora_rank: 4, lora_target: 'all', learning_rate: 1e-2, max_steps: 10, logging_steps: 1, save_steps: 1, seed: 5, per_device_train_batch_size: 2 });
+    const opts: TrainOptions = { ...trainOptionsFromConfig(c), evalSteps: 1, bestModel: { metric: 'eval_loss', greaterIsBetter: true, loadAtEnd: true, patience: 3 } };
+    const rows = (n: number, k: number): TokenExample[] => Array.from({ length: n }, (_, i) => {
+      const ids = Array.from({ length: 12 }, (_, j) => ((i + k) * 7 + j * 3) % 200 + 5);
+      return { input_ids: ids, labels: ids.slice() };
+    });
+    const [train, evalSet] = [rows(8, 0), rows(2, 50)];
+    const whole = memoryStore();
+    const w = (await session.train(opts, train, evalSet, whole)).state;
+    expect(w.stopped, 'the eval loss fell, so the run stops early').not.toBeNull();
+    expect(w.global_step).toBe(w.best.best_global_step! + 3);
+    // stopped one evaluation after the best, resumed there: the count (1) comes back from trainer_state.json
+    const store = memoryStore();
+    const stop = new AbortController();
+    const at = w.best.best_global_step! + 1;
+    await session.train(opts, train, evalSet, store, { signal: stop.signal, onCheckpoint: (_d, step) => void (step === at && stop.abort()) });
+    const saved = JSON.parse(store.files.get(`checkpoint-${at}/trainer_state.json`) as string);
+    expect(saved.stateful_callbacks.EarlyStoppingCallback.attributes.early_stopping_patience_counter).toBe(1);
+    const r = (await session.train(opts, train, evalSet, store, { resumeFrom: `checkpoint-${at}` })).state;
+    expect([r.global_step, r.best.best_global_step, r.best.best_metric, r.stopped]).toEqual([w.global_step, w.best.best_global_step, w.best.best_metric, w.stopped]);
+    session.release();
+  }, 120_000);
 });
