@@ -98,7 +98,7 @@ describe('best model and early stopping in crucible train', () => {
     // the final model's evaluation is the best checkpoint's
     const evalResults = JSON.parse(readFileSync(join(out, 'eval_results.json'), 'utf8'));
     expect(evalResults).toEqual({ epoch: best!.epoch, eval_loss: best!.eval_loss });
-    expect(JSON.parse(readFileSync(join(out, 'all_results.json'), 'utf8'))).toMatchObject({ eval_loss: best!.eval_loss, epoch: best!.epoch });
+    expect(JSON.parse(readFileSync(join(out, 'all_results.json'), 'utf8'))).toEqual({ eval_loss: best!.eval_loss, epoch: best!.epoch, train_loss: result.trainLoss });
     expect(result.evalLoss).toBe(best!.eval_loss);
     expect(existsSync(join(out, 'train_results.json'))).toBe(true);
 

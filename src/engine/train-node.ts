@@ -1,8 +1,8 @@
 // `crucible train`: a LLaMA-Factory config run end to end in Node, the train job (train.ts) over
 // an output folder as LLaMA-Factory leaves it: the adapter (or full model), trainer_log.jsonl,
 // checkpoint-N/ folders, training_loss.png with plot_loss, trainer_state.json,
-// train_results.json, and with evaluation eval_results.json and all_results.json (the metrics of
-// the model left in output_dir: the best checkpoint's with load_best_model_at_end). A rerun
+// train_results.json, all_results.json, and with evaluation eval_results.json (the metrics of the
+// model left in output_dir: the best checkpoint's with load_best_model_at_end). A rerun
 // resumes from the last checkpoint unless overwrite_output_dir is set; an abort (Ctrl-C) saves a
 // checkpoint first.
 
@@ -99,7 +99,7 @@ export async function runTraining(config: CrucibleConfig, hooks: TrainRunHooks, 
   const evalMetrics = interrupted ? null : finalEvalMetrics(trainer);
   await writeFileAtomic(join(out, 'train_results.json'), JSON.stringify({ epoch: state.epoch, global_step: state.global_step, train_loss: trainLoss, eval_loss: evalMetrics?.eval_loss }, null, 2));
   if (!interrupted) await writeFileAtomic(join(out, 'trainer_state.json'), trainer.stateJson());
-  if (evalMetrics) await writeEvalResults(out, evalMetrics, trainLoss);
+  if (!interrupted) await writeResults(out, state.log_history.at(-1)?.epoch ?? state.epoch, trainLoss, evalMetrics);
   const evalLoss = evalMetrics?.eval_loss;
   session.release();
   return {
@@ -132,12 +132,12 @@ function finalEvalMetrics(trainer: Trainer): Record<string, number> | null {
 }
 
 /** eval_results.json, and all_results.json with the train and eval results merged into what it held (HF's save_metrics). */
-async function writeEvalResults(out: string, metrics: Record<string, number>, trainLoss: number | undefined): Promise<void> {
-  await writeFileAtomic(join(out, 'eval_results.json'), metricsJson(metrics));
+async function writeResults(out: string, epoch: number, trainLoss: number | undefined, evalMetrics: Record<string, number> | null): Promise<void> {
+  if (evalMetrics) await writeFileAtomic(join(out, 'eval_results.json'), metricsJson(evalMetrics));
   const previous = await readFile(join(out, ALL_RESULTS_FILE), 'utf8').catch(() => null);
   const kept = previous === null ? new Map<string, string>() : flatJsonEntries(previous);
   if (!kept) throw new Error(`${join(out, ALL_RESULTS_FILE)} is not a flat JSON object of results; remove it to start a fresh one`);
-  await writeFileAtomic(join(out, ALL_RESULTS_FILE), metricsJson({ ...metrics, ...(trainLoss !== undefined ? { train_loss: trainLoss } : {}) }, kept));
+  await writeFileAtomic(join(out, ALL_RESULTS_FILE), metricsJson({ epoch, ...(trainLoss !== undefined ? { train_loss: trainLoss } : {}), ...evalMetrics }, kept));
 }
 
 /** The adapter (with base_model_name_or_path) or the whole trained model, plus rm's value head. */
@@ -205,5 +205,5 @@ async function pruneCheckpoints(out: string, limit: number | null | undefined, b
 
 async function clearRunFiles(out: string): Promise<void> {
   for (const c of await checkpoints(out)) await rm(join(out, c.dir), { recursive: true, force: true });
-  for (const f of ['trainer_log.jsonl', 'training_loss.png', 'train_results.json', 'trainer_state.json', 'eval_results.json']) await rm(join(out, f), { force: true });
+  for (const f of ['trainer_log.jsonl', 'training_loss.png', 'train_results.json', 'trainer_state.json', 'eval_results.json', ALL_RESULTS_FILE]) await rm(join(out, f), { force: true });
 }
