@@ -484,6 +484,13 @@ export const SCHEMA = {
     help: 'EAFT: each token\'s loss weighted by (entropy of its 20 most likely tokens / 3)^eaft_alpha.',
   }),
   eaft_alpha: float(1.0, { group: 'train', commands: TRAIN, stages: ['sft'], min: 0, help: 'EAFT: the power of the entropy weight.' }),
+  use_asft_loss: bool(false, {
+    group: 'train',
+    commands: TRAIN,
+    stages: ['sft'],
+    help: 'ASFT: the DFT loss plus asft_alpha times the KL divergence from the reference (the base with the LoRA adapter off).',
+  }),
+  asft_alpha: float(0.1, { group: 'train', commands: TRAIN, stages: ['sft'], min: 0, help: 'ASFT: the weight of the KL term.' }),
   label_smoothing_factor: float(0, {
     group: 'train',
     commands: TRAIN,
@@ -843,8 +850,6 @@ export const UNSUPPORTED_KEYS: Readonly<Record<string, UnsupportedKey>> = {
   }),
   ...unsupported('BCO / LD-DPO preference losses', { pref_bco_weight: 0.0, ld_alpha: null }),
   ...unsupported('alternative optimizers and losses', {
-    use_asft_loss: false,
-    asft_alpha: 0.1,
     optim_args: null,
     optim_target_modules: null,
   }),
