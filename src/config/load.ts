@@ -297,8 +297,8 @@ function crossCheck(
   if (c.image_max_pixels < c.image_min_pixels) {
     problems.push(`${at(isGiven('image_max_pixels') ? 'image_max_pixels' : 'image_min_pixels')}: image_max_pixels (${c.image_max_pixels}) cannot be smaller than image_min_pixels (${c.image_min_pixels})`);
   }
-  if (c.use_llama_pro && c.finetuning_type !== 'freeze') {
-    problems.push(`${at('use_llama_pro')}: use_llama_pro trains the expanded blocks with finetuning_type: freeze (LoRA on them is not supported yet; LLaMA-Factory refuses full)`);
+  if (c.use_llama_pro && c.finetuning_type !== 'freeze' && c.finetuning_type !== 'lora') {
+    problems.push(`${at('use_llama_pro')}: use_llama_pro trains the expanded blocks with finetuning_type: freeze, or LoRA on them (finetuning_type: lora); not ${c.finetuning_type}`);
   }
   if (c.use_llama_pro && c.freeze_trainable_layers < 1) problems.push(`${at('freeze_trainable_layers')}: use_llama_pro needs freeze_trainable_layers > 0 (the number of expanded blocks)`);
   // LLaMA-Factory picks one silently (its optimizer and loss functions are tried in a fixed order): say so instead
@@ -394,7 +394,9 @@ function crossCheck(
     if (spec.stages && isGiven('stage') && !spec.stages.includes(c.stage)) {
       notice(`note: ${key} only applies to stage ${spec.stages.join(', ')}; it has no effect with stage: ${c.stage}`);
     }
-    if (spec.methods && !spec.methods.includes(c.finetuning_type)) {
+    // LLaMA Pro with LoRA: freeze_trainable_layers counts the expanded blocks the adapter goes on
+    const llamaProLora = c.use_llama_pro && c.finetuning_type === 'lora' && key === 'freeze_trainable_layers';
+    if (spec.methods && !spec.methods.includes(c.finetuning_type) && !llamaProLora) {
       notice(`note: ${key} only applies to finetuning_type ${spec.methods.join(', ')}; it has no effect with ${c.finetuning_type}`);
     }
   }

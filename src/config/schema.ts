@@ -417,9 +417,9 @@ export const SCHEMA = {
   ),
   use_llama_pro: bool(false, {
     group: 'freeze',
-    methods: ['freeze'],
+    methods: ['freeze', 'lora'],
     commands: TRAIN,
-    help: 'LLaMA Pro: train the freeze_trainable_layers blocks `crucible expand` inserted (every L/n-th layer).',
+    help: 'LLaMA Pro: train the freeze_trainable_layers blocks `crucible expand` inserted (every L/n-th layer), whole (freeze) or with LoRA on them.',
   }),
   use_muon: bool(false, {
     group: 'train',

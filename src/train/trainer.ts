@@ -191,7 +191,9 @@ export class Trainer {
       if (opts.initialAdapter) adapter = await loadAdapter(model, opts.initialAdapter.configJson, opts.initialAdapter.weights);
       else {
         if (!opts.lora) throw new Error('finetuning_type lora needs LoRA settings');
-        adapter = await createAdapter(model, opts.lora, opts.seed);
+        // LLaMA Pro with LoRA (LLaMA-Factory's find_expanded_modules): the adapter goes on the expanded blocks only
+        const lora = opts.llamaPro ? { ...opts.lora, layers: llamaProLayers(model.layers.length, opts.freezeTrainableLayers ?? 2) } : opts.lora;
+        adapter = await createAdapter(model, lora, opts.seed);
       }
     }
     return new Trainer(model, adapter, train, evalSet, opts, padId);
