@@ -148,6 +148,8 @@ export class Trainer {
   private firstStep = 0;
   /** The current step's learning rate (for updates inside a step: applyUpdate). */
   private stepLr = 0;
+  /** Full / freeze ppo: each trained base weight and a copy of its initial value (the reference model). */
+  private initial: { param: TrainableTensor; copy: Tensor }[] = [];
 
   private constructor(
     readonly model: Model,
@@ -165,8 +167,17 @@ export class Trainer {
       ...(opts.neftuneAlpha > 0 ? { embedNoise: (batch: TrainBatch, n: number) => this.neftuneNoise(batch, n) } : {}),
       ...(opts.tokenLoss ? { tokenLoss: opts.tokenLoss } : {}),
       applyUpdate: () => this.applyUpdate(),
+      ...(opts.ppo && !adapter ? { withInitialWeights: <T>(fn: () => Promise<T>) => this.withInitialWeights(fn) } : {}),
     }, opts.preference, opts.ppo);
     this.params = adapter ? adapter.params(opts.lora?.plusRatio ?? 1) : trainableBase(model, opts);
+    // taken before resume() loads a checkpoint: the reference stays the model the run started from
+    if (opts.ppo && !adapter) {
+      this.initial = this.params.map((param) => {
+        const copy = gpu.tensor([...param.value.shape], 'f32', `${param.name}.initial`);
+        gpu.copy(param.value, copy);
+        return { param, copy };
+      });
+    }
     this.params = [...this.params, ...this.objective.params];
     if (this.params.length === 0) throw new Error('nothing to train: the chosen method selects no parameters');
     this.optimizer = createOptimizer(gpu, this.params, {
@@ -328,6 +339,28 @@ export class Trainer {
     for (const ws of this.workspaces.values()) ws.release();
     this.objective.release();
     this.optimizer.release();
+    this.model.gpu.release(...this.initial.map((i) => i.copy));
+  }
+
+  /**
+   * ObjectiveContext.withInitialWeights: the trained weights swapped for their initial copies while
+   * fn runs (one more transient copy of them holds the current values), then put back.
+   */
+  async withInitialWeights<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.initial.length === 0) throw new Error('withInitialWeights: only full / freeze ppo runs keep their initial weights');
+    const gpu = this.model.gpu;
+    const current = this.initial.map(({ param }) => {
+      const keep = gpu.tensor([...param.value.shape], 'f32', `${param.name}.current`);
+      gpu.copy(param.value, keep);
+      return keep;
+    });
+    for (const { param, copy } of this.initial) gpu.copy(copy, param.value);
+    try {
+      return await fn();
+    } finally {
+      this.initial.forEach(({ param }, i) => gpu.copy(current[i]!, param.value));
+      gpu.release(...current);
+    }
   }
 
   /** An update inside the step (ObjectiveContext.applyUpdate). */
