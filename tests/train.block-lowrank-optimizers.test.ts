@@ -314,6 +314,7 @@ describe('GaLore, APOLLO and BAdam', () => {
   it('conflicting or unsupported choices are refused, naming the keys', () => {
     expect(() => configFromObject({ stage: 'sft', finetuning_type: 'lora', use_galore: true })).toThrow(/use_galore is a full-parameter method: it cannot train a LoRA adapter/);
     expect(() => configFromObject({ stage: 'sft', finetuning_type: 'full', use_galore: true, use_badam: true })).toThrow(/use_galore and use_badam each choose the optimizer/);
+    expect(() => configFromObject({ stage: 'sft', mixture_of_depths: 'convert' })).toThrow(/mixture_of_depths: "?convert"? asks for Mixture-of-Depths \(the MoD package's per-token router/);
     expect(() => configFromObject({ stage: 'sft', finetuning_type: 'full', use_apollo: true, use_muon: true })).toThrow(/use_muon and use_apollo each choose the optimizer/);
     expect(() => configFromObject({ stage: 'sft', finetuning_type: 'full', use_galore: true, galore_layerwise: true, gradient_accumulation_steps: 2 }))
       .toThrow(/galore_layerwise steps each weight as soon as its gradient is ready, which leaves nothing to accumulate/);

@@ -868,7 +868,14 @@ export const UNSUPPORTED_KEYS: Readonly<Record<string, UnsupportedKey>> = {
     use_audio_in_video: false,
     audio_sampling_rate: 16000,
   }),
-  ...unsupported('model surgery (vocabulary, RoPE scaling, attention variants, MoD)', {
+  // LLaMA-Factory's MoD package wraps every odd decoder layer in a router that sends the top 12.5%
+  // of each sequence's tokens through it, weighted by the router, at their own positions: a token
+  // gather / scatter and a sub-sequence attention in every forward, backward and cached generation
+  // kernel path, plus its own checkpoint class (MoDFor...); not a small addition
+  ...unsupported('Mixture-of-Depths (the MoD package\'s per-token router on every other layer: a token-routing path through the forward, backward and generation kernels, and its own checkpoint format)', {
+    mixture_of_depths: null,
+  }),
+  ...unsupported('model surgery (vocabulary, RoPE scaling, attention variants)', {
     resize_vocab: false,
     split_special_tokens: false,
     add_tokens: null,
@@ -877,7 +884,6 @@ export const UNSUPPORTED_KEYS: Readonly<Record<string, UnsupportedKey>> = {
     init_special_tokens: 'noise_init',
     rope_scaling: null,
     shift_attn: false,
-    mixture_of_depths: null,
     train_from_scratch: false,
     moe_aux_loss_coef: null,
     adapter_folder: null,
