@@ -22,7 +22,7 @@
 // sampleToken() from src/kernels/sample.ts.
 
 import source from '../../shaders/loss.wgsl';
-import { f32, GpuError, type Gpu } from '../gpu/runtime';
+import { f32, GpuError, type Gpu, type Param } from '../gpu/runtime';
 import { shaderVariant } from '../gpu/shader';
 import { numel, shapeStr, type Tensor } from '../gpu/tensor';
 import { gemm, GEMV_MAX_T, linear, linearDecode, weightParts, type Weight } from './matmul';
@@ -190,7 +190,7 @@ export function lmHeadCrossEntropy(gpu: Gpu, h: Tensor, w: Weight, labels: Tenso
   const softcap = opts.softcap ?? 0;
   const rowGrid = gpu.grid(T);
   const forward = pipeline(gpu, 'cross_entropy_forward');
-  const params = (c: Chunk, i: number): number[] =>
+  const params = (c: Chunk, i: number): Param[] =>
     [T, c.n, C, c.v0, V, i === 0 ? 1 : 0, i === list.length - 1 ? 1 : 0, state, f32(softcap), f32(opts.gradScale), ...variant];
   // ASFT: the reference's logsumexp first (plain cross-entropy on its logits; that loss is dropped)
   const rws = hRef ? scratch(gpu, 'lossReference', lossWorkspaceElements(T, C)) : null;
