@@ -298,10 +298,10 @@ describe('PPO on the GPU', () => {
     policy.release();
   });
 
-  it('freeze fine-tuning: the reference is the initial weights, swapped in for its pass and out again; a LoRA reward model is refused', async () => {
+  it.each(['freeze', 'full'] as const)('%s fine-tuning: the reference is the initial weights, swapped in for its pass and out again; a LoRA reward model is refused', async (finetuningType) => {
     const gpu = await testGpu();
     const rng = makeRng();
-    const model = await Model.load(gpu, dirFiles(FIXTURE)); // its own copy: freeze training changes the weights
+    const model = await Model.load(gpu, dirFiles(FIXTURE)); // its own copy: training changes the weights
     const source = await rewardSource(await fixtureModel(), rng);
     if (source.type !== 'lora') throw new Error('a LoRA reward source');
     const other = await Model.load(gpu, dirFiles(FIXTURE));
@@ -311,7 +311,7 @@ describe('PPO on the GPU', () => {
     const row = { input_ids: train[0]!.input_ids, labels: train[0]!.input_ids.map((x, i) => (i === 0 ? -100 : x)) };
     const ws = new Workspace(model, 1, 8, false);
     const initial = (await sequenceLogps(ws, rowsBatch([row], 0, 8))).logps[0]!;
-    const opts = prefTrainOptions({ finetuningType: 'freeze', freezeTrainableLayers: 1, maxSteps: 2, batchSize: 2, learningRate: 1e-2, ppo: { options: ppoRunOptions(), reward, seed: 3 } });
+    const opts = prefTrainOptions({ finetuningType, freezeTrainableLayers: 1, maxSteps: 2, batchSize: 2, learningRate: 1e-2, ppo: { options: ppoRunOptions(), reward, seed: 3 } });
     await expect(Trainer.create(model, train, [], { ...opts, ppo: { ...opts.ppo!, reward: source } }, 0)).rejects.toThrow(/needs reward_model_type: full/);
     const trainer = await Trainer.create(model, train, [], opts, 0);
     const logs: (LogRecord & Record<string, number>)[] = [];
