@@ -129,11 +129,14 @@ describe('loss', () => {
       const { T, D, V } = base;
       // the reference model: a nearby point, as a base model is to its fine-tuned policy
       const hRef = base.h.map((x) => x + 0.5 * rng.randn(1)[0]!);
-      const p = { ...base, hRef, tokenLoss: { kind: 'asft', alpha } as const };
+      // the second case gives the reference its own lm_head (a run that trains the head)
+      const wRef = alpha > 0.5 ? base.w.map((x) => x + 0.2 * rng.randn(1)[0]!) : undefined;
+      const p = { ...base, hRef, ...(wRef ? { wRef } : {}), tokenLoss: { kind: 'asft', alpha } as const };
       const th = gpu.upload(p.h, [T, D]), tw = gpu.upload(p.w, [V, D]), tl = gpu.upload(p.labels, [T], 'i32'), tr = gpu.upload(hRef, [T, D]);
+      const twRef = wRef ? gpu.upload(wRef, [V, D]) : undefined;
       const loss = poisoned(gpu, [T]), dH = poisoned(gpu, [T, D]), dW = gpu.tensor([V, D]);
       gpu.zero(dW);
-      lmHeadCrossEntropy(gpu, th, tw, tl, { loss, dH, dW }, { gradScale: 0.3, chunk: c.chunk, softcap: c.softcap, tokenLoss: p.tokenLoss, referenceH: tr });
+      lmHeadCrossEntropy(gpu, th, tw, tl, { loss, dH, dW }, { gradScale: 0.3, chunk: c.chunk, softcap: c.softcap, tokenLoss: p.tokenLoss, referenceH: tr, ...(twRef ? { referenceW: twRef } : {}) });
       const ref = refLossGrad(p, 0.3);
       const what = `ASFT ${name}`;
       expectClose(await gpu.readF32(loss), refLoss(p), 1e-5, `${what} loss`, rng.seed);
@@ -142,7 +145,8 @@ describe('loss', () => {
       // the KL term counts: DFT alone is not this
       expect(Math.abs(refLoss({ ...p, tokenLoss: { kind: 'dft' } })[0]! - refLoss(p)[0]!)).toBeGreaterThan(1e-4);
       expect(await gpu.readF32(tr)).toEqual(Float32Array.from(hRef));
-      gpu.release(th, tw, tl, tr, loss, dH, dW);
+      if (wRef) expect(Math.abs(refLoss({ ...p, wRef: undefined })[0]! - refLoss(p)[0]!), 'the reference head counts').toBeGreaterThan(1e-4);
+      gpu.release(th, tw, tl, tr, loss, dH, dW, ...(twRef ? [twRef] : []));
     }
     const [th, tl] = [gpu.upload(new Float32Array(8), [2, 4]), gpu.upload(new Int32Array(2), [2], 'i32')];
     expect(() => lmHeadCrossEntropy(gpu, th, gpu.upload(new Float32Array(12), [3, 4]), tl, { loss: gpu.tensor([2]) }, { gradScale: 1, tokenLoss: { kind: 'asft', alpha: 0.1 } }))

@@ -1,7 +1,8 @@
-// ASFT (use_asft_loss): the objective's reference is the base with the LoRA adapter switched off.
-// The kernel is checked against its f64 reference in kernels.loss.test.ts; here the whole path:
-// a trained adapter's ASFT evaluation loss against one computed in f64 from the logits of the
-// model with the adapter on (policy) and off (reference), and a config run through the CLI path.
+// ASFT (use_asft_loss): the objective's reference is the base with the LoRA adapter switched off,
+// or a full run's initial weights (lm_head included). The kernel is checked against its f64
+// reference in kernels.loss.test.ts; here the whole path: a trained run's ASFT evaluation loss
+// against one computed in f64 from the logits of the policy and of the reference (the adapter off,
+// or the model before training), and a config run through the CLI path.
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,9 +20,9 @@ const LLAMA = join(import.meta.dirname, 'fixtures/models/llama');
 const S = 16;
 const IGNORE = -100;
 
-function options(alpha: number): TrainOptions {
+function options(alpha: number, finetuningType: 'lora' | 'full'): TrainOptions {
   return {
-    finetuningType: 'lora', lora: { rank: 4, alpha: 8, targets: ['q_proj', 'v_proj', 'gate_proj', 'down_proj'] }, learningRate: 5e-2, scheduler: 'constant',
+    finetuningType, lora: { rank: 4, alpha: 8, targets: ['q_proj', 'v_proj', 'gate_proj', 'down_proj'] }, learningRate: 5e-2, scheduler: 'constant',
     warmupSteps: 0, warmupRatio: 0, epochs: 1, maxSteps: 3, batchSize: 2, gradAccum: 1, maxGradNorm: 1, weightDecay: 0, beta1: 0.9, beta2: 0.999,
     eps: 1e-8, neftuneAlpha: 0, seed: 3, loggingSteps: 1, saveSteps: 0, evalSteps: 0, cutoffLen: S, recompute: false, tokenLoss: { kind: 'asft', alpha },
   };
@@ -48,7 +49,7 @@ const lse = (z: ArrayLike<number>): number => {
 };
 
 describe('ASFT', () => {
-  it('evaluation loss = mean over labelled tokens of DFT + alpha KL(reference || policy), the reference being the adapter switched off', async () => {
+  it.each(['lora', 'full'] as const)('%s: evaluation loss = mean over labelled tokens of DFT + alpha KL(reference || policy), the reference being the adapter off or the initial weights', async (finetuningType) => {
     const gpu = await testGpu();
     const rng = makeRng();
     const model = await Model.load(gpu, dirFiles(LLAMA));
@@ -59,8 +60,6 @@ describe('ASFT', () => {
       return { input_ids: ids, labels: ids.map((x, t) => (t < 5 ? IGNORE : x)) };
     });
     const alpha = 0.7;
-    const trainer = await Trainer.create(model, rows, [], options(alpha), 0);
-    await trainer.run(null); // the adapter moves away from zero: policy and reference differ
     const evalRows = rows.slice(0, 2);
     const batch: Batch = {
       B: 2, S,
@@ -68,8 +67,11 @@ describe('ASFT', () => {
       labels: new Int32Array(2 * S).fill(IGNORE),
       positions: Int32Array.from({ length: 2 * S }, (_, i) => i % S),
     };
+    const initial = await logitsOf(model, batch);
+    const trainer = await Trainer.create(model, rows, [], options(alpha, finetuningType), 0);
+    await trainer.run(null); // the weights move: policy and reference differ
     const policy = await logitsOf(model, batch);
-    const reference = await trainer.adapter!.withDisabled(() => logitsOf(model, batch));
+    const reference = trainer.adapter ? await trainer.adapter.withDisabled(() => logitsOf(model, batch)) : initial;
     let sum = 0, klSum = 0, n = 0;
     for (let b = 0; b < 2; b++) {
       for (let t = 0; t + 1 < S; t++) {
@@ -90,11 +92,11 @@ describe('ASFT', () => {
     const { eval_loss } = await trainer.objective.evaluate(evalRows, 2);
     expect(Math.abs(eval_loss! - sum / n) / (sum / n), `seed ${rng.seed}`).toBeLessThan(1e-4);
     trainer.release();
-    trainer.adapter!.release();
+    trainer.adapter?.release();
     model.release();
   });
 
-  it('a use_asft_loss config trains with LoRA; full training and mixed token losses are refused, naming why', async () => {
+  it('a use_asft_loss config trains with LoRA; a separate ref_model and mixed token losses are refused, naming why', async () => {
     const gpu = await testGpu();
     const out = mkdtempSync(join(tmpdir(), 'crucible-asft-'));
     const base = {
@@ -108,7 +110,7 @@ describe('ASFT', () => {
     const log = readFileSync(join(out, 'trainer_log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { loss: number });
     expect(log.length).toBe(2);
     expect(log.every((r) => Number.isFinite(r.loss) && r.loss > 0)).toBe(true);
-    expect(() => configFromObject({ ...base, finetuning_type: 'full', use_asft_loss: true })).toThrow(/use_asft_loss needs finetuning_type: lora .*second copy of the weights/);
+    expect(() => configFromObject({ ...base, finetuning_type: 'full', use_asft_loss: true, ref_model: 'other' })).toThrow(/use_asft_loss with a separate ref_model is not supported/);
     expect(() => configFromObject({ ...base, use_asft_loss: true, use_dft_loss: true })).toThrow(/use_dft_loss and use_asft_loss each replace the token loss/);
   });
 });

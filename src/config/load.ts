@@ -321,11 +321,7 @@ function crossCheck(
   }
   const losses = [...(c.use_dft_loss ? ['use_dft_loss'] : []), ...(c.use_eaft_loss ? ['use_eaft_loss'] : []), ...(c.use_asft_loss ? ['use_asft_loss'] : []), ...(c.label_smoothing_factor > 0 ? ['label_smoothing_factor'] : [])];
   if (losses.length > 1) problems.push(`${at(losses[0]!)}: ${losses.join(' and ')} each replace the token loss; set one of them`);
-  // LLaMA-Factory loads a second model as ASFT's reference; Crucible switches the LoRA adapter off instead
-  if (c.use_asft_loss && c.finetuning_type !== 'lora') {
-    problems.push(`${at('use_asft_loss')}: use_asft_loss needs finetuning_type: lora (its reference model is the base with the adapter switched off; ${c.finetuning_type} training would need a second copy of the weights)`);
-  }
-  if (c.use_asft_loss && c.ref_model !== null) problems.push(`${at('ref_model')}: use_asft_loss with a separate ref_model is not supported (the reference is the base with the LoRA adapter switched off)`);
+  if (c.use_asft_loss && c.ref_model !== null) problems.push(`${at('ref_model')}: use_asft_loss with a separate ref_model is not supported (the reference is the base with the adapter switched off, or a full / freeze run's initial weights)`);
   // HF TrainingArguments refuses both as well ("At most one of fp16 and bf16 can be True")
   if (c.bf16 && c.fp16) problems.push(`${at('fp16')}: bf16 and fp16 both ask for half precision; set one of them`);
   if (c.quantization_bit !== null) {

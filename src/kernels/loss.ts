@@ -63,8 +63,10 @@ export interface LossOptions {
   tokenWeights?: Tensor;
   /** Default cross-entropy. */
   tokenLoss?: TokenLoss;
-  /** ASFT: f32 [T, D], the reference model's final hidden states (its logits: the same lm_head). */
+  /** ASFT: f32 [T, D], the reference model's final hidden states. */
   referenceH?: Tensor;
+  /** ASFT: the reference's lm_head, split as w is (default w: a head that does not train). */
+  referenceW?: Weight;
 }
 
 /** Default workspace budget for one chunk of logits. */
@@ -183,6 +185,9 @@ export function lmHeadCrossEntropy(gpu: Gpu, h: Tensor, w: Weight, labels: Tenso
     if (!hRef || hRef.dtype !== 'f32' || numel(hRef.shape) !== T * D)
       throw new GpuError(`lmHeadCrossEntropy: ASFT needs referenceH, f32 [${T}, ${D}]${hRef ? `, got ${hRef.dtype} ${shapeStr(hRef.shape)}` : ''}`);
     if (tw) throw new GpuError('lmHeadCrossEntropy: ASFT takes no tokenWeights');
+    const refParts = weightParts(opts.referenceW ?? w);
+    if (refParts.length !== parts.length || refParts.some((p, i) => shapeStr(p.shape) !== shapeStr(parts[i]!.shape) || isQuantized(p)))
+      throw new GpuError(`lmHeadCrossEntropy: referenceW must be split and shaped as the lm_head (${parts.map((p) => shapeStr(p.shape)).join(', ')})`);
   }
   const variant = [VARIANT[tokenLoss.kind], f32(epsilon), rowState(tokenLoss.kind)];
   const list = chunks(parts, C);
@@ -194,17 +199,19 @@ export function lmHeadCrossEntropy(gpu: Gpu, h: Tensor, w: Weight, labels: Tenso
     [T, c.n, C, c.v0, V, i === 0 ? 1 : 0, i === list.length - 1 ? 1 : 0, state, f32(softcap), f32(opts.gradScale), ...variant];
   // ASFT: the reference's logsumexp first (plain cross-entropy on its logits; that loss is dropped)
   const rws = hRef ? scratch(gpu, 'lossReference', lossWorkspaceElements(T, C)) : null;
+  // the reference head's chunks, row for row the policy's
+  const refList = hRef ? chunks(weightParts(opts.referenceW ?? w), C) : list;
   if (hRef && rws) {
     const dropped = scratch(gpu, 'lossReferenceCe', T);
     list.forEach((c, i) => {
-      chunkLogits(gpu, hRef, c, T, D, rws, C);
+      chunkLogits(gpu, hRef, refList[i]!, T, D, rws, C);
       gpu.dispatch(forward, [rws, labels, dropped], rowGrid, [...params(c, i).slice(0, 10), VARIANT.ce, 0, rowState('ce')]);
     });
   }
   list.forEach((c, i) => {
     chunkLogits(gpu, h, c, T, D, ws, C);
     if (hRef && rws) {
-      if (list.length > 1) chunkLogits(gpu, hRef, c, T, D, rws, C);
+      if (list.length > 1) chunkLogits(gpu, hRef, refList[i]!, T, D, rws, C);
       gpu.dispatch(pipeline(gpu, 'asft_kl'), [ws, labels, rws], rowGrid, params(c, i));
     }
     if (eaft) {
@@ -217,7 +224,7 @@ export function lmHeadCrossEntropy(gpu: Gpu, h: Tensor, w: Weight, labels: Tenso
   const backward = pipeline(gpu, rws ? 'cross_entropy_backward_asft' : tw ? 'cross_entropy_backward_weighted' : 'cross_entropy_backward');
   list.forEach((c, i) => {
     if (list.length > 1) chunkLogits(gpu, h, c, T, D, ws, C);
-    if (hRef && rws && list.length > 1) chunkLogits(gpu, hRef, c, T, D, rws, C);
+    if (hRef && rws && list.length > 1) chunkLogits(gpu, hRef, refList[i]!, T, D, rws, C);
     gpu.dispatch(backward, rws ? [ws, labels, rws] : tw ? [ws, labels, tw] : [ws, labels], gpu.grid(Math.ceil((T * c.n) / 256)),
       [T, c.n, C, c.v0, V, 0, 0, state, f32(softcap), f32(opts.gradScale), ...variant]);
     if (out.dH) {

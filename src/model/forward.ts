@@ -15,6 +15,7 @@ import { deltaGatesBackward, deltaGatesForward } from '../kernels/gates';
 import { attentionForward, attentionBackward, type AttentionShape } from '../kernels/attention';
 import { embeddingForward, embeddingBackward } from '../kernels/embedding';
 import type { LoraDropout } from '../kernels/lora';
+import type { Weight } from '../kernels/matmul';
 import { lmHeadCrossEntropy, logitsForRows, type TokenLoss } from '../kernels/loss';
 import { addRmsNormForward, l2NormBackward, l2NormForward, rmsNormForward, rmsNormBackward, rmsNormGatedBackward, rmsNormGatedForward } from '../kernels/norm';
 import { ropeForward, ropeBackward, type RopeOptions } from '../kernels/rope';
@@ -657,6 +658,8 @@ export interface StepOptions {
   tokenLoss?: TokenLoss;
   /** ASFT: the reference model's ws.final [T, D] for this batch (see referenceFinal()). */
   referenceFinal?: Tensor;
+  /** ASFT: the reference's lm_head where the run trains the head (default: the model's). */
+  referenceHead?: Weight;
 }
 
 /**
@@ -689,6 +692,7 @@ export function forwardBackward(ws: Workspace, opts: StepOptions): void {
       ...(opts.tokenWeights ? { tokenWeights: opts.tokenWeights } : {}),
       ...(opts.tokenLoss ? { tokenLoss: opts.tokenLoss } : {}),
       ...(opts.referenceFinal ? { referenceH: opts.referenceFinal } : {}),
+      ...(opts.referenceHead ? { referenceW: opts.referenceHead } : {}),
     });
     if (g) opts.addHead?.(g.dFinal);
   }

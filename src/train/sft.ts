@@ -1,12 +1,13 @@
 // Stages pt and sft: next-token cross-entropy over the labelled tokens. A step's loss is
 // normalised by the learned tokens of the whole optimizer step (as HF transformers does), and the
 // running sum of per-step mean losses stays on the GPU until the next log (no per-step readback).
-// ASFT (use_asft_loss) first runs each micro-batch through the reference model, the base with the
-// LoRA adapter switched off (LLaMA-Factory's ref_model forward, without dropout), and keeps its
-// final hidden states for the loss.
+// ASFT (use_asft_loss) first runs each micro-batch through the reference model (LLaMA-Factory's
+// ref_model forward, without dropout): the base with the adapter switched off, or with full /
+// freeze training the initial weights swapped in; the loss gets its final hidden states, and the
+// initial lm_head where the run trains it.
 
 import type { Tensor } from '../gpu/tensor';
-import { gemm } from '../kernels/matmul';
+import { gemm, weightParts } from '../kernels/matmul';
 import { forwardBackward, referenceFinal, type Workspace } from '../model/forward';
 import { makeBatch, type TokenExample, type TrainBatch } from './batches';
 import type { Objective, ObjectiveContext, TrainExample, Unlogged } from './objective';
@@ -18,10 +19,8 @@ export class SftObjective implements Objective {
 
   constructor(private readonly ctx: ObjectiveContext) {
     const gpu = ctx.model.gpu;
-    if (ctx.tokenLoss?.kind === 'asft') {
-      if (!ctx.adapter) throw new Error('use_asft_loss needs a reference model: Crucible uses the base with the LoRA adapter switched off (finetuning_type: lora); full and freeze runs would need a second copy of the weights');
-      // the reference's logits reuse the lm_head: it must be the base's
-      if (ctx.model.lmHead.grad || (ctx.model.lmHead.tied && ctx.model.embed.grad)) throw new Error('use_asft_loss: the reference shares the lm_head with the policy, so the lm_head (or tied embeddings) cannot be trained (remove it from additional_target)');
+    if (ctx.tokenLoss?.kind === 'asft' && !ctx.adapter && !ctx.withInitialWeights) {
+      throw new Error('use_asft_loss needs a reference model: the base with the adapter switched off, or the initial weights of a full / freeze run');
     }
     this.lossSum = gpu.tensor([1, 1], 'f32', 'loss_sum');
     gpu.zero(this.lossSum);
@@ -43,7 +42,7 @@ export class SftObjective implements Objective {
       const dropout = this.ctx.loraDropout?.(i);
       forwardBackward(ws, {
         backward: true, gradScale: 1 / Math.max(1, valid), loraDropout: dropout, tokenLoss: this.ctx.tokenLoss,
-        ...(noise ? { embedNoise: noise } : {}), ...(reference ? { referenceFinal: reference } : {}),
+        ...(noise ? { embedNoise: noise } : {}), ...this.referenceOptions(reference),
       });
       if (noise) gpu.release(noise);
       if (reference) gpu.release(reference);
@@ -69,7 +68,7 @@ export class SftObjective implements Objective {
       const ws = this.workspace(batch);
       ws.load(batch);
       const reference = await this.reference(ws);
-      forwardBackward(ws, { backward: false, gradScale: 1, tokenLoss: this.ctx.tokenLoss, ...(reference ? { referenceFinal: reference } : {}) });
+      forwardBackward(ws, { backward: false, gradScale: 1, tokenLoss: this.ctx.tokenLoss, ...this.referenceOptions(reference) });
       sum += (await model.gpu.readF32(ws.loss)).reduce((a, b) => a + b, 0);
       if (reference) model.gpu.release(reference);
       tokens += batch.validTokens;
@@ -98,7 +97,15 @@ export class SftObjective implements Objective {
   /** ASFT: the reference's final hidden states for the loaded batch; null for other losses. */
   private async reference(ws: Workspace): Promise<Tensor | null> {
     if (this.ctx.tokenLoss?.kind !== 'asft') return null;
-    return this.ctx.adapter!.withDisabled(() => referenceFinal(ws));
+    const run = async () => referenceFinal(ws);
+    return this.ctx.adapter ? this.ctx.adapter.withDisabled(run) : this.ctx.withInitialWeights!(run);
+  }
+
+  /** The step options ASFT's reference adds: its hidden states, and its lm_head where the run trains the head. */
+  private referenceOptions(final: Tensor | null): { referenceFinal?: Tensor; referenceHead?: Tensor } {
+    if (!final) return {};
+    const head = this.ctx.initialValue?.(weightParts(this.ctx.model.lmHead.weight)[0]!);
+    return { referenceFinal: final, ...(head ? { referenceHead: head } : {}) };
   }
 
   private workspace(batch: TrainBatch) {

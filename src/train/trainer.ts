@@ -148,7 +148,7 @@ export class Trainer {
   private firstStep = 0;
   /** The current step's learning rate (for updates inside a step: applyUpdate). */
   private stepLr = 0;
-  /** Full / freeze ppo: each trained base weight and a copy of its initial value (the reference model). */
+  /** Full / freeze ppo and ASFT: each trained base weight and a copy of its initial value (the reference model). */
   private initial: { param: TrainableTensor; copy: Tensor }[] = [];
 
   private constructor(
@@ -160,6 +160,8 @@ export class Trainer {
     readonly padId: number,
   ) {
     const gpu = model.gpu;
+    // full / freeze runs whose reference model is their initial weights, for every step anew
+    const keepsInitial = !adapter && (!!opts.ppo || opts.tokenLoss?.kind === 'asft');
     this.objective = createObjective({
       model, adapter, padId, cutoffLen: opts.cutoffLen, random: seeded(opts.seed + 1), reference: opts.referenceTable ?? null,
       workspace: (B, S, packed = false) => this.workspace(B, S, packed),
@@ -167,11 +169,14 @@ export class Trainer {
       ...(opts.neftuneAlpha > 0 ? { embedNoise: (batch: TrainBatch, n: number) => this.neftuneNoise(batch, n) } : {}),
       ...(opts.tokenLoss ? { tokenLoss: opts.tokenLoss } : {}),
       applyUpdate: () => this.applyUpdate(),
-      ...(opts.ppo && !adapter ? { withInitialWeights: <T>(fn: () => Promise<T>) => this.withInitialWeights(fn) } : {}),
+      ...(keepsInitial ? {
+        withInitialWeights: <T>(fn: () => Promise<T>) => this.withInitialWeights(fn),
+        initialValue: (t: Tensor) => this.initial.find((i) => i.param.value.buffer === t.buffer && i.param.value.offset === t.offset)?.copy ?? null,
+      } : {}),
     }, opts.preference, opts.ppo);
     this.params = adapter ? adapter.params(opts.lora?.plusRatio ?? 1) : trainableBase(model, opts);
     // taken before resume() loads a checkpoint: the reference stays the model the run started from
-    if (opts.ppo && !adapter) {
+    if (keepsInitial) {
       this.initial = this.params.map((param) => {
         const copy = gpu.tensor([...param.value.shape], 'f32', `${param.name}.initial`);
         gpu.copy(param.value, copy);
@@ -347,7 +352,7 @@ export class Trainer {
    * fn runs (one more transient copy of them holds the current values), then put back.
    */
   async withInitialWeights<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.initial.length === 0) throw new Error('withInitialWeights: only full / freeze ppo runs keep their initial weights');
+    if (this.initial.length === 0) throw new Error('withInitialWeights: only full / freeze ppo and ASFT runs keep their initial weights');
     const gpu = this.model.gpu;
     const current = this.initial.map(({ param }) => {
       const keep = gpu.tensor([...param.value.shape], 'f32', `${param.name}.current`);

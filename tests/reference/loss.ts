@@ -13,6 +13,8 @@ export interface LossProblem {
   tokenLoss?: { kind: 'ce' } | { kind: 'dft' } | { kind: 'eaft'; alpha: number } | { kind: 'asft'; alpha: number } | { kind: 'label_smoothing'; epsilon: number };
   /** ASFT: the reference model's final hidden states [T, D] (its logits: hRef wᵀ, soft-capped alike). */
   hRef?: ArrayLike<number>;
+  /** ASFT: the reference's lm_head [V, D] (default w). */
+  wRef?: ArrayLike<number>;
   /**
    * ASFT: the reference's softmax [T, V] held fixed (it is a separate model, no gradient flows
    * into it): the finite-difference check freezes it at the unperturbed point.
@@ -84,7 +86,7 @@ export function refLoss(p: LossProblem): Float64Array {
 function refProbsRow(p: LossProblem, t: number): Float64Array {
   if (p.frozenRefProbs) return Float64Array.from({ length: p.V }, (_, v) => p.frozenRefProbs![t * p.V + v]!);
   if (!p.hRef) throw new Error('ASFT reference: hRef missing');
-  const z = logitsRow({ ...p, h: p.hRef }, t);
+  const z = logitsRow({ ...p, h: p.hRef, w: p.wRef ?? p.w }, t);
   const l = lse(z);
   return z.map((x) => Math.exp(x - l));
 }
