@@ -25,7 +25,7 @@
 //   4 ASFT alpha         loss = p ce + alpha KL(q || softmax)   dz = p (softmax - onehot) + alpha (softmax - q)
 //                        (q: the reference model's softmax, its logits chunk in rws)
 // ASFT walks the reference's logits beside the policy's: cross_entropy_forward (variant 0) on the
-// reference workspace rws (same layout, 5 floats of state) gives its lse; asft_kl, before
+// reference workspace rws (same layout, 5 floats of state) gives its lse; cross_entropy_asft_kl, before
 // cross_entropy_forward on each policy chunk, folds sum_v q_v (zr_v - z_v) into state slot 5 and
 // subtracts lse_ref on the last chunk, so that KL = that + lse (sum_v q_v = 1);
 // cross_entropy_backward_asft is cross_entropy_backward plus the KL term.
@@ -208,7 +208,7 @@ fn refProb(a: u32, rst: u32) -> f32 {
 
 // One workgroup per row, before cross_entropy_forward on the same chunk.
 @compute @workgroup_size(256)
-fn asft_kl(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+fn cross_entropy_asft_kl(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
            @builtin(local_invocation_index) lid: u32) {
   let row = wg.y * nwg.x + wg.x;
   if (row >= p.T) { return; }

@@ -118,7 +118,7 @@ function chunkLogits(gpu: Gpu, h: Tensor, c: Chunk, T: number, D: number, ws: Te
 }
 
 type Entry = 'cross_entropy_forward' | 'cross_entropy_topk' | 'cross_entropy_backward' | 'cross_entropy_backward_weighted' | 'logit_softcap'
-  | 'asft_kl' | 'cross_entropy_backward_asft';
+  | 'cross_entropy_asft_kl' | 'cross_entropy_backward_asft';
 
 const pipeline = (gpu: Gpu, entry: Entry): GPUComputePipeline => gpu.pipeline(entry, () => shaderVariant(source, entry));
 
@@ -212,7 +212,7 @@ export function lmHeadCrossEntropy(gpu: Gpu, h: Tensor, w: Weight, labels: Tenso
     chunkLogits(gpu, h, c, T, D, ws, C);
     if (hRef && rws) {
       if (list.length > 1) chunkLogits(gpu, hRef, refList[i]!, T, D, rws, C);
-      gpu.dispatch(pipeline(gpu, 'asft_kl'), [ws, labels, rws], rowGrid, params(c, i));
+      gpu.dispatch(pipeline(gpu, 'cross_entropy_asft_kl'), [ws, labels, rws], rowGrid, params(c, i));
     }
     if (eaft) {
       gpu.dispatch(pipeline(gpu, 'cross_entropy_topk'), [ws], rowGrid, params(c, i));
