@@ -22,6 +22,13 @@
 //   2 label smoothing e  loss = (1-e) ce + e (lse - mean z)    dz = softmax - (1-e) onehot - e/V
 //   3 EAFT alpha         loss = w ce, w = (H20 / 3)^alpha        dz = w (softmax - onehot)
 //                        (H20: entropy of the softmax over the 20 largest logits; w held constant)
+//   4 ASFT alpha         loss = p ce + alpha KL(q || softmax)   dz = p (softmax - onehot) + alpha (softmax - q)
+//                        (q: the reference model's softmax, its logits chunk in rws)
+// ASFT walks the reference's logits beside the policy's: cross_entropy_forward (variant 0) on the
+// reference workspace rws (same layout, 5 floats of state) gives its lse; cross_entropy_asft_kl, before
+// cross_entropy_forward on each policy chunk, folds sum_v q_v (zr_v - z_v) into state slot 5 and
+// subtracts lse_ref on the last chunk, so that KL = that + lse (sum_v q_v = 1);
+// cross_entropy_backward_asft is cross_entropy_backward plus the KL term.
 
 struct Params {
   T: u32,        // rows
@@ -34,19 +41,22 @@ struct Params {
   state: u32,    // element offset of the per-row state in the workspace
   softcap: f32,  // 0 = off
   scale: f32,    // gradient scale
-  variant: u32,  // 0 cross-entropy, 1 DFT, 2 label smoothing, 3 EAFT
-  epsilon: f32,  // label smoothing factor; EAFT's alpha
+  variant: u32,  // 0 cross-entropy, 1 DFT, 2 label smoothing, 3 EAFT, 4 ASFT
+  epsilon: f32,  // label smoothing factor; EAFT's and ASFT's alpha
   rowState: u32, // floats of per-row state
 }
 
 const TOPK = 20u;       // EAFT's entropy runs over the 20 largest logits
 const TOP_AT = 5u;      // where the running top 20 starts in a row's state
 const WEIGHT_AT = 25u;  // where EAFT's token weight is
+const KL_AT = 5u;       // where ASFT's running sum_v q_v (zr_v - z_v) is
+const REF_STATE = 5u;   // floats of per-row state in the reference workspace
 
 @group(0) @binding(0) var<storage, read_write> ws: array<f32>;
 @group(0) @binding(1) var<storage, read> labels: array<i32>;
 @group(0) @binding(2) var<storage, read_write> loss: array<f32>;
 @group(0) @binding(2) var<storage, read> tokw: array<f32>; // the weighted backward, in place of loss
+@group(0) @binding(2) var<storage, read> rws: array<f32>;  // ASFT: the reference's logits chunk and state
 @group(1) @binding(0) var<uniform> p: Params;
 
 const NEG_BIG = -3.0e38; // stands in for -inf (the arithmetic below never overflows with it)
@@ -123,7 +133,8 @@ fn cross_entropy_forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgrou
       ws[st + 3u] = lse;
       let ce = lse - ws[st + 2u];
       var l = ce;
-      if (p.variant == 1u) { l = ce * exp(-ce); }
+      if (p.variant == 1u || p.variant == 4u) { l = ce * exp(-ce); }
+      if (p.variant == 4u) { l += p.epsilon * (ws[st + KL_AT] + lse); }
       if (p.variant == 2u) { l = (1.0 - p.epsilon) * ce + p.epsilon * (lse - zz / f32(p.V)); }
       if (p.variant == 3u) { l = ce * ws[st + WEIGHT_AT]; }
       loss[row] = select(0.0, l, isValid(label, p.V));
@@ -143,7 +154,7 @@ fn dlogit(a: u32, row: u32, j: u32, label: i32) -> f32 {
     d -= p.epsilon / f32(p.V);
     if (hit) { d -= 1.0 - p.epsilon; }
   } else if (hit) { d -= 1.0; }
-  if (p.variant == 1u) { d *= exp(ws[st + 2u] - lse); }
+  if (p.variant == 1u || p.variant == 4u) { d *= exp(ws[st + 2u] - lse); }
   if (p.variant == 3u) { d *= ws[st + WEIGHT_AT]; }
   d *= p.scale;
   if (p.softcap > 0.0) {
@@ -186,6 +197,65 @@ fn cross_entropy_backward_weighted(@builtin(workgroup_id) wg: vec3u,
     return;
   }
   ws[a] = dlogit(a, row, j, label) * tokw[row];
+}
+
+// ---- ASFT: the KL term against the reference's logits ----------------------------------------
+
+// q_v of the reference at element a (same index in rws as in ws) of a row whose ref state is at rst.
+fn refProb(a: u32, rst: u32) -> f32 {
+  return exp(capped(rws[a], p.softcap) - rws[rst + 3u]);
+}
+
+// One workgroup per row, before cross_entropy_forward on the same chunk.
+@compute @workgroup_size(256)
+fn cross_entropy_asft_kl(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+           @builtin(local_invocation_index) lid: u32) {
+  let row = wg.y * nwg.x + wg.x;
+  if (row >= p.T) { return; }
+  let st = p.state + row * p.rowState;
+  let rst = p.state + row * REF_STATE;
+  // ignored rows skip the work (the forward writes them 0); the barriers below stay uniform
+  let n = select(0u, p.n, isValid(labels[row], p.V));
+  var acc = 0.0;
+  for (var j = lid; j < n; j += 256u) {
+    let a = row * p.ld + j;
+    acc += refProb(a, rst) * (capped(rws[a], p.softcap) - capped(ws[a], p.softcap));
+  }
+  redZ[lid] = acc;
+  workgroupBarrier();
+  for (var stride = 128u; stride > 0u; stride >>= 1u) {
+    if (lid < stride) { redZ[lid] += redZ[lid + stride]; }
+    workgroupBarrier();
+  }
+  if (lid != 0u) { return; }
+  var kl = redZ[0];
+  if (p.first == 0u) { kl += ws[st + KL_AT]; }
+  if (p.last != 0u) { kl -= rws[rst + 3u]; }
+  ws[st + KL_AT] = kl;
+}
+
+// cross_entropy_backward for ASFT: the DFT gradient plus scale * alpha * (softmax - q) * softcap'.
+@compute @workgroup_size(256)
+fn cross_entropy_backward_asft(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                               @builtin(local_invocation_index) lid: u32) {
+  let idx = (wg.y * nwg.x + wg.x) * 256u + lid;
+  if (idx >= p.T * p.n) { return; }
+  let row = idx / p.n;
+  let j = idx % p.n;
+  let a = row * p.ld + j;
+  let label = labels[row];
+  if (!isValid(label, p.V)) {
+    ws[a] = 0.0;
+    return;
+  }
+  let z = capped(ws[a], p.softcap);
+  var kl = exp(z - ws[p.state + row * p.rowState + 3u]) - refProb(a, p.state + row * REF_STATE);
+  kl *= p.epsilon * p.scale;
+  if (p.softcap > 0.0) {
+    let t = z / p.softcap;
+    kl *= 1.0 - t * t;
+  }
+  ws[a] = dlogit(a, row, j, label) + kl;
 }
 
 // ---- EAFT: the running top 20 of each row --------------------------------------------------------

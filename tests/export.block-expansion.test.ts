@@ -87,7 +87,7 @@ describe('LLaMA Pro block expansion', () => {
     expect(err.join('')).toMatch(/--num-expand must be a positive integer/);
   });
 
-  it('use_llama_pro trains exactly the inserted blocks of an expanded model (not the last layers)', async () => {
+  it('use_llama_pro trains exactly the inserted blocks of an expanded model (not the last layers), whole or with LoRA', async () => {
     const gpu = await testGpu();
     const tiny = join(import.meta.dirname, 'fixtures/tiny-chat');
     const dir = mkdtempSync(join(tmpdir(), 'crucible-pro-train-'));
@@ -105,7 +105,18 @@ describe('LLaMA Pro block expansion', () => {
     const saved = await openSafetensors({ name: 'w', size: (store.files.get('out/trained_weights.safetensors') as Uint8Array).length, read: async (o, l) => (store.files.get('out/trained_weights.safetensors') as Uint8Array).slice(o, o + l) });
     const layers = new Set([...saved.tensors.keys()].map((n) => /layers\.(\d+)\./.exec(n)?.[1]));
     expect([...layers].sort()).toEqual(['1', '3']); // the copies of layers 0 and 1
-    expect(() => configFromObject({ stage: 'sft', finetuning_type: 'lora', use_llama_pro: true })).toThrow(/use_llama_pro trains the expanded blocks with finetuning_type: freeze/);
+    // with LoRA the adapter goes on the copies only (LLaMA-Factory's find_expanded_modules)
+    const { config: cl } = configFromObject({ stage: 'sft', finetuning_type: 'lora', lora_target: 'all', freeze_trainable_layers: 2, use_llama_pro: true, learning_rate: 1e-3, max_steps: 1, per_device_train_batch_size: 2 });
+    const loraStore = memoryStore();
+    const loraTrainer = await session.train(trainOptionsFromConfig(cl), rows, [], loraStore, {});
+    await loraTrainer.saveModel(loraStore, 'out');
+    const bytes = loraStore.files.get('out/adapter_model.safetensors') as Uint8Array;
+    const adapter = await openSafetensors({ name: 'a', size: bytes.length, read: async (o, l) => bytes.slice(o, o + l) });
+    const names = [...adapter.tensors.keys()];
+    expect(names.length).toBeGreaterThan(0);
+    expect([...new Set(names.map((n) => /layers\.(\d+)\./.exec(n)?.[1]))].sort()).toEqual(['1', '3']);
+    expect(JSON.parse(loraStore.files.get('out/adapter_config.json') as string).layers_to_transform).toEqual([1, 3]);
+    expect(() => configFromObject({ stage: 'sft', finetuning_type: 'full', use_llama_pro: true })).toThrow(/use_llama_pro trains the expanded blocks with finetuning_type: freeze, or LoRA on them/);
     session.release();
   });
 });

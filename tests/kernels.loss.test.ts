@@ -4,7 +4,7 @@ import { lossCase } from '../src/bench/cases/loss';
 import { lmHeadCrossEntropy, logitsForRows, lossWorkspaceElements } from '../src/kernels/loss';
 import { testGpu, poisoned } from './helpers/gpu';
 import { expectClose, makeRng, type Rng } from './helpers/check';
-import { IGNORE, refDftWeights, refEaftWeights, refLoss, refLossGrad, refObjective, type LossProblem } from './reference/loss';
+import { IGNORE, refAsftProbs, refDftWeights, refEaftWeights, refLoss, refLossGrad, refObjective, type LossProblem } from './reference/loss';
 
 function problem(rng: Rng, T: number, D: number, V: number, ignored: number[] = [], softcap?: number): LossProblem & { h: Float32Array; w: Float32Array; labels: Int32Array } {
   const h = rng.randn(T * D), w = rng.randn(V * D, 0.3);
@@ -120,14 +120,50 @@ describe('loss', () => {
     }
   });
 
+  it('ASFT: loss, dH and dW match the reference over chunks, with ignored rows and soft-capping; the reference gets no gradient', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    for (const [name, alpha] of [['chunks that do not divide V', 0.1], ['one row, one chunk, soft-capped', 0.8]] as const) {
+      const c = lossCase(name);
+      const base = problem(rng, c.T, c.D, c.V, c.T > 3 ? [2] : [], c.softcap);
+      const { T, D, V } = base;
+      // the reference model: a nearby point, as a base model is to its fine-tuned policy
+      const hRef = base.h.map((x) => x + 0.5 * rng.randn(1)[0]!);
+      // the second case gives the reference its own lm_head (a run that trains the head)
+      const wRef = alpha > 0.5 ? base.w.map((x) => x + 0.2 * rng.randn(1)[0]!) : undefined;
+      const p = { ...base, hRef, ...(wRef ? { wRef } : {}), tokenLoss: { kind: 'asft', alpha } as const };
+      const th = gpu.upload(p.h, [T, D]), tw = gpu.upload(p.w, [V, D]), tl = gpu.upload(p.labels, [T], 'i32'), tr = gpu.upload(hRef, [T, D]);
+      const twRef = wRef ? gpu.upload(wRef, [V, D]) : undefined;
+      const loss = poisoned(gpu, [T]), dH = poisoned(gpu, [T, D]), dW = gpu.tensor([V, D]);
+      gpu.zero(dW);
+      lmHeadCrossEntropy(gpu, th, tw, tl, { loss, dH, dW }, { gradScale: 0.3, chunk: c.chunk, softcap: c.softcap, tokenLoss: p.tokenLoss, referenceH: tr, ...(twRef ? { referenceW: twRef } : {}) });
+      const ref = refLossGrad(p, 0.3);
+      const what = `ASFT ${name}`;
+      expectClose(await gpu.readF32(loss), refLoss(p), 1e-5, `${what} loss`, rng.seed);
+      expectClose(await gpu.readF32(dH), ref.dH, 1e-4, `${what} dH`, rng.seed);
+      expectClose(await gpu.readF32(dW), ref.dW, 1e-4, `${what} dW`, rng.seed);
+      // the KL term counts: DFT alone is not this
+      expect(Math.abs(refLoss({ ...p, tokenLoss: { kind: 'dft' } })[0]! - refLoss(p)[0]!)).toBeGreaterThan(1e-4);
+      expect(await gpu.readF32(tr)).toEqual(Float32Array.from(hRef));
+      if (wRef) expect(Math.abs(refLoss({ ...p, wRef: undefined })[0]! - refLoss(p)[0]!), 'the reference head counts').toBeGreaterThan(1e-4);
+      gpu.release(th, tw, tl, tr, loss, dH, dW, ...(twRef ? [twRef] : []));
+    }
+    const [th, tl] = [gpu.upload(new Float32Array(8), [2, 4]), gpu.upload(new Int32Array(2), [2], 'i32')];
+    expect(() => lmHeadCrossEntropy(gpu, th, gpu.upload(new Float32Array(12), [3, 4]), tl, { loss: gpu.tensor([2]) }, { gradScale: 1, tokenLoss: { kind: 'asft', alpha: 0.1 } }))
+      .toThrow(/ASFT needs referenceH, f32 \[2, 4\]/);
+  });
+
   it('reference gradients agree with central finite differences of the reference loss', () => {
     const rng = makeRng();
     const variants = [{ softcap: 0 }, { softcap: 1.5 }, { softcap: 0, tokenLoss: { kind: 'label_smoothing', epsilon: 0.2 } as const },
-      { softcap: 1.5, tokenLoss: { kind: 'dft' } as const }, { softcap: 0, tokenLoss: { kind: 'eaft', alpha: 0.7 } as const }];
+      { softcap: 1.5, tokenLoss: { kind: 'dft' } as const }, { softcap: 0, tokenLoss: { kind: 'eaft', alpha: 0.7 } as const },
+      { softcap: 1.5, tokenLoss: { kind: 'asft', alpha: 0.4 } as const }];
     for (const { softcap, tokenLoss } of variants) {
-      const base = { ...problem(rng, 3, 6, 11, [1], softcap), tokenLoss };
-      // DFT's weights are constants of the gradient: freeze them at this point
+      const pb = problem(rng, 3, 6, 11, [1], softcap);
+      const base = { ...pb, tokenLoss, hRef: rng.randn(pb.T * pb.D) };
+      // DFT's weights (and ASFT's reference softmax) are constants of the gradient: freeze them at this point
       const p = tokenLoss?.kind === 'dft' ? { ...base, frozenWeights: refDftWeights(base) }
+        : tokenLoss?.kind === 'asft' ? { ...base, frozenWeights: refDftWeights(base), frozenRefProbs: refAsftProbs(base) }
         : tokenLoss?.kind === 'eaft' ? { ...base, frozenWeights: refEaftWeights(base, tokenLoss.alpha) } : base;
       const scale = 0.7;
       const { dH, dW } = refLossGrad(p, scale);

@@ -10,6 +10,10 @@ import { trainOptionsFromConfig } from '../src/engine/options';
 import { runTraining } from '../src/engine/train-node';
 import type { Gpu } from '../src/gpu/runtime';
 import type { TrainableTensor } from '../src/model/adapter';
+import { dirFiles } from '../src/model/files-node';
+import { forwardBackward, shiftLabels, Workspace } from '../src/model/forward';
+import { Model } from '../src/model/model';
+import { makeTrainable } from '../src/model/trainable';
 import { Apollo, randomProjection } from '../src/train/optimizers/apollo';
 import { activeBlock, BadamLayer, BadamRatio, ratioMask } from '../src/train/optimizers/badam';
 import { Galore } from '../src/train/optimizers/galore';
@@ -175,6 +179,52 @@ describe('GaLore, APOLLO and BAdam', () => {
     opt.release();
   });
 
+  it('BAdam layer mode on a model: backward does no weight-gradient work outside the active layer, whose gradients and update equal the all-gradient reference', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const model = await Model.load(gpu, dirFiles(join(import.meta.dirname, 'fixtures/models/llama')));
+    const params = makeTrainable(model, model.layers.map((l) => l.index), true); // full: embeddings and head too
+    const B = 2, S = 12, V = model.spec.vocab;
+    const ids = rng.int(B * S, V);
+    const batch = { B, S, ids, labels: shiftLabels(ids, B, S), positions: Int32Array.from({ length: B * S }, (_, i) => i % S) };
+    const ws = new Workspace(model, B, S, false);
+    ws.load(batch);
+    const backward = (): number => {
+      const before = gpu.counters.dispatches;
+      forwardBackward(ws, { backward: true, gradScale: 1 / (B * S) });
+      return gpu.counters.dispatches - before;
+    };
+    for (const p of params) gpu.zero(p.grad);
+    const allDispatches = backward();
+    const all = await Promise.all(params.map((p) => gpu.readF32(p.grad)));
+    const initial = await Promise.all(params.map((p) => gpu.readF32(p.value)));
+    const badam = { mode: 'layer' as const, startBlock: 1, switchMode: 'fixed' as const, switchInterval: 50, updateRatio: 0.05, maskMode: 'adjacent' as const, seed: 1 };
+    const opt = new BadamLayer(gpu, params, SETTINGS, badam);
+    opt.zeroGrad();
+    const active = params.map((p) => p.name.includes('layers.1.'));
+    const poison = params.map((p, i) => (active[i] ? null : new Float32Array(p.grad.shape.reduce((a, b) => a * b, 1)).fill(7)));
+    params.forEach((p, i) => { if (poison[i]) gpu.write(p.grad, poison[i]); });
+    const badamDispatches = backward();
+    // layer 0's weights, the embeddings, final norm and head: no gradient kernels, buffers untouched
+    expect(badamDispatches).toBeLessThan(allDispatches);
+    for (const [i, p] of params.entries()) {
+      const g = await gpu.readF32(p.grad);
+      if (active[i]) expectClose(g, all[i]!, 1e-5, `${p.name} grad`, rng.seed);
+      else expect([...g].every((x) => x === 7), `${p.name} grad untouched`).toBe(true);
+    }
+    params.forEach((p, i) => { if (poison[i]) gpu.zero(p.grad); });
+    opt.update(SETTINGS.lr);
+    const scale = refClipScale(refSumSq(all.filter((_, i) => active[i])), SETTINGS.maxGradNorm);
+    for (const [i, p] of params.entries()) {
+      const want = Float64Array.from(initial[i]!);
+      if (active[i]) refAdamW(want, all[i]!, new Float64Array(want.length), new Float64Array(want.length), { ...SETTINGS, weightDecay: 0, step: 1, gradScale: scale });
+      expectClose(await gpu.readF32(p.value), want, active[i] ? 1e-5 : 0, p.name, rng.seed);
+    }
+    opt.release();
+    ws.release();
+    model.release();
+  });
+
   it('BAdam switch orders and ratio masks', () => {
     const s = (switchMode: 'ascending' | 'descending' | 'random' | 'fixed', startBlock: number | null = null) => ({ switchMode, startBlock, seed: 4 });
     expect([0, 1, 2, 3].map((e) => activeBlock(s('ascending'), 3, e))).toEqual([0, 1, 2, 0]);
@@ -264,6 +314,7 @@ describe('GaLore, APOLLO and BAdam', () => {
   it('conflicting or unsupported choices are refused, naming the keys', () => {
     expect(() => configFromObject({ stage: 'sft', finetuning_type: 'lora', use_galore: true })).toThrow(/use_galore is a full-parameter method: it cannot train a LoRA adapter/);
     expect(() => configFromObject({ stage: 'sft', finetuning_type: 'full', use_galore: true, use_badam: true })).toThrow(/use_galore and use_badam each choose the optimizer/);
+    expect(() => configFromObject({ stage: 'sft', mixture_of_depths: 'convert' })).toThrow(/mixture_of_depths: "?convert"? asks for Mixture-of-Depths \(the MoD package's per-token router/);
     expect(() => configFromObject({ stage: 'sft', finetuning_type: 'full', use_apollo: true, use_muon: true })).toThrow(/use_muon and use_apollo each choose the optimizer/);
     expect(() => configFromObject({ stage: 'sft', finetuning_type: 'full', use_galore: true, galore_layerwise: true, gradient_accumulation_steps: 2 }))
       .toThrow(/galore_layerwise steps each weight as soon as its gradient is ready, which leaves nothing to accumulate/);

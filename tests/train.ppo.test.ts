@@ -298,12 +298,46 @@ describe('PPO on the GPU', () => {
     policy.release();
   });
 
-  it('refuses preference pairs and full fine-tuning', async () => {
+  it.each(['freeze', 'full'] as const)('%s fine-tuning: the reference is the initial weights, swapped in for its pass and out again; a LoRA reward model is refused', async (finetuningType) => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const model = await Model.load(gpu, dirFiles(FIXTURE)); // its own copy: training changes the weights
+    const source = await rewardSource(await fixtureModel(), rng);
+    if (source.type !== 'lora') throw new Error('a LoRA reward source');
+    const other = await Model.load(gpu, dirFiles(FIXTURE));
+    const otherAdapter = await Adapter.load(other, source.configJson, source.weights);
+    const reward: RewardSource = { type: 'full', model: other, valueHead: source.valueHead };
+    const train = queries(rng, 4, model.spec.vocab);
+    const row = { input_ids: train[0]!.input_ids, labels: train[0]!.input_ids.map((x, i) => (i === 0 ? -100 : x)) };
+    const ws = new Workspace(model, 1, 8, false);
+    const initial = (await sequenceLogps(ws, rowsBatch([row], 0, 8))).logps[0]!;
+    const opts = prefTrainOptions({ finetuningType, freezeTrainableLayers: 1, maxSteps: 2, batchSize: 2, learningRate: 1e-2, ppo: { options: ppoRunOptions(), reward, seed: 3 } });
+    await expect(Trainer.create(model, train, [], { ...opts, ppo: { ...opts.ppo!, reward: source } }, 0)).rejects.toThrow(/needs reward_model_type: full/);
+    const trainer = await Trainer.create(model, train, [], opts, 0);
+    const logs: (LogRecord & Record<string, number>)[] = [];
+    await trainer.run(null, { onLog: (r) => logs.push(r as LogRecord & Record<string, number>) });
+    expect(logs).toHaveLength(2);
+    // the first rollout's policy is the reference: no KL; the second's has moved away from it
+    expect(logs[0]!['objective/kl']).toBeCloseTo(0, 4);
+    expect(Math.abs(logs[1]!['objective/kl']!)).toBeGreaterThan(1e-5);
+    const trained = (await sequenceLogps(ws, rowsBatch([row], 0, 8))).logps[0]!;
+    expect(Math.abs(trained - initial), `the weights trained (SEED=${rng.seed})`).toBeGreaterThan(1e-4);
+    const reference = await trainer.withInitialWeights(async () => (await sequenceLogps(ws, rowsBatch([row], 0, 8))).logps[0]!);
+    expect(reference).toBeCloseTo(initial, 5);
+    expect((await sequenceLogps(ws, rowsBatch([row], 0, 8))).logps[0]).toBeCloseTo(trained, 5);
+    trainer.release();
+    trainer.objective.valueHead?.release();
+    ws.release();
+    otherAdapter.release();
+    other.release();
+    model.release();
+  });
+
+  it('refuses preference pairs', async () => {
     const model = await fixtureModel();
     const rng = makeRng();
     const reward: RewardSource = { type: 'full', model, valueHead: { name: 'unused', size: 0, read: async () => new Uint8Array() } };
     const ppo = { options: ppoRunOptions(), reward, seed: 1 };
     await expect(Trainer.create(model, randomPairs(rng, 2, model.spec.vocab), [], prefTrainOptions({ ppo }), 0)).rejects.toThrow(/stage ppo needs prompts/);
-    await expect(Trainer.create(model, queries(rng, 2, model.spec.vocab), [], prefTrainOptions({ finetuningType: 'full', ppo }), 0)).rejects.toThrow(/LoRA adapter/);
   });
 });

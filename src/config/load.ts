@@ -306,8 +306,8 @@ function crossCheck(
   if (c.image_max_pixels < c.image_min_pixels) {
     problems.push(`${at(isGiven('image_max_pixels') ? 'image_max_pixels' : 'image_min_pixels')}: image_max_pixels (${c.image_max_pixels}) cannot be smaller than image_min_pixels (${c.image_min_pixels})`);
   }
-  if (c.use_llama_pro && c.finetuning_type !== 'freeze') {
-    problems.push(`${at('use_llama_pro')}: use_llama_pro trains the expanded blocks with finetuning_type: freeze (LoRA on them is not supported yet; LLaMA-Factory refuses full)`);
+  if (c.use_llama_pro && c.finetuning_type !== 'freeze' && c.finetuning_type !== 'lora') {
+    problems.push(`${at('use_llama_pro')}: use_llama_pro trains the expanded blocks with finetuning_type: freeze, or LoRA on them (finetuning_type: lora); not ${c.finetuning_type}`);
   }
   if (c.use_llama_pro && c.freeze_trainable_layers < 1) problems.push(`${at('freeze_trainable_layers')}: use_llama_pro needs freeze_trainable_layers > 0 (the number of expanded blocks)`);
   // LLaMA-Factory picks one silently (its optimizer and loss functions are tried in a fixed order): say so instead
@@ -328,8 +328,9 @@ function crossCheck(
     const keys = [...optimizers, ...(c.loraplus_lr_ratio !== null ? ['loraplus_lr_ratio'] : [])];
     problems.push(`${at(keys[0]!)}: ${keys.join(' and ')} each choose the optimizer; set one of them`);
   }
-  const losses = [...(c.use_dft_loss ? ['use_dft_loss'] : []), ...(c.use_eaft_loss ? ['use_eaft_loss'] : []), ...(c.label_smoothing_factor > 0 ? ['label_smoothing_factor'] : [])];
+  const losses = [...(c.use_dft_loss ? ['use_dft_loss'] : []), ...(c.use_eaft_loss ? ['use_eaft_loss'] : []), ...(c.use_asft_loss ? ['use_asft_loss'] : []), ...(c.label_smoothing_factor > 0 ? ['label_smoothing_factor'] : [])];
   if (losses.length > 1) problems.push(`${at(losses[0]!)}: ${losses.join(' and ')} each replace the token loss; set one of them`);
+  if (c.use_asft_loss && c.ref_model !== null) problems.push(`${at('ref_model')}: use_asft_loss with a separate ref_model is not supported (the reference is the base with the adapter switched off, or a full / freeze run's initial weights)`);
   // HF TrainingArguments refuses both as well ("At most one of fp16 and bf16 can be True")
   if (c.bf16 && c.fp16) problems.push(`${at('fp16')}: bf16 and fp16 both ask for half precision; set one of them`);
   if (c.quantization_bit !== null) {
@@ -399,7 +400,9 @@ function crossCheck(
     if (spec.stages && isGiven('stage') && !spec.stages.includes(c.stage)) {
       notice(`note: ${key} only applies to stage ${spec.stages.join(', ')}; it has no effect with stage: ${c.stage}`);
     }
-    if (spec.methods && !spec.methods.includes(c.finetuning_type)) {
+    // LLaMA Pro with LoRA: freeze_trainable_layers counts the expanded blocks the adapter goes on
+    const llamaProLora = c.use_llama_pro && c.finetuning_type === 'lora' && key === 'freeze_trainable_layers';
+    if (spec.methods && !spec.methods.includes(c.finetuning_type) && !llamaProLora) {
       notice(`note: ${key} only applies to finetuning_type ${spec.methods.join(', ')}; it has no effect with ${c.finetuning_type}`);
     }
   }

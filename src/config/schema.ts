@@ -417,9 +417,9 @@ export const SCHEMA = {
   ),
   use_llama_pro: bool(false, {
     group: 'freeze',
-    methods: ['freeze'],
+    methods: ['freeze', 'lora'],
     commands: TRAIN,
-    help: 'LLaMA Pro: train the freeze_trainable_layers blocks `crucible expand` inserted (every L/n-th layer).',
+    help: 'LLaMA Pro: train the freeze_trainable_layers blocks `crucible expand` inserted (every L/n-th layer), whole (freeze) or with LoRA on them.',
   }),
   use_muon: bool(false, {
     group: 'train',
@@ -484,6 +484,13 @@ export const SCHEMA = {
     help: 'EAFT: each token\'s loss weighted by (entropy of its 20 most likely tokens / 3)^eaft_alpha.',
   }),
   eaft_alpha: float(1.0, { group: 'train', commands: TRAIN, stages: ['sft'], min: 0, help: 'EAFT: the power of the entropy weight.' }),
+  use_asft_loss: bool(false, {
+    group: 'train',
+    commands: TRAIN,
+    stages: ['sft'],
+    help: 'ASFT: the DFT loss plus asft_alpha times the KL divergence from the reference (the base with the LoRA adapter off).',
+  }),
+  asft_alpha: float(0.1, { group: 'train', commands: TRAIN, stages: ['sft'], min: 0, help: 'ASFT: the weight of the KL term.' }),
   label_smoothing_factor: float(0, {
     group: 'train',
     commands: TRAIN,
@@ -862,8 +869,6 @@ export const UNSUPPORTED_KEYS: Readonly<Record<string, UnsupportedKey>> = {
   }),
   ...unsupported('BCO / LD-DPO preference losses', { pref_bco_weight: 0.0, ld_alpha: null }),
   ...unsupported('alternative optimizers and losses', {
-    use_asft_loss: false,
-    asft_alpha: 0.1,
     optim_args: null,
     optim_target_modules: null,
   }),
@@ -882,7 +887,14 @@ export const UNSUPPORTED_KEYS: Readonly<Record<string, UnsupportedKey>> = {
     use_audio_in_video: false,
     audio_sampling_rate: 16000,
   }),
-  ...unsupported('model surgery (vocabulary, RoPE scaling, attention variants, MoD)', {
+  // LLaMA-Factory's MoD package wraps every odd decoder layer in a router that sends the top 12.5%
+  // of each sequence's tokens through it, weighted by the router, at their own positions: a token
+  // gather / scatter and a sub-sequence attention in every forward, backward and cached generation
+  // kernel path, plus its own checkpoint class (MoDFor...); not a small addition
+  ...unsupported('Mixture-of-Depths (the MoD package\'s per-token router on every other layer: a token-routing path through the forward, backward and generation kernels, and its own checkpoint format)', {
+    mixture_of_depths: null,
+  }),
+  ...unsupported('model surgery (vocabulary, RoPE scaling, attention variants)', {
     resize_vocab: false,
     split_special_tokens: false,
     add_tokens: null,
@@ -891,7 +903,6 @@ export const UNSUPPORTED_KEYS: Readonly<Record<string, UnsupportedKey>> = {
     init_special_tokens: 'noise_init',
     rope_scaling: null,
     shift_attn: false,
-    mixture_of_depths: null,
     train_from_scratch: false,
     moe_aux_loss_coef: null,
     adapter_folder: null,

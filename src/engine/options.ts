@@ -20,7 +20,7 @@ export type TrainConfig = Pick<CrucibleConfig,
   | 'use_muon' | 'use_adam_mini' | 'use_llama_pro'
   | 'use_galore' | 'galore_layerwise' | 'use_apollo' | 'apollo_layerwise' | 'galore_target' | 'galore_rank' | 'galore_update_interval' | 'galore_scale' | 'galore_proj_type'
   | 'apollo_target' | 'apollo_rank' | 'apollo_update_interval' | 'apollo_scale' | 'apollo_proj' | 'apollo_proj_type' | 'apollo_scale_type' | 'apollo_scale_front'
-  | 'use_badam' | 'badam_mode' | 'badam_start_block' | 'badam_switch_mode' | 'badam_switch_interval' | 'badam_update_ratio' | 'badam_mask_mode' | 'use_dft_loss' | 'use_eaft_loss' | 'eaft_alpha' | 'label_smoothing_factor'
+  | 'use_badam' | 'badam_mode' | 'badam_start_block' | 'badam_switch_mode' | 'badam_switch_interval' | 'badam_update_ratio' | 'badam_mask_mode' | 'use_dft_loss' | 'use_eaft_loss' | 'eaft_alpha' | 'use_asft_loss' | 'asft_alpha' | 'label_smoothing_factor'
   | 'stage' | 'pref_beta' | 'pref_ftx' | 'pref_loss' | 'dpo_label_smoothing' | 'simpo_gamma' | 'kto_chosen_weight' | 'kto_rejected_weight'>
   & Partial<Pick<CrucibleConfig, 'ppo_buffer_size' | 'eval_on_start' | 'eval_delay'
     | 'load_best_model_at_end' | 'metric_for_best_model' | 'greater_is_better' | 'early_stopping_steps'>>;
@@ -83,7 +83,7 @@ export function trainOptionsFromConfig(c: TrainConfig): TrainOptions {
     memoryBudget: c.memory_budget,
     preference: preferenceOptions(c),
     optimizer: optimizerChoice(c),
-    tokenLoss: c.use_dft_loss ? { kind: 'dft' } : c.use_eaft_loss ? { kind: 'eaft', alpha: c.eaft_alpha }
+    tokenLoss: c.use_dft_loss ? { kind: 'dft' } : c.use_eaft_loss ? { kind: 'eaft', alpha: c.eaft_alpha } : c.use_asft_loss ? { kind: 'asft', alpha: c.asft_alpha }
       : c.label_smoothing_factor > 0 ? { kind: 'label_smoothing', epsilon: c.label_smoothing_factor } : { kind: 'ce' },
   };
 }

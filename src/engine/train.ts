@@ -102,7 +102,13 @@ export async function trainModel(config: CrucibleConfig & { shuffle?: boolean },
  * the returned session holds until the run ends.
  */
 async function ppoReward(config: CrucibleConfig, job: TrainJob, status: (m: string) => void): Promise<{ source: RewardSource; session: Session | null }> {
-  if (config.finetuning_type !== 'lora') throw new Error(`stage ppo: finetuning_type ${config.finetuning_type} is not supported; PPO trains a LoRA adapter (its reference model is the base with the adapter switched off)`);
+  if (config.finetuning_type !== 'lora' && config.finetuning_type !== 'full' && config.finetuning_type !== 'freeze') {
+    throw new Error(`stage ppo: finetuning_type ${config.finetuning_type} is not supported; PPO trains a LoRA adapter, or full / freeze weights`);
+  }
+  // LLaMA-Factory: "Freeze/Full PPO training needs `reward_model_type=full`."
+  if (config.finetuning_type !== 'lora' && config.reward_model_type === 'lora') {
+    throw new Error(`stage ppo with finetuning_type ${config.finetuning_type} needs reward_model_type: full (a LoRA reward model would sit on the weights being trained)`);
+  }
   if (!config.reward_model) throw new Error('stage ppo needs reward_model: the output folder of a `crucible train` stage rm run');
   if (config.reward_model_type === 'api') throw new Error('reward_model_type: api (a reward served over HTTP) is not supported; use lora (an rm run\'s adapter) or full (an rm run\'s full model)');
   const name = config.reward_model;

@@ -11,15 +11,18 @@
 //
 // The token loss can be plain cross-entropy, DFT (each token's loss and gradient weighted by its
 // own probability, held constant: LLaMA-Factory's use_dft_loss), EAFT (weighted by the entropy of
-// the 20 largest logits: use_eaft_loss) or label smoothing (HF Trainer's label_smoothing_factor);
-// see the variant table in shaders/loss.wgsl.
+// the 20 largest logits: use_eaft_loss), ASFT (DFT plus alpha times the KL divergence from a
+// reference model's softmax: use_asft_loss) or label smoothing (HF Trainer's label_smoothing_factor);
+// see the variant table in shaders/loss.wgsl. ASFT's reference logits come from the reference's
+// final hidden states times the same lm_head, walked chunk by chunk beside the policy's (a first
+// walk for their logsumexp), in a second workspace.
 //
 // Generation does not go through here: the engine computes the logits of the rows it samples
 // from with logitsForRows() below (gemm on the selected rows, optional soft-cap), then
 // sampleToken() from src/kernels/sample.ts.
 
 import source from '../../shaders/loss.wgsl';
-import { f32, GpuError, type Gpu } from '../gpu/runtime';
+import { f32, GpuError, type Gpu, type Param } from '../gpu/runtime';
 import { shaderVariant } from '../gpu/shader';
 import { numel, shapeStr, type Tensor } from '../gpu/tensor';
 import { gemm, GEMV_MAX_T, linear, linearDecode, weightParts, type Weight } from './matmul';
@@ -27,10 +30,10 @@ import { scratch } from './scratch';
 
 export const IGNORE_INDEX = -100;
 
-/** The token loss: cross-entropy, DFT, EAFT with its alpha, or cross-entropy with label smoothing epsilon. */
-export type TokenLoss = { kind: 'ce' } | { kind: 'dft' } | { kind: 'eaft'; alpha: number } | { kind: 'label_smoothing'; epsilon: number };
+/** The token loss: cross-entropy, DFT, EAFT or ASFT with its alpha, or cross-entropy with label smoothing epsilon. */
+export type TokenLoss = { kind: 'ce' } | { kind: 'dft' } | { kind: 'eaft'; alpha: number } | { kind: 'asft'; alpha: number } | { kind: 'label_smoothing'; epsilon: number };
 
-const VARIANT: Record<TokenLoss['kind'], number> = { ce: 0, dft: 1, label_smoothing: 2, eaft: 3 };
+const VARIANT: Record<TokenLoss['kind'], number> = { ce: 0, dft: 1, label_smoothing: 2, eaft: 3, asft: 4 };
 
 export interface LossOutputs {
   /** f32 [T]: the token loss, -log p(label_t) for cross-entropy (= -logprob, usable for DPO), 0 where ignored. */
@@ -60,6 +63,10 @@ export interface LossOptions {
   tokenWeights?: Tensor;
   /** Default cross-entropy. */
   tokenLoss?: TokenLoss;
+  /** ASFT: f32 [T, D], the reference model's final hidden states. */
+  referenceH?: Tensor;
+  /** ASFT: the reference's lm_head, split as w is (default w: a head that does not train). */
+  referenceW?: Weight;
 }
 
 /** Default workspace budget for one chunk of logits. */
@@ -77,9 +84,9 @@ export function lossChunkFor(T: number, V: number, bytes: number): number {
   return Math.max(1, Math.min(c, V));
 }
 
-/** Floats of per-row state after the logits (shaders/loss.wgsl): 5, and 21 more for EAFT's top 20 and weight. */
-const rowState = (eaft: boolean): number => (eaft ? 26 : 5);
-const ROW_STATE = rowState(true);
+/** Floats of per-row state after the logits (shaders/loss.wgsl): 5, and 21 more for EAFT's top 20 and weight, or 1 for ASFT's KL sum. */
+const rowState = (kind: TokenLoss['kind']): number => (kind === 'eaft' ? 26 : kind === 'asft' ? 6 : 5);
+const ROW_STATE = rowState('eaft');
 
 /** Elements of workspace the loss needs: T * chunk logits + the per-row state (room for every token loss). */
 export const lossWorkspaceElements = (T: number, chunk: number): number => T * chunk + ROW_STATE * T;
@@ -110,7 +117,8 @@ function chunkLogits(gpu: Gpu, h: Tensor, c: Chunk, T: number, D: number, ws: Te
   gemm(gpu, { a: h, b: c.part, c: ws, M: T, N: c.n, K: D, transB: true, offB: c.r0 * D, ldc: C });
 }
 
-type Entry = 'cross_entropy_forward' | 'cross_entropy_topk' | 'cross_entropy_backward' | 'cross_entropy_backward_weighted' | 'logit_softcap';
+type Entry = 'cross_entropy_forward' | 'cross_entropy_topk' | 'cross_entropy_backward' | 'cross_entropy_backward_weighted' | 'logit_softcap'
+  | 'cross_entropy_asft_kl' | 'cross_entropy_backward_asft';
 
 const pipeline = (gpu: Gpu, entry: Entry): GPUComputePipeline => gpu.pipeline(entry, () => shaderVariant(source, entry));
 
@@ -167,31 +175,57 @@ export function lmHeadCrossEntropy(gpu: Gpu, h: Tensor, w: Weight, labels: Tenso
   if (!Number.isInteger(C) || C < 1) throw new GpuError(`lmHeadCrossEntropy: bad chunk ${C}`);
 
   const tokenLoss = opts.tokenLoss ?? { kind: 'ce' };
-  const epsilon = tokenLoss.kind === 'label_smoothing' ? tokenLoss.epsilon : tokenLoss.kind === 'eaft' ? tokenLoss.alpha : 0;
+  const epsilon = tokenLoss.kind === 'label_smoothing' ? tokenLoss.epsilon : tokenLoss.kind === 'eaft' || tokenLoss.kind === 'asft' ? tokenLoss.alpha : 0;
   if (tokenLoss.kind === 'label_smoothing' && !(epsilon >= 0 && epsilon < 1)) throw new GpuError(`lmHeadCrossEntropy: label smoothing epsilon must be in [0, 1), got ${epsilon}`);
-  if (tokenLoss.kind === 'eaft' && !(epsilon >= 0 && Number.isFinite(epsilon))) throw new GpuError(`lmHeadCrossEntropy: EAFT alpha must be a finite number >= 0, got ${epsilon}`);
+  if ((tokenLoss.kind === 'eaft' || tokenLoss.kind === 'asft') && !(epsilon >= 0 && Number.isFinite(epsilon)))
+    throw new GpuError(`lmHeadCrossEntropy: ${tokenLoss.kind.toUpperCase()} alpha must be a finite number >= 0, got ${epsilon}`);
   const eaft = tokenLoss.kind === 'eaft';
-  const variant = [VARIANT[tokenLoss.kind], f32(epsilon), rowState(eaft)];
+  const hRef = tokenLoss.kind === 'asft' ? opts.referenceH : undefined;
+  if (tokenLoss.kind === 'asft') {
+    if (!hRef || hRef.dtype !== 'f32' || numel(hRef.shape) !== T * D)
+      throw new GpuError(`lmHeadCrossEntropy: ASFT needs referenceH, f32 [${T}, ${D}]${hRef ? `, got ${hRef.dtype} ${shapeStr(hRef.shape)}` : ''}`);
+    if (tw) throw new GpuError('lmHeadCrossEntropy: ASFT takes no tokenWeights');
+    const refParts = weightParts(opts.referenceW ?? w);
+    if (refParts.length !== parts.length || refParts.some((p, i) => shapeStr(p.shape) !== shapeStr(parts[i]!.shape) || isQuantized(p)))
+      throw new GpuError(`lmHeadCrossEntropy: referenceW must be split and shaped as the lm_head (${parts.map((p) => shapeStr(p.shape)).join(', ')})`);
+  }
+  const variant = [VARIANT[tokenLoss.kind], f32(epsilon), rowState(tokenLoss.kind)];
   const list = chunks(parts, C);
   const state = T * C;
   const softcap = opts.softcap ?? 0;
   const rowGrid = gpu.grid(T);
   const forward = pipeline(gpu, 'cross_entropy_forward');
+  const params = (c: Chunk, i: number): Param[] =>
+    [T, c.n, C, c.v0, V, i === 0 ? 1 : 0, i === list.length - 1 ? 1 : 0, state, f32(softcap), f32(opts.gradScale), ...variant];
+  // ASFT: the reference's logsumexp first (plain cross-entropy on its logits; that loss is dropped)
+  const rws = hRef ? scratch(gpu, 'lossReference', lossWorkspaceElements(T, C)) : null;
+  // the reference head's chunks, row for row the policy's
+  const refList = hRef ? chunks(weightParts(opts.referenceW ?? w), C) : list;
+  if (hRef && rws) {
+    const dropped = scratch(gpu, 'lossReferenceCe', T);
+    list.forEach((c, i) => {
+      chunkLogits(gpu, hRef, refList[i]!, T, D, rws, C);
+      gpu.dispatch(forward, [rws, labels, dropped], rowGrid, [...params(c, i).slice(0, 10), VARIANT.ce, 0, rowState('ce')]);
+    });
+  }
   list.forEach((c, i) => {
     chunkLogits(gpu, h, c, T, D, ws, C);
-    if (eaft) {
-      gpu.dispatch(pipeline(gpu, 'cross_entropy_topk'), [ws], rowGrid,
-        [T, c.n, C, c.v0, V, i === 0 ? 1 : 0, i === list.length - 1 ? 1 : 0, state, f32(softcap), f32(opts.gradScale), ...variant]);
+    if (hRef && rws) {
+      if (list.length > 1) chunkLogits(gpu, hRef, refList[i]!, T, D, rws, C);
+      gpu.dispatch(pipeline(gpu, 'cross_entropy_asft_kl'), [ws, labels, rws], rowGrid, params(c, i));
     }
-    gpu.dispatch(forward, [ws, labels, out.loss], rowGrid,
-      [T, c.n, C, c.v0, V, i === 0 ? 1 : 0, i === list.length - 1 ? 1 : 0, state, f32(softcap), f32(opts.gradScale), ...variant]);
+    if (eaft) {
+      gpu.dispatch(pipeline(gpu, 'cross_entropy_topk'), [ws], rowGrid, params(c, i));
+    }
+    gpu.dispatch(forward, [ws, labels, out.loss], rowGrid, params(c, i));
   });
   if (!out.dH && !out.dW) return;
 
-  const backward = pipeline(gpu, tw ? 'cross_entropy_backward_weighted' : 'cross_entropy_backward');
+  const backward = pipeline(gpu, rws ? 'cross_entropy_backward_asft' : tw ? 'cross_entropy_backward_weighted' : 'cross_entropy_backward');
   list.forEach((c, i) => {
     if (list.length > 1) chunkLogits(gpu, h, c, T, D, ws, C);
-    gpu.dispatch(backward, tw ? [ws, labels, tw] : [ws, labels], gpu.grid(Math.ceil((T * c.n) / 256)),
+    if (hRef && rws && list.length > 1) chunkLogits(gpu, hRef, refList[i]!, T, D, rws, C);
+    gpu.dispatch(backward, rws ? [ws, labels, rws] : tw ? [ws, labels, tw] : [ws, labels], gpu.grid(Math.ceil((T * c.n) / 256)),
       [T, c.n, C, c.v0, V, 0, 0, state, f32(softcap), f32(opts.gradScale), ...variant]);
     if (out.dH) {
       gemm(gpu, { a: ws, b: c.part, c: out.dH, M: T, N: D, K: c.n, lda: C, offB: c.r0 * D, beta: i === 0 && !opts.accumulateDH ? 0 : 1 });

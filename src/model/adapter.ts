@@ -27,6 +27,12 @@ export interface TrainableTensor {
    * values and gradient, the optimizer's arena (train/optimizers/arena.ts), and frees the old.
    */
   relocate?(value: Tensor, grad: Tensor): void;
+  /**
+   * Off: the owner forgets its gradient tensor, so backward skips this weight's gradient work as it
+   * does for a frozen weight (the activation gradient still flows); on: it gets `grad` back. For
+   * optimizers that train part of the weights per step (BAdam's layer mode).
+   */
+  setGradEnabled?(on: boolean): void;
 }
 
 /**

@@ -15,6 +15,7 @@ import { deltaGatesBackward, deltaGatesForward } from '../kernels/gates';
 import { attentionForward, attentionBackward, type AttentionShape } from '../kernels/attention';
 import { embeddingForward, embeddingBackward } from '../kernels/embedding';
 import type { LoraDropout } from '../kernels/lora';
+import type { Weight } from '../kernels/matmul';
 import { lmHeadCrossEntropy, logitsForRows, type TokenLoss } from '../kernels/loss';
 import { addRmsNormForward, l2NormBackward, l2NormForward, rmsNormForward, rmsNormBackward, rmsNormGatedBackward, rmsNormGatedForward } from '../kernels/norm';
 import { ropeForward, ropeBackward, type RopeOptions } from '../kernels/rope';
@@ -653,8 +654,12 @@ export interface StepOptions {
    * gradient to it (PPO's value head beside the policy's token loss).
    */
   addHead?: (dFinal: Tensor) => void;
-  /** The lm_head token loss (default cross-entropy): DFT, EAFT, label smoothing. */
+  /** The lm_head token loss (default cross-entropy): DFT, EAFT, ASFT, label smoothing. */
   tokenLoss?: TokenLoss;
+  /** ASFT: the reference model's ws.final [T, D] for this batch (see referenceFinal()). */
+  referenceFinal?: Tensor;
+  /** ASFT: the reference's lm_head where the run trains the head (default: the model's). */
+  referenceHead?: Weight;
 }
 
 /**
@@ -686,6 +691,8 @@ export function forwardBackward(ws: Workspace, opts: StepOptions): void {
       ...(s.finalSoftcap ? { softcap: s.finalSoftcap } : {}),
       ...(opts.tokenWeights ? { tokenWeights: opts.tokenWeights } : {}),
       ...(opts.tokenLoss ? { tokenLoss: opts.tokenLoss } : {}),
+      ...(opts.referenceFinal ? { referenceH: opts.referenceFinal } : {}),
+      ...(opts.referenceHead ? { referenceW: opts.referenceHead } : {}),
     });
     if (g) opts.addHead?.(g.dFinal);
   }
@@ -697,6 +704,22 @@ export function forwardBackward(ws: Workspace, opts: StepOptions): void {
     layerBackward(ws, l, g, opts.loraDropout);
   }
   if (model.embed.grad) embeddingBackward(gpu, ws.loadedIds(), g.dResid, model.embed.grad, s.embedScale, true);
+}
+
+/**
+ * The final hidden states [T, D] the lm_head reads (scaled for the logits) of a forward of the
+ * loaded batch, copied out: ASFT's reference (run it with the adapter switched off). The caller
+ * releases the tensor.
+ */
+export function referenceFinal(ws: Workspace): Tensor {
+  const gpu = ws.model.gpu;
+  embeddingForward(gpu, ws.ids, ws.model.embed.value, ws.resid[0]!, ws.model.spec.embedScale);
+  ws.placeImages();
+  forwardLayers(ws, undefined);
+  scaleForLogits(ws);
+  const out = gpu.tensor([...ws.final.shape], 'f32', 'reference_final');
+  gpu.copy(ws.final, out);
+  return out;
 }
 
 /** Logits [T, V] for every position (tests, evaluation on small vocabularies). */

@@ -22,14 +22,19 @@ export function makeTrainable(model: Model, layers: readonly number[], embedding
   const param = (p: Param) => {
     p.grad ??= gpu.tensor(p.value.shape, 'f32', `${p.name}.grad`);
     const tiedHead = p === model.embed && model.lmHead.tied;
-    out.push({
+    const t: TrainableTensor = {
       name: p.name, value: p.value, grad: p.grad, decay: !/norm|bias/.test(p.name), lrScale: 1,
       relocate: moved([p.value, p.grad], (v, g) => {
         p.value = v;
         p.grad = g;
         if (tiedHead) Object.assign(model.lmHead, { weight: v, grad: model.lmHead.grad ? g : null });
       }),
-    });
+      setGradEnabled: (on) => {
+        p.grad = on ? t.grad : null;
+        if (tiedHead) model.lmHead.grad = p.grad;
+      },
+    };
+    out.push(t);
   };
   if (embeddings) param(model.embed);
   const wanted = new Set(layers);
@@ -46,16 +51,20 @@ export function makeTrainable(model: Model, layers: readonly number[], embedding
         throw new Error(`${s.name}: full/freeze training needs f32 weights in one binding (this one is ${w.dtype}${parts.length > 1 ? ', split' : ''})${quantized}`);
       }
       s.weightGrad ??= gpu.tensor(w.shape, 'f32', `${s.name}.weight.grad`);
-      out.push({
+      const weight: TrainableTensor = {
         name: `${s.name}.weight`, value: w, grad: s.weightGrad, decay: true, lrScale: 1,
         relocate: moved([w, s.weightGrad], (v, g) => Object.assign(s, { weight: v, weightGrad: g })),
-      });
+        setGradEnabled: (on) => { s.weightGrad = on ? weight.grad : null; },
+      };
+      out.push(weight);
       if (s.bias) {
         s.biasGrad ??= gpu.tensor(s.bias.shape, 'f32', `${s.name}.bias.grad`);
-        out.push({
+        const bias: TrainableTensor = {
           name: `${s.name}.bias`, value: s.bias, grad: s.biasGrad, decay: false, lrScale: 1,
           relocate: moved([s.bias, s.biasGrad], (v, g) => Object.assign(s, { bias: v, biasGrad: g })),
-        });
+          setGradEnabled: (on) => { s.biasGrad = on ? bias.grad : null; },
+        };
+        out.push(bias);
       }
     }
   }
@@ -65,10 +74,12 @@ export function makeTrainable(model: Model, layers: readonly number[], embedding
       const w = weightParts(model.lmHead.weight)[0] as Tensor;
       const grad = gpu.tensor(w.shape, 'f32', 'lm_head.weight.grad');
       model.lmHead.grad = grad;
-      out.push({
+      const head: TrainableTensor = {
         name: 'lm_head.weight', value: w, grad, decay: true, lrScale: 1,
         relocate: moved([w, grad], (v, g) => Object.assign(model.lmHead, { weight: v, grad: g })),
-      });
+        setGradEnabled: (on) => { model.lmHead.grad = on ? head.grad : null; },
+      };
+      out.push(head);
     } else {
       model.lmHead.grad = model.embed.grad;
     }

@@ -35,7 +35,14 @@ export interface ObjectiveContext {
   workspace: (B: number, S: number, packed?: boolean) => Workspace;
   /** Draws for the objective's own initial weights (rm's value head). */
   random: () => number;
-  /** pt / sft: the token loss (cross-entropy unless DFT, EAFT or label smoothing). */
+  /**
+   * Full / freeze ppo and ASFT: runs fn with the trained weights set back to their initial values
+   * (the reference model, LLaMA-Factory's separately loaded ref_model), then restores them.
+   */
+  withInitialWeights?: <T>(fn: () => Promise<T>) => Promise<T>;
+  /** With withInitialWeights: the initial value of trained tensor t (as it is now bound), or null for an untrained one. */
+  initialValue?: (t: Tensor) => Tensor | null;
+  /** pt / sft: the token loss (cross-entropy unless DFT, EAFT, ASFT or label smoothing). */
   tokenLoss?: TokenLoss;
   /**
    * An optimizer update with the gradients accumulated so far, at the step's learning rate, then

@@ -1,10 +1,14 @@
 // Stages pt and sft: next-token cross-entropy over the labelled tokens. A step's loss is
 // normalised by the learned tokens of the whole optimizer step (as HF transformers does), and the
 // running sum of per-step mean losses stays on the GPU until the next log (no per-step readback).
+// ASFT (use_asft_loss) first runs each micro-batch through the reference model (LLaMA-Factory's
+// ref_model forward, without dropout): the base with the adapter switched off, or with full /
+// freeze training the initial weights swapped in; the loss gets its final hidden states, and the
+// initial lm_head where the run trains it.
 
 import type { Tensor } from '../gpu/tensor';
-import { gemm } from '../kernels/matmul';
-import { forwardBackward } from '../model/forward';
+import { gemm, weightParts } from '../kernels/matmul';
+import { forwardBackward, referenceFinal, type Workspace } from '../model/forward';
 import { makeBatch, type TokenExample, type TrainBatch } from './batches';
 import type { Objective, ObjectiveContext, TrainExample, Unlogged } from './objective';
 
@@ -15,6 +19,9 @@ export class SftObjective implements Objective {
 
   constructor(private readonly ctx: ObjectiveContext) {
     const gpu = ctx.model.gpu;
+    if (ctx.tokenLoss?.kind === 'asft' && !ctx.adapter && !ctx.withInitialWeights) {
+      throw new Error('use_asft_loss needs a reference model: the base with the adapter switched off, or the initial weights of a full / freeze run');
+    }
     this.lossSum = gpu.tensor([1, 1], 'f32', 'loss_sum');
     gpu.zero(this.lossSum);
   }
@@ -31,9 +38,14 @@ export class SftObjective implements Objective {
       const ws = this.workspace(batch);
       ws.load(batch);
       const noise = this.ctx.embedNoise?.(batch, i) ?? null;
+      const reference = await this.reference(ws);
       const dropout = this.ctx.loraDropout?.(i);
-      forwardBackward(ws, { backward: true, gradScale: 1 / Math.max(1, valid), loraDropout: dropout, tokenLoss: this.ctx.tokenLoss, ...(noise ? { embedNoise: noise } : {}) });
+      forwardBackward(ws, {
+        backward: true, gradScale: 1 / Math.max(1, valid), loraDropout: dropout, tokenLoss: this.ctx.tokenLoss,
+        ...(noise ? { embedNoise: noise } : {}), ...this.referenceOptions(reference),
+      });
       if (noise) gpu.release(noise);
+      if (reference) gpu.release(reference);
       gemm(gpu, { a: ws.ones, b: ws.loss, c: this.lossSum, M: 1, N: 1, K: ws.T, alpha: 1 / Math.max(1, valid), beta: 1, transA: true, lda: 1 });
       tokens += batch.realTokens;
     }
@@ -55,8 +67,10 @@ export class SftObjective implements Objective {
       const batch = makeBatch(examples.slice(i, i + batchSize) as TokenExample[], padId, cutoffLen);
       const ws = this.workspace(batch);
       ws.load(batch);
-      forwardBackward(ws, { backward: false, gradScale: 1, tokenLoss: this.ctx.tokenLoss });
+      const reference = await this.reference(ws);
+      forwardBackward(ws, { backward: false, gradScale: 1, tokenLoss: this.ctx.tokenLoss, ...this.referenceOptions(reference) });
       sum += (await model.gpu.readF32(ws.loss)).reduce((a, b) => a + b, 0);
+      if (reference) model.gpu.release(reference);
       tokens += batch.validTokens;
     }
     return { eval_loss: sum / Math.max(1, tokens) };
@@ -78,6 +92,20 @@ export class SftObjective implements Objective {
 
   release(): void {
     this.ctx.model.gpu.release(this.lossSum);
+  }
+
+  /** ASFT: the reference's final hidden states for the loaded batch; null for other losses. */
+  private async reference(ws: Workspace): Promise<Tensor | null> {
+    if (this.ctx.tokenLoss?.kind !== 'asft') return null;
+    const run = async () => referenceFinal(ws);
+    return this.ctx.adapter ? this.ctx.adapter.withDisabled(run) : this.ctx.withInitialWeights!(run);
+  }
+
+  /** The step options ASFT's reference adds: its hidden states, and its lm_head where the run trains the head. */
+  private referenceOptions(final: Tensor | null): { referenceFinal?: Tensor; referenceHead?: Tensor } {
+    if (!final) return {};
+    const head = this.ctx.initialValue?.(weightParts(this.ctx.model.lmHead.weight)[0]!);
+    return { referenceFinal: final, ...(head ? { referenceHead: head } : {}) };
   }
 
   private workspace(batch: TrainBatch) {

@@ -171,6 +171,8 @@ export class Trainer {
   private firstStep = 0;
   /** The current step's learning rate (for updates inside a step: applyUpdate). */
   private stepLr = 0;
+  /** Full / freeze ppo and ASFT: each trained base weight and a copy of its initial value (the reference model). */
+  private initial: { param: TrainableTensor; copy: Tensor }[] = [];
 
   private constructor(
     readonly model: Model,
@@ -181,6 +183,8 @@ export class Trainer {
     readonly padId: number,
   ) {
     const gpu = model.gpu;
+    // full / freeze runs whose reference model is their initial weights, for every step anew
+    const keepsInitial = !adapter && (!!opts.ppo || opts.tokenLoss?.kind === 'asft');
     this.objective = createObjective({
       model, adapter, padId, cutoffLen: opts.cutoffLen, random: seeded(opts.seed + 1), reference: opts.referenceTable ?? null,
       workspace: (B, S, packed = false) => this.workspace(B, S, packed),
@@ -188,8 +192,20 @@ export class Trainer {
       ...(opts.neftuneAlpha > 0 ? { embedNoise: (batch: TrainBatch, n: number) => this.neftuneNoise(batch, n) } : {}),
       ...(opts.tokenLoss ? { tokenLoss: opts.tokenLoss } : {}),
       applyUpdate: () => this.applyUpdate(),
+      ...(keepsInitial ? {
+        withInitialWeights: <T>(fn: () => Promise<T>) => this.withInitialWeights(fn),
+        initialValue: (t: Tensor) => this.initial.find((i) => i.param.value.buffer === t.buffer && i.param.value.offset === t.offset)?.copy ?? null,
+      } : {}),
     }, opts.preference, opts.ppo);
     this.params = adapter ? adapter.params(opts.lora?.plusRatio ?? 1) : trainableBase(model, opts);
+    // taken before resume() loads a checkpoint: the reference stays the model the run started from
+    if (keepsInitial) {
+      this.initial = this.params.map((param) => {
+        const copy = gpu.tensor([...param.value.shape], 'f32', `${param.name}.initial`);
+        gpu.copy(param.value, copy);
+        return { param, copy };
+      });
+    }
     this.params = [...this.params, ...this.objective.params];
     if (this.params.length === 0) throw new Error('nothing to train: the chosen method selects no parameters');
     this.optimizer = createOptimizer(gpu, this.params, {
@@ -214,7 +230,9 @@ export class Trainer {
       if (opts.initialAdapter) adapter = await loadAdapter(model, opts.initialAdapter.configJson, opts.initialAdapter.weights);
       else {
         if (!opts.lora) throw new Error('finetuning_type lora needs LoRA settings');
-        adapter = await createAdapter(model, opts.lora, opts.seed);
+        // LLaMA Pro with LoRA (LLaMA-Factory's find_expanded_modules): the adapter goes on the expanded blocks only
+        const lora = opts.llamaPro ? { ...opts.lora, layers: llamaProLayers(model.layers.length, opts.freezeTrainableLayers ?? 2) } : opts.lora;
+        adapter = await createAdapter(model, lora, opts.seed);
       }
     }
     return new Trainer(model, adapter, train, evalSet, opts, padId);
@@ -426,6 +444,28 @@ export class Trainer {
     for (const ws of this.workspaces.values()) ws.release();
     this.objective.release();
     this.optimizer.release();
+    this.model.gpu.release(...this.initial.map((i) => i.copy));
+  }
+
+  /**
+   * ObjectiveContext.withInitialWeights: the trained weights swapped for their initial copies while
+   * fn runs (one more transient copy of them holds the current values), then put back.
+   */
+  async withInitialWeights<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.initial.length === 0) throw new Error('withInitialWeights: only full / freeze ppo and ASFT runs keep their initial weights');
+    const gpu = this.model.gpu;
+    const current = this.initial.map(({ param }) => {
+      const keep = gpu.tensor([...param.value.shape], 'f32', `${param.name}.current`);
+      gpu.copy(param.value, keep);
+      return keep;
+    });
+    for (const { param, copy } of this.initial) gpu.copy(copy, param.value);
+    try {
+      return await fn();
+    } finally {
+      this.initial.forEach(({ param }, i) => gpu.copy(current[i]!, param.value));
+      gpu.release(...current);
+    }
   }
 
   /** An update inside the step (ObjectiveContext.applyUpdate). */

@@ -10,7 +10,16 @@ export interface LossProblem {
   V: number;
   softcap?: number;
   /** Token loss variant (src/kernels/loss.ts TokenLoss); default cross-entropy. */
-  tokenLoss?: { kind: 'ce' } | { kind: 'dft' } | { kind: 'eaft'; alpha: number } | { kind: 'label_smoothing'; epsilon: number };
+  tokenLoss?: { kind: 'ce' } | { kind: 'dft' } | { kind: 'eaft'; alpha: number } | { kind: 'asft'; alpha: number } | { kind: 'label_smoothing'; epsilon: number };
+  /** ASFT: the reference model's final hidden states [T, D] (its logits: hRef wᵀ, soft-capped alike). */
+  hRef?: ArrayLike<number>;
+  /** ASFT: the reference's lm_head [V, D] (default w). */
+  wRef?: ArrayLike<number>;
+  /**
+   * ASFT: the reference's softmax [T, V] held fixed (it is a separate model, no gradient flows
+   * into it): the finite-difference check freezes it at the unperturbed point.
+   */
+  frozenRefProbs?: ArrayLike<number>;
   /**
    * DFT and EAFT hold each token's weight constant: the finite-difference check differentiates the
    * objective with these weights frozen at the unperturbed point.
@@ -55,6 +64,13 @@ export function refLoss(p: LossProblem): Float64Array {
     const l = lse(z);
     const ce = l - z[label]!;
     if (kind === 'dft') out[t] = (p.frozenWeights ? p.frozenWeights[t]! : Math.exp(-ce)) * ce;
+    else if (kind === 'asft') {
+      // LLaMA-Factory's _asft_cross_entropy: DFT plus alpha KL(q || p), q the reference's softmax
+      const q = refProbsRow(p, t);
+      let kl = 0;
+      for (let v = 0; v < p.V; v++) if (q[v]! > 0) kl += q[v]! * (Math.log(q[v]!) - (z[v]! - l));
+      out[t] = (p.frozenWeights ? p.frozenWeights[t]! : Math.exp(-ce)) * ce + (p.tokenLoss as { alpha: number }).alpha * kl;
+    }
     else if (kind === 'eaft') out[t] = (p.frozenWeights ? p.frozenWeights[t]! : eaftWeight(z, (p.tokenLoss as { alpha: number }).alpha)) * ce;
     else if (kind === 'label_smoothing') {
       const e = (p.tokenLoss as { epsilon: number }).epsilon;
@@ -63,6 +79,22 @@ export function refLoss(p: LossProblem): Float64Array {
       out[t] = (1 - e) * ce + (e * nll) / p.V;
     } else out[t] = ce;
   }
+  return out;
+}
+
+/** ASFT: the reference's softmax over row t (frozen when given). */
+function refProbsRow(p: LossProblem, t: number): Float64Array {
+  if (p.frozenRefProbs) return Float64Array.from({ length: p.V }, (_, v) => p.frozenRefProbs![t * p.V + v]!);
+  if (!p.hRef) throw new Error('ASFT reference: hRef missing');
+  const z = logitsRow({ ...p, h: p.hRef, w: p.wRef ?? p.w }, t);
+  const l = lse(z);
+  return z.map((x) => Math.exp(x - l));
+}
+
+/** ASFT: the reference's softmax [T, V] at the given point. */
+export function refAsftProbs(p: LossProblem): Float64Array {
+  const out = new Float64Array(p.T * p.V);
+  for (let t = 0; t < p.T; t++) out.set(refProbsRow(p, t), t * p.V);
   return out;
 }
 
@@ -105,9 +137,13 @@ export function refLossGrad(p: LossProblem, scale: number): { dH: Float64Array; 
     const z = logitsRow(p, t);
     const l = lse(z);
     const e = p.tokenLoss?.kind === 'label_smoothing' ? p.tokenLoss.epsilon : 0;
-    const weight = p.tokenLoss?.kind === 'dft' ? Math.exp(z[label]! - l) : p.tokenLoss?.kind === 'eaft' ? eaftWeight(z, p.tokenLoss.alpha) : 1;
+    const kind = p.tokenLoss?.kind;
+    const weight = kind === 'dft' || kind === 'asft' ? Math.exp(z[label]! - l) : p.tokenLoss?.kind === 'eaft' ? eaftWeight(z, p.tokenLoss.alpha) : 1;
+    const q = p.tokenLoss?.kind === 'asft' ? refProbsRow(p, t) : null;
+    const alpha = p.tokenLoss?.kind === 'asft' ? p.tokenLoss.alpha : 0;
     for (let v = 0; v < V; v++) {
       let g = (Math.exp(z[v]! - l) - (v === label ? 1 - e : 0) - e / V) * weight;
+      if (q) g += alpha * (Math.exp(z[v]! - l) - q[v]!);
       if (softcap > 0) g *= 1 - (z[v]! / softcap) ** 2;
       g *= scale;
       for (let d = 0; d < D; d++) {

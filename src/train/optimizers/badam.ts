@@ -5,7 +5,9 @@
 // over and the optimizer state starts afresh (BAdam drops it at every switch). Parameters outside
 // the layers (embeddings, final norm, output head) never train, gradients are clipped over the
 // active layer only, and no weight decay applies: BlockOptimizer gives both of its groups the
-// decay of LLaMA-Factory's first group, the no-decay one.
+// decay of LLaMA-Factory's first group, the no-decay one. As BAdam sets requires_grad on the active
+// block only, the weights outside it have their gradients switched off (setGradEnabled): backward
+// then does no weight-gradient work for them.
 //
 // Ratio mode: every weight but the embeddings and the output head trains a badam_update_ratio part
 // of its entries (a run of adjacent entries from an offset, or entries of a fixed random order from
@@ -118,6 +120,8 @@ export class BadamLayer implements Optimizer {
   private activate(): void {
     const index = activeBlock(this.badam, this.blocks.length, this.period);
     if (index === this.activeIndex) return;
+    const block = new Set(this.blocks[index]);
+    for (const p of this.params) p.setGradEnabled?.(block.has(p));
     this.gpu.release(...this.active.flatMap((a) => [a.m, a.v]));
     this.active = this.blocks[index]!.map((p) => {
       const m = this.gpu.tensor(p.value.shape, 'f32', `${p.name}.exp_avg`);
@@ -151,6 +155,7 @@ export class BadamLayer implements Optimizer {
   }
 
   release(): void {
+    for (const p of this.params) p.setGradEnabled?.(true);
     this.gpu.release(...this.active.flatMap((a) => [a.m, a.v]));
     this.arena.release();
     this.clip.release();

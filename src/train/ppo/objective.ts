@@ -3,7 +3,9 @@
 //   1. answers the step's queries with the policy (rollout.ts) and scores query + response with
 //      the reward model (reward-model.ts), optionally normalising the scores (score-scaling.ts);
 //   2. scores the responses' tokens under the policy (log-probabilities and its value head's
-//      values) and under the reference, the base with the adapter switched off;
+//      values) and under the reference: the base with the adapter switched off, or with full /
+//      freeze training the initial weights copied back in for the pass (the trainer keeps a copy
+//      of the trained weights' initial values: LLaMA-Factory loads a second model instead);
 //   3. turns that into advantages and returns (advantages.ts) with the KL controller's coefficient;
 //   4. runs ppo_epochs passes over the rollouts in a fresh order, each in backward batches of
 //      per_device_train_batch_size × gradient_accumulation_steps rollouts: the PPO loss (loss.ts)
@@ -11,8 +13,8 @@
 //      the fused lm_head loss and the value head's gradient at the same positions, one backward;
 //      every backward batch ends with an optimizer update (the last one is the Trainer's own);
 //   5. updates the KL controller with the step's mean KL.
-// The policy's value head (value_head.safetensors beside the adapter, as LLaMA-Factory saves it)
-// starts fresh and trains with the adapter.
+// The policy's value head (value_head.safetensors beside the adapter or weights, as LLaMA-Factory
+// saves it) starts fresh and trains with them.
 //
 // Differences from TRL: no lora_dropout in any pass, no entropy statistic (it needs whole logits),
 // and ppo_whiten_rewards whitens the response tokens only (TRL leaves whitened values on padding).
@@ -78,7 +80,11 @@ export class PpoObjective implements Objective {
   constructor(private readonly ctx: ObjectiveContext, private readonly run: PpoRun) {
     const o = run.options;
     checkPpoOptions(o);
-    if (!ctx.adapter) throw new Error('stage ppo trains a LoRA adapter (finetuning_type: lora): its reference model is the base with the adapter switched off');
+    if (!ctx.adapter && !ctx.withInitialWeights) throw new Error('stage ppo needs a reference model: the base with the LoRA adapter switched off, or (full / freeze) the initial weights');
+    if (!ctx.adapter && run.reward.type === 'lora') {
+      // LLaMA-Factory: "Freeze/Full PPO training needs `reward_model_type=full`."
+      throw new Error('stage ppo with finetuning_type full or freeze needs reward_model_type: full (a LoRA reward model would sit on the weights being trained)');
+    }
     if (!ctx.applyUpdate) throw new Error('stage ppo needs the trainer to apply optimizer updates inside a step');
     this.valueHead = ValueHead.create(ctx.model.gpu, ctx.model.spec.hidden, ctx.random);
     this.params = this.valueHead.params();
@@ -186,7 +192,8 @@ export class PpoObjective implements Objective {
   /** The rollouts' per-token log-probabilities and values under the policy, and log-probabilities under the reference (the adapter switched off). */
   async scoreRollouts(rollouts: readonly Rollout[]): Promise<{ old: TokenScores; ref: TokenScores }> {
     const old = await this.tokenScores(rollouts, true);
-    const ref = await this.ctx.adapter!.withDisabled(() => this.tokenScores(rollouts, false));
+    const reference = () => this.tokenScores(rollouts, false);
+    const ref = await (this.ctx.adapter ? this.ctx.adapter.withDisabled(reference) : this.ctx.withInitialWeights!(reference));
     return { old, ref };
   }
 
