@@ -5,6 +5,7 @@
 import * as Comlink from 'comlink';
 import { listDatasets, listModels } from '@huggingface/hub';
 import { browserGpu } from '../src/gpu/browser';
+import { browserGemmTuning } from '../src/engine/gemm-tuning-browser';
 import type { Gpu } from '../src/gpu/runtime';
 import { benchmarkSession } from '../src/engine/bench';
 import { checkpointBytes, exportMerged, readAdapter, type MergeSources } from '../src/engine/export';
@@ -104,7 +105,8 @@ function exclusive<T>(fn: () => Promise<T>): Promise<T> {
 }
 
 function gpu(): Promise<Gpu> {
-  gpuPromise ??= browserGpu().catch((e) => {
+  // GEMM tiles tuned on real GPUs at the first training step, remembered per adapter in IndexedDB
+  gpuPromise ??= browserGpu().then(async (g) => (await browserGemmTuning(g, { notice: (m) => console.info(m) }), g)).catch((e) => {
     gpuPromise = null;
     throw e;
   });

@@ -3,6 +3,7 @@
 // with subgroup matrices (no CPU driver has them), the kernel benchmark times the real ones.
 
 import type { Gpu } from '../../gpu/runtime';
+import { chosenTile } from '../../kernels/gemm-tiles';
 import { gemmSubgroupMatrix } from '../../kernels/matmul-subgroup';
 import type { SubgroupMatrixTier } from '../../kernels/subgroup-matrix';
 import { floatToHalf } from '../../model/safetensors';
@@ -56,6 +57,7 @@ export function subgroupGemmTimed(gpu: Gpu, tier: SubgroupMatrixTier, c: Subgrou
     kernel: `matmul subgroup-matrix ${ct} ${cm}x${cn}x${ck} ${PRODUCT[layout] ?? layout} ${c.operands} -> ${c.out}`,
     shape: `${M}x${N}x${K}`,
     flops: 2 * M * N * K,
+    tile: chosenTile(gpu, 'subgroup', layout, M, N, K).name,
     run: () => gemmSubgroupMatrix(gpu, tier, { a, b, c: out, M, N, K, transA: c.transA, transB: c.transB }),
     release: () => gpu.release(a, b, out),
   };
