@@ -95,6 +95,12 @@ describe('gemm tuning', () => {
     gpu.check(); // the error was caught by the tuner's scope, not left for the next step
   });
 
+  it('the default timer (timestamps, else wall time around a sync) gives each candidate a finite time', async () => {
+    const [r] = await tuneGemms(gpu, [f32Shape('TN', 40, 24, 8)], { only: { f32: [B] }, warmup: 1, reps: 2 });
+    for (const name of [DEF, B]) expect(Number.isFinite(r!.times[name]) && (r!.times[name] as number) >= 0, `${name}: ${r!.times[name]}`).toBe(true);
+    expect([DEF, B]).toContain(r!.tile);
+  });
+
   it('stops at the time budget: the classes left keep the default tile, with a notice', async () => {
     const notices: string[] = [];
     const results = await tuneGemms(gpu, [f32Shape('NT', 9, 9, 9), f32Shape('NN', 9, 9, 9)], { budgetMs: 0, timer: fakeTimer(() => 1), notice: (m) => notices.push(m) });

@@ -71,16 +71,22 @@ export function tuningEnabled(gpu: Gpu, mode: string | undefined): boolean {
 
 // ---- timing ------------------------------------------------------------------------------------
 
+const profilers = new WeakMap<Gpu, Profiler>();
+
 /** GPU timestamps around each run where the device has timestamp-query, else wall time around a sync. */
 export const gpuTimer: GemmTimer = async ({ gpu, run, reps }) => {
   if (gpu.caps.timestampQuery) {
     const saved = gpu.profiler;
-    gpu.profiler = new Profiler(gpu.device);
+    // one query set per device, however many candidates are timed
+    let profiler = profilers.get(gpu);
+    if (!profiler) profilers.set(gpu, (profiler = new Profiler(gpu.device)));
+    profiler.totals.clear();
+    gpu.profiler = profiler;
     try {
       for (let i = 0; i < reps; i++) run();
       gpu.flush();
-      await gpu.profiler.collect();
-      return [...gpu.profiler.totals.values()].reduce((a, v) => a + v.ns, 0) / 1e6 / reps;
+      await profiler.collect();
+      return [...profiler.totals.values()].reduce((a, v) => a + v.ns, 0) / 1e6 / reps;
     } finally {
       gpu.profiler = saved;
     }
