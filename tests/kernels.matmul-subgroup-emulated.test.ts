@@ -9,6 +9,7 @@ import type { GemmArgs } from '../src/kernels/matmul';
 import { gemmSubgroupMatrix, subgroupGemmVariant } from '../src/kernels/matmul-subgroup';
 import type { SubgroupMatrixTier } from '../src/kernels/subgroup-matrix';
 import { GEMM_TILES } from '../src/kernels/gemm-tiles';
+import { SUBGROUP_TILE_CASES } from '../src/bench/cases/matmul-subgroup';
 import { expectClose, makeRng } from './helpers/check';
 import { poisoned, testGpu } from './helpers/gpu';
 import { emulateSubgroupMatrices } from './helpers/subgroup-matrix-emulation';
@@ -67,7 +68,7 @@ describe.skipIf(skip !== '')(`matmul subgroup-matrix tier, builtins emulated${sk
     it(`tile ${tile.name} (8x16x16): the three layouts match the CPU reference`, async () => {
       const rng = makeRng();
       const tier = tierOf(CONFIGS[0]!);
-      for (const [tA, tB, M, N, K] of [[false, true, 70, 65, 33], [false, false, 76, 68, 36], [true, false, 76, 68, 36]] as const) {
+      for (const { transA: tA, transB: tB, M, N, K } of SUBGROUP_TILE_CASES) {
         const a = rng.randn(M * K), b = rng.randn(K * N);
         const ta = gpu.upload(a, tA ? [K, M] : [M, K]), tb = gpu.upload(b, tB ? [N, K] : [K, N]);
         const tc = poisoned(gpu, [M, N]);

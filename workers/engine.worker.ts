@@ -105,8 +105,7 @@ function exclusive<T>(fn: () => Promise<T>): Promise<T> {
 }
 
 function gpu(): Promise<Gpu> {
-  // GEMM tiles tuned on real GPUs at the first training step, remembered per adapter in IndexedDB
-  gpuPromise ??= browserGpu().then(async (g) => (await browserGemmTuning(g, { notice: (m) => console.info(m) }), g)).catch((e) => {
+  gpuPromise ??= browserGpu().catch((e) => {
     gpuPromise = null;
     throw e;
   });
@@ -563,6 +562,8 @@ async function trainRun(start: TrainStart, onEvent: (e: TrainEvent) => void): Pr
     trainAbort = new AbortController();
     if (stopKind) trainAbort.abort();
     const g = s.gpu;
+    // GEMM tiles tuned on real GPUs at the run's first step, remembered per adapter in IndexedDB
+    await browserGemmTuning(g, { notice: status });
     let total = 0;
     let lastLoss: number | undefined;
     let lastEval: number | undefined;

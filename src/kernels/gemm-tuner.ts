@@ -142,14 +142,22 @@ async function timeCandidate(gpu: Gpu, shape: GemmShape, tile: GemmTile, o: Requ
   const errors = await o.check(gpu, shape, tile);
   if (errors.length > 0) return `does not compile: ${errors[0]}`;
   const { transA, transB } = trans(shape.layout);
-  const t = {
-    a: gpu.tensor(transA ? [shape.K, shape.M] : [shape.M, shape.K], shape.a),
-    b: gpu.tensor(transB ? [shape.N, shape.K] : [shape.K, shape.N], shape.b),
-    c: gpu.tensor([shape.M, shape.N], shape.c),
-  };
+  // the product's own tensors, allocated beside the model's: a device short of memory drops the candidate, not the run
+  gpu.device.pushErrorScope('out-of-memory');
   gpu.device.pushErrorScope('validation');
+  const tensors: Tensor[] = [];
+  const alloc = (dims: number[], dtype: GemmShape['a']) => {
+    const x = gpu.tensor(dims, dtype);
+    tensors.push(x);
+    return x;
+  };
   let ms: number | string;
   try {
+    const t = {
+      a: alloc(transA ? [shape.K, shape.M] : [shape.M, shape.K], shape.a),
+      b: alloc(transB ? [shape.N, shape.K] : [shape.K, shape.N], shape.b),
+      c: alloc([shape.M, shape.N], shape.c),
+    };
     const run = () => launch(gpu, shape, t, tile);
     for (let i = 0; i < o.warmup; i++) run();
     await gpu.sync();
@@ -158,10 +166,12 @@ async function timeCandidate(gpu: Gpu, shape: GemmShape, tile: GemmTile, o: Requ
     ms = `failed: ${(e as Error).message}`;
   } finally {
     gpu.flush();
-    const err = await gpu.device.popErrorScope();
-    if (err) ms = `validation error: ${err.message}`;
+    const invalid = await gpu.device.popErrorScope();
+    const oom = await gpu.device.popErrorScope();
+    if (invalid) ms = `validation error: ${invalid.message}`;
+    else if (oom) ms = `out of memory: ${oom.message}`;
   }
-  gpu.release(t.a, t.b, t.c);
+  gpu.release(...tensors);
   return ms;
 }
 

@@ -41,6 +41,16 @@ export const SUBGROUP_GEMM_CASES: readonly SubgroupGemmCase[] = [
   ]),
 ];
 
+/**
+ * Shapes every candidate tile (gemm-tiles.ts) of the tier is checked on: a partial tile in each
+ * layout, element loads for x Wᵀ and vec4 loads (multiples of 4) for the other two.
+ */
+export const SUBGROUP_TILE_CASES: readonly SubgroupGemmCase[] = [
+  { M: 70, N: 65, K: 33, transA: false, transB: true, operands: 'f32', out: 'f32' },
+  { M: 76, N: 68, K: 36, transA: false, transB: false, operands: 'f32', out: 'f32' },
+  { M: 76, N: 68, K: 36, transA: true, transB: false, operands: 'f32', out: 'f32' },
+];
+
 const PRODUCT: Record<string, string> = { NT: 'x·Wᵀ', NN: 'dY·W', TN: 'dYᵀ·X' };
 
 export function subgroupGemmTimed(gpu: Gpu, tier: SubgroupMatrixTier, c: SubgroupGemmCase, n: Scale): Timed {
