@@ -203,7 +203,7 @@ export async function tuneGemms(gpu: Gpu, shapes: readonly GemmShape[], opts: Tu
     state.choices.set(cls, best.name);
     results.push({ cls, shape: `${shape.M}x${shape.N}x${shape.K}`, tile: best.name, times });
   }
-  if (skipped > 0) opts.notice?.(`gemm tuning: the ${Math.round(budget / 1000)} s budget ran out; ${skipped} shape class${skipped > 1 ? 'es keep' : ' keeps'} the default tile`);
+  if (skipped > 0) opts.notice?.(`gemm tuning: the ${Math.round(budget / 1000)} s budget ran out; ${skipped} shape class${skipped > 1 ? 'es keep' : ' keeps'} the default tile until a later run tunes them`);
   return results;
 }
 
@@ -298,7 +298,8 @@ export async function tuneRecordedGemms(gpu: Gpu): Promise<TuneResult[]> {
   const session = sessions.get(gpu);
   const state = tuneState(gpu);
   if (!session || !state.recorded) return [];
-  const shapes = [...state.recorded].filter(([cls]) => !state.choices.has(cls)).map(([, s]) => s);
+  // the largest products first: the budget goes where the time is, and classes left over are tuned by a later run
+  const shapes = [...state.recorded].filter(([cls]) => !state.choices.has(cls)).map(([, s]) => s).sort((a, b) => b.M * b.N * b.K - a.M * a.N * a.K);
   state.recorded = null;
   if (shapes.length === 0) return [];
   const { notice } = session.opts;
