@@ -18,6 +18,8 @@ import { benchKernels } from '../src/bench/kernels';
 import { BENCH_MODELS } from '../src/bench/shapes';
 import { syntheticModelFiles } from '../src/bench/synthetic';
 import { benchDecode, benchTraining } from '../src/bench/train';
+import { nodeGemmTuning } from '../src/engine/gemm-tuning-node';
+import { gemmChoices } from '../src/kernels/gemm-tuner';
 import { nodeGpu } from '../src/gpu/node';
 import type { GpuCounters } from '../src/gpu/runtime';
 import { Model } from '../src/model/model';
@@ -31,6 +33,8 @@ const { values: a } = parseArgs({
   },
 });
 const gpu = await nodeGpu();
+// GEMM tiles tuned per device where $CRUCIBLE_GEMM_TUNING allows (auto: real GPUs), cached per adapter
+await nodeGemmTuning(gpu, { notice: (m) => console.error(m) });
 const device = gpu.caps.adapter;
 const date = new Date().toISOString().slice(0, 10);
 const software = gpu.caps.software;
@@ -71,7 +75,7 @@ for (const name of models) {
       system: 'crucible', model: name, base, batch, seq, rank,
       ...(train ? { train_tokens_per_s: Math.round(train.tokensPerSecond), step_s: train.stepSeconds, peak_gib: train.peakBytes / 2 ** 30, activations_gib: train.activations.total / 2 ** 30, recompute: train.recompute.recompute, per_step: train.perStep.map(stepFigures) } : {}),
       prefill_tokens_per_s: Math.round(dec.prefillTokensPerSecond), decode_tokens_per_s: Math.round(dec.decodeTokensPerSecond * 10) / 10,
-      device, date,
+      gemm_tiles: Object.fromEntries(gemmChoices(gpu)), device, date,
     });
   }
 }

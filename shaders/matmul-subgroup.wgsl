@@ -8,8 +8,9 @@
 // f32), AT / BT / CT the storage of A, B and C (f32 or f16). It also rewrites the load/store calls
 // for Dawns that spell majorness as a boolean argument (src/kernels/subgroup-matrix.ts).
 // The device's matrix shape CM x CN x CK (16x16x16 NVIDIA/AMD, 8x16x16 Intel, 8x8x8 Apple) sets
-// the tiles: 2 x 2 subgroups per workgroup, each holding 4 x 4 result matrices, so a workgroup
-// covers 8 CM x 8 CN outputs (128 x 128 at 16x16). K advances 32 at a time through workgroup
+// the tiles: SGM x SGN subgroups per workgroup, each holding TM x TN result matrices (variant
+// constants, src/kernels/gemm-tiles.ts; by default 2 x 2 and 4 x 4, so a workgroup covers
+// 8 CM x 8 CN outputs, 128 x 128 at 16x16). K advances 32 at a time through workgroup
 // memory, read 4 elements at a time along each operand's contiguous dimension, converted to ST and
 // kept k-contiguous (A as [m][k], B as [n][k], read column-major as the right matrix); rows are
 // padded against bank conflicts. Results leave through one scratch matrix per subgroup, where
@@ -18,7 +19,7 @@
 // A and B are bound as vec4 arrays. With VEC the launcher guarantees that leading dimensions,
 // offsets, batch strides and the contiguous extents are multiples of 4 (whole vector loads);
 // without it each element is read and bounds-checked on its own.
-// variant: TRANS_A, TRANS_B, VEC, CM, CN, CK, SG
+// variant: TRANS_A, TRANS_B, VEC, CM, CN, CK, SG, SGM, SGN, TM, TN
 
 struct Params {
   M: u32, N: u32, K: u32,
@@ -33,10 +34,6 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> C: array<CT>;
 @group(1) @binding(0) var<uniform> p: Params;
 
-const SGM = 2u; // subgroups along M
-const SGN = 2u; // subgroups along N
-const TM = 4u; // result matrices per subgroup along M
-const TN = 4u; // and along N
 const BM = SGM * TM * CM;
 const BN = SGN * TN * CN;
 const BK = 32u;

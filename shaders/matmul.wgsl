@@ -2,14 +2,15 @@
 //   C[b] = alpha * op(A[b]) * op(B[b]) + beta * C[b]
 // op(A) is M x K, op(B) is K x N. TRANS_A / TRANS_B pick the storage layout, so one kernel serves
 // the three products training needs: y = x W^T (NT), dX = dY W (NN), dW = dY^T X (TN).
-// Tiles: 64 x 64 outputs per workgroup, K in steps of 16, each of 256 threads owns 4 x 4 outputs.
+// Tiles (variant constants, src/kernels/gemm-tiles.ts): BM x BN outputs per workgroup, K in steps
+// of BK, each of the (BN/TN) x (BM/TM) threads owning TM x TN outputs strided by the thread grid.
 // B holds f32 (read as u32 bits), or with B_F16 f16 pairs packed in u32 words (f16 weights, f32
 // math; src/kernels/f16.ts).
 // Split-K (one product, a long K and a small C, e.g. LoRA's dA / dB summed over all tokens): the
 // same tiles, workgroup z summing k in [z kChunk, (z + 1) kChunk) into partial z of a dense
 // [S, M, N] scratch (gemm_split_k), then gemm_split_reduce adds the S partials in order z = 0..S-1
 // and applies alpha and beta: the same bits on every run, whatever the scheduling.
-// variant: TRANS_A, TRANS_B, B_F16
+// variant: TRANS_A, TRANS_B, B_F16, BM, BN, BK, TM, TN
 
 struct Params {
   M: u32, N: u32, K: u32,
@@ -25,11 +26,11 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> C: array<f32>;
 @group(1) @binding(0) var<uniform> p: Params;
 
-const BM = 64u;
-const BN = 64u;
-const BK = 16u;
-var<workgroup> As: array<f32, 1024>; // [BK][BM]
-var<workgroup> Bs: array<f32, 1024>; // [BK][BN]
+const WX = BN / TN; // threads along N
+const WY = BM / TM; // and along M
+const THREADS = WX * WY;
+var<workgroup> As: array<f32, BK * BM>; // [BK][BM]
+var<workgroup> Bs: array<f32, BK * BN>; // [BK][BN]
 
 fn loadA(batch: u32, m: u32, k: u32, kEnd: u32) -> f32 {
   if (m >= p.M || k >= kEnd) { return 0.0; }
@@ -50,32 +51,31 @@ fn loadB(batch: u32, k: u32, n: u32, kEnd: u32) -> f32 {
   return b_at(base + k * p.ldb + n);
 }
 
-// This thread's 4 x 4 outputs of the tile at (m0, n0), summed over k in [kBegin, kEnd) in steps of BK.
-fn tileProduct(batch: u32, m0: u32, n0: u32, kBegin: u32, kEnd: u32, lid: vec3u) -> array<f32, 16> {
-  let tid = lid.y * 16u + lid.x;
-  var acc: array<f32, 16>;
+// This thread's TM x TN outputs of the tile at (m0, n0), summed over k in [kBegin, kEnd) in steps of BK.
+fn tileProduct(batch: u32, m0: u32, n0: u32, kBegin: u32, kEnd: u32, lid: vec3u) -> array<f32, TM * TN> {
+  let tid = lid.y * WX + lid.x;
+  var acc: array<f32, TM * TN>;
   for (var k0 = kBegin; k0 < kEnd; k0 += BK) {
-    for (var i = 0u; i < 4u; i++) {
-      let e = tid + i * 256u;
-      // read along the contiguous dimension of each operand
+    // read along the contiguous dimension of each operand
+    for (var e = tid; e < BM * BK; e += THREADS) {
       var mm: u32; var ka: u32;
       if (TRANS_A) { mm = e % BM; ka = e / BM; } else { mm = e / BK; ka = e % BK; }
       As[ka * BM + mm] = loadA(batch, m0 + mm, k0 + ka, kEnd);
+    }
+    for (var e = tid; e < BN * BK; e += THREADS) {
       var nn: u32; var kb: u32;
       if (TRANS_B) { nn = e / BK; kb = e % BK; } else { nn = e % BN; kb = e / BN; }
       Bs[kb * BN + nn] = loadB(batch, k0 + kb, n0 + nn, kEnd);
     }
     workgroupBarrier();
     for (var kk = 0u; kk < BK; kk++) {
-      var a: array<f32, 4>;
-      var b: array<f32, 4>;
-      for (var i = 0u; i < 4u; i++) {
-        a[i] = As[kk * BM + lid.y + i * 16u];
-        b[i] = Bs[kk * BN + lid.x + i * 16u];
-      }
-      for (var i = 0u; i < 4u; i++) {
-        for (var j = 0u; j < 4u; j++) {
-          acc[i * 4u + j] = fma(a[i], b[j], acc[i * 4u + j]);
+      var a: array<f32, TM>;
+      var b: array<f32, TN>;
+      for (var i = 0u; i < TM; i++) { a[i] = As[kk * BM + lid.y + i * WY]; }
+      for (var j = 0u; j < TN; j++) { b[j] = Bs[kk * BN + lid.x + j * WX]; }
+      for (var i = 0u; i < TM; i++) {
+        for (var j = 0u; j < TN; j++) {
+          acc[i * TN + j] = fma(a[i], b[j], acc[i * TN + j]);
         }
       }
     }
@@ -84,20 +84,20 @@ fn tileProduct(batch: u32, m0: u32, n0: u32, kBegin: u32, kEnd: u32, lid: vec3u)
   return acc;
 }
 
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(WX, WY)
 fn gemm(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let batch = wg.z;
   let m0 = wg.y * BM;
   let n0 = wg.x * BN;
   let acc = tileProduct(batch, m0, n0, 0u, p.K, lid);
-  for (var i = 0u; i < 4u; i++) {
-    let m = m0 + lid.y + i * 16u;
+  for (var i = 0u; i < TM; i++) {
+    let m = m0 + lid.y + i * WY;
     if (m >= p.M) { continue; }
-    for (var j = 0u; j < 4u; j++) {
-      let n = n0 + lid.x + j * 16u;
+    for (var j = 0u; j < TN; j++) {
+      let n = n0 + lid.x + j * WX;
       if (n >= p.N) { continue; }
       let idx = p.offC + batch * p.strideC + m * p.ldc + n;
-      var v = p.alpha * acc[i * 4u + j];
+      var v = p.alpha * acc[i * TN + j];
       if (p.beta != 0.0) { v += p.beta * C[idx]; }
       C[idx] = v;
     }
@@ -108,19 +108,19 @@ fn gemm(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
 // gemm_split_k: workgroup z writes its raw tile sum into C = the [S, M, N] partials (batch 0 of A
 // and B; offC, ldc, alpha and beta are for the reduction).
 
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(WX, WY)
 fn gemm_split_k(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let m0 = wg.y * BM;
   let n0 = wg.x * BN;
   let kBegin = wg.z * p.kChunk;
   let acc = tileProduct(0u, m0, n0, kBegin, min(p.K, kBegin + p.kChunk), lid);
-  for (var i = 0u; i < 4u; i++) {
-    let m = m0 + lid.y + i * 16u;
+  for (var i = 0u; i < TM; i++) {
+    let m = m0 + lid.y + i * WY;
     if (m >= p.M) { continue; }
-    for (var j = 0u; j < 4u; j++) {
-      let n = n0 + lid.x + j * 16u;
+    for (var j = 0u; j < TN; j++) {
+      let n = n0 + lid.x + j * WX;
       if (n >= p.N) { continue; }
-      C[(wg.z * p.M + m) * p.N + n] = acc[i * 4u + j];
+      C[(wg.z * p.M + m) * p.N + n] = acc[i * TN + j];
     }
   }
 }

@@ -2,7 +2,8 @@
 // device with shader-f16: the machine's GPU, else Mesa's lavapipe (scripts/lavapipe.sh), where
 // pipelines compile slowly: few variants, small shapes.
 import { describe, expect, it } from 'vitest';
-import { GEMM_F16_CASES } from '../src/bench/cases/matmul-f16';
+import { F16_TILE_CASES, GEMM_F16_CASES } from '../src/bench/cases/matmul-f16';
+import { GEMM_TILES } from '../src/kernels/gemm-tiles';
 import { gemmF16 } from '../src/kernels/matmul-f16';
 import { toScaledF16 } from '../src/kernels/f16';
 import { linear, linearBackwardInput } from '../src/kernels/matmul';
@@ -37,6 +38,21 @@ describe.skipIf(skip !== '')(`matmul f16 tier${skip ? ` (skipped: ${skip})` : ''
         gemmF16(g, { a: ta, b: tb, c: tc, M, N, K, transA: tA, transB: tB, alpha: 0.5 });
         const ref = refGemm(a.values, b.values, M, N, K, tA, tB, { alpha: 0.5 });
         expectClose(await g.readF32(tc), ref, TOL[out], `gemmF16 ${layoutName(tA, tB)} ${M}x${N}x${K} -> ${out}`, rng.seed);
+        g.release(ta, tb, tc);
+      }
+    });
+
+  // the default tile runs every case above
+  for (const tile of GEMM_TILES.f16.slice(1))
+    it(`tile ${tile.name}: the three layouts match the CPU reference (vec4 and element loads)`, async () => {
+      const rng = makeRng();
+      for (const { M, N, K, transA: tA, transB: tB, out } of F16_TILE_CASES) {
+        const a = randomHalf(rng, M * K), b = randomHalf(rng, K * N);
+        const ta = g.upload(a.bits, tA ? [K, M] : [M, K], 'f16'), tb = g.upload(b.bits, tB ? [N, K] : [K, N], 'f16');
+        const tc = poisoned(g, [M, N], out);
+        gemmF16(g, { a: ta, b: tb, c: tc, M, N, K, transA: tA, transB: tB, alpha: 0.5, tile: tile.name });
+        expectClose(await g.readF32(tc), refGemm(a.values, b.values, M, N, K, tA, tB, { alpha: 0.5 }), TOL[out],
+          `${tile.name} ${layoutName(tA, tB)} ${M}x${N}x${K} -> ${out}`, rng.seed);
         g.release(ta, tb, tc);
       }
     });
@@ -110,6 +126,13 @@ describe.skipIf(skip !== '')(`matmul f16 tier${skip ? ` (skipped: ${skip})` : ''
     const x = g.tensor([4, 8]), w = g.tensor([6, 8], 'f16'), y = g.tensor([4, 6]);
     expect(() => gemmF16(g, { a: x, b: w, c: y, M: 4, N: 6, K: 8, transB: true })).toThrow(/A and B must be f16, not f32 and f16/);
   });
+});
+
+it('every f16 tile fits WebGPU\'s default limits (16 x 16 threads, 16 KiB of workgroup memory)', () => {
+  for (const { name, constants: { BM, BN, BK } } of GEMM_TILES.f16) {
+    expect(BM! % 64 === 0 && BN! % 64 === 0 && BK! % 4 === 0, name).toBe(true);
+    expect((BM! + BN!) * BK! * 4, name).toBeLessThanOrEqual(16384);
+  }
 });
 
 it('gemmF16 on a device without shader-f16 says which tier to use', async () => {

@@ -8,6 +8,8 @@ import type { SubgroupMatrixConfig } from '../src/gpu/capabilities';
 import type { GemmArgs } from '../src/kernels/matmul';
 import { gemmSubgroupMatrix, subgroupGemmVariant } from '../src/kernels/matmul-subgroup';
 import type { SubgroupMatrixTier } from '../src/kernels/subgroup-matrix';
+import { GEMM_TILES } from '../src/kernels/gemm-tiles';
+import { SUBGROUP_TILE_CASES } from '../src/bench/cases/matmul-subgroup';
 import { expectClose, makeRng } from './helpers/check';
 import { poisoned, testGpu } from './helpers/gpu';
 import { emulateSubgroupMatrices } from './helpers/subgroup-matrix-emulation';
@@ -60,6 +62,22 @@ describe.skipIf(skip !== '')(`matmul subgroup-matrix tier, builtins emulated${sk
       gpu.release(ta, tb, tc);
     }
   });
+
+  // the other tiles (subgroups per workgroup, result matrices per subgroup): a partial tile per layout
+  for (const tile of GEMM_TILES.subgroup.slice(1))
+    it(`tile ${tile.name} (8x16x16): the three layouts match the CPU reference`, async () => {
+      const rng = makeRng();
+      const tier = tierOf(CONFIGS[0]!);
+      for (const { transA: tA, transB: tB, M, N, K } of SUBGROUP_TILE_CASES) {
+        const a = rng.randn(M * K), b = rng.randn(K * N);
+        const ta = gpu.upload(a, tA ? [K, M] : [M, K]), tb = gpu.upload(b, tB ? [N, K] : [K, N]);
+        const tc = poisoned(gpu, [M, N]);
+        emulatedGemm(tier, { a: ta, b: tb, c: tc, M, N, K, transA: tA, transB: tB, alpha: 0.5, tile: tile.name });
+        expectClose(await gpu.readF32(tc), refGemm(a, b, M, N, K, tA, tB, { alpha: 0.5 }), 1e-5,
+          `${tile.name} ${tA ? 'T' : 'N'}${tB ? 'T' : 'N'} ${M}x${N}x${K}`, rng.seed);
+        gpu.release(ta, tb, tc);
+      }
+    });
 
   it('16x8x16 (x Wᵀ): accumulates with beta and honours offsets, leading dims and batches', async () => {
     const rng = makeRng();

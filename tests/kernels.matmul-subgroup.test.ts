@@ -4,9 +4,10 @@
 // configuration and the rewriting to Dawn's older load/store spelling are checked everywhere.
 import { describe, expect, it } from 'vitest';
 import source from '../shaders/matmul-subgroup.wgsl';
-import { SUBGROUP_GEMM_CASES } from '../src/bench/cases/matmul-subgroup';
+import { SUBGROUP_GEMM_CASES, SUBGROUP_TILE_CASES } from '../src/bench/cases/matmul-subgroup';
+import { GEMM_TILES } from '../src/kernels/gemm-tiles';
 import type { SubgroupMatrixConfig } from '../src/gpu/capabilities';
-import { gemmSubgroupMatrix } from '../src/kernels/matmul-subgroup';
+import { gemmSubgroupMatrix, subgroupWorkgroupBytes } from '../src/kernels/matmul-subgroup';
 import { pickConfig, subgroupMatrixTier, toLegacySyntax, type SubgroupMatrixTier } from '../src/kernels/subgroup-matrix';
 import { expectClose, makeRng } from './helpers/check';
 import { poisoned, testGpu } from './helpers/gpu';
@@ -69,6 +70,22 @@ describe.skipIf(skip !== '')(`matmul subgroup-matrix tier${skip ? ` (skipped: ${
         gemmSubgroupMatrix(gpu, tier, { a: ta, b: tb, c: tc, M, N, K, transA: tA, transB: tB, alpha: 0.5 });
         const ref = refGemm(a.values, b.values, M, N, K, tA, tB, { alpha: 0.5 });
         expectClose(await gpu.readF32(tc), ref, TOL[out], `${layoutName(tA, tB)} ${M}x${N}x${K} ${operands} -> ${out}`, rng.seed);
+        gpu.release(ta, tb, tc);
+      }
+    });
+
+  // the default tile runs every case above; the others where they fit the device's workgroup memory
+  for (const tile of GEMM_TILES.subgroup.slice(1))
+    it(`tile ${tile.name}: the three layouts match the CPU reference`, async (ctx) => {
+      if (subgroupWorkgroupBytes(tier, tile) > gpu.caps.limits.maxComputeWorkgroupStorageSize) ctx.skip(`${tile.name} does not fit ${gpu.caps.adapter}'s workgroup memory`);
+      const rng = makeRng();
+      for (const { M, N, K, transA: tA, transB: tB } of SUBGROUP_TILE_CASES) {
+        const a = randomHalf(rng, M * K), b = randomHalf(rng, K * N);
+        const ta = gpu.upload(a.values, tA ? [K, M] : [M, K]), tb = gpu.upload(b.values, tB ? [N, K] : [K, N]);
+        const tc = poisoned(gpu, [M, N], 'f32');
+        gemmSubgroupMatrix(gpu, tier, { a: ta, b: tb, c: tc, M, N, K, transA: tA, transB: tB, alpha: 0.5, tile: tile.name });
+        expectClose(await gpu.readF32(tc), refGemm(a.values, b.values, M, N, K, tA, tB, { alpha: 0.5 }), TOL.f32,
+          `${tile.name} ${layoutName(tA, tB)} ${M}x${N}x${K}`, rng.seed);
         gpu.release(ta, tb, tc);
       }
     });

@@ -1,6 +1,7 @@
 // Kernel family: matmul (shaders/matmul.wgsl, src/kernels/matmul.ts)
 import { describe, expect, it } from 'vitest';
-import { GEMM_CASES, gemmLayout } from '../src/bench/cases/matmul';
+import { GEMM_CASES, TILE_CASES, gemmLayout } from '../src/bench/cases/matmul';
+import { GEMM_TILES } from '../src/kernels/gemm-tiles';
 import { gemm, gemmSplit, gemmWorkgroups, linear, linearBackwardInput, linearBackwardWeight } from '../src/kernels/matmul';
 import { halfToFloat } from '../src/gpu/runtime';
 import { floatToHalf } from '../src/model/safetensors';
@@ -36,6 +37,30 @@ describe('matmul', () => {
         gpu.release(ta, tb, tc);
       }
     });
+
+  for (const tile of GEMM_TILES.f32)
+    it(`tile ${tile.name}: the three layouts and split-K match the CPU reference at edge shapes`, async () => {
+      const gpu = await testGpu();
+      const rng = makeRng();
+      for (const { M, N, K, transA: tA, transB: tB } of TILE_CASES) {
+        const a = rng.randn(M * K), b = rng.randn(K * N), c0 = rng.randn(M * N);
+        const ta = gpu.upload(a, tA ? [K, M] : [M, K]), tb = gpu.upload(b, tB ? [N, K] : [K, N]);
+        const tc = gpu.upload(c0, [M, N]);
+        gemm(gpu, { a: ta, b: tb, c: tc, M, N, K, transA: tA, transB: tB, alpha: 0.5, beta: -1, tile: tile.name });
+        const split = gemmSplit({ M, N, K, transA: tA, transB: tB }).splits;
+        expectClose(await gpu.readF32(tc), refGemm(a, b, M, N, K, tA, tB, 0.5, -1, c0), 1e-5,
+          `${tile.name} ${gemmLayout({ transA: tA, transB: tB })} ${M}x${N}x${K} in ${split} partials`, rng.seed);
+        gpu.release(ta, tb, tc);
+      }
+    });
+
+  it('every f32 tile fits WebGPU\'s default limits (256 invocations, 16 KiB of workgroup memory)', () => {
+    for (const { name, constants: { BM, BN, BK, TM, TN } } of GEMM_TILES.f32) {
+      expect(BM! % TM! === 0 && BN! % TN! === 0, name).toBe(true);
+      expect((BM! / TM!) * (BN! / TN!), name).toBeLessThanOrEqual(256);
+      expect((BM! + BN!) * BK! * 4, name).toBeLessThanOrEqual(16384);
+    }
+  });
 
   it('an f16 B (packed pairs, any device) gives the product with the f16-rounded values, at odd sizes and odd offsets', async () => {
     const gpu = await testGpu();

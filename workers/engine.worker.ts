@@ -5,6 +5,7 @@
 import * as Comlink from 'comlink';
 import { listDatasets, listModels } from '@huggingface/hub';
 import { browserGpu } from '../src/gpu/browser';
+import { browserGemmTuning } from '../src/engine/gemm-tuning-browser';
 import type { Gpu } from '../src/gpu/runtime';
 import { benchmarkSession } from '../src/engine/bench';
 import { checkpointBytes, exportMerged, readAdapter, type MergeSources } from '../src/engine/export';
@@ -561,6 +562,8 @@ async function trainRun(start: TrainStart, onEvent: (e: TrainEvent) => void): Pr
     trainAbort = new AbortController();
     if (stopKind) trainAbort.abort();
     const g = s.gpu;
+    // GEMM tiles tuned on real GPUs at the run's first step, remembered per adapter in IndexedDB
+    await browserGemmTuning(g, { notice: status });
     let total = 0;
     let lastLoss: number | undefined;
     let lastEval: number | undefined;

@@ -1,11 +1,13 @@
 // Kernel throughput: GFLOP/s (and GB/s for memory-bound kernels) of every family's benchmark cases
 // (src/bench/cases/, the lists the kernel tests check), timed with timestamp queries when the
 // device has them, else by wall clock around a sync. Tier cases (f16, subgroup matrices) run where
-// the device has the tier.
+// the device has the tier. Where GEMM tuning is on, the GEMM cases run once first and are tuned,
+// and each GEMM result names the tile it ran with.
 
 import type { Gpu } from '../gpu/runtime';
 import { Profiler } from '../gpu/profiler';
 import { subgroupMatrixTier, type SubgroupMatrixTier } from '../kernels/subgroup-matrix';
+import { gemmTuningPending, tuneRecordedGemms } from '../kernels/gemm-tuner';
 import { GATED_ACT_CASES, gatedActTimed } from './cases/act';
 import { ATTENTION_CASES, attentionTimed } from './cases/attention';
 import { CONV1D_CASES, conv1dTimed } from './cases/conv1d';
@@ -31,17 +33,27 @@ export interface KernelResult {
   ms: number;
   gflops: number;
   gbps?: number;
+  /** GEMMs: the tile (gemm-tiles.ts) this device uses for the shape. */
+  tile?: string;
 }
 
-/** Every family's benchmark cases, each set up only when its turn comes. */
-function cases(gpu: Gpu, n: Scale, matrices: SubgroupMatrixTier | string): (() => Timed)[] {
-  const bench = <C extends { bench?: boolean }>(list: readonly C[]) => list.filter((c) => c.bench);
-  const both = <C>(list: readonly C[], timed: (gpu: Gpu, c: C, n: Scale, backward: boolean) => Timed) =>
-    list.flatMap((c) => [() => timed(gpu, c, n, false), () => timed(gpu, c, n, true)]);
+const bench = <C extends { bench?: boolean }>(list: readonly C[]) => list.filter((c) => c.bench);
+
+/** The GEMM tiers' benchmark cases this device runs. */
+function gemmCases(gpu: Gpu, n: Scale, matrices: SubgroupMatrixTier | string): (() => Timed)[] {
   return [
     ...bench(GEMM_CASES).map((c) => () => gemmTimed(gpu, c, n)),
     ...(gpu.caps.f16 ? bench(GEMM_F16_CASES).map((c) => () => gemmF16Timed(gpu, c, n)) : []),
     ...(typeof matrices === 'string' ? [] : bench(SUBGROUP_GEMM_CASES).map((c) => () => subgroupGemmTimed(gpu, matrices, c, n))),
+  ];
+}
+
+/** Every family's benchmark cases, each set up only when its turn comes. */
+function cases(gpu: Gpu, n: Scale, matrices: SubgroupMatrixTier | string): (() => Timed)[] {
+  const both = <C>(list: readonly C[], timed: (gpu: Gpu, c: C, n: Scale, backward: boolean) => Timed) =>
+    list.flatMap((c) => [() => timed(gpu, c, n, false), () => timed(gpu, c, n, true)]);
+  return [
+    ...gemmCases(gpu, n, matrices),
     ...bench(QLINEAR_CASES).map((c) => () => qlinearTimed(gpu, c, n)),
     ...both(bench(LORA_CASES), loraTimed),
     ...both(bench(ATTENTION_CASES), attentionTimed),
@@ -65,7 +77,16 @@ export async function benchKernels(gpu: Gpu, opts: { small: boolean; repeats?: n
   const n: Scale = opts.small ? (x) => Math.max(16, Math.round(x / 16)) : (x) => x;
   const repeats = opts.repeats ?? 3;
   const results: KernelResult[] = [];
-  for (const setup of cases(gpu, n, await subgroupMatrixTier(gpu))) {
+  const matrices = await subgroupMatrixTier(gpu);
+  if (gemmTuningPending(gpu)) {
+    for (const setup of gemmCases(gpu, n, matrices)) {
+      const c = setup();
+      c.run(); // recorded: the shapes to tune
+      c.release();
+    }
+    await tuneRecordedGemms(gpu);
+  }
+  for (const setup of cases(gpu, n, matrices)) {
     const c = setup();
     c.run(); // compile and warm
     await gpu.sync();
@@ -84,7 +105,7 @@ export async function benchKernels(gpu: Gpu, opts: { small: boolean; repeats?: n
       await gpu.sync();
       ms = (performance.now() - t0) / repeats;
     }
-    results.push({ kernel: c.kernel, shape: c.shape, ms: round(ms), gflops: round(c.flops / ms / 1e6), ...(c.bytes ? { gbps: round(c.bytes / ms / 1e6) } : {}) });
+    results.push({ kernel: c.kernel, shape: c.shape, ms: round(ms), gflops: round(c.flops / ms / 1e6), ...(c.bytes ? { gbps: round(c.bytes / ms / 1e6) } : {}), ...(c.tile ? { tile: c.tile } : {}) });
     c.release();
   }
   return results;

@@ -45,6 +45,7 @@ export const benchCommand: CommandDef = {
             ['step time', `${(r.stepSeconds * 1000).toFixed(1)} ms`],
             ['peak GPU memory', formatBytes(r.peakBytes)],
             ...(r.recompute !== undefined ? [['recomputation', r.recompute ? 'on' : 'off'] as [string, string]] : []),
+            ...gemmTileRows(r.gemmTiles),
           ])}\n`,
         );
       }
@@ -54,3 +55,10 @@ export const benchCommand: CommandDef = {
     }
   },
 };
+
+/** Which tile each GEMM shape class runs with (tuned), or that all run the defaults. */
+function gemmTileRows(tiles: Record<string, string> | undefined): [string, string][] {
+  const entries = Object.entries(tiles ?? {});
+  if (entries.length === 0) return [['GEMM tiles', 'defaults (not tuned: CRUCIBLE_GEMM_TUNING=on tunes them)']];
+  return entries.map(([cls, tile], i) => [i === 0 ? 'GEMM tiles' : '', `${cls} ${tile}`]);
+}

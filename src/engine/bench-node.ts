@@ -3,6 +3,7 @@
 
 import type { CrucibleConfig } from '../config';
 import { nodeGpu } from '../gpu/node';
+import { nodeGemmTuning } from './gemm-tuning-node';
 import { Model } from '../model/model';
 import { benchmarkModel } from './bench';
 import type { BenchOptions, BenchResult } from './jobs';
@@ -12,6 +13,7 @@ import { basePrecision } from './precision';
 export async function benchmarkTraining(config: CrucibleConfig, opts: BenchOptions): Promise<BenchResult> {
   if (!config.model_name_or_path) throw new Error('model_name_or_path is required');
   const gpu = await nodeGpu({ warn: (m) => opts.onStatus?.(`warning: ${m}`) });
+  await nodeGemmTuning(gpu, { notice: (m) => opts.onStatus?.(m) });
   const files = await resolveModelFiles(config.model_name_or_path, { ...(opts.onStatus ? { onStatus: opts.onStatus } : {}) });
   const q = config.quantization_bit;
   const precision = basePrecision(config, gpu.caps);

@@ -5,6 +5,7 @@
 
 import type { CrucibleConfig } from '../config';
 import { benchTraining } from '../bench/train';
+import { gemmChoices } from '../kernels/gemm-tuner';
 import type { BenchOptions, BenchResult } from './jobs';
 import { trainOptionsFromConfig } from './options';
 import type { Model } from '../model/model';
@@ -36,6 +37,7 @@ export async function benchmarkModel(model: Model, config: CrucibleConfig, o: Be
     recompute: r.recompute.recompute,
     recomputeReason: r.recompute.reason,
     perStep: r.perStep,
+    gemmTiles: Object.fromEntries(gemmChoices(model.gpu)),
   };
 }
 

@@ -86,4 +86,6 @@ export interface BenchResult {
   tokensPerStep?: number;
   /** The host's recording work of each measured step (dispatches, passes, submits, encode time). */
   perStep?: GpuCounters[];
+  /** GEMM shape class -> the tile tuning chose on this device (classes not listed run the default tile). */
+  gemmTiles?: Record<string, string>;
 }

@@ -21,6 +21,7 @@ import { trainModel } from './train';
 import { modelTensors } from '../export/model-tensors';
 import { writeSharded } from '../export/shards';
 import { nodeGpu } from '../gpu/node';
+import { nodeGemmTuning } from './gemm-tuning-node';
 import type { Gpu } from '../gpu/runtime';
 import type { ModelFiles } from '../model/weights';
 import { lossPlotPng } from '../train/plot';
@@ -42,6 +43,7 @@ export async function runTraining(config: CrucibleConfig, hooks: TrainRunHooks, 
 
   const gpu = env.gpu ?? (await nodeGpu({ warn: (m) => status(`warning: ${m}`) }));
   status(`GPU: ${gpu.caps.adapter}`);
+  await nodeGemmTuning(gpu, { notice: status });
   const files = await resolveModelFiles(config.model_name_or_path, { onStatus: status, ...(hooks.signal ? { signal: hooks.signal } : {}), revision: config.model_revision, cacheDir: config.cache_dir });
   const precision = basePrecision(config, gpu.caps);
   if (precision.note) status(precision.note);

@@ -10,6 +10,8 @@ export interface SubgroupMatrixConfig {
 
 export interface Capabilities {
   adapter: string;
+  /** vendor/architecture/device/description/driver/backend: what a per-device cache (GEMM tuning) is keyed by. */
+  identity: string;
   backend: string;
   f16: boolean;
   subgroups: boolean;
@@ -68,6 +70,7 @@ export function describe(adapter: GPUAdapter, device: GPUDevice): Capabilities {
     subgroupMaxSize?: number;
     subgroupMatrixConfigs?: SubgroupMatrixConfig[];
     backendType?: string;
+    driverDescription?: string;
     memoryHeaps?: { size: number; properties: number }[];
   };
   const name = [info.vendor, info.architecture, info.device, info.description]
@@ -80,6 +83,7 @@ export function describe(adapter: GPUAdapter, device: GPUDevice): Capabilities {
   const memoryBytes = [...(info.memoryHeaps ?? [])].filter((h) => (h.properties & 1) !== 0).reduce((a, h) => a + Number(h.size), 0);
   return {
     adapter: name || 'unknown adapter',
+    identity: [info.vendor, info.architecture, info.device, info.description, info.driverDescription, info.backendType].map((s) => s ?? '').join('/'),
     backend: info.backendType ?? 'webgpu',
     f16: device.features.has('shader-f16'),
     subgroups: device.features.has('subgroups'),

@@ -32,4 +32,6 @@ export interface GemmArgs {
    * only). 1 keeps one pass. Default: splitForShape() for the dYᵀ·X layout (TN), else 1.
    */
   splits?: number;
+  /** A candidate tile of the tier by name (gemm-tiles.ts; the tuner, tests); default: this device's choice. */
+  tile?: string;
 }

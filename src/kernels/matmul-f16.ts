@@ -8,8 +8,9 @@
 import source from '../../shaders/matmul-f16.wgsl';
 import { f32, type Gpu } from '../gpu/runtime';
 import type { Tensor } from '../gpu/tensor';
-import { shaderVariant } from '../gpu/shader';
+import { shaderVariant, type ShaderSource } from '../gpu/shader';
 import type { GemmArgs } from './gemm-args';
+import { gemmTile, type GemmTile } from './gemm-tiles';
 import { vec4Aligned, vec4Binding } from './vec4-binding';
 
 export function gemmF16(gpu: Gpu, g: GemmArgs, descale?: Tensor): void {
@@ -26,15 +27,20 @@ export function gemmF16(gpu: Gpu, g: GemmArgs, descale?: Tensor): void {
   const [strideA, strideB, strideC] = [g.strideA ?? 0, g.strideB ?? 0, g.strideC ?? 0];
   const vec = vec4Aligned(lda, ldb, offA, offB, strideA, strideB, transA ? M : K, transB ? K : N);
   const layout = `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}`;
+  const tile = gemmTile(gpu, { tier: 'f16', layout, M, N, K, a: 'f16', b: 'f16', c: g.c.dtype }, g.tile);
   const entry = descale ? 'gemm_f16_descaled' : g.c.dtype === 'f16' ? 'gemm_f16_to_f16' : 'gemm_f16';
-  const pipeline = gpu.pipeline(`${entry}:${layout}${vec ? ':v4' : ''}`, () => {
-    const v = shaderVariant(source, entry, { TRANS_A: transA, TRANS_B: transB, VEC: vec });
-    return { ...v, code: `enable f16;\n${v.code}` };
-  });
+  const pipeline = gpu.pipeline(`${entry}:${layout}${vec ? ':v4' : ''}:${tile.name}`, () => gemmF16Variant(entry, transA, transB, vec, tile));
+  const { BM, BN } = tile.constants as { BM: number; BN: number };
   gpu.dispatch(
     pipeline,
     descale ? [vec4Binding(g.a), vec4Binding(g.b), g.c, descale] : [vec4Binding(g.a), vec4Binding(g.b), g.c],
-    [Math.ceil(N / 64), Math.ceil(M / 64), batch],
+    [Math.ceil(N / BN), Math.ceil(M / BM), batch],
     [M, N, K, lda, ldb, ldc, offA, offB, offC, strideA, strideB, strideC, f32(g.alpha ?? 1), f32(g.beta ?? 0)],
   );
+}
+
+/** The WGSL of a product variant (also compiled on its own by the tuner, to drop tiles that fail). */
+export function gemmF16Variant(entry: string, transA: boolean, transB: boolean, vec: boolean, tile: GemmTile): ShaderSource {
+  const v = shaderVariant(source, entry, { TRANS_A: transA, TRANS_B: transB, VEC: vec, ...tile.constants });
+  return { ...v, code: `enable f16;\n${v.code}` };
 }

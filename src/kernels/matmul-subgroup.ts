@@ -7,23 +7,27 @@ import source from '../../shaders/matmul-subgroup.wgsl';
 import { f32, type Gpu } from '../gpu/runtime';
 import { shaderVariant, type ShaderSource } from '../gpu/shader';
 import type { GemmArgs } from './gemm-args';
+import { defaultTile, gemmTile, type GemmTile } from './gemm-tiles';
 import { directives, forSyntax, type SubgroupMatrixTier } from './subgroup-matrix';
 import { vec4Aligned, vec4Binding } from './vec4-binding';
 
-/** Outputs per workgroup along M and N: 2 subgroups x 4 result matrices of the device's shape each way. */
-export const subgroupTile = (tier: SubgroupMatrixTier): { BM: number; BN: number } => ({ BM: 8 * tier.config.M, BN: 8 * tier.config.N });
+/** Outputs per workgroup along M and N: SGM (SGN) subgroups x TM (TN) result matrices of the device's shape. */
+export function subgroupTile(tier: SubgroupMatrixTier, tile: GemmTile = defaultTile('subgroup')): { BM: number; BN: number } {
+  const { SGM, SGN, TM, TN } = tile.constants as Record<'SGM' | 'SGN' | 'TM' | 'TN', number>;
+  return { BM: SGM * TM * tier.config.M, BN: SGN * TN * tier.config.N };
+}
 
-/** Workgroup memory of the kernel: both staged tiles (32 of K, padded to 40) and 4 f32 scratch matrices. */
-function workgroupBytes(tier: SubgroupMatrixTier): number {
-  const { BM, BN } = subgroupTile(tier);
+/** Workgroup memory of the kernel: both staged tiles (32 of K, padded to 40) and one f32 scratch matrix per subgroup. */
+export function subgroupWorkgroupBytes(tier: SubgroupMatrixTier, tile: GemmTile = defaultTile('subgroup')): number {
+  const { BM, BN } = subgroupTile(tier, tile);
   const component = tier.config.componentType === 'f16' ? 2 : 4;
-  return (BM + BN) * 40 * component + 4 * tier.config.M * tier.config.N * 4;
+  return (BM + BN) * 40 * component + tile.constants.SGM! * tile.constants.SGN! * tier.config.M * tier.config.N * 4;
 }
 
 export function gemmSubgroupMatrix(gpu: Gpu, tier: SubgroupMatrixTier, g: GemmArgs): void {
   const { M, N, K } = g;
-  const { key, build } = subgroupGemmVariant(gpu, tier, g);
-  const { BM, BN } = subgroupTile(tier);
+  const { key, build, tile } = subgroupGemmVariant(gpu, tier, g);
+  const { BM, BN } = subgroupTile(tier, tile);
   gpu.dispatch(
     gpu.pipeline(key, build),
     [vec4Binding(g.a), vec4Binding(g.b), g.c],
@@ -37,7 +41,7 @@ export function gemmSubgroupMatrix(gpu: Gpu, tier: SubgroupMatrixTier, g: GemmAr
  * The pipeline key and WGSL of the variant these arguments need (checked). Exported for the test
  * that runs the kernel's data movement with the matrix builtins emulated, on devices without them.
  */
-export function subgroupGemmVariant(gpu: Gpu, tier: SubgroupMatrixTier, g: GemmArgs): { key: string; build: () => ShaderSource } {
+export function subgroupGemmVariant(gpu: Gpu, tier: SubgroupMatrixTier, g: GemmArgs): { key: string; build: () => ShaderSource; tile: GemmTile } {
   const { M, N, K, transA = false, transB = false } = g;
   for (const [name, t] of [['A', g.a], ['B', g.b], ['C', g.c]] as const) {
     if (t.dtype !== 'f32' && t.dtype !== 'f16') throw new Error(`gemmSubgroupMatrix: ${name} must be f32 or f16, not ${t.dtype}`);
@@ -46,14 +50,16 @@ export function subgroupGemmVariant(gpu: Gpu, tier: SubgroupMatrixTier, g: GemmA
   const f16 = Object.values(types).includes('f16');
   if (f16 && !gpu.caps.f16) throw new Error(`gemmSubgroupMatrix: f16 needs shader-f16, which ${gpu.caps.adapter} lacks`);
   const { M: CM, N: CN, K: CK } = tier.config;
-  const bytes = workgroupBytes(tier), limit = gpu.caps.limits.maxComputeWorkgroupStorageSize;
-  if (bytes > limit) throw new Error(`gemmSubgroupMatrix: ${types.ST} ${CM}x${CN}x${CK} tiles need ${bytes} bytes of workgroup memory; ${gpu.caps.adapter} has ${limit}`);
   const layout = `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}`;
+  const tile = gemmTile(gpu, { tier: 'subgroup', layout, M, N, K, a: g.a.dtype, b: g.b.dtype, c: g.c.dtype, matrices: tier }, g.tile);
+  const bytes = subgroupWorkgroupBytes(tier, tile), limit = gpu.caps.limits.maxComputeWorkgroupStorageSize;
+  if (bytes > limit) throw new Error(`gemmSubgroupMatrix: ${types.ST} ${CM}x${CN}x${CK} tiles of ${tile.name} need ${bytes} bytes of workgroup memory; ${gpu.caps.adapter} has ${limit}`);
   const vec = vec4Aligned(lda(g), ldb(g), g.offA ?? 0, g.offB ?? 0, g.strideA ?? 0, g.strideB ?? 0, transA ? M : K, transB ? K : N);
   return {
-    key: `gemm_subgroup_matrix:${layout}${vec ? ':v4' : ''}:${types.AT}${types.BT}${types.CT}:${types.ST}${CM}x${CN}x${CK}`,
+    key: `gemm_subgroup_matrix:${layout}${vec ? ':v4' : ''}:${types.AT}${types.BT}${types.CT}:${types.ST}${CM}x${CN}x${CK}:${tile.name}`,
+    tile,
     build: () => {
-      const v = shaderVariant(source, 'gemm_subgroup_matrix', { TRANS_A: transA, TRANS_B: transB, VEC: vec, CM, CN, CK, SG: tier.subgroupSize });
+      const v = shaderVariant(source, 'gemm_subgroup_matrix', { TRANS_A: transA, TRANS_B: transB, VEC: vec, CM, CN, CK, SG: tier.subgroupSize, ...tile.constants });
       const aliases = Object.entries(types).map(([name, t]) => `alias ${name} = ${t};`).join('\n');
       return { ...v, code: forSyntax(`${directives(tier, f16)}${aliases}\n${v.code}`, tier.syntax) };
     },

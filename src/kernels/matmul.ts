@@ -15,12 +15,16 @@ import type { Tensor } from '../gpu/tensor';
 import type { GemmArgs } from './gemm-args';
 import { toScaledF16, type ScaledF16 } from './f16';
 import { gemmF16 } from './matmul-f16';
+import { defaultTile, gemmTile, type GemmTile } from './gemm-tiles';
 import { isQuantized, qlinearForward, qlinearBackwardInput } from './quant';
 import { scratch } from './scratch';
 
 export type { GemmArgs } from './gemm-args';
 
-/** Output tile and reduction step of shaders/matmul.wgsl gemm. */
+/**
+ * Output tile and reduction step of the default tile (gemm-tiles.ts): split-K decides by them
+ * (the same split whichever tile a device chose, so a product sums in the same order).
+ */
 const TILE = 64;
 const BK = 16;
 /** Split-K aims at about this many workgroups: enough to fill a big GPU several times over. */
@@ -54,7 +58,7 @@ function splitForShape(M: number, N: number, K: number): KSplit {
   return kSplit(K, wanted);
 }
 
-/** Workgroups of gemm()'s product pass for these arguments (a split adds a reduction pass of ceil(M·N / 256)). */
+/** Workgroups of gemm()'s product pass for these arguments with the default tile (a split adds a reduction pass of ceil(M·N / 256)). */
 export function gemmWorkgroups(g: Pick<GemmArgs, 'M' | 'N' | 'K' | 'transA' | 'transB' | 'batch' | 'splits'>): number {
   return Math.ceil(g.M / TILE) * Math.ceil(g.N / TILE) * (g.batch ?? 1) * gemmSplit(g).splits;
 }
@@ -77,22 +81,30 @@ export function gemm(gpu: Gpu, g: GemmArgs): void {
   const ldb = g.ldb ?? (transB ? K : N);
   const ldc = g.ldc ?? N;
   const batch = g.batch ?? 1;
-  const bF16 = g.b.dtype === 'f16';
-  const variant = { TRANS_A: transA, TRANS_B: transB, B_F16: bF16 };
-  const key = `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}:${g.b.dtype}`;
+  const layout = `${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}`;
+  const tile = gemmTile(gpu, { tier: 'f32', layout, M, N, K, a: 'f32', b: g.b.dtype, c: 'f32' }, g.tile);
   const { splits, chunk } = gemmSplit(g);
   const params = [M, N, K, lda, ldb, ldc, g.offA ?? 0, g.offB ?? 0, g.offC ?? 0,
     g.strideA ?? 0, g.strideB ?? 0, g.strideC ?? 0, f32(g.alpha ?? 1), f32(g.beta ?? 0), chunk];
+  const { BM, BN } = tile.constants as { BM: number; BN: number };
+  const entry = splits === 1 ? 'gemm' : 'gemm_split_k';
+  const pipeline = gpu.pipeline(gemmVariantKey(entry, layout, g.b.dtype, tile), () => gemmVariant(entry, transA, transB, g.b.dtype === 'f16', tile));
   if (splits === 1) {
-    gpu.dispatch(gpu.pipeline(`gemm:${key}`, () => shaderVariant(source, 'gemm', variant)), [g.a, g.b, g.c],
-      [Math.ceil(N / TILE), Math.ceil(M / TILE), batch], params);
+    gpu.dispatch(pipeline, [g.a, g.b, g.c], [Math.ceil(N / BN), Math.ceil(M / BM), batch], params);
     return;
   }
   const partials = scratch(gpu, 'matmul.splitK', splits * M * N);
-  gpu.dispatch(gpu.pipeline(`gemm_split_k:${key}`, () => shaderVariant(source, 'gemm_split_k', variant)), [g.a, g.b, partials],
-    [Math.ceil(N / TILE), Math.ceil(M / TILE), splits], params);
-  const reduce = gpu.pipeline('gemm_split_reduce', () => shaderVariant(source, 'gemm_split_reduce', { TRANS_A: false, TRANS_B: false, B_F16: false }));
+  gpu.dispatch(pipeline, [g.a, g.b, partials], [Math.ceil(N / BN), Math.ceil(M / BM), splits], params);
+  const reduce = gpu.pipeline('gemm_split_reduce', () => gemmVariant('gemm_split_reduce', false, false, false, defaultTile('f32')));
   gpu.dispatch(reduce, [partials, g.c], gpu.grid(Math.ceil((M * N) / 256)), params);
+}
+
+/** The pipeline key of a product variant: entry, layout, B's storage and the tile. */
+export const gemmVariantKey = (entry: string, layout: string, b: string, tile: GemmTile): string => `${entry}:${layout}:${b}:${tile.name}`;
+
+/** The WGSL of a product variant (also compiled on its own by the tuner, to drop tiles that fail). */
+export function gemmVariant(entry: string, transA: boolean, transB: boolean, bF16: boolean, tile: GemmTile) {
+  return shaderVariant(source, entry, { TRANS_A: transA, TRANS_B: transB, B_F16: bF16, ...tile.constants });
 }
 
 /**
@@ -155,7 +167,7 @@ export interface DecodeRows {
 export function linearDecode(gpu: Gpu, x: Tensor, w: Tensor, y: Tensor, d: DecodeRows): void {
   if (!(d.T >= 1 && d.T <= GEMV_MAX_T)) throw new Error(`linearDecode: ${d.T} rows; the decode kernel takes 1 to ${GEMV_MAX_T}`);
   const pipeline = gpu.pipeline(`linear_forward_decode:${w.dtype}`, () =>
-    shaderVariant(source, 'linear_forward_decode', { TRANS_A: false, TRANS_B: true, B_F16: w.dtype === 'f16' }));
+    gemmVariant('linear_forward_decode', false, true, w.dtype === 'f16', defaultTile('f32')));
   gpu.dispatch(pipeline, [x, w, y], gpu.grid(Math.ceil(d.n / 4)),
     [d.T, d.n, d.K, d.K, d.K, d.ldc, (d.row ?? 0) * d.K, 0, d.offC, 0, 0, 0, f32(d.scale), f32(d.accumulate ? 1 : 0), 0]);
 }

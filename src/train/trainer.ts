@@ -5,6 +5,7 @@
 // the forward and backward of each step and supplies the log's metrics.
 
 import type { Tensor } from '../gpu/tensor';
+import { tuneRecordedGemms } from '../kernels/gemm-tuner';
 import { mulberry32 } from '../data/random';
 import { Adapter, type LoraSettings, type PeftAdapter, type TrainableTensor } from '../model/adapter';
 import { loadAdapter } from '../model/adapters';
@@ -269,8 +270,10 @@ export class Trainer {
       const step = this.state.global_step;
       const final = step === this.totalSteps;
       if (step === this.firstStep + 1 && !final) {
-        // this process's first step compiles the GPU pipelines: its tokens and time are not the pace
+        // this process's first step compiles the GPU pipelines: its tokens and time are not the pace;
+        // where GEMM tuning is on, its products are the shapes timed now
         await gpu.sync();
+        await tuneRecordedGemms(gpu);
         this.tokensSinceLog = 0;
         this.intervalStart = performance.now();
       }

@@ -3,6 +3,7 @@
 // with shader-f16 (lavapipe without a GPU), the kernel benchmark times the real ones.
 
 import type { Gpu } from '../../gpu/runtime';
+import { chosenTile } from '../../kernels/gemm-tiles';
 import { gemmF16 } from '../../kernels/matmul-f16';
 import { floatToHalf } from '../../model/safetensors';
 import { filler, type Scale, type Timed } from './timed';
@@ -42,6 +43,16 @@ export const GEMM_F16_CASES: readonly GemmF16Case[] = [
   ]),
 ];
 
+/**
+ * Shapes every candidate tile (gemm-tiles.ts) of the tier is checked on: multiples of 4 that fill
+ * no candidate's tile (vec4 loads) in each layout, and an odd shape (element loads; x Wᵀ only,
+ * those loads do not depend on the layout).
+ */
+export const F16_TILE_CASES: readonly GemmF16Case[] = [
+  ...LAYOUTS.map(([transA, transB]): GemmF16Case => ({ M: 132, N: 136, K: 44, transA, transB, out: 'f32' })),
+  { M: 70, N: 65, K: 33, transA: false, transB: true, out: 'f16' },
+];
+
 const PRODUCT: Record<string, string> = { NT: 'x·Wᵀ', NN: 'dY·W', TN: 'dYᵀ·X' };
 
 export function gemmF16Timed(gpu: Gpu, c: GemmF16Case, n: Scale): Timed {
@@ -55,6 +66,7 @@ export function gemmF16Timed(gpu: Gpu, c: GemmF16Case, n: Scale): Timed {
     kernel: `matmul f16 ${PRODUCT[layout] ?? layout} -> ${c.out}`,
     shape: `${M}x${N}x${K}`,
     flops: 2 * M * N * K,
+    tile: chosenTile(gpu, 'f16', layout, M, N, K).name,
     run: () => gemmF16(gpu, { a, b, c: out, M, N, K, transA: c.transA, transB: c.transB }),
     release: () => gpu.release(a, b, out),
   };

@@ -3,6 +3,7 @@
 // with subgroup matrices (no CPU driver has them), the kernel benchmark times the real ones.
 
 import type { Gpu } from '../../gpu/runtime';
+import { chosenTile } from '../../kernels/gemm-tiles';
 import { gemmSubgroupMatrix } from '../../kernels/matmul-subgroup';
 import type { SubgroupMatrixTier } from '../../kernels/subgroup-matrix';
 import { floatToHalf } from '../../model/safetensors';
@@ -40,6 +41,16 @@ export const SUBGROUP_GEMM_CASES: readonly SubgroupGemmCase[] = [
   ]),
 ];
 
+/**
+ * Shapes every candidate tile (gemm-tiles.ts) of the tier is checked on: a partial tile in each
+ * layout, element loads for x Wᵀ and vec4 loads (multiples of 4) for the other two.
+ */
+export const SUBGROUP_TILE_CASES: readonly SubgroupGemmCase[] = [
+  { M: 70, N: 65, K: 33, transA: false, transB: true, operands: 'f32', out: 'f32' },
+  { M: 76, N: 68, K: 36, transA: false, transB: false, operands: 'f32', out: 'f32' },
+  { M: 76, N: 68, K: 36, transA: true, transB: false, operands: 'f32', out: 'f32' },
+];
+
 const PRODUCT: Record<string, string> = { NT: 'x·Wᵀ', NN: 'dY·W', TN: 'dYᵀ·X' };
 
 export function subgroupGemmTimed(gpu: Gpu, tier: SubgroupMatrixTier, c: SubgroupGemmCase, n: Scale): Timed {
@@ -56,6 +67,7 @@ export function subgroupGemmTimed(gpu: Gpu, tier: SubgroupMatrixTier, c: Subgrou
     kernel: `matmul subgroup-matrix ${ct} ${cm}x${cn}x${ck} ${PRODUCT[layout] ?? layout} ${c.operands} -> ${c.out}`,
     shape: `${M}x${N}x${K}`,
     flops: 2 * M * N * K,
+    tile: chosenTile(gpu, 'subgroup', layout, M, N, K).name,
     run: () => gemmSubgroupMatrix(gpu, tier, { a, b, c: out, M, N, K, transA: c.transA, transB: c.transB }),
     release: () => gpu.release(a, b, out),
   };

@@ -2,6 +2,7 @@
 // shapes against the CPU reference, the kernel benchmark times the real ones (`bench`).
 
 import type { Gpu } from '../../gpu/runtime';
+import { chosenTile } from '../../kernels/gemm-tiles';
 import { gemm, gemmSplit, gemmWorkgroups } from '../../kernels/matmul';
 import { filler, type Scale, type Timed } from './timed';
 
@@ -58,6 +59,17 @@ export const GEMM_CASES: readonly GemmCase[] = [
   ]),
 ];
 
+/**
+ * Shapes every candidate tile (gemm-tiles.ts) is checked on, in the three layouts of a linear layer:
+ * one element, partial tiles of every candidate (no size a multiple of 8 or of any BK), and a
+ * split-K product (the dYᵀ·X layout splits it).
+ */
+export const TILE_CASES: readonly GemmCase[] = [
+  ...([[false, true], [false, false], [true, false]] as const).flatMap(([transA, transB]) =>
+    ([[1, 1, 1], [70, 65, 37], [130, 140, 45]] as const).map(([M, N, K]) => ({ M, N, K, transA, transB }))),
+  { M: 16, N: 70, K: 1000, transA: true, transB: false },
+];
+
 /** NN, NT, TN or TT. */
 export const gemmLayout = (c: Pick<GemmCase, 'transA' | 'transB'>): string => `${c.transA ? 'T' : 'N'}${c.transB ? 'T' : 'N'}`;
 
@@ -82,6 +94,7 @@ export function gemmTimed(gpu: Gpu, c: GemmCase, n: Scale): Timed {
     kernel: `matmul ${PRODUCT[gemmLayout(c)] ?? gemmLayout(c)}${c.f16 ? ' f16 W' : ''}${splitLabel(args)}`,
     shape: `${M}x${N}x${K}`,
     flops: 2 * M * N * K,
+    tile: chosenTile(gpu, 'f32', gemmLayout(c), M, N, K).name,
     run: () => gemm(gpu, args),
     release: () => gpu.release(a, b, out),
   };

@@ -7,6 +7,8 @@ export interface Timed {
   flops: number;
   /** Bytes one run must move at least (GB/s is reported when set). */
   bytes?: number;
+  /** The GEMM tile the run uses on this device (tuned or default). */
+  tile?: string;
   run: () => void;
   release: () => void;
 }
