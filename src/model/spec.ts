@@ -1,7 +1,7 @@
 // Hugging Face config.json -> ModelSpec: every architectural choice the engine branches on, made
 // explicit once, so the transformer code reads as one model with a few switches.
 
-export type Arch = 'llama' | 'mistral' | 'qwen2' | 'qwen2_vl' | 'qwen3' | 'qwen3_5' | 'gemma' | 'gemma2' | 'gemma3' | 'phi3' | 'smollm3' | 'granitemoehybrid' | 'lfm2';
+export type Arch = 'llama' | 'mistral' | 'qwen2' | 'qwen2_vl' | 'qwen3' | 'qwen3_5' | 'gemma' | 'gemma2' | 'gemma3' | 'phi3' | 'smollm3' | 'granite' | 'granitemoehybrid' | 'lfm2';
 export type Activation = 'silu' | 'gelu_tanh' | 'gelu';
 
 export interface RopeSpec {
@@ -153,10 +153,21 @@ const ARCHS: Record<string, Arch> = {
   Gemma3ForConditionalGeneration: 'gemma3',
   Phi3ForCausalLM: 'phi3',
   SmolLM3ForCausalLM: 'smollm3',
+  // Granite 3.x: a Llama with Granite's multipliers
+  GraniteForCausalLM: 'granite',
   GraniteMoeHybridForCausalLM: 'granitemoehybrid',
   Lfm2ForCausalLM: 'lfm2',
 };
 export const SUPPORTED_ARCHITECTURES = Object.keys(ARCHS);
+
+/** Architectures checked and refused, each with what it lacks (docs/MODELS.md lists them). */
+const REFUSED: Record<string, string> = {
+  Olmo2ForCausalLM: 'OLMo 2 (norms after attention and the MLP with none before, q/k RMSNorm over the whole projection) is not supported',
+  CohereForCausalLM: 'Cohere / Command R (parallel attention + MLP blocks, LayerNorm, interleaved rope) is not supported',
+  Cohere2ForCausalLM: 'Cohere 2 / Command R7B (parallel attention + MLP blocks, LayerNorm, interleaved rope) is not supported',
+  FalconMambaForCausalLM: 'Falcon Mamba / Falcon3-Mamba (Mamba-1 layers only) is not supported; Falcon 3 (LlamaForCausalLM) is',
+  Qwen3NextForCausalLM: 'Qwen3-Next is a mixture-of-experts model (Qwen3-Next-80B-A3B, fused in_proj_qkvz/in_proj_ba); its experts are not supported. Qwen3.5 (Qwen3_5ForCausalLM) has the same Gated DeltaNet layers in dense models',
+};
 
 type Json = Record<string, unknown>;
 
@@ -164,6 +175,7 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
   const archName = ((raw.architectures as string[] | undefined) ?? [])[0] ?? '';
   const arch = ARCHS[archName];
   if (!arch) {
+    if (REFUSED[archName]) throw new Error(`${where}: ${archName}: ${REFUSED[archName]}`);
     throw new Error(`${where}: unsupported architecture "${archName || '(none)'}". Supported: ${SUPPORTED_ARCHITECTURES.join(', ')}`);
   }
   // Gemma 3, Qwen2-VL (transformers 5) and Qwen3.5 multimodal checkpoints nest the text model's config.
@@ -173,6 +185,8 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
   const c: Json = nested ? { ...outer, ...(raw.text_config as Json), architectures: raw.architectures } : raw;
   const qwen35 = arch === 'qwen3_5';
   const granite = arch === 'granitemoehybrid';
+  // Granite 3 and 4's multipliers (muP)
+  const multipliers = granite || arch === 'granite';
   // GraniteMoeHybridConfig defaults to 8 experts
   const experts = c.num_local_experts ?? 8;
   if (granite && experts !== 0) {
@@ -224,8 +238,9 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
     // Qwen3.5's RMSNorm is zero-centred like Gemma's: (1 + w)
     normOffset: gemma || qwen35 ? 1 : 0,
     act,
-    embedScale: gemma ? Math.sqrt(hidden) : granite ? num('embedding_multiplier', 1) : 1,
-    attnScale: granite ? num('attention_multiplier', 1 / Math.sqrt(headDim)) : 1 / Math.sqrt(pre ?? headDim),
+    embedScale: gemma ? Math.sqrt(hidden) : multipliers ? num('embedding_multiplier', 1) : 1,
+    // GraniteConfig's default attention_multiplier is 1.0, not 1/sqrt(head_dim)
+    attnScale: granite ? num('attention_multiplier', 1 / Math.sqrt(headDim)) : arch === 'granite' ? num('attention_multiplier', 1) : 1 / Math.sqrt(pre ?? headDim),
     attnSoftcap: typeof c.attn_logit_softcapping === 'number' ? c.attn_logit_softcapping : null,
     finalSoftcap: typeof c.final_logit_softcapping === 'number' ? c.final_logit_softcapping : null,
     qkvBias: arch === 'qwen2' || arch === 'qwen2_vl' || c.attention_bias === true,
@@ -240,8 +255,8 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
       }
       : null,
     mamba: layers.some((l) => l.mixer === 'mamba') ? mambaOf(c, hidden, where) : null,
-    residualScale: granite ? num('residual_multiplier', 1) : 1,
-    logitsScale: granite ? num('logits_scaling', 1) : 1,
+    residualScale: multipliers ? num('residual_multiplier', 1) : 1,
+    logitsScale: multipliers ? num('logits_scaling', 1) : 1,
     sharedMlp: granite,
     shortConv: layers.some((l) => l.mixer === 'shortConv') ? { convKernel: num('conv_L_cache', 3) } : null,
     // Qwen2-VL: transformers 5's module path (older checkpoints' model.* / visual.* are renamed at load)
@@ -342,7 +357,9 @@ function ropeOf(c: Json, layerType: string, where: string, defaultPartial: numbe
   const named = String(scaling.rope_type ?? scaling.type ?? 'default');
   const type = named === 'mrope' ? 'default' : named;
   if (type !== 'default' && type !== 'linear' && type !== 'llama3') {
-    throw new Error(`${where}: rope scaling "${type}" is not supported (supported: default, linear, llama3)`);
+    // (longrope: Phi-4-mini, Phi-3.5-mini and Phi-3's 128k models scale cos/sin by an attention factor as well)
+    const who = type === 'longrope' ? ' (Phi-4-mini, Phi-3.5 and the 128k Phi-3 models use it)' : '';
+    throw new Error(`${where}: rope scaling "${type}"${who} is not supported (supported: default, linear, llama3)`);
   }
   if (!Number.isFinite(theta)) theta = 10000;
   return {

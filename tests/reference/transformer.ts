@@ -20,6 +20,10 @@
 //   smollm3 (SmolLM3Attention): llama with no rope on the layers where no_rope_layers[i] is 0 (the
 //     list says where rope is USED; without it every no_rope_layer_interval-th layer is NoPE), and a
 //     sliding window only on those when use_sliding_window.
+//   granite (Granite 3.x, modeling_granite.py): llama, with embeddings times embedding_multiplier,
+//     attention scores times attention_multiplier (in place of Dh^-0.5; GraniteConfig defaults it to
+//     1.0), both branch outputs times residual_multiplier before their residual add, and the logits
+//     divided by logits_scaling.
 //   phi3: fused qkv_proj (rows q, k, v) and gate_up_proj (gate = first half, up = second half:
 //     up * act(gate)); partial_rotary_factor (rotate_half over the first int(Dh * f) dims, the rest
 //     passes through); sliding_window on every layer when set.
@@ -87,6 +91,9 @@ export interface RefArch {
   attnSoftcap: number | null;
   finalSoftcap: number | null;
   sandwich: boolean;
+  /** Granite 3: residual_multiplier on each branch, logits_scaling dividing the logits (1 elsewhere). */
+  residualMultiplier: number;
+  logitsScaling: number;
   qkNorm: boolean;
   fused: boolean;
   /** Qwen3.5: q_proj yields a sigmoid gate per head for the attention output. */
@@ -138,7 +145,7 @@ export function refArch(config: Json): RefArch {
     {
       LlamaForCausalLM: 'llama', MistralForCausalLM: 'mistral', Qwen2ForCausalLM: 'qwen2', Qwen3ForCausalLM: 'qwen3',
       GemmaForCausalLM: 'gemma', Gemma2ForCausalLM: 'gemma2', Gemma3ForCausalLM: 'gemma3', Phi3ForCausalLM: 'phi3',
-      SmolLM3ForCausalLM: 'smollm3', Qwen3_5ForCausalLM: 'qwen3_5_text', Lfm2ForCausalLM: 'lfm2',
+      SmolLM3ForCausalLM: 'smollm3', GraniteForCausalLM: 'granite', Qwen3_5ForCausalLM: 'qwen3_5_text', Lfm2ForCausalLM: 'lfm2',
     } as Record<string, string>
   )[archName ?? ''];
   if (!name) throw new Error(`reference: architecture ${archName} is not modelled`);
@@ -151,6 +158,7 @@ export function refArch(config: Json): RefArch {
   const qwen35 = name === 'qwen3_5_text';
   const late = name === 'gemma2' || name === 'gemma3';
   const lfm2 = name === 'lfm2';
+  const granite = name === 'granite';
 
   // layer types
   let types: string[];
@@ -200,12 +208,14 @@ export function refArch(config: Json): RefArch {
     eps: lfm2 ? num(c, 'norm_eps', 1e-5) : num(c, 'rms_norm_eps'),
     gemmaNorm: gemmaFamily || qwen35,
     // GemmaTextScaledWordEmbedding: embed_scale (an f32 tensor of hidden**0.5) cast to the weights' dtype
-    embedScale: gemmaFamily ? Math.fround(Math.sqrt(hidden)) : 1,
+    embedScale: gemmaFamily ? Math.fround(Math.sqrt(hidden)) : granite ? num(c, 'embedding_multiplier', 1) : 1,
     act,
-    scaling: late ? Math.pow(num(c, 'query_pre_attn_scalar'), -0.5) : Math.pow(headDim, -0.5),
+    scaling: late ? Math.pow(num(c, 'query_pre_attn_scalar'), -0.5) : granite ? num(c, 'attention_multiplier', 1) : Math.pow(headDim, -0.5),
     attnSoftcap: late && typeof c.attn_logit_softcapping === 'number' ? c.attn_logit_softcapping : null,
     finalSoftcap: late && typeof c.final_logit_softcapping === 'number' ? c.final_logit_softcapping : null,
     sandwich: late,
+    residualMultiplier: granite ? num(c, 'residual_multiplier', 1) : 1,
+    logitsScaling: granite ? num(c, 'logits_scaling', 1) : 1,
     qkNorm: name === 'qwen3' || name === 'gemma3' || qwen35 || lfm2,
     fused: name === 'phi3',
     gatedAttention: qwen35,
@@ -604,12 +614,12 @@ export function refLogits(config: Json, w: RefWeights, ids: readonly (readonly n
     if (gate) for (let i = 0; i < attn.length; i++) attn[i]! *= 1 / (1 + Math.exp(-gate[i]!));
     let o = linear(w, lora, `${p}.self_attn.o_proj`, attn, T, Nq, D);
     if (a.sandwich) o = rmsNorm(a, o, T, D, get(w, `${p}.post_attention_layernorm.weight`));
-    h = add(h, o);
+    h = add(h, o.map((v) => v * a.residualMultiplier));
 
     const x2 = rmsNorm(a, h, T, D, get(w, `${p}.${a.sandwich ? 'pre_feedforward_layernorm' : 'post_attention_layernorm'}.weight`));
     let d = mlp(a, w, lora, p, x2, T);
     if (a.sandwich) d = rmsNorm(a, d, T, D, get(w, `${p}.post_feedforward_layernorm.weight`));
-    h = add(h, d);
+    h = add(h, d.map((v) => v * a.residualMultiplier));
   });
 
   const hf = rmsNorm(a, h, T, D, get(w, a.name === 'lfm2' ? 'model.embedding_norm.weight' : 'model.norm.weight'));
@@ -619,6 +629,7 @@ export function refLogits(config: Json, w: RefWeights, ids: readonly (readonly n
     for (let n = 0; n < V; n++) {
       let s = 0;
       for (let d = 0; d < D; d++) s += hf[t * D + d]! * head[n * D + d]!;
+      s /= a.logitsScaling;
       logits[t * V + n] = a.finalSoftcap ? a.finalSoftcap * Math.tanh(s / a.finalSoftcap) : s;
     }
   return logits;
