@@ -19,7 +19,7 @@ import { lmHeadCrossEntropy, logitsForRows, type TokenLoss } from '../kernels/lo
 import { addRmsNormForward, l2NormBackward, l2NormForward, rmsNormForward, rmsNormBackward, rmsNormGatedBackward, rmsNormGatedForward } from '../kernels/norm';
 import { ropeForward, ropeBackward, type RopeOptions } from '../kernels/rope';
 import {
-  attentionActivationShapes, blockActivationShapes, DELTA_RULE_CHUNK, deltaNetActivationShapes, gradientShapes, mambaActivationShapes, shortConvActivationShapes,
+  attentionActivationShapes, blockActivationShapes, DELTA_RULE_CHUNK, decodeStateShapes, deltaNetActivationShapes, gradientShapes, mambaActivationShapes, shortConvActivationShapes,
   streamShapes,
   type ShapeTable,
 } from './activations';
@@ -730,28 +730,16 @@ export interface KVCache {
 
 /** A cache of `capacity` positions for each of `sequences` sequences (several: attention layers only). */
 export function allocKVCache(model: Model, capacity: number, sequences = 1): KVCache {
-  const { kvHeads: Hkv, headDim: Dh, deltaNet: d, mamba: m, shortConv: sc, hidden } = model.spec;
   const gpu = model.gpu;
-  const attention = (i: number) => model.layers[i]!.mixer === 'attention';
-  // the recurrent layers' state shapes: Gated DeltaNet's, Mamba-2's conv over x, B, C and scan state
-  // [H, N, P], or LFM2's conv over B * x alone
-  const stateShapes = (i: number): { conv: number[]; rule: number[] | null } | null => {
-    const mixer = model.layers[i]!.mixer;
-    if (mixer === 'deltaNet') return { conv: [d!.convKernel - 1, 2 * d!.keyHeads * d!.keyDim + d!.valueHeads * d!.valueDim], rule: [d!.valueHeads, d!.keyDim, d!.valueDim] };
-    if (mixer === 'mamba') return { conv: [m!.convKernel - 1, m!.heads * m!.headDim + 2 * m!.groups * m!.stateDim], rule: [m!.heads, m!.stateDim, m!.headDim] };
-    if (mixer === 'shortConv') return { conv: [sc!.convKernel - 1, hidden], rule: null };
-    return null;
-  };
-  if (sequences > 1 && model.layers.some((_, i) => !attention(i))) throw new Error('a key/value cache for several sequences needs a model of attention layers only (this one has recurrent layers)');
-  const state = (i: number, part: 'conv' | 'rule') => {
-    const shape = stateShapes(i)?.[part];
-    return shape ? gpu.tensor(shape, 'f32', `${part}state${i}`) : null;
-  };
+  if (sequences > 1 && model.layers.some((l) => l.mixer !== 'attention')) throw new Error('a key/value cache for several sequences needs a model of attention layers only (this one has recurrent layers)');
+  const shapes = decodeStateShapes(model.spec, capacity, sequences);
+  const buffers = (part: 'k' | 'v' | 'conv' | 'rule', name: string) =>
+    shapes.map((l, i) => (l[part] ? gpu.tensor(l[part], 'f32', `${name}${i}`) : null));
   const cache: KVCache = {
-    k: model.layers.map((_, i) => (attention(i) ? gpu.tensor([sequences * capacity, Hkv * Dh], 'f32', `kcache${i}`) : null)),
-    v: model.layers.map((_, i) => (attention(i) ? gpu.tensor([sequences * capacity, Hkv * Dh], 'f32', `vcache${i}`) : null)),
-    conv: model.layers.map((_, i) => state(i, 'conv')),
-    rule: model.layers.map((_, i) => state(i, 'rule')),
+    k: buffers('k', 'kcache'),
+    v: buffers('v', 'vcache'),
+    conv: buffers('conv', 'convstate'),
+    rule: buffers('rule', 'rulestate'),
     capacity,
     length: 0,
   };
