@@ -1,11 +1,13 @@
 // Llama-likes that need only small switches (issue 19, item 3), each a tiny random checkpoint in the
 // engine against the independent f64 reference (tests/reference/transformer.ts, written from
 // transformers' modeling_*.py): Granite 3 (GraniteForCausalLM: embedding/attention/residual
-// multipliers and logits_scaling), Falcon 3 (LlamaForCausalLM with its head_dim and rope base),
+// multipliers and logits_scaling), OLMo 2 (Olmo2ForCausalLM: norms only after attention and the MLP,
+// q/k RMSNorm over the whole projection), Falcon 3 (LlamaForCausalLM with its head_dim and rope base),
 // Phi-4-mini's shape (Phi3ForCausalLM, partial_rotary_factor 0.75, tied embeddings, GQA). Checked:
-// logits and loss, base and with a PEFT LoRA on every linear module; Granite 3's LoRA gradients vs
-// central differences and its cached decode vs the full forward. The families checked and refused
-// (OLMo 2, Cohere, Qwen3-Next, longrope Phi models) say so by name. SEED=... replays.
+// logits and loss, base and with a PEFT LoRA on every linear module; Granite 3's and OLMo 2's LoRA
+// gradients vs central differences, OLMo 2's full fine-tuning gradients of its norms, and their
+// cached decode vs the full forward. The families checked and refused (Cohere, Qwen3-Next, Falcon
+// Mamba, longrope Phi models) say so by name. SEED=... replays.
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +20,8 @@ import { allocKVCache, cacheTensors, forwardBackward, forwardCached, fullLogits,
 import { Model } from '../src/model/model';
 import { encodeSafetensors } from '../src/model/safetensors';
 import { specFromConfig } from '../src/model/spec';
+import { makeTrainable } from '../src/model/trainable';
+import { syntheticModelFiles } from '../src/bench/synthetic';
 import { makeRng, relErr, type Rng } from './helpers/check';
 import { testGpu } from './helpers/gpu';
 import { refCausalLoss, refLinearModules, refLogits, refParameters, type RefLora } from './reference/transformer';
@@ -33,6 +37,8 @@ const granite3: Json = {
   ...small, architectures: ['GraniteForCausalLM'], model_type: 'granite', rope_theta: 10000, tie_word_embeddings: true,
   embedding_multiplier: 12, attention_multiplier: 0.125, residual_multiplier: 0.22, logits_scaling: 8,
 };
+// OLMo-2-0425-1B's layout (no pre-norms, whole-projection q/k norms), GQA here to tell q_norm's width from k_norm's
+const olmo2: Json = { ...small, architectures: ['Olmo2ForCausalLM'], model_type: 'olmo2', rope_theta: 500000, tie_word_embeddings: false };
 // Falcon3-1B: a Llama with head_dim given, rope_theta 1000042 and untied embeddings (here head_dim 16 over hidden 32 / 4 heads)
 const falcon3: Json = { ...small, architectures: ['LlamaForCausalLM'], model_type: 'llama', head_dim: 16, rope_theta: 1000042, tie_word_embeddings: false };
 // Phi-4-mini's attention without its longrope: partial_rotary_factor 0.75, GQA, tied embeddings
@@ -178,6 +184,17 @@ describe('Llama-likes: specs', () => {
     expect([d.embedScale, d.attnScale, d.residualScale, d.logitsScale]).toEqual([1, 1, 1, 1]);
   });
 
+  it('OLMo 2: post-norms only, q/k norms over the whole projection', async () => {
+    const s = specFromConfig(olmo2);
+    expect([s.arch, s.postNormsOnly, s.qkNormWhole, s.qkNorm, s.rmsEps]).toEqual(['olmo2', true, true, true, 1e-5]);
+    const model = await Model.load(await testGpu(), syntheticModelFiles(olmo2));
+    const l = model.layers[0]!;
+    expect([l.attnNorm, l.mlpNorm, l.qNorm!.value.shape, l.kNorm!.value.shape]).toEqual([null, null, [32], [16]]);
+    const norms = (names: string[]) => names.filter((n) => /norm/.test(n)).sort();
+    expect(norms(model.params().map((p) => p.name))).toEqual(norms(refParameters(olmo2).map(([n]) => n)));
+    model.release();
+  });
+
   it('Falcon 3 is a Llama: head_dim from config, rope base 1000042; Phi-4-mini: partial rotary, tied', () => {
     const f = specFromConfig(falcon3);
     expect([f.arch, f.headDim, f.layers[0]!.rope.theta, f.tiedEmbeddings, f.attnScale]).toEqual(['llama', 16, 1000042, false, 0.25]);
@@ -187,7 +204,6 @@ describe('Llama-likes: specs', () => {
 
   it('the families checked and refused say so by name', () => {
     const refused = (arch: string, extra: Json = {}) => () => specFromConfig({ ...small, architectures: [arch], ...extra });
-    expect(refused('Olmo2ForCausalLM')).toThrow(/Olmo2ForCausalLM: OLMo 2 .* is not supported/);
     expect(refused('CohereForCausalLM')).toThrow(/CohereForCausalLM: Cohere \/ Command R .* is not supported/);
     expect(refused('Cohere2ForCausalLM')).toThrow(/Cohere2ForCausalLM: Cohere 2/);
     expect(refused('Qwen3NextForCausalLM')).toThrow(/Qwen3-Next is a mixture-of-experts model .* Qwen3\.5/);
@@ -210,13 +226,42 @@ describe('Llama-likes in the engine vs the f64 reference', () => {
 
   it('Granite 3: logits and loss, base and with LoRA (recomputed); LoRA gradients vs finite differences', () => checkFamily(granite3, true));
 
-  it('Granite 3: prefill then decode with the KV cache equal the full forward', async () => {
+  it('OLMo 2: logits and loss, base and with LoRA (recomputed); LoRA gradients vs finite differences', () => checkFamily(olmo2, true));
+
+  it("OLMo 2: full fine-tuning gradients of the post-norms, and the whole-projection q/k norms vs finite differences", async () => {
     const gpu = await testGpu();
     const rng = makeRng();
-    const weights = synthesize(granite3, rng);
-    const model = await Model.load(gpu, dirFiles(writeCheckpoint(granite3, weights)));
+    const weights = synthesize(olmo2, rng);
+    const model = await Model.load(gpu, dirFiles(writeCheckpoint(olmo2, weights)));
+    const ids = [randomIds(rng, 9), randomIds(rng, 9)];
+    const batch = batchOf(ids, ids);
+    const trainable = makeTrainable(model, [0, 1], false).filter((t) => /norm/.test(t.name));
+    expect(trainable.length).toBe(2 * 4);
+    for (const t of trainable) gpu.zero(t.grad);
+    const ws = new Workspace(model, 2, 9, false);
+    ws.load(batch);
+    forwardBackward(ws, { backward: true, gradScale: 1 / batch.valid });
+    const loss = (w: Map<string, ArrayLike<number>>) => refCausalLoss(refLogits(olmo2, w, ids), ids, V);
+    const h = 1e-4;
+    for (const t of trainable) {
+      const g = await gpu.readF32(t.grad);
+      const base = Float64Array.from(weights.get(t.name)!);
+      const dir = Float64Array.from({ length: g.length }, () => rng.normal());
+      const along = (eps: number) => loss(new Map<string, ArrayLike<number>>(weights).set(t.name, base.map((v, i) => v + eps * dir[i]!)));
+      const got = g.reduce((a, v, i) => a + v * dir[i]!, 0), want = (along(h) - along(-h)) / (2 * h);
+      expect(Math.abs(got - want) / Math.max(Math.abs(want), 1e-6), `gradient of ${t.name}: ${got} vs ${want} (SEED=${rng.seed})`).toBeLessThan(1e-3);
+    }
+    ws.release();
+    model.release();
+  });
+
+  it.each([['Granite 3', granite3], ['OLMo 2', olmo2]] as const)('%s: prefill then decode with the KV cache equal the full forward', async (_, cfg) => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const weights = synthesize(cfg, rng);
+    const model = await Model.load(gpu, dirFiles(writeCheckpoint(cfg, weights)));
     const seq = randomIds(rng, 12);
-    const want = refLogits(granite3, weights, [seq]);
+    const want = refLogits(cfg, weights, [seq]);
     const cache = allocKVCache(model, 16);
     for (const [t0, t1] of [[0, 9], [9, 10], [10, 12]] as const) {
       const L = t1 - t0;

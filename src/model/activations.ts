@@ -14,7 +14,7 @@ import { ssdSavedElements } from '../kernels/ssd';
 
 /** The model dimensions the sizes depend on. */
 export type ActivationSpec = Pick<ModelSpec, 'hidden' | 'heads' | 'kvHeads' | 'headDim' | 'intermediate' | 'qkNorm' | 'sandwichNorms' | 'vocab'>
-  & Partial<Pick<ModelSpec, 'attnOutputGate' | 'deltaNet' | 'mamba' | 'sharedMlp' | 'shortConv' | 'mrope'>> & { layers: readonly { mixer?: Mixer }[] };
+  & Partial<Pick<ModelSpec, 'attnOutputGate' | 'deltaNet' | 'mamba' | 'sharedMlp' | 'shortConv' | 'mrope' | 'postNormsOnly'>> & { layers: readonly { mixer?: Mixer }[] };
 
 /** Buffer shapes by name; null where this model has no such buffer. */
 export type ShapeTable = Record<string, number[] | null>;
@@ -28,7 +28,8 @@ export const SSD_CHUNK = 64;
 /** What every layer keeps around its token mixer: the norms, the residual and the MLP (f32). */
 export function blockActivationShapes(s: ActivationSpec, B: number, S: number) {
   const T = B * S, D = s.hidden, I = s.intermediate;
-  const sandwich = s.sandwichNorms;
+  // (the norms after the mixer and the MLP: Gemma 2/3's sandwich, OLMo 2's)
+  const sandwich = s.sandwichNorms || !!s.postNormsOnly;
   return {
     h1: [T, D], rstd1: [T],
     oOut: [T, D], oNormed: sandwich ? [T, D] : null, rstdPostAttn: sandwich ? [T] : null,

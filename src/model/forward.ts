@@ -268,12 +268,18 @@ function attnShape(model: Model, layer: Layer, B: number, S: number, segments: T
   };
 }
 
-function norm(gpu: Gpu, model: Model, x: Tensor, p: Param, y: Tensor, rstd: Tensor): void {
+// A null norm (OLMo 2's blocks have no pre-norms) is the identity: y = x, its gradient passes through.
+function norm(gpu: Gpu, model: Model, x: Tensor, p: Param | null, y: Tensor, rstd: Tensor): void {
+  if (!p) return copyInto(gpu, x, y);
   rmsNormForward(gpu, x, p.value, y, rstd, { eps: model.spec.rmsEps, offset: model.spec.normOffset });
 }
 
 /** s = a + b, y = norm(s) in one dispatch (its backward is normBack accumulating into the residual's gradient). */
-function addNorm(gpu: Gpu, model: Model, a: Tensor, b: Tensor, p: Param, s: Tensor, y: Tensor, rstd: Tensor): void {
+function addNorm(gpu: Gpu, model: Model, a: Tensor, b: Tensor, p: Param | null, s: Tensor, y: Tensor, rstd: Tensor): void {
+  if (!p) {
+    add(gpu, a, b, s);
+    return copyInto(gpu, s, y);
+  }
   addRmsNormForward(gpu, a, b, p.value, s, y, rstd, { eps: model.spec.rmsEps, offset: model.spec.normOffset });
 }
 
@@ -282,7 +288,7 @@ function addNorm(gpu: Gpu, model: Model, a: Tensor, b: Tensor, p: Param, s: Tens
  * layer's input norm or the final norm), or nothing when the output is already kept (a layer
  * recomputed in backward).
  */
-type LayerEnd = { norm: Param; y: Tensor; rstd: Tensor } | 'kept';
+type LayerEnd = { norm: Param | null; y: Tensor; rstd: Tensor } | 'kept';
 
 /** The norm after layer l in a full forward: layer l + 1's input norm, or the final norm. */
 function endOf(ws: Workspace, l: number): LayerEnd {
@@ -293,7 +299,8 @@ function endOf(ws: Workspace, l: number): LayerEnd {
   return { norm: next.attnNorm, y: a.h1, rstd: a.rstd1 };
 }
 
-function normBack(gpu: Gpu, model: Model, dy: Tensor, x: Tensor, p: Param, rstd: Tensor, dx: Tensor, accumulateDx: boolean): void {
+function normBack(gpu: Gpu, model: Model, dy: Tensor, x: Tensor, p: Param | null, rstd: Tensor, dx: Tensor, accumulateDx: boolean): void {
+  if (!p) return accumulateDx ? axpy(gpu, dy, dx, 1) : copyInto(gpu, dy, dx);
   rmsNormBackward(gpu, dy, x, p.value, rstd, dx, p.grad, { offset: model.spec.normOffset, accumulateDx, accumulateDw: true });
 }
 
@@ -339,8 +346,9 @@ function qkv(gpu: Gpu, model: Model, layer: Layer, a: LayerActs, at: AttentionAc
   siteFwd(gpu, model, layer, a, 'v_proj', a.h1, at.v, ones, drop);
   let qIn = at.qRaw, kIn = at.kRaw;
   if (qkNorm) {
-    norm(gpu, model, view(at.qRaw, [T * Hq, Dh]), layer.qNorm!, view(at.qNormed!, [T * Hq, Dh]), at.rstdQ!);
-    norm(gpu, model, view(at.kRaw, [T * Hkv, Dh]), layer.kNorm!, view(at.kNormed!, [T * Hkv, Dh]), at.rstdK!);
+    const [q, k] = qkNormRows(model, T);
+    norm(gpu, model, view(at.qRaw, q), layer.qNorm!, view(at.qNormed!, q), view(at.rstdQ!, [q[0]!]));
+    norm(gpu, model, view(at.kRaw, k), layer.kNorm!, view(at.kNormed!, k), view(at.rstdK!, [k[0]!]));
     qIn = at.qNormed!;
     kIn = at.kNormed!;
   }
@@ -348,6 +356,12 @@ function qkv(gpu: Gpu, model: Model, layer: Layer, a: LayerActs, at: AttentionAc
   const kBias = kBiasByRope ? siteOf(layer, 'k_proj').bias : null;
   ropeForward(gpu, view(qIn, [T, Hq, Dh]), view(at.q, [T, Hq, Dh]), positions, layer.invFreq!, { ...ropeOptions(model), ...(qBias ? { bias: qBias } : {}) });
   ropeForward(gpu, view(kIn, [T, Hkv, Dh]), view(at.k, [T, Hkv, Dh]), positions, layer.invFreq!, { ...ropeOptions(model), ...(kBias ? { bias: kBias } : {}) });
+}
+
+/** The rows q_norm and k_norm normalise: each head's ([T * H, Dh]), or OLMo 2's whole projections ([T, H * Dh]). */
+function qkNormRows(model: Model, T: number): [number[], number[]] {
+  const { heads: Hq, kvHeads: Hkv, headDim: Dh } = model.spec;
+  return model.spec.qkNormWhole ? [[T, Hq * Dh], [T, Hkv * Dh]] : [[T * Hq, Dh], [T * Hkv, Dh]];
 }
 
 /** What o_proj reads: the attention output, times sigmoid(gate) on Qwen3.5. */
@@ -575,8 +589,9 @@ function attentionBackwardOf(ws: Workspace, layer: Layer, a: LayerActs, at: Atte
   ropeBackward(gpu, view(g.dK, [T, Hkv, Dh]), view(g.dK, [T, Hkv, Dh]), ws.positions, layer.invFreq!, ropeOptions(model));
   let dQ = g.dQ, dK = g.dK;
   if (layer.qNorm && layer.kNorm) {
-    normBack(gpu, model, view(g.dQ, [T * Hq, Dh]), view(at.qRaw, [T * Hq, Dh]), layer.qNorm, at.rstdQ!, view(g.dQ2!, [T * Hq, Dh]), false);
-    normBack(gpu, model, view(g.dK, [T * Hkv, Dh]), view(at.kRaw, [T * Hkv, Dh]), layer.kNorm, at.rstdK!, view(g.dK2!, [T * Hkv, Dh]), false);
+    const [q, k] = qkNormRows(model, T);
+    normBack(gpu, model, view(g.dQ, q), view(at.qRaw, q), layer.qNorm, view(at.rstdQ!, [q[0]!]), view(g.dQ2!, q), false);
+    normBack(gpu, model, view(g.dK, k), view(at.kRaw, k), layer.kNorm, view(at.rstdK!, [k[0]!]), view(g.dK2!, k), false);
     dQ = g.dQ2!;
     dK = g.dK2!;
   }

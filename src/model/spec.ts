@@ -1,7 +1,7 @@
 // Hugging Face config.json -> ModelSpec: every architectural choice the engine branches on, made
 // explicit once, so the transformer code reads as one model with a few switches.
 
-export type Arch = 'llama' | 'mistral' | 'qwen2' | 'qwen2_vl' | 'qwen3' | 'qwen3_5' | 'gemma' | 'gemma2' | 'gemma3' | 'phi3' | 'smollm3' | 'granite' | 'granitemoehybrid' | 'lfm2';
+export type Arch = 'llama' | 'mistral' | 'qwen2' | 'qwen2_vl' | 'qwen3' | 'qwen3_5' | 'gemma' | 'gemma2' | 'gemma3' | 'phi3' | 'smollm3' | 'olmo2' | 'granite' | 'granitemoehybrid' | 'lfm2';
 export type Activation = 'silu' | 'gelu_tanh' | 'gelu';
 
 export interface RopeSpec {
@@ -110,6 +110,10 @@ export interface ModelSpec {
   qkNorm: boolean;
   /** Gemma 2/3: norms after attention and after the MLP as well as before. */
   sandwichNorms: boolean;
+  /** OLMo 2: no norm before attention and the MLP, only after each (post_attention / post_feedforward_layernorm). */
+  postNormsOnly?: boolean;
+  /** OLMo 2: q_norm / k_norm over the whole q / k projection (all heads at once) instead of per head. */
+  qkNormWhole?: boolean;
   /** Phi-3 stores q,k,v as one qkv_proj and gate,up as one gate_up_proj. */
   fusedProjections: boolean;
   /** Qwen3.5: q_proj also yields a per-head gate; the attention output is multiplied by sigmoid(gate). */
@@ -153,6 +157,7 @@ const ARCHS: Record<string, Arch> = {
   Gemma3ForConditionalGeneration: 'gemma3',
   Phi3ForCausalLM: 'phi3',
   SmolLM3ForCausalLM: 'smollm3',
+  Olmo2ForCausalLM: 'olmo2',
   // Granite 3.x: a Llama with Granite's multipliers
   GraniteForCausalLM: 'granite',
   GraniteMoeHybridForCausalLM: 'granitemoehybrid',
@@ -162,7 +167,6 @@ export const SUPPORTED_ARCHITECTURES = Object.keys(ARCHS);
 
 /** Architectures checked and refused, each with what it lacks (docs/MODELS.md lists them). */
 const REFUSED: Record<string, string> = {
-  Olmo2ForCausalLM: 'OLMo 2 (norms after attention and the MLP with none before, q/k RMSNorm over the whole projection) is not supported',
   CohereForCausalLM: 'Cohere / Command R (parallel attention + MLP blocks, LayerNorm, interleaved rope) is not supported',
   Cohere2ForCausalLM: 'Cohere 2 / Command R7B (parallel attention + MLP blocks, LayerNorm, interleaved rope) is not supported',
   FalconMambaForCausalLM: 'Falcon Mamba / Falcon3-Mamba (Mamba-1 layers only) is not supported; Falcon 3 (LlamaForCausalLM) is',
@@ -244,8 +248,10 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
     attnSoftcap: typeof c.attn_logit_softcapping === 'number' ? c.attn_logit_softcapping : null,
     finalSoftcap: typeof c.final_logit_softcapping === 'number' ? c.final_logit_softcapping : null,
     qkvBias: arch === 'qwen2' || arch === 'qwen2_vl' || c.attention_bias === true,
-    qkNorm: arch === 'qwen3' || arch === 'gemma3' || qwen35 || lfm2,
+    qkNorm: arch === 'qwen3' || arch === 'gemma3' || qwen35 || lfm2 || arch === 'olmo2',
     sandwichNorms: arch === 'gemma2' || arch === 'gemma3',
+    postNormsOnly: arch === 'olmo2',
+    qkNormWhole: arch === 'olmo2',
     fusedProjections: arch === 'phi3',
     attnOutputGate: qwen35,
     deltaNet: layers.some((l) => l.mixer === 'deltaNet')

@@ -24,6 +24,10 @@
 //     attention scores times attention_multiplier (in place of Dh^-0.5; GraniteConfig defaults it to
 //     1.0), both branch outputs times residual_multiplier before their residual add, and the logits
 //     divided by logits_scaling.
+//   olmo2 (modeling_olmo2.py, Olmo2DecoderLayer): no input_layernorm; h += post_attention_layernorm(
+//     attn(h)), then h += post_feedforward_layernorm(mlp(h)); q_norm / k_norm are RMSNorms over the
+//     whole q_proj / k_proj output (num_heads * head_dim wide), applied before splitting into heads
+//     and rope.
 //   phi3: fused qkv_proj (rows q, k, v) and gate_up_proj (gate = first half, up = second half:
 //     up * act(gate)); partial_rotary_factor (rotate_half over the first int(Dh * f) dims, the rest
 //     passes through); sliding_window on every layer when set.
@@ -91,6 +95,8 @@ export interface RefArch {
   attnSoftcap: number | null;
   finalSoftcap: number | null;
   sandwich: boolean;
+  /** OLMo 2: norms only after the mixer and the MLP; q/k norms over the whole projection. */
+  olmo2: boolean;
   /** Granite 3: residual_multiplier on each branch, logits_scaling dividing the logits (1 elsewhere). */
   residualMultiplier: number;
   logitsScaling: number;
@@ -145,7 +151,7 @@ export function refArch(config: Json): RefArch {
     {
       LlamaForCausalLM: 'llama', MistralForCausalLM: 'mistral', Qwen2ForCausalLM: 'qwen2', Qwen3ForCausalLM: 'qwen3',
       GemmaForCausalLM: 'gemma', Gemma2ForCausalLM: 'gemma2', Gemma3ForCausalLM: 'gemma3', Phi3ForCausalLM: 'phi3',
-      SmolLM3ForCausalLM: 'smollm3', GraniteForCausalLM: 'granite', Qwen3_5ForCausalLM: 'qwen3_5_text', Lfm2ForCausalLM: 'lfm2',
+      SmolLM3ForCausalLM: 'smollm3', GraniteForCausalLM: 'granite', Olmo2ForCausalLM: 'olmo2', Qwen3_5ForCausalLM: 'qwen3_5_text', Lfm2ForCausalLM: 'lfm2',
     } as Record<string, string>
   )[archName ?? ''];
   if (!name) throw new Error(`reference: architecture ${archName} is not modelled`);
@@ -214,9 +220,10 @@ export function refArch(config: Json): RefArch {
     attnSoftcap: late && typeof c.attn_logit_softcapping === 'number' ? c.attn_logit_softcapping : null,
     finalSoftcap: late && typeof c.final_logit_softcapping === 'number' ? c.final_logit_softcapping : null,
     sandwich: late,
+    olmo2: name === 'olmo2',
     residualMultiplier: granite ? num(c, 'residual_multiplier', 1) : 1,
     logitsScaling: granite ? num(c, 'logits_scaling', 1) : 1,
-    qkNorm: name === 'qwen3' || name === 'gemma3' || qwen35 || lfm2,
+    qkNorm: name === 'qwen3' || name === 'gemma3' || qwen35 || lfm2 || name === 'olmo2',
     fused: name === 'phi3',
     gatedAttention: qwen35,
     deltaNet: qwen35
@@ -284,10 +291,15 @@ export function refParameters(config: Json): [string, number[]][] {
       if (a.name === 'qwen2') out.push([`${p}.self_attn.q_proj.bias`, [Hq * Dh]], [`${p}.self_attn.k_proj.bias`, [Hkv * Dh]], [`${p}.self_attn.v_proj.bias`, [Hkv * Dh]]);
     }
     out.push([`${p}.self_attn.o_proj.weight`, [D, Hq * Dh]]);
-    if (a.qkNorm) out.push([`${p}.self_attn.q_norm.weight`, [Dh]], [`${p}.self_attn.k_norm.weight`, [Dh]]);
+    if (a.olmo2) out.push([`${p}.self_attn.q_norm.weight`, [Hq * Dh]], [`${p}.self_attn.k_norm.weight`, [Hkv * Dh]]);
+    else if (a.qkNorm) out.push([`${p}.self_attn.q_norm.weight`, [Dh]], [`${p}.self_attn.k_norm.weight`, [Dh]]);
     if (a.fused) out.push([`${p}.mlp.gate_up_proj.weight`, [2 * I, D]]);
     else out.push([`${p}.mlp.gate_proj.weight`, [I, D]], [`${p}.mlp.up_proj.weight`, [I, D]]);
     out.push([`${p}.mlp.down_proj.weight`, [D, I]]);
+    if (a.olmo2) {
+      out.push([`${p}.post_attention_layernorm.weight`, [D]], [`${p}.post_feedforward_layernorm.weight`, [D]]);
+      continue;
+    }
     out.push([`${p}.input_layernorm.weight`, [D]], [`${p}.post_attention_layernorm.weight`, [D]]);
     if (a.sandwich) out.push([`${p}.pre_feedforward_layernorm.weight`, [D]], [`${p}.post_feedforward_layernorm.weight`, [D]]);
   }
@@ -563,7 +575,7 @@ export function refLogits(config: Json, w: RefWeights, ids: readonly (readonly n
       h = lfm2Layer(a, layer, w, lora, p, h, B, S);
       return;
     }
-    const x = rmsNorm(a, h, T, D, get(w, `${p}.input_layernorm.weight`));
+    const x = a.olmo2 ? h : rmsNorm(a, h, T, D, get(w, `${p}.input_layernorm.weight`));
     let q: Float64Array, k: Float64Array, v: Float64Array;
     let gate: Float64Array | null = null;
     const Nq = Hq * Dh, Nkv = Hkv * Dh;
@@ -599,7 +611,10 @@ export function refLogits(config: Json, w: RefWeights, ids: readonly (readonly n
       k = linear(w, lora, `${p}.self_attn.k_proj`, x, T, D, Nkv);
       v = linear(w, lora, `${p}.self_attn.v_proj`, x, T, D, Nkv);
     }
-    if (a.qkNorm) {
+    if (a.olmo2) {
+      q = rmsNorm(a, q, T, Nq, get(w, `${p}.self_attn.q_norm.weight`));
+      k = rmsNorm(a, k, T, Nkv, get(w, `${p}.self_attn.k_norm.weight`));
+    } else if (a.qkNorm) {
       q = rmsNorm(a, q, T * Hq, Dh, get(w, `${p}.self_attn.q_norm.weight`));
       k = rmsNorm(a, k, T * Hkv, Dh, get(w, `${p}.self_attn.k_norm.weight`));
     }
@@ -613,12 +628,12 @@ export function refLogits(config: Json, w: RefWeights, ids: readonly (readonly n
     const attn = attention(a, layer, q, k, v, B, S);
     if (gate) for (let i = 0; i < attn.length; i++) attn[i]! *= 1 / (1 + Math.exp(-gate[i]!));
     let o = linear(w, lora, `${p}.self_attn.o_proj`, attn, T, Nq, D);
-    if (a.sandwich) o = rmsNorm(a, o, T, D, get(w, `${p}.post_attention_layernorm.weight`));
+    if (a.sandwich || a.olmo2) o = rmsNorm(a, o, T, D, get(w, `${p}.post_attention_layernorm.weight`));
     h = add(h, o.map((v) => v * a.residualMultiplier));
 
-    const x2 = rmsNorm(a, h, T, D, get(w, `${p}.${a.sandwich ? 'pre_feedforward_layernorm' : 'post_attention_layernorm'}.weight`));
+    const x2 = a.olmo2 ? h : rmsNorm(a, h, T, D, get(w, `${p}.${a.sandwich ? 'pre_feedforward_layernorm' : 'post_attention_layernorm'}.weight`));
     let d = mlp(a, w, lora, p, x2, T);
-    if (a.sandwich) d = rmsNorm(a, d, T, D, get(w, `${p}.post_feedforward_layernorm.weight`));
+    if (a.sandwich || a.olmo2) d = rmsNorm(a, d, T, D, get(w, `${p}.post_feedforward_layernorm.weight`));
     h = add(h, d.map((v) => v * a.residualMultiplier));
   });
 
