@@ -20,6 +20,9 @@ import { allocKVCache, cacheTensors, forwardBackward, forwardCached, fullLogits,
 import { Model } from '../src/model/model';
 import { encodeSafetensors } from '../src/model/safetensors';
 import { specFromConfig } from '../src/model/spec';
+import { configFromObject } from '../src/config';
+import { expandBlocks } from '../src/export/block-expansion';
+import { exportModel } from '../src/engine/export-node';
 import { makeTrainable } from '../src/model/trainable';
 import { syntheticModelFiles } from '../src/bench/synthetic';
 import { makeRng, relErr, type Rng } from './helpers/check';
@@ -276,6 +279,29 @@ describe('Llama-likes in the engine vs the f64 reference', () => {
     }
     gpu.release(...cacheTensors(cache));
     model.release();
+  });
+
+  it.each([['Granite 3', granite3], ['OLMo 2', olmo2]] as const)('%s: a PEFT adapter merged by export computes the LoRA model; LLaMA Pro expansion computes the base', async (_, cfg) => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const at = `(SEED=${rng.seed})`;
+    const weights = synthesize(cfg, rng);
+    const base = writeCheckpoint(cfg, weights);
+    const { dir, lora } = writeAdapter(cfg, rng);
+    const ids = [randomIds(rng, 8)];
+    const batch = batchOf(ids, ids);
+    const out = mkdtempSync(join(tmpdir(), 'llama-like-merged-'));
+    await exportModel(configFromObject({ model_name_or_path: base, adapter_name_or_path: dir, export_dir: out }).config, {});
+    const merged = await Model.load(gpu, dirFiles(out));
+    expect(relErr(await engineLogits(gpu, merged, batch), refLogits(cfg, weights, ids, lora)), `merged model ${at}`).toBeLessThan(TOL);
+    merged.release();
+    // LLaMA Pro: a copy after each layer with o_proj and down_proj zero (OLMo 2's post-norms of zero are zero)
+    const expanded = mkdtempSync(join(tmpdir(), 'llama-like-expanded-'));
+    await expandBlocks(dirFiles(base), 2, async (f, data) => writeFileSync(join(expanded, f), data), { maxBytes: 5e9 });
+    const pro = await Model.load(gpu, dirFiles(expanded));
+    expect(pro.layers.length).toBe(4);
+    expect(relErr(await engineLogits(gpu, pro, batch), refLogits(cfg, weights, ids)), `expanded model ${at}`).toBeLessThan(TOL);
+    pro.release();
   });
 
   it('Falcon 3 (a Llama with its own head_dim): logits and loss, base and with LoRA', () => checkFamily(falcon3, false));
