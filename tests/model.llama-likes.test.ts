@@ -7,8 +7,9 @@
 // logits and loss, base and with a PEFT LoRA on every linear module; Granite 3's and OLMo 2's LoRA
 // gradients vs central differences, OLMo 2's full fine-tuning gradients of its norms, and their
 // cached decode vs the full forward. The families checked and refused (Cohere, Qwen3-Next, Falcon
-// Mamba, longrope Phi models) say so by name. SEED=... replays.
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+// Mamba, longrope Phi models) say so by name. SEED=... replays. With gen_new_archs.py's fixtures
+// (granite, olmo2, phi4_mini), the transformers + PEFT parity steps run too.
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -27,6 +28,7 @@ import { makeTrainable } from '../src/model/trainable';
 import { syntheticModelFiles } from '../src/bench/synthetic';
 import { makeRng, relErr, type Rng } from './helpers/check';
 import { testGpu } from './helpers/gpu';
+import { loraParity, ROOT } from './helpers/parity';
 import { refCausalLoss, refLinearModules, refLogits, refParameters, type RefLora } from './reference/transformer';
 
 type Json = Record<string, unknown>;
@@ -307,4 +309,13 @@ describe('Llama-likes in the engine vs the f64 reference', () => {
   it('Falcon 3 (a Llama with its own head_dim): logits and loss, base and with LoRA', () => checkFamily(falcon3, false));
 
   it("Phi-4-mini's shape (partial rotary 0.75, tied, GQA, fused qkv/gate_up): logits and loss, base and with LoRA", () => checkFamily(phi4mini, false));
+});
+
+// Once the GPU server has run gen_new_archs.py into tests/fixtures/models, the same parity steps as
+// the other architectures run against transformers + PEFT; until then they are skipped.
+describe('Llama-likes against transformers + PEFT (gen_new_archs.py fixtures)', () => {
+  for (const name of ['granite', 'olmo2', 'phi4_mini']) {
+    it.skipIf(!existsSync(join(ROOT, name, 'case.json')))(`${name}: base logits and greedy tokens, LoRA loss and gradients, 5 AdamW steps, final adapter`,
+      () => loraParity(name));
+  }
 });
