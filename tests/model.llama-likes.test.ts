@@ -46,10 +46,12 @@ const granite3: Json = {
 const olmo2: Json = { ...small, architectures: ['Olmo2ForCausalLM'], model_type: 'olmo2', rope_theta: 500000, tie_word_embeddings: false };
 // Falcon3-1B: a Llama with head_dim given, rope_theta 1000042 and untied embeddings (here head_dim 16 over hidden 32 / 4 heads)
 const falcon3: Json = { ...small, architectures: ['LlamaForCausalLM'], model_type: 'llama', head_dim: 16, rope_theta: 1000042, tie_word_embeddings: false };
-// Phi-4-mini's attention without its longrope: partial_rotary_factor 0.75, GQA, tied embeddings
+// Phi-4-mini: partial_rotary_factor 0.75, GQA, tied embeddings, longrope (its real one: original 4096 of 131072
+// positions; here 64, and 3 rotated pairs)
 const phi4mini: Json = {
   ...small, architectures: ['Phi3ForCausalLM'], model_type: 'phi3', head_dim: 8, partial_rotary_factor: 0.75, rope_theta: 10000,
-  tie_word_embeddings: true, sliding_window: null, rope_scaling: null,
+  tie_word_embeddings: true, sliding_window: null, max_position_embeddings: 131072, original_max_position_embeddings: 64,
+  rope_scaling: { type: 'longrope', short_factor: [1, 1.7, 3.9], long_factor: [1, 9, 40] },
 };
 
 function synthesize(cfg: Json, rng: Rng): Map<string, Float32Array> {
@@ -205,6 +207,13 @@ describe('Llama-likes: specs', () => {
     expect([f.arch, f.headDim, f.layers[0]!.rope.theta, f.tiedEmbeddings, f.attnScale]).toEqual(['llama', 16, 1000042, false, 0.25]);
     const p = specFromConfig(phi4mini);
     expect([p.arch, p.fusedProjections, p.layers[0]!.rope.partialRotaryFactor, p.tiedEmbeddings, p.layers[0]!.window]).toEqual(['phi3', true, 0.75, true, null]);
+    // longrope: factor 131072 / 64, attention_factor sqrt(1 + ln(2048) / ln(64)); its short range bounds positions
+    expect(p.layers[0]!.rope.attentionScaling).toBeCloseTo(Math.sqrt(1 + Math.log(2048) / Math.log(64)), 12);
+    expect([p.maxPositions, p.positionLimit, p.layers[0]!.rope.scaling.short_factor]).toEqual([64, 64, [1, 1.7, 3.9]]);
+    expect(specFromConfig({ ...phi4mini, rope_scaling: { type: 'longrope', short_factor: [1, 1, 1], long_factor: [1, 1, 1], attention_factor: 1.5 } }).layers[0]!.rope.attentionScaling).toBe(1.5);
+    expect(() => specFromConfig({ ...phi4mini, rope_scaling: { type: 'longrope', short_factor: [1, 2], long_factor: [1, 2] } })).toThrow(/"short_factor" must list 3 positive numbers/);
+    const { original_max_position_embeddings: _, ...noOriginal } = phi4mini;
+    expect(() => specFromConfig(noOriginal)).toThrow(/longrope needs "original_max_position_embeddings"/);
   });
 
   it('the families checked and refused say so by name', () => {
@@ -213,7 +222,7 @@ describe('Llama-likes: specs', () => {
     expect(refused('Cohere2ForCausalLM')).toThrow(/Cohere2ForCausalLM: Cohere 2/);
     expect(refused('Qwen3NextForCausalLM')).toThrow(/Qwen3-Next is a mixture-of-experts model .* Qwen3\.5/);
     expect(refused('FalconMambaForCausalLM')).toThrow(/Falcon Mamba/);
-    expect(refused('Phi3ForCausalLM', { rope_scaling: { type: 'longrope', short_factor: [1], long_factor: [1] } })).toThrow(/rope scaling "longrope" \(Phi-4-mini, Phi-3\.5/);
+    expect(refused('LlamaForCausalLM', { rope_scaling: { rope_type: 'yarn', factor: 4 } })).toThrow(/rope scaling "yarn" is not supported/);
     expect(refused('SomethingElseForCausalLM')).toThrow(/unsupported architecture "SomethingElseForCausalLM"\. Supported: .*GraniteForCausalLM/);
   });
 });
@@ -308,7 +317,25 @@ describe('Llama-likes in the engine vs the f64 reference', () => {
 
   it('Falcon 3 (a Llama with its own head_dim): logits and loss, base and with LoRA', () => checkFamily(falcon3, false));
 
-  it("Phi-4-mini's shape (partial rotary 0.75, tied, GQA, fused qkv/gate_up): logits and loss, base and with LoRA", () => checkFamily(phi4mini, false));
+  it("Phi-4-mini's shape (longrope, partial rotary 0.75, tied, GQA, fused qkv/gate_up): logits and loss, base and with LoRA; LoRA gradients", () => checkFamily(phi4mini, true));
+
+  it('Phi-4-mini: the reference exercises longrope (short factors, attention factor); positions past its short range are refused', async () => {
+    const rng = makeRng();
+    const weights = synthesize(phi4mini, rng);
+    const ids = [randomIds(rng, 9)];
+    const base = refLogits(phi4mini, weights, ids);
+    const plain = { type: 'longrope', short_factor: [1, 1, 1], long_factor: [1, 1, 1] };
+    for (const [what, cfg] of [['short_factor', { ...phi4mini, rope_scaling: { ...plain, attention_factor: Math.sqrt(1 + Math.log(2048) / Math.log(64)) } }],
+      ['attention_factor', { ...phi4mini, rope_scaling: { ...(phi4mini.rope_scaling as Json), attention_factor: 1 } }]] as const) {
+      expect(relErr(refLogits(cfg, weights, ids), base), `${what} (SEED=${rng.seed})`).toBeGreaterThan(10 * TOL);
+    }
+    const model = await Model.load(await testGpu(), dirFiles(writeCheckpoint(phi4mini, weights)));
+    const ws = new Workspace(model, 1, 2, false);
+    expect(() => ws.load({ B: 1, S: 2, ids: Int32Array.from([5, 6]), labels: Int32Array.from([-100, -100]), positions: Int32Array.from([63, 64]) }))
+      .toThrow(/position 64 \(batch position 1\) is beyond 64: this model's longrope runs its short range/);
+    ws.release();
+    model.release();
+  });
 });
 
 // Once the GPU server has run gen_new_archs.py into tests/fixtures/models, the same parity steps as

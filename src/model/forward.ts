@@ -152,6 +152,11 @@ export class Workspace {
       if (id < 0 || id >= V) throw new Error(`token id ${id} at batch position ${i} is outside the vocabulary (0..${V - 1})`);
     }
     const positions = this.positionsFor(batch);
+    const limit = this.model.spec.positionLimit;
+    if (limit !== undefined) {
+      const past = positions.findIndex((p) => p >= limit);
+      if (past >= 0) throw new Error(`position ${positions[past]} (batch position ${past}) is beyond ${limit}: this model's longrope runs its short range (original_max_position_embeddings) only; lower cutoff_len`);
+    }
     this.images = imageRuns(this.model, batch);
     this.hostIds = batch.ids;
     gpu.write(this.ids, batch.ids);
@@ -233,7 +238,10 @@ function imageRuns(model: Model, batch: Batch): { images: BatchImages; runs: { r
 const view = (t: Tensor, shape: number[]): Tensor => ({ ...t, shape });
 
 /** Rope options of the text model: M-RoPE's sections where it has them. */
-const ropeOptions = (model: Model): RopeOptions => (model.spec.mrope ? { sections: model.spec.mrope } : {});
+const ropeOptions = (model: Model, layer: Layer): RopeOptions => {
+  const scaling = model.spec.layers[layer.index]!.rope.attentionScaling;
+  return { ...(model.spec.mrope ? { sections: model.spec.mrope } : {}), ...(scaling !== 1 ? { attentionScaling: scaling } : {}) };
+};
 
 function sv(gpu: Gpu, a: LayerActs, layer: Layer, kind: SiteKind): SiteSaved {
   const site = siteOf(layer, kind);
@@ -354,8 +362,8 @@ function qkv(gpu: Gpu, model: Model, layer: Layer, a: LayerActs, at: AttentionAc
   }
   const qBias = qBiasByRope ? siteOf(layer, 'q_proj').bias : null;
   const kBias = kBiasByRope ? siteOf(layer, 'k_proj').bias : null;
-  ropeForward(gpu, view(qIn, [T, Hq, Dh]), view(at.q, [T, Hq, Dh]), positions, layer.invFreq!, { ...ropeOptions(model), ...(qBias ? { bias: qBias } : {}) });
-  ropeForward(gpu, view(kIn, [T, Hkv, Dh]), view(at.k, [T, Hkv, Dh]), positions, layer.invFreq!, { ...ropeOptions(model), ...(kBias ? { bias: kBias } : {}) });
+  ropeForward(gpu, view(qIn, [T, Hq, Dh]), view(at.q, [T, Hq, Dh]), positions, layer.invFreq!, { ...ropeOptions(model, layer), ...(qBias ? { bias: qBias } : {}) });
+  ropeForward(gpu, view(kIn, [T, Hkv, Dh]), view(at.k, [T, Hkv, Dh]), positions, layer.invFreq!, { ...ropeOptions(model, layer), ...(kBias ? { bias: kBias } : {}) });
 }
 
 /** The rows q_norm and k_norm normalise: each head's ([T * H, Dh]), or OLMo 2's whole projections ([T, H * Dh]). */
@@ -585,8 +593,8 @@ function attentionBackwardOf(ws: Workspace, layer: Layer, a: LayerActs, at: Atte
   attentionBackward(gpu, view(g.dAttn, [B, S, Hq, Dh]), view(at.q, [B, S, Hq, Dh]), view(at.k, [B, S, Hkv, Dh]), view(at.v, [B, S, Hkv, Dh]),
     view(at.attn, [B, S, Hq, Dh]), at.lse, view(g.dQ, [B, S, Hq, Dh]), view(g.dK, [B, S, Hkv, Dh]), view(g.dV, [B, S, Hkv, Dh]),
     attnShape(model, layer, B, S, ws.segments));
-  ropeBackward(gpu, view(g.dQ, [T, Hq, Dh]), view(g.dQ, [T, Hq, Dh]), ws.positions, layer.invFreq!, ropeOptions(model));
-  ropeBackward(gpu, view(g.dK, [T, Hkv, Dh]), view(g.dK, [T, Hkv, Dh]), ws.positions, layer.invFreq!, ropeOptions(model));
+  ropeBackward(gpu, view(g.dQ, [T, Hq, Dh]), view(g.dQ, [T, Hq, Dh]), ws.positions, layer.invFreq!, ropeOptions(model, layer));
+  ropeBackward(gpu, view(g.dK, [T, Hkv, Dh]), view(g.dK, [T, Hkv, Dh]), ws.positions, layer.invFreq!, ropeOptions(model, layer));
   let dQ = g.dQ, dK = g.dK;
   if (layer.qNorm && layer.kNorm) {
     const [q, k] = qkNormRows(model, T);

@@ -9,12 +9,16 @@ export interface RopeSpec {
   /** Rotated share of each head; 0 on SmolLM3's NoPE layers. */
   partialRotaryFactor: number;
   scaling: {
-    rope_type: 'default' | 'linear' | 'llama3';
+    rope_type: 'default' | 'linear' | 'llama3' | 'longrope';
     factor?: number;
     low_freq_factor?: number;
     high_freq_factor?: number;
     original_max_position_embeddings?: number;
+    /** longrope: the frequency divisors up to original_max_position_embeddings (the only range the engine runs). */
+    short_factor?: number[];
   };
+  /** transformers' attention_scaling: cos and sin times this (longrope's attention_factor; 1 otherwise). */
+  attentionScaling: number;
 }
 
 /**
@@ -138,6 +142,11 @@ export interface ModelSpec {
   /** The vision tower of a vision-language checkpoint; null for text-only models. */
   vision: VisionSpec | null;
   maxPositions: number;
+  /**
+   * Positions the engine computes rope for as transformers does: longrope's short range
+   * (original_max_position_embeddings); beyond it transformers switches to long_factor. Unset: no limit.
+   */
+  positionLimit?: number;
   bosId: number | null;
   eosIds: number[];
   padId: number | null;
@@ -215,7 +224,7 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
   const slidingWindow = typeof c.sliding_window === 'number' && c.use_sliding_window !== false ? c.sliding_window : null;
   const noRope = noRopeLayersOf(c, arch, nLayers, where);
   const layers: LayerSpec[] = layerTypes.map((type, i) => {
-    const rope = ropeOf(lfm2 ? lfm2Rope(c) : c, type, where, qwen35 ? 0.25 : 1);
+    const rope = ropeOf(lfm2 ? lfm2Rope(c) : c, type, where, qwen35 ? 0.25 : 1, headDim);
     const known = granite
       ? type === 'attention' || type === 'mamba'
       : type === 'full_attention' || type === 'sliding_attention' || (qwen35 && type === 'linear_attention') || (lfm2 && type === 'conv');
@@ -227,6 +236,8 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
     };
   });
 
+  const longrope = layers.find((l) => l.rope.scaling.rope_type === 'longrope');
+  const shortRange = longrope?.rope.scaling.original_max_position_embeddings;
   const eos = c.eos_token_id;
   const pre = typeof c.query_pre_attn_scalar === 'number' ? c.query_pre_attn_scalar : null;
   return {
@@ -271,7 +282,9 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
     tiedEmbeddings: c.tie_word_embeddings === undefined ? (lfm2 ? c.tie_embedding !== false : gemma) : c.tie_word_embeddings === true,
     mrope: arch === 'qwen2_vl' ? mropeSectionOf(c, headDim, where) : null,
     vision: arch === 'qwen2_vl' ? visionOf(raw, hidden, where) : null,
-    maxPositions: num('max_position_embeddings', 4096),
+    // longrope (Phi-4-mini, Phi-3.5): its short range, as far as generation and training go
+    maxPositions: shortRange ?? num('max_position_embeddings', 4096),
+    ...(shortRange ? { positionLimit: shortRange } : {}),
     bosId: typeof c.bos_token_id === 'number' ? c.bos_token_id : null,
     eosIds: Array.isArray(eos) ? (eos as number[]) : typeof eos === 'number' ? [eos] : [],
     padId: typeof c.pad_token_id === 'number' ? c.pad_token_id : null,
@@ -350,27 +363,28 @@ function noRopeLayersOf(c: Json, arch: Arch, n: number, where: string): boolean[
 }
 
 /** Rope parameters: transformers 5 `rope_parameters` (possibly per layer type) or 4.x `rope_theta`/`rope_scaling`. */
-function ropeOf(c: Json, layerType: string, where: string, defaultPartial: number): RopeSpec {
+function ropeOf(c: Json, layerType: string, where: string, defaultPartial: number, headDim: number): RopeSpec {
   let p = c.rope_parameters as Json | undefined;
   if (p && typeof p[layerType] === 'object') p = p[layerType] as Json;
   const scaling = (p ?? (c.rope_scaling as Json | null) ?? {}) as Json;
   let theta = Number(p?.rope_theta ?? c.rope_theta ?? 10000);
   // transformers 4.x Gemma 3: local (sliding) layers use rope_local_base_freq without scaling
   if (!p && layerType === 'sliding_attention' && typeof c.rope_local_base_freq === 'number') {
-    return { theta: c.rope_local_base_freq, partialRotaryFactor: 1, scaling: { rope_type: 'default' } };
+    return { theta: c.rope_local_base_freq, partialRotaryFactor: 1, scaling: { rope_type: 'default' }, attentionScaling: 1 };
   }
   // Qwen2-VL's "mrope" has the default frequencies; its sections are read by mropeSectionOf
   const named = String(scaling.rope_type ?? scaling.type ?? 'default');
   const type = named === 'mrope' ? 'default' : named;
-  if (type !== 'default' && type !== 'linear' && type !== 'llama3') {
-    // (longrope: Phi-4-mini, Phi-3.5-mini and Phi-3's 128k models scale cos/sin by an attention factor as well)
-    const who = type === 'longrope' ? ' (Phi-4-mini, Phi-3.5 and the 128k Phi-3 models use it)' : '';
-    throw new Error(`${where}: rope scaling "${type}"${who} is not supported (supported: default, linear, llama3)`);
+  if (type !== 'default' && type !== 'linear' && type !== 'llama3' && type !== 'longrope') {
+    throw new Error(`${where}: rope scaling "${type}" is not supported (supported: default, linear, llama3, longrope)`);
   }
   if (!Number.isFinite(theta)) theta = 10000;
+  const partialRotaryFactor = Number(c.partial_rotary_factor ?? p?.partial_rotary_factor ?? defaultPartial);
+  if (type === 'longrope') return { theta, partialRotaryFactor, ...longropeOf(c, scaling, Math.trunc(headDim * partialRotaryFactor) / 2, where) };
   return {
     theta,
-    partialRotaryFactor: Number(c.partial_rotary_factor ?? p?.partial_rotary_factor ?? defaultPartial),
+    partialRotaryFactor,
+    attentionScaling: 1,
     scaling: {
       rope_type: type,
       factor: scaling.factor as number | undefined,
@@ -379,6 +393,26 @@ function ropeOf(c: Json, layerType: string, where: string, defaultPartial: numbe
       original_max_position_embeddings: scaling.original_max_position_embeddings as number | undefined,
     },
   };
+}
+
+/**
+ * longrope (Phi-4-mini, Phi-3.5, Phi-3's 128k models) as transformers' _compute_longrope_parameters
+ * reads it: up to original_max_position_embeddings the frequencies are divided by short_factor and
+ * cos/sin scaled by attention_factor (default sqrt(1 + ln(factor) / ln(original)), factor =
+ * max_position_embeddings / original unless given). Longer sequences switch to long_factor, which
+ * the engine does not run: positionLimit stops them.
+ */
+function longropeOf(c: Json, scaling: Json, pairs: number, where: string): Pick<RopeSpec, 'scaling' | 'attentionScaling'> {
+  const original = scaling.original_max_position_embeddings ?? c.original_max_position_embeddings;
+  if (typeof original !== 'number' || !(original > 1)) throw new Error(`${where}: longrope needs "original_max_position_embeddings" (a number > 1)`);
+  const short = scaling.short_factor;
+  if (!Array.isArray(short) || short.length !== pairs || short.some((v) => typeof v !== 'number' || !(v > 0))) {
+    throw new Error(`${where}: longrope "short_factor" must list ${pairs} positive numbers (one per rotated pair)`);
+  }
+  const factor = typeof scaling.factor === 'number' ? scaling.factor : Number(c.max_position_embeddings ?? original) / original;
+  const given = scaling.attention_factor;
+  const attentionScaling = typeof given === 'number' ? given : factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(original));
+  return { scaling: { rope_type: 'longrope', original_max_position_embeddings: original, short_factor: short as number[] }, attentionScaling };
 }
 
 /** Granite 4.0 H's Mamba-2 layer shape (GraniteMoeHybridConfig's mamba_* keys and their defaults). */

@@ -30,7 +30,9 @@
 //     and rope.
 //   phi3: fused qkv_proj (rows q, k, v) and gate_up_proj (gate = first half, up = second half:
 //     up * act(gate)); partial_rotary_factor (rotate_half over the first int(Dh * f) dims, the rest
-//     passes through); sliding_window on every layer when set.
+//     passes through); sliding_window on every layer when set; longrope (Phi-4-mini) within
+//     original_max_position_embeddings: inv_freq / short_factor, cos and sin times attention_factor
+//     (sqrt(1 + ln(max_position_embeddings / original) / ln(original)) unless given).
 // Sliding window (masking_utils.sliding_window_overlay): key j is visible to query i iff
 // i - window < j <= i. Positions are 0..S-1 in every row (no padding mask).
 //   qwen3_5_text (Qwen3_5ForCausalLM): layer_types mix full_attention and linear_attention (default
@@ -77,6 +79,8 @@ interface RefLayer {
   invFreq: Float64Array;
   /** Rotated dims per head (int(Dh * partial_rotary_factor)). */
   rotaryDim: number;
+  /** cos and sin times this (longrope's attention factor). */
+  ropeScale: number;
 }
 
 export interface RefArch {
@@ -120,7 +124,7 @@ const num = (c: Json, key: string, fallback?: number): number => {
 };
 
 /** modeling_rope_utils: default / linear / llama3 inverse frequencies, in f64. */
-function invFreqOf(rp: Json, headDim: number, partial: number): { inv: Float64Array; dim: number } {
+function invFreqOf(rp: Json, headDim: number, partial: number, c: Json = {}): { inv: Float64Array; dim: number; scale?: number } {
   const dim = Math.floor(headDim * partial);
   const theta = Number(rp.rope_theta);
   const inv = new Float64Array(dim / 2);
@@ -128,6 +132,13 @@ function invFreqOf(rp: Json, headDim: number, partial: number): { inv: Float64Ar
   const type = String(rp.rope_type ?? rp.type ?? 'default');
   if (type === 'default') return { inv, dim };
   if (type === 'linear') return { inv: inv.map((f) => f / Number(rp.factor)), dim };
+  if (type === 'longrope') {
+    const original = Number(rp.original_max_position_embeddings ?? c.original_max_position_embeddings);
+    const factor = typeof rp.factor === 'number' ? rp.factor : Number(c.max_position_embeddings) / original;
+    const scale = typeof rp.attention_factor === 'number' ? rp.attention_factor : factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(original));
+    const short = rp.short_factor as number[];
+    return { inv: inv.map((f, i) => f / short[i]!), dim, scale };
+  }
   if (type === 'llama3') {
     const factor = Number(rp.factor), low = Number(rp.low_freq_factor), high = Number(rp.high_freq_factor);
     const oldCtx = Number(rp.original_max_position_embeddings);
@@ -191,13 +202,13 @@ export function refArch(config: Json): RefArch {
     else if (name === 'gemma3' && type === 'sliding_attention') rp = { rope_type: 'default', rope_theta: num(c, 'rope_local_base_freq', 10000) };
     else rp = { ...((c.rope_scaling as Json | null) ?? {}), rope_theta: lfm2 ? num(c, 'rope_theta', num(c, 'theta', 1e6)) : num(c, 'rope_theta', 10000) };
     const partial = useRope(i) ? Number(rp.partial_rotary_factor ?? c.partial_rotary_factor ?? (qwen35 ? 0.25 : 1)) : 0;
-    const { inv, dim } = invFreqOf(rp, headDim, partial);
+    const { inv, dim, scale } = invFreqOf(rp, headDim, partial, c);
     let w: number | null = null;
     if (late) w = type === 'sliding_attention' ? window : null;
     else if (name === 'mistral' || name === 'phi3') w = window;
     else if (name === 'qwen2' || name === 'qwen3') w = c.use_sliding_window && type === 'sliding_attention' ? window : null;
     else if (name === 'smollm3') w = c.use_sliding_window && !useRope(i) ? window : null;
-    return { linear: type === 'linear_attention', conv: type === 'conv', window: w, invFreq: inv, rotaryDim: dim };
+    return { linear: type === 'linear_attention', conv: type === 'conv', window: w, invFreq: inv, rotaryDim: dim, ropeScale: scale ?? 1 };
   });
 
   const actName = lfm2 ? 'silu' : String(late ? c.hidden_activation : c.hidden_act);
@@ -408,7 +419,7 @@ function rope(x: Float64Array, T: number, S: number, H: number, Dh: number, laye
       const o = (t * H + h) * Dh;
       for (let i = 0; i < half; i++) {
         const ang = pos * layer.invFreq[i]!;
-        const c = Math.cos(ang), s = Math.sin(ang);
+        const c = Math.cos(ang) * layer.ropeScale, s = Math.sin(ang) * layer.ropeScale;
         const x1 = x[o + i]!, x2 = x[o + i + half]!;
         x[o + i] = x1 * c - x2 * s;
         x[o + i + half] = x2 * c + x1 * s;
