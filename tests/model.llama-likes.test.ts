@@ -26,6 +26,7 @@ import { expandBlocks } from '../src/export/block-expansion';
 import { exportModel } from '../src/engine/export-node';
 import { makeTrainable } from '../src/model/trainable';
 import { syntheticModelFiles } from '../src/bench/synthetic';
+import { countParams } from '../src/ui/lib/estimate';
 import { makeRng, relErr, type Rng } from './helpers/check';
 import { testGpu } from './helpers/gpu';
 import { loraParity, ROOT } from './helpers/parity';
@@ -214,6 +215,16 @@ describe('Llama-likes: specs', () => {
     expect(() => specFromConfig({ ...phi4mini, rope_scaling: { type: 'longrope', short_factor: [1, 2], long_factor: [1, 2] } })).toThrow(/"short_factor" must list 3 positive numbers/);
     const { original_max_position_embeddings: _, ...noOriginal } = phi4mini;
     expect(() => specFromConfig(noOriginal)).toThrow(/longrope needs "original_max_position_embeddings"/);
+  });
+
+  it("the app's parameter count matches every tensor transformers creates (q/k norms aside, as for every family)", () => {
+    for (const cfg of [granite3, olmo2, falcon3, phi4mini]) {
+      const params = refParameters(cfg);
+      const size = (sh: number[]) => sh.reduce((a, b) => a * b, 1);
+      const qk = params.filter(([n]) => /[qk]_norm/.test(n)).reduce((a, [, sh]) => a + size(sh), 0);
+      const p = countParams(specFromConfig(cfg));
+      expect(p.linear + p.embed + p.head + p.norms + qk, String((cfg.architectures as string[])[0])).toBe(params.reduce((a, [, sh]) => a + size(sh), 0));
+    }
   });
 
   it('the families checked and refused say so by name', () => {
