@@ -190,6 +190,8 @@ describe('Llama-likes: specs', () => {
     const { embedding_multiplier: _, attention_multiplier: __, residual_multiplier: ___, logits_scaling: ____, ...plain } = granite3;
     const d = specFromConfig(plain);
     expect([d.embedScale, d.attnScale, d.residualScale, d.logitsScale]).toEqual([1, 1, 1, 1]);
+    // Granite 4's config class has the same default
+    expect(specFromConfig({ ...plain, architectures: ['GraniteMoeHybridForCausalLM'], num_local_experts: 0, shared_intermediate_size: 48, layer_types: ['attention', 'attention'] }).attnScale).toBe(1);
   });
 
   it('OLMo 2: post-norms only, q/k norms over the whole projection', async () => {

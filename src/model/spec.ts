@@ -254,8 +254,8 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
     normOffset: gemma || qwen35 ? 1 : 0,
     act,
     embedScale: gemma ? Math.sqrt(hidden) : multipliers ? num('embedding_multiplier', 1) : 1,
-    // GraniteConfig's default attention_multiplier is 1.0, not 1/sqrt(head_dim)
-    attnScale: granite ? num('attention_multiplier', 1 / Math.sqrt(headDim)) : arch === 'granite' ? num('attention_multiplier', 1) : 1 / Math.sqrt(pre ?? headDim),
+    // Granite(MoeHybrid)Config's default attention_multiplier is 1.0, not 1/sqrt(head_dim)
+    attnScale: multipliers ? num('attention_multiplier', 1) : 1 / Math.sqrt(pre ?? headDim),
     attnSoftcap: typeof c.attn_logit_softcapping === 'number' ? c.attn_logit_softcapping : null,
     finalSoftcap: typeof c.final_logit_softcapping === 'number' ? c.final_logit_softcapping : null,
     qkvBias: arch === 'qwen2' || arch === 'qwen2_vl' || c.attention_bias === true,
