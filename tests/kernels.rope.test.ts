@@ -27,6 +27,17 @@ describe('rope', () => {
     expect(() => ropeInvFreq({ headDim: 10, theta: 10000, partialRotaryFactor: 0.5 })).toThrow(/must be even/);
   });
 
+  it('ropeInvFreq: longrope divides by short_factor in f32 (Phi-4-mini: rotary dim 96, 48 factors)', () => {
+    const short = Array.from({ length: 48 }, (_, k) => 1 + k / 7);
+    const inv = ropeInvFreq({ headDim: 128, theta: 10000, partialRotaryFactor: 0.75, scaling: { rope_type: 'longrope', short_factor: short } });
+    const def = ropeInvFreq({ headDim: 128, theta: 10000, partialRotaryFactor: 0.75 });
+    for (let k = 0; k < 48; k++) {
+      expect(inv[k]).toBe(Math.fround(1 / Math.fround(Math.fround(short[k]!) * Math.fround(10000 ** Math.fround((2 * k) / 96)))));
+      expect(Math.abs(inv[k]! - def[k]! / short[k]!) / inv[k]!, `inv[${k}]`).toBeLessThan(3e-7);
+    }
+    expect(() => ropeInvFreq({ headDim: 128, theta: 10000, scaling: { rope_type: 'longrope', short_factor: short } })).toThrow(/longrope needs short_factor of 64 values/);
+  });
+
   it('ropeInvFreq: llama3 scaling matches hand-computed values of the transformers formula', () => {
     const scaling = { rope_type: 'llama3' as const, factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 };
     const inv = ropeInvFreq({ headDim: 128, theta: 500000, scaling });

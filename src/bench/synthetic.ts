@@ -15,7 +15,7 @@ export function syntheticModelFiles(config: Record<string, unknown>, name = 'syn
   spec.layers.forEach((layer, i) => {
     const n = layerNames(spec, i);
     const p = n.prefix;
-    tensors.push([n.attnNorm, [D]], [n.mlpNorm, [D]]);
+    for (const pre of [n.attnNorm, n.mlpNorm]) if (pre) tensors.push([pre, [D]]);
     if (spec.sharedMlp) tensors.push([`${p}.shared_mlp.input_linear.weight`, [2 * I, D]], [`${p}.shared_mlp.output_linear.weight`, [D, I]]);
     else tensors.push([`${n.gate}.weight`, [I, D]], [`${n.up}.weight`, [I, D]], [`${n.down}.weight`, [D, I]]);
     for (const post of [n.attnPostNorm, n.mlpPostNorm]) if (post) tensors.push([post, [D]]);
@@ -42,7 +42,7 @@ export function syntheticModelFiles(config: Record<string, unknown>, name = 'syn
     tensors.push([`${p}.self_attn.q_proj.weight`, [(spec.attnOutputGate ? 2 : 1) * Hq * Dh, D]], [`${p}.self_attn.k_proj.weight`, [Hkv * Dh, D]],
       [`${p}.self_attn.v_proj.weight`, [Hkv * Dh, D]], [`${n.attnOut}.weight`, [D, Hq * Dh]]);
     if (spec.qkvBias) for (const k of ['q', 'k', 'v']) tensors.push([`${p}.self_attn.${k}_proj.bias`, [(k === 'q' ? Hq : Hkv) * Dh]]);
-    if (n.qNorm && n.kNorm) tensors.push([n.qNorm, [Dh]], [n.kNorm, [Dh]]);
+    if (n.qNorm && n.kNorm) tensors.push([n.qNorm, [spec.qkNormWhole ? Hq * Dh : Dh]], [n.kNorm, [spec.qkNormWhole ? Hkv * Dh : Dh]]);
   });
   const header: Record<string, unknown> = {};
   const ranges: { begin: number; end: number; norm: boolean }[] = [];

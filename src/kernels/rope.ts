@@ -103,7 +103,9 @@ function rotate(gpu: Gpu, direction: Direction, x: Tensor, y: Tensor, positions:
 }
 
 export interface RopeScaling {
-  rope_type: 'default' | 'linear' | 'llama3';
+  rope_type: 'default' | 'linear' | 'llama3' | 'longrope';
+  /** longrope's frequency divisors of its short range (cos/sin scaling is RopeOptions.attentionScaling). */
+  short_factor?: readonly number[];
   factor?: number;
   low_freq_factor?: number;
   high_freq_factor?: number;
@@ -166,6 +168,13 @@ export function ropeInvFreq(opts: RopeInvFreqOptions): Float32Array {
         out[k] = llama;
       }
       return out;
+    }
+    case 'longrope': {
+      // 1.0 / (ext_factors * base ** inv_freq_shape), ext_factors = short_factor in f32
+      const ext = s.short_factor;
+      if (!ext || ext.length !== inv.length) throw new Error(`${fn}: longrope needs short_factor of ${inv.length} values`);
+      for (let k = 0; k < inv.length; k++) inv[k] = fr(1 / fr(fr(ext[k]!) * fr(base ** fr((2 * k) / dim))));
+      return inv;
     }
     default:
       throw new Error(`${fn}: rope scaling "${String((s as { rope_type: unknown }).rope_type)}" is not supported (default, linear, llama3)`);

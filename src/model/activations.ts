@@ -14,7 +14,7 @@ import { ssdSavedElements } from '../kernels/ssd';
 
 /** The model dimensions the sizes depend on. */
 export type ActivationSpec = Pick<ModelSpec, 'hidden' | 'heads' | 'kvHeads' | 'headDim' | 'intermediate' | 'qkNorm' | 'sandwichNorms' | 'vocab'>
-  & Partial<Pick<ModelSpec, 'attnOutputGate' | 'deltaNet' | 'mamba' | 'sharedMlp' | 'shortConv' | 'mrope'>> & { layers: readonly { mixer?: Mixer }[] };
+  & Partial<Pick<ModelSpec, 'attnOutputGate' | 'deltaNet' | 'mamba' | 'sharedMlp' | 'shortConv' | 'mrope' | 'postNormsOnly'>> & { layers: readonly { mixer?: Mixer }[] };
 
 /** Buffer shapes by name; null where this model has no such buffer. */
 export type ShapeTable = Record<string, number[] | null>;
@@ -28,7 +28,8 @@ export const SSD_CHUNK = 64;
 /** What every layer keeps around its token mixer: the norms, the residual and the MLP (f32). */
 export function blockActivationShapes(s: ActivationSpec, B: number, S: number) {
   const T = B * S, D = s.hidden, I = s.intermediate;
-  const sandwich = s.sandwichNorms;
+  // (the norms after the mixer and the MLP: Gemma 2/3's sandwich, OLMo 2's)
+  const sandwich = s.sandwichNorms || !!s.postNormsOnly;
   return {
     h1: [T, D], rstd1: [T],
     oOut: [T, D], oNormed: sandwich ? [T, D] : null, rstdPostAttn: sandwich ? [T] : null,
@@ -134,6 +135,35 @@ export function streamShapes(s: ActivationSpec, B: number, S: number, packed: bo
     resid: Array.from({ length: s.layers.length + 1 }, () => [T, D]),
     /** Ones for bias broadcasts and sums as products (linear.ts's onesFor). */
     ones: [T, 1],
+  };
+}
+
+/**
+ * What generation keeps per layer (forward.ts's KVCache): keys and values of an attention layer for
+ * `capacity` positions of each of `sequences` sequences; a recurrent layer keeps a fixed-size state
+ * instead, whatever the length: the conv's last K - 1 inputs (Gated DeltaNet's q/k/v channels,
+ * Mamba-2's x, B, C, LFM2's B * x) and the delta rule's [Hv, Dk, Dv] memory or Mamba-2's [H, N, P]
+ * scan state.
+ */
+export function decodeStateShapes(s: ActivationSpec, capacity: number, sequences = 1) {
+  const { deltaNet: d, mamba: m, shortConv: sc } = s;
+  const kv = [sequences * capacity, s.kvHeads * s.headDim];
+  return s.layers.map(({ mixer = 'attention' }) => ({
+    k: mixer === 'attention' ? kv : null,
+    v: mixer === 'attention' ? kv : null,
+    conv: mixer === 'deltaNet' ? [d!.convKernel - 1, 2 * d!.keyHeads * d!.keyDim + d!.valueHeads * d!.valueDim]
+      : mixer === 'mamba' ? [m!.convKernel - 1, m!.heads * m!.headDim + 2 * m!.groups * m!.stateDim]
+      : mixer === 'shortConv' ? [sc!.convKernel - 1, s.hidden] : null,
+    rule: mixer === 'deltaNet' ? [d!.valueHeads, d!.keyDim, d!.valueDim] : mixer === 'mamba' ? [m!.heads, m!.stateDim, m!.headDim] : null,
+  } satisfies ShapeTable));
+}
+
+/** Bytes of generation's cache and recurrent state (decodeStateShapes), summed. */
+export function decodeStateBytes(s: ActivationSpec, capacity: number, sequences = 1): { kv: number; recurrent: number } {
+  const shapes = decodeStateShapes(s, capacity, sequences);
+  return {
+    kv: shapes.reduce((a, l) => a + tableBytes([l.k, l.v]), 0),
+    recurrent: shapes.reduce((a, l) => a + tableBytes([l.conv, l.rule]), 0),
   };
 }
 

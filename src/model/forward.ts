@@ -20,7 +20,7 @@ import { lmHeadCrossEntropy, logitsForRows, type TokenLoss } from '../kernels/lo
 import { addRmsNormForward, l2NormBackward, l2NormForward, rmsNormForward, rmsNormBackward, rmsNormGatedBackward, rmsNormGatedForward } from '../kernels/norm';
 import { ropeForward, ropeBackward, type RopeOptions } from '../kernels/rope';
 import {
-  attentionActivationShapes, blockActivationShapes, DELTA_RULE_CHUNK, deltaNetActivationShapes, gradientShapes, mambaActivationShapes, shortConvActivationShapes,
+  attentionActivationShapes, blockActivationShapes, DELTA_RULE_CHUNK, decodeStateShapes, deltaNetActivationShapes, gradientShapes, mambaActivationShapes, shortConvActivationShapes,
   streamShapes,
   type ShapeTable,
 } from './activations';
@@ -153,6 +153,11 @@ export class Workspace {
       if (id < 0 || id >= V) throw new Error(`token id ${id} at batch position ${i} is outside the vocabulary (0..${V - 1})`);
     }
     const positions = this.positionsFor(batch);
+    const limit = this.model.spec.positionLimit;
+    if (limit !== undefined) {
+      const past = positions.findIndex((p) => p >= limit);
+      if (past >= 0) throw new Error(`position ${positions[past]} (batch position ${past}) is beyond ${limit}: this model's longrope runs its short range (original_max_position_embeddings) only; lower cutoff_len`);
+    }
     this.images = imageRuns(this.model, batch);
     this.hostIds = batch.ids;
     gpu.write(this.ids, batch.ids);
@@ -234,7 +239,10 @@ function imageRuns(model: Model, batch: Batch): { images: BatchImages; runs: { r
 const view = (t: Tensor, shape: number[]): Tensor => ({ ...t, shape });
 
 /** Rope options of the text model: M-RoPE's sections where it has them. */
-const ropeOptions = (model: Model): RopeOptions => (model.spec.mrope ? { sections: model.spec.mrope } : {});
+const ropeOptions = (model: Model, layer: Layer): RopeOptions => {
+  const scaling = model.spec.layers[layer.index]!.rope.attentionScaling;
+  return { ...(model.spec.mrope ? { sections: model.spec.mrope } : {}), ...(scaling !== 1 ? { attentionScaling: scaling } : {}) };
+};
 
 function sv(gpu: Gpu, a: LayerActs, layer: Layer, kind: SiteKind): SiteSaved {
   const site = siteOf(layer, kind);
@@ -269,12 +277,18 @@ function attnShape(model: Model, layer: Layer, B: number, S: number, segments: T
   };
 }
 
-function norm(gpu: Gpu, model: Model, x: Tensor, p: Param, y: Tensor, rstd: Tensor): void {
+// A null norm (OLMo 2's blocks have no pre-norms) is the identity: y = x, its gradient passes through.
+function norm(gpu: Gpu, model: Model, x: Tensor, p: Param | null, y: Tensor, rstd: Tensor): void {
+  if (!p) return copyInto(gpu, x, y);
   rmsNormForward(gpu, x, p.value, y, rstd, { eps: model.spec.rmsEps, offset: model.spec.normOffset });
 }
 
 /** s = a + b, y = norm(s) in one dispatch (its backward is normBack accumulating into the residual's gradient). */
-function addNorm(gpu: Gpu, model: Model, a: Tensor, b: Tensor, p: Param, s: Tensor, y: Tensor, rstd: Tensor): void {
+function addNorm(gpu: Gpu, model: Model, a: Tensor, b: Tensor, p: Param | null, s: Tensor, y: Tensor, rstd: Tensor): void {
+  if (!p) {
+    add(gpu, a, b, s);
+    return copyInto(gpu, s, y);
+  }
   addRmsNormForward(gpu, a, b, p.value, s, y, rstd, { eps: model.spec.rmsEps, offset: model.spec.normOffset });
 }
 
@@ -283,7 +297,7 @@ function addNorm(gpu: Gpu, model: Model, a: Tensor, b: Tensor, p: Param, s: Tens
  * layer's input norm or the final norm), or nothing when the output is already kept (a layer
  * recomputed in backward).
  */
-type LayerEnd = { norm: Param; y: Tensor; rstd: Tensor } | 'kept';
+type LayerEnd = { norm: Param | null; y: Tensor; rstd: Tensor } | 'kept';
 
 /** The norm after layer l in a full forward: layer l + 1's input norm, or the final norm. */
 function endOf(ws: Workspace, l: number): LayerEnd {
@@ -294,7 +308,8 @@ function endOf(ws: Workspace, l: number): LayerEnd {
   return { norm: next.attnNorm, y: a.h1, rstd: a.rstd1 };
 }
 
-function normBack(gpu: Gpu, model: Model, dy: Tensor, x: Tensor, p: Param, rstd: Tensor, dx: Tensor, accumulateDx: boolean): void {
+function normBack(gpu: Gpu, model: Model, dy: Tensor, x: Tensor, p: Param | null, rstd: Tensor, dx: Tensor, accumulateDx: boolean): void {
+  if (!p) return accumulateDx ? axpy(gpu, dy, dx, 1) : copyInto(gpu, dy, dx);
   rmsNormBackward(gpu, dy, x, p.value, rstd, dx, p.grad, { offset: model.spec.normOffset, accumulateDx, accumulateDw: true });
 }
 
@@ -340,15 +355,22 @@ function qkv(gpu: Gpu, model: Model, layer: Layer, a: LayerActs, at: AttentionAc
   siteFwd(gpu, model, layer, a, 'v_proj', a.h1, at.v, ones, drop);
   let qIn = at.qRaw, kIn = at.kRaw;
   if (qkNorm) {
-    norm(gpu, model, view(at.qRaw, [T * Hq, Dh]), layer.qNorm!, view(at.qNormed!, [T * Hq, Dh]), at.rstdQ!);
-    norm(gpu, model, view(at.kRaw, [T * Hkv, Dh]), layer.kNorm!, view(at.kNormed!, [T * Hkv, Dh]), at.rstdK!);
+    const [q, k] = qkNormRows(model, T);
+    norm(gpu, model, view(at.qRaw, q), layer.qNorm!, view(at.qNormed!, q), view(at.rstdQ!, [q[0]!]));
+    norm(gpu, model, view(at.kRaw, k), layer.kNorm!, view(at.kNormed!, k), view(at.rstdK!, [k[0]!]));
     qIn = at.qNormed!;
     kIn = at.kNormed!;
   }
   const qBias = qBiasByRope ? siteOf(layer, 'q_proj').bias : null;
   const kBias = kBiasByRope ? siteOf(layer, 'k_proj').bias : null;
-  ropeForward(gpu, view(qIn, [T, Hq, Dh]), view(at.q, [T, Hq, Dh]), positions, layer.invFreq!, { ...ropeOptions(model), ...(qBias ? { bias: qBias } : {}) });
-  ropeForward(gpu, view(kIn, [T, Hkv, Dh]), view(at.k, [T, Hkv, Dh]), positions, layer.invFreq!, { ...ropeOptions(model), ...(kBias ? { bias: kBias } : {}) });
+  ropeForward(gpu, view(qIn, [T, Hq, Dh]), view(at.q, [T, Hq, Dh]), positions, layer.invFreq!, { ...ropeOptions(model, layer), ...(qBias ? { bias: qBias } : {}) });
+  ropeForward(gpu, view(kIn, [T, Hkv, Dh]), view(at.k, [T, Hkv, Dh]), positions, layer.invFreq!, { ...ropeOptions(model, layer), ...(kBias ? { bias: kBias } : {}) });
+}
+
+/** The rows q_norm and k_norm normalise: each head's ([T * H, Dh]), or OLMo 2's whole projections ([T, H * Dh]). */
+function qkNormRows(model: Model, T: number): [number[], number[]] {
+  const { heads: Hq, kvHeads: Hkv, headDim: Dh } = model.spec;
+  return model.spec.qkNormWhole ? [[T, Hq * Dh], [T, Hkv * Dh]] : [[T * Hq, Dh], [T * Hkv, Dh]];
 }
 
 /** What o_proj reads: the attention output, times sigmoid(gate) on Qwen3.5. */
@@ -572,12 +594,13 @@ function attentionBackwardOf(ws: Workspace, layer: Layer, a: LayerActs, at: Atte
   attentionBackward(gpu, view(g.dAttn, [B, S, Hq, Dh]), view(at.q, [B, S, Hq, Dh]), view(at.k, [B, S, Hkv, Dh]), view(at.v, [B, S, Hkv, Dh]),
     view(at.attn, [B, S, Hq, Dh]), at.lse, view(g.dQ, [B, S, Hq, Dh]), view(g.dK, [B, S, Hkv, Dh]), view(g.dV, [B, S, Hkv, Dh]),
     attnShape(model, layer, B, S, ws.segments));
-  ropeBackward(gpu, view(g.dQ, [T, Hq, Dh]), view(g.dQ, [T, Hq, Dh]), ws.positions, layer.invFreq!, ropeOptions(model));
-  ropeBackward(gpu, view(g.dK, [T, Hkv, Dh]), view(g.dK, [T, Hkv, Dh]), ws.positions, layer.invFreq!, ropeOptions(model));
+  ropeBackward(gpu, view(g.dQ, [T, Hq, Dh]), view(g.dQ, [T, Hq, Dh]), ws.positions, layer.invFreq!, ropeOptions(model, layer));
+  ropeBackward(gpu, view(g.dK, [T, Hkv, Dh]), view(g.dK, [T, Hkv, Dh]), ws.positions, layer.invFreq!, ropeOptions(model, layer));
   let dQ = g.dQ, dK = g.dK;
   if (layer.qNorm && layer.kNorm) {
-    normBack(gpu, model, view(g.dQ, [T * Hq, Dh]), view(at.qRaw, [T * Hq, Dh]), layer.qNorm, at.rstdQ!, view(g.dQ2!, [T * Hq, Dh]), false);
-    normBack(gpu, model, view(g.dK, [T * Hkv, Dh]), view(at.kRaw, [T * Hkv, Dh]), layer.kNorm, at.rstdK!, view(g.dK2!, [T * Hkv, Dh]), false);
+    const [q, k] = qkNormRows(model, T);
+    normBack(gpu, model, view(g.dQ, q), view(at.qRaw, q), layer.qNorm, view(at.rstdQ!, [q[0]!]), view(g.dQ2!, q), false);
+    normBack(gpu, model, view(g.dK, k), view(at.kRaw, k), layer.kNorm, view(at.rstdK!, [k[0]!]), view(g.dK2!, k), false);
     dQ = g.dQ2!;
     dK = g.dK2!;
   }
@@ -753,28 +776,16 @@ export interface KVCache {
 
 /** A cache of `capacity` positions for each of `sequences` sequences (several: attention layers only). */
 export function allocKVCache(model: Model, capacity: number, sequences = 1): KVCache {
-  const { kvHeads: Hkv, headDim: Dh, deltaNet: d, mamba: m, shortConv: sc, hidden } = model.spec;
   const gpu = model.gpu;
-  const attention = (i: number) => model.layers[i]!.mixer === 'attention';
-  // the recurrent layers' state shapes: Gated DeltaNet's, Mamba-2's conv over x, B, C and scan state
-  // [H, N, P], or LFM2's conv over B * x alone
-  const stateShapes = (i: number): { conv: number[]; rule: number[] | null } | null => {
-    const mixer = model.layers[i]!.mixer;
-    if (mixer === 'deltaNet') return { conv: [d!.convKernel - 1, 2 * d!.keyHeads * d!.keyDim + d!.valueHeads * d!.valueDim], rule: [d!.valueHeads, d!.keyDim, d!.valueDim] };
-    if (mixer === 'mamba') return { conv: [m!.convKernel - 1, m!.heads * m!.headDim + 2 * m!.groups * m!.stateDim], rule: [m!.heads, m!.stateDim, m!.headDim] };
-    if (mixer === 'shortConv') return { conv: [sc!.convKernel - 1, hidden], rule: null };
-    return null;
-  };
-  if (sequences > 1 && model.layers.some((_, i) => !attention(i))) throw new Error('a key/value cache for several sequences needs a model of attention layers only (this one has recurrent layers)');
-  const state = (i: number, part: 'conv' | 'rule') => {
-    const shape = stateShapes(i)?.[part];
-    return shape ? gpu.tensor(shape, 'f32', `${part}state${i}`) : null;
-  };
+  if (sequences > 1 && model.layers.some((l) => l.mixer !== 'attention')) throw new Error('a key/value cache for several sequences needs a model of attention layers only (this one has recurrent layers)');
+  const shapes = decodeStateShapes(model.spec, capacity, sequences);
+  const buffers = (part: 'k' | 'v' | 'conv' | 'rule', name: string) =>
+    shapes.map((l, i) => (l[part] ? gpu.tensor(l[part], 'f32', `${name}${i}`) : null));
   const cache: KVCache = {
-    k: model.layers.map((_, i) => (attention(i) ? gpu.tensor([sequences * capacity, Hkv * Dh], 'f32', `kcache${i}`) : null)),
-    v: model.layers.map((_, i) => (attention(i) ? gpu.tensor([sequences * capacity, Hkv * Dh], 'f32', `vcache${i}`) : null)),
-    conv: model.layers.map((_, i) => state(i, 'conv')),
-    rule: model.layers.map((_, i) => state(i, 'rule')),
+    k: buffers('k', 'kcache'),
+    v: buffers('v', 'vcache'),
+    conv: buffers('conv', 'convstate'),
+    rule: buffers('rule', 'rulestate'),
     capacity,
     length: 0,
   };

@@ -84,9 +84,10 @@ export interface ShortConvParams {
 export interface Layer {
   index: number;
   mixer: Mixer;
-  attnNorm: Param;
+  /** Null where the block has no norm before its mixer / MLP (OLMo 2). */
+  attnNorm: Param | null;
   attnPostNorm: Param | null;
-  mlpNorm: Param;
+  mlpNorm: Param | null;
   mlpPostNorm: Param | null;
   qNorm: Param | null;
   kNorm: Param | null;
@@ -194,9 +195,9 @@ export class Model {
         };
       };
       const norms = {
-        attnNorm: await param(n.attnNorm, [D]),
+        attnNorm: n.attnNorm ? await param(n.attnNorm, [D]) : null,
         attnPostNorm: n.attnPostNorm ? await param(n.attnPostNorm, [D]) : null,
-        mlpNorm: await param(n.mlpNorm, [D]),
+        mlpNorm: n.mlpNorm ? await param(n.mlpNorm, [D]) : null,
         mlpPostNorm: n.mlpPostNorm ? await param(n.mlpPostNorm, [D]) : null,
       };
       if (ls.mixer === 'shortConv') {
@@ -274,8 +275,8 @@ export class Model {
         index: i,
         mixer: 'attention',
         ...norms,
-        qNorm: n.qNorm ? await param(n.qNorm, [Dh]) : null,
-        kNorm: n.kNorm ? await param(n.kNorm, [Dh]) : null,
+        qNorm: n.qNorm ? await param(n.qNorm, [spec.qkNormWhole ? Hq * Dh : Dh]) : null,
+        kNorm: n.kNorm ? await param(n.kNorm, [spec.qkNormWhole ? Hkv * Dh : Dh]) : null,
         sites: spec.fusedProjections
           ? {
             // Phi3Attention: q = qkv[..., :Hq·Dh], k and v the next Hkv·Dh each; Phi3MLP: gate, up = gate_up.chunk(2)

@@ -1,7 +1,7 @@
 // Hugging Face config.json -> ModelSpec: every architectural choice the engine branches on, made
 // explicit once, so the transformer code reads as one model with a few switches.
 
-export type Arch = 'llama' | 'mistral' | 'qwen2' | 'qwen2_vl' | 'qwen3' | 'qwen3_5' | 'gemma' | 'gemma2' | 'gemma3' | 'phi3' | 'smollm3' | 'granitemoehybrid' | 'lfm2';
+export type Arch = 'llama' | 'mistral' | 'qwen2' | 'qwen2_vl' | 'qwen3' | 'qwen3_5' | 'gemma' | 'gemma2' | 'gemma3' | 'phi3' | 'smollm3' | 'olmo2' | 'granite' | 'granitemoehybrid' | 'lfm2';
 export type Activation = 'silu' | 'gelu_tanh' | 'gelu';
 
 export interface RopeSpec {
@@ -9,12 +9,16 @@ export interface RopeSpec {
   /** Rotated share of each head; 0 on SmolLM3's NoPE layers. */
   partialRotaryFactor: number;
   scaling: {
-    rope_type: 'default' | 'linear' | 'llama3';
+    rope_type: 'default' | 'linear' | 'llama3' | 'longrope';
     factor?: number;
     low_freq_factor?: number;
     high_freq_factor?: number;
     original_max_position_embeddings?: number;
+    /** longrope: the frequency divisors up to original_max_position_embeddings (the only range the engine runs). */
+    short_factor?: number[];
   };
+  /** transformers' attention_scaling: cos and sin times this (longrope's attention_factor; 1 otherwise). */
+  attentionScaling: number;
 }
 
 /**
@@ -110,6 +114,10 @@ export interface ModelSpec {
   qkNorm: boolean;
   /** Gemma 2/3: norms after attention and after the MLP as well as before. */
   sandwichNorms: boolean;
+  /** OLMo 2: no norm before attention and the MLP, only after each (post_attention / post_feedforward_layernorm). */
+  postNormsOnly?: boolean;
+  /** OLMo 2: q_norm / k_norm over the whole q / k projection (all heads at once) instead of per head. */
+  qkNormWhole?: boolean;
   /** Phi-3 stores q,k,v as one qkv_proj and gate,up as one gate_up_proj. */
   fusedProjections: boolean;
   /** Qwen3.5: q_proj also yields a per-head gate; the attention output is multiplied by sigmoid(gate). */
@@ -134,6 +142,11 @@ export interface ModelSpec {
   /** The vision tower of a vision-language checkpoint; null for text-only models. */
   vision: VisionSpec | null;
   maxPositions: number;
+  /**
+   * Positions the engine computes rope for as transformers does: longrope's short range
+   * (original_max_position_embeddings); beyond it transformers switches to long_factor. Unset: no limit.
+   */
+  positionLimit?: number;
   bosId: number | null;
   eosIds: number[];
   padId: number | null;
@@ -153,10 +166,21 @@ const ARCHS: Record<string, Arch> = {
   Gemma3ForConditionalGeneration: 'gemma3',
   Phi3ForCausalLM: 'phi3',
   SmolLM3ForCausalLM: 'smollm3',
+  Olmo2ForCausalLM: 'olmo2',
+  // Granite 3.x: a Llama with Granite's multipliers
+  GraniteForCausalLM: 'granite',
   GraniteMoeHybridForCausalLM: 'granitemoehybrid',
   Lfm2ForCausalLM: 'lfm2',
 };
 export const SUPPORTED_ARCHITECTURES = Object.keys(ARCHS);
+
+/** Architectures checked and refused, each with what it lacks (docs/MODELS.md lists them). */
+const REFUSED: Record<string, string> = {
+  CohereForCausalLM: 'Cohere / Command R (parallel attention + MLP blocks, LayerNorm, interleaved rope) is not supported',
+  Cohere2ForCausalLM: 'Cohere 2 / Command R7B (parallel attention + MLP blocks, LayerNorm, interleaved rope) is not supported',
+  FalconMambaForCausalLM: 'Falcon Mamba / Falcon3-Mamba (Mamba-1 layers only) is not supported; Falcon 3 (LlamaForCausalLM) is',
+  Qwen3NextForCausalLM: 'Qwen3-Next is a mixture-of-experts model (Qwen3-Next-80B-A3B, fused in_proj_qkvz/in_proj_ba); its experts are not supported. Qwen3.5 (Qwen3_5ForCausalLM) has the same Gated DeltaNet layers in dense models',
+};
 
 type Json = Record<string, unknown>;
 
@@ -164,6 +188,7 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
   const archName = ((raw.architectures as string[] | undefined) ?? [])[0] ?? '';
   const arch = ARCHS[archName];
   if (!arch) {
+    if (REFUSED[archName]) throw new Error(`${where}: ${archName}: ${REFUSED[archName]}`);
     throw new Error(`${where}: unsupported architecture "${archName || '(none)'}". Supported: ${SUPPORTED_ARCHITECTURES.join(', ')}`);
   }
   // Gemma 3, Qwen2-VL (transformers 5) and Qwen3.5 multimodal checkpoints nest the text model's config.
@@ -173,6 +198,8 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
   const c: Json = nested ? { ...outer, ...(raw.text_config as Json), architectures: raw.architectures } : raw;
   const qwen35 = arch === 'qwen3_5';
   const granite = arch === 'granitemoehybrid';
+  // Granite 3 and 4's multipliers (muP)
+  const multipliers = granite || arch === 'granite';
   // GraniteMoeHybridConfig defaults to 8 experts
   const experts = c.num_local_experts ?? 8;
   if (granite && experts !== 0) {
@@ -197,7 +224,7 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
   const slidingWindow = typeof c.sliding_window === 'number' && c.use_sliding_window !== false ? c.sliding_window : null;
   const noRope = noRopeLayersOf(c, arch, nLayers, where);
   const layers: LayerSpec[] = layerTypes.map((type, i) => {
-    const rope = ropeOf(lfm2 ? lfm2Rope(c) : c, type, where, qwen35 ? 0.25 : 1);
+    const rope = ropeOf(lfm2 ? lfm2Rope(c) : c, type, where, qwen35 ? 0.25 : 1, headDim);
     const known = granite
       ? type === 'attention' || type === 'mamba'
       : type === 'full_attention' || type === 'sliding_attention' || (qwen35 && type === 'linear_attention') || (lfm2 && type === 'conv');
@@ -209,6 +236,8 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
     };
   });
 
+  const longrope = layers.find((l) => l.rope.scaling.rope_type === 'longrope');
+  const shortRange = longrope?.rope.scaling.original_max_position_embeddings;
   const eos = c.eos_token_id;
   const pre = typeof c.query_pre_attn_scalar === 'number' ? c.query_pre_attn_scalar : null;
   return {
@@ -224,13 +253,16 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
     // Qwen3.5's RMSNorm is zero-centred like Gemma's: (1 + w)
     normOffset: gemma || qwen35 ? 1 : 0,
     act,
-    embedScale: gemma ? Math.sqrt(hidden) : granite ? num('embedding_multiplier', 1) : 1,
-    attnScale: granite ? num('attention_multiplier', 1 / Math.sqrt(headDim)) : 1 / Math.sqrt(pre ?? headDim),
+    embedScale: gemma ? Math.sqrt(hidden) : multipliers ? num('embedding_multiplier', 1) : 1,
+    // Granite(MoeHybrid)Config's default attention_multiplier is 1.0, not 1/sqrt(head_dim)
+    attnScale: multipliers ? num('attention_multiplier', 1) : 1 / Math.sqrt(pre ?? headDim),
     attnSoftcap: typeof c.attn_logit_softcapping === 'number' ? c.attn_logit_softcapping : null,
     finalSoftcap: typeof c.final_logit_softcapping === 'number' ? c.final_logit_softcapping : null,
     qkvBias: arch === 'qwen2' || arch === 'qwen2_vl' || c.attention_bias === true,
-    qkNorm: arch === 'qwen3' || arch === 'gemma3' || qwen35 || lfm2,
+    qkNorm: arch === 'qwen3' || arch === 'gemma3' || qwen35 || lfm2 || arch === 'olmo2',
     sandwichNorms: arch === 'gemma2' || arch === 'gemma3',
+    postNormsOnly: arch === 'olmo2',
+    qkNormWhole: arch === 'olmo2',
     fusedProjections: arch === 'phi3',
     attnOutputGate: qwen35,
     deltaNet: layers.some((l) => l.mixer === 'deltaNet')
@@ -240,8 +272,8 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
       }
       : null,
     mamba: layers.some((l) => l.mixer === 'mamba') ? mambaOf(c, hidden, where) : null,
-    residualScale: granite ? num('residual_multiplier', 1) : 1,
-    logitsScale: granite ? num('logits_scaling', 1) : 1,
+    residualScale: multipliers ? num('residual_multiplier', 1) : 1,
+    logitsScale: multipliers ? num('logits_scaling', 1) : 1,
     sharedMlp: granite,
     shortConv: layers.some((l) => l.mixer === 'shortConv') ? { convKernel: num('conv_L_cache', 3) } : null,
     // Qwen2-VL: transformers 5's module path (older checkpoints' model.* / visual.* are renamed at load)
@@ -250,7 +282,9 @@ export function specFromConfig(raw: Json, where = 'config.json'): ModelSpec {
     tiedEmbeddings: c.tie_word_embeddings === undefined ? (lfm2 ? c.tie_embedding !== false : gemma) : c.tie_word_embeddings === true,
     mrope: arch === 'qwen2_vl' ? mropeSectionOf(c, headDim, where) : null,
     vision: arch === 'qwen2_vl' ? visionOf(raw, hidden, where) : null,
-    maxPositions: num('max_position_embeddings', 4096),
+    // longrope (Phi-4-mini, Phi-3.5): its short range, as far as generation and training go
+    maxPositions: shortRange ?? num('max_position_embeddings', 4096),
+    ...(shortRange ? { positionLimit: shortRange } : {}),
     bosId: typeof c.bos_token_id === 'number' ? c.bos_token_id : null,
     eosIds: Array.isArray(eos) ? (eos as number[]) : typeof eos === 'number' ? [eos] : [],
     padId: typeof c.pad_token_id === 'number' ? c.pad_token_id : null,
@@ -329,25 +363,28 @@ function noRopeLayersOf(c: Json, arch: Arch, n: number, where: string): boolean[
 }
 
 /** Rope parameters: transformers 5 `rope_parameters` (possibly per layer type) or 4.x `rope_theta`/`rope_scaling`. */
-function ropeOf(c: Json, layerType: string, where: string, defaultPartial: number): RopeSpec {
+function ropeOf(c: Json, layerType: string, where: string, defaultPartial: number, headDim: number): RopeSpec {
   let p = c.rope_parameters as Json | undefined;
   if (p && typeof p[layerType] === 'object') p = p[layerType] as Json;
   const scaling = (p ?? (c.rope_scaling as Json | null) ?? {}) as Json;
   let theta = Number(p?.rope_theta ?? c.rope_theta ?? 10000);
   // transformers 4.x Gemma 3: local (sliding) layers use rope_local_base_freq without scaling
   if (!p && layerType === 'sliding_attention' && typeof c.rope_local_base_freq === 'number') {
-    return { theta: c.rope_local_base_freq, partialRotaryFactor: 1, scaling: { rope_type: 'default' } };
+    return { theta: c.rope_local_base_freq, partialRotaryFactor: 1, scaling: { rope_type: 'default' }, attentionScaling: 1 };
   }
   // Qwen2-VL's "mrope" has the default frequencies; its sections are read by mropeSectionOf
   const named = String(scaling.rope_type ?? scaling.type ?? 'default');
   const type = named === 'mrope' ? 'default' : named;
-  if (type !== 'default' && type !== 'linear' && type !== 'llama3') {
-    throw new Error(`${where}: rope scaling "${type}" is not supported (supported: default, linear, llama3)`);
+  if (type !== 'default' && type !== 'linear' && type !== 'llama3' && type !== 'longrope') {
+    throw new Error(`${where}: rope scaling "${type}" is not supported (supported: default, linear, llama3, longrope)`);
   }
   if (!Number.isFinite(theta)) theta = 10000;
+  const partialRotaryFactor = Number(c.partial_rotary_factor ?? p?.partial_rotary_factor ?? defaultPartial);
+  if (type === 'longrope') return { theta, partialRotaryFactor, ...longropeOf(c, scaling, Math.trunc(headDim * partialRotaryFactor) / 2, where) };
   return {
     theta,
-    partialRotaryFactor: Number(c.partial_rotary_factor ?? p?.partial_rotary_factor ?? defaultPartial),
+    partialRotaryFactor,
+    attentionScaling: 1,
     scaling: {
       rope_type: type,
       factor: scaling.factor as number | undefined,
@@ -356,6 +393,26 @@ function ropeOf(c: Json, layerType: string, where: string, defaultPartial: numbe
       original_max_position_embeddings: scaling.original_max_position_embeddings as number | undefined,
     },
   };
+}
+
+/**
+ * longrope (Phi-4-mini, Phi-3.5, Phi-3's 128k models) as transformers' _compute_longrope_parameters
+ * reads it: up to original_max_position_embeddings the frequencies are divided by short_factor and
+ * cos/sin scaled by attention_factor (default sqrt(1 + ln(factor) / ln(original)), factor =
+ * max_position_embeddings / original unless given). Longer sequences switch to long_factor, which
+ * the engine does not run: positionLimit stops them.
+ */
+function longropeOf(c: Json, scaling: Json, pairs: number, where: string): Pick<RopeSpec, 'scaling' | 'attentionScaling'> {
+  const original = scaling.original_max_position_embeddings ?? c.original_max_position_embeddings;
+  if (typeof original !== 'number' || !(original > 1)) throw new Error(`${where}: longrope needs "original_max_position_embeddings" (a number > 1)`);
+  const short = scaling.short_factor;
+  if (!Array.isArray(short) || short.length !== pairs || short.some((v) => typeof v !== 'number' || !(v > 0))) {
+    throw new Error(`${where}: longrope "short_factor" must list ${pairs} positive numbers (one per rotated pair)`);
+  }
+  const factor = typeof scaling.factor === 'number' ? scaling.factor : Number(c.max_position_embeddings ?? original) / original;
+  const given = scaling.attention_factor;
+  const attentionScaling = typeof given === 'number' ? given : factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(original));
+  return { scaling: { rope_type: 'longrope', original_max_position_embeddings: original, short_factor: short as number[] }, attentionScaling };
 }
 
 /** Granite 4.0 H's Mamba-2 layer shape (GraniteMoeHybridConfig's mamba_* keys and their defaults). */

@@ -187,12 +187,14 @@ export function layerNames(spec: ModelSpec, i: number) {
   const p = `${spec.textPrefix}.layers.${i}`;
   const attention = spec.layers[i]!.mixer === 'attention';
   const lfm2 = spec.arch === 'lfm2';
+  const post = spec.sandwichNorms || spec.postNormsOnly;
   const mlp = lfm2 ? `${p}.feed_forward` : `${p}.mlp`;
   return {
-    attnNorm: lfm2 ? `${p}.operator_norm.weight` : `${p}.input_layernorm.weight`,
-    attnPostNorm: spec.sandwichNorms ? `${p}.post_attention_layernorm.weight` : null,
-    mlpNorm: lfm2 ? `${p}.ffn_norm.weight` : spec.sandwichNorms ? `${p}.pre_feedforward_layernorm.weight` : `${p}.post_attention_layernorm.weight`,
-    mlpPostNorm: spec.sandwichNorms ? `${p}.post_feedforward_layernorm.weight` : null,
+    // (OLMo 2 has neither pre-norm: null)
+    attnNorm: spec.postNormsOnly ? null : lfm2 ? `${p}.operator_norm.weight` : `${p}.input_layernorm.weight`,
+    attnPostNorm: post ? `${p}.post_attention_layernorm.weight` : null,
+    mlpNorm: spec.postNormsOnly ? null : lfm2 ? `${p}.ffn_norm.weight` : spec.sandwichNorms ? `${p}.pre_feedforward_layernorm.weight` : `${p}.post_attention_layernorm.weight`,
+    mlpPostNorm: post ? `${p}.post_feedforward_layernorm.weight` : null,
     qNorm: spec.qkNorm && attention ? `${p}.self_attn.${lfm2 ? 'q_layernorm' : 'q_norm'}.weight` : null,
     kNorm: spec.qkNorm && attention ? `${p}.self_attn.${lfm2 ? 'k_layernorm' : 'k_norm'}.weight` : null,
     /** Modules: the attention output, the MLP's gate, up and down. */

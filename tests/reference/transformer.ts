@@ -20,9 +20,19 @@
 //   smollm3 (SmolLM3Attention): llama with no rope on the layers where no_rope_layers[i] is 0 (the
 //     list says where rope is USED; without it every no_rope_layer_interval-th layer is NoPE), and a
 //     sliding window only on those when use_sliding_window.
+//   granite (Granite 3.x, modeling_granite.py): llama, with embeddings times embedding_multiplier,
+//     attention scores times attention_multiplier (in place of Dh^-0.5; GraniteConfig defaults it to
+//     1.0), both branch outputs times residual_multiplier before their residual add, and the logits
+//     divided by logits_scaling.
+//   olmo2 (modeling_olmo2.py, Olmo2DecoderLayer): no input_layernorm; h += post_attention_layernorm(
+//     attn(h)), then h += post_feedforward_layernorm(mlp(h)); q_norm / k_norm are RMSNorms over the
+//     whole q_proj / k_proj output (num_heads * head_dim wide), applied before splitting into heads
+//     and rope.
 //   phi3: fused qkv_proj (rows q, k, v) and gate_up_proj (gate = first half, up = second half:
 //     up * act(gate)); partial_rotary_factor (rotate_half over the first int(Dh * f) dims, the rest
-//     passes through); sliding_window on every layer when set.
+//     passes through); sliding_window on every layer when set; longrope (Phi-4-mini) within
+//     original_max_position_embeddings: inv_freq / short_factor, cos and sin times attention_factor
+//     (sqrt(1 + ln(max_position_embeddings / original) / ln(original)) unless given).
 // Sliding window (masking_utils.sliding_window_overlay): key j is visible to query i iff
 // i - window < j <= i. Positions are 0..S-1 in every row (no padding mask).
 //   qwen3_5_text (Qwen3_5ForCausalLM): layer_types mix full_attention and linear_attention (default
@@ -69,6 +79,8 @@ interface RefLayer {
   invFreq: Float64Array;
   /** Rotated dims per head (int(Dh * partial_rotary_factor)). */
   rotaryDim: number;
+  /** cos and sin times this (longrope's attention factor). */
+  ropeScale: number;
 }
 
 export interface RefArch {
@@ -87,6 +99,11 @@ export interface RefArch {
   attnSoftcap: number | null;
   finalSoftcap: number | null;
   sandwich: boolean;
+  /** OLMo 2: norms only after the mixer and the MLP; q/k norms over the whole projection. */
+  olmo2: boolean;
+  /** Granite 3: residual_multiplier on each branch, logits_scaling dividing the logits (1 elsewhere). */
+  residualMultiplier: number;
+  logitsScaling: number;
   qkNorm: boolean;
   fused: boolean;
   /** Qwen3.5: q_proj yields a sigmoid gate per head for the attention output. */
@@ -107,7 +124,7 @@ const num = (c: Json, key: string, fallback?: number): number => {
 };
 
 /** modeling_rope_utils: default / linear / llama3 inverse frequencies, in f64. */
-function invFreqOf(rp: Json, headDim: number, partial: number): { inv: Float64Array; dim: number } {
+function invFreqOf(rp: Json, headDim: number, partial: number, c: Json = {}): { inv: Float64Array; dim: number; scale?: number } {
   const dim = Math.floor(headDim * partial);
   const theta = Number(rp.rope_theta);
   const inv = new Float64Array(dim / 2);
@@ -115,6 +132,13 @@ function invFreqOf(rp: Json, headDim: number, partial: number): { inv: Float64Ar
   const type = String(rp.rope_type ?? rp.type ?? 'default');
   if (type === 'default') return { inv, dim };
   if (type === 'linear') return { inv: inv.map((f) => f / Number(rp.factor)), dim };
+  if (type === 'longrope') {
+    const original = Number(rp.original_max_position_embeddings ?? c.original_max_position_embeddings);
+    const factor = typeof rp.factor === 'number' ? rp.factor : Number(c.max_position_embeddings) / original;
+    const scale = typeof rp.attention_factor === 'number' ? rp.attention_factor : factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(original));
+    const short = rp.short_factor as number[];
+    return { inv: inv.map((f, i) => f / short[i]!), dim, scale };
+  }
   if (type === 'llama3') {
     const factor = Number(rp.factor), low = Number(rp.low_freq_factor), high = Number(rp.high_freq_factor);
     const oldCtx = Number(rp.original_max_position_embeddings);
@@ -138,7 +162,7 @@ export function refArch(config: Json): RefArch {
     {
       LlamaForCausalLM: 'llama', MistralForCausalLM: 'mistral', Qwen2ForCausalLM: 'qwen2', Qwen3ForCausalLM: 'qwen3',
       GemmaForCausalLM: 'gemma', Gemma2ForCausalLM: 'gemma2', Gemma3ForCausalLM: 'gemma3', Phi3ForCausalLM: 'phi3',
-      SmolLM3ForCausalLM: 'smollm3', Qwen3_5ForCausalLM: 'qwen3_5_text', Lfm2ForCausalLM: 'lfm2',
+      SmolLM3ForCausalLM: 'smollm3', GraniteForCausalLM: 'granite', Olmo2ForCausalLM: 'olmo2', Qwen3_5ForCausalLM: 'qwen3_5_text', Lfm2ForCausalLM: 'lfm2',
     } as Record<string, string>
   )[archName ?? ''];
   if (!name) throw new Error(`reference: architecture ${archName} is not modelled`);
@@ -151,6 +175,7 @@ export function refArch(config: Json): RefArch {
   const qwen35 = name === 'qwen3_5_text';
   const late = name === 'gemma2' || name === 'gemma3';
   const lfm2 = name === 'lfm2';
+  const granite = name === 'granite';
 
   // layer types
   let types: string[];
@@ -177,13 +202,13 @@ export function refArch(config: Json): RefArch {
     else if (name === 'gemma3' && type === 'sliding_attention') rp = { rope_type: 'default', rope_theta: num(c, 'rope_local_base_freq', 10000) };
     else rp = { ...((c.rope_scaling as Json | null) ?? {}), rope_theta: lfm2 ? num(c, 'rope_theta', num(c, 'theta', 1e6)) : num(c, 'rope_theta', 10000) };
     const partial = useRope(i) ? Number(rp.partial_rotary_factor ?? c.partial_rotary_factor ?? (qwen35 ? 0.25 : 1)) : 0;
-    const { inv, dim } = invFreqOf(rp, headDim, partial);
+    const { inv, dim, scale } = invFreqOf(rp, headDim, partial, c);
     let w: number | null = null;
     if (late) w = type === 'sliding_attention' ? window : null;
     else if (name === 'mistral' || name === 'phi3') w = window;
     else if (name === 'qwen2' || name === 'qwen3') w = c.use_sliding_window && type === 'sliding_attention' ? window : null;
     else if (name === 'smollm3') w = c.use_sliding_window && !useRope(i) ? window : null;
-    return { linear: type === 'linear_attention', conv: type === 'conv', window: w, invFreq: inv, rotaryDim: dim };
+    return { linear: type === 'linear_attention', conv: type === 'conv', window: w, invFreq: inv, rotaryDim: dim, ropeScale: scale ?? 1 };
   });
 
   const actName = lfm2 ? 'silu' : String(late ? c.hidden_activation : c.hidden_act);
@@ -200,13 +225,16 @@ export function refArch(config: Json): RefArch {
     eps: lfm2 ? num(c, 'norm_eps', 1e-5) : num(c, 'rms_norm_eps'),
     gemmaNorm: gemmaFamily || qwen35,
     // GemmaTextScaledWordEmbedding: embed_scale (an f32 tensor of hidden**0.5) cast to the weights' dtype
-    embedScale: gemmaFamily ? Math.fround(Math.sqrt(hidden)) : 1,
+    embedScale: gemmaFamily ? Math.fround(Math.sqrt(hidden)) : granite ? num(c, 'embedding_multiplier', 1) : 1,
     act,
-    scaling: late ? Math.pow(num(c, 'query_pre_attn_scalar'), -0.5) : Math.pow(headDim, -0.5),
+    scaling: late ? Math.pow(num(c, 'query_pre_attn_scalar'), -0.5) : granite ? num(c, 'attention_multiplier', 1) : Math.pow(headDim, -0.5),
     attnSoftcap: late && typeof c.attn_logit_softcapping === 'number' ? c.attn_logit_softcapping : null,
     finalSoftcap: late && typeof c.final_logit_softcapping === 'number' ? c.final_logit_softcapping : null,
     sandwich: late,
-    qkNorm: name === 'qwen3' || name === 'gemma3' || qwen35 || lfm2,
+    olmo2: name === 'olmo2',
+    residualMultiplier: granite ? num(c, 'residual_multiplier', 1) : 1,
+    logitsScaling: granite ? num(c, 'logits_scaling', 1) : 1,
+    qkNorm: name === 'qwen3' || name === 'gemma3' || qwen35 || lfm2 || name === 'olmo2',
     fused: name === 'phi3',
     gatedAttention: qwen35,
     deltaNet: qwen35
@@ -274,10 +302,15 @@ export function refParameters(config: Json): [string, number[]][] {
       if (a.name === 'qwen2') out.push([`${p}.self_attn.q_proj.bias`, [Hq * Dh]], [`${p}.self_attn.k_proj.bias`, [Hkv * Dh]], [`${p}.self_attn.v_proj.bias`, [Hkv * Dh]]);
     }
     out.push([`${p}.self_attn.o_proj.weight`, [D, Hq * Dh]]);
-    if (a.qkNorm) out.push([`${p}.self_attn.q_norm.weight`, [Dh]], [`${p}.self_attn.k_norm.weight`, [Dh]]);
+    if (a.olmo2) out.push([`${p}.self_attn.q_norm.weight`, [Hq * Dh]], [`${p}.self_attn.k_norm.weight`, [Hkv * Dh]]);
+    else if (a.qkNorm) out.push([`${p}.self_attn.q_norm.weight`, [Dh]], [`${p}.self_attn.k_norm.weight`, [Dh]]);
     if (a.fused) out.push([`${p}.mlp.gate_up_proj.weight`, [2 * I, D]]);
     else out.push([`${p}.mlp.gate_proj.weight`, [I, D]], [`${p}.mlp.up_proj.weight`, [I, D]]);
     out.push([`${p}.mlp.down_proj.weight`, [D, I]]);
+    if (a.olmo2) {
+      out.push([`${p}.post_attention_layernorm.weight`, [D]], [`${p}.post_feedforward_layernorm.weight`, [D]]);
+      continue;
+    }
     out.push([`${p}.input_layernorm.weight`, [D]], [`${p}.post_attention_layernorm.weight`, [D]]);
     if (a.sandwich) out.push([`${p}.pre_feedforward_layernorm.weight`, [D]], [`${p}.post_feedforward_layernorm.weight`, [D]]);
   }
@@ -386,7 +419,7 @@ function rope(x: Float64Array, T: number, S: number, H: number, Dh: number, laye
       const o = (t * H + h) * Dh;
       for (let i = 0; i < half; i++) {
         const ang = pos * layer.invFreq[i]!;
-        const c = Math.cos(ang), s = Math.sin(ang);
+        const c = Math.cos(ang) * layer.ropeScale, s = Math.sin(ang) * layer.ropeScale;
         const x1 = x[o + i]!, x2 = x[o + i + half]!;
         x[o + i] = x1 * c - x2 * s;
         x[o + i + half] = x2 * c + x1 * s;
@@ -553,7 +586,7 @@ export function refLogits(config: Json, w: RefWeights, ids: readonly (readonly n
       h = lfm2Layer(a, layer, w, lora, p, h, B, S);
       return;
     }
-    const x = rmsNorm(a, h, T, D, get(w, `${p}.input_layernorm.weight`));
+    const x = a.olmo2 ? h : rmsNorm(a, h, T, D, get(w, `${p}.input_layernorm.weight`));
     let q: Float64Array, k: Float64Array, v: Float64Array;
     let gate: Float64Array | null = null;
     const Nq = Hq * Dh, Nkv = Hkv * Dh;
@@ -589,7 +622,10 @@ export function refLogits(config: Json, w: RefWeights, ids: readonly (readonly n
       k = linear(w, lora, `${p}.self_attn.k_proj`, x, T, D, Nkv);
       v = linear(w, lora, `${p}.self_attn.v_proj`, x, T, D, Nkv);
     }
-    if (a.qkNorm) {
+    if (a.olmo2) {
+      q = rmsNorm(a, q, T, Nq, get(w, `${p}.self_attn.q_norm.weight`));
+      k = rmsNorm(a, k, T, Nkv, get(w, `${p}.self_attn.k_norm.weight`));
+    } else if (a.qkNorm) {
       q = rmsNorm(a, q, T * Hq, Dh, get(w, `${p}.self_attn.q_norm.weight`));
       k = rmsNorm(a, k, T * Hkv, Dh, get(w, `${p}.self_attn.k_norm.weight`));
     }
@@ -603,13 +639,13 @@ export function refLogits(config: Json, w: RefWeights, ids: readonly (readonly n
     const attn = attention(a, layer, q, k, v, B, S);
     if (gate) for (let i = 0; i < attn.length; i++) attn[i]! *= 1 / (1 + Math.exp(-gate[i]!));
     let o = linear(w, lora, `${p}.self_attn.o_proj`, attn, T, Nq, D);
-    if (a.sandwich) o = rmsNorm(a, o, T, D, get(w, `${p}.post_attention_layernorm.weight`));
-    h = add(h, o);
+    if (a.sandwich || a.olmo2) o = rmsNorm(a, o, T, D, get(w, `${p}.post_attention_layernorm.weight`));
+    h = add(h, o.map((v) => v * a.residualMultiplier));
 
-    const x2 = rmsNorm(a, h, T, D, get(w, `${p}.${a.sandwich ? 'pre_feedforward_layernorm' : 'post_attention_layernorm'}.weight`));
+    const x2 = a.olmo2 ? h : rmsNorm(a, h, T, D, get(w, `${p}.${a.sandwich ? 'pre_feedforward_layernorm' : 'post_attention_layernorm'}.weight`));
     let d = mlp(a, w, lora, p, x2, T);
-    if (a.sandwich) d = rmsNorm(a, d, T, D, get(w, `${p}.post_feedforward_layernorm.weight`));
-    h = add(h, d);
+    if (a.sandwich || a.olmo2) d = rmsNorm(a, d, T, D, get(w, `${p}.post_feedforward_layernorm.weight`));
+    h = add(h, d.map((v) => v * a.residualMultiplier));
   });
 
   const hf = rmsNorm(a, h, T, D, get(w, a.name === 'lfm2' ? 'model.embedding_norm.weight' : 'model.norm.weight'));
@@ -619,6 +655,7 @@ export function refLogits(config: Json, w: RefWeights, ids: readonly (readonly n
     for (let n = 0; n < V; n++) {
       let s = 0;
       for (let d = 0; d < D; d++) s += hf[t * D + d]! * head[n * D + d]!;
+      s /= a.logitsScaling;
       logits[t * V + n] = a.finalSoftcap ? a.finalSoftcap * Math.tanh(s / a.finalSoftcap) : s;
     }
   return logits;

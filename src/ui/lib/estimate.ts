@@ -5,7 +5,7 @@
 // model's activation table lists them (model/activations.ts), with or without recomputation as the
 // trainer would choose it (train/recompute.ts) under memory_budget or the default budget.
 
-import { activationBytes, type LoraSiteSize } from '../../model/activations';
+import { activationBytes, decodeStateBytes, type LoraSiteSize } from '../../model/activations';
 import { chooseRecompute, memoryBudget } from '../../train/recompute';
 import { specFromConfig, type Mixer, type ModelSpec } from '../../model/spec';
 
@@ -18,6 +18,12 @@ export interface MemoryEstimate {
   optimizer: number;
   activations: number;
   total: number;
+  /**
+   * Generation's per-sequence state for cutoff_len positions (chat, evaluation; not held while
+   * training, so not in total): attention layers' keys and values, and the fixed-size conv and
+   * delta-rule / SSD state of Gated DeltaNet, Mamba-2 and short-convolution layers.
+   */
+  decode: { kv: number; recurrent: number };
   spec: ModelSpec;
 }
 
@@ -112,5 +118,5 @@ export function estimateMemory(config: Record<string, unknown>, s: EstimateSetti
   });
   const activations = activationBytes(spec, { B, S, recompute, lora: loraSites }).total;
   const total = weights + optimizer + activations;
-  return { params: p.linear + p.embed + p.head + p.norms, weights, trainable, optimizer, activations, total, spec };
+  return { params: p.linear + p.embed + p.head + p.norms, weights, trainable, optimizer, activations, total, decode: decodeStateBytes(spec, S), spec };
 }
