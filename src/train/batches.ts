@@ -3,6 +3,8 @@
 // attended to by real tokens (causal) and never learned (label -100).
 
 import { shiftLabels, type Batch } from '../model/forward';
+import { mropeBatchPositions } from '../model/mrope';
+import type { VisionSpec } from '../model/spec';
 
 export interface TokenExample {
   input_ids: number[];
@@ -11,6 +13,8 @@ export interface TokenExample {
   segment_ids?: number[];
   /** Packed rows: position ids restarting per packed sample. */
   position_ids?: number[];
+  /** Vision-language rows: the processor's pixel values and grid of each image, in token order. */
+  images?: { pixels: Float32Array; grids: [number, number, number][] };
 }
 
 export interface TrainBatch extends Batch {
@@ -25,7 +29,11 @@ export function bucketLength(n: number, max: number): number {
   return Math.min(Math.max(b, n), Math.max(max, n));
 }
 
-export function makeBatch(examples: readonly TokenExample[], padId: number, maxLen: number): TrainBatch {
+/**
+ * `vision`: the model's vision tower, for rows with images: their pixels ride along and positions
+ * are M-RoPE's [3, B * S] (transformers' get_rope_index).
+ */
+export function makeBatch(examples: readonly TokenExample[], padId: number, maxLen: number, vision?: VisionSpec | null): TrainBatch {
   const B = examples.length;
   const longest = Math.max(...examples.map((e) => e.input_ids.length));
   const S = bucketLength(longest, maxLen);
@@ -45,17 +53,35 @@ export function makeBatch(examples: readonly TokenExample[], padId: number, maxL
       if (segments) segments[b * S + t] = t < e.input_ids.length ? (e.segment_ids?.[t] ?? 1) : 0;
     }
   });
+  const images = imagesOf(examples, ids, S, vision);
   const shifted = shiftLabels(labels, B, S);
   if (segments) {
     // never predict across a packed boundary
     for (let i = 0; i + 1 < B * S; i++) if ((i + 1) % S !== 0 && segments[i] !== segments[i + 1]) shifted[i] = -100;
   }
   return {
-    B, S, ids, labels: shifted, positions,
+    B, S, ids, labels: shifted, positions: images?.positions ?? positions,
     ...(segments ? { segments } : {}),
+    ...(images ? { images: images.images } : {}),
     validTokens: shifted.reduce((a, l) => a + (l !== -100 ? 1 : 0), 0),
     realTokens,
   };
+}
+
+function imagesOf(examples: readonly TokenExample[], ids: Int32Array, S: number, vision?: VisionSpec | null): { images: NonNullable<Batch['images']>; positions: Int32Array } | null {
+  if (!examples.some((e) => e.images?.grids.length)) return null;
+  if (!vision) throw new Error('a batch with images needs a vision-language model (this model has no vision tower)');
+  if (examples.some((e) => e.segment_ids)) throw new Error('packed rows cannot carry images');
+  const grids = examples.flatMap((e) => e.images?.grids ?? []);
+  const pixels = new Float32Array(examples.reduce((n, e) => n + (e.images?.pixels.length ?? 0), 0));
+  let at = 0;
+  for (const e of examples) {
+    if (!e.images) continue;
+    pixels.set(e.images.pixels, at);
+    at += e.images.pixels.length;
+  }
+  const positions = mropeBatchPositions(ids, examples.length, S, examples.map((e) => e.input_ids.length), examples.map((e) => e.images?.grids ?? []), vision);
+  return { images: { pixels, grids }, positions };
 }
 
 /** Seeded shuffle (xorshift), reproducible across runs and resumable from the seed and epoch. */

@@ -24,7 +24,7 @@ export class SftObjective implements Objective {
   async step(micro: readonly (readonly TrainExample[])[]): Promise<number> {
     const { model, padId, cutoffLen } = this.ctx;
     const gpu = model.gpu;
-    const batches = micro.map((r) => makeBatch(r as TokenExample[], padId, cutoffLen));
+    const batches = micro.map((r) => makeBatch(r as TokenExample[], padId, cutoffLen, model.spec.vision));
     const valid = batches.reduce((a, b) => a + b.validTokens, 0);
     let tokens = 0;
     for (const [i, batch] of batches.entries()) {
@@ -52,7 +52,7 @@ export class SftObjective implements Objective {
     const { model, padId, cutoffLen } = this.ctx;
     let sum = 0, tokens = 0;
     for (let i = 0; i < examples.length; i += batchSize) {
-      const batch = makeBatch(examples.slice(i, i + batchSize) as TokenExample[], padId, cutoffLen);
+      const batch = makeBatch(examples.slice(i, i + batchSize) as TokenExample[], padId, cutoffLen, model.spec.vision);
       const ws = this.workspace(batch);
       ws.load(batch);
       forwardBackward(ws, { backward: false, gradScale: 1, tokenLoss: this.ctx.tokenLoss });

@@ -9,7 +9,7 @@ const MULTIMODAL = new Set([
   'intern_vl', 'intern_s1', 'keye_vl', 'kimi_vl', 'lfm2_vl', 'llava', 'llava_next', 'llava_next_llama3',
   'llava_next_mistral', 'llava_next_qwen', 'llava_next_video', 'llava_next_video_mistral', 'llava_next_video_yi',
   'llava_next_yi', 'mimo_vl', 'minicpm_o', 'minicpm_v', 'minicpm_v_4_6', 'ministral3', 'mllama', 'moss_vl',
-  'paligemma', 'paligemma_chat', 'pixtral', 'qwen2_audio', 'qwen2_omni', 'qwen2_vl', 'qwen3_omni',
+  'paligemma', 'paligemma_chat', 'pixtral', 'qwen2_audio', 'qwen2_omni', 'qwen3_omni',
   'qwen3_omni_nothink', 'qwen3_vl', 'qwen3_vl_nothink', 'video_llava', 'yi_vl', 'youtu_vl',
 ]);
 
