@@ -1,0 +1,150 @@
+// LoRA fine-tuning of a tiny random Qwen2-VL on a dataset of images (PNGs built here), through the
+// path `crucible train` takes: Session.open reads preprocessor_config.json, buildDataset processes
+// and expands the images (template qwen2_vl), makeBatch carries pixels and M-RoPE positions, the
+// trainer runs the frozen vision tower and scatters its rows into the image tokens. Checked: the
+// loss of a padded two-row batch against the f64 reference (tests/reference/qwen2vl.ts), so each
+// row gets its own images and positions; a few LoRA steps lower the loss; a preprocessor config
+// that does not fit the tower is refused. Weights from a seeded RNG (SEED=... replays).
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { buildDataset, memoryFileAccess, padIdFor } from '../src/data/index.ts';
+import type { LmExample } from '../src/data/processor.ts';
+import { Session } from '../src/engine/session';
+import { dirFiles } from '../src/model/files-node';
+import { forwardBackward, Workspace } from '../src/model/forward';
+import { encodeSafetensors } from '../src/model/safetensors';
+import { makeBatch } from '../src/train/batches';
+import { Trainer, type LogRecord, type TrainOptions } from '../src/train/trainer';
+import { makeRng, type Rng } from './helpers/check';
+import { testGpu } from './helpers/gpu';
+import { encodePng } from './helpers/png-encode';
+import { refQwen2VLLogits, refQwen2VLParameters, refQwen2VLVision } from './reference/qwen2vl';
+import { refCausalLoss } from './reference/transformer';
+
+type Json = Record<string, unknown>;
+const FIX = join(import.meta.dirname, 'fixtures');
+const config = JSON.parse(readFileSync(join(FIX, 'synthetic/qwen2_vl/config.json'), 'utf8')) as Json;
+const V = Number((config.text_config as Json).vocab_size);
+const PREPROCESSOR = { patch_size: 2, merge_size: 2, temporal_patch_size: 2, min_pixels: 16, max_pixels: 64 * 64, image_mean: [0.5, 0.5, 0.5], image_std: [0.5, 0.5, 0.5] };
+
+function synthesize(rng: Rng): Map<string, Float32Array> {
+  const w = new Map<string, Float32Array>();
+  for (const [name, shape] of refQwen2VLParameters(config)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    let v: Float32Array;
+    if (/norm[12]?\.weight$|ln_q\.weight$|layernorm\.weight$/.test(name)) v = Float32Array.from(rng.randn(n, 0.1), (x) => 1 + x);
+    else if (name.endsWith('.bias')) v = rng.randn(n, 0.1);
+    else if (name.endsWith('embed_tokens.weight')) v = rng.randn(n, 0.3);
+    else v = rng.randn(n, 1 / Math.sqrt(shape.slice(1).reduce((a, b) => a * b, 1)));
+    w.set(name, v);
+  }
+  return w;
+}
+
+/**
+ * tiny-chat's byte-level tokenizer (ids 0-2 <|pad|> <|im_start|> <|im_end|>) with ids 250-253 (bytes
+ * ASCII text never uses) made the config's image, video, vision start and end tokens.
+ */
+function tokenizerFiles(): { json: Json; config: Json } {
+  const json = JSON.parse(readFileSync(join(FIX, 'tiny-chat/tokenizer.json'), 'utf8')) as { model: { vocab: Record<string, number> }; added_tokens: Json[] };
+  const cfg = JSON.parse(readFileSync(join(FIX, 'tiny-chat/tokenizer_config.json'), 'utf8')) as Json & { added_tokens_decoder: Record<string, Json> };
+  const specials: [number, string][] = [[250, '<|image_pad|>'], [251, '<|video_pad|>'], [252, '<|vision_start|>'], [253, '<|vision_end|>']];
+  for (const [id, content] of specials) {
+    for (const [k, v] of Object.entries(json.model.vocab)) if (v === id) delete json.model.vocab[k];
+    json.model.vocab[content] = id;
+    const t = { id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true };
+    json.added_tokens.push(t);
+    const { id: _, ...rest } = t;
+    cfg.added_tokens_decoder[String(id)] = rest;
+  }
+  return { json, config: cfg };
+}
+
+function writeModel(weights: Map<string, Float32Array>, preprocessor: Json): string {
+  const dir = mkdtempSync(join(tmpdir(), 'qwen2vl-train-'));
+  const shapes = new Map(refQwen2VLParameters(config));
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+  writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors(Object.fromEntries([...weights].map(([n, data]) => [n, { dtype: 'F32' as const, shape: shapes.get(n)!, data }])), { format: 'pt' }));
+  const tok = tokenizerFiles();
+  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tok.json));
+  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(tok.config));
+  writeFileSync(join(dir, 'preprocessor_config.json'), JSON.stringify(preprocessor));
+  return dir;
+}
+
+function png(rng: Rng, width: number, height: number): Uint8Array {
+  return encodePng({ width, height, colorType: 2, depth: 8, samples: Array.from({ length: width * height * 3 }, () => Math.floor(rng.next() * 256)) });
+}
+
+/** Three conversations about three pictures (28 x 28 and larger: image_min_pixels keeps them small). */
+function dataFiles(rng: Rng) {
+  const rows = [
+    { messages: [{ role: 'user', content: '<image>What is it?' }, { role: 'assistant', content: 'red' }], images: ['a.png'] },
+    { messages: [{ role: 'user', content: 'And <image>?' }, { role: 'assistant', content: 'blue sky' }], images: ['b.png'] },
+    { messages: [{ role: 'user', content: '<image>Name it.' }, { role: 'assistant', content: 'green' }], images: ['c.png'] },
+  ];
+  return memoryFileAccess({
+    'data/dataset_info.json': JSON.stringify({ pics: { file_name: 'pics.json', formatting: 'sharegpt', columns: { messages: 'messages', images: 'images' }, tags: { role_tag: 'role', content_tag: 'content', user_tag: 'user', assistant_tag: 'assistant' } } }),
+    'data/pics.json': JSON.stringify(rows),
+    'data/a.png': png(rng, 28, 28),
+    'data/b.png': png(rng, 36, 28),
+    'data/c.png': png(rng, 28, 32),
+  });
+}
+
+describe('Qwen2-VL LoRA fine-tuning on images', () => {
+  it('a padded batch of two image rows matches the f64 reference; a few LoRA steps lower the loss', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const at = `(SEED=${rng.seed})`;
+    const weights = synthesize(rng);
+    const session = await Session.open(gpu, dirFiles(writeModel(weights, PREPROCESSOR)));
+    expect(session.imageProcessor).toMatchObject({ patchSize: 2, mergeSize: 2, temporalPatchSize: 2, minPixels: 16, maxPixels: 4096, mean: [0.5, 0.5, 0.5] });
+    const data = await buildDataset(
+      { dataset: 'pics', template: 'qwen2_vl', cutoff_len: 256, image_min_pixels: 16, image_max_pixels: 32 * 32, shuffle: false },
+      { tokenizer: session.tokenizer, imageProcessor: session.imageProcessor, ...dataFiles(rng) },
+    );
+    const rows = data.train as LmExample[];
+    expect(rows.map((r) => r.images!.grids)).toEqual([[[1, 14, 14]], [[1, 14, 18]], [[1, 16, 14]]]);
+    const model = session.model;
+
+    // rows 1 and 0 (different lengths: row 0 is padded), loss against the reference row by row
+    const pair = [rows[1]!, rows[0]!];
+    const batch = makeBatch(pair, padIdFor(session.tokenizer, data.template), 256, model.spec.vision);
+    expect(batch.images!.grids).toEqual([[1, 14, 18], [1, 14, 14]]);
+    const ws = new Workspace(model, batch.B, batch.S, false);
+    ws.load(batch);
+    forwardBackward(ws, { backward: false, gradScale: 1 });
+    const loss = (await gpu.readF32(ws.loss)).reduce((a, b) => a + b, 0);
+    ws.release();
+    let ref = 0;
+    for (const r of pair) {
+      const grids = r.images!.grids;
+      const logits = refQwen2VLLogits(config, weights, r.input_ids, refQwen2VLVision(config, weights, r.images!.pixels, grids), grids);
+      const learned = r.labels.slice(1).filter((l) => l !== -100).length;
+      ref += refCausalLoss(logits, [r.labels], V) * learned;
+    }
+    expect(Math.abs(loss - ref) / ref, `batch loss ${loss} vs reference ${ref} ${at}`).toBeLessThan(1e-4);
+
+    const opts: TrainOptions = {
+      finetuningType: 'lora', lora: { rank: 4, alpha: 8, targets: 'all' }, learningRate: 2e-2, scheduler: 'constant', warmupSteps: 0,
+      warmupRatio: 0, epochs: 8, maxSteps: 8, batchSize: 3, gradAccum: 1, maxGradNorm: 1, weightDecay: 0, beta1: 0.9, beta2: 0.999,
+      eps: 1e-8, neftuneAlpha: 0, seed: 1, loggingSteps: 1, saveSteps: 0, evalSteps: 0, cutoffLen: 256, recompute: false,
+    };
+    const trainer = await Trainer.create(model, rows, [], opts, padIdFor(session.tokenizer, data.template));
+    const logs: number[] = [];
+    await trainer.run(null, { onLog: (r: LogRecord) => r.loss !== undefined && logs.push(r.loss) });
+    trainer.release();
+    expect(logs).toHaveLength(8);
+    expect(logs.every(Number.isFinite), `losses ${logs} ${at}`).toBe(true);
+    expect(logs[7]!, `losses ${logs} ${at}`).toBeLessThan(logs[0]! * 0.7);
+    session.release();
+  });
+
+  it("a preprocessor_config.json whose patches are not the tower's is refused", async () => {
+    const dir = writeModel(synthesize(makeRng()), { ...PREPROCESSOR, patch_size: 14 });
+    await expect(Session.open(await testGpu(), dirFiles(dir))).rejects.toThrow(/preprocessor_config.json: patch_size 14 does not match the vision tower's 2 \(config.json vision_config\)/);
+  });
+});
