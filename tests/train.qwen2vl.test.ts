@@ -129,17 +129,17 @@ describe('Qwen2-VL LoRA fine-tuning on images', () => {
     expect(Math.abs(loss - ref) / ref, `batch loss ${loss} vs reference ${ref} ${at}`).toBeLessThan(1e-4);
 
     const opts: TrainOptions = {
-      finetuningType: 'lora', lora: { rank: 4, alpha: 8, targets: 'all' }, learningRate: 2e-2, scheduler: 'constant', warmupSteps: 0,
-      warmupRatio: 0, epochs: 8, maxSteps: 8, batchSize: 3, gradAccum: 1, maxGradNorm: 1, weightDecay: 0, beta1: 0.9, beta2: 0.999,
+      finetuningType: 'lora', lora: { rank: 4, alpha: 8, targets: 'all' }, learningRate: 5e-2, scheduler: 'constant', warmupSteps: 0,
+      warmupRatio: 0, epochs: 4, maxSteps: 4, batchSize: 3, gradAccum: 1, maxGradNorm: 1, weightDecay: 0, beta1: 0.9, beta2: 0.999,
       eps: 1e-8, neftuneAlpha: 0, seed: 1, loggingSteps: 1, saveSteps: 0, evalSteps: 0, cutoffLen: 256, recompute: false,
     };
     const trainer = await Trainer.create(model, rows, [], opts, padIdFor(session.tokenizer, data.template));
     const logs: number[] = [];
     await trainer.run(null, { onLog: (r: LogRecord) => r.loss !== undefined && logs.push(r.loss) });
     trainer.release();
-    expect(logs).toHaveLength(8);
+    expect(logs).toHaveLength(4);
     expect(logs.every(Number.isFinite), `losses ${logs} ${at}`).toBe(true);
-    expect(logs[7]!, `losses ${logs} ${at}`).toBeLessThan(logs[0]! * 0.7);
+    expect(logs[3]!, `losses ${logs} ${at}`).toBeLessThan(logs[0]! * 0.8);
     session.release();
   });
 
