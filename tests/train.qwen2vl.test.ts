@@ -13,20 +13,22 @@ import { buildDataset, memoryFileAccess, padIdFor } from '../src/data/index.ts';
 import type { LmExample } from '../src/data/processor.ts';
 import { Session } from '../src/engine/session';
 import { dirFiles } from '../src/model/files-node';
+import { Adapter } from '../src/model/adapter';
 import { forwardBackward, Workspace } from '../src/model/forward';
-import { encodeSafetensors } from '../src/model/safetensors';
+import { encodeSafetensors, type ByteSource } from '../src/model/safetensors';
 import { makeBatch } from '../src/train/batches';
 import { Trainer, type LogRecord, type TrainOptions } from '../src/train/trainer';
 import { makeRng, type Rng } from './helpers/check';
 import { testGpu } from './helpers/gpu';
 import { encodePng } from './helpers/png-encode';
 import { refQwen2VLLogits, refQwen2VLParameters, refQwen2VLVision } from './reference/qwen2vl';
-import { refCausalLoss } from './reference/transformer';
+import { refCausalLoss, type RefLora } from './reference/transformer';
 
 type Json = Record<string, unknown>;
 const FIX = join(import.meta.dirname, 'fixtures');
 const config = JSON.parse(readFileSync(join(FIX, 'synthetic/qwen2_vl/config.json'), 'utf8')) as Json;
 const V = Number((config.text_config as Json).vocab_size);
+const RANK = 2;
 const PREPROCESSOR = { patch_size: 2, merge_size: 2, temporal_patch_size: 2, min_pixels: 16, max_pixels: 64 * 64, image_mean: [0.5, 0.5, 0.5], image_std: [0.5, 0.5, 0.5] };
 
 function synthesize(rng: Rng): Map<string, Float32Array> {
@@ -72,6 +74,10 @@ function writeModel(weights: Map<string, Float32Array>, preprocessor: Json): str
   writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(tok.config));
   writeFileSync(join(dir, 'preprocessor_config.json'), JSON.stringify(preprocessor));
   return dir;
+}
+
+function bytes(b: Uint8Array): ByteSource {
+  return { name: 'adapter_model.safetensors', size: b.length, read: async (off, len) => b.slice(off, off + len) };
 }
 
 function png(rng: Rng, width: number, height: number): Uint8Array {
@@ -140,6 +146,59 @@ describe('Qwen2-VL LoRA fine-tuning on images', () => {
     expect(logs).toHaveLength(4);
     expect(logs.every(Number.isFinite), `losses ${logs} ${at}`).toBe(true);
     expect(logs[3]!, `losses ${logs} ${at}`).toBeLessThan(logs[0]! * 0.8);
+    session.release();
+  });
+
+  it('LoRA gradients of a padded two-row image batch match central differences of the f64 reference loss', async () => {
+    const gpu = await testGpu();
+    const rng = makeRng();
+    const at = `(SEED=${rng.seed})`;
+    const weights = synthesize(rng);
+    const session = await Session.open(gpu, dirFiles(writeModel(weights, PREPROCESSOR)));
+    const data = await buildDataset(
+      { dataset: 'pics', template: 'qwen2_vl', cutoff_len: 256, image_min_pixels: 16, image_max_pixels: 32 * 32, shuffle: false },
+      { tokenizer: session.tokenizer, imageProcessor: session.imageProcessor, ...dataFiles(rng) },
+    );
+    const pair = [data.train[2], data.train[1]] as LmExample[];
+    const model = session.model;
+    // a PEFT LoRA on q_proj and down_proj of every layer, B non-zero so every factor has a gradient
+    const kinds = ['q_proj', 'down_proj'];
+    const lora: RefLora = new Map();
+    const tensors: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
+    for (const [n, shape] of refQwen2VLParameters(config)) {
+      const module = n.replace(/\.weight$/, '');
+      if (!n.startsWith('model.language_model.') || !kinds.includes(module.split('.').pop()!)) continue;
+      const [N, K] = shape as [number, number];
+      const A = rng.randn(RANK * K, 1 / Math.sqrt(K)), B = rng.randn(N * RANK, 0.05);
+      lora.set(module, { A, B, r: RANK, scaling: 2 });
+      tensors[`base_model.model.${module}.lora_A.weight`] = { dtype: 'F32', shape: [RANK, K], data: A };
+      tensors[`base_model.model.${module}.lora_B.weight`] = { dtype: 'F32', shape: [N, RANK], data: B };
+    }
+    const adapterConfig = JSON.stringify({ peft_type: 'LORA', task_type: 'CAUSAL_LM', r: RANK, lora_alpha: 2 * RANK, lora_dropout: 0, target_modules: kinds, bias: 'none' });
+    const adapter = await Adapter.load(model, adapterConfig, bytes(encodeSafetensors(tensors, { format: 'pt' })));
+    const batch = makeBatch(pair, padIdFor(session.tokenizer, data.template), 256, model.spec.vision);
+    const params = adapter.params();
+    for (const p of params) gpu.zero(p.grad);
+    const ws = new Workspace(model, batch.B, batch.S, false);
+    ws.load(batch);
+    forwardBackward(ws, { backward: true, gradScale: 1 });
+    const images = pair.map((r) => refQwen2VLVision(config, weights, r.images!.pixels, r.images!.grids));
+    // the summed token loss of both rows, as the GPU's with gradScale 1
+    const refLoss = (l: RefLora) =>
+      pair.reduce((s, r, i) => s + refCausalLoss(refQwen2VLLogits(config, weights, r.input_ids, images[i]!, r.images!.grids, l), [r.labels], V) * r.labels.slice(1).filter((y) => y !== -100).length, 0);
+    const h = 1e-4;
+    for (const p of [params[0]!, params[params.length - 1]!]) {
+      const m = /^base_model\.model\.(.+)\.lora_([AB])\.weight$/.exec(p.name)!;
+      const mod = lora.get(m[1]!)!, which = m[2] as 'A' | 'B';
+      const g = await gpu.readF32(p.grad);
+      const u = Float64Array.from({ length: g.length }, () => rng.normal());
+      const got = g.reduce((a, x, i) => a + x * u[i]!, 0);
+      const along = (eps: number) => refLoss(new Map(lora).set(m[1]!, { ...mod, [which]: Float64Array.from(mod[which], (x, i) => x + eps * u[i]!) }));
+      const want = (along(h) - along(-h)) / (2 * h);
+      expect(Math.abs(got - want) / Math.abs(want), `gradient of ${p.name} along a random direction: ${got} vs ${want} ${at}`).toBeLessThan(1e-3);
+    }
+    ws.release();
+    adapter.release();
     session.release();
   });
 
