@@ -3,7 +3,7 @@
 // with the tower's own patch sizes. The patches must be what the tower reads: a mismatch is an error.
 import { qwen2vlImageConfig, type Qwen2VLImageConfig } from '../data/image/qwen2vl';
 import { parseJsonFile } from '../data/json-file';
-import type { VisionSpec } from '../model/spec';
+import { specFromConfig, type VisionSpec } from '../model/spec';
 import type { ModelFiles } from '../model/weights';
 
 export async function loadImageProcessor(files: ModelFiles, vision: VisionSpec | null): Promise<Qwen2VLImageConfig | null> {
@@ -20,4 +20,12 @@ export async function loadImageProcessor(files: ModelFiles, vision: VisionSpec |
     if (got !== want) throw new Error(`${files.name}/${name}: ${key} ${got} does not match the vision tower's ${want} (config.json vision_config)`);
   }
   return cfg;
+}
+
+/** The image processor from the checkpoint's config.json alone (no weights loaded): for the data preview. */
+export async function imageProcessorOf(files: ModelFiles): Promise<Qwen2VLImageConfig | null> {
+  if (!(await files.exists('config.json'))) return null;
+  const config = parseJsonFile<Record<string, unknown>>(await files.readText('config.json'), `${files.name}/config.json`);
+  if (config.vision_config === undefined) return null;
+  return loadImageProcessor(files, specFromConfig(config).vision);
 }
