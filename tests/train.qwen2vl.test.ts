@@ -16,7 +16,7 @@ import { dirFiles } from '../src/model/files-node';
 import { Adapter } from '../src/model/adapter';
 import { forwardBackward, Workspace } from '../src/model/forward';
 import { encodeSafetensors, type ByteSource } from '../src/model/safetensors';
-import { makeBatch } from '../src/train/batches';
+import { makeBatch, rowPixels } from '../src/train/batches';
 import { Trainer, type LogRecord, type TrainOptions } from '../src/train/trainer';
 import { makeRng, type Rng } from './helpers/check';
 import { testGpu } from './helpers/gpu';
@@ -118,7 +118,9 @@ describe('Qwen2-VL LoRA fine-tuning on images', () => {
 
     // rows 1 and 0 (different lengths: row 0 is padded), loss against the reference row by row
     const pair = [rows[1]!, rows[0]!];
-    const batch = makeBatch(pair, padIdFor(session.tokenizer, data.template), 256, model.spec.vision);
+    const pixels = await rowPixels(pair);
+    expect(() => makeBatch(pair, 0, 256, model.spec.vision)).toThrow(/needs their pixel values/);
+    const batch = makeBatch(pair, padIdFor(session.tokenizer, data.template), 256, model.spec.vision, pixels);
     expect(batch.images!.grids).toEqual([[1, 14, 18], [1, 14, 14]]);
     const ws = new Workspace(model, batch.B, batch.S, false);
     ws.load(batch);
@@ -126,9 +128,9 @@ describe('Qwen2-VL LoRA fine-tuning on images', () => {
     const loss = (await gpu.readF32(ws.loss)).reduce((a, b) => a + b, 0);
     ws.release();
     let ref = 0;
-    for (const r of pair) {
+    for (const [i, r] of pair.entries()) {
       const grids = r.images!.grids;
-      const logits = refQwen2VLLogits(config, weights, r.input_ids, refQwen2VLVision(config, weights, r.images!.pixels, grids), grids);
+      const logits = refQwen2VLLogits(config, weights, r.input_ids, refQwen2VLVision(config, weights, pixels[i]!, grids), grids);
       const learned = r.labels.slice(1).filter((l) => l !== -100).length;
       ref += refCausalLoss(logits, [r.labels], V) * learned;
     }
@@ -176,13 +178,14 @@ describe('Qwen2-VL LoRA fine-tuning on images', () => {
     }
     const adapterConfig = JSON.stringify({ peft_type: 'LORA', task_type: 'CAUSAL_LM', r: RANK, lora_alpha: 2 * RANK, lora_dropout: 0, target_modules: kinds, bias: 'none' });
     const adapter = await Adapter.load(model, adapterConfig, bytes(encodeSafetensors(tensors, { format: 'pt' })));
-    const batch = makeBatch(pair, padIdFor(session.tokenizer, data.template), 256, model.spec.vision);
+    const pixels = await rowPixels(pair);
+    const batch = makeBatch(pair, padIdFor(session.tokenizer, data.template), 256, model.spec.vision, pixels);
     const params = adapter.params();
     for (const p of params) gpu.zero(p.grad);
     const ws = new Workspace(model, batch.B, batch.S, false);
     ws.load(batch);
     forwardBackward(ws, { backward: true, gradScale: 1 });
-    const images = pair.map((r) => refQwen2VLVision(config, weights, r.images!.pixels, r.images!.grids));
+    const images = pair.map((r, i) => refQwen2VLVision(config, weights, pixels[i]!, r.images!.grids));
     // the summed token loss of both rows, as the GPU's with gradScale 1
     const refLoss = (l: RefLora) =>
       pair.reduce((s, r, i) => s + refCausalLoss(refQwen2VLLogits(config, weights, r.input_ids, images[i]!, r.images!.grids, l), [r.labels], V) * r.labels.slice(1).filter((y) => y !== -100).length, 0);

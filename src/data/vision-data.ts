@@ -13,12 +13,15 @@ import type { Tokenizer } from './tokenizer.ts';
 
 export const IMAGE_PAD = '<|image_pad|>';
 
-/** The images of one example: the processor's pixel values of all of them, and each one's grid. */
+/**
+ * The images of one example: each one's grid, and its pixel values on demand (decoded and
+ * processed again at batch time, so a dataset holds paths, not megabytes of floats per image).
+ */
 export interface ExampleImages {
-  /** [patches, C * T * P * P] of the images in order, row-major. */
-  pixels: Float32Array;
   /** image_grid_thw of each image. */
   grids: [number, number, number][];
+  /** [patches, C * T * P * P] of the images in order, row-major. */
+  load(): Promise<Float32Array>;
 }
 
 /** The template that places images: the only one whose plugin Crucible implements. */
@@ -34,22 +37,30 @@ function where(a: Aligned, field?: string): DataErrorLocation {
  */
 export async function prepareImages(a: Aligned, read: (path: string) => Promise<Uint8Array>, cfg: Qwen2VLImageConfig, limits: PixelLimits): Promise<Aligned> {
   const paths = a.images ?? [];
-  const processed = [];
-  for (const [i, path] of paths.entries()) {
-    try {
-      processed.push(processQwen2VLImage(await decodeImage(await read(path)), cfg, limits));
-    } catch (e) {
-      if (e instanceof ImageError) throw new DataError(`image ${JSON.stringify(path)}: ${e.message}`, where(a, `images[${i}]`));
-      throw e;
+  const processAll = async () => {
+    const out = [];
+    for (const [i, path] of paths.entries()) {
+      try {
+        out.push(processQwen2VLImage(await decodeImage(await read(path)), cfg, limits));
+      } catch (e) {
+        if (e instanceof ImageError) throw new DataError(`image ${JSON.stringify(path)}: ${e.message}`, where(a, `images[${i}]`));
+        throw e;
+      }
     }
-  }
-  const grids = processed.map((p) => p.grid);
-  const pixels = new Float32Array(processed.reduce((n, p) => n + p.pixelValues.length, 0));
-  let at = 0;
-  for (const p of processed) {
-    pixels.set(p.pixelValues, at);
-    at += p.pixelValues.length;
-  }
+    return out;
+  };
+  // every image is decoded and processed once here, so a bad one fails the build, not a step
+  const grids = (await processAll()).map((p) => p.grid);
+  const load = async () => {
+    const processed = await processAll();
+    const pixels = new Float32Array(processed.reduce((n, p) => n + p.pixelValues.length, 0));
+    let at = 0;
+    for (const p of processed) {
+      pixels.set(p.pixelValues, at);
+      at += p.pixelValues.length;
+    }
+    return pixels;
+  };
   // the placeholders count over prompt and response together, as the plugin counts them
   const all = [...a.prompt, ...a.response];
   let expanded;
@@ -59,7 +70,7 @@ export async function prepareImages(a: Aligned, read: (path: string) => Promise<
     if (e instanceof ImageError) throw new DataError(`${e.message} (${paths.join(', ')})`, where(a));
     throw e;
   }
-  return { ...a, prompt: expanded.slice(0, a.prompt.length), response: expanded.slice(a.prompt.length), imageInputs: { pixels, grids } };
+  return { ...a, prompt: expanded.slice(0, a.prompt.length), response: expanded.slice(a.prompt.length), imageInputs: { grids, load } };
 }
 
 /**
