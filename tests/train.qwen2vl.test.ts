@@ -16,6 +16,7 @@ import { dirFiles } from '../src/model/files-node';
 import { Adapter } from '../src/model/adapter';
 import { forwardBackward, Workspace } from '../src/model/forward';
 import { encodeSafetensors, type ByteSource } from '../src/model/safetensors';
+import { specFromConfig } from '../src/model/spec';
 import { makeBatch, rowPixels } from '../src/train/batches';
 import { Trainer, type LogRecord, type TrainOptions } from '../src/train/trainer';
 import { makeRng, type Rng } from './helpers/check';
@@ -99,6 +100,31 @@ function dataFiles(rng: Rng) {
     'data/c.png': png(rng, 28, 32),
   });
 }
+
+describe('batches with images', () => {
+  it("M-RoPE positions are get_rope_index's, worked by hand (text, an image's t/h/w, text from max + 1, padding continuing); pixels in row order", async () => {
+    const vision = specFromConfig(config).vision!;
+    const F = 3 * 2 * 2 * 2;
+    const pix = (n: number, v: number) => new Float32Array(n * F).fill(v);
+    const rows = [
+      // grid 1 x 2 x 4 merged 2 x 2: one row of two image tokens
+      { input_ids: [5, 252, 250, 250, 253, 6], labels: [-100, -100, -100, -100, -100, 6], images: { grids: [[1, 2, 4]] as [number, number, number][], load: async () => pix(8, 1) } },
+      { input_ids: [9, 8], labels: [9, 8] },
+      // grid 1 x 4 x 4: two rows of two
+      { input_ids: [252, 250, 250, 250, 250, 253, 7], labels: [-100, -100, -100, -100, -100, -100, 7], images: { grids: [[1, 4, 4]] as [number, number, number][], load: async () => pix(16, 2) } },
+    ];
+    const b = makeBatch(rows, 0, 8, vision, await rowPixels(rows));
+    expect([b.B, b.S]).toEqual([3, 8]);
+    const t = [[0, 1, 2, 2, 4, 5, 6, 7], [0, 1, 2, 3, 4, 5, 6, 7], [0, 1, 1, 1, 1, 3, 4, 5]];
+    const h = [[0, 1, 2, 2, 4, 5, 6, 7], [0, 1, 2, 3, 4, 5, 6, 7], [0, 1, 1, 2, 2, 3, 4, 5]];
+    const w = [[0, 1, 2, 3, 4, 5, 6, 7], [0, 1, 2, 3, 4, 5, 6, 7], [0, 1, 2, 1, 2, 3, 4, 5]];
+    expect(Array.from(b.positions)).toEqual([...t.flat(), ...h.flat(), ...w.flat()]);
+    expect(b.images!.grids).toEqual([[1, 2, 4], [1, 4, 4]]);
+    expect(Array.from(b.images!.pixels)).toEqual([...pix(8, 1), ...pix(16, 2)]);
+    // text-only batches keep 1-D positions (the workspace repeats them for M-RoPE)
+    expect(makeBatch([rows[1]!], 0, 8, vision).positions).toHaveLength(8);
+  });
+});
 
 describe('Qwen2-VL LoRA fine-tuning on images', () => {
   it('a padded batch of two image rows matches the f64 reference; a few LoRA steps lower the loss', async () => {
