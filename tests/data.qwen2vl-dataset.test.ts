@@ -12,7 +12,7 @@ import { processQwen2VLImage, qwen2vlGrid, qwen2vlImageConfig, LLAMAFACTORY_PIXE
 import type { LmExample } from '../src/data/processor.ts';
 import { makeRng } from './helpers/check.ts';
 import { encodePng } from './helpers/png-encode.ts';
-import { FIXTURES, tokenizerFor } from './fixtures/data/helpers.ts';
+import { FIXTURES, LF_DATA, tokenizerFor } from './fixtures/data/helpers.ts';
 
 type Piece = string | { bos: true } | { eos: true } | { token: string };
 interface Pair { prompt: Piece[]; response: Piece[] }
@@ -134,6 +134,25 @@ describe('datasets with images for Qwen2-VL', () => {
     expect(tok.decode(rows[0].input_ids.filter((id) => id !== PAD))).toBe(
       '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n<|vision_start|><|vision_end|>What is it?<|im_end|>\n<|im_start|>assistant\nA picture.<|im_end|>\n',
     );
+  });
+
+  it("LLaMA-Factory's mllm_demo (unchanged) builds: images in earlier turns too, every run whole", async () => {
+    const jpeg = new Uint8Array(readFileSync(join(FIXTURES, '..', 'images', 'jpeg', 'baseline-420.jpg')));
+    const access = memoryFileAccess({
+      'lf/dataset_info.json': readFileSync(join(LF_DATA, 'dataset_info.json'), 'utf8'),
+      'lf/mllm_demo.json': readFileSync(join(LF_DATA, 'mllm_demo.json'), 'utf8'),
+      'lf/mllm_demo_data/1.jpg': jpeg,
+      'lf/mllm_demo_data/2.jpg': png(50, 40, 8),
+      'lf/mllm_demo_data/3.jpg': png(30, 60, 9),
+    });
+    const data = await buildDataset({ dataset: 'mllm_demo', dataset_dir: 'lf', template: 'qwen2_vl', shuffle: false }, { tokenizer: tok, imageProcessor: CFG, ...access });
+    const rows = data.train as LmExample[];
+    expect(rows.map((r) => r.images!.grids.length)).toEqual([2, 1, 1, 2, 1, 1]);
+    for (const r of rows) {
+      const want = r.images!.grids.reduce((n, [t, h, w]) => n + (t * h * w) / 4, 0);
+      expect(r.input_ids.filter((id) => id === PAD)).toHaveLength(want);
+      expect(r.input_ids.filter((id) => id === START)).toHaveLength(r.images!.grids.length);
+    }
   });
 
   it('image_max_pixels / image_min_pixels set the grid (and so the token count)', async () => {
