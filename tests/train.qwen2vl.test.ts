@@ -5,17 +5,20 @@
 // loss of a padded two-row batch against the f64 reference (tests/reference/qwen2vl.ts), so each
 // row gets its own images and positions; a few LoRA steps lower the loss; a preprocessor config
 // that does not fit the tower is refused. Weights from a seeded RNG (SEED=... replays).
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { main } from '../src/cli/main';
+import type { CliIO } from '../src/cli/io';
 import { buildDataset, memoryFileAccess, padIdFor } from '../src/data/index.ts';
 import type { LmExample } from '../src/data/processor.ts';
 import { Session } from '../src/engine/session';
-import { dirFiles } from '../src/model/files-node';
+import { dirFiles, fileSource } from '../src/model/files-node';
 import { Adapter } from '../src/model/adapter';
 import { forwardBackward, Workspace } from '../src/model/forward';
-import { encodeSafetensors, type ByteSource } from '../src/model/safetensors';
+import { encodeSafetensors, openSafetensors, type ByteSource } from '../src/model/safetensors';
 import { specFromConfig } from '../src/model/spec';
 import { makeBatch, rowPixels } from '../src/train/batches';
 import { Trainer, type LogRecord, type TrainOptions } from '../src/train/trainer';
@@ -229,6 +232,26 @@ describe('Qwen2-VL LoRA fine-tuning on images', () => {
     ws.release();
     adapter.release();
     session.release();
+  });
+
+  it('`crucible train` runs LoRA SFT on the image dataset and saves a PEFT adapter of the language model', async () => {
+    const rng = makeRng();
+    const model = writeModel(synthesize(rng), PREPROCESSOR);
+    const cwd = mkdtempSync(join(tmpdir(), 'qwen2vl-cli-'));
+    mkdirSync(join(cwd, 'data'));
+    const access = dataFiles(rng);
+    for (const f of ['dataset_info.json', 'pics.json', 'a.png', 'b.png', 'c.png']) writeFileSync(join(cwd, 'data', f), await access.readFile(`data/${f}`));
+    const out: string[] = [], err: string[] = [];
+    const io: CliIO = { stdout: (t) => void out.push(t), stderr: (t) => void err.push(t), env: { ...process.env }, cwd, stdin: Readable.from([]), interactive: false };
+    const code = await main(['train', `model_name_or_path=${model}`, 'stage=sft', 'do_train=true', 'finetuning_type=lora', 'lora_target=all', 'dataset=pics',
+      `dataset_dir=${join(cwd, 'data')}`, 'template=qwen2_vl', 'cutoff_len=256', 'image_min_pixels=16', 'image_max_pixels=1024', 'per_device_train_batch_size=3',
+      'gradient_accumulation_steps=1', 'max_steps=2', 'logging_steps=1', 'learning_rate=1e-3', `output_dir=${join(cwd, 'out')}`], io);
+    expect(code, err.join('')).toBe(0);
+    expect(out.join('')).toMatch(/^step 2\/2 /m);
+    const adapter = await openSafetensors(await fileSource(join(cwd, 'out', 'adapter_model.safetensors')));
+    const names = [...adapter.tensors.keys()];
+    expect(names).toContain('base_model.model.model.language_model.layers.0.self_attn.q_proj.lora_A.weight');
+    expect(names.some((n) => n.includes('visual'))).toBe(false);
   });
 
   it("a preprocessor_config.json whose patches are not the tower's is refused", async () => {
