@@ -48,7 +48,7 @@ const OTHER_FAMILIES: Record<string, string> = {
 
 /** Why `template: name` is refused, or undefined when Crucible does not know the name. */
 export function unsupportedReason(name: string): string | undefined {
-  if (MULTIMODAL.has(name)) return `template "${name}" is LLaMA-Factory's template for a multimodal model; Crucible trains and runs text-only models`;
+  if (MULTIMODAL.has(name)) return `template "${name}" is LLaMA-Factory's template for a multimodal model; of the vision-language families Crucible trains Qwen2-VL only (template qwen2_vl)`;
   const family = Object.hasOwn(OTHER_FAMILIES, name) ? OTHER_FAMILIES[name] : undefined;
   if (family) return `template "${name}" is LLaMA-Factory's template for ${family} models, an architecture Crucible does not run`;
   return undefined;
