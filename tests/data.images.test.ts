@@ -83,10 +83,10 @@ describe("LLaMA-Factory's mllm_demo", () => {
     expect(msg).toMatch(/record 2, field "images\[0\]": image "lf\/mllm_demo_data\/3.jpg" cannot be read: WebP images are not supported yet/);
   });
 
-  it('buildDataset refuses to train on images with a text-only model, naming the dataset and the first record', async () => {
+  it('buildDataset refuses to train on images without the qwen2_vl template, naming the dataset and the first record', async () => {
     const files = memoryFileAccess(lfFolder('lf', demoImages('lf')));
     await expect(buildDataset({ dataset: 'mllm_demo', dataset_dir: 'lf', template: 'qwen3' }, { tokenizer: tokenizerFor('qwen3'), ...files })).rejects.toThrow(
-      /^lf\/mllm_demo.json, line \d+, record 0, field "images": 6 records have images \(the first: lf\/mllm_demo_data\/1.jpg, lf\/mllm_demo_data\/1.jpg\); the files were found and read, but training on images needs a vision-language model/,
+      /^lf\/mllm_demo.json, line \d+, record 0, field "images": 6 records have images \(the first: lf\/mllm_demo_data\/1.jpg, lf\/mllm_demo_data\/1.jpg\); training on images needs `template: qwen2_vl`/,
     );
   });
 });

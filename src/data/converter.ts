@@ -13,6 +13,7 @@ import type { DatasetAttr } from './dataset-info.ts';
 import { checkPlaceholders, recordImages } from './media.ts';
 import type { Row, RecordSource } from './formats.ts';
 import type { Message } from './templates/types.ts';
+import type { ExampleImages } from './vision-data.ts';
 
 export interface Aligned {
   prompt: Message[];
@@ -23,6 +24,8 @@ export interface Aligned {
   ktoTag?: boolean;
   /** Image paths, one per <image> placeholder in order (after loading: the files that were read). */
   images?: string[];
+  /** The images processed for the model (vision-data.ts), once the placeholders are expanded. */
+  imageInputs?: ExampleImages;
   source: RecordSource;
   dataset: string;
 }

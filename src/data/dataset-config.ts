@@ -2,6 +2,7 @@
 
 import type { ChatTemplate } from './templates.ts';
 import type { Tokenizer } from './tokenizer.ts';
+import type { Qwen2VLImageConfig } from './image/qwen2vl.ts';
 
 export type Stage = 'pt' | 'sft' | 'rm' | 'dpo' | 'orpo' | 'simpo' | 'kto' | 'ppo';
 
@@ -64,6 +65,8 @@ export interface DataDeps {
   template?: ChatTemplate;
   /** Progress/warning sink. */
   log?(message: string): void;
+  /** The model's image processor (preprocessor_config.json); records with images need it. */
+  imageProcessor?: Qwen2VLImageConfig | null;
 }
 
 export interface ExampleWindow {

@@ -15,7 +15,8 @@ import type { Example, KtoExample } from './processor.ts';
 import { permutation, shuffled } from './random.ts';
 import { checkStage, loadDataset, resolveAttrs, splitNames, type Access, type LoadedDataset } from './sources.ts';
 import { getTemplate, type ChatTemplate } from './templates.ts';
-import { LLAMAFACTORY_PIXEL_LIMITS } from './image/qwen2vl.ts';
+import { LLAMAFACTORY_PIXEL_LIMITS, type Qwen2VLImageConfig } from './image/qwen2vl.ts';
+import { prepareImages, VISION_TEMPLATE } from './vision-data.ts';
 
 export interface DatasetSourceStats {
   name: string;
@@ -135,7 +136,14 @@ export async function buildDataset(config: DataConfig, deps: DataDeps): Promise<
   };
   const loaded = await loadAll(names);
   const loadedEval = evalNames.length ? await loadAll(evalNames) : [];
-  for (const d of [...loaded, ...loadedEval]) refuseImages(d);
+  const withImages = [...loaded, ...loadedEval].some((d) => d.aligned.some((a) => a.images?.length));
+  if (withImages) {
+    const cfg = imageProcessorFor([...loaded, ...loadedEval], stage, packing, generate, template.name, deps.imageProcessor);
+    const limits = { maxPixels, minPixels };
+    for (const d of [...loaded, ...loadedEval]) {
+      for (const [i, a] of d.aligned.entries()) if (a.images?.length) d.aligned[i] = await prepareImages(a, access.readLocal, cfg, limits);
+    }
+  }
 
   const toItems = (ds: LoadedDataset[]): Item[] => {
     const lists = ds.map((d) => [...d.aligned.map((a): Item => ({ kind: 'aligned', a })), ...d.tokenized.map((t): Item => ({ kind: 'tok', t }))]);
@@ -176,6 +184,7 @@ export async function buildDataset(config: DataConfig, deps: DataDeps): Promise<
     trainOnPrompt,
     maskHistory,
     eosText: eosToken,
+    ...(withImages ? { imageMergeSize: deps.imageProcessor!.mergeSize } : {}),
   };
   if (stage === 'pt') ctx.packedLen = cutoffLen;
   const procDrops = new Map<string, Map<string, DropCount>>();
@@ -232,15 +241,22 @@ export async function buildDataset(config: DataConfig, deps: DataDeps): Promise<
 }
 
 /**
- * Images are read and checked while loading, but no template Crucible runs places them in the
- * prompt yet: training on such records as text would drop the pictures silently.
+ * The image processor for records with images, or a clear refusal: only LLaMA-Factory's qwen2_vl
+ * template places images, on a model with a vision tower, in stage sft without packing (an image's
+ * tokens must stay whole in one row). Otherwise the records would train without their pictures.
  */
-function refuseImages(d: LoadedDataset): void {
-  const a = d.aligned.find((x) => x.images?.length);
-  if (!a) return;
-  const n = d.aligned.filter((x) => x.images?.length).length;
-  throw new DataError(
-    `${n} record${n === 1 ? ' has' : 's have'} images (the first: ${a.images!.join(', ')}); the files were found and read, but training on images needs a vision-language model and batches that carry pixel values, which Crucible's data path does not build yet (Qwen2-VL's vision tower runs in the engine): these records would train without their pictures`,
-    { dataset: d.attr.name, file: a.source.file, line: a.source.line, index: a.source.index, field: d.attr.columns.images },
-  );
+function imageProcessorFor(ds: LoadedDataset[], stage: Stage, packing: boolean, generate: boolean, template: string, cfg: Qwen2VLImageConfig | null | undefined): Qwen2VLImageConfig {
+  const d = ds.find((x) => x.aligned.some((a) => a.images?.length))!;
+  const a = d.aligned.find((x) => x.images?.length)!;
+  const n = ds.reduce((s, x) => s + x.aligned.filter((r) => r.images?.length).length, 0);
+  const refuse = (why: string) =>
+    new DataError(`${n} record${n === 1 ? ' has' : 's have'} images (the first: ${a.images!.join(', ')}); ${why}: these records would train without their pictures`, {
+      dataset: d.attr.name, file: a.source.file, line: a.source.line, index: a.source.index, field: d.attr.columns.images,
+    });
+  if (stage !== 'sft') throw refuse(`images are supported in stage sft only (not ${stage})`);
+  if (generate) throw refuse('predict_with_generate does not pass images to generation yet; remove it to evaluate by loss');
+  if (packing) throw refuse('packing cannot keep each image\'s tokens with its pixels in one row yet; set packing: false and neat_packing: false');
+  if (template !== VISION_TEMPLATE) throw refuse(`training on images needs \`template: ${VISION_TEMPLATE}\` (LLaMA-Factory's template that places Qwen2-VL's image tokens), not ${template === 'jinja' ? "the model's own chat template" : `"${template}"`}`);
+  if (!cfg) throw refuse("the model has no vision tower (a Qwen2-VL checkpoint with vision_config and preprocessor_config.json is needed)");
+  return cfg;
 }

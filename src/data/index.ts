@@ -57,8 +57,9 @@
  *     preference and KTO columns; rows with input_ids (labels, attention_mask optional) are used
  *     as already tokenized. Data errors are DataError with file, line/record and field.
  *     Images (columns.images): paths under media_dir (default dataset_dir) or as written, one
- *     <image> per image (checked), URLs refused; records with images are refused at processing
- *     until a vision-language model runs. Videos and audios are refused.
+ *     <image> per image (checked), URLs refused; with template qwen2_vl and deps.imageProcessor
+ *     (stage sft, no packing) each image is processed and its <image> expanded (vision-data.ts),
+ *     the example keeps pixels + grids; otherwise refused. Videos and audios are refused.
  *
  * Images (./image, the same code in Node and the browser)
  *   decodeImage(bytes) → { width, height, data: RGB bytes } (PNG, JPEG baseline/progressive;

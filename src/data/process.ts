@@ -21,6 +21,7 @@ import {
 import type { LoadedDataset } from './sources.ts';
 import type { ChatTemplate } from './templates.ts';
 import type { Tokenizer } from './tokenizer.ts';
+import { checkImageTokens } from './vision-data.ts';
 
 export interface SplitStats {
   /** Examples of the split (with a window: all of them, tokenized or not). */
@@ -58,6 +59,8 @@ export interface ProcessContext {
   eosText: string;
   /** Encode for generation (LLaMA-Factory's unsupervised processor): prompt as input, response as labels. */
   generate?: boolean;
+  /** Records with images: the processor's merge size (their image tokens are checked and kept with the example). */
+  imageMergeSize?: number;
 }
 
 export type Item = { kind: 'aligned'; a: Aligned } | { kind: 'tok'; t: TokenizedRecord };
@@ -118,7 +121,7 @@ export function processItems(items: Item[], ctx: ProcessContext, drops: Map<stri
       continue;
     }
     if (ctx.kind === 'lm') {
-      const seqs: Array<{ input_ids: number[]; labels: number[] }> = [];
+      const seqs: LmExample[] = [];
       for (const it of batch) {
         let e: { input_ids: number[]; labels: number[]; truncated: boolean };
         if (it.kind === 'tok') {
@@ -140,7 +143,9 @@ export function processItems(items: Item[], ctx: ProcessContext, drops: Map<stri
           e = wrap(it, () => encodeSupervised(ctx.template, it.a, { cutoffLen: ctx.cutoffLen, trainOnPrompt: ctx.trainOnPrompt, maskHistory: ctx.maskHistory }));
         }
         if (e.truncated) stats.truncated++;
-        seqs.push({ input_ids: e.input_ids, labels: e.labels });
+        const a = it.kind === 'aligned' ? it.a : null;
+        const images = a?.imageInputs ? checkImageTokens(e.input_ids, a, ctx.tok, ctx.imageMergeSize!, ctx.cutoffLen) : null;
+        seqs.push({ input_ids: e.input_ids, labels: e.labels, ...(images ? { images } : {}) });
       }
       stats.sequences += seqs.length;
       const examples: LmExample[] = ctx.packing ? packBatch(seqs, ctx.packedLen, padIdOf(ctx), ctx.neat) : seqs;

@@ -15,6 +15,7 @@
 import type { Aligned, TokenizedRecord } from './converter.ts';
 import type { ChatTemplate, Conversation, Message } from './templates/types.ts';
 import type { Tokenizer } from './tokenizer.ts';
+import type { ExampleImages } from './vision-data.ts';
 
 export const IGNORE_INDEX = -100;
 
@@ -26,6 +27,8 @@ export interface LmExample {
   segment_ids?: number[];
   /** packing: positions restart at 0 for each packed sample (0 on padding). */
   position_ids?: number[];
+  /** Vision-language records: the images whose embeddings fill the <|image_pad|> tokens. */
+  images?: ExampleImages;
 }
 
 export interface PairwiseExample {

@@ -6,6 +6,7 @@ import type { PreviewOptions, PreviewResult } from './jobs';
 import { nodeFileAccess } from '../data/node';
 import { hubDatasetAccess } from '../hub/datasets';
 import { previewWindow } from '../data/preview';
+import { imageProcessorOf } from './image-processor';
 import { resolveModelFiles } from './node-model';
 import { loadModelTokenizer } from './session';
 
@@ -19,7 +20,7 @@ export async function previewDataset(config: CrucibleConfig, opts: PreviewOption
   const tokenizer = await loadModelTokenizer(files);
   const preview = await previewWindow(
     config,
-    { tokenizer, ...nodeFileAccess(), ...hubDatasetAccess(), ...(opts.onStatus ? { log: opts.onStatus } : {}) },
+    { tokenizer, imageProcessor: await imageProcessorOf(files), ...nodeFileAccess(), ...hubDatasetAccess(), ...(opts.onStatus ? { log: opts.onStatus } : {}) },
     { offset: opts.offset, count: opts.count },
   );
   opts.onStatus?.(`data: ${preview.total} training examples`);

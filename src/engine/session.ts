@@ -3,6 +3,8 @@
 // knows which host it runs in.
 
 import type { Gpu } from '../gpu/runtime';
+import type { Qwen2VLImageConfig } from '../data/image/qwen2vl';
+import { loadImageProcessor } from './image-processor';
 import { getTemplate, loadTokenizer, parseJsonFile, type ChatTemplate, type Message, type TemplateOptions, type Tokenizer } from '../data';
 import type { PeftAdapter } from '../model/adapter';
 import { loadAdapter } from '../model/adapters';
@@ -41,6 +43,8 @@ export interface ChatTurnResult {
 
 export class Session {
   adapter: PeftAdapter | null = null;
+  /** Vision-language models: the image processor (preprocessor_config.json) the data path uses. */
+  imageProcessor: Qwen2VLImageConfig | null = null;
   private generator: Generator | null = null;
 
   private constructor(readonly gpu: Gpu, readonly model: Model, readonly tokenizer: Tokenizer, readonly name: string) {}
@@ -49,7 +53,9 @@ export class Session {
     const format: WeightFormat = opts.quantizationBit === 4 ? 'q4' : opts.quantizationBit === 8 ? 'q8' : opts.f16 ? 'f16' : 'f32';
     const tokenizer = await loadModelTokenizer(files);
     const model = await Model.load(gpu, files, { format, ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) });
-    return new Session(gpu, model, tokenizer, files.name);
+    const session = new Session(gpu, model, tokenizer, files.name);
+    session.imageProcessor = await loadImageProcessor(files, model.spec.vision);
+    return session;
   }
 
   template(name?: string | null, opts: TemplateOptions = {}): ChatTemplate {

@@ -3,6 +3,8 @@
 // attended to by real tokens (causal) and never learned (label -100).
 
 import { shiftLabels, type Batch } from '../model/forward';
+import { mropeBatchPositions } from '../model/mrope';
+import type { VisionSpec } from '../model/spec';
 
 export interface TokenExample {
   input_ids: number[];
@@ -11,6 +13,8 @@ export interface TokenExample {
   segment_ids?: number[];
   /** Packed rows: position ids restarting per packed sample. */
   position_ids?: number[];
+  /** Vision-language rows: the grid of each image in token order, and their pixel values on demand. */
+  images?: { grids: [number, number, number][]; load(): Promise<Float32Array> };
 }
 
 export interface TrainBatch extends Batch {
@@ -25,7 +29,11 @@ export function bucketLength(n: number, max: number): number {
   return Math.min(Math.max(b, n), Math.max(max, n));
 }
 
-export function makeBatch(examples: readonly TokenExample[], padId: number, maxLen: number): TrainBatch {
+/**
+ * `vision`: the model's vision tower, for rows with images: `pixels` (rowPixels) ride along and
+ * positions are M-RoPE's [3, B * S] (transformers' get_rope_index).
+ */
+export function makeBatch(examples: readonly TokenExample[], padId: number, maxLen: number, vision?: VisionSpec | null, pixels?: readonly (Float32Array | null)[]): TrainBatch {
   const B = examples.length;
   const longest = Math.max(...examples.map((e) => e.input_ids.length));
   const S = bucketLength(longest, maxLen);
@@ -45,17 +53,43 @@ export function makeBatch(examples: readonly TokenExample[], padId: number, maxL
       if (segments) segments[b * S + t] = t < e.input_ids.length ? (e.segment_ids?.[t] ?? 1) : 0;
     }
   });
+  const images = imagesOf(examples, ids, S, vision, pixels);
   const shifted = shiftLabels(labels, B, S);
   if (segments) {
     // never predict across a packed boundary
     for (let i = 0; i + 1 < B * S; i++) if ((i + 1) % S !== 0 && segments[i] !== segments[i + 1]) shifted[i] = -100;
   }
   return {
-    B, S, ids, labels: shifted, positions,
+    B, S, ids, labels: shifted, positions: images?.positions ?? positions,
     ...(segments ? { segments } : {}),
+    ...(images ? { images: images.images } : {}),
     validTokens: shifted.reduce((a, l) => a + (l !== -100 ? 1 : 0), 0),
     realTokens,
   };
+}
+
+/** Each row's pixel values (null for a row without images), for makeBatch. */
+export async function rowPixels(examples: readonly TokenExample[]): Promise<(Float32Array | null)[]> {
+  const out: (Float32Array | null)[] = [];
+  for (const e of examples) out.push(e.images?.grids.length ? await e.images.load() : null);
+  return out;
+}
+
+function imagesOf(examples: readonly TokenExample[], ids: Int32Array, S: number, vision?: VisionSpec | null, rows?: readonly (Float32Array | null)[]): { images: NonNullable<Batch['images']>; positions: Int32Array } | null {
+  if (!examples.some((e) => e.images?.grids.length)) return null;
+  if (!vision) throw new Error('a batch with images needs a vision-language model (this model has no vision tower)');
+  if (!rows) throw new Error('a batch with images needs their pixel values (rowPixels)');
+  if (examples.some((e) => e.segment_ids)) throw new Error('packed rows cannot carry images');
+  const grids = examples.flatMap((e) => e.images?.grids ?? []);
+  const pixels = new Float32Array(rows.reduce((n, p) => n + (p?.length ?? 0), 0));
+  let at = 0;
+  for (const p of rows) {
+    if (!p) continue;
+    pixels.set(p, at);
+    at += p.length;
+  }
+  const positions = mropeBatchPositions(ids, examples.length, S, examples.map((e) => e.input_ids.length), examples.map((e) => e.images?.grids ?? []), vision);
+  return { images: { pixels, grids }, positions };
 }
 
 /** Seeded shuffle (xorshift), reproducible across runs and resumable from the seed and epoch. */

@@ -9,7 +9,7 @@
 import type { Tensor } from '../gpu/tensor';
 import { gemm, weightParts } from '../kernels/matmul';
 import { forwardBackward, referenceFinal, type Workspace } from '../model/forward';
-import { makeBatch, type TokenExample, type TrainBatch } from './batches';
+import { makeBatch, rowPixels, type TokenExample, type TrainBatch } from './batches';
 import type { Objective, ObjectiveContext, TrainExample, Unlogged } from './objective';
 
 export class SftObjective implements Objective {
@@ -31,7 +31,8 @@ export class SftObjective implements Objective {
   async step(micro: readonly (readonly TrainExample[])[]): Promise<number> {
     const { model, padId, cutoffLen } = this.ctx;
     const gpu = model.gpu;
-    const batches = micro.map((r) => makeBatch(r as TokenExample[], padId, cutoffLen));
+    const batches: TrainBatch[] = [];
+    for (const r of micro as TokenExample[][]) batches.push(makeBatch(r, padId, cutoffLen, model.spec.vision, await rowPixels(r)));
     const valid = batches.reduce((a, b) => a + b.validTokens, 0);
     let tokens = 0;
     for (const [i, batch] of batches.entries()) {
@@ -64,7 +65,8 @@ export class SftObjective implements Objective {
     const { model, padId, cutoffLen } = this.ctx;
     let sum = 0, tokens = 0;
     for (let i = 0; i < examples.length; i += batchSize) {
-      const batch = makeBatch(examples.slice(i, i + batchSize) as TokenExample[], padId, cutoffLen);
+      const rows = examples.slice(i, i + batchSize) as TokenExample[];
+      const batch = makeBatch(rows, padId, cutoffLen, model.spec.vision, await rowPixels(rows));
       const ws = this.workspace(batch);
       ws.load(batch);
       const reference = await this.reference(ws);

@@ -204,6 +204,9 @@ const SPECS: Record<string, TemplateSpec> = {
     replaceEos: true,
   },
   qwen: { ...QWEN, defaultSystem: 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.' },
+  // LLaMA-Factory's qwen2_vl: Qwen's ChatML with its own default system; each <image> is expanded
+  // to <|vision_start|><|image_pad|>*n<|vision_end|> before the template (src/data/vision-data.ts)
+  qwen2_vl: { ...QWEN, defaultSystem: 'You are a helpful assistant.' },
   qwen3: { ...QWEN, reasoning: true },
   qwen3_nothink: QWEN,
   qwen3_5: { ...QWEN, toolFormat: 'qwen3_5', reasoning: true },

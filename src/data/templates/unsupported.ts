@@ -9,7 +9,7 @@ const MULTIMODAL = new Set([
   'intern_vl', 'intern_s1', 'keye_vl', 'kimi_vl', 'lfm2_vl', 'llava', 'llava_next', 'llava_next_llama3',
   'llava_next_mistral', 'llava_next_qwen', 'llava_next_video', 'llava_next_video_mistral', 'llava_next_video_yi',
   'llava_next_yi', 'mimo_vl', 'minicpm_o', 'minicpm_v', 'minicpm_v_4_6', 'ministral3', 'mllama', 'moss_vl',
-  'paligemma', 'paligemma_chat', 'pixtral', 'qwen2_audio', 'qwen2_omni', 'qwen2_vl', 'qwen3_omni',
+  'paligemma', 'paligemma_chat', 'pixtral', 'qwen2_audio', 'qwen2_omni', 'qwen3_omni',
   'qwen3_omni_nothink', 'qwen3_vl', 'qwen3_vl_nothink', 'video_llava', 'yi_vl', 'youtu_vl',
 ]);
 
@@ -48,7 +48,7 @@ const OTHER_FAMILIES: Record<string, string> = {
 
 /** Why `template: name` is refused, or undefined when Crucible does not know the name. */
 export function unsupportedReason(name: string): string | undefined {
-  if (MULTIMODAL.has(name)) return `template "${name}" is LLaMA-Factory's template for a multimodal model; Crucible trains and runs text-only models`;
+  if (MULTIMODAL.has(name)) return `template "${name}" is LLaMA-Factory's template for a multimodal model; of the vision-language families Crucible trains Qwen2-VL only (template qwen2_vl)`;
   const family = Object.hasOwn(OTHER_FAMILIES, name) ? OTHER_FAMILIES[name] : undefined;
   if (family) return `template "${name}" is LLaMA-Factory's template for ${family} models, an architecture Crucible does not run`;
   return undefined;
