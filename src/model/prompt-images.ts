@@ -66,3 +66,20 @@ export function chunkEnds(from: number, to: number, chunk: number, runs: readonl
   }
   return ends;
 }
+
+/**
+ * A rendered prompt with each single image token (what a chat template writes per image) expanded
+ * to its image's token count, as the processor does before the model sees the prompt.
+ */
+export function expandImagePads(rendered: readonly number[], images: readonly PromptImage[], imageTokenId: number, mergeSize: number): number[] {
+  const found = rendered.filter((id) => id === imageTokenId).length;
+  if (found !== images.length) {
+    throw new Error(`the chat template wrote ${found} image token(s) for ${images.length} image(s)${found < images.length ? ' (does it render image content parts?)' : ''}`);
+  }
+  let k = 0;
+  return rendered.flatMap((id) => {
+    if (id !== imageTokenId) return [id];
+    const [t, h, w] = images[k++]!.grid;
+    return Array<number>((t * h * w) / (mergeSize * mergeSize)).fill(id);
+  });
+}
