@@ -10,7 +10,7 @@ import { fullLogits, Workspace } from '../src/model/forward';
 import { Generator } from '../src/model/generate';
 import { Model } from '../src/model/model';
 import { mropeBatchPositions, ropeIndex } from '../src/model/mrope';
-import { chunkEnds, reusablePrefix, type PromptImage } from '../src/model/prompt-images';
+import { chunkEnds, expandImagePads, reusablePrefix, type PromptImage } from '../src/model/prompt-images';
 import type { ImageGrid } from '../src/model/vision';
 import { makeRng, type Rng } from './helpers/check';
 import { testGpu } from './helpers/gpu';
@@ -120,5 +120,9 @@ describe('prompt images and rope_deltas', () => {
     expect(reusablePrefix(35, runs, [a, a], [a])).toBe(20);
     expect(reusablePrefix(25, runs, [a, a], [a, a])).toBe(20);
     expect(reusablePrefix(10, runs, [b, a], [a, a])).toBe(3);
+    // a template's one image token per image, expanded to each grid's merged count
+    const big = { pixels: new Float32Array(0), grid: [1, 4, 6] as ImageGrid };
+    expect(expandImagePads([1, IMAGE, 2, IMAGE], [big, a], IMAGE, 2)).toEqual([1, ...Array<number>(6).fill(IMAGE), 2, IMAGE]);
+    expect(() => expandImagePads([1, 2], [a], IMAGE, 2)).toThrow(/wrote 0 image token\(s\) for 1 image\(s\) \(does it render image content parts\?\)/);
   });
 });

@@ -83,7 +83,7 @@ function text(s: string, param: string): string {
   return s;
 }
 
-/** A message's content: text parts joined, each image_url part an IMAGE_MARK with its file in `images` (user messages only). */
+/** A message's content: text parts joined, each image_url part an IMAGE_MARK with its file appended to `images` (the request's so far; user messages only). */
 function parseContent(v: unknown, param: string, role: string, images: Uint8Array[], limits: ImageLimits): string {
   if (typeof v === 'string') return text(v, param);
   if (v === null || v === undefined) {
@@ -126,7 +126,7 @@ function parseMessages(v: unknown, limits: ImageLimits): ChatMessage[] {
   if (v === undefined || v === null) throw bad("Missing required parameter: 'messages'.", 'messages', 'missing_required_parameter');
   if (!Array.isArray(v)) throw bad(`Invalid type for 'messages': expected an array, but got ${describe(v)}.`, 'messages', 'invalid_type');
   if (v.length === 0) throw bad("Invalid 'messages': empty array. Expected an array with minimum length 1.", 'messages', 'empty_array');
-  let counted = 0;
+  const all: Uint8Array[] = [];
   return v.map((m, i) => {
     const param = `messages.[${i}]`;
     if (!isObject(m)) throw bad(`Invalid type for '${param}': expected an object, but got ${describe(m)}.`, param, 'invalid_type');
@@ -140,10 +140,10 @@ function parseMessages(v: unknown, limits: ImageLimits): ChatMessage[] {
     if (Array.isArray(m.tool_calls) && m.tool_calls.length > 0) {
       throw bad(`'${param}.tool_calls': tool calls are not supported by this server.`, `${param}.tool_calls`, 'unsupported_parameter');
     }
-    const images: Uint8Array[] = [];
     const role = ROLES[m.role]!;
-    const content = parseContent(m.content, `${param}.content`, role, images, { ...limits, maxImages: limits.maxImages - counted });
-    counted += images.length;
+    const before = all.length;
+    const content = parseContent(m.content, `${param}.content`, role, all, limits);
+    const images = all.slice(before);
     return { role, content, ...(images.length ? { images } : {}) };
   });
 }
