@@ -29,6 +29,10 @@ it('answers -p about an --image, and the REPL attaches /image to the next messag
   const one = await chat([`model_name_or_path=${model}`, 'do_sample=false', 'max_new_tokens=3', '--image', 'cat.png', '-p', 'what is this?']);
   expect(one.err).not.toMatch(/error/i);
   expect(one.code).toBe(0);
+  // a named template writes Qwen2-VL's image tokens where the image is, as LLaMA-Factory's plugin does
+  const named = await chat([`model_name_or_path=${model}`, 'template=qwen', 'do_sample=false', 'max_new_tokens=3', '--image', 'cat.png', '-p', 'what is this?']);
+  expect(named.err).not.toMatch(/error/i);
+  expect(named.code).toBe(0);
   const repl = await chat([`model_name_or_path=${model}`, 'do_sample=false', 'max_new_tokens=3'], ['/image cat.png\n', 'what is this?\n', '/image nowhere.png\n', 'exit\n']);
   expect(repl.code).toBe(0);
   expect(repl.out).toContain('1 image(s) attached to your next message.');
