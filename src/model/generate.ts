@@ -232,9 +232,10 @@ export class Generator {
     if (keep === 0) clearRecurrentState(this.model, this.cache);
     this.cached = this.cached.slice(0, keep);
     this.cache.length = keep;
-    await this.run(prompt, keep, runs, images, rope?.positions ?? null);
+    // set before running: chunks keep runs whole, so whatever the cache holds if a chunk fails is this prompt's
     this.cachedImages = images;
     this.ropeDelta = rope?.delta ?? 0;
+    await this.run(prompt, keep, runs, images, rope?.positions ?? null);
   }
 
   /** One decode step on sampled[index], with no readback: its logits land in this.logits. */
