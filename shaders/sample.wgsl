@@ -337,6 +337,7 @@ struct FeedParams {
   index: u32,       // slot of feedTokens holding the sampled token
   position: u32,    // its position in the sequence
   historyLen: u32,  // it is appended to feedHistory there
+  components: u32,  // position components written (3: M-RoPE's temporal, height, width, all equal for text)
 }
 
 @group(0) @binding(0) var<storage, read> feedTokens: array<u32>;
@@ -349,6 +350,6 @@ struct FeedParams {
 fn feed_token() {
   let token = feedTokens[fp.index];
   feedIds[0] = i32(token);
-  feedPositions[0] = i32(fp.position);
+  for (var c = 0u; c < fp.components; c++) { feedPositions[c] = i32(fp.position); }
   feedHistory[fp.historyLen] = token;
 }

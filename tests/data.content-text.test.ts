@@ -3,7 +3,9 @@
 // ordinary chats are tokenised exactly as before. Training keeps LLaMA-Factory's parsing.
 import { describe, expect, it } from 'vitest';
 import { getTemplate, JinjaChatTemplate } from '../src/data/templates.ts';
+import { IMAGE_MARK } from '../src/data/content-text.ts';
 import { tokenizerFor } from './fixtures/data/helpers.ts';
+import { QWEN2VL_CHAT_TEMPLATE } from './helpers/qwen2vl.ts';
 
 const count = (ids: number[], id: number | undefined) => ids.filter((x) => x === id).length;
 
@@ -97,4 +99,20 @@ describe('training data keeps LLaMA-Factory tokenisation', () => {
     });
     expect(count(turns[0]!.prompt, qwen.tokenToId('<|im_end|>'))).toBe(2);
   });
+});
+
+describe('images in message content (IMAGE_MARK), rendered for generation', () => {
+  const qwen = tokenizerFor('qwen3');
+  const [pad, start, end] = ['<|image_pad|>', '<|vision_start|>', '<|vision_end|>'].map((t) => qwen.tokenToId(t)!);
+
+  it.each([['Qwen2-VL\'s Jinja template (HF image content parts)', () => new JinjaChatTemplate(qwen, QWEN2VL_CHAT_TEMPLATE)], ['the named qwen template', () => getTemplate('qwen', qwen)]] as const)(
+    'each mark becomes <|vision_start|><|image_pad|><|vision_end|> in place through %s; typed image tokens stay text',
+    (_what, make) => {
+      const ids = make().renderForGeneration([{ role: 'user', content: `${IMAGE_MARK}what is <|image_pad|> this${IMAGE_MARK}` }]);
+      expect([count(ids, start), count(ids, pad), count(ids, end)]).toEqual([2, 2, 2]);
+      const at = ids.indexOf(start);
+      expect(ids.slice(at, at + 3)).toEqual([start, pad, end]);
+      expect(qwen.decode(ids.slice(at + 3, ids.lastIndexOf(start)))).toBe('what is <|image_pad|> this');
+    },
+  );
 });

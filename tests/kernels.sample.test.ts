@@ -147,6 +147,11 @@ describe('sample', () => {
     const after = [...before];
     after[9] = tokens[5]!;
     expect([...((await gpu.read(history)) as Uint32Array)]).toEqual(after);
+    // M-RoPE: a decode step's [3, 1] positions get the position in every component
+    const mrope = gpu.upload(new Int32Array(4).fill(POISON), [4], 'i32');
+    feedToken(gpu, sampled, ids, mrope, { index: 2, position: 77, history, historyLen: 3, components: 3 });
+    expect([...((await gpu.read(mrope)) as Int32Array)]).toEqual([77, 77, 77, POISON]);
+    expect(() => feedToken(gpu, sampled, ids, positions, { index: 0, position: 0, history, historyLen: 0, components: 3 })).toThrow(/3 position components/);
     expect(() => feedToken(gpu, sampled, ids, positions, { index: 8, position: 0, history, historyLen: 0 })).toThrow(/index 8/);
     expect(() => feedToken(gpu, sampled, ids, positions, { index: 0, position: 0, history, historyLen: 16 })).toThrow(/historyLen 16/);
     expect(() => feedToken(gpu, sampled, history, positions, { index: 0, position: 0, history, historyLen: 0 })).toThrow(/ids must be i32/);

@@ -1,11 +1,14 @@
 // `crucible chat <config.yaml>`: talk to a model (+ adapter) in the terminal, as
 // `llamafactory-cli chat`. `-p TEXT` answers one prompt and exits (for scripts).
 
+import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
+import { resolve } from 'node:path';
+import { IMAGE_MARK } from '../data/content-text';
 import type { CrucibleConfig } from '../config';
 import type { RequestDefaults } from '../server/protocol';
 import { ChatRequestError, type ChatBackend, type ChatMessage, type ChatRequest, type ChatResult } from '../engine/chat-backend';
-import { commandConfig, flagString, type CommandDef } from './args';
+import { commandConfig, flagList, flagString, type CommandDef } from './args';
 import { loadEngine } from './engines';
 import { CliError, type CliIO } from './io';
 import { keysHelp } from './keys';
@@ -79,7 +82,23 @@ async function reply(backend: ChatBackend, req: ChatRequest, io: CliIO, signal: 
   return { text, filled };
 }
 
-async function repl(backend: ChatBackend, model: string, d: RequestDefaults, system: string | null, seed: number | null, io: CliIO): Promise<void> {
+/** Image files read for the next user message. */
+async function readImages(paths: readonly string[], io: CliIO): Promise<Uint8Array[]> {
+  return Promise.all(paths.map(async (p) => {
+    try {
+      return new Uint8Array(await readFile(resolve(io.cwd, p)));
+    } catch (e) {
+      throw new CliError(`cannot read image ${p}: ${(e as Error).message}`);
+    }
+  }));
+}
+
+/** A user message with its images first (as LLaMA-Factory places images the text does not mark). */
+function userMessage(text: string, images: Uint8Array[]): ChatMessage {
+  return { role: 'user', content: IMAGE_MARK.repeat(images.length) + text, ...(images.length ? { images } : {}) };
+}
+
+async function repl(backend: ChatBackend, model: string, d: RequestDefaults, system: string | null, seed: number | null, io: CliIO, images: Uint8Array[]): Promise<void> {
   const rl = createInterface({ input: io.stdin, terminal: io.interactive, output: io.interactive ? process.stdout : undefined });
   let generation: AbortController | null = null;
   let history: ChatMessage[] = [];
@@ -92,7 +111,8 @@ async function repl(backend: ChatBackend, model: string, d: RequestDefaults, sys
     generation?.abort(io.signal!.reason);
     rl.close();
   });
-  io.stdout('Welcome to Crucible chat. Type "clear" to forget the history, "exit" to quit.\n');
+  io.stdout('Welcome to Crucible chat. Type "clear" to forget the history, "exit" to quit, "/image PATH" to attach an image to your next message.\n');
+  let pending = images;
   const lines = rl[Symbol.asyncIterator]();
   while (true) {
     io.stdout('\nUser: ');
@@ -106,7 +126,18 @@ async function repl(backend: ChatBackend, model: string, d: RequestDefaults, sys
       io.stdout('History cleared.\n');
       continue;
     }
-    history.push({ role: 'user', content: line });
+    if (line.startsWith('/image ')) {
+      try {
+        pending = [...pending, ...(await readImages([line.slice(7).trim()], io))];
+        io.stdout(`${pending.length} image(s) attached to your next message.\n`);
+      } catch (e) {
+        if (!(e instanceof CliError)) throw e;
+        io.stderr(`${e.message}\n`);
+      }
+      continue;
+    }
+    history.push(userMessage(line, pending));
+    pending = [];
     io.stdout('Assistant: ');
     generation = new AbortController();
     const messages = system ? [{ role: 'system' as const, content: system }, ...history] : [...history];
@@ -133,11 +164,12 @@ export const chatCommand: CommandDef = {
   usage: '<config.yaml> [key=value ...] [-p TEXT] [--system TEXT]',
   details: [
     'Reads LLaMA-Factory inference YAMLs (model_name_or_path, adapter_name_or_path, template, sampling keys).',
-    'Ctrl-C stops the current answer; "exit" or Ctrl-D quits.',
+    'Ctrl-C stops the current answer; "exit" or Ctrl-D quits; "/image PATH" attaches an image to the next message.',
   ],
   flags: [
     { name: 'prompt', short: 'p', value: 'string', placeholder: 'TEXT', help: 'answer this one prompt and exit' },
     { name: 'system', value: 'string', placeholder: 'TEXT', help: 'system message for the conversation' },
+    { name: 'image', value: 'string', placeholder: 'PATH', repeatable: true, help: 'attach this PNG/JPEG image to the next user message (vision-language models; repeat for several)' },
     { name: 'keys', help: 'list the config keys chat reads, with defaults' },
   ],
   config: true,
@@ -147,6 +179,7 @@ export const chatCommand: CommandDef = {
       return 0;
     }
     const config = await commandConfig(args, io, 'chat');
+    const images = await readImages(flagList(args, 'image'), io);
     const createChatBackend = await loadEngine('createChatBackend', 'chat', io);
     const backend = await createChatBackend(config, { onStatus: (m) => io.stderr(`${m}\n`), signal: io.signal });
     try {
@@ -158,7 +191,7 @@ export const chatCommand: CommandDef = {
       const system = flagString(args, 'system') ?? null;
       const prompt = flagString(args, 'prompt');
       if (prompt !== undefined) {
-        const messages: ChatMessage[] = [...(system ? [{ role: 'system' as const, content: system }] : []), { role: 'user', content: prompt }];
+        const messages: ChatMessage[] = [...(system ? [{ role: 'system' as const, content: system }] : []), userMessage(prompt, images)];
         const ac = new AbortController();
         io.signal?.addEventListener('abort', () => ac.abort(io.signal!.reason), { once: true });
         try {
@@ -169,7 +202,7 @@ export const chatCommand: CommandDef = {
         }
         return 0;
       }
-      await repl(backend, model, d, system, null, io);
+      await repl(backend, model, d, system, null, io, images);
       return 0;
     } finally {
       await backend.close?.();

@@ -14,6 +14,13 @@
 import type { Conversation, Message } from './templates/types.ts';
 import type { Tokenizer } from './tokenizer.ts';
 
+/**
+ * Where an image of a chat message sits in its content (generation only): a private-use character
+ * no special token contains, so the shield carries it through; the templates turn each into the
+ * model's image tokens (jinja.ts: an HF `{type: 'image'}` content part).
+ */
+export const IMAGE_MARK = '\uE002';
+
 const OPEN = '\uE000';
 const CLOSE = '\uE001';
 

@@ -4,7 +4,10 @@ export type ChatRole = 'system' | 'user' | 'assistant' | 'tool';
 
 export interface ChatMessage {
   role: ChatRole;
+  /** Text; each image of `images` sits where an IMAGE_MARK (src/data/content-text.ts) is. */
   content: string;
+  /** Encoded image files (PNG, JPEG) of a user message, in the order of its marks. */
+  images?: Uint8Array[];
 }
 
 export interface ChatRequest {

@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import type { CrucibleConfig } from '../config';
 import type { RunHooks } from './jobs';
-import type { Message } from '../data';
+import { ImageError, type Message } from '../data';
 import { resolveModelFiles } from './node-model';
 import { ContextOverflowError } from './prompt-fit';
 import { Session } from './session';
@@ -30,7 +30,10 @@ export async function createChatBackend(config: CrucibleConfig, hooks: RunHooks)
     models: () => [name],
     contextLength: () => session.contextLength,
     precheck(req) {
-      const { system, messages } = toConversation(req.messages);
+      const { system, messages, images } = toConversation(req.messages);
+      if (images.length && !session.model.spec.vision) {
+        throw new ChatRequestError(`the model ${name} has no vision tower: it cannot take images (a vision-language model such as Qwen2-VL can)`, 'messages', 'invalid_image');
+      }
       try {
         session.checkMessageLength(messages, system);
       } catch (e) {
@@ -38,7 +41,7 @@ export async function createChatBackend(config: CrucibleConfig, hooks: RunHooks)
       }
     },
     async chat(req, onToken, signal) {
-      const { system, messages } = toConversation(req.messages);
+      const { system, messages, images } = toConversation(req.messages);
       if (req.presencePenalty || req.frequencyPenalty) {
         throw new ChatRequestError('presence_penalty and frequency_penalty are not supported; use repetition_penalty', req.presencePenalty ? 'presence_penalty' : 'frequency_penalty', 'unsupported_parameter');
       }
@@ -56,6 +59,8 @@ export async function createChatBackend(config: CrucibleConfig, hooks: RunHooks)
           ...(req.lengthPenalty !== undefined ? { lengthPenalty: req.lengthPenalty } : {}),
           seed: req.seed ?? Math.floor(Math.random() * 2 ** 31),
           stop: req.stop,
+          images,
+          pixelLimits: { maxPixels: config.image_max_pixels, minPixels: config.image_min_pixels },
           signal,
         }, onToken);
       } catch (e) {
@@ -71,20 +76,26 @@ function servedName(nameOrPath: string): string {
   return existsSync(nameOrPath) ? basename(resolve(nameOrPath)) : nameOrPath;
 }
 
-/** The engine's "does not fit" as the backend contract's request error (a 400, not a failure). */
+/** The engine's "does not fit" and "cannot take this image" as the backend contract's request errors (a 400, not a failure). */
 function requestError(e: unknown): unknown {
+  if (e instanceof ImageError) return new ChatRequestError(e.message, 'messages', 'invalid_image');
   return e instanceof ContextOverflowError ? new ChatRequestError(e.message) : e;
 }
 
-/** OpenAI messages -> the data layer's conversation (system first, tool results as observations). */
-function toConversation(msgs: readonly ChatMessage[]): { system?: string; messages: Message[] } {
+/** OpenAI messages -> the data layer's conversation (system first, tool results as observations) and the images in order. */
+function toConversation(msgs: readonly ChatMessage[]): { system?: string; messages: Message[]; images: Uint8Array[] } {
   let system: string | undefined;
   const messages: Message[] = [];
+  const images: Uint8Array[] = [];
   msgs.forEach((m, i) => {
+    if (m.images?.length) {
+      if (m.role !== 'user') throw new ChatRequestError(`messages[${i}]: only user messages may carry images (this one is ${m.role})`, `messages.[${i}].content`, 'invalid_image');
+      images.push(...m.images);
+    }
     if (m.role === 'system') {
       if (i !== 0) throw new ChatRequestError(`messages[${i}]: a system message is only allowed first`, `messages.[${i}].role`, 'invalid_value');
       system = m.content;
     } else messages.push({ role: m.role === 'tool' ? 'observation' : m.role, content: m.content });
   });
-  return { ...(system !== undefined ? { system } : {}), messages };
+  return { ...(system !== undefined ? { system } : {}), messages, images };
 }

@@ -3,13 +3,17 @@
 // knows which host it runs in.
 
 import type { Gpu } from '../gpu/runtime';
-import type { Qwen2VLImageConfig } from '../data/image/qwen2vl';
+import {
+  decodeImage, getTemplate, ImageError, LLAMAFACTORY_PIXEL_LIMITS, loadTokenizer, parseJsonFile, processQwen2VLImage,
+  type ChatTemplate, type Message, type PixelLimits, type Qwen2VLImageConfig, type TemplateOptions, type Tokenizer,
+} from '../data';
+import { IMAGE_MARK } from '../data/content-text';
 import { loadImageProcessor } from './image-processor';
-import { getTemplate, loadTokenizer, parseJsonFile, type ChatTemplate, type Message, type TemplateOptions, type Tokenizer } from '../data';
 import type { PeftAdapter } from '../model/adapter';
 import { loadAdapter } from '../model/adapters';
 import { contextLength, Generator, type SamplingOptions } from '../model/generate';
 import { Model } from '../model/model';
+import { expandImagePads, type PromptImage } from '../model/prompt-images';
 import type { ByteSource } from '../model/safetensors';
 import type { ModelFiles, WeightFormat } from '../model/weights';
 import { Trainer, type RunStore, type TrainExample, type TrainHooks, type TrainOptions } from '../train/trainer';
@@ -31,6 +35,10 @@ export interface ChatOptions extends Omit<SamplingOptions, 'stopIds' | 'signal'>
   useAdapter?: boolean;
   /** Text that ends the answer (not included). */
   stop?: string[];
+  /** Encoded image files (PNG, JPEG), one per IMAGE_MARK in the messages, in order (vision-language models). */
+  images?: readonly Uint8Array[];
+  /** LLaMA-Factory's image_max_pixels / image_min_pixels for those images (its defaults when absent). */
+  pixelLimits?: PixelLimits;
   signal?: AbortSignal;
 }
 
@@ -43,19 +51,20 @@ export interface ChatTurnResult {
 
 export class Session {
   adapter: PeftAdapter | null = null;
-  /** Vision-language models: the image processor (preprocessor_config.json) the data path uses. */
-  imageProcessor: Qwen2VLImageConfig | null = null;
   private generator: Generator | null = null;
 
-  private constructor(readonly gpu: Gpu, readonly model: Model, readonly tokenizer: Tokenizer, readonly name: string) {}
+  private constructor(
+    readonly gpu: Gpu, readonly model: Model, readonly tokenizer: Tokenizer, readonly name: string,
+    /** The image processor's settings (preprocessor_config.json) of a vision-language model. */
+    readonly imageConfig: Qwen2VLImageConfig | null,
+  ) {}
 
   static async open(gpu: Gpu, files: ModelFiles, opts: OpenOptions = {}): Promise<Session> {
     const format: WeightFormat = opts.quantizationBit === 4 ? 'q4' : opts.quantizationBit === 8 ? 'q8' : opts.f16 ? 'f16' : 'f32';
     const tokenizer = await loadModelTokenizer(files);
     const model = await Model.load(gpu, files, { format, ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) });
-    const session = new Session(gpu, model, tokenizer, files.name);
-    session.imageProcessor = await loadImageProcessor(files, model.spec.vision);
-    return session;
+    const imageConfig = await loadImageProcessor(files, model.spec.vision);
+    return new Session(gpu, model, tokenizer, files.name, imageConfig);
   }
 
   template(name?: string | null, opts: TemplateOptions = {}): ChatTemplate {
@@ -112,8 +121,11 @@ export class Session {
     const context = this.contextLength;
     this.checkMessageLength(messages, opts.system);
     await checkPromptTokens([opts.system ?? '', ...messages.map((m) => m.content)].join('\n'), context, this.tokenizer, opts.signal);
+    const images = await this.promptImages(messages, opts);
     const template = this.template(opts.template, opts.templateOptions);
-    const prompt = template.renderForGeneration(messages, opts.system !== undefined ? { system: opts.system } : {});
+    const rendered = template.renderForGeneration(messages, opts.system !== undefined ? { system: opts.system } : {});
+    const v = this.model.spec.vision;
+    const prompt = v ? expandImagePads(rendered, images, v.imageTokenId, v.mergeSize) : rendered;
     const maxNewTokens = answerBudget(prompt.length, opts.maxNewTokens, context);
     this.generator ??= new Generator(this.model);
     const decoder = this.tokenizer.createStreamDecoder();
@@ -121,7 +133,7 @@ export class Session {
     let completion = 0;
     let finish: 'stop' | 'length' = 'length';
     const run = async () => {
-      for await (const id of this.generator!.generate(prompt, { ...opts, maxNewTokens, stopIds: template.stopIds, ...(opts.signal ? { signal: opts.signal } : {}) })) {
+      for await (const id of this.generator!.generate(prompt, { ...opts, maxNewTokens, stopIds: template.stopIds, ...(opts.signal ? { signal: opts.signal } : {}) }, images)) {
         completion++;
         const piece = decoder.push(id);
         if (!piece) continue;
@@ -150,6 +162,28 @@ export class Session {
       this.generator.reset();
     } else await run();
     return { text, promptTokens: prompt.length, completionTokens: completion, finishReason: finish };
+  }
+
+  /**
+   * The messages' images through the model's image processor (after LLaMA-Factory's resizing), in
+   * order; throws ImageError for images a model cannot take or that cannot be read.
+   */
+  private async promptImages(messages: readonly Message[], opts: ChatOptions): Promise<PromptImage[]> {
+    const files = opts.images ?? [];
+    const marks = [opts.system ?? '', ...messages.map((m) => m.content)].reduce((n, c) => n + c.split(IMAGE_MARK).length - 1, 0);
+    if (!files.length && !marks) return [];
+    if (!this.imageConfig) throw new ImageError(`${this.name} has no vision tower: it cannot take images (a vision-language model such as Qwen2-VL can)`);
+    if (marks !== files.length) throw new ImageError(`the messages have ${marks} place(s) for images but ${files.length} image(s) came with them`);
+    const out: PromptImage[] = [];
+    for (const [i, bytes] of files.entries()) {
+      try {
+        const p = processQwen2VLImage(await decodeImage(bytes), this.imageConfig, opts.pixelLimits ?? LLAMAFACTORY_PIXEL_LIMITS);
+        out.push({ pixels: p.pixelValues, grid: p.grid });
+      } catch (e) {
+        throw e instanceof ImageError ? new ImageError(`image ${i + 1}: ${e.message}`) : e;
+      }
+    }
+    return out;
   }
 
   async exportAdapter(baseModel: string | null): Promise<{ 'adapter_config.json': string; 'adapter_model.safetensors': Uint8Array }> {

@@ -53,7 +53,7 @@ export async function trainModel(config: CrucibleConfig & { shuffle?: boolean },
     session.adapter.release();
     session.adapter = null;
   }
-  const data = await buildDataset(config, { tokenizer: session.tokenizer, imageProcessor: session.imageProcessor, ...job.data });
+  const data = await buildDataset(config, { tokenizer: session.tokenizer, imageProcessor: session.imageConfig, ...job.data });
   const train = data.train as TrainExample[];
   const evalSet = data.eval as TrainExample[];
   status(`data: ${train.length} training examples${evalSet.length ? `, ${evalSet.length} for evaluation` : ''}`);

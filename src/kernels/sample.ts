@@ -85,15 +85,17 @@ export interface FeedOptions {
   /** u32 ids seen so far; the token is written at `historyLen`. */
   history: Tensor;
   historyLen: number;
+  /** Position components to write (default 1; 3 for M-RoPE's [3, 1] positions of a decode step). */
+  components?: number;
 }
 
 /**
  * The sampled token tokens[index] becomes the input of a one-token decode step on the GPU:
- * ids[0] = token, positions[0] = position, history[historyLen] = token. With it, several decode
+ * ids[0] = token, positions[0 .. components) = position, history[historyLen] = token. With it, several decode
  * steps are recorded before one readback of their tokens.
  */
 export function feedToken(gpu: Gpu, tokens: Tensor, ids: Tensor, positions: Tensor, opts: FeedOptions): void {
-  const { index, position, history, historyLen } = opts;
+  const { index, position, history, historyLen, components = 1 } = opts;
   if (tokens.dtype !== 'u32') throw new GpuError(`feedToken: tokens must be u32, not ${tokens.dtype}`);
   if (!(index >= 0 && index < numel(tokens.shape))) throw new GpuError(`feedToken: index ${index} is outside tokens ${shapeStr(tokens.shape)}`);
   for (const [name, t] of [['ids', ids], ['positions', positions]] as const) {
@@ -102,5 +104,8 @@ export function feedToken(gpu: Gpu, tokens: Tensor, ids: Tensor, positions: Tens
   if (history.dtype !== 'u32') throw new GpuError(`feedToken: history must be u32, not ${history.dtype}`);
   if (!(historyLen >= 0 && historyLen < numel(history.shape))) throw new GpuError(`feedToken: historyLen ${historyLen} is outside history ${shapeStr(history.shape)}`);
   if (!(Number.isInteger(position) && position >= 0)) throw new GpuError(`feedToken: position must be a non-negative integer, got ${position}`);
-  gpu.dispatch(gpu.pipeline('feed_token', () => shaderVariant(source, 'feed_token')), [tokens, ids, positions, history], [1], [index, position, historyLen]);
+  if (!(Number.isInteger(components) && components >= 1 && components <= numel(positions.shape))) {
+    throw new GpuError(`feedToken: ${components} position components do not fit positions ${shapeStr(positions.shape)}`);
+  }
+  gpu.dispatch(gpu.pipeline('feed_token', () => shaderVariant(source, 'feed_token')), [tokens, ids, positions, history], [1], [index, position, historyLen, components]);
 }

@@ -6,6 +6,9 @@
 // Gated DeltaNet, Mamba-2 and LFM2 short-convolution layers keep a recurrent state instead of keys
 // and values (forward.ts's KVCache): it cannot drop steps, so after such waste the next call runs
 // its prompt from the start.
+// Qwen2-VL prompts carry images (prompt-images.ts): the prefill places their embeddings at the
+// <|image_pad|> runs with M-RoPE positions (mrope.ts ropeIndex), and every later token's position is
+// its index + rope_deltas, as transformers continues them.
 
 import { logitsForRows } from '../kernels/loss';
 import { feedToken, sampleToken } from '../kernels/sample';
@@ -13,6 +16,8 @@ import type { Tensor } from '../gpu/tensor';
 import { BeamSearch, type BeamResult, type EarlyStopping } from './beam-search';
 import { allocKVCache, cacheTensors, clearRecurrentState, forwardCached, hasRecurrentState, Workspace, type KVCache } from './forward';
 import type { Model } from './model';
+import { ropeIndex } from './mrope';
+import { chunkEnds, imageRuns, reusablePrefix, type PromptImage, type TokenRun } from './prompt-images';
 
 export interface SamplingOptions {
   maxNewTokens: number;
@@ -48,6 +53,10 @@ export class Generator {
   private cache: KVCache;
   /** Tokens whose keys/values are in the cache, in order. */
   private cached: number[] = [];
+  /** The images whose tokens are among the cached ones, in order. */
+  private cachedImages: readonly PromptImage[] = [];
+  /** M-RoPE's rope_deltas of the cached sequence: a token after the last image sits at index + delta. */
+  private ropeDelta = 0;
   private readonly workspaces = new Map<number, Workspace>();
   private readonly logits: Tensor;
   /** Tokens sampled in the current burst. */
@@ -67,19 +76,22 @@ export class Generator {
   /** Forget the cache (after the adapter changed, the cached keys/values are stale). */
   reset(): void {
     this.cached = [];
+    this.cachedImages = [];
+    this.ropeDelta = 0;
     this.cache.length = 0;
   }
 
-  async *generate(prompt: readonly number[], opts: SamplingOptions): AsyncGenerator<number> {
+  /** Samples an answer to the prompt; `images` fill its <|image_pad|> runs in order (vision-language models). */
+  async *generate(prompt: readonly number[], opts: SamplingOptions, images: readonly PromptImage[] = []): AsyncGenerator<number> {
     if ((opts.numBeams ?? 1) > 1) {
-      const result = await this.beamSearch(prompt, opts);
+      const result = await this.beamSearch(prompt, opts, images);
       if (result) yield* result.tokens;
       return;
     }
     const gpu = this.model.gpu;
     const stop = new Set(opts.stopIds ?? this.model.spec.eosIds);
     this.lastStop = null;
-    await this.prefill(prompt, opts.maxNewTokens);
+    await this.prefill(prompt, opts.maxNewTokens, images);
     const tokens = [...prompt];
     gpu.write(this.history, Uint32Array.from(tokens));
     let rng = (opts.seed ?? 0) >>> 0 || 0x9e3779b9;
@@ -127,7 +139,7 @@ export class Generator {
    * generated rows from its parent's into a spare cache, which then becomes the current one.
    * Resolves to null when aborted.
    */
-  async beamSearch(prompt: readonly number[], opts: SamplingOptions): Promise<BeamResult | null> {
+  async beamSearch(prompt: readonly number[], opts: SamplingOptions, images: readonly PromptImage[] = []): Promise<BeamResult | null> {
     const numBeams = opts.numBeams ?? 1;
     if ((opts.temperature ?? 0) > 0) throw new Error(`beam search with sampling (do_sample with num_beams ${numBeams}) is not supported; set do_sample: false, or num_beams: 1 to sample`);
     if (hasRecurrentState(this.cache)) throw new Error(`beam search (num_beams ${numBeams}) is not supported for models with recurrent layers (Gated DeltaNet, Mamba-2, short convolution); use num_beams: 1`);
@@ -139,7 +151,7 @@ export class Generator {
       ...(opts.earlyStopping !== undefined ? { earlyStopping: opts.earlyStopping } : {}),
       ...(opts.repetitionPenalty !== undefined ? { repetitionPenalty: opts.repetitionPenalty } : {}),
     });
-    await this.prefill(prompt, opts.maxNewTokens);
+    await this.prefill(prompt, opts.maxNewTokens, images);
     const gpu = this.model.gpu;
     const P = prompt.length;
     const capacity = P + opts.maxNewTokens;
@@ -183,7 +195,7 @@ export class Generator {
           B: numBeams, S: 1,
           ids: Int32Array.from(step.tokens),
           labels: new Int32Array(numBeams).fill(-100),
-          positions: new Int32Array(numBeams).fill(current.length),
+          positions: new Int32Array(numBeams).fill(current.length + this.ropeDelta),
         });
         forwardCached(ws, current);
         const softcap = this.model.spec.finalSoftcap;
@@ -201,45 +213,66 @@ export class Generator {
    * Runs the prompt at the end of the cache, reusing the common prefix of what is cached (at least
    * the last prompt token runs, for fresh logits in this.logits).
    */
-  private async prefill(prompt: readonly number[], maxNewTokens: number): Promise<void> {
+  private async prefill(prompt: readonly number[], maxNewTokens: number, images: readonly PromptImage[]): Promise<void> {
     if (prompt.length === 0) throw new Error('generate: the prompt is empty');
     if (prompt.length + maxNewTokens > this.cache.capacity) {
       throw new Error(`prompt (${prompt.length} tokens) + max_new_tokens (${maxNewTokens}) exceeds the context of ${this.cache.capacity}`);
     }
+    const v = this.model.spec.vision;
+    if (images.length && !v) throw new Error('this model has no vision tower: it cannot take images');
+    const runs = v ? imageRuns(prompt, images, v.imageTokenId, v.mergeSize) : [];
+    // M-RoPE positions of the whole prompt (causal: a reused prefix had the same ones)
+    const rope = this.model.spec.mrope && v ? ropeIndex(prompt, images.map((i) => i.grid), v) : null;
     let keep = 0;
     while (keep < this.cached.length && keep < prompt.length - 1 && this.cached[keep] === prompt[keep]) keep++;
+    keep = reusablePrefix(keep, runs, images, this.cachedImages);
     // a recurrent state holds every token fed (cache.length of them, steps after a stop included):
     // it is reused only when those are exactly the cached tokens and all of them prefix the prompt
     if ((keep < this.cached.length || this.cache.length !== this.cached.length) && hasRecurrentState(this.cache)) keep = 0;
     if (keep === 0) clearRecurrentState(this.model, this.cache);
     this.cached = this.cached.slice(0, keep);
     this.cache.length = keep;
-    await this.run(prompt.slice(keep));
+    // set before running: chunks keep runs whole, so whatever the cache holds if a chunk fails is this prompt's
+    this.cachedImages = images;
+    this.ropeDelta = rope?.delta ?? 0;
+    await this.run(prompt, keep, runs, images, rope?.positions ?? null);
   }
 
   /** One decode step on sampled[index], with no readback: its logits land in this.logits. */
   private decodeSampled(index: number, historyLen: number): void {
     const ws = this.workspace(1);
-    feedToken(this.model.gpu, this.sampled, ws.ids, ws.positions, { index, position: this.cache.length, history: this.history, historyLen });
+    feedToken(this.model.gpu, this.sampled, ws.ids, ws.positions, {
+      index, position: this.cache.length + this.ropeDelta, history: this.history, historyLen, components: this.model.spec.mrope ? 3 : 1,
+    });
     forwardCached(ws, this.cache);
     this.lastRowLogits(ws);
   }
 
-  /** Run tokens through the model at the end of the cache; logits of the last one land in this.logits. */
-  private async run(tokens: number[]): Promise<void> {
-    for (let i = 0; i < tokens.length; i += PREFILL_CHUNK) {
-      const chunk = tokens.slice(i, i + PREFILL_CHUNK);
-      const ws = this.workspace(chunk.length);
-      const pos = this.cache.length;
+  /**
+   * Runs prompt[from ..] through the model at the end of the cache, in chunks that keep each image
+   * run whole; logits of the last token land in this.logits. `mrope`: the prompt's [3, n] positions.
+   */
+  private async run(prompt: readonly number[], from: number, runs: readonly TokenRun[], images: readonly PromptImage[], mrope: Int32Array | null): Promise<void> {
+    const n = prompt.length;
+    let start = from;
+    for (const end of chunkEnds(from, n, PREFILL_CHUNK, runs)) {
+      const chunk = prompt.slice(start, end);
+      const T = chunk.length;
+      const ws = this.workspace(T);
+      const positions = mrope ? new Int32Array(3 * T) : Int32Array.from(chunk, (_, j) => start + j);
+      if (mrope) for (let c = 0; c < 3; c++) positions.set(mrope.subarray(c * n + start, c * n + end), c * T);
+      const mine = images.filter((_, k) => runs[k]!.start >= start && runs[k]!.start < end);
       ws.load({
-        B: 1, S: chunk.length,
+        B: 1, S: T,
         ids: Int32Array.from(chunk),
-        labels: new Int32Array(chunk.length).fill(-100),
-        positions: Int32Array.from(chunk, (_, j) => pos + j),
+        labels: new Int32Array(T).fill(-100),
+        positions,
+        ...(mine.length ? { images: { pixels: concat(mine.map((i) => i.pixels)), grids: mine.map((i) => i.grid) } } : {}),
       });
       forwardCached(ws, this.cache);
       this.cached.push(...chunk);
-      if (i + PREFILL_CHUNK >= tokens.length) this.lastRowLogits(ws);
+      if (end === n) this.lastRowLogits(ws);
+      start = end;
     }
   }
 
@@ -270,4 +303,15 @@ export class Generator {
     for (const ws of this.workspaces.values()) ws.release();
     this.model.gpu.release(...cacheTensors(this.cache), this.logits, this.sampled, this.history);
   }
+}
+
+function concat(parts: readonly Float32Array[]): Float32Array {
+  if (parts.length === 1) return parts[0]!;
+  const out = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }

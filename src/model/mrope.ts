@@ -59,3 +59,15 @@ export function mropeBatchPositions(
   }
   return out;
 }
+
+/**
+ * transformers' get_rope_index for one prompt: its position ids [3, n] and rope_deltas, the offset
+ * of every later text token (generated ones included): position = its index in the sequence + delta.
+ */
+export function ropeIndex(ids: ArrayLike<number>, grids: readonly ImageGrid[], v: Pick<VisionSpec, 'imageTokenId' | 'visionStartId' | 'mergeSize'>): { positions: Int32Array; delta: number } {
+  const n = ids.length;
+  const positions = mropePositions(ids, n, grids, v);
+  let max = -1;
+  for (const p of positions) max = Math.max(max, p);
+  return { positions, delta: max + 1 - n };
+}

@@ -24,6 +24,7 @@ import { AccessPolicy } from './access';
 import { ApiError, FALLBACK_DEFAULTS, chunkObject, completionObject, parseChatRequest, usageChunk, usageOf, type RequestDefaults } from './protocol';
 import { FairQueue, QueueFullError } from './queue';
 import { StopMatcher } from './stop';
+import { DEFAULT_IMAGE_LIMITS, type ImageLimits } from './images';
 import { ChatRequestError, type ChatBackend, type ChatResult } from '../engine/chat-backend';
 
 export interface ApiServerOptions {
@@ -47,6 +48,8 @@ export interface ApiServerOptions {
   defaults?: Partial<RequestDefaults>;
   /** Largest accepted request body in bytes (default 8 MiB). */
   maxBodyBytes?: number;
+  /** Bounds on the images of a request (images.ts DEFAULT_IMAGE_LIMITS where left out). */
+  imageLimits?: Partial<ImageLimits>;
   /** One line per finished request. */
   log?: (line: string) => void;
   env?: Record<string, string | undefined>;
@@ -82,6 +85,7 @@ export async function startApiServer(backend: ChatBackend, options: ApiServerOpt
   const alias = options.modelAlias === undefined ? fromEnv.modelAlias : options.modelAlias;
   const defaults: RequestDefaults = { ...FALLBACK_DEFAULTS, ...options.defaults };
   const maxBody = options.maxBodyBytes ?? 8 * 1024 * 1024;
+  const imageLimits = { ...DEFAULT_IMAGE_LIMITS, ...options.imageLimits };
   const queue = new FairQueue(options.maxConcurrent ?? 1, options.maxQueue ?? 64);
   const inFlight = new Set<AbortController>();
   const log = options.log ?? (() => {});
@@ -139,7 +143,7 @@ export async function startApiServer(backend: ChatBackend, options: ApiServerOpt
       if (path === '/v1/chat/completions') {
         allow(req, 'POST');
         const body = await readJson(req, maxBody);
-        const parsed = parseChatRequest(body, defaults, backend.contextLength?.());
+        const parsed = parseChatRequest(body, defaults, backend.contextLength?.(), imageLimits);
         if (!modelIds().includes(parsed.request.model)) throw modelNotFound(parsed.request.model);
         const request = { ...parsed.request, model: backendModel(parsed.request.model) };
         try {

@@ -1,7 +1,9 @@
 // OpenAI chat-completions wire format: request validation into a ChatRequest, response and
 // chunk objects, and OpenAI-style errors ({error: {message, type, param, code}}).
 
+import { IMAGE_MARK } from '../data/content-text';
 import type { ChatMessage, ChatRequest, ChatResult } from '../engine/chat-backend';
+import { DEFAULT_IMAGE_LIMITS, imageFromPart, type ImageLimits } from './images';
 
 export class ApiError extends Error {
   override name = 'ApiError';
@@ -75,8 +77,15 @@ function optBool(body: Json, key: string): boolean | undefined {
   return v;
 }
 
-function parseContent(v: unknown, param: string, role: string): string {
-  if (typeof v === 'string') return v;
+/** Text with reserved characters refused (IMAGE_MARK stands for an image part; typed, it would misplace images). */
+function text(s: string, param: string): string {
+  if (s.includes(IMAGE_MARK)) throw bad(`Invalid '${param}': the text contains U+E002, a character this server reserves for image parts.`, param, 'invalid_value');
+  return s;
+}
+
+/** A message's content: text parts joined, each image_url part an IMAGE_MARK with its file appended to `images` (the request's so far; user messages only). */
+function parseContent(v: unknown, param: string, role: string, images: Uint8Array[], limits: ImageLimits): string {
+  if (typeof v === 'string') return text(v, param);
   if (v === null || v === undefined) {
     if (role === 'assistant') return '';
     throw bad(`Missing required parameter: '${param}'.`, param, 'missing_required_parameter');
@@ -86,17 +95,23 @@ function parseContent(v: unknown, param: string, role: string): string {
       .map((part, j) => {
         const p = `${param}.[${j}]`;
         if (!isObject(part)) throw bad(`Invalid type for '${p}': expected an object, but got ${describe(part)}.`, p, 'invalid_type');
+        if (part.type === 'image_url') {
+          if (role !== 'user') throw bad(`Invalid '${p}': image parts are only allowed in user messages, not ${role} messages.`, `${p}.type`, 'invalid_image');
+          if (images.length >= limits.maxImages) throw bad(`Invalid '${p}': at most ${limits.maxImages} images are allowed in one request.`, p, 'too_many_images');
+          images.push(imageFromPart(part.image_url, `${p}.image_url`, limits));
+          return IMAGE_MARK;
+        }
         if (part.type !== 'text') {
-          throw bad(`Invalid '${p}.type': only text content is supported, got ${describe(part.type)}.`, `${p}.type`, 'invalid_value');
+          throw bad(`Invalid '${p}.type': expected 'text' or 'image_url', got ${describe(part.type)}.`, `${p}.type`, 'invalid_value');
         }
         if (typeof part.text !== 'string') {
           throw bad(`Invalid type for '${p}.text': expected a string, but got ${describe(part.text)}.`, `${p}.text`, 'invalid_type');
         }
-        return part.text;
+        return text(part.text, `${p}.text`);
       })
       .join('');
   }
-  throw bad(`Invalid type for '${param}': expected a string or an array of text parts, but got ${describe(v)}.`, param, 'invalid_type');
+  throw bad(`Invalid type for '${param}': expected a string or an array of content parts, but got ${describe(v)}.`, param, 'invalid_type');
 }
 
 const ROLES: Record<string, ChatMessage['role']> = {
@@ -107,10 +122,11 @@ const ROLES: Record<string, ChatMessage['role']> = {
   tool: 'tool',
 };
 
-function parseMessages(v: unknown): ChatMessage[] {
+function parseMessages(v: unknown, limits: ImageLimits): ChatMessage[] {
   if (v === undefined || v === null) throw bad("Missing required parameter: 'messages'.", 'messages', 'missing_required_parameter');
   if (!Array.isArray(v)) throw bad(`Invalid type for 'messages': expected an array, but got ${describe(v)}.`, 'messages', 'invalid_type');
   if (v.length === 0) throw bad("Invalid 'messages': empty array. Expected an array with minimum length 1.", 'messages', 'empty_array');
+  const all: Uint8Array[] = [];
   return v.map((m, i) => {
     const param = `messages.[${i}]`;
     if (!isObject(m)) throw bad(`Invalid type for '${param}': expected an object, but got ${describe(m)}.`, param, 'invalid_type');
@@ -124,7 +140,11 @@ function parseMessages(v: unknown): ChatMessage[] {
     if (Array.isArray(m.tool_calls) && m.tool_calls.length > 0) {
       throw bad(`'${param}.tool_calls': tool calls are not supported by this server.`, `${param}.tool_calls`, 'unsupported_parameter');
     }
-    return { role: ROLES[m.role]!, content: parseContent(m.content, `${param}.content`, m.role) };
+    const role = ROLES[m.role]!;
+    const before = all.length;
+    const content = parseContent(m.content, `${param}.content`, role, all, limits);
+    const images = all.slice(before);
+    return { role, content, ...(images.length ? { images } : {}) };
   });
 }
 
@@ -146,12 +166,12 @@ function unsupported(body: Json, key: string, ok: (v: unknown) => boolean, what:
  * max_tokens above the model's context can never be served and is refused; one that fits the
  * context (and the default) is an upper bound, and the answer also ends where the context does.
  */
-export function parseChatRequest(body: unknown, defaults: RequestDefaults, contextLength?: number): ParsedChatRequest {
+export function parseChatRequest(body: unknown, defaults: RequestDefaults, contextLength?: number, imageLimits: ImageLimits = DEFAULT_IMAGE_LIMITS): ParsedChatRequest {
   if (!isObject(body)) throw bad(`The request body must be a JSON object, but got ${describe(body)}.`, null);
   const model = body.model;
   if (model === undefined || model === null) throw bad('you must provide a model parameter', 'model', 'missing_required_parameter');
   if (typeof model !== 'string' || model === '') throw bad(`Invalid type for 'model': expected a string, but got ${describe(model)}.`, 'model', 'invalid_type');
-  const messages = parseMessages(body.messages);
+  const messages = parseMessages(body.messages, imageLimits);
 
   const n = optNumber(body, 'n', { int: true, min: 1 });
   if (n !== undefined && n !== 1) throw bad("'n' > 1 is not supported by this server.", 'n', 'unsupported_parameter');

@@ -10,7 +10,7 @@
  * conversation is rendered once, as a whole, and only the last response is learned.
  */
 import { Template as JinjaTemplate } from '@huggingface/jinja';
-import { ContentShield } from '../content-text.ts';
+import { ContentShield, IMAGE_MARK } from '../content-text.ts';
 import type { Tokenizer } from '../tokenizer.ts';
 import { parseFunctionCalls, parseTools } from '../tools.ts';
 import { normalize } from './conversation.ts';
@@ -30,7 +30,14 @@ function lcp(a: string, b: string): number {
   return i;
 }
 
-type HFMessage = Record<string, unknown> & { role: string; content: string };
+type HFMessage = Record<string, unknown> & { role: string; content: string | ContentPart[] };
+type ContentPart = { type: 'text'; text: string } | { type: 'image' };
+
+/** Content with image marks as HF content parts (what processor.apply_chat_template passes); plain text stays a string. */
+function contentParts(content: string): string | ContentPart[] {
+  if (!content.includes(IMAGE_MARK)) return content;
+  return content.split(IMAGE_MARK).flatMap((text, i): ContentPart[] => [...(i > 0 ? [{ type: 'image' as const }] : []), ...(text ? [{ type: 'text' as const, text }] : [])]);
+}
 
 export class JinjaChatTemplate implements ChatTemplate {
   readonly name = 'jinja';
@@ -180,7 +187,7 @@ export class JinjaChatTemplate implements ChatTemplate {
           tool_calls: calls.map((c) => ({ type: 'function', function: { name: c.name, arguments: JSON.parse(c.arguments) } })),
         });
       } else if (m.role === 'observation') msgs.push({ role: 'tool', content: m.content });
-      else msgs.push({ role: m.role, content: m.content });
+      else msgs.push({ role: m.role, content: contentParts(m.content) });
     }
     const tools = parseTools(conv.tools).map((t) => (t.type === 'function' ? t : { type: 'function', function: t }));
     return { msgs, tools, responseIdx };

@@ -4,7 +4,7 @@
  * system fused into the first user turn for llama2/gemma/mistral, reasoning templates that add an
  * empty thought to responses, tool formats.
  */
-import { ContentShield } from '../content-text.ts';
+import { ContentShield, IMAGE_MARK } from '../content-text.ts';
 import { pyJsonDumps } from '../pyjson.ts';
 import type { Tokenizer } from '../tokenizer.ts';
 import { getToolFormat, parseFunctionCalls, parseTools, type ToolFormat } from '../tools.ts';
@@ -243,6 +243,8 @@ export class NamedTemplate implements ChatTemplate {
   renderForGeneration(messages: Message[], opts: { system?: string; tools?: Conversation['tools'] } = {}): number[] {
     const shield = new ContentShield(this.tok);
     const conv = shield.hideConversation({ system: opts.system, tools: opts.tools, messages: [...messages, { role: 'assistant', content: '' }] });
+    // an image becomes Qwen2-VL's image tokens, as LLaMA-Factory's Qwen2VL plugin writes <image> (one pad, expanded later)
+    for (const m of conv.messages) m.content = m.content.replaceAll(IMAGE_MARK, '<|vision_start|><|image_pad|><|vision_end|>');
     return this.oneTurn(conv, (text) => shield.encode(text)).prompt;
   }
 }
