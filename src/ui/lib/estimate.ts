@@ -5,6 +5,7 @@
 // model's activation table lists them (model/activations.ts), with or without recomputation as the
 // trainer would choose it (train/recompute.ts) under memory_budget or the default budget.
 
+import { oftBlocks } from '../../model/oft-adapter';
 import { activationBytes, type LoraSiteSize } from '../../model/activations';
 import { chooseRecompute, memoryBudget } from '../../train/recompute';
 import { specFromConfig, type Mixer, type ModelSpec } from '../../model/spec';
@@ -95,6 +96,19 @@ export function estimateMemory(config: Record<string, unknown>, s: EstimateSetti
       for (const [, [n, k]] of chosen) trainable += r * (n + k) + (s.use_dora ? n : 0);
       loraSites[l.mixer] ??= chosen.map(([, [n]]) => ({ outFeatures: n, rank: r, dora: !!s.use_dora }));
     }
+  } else if (method === 'oft') {
+    // PEFT's oft_R: per adapted input of width k, k / b blocks of b(b-1)/2 skew-symmetric entries
+    const t = s.oft_target;
+    const list = typeof t === 'string' ? t.split(',').map((x) => x.trim()) : ['all'];
+    for (const l of spec.layers) {
+      for (const [site, [, k]] of Object.entries(layerSites(spec, l.mixer))) {
+        if (!list.includes('all') && !list.includes(site)) continue;
+        const rank = num(s.oft_rank, 0), blockSize = num(s.oft_block_size, 0);
+        // both or neither set: the form shows that problem; nothing to count
+        if ((rank !== 0) === (blockSize !== 0)) continue;
+        trainable += (k * (oftBlocks(k, { rank, blockSize }).b - 1)) / 2;
+      }
+    }
   } else if (method === 'full') {
     trainable = p.linear + p.embed + p.head + p.norms;
   } else {
@@ -102,7 +116,7 @@ export function estimateMemory(config: Record<string, unknown>, s: EstimateSetti
     trainable = (p.linear / L + 2 * spec.hidden) * n;
   }
   // value (already in the weights for full/freeze) + gradient + two moments
-  const optimizer = trainable * (method === 'lora' ? 16 : 12);
+  const optimizer = trainable * (method === 'lora' || method === 'oft' ? 16 : 12);
   const B = num(s.per_device_train_batch_size, 8), S = num(s.cutoff_len, 2048);
   const setting = typeof s.disable_gradient_checkpointing === 'boolean' ? !s.disable_gradient_checkpointing : 'auto';
   const { recompute } = chooseRecompute({

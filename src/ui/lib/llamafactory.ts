@@ -101,7 +101,7 @@ const withoutFileName = ({ file_name: _, ...rest }: Record<string, unknown>): Om
 /** Keys other controls own: the model and dataset choices. */
 const CHOICE_KEYS = new Set(['model_name_or_path', 'dataset', 'dataset_dir']);
 /** Keys the form holds apart from the defaults' (the Advanced group passes any of these to the worker). */
-const FORM_GROUPS = new Set(['method', 'lora', 'freeze', 'quantization', 'train', 'preference', 'eval', 'output', 'dataset']);
+const FORM_GROUPS = new Set(['method', 'lora', 'oft', 'freeze', 'quantization', 'train', 'preference', 'eval', 'output', 'dataset']);
 /** Keys of other groups the form holds (the Advanced group's template). */
 const FORM_EXTRA = new Set(['template', 'default_system', 'enable_thinking']);
 /** Keys of those groups that the app sets itself, or that have no meaning in a browser run. */
@@ -117,20 +117,21 @@ const NOT_IN_FORM: Readonly<Record<string, string>> = {
   save_dir: 'not an app setting',
   task: 'not an app setting',
   task_dir: 'not an app setting',
-  bf16: 'the app trains in f32 (half precision runs with crucible train)',
-  fp16: 'the app trains in f32 (half precision runs with crucible train)',
 };
 
-/** Methods the app has no controls for yet: their keys, stage and method values stay with crucible train. */
+/** A stage the app has no controls for yet: its keys and stage value stay with crucible train. */
 function cliOnlyReason(key: string, value: unknown): string | null {
   if ((key === 'stage' && value === 'ppo') || key.startsWith('ppo_') || key.startsWith('reward_model')) {
     return 'PPO runs with crucible train (the app has no PPO stage yet)';
   }
-  if ((key === 'finetuning_type' && value === 'oft') || key.startsWith('oft_') || key === 'module_dropout') {
-    return 'OFT runs with crucible train (the app has no OFT method yet)';
-  }
   return null;
 }
+
+/** The keys a method's controls show, held in the form at the config's values even where the YAML leaves them out. */
+const METHOD_KEYS: Readonly<Record<string, string[]>> = {
+  freeze: ['freeze_trainable_layers'],
+  oft: ['oft_rank', 'oft_block_size', 'oft_target', 'module_dropout'],
+};
 
 export interface LoadedConfig {
   settings: Settings;
@@ -176,7 +177,7 @@ export function loadRunYaml(text: string, fileName = 'config'): LoadedConfig {
   }
   const { config, given } = result;
   const settings: Settings = {};
-  const formKeys = new Set<string>([...Object.keys(DEFAULT_SETTINGS), ...(config.finetuning_type === 'freeze' ? ['freeze_trainable_layers'] : [])]);
+  const formKeys = new Set<string>([...Object.keys(DEFAULT_SETTINGS), ...(METHOD_KEYS[config.finetuning_type] ?? [])]);
   for (const key of given) {
     const spec = SCHEMA[key as ConfigKey];
     // what every run the app exports says: do_train, the default output_dir
