@@ -10,7 +10,9 @@ import { configFromObject } from '../src/config';
 import { loadRunYaml } from '../src/ui/lib/llamafactory';
 import { estimateMemory } from '../src/ui/lib/estimate';
 import { mergedFolder, zipMerged } from '../src/ui/lib/merged-zip';
-import { DEFAULT_SETTINGS, METHODS, OPTIMIZERS, halfPrecision, methodOf, modelFormat, optimizerOf, optimizersFor, trainsAdapter, withMethod, withOptimizer, type Settings } from '../src/ui/lib/settings';
+import type { RunRecord } from '../src/train/store-browser';
+import { rewardRunsFor } from '../src/ui/lib/run-names';
+import { DEFAULT_SETTINGS, METHODS, rewardRunId, withStageKeys, OPTIMIZERS, halfPrecision, methodOf, modelFormat, optimizerOf, optimizersFor, trainsAdapter, withMethod, withOptimizer, type Settings } from '../src/ui/lib/settings';
 import { checkSettings } from '../src/ui/lib/validate';
 import { makeRng } from './helpers/check';
 
@@ -87,6 +89,41 @@ describe('optimizers', () => {
     expect(optimizerOf(lora)).toBe('adamw');
     expect(checkSettings(lora).problems).toEqual([]);
     expect(optimizerOf(withMethod(withOptimizer(DEFAULT_SETTINGS, 'muon'), 'oft'))).toBe('muon');
+  });
+});
+
+describe('stage ppo', () => {
+  it("takes PPO's keys at LLaMA-Factory's defaults (short rollouts), and drops them for another stage", () => {
+    const ppo = withStageKeys({ ...DEFAULT_SETTINGS, stage: 'ppo' });
+    expect(ppo).toMatchObject({ reward_model: null, reward_model_type: 'lora', ppo_epochs: 4, ppo_buffer_size: 1, ppo_target: 6, ppo_score_norm: false, ppo_whiten_rewards: false, max_new_tokens: 32 });
+    const back = withStageKeys({ ...ppo, stage: 'sft' });
+    expect(Object.keys(back).filter((k) => k.startsWith('ppo_') || k.startsWith('reward_model') || k === 'max_new_tokens')).toEqual([]);
+  });
+
+  it('blocks Start until a reward model is chosen, with LoRA and without an eval split, as the engine would refuse', () => {
+    const ppo = withStageKeys({ ...DEFAULT_SETTINGS, stage: 'ppo' });
+    expect(checkSettings(ppo).problems.map((p) => p.key)).toEqual(['reward_model']);
+    const chosen = { ...ppo, reward_model: 'run:run-7' };
+    expect(rewardRunId(chosen)).toBe('run-7');
+    expect(checkSettings(chosen).problems).toEqual([]);
+    expect(read(chosen)).toMatchObject({ stage: 'ppo', reward_model: 'run:run-7', max_new_tokens: 32 });
+    expect(checkSettings({ ...withMethod(chosen, 'full'), val_size: 0.2 }).problems.map((p) => p.key).sort()).toEqual(['finetuning_type', 'val_size']);
+    expect(checkSettings({ ...withMethod(DEFAULT_SETTINGS, 'full'), val_size: 0.2 }).problems).toEqual([]);
+  });
+
+  it("offers this model's LoRA rm runs with a checkpoint as reward models", () => {
+    const run = (id: string, stage: string, extra: Partial<RunRecord> = {}): RunRecord => ({
+      id, name: id, createdAt: 0, updatedAt: 0, status: 'done', model: { kind: 'url', id: 'crucible-demo' }, dataset: { kind: 'demo', name: 'd' },
+      settings: { ...DEFAULT_SETTINGS, stage }, log: [], checkpoints: [{ dir: 'checkpoint-2', step: 2 }], totalSteps: 2, step: 2, ...extra,
+    } as RunRecord);
+    const runs = [
+      run('rm-ok', 'rm'),
+      run('sft', 'sft'),
+      run('rm-no-ck', 'rm', { checkpoints: [] }),
+      run('rm-other-model', 'rm', { model: { kind: 'hub', id: 'Qwen/Qwen3-0.6B' } }),
+      run('rm-full', 'rm', { settings: { ...withMethod(DEFAULT_SETTINGS, 'full'), stage: 'rm' } }),
+    ];
+    expect(rewardRunsFor(runs, { kind: 'url', id: 'crucible-demo' }).map((r) => r.id)).toEqual(['rm-ok']);
   });
 });
 

@@ -22,6 +22,8 @@ import { resolveOffline } from '../src/hub/env';
 import { openSafetensors } from '../src/model/safetensors';
 import type { ModelFiles } from '../src/model/weights';
 import { VALUE_HEAD_FILE } from '../src/train/value-head';
+import { storedSource } from '../src/train/store';
+import { REWARD_RUN } from './api';
 import {
   browserRunStore,
   deleteRun,
@@ -143,6 +145,9 @@ async function dropSession(): Promise<void> {
   g.destroy();
   gpuPromise = null;
 }
+
+/** The format a key names when only the model matters (its tokenizer). */
+const F32: ModelFormat = { quantizationBit: null };
 
 async function ensureSession(source: ModelSource, format: ModelFormat, onProgress?: (d: number, t: number, w: string) => void, pristine = false): Promise<Session> {
   const key = keyOf(source, format);
@@ -526,7 +531,7 @@ const api: EngineApi = {
 async function previewData(model: ModelSource, data: DataSource, settings: Settings, n: number): Promise<PreviewResult> {
   const c = parseSettings(settings);
   const files = await modelFiles(model);
-  const tokenizer = session && sessionSource && keyOf(sessionSource, null) === keyOf(model, null) ? session.tokenizer : await loadModelTokenizer(files);
+  const tokenizer = session && sessionSource && keyOf(sessionSource, F32) === keyOf(model, F32) ? session.tokenizer : await loadModelTokenizer(files);
   const { files: dataAccess, dataset, dir } = dataFiles(data);
   const deps: DataDeps = { tokenizer, ...dataAccess };
   const cfg = dataConfig(c, dataset, dir);
@@ -545,6 +550,20 @@ async function runValueHead(runId: string, dir: string): Promise<Uint8Array | nu
   const st = browserRunStore(runId);
   const path = `${dir}/${VALUE_HEAD_FILE}`;
   return (await st.exists(path)) ? st.read(path) : null;
+}
+
+/** A run of this browser as a model folder (stage ppo's reward_model run:<id>): its newest checkpoint. */
+async function runModelFiles(runId: string): Promise<ModelFiles> {
+  const ck = await latestCheckpoint(runId);
+  if (!ck) throw new Error(`reward model run ${runId} has no checkpoint (deleted?): choose another rm run`);
+  const st = browserRunStore(runId);
+  const at = (p: string) => `${ck.dir}/${p}`;
+  return {
+    name: `run ${runId} (${ck.dir})`,
+    exists: (p) => st.exists(at(p)),
+    readText: async (p) => new TextDecoder().decode(await st.read(at(p))),
+    open: (p) => storedSource(st, at(p)),
+  };
 }
 
 /** A run of the engine's train job: the model this worker holds, the run's checkpoints and history in IndexedDB. */
@@ -592,7 +611,7 @@ async function trainRun(start: TrainStart, onEvent: (e: TrainEvent) => void): Pr
       data: files,
       store: browserRunStore(start.runId),
       resumeFrom: resumed?.dir ?? null,
-      openModel: (id) => modelFiles({ kind: 'hub', id }),
+      openModel: (id) => (id.startsWith(REWARD_RUN) ? runModelFiles(id.slice(REWARD_RUN.length)) : modelFiles({ kind: 'hub', id })),
       hooks: {
         signal: trainAbort.signal,
         onStatus: status,

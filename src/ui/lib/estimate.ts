@@ -29,6 +29,9 @@ export interface EstimateSettings {
   lora_target?: unknown;
   use_dora?: unknown;
   freeze_trainable_layers?: unknown;
+  oft_rank?: unknown;
+  oft_block_size?: unknown;
+  oft_target?: unknown;
   per_device_train_batch_size?: unknown;
   cutoff_len?: unknown;
   disable_gradient_checkpointing?: unknown;

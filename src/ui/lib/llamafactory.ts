@@ -11,7 +11,7 @@ import { isV1Config } from '../../config/llamafactory-v1';
 import type { DataFormat } from '../../data/describe';
 import { zipStore } from '../../files/zip';
 import { infoEntry, withInfoEntry, type FormatChoice } from './data-format';
-import { DEFAULT_SETTINGS, withStageKeys, type Settings } from './settings';
+import { DEFAULT_SETTINGS, REWARD_RUN, withStageKeys, type Settings } from './settings';
 
 /** The folder the app's run is written as (the zip's top folder, the YAML's dataset_dir). */
 export const RUN_DIR = 'crucible-run';
@@ -119,10 +119,10 @@ const NOT_IN_FORM: Readonly<Record<string, string>> = {
   task_dir: 'not an app setting',
 };
 
-/** A stage the app has no controls for yet: its keys and stage value stay with crucible train. */
+/** Values only a CLI run can use: a reward model on disk (the app's are rm runs of this browser, run:<id>). */
 function cliOnlyReason(key: string, value: unknown): string | null {
-  if ((key === 'stage' && value === 'ppo') || key.startsWith('ppo_') || key.startsWith('reward_model')) {
-    return 'PPO runs with crucible train (the app has no PPO stage yet)';
+  if (key === 'reward_model' && value !== null && !(typeof value === 'string' && value.startsWith(REWARD_RUN))) {
+    return 'a folder of the CLI: choose the reward model (an rm run of this browser) in the training form';
   }
   return null;
 }
@@ -185,7 +185,8 @@ export function loadRunYaml(text: string, fileName = 'config'): LoadedConfig {
     if (!spec || CHOICE_KEYS.has(key) || expected) continue;
     if (key === 'do_train') skipped.push({ key, why: 'the app always trains' });
     else if (NOT_IN_FORM[key]) skipped.push({ key, why: NOT_IN_FORM[key]! });
-    else if (!FORM_GROUPS.has(spec.group) && !FORM_EXTRA.has(key)) skipped.push({ key, why: `a ${spec.group} setting, not part of the training form` });
+    // PPO's rollouts are sampled max_new_tokens long: the PPO form holds it
+    else if (!FORM_GROUPS.has(spec.group) && !FORM_EXTRA.has(key) && !(key === 'max_new_tokens' && config.stage === 'ppo')) skipped.push({ key, why: `a ${spec.group} setting, not part of the training form` });
     else formKeys.add(key);
   }
   for (const key of formKeys) settings[key] = formValue(config[key as ConfigKey]);

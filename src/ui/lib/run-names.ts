@@ -42,3 +42,7 @@ export function adapterRunFor(runs: readonly RunRecord[], chosen: string | null,
   const fits = (r: RunRecord) => trainsAdapter(r.settings) && r.checkpoints.length > 0 && r.model.kind === model.kind && r.model.id === model.id;
   return runs.find((r) => r.id === chosen && fits(r)) ?? runs.find(fits);
 }
+
+/** The runs stage ppo can take as its reward model: LoRA rm runs of this model with a checkpoint (the adapter and its value head), newest first as listed. */
+export const rewardRunsFor = (runs: readonly RunRecord[], model: { kind: string; id: string }): RunRecord[] =>
+  runs.filter((r) => r.settings.stage === 'rm' && r.settings.finetuning_type === 'lora' && r.checkpoints.length > 0 && r.model.kind === model.kind && r.model.id === model.id);

@@ -6,6 +6,7 @@ export type Settings = Record<string, unknown>;
 import type { CrucibleConfig } from '../../config';
 import { basePrecision } from '../../engine/precision';
 import type { Capabilities } from '../../gpu/capabilities';
+import { REWARD_RUN } from '../../../workers/api';
 
 export type Method = 'lora' | 'qlora' | 'dora' | 'oft' | 'qoft' | 'full' | 'freeze';
 
@@ -177,6 +178,7 @@ export const STAGES: { value: string; label: string }[] = [
   { value: 'dpo', label: 'dpo: preference pairs (DPO, ORPO, SimPO…)' },
   { value: 'kto', label: 'kto: desirable / undesirable answers' },
   { value: 'rm', label: 'rm: reward model' },
+  { value: 'ppo', label: 'ppo: PPO against a reward model (an rm run)' },
 ];
 
 export const PREF_LOSSES: { value: string; label: string }[] = [
@@ -187,10 +189,27 @@ export const PREF_LOSSES: { value: string; label: string }[] = [
   { value: 'simpo', label: 'simpo (no reference model)' },
 ];
 
-const PREF_KEYS = ['pref_beta', 'pref_loss', 'pref_ftx', 'dpo_label_smoothing', 'simpo_gamma', 'kto_chosen_weight', 'kto_rejected_weight'];
+/** PPO's keys, at LLaMA-Factory's defaults but max_new_tokens (1024 there): short rollouts suit the models a browser trains. */
+const PPO_DEFAULTS: Settings = {
+  reward_model: null,
+  reward_model_type: 'lora',
+  ppo_epochs: 4,
+  ppo_buffer_size: 1,
+  ppo_target: 6,
+  ppo_score_norm: false,
+  ppo_whiten_rewards: false,
+  max_new_tokens: 32,
+};
 
-/** LLaMA-Factory's defaults of the preference keys that apply to these settings' stage and pref_loss. */
+const PREF_KEYS = ['pref_beta', 'pref_loss', 'pref_ftx', 'dpo_label_smoothing', 'simpo_gamma', 'kto_chosen_weight', 'kto_rejected_weight', ...Object.keys(PPO_DEFAULTS)];
+
+export { REWARD_RUN };
+/** The rm run a reward_model value names, or null. */
+export const rewardRunId = (s: Settings): string | null => (typeof s.reward_model === 'string' && s.reward_model.startsWith(REWARD_RUN) ? s.reward_model.slice(REWARD_RUN.length) : null);
+
+/** LLaMA-Factory's defaults of the preference (and PPO) keys that apply to these settings' stage and pref_loss. */
 function preferenceDefaults(s: Settings): Settings {
+  if (s.stage === 'ppo') return PPO_DEFAULTS;
   if (s.stage === 'kto') return { pref_beta: 0.1, pref_ftx: 0, kto_chosen_weight: 1, kto_rejected_weight: 1 };
   if (s.stage !== 'dpo') return {};
   const loss = typeof s.pref_loss === 'string' && s.pref_loss !== 'kto_pair' ? s.pref_loss : 'sigmoid';
