@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { configFromObject } from '../src/config';
+import { stagePanels } from '../src/ui/lib/charts';
 import { loadRunYaml } from '../src/ui/lib/llamafactory';
 import { estimateMemory } from '../src/ui/lib/estimate';
 import { mergedFolder, zipMerged } from '../src/ui/lib/merged-zip';
@@ -109,6 +110,10 @@ describe('stage ppo', () => {
     expect(read(chosen)).toMatchObject({ stage: 'ppo', reward_model: 'run:run-7', max_new_tokens: 32 });
     expect(checkSettings({ ...withMethod(chosen, 'full'), val_size: 0.2 }).problems.map((p) => p.key).sort()).toEqual(['finetuning_type', 'val_size']);
     expect(checkSettings({ ...withMethod(DEFAULT_SETTINGS, 'full'), val_size: 0.2 }).problems).toEqual([]);
+  });
+
+  it("charts LLaMA-Factory's PPO keys (loss, reward) and the KL", () => {
+    expect(stagePanels({ stage: 'ppo' }).map((p) => p.title)).toEqual(['loss', 'reward', 'objective/kl', 'lr']);
   });
 
   it("offers this model's LoRA rm runs with a checkpoint as reward models", () => {
