@@ -178,7 +178,7 @@ export const STAGES: { value: string; label: string }[] = [
   { value: 'dpo', label: 'dpo: preference pairs (DPO, ORPO, SimPO…)' },
   { value: 'kto', label: 'kto: desirable / undesirable answers' },
   { value: 'rm', label: 'rm: reward model' },
-  { value: 'ppo', label: 'ppo: PPO against a reward model (an rm run)' },
+  { value: 'ppo', label: 'ppo: PPO with a reward model' },
 ];
 
 export const PREF_LOSSES: { value: string; label: string }[] = [
