@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { configFromObject } from '../src/config';
 import { stagePanels } from '../src/ui/lib/charts';
 import { loadRunYaml } from '../src/ui/lib/llamafactory';
-import { estimateMemory } from '../src/ui/lib/estimate';
+import { countParams, estimateMemory } from '../src/ui/lib/estimate';
 import { mergedFolder, zipMerged } from '../src/ui/lib/merged-zip';
 import type { RunRecord } from '../src/train/store-browser';
 import { rewardRunsFor } from '../src/ui/lib/run-names';
@@ -144,6 +144,13 @@ describe('half precision', () => {
     expect(modelFormat(withMethod(DEFAULT_SETTINGS, 'qoft'), caps(true))).toEqual({ quantizationBit: 4, f16: false });
     expect(halfPrecision(DEFAULT_SETTINGS, caps(true))).toEqual({ f16: false, note: null });
     expect(checkSettings(lora).problems).toEqual([]);
+  });
+
+  it('halves the estimate of the base linear weights in the f16 tier', () => {
+    const f32 = estimateMemory(DEMO_CONFIG, DEFAULT_SETTINGS);
+    const f16 = estimateMemory(DEMO_CONFIG, { ...DEFAULT_SETTINGS, f16: true });
+    const { linear } = countParams(f32.spec);
+    expect(f32.weights - f16.weights).toBe(linear * 2);
   });
 });
 

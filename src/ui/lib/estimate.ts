@@ -36,6 +36,8 @@ export interface EstimateSettings {
   cutoff_len?: unknown;
   disable_gradient_checkpointing?: unknown;
   memory_budget?: unknown;
+  /** The base's linear weights are held in f16 (bf16 / fp16 on a GPU with shader-f16: halfPrecision in settings.ts). */
+  f16?: boolean;
 }
 
 /**
@@ -85,7 +87,7 @@ export function estimateMemory(config: Record<string, unknown>, s: EstimateSetti
   const p = countParams(spec);
   const L = spec.layers.length;
   const q = s.quantization_bit === 4 ? 4 : s.quantization_bit === 8 ? 8 : null;
-  const bytesPerLinear = q === 4 ? 0.5 + 2 / 32 : q === 8 ? 1 + 2 / 32 : 4;
+  const bytesPerLinear = q === 4 ? 0.5 + 2 / 32 : q === 8 ? 1 + 2 / 32 : s.f16 ? 2 : 4;
   const weights = p.linear * bytesPerLinear + (p.embed + p.head + p.norms) * 4;
   const method = String(s.finetuning_type ?? 'lora');
   let trainable = 0;
