@@ -111,7 +111,8 @@ describe.skipIf(!hasChromium() || !existsSync(join(ROOT, 'public/demo/model/mode
     await report.waitFor({ timeout: 30_000 });
     const skipped = await page.getByTestId('load-skipped').textContent();
     expect(skipped).toContain('flash_atn: not a LLaMA-Factory or Crucible key');
-    expect(skipped).toContain('bf16: the app trains in f32 (half precision runs with crucible train)');
+    expect(skipped).not.toContain('bf16');
+    expect(await page.getByTestId('half').isChecked()).toBe(true);
     expect(skipped).toContain('output_dir: runs are kept in this browser');
     expect(await page.getByRole('spinbutton', { name: 'LoRA rank', exact: true }).inputValue()).toBe('4');
     expect(Number(await page.getByRole('spinbutton', { name: 'Learning rate', exact: true }).inputValue())).toBe(0.005);

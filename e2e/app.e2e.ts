@@ -10,6 +10,7 @@
 // instead of public/demo (for when the demo model is not there).
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -271,19 +272,21 @@ describe.skipIf(!hasChromium())('app in Chromium (WebGPU on SwiftShader)', () =>
       if (m![4] === 'B' && data.some((x) => x !== 0)) nonZeroB++;
     }
     expect(nonZeroB).toBeGreaterThan(0);
-    // the merged model: W + (alpha / r) B A for every adapted weight
+    // the merged model, one zip: W + (alpha / r) B A for every adapted weight
     const merged = new Promise<Download>((res) => {
       const on = (d: Download) => {
-        if (d.suggestedFilename() === 'model.safetensors') {
+        if (d.suggestedFilename().endsWith('-merged.zip')) {
           page.off('download', on);
           res(d);
         }
       };
       page.on('download', on);
     });
-    await page.getByRole('button', { name: 'Download merged model' }).click();
-    const mergedPath = join(dir, 'merged.safetensors');
-    await (await merged).saveAs(mergedPath);
+    await page.getByRole('button', { name: 'Download merged model (zip)' }).click();
+    const mergedZip = join(dir, 'merged.zip');
+    await (await merged).saveAs(mergedZip);
+    execFileSync('unzip', ['-q', mergedZip, '-d', join(dir, 'merged')]);
+    const mergedPath = join(dir, 'merged', (await merged).suggestedFilename().replace(/\.zip$/, ''), 'model.safetensors');
     const mBytes = new Uint8Array(await readFile(mergedPath));
     const mst = await openSafetensors({ name: 'merged', size: mBytes.length, read: async (o, n) => mBytes.subarray(o, o + n) });
     const bBytes = new Uint8Array(await readFile(join(demoDir, 'model.safetensors')));

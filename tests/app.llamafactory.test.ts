@@ -68,29 +68,26 @@ describe('form -> LLaMA-Factory YAML -> form', () => {
   });
 
   it('lists what the form cannot take: unknown, unimplemented, PyTorch-only and CLI-only keys', () => {
-    const yaml = 'model_name_or_path: m\nstage: sft\ndo_train: true\nfinetuning_type: lora\nlora_rank: 4\nlearning_rat: 1.0e-4\nppo_buffer_size: 3\nbf16: true\noutput_dir: saves/x\ndataset: a,b\nmax_new_tokens: 64\n';
+    const yaml = 'model_name_or_path: m\nstage: sft\ndo_train: true\nfinetuning_type: lora\nlora_rank: 4\nlearning_rat: 1.0e-4\nbf16: true\noutput_dir: saves/x\ndataset: a,b\nmax_new_tokens: 64\n';
     const back = loadRunYaml(yaml, 'run.yaml');
     expect(back.settings.lora_rank).toBe(4);
     expect(back.settings.lora_alpha).toBe(8);
+    expect(back.settings.bf16).toBe(true);
     expect(Object.fromEntries(back.skipped.map((s) => [s.key, s.why]))).toEqual({
       learning_rat: 'not a LLaMA-Factory or Crucible key',
-      ppo_buffer_size: 'PPO runs with crucible train (the app has no PPO stage yet)',
-      bf16: 'the app trains in f32 (half precision runs with crucible train)',
       output_dir: 'runs are kept in this browser',
       max_new_tokens: 'a generation setting, not part of the training form',
       dataset: 'the app trains one dataset: a is chosen, b left out',
     });
   });
 
-  it('leaves PPO and OFT runs to crucible train, naming each key, and keeps the rest of the form', () => {
-    const ppo = loadRunYaml('stage: ppo\nreward_model: saves/rm\nppo_epochs: 2\nfinetuning_type: lora\nlora_rank: 4\n', 'ppo.yaml');
-    expect(ppo.settings.stage).toBe('sft');
-    expect(ppo.settings.lora_rank).toBe(4);
-    expect(ppo.skipped.map((s) => s.key)).toEqual(['stage', 'reward_model', 'ppo_epochs']);
-    expect(new Set(ppo.skipped.map((s) => s.why))).toEqual(new Set(['PPO runs with crucible train (the app has no PPO stage yet)']));
-    const oft = loadRunYaml('finetuning_type: oft\noft_rank: 8\noft_block_size: 0\nmodule_dropout: 0.1\n', 'oft.yaml');
-    expect(oft.settings.finetuning_type).toBe('lora');
-    expect(oft.skipped).toEqual(['finetuning_type', 'oft_rank', 'oft_block_size', 'module_dropout'].map((key) => ({ key, why: 'OFT runs with crucible train (the app has no OFT method yet)' })));
+  it("loads a PPO run into the form, leaving a reward model folder of the CLI to the run history's picker", () => {
+    const ppo = loadRunYaml('stage: ppo\nreward_model: saves/rm\nppo_epochs: 2\nmax_new_tokens: 16\nfinetuning_type: lora\nlora_rank: 4\n', 'ppo.yaml');
+    expect(ppo.settings).toMatchObject({ stage: 'ppo', lora_rank: 4, ppo_epochs: 2, max_new_tokens: 16, reward_model: null, reward_model_type: 'lora', ppo_buffer_size: 1 });
+    expect(ppo.skipped).toEqual([{ key: 'reward_model', why: 'a folder of the CLI: choose the reward model (an rm run of this browser) in the training form' }]);
+    const app = loadRunYaml('stage: ppo\nreward_model: run:run-1\n', 'ppo.yaml');
+    expect(app.settings.reward_model).toBe('run:run-1');
+    expect(app.skipped).toEqual([]);
   });
 
   it('leaves best-model selection and early stopping to crucible train (keys at their defaults load silently)', () => {

@@ -1,5 +1,5 @@
 // The one API between the app and its engine worker (workers/engine.worker.ts, exposed with
-// comlink). Types only: the UI imports this file without pulling engine code into the page.
+// comlink). Types, and the one constant both sides read (REWARD_RUN): the UI imports this file without pulling engine code into the page.
 
 import type { Capabilities } from '../src/gpu/capabilities';
 import type { LogRecord } from '../src/train/trainer';
@@ -30,6 +30,15 @@ export type DataSource =
 
 /** LLaMA-Factory keys (stage, finetuning_type, lora_rank, learning_rate, ...), as in a YAML. */
 export type Settings = Record<string, unknown>;
+
+/** reward_model naming a run of this browser (stage ppo: an rm run's newest checkpoint), as `run:<id>`. */
+export const REWARD_RUN = 'run:';
+
+/** How the base is held: quantized (QLoRA / QOFT), or its linear weights in f16 (bf16 / fp16 where the GPU has shader-f16). */
+export interface ModelFormat {
+  quantizationBit: 4 | 8 | null;
+  f16?: boolean;
+}
 
 export interface GpuInfo {
   ok: true;
@@ -224,7 +233,7 @@ export interface EngineApi {
   gpuInfo(): Promise<GpuInfo | GpuMissing>;
   state(): Promise<EngineState>;
   /** Load (or keep, when already loaded with the same source and format) a model on the GPU. */
-  openModel(source: ModelSource, format: { quantizationBit: 4 | 8 | null }, onProgress?: (done: number, total: number, what: string) => void): Promise<ModelInfo>;
+  openModel(source: ModelSource, format: ModelFormat, onProgress?: (done: number, total: number, what: string) => void): Promise<ModelInfo>;
   /** Read a model's config.json without loading it (memory estimates). */
   modelConfig(source: ModelSource): Promise<Record<string, unknown>>;
   /** A dataset's format: its dataset_info.json entry, or detected from its first record (null: a Hub dataset). */

@@ -12,6 +12,7 @@ import { checkpointBytes, exportMerged, readAdapter, type MergeSources } from '.
 import { describeModel, type ModelInfo } from '../src/engine/model-info';
 import { loadModelTokenizer, Session } from '../src/engine/session';
 import { trainModel } from '../src/engine/train';
+import { basePrecision } from '../src/engine/precision';
 import { configFromObject, type CrucibleConfig } from '../src/config';
 import { buildDataset, DataError, previewExamples, type DataDeps, type LmExample, type PreviewExample } from '../src/data';
 import { runPredict } from '../src/eval/predict';
@@ -22,6 +23,8 @@ import { resolveOffline } from '../src/hub/env';
 import { openSafetensors } from '../src/model/safetensors';
 import type { ModelFiles } from '../src/model/weights';
 import { VALUE_HEAD_FILE } from '../src/train/value-head';
+import { storedSource } from '../src/train/store';
+import { REWARD_RUN } from './api';
 import {
   browserRunStore,
   deleteRun,
@@ -50,6 +53,7 @@ import type {
   HubModelDetails,
   StoredModelSummary,
   MergedModel,
+  ModelFormat,
   ModelSource,
   PredictOutcome,
   PredictRequest,
@@ -124,7 +128,7 @@ async function modelFiles(source: ModelSource): Promise<ModelFiles> {
   return m;
 }
 
-const keyOf = (s: ModelSource, q: number | null) => `${s.kind}:${s.id}:${s.kind === 'url' ? s.base : (s.revision ?? 'main')}:${q ?? 'f32'}`;
+const keyOf = (s: ModelSource, f: ModelFormat) => `${s.kind}:${s.id}:${s.kind === 'url' ? s.base : (s.revision ?? 'main')}:${f.quantizationBit ?? (f.f16 ? 'f16' : 'f32')}`;
 
 /** Unload the model: a fresh device frees every buffer of the old one at once. */
 async function dropSession(): Promise<void> {
@@ -143,13 +147,16 @@ async function dropSession(): Promise<void> {
   gpuPromise = null;
 }
 
-async function ensureSession(source: ModelSource, quantizationBit: 4 | 8 | null, onProgress?: (d: number, t: number, w: string) => void, pristine = false): Promise<Session> {
-  const key = keyOf(source, quantizationBit);
+/** The format a key names when only the model matters (its tokenizer). */
+const F32: ModelFormat = { quantizationBit: null };
+
+async function ensureSession(source: ModelSource, format: ModelFormat, onProgress?: (d: number, t: number, w: string) => void, pristine = false): Promise<Session> {
+  const key = keyOf(source, format);
   if (session && key === sessionKey && !(pristine && baseModified)) return session;
   await dropSession();
   const g = await gpu();
   const files = await modelFiles(source);
-  const s = await Session.open(g, files, { quantizationBit, ...(onProgress ? { onProgress } : {}) });
+  const s = await Session.open(g, files, { quantizationBit: format.quantizationBit, f16: !!format.f16 && g.caps.f16, ...(onProgress ? { onProgress } : {}) });
   session = s;
   baseModified = false;
   sessionKey = key;
@@ -157,6 +164,13 @@ async function ensureSession(source: ModelSource, quantizationBit: 4 | 8 | null,
   sessionFiles = files;
   modelInfo = await describeModel(s, files, source.id);
   return s;
+}
+
+/** The base format a config trains with: quantized, or the f16 tier as the engine decides it (precision.ts). */
+async function formatOf(c: CrucibleConfig): Promise<{ format: ModelFormat; note: string | null }> {
+  const q = c.quantization_bit === 4 || c.quantization_bit === 8 ? c.quantization_bit : null;
+  const p = basePrecision(c, (await gpu()).caps);
+  return { format: { quantizationBit: q, f16: p.f16 }, note: p.note };
 }
 
 function parseSettings(settings: Settings): CrucibleConfig {
@@ -332,7 +346,7 @@ const api: EngineApi = {
 
   openModel(source, format, onProgress) {
     return exclusive(async () => {
-      await ensureSession(source, format.quantizationBit, onProgress ? (d, t, w) => notify(onProgress, d, t, w) : undefined);
+      await ensureSession(source, format, onProgress ? (d, t, w) => notify(onProgress, d, t, w) : undefined);
       return modelInfo!;
     });
   },
@@ -439,7 +453,7 @@ const api: EngineApi = {
       if (!session) throw new Error('load a model first');
       const w = files['adapter_model.safetensors'];
       const cfg = JSON.parse(files['adapter_config.json']) as { peft_type?: string };
-      if (cfg.peft_type && cfg.peft_type !== 'LORA') throw new Error(`adapter_config.json: peft_type ${cfg.peft_type} is not supported (LORA only)`);
+      if (cfg.peft_type && cfg.peft_type !== 'LORA' && cfg.peft_type !== 'OFT') throw new Error(`adapter_config.json: peft_type ${cfg.peft_type} is not supported (LORA and OFT are)`);
       await session.loadAdapter(files['adapter_config.json'], { name: origin, size: w.length, read: async (o, n) => w.subarray(o, o + n) });
       adapterOrigin = origin;
       valueHead = files['value_head.safetensors'] ?? null;
@@ -475,7 +489,7 @@ const api: EngineApi = {
       if (session.adapter) {
         const a = await session.exportAdapter(null);
         sources = { ...sources, adapters: [await readAdapter(a['adapter_config.json'], inMemory(a['adapter_model.safetensors'], 'adapter_model.safetensors'))] };
-      } else if (lastTrained && lastTrained.finetuningType !== 'lora') {
+      } else if (lastTrained && (lastTrained.finetuningType === 'full' || lastTrained.finetuningType === 'freeze')) {
         const ck = await latestCheckpoint(lastTrained.runId);
         if (!ck) throw new Error('the last run has no checkpoint');
         const trained = await browserRunStore(lastTrained.runId).read(`${ck.dir}/trained_weights.safetensors`);
@@ -518,7 +532,7 @@ const api: EngineApi = {
 async function previewData(model: ModelSource, data: DataSource, settings: Settings, n: number): Promise<PreviewResult> {
   const c = parseSettings(settings);
   const files = await modelFiles(model);
-  const tokenizer = session && sessionSource && keyOf(sessionSource, null) === keyOf(model, null) ? session.tokenizer : await loadModelTokenizer(files);
+  const tokenizer = session && sessionSource && keyOf(sessionSource, F32) === keyOf(model, F32) ? session.tokenizer : await loadModelTokenizer(files);
   const { files: dataAccess, dataset, dir } = dataFiles(data);
   const deps: DataDeps = { tokenizer, ...dataAccess };
   const cfg = dataConfig(c, dataset, dir);
@@ -539,6 +553,20 @@ async function runValueHead(runId: string, dir: string): Promise<Uint8Array | nu
   return (await st.exists(path)) ? st.read(path) : null;
 }
 
+/** A run of this browser as a model folder (stage ppo's reward_model run:<id>): its newest checkpoint. */
+async function runModelFiles(runId: string): Promise<ModelFiles> {
+  const ck = await latestCheckpoint(runId);
+  if (!ck) throw new Error(`reward model run ${runId} has no checkpoint (deleted?): choose another rm run`);
+  const st = browserRunStore(runId);
+  const at = (p: string) => `${ck.dir}/${p}`;
+  return {
+    name: `run ${runId} (${ck.dir})`,
+    exists: (p) => st.exists(at(p)),
+    readText: async (p) => new TextDecoder().decode(await st.read(at(p))),
+    open: (p) => storedSource(st, at(p)),
+  };
+}
+
 /** A run of the engine's train job: the model this worker holds, the run's checkpoints and history in IndexedDB. */
 async function trainRun(start: TrainStart, onEvent: (e: TrainEvent) => void): Promise<TrainResult> {
   const c = parseSettings(start.settings);
@@ -552,7 +580,9 @@ async function trainRun(start: TrainStart, onEvent: (e: TrainEvent) => void): Pr
   };
   try {
     status(`loading ${start.model.id}`);
-    const s = await ensureSession(start.model, c.quantization_bit === 4 || c.quantization_bit === 8 ? c.quantization_bit : null, (d, t) =>
+    const { format, note } = await formatOf(c);
+    if (note) status(note);
+    const s = await ensureSession(start.model, format, (d, t) =>
       status(`loading ${start.model.id}: ${d}/${t} tensors`),
     true);
     status('tokenizing the dataset');
@@ -584,7 +614,7 @@ async function trainRun(start: TrainStart, onEvent: (e: TrainEvent) => void): Pr
       data: files,
       store: browserRunStore(start.runId),
       resumeFrom: resumed?.dir ?? null,
-      openModel: (id) => modelFiles({ kind: 'hub', id }),
+      openModel: (id) => (id.startsWith(REWARD_RUN) ? runModelFiles(id.slice(REWARD_RUN.length)) : modelFiles({ kind: 'hub', id })),
       hooks: {
         signal: trainAbort.signal,
         onStatus: status,
@@ -614,7 +644,7 @@ async function trainRun(start: TrainStart, onEvent: (e: TrainEvent) => void): Pr
           emit({ kind: 'start', start: { totalSteps: total, examples: run.examples, evalExamples: run.evalExamples, step: record.step, log: record.log } });
           adapterOrigin = `run ${start.runId}`;
           valueHead = null;
-          if (c.finetuning_type !== 'lora') baseModified = true;
+          if (c.finetuning_type === 'full' || c.finetuning_type === 'freeze') baseModified = true;
         },
         onLog: (rec) => {
           if (rec.loss !== undefined) lastLoss = rec.loss;
@@ -656,7 +686,7 @@ async function trainRun(start: TrainStart, onEvent: (e: TrainEvent) => void): Pr
 async function predictRun(req: PredictRequest, signal: AbortSignal, onProgress?: (done: number, total: number) => void): Promise<PredictOutcome> {
   const c = parseSettings(req.settings);
   if (c.stage !== 'sft') throw new Error(`predict generates answers of sft data; the form's stage is ${c.stage}`);
-  const s = await ensureSession(req.model, c.quantization_bit === 4 || c.quantization_bit === 8 ? c.quantization_bit : null);
+  const s = await ensureSession(req.model, (await formatOf(c)).format);
   const { files, dataset, dir } = dataFiles(req.data);
   const cfg = { ...dataConfig(c, dataset, dir), dataset: null, eval_dataset: [dataset], val_size: 0, max_samples: req.maxSamples, predict_with_generate: true };
   const data = await buildDataset(cfg, { tokenizer: s.tokenizer, ...files });
@@ -680,9 +710,8 @@ async function predictRun(req: PredictRequest, signal: AbortSignal, onProgress?:
 /** The engine's benchmark on the model this worker holds (its adapter is kept), at most 256 tokens a row. */
 async function benchmarkRun(model: ModelSource, settings: Settings, steps: number, onStatus?: (s: string) => void): Promise<BenchResult> {
   const c = parseSettings(settings);
-  const q = c.quantization_bit === 4 || c.quantization_bit === 8 ? c.quantization_bit : null;
   notify(onStatus, `loading ${model.id}`);
-  const s = await ensureSession(model, q);
+  const s = await ensureSession(model, (await formatOf(c)).format);
   return benchmarkSession(s, { ...c, model_name_or_path: model.id, cutoff_len: Math.max(8, Math.min(c.cutoff_len, 256)) }, { steps, warmup: 1, onStatus: (m) => notify(onStatus, m) });
 }
 

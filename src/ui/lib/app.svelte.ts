@@ -21,7 +21,7 @@ import { cb, getEngine } from './engine';
 import { etaSeconds, type StepMark } from './eta';
 import { errorText } from './format';
 import { adapterRunFor, cleanRunName, modelShortName, runName } from './run-names';
-import { loadPersisted, savePersisted, withStageKeys, type Persisted, type Settings } from './settings';
+import { loadPersisted, modelFormat, savePersisted, trainsAdapter, withStageKeys, type Persisted, type Settings } from './settings';
 import { checkSettings } from './validate';
 import { LOG_LINES, logLine, withLine } from './run-log';
 
@@ -407,7 +407,7 @@ async function train(runId: string, data: DataSource, settings: Settings, resume
       if (app.run.messageKind === 'status') app.run.message = '';
     }
     // the session's adapter is this run's now
-    if (settings.finetuning_type === 'lora') {
+    if (trainsAdapter(settings)) {
       app.adapterRun = runId;
       persist();
     }
@@ -495,12 +495,14 @@ export async function renameRun(id: string, name: string): Promise<void> {
   await refreshRuns();
 }
 
+/** The base format of these settings on this page's GPU (quantized, f16 tier or f32). */
+export const formatFor = (s: Settings) => modelFormat(s, app.gpu?.ok ? app.gpu.caps : null);
+
 export async function useRunAdapter(proxied: RunRecord): Promise<void> {
   const run = $state.snapshot(proxied) as RunRecord;
   if (run.model.kind === 'hub') app.model = { kind: 'hub', id: run.model.id };
   else app.model = { kind: 'demo' };
-  const q = run.settings.quantization_bit === 4 || run.settings.quantization_bit === 8 ? (run.settings.quantization_bit as 4 | 8) : null;
-  await getEngine().openModel(modelSource(), { quantizationBit: q });
+  await getEngine().openModel(modelSource(), formatFor(run.settings));
   await getEngine().loadRunAdapter(run.id);
   app.adapterRun = run.id;
   persist();

@@ -30,6 +30,8 @@ export function chartPanels(keys: readonly string[]): ChartPanel[] {
 
 /** The panels of a run with these settings (stage, pref_loss), then the learning rate's (as LLaMA Board plots it). */
 export function stagePanels(settings: Record<string, unknown>): ChartPanel[] {
+  // stage ppo: LLaMA-Factory plots loss and reward; the KL to the reference beside them
+  if (settings.stage === 'ppo') return [...chartPanels(['loss', 'reward', 'objective/kl']), { title: 'lr', series: ['lr'] }];
   const stage = settings.stage === 'dpo' || settings.stage === 'kto' || settings.stage === 'rm' || settings.stage === 'pt' ? settings.stage : 'sft';
   return [...chartPanels(chartKeys(stage, (settings.pref_loss as PrefLoss | undefined) ?? 'sigmoid')), { title: 'lr', series: ['lr'] }];
 }

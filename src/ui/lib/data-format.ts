@@ -4,7 +4,7 @@
 
 import { kindOf, type DataFormat, type DataKind, type Formatting } from '../../data/describe';
 
-export type AppStage = 'pt' | 'sft' | 'dpo' | 'kto' | 'rm';
+export type AppStage = 'pt' | 'sft' | 'dpo' | 'kto' | 'rm' | 'ppo';
 
 /** The user's format for an upload, replacing the detected one. */
 export interface FormatChoice {
@@ -21,7 +21,7 @@ export const KIND_LABELS: Record<DataKind, string> = {
 };
 
 /** The stages each kind of data trains, the first being the one to switch to. */
-const STAGES_FOR: Record<DataKind, AppStage[]> = { lm: ['sft', 'pt'], pairwise: ['dpo', 'rm'], kto: ['kto'] };
+const STAGES_FOR: Record<DataKind, AppStage[]> = { lm: ['sft', 'pt', 'ppo'], pairwise: ['dpo', 'rm'], kto: ['kto'] };
 
 export const stageFits = (stage: unknown, kind: DataKind): boolean => STAGES_FOR[kind].includes(stage as AppStage);
 export const stageFor = (kind: DataKind): AppStage => STAGES_FOR[kind][0]!;

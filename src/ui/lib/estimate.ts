@@ -5,6 +5,7 @@
 // model's activation table lists them (model/activations.ts), with or without recomputation as the
 // trainer would choose it (train/recompute.ts) under memory_budget or the default budget.
 
+import { oftBlocks } from '../../model/oft-adapter';
 import { activationBytes, decodeStateBytes, type LoraSiteSize } from '../../model/activations';
 import { chooseRecompute, memoryBudget } from '../../train/recompute';
 import { specFromConfig, type Mixer, type ModelSpec } from '../../model/spec';
@@ -34,10 +35,15 @@ export interface EstimateSettings {
   lora_target?: unknown;
   use_dora?: unknown;
   freeze_trainable_layers?: unknown;
+  oft_rank?: unknown;
+  oft_block_size?: unknown;
+  oft_target?: unknown;
   per_device_train_batch_size?: unknown;
   cutoff_len?: unknown;
   disable_gradient_checkpointing?: unknown;
   memory_budget?: unknown;
+  /** The base's linear weights are held in f16 (bf16 / fp16 on a GPU with shader-f16: halfPrecision in settings.ts). */
+  f16?: boolean;
 }
 
 /**
@@ -87,7 +93,7 @@ export function estimateMemory(config: Record<string, unknown>, s: EstimateSetti
   const p = countParams(spec);
   const L = spec.layers.length;
   const q = s.quantization_bit === 4 ? 4 : s.quantization_bit === 8 ? 8 : null;
-  const bytesPerLinear = q === 4 ? 0.5 + 2 / 32 : q === 8 ? 1 + 2 / 32 : 4;
+  const bytesPerLinear = q === 4 ? 0.5 + 2 / 32 : q === 8 ? 1 + 2 / 32 : s.f16 ? 2 : 4;
   const weights = p.linear * bytesPerLinear + (p.embed + p.head + p.norms) * 4;
   const method = String(s.finetuning_type ?? 'lora');
   let trainable = 0;
@@ -101,6 +107,19 @@ export function estimateMemory(config: Record<string, unknown>, s: EstimateSetti
       for (const [, [n, k]] of chosen) trainable += r * (n + k) + (s.use_dora ? n : 0);
       loraSites[l.mixer] ??= chosen.map(([, [n]]) => ({ outFeatures: n, rank: r, dora: !!s.use_dora }));
     }
+  } else if (method === 'oft') {
+    // PEFT's oft_R: per adapted input of width k, k / b blocks of b(b-1)/2 skew-symmetric entries
+    const t = s.oft_target;
+    const list = typeof t === 'string' ? t.split(',').map((x) => x.trim()) : ['all'];
+    for (const l of spec.layers) {
+      for (const [site, [, k]] of Object.entries(layerSites(spec, l.mixer))) {
+        if (!list.includes('all') && !list.includes(site)) continue;
+        const rank = num(s.oft_rank, 0), blockSize = num(s.oft_block_size, 0);
+        // both or neither set: the form shows that problem; nothing to count
+        if ((rank !== 0) === (blockSize !== 0)) continue;
+        trainable += (k * (oftBlocks(k, { rank, blockSize }).b - 1)) / 2;
+      }
+    }
   } else if (method === 'full') {
     trainable = p.linear + p.embed + p.head + p.norms;
   } else {
@@ -108,7 +127,7 @@ export function estimateMemory(config: Record<string, unknown>, s: EstimateSetti
     trainable = (p.linear / L + 2 * spec.hidden) * n;
   }
   // value (already in the weights for full/freeze) + gradient + two moments
-  const optimizer = trainable * (method === 'lora' ? 16 : 12);
+  const optimizer = trainable * (method === 'lora' || method === 'oft' ? 16 : 12);
   const B = num(s.per_device_train_batch_size, 8), S = num(s.cutoff_len, 2048);
   const setting = typeof s.disable_gradient_checkpointing === 'boolean' ? !s.disable_gradient_checkpointing : 'auto';
   const { recompute } = chooseRecompute({

@@ -11,7 +11,7 @@ import { isV1Config } from '../../config/llamafactory-v1';
 import type { DataFormat } from '../../data/describe';
 import { zipStore } from '../../files/zip';
 import { infoEntry, withInfoEntry, type FormatChoice } from './data-format';
-import { DEFAULT_SETTINGS, withStageKeys, type Settings } from './settings';
+import { DEFAULT_SETTINGS, REWARD_RUN, withStageKeys, type Settings } from './settings';
 
 /** The folder the app's run is written as (the zip's top folder, the YAML's dataset_dir). */
 export const RUN_DIR = 'crucible-run';
@@ -101,7 +101,7 @@ const withoutFileName = ({ file_name: _, ...rest }: Record<string, unknown>): Om
 /** Keys other controls own: the model and dataset choices. */
 const CHOICE_KEYS = new Set(['model_name_or_path', 'dataset', 'dataset_dir']);
 /** Keys the form holds apart from the defaults' (the Advanced group passes any of these to the worker). */
-const FORM_GROUPS = new Set(['method', 'lora', 'freeze', 'quantization', 'train', 'preference', 'eval', 'output', 'dataset']);
+const FORM_GROUPS = new Set(['method', 'lora', 'oft', 'freeze', 'quantization', 'train', 'preference', 'eval', 'output', 'dataset']);
 /** Keys of other groups the form holds (the Advanced group's template). */
 const FORM_EXTRA = new Set(['template', 'default_system', 'enable_thinking']);
 /** Keys of those groups that the app sets itself, or that have no meaning in a browser run. */
@@ -117,17 +117,12 @@ const NOT_IN_FORM: Readonly<Record<string, string>> = {
   save_dir: 'not an app setting',
   task: 'not an app setting',
   task_dir: 'not an app setting',
-  bf16: 'the app trains in f32 (half precision runs with crucible train)',
-  fp16: 'the app trains in f32 (half precision runs with crucible train)',
 };
 
-/** Methods the app has no controls for yet: their keys, stage and method values stay with crucible train. */
+/** Values only a CLI run can use: a reward model on disk (the app's are rm runs of this browser, run:<id>). */
 function cliOnlyReason(key: string, value: unknown): string | null {
-  if ((key === 'stage' && value === 'ppo') || key.startsWith('ppo_') || key.startsWith('reward_model')) {
-    return 'PPO runs with crucible train (the app has no PPO stage yet)';
-  }
-  if ((key === 'finetuning_type' && value === 'oft') || key.startsWith('oft_') || key === 'module_dropout') {
-    return 'OFT runs with crucible train (the app has no OFT method yet)';
+  if (key === 'reward_model' && value !== null && !(typeof value === 'string' && value.startsWith(REWARD_RUN))) {
+    return 'a folder of the CLI: choose the reward model (an rm run of this browser) in the training form';
   }
   const best = ['load_best_model_at_end', 'metric_for_best_model', 'greater_is_better', 'early_stopping_steps', 'eval_on_start', 'eval_delay'] as const;
   if ((best as readonly string[]).includes(key) && value !== SCHEMA[key as (typeof best)[number]].default) {
@@ -135,6 +130,12 @@ function cliOnlyReason(key: string, value: unknown): string | null {
   }
   return null;
 }
+
+/** The keys a method's controls show, held in the form at the config's values even where the YAML leaves them out. */
+const METHOD_KEYS: Readonly<Record<string, string[]>> = {
+  freeze: ['freeze_trainable_layers'],
+  oft: ['oft_rank', 'oft_block_size', 'oft_target', 'module_dropout'],
+};
 
 export interface LoadedConfig {
   settings: Settings;
@@ -180,7 +181,7 @@ export function loadRunYaml(text: string, fileName = 'config'): LoadedConfig {
   }
   const { config, given } = result;
   const settings: Settings = {};
-  const formKeys = new Set<string>([...Object.keys(DEFAULT_SETTINGS), ...(config.finetuning_type === 'freeze' ? ['freeze_trainable_layers'] : [])]);
+  const formKeys = new Set<string>([...Object.keys(DEFAULT_SETTINGS), ...(METHOD_KEYS[config.finetuning_type] ?? [])]);
   for (const key of given) {
     const spec = SCHEMA[key as ConfigKey];
     // what every run the app exports says: do_train, the default output_dir
@@ -188,7 +189,8 @@ export function loadRunYaml(text: string, fileName = 'config'): LoadedConfig {
     if (!spec || CHOICE_KEYS.has(key) || expected) continue;
     if (key === 'do_train') skipped.push({ key, why: 'the app always trains' });
     else if (NOT_IN_FORM[key]) skipped.push({ key, why: NOT_IN_FORM[key]! });
-    else if (!FORM_GROUPS.has(spec.group) && !FORM_EXTRA.has(key)) skipped.push({ key, why: `a ${spec.group} setting, not part of the training form` });
+    // PPO's rollouts are sampled max_new_tokens long: the PPO form holds it
+    else if (!FORM_GROUPS.has(spec.group) && !FORM_EXTRA.has(key) && !(key === 'max_new_tokens' && config.stage === 'ppo')) skipped.push({ key, why: `a ${spec.group} setting, not part of the training form` });
     else formKeys.add(key);
   }
   for (const key of formKeys) settings[key] = formValue(config[key as ConfigKey]);

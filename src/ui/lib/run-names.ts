@@ -2,7 +2,7 @@
 // instead of their ids.
 
 import type { RunRecord } from '../../train/store-browser';
-import { METHODS, methodOf, type Settings } from './settings';
+import { METHODS, methodOf, trainsAdapter, type Settings } from './settings';
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
@@ -39,6 +39,10 @@ export function adapterLabel(origin: string | null, runs: readonly Pick<RunRecor
 
 /** The run whose adapter a fresh page offers: the one chosen last if it is still there, else the newest LoRA run with a checkpoint. */
 export function adapterRunFor(runs: readonly RunRecord[], chosen: string | null, model: { kind: string; id: string }): RunRecord | undefined {
-  const fits = (r: RunRecord) => r.settings.finetuning_type === 'lora' && r.checkpoints.length > 0 && r.model.kind === model.kind && r.model.id === model.id;
+  const fits = (r: RunRecord) => trainsAdapter(r.settings) && r.checkpoints.length > 0 && r.model.kind === model.kind && r.model.id === model.id;
   return runs.find((r) => r.id === chosen && fits(r)) ?? runs.find(fits);
 }
+
+/** The runs stage ppo can take as its reward model: LoRA rm runs of this model with a checkpoint (the adapter and its value head), newest first as listed. */
+export const rewardRunsFor = (runs: readonly RunRecord[], model: { kind: string; id: string }): RunRecord[] =>
+  runs.filter((r) => r.settings.stage === 'rm' && r.settings.finetuning_type === 'lora' && r.checkpoints.length > 0 && r.model.kind === model.kind && r.model.id === model.id);

@@ -3,31 +3,58 @@
 
 export type Settings = Record<string, unknown>;
 
-export type Method = 'lora' | 'qlora' | 'dora' | 'full' | 'freeze';
+import type { CrucibleConfig } from '../../config';
+import { basePrecision } from '../../engine/precision';
+import type { Capabilities } from '../../gpu/capabilities';
+import { REWARD_RUN } from '../../../workers/api';
+
+export type Method = 'lora' | 'qlora' | 'dora' | 'oft' | 'qoft' | 'full' | 'freeze';
 
 export const METHODS: { value: Method; label: string; help: string }[] = [
   { value: 'lora', label: 'LoRA', help: 'Low-rank adapters on a frozen base (f32).' },
   { value: 'qlora', label: 'QLoRA', help: 'LoRA on a 4-bit quantized base: about a quarter of the weight memory.' },
   { value: 'dora', label: 'DoRA', help: 'Weight-decomposed LoRA: a magnitude vector per output as well.' },
+  { value: 'oft', label: 'OFT', help: 'Orthogonal fine-tuning: a learned block rotation of each adapted layer\'s input (PEFT OFT).' },
+  { value: 'qoft', label: 'QOFT', help: 'OFT on a 4-bit quantized base.' },
   { value: 'full', label: 'Full', help: 'Every weight is trained: small models only.' },
   { value: 'freeze', label: 'Freeze', help: 'Train the last layers only.' },
 ];
 
+/** LoRA and OFT train an adapter (chat, export and the run history use it); freeze and full train the base. */
+export const trainsAdapter = (s: Settings) => s.finetuning_type === 'lora' || s.finetuning_type === 'oft';
+
 export function methodOf(s: Settings): Method {
   if (s.finetuning_type === 'full') return 'full';
   if (s.finetuning_type === 'freeze') return 'freeze';
+  const quantized = s.quantization_bit === 4 || s.quantization_bit === 8;
+  if (s.finetuning_type === 'oft') return quantized ? 'qoft' : 'oft';
   if (s.use_dora) return 'dora';
-  if (s.quantization_bit === 4 || s.quantization_bit === 8) return 'qlora';
+  if (quantized) return 'qlora';
   return 'lora';
 }
 
-/** Keys only LoRA reads (the config reader refuses them set with full or freeze). */
+/** Keys only LoRA reads, and those only OFT reads (the config reader refuses them with another method). */
 const LORA_ONLY = ['use_rslora', 'pissa_init', 'loraplus_lr_ratio'];
+const OFT_ONLY = ['oft_rank', 'oft_block_size', 'oft_target', 'module_dropout'];
+/** PEFT's OFT defaults as LLaMA-Factory passes them: blocks of 32, all linear layers. */
+const OFT_DEFAULTS: Settings = { oft_rank: 0, oft_block_size: 32, oft_target: 'all', module_dropout: 0 };
 
 export function withMethod(s: Settings, m: Method): Settings {
+  const out = methodSettings(s, m);
+  // GaLore, APOLLO and BAdam train full / freeze runs only: another method goes back to AdamW
+  return optimizersFor(out).some((o) => o.value === optimizerOf(out)) ? out : withOptimizer(out, 'adamw');
+}
+
+function methodSettings(s: Settings, m: Method): Settings {
   const base: Settings = { ...s, use_dora: false, quantization_bit: null };
-  if (m === 'full' || m === 'freeze') for (const k of LORA_ONLY) delete base[k];
+  if (m !== 'lora' && m !== 'qlora' && m !== 'dora') for (const k of LORA_ONLY) delete base[k];
+  if (m !== 'oft' && m !== 'qoft') for (const k of OFT_ONLY) delete base[k];
+  const oft = Object.fromEntries(OFT_ONLY.map((k) => [k, base[k] ?? OFT_DEFAULTS[k]]));
   switch (m) {
+    case 'oft':
+      return { ...base, ...oft, finetuning_type: 'oft' };
+    case 'qoft':
+      return { ...base, ...oft, finetuning_type: 'oft', quantization_bit: 4 };
     case 'lora':
       return { ...base, finetuning_type: 'lora' };
     case 'qlora':
@@ -73,6 +100,68 @@ export const DEFAULT_SETTINGS: Settings = {
   template: null,
 };
 
+// ---- optimizers ---------------------------------------------------------------------------------
+
+export type Optimizer = 'adamw' | 'galore' | 'apollo' | 'badam' | 'adam_mini' | 'muon';
+
+/** The optimizers the engine has, each the LLaMA-Factory switch that selects it; `methods`: the finetuning types it takes (all when absent). */
+export const OPTIMIZERS: { value: Optimizer; label: string; key: string | null; methods?: string[]; help: string }[] = [
+  { value: 'adamw', label: 'AdamW', key: null, help: 'optim: adamw_torch (decoupled weight decay).' },
+  { value: 'galore', label: 'GaLore', key: 'use_galore', methods: ['full', 'freeze'], help: 'use_galore: Adam on gradients projected to their top singular vectors (full / freeze).' },
+  { value: 'apollo', label: 'APOLLO', key: 'use_apollo', methods: ['full', 'freeze'], help: 'use_apollo: the gradient scaled by Adam\'s effect in a random low-rank projection (full / freeze).' },
+  { value: 'badam', label: 'BAdam', key: 'use_badam', methods: ['full', 'freeze'], help: 'use_badam: Adam on one block of layers at a time (full / freeze).' },
+  { value: 'adam_mini', label: 'Adam-mini', key: 'use_adam_mini', help: 'use_adam_mini: one second moment per head / neuron / tensor.' },
+  { value: 'muon', label: 'Muon', key: 'use_muon', help: 'use_muon: orthogonalised momentum for 2-D weights, AdamW for the rest.' },
+];
+
+/** Each optimizer's own keys, at LLaMA-Factory's defaults (src/config/schema.ts), the ones the form shows. */
+export const OPTIMIZER_KEYS: Partial<Record<Optimizer, Settings>> = {
+  galore: { galore_rank: 16, galore_update_interval: 200, galore_scale: 2 },
+  apollo: { apollo_rank: 16, apollo_update_interval: 200, apollo_scale: 32 },
+  badam: { badam_mode: 'layer', badam_switch_interval: 50, badam_update_ratio: 0.05 },
+};
+
+export function optimizerOf(s: Settings): Optimizer {
+  return OPTIMIZERS.find((o) => o.key && s[o.key] === true)?.value ?? 'adamw';
+}
+
+/** The optimizers the settings' finetuning type takes. */
+export const optimizersFor = (s: Settings) => OPTIMIZERS.filter((o) => !o.methods || o.methods.includes(String(s.finetuning_type)));
+
+/** The settings with `o` switched on, the other optimizers' switches and keys removed, its keys at their defaults where unset. */
+export function withOptimizer(s: Settings, o: Optimizer): Settings {
+  const out: Settings = { ...s };
+  for (const x of OPTIMIZERS) {
+    if (x.key) delete out[x.key];
+    if (x.value !== o) for (const k of Object.keys(OPTIMIZER_KEYS[x.value] ?? {})) delete out[k];
+  }
+  const spec = OPTIMIZERS.find((x) => x.value === o)!;
+  if (!spec.key) return out;
+  return { ...OPTIMIZER_KEYS[o], ...out, [spec.key]: true };
+}
+
+// ---- half precision -----------------------------------------------------------------------------
+
+export const wantsHalf = (s: Settings) => s.bf16 === true || s.fp16 === true;
+
+/**
+ * What the f16 tier does with these settings on this GPU, as the engine decides it (precision.ts):
+ * f16 whether the base is stored in f16, note why not where half precision was asked for.
+ */
+export function halfPrecision(s: Settings, caps: Pick<Capabilities, 'f16' | 'adapter'> | null): { f16: boolean; note: string | null } {
+  if (!wantsHalf(s)) return { f16: false, note: null };
+  if (!caps) return { f16: false, note: 'no WebGPU device: training cannot run' };
+  const c = { bf16: s.bf16 === true, fp16: s.fp16 === true, finetuning_type: String(s.finetuning_type ?? 'lora'), quantization_bit: (s.quantization_bit as number | null) ?? null };
+  const p = basePrecision(c as Pick<CrucibleConfig, 'bf16' | 'fp16' | 'finetuning_type' | 'quantization_bit'>, caps);
+  return { f16: p.f16, note: p.note?.replace(/^note: /, '') ?? null };
+}
+
+/** The model format the settings train and chat with: the quantized base (QLoRA / QOFT) or the f16 tier. */
+export function modelFormat(s: Settings, caps: Pick<Capabilities, 'f16' | 'adapter'> | null): { quantizationBit: 4 | 8 | null; f16: boolean } {
+  const q = s.quantization_bit === 4 || s.quantization_bit === 8 ? s.quantization_bit : null;
+  return { quantizationBit: q, f16: halfPrecision(s, caps).f16 };
+}
+
 /** Optimizer steps of a run that trains by epochs (max_steps <= 0), as the trainer counts them. */
 export function epochSteps(s: Settings, examples: number): number {
   const batch = Math.max(1, Number(s.per_device_train_batch_size) || 1);
@@ -89,6 +178,7 @@ export const STAGES: { value: string; label: string }[] = [
   { value: 'dpo', label: 'dpo: preference pairs (DPO, ORPO, SimPO…)' },
   { value: 'kto', label: 'kto: desirable / undesirable answers' },
   { value: 'rm', label: 'rm: reward model' },
+  { value: 'ppo', label: 'ppo: PPO with a reward model' },
 ];
 
 export const PREF_LOSSES: { value: string; label: string }[] = [
@@ -99,10 +189,27 @@ export const PREF_LOSSES: { value: string; label: string }[] = [
   { value: 'simpo', label: 'simpo (no reference model)' },
 ];
 
-const PREF_KEYS = ['pref_beta', 'pref_loss', 'pref_ftx', 'dpo_label_smoothing', 'simpo_gamma', 'kto_chosen_weight', 'kto_rejected_weight'];
+/** PPO's keys, at LLaMA-Factory's defaults but max_new_tokens (1024 there): short rollouts suit the models a browser trains. */
+const PPO_DEFAULTS: Settings = {
+  reward_model: null,
+  reward_model_type: 'lora',
+  ppo_epochs: 4,
+  ppo_buffer_size: 1,
+  ppo_target: 6,
+  ppo_score_norm: false,
+  ppo_whiten_rewards: false,
+  max_new_tokens: 32,
+};
 
-/** LLaMA-Factory's defaults of the preference keys that apply to these settings' stage and pref_loss. */
+const PREF_KEYS = ['pref_beta', 'pref_loss', 'pref_ftx', 'dpo_label_smoothing', 'simpo_gamma', 'kto_chosen_weight', 'kto_rejected_weight', ...Object.keys(PPO_DEFAULTS)];
+
+export { REWARD_RUN };
+/** The rm run a reward_model value names, or null. */
+export const rewardRunId = (s: Settings): string | null => (typeof s.reward_model === 'string' && s.reward_model.startsWith(REWARD_RUN) ? s.reward_model.slice(REWARD_RUN.length) : null);
+
+/** LLaMA-Factory's defaults of the preference (and PPO) keys that apply to these settings' stage and pref_loss. */
 function preferenceDefaults(s: Settings): Settings {
+  if (s.stage === 'ppo') return PPO_DEFAULTS;
   if (s.stage === 'kto') return { pref_beta: 0.1, pref_ftx: 0, kto_chosen_weight: 1, kto_rejected_weight: 1 };
   if (s.stage !== 'dpo') return {};
   const loss = typeof s.pref_loss === 'string' && s.pref_loss !== 'kto_pair' ? s.pref_loss : 'sigmoid';

@@ -22,11 +22,21 @@ const SOURCE = 'settings';
 export function checkSettings(s: Settings): SettingsCheck {
   try {
     const { notices } = configFromObject({ dataset: 'app_dataset', ...s }, { source: SOURCE });
-    return { problems: [], notices: notices.map((n) => n.replace(/^note: /, '')) };
+    return { problems: ppoProblems(s), notices: notices.map((n) => n.replace(/^note: /, '')) };
   } catch (e) {
     if (!(e instanceof ConfigError)) return { problems: [{ key: null, message: String((e as Error).message ?? e) }], notices: [] };
     return { problems: e.problems.map(problemOf), notices: [] };
   }
+}
+
+/** What the engine refuses only when a PPO run starts (src/engine/train.ts ppoReward), shown before it. */
+function ppoProblems(s: Settings): Problem[] {
+  if (s.stage !== 'ppo') return [];
+  const out: Problem[] = [];
+  if (s.finetuning_type !== 'lora') out.push({ key: 'finetuning_type', message: `stage ppo trains a LoRA adapter (its reference is the base with the adapter off): choose LoRA, QLoRA or DoRA, not ${String(s.finetuning_type)}` });
+  if (Number(s.val_size) > 0) out.push({ key: 'val_size', message: "stage ppo does not evaluate (LLaMA-Factory's PPO trainer has none): set Eval split to 0" });
+  if (!s.reward_model) out.push({ key: 'reward_model', message: 'stage ppo needs a reward model: choose an rm run of this model (train one with stage rm)' });
+  return out;
 }
 
 function problemOf(line: string): Problem {
