@@ -136,10 +136,10 @@ describe('Qwen2-VL LoRA fine-tuning on images', () => {
     const at = `(SEED=${rng.seed})`;
     const weights = synthesize(rng);
     const session = await Session.open(gpu, dirFiles(writeModel(weights, PREPROCESSOR)));
-    expect(session.imageProcessor).toMatchObject({ patchSize: 2, mergeSize: 2, temporalPatchSize: 2, minPixels: 16, maxPixels: 4096, mean: [0.5, 0.5, 0.5] });
+    expect(session.imageConfig).toMatchObject({ patchSize: 2, mergeSize: 2, temporalPatchSize: 2, minPixels: 16, maxPixels: 4096, mean: [0.5, 0.5, 0.5] });
     const data = await buildDataset(
       { dataset: 'pics', template: 'qwen2_vl', cutoff_len: 256, image_min_pixels: 16, image_max_pixels: 32 * 32, shuffle: false },
-      { tokenizer: session.tokenizer, imageProcessor: session.imageProcessor, ...dataFiles(rng) },
+      { tokenizer: session.tokenizer, imageProcessor: session.imageConfig, ...dataFiles(rng) },
     );
     const rows = data.train as LmExample[];
     expect(rows.map((r) => r.images!.grids)).toEqual([[[1, 14, 14]], [[1, 14, 18]], [[1, 16, 14]]]);
@@ -188,7 +188,7 @@ describe('Qwen2-VL LoRA fine-tuning on images', () => {
     const session = await Session.open(gpu, dirFiles(writeModel(weights, PREPROCESSOR)));
     const data = await buildDataset(
       { dataset: 'pics', template: 'qwen2_vl', cutoff_len: 256, image_min_pixels: 16, image_max_pixels: 32 * 32, shuffle: false },
-      { tokenizer: session.tokenizer, imageProcessor: session.imageProcessor, ...dataFiles(rng) },
+      { tokenizer: session.tokenizer, imageProcessor: session.imageConfig, ...dataFiles(rng) },
     );
     const pair = [data.train[2], data.train[1]] as LmExample[];
     const model = session.model;
