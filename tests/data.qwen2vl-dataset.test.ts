@@ -180,12 +180,23 @@ describe('datasets with images for Qwen2-VL', () => {
     expect(literal).toMatch(/record 0: the text holds 1 more <\|image_pad\|> tokens than its images give/);
   });
 
-  it('refused clearly: packing, predict_with_generate, other stages, another template, a model without a vision tower', async () => {
+  it('predict_with_generate: the eval prompt keeps its image tokens and its images, the answer is the labels', async () => {
+    const a = png(4, 4, 8);
+    const built = await build([chat('<image>What is it?', ['a.png'], 'red')], { 'a.png': a }, { dataset: undefined, eval_dataset: 'pics', predict_with_generate: true });
+    const [ex] = built.eval as LmExample[];
+    const grid = qwen2vlGrid(4, 4, CFG, LLAMAFACTORY_PIXEL_LIMITS);
+    expect(ex!.images!.grids).toEqual([grid]);
+    expect(ex!.input_ids.filter((id) => id === PAD)).toHaveLength((grid[0] * grid[1] * grid[2]) / 4);
+    expect(tok.decode(ex!.input_ids, { skipSpecialTokens: false })).toMatch(/<\|vision_start\|>(<\|image_pad\|>)+<\|vision_end\|>What is it\?<\|im_end\|>\n<\|im_start\|>assistant\n$/);
+    expect(tok.decode(ex!.labels, { skipSpecialTokens: false })).toBe('red<|im_end|>\n');
+    expect(Array.from(await ex!.images!.load())).toEqual(Array.from(processQwen2VLImage(await decodeImage(a), CFG, LLAMAFACTORY_PIXEL_LIMITS).pixelValues));
+  });
+
+  it('refused clearly: packing, other stages, another template, a model without a vision tower', async () => {
     const recs = [chat('<image>Hi', ['a.png'])];
     const imgs = { 'a.png': png(4, 4, 7) };
     expect(await buildError(recs, imgs, { packing: true })).toMatch(/^data\/pics.json, line 1, record 0, field "images": 1 record has images \(the first: data\/a.png\); packing cannot keep each image's tokens/);
     expect(await buildError(recs, imgs, { neat_packing: true })).toMatch(/packing cannot keep/);
-    expect(await buildError(recs, imgs, { predict_with_generate: true, eval_dataset: 'pics' })).toMatch(/predict_with_generate does not pass images to generation yet/);
     expect(await buildError(recs, imgs, { stage: 'pt' })).toMatch(/images are supported in stage sft only \(not pt\)/);
     expect(await buildError(recs, imgs, { template: 'qwen3' })).toMatch(/training on images needs `template: qwen2_vl` .*not "qwen3"/);
     expect(await buildError(recs, imgs, {}, null as never)).toMatch(/the model has no vision tower/);

@@ -138,7 +138,7 @@ export async function buildDataset(config: DataConfig, deps: DataDeps): Promise<
   const loadedEval = evalNames.length ? await loadAll(evalNames) : [];
   const withImages = [...loaded, ...loadedEval].some((d) => d.aligned.some((a) => a.images?.length));
   if (withImages) {
-    const cfg = imageProcessorFor([...loaded, ...loadedEval], stage, packing, generate, template.name, deps.imageProcessor);
+    const cfg = imageProcessorFor([...loaded, ...loadedEval], stage, packing, template.name, deps.imageProcessor);
     const limits = { maxPixels, minPixels };
     for (const d of [...loaded, ...loadedEval]) {
       for (const [i, a] of d.aligned.entries()) if (a.images?.length) d.aligned[i] = await prepareImages(a, access.readLocal, cfg, limits);
@@ -245,7 +245,7 @@ export async function buildDataset(config: DataConfig, deps: DataDeps): Promise<
  * template places images, on a model with a vision tower, in stage sft without packing (an image's
  * tokens must stay whole in one row). Otherwise the records would train without their pictures.
  */
-function imageProcessorFor(ds: LoadedDataset[], stage: Stage, packing: boolean, generate: boolean, template: string, cfg: Qwen2VLImageConfig | null | undefined): Qwen2VLImageConfig {
+function imageProcessorFor(ds: LoadedDataset[], stage: Stage, packing: boolean, template: string, cfg: Qwen2VLImageConfig | null | undefined): Qwen2VLImageConfig {
   const d = ds.find((x) => x.aligned.some((a) => a.images?.length))!;
   const a = d.aligned.find((x) => x.images?.length)!;
   const n = ds.reduce((s, x) => s + x.aligned.filter((r) => r.images?.length).length, 0);
@@ -254,7 +254,6 @@ function imageProcessorFor(ds: LoadedDataset[], stage: Stage, packing: boolean, 
       dataset: d.attr.name, file: a.source.file, line: a.source.line, index: a.source.index, field: d.attr.columns.images,
     });
   if (stage !== 'sft') throw refuse(`images are supported in stage sft only (not ${stage})`);
-  if (generate) throw refuse('predict_with_generate does not pass images to generation yet; remove it to evaluate by loss');
   if (packing) throw refuse('packing cannot keep each image\'s tokens with its pixels in one row yet; set packing: false and neat_packing: false');
   if (template !== VISION_TEMPLATE) throw refuse(`training on images needs \`template: ${VISION_TEMPLATE}\` (LLaMA-Factory's template that places Qwen2-VL's image tokens), not ${template === 'jinja' ? "the model's own chat template" : `"${template}"`}`);
   if (!cfg) throw refuse("the model has no vision tower (a Qwen2-VL checkpoint with vision_config and preprocessor_config.json is needed)");

@@ -41,7 +41,7 @@ export async function runPredictJob(config: CrucibleConfig, hooks: EvalJobHooks 
   const status = hooks.onStatus ?? (() => {});
   const session = await openSession(config, status);
   try {
-    const data = await buildDataset({ ...config, predict_with_generate: true }, { tokenizer: session.tokenizer, ...nodeFileAccess(), ...hubDatasetAccess(), log: status });
+    const data = await buildDataset({ ...config, predict_with_generate: true }, { tokenizer: session.tokenizer, imageProcessor: session.imageConfig, ...nodeFileAccess(), ...hubDatasetAccess(), log: status });
     status(`predict: ${data.eval.length} examples`);
     return await runPredict(session.model, session.tokenizer, data.eval as LmExample[], {
       maxNewTokens: config.max_new_tokens,

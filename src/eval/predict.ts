@@ -6,12 +6,15 @@
 //  - predict_results.json and all_results.json: the metrics under "predict_" names with HF's
 //    speed metrics (predict_runtime, predict_samples_per_second, predict_steps_per_second).
 // Examples are generated one after another (the generator decodes one sequence); the batch size
-// only counts the steps of steps_per_second, as HF counts them.
+// only counts the steps of steps_per_second, as HF counts them. An example with images (Qwen2-VL)
+// passes its pixels to the generator, which fills the prompt's <|image_pad|> runs with them.
 
 import type { Tokenizer } from '../data';
+import type { ExampleImages } from '../data/vision-data';
 import { pyJsonDumps } from '../data/pyjson';
 import { contextLength, Generator, type SamplingOptions } from '../model/generate';
 import type { Model } from '../model/model';
+import type { PromptImage } from '../model/prompt-images';
 import { flatJsonEntries, metricsJson, pyRound } from './python-float';
 import { computeSimilarity, SIMILARITY_METRICS } from './similarity';
 
@@ -19,6 +22,8 @@ import { computeSimilarity, SIMILARITY_METRICS } from './similarity';
 export interface PredictExample {
   input_ids: readonly number[];
   labels: readonly number[];
+  /** The prompt's images, in the order of its <|image_pad|> runs. */
+  images?: ExampleImages;
 }
 
 export interface PredictOptions extends Omit<SamplingOptions, 'signal' | 'stopIds'> {
@@ -80,7 +85,8 @@ export async function runPredict(model: Model, tokenizer: Tokenizer, examples: r
       const ids: number[] = [];
       // each example draws its own random stream (seed + index) when sampling
       const sampling: SamplingOptions = { ...options, seed: (options.seed ?? 0) + i, maxNewTokens: Math.min(options.maxNewTokens, room), stopIds: [...options.stopIds], ...(hooks.signal ? { signal: hooks.signal } : {}) };
-      for await (const id of generator.generate(ex.input_ids, sampling)) ids.push(id);
+      const images = ex.images ? await promptImages(ex.images) : [];
+      for await (const id of generator.generate(ex.input_ids, sampling, images)) ids.push(id);
       hooks.signal?.throwIfAborted();
       predictions.push({
         prompt: tokenizer.decode(ex.input_ids, { skipSpecialTokens: false }),
@@ -99,6 +105,20 @@ export async function runPredict(model: Model, tokenizer: Tokenizer, examples: r
   const result = { predictions, metrics };
   if (out) await writePredictFiles(out, result);
   return result;
+}
+
+/** An example's images as the generator takes them: its pixel rows ([patches, features], all images in order) split per grid. */
+export async function promptImages(images: ExampleImages): Promise<PromptImage[]> {
+  const pixels = await images.load();
+  const patches = images.grids.map(([t, h, w]) => t * h * w);
+  const features = pixels.length / patches.reduce((a, b) => a + b, 0);
+  let at = 0;
+  return images.grids.map((grid, k) => {
+    const n = patches[k]! * features;
+    const image = { pixels: pixels.subarray(at, at + n), grid };
+    at += n;
+    return image;
+  });
 }
 
 /** HF's speed_metrics: runtime to 4 decimals, rates (from the unrounded runtime) to 3. */
