@@ -114,7 +114,7 @@ describe('form -> LLaMA-Factory YAML -> form', () => {
     expect(worker.bestModel).toEqual(cli.bestModel);
     expect(worker.bestModel).not.toBeNull();
     expect(worker.evalSteps).toEqual(cli.evalSteps);
-    expect(worker.tokenLoss.kind).toBe(settings.use_asft_loss ? 'asft' : 'eaft');
+    expect(worker.tokenLoss?.kind).toBe(settings.use_asft_loss ? 'asft' : 'eaft');
   });
 
   it('refuses a YAML whose values are wrong, saying which', () => {

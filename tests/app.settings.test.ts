@@ -10,7 +10,7 @@ import { TEMPLATE_NAMES } from '../src/data/templates/catalog';
 import type { RunRecord } from '../src/train/store-browser';
 import { etaSeconds } from '../src/ui/lib/eta';
 import { adapterLabel, adapterRunFor, cleanRunName, modelShortName, runName, shortTime } from '../src/ui/lib/run-names';
-import { BEST_MODEL_KEYS, DEFAULT_SETTINGS, PRESETS, SFT_LOSSES, epochSteps, hasEvalSplit, sftLossOf, sftLossesFor, withMethod, withSetting, withSftLoss, withStageKeys, type SftLoss } from '../src/ui/lib/settings';
+import { BEST_MODEL_KEYS, DEFAULT_SETTINGS, PRESETS, SFT_LOSSES, epochSteps, hasEvalSplit, sftLossOf, sftLossesFor, showsBestModel, withMethod, withSetting, withSftLoss, withStageKeys, type SftLoss } from '../src/ui/lib/settings';
 import { asksForTemplate, checkSettings, problemFor } from '../src/ui/lib/validate';
 
 describe('checkSettings', () => {
@@ -162,6 +162,9 @@ describe('SFT loss and the best checkpoint in the form', () => {
   it('an eval split evaluates at each checkpoint, so keeping the best checkpoint is valid as it is', () => {
     const s = withSetting(withSetting(DEFAULT_SETTINGS, 'val_size', 0.2), 'load_best_model_at_end', true);
     expect(hasEvalSplit(s)).toBe(true);
+    expect(showsBestModel(DEFAULT_SETTINGS)).toBe(false);
+    expect(showsBestModel(withSetting(DEFAULT_SETTINGS, 'val_size', 0.2))).toBe(true);
+    expect(showsBestModel({ ...DEFAULT_SETTINGS, early_stopping_steps: 2 })).toBe(true); // a loaded config's, to be fixed
     expect(s).toMatchObject({ eval_strategy: 'steps', eval_steps: 10, save_steps: 10 });
     expect(checkSettings(s).problems).toEqual([]);
     const saved = withSetting(s, 'save_steps', 7);

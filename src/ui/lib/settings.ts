@@ -181,6 +181,9 @@ export const BEST_MODEL_KEYS = ['load_best_model_at_end', 'metric_for_best_model
 
 export const hasEvalSplit = (s: Settings) => Number(s.val_size) > 0;
 
+/** The best-model fields are shown with an eval split, or while the settings (a loaded config) set them. */
+export const showsBestModel = (s: Settings) => hasEvalSplit(s) || BEST_MODEL_KEYS.some((k) => s[k] !== undefined && s[k] !== null && s[k] !== false);
+
 /**
  * The settings with one form value changed and what follows from it: a held-out split is
  * evaluated at each checkpoint (eval_steps = save_steps, so the best checkpoint is always an
