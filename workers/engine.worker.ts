@@ -677,13 +677,13 @@ async function trainRun(start: TrainStart, onEvent: (e: TrainEvent) => void): Pr
     });
     await pending;
     lastTrained = { runId: start.runId, finetuningType: c.finetuning_type };
-    // the reward model's value head is in the newest checkpoint, beside the adapter
-    const last = c.stage === 'rm' ? await latestCheckpoint(start.runId) : undefined;
-    if (last) valueHead = await runValueHead(start.runId, last.dir);
     const step = record!.step;
     const finalStatus = stopKind === 'pause' && step < total ? 'paused' : stopKind === 'stop' && step < total ? 'stopped' : 'done';
     record = { ...record!, status: finalStatus };
     await saveRun(record);
+    // the reward model's value head is beside the adapter in the checkpoint the run ends with
+    const last = c.stage === 'rm' ? await runCheckpoint(start.runId) : undefined;
+    if (last) valueHead = await runValueHead(start.runId, last.dir);
     status(finalStatus === 'done' ? `done: ${step} steps` : `${finalStatus} at step ${step}/${total}`);
     return { runId: start.runId, status: finalStatus, step, totalSteps: total, ...(lastLoss !== undefined ? { loss: lastLoss } : {}), ...(lastEval !== undefined ? { evalLoss: lastEval } : {}) };
   } catch (e) {
