@@ -8,12 +8,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { main } from '../src/cli/main';
-import { formatValue, type ConfigKey } from '../src/config';
+import { configFromObject, formatValue, parseConfig, type ConfigKey } from '../src/config';
 import type { CliIO } from '../src/cli/io';
 import { crc32, zipStore } from '../src/files/zip';
 import { describeDataset, type DataFormat } from '../src/data/describe';
 import { RUN_DIR, appConfig, exportRun, loadRunYaml, memoryFolder, uploadRun, zipRun, type UploadChoice } from '../src/ui/lib/llamafactory';
-import { DEFAULT_SETTINGS, PRESETS, withStageKeys, type Settings } from '../src/ui/lib/settings';
+import { DEFAULT_SETTINGS, PRESETS, withSetting, withSftLoss, withStageKeys, type Settings } from '../src/ui/lib/settings';
+import { trainOptionsFromConfig } from '../src/engine/options';
 import { emaWeight, smoothEma } from '../src/ui/lib/smooth';
 
 const enc = new TextEncoder();
@@ -26,7 +27,10 @@ function rows(n: number): string {
 }
 
 const ADVANCED: Settings = withStageKeys({ ...DEFAULT_SETTINGS, lora_dropout: 0.05, use_rslora: true, neftune_noise_alpha: 5, max_samples: 10, train_on_prompt: true, seed: 7, template: 'qwen', lora_target: 'q_proj,v_proj', val_size: 0.25, eval_strategy: 'steps', eval_steps: 10 });
-const FORMS: [string, Settings][] = [...PRESETS.map((p): [string, Settings] => [p.name, p.settings]), ['advanced keys', ADVANCED]];
+/** An SFT loss and the best checkpoint with early stopping, as the form sets them. */
+const BEST: Settings = withSetting(withSetting(withSetting({ ...withSftLoss(DEFAULT_SETTINGS, 'asft'), asft_alpha: 0.3 }, 'val_size', 0.25), 'load_best_model_at_end', true), 'early_stopping_steps', 2);
+const EAFT: Settings = withSetting(withSetting({ ...withSftLoss(DEFAULT_SETTINGS, 'eaft'), eaft_alpha: 0.5 }, 'val_size', 2), 'metric_for_best_model', 'loss');
+const FORMS: [string, Settings][] = [...PRESETS.map((p): [string, Settings] => [p.name, p.settings]), ['advanced keys', ADVANCED], ['asft, best checkpoint', BEST], ['eaft, best metric', EAFT]];
 
 /** Central directory of a zip: name -> stored bytes (checked against the CRC and sizes). */
 function unzipStore(zip: Uint8Array): Map<string, Uint8Array> {
@@ -90,11 +94,27 @@ describe('form -> LLaMA-Factory YAML -> form', () => {
     expect(app.skipped).toEqual([]);
   });
 
-  it('leaves best-model selection and early stopping to crucible train (keys at their defaults load silently)', () => {
-    const best = loadRunYaml('load_best_model_at_end: true\nearly_stopping_steps: 3\neval_delay: 0\nlora_rank: 4\n', 'best.yaml');
-    expect(best.settings.lora_rank).toBe(4);
-    expect(best.skipped.map((s) => s.key)).toEqual(['load_best_model_at_end', 'early_stopping_steps']);
-    expect(best.skipped[0]!.why).toMatch(/^best-model selection, early stopping .* run with crucible train/);
+  it('fills the SFT loss, best-model selection and early stopping; leaves eval_on_start / eval_delay to crucible train', () => {
+    const yaml = 'stage: sft\ndataset: mine\nuse_dft_loss: true\nval_size: 0.1\neval_strategy: steps\neval_steps: 5\nsave_steps: 10\nload_best_model_at_end: true\nmetric_for_best_model: eval_loss\ngreater_is_better: false\nearly_stopping_steps: 3\neval_delay: 0\neval_on_start: true\nlora_rank: 4\n';
+    const best = loadRunYaml(yaml, 'best.yaml');
+    expect(best.settings).toMatchObject({ lora_rank: 4, use_dft_loss: true, val_size: 0.1, eval_strategy: 'steps', eval_steps: 5, save_steps: 10, load_best_model_at_end: true, metric_for_best_model: 'eval_loss', greater_is_better: false, early_stopping_steps: 3 });
+    expect(best.skipped).toEqual([{ key: 'eval_on_start', why: 'eval_on_start and eval_delay run with crucible train (the app evaluates at each checkpoint)' }]);
+    const asft = loadRunYaml('use_asft_loss: true\nasft_alpha: 0.2\n', 'asft.yaml');
+    expect(asft.settings).toMatchObject({ use_asft_loss: true, asft_alpha: 0.2 });
+    expect(asft.skipped).toEqual([]);
+  });
+
+  it.each([['asft, best checkpoint', BEST], ['eaft, best metric', EAFT]])('%s: the worker and crucible train on the exported YAML give the engine the same options', async (_name, settings) => {
+    const folder = memoryFolder({ 'data/my_set.json': enc.encode(rows(4)) });
+    const plan = await exportRun(appConfig(settings, { model: 'Qwen/Qwen3-0.6B', dataset: 'my_set.json', dir: 'data' }), folder);
+    for (const key of Object.keys(settings).filter((k) => /^(use_\w+_loss|eaft_alpha|asft_alpha|load_best|metric_for|early_stopping|eval_)/.test(k))) expect(plan.run.yaml, key).toMatch(new RegExp(`^${key}: \\S`, 'm'));
+    const cli = trainOptionsFromConfig(parseConfig(plan.run.yaml, [], { fileName: 'crucible.yaml' }).config);
+    const worker = trainOptionsFromConfig(configFromObject({ dataset: 'app_dataset', ...settings }, { source: 'settings' }).config);
+    expect(worker.tokenLoss).toEqual(cli.tokenLoss);
+    expect(worker.bestModel).toEqual(cli.bestModel);
+    expect(worker.bestModel).not.toBeNull();
+    expect(worker.evalSteps).toEqual(cli.evalSteps);
+    expect(worker.tokenLoss?.kind).toBe(settings.use_asft_loss ? 'asft' : 'eaft');
   });
 
   it('refuses a YAML whose values are wrong, saying which', () => {

@@ -1,12 +1,16 @@
-// The app's settings checks (the config reader's problems mapped to fields), the Quick demo's
-// defaults, the ETA from measured steps, run names and the adapter a fresh page offers.
+// The app's settings checks (the config reader's problems mapped to fields), the SFT loss and
+// best-checkpoint settings as the engine reads them, the Quick demo's defaults, the ETA from
+// measured steps, run names and the adapter a fresh page offers.
 import { describe, expect, it } from 'vitest';
 import { configFromObject } from '../src/config';
+import { bestModelProblems } from '../src/config/best-model';
+import { trainOptionsFromConfig } from '../src/engine/options';
+import type { TokenLoss } from '../src/kernels/loss';
 import { TEMPLATE_NAMES } from '../src/data/templates/catalog';
 import type { RunRecord } from '../src/train/store-browser';
 import { etaSeconds } from '../src/ui/lib/eta';
 import { adapterLabel, adapterRunFor, cleanRunName, modelShortName, runName, shortTime } from '../src/ui/lib/run-names';
-import { DEFAULT_SETTINGS, PRESETS, epochSteps, withMethod } from '../src/ui/lib/settings';
+import { BEST_MODEL_KEYS, DEFAULT_SETTINGS, PRESETS, SFT_LOSSES, epochSteps, hasEvalSplit, sftLossOf, sftLossesFor, showsBestModel, withMethod, withSetting, withSftLoss, withStageKeys, type SftLoss } from '../src/ui/lib/settings';
 import { asksForTemplate, checkSettings, problemFor } from '../src/ui/lib/validate';
 
 describe('checkSettings', () => {
@@ -111,5 +115,85 @@ describe('run names', () => {
     expect(adapterRunFor(runs, 'gone', demo)?.id).toBe('new');
     expect(adapterRunFor(runs, null, { kind: 'hub', id: 'x/y' })?.id).toBe('hub');
     expect(adapterRunFor(runs, null, { kind: 'hub', id: 'other' })).toBeUndefined();
+  });
+});
+
+describe('SFT loss and the best checkpoint in the form', () => {
+  /** The engine's options for settings read as the worker reads them (configFromObject, as `crucible train`). */
+  const engineOptions = (s: Record<string, unknown>) => trainOptionsFromConfig(configFromObject({ dataset: 'x', ...s }).config);
+
+  it('each SFT loss sets its switch and its own keys, and the engine trains with that token loss', () => {
+    const alpha = Math.round(Math.random() * 100) / 50;
+    const expected: Record<SftLoss, TokenLoss> = { ce: { kind: 'ce' }, dft: { kind: 'dft' }, eaft: { kind: 'eaft', alpha: 1 }, asft: { kind: 'asft', alpha: 0.1 } };
+    for (const method of ['lora', 'qlora', 'oft', 'full', 'freeze'] as const) {
+      for (const { value } of SFT_LOSSES) {
+        const s = withSftLoss(withSftLoss(withMethod(DEFAULT_SETTINGS, method), 'eaft'), value);
+        expect(sftLossOf(s)).toBe(value);
+        expect(checkSettings(s).problems, `${method} ${value}`).toEqual([]);
+        expect(engineOptions(s).tokenLoss, `${method} ${value}`).toEqual(expected[value]);
+      }
+    }
+    // the other losses' keys go, so the YAML holds none without effect
+    expect(withSftLoss(withSftLoss(DEFAULT_SETTINGS, 'eaft'), 'dft')).not.toHaveProperty('eaft_alpha');
+    expect(Object.keys(withSftLoss(withSftLoss(DEFAULT_SETTINGS, 'asft'), 'ce')).sort()).toEqual(Object.keys(DEFAULT_SETTINGS).sort());
+    const tuned = { ...withSftLoss(DEFAULT_SETTINGS, 'asft'), asft_alpha: alpha };
+    expect(engineOptions(tuned).tokenLoss).toEqual({ kind: 'asft', alpha });
+    expect(withSftLoss(tuned, 'asft').asft_alpha).toBe(alpha);
+  });
+
+  it('the SFT losses are stage sft\'s: another stage drops them', () => {
+    const s = { ...withSftLoss(DEFAULT_SETTINGS, 'eaft'), eaft_alpha: 2 };
+    for (const stage of ['pt', 'dpo', 'kto', 'rm']) {
+      const other = withStageKeys({ ...s, stage });
+      expect(Object.keys(other).filter((k) => /dft|eaft|asft/.test(k)), stage).toEqual([]);
+      expect(checkSettings(other).notices.join('\n'), stage).not.toMatch(/eaft/);
+    }
+    expect(withStageKeys({ ...s, stage: 'sft' })).toEqual(s);
+  });
+
+  it('offers ASFT only without a separate ref_model, which the reader refuses with it', () => {
+    expect(sftLossesFor(DEFAULT_SETTINGS).map((l) => l.value)).toEqual(['ce', 'dft', 'eaft', 'asft']);
+    const ref = { ...DEFAULT_SETTINGS, ref_model: 'some/model' };
+    expect(sftLossesFor(ref).map((l) => l.value)).toEqual(['ce', 'dft', 'eaft']);
+    const c = checkSettings(withSftLoss(ref, 'asft'));
+    expect(problemFor(c, 'use_asft_loss')).toMatch(/^use_asft_loss with a separate ref_model is not supported/);
+  });
+
+  it('an eval split evaluates at each checkpoint, so keeping the best checkpoint is valid as it is', () => {
+    const s = withSetting(withSetting(DEFAULT_SETTINGS, 'val_size', 0.2), 'load_best_model_at_end', true);
+    expect(hasEvalSplit(s)).toBe(true);
+    expect(showsBestModel(DEFAULT_SETTINGS)).toBe(false);
+    expect(showsBestModel(withSetting(DEFAULT_SETTINGS, 'val_size', 0.2))).toBe(true);
+    expect(showsBestModel({ ...DEFAULT_SETTINGS, early_stopping_steps: 2 })).toBe(true); // a loaded config's, to be fixed
+    expect(s).toMatchObject({ eval_strategy: 'steps', eval_steps: 10, save_steps: 10 });
+    expect(checkSettings(s).problems).toEqual([]);
+    const saved = withSetting(s, 'save_steps', 7);
+    expect(saved.eval_steps).toBe(7);
+    expect(checkSettings(saved).problems).toEqual([]);
+    const patience = withSetting(withSetting(saved, 'metric_for_best_model', 'loss'), 'early_stopping_steps', 3);
+    expect(engineOptions(patience)).toMatchObject({ evalSteps: 7, saveSteps: 7, bestModel: { metric: 'eval_loss', greaterIsBetter: false, loadAtEnd: true, patience: 3 } });
+    // no split: no evaluation, and the best-model keys go with it
+    const none = withSetting(patience, 'val_size', 0);
+    expect(none.eval_strategy).toBe('no');
+    expect(BEST_MODEL_KEYS.filter((k) => k in none)).toEqual([]);
+    expect(checkSettings(none).problems).toEqual([]);
+  });
+
+  it('blocks Start with best-model.ts\'s own messages, each on its field', () => {
+    const split = withSetting(DEFAULT_SETTINGS, 'val_size', 0.2);
+    const cases: [Record<string, unknown>, string][] = [
+      [{ ...split, load_best_model_at_end: true, eval_steps: 3 }, 'load_best_model_at_end'],
+      [{ ...split, early_stopping_steps: 2 }, 'early_stopping_steps'],
+      [{ ...DEFAULT_SETTINGS, load_best_model_at_end: true }, 'load_best_model_at_end'],
+      [{ ...DEFAULT_SETTINGS, metric_for_best_model: 'loss', early_stopping_steps: 2 }, 'early_stopping_steps'],
+    ];
+    for (const [s, key] of cases) {
+      const { config } = configFromObject({ dataset: 'x', ...s, load_best_model_at_end: false, early_stopping_steps: null });
+      const expected = bestModelProblems({ ...config, load_best_model_at_end: s.load_best_model_at_end === true, early_stopping_steps: (s.early_stopping_steps as number | undefined) ?? null, metric_for_best_model: (s.metric_for_best_model as string | undefined) ?? null });
+      expect(expected.length, key).toBeGreaterThan(0);
+      const c = checkSettings(s);
+      expect(c.problems).toEqual(expected.map((p) => ({ key: p.key, message: p.message })));
+      expect(problemFor(c, key)).toBe(expected[0]!.message);
+    }
   });
 });

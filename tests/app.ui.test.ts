@@ -337,4 +337,19 @@ describe('IndexedDB run store', () => {
     expect(await listRunFiles('a', db)).toEqual([]);
     expect(await listRunFiles('b', db)).toHaveLength(1);
   });
+
+  it("pruning keeps the best model's checkpoint (load_best_model_at_end loads it at the end)", async () => {
+    const db = { dbName: `t-${Math.random()}` };
+    const a = browserRunStore('a', db);
+    const steps = [2, 4, 6, 8];
+    const best = steps[Math.floor(Math.random() * 2)]!; // an old one, which rotation alone would delete
+    for (const step of steps) await a.write(`checkpoint-${step}/trainer_state.json`, '{}');
+    await pruneCheckpoints('a', 2, { ...db, best: `checkpoint-${best}` });
+    expect((await listRunFiles('a', db)).sort()).toEqual([`checkpoint-${best}/trainer_state.json`, 'checkpoint-8/trainer_state.json']);
+    // save_total_limit 1 keeps the newest as well while it is not the best (HF's rotation)
+    await pruneCheckpoints('a', 1, { ...db, best: `checkpoint-${best}` });
+    expect((await listRunFiles('a', db)).sort()).toEqual([`checkpoint-${best}/trainer_state.json`, 'checkpoint-8/trainer_state.json']);
+    await pruneCheckpoints('a', 1, db);
+    expect(await listRunFiles('a', db)).toEqual(['checkpoint-8/trainer_state.json']);
+  });
 });

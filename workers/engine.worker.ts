@@ -24,6 +24,7 @@ import { openSafetensors } from '../src/model/safetensors';
 import type { ModelFiles } from '../src/model/weights';
 import { VALUE_HEAD_FILE } from '../src/train/value-head';
 import { storedSource } from '../src/train/store';
+import { checkpointsToDelete } from '../src/train/rotation';
 import { REWARD_RUN } from './api';
 import {
   browserRunStore,
@@ -463,7 +464,7 @@ const api: EngineApi = {
   loadRunAdapter(runId) {
     return exclusive(async () => {
       if (!session) throw new Error('load a model first');
-      const ck = await latestCheckpoint(runId);
+      const ck = await runCheckpoint(runId);
       if (!ck) throw new Error(`run ${runId} has no checkpoint`);
       const st = browserRunStore(runId);
       if (!(await st.exists(`${ck.dir}/adapter_model.safetensors`))) throw new Error(`run ${runId} trained no adapter (freeze / full fine-tuning)`);
@@ -490,7 +491,7 @@ const api: EngineApi = {
         const a = await session.exportAdapter(null);
         sources = { ...sources, adapters: [await readAdapter(a['adapter_config.json'], inMemory(a['adapter_model.safetensors'], 'adapter_model.safetensors'))] };
       } else if (lastTrained && (lastTrained.finetuningType === 'full' || lastTrained.finetuningType === 'freeze')) {
-        const ck = await latestCheckpoint(lastTrained.runId);
+        const ck = await runCheckpoint(lastTrained.runId);
         if (!ck) throw new Error('the last run has no checkpoint');
         const trained = await browserRunStore(lastTrained.runId).read(`${ck.dir}/trained_weights.safetensors`);
         sources = { ...sources, trained: await openSafetensors(inMemory(trained, 'trained_weights.safetensors')) };
@@ -545,6 +546,13 @@ async function previewData(model: ModelSource, data: DataSource, settings: Setti
     template: built.stats.template,
     warnings: built.stats.warnings.map(plainPaths),
   };
+}
+
+/** The checkpoint whose model a finished run left: the best one with load_best_model_at_end (as output_dir of `crucible train`), else the newest. */
+async function runCheckpoint(runId: string): Promise<{ dir: string } | null> {
+  const r = await getRun(runId);
+  if (r?.status === 'done' && r.settings.load_best_model_at_end === true && r.bestCheckpoint && (await browserRunStore(runId).exists(`${r.bestCheckpoint}/trainer_state.json`))) return { dir: r.bestCheckpoint };
+  return latestCheckpoint(runId);
 }
 
 async function runValueHead(runId: string, dir: string): Promise<Uint8Array | null> {
@@ -654,23 +662,28 @@ async function trainRun(start: TrainStart, onEvent: (e: TrainEvent) => void): Pr
           emit({ kind: 'log', log: rec });
           emit({ kind: 'memory', memory: { allocated: g.allocated, peak: g.peakAllocated } });
         },
-        onCheckpoint: (ckDir, step) => {
-          record = { ...record!, checkpoints: [...record!.checkpoints.filter((x) => x.step < step), { dir: ckDir, step }].slice(-(c.save_total_limit ?? 2)), step };
+        onCheckpoint: (ckDir, step, best) => {
+          // the best model's checkpoint is kept past save_total_limit (load_best_model_at_end loads it at the end)
+          const limit = c.save_total_limit ?? 2;
+          const saved = [...record!.checkpoints.filter((x) => x.step < step), { dir: ckDir, step }];
+          const bestStep = saved.find((x) => x.dir === best)?.step ?? null;
+          const dropped = new Set(checkpointsToDelete(saved.map((x) => x.step), limit, bestStep));
+          record = { ...record!, checkpoints: saved.filter((x) => !dropped.has(x.step)), step, ...(best ? { bestCheckpoint: best } : {}) };
           persist();
-          pending = pending.then(() => pruneCheckpoints(start.runId, c.save_total_limit ?? 2)).catch(() => undefined);
+          pending = pending.then(() => pruneCheckpoints(start.runId, limit, { best: best ?? null })).catch(() => undefined);
           emit({ kind: 'checkpoint', checkpoint: { dir: ckDir, step } });
         },
       },
     });
     await pending;
     lastTrained = { runId: start.runId, finetuningType: c.finetuning_type };
-    // the reward model's value head is in the newest checkpoint, beside the adapter
-    const last = c.stage === 'rm' ? await latestCheckpoint(start.runId) : undefined;
-    if (last) valueHead = await runValueHead(start.runId, last.dir);
     const step = record!.step;
     const finalStatus = stopKind === 'pause' && step < total ? 'paused' : stopKind === 'stop' && step < total ? 'stopped' : 'done';
     record = { ...record!, status: finalStatus };
     await saveRun(record);
+    // the reward model's value head is beside the adapter in the checkpoint the run ends with
+    const last = c.stage === 'rm' ? await runCheckpoint(start.runId) : undefined;
+    if (last) valueHead = await runValueHead(start.runId, last.dir);
     status(finalStatus === 'done' ? `done: ${step} steps` : `${finalStatus} at step ${step}/${total}`);
     return { runId: start.runId, status: finalStatus, step, totalSteps: total, ...(lastLoss !== undefined ? { loss: lastLoss } : {}), ...(lastEval !== undefined ? { evalLoss: lastEval } : {}) };
   } catch (e) {

@@ -11,6 +11,7 @@
 import { createStore, del, get, getMany, keys, promisifyRequest, set, type UseStore } from 'idb-keyval';
 import { StorageError } from '../files/errors';
 import type { RunStore } from './store';
+import { checkpointsToDelete } from './rotation';
 import type { LogRecord } from './trainer';
 
 export type RunStatus = 'running' | 'paused' | 'stopped' | 'done' | 'failed' | 'interrupted';
@@ -31,6 +32,8 @@ export interface RunRecord {
   log: LogRecord[];
   /** Complete checkpoints, oldest first. */
   checkpoints: { dir: string; step: number }[];
+  /** The best model's checkpoint so far (metric_for_best_model); load_best_model_at_end ends with its weights. */
+  bestCheckpoint?: string;
   totalSteps: number;
   step: number;
   /** The most GPU memory the run's device held (bytes), measured at its logs. */
@@ -107,15 +110,22 @@ export async function latestCheckpoint(runId: string, opts: { dbName?: string } 
   return best;
 }
 
-/** Delete all checkpoints of a run but the newest `keep` complete ones. */
-export async function pruneCheckpoints(runId: string, keep: number, opts: { dbName?: string } = {}): Promise<void> {
+/**
+ * Delete all checkpoints of a run but the newest `keep` complete ones and the best model's (`best`,
+ * load_best_model_at_end reads it at the end: rotation.ts as HF rotates them); incomplete ones
+ * older than the newest complete one are leftovers of an interrupted save.
+ */
+export async function pruneCheckpoints(runId: string, keep: number, opts: { dbName?: string; best?: string | null } = {}): Promise<void> {
   const files = await listRunFiles(runId, opts);
-  const steps = [...new Set(files.map((f) => /^checkpoint-(\d+)\//.exec(f)?.[1]).filter((s): s is string => !!s).map(Number))].sort((a, b) => b - a);
-  const complete = new Set(files.filter((f) => /^checkpoint-\d+\/trainer_state\.json$/.test(f)).map((f) => Number(/\d+/.exec(f)![0])));
-  const kept = steps.filter((s) => complete.has(s)).slice(0, Math.max(1, keep));
+  const complete = [...new Set(files.filter((f) => /^checkpoint-\d+\/trainer_state\.json$/.test(f)).map((f) => Number(/\d+/.exec(f)![0])))];
+  if (complete.length === 0) return;
+  const bestStep = opts.best ? Number(/^checkpoint-(\d+)$/.exec(opts.best)?.[1] ?? NaN) : NaN;
+  const deleted = new Set(checkpointsToDelete(complete, Math.max(1, keep), Number.isFinite(bestStep) ? bestStep : null));
+  const newest = Math.max(...complete);
   const drop = files.filter((f) => {
     const m = /^checkpoint-(\d+)\//.exec(f);
-    return m && !kept.includes(Number(m[1])) && Number(m[1]) < Math.max(...kept);
+    const step = Number(m?.[1]);
+    return m && (deleted.has(step) || (!complete.includes(step) && step < newest));
   });
   if (drop.length === 0) return;
   await db(opts.dbName)('readwrite', (s) => {

@@ -124,9 +124,9 @@ function cliOnlyReason(key: string, value: unknown): string | null {
   if (key === 'reward_model' && value !== null && !(typeof value === 'string' && value.startsWith(REWARD_RUN))) {
     return 'a folder of the CLI: choose the reward model (an rm run of this browser) in the training form';
   }
-  const best = ['load_best_model_at_end', 'metric_for_best_model', 'greater_is_better', 'early_stopping_steps', 'eval_on_start', 'eval_delay'] as const;
-  if ((best as readonly string[]).includes(key) && value !== SCHEMA[key as (typeof best)[number]].default) {
-    return 'best-model selection, early stopping and eval_on_start / eval_delay run with crucible train (the app has no form fields for them yet)';
+  const evalTiming = ['eval_on_start', 'eval_delay'] as const;
+  if ((evalTiming as readonly string[]).includes(key) && value !== SCHEMA[key as (typeof evalTiming)[number]].default) {
+    return 'eval_on_start and eval_delay run with crucible train (the app evaluates at each checkpoint)';
   }
   return null;
 }

@@ -140,6 +140,65 @@ export function withOptimizer(s: Settings, o: Optimizer): Settings {
   return { ...OPTIMIZER_KEYS[o], ...out, [spec.key]: true };
 }
 
+// ---- SFT token loss ------------------------------------------------------------------------------
+
+export type SftLoss = 'ce' | 'dft' | 'eaft' | 'asft';
+
+/** The token losses of stage sft, each the LLaMA-Factory switch that selects it (src/engine/options.ts tokenLoss). */
+export const SFT_LOSSES: { value: SftLoss; label: string; key: string | null; help: string }[] = [
+  { value: 'ce', label: 'Cross-entropy', key: null, help: 'The standard token loss.' },
+  { value: 'dft', label: 'DFT', key: 'use_dft_loss', help: 'use_dft_loss: each token\'s loss weighted by its own (detached) probability.' },
+  { value: 'eaft', label: 'EAFT', key: 'use_eaft_loss', help: 'use_eaft_loss: each token\'s loss weighted by the entropy of its 20 most likely tokens, to the power eaft_alpha.' },
+  { value: 'asft', label: 'ASFT', key: 'use_asft_loss', help: 'use_asft_loss: DFT plus asft_alpha times the KL divergence from the reference (the base with the adapter off, or a full / freeze run\'s initial weights).' },
+];
+
+/** Each loss's own keys, at LLaMA-Factory's defaults (src/config/schema.ts). */
+const SFT_LOSS_KEYS: Partial<Record<SftLoss, Settings>> = { eaft: { eaft_alpha: 1 }, asft: { asft_alpha: 0.1 } };
+const SFT_LOSS_ALL = [...SFT_LOSSES.flatMap((l) => (l.key ? [l.key] : [])), ...Object.values(SFT_LOSS_KEYS).flatMap((k) => Object.keys(k))];
+
+export function sftLossOf(s: Settings): SftLoss {
+  return SFT_LOSSES.find((l) => l.key && s[l.key] === true)?.value ?? 'ce';
+}
+
+/** The losses these settings can train with: ASFT's reference is the run's own base, which a separate ref_model would contradict (the config reader refuses it). */
+export const sftLossesFor = (s: Settings) => SFT_LOSSES.filter((l) => l.value !== 'asft' || s.ref_model === null || s.ref_model === undefined);
+
+/** The settings with `loss` switched on, the other losses' switches and keys removed, its keys at their defaults where unset. */
+export function withSftLoss(s: Settings, loss: SftLoss): Settings {
+  const out: Settings = { ...s };
+  for (const l of SFT_LOSSES) {
+    if (l.key) delete out[l.key];
+    if (l.value !== loss) for (const k of Object.keys(SFT_LOSS_KEYS[l.value] ?? {})) delete out[k];
+  }
+  const spec = SFT_LOSSES.find((l) => l.value === loss)!;
+  return spec.key ? { ...SFT_LOSS_KEYS[loss], ...out, [spec.key]: true } : out;
+}
+
+// ---- evaluation and the best checkpoint ---------------------------------------------------------
+
+/** HF's best-model keys (src/config/best-model.ts checks them): they need an evaluation. */
+export const BEST_MODEL_KEYS = ['load_best_model_at_end', 'metric_for_best_model', 'greater_is_better', 'early_stopping_steps'];
+
+export const hasEvalSplit = (s: Settings) => Number(s.val_size) > 0;
+
+/** The best-model fields are shown with an eval split, or while the settings (a loaded config) set them. */
+export const showsBestModel = (s: Settings) => hasEvalSplit(s) || BEST_MODEL_KEYS.some((k) => s[k] !== undefined && s[k] !== null && s[k] !== false);
+
+/**
+ * The settings with one form value changed and what follows from it: a held-out split is
+ * evaluated at each checkpoint (eval_steps = save_steps, so the best checkpoint is always an
+ * evaluated one), no split drops the best-model keys, pref_loss brings its own keys.
+ */
+export function withSetting(s: Settings, key: string, value: unknown): Settings {
+  let out: Settings = key === 'pref_loss' ? withStageKeys({ ...s, [key]: value }) : { ...s, [key]: value };
+  if (key === 'val_size') {
+    out = { ...out, eval_strategy: Number(value) > 0 ? 'steps' : 'no', eval_steps: Number(out.save_steps) || 10 };
+    if (!hasEvalSplit(out)) for (const k of BEST_MODEL_KEYS) delete out[k];
+  }
+  if (key === 'save_steps' && out.eval_strategy === 'steps') out = { ...out, eval_steps: value };
+  return out;
+}
+
 // ---- half precision -----------------------------------------------------------------------------
 
 export const wantsHalf = (s: Settings) => s.bf16 === true || s.fp16 === true;
@@ -223,14 +282,16 @@ function preferenceDefaults(s: Settings): Settings {
 }
 
 /**
- * The settings with exactly the preference keys their stage (and pref_loss) uses: missing ones at
- * LLaMA-Factory's defaults, values already set kept, the others removed (so the YAML holds no key
- * without effect).
+ * The settings with exactly the preference (and SFT loss) keys their stage (and pref_loss) uses:
+ * missing ones at LLaMA-Factory's defaults, values already set kept, the others removed (so the
+ * YAML holds no key without effect).
  */
 export function withStageKeys(s: Settings): Settings {
   const defaults = preferenceDefaults(s);
   const out: Settings = {};
-  for (const [k, v] of Object.entries(s)) if (!PREF_KEYS.includes(k) || k in defaults) out[k] = v;
+  // the SFT losses are stage sft's (the reader notes them without effect elsewhere)
+  const stageKeys = s.stage === 'sft' ? [] : SFT_LOSS_ALL;
+  for (const [k, v] of Object.entries(s)) if ((!PREF_KEYS.includes(k) || k in defaults) && !stageKeys.includes(k)) out[k] = v;
   return { ...out, ...Object.fromEntries(Object.entries(defaults).filter(([k]) => out[k] === undefined)) };
 }
 
