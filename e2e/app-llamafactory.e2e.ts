@@ -17,7 +17,7 @@ import { main } from '../src/cli/main';
 import type { CliIO } from '../src/cli/io';
 import { formatValue, type ConfigKey } from '../src/config';
 import { DEFAULT_SETTINGS } from '../src/ui/lib/settings';
-import { buildApp, hasChromium, launchChromium, ROOT, stopwatch } from './harness';
+import { buildApp, hasChromium, launchChromium, openAppPage, ROOT, stopwatch } from './harness';
 import { serveStatic, type StaticServer } from './static-server';
 
 const SHOTS = join(ROOT, 'test-results/e2e-llamafactory');
@@ -50,14 +50,7 @@ describe.skipIf(!hasChromium() || !existsSync(join(ROOT, 'public/demo/model/mode
     site = await serveStatic([join(dir, 'dist')]);
     browser = await launchChromium();
     context = await browser.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
-    page = await context.newPage();
-    page.on('pageerror', (e) => errors.push(e.message));
-    page.on('console', (m) => {
-      if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) errors.push(m.text());
-    });
-    await page.goto(site.url);
-    await page.getByTestId('gpu-adapter').waitFor({ timeout: 60_000 });
-    await page.locator('.examples mark.learned').first().waitFor({ timeout: 120_000 });
+    page = await openAppPage(context, site.url, errors);
   });
 
   afterEach(async (ctx) => {

@@ -17,7 +17,7 @@ import { formatValue, type ConfigKey } from '../src/config';
 import { encodeSafetensors, openSafetensors } from '../src/model/safetensors';
 import { DEFAULT_SETTINGS } from '../src/ui/lib/settings';
 import { makeRng } from '../tests/helpers/check';
-import { buildApp, hasChromium, launchChromium, ROOT, stopwatch } from './harness';
+import { buildApp, hasChromium, launchChromium, openAppPage, ROOT, stopwatch } from './harness';
 import { serveStatic, type StaticServer } from './static-server';
 
 const SHOTS = join(ROOT, 'test-results/e2e-methods');
@@ -86,14 +86,7 @@ describe.skipIf(!hasChromium() || !existsSync(join(DEMO, 'model.safetensors')))(
     browser = await launchChromium();
     // a phone: the panels these tests use are the ones looked at in the screenshots
     context = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 1, acceptDownloads: true });
-    page = await context.newPage();
-    page.on('pageerror', (e) => errors.push(e.message));
-    page.on('console', (m) => {
-      if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) errors.push(m.text());
-    });
-    await page.goto(site.url);
-    await page.getByTestId('gpu-adapter').waitFor({ timeout: 60_000 });
-    await page.locator('.examples mark.learned').first().waitFor({ timeout: 120_000 });
+    page = await openAppPage(context, site.url, errors);
   });
 
   afterEach(async (ctx) => {

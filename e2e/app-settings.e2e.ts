@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { TEMPLATE_NAMES } from '../src/data/templates/catalog';
-import { buildApp, hasChromium, launchChromium, ROOT, stopwatch } from './harness';
+import { buildApp, hasChromium, launchChromium, openAppPage, ROOT, stopwatch } from './harness';
 import { serveStatic, type StaticServer } from './static-server';
 
 const SHOTS = join(ROOT, 'test-results/e2e-settings');
@@ -59,14 +59,7 @@ describe.skipIf(!hasChromium() || !existsSync(join(ROOT, 'public/demo/model/mode
     site = await serveStatic([join(dir, 'dist')]);
     browser = await launchChromium();
     context = await browser.newContext({ viewport: DESKTOP, acceptDownloads: true });
-    page = await context.newPage();
-    page.on('pageerror', (e) => errors.push(e.message));
-    page.on('console', (m) => {
-      if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) errors.push(m.text());
-    });
-    await page.goto(site.url);
-    await page.getByTestId('gpu-adapter').waitFor({ timeout: 60_000 });
-    await page.locator('.examples mark.learned').first().waitFor({ timeout: 120_000 });
+    page = await openAppPage(context, site.url, errors);
   });
 
   afterEach(async (ctx) => {

@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type { Browser } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { serveStatic, type StaticServer } from './static-server';
 
 export const CHROMIUM = '/usr/bin/chromium';
@@ -66,4 +66,20 @@ export async function serveLibraryPage(dir: string): Promise<StaticServer> {
   const { wgsl } = await import('../tools/wgsl-plugin');
   await build({ root: dir, configFile: false, logLevel: 'warn', plugins: [wgsl()], build: { outDir: join(dir, 'dist'), target: 'es2022', rollupOptions: { external: ['webgpu'] } } });
   return serveStatic([join(dir, 'dist')]);
+}
+
+/**
+ * The app's page in `context`, loaded from `url` until the GPU adapter is shown and the demo
+ * dataset's preview marks its learned tokens; page errors and console errors go to `errors`.
+ */
+export async function openAppPage(context: BrowserContext, url: string, errors: string[]): Promise<Page> {
+  const page = await context.newPage();
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) errors.push(m.text());
+  });
+  await page.goto(url);
+  await page.getByTestId('gpu-adapter').waitFor({ timeout: 60_000 });
+  await page.locator('.examples mark.learned').first().waitFor({ timeout: 120_000 });
+  return page;
 }

@@ -17,13 +17,12 @@ import { describe, expect, it } from 'vitest';
 import { configFromObject } from '../src/config';
 import { expandBlocks } from '../src/export/block-expansion';
 import { exportModel } from '../src/engine/export-node';
-import type { Gpu } from '../src/gpu/runtime';
 import { logitsForRows } from '../src/kernels/loss';
 import { activationBytes, loraSitesByMixer } from '../src/model/activations';
 import { Adapter } from '../src/model/adapter';
 import { dequantizeWeight } from '../src/model/dequant';
 import { dirFiles, fileSource } from '../src/model/files-node';
-import { allocKVCache, cacheTensors, forwardBackward, forwardCached, fullLogits, shiftLabels, Workspace, type Batch } from '../src/model/forward';
+import { allocKVCache, cacheTensors, forwardBackward, forwardCached, fullLogits, Workspace, type Batch } from '../src/model/forward';
 import { Generator } from '../src/model/generate';
 import { Model } from '../src/model/model';
 import { encodeSafetensors } from '../src/model/safetensors';
@@ -34,6 +33,7 @@ import { syntheticModelFiles } from '../src/bench/synthetic';
 import { makeTrainable } from '../src/model/trainable';
 import { makeRng, relErr, type Rng } from './helpers/check';
 import { testGpu } from './helpers/gpu';
+import { batchOf, engineLogits, writeRefAdapter } from './helpers/ref-model';
 import { loraParity, ROOT } from './helpers/parity';
 import { refGraniteLinearModules, refGraniteLogits, refGraniteParameters } from './reference/granite';
 import type { RefLora } from './reference/transformer';
@@ -76,15 +76,6 @@ function writeCheckpoint(weights: Map<string, Float32Array>, configText = JSON.s
 
 const randomIds = (rng: Rng, n: number) => Array.from({ length: n }, () => 3 + Math.floor(rng.next() * (V - 3)));
 
-function batchOf(ids: number[][], labels: number[][]): Batch & { valid: number } {
-  const B = ids.length, S = ids[0]!.length;
-  const shifted = shiftLabels(Int32Array.from(labels.flat()), B, S);
-  return {
-    B, S, ids: Int32Array.from(ids.flat()), labels: shifted,
-    positions: Int32Array.from({ length: B * S }, (_, i) => i % S), valid: shifted.filter((l) => l !== -100).length,
-  };
-}
-
 /** HF's causal-LM loss (mean over the shifted labels) from reference logits. */
 function refLoss(logits: ArrayLike<number>, labels: number[][]): number {
   let sum = 0, n = 0;
@@ -106,38 +97,7 @@ function refLoss(logits: ArrayLike<number>, labels: number[][]): number {
 }
 
 /** A PEFT adapter on every linear module (B ~ N(0, 0.05²) so it shows), written as PEFT saves it. */
-function writeAdapter(rng: Rng): { dir: string; lora: RefLora } {
-  const dir = mkdtempSync(join(tmpdir(), 'granite4-adapter-'));
-  const kinds = refGraniteLinearModules(config);
-  const lora: RefLora = new Map();
-  const tensors: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
-  for (const [n, shape] of refGraniteParameters(config)) {
-    const module = n.replace(/\.weight$/, '');
-    if (!n.endsWith('.weight') || !kinds.includes(module.split('.').pop()!)) continue;
-    const [N, K] = shape as [number, number];
-    const A = rng.uniform(RANK * K, -1 / Math.sqrt(K), 1 / Math.sqrt(K)), Bm = rng.randn(N * RANK, 0.05);
-    lora.set(module, { A, B: Bm, r: RANK, scaling: ALPHA / RANK });
-    tensors[`base_model.model.${module}.lora_A.weight`] = { dtype: 'F32', shape: [RANK, K], data: A };
-    tensors[`base_model.model.${module}.lora_B.weight`] = { dtype: 'F32', shape: [N, RANK], data: Bm };
-  }
-  writeFileSync(join(dir, 'adapter_model.safetensors'), encodeSafetensors(tensors, { format: 'pt' }));
-  writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({
-    peft_type: 'LORA', task_type: 'CAUSAL_LM', base_model_name_or_path: null, r: RANK, lora_alpha: ALPHA, lora_dropout: 0.0,
-    target_modules: kinds, bias: 'none', use_rslora: false, use_dora: false, init_lora_weights: true, inference_mode: true,
-  }, null, 2));
-  return { dir, lora };
-}
-
-async function engineLogits(gpu: Gpu, model: Model, batch: Batch, recompute = false): Promise<Float32Array> {
-  const ws = new Workspace(model, batch.B, batch.S, recompute);
-  ws.load(batch);
-  const out = gpu.tensor([batch.B * batch.S, V]);
-  fullLogits(ws, out);
-  const z = await gpu.readF32(out);
-  gpu.release(out);
-  ws.release();
-  return z;
-}
+const writeAdapter = (rng: Rng) => writeRefAdapter(refGraniteParameters(config), refGraniteLinearModules(config), rng, { rank: RANK, alpha: ALPHA });
 
 /** Engine gradient vs central differences of `loss` along its largest element and a random direction. */
 function gradientError(g: Float32Array, base: ArrayLike<number>, loss: (v: Float64Array) => number, rng: Rng, h = 1e-4): { got: number[]; want: number[] } {

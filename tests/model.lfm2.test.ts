@@ -16,13 +16,12 @@ import { syntheticModelFiles } from '../src/bench/synthetic';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { Gpu } from '../src/gpu/runtime';
 import { logitsForRows } from '../src/kernels/loss';
 import { activationBytes, loraSitesByMixer } from '../src/model/activations';
 import { Adapter, type TrainableTensor } from '../src/model/adapter';
 import { dirFiles, fileSource } from '../src/model/files-node';
 import {
-  allocKVCache, cacheTensors, forwardBackward, forwardCached, fullLogits, shiftLabels, Workspace, type Batch, type LoraDropoutStep,
+  allocKVCache, cacheTensors, forwardBackward, forwardCached, fullLogits, Workspace, type Batch, type LoraDropoutStep,
 } from '../src/model/forward';
 import { Generator } from '../src/model/generate';
 import { Model } from '../src/model/model';
@@ -31,6 +30,7 @@ import { makeTrainable } from '../src/model/trainable';
 import { specFromConfig } from '../src/model/spec';
 import { makeRng, relErr, type Rng } from './helpers/check';
 import { testGpu } from './helpers/gpu';
+import { batchOf, engineLogits, writeRefAdapter } from './helpers/ref-model';
 import { refCausalLoss, refLinearModules, refLogits, refParameters, type RefLora } from './reference/transformer';
 
 type Json = Record<string, unknown>;
@@ -69,48 +69,8 @@ function writeCheckpoint(cfg: Json, weights: Map<string, Float32Array>, prefix =
 
 const randomIds = (rng: Rng, n: number) => Array.from({ length: n }, () => 3 + Math.floor(rng.next() * (V - 3)));
 
-function batchOf(ids: number[][], labels: number[][]): Batch & { valid: number } {
-  const B = ids.length, S = ids[0]!.length;
-  const shifted = shiftLabels(Int32Array.from(labels.flat()), B, S);
-  return {
-    B, S, ids: Int32Array.from(ids.flat()), labels: shifted,
-    positions: Int32Array.from({ length: B * S }, (_, i) => i % S), valid: shifted.filter((l) => l !== -100).length,
-  };
-}
-
 /** A PEFT adapter on every linear module (B ~ N(0, 0.05²) so it shows), written as PEFT saves it. */
-function writeAdapter(rng: Rng): { dir: string; lora: RefLora } {
-  const dir = mkdtempSync(join(tmpdir(), 'lfm2-adapter-'));
-  const kinds = refLinearModules(config);
-  const lora: RefLora = new Map();
-  const tensors: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
-  for (const [n, shape] of refParameters(config)) {
-    const module = n.replace(/\.weight$/, '');
-    if (!n.endsWith('.weight') || !kinds.includes(module.split('.').pop()!)) continue;
-    const [N, K] = shape as [number, number];
-    const A = rng.uniform(RANK * K, -1 / Math.sqrt(K), 1 / Math.sqrt(K)), Bm = rng.randn(N * RANK, 0.05);
-    lora.set(module, { A, B: Bm, r: RANK, scaling: ALPHA / RANK });
-    tensors[`base_model.model.${module}.lora_A.weight`] = { dtype: 'F32', shape: [RANK, K], data: A };
-    tensors[`base_model.model.${module}.lora_B.weight`] = { dtype: 'F32', shape: [N, RANK], data: Bm };
-  }
-  writeFileSync(join(dir, 'adapter_model.safetensors'), encodeSafetensors(tensors, { format: 'pt' }));
-  writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({
-    peft_type: 'LORA', task_type: 'CAUSAL_LM', base_model_name_or_path: null, r: RANK, lora_alpha: ALPHA, lora_dropout: 0.0,
-    target_modules: kinds, bias: 'none', use_rslora: false, use_dora: false, init_lora_weights: true, inference_mode: true,
-  }, null, 2));
-  return { dir, lora };
-}
-
-async function engineLogits(gpu: Gpu, model: Model, batch: Batch, recompute = false): Promise<Float32Array> {
-  const ws = new Workspace(model, batch.B, batch.S, recompute);
-  ws.load(batch);
-  const out = gpu.tensor([batch.B * batch.S, V]);
-  fullLogits(ws, out);
-  const z = await gpu.readF32(out);
-  gpu.release(out);
-  ws.release();
-  return z;
-}
+const writeAdapter = (rng: Rng) => writeRefAdapter(refParameters(config), refLinearModules(config), rng, { rank: RANK, alpha: ALPHA });
 
 /** Engine gradients of LoRA tensors against central differences of the reference loss (largest element, a random one, a random direction). */
 function worstGradient(loss: (l: RefLora) => number, lora: RefLora, params: TrainableTensor[], grads: Map<string, Float32Array>, rng: Rng) {

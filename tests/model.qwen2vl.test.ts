@@ -13,15 +13,16 @@ import { describe, expect, it } from 'vitest';
 import { modelTensors } from '../src/export/model-tensors';
 import { Adapter } from '../src/model/adapter';
 import { dirFiles, fileSource } from '../src/model/files-node';
-import { forwardBackward, fullLogits, shiftLabels, Workspace, type Batch } from '../src/model/forward';
+import { forwardBackward, shiftLabels, Workspace, type Batch } from '../src/model/forward';
 import { Model } from '../src/model/model';
 import { mropeBatchPositions, mropePositions } from '../src/model/mrope';
 import { encodeSafetensors } from '../src/model/safetensors';
 import { specFromConfig } from '../src/model/spec';
 import { visionPositions } from '../src/model/vision';
-import type { Gpu } from '../src/gpu/runtime';
 import { expectClose, makeRng, relErr, type Rng } from './helpers/check';
 import { testGpu } from './helpers/gpu';
+import { synthesizeQwen2VL } from './helpers/qwen2vl';
+import { engineLogits, writeRefAdapter } from './helpers/ref-model';
 import { refQwen2VLLogits, refQwen2VLParameters, refQwen2VLVision, refRopeIndex } from './reference/qwen2vl';
 import { refCausalLoss, type RefLora } from './reference/transformer';
 
@@ -35,20 +36,7 @@ const V = Number((config.text_config as Json).vocab_size);
 const RANK = 4, ALPHA = 8;
 const [IMAGE, START, END] = [250, 252, 253];
 
-/** Weights of every parameter transformers creates, around the values a trained model has. */
-function synthesize(rng: Rng): Map<string, Float32Array> {
-  const w = new Map<string, Float32Array>();
-  for (const [name, shape] of refQwen2VLParameters(config)) {
-    const n = shape.reduce((a, b) => a * b, 1);
-    let v: Float32Array;
-    if (/norm[12]?\.weight$|ln_q\.weight$|layernorm\.weight$/.test(name)) v = Float32Array.from(rng.randn(n, 0.1), (x) => 1 + x);
-    else if (name.endsWith('.bias')) v = rng.randn(n, 0.1);
-    else if (name.endsWith('embed_tokens.weight')) v = rng.randn(n, 0.3);
-    else v = rng.randn(n, (/q_proj|k_proj|attn\.qkv/.test(name) ? 2 : 1) / Math.sqrt(shape.slice(1).reduce((a, b) => a * b, 1)));
-    w.set(name, v);
-  }
-  return w;
-}
+const synthesize = (rng: Rng) => synthesizeQwen2VL(rng, config);
 
 /** A checkpoint folder; `legacy` writes the pre-4.52 names (visual.*, model.layers.*). */
 function writeCheckpoint(weights: Map<string, Float32Array>, legacy = false): string {
@@ -157,38 +145,7 @@ function exampleIds(rng: Rng, grids: Grid[]): number[] {
 }
 
 /** A PEFT adapter on every linear module of the language model, as LLaMA-Factory targets it (the tower frozen). */
-function writeAdapter(rng: Rng): { dir: string; lora: RefLora } {
-  const dir = mkdtempSync(join(tmpdir(), 'qwen2vl-adapter-'));
-  const kinds = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
-  const lora: RefLora = new Map();
-  const tensors: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
-  for (const [n, shape] of refQwen2VLParameters(config)) {
-    const module = n.replace(/\.weight$/, '');
-    if (!n.startsWith('model.language_model.') || !n.endsWith('.weight') || !kinds.includes(module.split('.').pop()!)) continue;
-    const [N, K] = shape as [number, number];
-    const A = rng.uniform(RANK * K, -1 / Math.sqrt(K), 1 / Math.sqrt(K)), Bm = rng.randn(N * RANK, 0.05);
-    lora.set(module, { A, B: Bm, r: RANK, scaling: ALPHA / RANK });
-    tensors[`base_model.model.${module}.lora_A.weight`] = { dtype: 'F32', shape: [RANK, K], data: A };
-    tensors[`base_model.model.${module}.lora_B.weight`] = { dtype: 'F32', shape: [N, RANK], data: Bm };
-  }
-  writeFileSync(join(dir, 'adapter_model.safetensors'), encodeSafetensors(tensors, { format: 'pt' }));
-  writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({
-    peft_type: 'LORA', task_type: 'CAUSAL_LM', base_model_name_or_path: null, r: RANK, lora_alpha: ALPHA, lora_dropout: 0.0,
-    target_modules: kinds, bias: 'none', use_rslora: false, use_dora: false, init_lora_weights: true, inference_mode: true,
-  }, null, 2));
-  return { dir, lora };
-}
-
-async function engineLogits(gpu: Gpu, model: Model, batch: Batch, recompute = false): Promise<Float32Array> {
-  const ws = new Workspace(model, batch.B, batch.S, recompute);
-  ws.load(batch);
-  const out = gpu.tensor([batch.B * batch.S, V]);
-  fullLogits(ws, out);
-  const z = await gpu.readF32(out);
-  gpu.release(out);
-  ws.release();
-  return z;
-}
+const writeAdapter = (rng: Rng) => writeRefAdapter(refQwen2VLParameters(config), ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'], rng, { rank: RANK, alpha: ALPHA, under: 'model.language_model.' });
 
 describe('Qwen2-VL image + text in the engine vs the f64 reference', () => {
   it('logits and loss, base and with LoRA on the language model (recomputed); LoRA gradients vs finite differences', async () => {
